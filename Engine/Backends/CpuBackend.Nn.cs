@@ -1,0 +1,106 @@
+using AttnCore.Kernels.Cpu;
+
+namespace AttnCore.Backends;
+
+public sealed partial class CpuBackend
+{
+    /// <inheritdoc/>
+    public void MatMul(Storage a, MatrixOperand aOp, Storage b, MatrixOperand bOp, Storage c, int batch, int m, int n, int k)
+    {
+        switch (a.DType)
+        {
+            case DType.Float32:
+                Gemm.SgemmStridedBatched(batch, aOp.Transposed, bOp.Transposed, m, n, k, 1f,
+                    Data<float>(a).AsSpan((int)aOp.Offset), aOp.Ld, aOp.BatchStride,
+                    Data<float>(b).AsSpan((int)bOp.Offset), bOp.Ld, bOp.BatchStride,
+                    0f, Data<float>(c), n, (long)m * n);
+                break;
+            case DType.Float64:
+                Gemm.DgemmStridedBatched(batch, aOp.Transposed, bOp.Transposed, m, n, k, 1.0,
+                    Data<double>(a).AsSpan((int)aOp.Offset), aOp.Ld, aOp.BatchStride,
+                    Data<double>(b).AsSpan((int)bOp.Offset), bOp.Ld, bOp.BatchStride,
+                    0.0, Data<double>(c), n, (long)m * n);
+                break;
+            default: throw new NotSupportedException($"MatMul: not defined for {a.DType.Name()} tensors");
+        }
+    }
+
+    /// <inheritdoc/>
+    public void Softmax(Storage src, Storage dst, int rows, int cols, bool log)
+    {
+        switch (src.DType)
+        {
+            case DType.Float32:
+                if (log) Kernels.Cpu.Softmax.LogSoftmaxForward(Data<float>(src).AsSpan(0, rows * cols), Data<float>(dst).AsSpan(0, rows * cols), rows, cols);
+                else Kernels.Cpu.Softmax.Forward(Data<float>(src).AsSpan(0, rows * cols), Data<float>(dst).AsSpan(0, rows * cols), rows, cols);
+                break;
+            case DType.Float64:
+                if (log) Kernels.Cpu.Softmax.LogSoftmaxForward(Data<double>(src).AsSpan(0, rows * cols), Data<double>(dst).AsSpan(0, rows * cols), rows, cols);
+                else Kernels.Cpu.Softmax.Forward(Data<double>(src).AsSpan(0, rows * cols), Data<double>(dst).AsSpan(0, rows * cols), rows, cols);
+                break;
+            default: throw new NotSupportedException($"Softmax: not defined for {src.DType.Name()} tensors");
+        }
+    }
+
+    /// <inheritdoc/>
+    public void LayerNorm(Storage x, Storage? gamma, Storage? beta, Storage y, Storage mean, Storage rstd, int rows, int cols, double eps)
+    {
+        int n = rows * cols;
+        switch (x.DType)
+        {
+            case DType.Float32:
+                Kernels.Cpu.LayerNorm.Forward(Data<float>(x).AsSpan(0, n),
+                    gamma is null ? default : Data<float>(gamma).AsSpan(0, cols), beta is null ? default : Data<float>(beta).AsSpan(0, cols),
+                    Data<float>(y).AsSpan(0, n), Data<float>(mean).AsSpan(0, rows), Data<float>(rstd).AsSpan(0, rows), rows, cols, (float)eps);
+                break;
+            case DType.Float64:
+                Kernels.Cpu.LayerNorm.Forward(Data<double>(x).AsSpan(0, n),
+                    gamma is null ? default : Data<double>(gamma).AsSpan(0, cols), beta is null ? default : Data<double>(beta).AsSpan(0, cols),
+                    Data<double>(y).AsSpan(0, n), Data<double>(mean).AsSpan(0, rows), Data<double>(rstd).AsSpan(0, rows), rows, cols, eps);
+                break;
+            default: throw new NotSupportedException($"LayerNorm: not defined for {x.DType.Name()} tensors");
+        }
+    }
+
+    /// <inheritdoc/>
+    public void IndexSelect(Storage src, long outer, int axisSize, long inner, Storage index, int count, Storage dst)
+    {
+        var idx = Data<long>(index);
+        switch (src.DType)
+        {
+            case DType.Float32: IndexSelectT(Data<float>(src), outer, axisSize, inner, idx, count, Data<float>(dst)); break;
+            case DType.Float64: IndexSelectT(Data<double>(src), outer, axisSize, inner, idx, count, Data<double>(dst)); break;
+            case DType.Int64: IndexSelectT(Data<long>(src), outer, axisSize, inner, idx, count, Data<long>(dst)); break;
+        }
+    }
+
+    // Each selected slice is a contiguous run of `inner` elements: one block copy per index (an embedding row).
+    private static void IndexSelectT<T>(T[] src, long outer, int axisSize, long inner, long[] idx, int count, T[] dst) where T : unmanaged
+    {
+        for (long o = 0; o < outer; o++)
+            for (int j = 0; j < count; j++)
+                src.AsSpan((int)((o * axisSize + idx[j]) * inner), (int)inner)
+                   .CopyTo(dst.AsSpan((int)((o * count + j) * inner), (int)inner));
+    }
+
+    /// <inheritdoc/>
+    public void Gather(Storage src, long outer, int axisSize, long inner, Storage index, int count, Storage dst)
+    {
+        var idx = Data<long>(index);
+        switch (src.DType)
+        {
+            case DType.Float32: GatherT(Data<float>(src), outer, axisSize, inner, idx, count, Data<float>(dst)); break;
+            case DType.Float64: GatherT(Data<double>(src), outer, axisSize, inner, idx, count, Data<double>(dst)); break;
+            case DType.Int64: GatherT(Data<long>(src), outer, axisSize, inner, idx, count, Data<long>(dst)); break;
+        }
+    }
+
+    private static void GatherT<T>(T[] src, long outer, int axisSize, long inner, long[] idx, int count, T[] dst) where T : unmanaged
+    {
+        long p = 0;
+        for (long o = 0; o < outer; o++)
+            for (int j = 0; j < count; j++)
+                for (long i = 0; i < inner; i++, p++)
+                    dst[p] = src[(o * axisSize + idx[p]) * inner + i];
+    }
+}

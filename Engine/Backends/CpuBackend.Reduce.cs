@@ -1,0 +1,107 @@
+using System.Numerics;
+using System.Numerics.Tensors;
+using AttnCore.Kernels.Cpu;
+
+namespace AttnCore.Backends;
+
+public sealed partial class CpuBackend
+{
+    /// <inheritdoc/>
+    public void Reduce(ReduceOp op, Storage src, Layout layout, int keptRank, Storage dst)
+    {
+        switch (src.DType)
+        {
+            case DType.Float32: ReduceT(op, Data<float>(src), layout, keptRank, Data<float>(dst)); break;
+            case DType.Float64: ReduceT(op, Data<double>(src), layout, keptRank, Data<double>(dst)); break;
+            case DType.Int64: ReduceT(op, Data<long>(src), layout, keptRank, Data<long>(dst)); break;
+        }
+    }
+
+    // Two strategies, picked by where the unit stride is:
+    // - the reduced block is one contiguous run (sum over the last dim of a row-major tensor):
+    //   each output element is a TensorPrimitives reduction of that run;
+    // - otherwise (sum over the batch of [N, C]): start from the identity and fold each reduced slice
+    //   into the output with the vectorised binary kernel, so the contiguous kept dim stays the SIMD dim.
+    private static void ReduceT<T>(ReduceOp op, T[] x, Layout l, int keptRank, T[] d) where T : unmanaged, INumber<T>, IMinMaxValue<T>
+    {
+        int[] kept = l.Shape[..keptRank], red = l.Shape[keptRank..];
+        long outCount = Shape.Numel(kept), redCount = Shape.Numel(red);
+        if (outCount == 0) return;
+        var dOut = d.AsSpan(0, (int)outCount);
+        var redLayout = new Layout(red, l.Strides[keptRank..], 0);
+        if (redCount == 0)
+        {
+            if (op != ReduceOp.Sum) throw new ArgumentException($"{op}: cannot reduce over a zero-size dimension (shape {Shape.Format(l.Shape)})");
+            dOut.Clear();
+            return;
+        }
+        if (redLayout.IsContiguous)
+        {
+            var keptLoop = new StridedLoop(kept.Length == 0 ? [1] : kept, kept.Length == 0 ? [0L] : l.Strides[..keptRank], l.Offset);
+            int n = keptLoop.RunLength; long ki = keptLoop.Inner0; long k = 0;
+            while (keptLoop.Next(out long o, out _, out _))
+                for (int i = 0; i < n; i++, k++)
+                {
+                    var run = new ReadOnlySpan<T>(x, (int)(o + i * ki), (int)redCount);
+                    dOut[(int)k] = op switch
+                    {
+                        ReduceOp.Sum => TensorPrimitives.Sum(run),
+                        ReduceOp.Max => TensorPrimitives.Max(run),
+                        _ => TensorPrimitives.Min(run),
+                    };
+                }
+            return;
+        }
+        var keptLayout = new Layout(kept, l.Strides[..keptRank], l.Offset);
+        var outLayout = Layout.Contiguous(kept);
+        var redLoop = new StridedLoop(red, redLayout.Strides, 0);
+        int rn = redLoop.RunLength; long rs = redLoop.Inner0;
+        bool first = true;
+        while (redLoop.Next(out long ro, out _, out _))
+            for (int j = 0; j < rn; j++)
+            {
+                var slice = new Layout(kept, keptLayout.Strides, l.Offset + ro + j * rs);
+                if (first) { CopyT(x, slice, d, outLayout); first = false; continue; }
+                switch (op)
+                {
+                    case ReduceOp.Sum: Zip<T, AddOp<T>>(d, outLayout, x, slice, d); break;
+                    case ReduceOp.Max: Zip<T, MaximumOp<T>>(d, outLayout, x, slice, d); break;
+                    default: Zip<T, MinimumOp<T>>(d, outLayout, x, slice, d); break;
+                }
+            }
+    }
+
+    /// <inheritdoc/>
+    public void ArgReduce(ReduceOp op, Storage src, Layout layout, Storage dst)
+    {
+        switch (src.DType)
+        {
+            case DType.Float32: ArgT(op, Data<float>(src), layout, Data<long>(dst)); break;
+            case DType.Float64: ArgT(op, Data<double>(src), layout, Data<long>(dst)); break;
+            case DType.Int64: ArgT(op, Data<long>(src), layout, Data<long>(dst)); break;
+        }
+    }
+
+    private static void ArgT<T>(ReduceOp op, T[] x, Layout l, long[] d) where T : unmanaged, INumber<T>
+    {
+        int len = l.Shape[^1];
+        long stride = l.Strides[^1];
+        if (len == 0) throw new ArgumentException($"Arg{op}: cannot reduce over a zero-size dimension (shape {Shape.Format(l.Shape)})");
+        int[] outer = l.Shape[..^1];
+        var loop = new StridedLoop(outer.Length == 0 ? [1] : outer, outer.Length == 0 ? [0L] : l.Strides[..^1], l.Offset);
+        int n = loop.RunLength; long oi = loop.Inner0; long k = 0;
+        bool max = op == ReduceOp.Max;
+        while (loop.Next(out long o, out _, out _))
+            for (int i = 0; i < n; i++, k++)
+            {
+                long baseIdx = o + i * oi;
+                T best = x[baseIdx]; long bestAt = 0;
+                for (int j = 1; j < len && !T.IsNaN(best); j++)
+                {
+                    T v = x[baseIdx + j * stride];
+                    if (T.IsNaN(v) || (max ? v > best : v < best)) { best = v; bestAt = j; }
+                }
+                d[k] = bestAt;
+            }
+    }
+}

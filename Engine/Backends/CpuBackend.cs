@@ -1,0 +1,105 @@
+using System.Numerics;
+using AttnCore.Kernels.Cpu;
+
+namespace AttnCore.Backends;
+
+/// <summary>
+/// The CPU backend: pooled pinned arrays and the hand-written SIMD kernels of AttnCore.Kernels.Cpu.
+/// Layout handling lives here (see <see cref="StridedLoop"/>); every contiguous run is handed to a kernel.
+/// Element types dispatch once per call to a generic method, so float32 and float64 share one code path.
+/// </summary>
+public sealed partial class CpuBackend : IBackend
+{
+    /// <summary>Creates the backend of <paramref name="device"/> (use <see cref="Device.Cpu"/>).</summary>
+    public CpuBackend(Device device) => Device = device;
+
+    /// <inheritdoc/>
+    public Device Device { get; }
+
+    /// <inheritdoc/>
+    public Storage Allocate(DType dtype, long length) => dtype switch
+    {
+        DType.Float32 => new CpuStorage<float>(Device, length),
+        DType.Float64 => new CpuStorage<double>(Device, length),
+        DType.Int64 => new CpuStorage<long>(Device, length),
+        _ => throw new NotSupportedException($"CpuBackend.Allocate: dtype {dtype} is not supported"),
+    };
+
+    internal static T[] Data<T>(Storage s) where T : unmanaged => s switch
+    {
+        CpuStorage<T> c => c.Array,
+        _ => throw new ArgumentException($"CpuBackend: expected {DTypeInfo.Of<T>().Name()} storage on cpu, got {s.DType.Name()} storage on {s.Device}"),
+    };
+
+    /// <inheritdoc/>
+    public void Upload<T>(ReadOnlySpan<T> src, Storage dst) where T : unmanaged => src.CopyTo(Data<T>(dst));
+
+    /// <inheritdoc/>
+    public void Download<T>(Storage src, long offset, Span<T> dst) where T : unmanaged =>
+        Data<T>(src).AsSpan((int)offset, dst.Length).CopyTo(dst);
+
+    /// <inheritdoc/>
+    public void Fill(Storage dst, Layout layout, double value)
+    {
+        switch (dst.DType)
+        {
+            case DType.Float32: FillT(Data<float>(dst), layout, (float)value); break;
+            case DType.Float64: FillT(Data<double>(dst), layout, value); break;
+            case DType.Int64: FillT(Data<long>(dst), layout, checked((long)value)); break;
+        }
+    }
+
+    private static void FillT<T>(T[] data, Layout layout, T value) where T : unmanaged
+    {
+        var loop = new StridedLoop(layout.Shape, layout.Strides, layout.Offset);
+        int n = loop.RunLength;
+        long inner = loop.Inner0;
+        while (loop.Next(out long o, out _, out _))
+        {
+            if (inner == 1) data.AsSpan((int)o, n).Fill(value);
+            else for (int i = 0; i < n; i++) data[o + i * inner] = value;
+        }
+    }
+
+    /// <inheritdoc/>
+    public void Copy(Storage src, Layout srcLayout, Storage dst, Layout dstLayout)
+    {
+        switch (src.DType, dst.DType)
+        {
+            case (DType.Float32, DType.Float32): CopyT(Data<float>(src), srcLayout, Data<float>(dst), dstLayout); break;
+            case (DType.Float64, DType.Float64): CopyT(Data<double>(src), srcLayout, Data<double>(dst), dstLayout); break;
+            case (DType.Int64, DType.Int64): CopyT(Data<long>(src), srcLayout, Data<long>(dst), dstLayout); break;
+            case (DType.Float32, DType.Float64): Convert<float, double>(Data<float>(src), srcLayout, Data<double>(dst), dstLayout); break;
+            case (DType.Float64, DType.Float32): Convert<double, float>(Data<double>(src), srcLayout, Data<float>(dst), dstLayout); break;
+            case (DType.Int64, DType.Float32): Convert<long, float>(Data<long>(src), srcLayout, Data<float>(dst), dstLayout); break;
+            case (DType.Int64, DType.Float64): Convert<long, double>(Data<long>(src), srcLayout, Data<double>(dst), dstLayout); break;
+            case (DType.Float32, DType.Int64): Convert<float, long>(Data<float>(src), srcLayout, Data<long>(dst), dstLayout); break;
+            case (DType.Float64, DType.Int64): Convert<double, long>(Data<double>(src), srcLayout, Data<long>(dst), dstLayout); break;
+        }
+    }
+
+    private static void CopyT<T>(T[] src, Layout sl, T[] dst, Layout dl) where T : unmanaged
+    {
+        var loop = new StridedLoop(sl.Shape, sl.Strides, sl.Offset, dl.Strides, dl.Offset);
+        int n = loop.RunLength;
+        long si = loop.Inner0, di = loop.Inner1;
+        while (loop.Next(out long so, out long doff, out _))
+        {
+            if (si == 1 && di == 1) src.AsSpan((int)so, n).CopyTo(dst.AsSpan((int)doff, n));
+            else for (int i = 0; i < n; i++) dst[doff + i * di] = src[so + i * si];
+        }
+    }
+
+    private static void Convert<TFrom, TTo>(TFrom[] src, Layout sl, TTo[] dst, Layout dl)
+        where TFrom : unmanaged, INumber<TFrom> where TTo : unmanaged, INumber<TTo>
+    {
+        var loop = new StridedLoop(sl.Shape, sl.Strides, sl.Offset, dl.Strides, dl.Offset);
+        int n = loop.RunLength;
+        long si = loop.Inner0, di = loop.Inner1;
+        while (loop.Next(out long so, out long doff, out _))
+            for (int i = 0; i < n; i++) dst[doff + i * di] = TTo.CreateTruncating(src[so + i * si]);
+    }
+
+    /// <inheritdoc/>
+    public void Dispose() { }
+}

@@ -1,0 +1,166 @@
+namespace AttnCore.Backends;
+
+/// <summary>Element-wise functions of one tensor (with an optional scalar argument).</summary>
+public enum UnaryOp
+{
+    /// <summary>-x</summary>
+    Neg,
+    /// <summary>|x|</summary>
+    Abs,
+    /// <summary>e^x</summary>
+    Exp,
+    /// <summary>ln x</summary>
+    Log,
+    /// <summary>sqrt x</summary>
+    Sqrt,
+    /// <summary>1/sqrt x</summary>
+    Rsqrt,
+    /// <summary>tanh x</summary>
+    Tanh,
+    /// <summary>1/(1+e^-x)</summary>
+    Sigmoid,
+    /// <summary>max(x, 0)</summary>
+    Relu,
+    /// <summary>x * Phi(x) with the exact erf (PyTorch's default).</summary>
+    Gelu,
+    /// <summary>The tanh approximation of GELU (GPT-2).</summary>
+    GeluTanh,
+    /// <summary>x * sigmoid(x)</summary>
+    Silu,
+    /// <summary>sin x</summary>
+    Sin,
+    /// <summary>cos x</summary>
+    Cos,
+    /// <summary>x*x</summary>
+    Square,
+    /// <summary>1/x</summary>
+    Reciprocal,
+    /// <summary>-1, 0 or 1</summary>
+    Sign,
+    /// <summary>x + s</summary>
+    AddScalar,
+    /// <summary>x * s</summary>
+    MulScalar,
+    /// <summary>x ^ s</summary>
+    PowScalar,
+    /// <summary>s - x</summary>
+    RSubScalar,
+    /// <summary>s / x</summary>
+    RDivScalar,
+    /// <summary>max(x, s)</summary>
+    ClampMin,
+    /// <summary>min(x, s)</summary>
+    ClampMax,
+}
+
+/// <summary>Element-wise functions of two tensors (broadcast to one shape). Comparisons give 1 or 0 in the input dtype.</summary>
+public enum BinaryOp
+{
+    /// <summary>a + b</summary>
+    Add,
+    /// <summary>a - b</summary>
+    Sub,
+    /// <summary>a * b</summary>
+    Mul,
+    /// <summary>a / b</summary>
+    Div,
+    /// <summary>a ^ b</summary>
+    Pow,
+    /// <summary>max(a, b)</summary>
+    Maximum,
+    /// <summary>min(a, b)</summary>
+    Minimum,
+    /// <summary>a == b</summary>
+    Eq,
+    /// <summary>a != b</summary>
+    Ne,
+    /// <summary>a &lt; b</summary>
+    Lt,
+    /// <summary>a &lt;= b</summary>
+    Le,
+    /// <summary>a &gt; b</summary>
+    Gt,
+    /// <summary>a &gt;= b</summary>
+    Ge,
+}
+
+/// <summary>Reductions over axes.</summary>
+public enum ReduceOp
+{
+    /// <summary>Sum of the elements.</summary>
+    Sum,
+    /// <summary>Largest element (NaN propagates).</summary>
+    Max,
+    /// <summary>Smallest element (NaN propagates).</summary>
+    Min,
+}
+
+/// <summary>
+/// One operand of a batched matrix product as the GEMM kernels see it: matrix <c>i</c> of the batch starts
+/// at <c>Offset + i*BatchStride</c> (0 broadcasts one matrix), rows are <c>Ld</c> apart, and
+/// <c>Transposed</c> says the matrix is stored as its transpose (a transposed view, no copy).
+/// </summary>
+public readonly record struct MatrixOperand(long Offset, long BatchStride, int Ld, bool Transposed);
+
+/// <summary>
+/// What a device must implement. Engine resolves shapes, broadcasting, axes and views, then calls
+/// one of these with storages and <see cref="Layout"/>s; a backend never sees a Tensor. Outputs
+/// (<c>dst</c>) are contiguous storages of the op's result shape unless a layout is given.
+/// One implementation per device family: <see cref="CpuBackend"/> (SIMD kernels) and IlgpuBackend.
+/// </summary>
+public interface IBackend : IDisposable
+{
+    /// <summary>The device this backend computes on.</summary>
+    Device Device { get; }
+
+    /// <summary>Uninitialised storage of <paramref name="length"/> elements.</summary>
+    Storage Allocate(DType dtype, long length);
+
+    /// <summary>Copies host data into the first <c>src.Length</c> elements of <paramref name="dst"/>.</summary>
+    void Upload<T>(ReadOnlySpan<T> src, Storage dst) where T : unmanaged;
+
+    /// <summary>Copies <c>dst.Length</c> elements starting at <paramref name="offset"/> of <paramref name="src"/> to the host.</summary>
+    void Download<T>(Storage src, long offset, Span<T> dst) where T : unmanaged;
+
+    /// <summary>Sets every element of a strided view to <paramref name="value"/>.</summary>
+    void Fill(Storage dst, Layout layout, double value);
+
+    /// <summary>Copies a strided view into another of the same shape, converting the dtype if they differ.</summary>
+    void Copy(Storage src, Layout srcLayout, Storage dst, Layout dstLayout);
+
+    /// <summary>dst = op(src, scalar) element-wise; dst is contiguous with src's shape and dtype.</summary>
+    void Unary(UnaryOp op, double scalar, Storage src, Layout srcLayout, Storage dst);
+
+    /// <summary>dst = op(a, b); both layouts are already broadcast to the output shape (stride 0 on expanded dims).</summary>
+    void Binary(BinaryOp op, Storage a, Layout aLayout, Storage b, Layout bLayout, Storage dst);
+
+    /// <summary>dst = cond != 0 ? a : b; all three layouts broadcast to the output shape.</summary>
+    void Where(Storage cond, Layout condLayout, Storage a, Layout aLayout, Storage b, Layout bLayout, Storage dst);
+
+    /// <summary>Reduces the trailing dims of <paramref name="layout"/> after the first <paramref name="keptRank"/>; dst has shape Shape[..keptRank].</summary>
+    void Reduce(ReduceOp op, Storage src, Layout layout, int keptRank, Storage dst);
+
+    /// <summary>Index (int64) of the max (or min) along the last dim of <paramref name="layout"/>; first index wins ties.</summary>
+    void ArgReduce(ReduceOp op, Storage src, Layout layout, Storage dst);
+
+    /// <summary>C[i] = A[i] @ B[i] for i &lt; batch; C is contiguous [batch, m, n] starting at element 0.</summary>
+    void MatMul(Storage a, MatrixOperand aOp, Storage b, MatrixOperand bOp, Storage c, int batch, int m, int n, int k);
+
+    /// <summary>Softmax (or log-softmax) of each contiguous row of length cols.</summary>
+    void Softmax(Storage src, Storage dst, int rows, int cols, bool log);
+
+    /// <summary>Layer normalisation of each contiguous row; gamma/beta may be null; writes mean and 1/std per row.</summary>
+    void LayerNorm(Storage x, Storage? gamma, Storage? beta, Storage y, Storage mean, Storage rstd, int rows, int cols, double eps);
+
+    /// <summary>
+    /// dst[o, j, i] = src[o, index[j], i] for a contiguous src viewed as [outer, axisSize, inner] and a contiguous
+    /// int64 index of length <paramref name="count"/>; the caller has checked the indices are in range.
+    /// </summary>
+    void IndexSelect(Storage src, long outer, int axisSize, long inner, Storage index, int count, Storage dst);
+
+    /// <summary>
+    /// PyTorch's gather along the middle dim: dst[o, j, i] = src[o, index[o, j, i], i], with src contiguous
+    /// [outer, axisSize, inner] and index/dst contiguous [outer, count, inner].
+    /// </summary>
+    void Gather(Storage src, long outer, int axisSize, long inner, Storage index, int count, Storage dst);
+}

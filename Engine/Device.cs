@@ -1,0 +1,91 @@
+using AttnCore.Backends;
+
+namespace AttnCore;
+
+/// <summary>The kinds of device AttnCore computes on.</summary>
+public enum DeviceKind
+{
+    /// <summary>The host CPU, running the hand-written SIMD kernels.</summary>
+    Cpu,
+    /// <summary>ILGPU's CPU accelerator: the GPU kernels run on the host (for tests without a GPU).</summary>
+    IlgpuCpu,
+    /// <summary>An NVIDIA GPU through ILGPU's CUDA backend.</summary>
+    Cuda,
+    /// <summary>An OpenCL device through ILGPU's OpenCL backend.</summary>
+    OpenCL,
+}
+
+/// <summary>
+/// A place where tensors live and ops run. Devices are singletons per (kind, index): compare them
+/// with ==. Each owns one backend, created on first use and kept for the process.
+/// </summary>
+public sealed class Device : IEquatable<Device>
+{
+    private static readonly object Gate = new();
+    private static readonly Dictionary<(DeviceKind, int), Device> Known = [];
+    private IBackend? _backend;
+    private readonly Func<Device, IBackend> _factory;
+
+    private Device(DeviceKind kind, int index, Func<Device, IBackend> factory)
+    {
+        Kind = kind; Index = index; _factory = factory;
+    }
+
+    /// <summary>What kind of device this is.</summary>
+    public DeviceKind Kind { get; }
+    /// <summary>Ordinal among devices of the same kind.</summary>
+    public int Index { get; }
+
+    /// <summary>The host CPU with AttnCore's SIMD kernels.</summary>
+    public static Device Cpu { get; } = Get(DeviceKind.Cpu, 0, d => new CpuBackend(d));
+
+    /// <summary>ILGPU's CPU accelerator: runs the GPU kernels on the host, for tests.</summary>
+    public static Device IlgpuCpu => Get(DeviceKind.IlgpuCpu, 0, d => throw new NotImplementedException()); // TEMPSTUB
+
+    /// <summary>The backend that runs ops on this device (created on first use).</summary>
+    public IBackend Backend
+    {
+        get
+        {
+            if (_backend is not null) return _backend;
+            lock (Gate) return _backend ??= _factory(this);
+        }
+    }
+
+    /// <summary>True once the backend has been created (so disposal of everything does not create one).</summary>
+    internal bool HasBackend => _backend is not null;
+
+    internal static Device Get(DeviceKind kind, int index, Func<Device, IBackend> factory)
+    {
+        lock (Gate)
+        {
+            if (!Known.TryGetValue((kind, index), out var d)) Known[(kind, index)] = d = new Device(kind, index, factory);
+            return d;
+        }
+    }
+
+    /// <summary>Parses the CLI spelling: cpu, ilgpu-cpu (more kinds arrive with the GPU backend).</summary>
+    public static Device Parse(string name) => name.Trim().ToLowerInvariant() switch
+    {
+        "cpu" => Cpu,
+        "ilgpu-cpu" or "ilgpucpu" => IlgpuCpu,
+        _ => throw new ArgumentException($"Device.Parse: unknown device '{name}' (expected cpu or ilgpu-cpu)"),
+    };
+
+    /// <summary>Name as PyTorch would print it: cpu, ilgpu-cpu, cuda:0, opencl:0.</summary>
+    public override string ToString() => Kind switch
+    {
+        DeviceKind.Cpu => "cpu",
+        DeviceKind.IlgpuCpu => "ilgpu-cpu",
+        DeviceKind.Cuda => $"cuda:{Index}",
+        DeviceKind.OpenCL => $"opencl:{Index}",
+        _ => Kind.ToString(),
+    };
+
+    /// <inheritdoc/>
+    public bool Equals(Device? other) => ReferenceEquals(this, other);
+    /// <inheritdoc/>
+    public override bool Equals(object? obj) => ReferenceEquals(this, obj);
+    /// <inheritdoc/>
+    public override int GetHashCode() => HashCode.Combine(Kind, Index);
+}

@@ -1,0 +1,169 @@
+using AttnCore.Backends;
+
+namespace AttnCore;
+
+// Element-wise ops: unary functions, binary arithmetic with NumPy broadcasting, comparisons, Where.
+// Every op returns a new contiguous tensor; inputs may be any view.
+public sealed partial class Tensor
+{
+    private Tensor Map(UnaryOp op, string name, double scalar = 0, bool needsFloat = true)
+    {
+        if (needsFloat) RequireFloat(name);
+        var dst = EmptyLike();
+        if (Numel > 0) Backend.Unary(op, scalar, Storage, Layout, dst.Storage);
+        return dst;
+    }
+
+    /// <summary>-x</summary>
+
+    public Tensor Neg() => Map(UnaryOp.Neg, "Neg", needsFloat: false);
+    /// <summary>|x|</summary>
+    public Tensor Abs() => Map(UnaryOp.Abs, "Abs", needsFloat: false);
+    /// <summary>e^x</summary>
+    public Tensor Exp() => Map(UnaryOp.Exp, "Exp");
+    /// <summary>Natural log.</summary>
+    public Tensor Log() => Map(UnaryOp.Log, "Log");
+    /// <summary>Square root.</summary>
+    public Tensor Sqrt() => Map(UnaryOp.Sqrt, "Sqrt");
+    /// <summary>1/sqrt(x)</summary>
+    public Tensor Rsqrt() => Map(UnaryOp.Rsqrt, "Rsqrt");
+    /// <summary>Hyperbolic tangent.</summary>
+    public Tensor Tanh() => Map(UnaryOp.Tanh, "Tanh");
+    /// <summary>Logistic sigmoid.</summary>
+    public Tensor Sigmoid() => Map(UnaryOp.Sigmoid, "Sigmoid");
+    /// <summary>max(x, 0)</summary>
+    public Tensor Relu() => Map(UnaryOp.Relu, "Relu");
+    /// <summary>GELU: exact erf form by default (PyTorch's default), tanh approximation when <paramref name="tanhApproximation"/>.</summary>
+    public Tensor Gelu(bool tanhApproximation = false) => Map(tanhApproximation ? UnaryOp.GeluTanh : UnaryOp.Gelu, "Gelu");
+    /// <summary>x * sigmoid(x)</summary>
+    public Tensor Silu() => Map(UnaryOp.Silu, "Silu");
+    /// <summary>Sine.</summary>
+    public Tensor Sin() => Map(UnaryOp.Sin, "Sin");
+    /// <summary>Cosine.</summary>
+    public Tensor Cos() => Map(UnaryOp.Cos, "Cos");
+    /// <summary>x*x</summary>
+    public Tensor Square() => Map(UnaryOp.Square, "Square", needsFloat: false);
+    /// <summary>1/x</summary>
+    public Tensor Reciprocal() => Map(UnaryOp.Reciprocal, "Reciprocal");
+    /// <summary>-1, 0 or 1 (NaN stays NaN).</summary>
+    public Tensor Sign() => Map(UnaryOp.Sign, "Sign", needsFloat: false);
+    /// <summary>x ^ exponent</summary>
+    public Tensor Pow(double exponent) => Map(UnaryOp.PowScalar, "Pow", exponent);
+    /// <summary>Clamps to [min, max]; either bound may be null.</summary>
+    public Tensor Clamp(double? min = null, double? max = null)
+    {
+        if (min is null && max is null) throw new ArgumentException("Clamp: give at least one of min and max");
+        if (min is double lo && max is double hi && lo > hi) throw new ArgumentException($"Clamp: min {lo} is greater than max {hi}");
+        if (min is null) return Map(UnaryOp.ClampMax, "Clamp", max!.Value, needsFloat: false);
+        var low = Map(UnaryOp.ClampMin, "Clamp", min.Value, needsFloat: false);
+        if (max is null) return low;
+        using (low) return low.Map(UnaryOp.ClampMax, "Clamp", max.Value, needsFloat: false);
+    }
+
+    private Tensor Zip(Tensor other, BinaryOp op, string name)
+    {
+        SameDevice(name, this, other);
+        SameDType(name, this, other);
+        var shape = AttnCore.Shape.Broadcast(name, Layout.Shape, other.Layout.Shape);
+        var dst = EmptyLike(shape);
+        if (dst.Numel > 0) Backend.Binary(op, Storage, Layout.BroadcastTo(shape), other.Storage, other.Layout.BroadcastTo(shape), dst.Storage);
+        return dst;
+    }
+
+    /// <summary>this + other (broadcast)</summary>
+
+    public Tensor Add(Tensor other) => Zip(other, BinaryOp.Add, "Add");
+    /// <summary>this - other (broadcast)</summary>
+    public Tensor Sub(Tensor other) => Zip(other, BinaryOp.Sub, "Sub");
+    /// <summary>this * other (broadcast)</summary>
+    public Tensor Mul(Tensor other) => Zip(other, BinaryOp.Mul, "Mul");
+    /// <summary>this / other (broadcast)</summary>
+    public Tensor Div(Tensor other) => Zip(other, BinaryOp.Div, "Div");
+    /// <summary>this ^ other (broadcast)</summary>
+    public Tensor Pow(Tensor other) { RequireFloat("Pow"); return Zip(other, BinaryOp.Pow, "Pow"); }
+    /// <summary>Element-wise max (NaN propagates).</summary>
+    public Tensor Maximum(Tensor other) => Zip(other, BinaryOp.Maximum, "Maximum");
+    /// <summary>Element-wise min (NaN propagates).</summary>
+    public Tensor Minimum(Tensor other) => Zip(other, BinaryOp.Minimum, "Minimum");
+    /// <summary>1 where equal, else 0 (in this dtype).</summary>
+    public Tensor Eq(Tensor other) => Zip(other, BinaryOp.Eq, "Eq");
+    /// <summary>1 where not equal, else 0.</summary>
+    public Tensor Ne(Tensor other) => Zip(other, BinaryOp.Ne, "Ne");
+    /// <summary>1 where this &lt; other, else 0.</summary>
+    public Tensor Lt(Tensor other) => Zip(other, BinaryOp.Lt, "Lt");
+    /// <summary>1 where this &lt;= other, else 0.</summary>
+    public Tensor Le(Tensor other) => Zip(other, BinaryOp.Le, "Le");
+    /// <summary>1 where this &gt; other, else 0.</summary>
+    public Tensor Gt(Tensor other) => Zip(other, BinaryOp.Gt, "Gt");
+    /// <summary>1 where this &gt;= other, else 0.</summary>
+    public Tensor Ge(Tensor other) => Zip(other, BinaryOp.Ge, "Ge");
+
+    private Tensor ZipScalar(double value, BinaryOp op, string name)
+    {
+        using var s = Full([], value, DType, Device);
+        return Zip(s, op, name);
+    }
+
+    /// <summary>1 where equal to <paramref name="value"/>, else 0.</summary>
+
+    public Tensor Eq(double value) => ZipScalar(value, BinaryOp.Eq, "Eq");
+    /// <summary>1 where not equal to <paramref name="value"/>, else 0.</summary>
+    public Tensor Ne(double value) => ZipScalar(value, BinaryOp.Ne, "Ne");
+    /// <summary>1 where less than <paramref name="value"/>, else 0.</summary>
+    public Tensor Lt(double value) => ZipScalar(value, BinaryOp.Lt, "Lt");
+    /// <summary>1 where at most <paramref name="value"/>, else 0.</summary>
+    public Tensor Le(double value) => ZipScalar(value, BinaryOp.Le, "Le");
+    /// <summary>1 where greater than <paramref name="value"/>, else 0.</summary>
+    public Tensor Gt(double value) => ZipScalar(value, BinaryOp.Gt, "Gt");
+    /// <summary>1 where at least <paramref name="value"/>, else 0.</summary>
+    public Tensor Ge(double value) => ZipScalar(value, BinaryOp.Ge, "Ge");
+    /// <summary>max(this, value)</summary>
+    public Tensor Maximum(double value) => Map(UnaryOp.ClampMin, "Maximum", value, needsFloat: false);
+    /// <summary>min(this, value)</summary>
+    public Tensor Minimum(double value) => Map(UnaryOp.ClampMax, "Minimum", value, needsFloat: false);
+
+    /// <summary>this + value</summary>
+
+    public Tensor Add(double value) => Map(UnaryOp.AddScalar, "Add", value, needsFloat: false);
+    /// <summary>this * value</summary>
+    public Tensor Mul(double value) => Map(UnaryOp.MulScalar, "Mul", value, needsFloat: false);
+
+    /// <summary>Picks <paramref name="a"/> where <paramref name="condition"/> is non-zero, else <paramref name="b"/> (all broadcast).</summary>
+    public static Tensor Where(Tensor condition, Tensor a, Tensor b)
+    {
+        SameDevice("Where", condition, a);
+        SameDevice("Where", a, b);
+        SameDType("Where", a, b);
+        var shape = AttnCore.Shape.Broadcast("Where", AttnCore.Shape.Broadcast("Where", condition.Layout.Shape, a.Layout.Shape), b.Layout.Shape);
+        var dst = a.EmptyLike(shape);
+        if (dst.Numel > 0)
+            a.Backend.Where(condition.Storage, condition.Layout.BroadcastTo(shape), a.Storage, a.Layout.BroadcastTo(shape), b.Storage, b.Layout.BroadcastTo(shape), dst.Storage);
+        return dst;
+    }
+
+    /// <summary>This tensor with <paramref name="value"/> wherever <paramref name="mask"/> (broadcast to this shape) is non-zero.</summary>
+    public Tensor MaskedFill(Tensor mask, double value)
+    {
+        var shape = AttnCore.Shape.Broadcast("MaskedFill", Layout.Shape, mask.Layout.Shape);
+        if (!shape.AsSpan().SequenceEqual(Layout.Shape))
+            throw new ArgumentException($"MaskedFill: mask {mask.Describe()} does not broadcast to the tensor's shape {Describe()}");
+        using var fill = Full([], value, DType, Device);
+        return Where(mask, fill, this);
+    }
+
+#pragma warning disable CS1591 // operators mirror the methods above
+    public static Tensor operator +(Tensor a, Tensor b) => a.Add(b);
+    public static Tensor operator -(Tensor a, Tensor b) => a.Sub(b);
+    public static Tensor operator *(Tensor a, Tensor b) => a.Mul(b);
+    public static Tensor operator /(Tensor a, Tensor b) => a.Div(b);
+    public static Tensor operator -(Tensor a) => a.Neg();
+    public static Tensor operator +(Tensor a, double s) => a.Map(UnaryOp.AddScalar, "Add", s, needsFloat: false);
+    public static Tensor operator +(double s, Tensor a) => a.Map(UnaryOp.AddScalar, "Add", s, needsFloat: false);
+    public static Tensor operator -(Tensor a, double s) => a.Map(UnaryOp.AddScalar, "Sub", -s, needsFloat: false);
+    public static Tensor operator -(double s, Tensor a) => a.Map(UnaryOp.RSubScalar, "Sub", s, needsFloat: false);
+    public static Tensor operator *(Tensor a, double s) => a.Map(UnaryOp.MulScalar, "Mul", s, needsFloat: false);
+    public static Tensor operator *(double s, Tensor a) => a.Map(UnaryOp.MulScalar, "Mul", s, needsFloat: false);
+    public static Tensor operator /(Tensor a, double s) => a.DType == DType.Int64 ? a.ZipScalar(s, BinaryOp.Div, "Div") : a.Map(UnaryOp.MulScalar, "Div", 1.0 / s);
+    public static Tensor operator /(double s, Tensor a) => a.Map(UnaryOp.RDivScalar, "Div", s);
+#pragma warning restore CS1591
+}

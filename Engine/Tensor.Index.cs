@@ -1,0 +1,121 @@
+namespace AttnCore;
+
+// Index ops (IndexSelect, Gather, Embedding) and joins (Cat, Stack).
+public sealed partial class Tensor
+{
+    private static void CheckIndices(string op, Tensor index, int size, string what)
+    {
+        if (index.DType != DType.Int64) throw new ArgumentException($"{op}: indices must be int64, got {index.DType.Name()} {index.Describe()}");
+        if (index.Numel == 0) return;
+        using var lo = index.Min();
+        using var hi = index.Max();
+        long min = (long)lo.Item(), max = (long)hi.Item();
+        if (min < 0 || max >= size)
+            throw new IndexOutOfRangeException($"{op}: index {(min < 0 ? min : max)} is out of range for {what} of size {size}");
+    }
+
+    /// <summary>The slices at <paramref name="index"/> (1-d int64) along <paramref name="dim"/>, as torch.index_select.</summary>
+    public Tensor IndexSelect(int dim, Tensor index)
+    {
+        SameDevice("IndexSelect", this, index);
+        int d = AttnCore.Shape.NormalizeAxis("IndexSelect", dim, Rank);
+        if (index.Rank > 1) throw new ArgumentException($"IndexSelect: index must be 1-d, got {index.Describe()}");
+        if (Rank == 0) throw new ArgumentException("IndexSelect: cannot index a 0-d tensor");
+        CheckIndices("IndexSelect", index, Layout.Shape[d], $"dim {d} of {Describe()}");
+        var shape = Shape;
+        shape[d] = (int)index.Numel;
+        var dst = EmptyLike(shape);
+        if (dst.Numel == 0) return dst;
+        using var x = Dense();
+        using var idx = index.Dense();
+        long outer = AttnCore.Shape.Numel(Layout.Shape.AsSpan(0, d)), inner = AttnCore.Shape.Numel(Layout.Shape.AsSpan(d + 1));
+        Backend.IndexSelect(x.Storage, outer, Layout.Shape[d], inner, idx.Storage, (int)index.Numel, dst.Storage);
+        return dst;
+    }
+
+    /// <summary>Rows of <paramref name="weight"/> [vocab, dim] picked by int64 <paramref name="indices"/> of any shape; result is indices.Shape + [dim].</summary>
+    public static Tensor Embedding(Tensor indices, Tensor weight)
+    {
+        if (weight.Rank != 2) throw new ArgumentException($"Embedding: weight must be 2-d [vocab, dim], got {weight.Describe()}");
+        using var flat = indices.Reshape(-1);
+        using var rows = weight.IndexSelect(0, flat);
+        return rows.Reshape([.. indices.Layout.Shape, weight.Layout.Shape[1]]);
+    }
+
+    /// <summary>out[i][j][k] = this[i][index[i][j][k]][k] for dim 1 (and likewise for any dim), as torch.gather.</summary>
+    public Tensor Gather(int dim, Tensor index)
+    {
+        SameDevice("Gather", this, index);
+        int d = AttnCore.Shape.NormalizeAxis("Gather", dim, Rank);
+        if (index.Rank != Rank) throw new ArgumentException($"Gather: index {index.Describe()} must have the same rank as the input {Describe()}");
+        for (int i = 0; i < Rank; i++)
+            if (i != d && index.Layout.Shape[i] > Layout.Shape[i])
+                throw new ArgumentException($"Gather: index {index.Describe()} is larger than the input {Describe()} in dim {i}");
+        CheckIndices("Gather", index, Layout.Shape[d], $"dim {d} of {Describe()}");
+        var dst = EmptyLike(index.Layout.Shape);
+        if (dst.Numel == 0) return dst;
+        // The kernel wants input and index with the same extent outside dim: narrow the input to the index's extent.
+        Tensor view = this;
+        for (int i = 0; i < Rank; i++)
+            if (i != d && index.Layout.Shape[i] != Layout.Shape[i])
+            {
+                var next = view.Narrow(i, 0, index.Layout.Shape[i]);
+                if (!ReferenceEquals(view, this)) view.Dispose();
+                view = next;
+            }
+        using var x = view.Dense();
+        if (!ReferenceEquals(view, this)) view.Dispose();
+        using var idx = index.Dense();
+        long outer = AttnCore.Shape.Numel(index.Layout.Shape.AsSpan(0, d)), inner = AttnCore.Shape.Numel(index.Layout.Shape.AsSpan(d + 1));
+        Backend.Gather(x.Storage, outer, Layout.Shape[d], inner, idx.Storage, index.Layout.Shape[d], dst.Storage);
+        return dst;
+    }
+
+    /// <summary>Joins tensors along an existing dim; all other dims must match.</summary>
+    public static Tensor Cat(IReadOnlyList<Tensor> tensors, int dim = 0)
+    {
+        if (tensors.Count == 0) throw new ArgumentException("Cat: needs at least one tensor");
+        var first = tensors[0];
+        if (first.Rank == 0) throw new ArgumentException("Cat: 0-d tensors cannot be concatenated; use Stack");
+        int d = AttnCore.Shape.NormalizeAxis("Cat", dim, first.Rank);
+        int total = 0;
+        foreach (var t in tensors)
+        {
+            SameDevice("Cat", first, t); SameDType("Cat", first, t);
+            if (t.Rank != first.Rank)
+                throw new ArgumentException($"Cat: tensors differ in rank: {first.Describe()} and {t.Describe()}");
+            for (int i = 0; i < first.Rank; i++)
+                if (i != d && t.Layout.Shape[i] != first.Layout.Shape[i])
+                    throw new ArgumentException($"Cat: shapes {first.Describe()} and {t.Describe()} differ outside dim {d}");
+            total += t.Layout.Shape[d];
+        }
+        var shape = first.Shape;
+        shape[d] = total;
+        var dst = first.EmptyLike(shape);
+        int at = 0;
+        foreach (var t in tensors)
+        {
+            int len = t.Layout.Shape[d];
+            if (len > 0 && t.Numel > 0)
+            {
+                using var slot = dst.Narrow(d, at, len);
+                first.Backend.Copy(t.Storage, t.Layout, dst.Storage, slot.Layout);
+            }
+            at += len;
+        }
+        return dst;
+    }
+
+    /// <summary>Joins same-shaped tensors along a new dim.</summary>
+    public static Tensor Stack(IReadOnlyList<Tensor> tensors, int dim = 0)
+    {
+        if (tensors.Count == 0) throw new ArgumentException("Stack: needs at least one tensor");
+        int d = AttnCore.Shape.NormalizeAxis("Stack", dim, tensors[0].Rank + 1);
+        foreach (var t in tensors)
+            if (!t.Layout.Shape.AsSpan().SequenceEqual(tensors[0].Layout.Shape))
+                throw new ArgumentException($"Stack: all tensors need the same shape, got {tensors[0].Describe()} and {t.Describe()}");
+        var parts = tensors.Select(t => t.Unsqueeze(d)).ToArray();
+        try { return Cat(parts, d); }
+        finally { foreach (var p in parts) p.Dispose(); }
+    }
+}

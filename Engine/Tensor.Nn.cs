@@ -1,0 +1,175 @@
+using AttnCore.Backends;
+
+namespace AttnCore;
+
+// MatMul with batch broadcasting, and the row-wise neural-network kernels (softmax, layer norm).
+public sealed partial class Tensor
+{
+    /// <summary>
+    /// Matrix product with torch.matmul's rules: 1-d operands are promoted (and the added dim removed),
+    /// leading batch dims broadcast. Transposed and batch-broadcast views reach the GEMM without copies.
+    /// </summary>
+    public Tensor MatMul(Tensor other)
+    {
+        SameDevice("MatMul", this, other);
+        SameDType("MatMul", this, other);
+        RequireFloat("MatMul");
+        if (Rank == 0 || other.Rank == 0)
+            throw new ArgumentException($"MatMul: both operands need at least 1 dim, got {Describe()} @ {other.Describe()}");
+        using var a = Rank == 1 ? Unsqueeze(0) : ViewOf(Layout);
+        using var b = other.Rank == 1 ? other.Unsqueeze(-1) : other.ViewOf(other.Layout);
+        int m = a.Layout.Shape[^2], k = a.Layout.Shape[^1], k2 = b.Layout.Shape[^2], n = b.Layout.Shape[^1];
+        if (k != k2) throw new ArgumentException($"MatMul: inner dimensions differ: {Describe()} @ {other.Describe()}");
+        var batch = AttnCore.Shape.Broadcast("MatMul", a.Layout.Shape[..^2], b.Layout.Shape[..^2]);
+        var outShape = batch.Concat(new[] { m, n }).ToArray();
+        var c = Empty(outShape, DType, Device);
+        if (c.Numel > 0) MatMulInto(a, b, c, batch, m, n, k);
+        // Remove the dims that 1-d operands were promoted with.
+        if (Rank == 1 && other.Rank == 1) { using (c) return c.View([]); }
+        if (Rank == 1) { using (c) return c.Squeeze(-2); }
+        if (other.Rank == 1) { using (c) return c.Squeeze(-1); }
+        return c;
+    }
+
+    private static void MatMulInto(Tensor a, Tensor b, Tensor c, int[] batch, int m, int n, int k)
+    {
+        var la = a.Layout.BroadcastTo(batch.Concat(new[] { m, k }).ToArray());
+        var lb = b.Layout.BroadcastTo(batch.Concat(new[] { k, n }).ToArray());
+        Tensor? ca = null, cb = null;
+        try
+        {
+            if (!TryMatrix(m, k, la, out int lda, out bool ta))
+            {
+                ca = a.Contiguous();
+                la = ca.Layout.BroadcastTo(la.Shape);
+                TryMatrix(m, k, la, out lda, out ta);
+            }
+            if (!TryMatrix(k, n, lb, out int ldb, out bool tb))
+            {
+                cb = b.Contiguous();
+                lb = cb.Layout.BroadcastTo(lb.Shape);
+                TryMatrix(k, n, lb, out ldb, out tb);
+            }
+            var sa = (ca ?? a).Storage; var sb = (cb ?? b).Storage;
+            // Collapse the longest suffix of batch dims that both operands step through with one stride;
+            // the remaining prefix (rare: mixed broadcasting like [2,1]x[1,3]) is looped here.
+            int rank = batch.Length, split = rank;
+            long strideA = 0, strideB = 0;
+            long inner = 1;
+            while (split > 0)
+            {
+                int d = split - 1;
+                long sA = la.Strides[d], sB = lb.Strides[d];
+                if (batch[d] != 1 && inner > 1 && (sA != strideA * inner || sB != strideB * inner)) break;
+                if (batch[d] != 1 && inner == 1) { strideA = sA; strideB = sB; }
+                inner *= batch[d];
+                split--;
+            }
+            int innerCount = (int)inner;
+            var outerShape = batch[..split];
+            long outerCount = AttnCore.Shape.Numel(outerShape);
+            var idx = new int[split];
+            for (long o = 0; o < outerCount; o++)
+            {
+                long offA = la.Offset, offB = lb.Offset;
+                for (int d = 0; d < split; d++) { offA += idx[d] * la.Strides[d]; offB += idx[d] * lb.Strides[d]; }
+                long offC = o * innerCount * (long)m * n;
+                if (offC == 0)
+                    a.Backend.MatMul(sa, new MatrixOperand(offA, strideA, lda, ta), sb, new MatrixOperand(offB, strideB, ldb, tb), c.Storage, innerCount, m, n, k);
+                else
+                {
+                    // The backend writes C from element 0: compute into a temporary and copy into place.
+                    using var tmp = Empty([innerCount, m, n], a.DType, a.Device);
+                    a.Backend.MatMul(sa, new MatrixOperand(offA, strideA, lda, ta), sb, new MatrixOperand(offB, strideB, ldb, tb), tmp.Storage, innerCount, m, n, k);
+                    a.Backend.Copy(tmp.Storage, tmp.Layout, c.Storage, new Layout([innerCount, m, n], [(long)m * n, n, 1], offC));
+                }
+                for (int d = split - 1; d >= 0; d--) { if (++idx[d] < batch[d]) break; idx[d] = 0; }
+            }
+        }
+        finally { ca?.Dispose(); cb?.Dispose(); }
+    }
+
+    // A [r, c] matrix view is GEMM-ready when one of its dims has unit stride: row-major with
+    // leading dimension ld, or stored transposed (a .T view) with leading dimension ld.
+    private static bool TryMatrix(int r, int c, Layout l, out int ld, out bool transposed)
+    {
+        long sr = l.Strides[^2], sc = l.Strides[^1];
+        ld = 0; transposed = false;
+        if ((sc == 1 || c == 1) && (r == 1 || sr >= Math.Max(1, c)) && sr <= int.MaxValue)
+        {
+            ld = r == 1 ? Math.Max(1, c) : (int)sr;
+            return true;
+        }
+        if ((sr == 1 || r == 1) && (c == 1 || sc >= Math.Max(1, r)) && sc <= int.MaxValue)
+        {
+            ld = c == 1 ? Math.Max(1, r) : (int)sc;
+            transposed = true;
+            return true;
+        }
+        return false;
+    }
+
+    private Tensor RowWise(string op, int dim, bool log)
+    {
+        RequireFloat(op);
+        if (Rank == 0) { using var v = View(1); using var r = v.RowWise(op, 0, log); return r.View([]); }
+        int d = AttnCore.Shape.NormalizeAxis(op, dim, Rank);
+        if (d != Rank - 1)
+        {
+            using var moved = Transpose(d, -1);
+            using var r = moved.RowWise(op, -1, log);
+            return r.Transpose(d, -1);
+        }
+        using var x = Dense();
+        var y = EmptyLike();
+        int cols = Layout.Shape[^1];
+        int rows = cols == 0 ? 0 : (int)(Numel / cols);
+        if (Numel > 0) Backend.Softmax(x.Storage, y.Storage, rows, cols, log);
+        return y;
+    }
+
+    /// <summary>Numerically stable softmax along <paramref name="dim"/>.</summary>
+    public Tensor Softmax(int dim = -1) => RowWise("Softmax", dim, log: false);
+
+    /// <summary>Numerically stable log-softmax along <paramref name="dim"/>.</summary>
+    public Tensor LogSoftmax(int dim = -1) => RowWise("LogSoftmax", dim, log: true);
+
+    /// <summary>
+    /// Layer normalisation over the trailing dims given by <paramref name="normalizedShape"/> (as torch's
+    /// layer_norm), with optional affine <paramref name="weight"/> and <paramref name="bias"/> of that shape.
+    /// </summary>
+    public Tensor LayerNorm(int[] normalizedShape, Tensor? weight = null, Tensor? bias = null, double eps = 1e-5)
+    {
+        var (y, mean, rstd) = LayerNormWithStats(normalizedShape, weight, bias, eps);
+        mean.Dispose(); rstd.Dispose();
+        return y;
+    }
+
+    /// <summary>Layer normalisation that also returns the per-row mean and 1/std (what the backward pass needs).</summary>
+    public (Tensor Output, Tensor Mean, Tensor Rstd) LayerNormWithStats(int[] normalizedShape, Tensor? weight = null, Tensor? bias = null, double eps = 1e-5)
+    {
+        RequireFloat("LayerNorm");
+        int nd = normalizedShape.Length;
+        if (nd == 0 || nd > Rank || !Layout.Shape.AsSpan(Rank - nd).SequenceEqual(normalizedShape))
+            throw new ArgumentException($"LayerNorm: normalized shape {AttnCore.Shape.Format(normalizedShape)} does not match the trailing dims of {Describe()}");
+        if (eps < 0) throw new ArgumentException($"LayerNorm: eps must be non-negative, got {eps}");
+        foreach (var (p, name) in new[] { (weight, "weight"), (bias, "bias") })
+        {
+            if (p is null) continue;
+            SameDevice("LayerNorm", this, p); SameDType("LayerNorm", this, p);
+            if (!p.Layout.Shape.AsSpan().SequenceEqual(normalizedShape))
+                throw new ArgumentException($"LayerNorm: {name} has shape {p.Describe()}, expected {AttnCore.Shape.Format(normalizedShape)}");
+        }
+        int cols = (int)AttnCore.Shape.Numel(normalizedShape);
+        int rows = cols == 0 ? 0 : (int)(Numel / cols);
+        var statsShape = Layout.Shape[..(Rank - nd)];
+        using var x = Dense();
+        using var w = weight?.Dense();
+        using var b = bias?.Dense();
+        var y = EmptyLike();
+        var mean = EmptyLike(statsShape);
+        var rstd = EmptyLike(statsShape);
+        if (Numel > 0) Backend.LayerNorm(x.Storage, w?.Storage, b?.Storage, y.Storage, mean.Storage, rstd.Storage, rows, cols, eps);
+        return (y, mean, rstd);
+    }
+}

@@ -1,0 +1,109 @@
+using AttnCore.Backends;
+
+namespace AttnCore;
+
+// Reductions over any set of axes, with keepDim. The reduced axes are permuted to the back (a view),
+// so a backend only ever reduces "the trailing dims".
+public sealed partial class Tensor
+{
+    private (Layout Permuted, int[] KeptShape, int[] KeepDimShape) PlanReduce(string op, int[]? dims)
+    {
+        var reduce = new bool[Rank];
+        if (dims is null || dims.Length == 0) Array.Fill(reduce, true);
+        else
+            foreach (int d in dims)
+            {
+                int a = AttnCore.Shape.NormalizeAxis(op, d, Rank);
+                if (Rank == 0) continue;
+                if (reduce[a]) throw new ArgumentException($"{op}: dim {a} appears twice in [{string.Join(",", dims)}]");
+                reduce[a] = true;
+            }
+        var order = Enumerable.Range(0, Rank).Where(i => !reduce[i]).Concat(Enumerable.Range(0, Rank).Where(i => reduce[i])).ToArray();
+        var shape = order.Select(i => Layout.Shape[i]).ToArray();
+        var strides = order.Select(i => Layout.Strides[i]).ToArray();
+        var kept = Enumerable.Range(0, Rank).Where(i => !reduce[i]).Select(i => Layout.Shape[i]).ToArray();
+        var keepDim = Enumerable.Range(0, Rank).Select(i => reduce[i] ? 1 : Layout.Shape[i]).ToArray();
+        return (new Layout(shape, strides, Layout.Offset), kept, keepDim);
+    }
+
+    private Tensor ReduceOver(ReduceOp op, string name, int[]? dims, bool keepDim)
+    {
+        var (permuted, kept, keepDimShape) = PlanReduce(name, dims);
+        if (op != ReduceOp.Sum && Numel == 0)
+            throw new ArgumentException($"{name}: cannot reduce a tensor with no elements (shape {Describe()})");
+        var dst = EmptyLike(kept);
+        if (dst.Numel > 0) Backend.Reduce(op, Storage, permuted, kept.Length, dst.Storage);
+        if (!keepDim) return dst;
+        using (dst) return dst.View(keepDimShape);
+    }
+
+    /// <summary>Sum over <paramref name="dims"/> (all dims when none are given).</summary>
+    public Tensor Sum(int[]? dims = null, bool keepDim = false) => ReduceOver(ReduceOp.Sum, "Sum", dims, keepDim);
+    /// <summary>Sum over one dim.</summary>
+    public Tensor Sum(int dim, bool keepDim = false) => Sum([dim], keepDim);
+
+    /// <summary>Largest element over <paramref name="dims"/> (all dims when none are given).</summary>
+    public Tensor Max(int[]? dims = null, bool keepDim = false) => ReduceOver(ReduceOp.Max, "Max", dims, keepDim);
+    /// <summary>Largest element along one dim.</summary>
+    public Tensor Max(int dim, bool keepDim = false) => Max([dim], keepDim);
+
+    /// <summary>Smallest element over <paramref name="dims"/> (all dims when none are given).</summary>
+    public Tensor Min(int[]? dims = null, bool keepDim = false) => ReduceOver(ReduceOp.Min, "Min", dims, keepDim);
+    /// <summary>Smallest element along one dim.</summary>
+    public Tensor Min(int dim, bool keepDim = false) => Min([dim], keepDim);
+
+    private long CountOver(string op, int[]? dims)
+    {
+        var (permuted, kept, _) = PlanReduce(op, dims);
+        return AttnCore.Shape.Numel(permuted.Shape.AsSpan(kept.Length));
+    }
+
+    /// <summary>Mean over <paramref name="dims"/> (all dims when none are given); NaN over zero elements.</summary>
+    public Tensor Mean(int[]? dims = null, bool keepDim = false)
+    {
+        RequireFloat("Mean");
+        long n = CountOver("Mean", dims);
+        using var s = Sum(dims, keepDim);
+        return s * (1.0 / n);
+    }
+    /// <summary>Mean along one dim.</summary>
+    public Tensor Mean(int dim, bool keepDim = false) => Mean([dim], keepDim);
+
+    /// <summary>Variance over <paramref name="dims"/> with Bessel's correction by default (correction = 1), as torch.var.</summary>
+    public Tensor Var(int[]? dims = null, bool keepDim = false, int correction = 1)
+    {
+        RequireFloat("Var");
+        long n = CountOver("Var", dims);
+        using var mean = Mean(dims, keepDim: true);
+        using var centered = this - mean;
+        using var sq = centered.Square();
+        using var ss = sq.Sum(dims, keepDim);
+        return ss * (1.0 / Math.Max(0, n - correction));
+    }
+    /// <summary>Variance along one dim.</summary>
+    public Tensor Var(int dim, bool keepDim = false, int correction = 1) => Var([dim], keepDim, correction);
+
+    private Tensor ArgReduce(ReduceOp op, string name, int? dim, bool keepDim)
+    {
+        if (dim is null)
+        {
+            using var flat = Reshape(-1);
+            return flat.ArgReduce(op, name, 0, false);
+        }
+        int d = AttnCore.Shape.NormalizeAxis(name, dim.Value, Rank);
+        if (Rank == 0) return Zeros([], DType.Int64, Device);
+        if (Layout.Shape[d] == 0) throw new ArgumentException($"{name}: dim {d} of shape {Describe()} has no elements");
+        var order = Enumerable.Range(0, Rank).Where(i => i != d).Append(d).ToArray();
+        using var moved = Permute(order);
+        var kept = moved.Layout.Shape[..^1];
+        var dst = Empty(kept, DType.Int64, Device);
+        if (dst.Numel > 0) Backend.ArgReduce(op, Storage, moved.Layout, dst.Storage);
+        if (!keepDim) return dst;
+        using (dst) return dst.Unsqueeze(d);
+    }
+
+    /// <summary>Index (int64) of the largest element along <paramref name="dim"/>, or of the flattened tensor when null; first wins ties, NaN counts as largest.</summary>
+    public Tensor ArgMax(int? dim = null, bool keepDim = false) => ArgReduce(ReduceOp.Max, "ArgMax", dim, keepDim);
+    /// <summary>Index (int64) of the smallest element along <paramref name="dim"/>, or of the flattened tensor when null.</summary>
+    public Tensor ArgMin(int? dim = null, bool keepDim = false) => ArgReduce(ReduceOp.Min, "ArgMin", dim, keepDim);
+}

@@ -1,0 +1,74 @@
+using AttnCore.Tests.Reference;
+using NUnit.Framework;
+using static AttnCore.Tests.Reference.Check;
+
+namespace AttnCore.Tests.Engine;
+
+[TestFixture, Category("Engine")]
+public class MatMulTests
+{
+    static readonly (int[] A, int[] B)[] Cases =
+    [
+        ([2, 3], [3, 4]), ([1, 1], [1, 1]), ([7, 13], [13, 5]), ([33, 17], [17, 65]), ([4], [4]), ([3, 4], [4]), ([4], [4, 3]),
+        ([2, 3, 4], [4, 5]), ([5, 4], [2, 4, 3]), ([2, 1, 3, 4], [5, 4, 2]), ([3, 2, 5], [3, 5, 2]), ([0, 3], [3, 4]), ([2, 0], [0, 3]),
+        ([2, 3, 0], [0, 4]), ([6, 1, 8], [1, 8, 9]),
+    ];
+
+    [Test]
+    public void MatMul_matches_reference_with_batch_broadcasting_and_transposed_views([Values(DType.Float32, DType.Float64)] DType dtype)
+    {
+        ulong seed = FreshSeed();
+        var gen = new Generator(seed);
+        foreach (var (sa, sb) in Cases)
+            foreach (var la in Enum.GetValues<Layouts>())
+                foreach (var lb in Enum.GetValues<Layouts>())
+                {
+                    using var a = Make(sa, la, gen, dtype);
+                    using var b = Make(sb, lb, gen, dtype);
+                    using var c = a.MatMul(b);
+                    var ra = NdArray.From(a); var rb = NdArray.From(b);
+                    // Promote 1-d operands like torch.matmul, then drop the added dims.
+                    var pa = ra.Rank == 1 ? new NdArray([1, ra.Shape[0]], ra.Data) : ra;
+                    var pb = rb.Rank == 1 ? new NdArray([rb.Shape[0], 1], rb.Data) : rb;
+                    var r = NdArray.MatMul(pa, pb);
+                    int[] shape = r.Shape;
+                    if (ra.Rank == 1 && rb.Rank == 1) shape = [];
+                    else if (ra.Rank == 1) shape = [.. shape[..^2], shape[^1]];
+                    else if (rb.Rank == 1) shape = shape[..^1];
+                    int k = sa[^1];
+                    double tol = dtype == DType.Float64 ? 1e-12 : 1e-5 * Math.Sqrt(Math.Max(k, 1));
+                    Close(c, new NdArray(shape, r.Data), tol, tol, $"{Shape.Format(sa)}@{Shape.Format(sb)} {la}/{lb} {dtype} seed={seed}");
+                }
+    }
+
+    [Test]
+    public void MatMul_of_a_transposed_view_reaches_the_gemm_without_a_copy_and_agrees()
+    {
+        ulong seed = FreshSeed();
+        var gen = new Generator(seed);
+        using var w = Make([64, 48], Layouts.Contiguous, gen);
+        using var x = Make([5, 64], Layouts.Contiguous, gen);
+        using var wt = w.T;
+        Assert.That(wt.IsContiguous, Is.False);
+        using var y = x.MatMul(w);          // [5,48]
+        using var y2 = y.MatMul(wt);        // [5,64] via transposed operand
+        var r = NdArray.MatMul(NdArray.MatMul(NdArray.From(x), NdArray.From(w)), NdArray.From(w).Permute([1, 0]));
+        Close(y2, r, 1e-4, 1e-4, $"seed={seed}");
+    }
+
+    [Test]
+    public void MatMul_errors_name_op_and_shapes()
+    {
+        using var a = Tensor.Zeros([2, 3]);
+        using var b = Tensor.Zeros([4, 5]);
+        var ex = Assert.Throws<ArgumentException>(() => a.MatMul(b));
+        Assert.That(ex!.Message, Is.EqualTo("MatMul: inner dimensions differ: [2,3] @ [4,5]"));
+        using var s = Tensor.Scalar(1);
+        Assert.That(Assert.Throws<ArgumentException>(() => s.MatMul(a))!.Message, Does.Contain("MatMul"));
+        using var c = Tensor.Zeros([2, 3, 4]);
+        using var d = Tensor.Zeros([3, 4, 5]);
+        Assert.That(Assert.Throws<ArgumentException>(() => c.MatMul(d))!.Message, Does.Contain("MatMul").And.Contain("broadcast"));
+        using var i = Tensor.Zeros([3, 3], DType.Int64);
+        Assert.That(Assert.Throws<ArgumentException>(() => i.MatMul(i))!.Message, Does.Contain("MatMul").And.Contain("int64"));
+    }
+}
