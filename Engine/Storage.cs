@@ -20,6 +20,14 @@ public abstract class Storage
     public DType DType { get; }
     /// <summary>Number of elements.</summary>
     public long Length { get; }
+    private long _version;
+
+    /// <summary>Counts in-place writes, so autograd can tell a saved tensor was overwritten.</summary>
+    public long Version => Interlocked.Read(ref _version);
+
+    /// <summary>Marks an in-place write.</summary>
+    public void BumpVersion() => Interlocked.Increment(ref _version);
+
     /// <summary>True once the memory went back to the pool.</summary>
     public bool IsFreed => Volatile.Read(ref _refs) <= 0;
 

@@ -117,10 +117,10 @@ public sealed partial class Tensor
     /// <summary>A copy converted to <paramref name="dtype"/> (this tensor, as a new reference, if it already has it).</summary>
     public Tensor To(DType dtype)
     {
-        if (dtype == DType) return ViewOf(Layout);
+        if (dtype == DType) return ViewOf(Layout).Record(OpKind.Copy, [this]);
         var dst = EmptyLike(dtype: dtype);
         Backend.Copy(Storage, Layout, dst.Storage, dst.Layout);
-        return dst;
+        return dtype.IsFloatingPoint() ? dst.Record(OpKind.ToDType, [this]) : dst;
     }
 
     private T[] HostCopy<T>() where T : unmanaged
@@ -157,6 +157,7 @@ public sealed partial class Tensor
         SameDevice("CopyFrom", this, src);
         var srcLayout = BroadcastLayout("CopyFrom", src, Layout.Shape);
         Backend.Copy(src.Storage, srcLayout, Storage, Layout);
+        Storage.BumpVersion();
         return this;
     }
 
@@ -164,6 +165,7 @@ public sealed partial class Tensor
     public Tensor Fill_(double value)
     {
         Backend.Fill(Storage, Layout, value);
+        Storage.BumpVersion();
         return this;
     }
 

@@ -11,7 +11,7 @@ public sealed partial class Tensor
         if (needsFloat) RequireFloat(name);
         var dst = EmptyLike();
         if (Numel > 0) Backend.Unary(op, scalar, Storage, Layout, dst.Storage);
-        return dst;
+        return KindOf(op) is OpKind kind ? dst.Record(kind, [this], [this, dst], scalar) : dst;
     }
 
     /// <summary>-x</summary>
@@ -33,6 +33,8 @@ public sealed partial class Tensor
     public Tensor Sigmoid() => Map(UnaryOp.Sigmoid, "Sigmoid");
     /// <summary>max(x, 0)</summary>
     public Tensor Relu() => Map(UnaryOp.Relu, "Relu");
+    /// <summary>The derivative of <see cref="Gelu"/> at each element (used by its backward rule).</summary>
+    public Tensor GeluDerivative(bool tanhApproximation = false) => Map(tanhApproximation ? UnaryOp.GeluTanhGrad : UnaryOp.GeluGrad, "GeluDerivative");
     /// <summary>GELU: exact erf form by default (PyTorch's default), tanh approximation when <paramref name="tanhApproximation"/>.</summary>
     public Tensor Gelu(bool tanhApproximation = false) => Map(tanhApproximation ? UnaryOp.GeluTanh : UnaryOp.Gelu, "Gelu");
     /// <summary>x * sigmoid(x)</summary>
@@ -67,7 +69,7 @@ public sealed partial class Tensor
         var shape = AttnCore.Shape.Broadcast(name, Layout.Shape, other.Layout.Shape);
         var dst = EmptyLike(shape);
         if (dst.Numel > 0) Backend.Binary(op, Storage, Layout.BroadcastTo(shape), other.Storage, other.Layout.BroadcastTo(shape), dst.Storage);
-        return dst;
+        return KindOf(op) is OpKind kind ? dst.Record(kind, [this, other], [this, other, dst]) : dst;
     }
 
     /// <summary>this + other (broadcast)</summary>
@@ -138,7 +140,7 @@ public sealed partial class Tensor
         var dst = a.EmptyLike(shape);
         if (dst.Numel > 0)
             a.Backend.Where(condition.Storage, condition.Layout.BroadcastTo(shape), a.Storage, a.Layout.BroadcastTo(shape), b.Storage, b.Layout.BroadcastTo(shape), dst.Storage);
-        return dst;
+        return dst.Record(OpKind.Where, [a, b], [condition]);
     }
 
     /// <summary>This tensor with <paramref name="value"/> wherever <paramref name="mask"/> (broadcast to this shape) is non-zero.</summary>

@@ -25,12 +25,12 @@ public sealed partial class Tensor
         var shape = Shape;
         shape[d] = (int)index.Numel;
         var dst = EmptyLike(shape);
-        if (dst.Numel == 0) return dst;
+        if (dst.Numel == 0) return dst.Record(OpKind.IndexSelect, [this], [index], 0, [d]);
         using var x = Dense();
         using var idx = index.Dense();
         long outer = AttnCore.Shape.Numel(Layout.Shape.AsSpan(0, d)), inner = AttnCore.Shape.Numel(Layout.Shape.AsSpan(d + 1));
         Backend.IndexSelect(x.Storage, outer, Layout.Shape[d], inner, idx.Storage, (int)index.Numel, dst.Storage);
-        return dst;
+        return dst.Record(OpKind.IndexSelect, [this], [index], 0, [d]);
     }
 
     /// <summary>Rows of <paramref name="weight"/> [vocab, dim] picked by int64 <paramref name="indices"/> of any shape; result is indices.Shape + [dim].</summary>
@@ -53,7 +53,7 @@ public sealed partial class Tensor
                 throw new ArgumentException($"Gather: index {index.Describe()} is larger than the input {Describe()} in dim {i}");
         CheckIndices("Gather", index, Layout.Shape[d], $"dim {d} of {Describe()}");
         var dst = EmptyLike(index.Layout.Shape);
-        if (dst.Numel == 0) return dst;
+        if (dst.Numel == 0) return dst.Record(OpKind.Gather, [this], [index], 0, [d]);
         // The kernel wants input and index with the same extent outside dim: narrow the input to the index's extent.
         Tensor view = this;
         for (int i = 0; i < Rank; i++)
@@ -68,6 +68,48 @@ public sealed partial class Tensor
         using var idx = index.Dense();
         long outer = AttnCore.Shape.Numel(index.Layout.Shape.AsSpan(0, d)), inner = AttnCore.Shape.Numel(index.Layout.Shape.AsSpan(d + 1));
         Backend.Gather(x.Storage, outer, Layout.Shape[d], inner, idx.Storage, index.Layout.Shape[d], dst.Storage);
+        return dst.Record(OpKind.Gather, [this], [index], 0, [d]);
+    }
+
+    /// <summary>
+    /// A copy of this tensor with <paramref name="source"/>'s slices added at <paramref name="index"/> along
+    /// <paramref name="dim"/> (torch.index_add): the adjoint of <see cref="IndexSelect"/>, used for embedding gradients.
+    /// </summary>
+    public Tensor IndexAdd(int dim, Tensor index, Tensor source)
+    {
+        SameDevice("IndexAdd", this, source); SameDevice("IndexAdd", this, index); SameDType("IndexAdd", this, source);
+        int d = AttnCore.Shape.NormalizeAxis("IndexAdd", dim, Rank);
+        if (index.Rank > 1) throw new ArgumentException($"IndexAdd: index must be 1-d, got {index.Describe()}");
+        var expected = Shape; expected[d] = (int)index.Numel;
+        if (!source.Layout.Shape.AsSpan().SequenceEqual(expected))
+            throw new ArgumentException($"IndexAdd: source has shape {source.Describe()}, expected {AttnCore.Shape.Format(expected)} for input {Describe()} and {index.Numel} indices along dim {d}");
+        CheckIndices("IndexAdd", index, Layout.Shape[d], $"dim {d} of {Describe()}");
+        var dst = Clone();
+        if (source.Numel == 0) return dst;
+        using var src = source.Dense();
+        using var idx = index.Dense();
+        long outer = AttnCore.Shape.Numel(Layout.Shape.AsSpan(0, d)), inner = AttnCore.Shape.Numel(Layout.Shape.AsSpan(d + 1));
+        Backend.IndexAdd(dst.Storage, outer, Layout.Shape[d], inner, idx.Storage, (int)index.Numel, src.Storage);
+        return dst;
+    }
+
+    /// <summary>A copy of this tensor with source[o, j, i] added at [o, index[o, j, i], i] along <paramref name="dim"/> (torch.scatter_add): the adjoint of <see cref="Gather"/>.</summary>
+    public Tensor ScatterAdd(int dim, Tensor index, Tensor source)
+    {
+        SameDevice("ScatterAdd", this, source); SameDevice("ScatterAdd", this, index); SameDType("ScatterAdd", this, source);
+        int d = AttnCore.Shape.NormalizeAxis("ScatterAdd", dim, Rank);
+        if (!index.Layout.Shape.AsSpan().SequenceEqual(source.Layout.Shape) || index.Rank != Rank)
+            throw new ArgumentException($"ScatterAdd: index {index.Describe()} and source {source.Describe()} must have the same shape and the input's rank ({Describe()})");
+        for (int i = 0; i < Rank; i++)
+            if (i != d && index.Layout.Shape[i] != Layout.Shape[i])
+                throw new ArgumentException($"ScatterAdd: index {index.Describe()} must match the input {Describe()} outside dim {d}");
+        CheckIndices("ScatterAdd", index, Layout.Shape[d], $"dim {d} of {Describe()}");
+        var dst = Clone();
+        if (source.Numel == 0) return dst;
+        using var src = source.Dense();
+        using var idx = index.Dense();
+        long outer = AttnCore.Shape.Numel(Layout.Shape.AsSpan(0, d)), inner = AttnCore.Shape.Numel(Layout.Shape.AsSpan(d + 1));
+        Backend.ScatterAdd(dst.Storage, outer, Layout.Shape[d], inner, idx.Storage, index.Layout.Shape[d], src.Storage);
         return dst;
     }
 
@@ -103,7 +145,7 @@ public sealed partial class Tensor
             }
             at += len;
         }
-        return dst;
+        return dst.Record(OpKind.Cat, [.. tensors], null, 0, [d, .. tensors.Select(t => t.Layout.Shape[d])]);
     }
 
     /// <summary>Joins same-shaped tensors along a new dim.</summary>

@@ -16,19 +16,29 @@ public sealed partial class Tensor
         RequireFloat("MatMul");
         if (Rank == 0 || other.Rank == 0)
             throw new ArgumentException($"MatMul: both operands need at least 1 dim, got {Describe()} @ {other.Describe()}");
-        using var a = Rank == 1 ? Unsqueeze(0) : ViewOf(Layout);
-        using var b = other.Rank == 1 ? other.Unsqueeze(-1) : other.ViewOf(other.Layout);
-        int m = a.Layout.Shape[^2], k = a.Layout.Shape[^1], k2 = b.Layout.Shape[^2], n = b.Layout.Shape[^1];
-        if (k != k2) throw new ArgumentException($"MatMul: inner dimensions differ: {Describe()} @ {other.Describe()}");
-        var batch = AttnCore.Shape.Broadcast("MatMul", a.Layout.Shape[..^2], b.Layout.Shape[..^2]);
-        var outShape = batch.Concat(new[] { m, n }).ToArray();
-        var c = Empty(outShape, DType, Device);
-        if (c.Numel > 0) MatMulInto(a, b, c, batch, m, n, k);
-        // Remove the dims that 1-d operands were promoted with.
-        if (Rank == 1 && other.Rank == 1) { using (c) return c.View([]); }
-        if (Rank == 1) { using (c) return c.Squeeze(-2); }
-        if (other.Rank == 1) { using (c) return c.Squeeze(-1); }
-        return c;
+        // 1-d operands become matrices through recorded views, so the MatMul rule only sees matrices.
+        var a = Rank == 1 ? Unsqueeze(0) : this;
+        var b = other.Rank == 1 ? other.Unsqueeze(-1) : other;
+        try
+        {
+            int m = a.Layout.Shape[^2], k = a.Layout.Shape[^1], k2 = b.Layout.Shape[^2], n = b.Layout.Shape[^1];
+            if (k != k2) throw new ArgumentException($"MatMul: inner dimensions differ: {Describe()} @ {other.Describe()}");
+            var batch = AttnCore.Shape.Broadcast("MatMul", a.Layout.Shape[..^2], b.Layout.Shape[..^2]);
+            var outShape = batch.Concat(new[] { m, n }).ToArray();
+            var c = Empty(outShape, DType, Device);
+            if (c.Numel > 0) MatMulInto(a, b, c, batch, m, n, k);
+            c.Record(OpKind.MatMul, [a, b], [a, b]);
+            // Remove the dims that 1-d operands were promoted with.
+            if (Rank == 1 && other.Rank == 1) { using (c) return c.View([]); }
+            if (Rank == 1) { using (c) return c.Squeeze(-2); }
+            if (other.Rank == 1) { using (c) return c.Squeeze(-1); }
+            return c;
+        }
+        finally
+        {
+            if (!ReferenceEquals(a, this)) a.Dispose();
+            if (!ReferenceEquals(b, other)) b.Dispose();
+        }
     }
 
     private static void MatMulInto(Tensor a, Tensor b, Tensor c, int[] batch, int m, int n, int k)
@@ -125,7 +135,7 @@ public sealed partial class Tensor
         int cols = Layout.Shape[^1];
         int rows = cols == 0 ? 0 : (int)(Numel / cols);
         if (Numel > 0) Backend.Softmax(x.Storage, y.Storage, rows, cols, log);
-        return y;
+        return y.Record(log ? OpKind.LogSoftmax : OpKind.Softmax, [this], [y]);
     }
 
     /// <summary>Numerically stable softmax along <paramref name="dim"/>.</summary>
@@ -170,6 +180,8 @@ public sealed partial class Tensor
         var mean = EmptyLike(statsShape);
         var rstd = EmptyLike(statsShape);
         if (Numel > 0) Backend.LayerNorm(x.Storage, w?.Storage, b?.Storage, y.Storage, mean.Storage, rstd.Storage, rows, cols, eps);
+        // Inputs are always [x, weight, bias] (absent ones as x, flagged in Ints) so the rule can index them.
+        y.Record(OpKind.LayerNorm, [this, weight ?? this, bias ?? this], [x, w ?? x, mean, rstd], eps, [nd, weight is null ? 0 : 1, bias is null ? 0 : 1]);
         return (y, mean, rstd);
     }
 }

@@ -33,6 +33,10 @@ public sealed partial class Tensor
             throw new ArgumentException($"{name}: cannot reduce a tensor with no elements (shape {Describe()})");
         var dst = EmptyLike(kept);
         if (dst.Numel > 0) Backend.Reduce(op, Storage, permuted, kept.Length, dst.Storage);
+        // Ints: the reduced dims, so backward can unsqueeze and expand the gradient back.
+        var reducedDims = Enumerable.Range(0, Rank).Where(i => keepDimShape[i] == 1 && (dims is null || dims.Length == 0 || dims.Any(d => AttnCore.Shape.NormalizeAxis(name, d, Rank) == i))).ToArray();
+        var kind = op switch { ReduceOp.Sum => OpKind.Sum, ReduceOp.Max => OpKind.Max, _ => OpKind.Min };
+        dst.Record(kind, [this], op == ReduceOp.Sum ? null : [this, dst], 0, reducedDims);
         if (!keepDim) return dst;
         using (dst) return dst.View(keepDimShape);
     }

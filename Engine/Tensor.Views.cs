@@ -10,7 +10,7 @@ public sealed partial class Tensor
         var target = AttnCore.Shape.InferShape("View", shape, Numel, Layout.Shape);
         var strides = ViewStrides(Layout.Shape, Layout.Strides, target)
             ?? throw new ArgumentException($"View: a tensor of shape {Describe()} with strides [{string.Join(",", Layout.Strides)}] cannot be viewed as {AttnCore.Shape.Format(target)}; call Reshape (copies) or Contiguous() first");
-        return ViewOf(new Layout(target, strides, Layout.Offset));
+        return ViewOf(new Layout(target, strides, Layout.Offset)).Record(OpKind.View, [this]);
     }
 
     /// <summary>A tensor with a new shape (one dim may be -1): a view when possible, otherwise a contiguous copy.</summary>
@@ -18,9 +18,9 @@ public sealed partial class Tensor
     {
         var target = AttnCore.Shape.InferShape("Reshape", shape, Numel, Layout.Shape);
         var strides = ViewStrides(Layout.Shape, Layout.Strides, target);
-        if (strides is not null) return ViewOf(new Layout(target, strides, Layout.Offset));
-        using var c = Contiguous();
-        return c.ViewOf(Layout.Contiguous(target, c.Layout.Offset));
+        if (strides is not null) return ViewOf(new Layout(target, strides, Layout.Offset)).Record(OpKind.View, [this]);
+        using var c = Clone();
+        return c.ViewOf(Layout.Contiguous(target, c.Layout.Offset)).Record(OpKind.View, [this]);
     }
 
     /// <summary>Merges dims startDim..endDim into one.</summary>
@@ -64,14 +64,14 @@ public sealed partial class Tensor
     public Tensor Transpose(int dim0, int dim1)
     {
         int a = AttnCore.Shape.NormalizeAxis("Transpose", dim0, Rank), b = AttnCore.Shape.NormalizeAxis("Transpose", dim1, Rank);
-        if (Rank == 0) return ViewOf(Layout);
+        if (Rank == 0) return ViewOf(Layout).Record(OpKind.View, [this]);
         var perm = Enumerable.Range(0, Rank).ToArray();
         (perm[a], perm[b]) = (perm[b], perm[a]);
         return Permute(perm);
     }
 
     /// <summary>The transpose of a matrix (the last two dims swapped for rank &gt;= 2; a 1-d tensor is returned as is).</summary>
-    public Tensor T => Rank < 2 ? ViewOf(Layout) : Transpose(-2, -1);
+    public Tensor T => Rank < 2 ? ViewOf(Layout).Record(OpKind.View, [this]) : Transpose(-2, -1);
 
     /// <summary>Reorders dims: result dim i is this tensor's dim <c>dims[i]</c>.</summary>
     public Tensor Permute(params int[] dims)
@@ -88,7 +88,7 @@ public sealed partial class Tensor
             shape[i] = Layout.Shape[d];
             strides[i] = Layout.Strides[d];
         }
-        return ViewOf(new Layout(shape, strides, Layout.Offset));
+        return ViewOf(new Layout(shape, strides, Layout.Offset)).Record(OpKind.Permute, [this], null, 0, dims.Select(x => AttnCore.Shape.NormalizeAxis("Permute", x, Rank)).ToArray());
     }
 
     /// <summary>Elements start, start+step, ... before end along <paramref name="dim"/> (Python slice rules: negatives count from the end, bounds clamp).</summary>
@@ -104,7 +104,7 @@ public sealed partial class Tensor
         var shape = Shape; var strides = Strides;
         shape[d] = len;
         strides[d] = Layout.Strides[d] * step;
-        return ViewOf(new Layout(shape, strides, Layout.Offset + (len > 0 ? s * Layout.Strides[d] : 0)));
+        return ViewOf(new Layout(shape, strides, Layout.Offset + (len > 0 ? s * Layout.Strides[d] : 0))).Record(OpKind.Narrow, [this], null, 0, [d, s, step]);
     }
 
     /// <summary><paramref name="length"/> elements from <paramref name="start"/> along <paramref name="dim"/>; throws when out of range.</summary>
@@ -118,7 +118,7 @@ public sealed partial class Tensor
             throw new ArgumentOutOfRangeException(nameof(start), $"Narrow: start {start} length {length} is out of range for dim {d} of size {size} (shape {Describe()})");
         var shape = Shape;
         shape[d] = length;
-        return ViewOf(new Layout(shape, Strides, Layout.Offset + start * Layout.Strides[d]));
+        return ViewOf(new Layout(shape, Strides, Layout.Offset + start * Layout.Strides[d])).Record(OpKind.Narrow, [this], null, 0, [d, start, 1]);
     }
 
     /// <summary>The slice at <paramref name="index"/> along <paramref name="dim"/>, with that dim removed.</summary>
@@ -131,7 +131,7 @@ public sealed partial class Tensor
         if (i < 0 || i >= size) throw new IndexOutOfRangeException($"Select: index {index} is out of range for dim {d} of size {size} (shape {Describe()})");
         var shape = Layout.Shape.Where((_, k) => k != d).ToArray();
         var strides = Layout.Strides.Where((_, k) => k != d).ToArray();
-        return ViewOf(new Layout(shape, strides, Layout.Offset + i * Layout.Strides[d]));
+        return ViewOf(new Layout(shape, strides, Layout.Offset + i * Layout.Strides[d])).Record(OpKind.Select, [this], null, 0, [d, i]);
     }
 
     /// <summary>Shorthand for <see cref="Select"/> along dim 0.</summary>
@@ -153,7 +153,7 @@ public sealed partial class Tensor
                 throw new ArgumentException($"Expand: cannot expand {Describe()} to {AttnCore.Shape.Format(sizes)} (dim {i}: {cur} to {want}; only size-1 dims expand)");
             target[i] = want;
         }
-        return ViewOf(Layout.BroadcastTo(target));
+        return ViewOf(Layout.BroadcastTo(target)).Record(OpKind.Expand, [this]);
     }
 
     /// <summary>Broadcasts to <paramref name="shape"/> by NumPy rules (a view).</summary>
@@ -168,16 +168,16 @@ public sealed partial class Tensor
     public Tensor Squeeze()
     {
         var keep = Enumerable.Range(0, Rank).Where(i => Layout.Shape[i] != 1).ToArray();
-        return ViewOf(new Layout(keep.Select(i => Layout.Shape[i]).ToArray(), keep.Select(i => Layout.Strides[i]).ToArray(), Layout.Offset));
+        return ViewOf(new Layout(keep.Select(i => Layout.Shape[i]).ToArray(), keep.Select(i => Layout.Strides[i]).ToArray(), Layout.Offset)).Record(OpKind.View, [this]);
     }
 
     /// <summary>Removes <paramref name="dim"/> if its size is 1 (otherwise returns a view of the same shape, as PyTorch does).</summary>
     public Tensor Squeeze(int dim)
     {
-        if (Rank == 0) return ViewOf(Layout);
+        if (Rank == 0) return ViewOf(Layout).Record(OpKind.View, [this]);
         int d = AttnCore.Shape.NormalizeAxis("Squeeze", dim, Rank);
-        if (Layout.Shape[d] != 1) return ViewOf(Layout);
-        return ViewOf(new Layout(Layout.Shape.Where((_, k) => k != d).ToArray(), Layout.Strides.Where((_, k) => k != d).ToArray(), Layout.Offset));
+        if (Layout.Shape[d] != 1) return ViewOf(Layout).Record(OpKind.View, [this]);
+        return ViewOf(new Layout(Layout.Shape.Where((_, k) => k != d).ToArray(), Layout.Strides.Where((_, k) => k != d).ToArray(), Layout.Offset)).Record(OpKind.View, [this]);
     }
 
     /// <summary>Inserts a size-1 dim at <paramref name="dim"/> (in [-rank-1, rank]).</summary>
@@ -189,16 +189,16 @@ public sealed partial class Tensor
         long stride = d < Rank ? Layout.Strides[d] * Layout.Shape[d] : 1;
         shape.Insert(d, 1);
         strides.Insert(d, stride);
-        return ViewOf(new Layout([.. shape], [.. strides], Layout.Offset));
+        return ViewOf(new Layout([.. shape], [.. strides], Layout.Offset)).Record(OpKind.View, [this]);
     }
 
     /// <summary>This tensor if it is contiguous (a new reference), otherwise a contiguous copy.</summary>
     public Tensor Contiguous()
     {
-        if (IsContiguous) return ViewOf(Layout);
+        if (IsContiguous) return ViewOf(Layout).Record(OpKind.Copy, [this]);
         var dst = EmptyLike();
         Backend.Copy(Storage, Layout, dst.Storage, dst.Layout);
-        return dst;
+        return dst.Record(OpKind.Copy, [this]);
     }
 
     /// <summary>
@@ -212,7 +212,7 @@ public sealed partial class Tensor
     {
         var dst = EmptyLike();
         Backend.Copy(Storage, Layout, dst.Storage, dst.Layout);
-        return dst;
+        return dst.Record(OpKind.Copy, [this]);
     }
 
     /// <summary>Views of consecutive pieces of <paramref name="splitSize"/> along <paramref name="dim"/> (the last may be shorter).</summary>

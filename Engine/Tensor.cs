@@ -13,11 +13,11 @@ public sealed partial class Tensor : IDisposable
     private Storage? _storage;
 
     /// <summary>Wraps storage the caller owns one reference of (the reference moves to the tensor).</summary>
-    internal Tensor(Storage storage, Layout layout)
+    internal Tensor(Storage storage, Layout layout, bool register = true)
     {
         _storage = storage;
         Layout = layout;
-        TensorScope.Register(this);
+        if (register) TensorScope.Register(this);
     }
 
     /// <summary>A new tensor sharing this one's storage with another layout (a view).</summary>

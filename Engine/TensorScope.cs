@@ -33,6 +33,17 @@ public sealed class TensorScope : IDisposable
 
     internal static void Register(Tensor t) => _current?._owned.Add(t);
 
+    /// <summary>Makes tensors created from now on belong to no scope, until <see cref="Resume"/>; returns the scope to resume.</summary>
+    public static TensorScope? Suspend()
+    {
+        var s = _current;
+        _current = null;
+        return s;
+    }
+
+    /// <summary>Restores the scope returned by <see cref="Suspend"/>.</summary>
+    public static void Resume(TensorScope? scope) => _current = scope;
+
     /// <summary>Takes <paramref name="t"/> out of this scope (into the enclosing one) and returns it.</summary>
     public Tensor Keep(Tensor t)
     {

@@ -44,6 +44,8 @@ public sealed partial class CpuBackend
             case UnaryOp.RDivScalar: Map<T, RDivScalarOp<T>>(x, l, d, s); break;
             case UnaryOp.ClampMin: Map<T, ClampMinOp<T>>(x, l, d, s); break;
             case UnaryOp.ClampMax: Map<T, ClampMaxOp<T>>(x, l, d, s); break;
+            case UnaryOp.GeluGrad: Map<T, GeluGradOp<T>>(x, l, d, s); break;
+            case UnaryOp.GeluTanhGrad: Map<T, GeluTanhGradOp<T>>(x, l, d, s); break;
             default: throw new NotSupportedException($"CpuBackend.Unary: {op} is not implemented");
         }
     }

@@ -95,6 +95,50 @@ public sealed partial class CpuBackend
         }
     }
 
+    /// <inheritdoc/>
+    public void IndexAdd(Storage dst, long outer, int axisSize, long inner, Storage index, int count, Storage src)
+    {
+        var idx = Data<long>(index);
+        switch (dst.DType)
+        {
+            case DType.Float32: IndexAddT(Data<float>(dst), outer, axisSize, inner, idx, count, Data<float>(src)); break;
+            case DType.Float64: IndexAddT(Data<double>(dst), outer, axisSize, inner, idx, count, Data<double>(src)); break;
+            default: throw new NotSupportedException($"IndexAdd: not defined for {dst.DType.Name()} tensors");
+        }
+    }
+
+    private static void IndexAddT<T>(T[] dst, long outer, int axisSize, long inner, long[] idx, int count, T[] src) where T : unmanaged, System.Numerics.INumber<T>
+    {
+        // Sequential over j so that repeated indices (the same token twice in a batch) accumulate without races.
+        for (long o = 0; o < outer; o++)
+            for (int j = 0; j < count; j++)
+            {
+                var row = dst.AsSpan((int)((o * axisSize + idx[j]) * inner), (int)inner);
+                System.Numerics.Tensors.TensorPrimitives.Add(row, src.AsSpan((int)((o * count + j) * inner), (int)inner), row);
+            }
+    }
+
+    /// <inheritdoc/>
+    public void ScatterAdd(Storage dst, long outer, int axisSize, long inner, Storage index, int count, Storage src)
+    {
+        var idx = Data<long>(index);
+        switch (dst.DType)
+        {
+            case DType.Float32: ScatterAddT(Data<float>(dst), outer, axisSize, inner, idx, count, Data<float>(src)); break;
+            case DType.Float64: ScatterAddT(Data<double>(dst), outer, axisSize, inner, idx, count, Data<double>(src)); break;
+            default: throw new NotSupportedException($"ScatterAdd: not defined for {dst.DType.Name()} tensors");
+        }
+    }
+
+    private static void ScatterAddT<T>(T[] dst, long outer, int axisSize, long inner, long[] idx, int count, T[] src) where T : unmanaged, System.Numerics.INumber<T>
+    {
+        long p = 0;
+        for (long o = 0; o < outer; o++)
+            for (int j = 0; j < count; j++)
+                for (long i = 0; i < inner; i++, p++)
+                    dst[(o * axisSize + idx[p]) * inner + i] += src[p];
+    }
+
     private static void GatherT<T>(T[] src, long outer, int axisSize, long inner, long[] idx, int count, T[] dst) where T : unmanaged
     {
         long p = 0;

@@ -49,6 +49,10 @@ public enum UnaryOp
     RDivScalar,
     /// <summary>max(x, s)</summary>
     ClampMin,
+    /// <summary>d GELU(x) / dx, exact erf form (for the backward pass).</summary>
+    GeluGrad,
+    /// <summary>d GELU(x) / dx, tanh approximation (for the backward pass).</summary>
+    GeluTanhGrad,
     /// <summary>min(x, s)</summary>
     ClampMax,
 }
@@ -163,4 +167,10 @@ public interface IBackend : IDisposable
     /// [outer, axisSize, inner] and index/dst contiguous [outer, count, inner].
     /// </summary>
     void Gather(Storage src, long outer, int axisSize, long inner, Storage index, int count, Storage dst);
+
+    /// <summary>The adjoint of <see cref="IndexSelect"/>: dst[o, index[j], i] += src[o, j, i] (repeated indices accumulate).</summary>
+    void IndexAdd(Storage dst, long outer, int axisSize, long inner, Storage index, int count, Storage src);
+
+    /// <summary>The adjoint of <see cref="Gather"/>: dst[o, index[o, j, i], i] += src[o, j, i].</summary>
+    void ScatterAdd(Storage dst, long outer, int axisSize, long inner, Storage index, int count, Storage src);
 }

@@ -1,0 +1,97 @@
+namespace AttnCore;
+
+/// <summary>
+/// Reverse-mode differentiation over the GradNodes that Engine ops record. Extension methods in the
+/// AttnCore namespace, so <c>loss.Backward()</c> reads as a Tensor method wherever Autograd is referenced.
+/// </summary>
+public static class AutogradExtensions
+{
+    /// <summary>
+    /// Computes d(this)/d(leaf) for every leaf that requires gradients and adds it to the leaf's
+    /// <see cref="Tensor.Grad"/> (gradients accumulate across calls, as in PyTorch). A non-scalar output
+    /// needs <paramref name="gradient"/> of its shape. Saved tensors are released as soon as their rule ran,
+    /// so the graph can be walked once unless <paramref name="retainGraph"/> is set.
+    /// </summary>
+    public static void Backward(this Tensor output, Tensor? gradient = null, bool retainGraph = false)
+    {
+        if (!output.RequiresGrad)
+            throw new InvalidOperationException($"Backward: the tensor {Shape.Format(output.Shape)} does not require gradients (no input of it had RequiresGrad = true, or it was computed under NoGrad)");
+        if (gradient is null && output.Numel != 1)
+            throw new ArgumentException($"Backward: a gradient is needed for a non-scalar output of shape {Shape.Format(output.Shape)}");
+        if (gradient is not null && !gradient.Shape.SequenceEqual(output.Shape))
+            throw new ArgumentException($"Backward: gradient shape {Shape.Format(gradient.Shape)} differs from the output's {Shape.Format(output.Shape)}");
+
+        using var noGrad = new NoGrad();
+        var order = TopologicalOrder(output);
+        // Gradients flowing to non-leaf tensors, by identity; each is disposed once its node has run.
+        var pending = new Dictionary<Tensor, Tensor>(ReferenceEqualityComparer.Instance);
+        pending[output] = gradient is null ? output.OnesLike() : gradient.Clone();
+
+        using var scope = new TensorScope();
+        for (int i = order.Count - 1; i >= 0; i--)
+        {
+            var t = order[i];
+            if (!pending.Remove(t, out var g)) continue;
+            var node = t.GradFn;
+            if (node is null)
+            {
+                Accumulate(t, g);
+                continue;
+            }
+            if (node.Saved.Length == 0 && node.SavedVersions.Length > 0)
+                throw new InvalidOperationException($"Backward: the graph through {node.Kind} was already freed by an earlier Backward; pass retainGraph: true to walk it twice");
+            node.CheckSavedVersions();
+            var grads = DerivativeRules.Apply(node, g);
+            if (!retainGraph) node.ReleaseSaved();
+            for (int k = 0; k < node.Inputs.Length; k++)
+            {
+                var input = node.Inputs[k];
+                var gi = grads[k];
+                if (gi is null || !input.RequiresGrad) continue;
+                if (!gi.Shape.SequenceEqual(input.Shape))
+                    throw new InvalidOperationException($"Backward: the {node.Kind} rule returned a gradient of shape {Shape.Format(gi.Shape)} for an input of shape {Shape.Format(input.Shape)}");
+                if (pending.TryGetValue(input, out var acc)) pending[input] = acc + gi;
+                else pending[input] = gi;
+            }
+        }
+    }
+
+    // Leaves keep their gradient beyond the backward scope: it is created outside any TensorScope.
+    private static void Accumulate(Tensor leaf, Tensor g)
+    {
+        if (!leaf.RequiresGrad) return;
+        var outer = TensorScope.Suspend();
+        try
+        {
+            var old = leaf.Grad;
+            leaf.Grad = old is null ? g.Clone() : old + g;
+            old?.Dispose();
+        }
+        finally { TensorScope.Resume(outer); }
+    }
+
+    private static List<Tensor> TopologicalOrder(Tensor root)
+    {
+        var order = new List<Tensor>();
+        var seen = new HashSet<Tensor>(ReferenceEqualityComparer.Instance);
+        var stack = new Stack<(Tensor T, bool Expanded)>();
+        stack.Push((root, false));
+        while (stack.Count > 0)
+        {
+            var (t, expanded) = stack.Pop();
+            if (expanded) { order.Add(t); continue; }
+            if (!seen.Add(t)) continue;
+            stack.Push((t, true));
+            if (t.GradFn is { } node)
+                foreach (var input in node.Inputs)
+                    if (input.RequiresGrad && !seen.Contains(input)) stack.Push((input, false));
+        }
+        return order;   // inputs before the tensors computed from them
+    }
+
+    /// <summary>Sets the gradient of every given tensor to null (what an optimizer's ZeroGrad does).</summary>
+    public static void ZeroGrad(this IEnumerable<Tensor> parameters)
+    {
+        foreach (var p in parameters) { p.Grad?.Dispose(); p.Grad = null; }
+    }
+}

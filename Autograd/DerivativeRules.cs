@@ -1,0 +1,276 @@
+namespace AttnCore;
+
+/// <summary>
+/// One backward rule per <see cref="OpKind"/>: given the recorded node and the gradient of its output,
+/// the gradient of each input (null where none flows). Each rule sits under a comment with its forward
+/// formula, so an op and its derivative are read together. Rules run under NoGrad (first derivatives).
+/// </summary>
+public static class DerivativeRules
+{
+    private delegate Tensor?[] Rule(GradNode n, Tensor g);
+
+    private static readonly Dictionary<OpKind, Rule> Table = Build();
+
+    /// <summary>True when <paramref name="kind"/> has a rule (a test asserts every OpKind does).</summary>
+    public static bool HasRule(OpKind kind) => Table.ContainsKey(kind);
+
+    /// <summary>Runs the rule of <paramref name="node"/>.</summary>
+    public static Tensor?[] Apply(GradNode node, Tensor gradOutput)
+    {
+        if (node.Kind == OpKind.Custom)
+            return node.Custom?.Backward(node, gradOutput) ?? throw new InvalidOperationException("Backward: a Custom node has no ICustomOp");
+        return Table.TryGetValue(node.Kind, out var rule) ? rule(node, gradOutput)
+            : throw new NotSupportedException($"Backward: no derivative rule for {node.Kind}");
+    }
+
+    /// <summary>Sums a broadcast gradient back to <paramref name="shape"/> (the input's shape before broadcasting).</summary>
+    public static Tensor SumTo(Tensor g, int[] shape)
+    {
+        if (g.Shape.SequenceEqual(shape)) return g;
+        int lead = g.Rank - shape.Length;
+        var dims = new List<int>();
+        for (int i = 0; i < g.Rank; i++)
+            if (i < lead || (shape[i - lead] == 1 && g.Size(i) != 1)) dims.Add(i);
+        using var s = g.Sum([.. dims], keepDim: true);
+        return s.Reshape(shape);
+    }
+
+    // The output gradient of a reduction, reshaped so it broadcasts against the input again.
+    private static Tensor Unreduce(Tensor g, int[] reducedDims, int[] inputShape)
+    {
+        var shape = (int[])inputShape.Clone();
+        foreach (int d in reducedDims) shape[d] = 1;
+        return g.Reshape(shape);
+    }
+
+    private static Tensor X(GradNode n) => n.Saved[0];     // the input, for unary ops
+    private static Tensor Y(GradNode n) => n.Saved[1];     // the output, for unary ops
+
+    private static Dictionary<OpKind, Rule> Build() => new()
+    {
+        // y = -x
+        [OpKind.Neg] = (n, g) => [-g],
+        // y = |x|
+        [OpKind.Abs] = (n, g) => [Times(g, X(n).Sign())],
+        // y = e^x
+        [OpKind.Exp] = (n, g) => [g * Y(n)],
+        // y = ln x
+        [OpKind.Log] = (n, g) => [g / X(n)],
+        // y = sqrt x          dy/dx = 1 / (2y)
+        [OpKind.Sqrt] = (n, g) => [Times(g, Y(n).Reciprocal(), 0.5)],
+        // y = x^-1/2          dy/dx = -y^3 / 2
+        [OpKind.Rsqrt] = (n, g) => [Times(g, Y(n).Pow(3), -0.5)],
+        // y = tanh x          dy/dx = 1 - y^2
+        [OpKind.Tanh] = (n, g) => [Times(g, 1.0 - Y(n).Square())],
+        // y = sigmoid x       dy/dx = y (1 - y)
+        [OpKind.Sigmoid] = (n, g) => [Times(g, Y(n) * (1.0 - Y(n)))],
+        // y = max(x, 0)
+        [OpKind.Relu] = (n, g) => [Times(g, X(n).Gt(0))],
+        // y = x Phi(x)        dy/dx = Phi(x) + x phi(x)
+        [OpKind.Gelu] = (n, g) => [Times(g, X(n).GeluDerivative())],
+        [OpKind.GeluTanh] = (n, g) => [Times(g, X(n).GeluDerivative(tanhApproximation: true))],
+        // y = x sigmoid(x)    dy/dx = s (1 + x (1 - s))
+        [OpKind.Silu] = (n, g) => { using var s = X(n).Sigmoid(); using var oneMinus = 1.0 - s; using var xs = X(n) * oneMinus; using var inner = xs + 1.0; return [Times(g, s * inner)]; },
+        // y = sin x, y = cos x
+        [OpKind.Sin] = (n, g) => [Times(g, X(n).Cos())],
+        [OpKind.Cos] = (n, g) => [Times(g, X(n).Sin(), -1)],
+        // y = x^2
+        [OpKind.Square] = (n, g) => [Times(g, X(n), 2)],
+        // y = 1/x             dy/dx = -y^2
+        [OpKind.Reciprocal] = (n, g) => [Times(g, Y(n).Square(), -1)],
+        // y = sign x: zero almost everywhere
+        [OpKind.Sign] = (n, g) => [g.ZerosLike()],
+        // y = x + s, y = x * s
+        [OpKind.AddScalar] = (n, g) => [g],
+        [OpKind.MulScalar] = (n, g) => [g * n.Scalar],
+        // y = x^s             dy/dx = s x^(s-1)
+        [OpKind.PowScalar] = (n, g) => [Times(g, X(n).Pow(n.Scalar - 1), n.Scalar)],
+        // y = s - x, y = s / x (dy/dx = -y/x)
+        [OpKind.RSubScalar] = (n, g) => [-g],
+        [OpKind.RDivScalar] = (n, g) => { using var q = Y(n) / X(n); return [Times(g, q, -1)]; },
+        // y = max(x, s), y = min(x, s): the gradient passes where x is the one kept
+        [OpKind.ClampMin] = (n, g) => [Times(g, X(n).Ge(n.Scalar))],
+        [OpKind.ClampMax] = (n, g) => [Times(g, X(n).Le(n.Scalar))],
+
+        // c = a + b, a - b (broadcast: gradients summed back to each input's shape)
+        [OpKind.Add] = (n, g) => [SumTo(g, n.Inputs[0].Shape), SumTo(g, n.Inputs[1].Shape)],
+        [OpKind.Sub] = (n, g) => { using var ng = -g; return [SumTo(g, n.Inputs[0].Shape), SumTo(ng, n.Inputs[1].Shape).Clone()]; },
+        // c = a * b
+        [OpKind.Mul] = (n, g) => [Reduced(g * n.Saved[1], n.Inputs[0].Shape), Reduced(g * n.Saved[0], n.Inputs[1].Shape)],
+        // c = a / b           dc/db = -c / b
+        [OpKind.Div] = (n, g) => { using var q = n.Saved[2] / n.Saved[1]; return [Reduced(g / n.Saved[1], n.Inputs[0].Shape), Reduced(Times(g, q, -1), n.Inputs[1].Shape)]; },
+        // c = a^b             dc/da = b a^(b-1), dc/db = c ln a
+        [OpKind.Pow] = (n, g) =>
+        {
+            using var bm1 = n.Saved[1] - 1.0; using var p = n.Saved[0].Pow(bm1); using var da = p * n.Saved[1];
+            using var la = n.Saved[0].Log(); using var db = n.Saved[2] * la;
+            return [Reduced(g * da, n.Inputs[0].Shape), Reduced(g * db, n.Inputs[1].Shape)];
+        },
+        // c = max(a, b), min(a, b): the gradient goes to the larger (smaller); ties split it evenly, as PyTorch
+        [OpKind.Maximum] = (n, g) => ExtremumRule(n, g, max: true),
+        [OpKind.Minimum] = (n, g) => ExtremumRule(n, g, max: false),
+        // y = cond ? a : b
+        [OpKind.Where] = (n, g) =>
+        {
+            using var zero = g.ZerosLike();
+            return [Reduced(Tensor.Where(n.Saved[0], g, zero), n.Inputs[0].Shape), Reduced(Tensor.Where(n.Saved[0], zero, g), n.Inputs[1].Shape)];
+        },
+
+        // y = sum over dims   dy/dx = 1 broadcast back
+        [OpKind.Sum] = (n, g) => { using var u = Unreduce(g, n.Ints, n.Inputs[0].Shape); using var e = u.Expand(n.Inputs[0].Shape); return [e.Contiguous()]; },
+        // y = max/min over dims: the gradient is shared by the elements equal to the extremum
+        [OpKind.Max] = ReduceExtremumRule,
+        [OpKind.Min] = ReduceExtremumRule,
+
+        // C = A @ B (batched, broadcast)   dA = dC @ B^T, dB = A^T @ dC, summed over broadcast batch dims
+        [OpKind.MatMul] = (n, g) =>
+        {
+            using var bt = n.Saved[1].Transpose(-1, -2);
+            using var at = n.Saved[0].Transpose(-1, -2);
+            return [Reduced(g.MatMul(bt), n.Inputs[0].Shape), Reduced(at.MatMul(g), n.Inputs[1].Shape)];
+        },
+        // y = softmax(x) along the last dim      dx = y (g - sum(g y))
+        [OpKind.Softmax] = (n, g) =>
+        {
+            var y = n.Saved[0];
+            using var gy = g * y; using var s = gy.Sum(-1, keepDim: true); using var d = g - s;
+            return [d * y];
+        },
+        // y = log_softmax(x)                      dx = g - softmax(x) sum(g)
+        [OpKind.LogSoftmax] = (n, g) =>
+        {
+            using var p = n.Saved[0].Exp(); using var s = g.Sum(-1, keepDim: true); using var ps = p * s;
+            return [g - ps];
+        },
+        // y = (x - mean) rstd * w + b over the trailing Ints[0] dims
+        [OpKind.LayerNorm] = LayerNormRule,
+        // y = x.IndexSelect(d, idx)               dx = zeros.IndexAdd(d, idx, g)
+        [OpKind.IndexSelect] = (n, g) => { using var z = Tensor.Zeros(n.Inputs[0].Shape, g.DType, g.Device); return [z.IndexAdd(n.Ints[0], n.Saved[0], g)]; },
+        // y = x.Gather(d, idx)                    dx = zeros.ScatterAdd(d, idx, g)
+        [OpKind.Gather] = GatherRule,
+        // y = cat(xs, d)                          dx_i = the slice of g that came from x_i
+        [OpKind.Cat] = (n, g) =>
+        {
+            var grads = new Tensor?[n.Inputs.Length];
+            int at = 0;
+            for (int i = 0; i < grads.Length; i++) { grads[i] = g.Narrow(n.Ints[0], at, n.Ints[i + 1]).Contiguous(); at += n.Ints[i + 1]; }
+            return grads;
+        },
+
+        // Views: the gradient is the inverse view (or a scatter into zeros for slices)
+        [OpKind.View] = (n, g) => [g.Reshape(n.Inputs[0].Shape)],
+        [OpKind.Permute] = (n, g) =>
+        {
+            var inverse = new int[n.Ints.Length];
+            for (int i = 0; i < inverse.Length; i++) inverse[n.Ints[i]] = i;
+            return [g.Permute(inverse)];
+        },
+        [OpKind.Narrow] = (n, g) =>
+        {
+            int d = n.Ints[0], start = n.Ints[1], step = n.Ints[2], len = g.Size(d);
+            var z = Tensor.Zeros(n.Inputs[0].Shape, g.DType, g.Device);
+            if (len > 0) { using var slot = z.Slice(d, start, start + (len - 1) * step + 1, step); slot.CopyFrom(g); }
+            return [z];
+        },
+        [OpKind.Select] = (n, g) =>
+        {
+            var z = Tensor.Zeros(n.Inputs[0].Shape, g.DType, g.Device);
+            using var slot = z.Select(n.Ints[0], n.Ints[1]);
+            slot.CopyFrom(g);
+            return [z];
+        },
+        [OpKind.Expand] = (n, g) => [SumTo(g, n.Inputs[0].Shape)],
+        [OpKind.Copy] = (n, g) => [g],
+        [OpKind.ToDType] = (n, g) => [g.To(n.Inputs[0].DType)],
+    };
+
+    // g * factor (* scale), disposing the factor: most unary rules are "gradient times a local derivative".
+    private static Tensor Times(Tensor g, Tensor factor, double scale = 1)
+    {
+        using (factor)
+        {
+            if (scale == 1) return g * factor;
+            using var p = g * factor;
+            return p * scale;
+        }
+    }
+
+    // SumTo for a freshly computed gradient that may be returned as is (then it is not disposed).
+    private static Tensor Reduced(Tensor full, int[] shape)
+    {
+        var r = SumTo(full, shape);
+        if (!ReferenceEquals(r, full)) full.Dispose();
+        return r;
+    }
+
+    private static Tensor?[] ExtremumRule(GradNode n, Tensor g, bool max)
+    {
+        var (a, b) = (n.Saved[0], n.Saved[1]);
+        using var wins = max ? a.Gt(b) : a.Lt(b);
+        using var ties = a.Eq(b);
+        using var halfTies = ties * 0.5;
+        using var wa = wins + halfTies;
+        using var wb = 1.0 - wa;
+        return [Reduced(g * wa, n.Inputs[0].Shape), Reduced(g * wb, n.Inputs[1].Shape)];
+    }
+
+    private static Tensor?[] ReduceExtremumRule(GradNode n, Tensor g)
+    {
+        var (x, y) = (n.Saved[0], n.Saved[1]);
+        using var yu = Unreduce(y, n.Ints, x.Shape);
+        using var gu = Unreduce(g, n.Ints, x.Shape);
+        using var mask = x.Eq(yu);
+        using var count = mask.Sum(n.Ints, keepDim: true);
+        using var share = gu / count;
+        return [mask * share];
+    }
+
+    private static Tensor?[] LayerNormRule(GradNode n, Tensor g)
+    {
+        int nd = n.Ints[0];
+        bool hasW = n.Ints[1] == 1, hasB = n.Ints[2] == 1;
+        var (x, w, mean, rstd) = (n.Saved[0], n.Saved[1], n.Saved[2], n.Saved[3]);
+        var statShape = mean.Shape.Concat(Enumerable.Repeat(1, nd)).ToArray();
+        var normDims = Enumerable.Range(x.Rank - nd, nd).ToArray();
+        var leadDims = Enumerable.Range(0, x.Rank - nd).ToArray();
+        using var m = mean.Reshape(statShape);
+        using var r = rstd.Reshape(statShape);
+        using var centered = x - m;
+        using var xhat = centered * r;
+        using var gxhat = hasW ? g * w : g.Clone();
+        using var mean1 = gxhat.Mean(normDims, keepDim: true);
+        using var gx_xhat = gxhat * xhat;
+        using var mean2 = gx_xhat.Mean(normDims, keepDim: true);
+        using var t1 = gxhat - mean1;
+        using var t2 = xhat * mean2;
+        using var t3 = t1 - t2;
+        var dx = t3 * r;
+        Tensor? dw = null, db = null;
+        if (hasW) { using var gx = g * xhat; dw = leadDims.Length == 0 ? gx.Clone() : gx.Sum(leadDims); }
+        if (hasB) db = leadDims.Length == 0 ? g.Clone() : g.Sum(leadDims);
+        return [dx, dw, db];
+    }
+
+    private static Tensor?[] GatherRule(GradNode n, Tensor g)
+    {
+        int d = n.Ints[0];
+        var inShape = n.Inputs[0].Shape;
+        var idx = n.Saved[0];
+        // Gather may read a prefix of the input outside dim d: scatter into that extent, then pad with zeros.
+        var extent = (int[])idx.Shape.Clone();
+        extent[d] = inShape[d];
+        using var z = Tensor.Zeros(extent, g.DType, g.Device);
+        var scattered = z.ScatterAdd(d, idx, g);
+        if (extent.SequenceEqual(inShape)) return [scattered];
+        using (scattered)
+        {
+            var full = Tensor.Zeros(inShape, g.DType, g.Device);
+            Tensor view = full;
+            for (int i = 0; i < inShape.Length; i++)
+                if (extent[i] != inShape[i]) { var next = view.Narrow(i, 0, extent[i]); if (!ReferenceEquals(view, full)) view.Dispose(); view = next; }
+            view.CopyFrom(scattered);
+            if (!ReferenceEquals(view, full)) view.Dispose();
+            return [full];
+        }
+    }
+}

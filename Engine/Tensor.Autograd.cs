@@ -1,0 +1,76 @@
+using AttnCore.Backends;
+
+namespace AttnCore;
+
+// The Engine half of autograd: each op records a GradNode on its output when an input requires
+// gradients and recording is on. The derivative rules and Backward() live in AttnCore.Autograd.
+public sealed partial class Tensor
+{
+    private bool _requiresGrad;
+
+    /// <summary>
+    /// True for a leaf the user asked gradients for, and for every tensor computed from one while
+    /// recording. Only floating-point leaves can be set.
+    /// </summary>
+    public bool RequiresGrad
+    {
+        get => _requiresGrad || GradFn is not null;
+        set
+        {
+            if (GradFn is not null)
+            {
+                if (!value) throw new InvalidOperationException("RequiresGrad: cannot be turned off on a computed tensor; use Detach()");
+                return;
+            }
+            if (value && !DType.IsFloatingPoint()) throw new ArgumentException($"RequiresGrad: only floating-point tensors can require gradients, got {DType.Name()} {Describe()}");
+            _requiresGrad = value;
+        }
+    }
+
+    /// <summary>Sets <see cref="RequiresGrad"/> and returns this tensor (fluent, like torch's requires_grad_()).</summary>
+    public Tensor RequiresGrad_(bool value = true) { RequiresGrad = value; return this; }
+
+    /// <summary>The accumulated gradient of a leaf after Backward (null before).</summary>
+    public Tensor? Grad { get; set; }
+
+    /// <summary>How this tensor was computed (null for leaves and for tensors made without recording).</summary>
+    public GradNode? GradFn { get; private set; }
+
+    /// <summary>True when the tensor was not computed by a recorded op.</summary>
+    public bool IsLeaf => GradFn is null;
+
+    /// <summary>A view of the same storage that is cut from the graph.</summary>
+    public Tensor Detach() => ViewOf(Layout);
+
+    /// <summary>Attaches a GradNode to this freshly computed tensor if any input requires gradients.</summary>
+    internal Tensor Record(OpKind kind, Tensor[] inputs, Tensor[]? saved = null, double scalar = 0, int[]? ints = null, ICustomOp? custom = null)
+    {
+        if (!GradMode.IsEnabled) return this;
+        bool any = false;
+        foreach (var t in inputs) any |= t.RequiresGrad;
+        if (!any) return this;
+        var keep = saved is null ? [] : Array.ConvertAll(saved, s => s.SavedView());
+        GradFn = new GradNode(kind, inputs, keep, scalar, ints ?? [], custom);
+        return this;
+    }
+
+    /// <summary>Records a custom fused op (its class supplies the backward) on this output.</summary>
+    public Tensor RecordCustom(ICustomOp op, Tensor[] inputs, Tensor[] saved, int[]? ints = null, double scalar = 0)
+        => Record(OpKind.Custom, inputs, saved, scalar, ints, op);
+
+    // A saved tensor holds its own storage reference and is not owned by any TensorScope: the graph,
+    // not the scope, decides when it dies (GradNode.ReleaseSaved after its rule ran).
+    private Tensor SavedView()
+    {
+        var s = Storage;
+        s.AddRef();
+        return new Tensor(s, Layout, register: false);
+    }
+
+    // Unary ops map to the OpKind of the same name; derivative helpers (GeluGrad) have none: no second derivatives.
+    private static readonly OpKind?[] UnaryKinds = Enum.GetValues<UnaryOp>().Select(u => Enum.TryParse<OpKind>(u.ToString(), out var k) ? k : (OpKind?)null).ToArray();
+    private static readonly OpKind[] BinaryKinds = [OpKind.Add, OpKind.Sub, OpKind.Mul, OpKind.Div, OpKind.Pow, OpKind.Maximum, OpKind.Minimum];
+
+    internal static OpKind? KindOf(UnaryOp op) => UnaryKinds[(int)op];
+    internal static OpKind? KindOf(BinaryOp op) => (int)op < BinaryKinds.Length ? BinaryKinds[(int)op] : null;
+}

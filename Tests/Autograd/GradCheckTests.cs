@@ -1,0 +1,121 @@
+using NUnit.Framework;
+
+namespace AttnCore.Tests.Autograd;
+
+/// <summary>Every differentiable op, checked by central differences in float64 (tolerances in GradCheck).</summary>
+[TestFixture, Category("Autograd")]
+public class GradCheckTests
+{
+    public record Case(string Name, int[][] Shapes, Func<Tensor[], Tensor> F, Func<double, double>? Domain = null)
+    {
+        public override string ToString() => Name;
+    }
+
+    static readonly Func<double, double> Positive = u => 0.2 + 2 * u;
+    static readonly Func<double, double> AwayFromZero = u => (u < 0.5 ? -1 : 1) * (0.3 + u);
+
+    public static readonly Case[] Cases =
+    [
+        new("Neg", [[3, 4]], x => -x[0]),
+        new("Abs", [[3, 4]], x => x[0].Abs(), AwayFromZero),
+        new("Exp", [[3, 4]], x => x[0].Exp()),
+        new("Log", [[3, 4]], x => x[0].Log(), Positive),
+        new("Sqrt", [[3, 4]], x => x[0].Sqrt(), Positive),
+        new("Rsqrt", [[3, 4]], x => x[0].Rsqrt(), Positive),
+        new("Tanh", [[3, 4]], x => x[0].Tanh()),
+        new("Sigmoid", [[3, 4]], x => x[0].Sigmoid()),
+        new("Relu", [[3, 4]], x => x[0].Relu(), AwayFromZero),
+        new("Gelu", [[3, 4]], x => x[0].Gelu()),
+        new("GeluTanh", [[3, 4]], x => x[0].Gelu(tanhApproximation: true)),
+        new("Silu", [[3, 4]], x => x[0].Silu()),
+        new("Sin", [[5]], x => x[0].Sin()),
+        new("Cos", [[5]], x => x[0].Cos()),
+        new("Square", [[5]], x => x[0].Square()),
+        new("Reciprocal", [[5]], x => x[0].Reciprocal(), AwayFromZero),
+        new("Sign", [[5]], x => x[0].Sign() + x[0], AwayFromZero),
+        new("ScalarOps", [[2, 3]], x => (2.0 - x[0] * 3.0 + 1.5) / 4.0),
+        new("PowScalar", [[2, 3]], x => x[0].Pow(2.5), Positive),
+        new("RDivScalar", [[2, 3]], x => 2.0 / x[0], AwayFromZero),
+        new("Clamp", [[4, 4]], x => x[0].Clamp(-0.5, 0.5)),
+        new("AddBroadcast", [[2, 3], [3]], x => x[0] + x[1]),
+        new("SubBroadcast", [[2, 1, 3], [4, 1]], x => x[0] - x[1]),
+        new("MulBroadcast", [[2, 3], [2, 1]], x => x[0] * x[1]),
+        new("DivBroadcast", [[2, 3], [3]], x => x[0] / x[1], AwayFromZero),
+        new("PowTensor", [[2, 3], [2, 3]], x => x[0].Pow(x[1]), Positive),
+        new("Maximum", [[3, 4], [4]], x => x[0].Maximum(x[1])),
+        new("Minimum", [[3, 4], [3, 1]], x => x[0].Minimum(x[1])),
+        new("Where", [[3, 4], [4]], x => Tensor.Where(x[0].Gt(0), x[0], x[1])),
+        new("MaskedFill", [[3, 4]], x => x[0].MaskedFill(Tensor.FromArray(new double[] { 0, 1, 0, 1 }), -2.0)),
+        new("SumAll", [[3, 4]], x => x[0].Sum()),
+        new("SumDims", [[2, 3, 4]], x => x[0].Sum([0, 2], keepDim: true)),
+        new("Mean", [[2, 3, 4]], x => x[0].Mean(1)),
+        new("Var", [[3, 5]], x => x[0].Var(1)),
+        new("Max", [[3, 5]], x => x[0].Max(1)),
+        new("MinAll", [[3, 5]], x => x[0].Min()),
+        new("MatMul", [[3, 4], [4, 5]], x => x[0].MatMul(x[1])),
+        new("MatMulBatchedBroadcast", [[2, 3, 4], [4, 2]], x => x[0].MatMul(x[1])),
+        new("MatMulVector", [[4], [4, 3]], x => x[0].MatMul(x[1])),
+        new("MatMulTransposedView", [[4, 3], [4, 5]], x => x[0].T.MatMul(x[1])),
+        new("Softmax", [[3, 5]], x => x[0].Softmax(-1)),
+        new("SoftmaxDim0", [[3, 5]], x => x[0].Softmax(0)),
+        new("LogSoftmax", [[2, 3, 4]], x => x[0].LogSoftmax(1)),
+        new("LayerNormAffine", [[3, 6], [6], [6]], x => x[0].LayerNorm([6], x[1], x[2])),
+        new("LayerNormTwoDims", [[2, 3, 4]], x => x[0].LayerNorm([3, 4])),
+        new("Embedding", [[5, 3]], x => Tensor.Embedding(Tensor.FromArray(new long[] { 1, 4, 1, 0 }, [2, 2]), x[0])),
+        new("Gather", [[3, 4]], x => x[0].Gather(1, Tensor.FromArray(new long[] { 0, 3, 3, 1, 2, 2 }, [3, 2]))),
+        new("GatherPrefix", [[3, 4]], x => x[0].Gather(0, Tensor.FromArray(new long[] { 2, 0 }, [1, 2]))),
+        new("Cat", [[2, 3], [2, 2]], x => Tensor.Cat([x[0], x[1]], 1)),
+        new("Stack", [[2, 3], [2, 3]], x => Tensor.Stack([x[0], x[1]], 0)),
+        new("ReshapePermute", [[2, 3, 4]], x => x[0].Reshape(6, 4).T.Permute(1, 0).Reshape(2, 12)),
+        new("ReshapeOfTransposed", [[3, 4]], x => x[0].T.Reshape(-1)),
+        new("SliceNarrowSelect", [[4, 6]], x => x[0].Slice(1, 1, 6, 2).Narrow(0, 1, 2).Select(0, 1)),
+        new("SplitChunk", [[6, 2]], x => x[0].Split(4)[1] * x[0].Chunk(3)[0]),
+        new("ExpandSqueeze", [[3, 1]], x => x[0].Expand(2, 3, 4).Sum(-1).Unsqueeze(0).Squeeze()),
+        new("ContiguousClone", [[3, 4]], x => x[0].T.Contiguous().Clone()),
+        new("ToFloat32AndBack", [[3]], x => x[0] * 2.0),
+        new("IndexSelect", [[4, 3]], x => x[0].IndexSelect(1, Tensor.FromArray(new long[] { 2, 2, 0 }))),
+    ];
+
+    [TestCaseSource(nameof(Cases))]
+    public void Analytic_gradient_matches_central_differences(Case c)
+    {
+        ulong seed = TestContext.CurrentContext.Random.NextULong();
+        var gen = new Generator(seed);
+        var inputs = c.Shapes.Select(s =>
+        {
+            long n = s.Aggregate(1L, (a, b) => a * b);
+            var data = new double[n];
+            for (int i = 0; i < n; i++) data[i] = c.Domain is null ? gen.NextNormal() : c.Domain(gen.NextDouble());
+            return Tensor.FromArray(data, s).RequiresGrad_();
+        }).ToArray();
+        Assert.DoesNotThrow(() => GradCheck.Assert(c.F, inputs, seed, name: c.Name), $"seed={seed}");
+    }
+
+    [Test]
+    public void Every_OpKind_has_a_derivative_rule()
+    {
+        var missing = Enum.GetValues<OpKind>().Where(k => k != OpKind.Custom && !DerivativeRules.HasRule(k)).ToArray();
+        Assert.That(missing, Is.Empty);
+    }
+
+    [Test]
+    public void GradCheck_catches_a_wrong_rule()
+    {
+        // A custom op whose backward is deliberately off by a factor: GradCheck must fail.
+        using var x = Tensor.FromArray(new double[] { 0.3, -1.2, 2.0 }).RequiresGrad_();
+        var ex = Assert.Throws<InvalidOperationException>(() => GradCheck.Assert(v => WrongDouble.Apply(v[0]), [x]));
+        Assert.That(ex!.Message, Does.Contain("analytic"));
+    }
+
+    private sealed class WrongDouble : ICustomOp
+    {
+        public string Name => "WrongDouble";
+        public static Tensor Apply(Tensor x)
+        {
+            Tensor y;
+            using (new NoGrad()) y = x * 2.0;
+            return y.RecordCustom(new WrongDouble(), [x], []);
+        }
+        public Tensor?[] Backward(GradNode node, Tensor g) => [g * 3.0];
+    }
+}
