@@ -29,3 +29,35 @@ namespace AttnCore.Kernels.Cpu
         { for (int r = 0; r < rows; r++) { double m = 0; for (int j = 0; j < cols; j++) m += x[r * cols + j]; m /= cols; double v = 0; for (int j = 0; j < cols; j++) v += (x[r * cols + j] - m) * (x[r * cols + j] - m); v /= cols; double rs = 1 / Math.Sqrt(v + eps); mean[r] = m; rstd[r] = rs; for (int j = 0; j < cols; j++) y[r * cols + j] = (x[r * cols + j] - m) * rs * (g.IsEmpty ? 1 : g[j]) + (b.IsEmpty ? 0 : b[j]); } }
     }
 }
+namespace AttnCore.Kernels.Cpu
+{
+    public static class Optim
+    {
+        public static void AdamW<T>(Span<T> p, ReadOnlySpan<T> g, Span<T> m, Span<T> v, T lr, T b1, T b2, T eps, T wd, long step, bool decoupled) where T : System.Numerics.IFloatingPointIeee754<T>
+        {
+            T bc1 = T.One - T.Pow(b1, T.CreateTruncating(step)), bc2 = T.One - T.Pow(b2, T.CreateTruncating(step));
+            for (int i = 0; i < p.Length; i++)
+            {
+                T gi = g[i];
+                if (decoupled) p[i] *= T.One - lr * wd; else gi += wd * p[i];
+                m[i] = b1 * m[i] + (T.One - b1) * gi;
+                v[i] = b2 * v[i] + (T.One - b2) * gi * gi;
+                T denom = T.Sqrt(v[i]) / T.Sqrt(bc2) + eps;
+                p[i] -= lr / bc1 * m[i] / denom;
+            }
+        }
+        public static void Sgd<T>(Span<T> p, ReadOnlySpan<T> g, Span<T> buf, T lr, T momentum, T dampening, T wd, bool nesterov, bool first) where T : System.Numerics.IFloatingPointIeee754<T>
+        {
+            for (int i = 0; i < p.Length; i++)
+            {
+                T d = g[i] + wd * p[i];
+                if (momentum != T.Zero)
+                {
+                    buf[i] = first ? d : momentum * buf[i] + (T.One - dampening) * d;
+                    d = nesterov ? d + momentum * buf[i] : buf[i];
+                }
+                p[i] -= lr * d;
+            }
+        }
+    }
+}

@@ -99,6 +99,12 @@ public enum ReduceOp
     Min,
 }
 
+/// <summary>Hyper-parameters of one Adam/AdamW update (PyTorch's formulas; Step counts from 1).</summary>
+public readonly record struct AdamHyper(double LearningRate, double Beta1, double Beta2, double Eps, double WeightDecay, bool Decoupled, long Step);
+
+/// <summary>Hyper-parameters of one SGD update (PyTorch's formulas); FirstStep initialises the momentum buffer with the gradient.</summary>
+public readonly record struct SgdHyper(double LearningRate, double Momentum, double Dampening, double WeightDecay, bool Nesterov, bool FirstStep);
+
 /// <summary>
 /// One operand of a batched matrix product as the GEMM kernels see it: matrix <c>i</c> of the batch starts
 /// at <c>Offset + i*BatchStride</c> (0 broadcasts one matrix), rows are <c>Ld</c> apart, and
@@ -167,6 +173,12 @@ public interface IBackend : IDisposable
     /// [outer, axisSize, inner] and index/dst contiguous [outer, count, inner].
     /// </summary>
     void Gather(Storage src, long outer, int axisSize, long inner, Storage index, int count, Storage dst);
+
+    /// <summary>In place, fused: one Adam/AdamW step over <paramref name="length"/> contiguous elements of param, grad and both moments.</summary>
+    void AdamUpdate(Storage param, Storage grad, Storage expAvg, Storage expAvgSq, long length, AdamHyper hyper);
+
+    /// <summary>In place, fused: one SGD step (momentum buffer may be null when Momentum is 0).</summary>
+    void SgdUpdate(Storage param, Storage grad, Storage? momentumBuffer, long length, SgdHyper hyper);
 
     /// <summary>The adjoint of <see cref="IndexSelect"/>: dst[o, index[j], i] += src[o, j, i] (repeated indices accumulate).</summary>
     void IndexAdd(Storage dst, long outer, int axisSize, long inner, Storage index, int count, Storage src);
