@@ -99,6 +99,38 @@ public sealed partial class Tensor
     /// <summary>Uniform integers in [low, high) from a fresh generator seeded with <paramref name="seed"/>.</summary>
     public static Tensor RandInt(long low, long high, int[] shape, ulong seed, Device? device = null) => RandInt(low, high, shape, new Generator(seed), device);
 
+    /// <summary>The n x n identity matrix.</summary>
+    public static Tensor Eye(int n, DType dtype = DType.Float32, Device? device = null)
+    {
+        if (n < 0) throw new ArgumentException($"Eye: size must be non-negative, got {n}");
+        using var i = Arange(0, n, 1, DType.Int64, device);
+        using var row = i.Unsqueeze(1);
+        using var col = i.Unsqueeze(0);
+        using var eq = row.Eq(col);
+        return eq.To(dtype);
+    }
+
+    // Keeps the elements whose (column - row) over the last two dims satisfies the band test, zero elsewhere.
+    private Tensor Band(string op, int diagonal, bool upper)
+    {
+        if (Rank < 2) throw new ArgumentException($"{op}: needs at least 2 dims, got {Describe()}");
+        int rows = Layout.Shape[^2], cols = Layout.Shape[^1];
+        using var r = Arange(0, rows, 1, DType.Int64, Device);
+        using var c = Arange(0, cols, 1, DType.Int64, Device);
+        using var rr = r.Unsqueeze(1);
+        using var cc = c.Unsqueeze(0);
+        using var diff = cc - rr;
+        using var keep = upper ? diff.Ge(diagonal) : diff.Le(diagonal);
+        using var zero = Zeros([], DType, Device);
+        return Where(keep, this, zero);
+    }
+
+    /// <summary>The upper triangle (elements with column - row &gt;= <paramref name="diagonal"/>), zeros elsewhere; over the last two dims.</summary>
+    public Tensor Triu(int diagonal = 0) => Band("Triu", diagonal, upper: true);
+
+    /// <summary>The lower triangle (elements with column - row &lt;= <paramref name="diagonal"/>), zeros elsewhere; over the last two dims.</summary>
+    public Tensor Tril(int diagonal = 0) => Band("Tril", diagonal, upper: false);
+
     /// <summary>A copy on <paramref name="device"/> (this tensor, as a new reference, if it is already there).</summary>
     public Tensor To(Device device)
     {

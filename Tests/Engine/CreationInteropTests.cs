@@ -23,6 +23,18 @@ public class CreationInteropTests
     }
 
     [Test]
+    public void Eye_Triu_Tril_build_identity_and_triangles()
+    {
+        Assert.That(Tensor.Eye(3).ToArray<float>(), Is.EqualTo(new float[] { 1, 0, 0, 0, 1, 0, 0, 0, 1 }));
+        using var x = Tensor.Arange(1, 7).Reshape(2, 3);
+        Assert.That(x.Triu().ToArray<float>(), Is.EqualTo(new float[] { 1, 2, 3, 0, 5, 6 }));
+        Assert.That(x.Triu(1).ToArray<float>(), Is.EqualTo(new float[] { 0, 2, 3, 0, 0, 6 }));
+        Assert.That(x.Tril().ToArray<float>(), Is.EqualTo(new float[] { 1, 0, 0, 4, 5, 0 }));
+        Assert.That(x.Tril(-1).ToArray<float>(), Is.EqualTo(new float[] { 0, 0, 0, 4, 0, 0 }));
+        Assert.Throws<ArgumentException>(() => Tensor.Arange(3).Triu());
+    }
+
+    [Test]
     public void Seeded_random_tensors_repeat_and_have_the_right_distribution()
     {
         ulong seed = Check.FreshSeed();
