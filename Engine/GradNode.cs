@@ -86,3 +86,15 @@ public sealed class NoGrad : IDisposable
     /// <summary>Closes the scope.</summary>
     public void Dispose() { if (!_closed) { _closed = true; GradMode.Pop(); } }
 }
+
+/// <summary>
+/// Inference mode (torch.inference_mode): records nothing, exactly like <see cref="NoGrad"/>. AttnCore keeps
+/// no per-op bookkeeping outside recording (version counters are plain counters), so the two cost the same;
+/// the separate name says intent at the call site.
+/// </summary>
+public sealed class InferenceMode : IDisposable
+{
+    private readonly NoGrad _inner = new();
+    /// <summary>Closes the scope.</summary>
+    public void Dispose() => _inner.Dispose();
+}
