@@ -198,6 +198,29 @@ public struct GeluTanhOp<T> : IUnaryOperator<T> where T : unmanaged, IFloatingPo
     public static T Apply(T x, T s) => T.CreateTruncating(0.5) * x * (T.One + T.Tanh(T.CreateTruncating(0.79788456080286535588) * (x + T.CreateTruncating(0.044715) * x * x * x)));
     public static void Run(ReadOnlySpan<T> x, T s, Span<T> d) => ElementwiseLoops.Unary<T, GeluTanhOp<T>>(x, s, d);
 }
+/// <summary>d/dx GELU (erf form) = Phi(x) + x phi(x).</summary>
+public struct GeluGradOp<T> : IUnaryOperator<T> where T : unmanaged, IFloatingPointIeee754<T>
+{
+    public static T Apply(T x, T s)
+    {
+        T cdf = T.CreateTruncating(0.5) * (T.One + Erf.Of(x * T.CreateTruncating(0.70710678118654752440)));
+        T pdf = T.Exp(T.CreateTruncating(-0.5) * x * x) * T.CreateTruncating(0.39894228040143267794);
+        return cdf + x * pdf;
+    }
+    public static void Run(ReadOnlySpan<T> x, T s, Span<T> d) => ElementwiseLoops.Unary<T, GeluGradOp<T>>(x, s, d);
+}
+/// <summary>d/dx of the tanh-approximated GELU.</summary>
+public struct GeluTanhGradOp<T> : IUnaryOperator<T> where T : unmanaged, IFloatingPointIeee754<T>
+{
+    public static T Apply(T x, T s)
+    {
+        T k = T.CreateTruncating(0.79788456080286535588), c = T.CreateTruncating(0.044715);
+        T th = T.Tanh(k * (x + c * x * x * x));
+        T half = T.CreateTruncating(0.5);
+        return half * (T.One + th) + half * x * (T.One - th * th) * k * (T.One + T.CreateTruncating(3) * c * x * x);
+    }
+    public static void Run(ReadOnlySpan<T> x, T s, Span<T> d) => ElementwiseLoops.Unary<T, GeluTanhGradOp<T>>(x, s, d);
+}
 
 public struct AddOp<T> : IBinaryOperator<T> where T : unmanaged, INumber<T>
 {
