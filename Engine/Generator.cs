@@ -31,6 +31,18 @@ public sealed class Generator
         return z ^ (z >> 31);
     }
 
+    /// <summary>The full state (for checkpoints): four words of xoshiro state, then the cached normal (NaN if none).</summary>
+    public (ulong S0, ulong S1, ulong S2, ulong S3, double Spare) State
+    {
+        get => (_s0, _s1, _s2, _s3, _spareNormal ?? double.NaN);
+        set
+        {
+            if ((value.S0 | value.S1 | value.S2 | value.S3) == 0) throw new ArgumentException("Generator.State: an all-zero xoshiro state is invalid");
+            (_s0, _s1, _s2, _s3) = (value.S0, value.S1, value.S2, value.S3);
+            _spareNormal = double.IsNaN(value.Spare) ? null : value.Spare;
+        }
+    }
+
     /// <summary>The next 64 random bits.</summary>
     public ulong NextUInt64()
     {

@@ -1,0 +1,55 @@
+using ScottPlot;
+
+namespace AttnCore.Models.Training;
+
+/// <summary>PNG charts of a run (ScottPlot, headless): the loss curve and attention heatmaps.</summary>
+public static class Plots
+{
+    /// <summary>Training and validation loss against the step, written atomically to <paramref name="path"/>.</summary>
+    public static void LossCurve(IReadOnlyList<TrainerMetric> history, string path)
+    {
+        if (history.Count == 0) return;
+        var plot = new Plot();
+        var train = plot.Add.Scatter(history.Select(h => (double)h.Step).ToArray(), history.Select(h => h.TrainLoss).ToArray());
+        train.LegendText = "train";
+        train.MarkerSize = 0;
+        var evals = history.Where(h => h.ValLoss is not null).ToArray();
+        if (evals.Length > 0)
+        {
+            var val = plot.Add.Scatter(evals.Select(h => (double)h.Step).ToArray(), evals.Select(h => h.ValLoss!.Value).ToArray());
+            val.LegendText = "validation";
+        }
+        plot.XLabel("step"); plot.YLabel("loss"); plot.Title("Loss");
+        plot.ShowLegend();
+        Save(plot, path, 800, 450);
+    }
+
+    /// <summary>
+    /// A heatmap of attention weights [Tq, Tk] with the query tokens down the side and the key tokens along the top.
+    /// </summary>
+    public static void AttentionMap(float[,] weights, IReadOnlyList<string> queryTokens, IReadOnlyList<string> keyTokens, string title, string path)
+    {
+        int rows = weights.GetLength(0), cols = weights.GetLength(1);
+        if (queryTokens.Count != rows || keyTokens.Count != cols)
+            throw new ArgumentException($"AttentionMap: {rows}x{cols} weights but {queryTokens.Count} query and {keyTokens.Count} key labels");
+        var data = new double[rows, cols];
+        for (int i = 0; i < rows; i++) for (int j = 0; j < cols; j++) data[i, j] = weights[i, j];
+        var plot = new Plot();
+        var hm = plot.Add.Heatmap(data);
+        hm.Colormap = new ScottPlot.Colormaps.Viridis();
+        plot.Add.ColorBar(hm);
+        plot.Axes.Bottom.SetTicks(Enumerable.Range(0, cols).Select(i => (double)i).ToArray(), keyTokens.ToArray());
+        plot.Axes.Left.SetTicks(Enumerable.Range(0, rows).Select(i => (double)(rows - 1 - i)).ToArray(), queryTokens.ToArray());
+        plot.XLabel("key (source)"); plot.YLabel("query (output)"); plot.Title(title);
+        Save(plot, path, 120 + 36 * cols, 100 + 36 * rows);
+    }
+
+    private static void Save(Plot plot, string path, int width, int height)
+    {
+        var full = Path.GetFullPath(path);
+        Directory.CreateDirectory(Path.GetDirectoryName(full)!);
+        string tmp = Path.Combine(Path.GetDirectoryName(full)!, $".{Path.GetFileNameWithoutExtension(full)}.tmp{Environment.ProcessId}.png");
+        plot.SavePng(tmp, Math.Max(width, 560), Math.Max(height, 360));
+        File.Move(tmp, full, overwrite: true);
+    }
+}
