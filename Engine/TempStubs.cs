@@ -1,19 +1,6 @@
 // TEMPORARY (deleted before commit): stand-ins until the kernel helpers deliver.
 namespace AttnCore.Kernels.Cpu
 {
-    public static class Gemm
-    {
-        public static void SgemmStridedBatched(int batch, bool transA, bool transB, int m, int n, int k, float alpha, ReadOnlySpan<float> a, int lda, long strideA, ReadOnlySpan<float> b, int ldb, long strideB, float beta, Span<float> c, int ldc, long strideC)
-        {
-            for (int t = 0; t < batch; t++) for (int i = 0; i < m; i++) for (int j = 0; j < n; j++)
-            { double s = 0; for (int p = 0; p < k; p++) s += a[(int)(t * strideA + (transA ? p * lda + i : i * lda + p))] * b[(int)(t * strideB + (transB ? j * ldb + p : p * ldb + j))]; c[(int)(t * strideC + i * ldc + j)] = (float)s; }
-        }
-        public static void DgemmStridedBatched(int batch, bool transA, bool transB, int m, int n, int k, double alpha, ReadOnlySpan<double> a, int lda, long strideA, ReadOnlySpan<double> b, int ldb, long strideB, double beta, Span<double> c, int ldc, long strideC)
-        {
-            for (int t = 0; t < batch; t++) for (int i = 0; i < m; i++) for (int j = 0; j < n; j++)
-            { double s = 0; for (int p = 0; p < k; p++) s += a[(int)(t * strideA + (transA ? p * lda + i : i * lda + p))] * b[(int)(t * strideB + (transB ? j * ldb + p : p * ldb + j))]; c[(int)(t * strideC + i * ldc + j)] = s; }
-        }
-    }
     public static class Softmax
     {
         public static void Forward(ReadOnlySpan<float> x, Span<float> y, int rows, int cols) { for (int r = 0; r < rows; r++) { float m = float.NegativeInfinity; for (int j = 0; j < cols; j++) m = Math.Max(m, x[r * cols + j]); double s = 0; for (int j = 0; j < cols; j++) s += Math.Exp(x[r * cols + j] - m); for (int j = 0; j < cols; j++) y[r * cols + j] = (float)(Math.Exp(x[r * cols + j] - m) / s); } }

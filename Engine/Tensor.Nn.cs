@@ -26,7 +26,8 @@ public sealed partial class Tensor
             var batch = AttnCore.Shape.Broadcast("MatMul", a.Layout.Shape[..^2], b.Layout.Shape[..^2]);
             var outShape = batch.Concat(new[] { m, n }).ToArray();
             var c = Empty(outShape, DType, Device);
-            if (c.Numel > 0) MatMulInto(a, b, c, batch, m, n, k);
+            if (c.Numel > 0 && k == 0) c.Backend.Fill(c.Storage, c.Layout, 0);   // an empty sum
+            else if (c.Numel > 0) MatMulInto(a, b, c, batch, m, n, k);
             c.Record(OpKind.MatMul, [a, b], [a, b]);
             // Remove the dims that 1-d operands were promoted with.
             if (Rank == 1 && other.Rank == 1) { using (c) return c.View([]); }

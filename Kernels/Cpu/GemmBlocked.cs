@@ -1,0 +1,351 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.InteropServices;
+
+namespace AttnCore.Kernels.Cpu;
+
+// The float32 BLIS loops, packing and micro-kernels behind Gemm.SgemmStridedBatched.
+public static unsafe partial class Gemm
+{
+    private struct Job
+    {
+        public float* A, B, C;
+        public int Batch, M, N, K, Lda, Ldb, Ldc;
+        public bool TransA, TransB;
+        public float Alpha, Beta;
+        public long StrideA, StrideB, StrideC;
+        // The stage being computed in parallel: one (batch entry, jc, pc) block with B already packed.
+        public float* PackedB;
+        public int Entry, Jc, Nc, Pc, Kc, IcBlocks, JrChunks, JrPerChunk;
+
+        public Job(float* a, float* b, float* c, int batch, bool ta, bool tb, int m, int n, int k, float alpha, float beta,
+            int lda, int ldb, int ldc, long sa, long sb, long sc)
+        {
+            A = a; B = b; C = c; Batch = batch; TransA = ta; TransB = tb; M = m; N = n; K = k; Alpha = alpha; Beta = beta;
+            Lda = lda; Ldb = ldb; Ldc = ldc; StrideA = sa; StrideB = sb; StrideC = sc;
+        }
+    }
+
+    // Per-thread packing buffers, 64-byte aligned, grown on demand and kept for the thread's life.
+    [ThreadStatic] private static float* _packA;
+    [ThreadStatic] private static float* _packB;
+
+    private static float* PackABuffer()
+    {
+        if (_packA == null) _packA = (float*)NativeMemory.AlignedAlloc((nuint)(MC * KC * sizeof(float)), 64);
+        return _packA;
+    }
+
+    private static float* PackBBuffer()
+    {
+        if (_packB == null) _packB = (float*)NativeMemory.AlignedAlloc((nuint)((long)KC * NC * sizeof(float)), 64);
+        return _packB;
+    }
+
+    private const long ParallelThreshold = 48L * 48 * 48;    // below this many multiply-adds one thread wins
+
+    private static void Run(ref Job j)
+    {
+        if (j.K == 0 || j.Alpha == 0)
+        {
+            for (int e = 0; e < j.Batch; e++) ScaleC(ref j, e);
+            return;
+        }
+        long work = (long)j.M * j.N * j.K;
+        if (j.M <= 4 || j.N <= 4)
+        {
+            for (int e = 0; e < j.Batch; e++) Skinny(ref j, e);
+            return;
+        }
+        if (WorkerPool.ThreadCount > 1 && j.Batch >= 2 * WorkerPool.ThreadCount && work < 256L * 256 * 256)
+        {
+            // Many small matrices (attention heads): one matrix per task, each packed by its own thread.
+            fixed (Job* pj = &j) WorkerPool.For(j.Batch, &SerialEntry, (nint)pj);
+            return;
+        }
+        for (int e = 0; e < j.Batch; e++)
+        {
+            if (WorkerPool.ThreadCount == 1 || work < ParallelThreshold) Serial(ref j, e);
+            else Parallel(ref j, e);
+        }
+    }
+
+    private static void SerialEntry(int e, nint state) => Serial(ref *(Job*)state, e);
+
+    private static void ScaleC(ref Job j, int e)
+    {
+        float* c = j.C + e * j.StrideC;
+        for (int i = 0; i < j.M; i++)
+        {
+            var row = new Span<float>(c + (long)i * j.Ldc, j.N);
+            if (j.Beta == 0) row.Clear();
+            else if (j.Beta != 1) System.Numerics.Tensors.TensorPrimitives.Multiply(row, j.Beta, row);
+        }
+    }
+
+    // One batch entry on the calling thread: all five loops, this thread's buffers.
+    private static void Serial(ref Job j, int e)
+    {
+        float* a = j.A + e * j.StrideA, b = j.B + e * j.StrideB, c = j.C + e * j.StrideC;
+        float* pa = PackABuffer(), pb = PackBBuffer();
+        for (int jc = 0; jc < j.N; jc += NC)
+        {
+            int nc = Math.Min(NC, j.N - jc);
+            for (int pc = 0; pc < j.K; pc += KC)
+            {
+                int kc = Math.Min(KC, j.K - pc);
+                for (int s = 0; s < (nc + NR - 1) / NR; s++) PackBStrip(b, j.Ldb, j.TransB, pc, kc, jc + s * NR, Math.Min(NR, nc - s * NR), pb + (long)s * kc * NR);
+                for (int ic = 0; ic < j.M; ic += MC)
+                {
+                    int mc = Math.Min(MC, j.M - ic);
+                    PackABlock(a, j.Lda, j.TransA, ic, mc, pc, kc, pa);
+                    Macro(pa, pb, c, j.Ldc, ic, mc, jc, 0, nc, kc, j.Alpha, pc == 0 ? j.Beta : 1f, pc == 0);
+                }
+            }
+        }
+    }
+
+    // One batch entry on all workers: B strips packed in parallel, then (ic block x jr chunk) tiles.
+    private static void Parallel(ref Job j, int e)
+    {
+        j.Entry = e;
+        j.PackedB = PackBBuffer();
+        float* b = j.B + e * j.StrideB;
+        int threads = WorkerPool.ThreadCount;
+        for (int jc = 0; jc < j.N; jc += NC)
+        {
+            int nc = Math.Min(NC, j.N - jc);
+            int strips = (nc + NR - 1) / NR;
+            j.IcBlocks = (j.M + MC - 1) / MC;
+            // Enough tiles to balance the threads: split the columns when there are few row blocks.
+            j.JrChunks = Math.Max(1, Math.Min(strips, (2 * threads + j.IcBlocks - 1) / j.IcBlocks));
+            j.JrPerChunk = (strips + j.JrChunks - 1) / j.JrChunks;
+            for (int pc = 0; pc < j.K; pc += KC)
+            {
+                int kc = Math.Min(KC, j.K - pc);
+                j.Jc = jc; j.Nc = nc; j.Pc = pc; j.Kc = kc;
+                fixed (Job* pj = &j)
+                {
+                    WorkerPool.For(strips, &PackBTask, (nint)pj);
+                    WorkerPool.For(j.IcBlocks * j.JrChunks, &TileTask, (nint)pj);
+                }
+            }
+        }
+    }
+
+    private static void PackBTask(int s, nint state)
+    {
+        ref Job j = ref *(Job*)state;
+        PackBStrip(j.B + j.Entry * j.StrideB, j.Ldb, j.TransB, j.Pc, j.Kc, j.Jc + s * NR, Math.Min(NR, j.Nc - s * NR), j.PackedB + (long)s * j.Kc * NR);
+    }
+
+    private static void TileTask(int t, nint state)
+    {
+        ref Job j = ref *(Job*)state;
+        int icBlock = t / j.JrChunks, chunk = t % j.JrChunks;
+        int ic = icBlock * MC, mc = Math.Min(MC, j.M - ic);
+        int s0 = chunk * j.JrPerChunk;
+        int jr0 = s0 * NR;
+        if (jr0 >= j.Nc) return;
+        int jrEnd = Math.Min(j.Nc, (s0 + j.JrPerChunk) * NR);
+        float* pa = PackABuffer();
+        PackABlock(j.A + j.Entry * j.StrideA, j.Lda, j.TransA, ic, mc, j.Pc, j.Kc, pa);
+        Macro(pa, j.PackedB, j.C + j.Entry * j.StrideC, j.Ldc, ic, mc, j.Jc, jr0, jrEnd, j.Kc, j.Alpha, j.Pc == 0 ? j.Beta : 1f, j.Pc == 0);
+    }
+
+    // The two inner loops over one packed A block and the packed B strips [jr0, jrEnd) of the panel at jc.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Macro(float* pa, float* pb, float* c, int ldc, int ic, int mc, int jc, int jr0, int jrEnd, int kc, float alpha, float beta, bool first)
+    {
+        float* tmp = stackalloc float[MR * NR];
+        for (int jr = jr0; jr < jrEnd; jr += NR)
+        {
+            int nr = Math.Min(NR, jrEnd - jr);
+            float* bStrip = pb + (long)(jr / NR) * kc * NR;
+            for (int ir = 0; ir < mc; ir += MR)
+            {
+                int mr = Math.Min(MR, mc - ir);
+                float* aStrip = pa + (long)(ir / MR) * kc * MR;
+                float* cTile = c + (long)(ic + ir) * ldc + jc + jr;
+                if (mr == MR && nr == NR) MicroKernel(kc, aStrip, bStrip, cTile, ldc, alpha, beta, first);
+                else
+                {
+                    // Edge tile: compute the full MR x NR into a scratch tile, then merge the valid part.
+                    MicroKernel(kc, aStrip, bStrip, tmp, NR, alpha, 0f, true);
+                    for (int r = 0; r < mr; r++)
+                        for (int q = 0; q < nr; q++)
+                        {
+                            float* dst = cTile + (long)r * ldc + q;
+                            float v = tmp[r * NR + q];
+                            *dst = first ? (beta == 0 ? v : beta * *dst + v) : *dst + v;
+                        }
+                }
+            }
+        }
+    }
+
+    // C[6 x 32] (+)= alpha * sum_p A[:, p] B[p, :], A and B packed. The accumulators never leave registers.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void MicroKernel(int kc, float* a, float* b, float* c, int ldc, float alpha, float beta, bool first)
+    {
+        if (Vector512.IsHardwareAccelerated) MicroKernel512(kc, a, b, c, ldc, alpha, beta, first);
+        else if (Vector256.IsHardwareAccelerated) MicroKernel256(kc, a, b, c, ldc, alpha, beta, first);
+        else MicroKernelScalar(kc, a, b, c, ldc, alpha, beta, first);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void MicroKernel512(int kc, float* a, float* b, float* c, int ldc, float alpha, float beta, bool first)
+    {
+        Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default,
+                         c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
+        for (int p = 0; p < kc; p++)
+        {
+            var b0 = Vector512.Load(b);
+            var b1 = Vector512.Load(b + 16);
+            var x = Vector512.Create(a[0]); c00 = Vector512.FusedMultiplyAdd(x, b0, c00); c01 = Vector512.FusedMultiplyAdd(x, b1, c01);
+            x = Vector512.Create(a[1]); c10 = Vector512.FusedMultiplyAdd(x, b0, c10); c11 = Vector512.FusedMultiplyAdd(x, b1, c11);
+            x = Vector512.Create(a[2]); c20 = Vector512.FusedMultiplyAdd(x, b0, c20); c21 = Vector512.FusedMultiplyAdd(x, b1, c21);
+            x = Vector512.Create(a[3]); c30 = Vector512.FusedMultiplyAdd(x, b0, c30); c31 = Vector512.FusedMultiplyAdd(x, b1, c31);
+            x = Vector512.Create(a[4]); c40 = Vector512.FusedMultiplyAdd(x, b0, c40); c41 = Vector512.FusedMultiplyAdd(x, b1, c41);
+            x = Vector512.Create(a[5]); c50 = Vector512.FusedMultiplyAdd(x, b0, c50); c51 = Vector512.FusedMultiplyAdd(x, b1, c51);
+            a += MR; b += NR;
+        }
+        Store512(c, c00, c01, alpha, beta, first);
+        Store512(c + ldc, c10, c11, alpha, beta, first);
+        Store512(c + 2 * ldc, c20, c21, alpha, beta, first);
+        Store512(c + 3 * ldc, c30, c31, alpha, beta, first);
+        Store512(c + 4 * ldc, c40, c41, alpha, beta, first);
+        Store512(c + 5 * ldc, c50, c51, alpha, beta, first);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Store512(float* c, Vector512<float> v0, Vector512<float> v1, float alpha, float beta, bool first)
+    {
+        if (alpha != 1f) { var al = Vector512.Create(alpha); v0 *= al; v1 *= al; }
+        if (!first) { v0 += Vector512.Load(c); v1 += Vector512.Load(c + 16); }
+        else if (beta != 0f) { var be = Vector512.Create(beta); v0 = Vector512.FusedMultiplyAdd(be, Vector512.Load(c), v0); v1 = Vector512.FusedMultiplyAdd(be, Vector512.Load(c + 16), v1); }
+        v0.Store(c); v1.Store(c + 16);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void MicroKernel256(int kc, float* a, float* b, float* c, int ldc, float alpha, float beta, bool first)
+    {
+        // Two passes of 6 x 16 (12 ymm accumulators each) cover the 6 x 32 tile.
+        for (int half = 0; half < 2; half++)
+        {
+            float* bh = b + half * 16, ah = a;
+            Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default,
+                             c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
+            for (int p = 0; p < kc; p++)
+            {
+                var b0 = Vector256.Load(bh);
+                var b1 = Vector256.Load(bh + 8);
+                var x = Vector256.Create(ah[0]); c00 = Vector256.FusedMultiplyAdd(x, b0, c00); c01 = Vector256.FusedMultiplyAdd(x, b1, c01);
+                x = Vector256.Create(ah[1]); c10 = Vector256.FusedMultiplyAdd(x, b0, c10); c11 = Vector256.FusedMultiplyAdd(x, b1, c11);
+                x = Vector256.Create(ah[2]); c20 = Vector256.FusedMultiplyAdd(x, b0, c20); c21 = Vector256.FusedMultiplyAdd(x, b1, c21);
+                x = Vector256.Create(ah[3]); c30 = Vector256.FusedMultiplyAdd(x, b0, c30); c31 = Vector256.FusedMultiplyAdd(x, b1, c31);
+                x = Vector256.Create(ah[4]); c40 = Vector256.FusedMultiplyAdd(x, b0, c40); c41 = Vector256.FusedMultiplyAdd(x, b1, c41);
+                x = Vector256.Create(ah[5]); c50 = Vector256.FusedMultiplyAdd(x, b0, c50); c51 = Vector256.FusedMultiplyAdd(x, b1, c51);
+                ah += MR; bh += NR;
+            }
+            float* ch = c + half * 16;
+            Store256(ch, c00, c01, alpha, beta, first);
+            Store256(ch + ldc, c10, c11, alpha, beta, first);
+            Store256(ch + 2 * ldc, c20, c21, alpha, beta, first);
+            Store256(ch + 3 * ldc, c30, c31, alpha, beta, first);
+            Store256(ch + 4 * ldc, c40, c41, alpha, beta, first);
+            Store256(ch + 5 * ldc, c50, c51, alpha, beta, first);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Store256(float* c, Vector256<float> v0, Vector256<float> v1, float alpha, float beta, bool first)
+    {
+        if (alpha != 1f) { var al = Vector256.Create(alpha); v0 *= al; v1 *= al; }
+        if (!first) { v0 += Vector256.Load(c); v1 += Vector256.Load(c + 8); }
+        else if (beta != 0f) { var be = Vector256.Create(beta); v0 = Vector256.FusedMultiplyAdd(be, Vector256.Load(c), v0); v1 = Vector256.FusedMultiplyAdd(be, Vector256.Load(c + 8), v1); }
+        v0.Store(c); v1.Store(c + 8);
+    }
+
+    private static void MicroKernelScalar(int kc, float* a, float* b, float* c, int ldc, float alpha, float beta, bool first)
+    {
+        float* acc = stackalloc float[MR * NR];
+        new Span<float>(acc, MR * NR).Clear();
+        for (int p = 0; p < kc; p++, a += MR, b += NR)
+            for (int r = 0; r < MR; r++)
+                for (int q = 0; q < NR; q++) acc[r * NR + q] += a[r] * b[q];
+        for (int r = 0; r < MR; r++)
+            for (int q = 0; q < NR; q++)
+            {
+                float v = alpha * acc[r * NR + q];
+                float* dst = c + (long)r * ldc + q;
+                *dst = !first ? *dst + v : beta == 0 ? v : beta * *dst + v;
+            }
+    }
+
+    // op(A)[ic..ic+mc, pc..pc+kc] into MR-tall strips: strip s holds, for each p, MR consecutive values (zero padded).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void PackABlock(float* a, int lda, bool trans, int ic, int mc, int pc, int kc, float* dst)
+    {
+        for (int ir = 0; ir < mc; ir += MR)
+        {
+            int mr = Math.Min(MR, mc - ir);
+            float* d = dst + (long)(ir / MR) * kc * MR;
+            if (!trans)
+            {
+                // Row-major A: each of the MR rows is contiguous along p; interleave them.
+                float* r0 = a + (long)(ic + ir) * lda + pc;
+                if (mr == MR)
+                {
+                    for (int p = 0; p < kc; p++, d += MR)
+                    {
+                        d[0] = r0[p]; d[1] = r0[lda + p]; d[2] = r0[2 * lda + p];
+                        d[3] = r0[3 * lda + p]; d[4] = r0[4 * lda + p]; d[5] = r0[5 * lda + p];
+                    }
+                }
+                else
+                    for (int p = 0; p < kc; p++, d += MR)
+                        for (int r = 0; r < MR; r++) d[r] = r < mr ? r0[(long)r * lda + p] : 0f;
+            }
+            else
+            {
+                // Transposed A: op(A)[i, p] = a[p*lda + i], so the MR values of one p are contiguous.
+                for (int p = 0; p < kc; p++, d += MR)
+                {
+                    float* src = a + (long)(pc + p) * lda + ic + ir;
+                    for (int r = 0; r < MR; r++) d[r] = r < mr ? src[r] : 0f;
+                }
+            }
+        }
+    }
+
+    // op(B)[pc..pc+kc, j0..j0+nr] into one NR-wide strip: for each p, NR consecutive values (zero padded).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void PackBStrip(float* b, int ldb, bool trans, int pc, int kc, int j0, int nr, float* dst)
+    {
+        if (!trans)
+        {
+            float* src = b + (long)pc * ldb + j0;
+            if (nr == NR && Vector512.IsHardwareAccelerated)
+                for (int p = 0; p < kc; p++, src += ldb, dst += NR)
+                {
+                    Vector512.Store(Vector512.Load(src), dst);
+                    Vector512.Store(Vector512.Load(src + 16), dst + 16);
+                }
+            else
+                for (int p = 0; p < kc; p++, src += ldb, dst += NR)
+                    for (int q = 0; q < NR; q++) dst[q] = q < nr ? src[q] : 0f;
+        }
+        else
+        {
+            // Transposed B: op(B)[p, j] = b[j*ldb + p]; each column j is contiguous along p.
+            if (nr < NR) new Span<float>(dst, kc * NR).Clear();
+            for (int q = 0; q < nr; q++)
+            {
+                float* src = b + (long)(j0 + q) * ldb + pc;
+                float* d = dst + q;
+                for (int p = 0; p < kc; p++) d[(long)p * NR] = src[p];
+            }
+        }
+    }
+}

@@ -1,0 +1,113 @@
+using AttnCore.Kernels.Cpu;
+using NUnit.Framework;
+
+namespace AttnCore.Tests.Kernels;
+
+[TestFixture, Category("Kernels")]
+public class GemmTests
+{
+    // Independent reference: float64 triple loop written here, not the kernel's own.
+    static double[] Reference(int m, int n, int k, bool ta, bool tb, double alpha, double beta, float[] a, int lda, float[] b, int ldb, float[] c, int ldc, long oa = 0, long ob = 0, long oc = 0)
+    {
+        var r = new double[m * n];
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++)
+            {
+                double s = 0;
+                for (int p = 0; p < k; p++) s += (double)a[oa + (ta ? p * lda + i : i * lda + p)] * b[ob + (tb ? j * ldb + p : p * ldb + j)];
+                r[i * n + j] = alpha * s + (beta == 0 ? 0 : beta * c[oc + i * ldc + j]);
+            }
+        return r;
+    }
+
+    static float[] Rand(Generator g, long n) { var x = new float[n]; for (long i = 0; i < n; i++) x[i] = (float)(g.NextDouble() * 2 - 1); return x; }
+
+    static IEnumerable<TestCaseData> Shapes()
+    {
+        // 1, primes, sizes just off the micro-tile (6 x 32), the block depth 256 and the row block 96.
+        int[][] mnk = [[1, 1, 1], [7, 13, 5], [33, 17, 65], [5, 31, 6], [6, 32, 7], [7, 33, 255], [13, 65, 257], [95, 31, 3], [97, 33, 300], [2, 70, 9], [70, 3, 9], [1, 100, 40], [40, 1, 100]];
+        foreach (var s in mnk)
+            foreach (bool ta in new[] { false, true })
+                foreach (bool tb in new[] { false, true })
+                    yield return new TestCaseData(s[0], s[1], s[2], ta, tb).SetName($"Sgemm_{s[0]}x{s[1]}x{s[2]}_ta{(ta ? 1 : 0)}_tb{(tb ? 1 : 0)}");
+    }
+
+    [TestCaseSource(nameof(Shapes))]
+    public void Sgemm_matches_float64_reference(int m, int n, int k, bool ta, bool tb)
+    {
+        ulong seed = TestContext.CurrentContext.Random.NextULong();
+        var g = new Generator(seed);
+        foreach (var (alpha, beta, extra) in new[] { (1f, 0f, 0), (0.5f, 1f, 3), (-1f, 0.25f, 1) })
+        {
+            int lda = (ta ? m : k) + extra, ldb = (tb ? k : n) + extra, ldc = n + extra;
+            var a = Rand(g, (long)(ta ? k : m) * lda); var b = Rand(g, (long)(tb ? n : k) * ldb); var c = Rand(g, (long)m * ldc);
+            if (beta == 0) Array.Fill(c, float.NaN);   // beta = 0 must not read C
+            var expected = Reference(m, n, k, ta, tb, alpha, beta, a, lda, b, ldb, c, ldc);
+            Gemm.Sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+            double tol = 3e-6 * Math.Sqrt(k + 1);
+            for (int i = 0; i < m; i++)
+                for (int j = 0; j < n; j++)
+                    Assert.That(c[i * ldc + j], Is.EqualTo(expected[i * n + j]).Within(tol * (1 + Math.Abs(expected[i * n + j]))),
+                        $"C[{i},{j}] alpha={alpha} beta={beta} ld+{extra} seed={seed}");
+        }
+    }
+
+    [Test]
+    public void Large_products_use_all_threads_and_still_match_on_sampled_entries()
+    {
+        ulong seed = TestContext.CurrentContext.Random.NextULong();
+        var g = new Generator(seed);
+        int m = 300, n = 4200, k = 520;     // crosses MC, NC and KC block edges
+        var a = Rand(g, m * k); var b = Rand(g, k * n); var c = new float[m * n];
+        Gemm.Sgemm(false, false, m, n, k, 1f, a, k, b, n, 0f, c, n);
+        for (int t = 0; t < 300; t++)
+        {
+            int i = (int)g.NextInt64(0, m), j = (int)g.NextInt64(0, n);
+            double r = 0;
+            for (int p = 0; p < k; p++) r += (double)a[i * k + p] * b[p * n + j];
+            Assert.That(c[i * n + j], Is.EqualTo(r).Within(1e-4 * (1 + Math.Abs(r))), $"C[{i},{j}] seed={seed}");
+        }
+    }
+
+    [Test]
+    public void Batched_gemm_broadcasts_a_stride_zero_operand()
+    {
+        ulong seed = TestContext.CurrentContext.Random.NextULong();
+        var g = new Generator(seed);
+        int batch = 9, m = 20, n = 24, k = 16;
+        var a = Rand(g, batch * m * k); var b = Rand(g, k * n); var c = new float[batch * m * n];
+        Gemm.SgemmStridedBatched(batch, false, false, m, n, k, 1f, a, k, m * k, b, n, 0, 0f, c, n, m * n);
+        for (int e = 0; e < batch; e++)
+        {
+            var exp = Reference(m, n, k, false, false, 1, 0, a, k, b, n, c, n, oa: e * m * k);
+            for (int i = 0; i < m * n; i++) Assert.That(c[e * m * n + i], Is.EqualTo(exp[i]).Within(1e-5 * (1 + Math.Abs(exp[i]))), $"batch {e} seed={seed}");
+        }
+    }
+
+    [Test]
+    public void Dgemm_matches_reference_on_all_transposes()
+    {
+        var g = new Generator(TestContext.CurrentContext.Random.NextULong());
+        foreach (bool ta in new[] { false, true })
+            foreach (bool tb in new[] { false, true })
+            {
+                int m = 9, n = 11, k = 7;
+                var a = Enumerable.Range(0, m * k).Select(_ => g.NextNormal()).ToArray();
+                var b = Enumerable.Range(0, k * n).Select(_ => g.NextNormal()).ToArray();
+                var c = new double[m * n]; var r = new double[m * n];
+                Gemm.Dgemm(ta, tb, m, n, k, 1.5, a, ta ? m : k, b, tb ? k : n, 0, c, n);
+                Gemm.DgemmReference(ta, tb, m, n, k, 1.5, a, ta ? m : k, b, tb ? k : n, 0, r, n);
+                Assert.That(c, Is.EqualTo(r).Within(1e-12));
+            }
+    }
+
+    [Test]
+    public void Invalid_sizes_throw_with_the_kernel_and_sizes_in_the_message()
+    {
+        var a = new float[5]; var b = new float[6]; var c = new float[4];
+        var ex = Assert.Throws<ArgumentException>(() => Gemm.Sgemm(false, false, 2, 2, 3, 1, a, 3, b, 2, 0, c, 2));
+        Assert.That(ex!.Message, Does.Contain("Gemm.Sgemm").And.Contain("a has 5 elements"));
+        Assert.Throws<ArgumentException>(() => Gemm.Sgemm(false, false, -1, 2, 3, 1, a, 3, b, 2, 0, c, 2));
+        Assert.Throws<ArgumentException>(() => Gemm.Sgemm(false, false, 2, 2, 3, 1, new float[6], 2, b, 2, 0, c, 2));
+    }
+}
