@@ -1,0 +1,200 @@
+using AttnCore.Kernels.Cpu;
+using NUnit.Framework;
+
+namespace AttnCore.Tests.Kernels;
+
+/// <summary>Softmax, LayerNorm, CrossEntropy and the vector exp against float64 references written here.</summary>
+[TestFixture, Category("Kernels")]
+public class RowKernelTests
+{
+    // Every length around the vector widths (16 floats for Vector512, 8 for Vector256), plus long rows
+    // that take the online-softmax path and row counts that trigger threading.
+    static readonly int[] Cols = [.. Enumerable.Range(1, 34), 63, 64, 65, 100, 1000, 20000];
+
+    static float[] Rand(Generator g, int n, double scale = 3) { var x = new float[n]; for (int i = 0; i < n; i++) x[i] = (float)(g.NextNormal() * scale); return x; }
+
+    [Test]
+    public void Softmax_and_log_softmax_match_float64_on_every_row_length()
+    {
+        ulong seed = TestContext.CurrentContext.Random.NextULong();
+        var g = new Generator(seed);
+        foreach (int cols in Cols)
+            foreach (int rows in cols > 1000 ? new[] { 3 } : new[] { 1, 5, 70 })
+            {
+                var x = Rand(g, rows * cols);
+                var y = new float[x.Length]; var ly = new float[x.Length];
+                Softmax.Forward(x, y, rows, cols);
+                Softmax.LogSoftmaxForward(x, ly, rows, cols);
+                for (int r = 0; r < rows; r++)
+                {
+                    double max = double.NegativeInfinity;
+                    for (int c = 0; c < cols; c++) max = Math.Max(max, x[r * cols + c]);
+                    double sum = 0;
+                    for (int c = 0; c < cols; c++) sum += Math.Exp(x[r * cols + c] - max);
+                    for (int c = 0; c < cols; c++)
+                    {
+                        double p = Math.Exp(x[r * cols + c] - max) / sum;
+                        Assert.That(y[r * cols + c], Is.EqualTo(p).Within(1e-6 * p + 1e-9), $"softmax rows={rows} cols={cols} [{r},{c}] seed={seed}");
+                        Assert.That(ly[r * cols + c], Is.EqualTo(Math.Log(p)).Within(2e-6 * (1 + Math.Abs(Math.Log(p)))), $"log-softmax rows={rows} cols={cols} seed={seed}");
+                    }
+                }
+            }
+    }
+
+    [Test]
+    public void Softmax_handles_special_values_and_works_in_place()
+    {
+        var x = new float[] { 1000, 1001, float.NegativeInfinity, -1000 };
+        Softmax.Forward(x, x, 1, 4);
+        Assert.That(x[0], Is.EqualTo(1 / (1 + Math.E)).Within(1e-6));
+        Assert.That(x[2], Is.EqualTo(0f));
+        Assert.That(x[3], Is.EqualTo(0f));
+        var allMasked = Enumerable.Repeat(float.NegativeInfinity, 20).ToArray();
+        Softmax.Forward(allMasked, allMasked, 1, 20);
+        Assert.That(allMasked, Is.All.NaN, "like PyTorch: no finite logit, no distribution");
+        var withNaN = new float[] { 1, float.NaN, 2 };
+        Softmax.Forward(withNaN, withNaN, 1, 3);
+        Assert.That(withNaN[1], Is.NaN);
+        var longRow = new float[40000];
+        longRow[12345] = 50;
+        Softmax.Forward(longRow, longRow, 1, 40000);
+        Assert.That(longRow[12345], Is.EqualTo(1 / (1 + 39999 * Math.Exp(-50))).Within(1e-6));
+    }
+
+    [Test]
+    public void Softmax_backward_matches_the_analytic_formula()
+    {
+        var g = new Generator(TestContext.CurrentContext.Random.NextULong());
+        foreach (bool log in new[] { false, true })
+            foreach (int cols in new[] { 1, 7, 16, 33, 300 })
+            {
+                int rows = 4;
+                var x = Rand(g, rows * cols); var dy = Rand(g, rows * cols, 1);
+                var y = new float[x.Length]; var dx = new float[x.Length];
+                if (log) Softmax.LogSoftmaxForward(x, y, rows, cols); else Softmax.Forward(x, y, rows, cols);
+                Softmax.Backward(y, dy, dx, rows, cols, log);
+                for (int r = 0; r < rows; r++)
+                {
+                    double s = 0;
+                    for (int c = 0; c < cols; c++) s += log ? dy[r * cols + c] : (double)dy[r * cols + c] * y[r * cols + c];
+                    for (int c = 0; c < cols; c++)
+                    {
+                        int i = r * cols + c;
+                        double e = log ? dy[i] - Math.Exp(y[i]) * s : y[i] * (dy[i] - s);
+                        Assert.That(dx[i], Is.EqualTo(e).Within(1e-5 * (1 + Math.Abs(e))), $"log={log} cols={cols}");
+                    }
+                }
+            }
+    }
+
+    [Test]
+    public void LayerNorm_forward_and_backward_match_float64()
+    {
+        ulong seed = TestContext.CurrentContext.Random.NextULong();
+        var g = new Generator(seed);
+        foreach (int cols in new[] { 1, 2, 15, 16, 17, 31, 32, 33, 64, 257, 1024 })
+            foreach (bool affine in new[] { false, true })
+            {
+                int rows = cols > 100 ? 40 : 5;
+                var x = Rand(g, rows * cols);
+                for (int i = 0; i < x.Length; i++) x[i] += 100;    // a large mean: the shifted algorithm must stay accurate
+                var gamma = affine ? Rand(g, cols, 1) : []; var beta = affine ? Rand(g, cols, 1) : [];
+                var y = new float[x.Length]; var mean = new float[rows]; var rstd = new float[rows];
+                LayerNorm.Forward(x, gamma, beta, y, mean, rstd, rows, cols, 1e-5f);
+                var dy = Rand(g, rows * cols, 1);
+                var dx = new float[x.Length]; var dgamma = new float[cols]; var dbeta = new float[cols];
+                LayerNorm.Backward(dy, x, mean, rstd, gamma, dx, affine ? dgamma : [], affine ? dbeta : [], rows, cols);
+                var rdg = new double[cols]; var rdb = new double[cols];
+                for (int r = 0; r < rows; r++)
+                {
+                    double mu = 0, v = 0;
+                    for (int c = 0; c < cols; c++) mu += x[r * cols + c];
+                    mu /= cols;
+                    for (int c = 0; c < cols; c++) v += (x[r * cols + c] - mu) * (x[r * cols + c] - mu);
+                    v /= cols;
+                    double rs = 1 / Math.Sqrt(v + 1e-5);
+                    Assert.That(mean[r], Is.EqualTo(mu).Within(1e-5 * Math.Abs(mu)), $"mean cols={cols} seed={seed}");
+                    Assert.That(rstd[r], Is.EqualTo(rs).Within(2e-4 * rs), $"rstd cols={cols} seed={seed}");
+                    double sg = 0, sgx = 0;
+                    for (int c = 0; c < cols; c++)
+                    {
+                        double xh = (x[r * cols + c] - mu) * rs, w = affine ? gamma[c] : 1, d = dy[r * cols + c];
+                        double expected = xh * w + (affine ? beta[c] : 0);
+                        Assert.That(y[r * cols + c], Is.EqualTo(expected).Within(2e-4 * (1 + Math.Abs(expected))), $"y cols={cols} affine={affine} seed={seed}");
+                        sg += d * w; sgx += d * w * xh;
+                        rdg[c] += d * xh; rdb[c] += d;
+                    }
+                    for (int c = 0; c < cols; c++)
+                    {
+                        double xh = (x[r * cols + c] - mu) * rs, w = affine ? gamma[c] : 1;
+                        double e = rs * (dy[r * cols + c] * w - sg / cols - xh * sgx / cols);
+                        Assert.That(dx[r * cols + c], Is.EqualTo(e).Within(5e-4 * (1 + Math.Abs(e))), $"dx cols={cols} affine={affine} seed={seed}");
+                    }
+                }
+                if (affine)
+                    for (int c = 0; c < cols; c++)
+                    {
+                        Assert.That(dgamma[c], Is.EqualTo(rdg[c]).Within(5e-4 * (1 + Math.Abs(rdg[c]))), $"dgamma seed={seed}");
+                        Assert.That(dbeta[c], Is.EqualTo(rdb[c]).Within(1e-4 * (1 + Math.Abs(rdb[c]))), $"dbeta seed={seed}");
+                    }
+            }
+    }
+
+    [Test]
+    public void CrossEntropy_matches_float64_with_ignore_index_and_label_smoothing()
+    {
+        ulong seed = TestContext.CurrentContext.Random.NextULong();
+        var g = new Generator(seed);
+        foreach (int classes in new[] { 1, 5, 16, 17, 65, 1000 })
+            foreach (float eps in new[] { 0f, 0.1f })
+            {
+                int rows = 9;
+                var x = Rand(g, rows * classes);
+                var t = Enumerable.Range(0, rows).Select(i => i % 4 == 3 ? -100L : g.NextInt64(0, classes)).ToArray();
+                var lse = new float[rows];
+                var (loss, count) = CrossEntropy.Forward(x, t, lse, rows, classes, -100, eps);
+                Assert.That(count, Is.EqualTo(t.Count(v => v != -100)));
+                // Independent float64 loss and gradient.
+                double refLoss = 0;
+                var refGrad = new double[rows * classes];
+                for (int r = 0; r < rows; r++)
+                {
+                    if (t[r] == -100) continue;
+                    double max = Enumerable.Range(0, classes).Max(c => (double)x[r * classes + c]);
+                    double s = Enumerable.Range(0, classes).Sum(c => Math.Exp(x[r * classes + c] - max));
+                    double l = max + Math.Log(s);
+                    double mean = Enumerable.Range(0, classes).Average(c => (double)x[r * classes + c]);
+                    refLoss += (1 - eps) * (l - x[r * classes + t[r]]) + eps * (l - mean);
+                    for (int c = 0; c < classes; c++)
+                        refGrad[r * classes + c] = (Math.Exp(x[r * classes + c] - l) - (c == t[r] ? 1 - eps : 0) - eps / classes) / count;
+                }
+                refLoss /= count;
+                Assert.That(loss, Is.EqualTo(refLoss).Within(1e-5 * (1 + Math.Abs(refLoss))), $"classes={classes} eps={eps} seed={seed}");
+                var dx = new float[x.Length];
+                CrossEntropy.Backward(x, t, lse, dx, rows, classes, -100, eps, 1f, count);
+                for (int i = 0; i < dx.Length; i++) Assert.That(dx[i], Is.EqualTo(refGrad[i]).Within(1e-6 + 1e-5 * Math.Abs(refGrad[i])), $"grad {i} classes={classes} seed={seed}");
+            }
+        Assert.Throws<ArgumentOutOfRangeException>(() => CrossEntropy.Forward(new float[4], new long[] { 0, 7 }, new float[2], 2, 2, -100, 0));
+    }
+
+    [Test]
+    public void Vector_exp_is_accurate_over_the_whole_range()
+    {
+        var xs = Enumerable.Range(0, 20001).Select(i => -100f + i * 0.0094f).Append(float.NegativeInfinity).Append(0f).ToArray();
+        var ys = new float[xs.Length];
+        var x = new float[64]; var y = new float[64];
+        for (int i = 0; i < xs.Length; i++)
+        {
+            x[0] = xs[i];
+            Softmax.ExpShiftSumPublicForTests(x, y, 16, 0f);
+            ys[i] = y[0];
+        }
+        for (int i = 0; i < xs.Length; i++)
+        {
+            double e = Math.Exp(xs[i]);
+            if (xs[i] < -87.34f) Assert.That(ys[i], Is.EqualTo(0f), $"x={xs[i]}");
+            else if (xs[i] < -87.33f) continue;   // the cut-off itself
+            else Assert.That(ys[i], Is.EqualTo(e).Within(3e-7 * e), $"x={xs[i]}");
+        }
+    }
+}
