@@ -40,7 +40,7 @@ public sealed class Device : IEquatable<Device>
     public static Device Cpu { get; } = Get(DeviceKind.Cpu, 0, d => new CpuBackend(d));
 
     /// <summary>ILGPU's CPU accelerator: runs the GPU kernels on the host, for tests.</summary>
-    public static Device IlgpuCpu => Get(DeviceKind.IlgpuCpu, 0, d => throw new NotImplementedException()); // TEMPSTUB
+    public static Device IlgpuCpu => Get(DeviceKind.IlgpuCpu, 0, d => new IlgpuBackend(d));
 
     /// <summary>The backend that runs ops on this device (created on first use).</summary>
     public IBackend Backend

@@ -166,6 +166,12 @@ public sealed partial class Tensor
     public T[] ToArray<T>() where T : unmanaged
     {
         var want = DTypeInfo.Of<T>();
+        if (Device != Device.Cpu && want != DType)
+        {
+            // Convert on the host: a device may not hold the wanted dtype (no float64 on ILGPU devices).
+            using var host = To(Device.Cpu);
+            return host.ToArray<T>();
+        }
         using var converted = To(want);
         using var c = converted.Contiguous();
         return c.HostCopy<T>();

@@ -14,7 +14,7 @@ public sealed partial class Tensor
     {
         if (IsDisposed) return $"tensor(<disposed>, shape={AttnCore.Shape.Format(Layout.Shape)})";
         double[] values;
-        using (var c = To(DType.Float64)) values = c.ToArray<double>();
+        values = ToArray<double>();
         bool summarize = values.Length > SummarizeAbove;
         bool integral = DType == DType.Int64 || values.All(v => !double.IsFinite(v) || v == Math.Floor(v) && Math.Abs(v) < 1e8);
         bool sci = !integral && values.Where(double.IsFinite).Select(Math.Abs).Where(v => v > 0).DefaultIfEmpty(1)

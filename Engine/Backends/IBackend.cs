@@ -49,12 +49,12 @@ public enum UnaryOp
     RDivScalar,
     /// <summary>max(x, s)</summary>
     ClampMin,
+    /// <summary>min(x, s)</summary>
+    ClampMax,
     /// <summary>d GELU(x) / dx, exact erf form (for the backward pass).</summary>
     GeluGrad,
     /// <summary>d GELU(x) / dx, tanh approximation (for the backward pass).</summary>
     GeluTanhGrad,
-    /// <summary>min(x, s)</summary>
-    ClampMax,
 }
 
 /// <summary>Element-wise functions of two tensors (broadcast to one shape). Comparisons give 1 or 0 in the input dtype.</summary>
