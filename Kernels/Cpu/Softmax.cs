@@ -77,10 +77,15 @@ public static unsafe class Softmax
     private static void RowThreePass(float* x, float* y, int n, bool log)
     {
         float max = Max(x, n);
-        if (float.IsNegativeInfinity(max)) { FillRow(y, n, float.NaN); return; }
-        float sum = ExpShiftSum(x, y, n, max, storeExp: !log);
-        if (log) AddScalar(x, y, n, -(max + MathF.Log(sum)));
-        else Scale(y, n, 1f / sum);
+        if (float.IsNegativeInfinity(max) || float.IsNaN(max)) { FillRow(y, n, float.NaN); return; }
+        if (log)
+        {
+            float lse = ExpShiftSum(x, null, n, max, storeExp: false);
+            AddScalar(x, y, n, -(max + MathF.Log(lse)));
+            return;
+        }
+        float sum = ExpShiftSum(x, y, n, max, storeExp: true);
+        Scale(y, n, 1f / sum);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -116,7 +121,7 @@ public static unsafe class Softmax
             if (v > max) { sum = float.IsNegativeInfinity(max) ? 0 : sum * MathF.Exp(max - v); max = v; }
             if (!float.IsNegativeInfinity(max)) sum += MathF.Exp(v - max);
         }
-        if (float.IsNegativeInfinity(max)) { FillRow(y, n, float.NaN); return; }
+        if (float.IsNegativeInfinity(max) || float.IsNaN(max)) { FillRow(y, n, float.NaN); return; }
         if (log) AddScalar(x, y, n, -(max + MathF.Log(sum)));
         else { ExpShiftSum(x, y, n, max, storeExp: true); Scale(y, n, 1f / sum); }
     }
@@ -151,14 +156,14 @@ public static unsafe class Softmax
             var s0 = Vector512<float>.Zero; var s1 = Vector512<float>.Zero;
             for (; i + 32 <= n; i += 32)
             {
-                var e0 = VectorMath.Exp(Vector512.Load(x + i) - sh);
-                var e1 = VectorMath.Exp(Vector512.Load(x + i + 16) - sh);
+                var e0 = VectorMath.ExpNonPositive(Vector512.Load(x + i) - sh);
+                var e1 = VectorMath.ExpNonPositive(Vector512.Load(x + i + 16) - sh);
                 if (storeExp) { e0.Store(y + i); e1.Store(y + i + 16); }
                 s0 += e0; s1 += e1;
             }
             for (; i + 16 <= n; i += 16)
             {
-                var e0 = VectorMath.Exp(Vector512.Load(x + i) - sh);
+                var e0 = VectorMath.ExpNonPositive(Vector512.Load(x + i) - sh);
                 if (storeExp) e0.Store(y + i);
                 s0 += e0;
             }

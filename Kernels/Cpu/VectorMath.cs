@@ -44,6 +44,30 @@ public static class VectorMath
         return Vector512.ConditionalSelect(Vector512.Equals(x, x), result, x);   // NaN stays NaN
     }
 
+    /// <summary>
+    /// e^x for x ≤ 0 (or −inf), the case of every x − max in softmax and attention: the overflow and NaN
+    /// handling of <see cref="Exp(Vector512{float})"/> is dropped (callers check the row max for NaN once),
+    /// which saves four compare/blend operations per vector. Below −87.3 the result is exactly 0.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> ExpNonPositive(Vector512<float> x)
+    {
+        var under = Vector512.LessThan(x, Vector512.Create(MinArg));
+        var xc = Vector512.Max(x, Vector512.Create(MinArg));
+        var n = Vector512.Round(xc * Vector512.Create(Log2E));
+        var r = Vector512.FusedMultiplyAdd(n, Vector512.Create(-Ln2Hi), xc);
+        r = Vector512.FusedMultiplyAdd(n, Vector512.Create(-Ln2Lo), r);
+        var p = Vector512.Create(1f / 720);
+        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(1f / 120));
+        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(1f / 24));
+        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(1f / 6));
+        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(0.5f));
+        p = Vector512.FusedMultiplyAdd(p, r, Vector512<float>.One);
+        p = Vector512.FusedMultiplyAdd(p, r, Vector512<float>.One);
+        var scale = (Vector512.ConvertToInt32(n) + Vector512.Create(127)) << 23;
+        return Vector512.ConditionalSelect(under, Vector512<float>.Zero, p * scale.AsSingle());
+    }
+
     /// <summary>e^x per lane, 256-bit version of <see cref="Exp(Vector512{float})"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> Exp(Vector256<float> x)

@@ -1,15 +1,18 @@
 // WorkerPool: the one persistent set of CPU worker threads that every parallel kernel shares.
 //
-// Why not Parallel.For: it allocates a closure and task objects per call and wakes ThreadPool
-// threads that may be busy elsewhere. A GEMM or attention call must allocate nothing and start
-// its workers in microseconds, so the pool keeps (ThreadCount - 1) dedicated threads parked on a
-// semaphore; the calling thread always takes part, so ThreadCount == 1 means "run inline".
+// Why not Parallel.For: it allocates a closure and task objects per call and wakes ThreadPool threads that
+// may be busy elsewhere. A kernel call must allocate nothing and start its workers in microseconds: a
+// training step issues hundreds of 10-100 µs kernels, and an OS wake-up costs tens of µs each time. So the
+// pool keeps (ThreadCount - 1) dedicated threads that, after a job, spin for a short while watching for the
+// next one (as OpenMP runtimes do) and only then sleep on a semaphore. The calling thread always takes part,
+// so ThreadCount == 1 means "run inline".
 //
-// Work is handed out as indices 0..count-1 from one shared counter (dynamic scheduling: a
-// worker that finishes early takes the next index), so uneven tiles still balance.
-// The body is an unmanaged function pointer plus an opaque state pointer. Callers put their
-// arguments in a struct on their own stack and pass its address: the caller blocks until every
-// index is done, so that stack frame outlives all uses. Nothing is allocated per call.
+// Work is handed out as indices 0..count-1 from one 64-bit counter holding (job generation, next index):
+// a worker claims an index with a compare-exchange that also checks the generation, so a late worker can
+// never run an index of a newer job with the body of an older one. A finished index bumps a done counter;
+// the caller returns when all are done. The body is an unmanaged function pointer plus an opaque state
+// pointer: callers put their arguments in a struct on their own stack and pass its address; the caller
+// blocks until every index is done, so that frame outlives all uses. Nothing is allocated per call.
 // Calls from inside a body (nested parallelism) run inline on the calling worker.
 using System.Runtime.CompilerServices;
 
@@ -18,18 +21,20 @@ namespace AttnCore.Kernels.Cpu;
 /// <summary>A persistent pool of worker threads shared by all CPU kernels.</summary>
 public static unsafe class WorkerPool
 {
+    private const int SpinIterations = 2000;   // ~50-100 µs of Thread.SpinWait(20) before sleeping
+
     private static readonly object Gate = new();
     private static Thread[] _threads = [];
-    private static SemaphoreSlim? _wake;
+    private static readonly SemaphoreSlim Wake = new(0);
     private static int _threadCount = Environment.ProcessorCount;
+    private static int _sleepers;
 
-    // The job now running (only one at a time: Gate serialises callers).
+    // The job now running; Gate serialises callers. Fields are written before _claim publishes a generation.
     private static delegate*<int, nint, void> _body;
     private static nint _state;
     private static int _count;
-    private static int _next;
-    private static int _pending;
-    private static ManualResetEventSlim _done = new(false);
+    private static long _claim;     // (generation << 32) | next index
+    private static int _done;
     private static Exception? _failure;
 
     [ThreadStatic] private static bool _insideBody;
@@ -57,13 +62,17 @@ public static unsafe class WorkerPool
         lock (Gate)
         {
             EnsureThreads(_threadCount - 1);
-            int helpers = Math.Min(_threads.Length, count - 1);
-            _body = body; _state = state; _count = count; _next = 0; _failure = null;
-            _pending = helpers + 1;
-            _done.Reset();
-            _wake!.Release(helpers);
-            RunShare();
-            _done.Wait();
+            _body = body; _state = state; _count = count; _failure = null;
+            Volatile.Write(ref _done, 0);
+            long generation = (Volatile.Read(ref _claim) >> 32) + 1;
+            Interlocked.Exchange(ref _claim, generation << 32);       // publish: workers may start now
+            int sleepers = Volatile.Read(ref _sleepers);
+            if (sleepers > 0) Wake.Release(Math.Min(sleepers, count - 1));
+            _insideBody = true;
+            try { Work(generation, body, state, count); }
+            finally { _insideBody = false; }
+            var spin = new SpinWait();
+            while (Volatile.Read(ref _done) < count) spin.SpinOnce(-1);
             _body = null; _state = 0;
             if (_failure is not null) throw new AggregateException("WorkerPool: a parallel kernel body failed", _failure);
         }
@@ -80,7 +89,6 @@ public static unsafe class WorkerPool
     private static void EnsureThreads(int wanted)
     {
         if (_threads.Length >= wanted) return;
-        _wake ??= new SemaphoreSlim(0);
         var grown = new Thread[wanted];
         Array.Copy(_threads, grown, _threads.Length);
         for (int i = _threads.Length; i < wanted; i++)
@@ -93,32 +101,47 @@ public static unsafe class WorkerPool
 
     private static void WorkerLoop()
     {
+        _insideBody = true;   // a body that calls For runs its inner loop inline
+        long seen = Volatile.Read(ref _claim) >> 32;
+        int spins = 0;
         while (true)
         {
-            _wake!.Wait();
-            RunShare();
+            long generation = Volatile.Read(ref _claim) >> 32;
+            if (generation != seen)
+            {
+                seen = generation;
+                var body = _body; var state = _state; int count = _count;
+                if (body != null) Work(generation, body, state, count);
+                spins = 0;
+                continue;
+            }
+            if (spins++ < SpinIterations) { Thread.SpinWait(20); continue; }
+            Interlocked.Increment(ref _sleepers);
+            if (Volatile.Read(ref _claim) >> 32 == seen) Wake.Wait();
+            Interlocked.Decrement(ref _sleepers);
+            spins = 0;
         }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void RunShare()
+    private static void Work(long generation, delegate*<int, nint, void> body, nint state, int count)
     {
-        _insideBody = true;
-        try
+        while (true)
         {
-            var body = _body; var state = _state; int count = _count;
-            int i;
-            while ((i = Interlocked.Increment(ref _next) - 1) < count) body(i, state);
-        }
-        catch (Exception e)
-        {
-            Interlocked.CompareExchange(ref _failure, e, null);
-            Interlocked.Exchange(ref _next, int.MaxValue / 2);
-        }
-        finally
-        {
-            _insideBody = false;
-            if (Interlocked.Decrement(ref _pending) == 0) _done.Set();
+            long claim = Volatile.Read(ref _claim);
+            if (claim >> 32 != generation) return;                 // a newer job: these fields are stale
+            int index = (int)(claim & 0xFFFFFFFF);
+            if (index >= count) return;
+            if (Interlocked.CompareExchange(ref _claim, claim + 1, claim) != claim) continue;
+            try
+            {
+                if (_failure is null) body(index, state);
+            }
+            catch (Exception e)
+            {
+                Interlocked.CompareExchange(ref _failure, e, null);
+            }
+            finally { Interlocked.Increment(ref _done); }
         }
     }
 }

@@ -1,0 +1,229 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using AttnCore.Cli.Bench;
+using AttnCore.Models.Transformers;
+using AttnCore.Optim;
+
+namespace AttnCore.Cli.Commands;
+
+/// <summary>
+/// <c>attncore bench &lt;op&gt;</c>: warm up, then the median of many timed runs; with --vs torch the same
+/// shapes in PyTorch, alternating batches of runs between the two so machine noise hits both alike.
+/// </summary>
+public static class BenchCommand
+{
+    private sealed record Work(string Op, Dictionary<string, object> Shape, double Flops, double Bytes, Action Run, Action Cleanup, Dictionary<string, object> TorchSetup);
+
+    /// <summary>Builds <c>bench</c> and its sub-commands.</summary>
+    public static Command Create(CliIO io)
+    {
+        var bench = new Command("bench", "Time a kernel or a training step, optionally next to PyTorch (--vs torch)");
+        bench.Subcommands.Add(Gemm(io));
+        bench.Subcommands.Add(Rows(io, "softmax"));
+        bench.Subcommands.Add(Rows(io, "layernorm"));
+        bench.Subcommands.Add(Attention(io));
+        bench.Subcommands.Add(GptStep(io));
+        return bench;
+    }
+
+    private static Option<string?> VsOption() => new Option<string?>("--vs") { Description = "compare with a reference: torch" }.AcceptOnlyFromAmong("torch");
+    private static Option<double> SecondsOption() => new("--seconds") { Description = "measurement time per side", DefaultValueFactory = _ => 3.0 };
+
+    private static Command Gemm(CliIO io)
+    {
+        var common = new CommonOptions();
+        var n = new Option<int?>("--n") { Description = "columns of C (alone: the square size m = n = k)" };
+        var m = new Option<int?>("--m") { Description = "rows of C (default: n)" }; var k = new Option<int?>("--k") { Description = "inner size (default: n)" };
+        var vs = VsOption(); var secs = SecondsOption();
+        var cmd = common.AddTo(new Command("gemm", "C = A @ B in float32 (--n N, or --m M --n N --k K)") { n, m, k, vs, secs });
+        cmd.SetAction(p => Execute(io, p, common, vs, secs, device =>
+        {
+            int N = p.GetValue(n) ?? 1024;
+            int M = p.GetValue(m) ?? N, K = p.GetValue(k) ?? N;
+            Positive(("n", N), ("m", M), ("k", K));
+            var a = Tensor.Randn([M, K], 1, DType.Float32, device); var b = Tensor.Randn([K, N], 2, DType.Float32, device);
+            return new Work("gemm", new() { ["m"] = M, ["n"] = N, ["k"] = K }, 2.0 * M * N * K, 4.0 * (M * K + K * N + M * N),
+                () => { using var c = a.MatMul(b); }, () => { a.Dispose(); b.Dispose(); },
+                new() { ["op"] = "gemm", ["m"] = M, ["n"] = N, ["k"] = K });
+        }));
+        return cmd;
+    }
+
+    private static Command Rows(CliIO io, string op)
+    {
+        var common = new CommonOptions();
+        var rows = new Option<int>("--rows") { DefaultValueFactory = _ => 4096 };
+        var cols = new Option<int>("--cols") { DefaultValueFactory = _ => 1024 };
+        var vs = VsOption(); var secs = SecondsOption();
+        var cmd = common.AddTo(new Command(op, $"{op} over rows x cols in float32 (reports GB/s)") { rows, cols, vs, secs });
+        cmd.SetAction(p => Execute(io, p, common, vs, secs, device =>
+        {
+            int r = p.GetValue(rows), c = p.GetValue(cols);
+            Positive(("rows", r), ("cols", c));
+            var x = Tensor.Randn([r, c], 1, DType.Float32, device);
+            var w = Tensor.Ones([c], DType.Float32, device); var bias = Tensor.Zeros([c], DType.Float32, device);
+            Action run = op == "softmax" ? () => { using var y = x.Softmax(-1); } : () => { using var y = x.LayerNorm([c], w, bias); };
+            return new Work(op, new() { ["rows"] = r, ["cols"] = c }, (op == "softmax" ? 5.0 : 8.0) * r * c, 8.0 * r * c,
+                run, () => { x.Dispose(); w.Dispose(); bias.Dispose(); }, new() { ["op"] = op, ["rows"] = r, ["cols"] = c });
+        }));
+        return cmd;
+    }
+
+    // The one place the attention benchmark calls AttnCore's attention: Tensor.ScaledDotProductAttention.
+    private static Command Attention(CliIO io)
+    {
+        var common = new CommonOptions();
+        var b = new Option<int>("--b") { DefaultValueFactory = _ => 1 }; var h = new Option<int>("--h") { DefaultValueFactory = _ => 8 };
+        var l = new Option<int>("--l") { DefaultValueFactory = _ => 1024 }; var d = new Option<int>("--d") { DefaultValueFactory = _ => 64 };
+        var causal = new Option<bool>("--causal"); var backward = new Option<bool>("--backward") { Description = "time forward + backward" };
+        var vs = VsOption(); var secs = SecondsOption();
+        var cmd = common.AddTo(new Command("attention", "softmax(Q Kᵀ/√d) V for [B,H,L,D]; PyTorch side: matmul-softmax-matmul") { b, h, l, d, causal, backward, vs, secs });
+        cmd.SetAction(p => Execute(io, p, common, vs, secs, device =>
+        {
+            int B = p.GetValue(b), H = p.GetValue(h), L = p.GetValue(l), D = p.GetValue(d);
+            bool isCausal = p.GetValue(causal), bwd = p.GetValue(backward);
+            Positive(("b", B), ("h", H), ("l", L), ("d", D));
+            var q = Tensor.Randn([B, H, L, D], 1, DType.Float32, device); var k = Tensor.Randn([B, H, L, D], 2, DType.Float32, device); var v = Tensor.Randn([B, H, L, D], 3, DType.Float32, device);
+            if (bwd) { q.RequiresGrad = true; k.RequiresGrad = true; v.RequiresGrad = true; }
+            double flops = 4.0 * B * H * L * L * D * (isCausal ? 0.5 : 1) * (bwd ? 3.5 : 1);
+            Action run = () =>
+            {
+                using var scope = new TensorScope();
+                var o = Tensor.ScaledDotProductAttention(q, k, v, null, isCausal);
+                if (bwd)
+                {
+                    o.Backward(o.OnesLike());
+                    foreach (var t in new[] { q, k, v }) { t.Grad?.Dispose(); t.Grad = null; }
+                }
+            };
+            return new Work("attention", new() { ["b"] = B, ["h"] = H, ["l"] = L, ["d"] = D, ["causal"] = isCausal, ["backward"] = bwd }, flops, 16.0 * B * H * L * D,
+                run, () => { q.Dispose(); k.Dispose(); v.Dispose(); },
+                new() { ["op"] = "attention", ["b"] = B, ["h"] = H, ["l"] = L, ["d"] = D, ["causal"] = isCausal, ["backward"] = bwd });
+        }));
+        return cmd;
+    }
+
+    private static Command GptStep(CliIO io)
+    {
+        var common = new CommonOptions();
+        var config = new Option<string>("--config") { Description = "baby (4 layers, 4 heads, 128 channels, T=64, batch 12) or small (6, 6, 384, T=256, batch 16)", DefaultValueFactory = _ => "baby" }.AcceptOnlyFromAmong("baby", "small");
+        var vs = VsOption(); var secs = SecondsOption();
+        var cmd = common.AddTo(new Command("gpt-step", "One AdamW training step of a character-level GPT (vocabulary 65, random tokens)") { config, vs, secs });
+        cmd.SetAction(p => Execute(io, p, common, vs, secs, device =>
+        {
+            bool small = p.GetValue(config) == "small";
+            var cfg = small ? new GptConfig(65, BlockSize: 256, Layers: 6, Heads: 6, Dim: 384) : new GptConfig(65, BlockSize: 64, Layers: 4, Heads: 4, Dim: 128);
+            int batch = small ? 16 : 12;
+            var model = new Gpt(cfg, new Generator(p.GetValue(common.Seed)), device);
+            var opt = new AdamW(model.Parameters(), 1e-3, 0.9, 0.99, 1e-8, 0.1);
+            var x = Tensor.RandInt(0, 65, [batch, cfg.BlockSize], 5, device); var y = Tensor.RandInt(0, 65, [batch, cfg.BlockSize], 6, device);
+            Action run = () =>
+            {
+                using var scope = new TensorScope();
+                opt.ZeroGrad();
+                var loss = model.Loss(x, y);
+                loss.Backward();
+                opt.Step();
+            };
+            long tokens = (long)batch * cfg.BlockSize;
+            return new Work("gpt-step", new() { ["config"] = small ? "small" : "baby", ["tokens"] = tokens }, 6.0 * model.ParameterCount() * tokens, 0,
+                run, () => { opt.Dispose(); model.Dispose(); x.Dispose(); y.Dispose(); },
+                new() { ["op"] = "gpt-step", ["vocab"] = 65, ["block"] = cfg.BlockSize, ["layers"] = cfg.Layers, ["heads"] = cfg.Heads, ["dim"] = cfg.Dim, ["batch"] = batch });
+        }));
+        return cmd;
+    }
+
+    private static void Positive(params (string Name, int Value)[] values)
+    {
+        foreach (var (name, v) in values)
+            if (v <= 0) throw new ArgumentException($"bench: --{name} must be positive, got {v}");
+    }
+
+    private static int Execute(CliIO io, ParseResult p, CommonOptions common, Option<string?> vs, Option<double> secs, Func<Device, Work> make)
+    {
+        var device = common.Apply(p);
+        int threads = p.GetValue(common.Threads);
+        bool json = p.GetValue(common.Json);
+        double seconds = p.GetValue(secs);
+        TorchBridge? torch = null;
+        var work = make(device);
+        try
+        {
+            if (p.GetValue(vs) == "torch")
+                torch = TorchBridge.Start(new Dictionary<string, object>(work.TorchSetup) { ["threads"] = threads });
+            // Warm up (tiered JIT, pools, caches), then size the batches to ~0.2 s.
+            var warm = Stopwatch.StartNew();
+            int warmRuns = 0;
+            while (warmRuns < 3 || (warm.Elapsed.TotalSeconds < 0.5 && warmRuns < 50)) { work.Run(); warmRuns++; }
+            double estimate = warm.Elapsed.TotalMilliseconds / warmRuns;
+            int reps = (int)Math.Clamp(200 / Math.Max(estimate, 1e-3), 1, 50);
+            var ours = new List<double>(); var theirs = new List<double>();
+            var total = Stopwatch.StartNew();
+            while (ours.Count < 5 || total.Elapsed.TotalSeconds < seconds * (torch is null ? 1 : 2))
+            {
+                for (int i = 0; i < reps; i++)
+                {
+                    var sw = Stopwatch.StartNew();
+                    work.Run();
+                    ours.Add(sw.Elapsed.TotalMilliseconds);
+                }
+                if (torch is not null) theirs.AddRange(torch.Run(reps));
+                if (ours.Count >= 2000) break;
+            }
+            double ms = Median(ours);
+            var shape = string.Join(" ", work.Shape.Select(kv => $"{kv.Key}={Fmt(kv.Value)}"));
+            io.Out.WriteLine($"{work.Op} {shape} threads={threads} device={device} runs={ours.Count}");
+            var result = new Dictionary<string, object> { ["op"] = work.Op };
+            foreach (var kv in work.Shape) result[kv.Key] = kv.Value;
+            result["threads"] = threads;
+            result["device"] = device.ToString();
+            Report(io, "AttnCore", ms, work, result, "");
+            if (torch is not null)
+            {
+                double tms = Median(theirs);
+                Report(io, $"PyTorch {torch.Version}", tms, work, result, "torch_");
+                double speedup = tms / ms;
+                io.Out.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  speedup   {speedup:F2}x (PyTorch time / AttnCore time)"));
+                result["speedup"] = Math.Round(speedup, 3);
+            }
+            if (json) io.Json(result);
+            return 0;
+        }
+        finally
+        {
+            torch?.Dispose();
+            work.Cleanup();
+        }
+    }
+
+    private static void Report(CliIO io, string who, double ms, Work work, Dictionary<string, object> result, string prefix)
+    {
+        result[prefix + "ms"] = Math.Round(ms, 4);
+        string line = string.Create(CultureInfo.InvariantCulture, $"  {who,-16} {ms,10:F3} ms");
+        if (work.Op is "softmax" or "layernorm")
+        {
+            double gbps = work.Bytes / (ms * 1e6);
+            result[prefix + "gbps"] = Math.Round(gbps, 2);
+            line += string.Create(CultureInfo.InvariantCulture, $"  {gbps,8:F1} GB/s");
+        }
+        double gflops = work.Flops / (ms * 1e6);
+        result[prefix + "gflops"] = Math.Round(gflops, 2);
+        line += string.Create(CultureInfo.InvariantCulture, $"  {gflops,8:F1} GFLOP/s");
+        if (work.Shape.TryGetValue("tokens", out var tokens))
+        {
+            double tps = Convert.ToDouble(tokens, CultureInfo.InvariantCulture) / (ms / 1e3);
+            result[prefix + "tokens_per_s"] = Math.Round(tps, 1);
+            line += string.Create(CultureInfo.InvariantCulture, $"  {tps,10:F0} tokens/s");
+        }
+        io.Out.WriteLine(line);
+    }
+
+    private static string Fmt(object v) => v is bool b ? (b ? "true" : "false") : Convert.ToString(v, CultureInfo.InvariantCulture) ?? "";
+
+    private static double Median(List<double> xs)
+    {
+        var s = xs.OrderBy(v => v).ToArray();
+        return s.Length % 2 == 1 ? s[s.Length / 2] : 0.5 * (s[s.Length / 2 - 1] + s[s.Length / 2]);
+    }
+}

@@ -1,0 +1,37 @@
+using System.CommandLine;
+using System.Runtime.Intrinsics;
+
+namespace AttnCore.Cli.Commands;
+
+/// <summary><c>attncore devices</c>: what this machine offers.</summary>
+public static class DevicesCommand
+{
+    /// <summary>Builds the command.</summary>
+    public static Command Create(CliIO io)
+    {
+        var json = new Option<bool>("--json") { Description = "print the device list as JSON on the last line" };
+        var cmd = new Command("devices", "List the devices AttnCore can compute on, and why any was skipped") { json };
+        cmd.SetAction(p =>
+        {
+            var rows = new List<Dictionary<string, object>>();
+            string simd = Vector512.IsHardwareAccelerated ? "Vector512 (AVX-512)" : Vector256.IsHardwareAccelerated ? "Vector256 (AVX2)" : "scalar";
+            rows.Add(new() { ["device"] = "cpu", ["name"] = "host CPU, hand-written SIMD kernels", ["cores"] = Environment.ProcessorCount, ["simd"] = simd, ["status"] = "available" });
+            try
+            {
+                var backend = (AttnCore.Backends.IlgpuBackend)Device.IlgpuCpu.Backend;
+                rows.Add(new() { ["device"] = "ilgpu-cpu", ["name"] = backend.AcceleratorName, ["warp_size"] = 4, ["max_group_size"] = 16, ["status"] = "available (an emulator: for checking GPU kernels, not for speed)" });
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                rows.Add(new() { ["device"] = "ilgpu-cpu", ["status"] = "skipped: " + e.Message });
+            }
+            rows.Add(new() { ["device"] = "cuda", ["status"] = "skipped: the CUDA backend is not in this build yet" });
+            rows.Add(new() { ["device"] = "opencl", ["status"] = "skipped: the OpenCL backend is not in this build yet" });
+            foreach (var r in rows)
+                io.Out.WriteLine($"{r["device"],-10} {string.Join("  ", r.Where(kv => kv.Key != "device").Select(kv => $"{kv.Key}: {kv.Value}"))}");
+            if (p.GetValue(json)) io.Json(new { devices = rows });
+            return 0;
+        });
+        return cmd;
+    }
+}

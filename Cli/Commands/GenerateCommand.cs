@@ -1,0 +1,40 @@
+using System.CommandLine;
+
+namespace AttnCore.Cli.Commands;
+
+/// <summary><c>attncore generate</c>: sample text from a trained GPT checkpoint.</summary>
+public static class GenerateCommand
+{
+    /// <summary>Builds the command.</summary>
+    public static Command Create(CliIO io)
+    {
+        var common = new CommonOptions();
+        var ckpt = new Option<string>("--checkpoint") { Description = "gpt.safetensors written by 'attncore train gpt'", Required = true };
+        var prompt = new Option<string>("--prompt") { DefaultValueFactory = _ => "\n" };
+        var tokens = new Option<int>("--tokens") { DefaultValueFactory = _ => 500 };
+        var temperature = new Option<double>("--temperature") { DefaultValueFactory = _ => 0.8 };
+        var topK = new Option<int?>("--top-k") { Description = "sample among the k most likely characters" };
+        var cmd = common.AddTo(new Command("generate", "Sample text from a GPT checkpoint") { ckpt, prompt, tokens, temperature, topK });
+        cmd.SetAction(p =>
+        {
+            var device = common.Apply(p);
+            var (model, vocab) = GptCheckpoint.Load(p.GetValue(ckpt)!, device);
+            using (model)
+            {
+                var index = vocab.Select((c, i) => (c, i)).ToDictionary(x => x.c, x => (long)x.i);
+                string text = p.GetValue(prompt) ?? "";
+                if (text.Length == 0) throw new ArgumentException("generate: --prompt is empty");
+                var ids = text.Select(c => index.TryGetValue(c, out var i) ? i : throw new ArgumentException($"generate: the prompt character '{c}' is not in the model's vocabulary")).ToArray();
+                int n = p.GetValue(tokens);
+                if (n < 0) throw new ArgumentException($"generate: --tokens must be non-negative, got {n}");
+                var sw = System.Diagnostics.Stopwatch.StartNew();
+                var output = model.Generate(ids, n, p.GetValue(temperature), p.GetValue(topK), p.GetValue(common.Seed), device);
+                string generated = new(output.Select(t => vocab[t]).ToArray());
+                io.Out.WriteLine(text + generated);
+                if (p.GetValue(common.Json)) io.Json(new { prompt = text, text = generated, tokens = n, wall_s = sw.Elapsed.TotalSeconds });
+            }
+            return 0;
+        });
+        return cmd;
+    }
+}

@@ -1,0 +1,122 @@
+using System.Text.Json;
+using NUnit.Framework;
+
+namespace AttnCore.Tests.Cli;
+
+[TestFixture, Category("Cli"), NonParallelizable]
+public class CliTests
+{
+    static (int Code, string Out, string Err) Run(params string[] args)
+    {
+        var o = new StringWriter(); var e = new StringWriter();
+        int code = AttnCore.Cli.Program.Run(args, o, e);
+        return (code, o.ToString(), e.ToString());
+    }
+
+    static JsonElement LastJson(string stdout) =>
+        JsonDocument.Parse(stdout.TrimEnd().Split('\n').Last()).RootElement;
+
+    [Test]
+    public void Demo_learns_the_task_and_reports_json_on_its_last_line()
+    {
+        string dir = Path.Combine(Path.GetTempPath(), "attncore-cli-demo-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            var (code, stdout, stderr) = Run("demo", "--steps", "300", "--out", dir, "--json", "--threads", "2");
+            Assert.That(code, Is.EqualTo(0), stderr);
+            var j = LastJson(stdout);
+            Assert.That(j.GetProperty("exact_match").GetDouble(), Is.GreaterThan(0.9), stdout);
+            Assert.That(j.GetProperty("wall_s").GetDouble(), Is.GreaterThan(0));
+            Assert.That(stdout, Does.Contain("held-out examples"));
+            Assert.That(File.Exists(Path.Combine(dir, "attention.png")), Is.True);
+        }
+        finally { if (Directory.Exists(dir)) Directory.Delete(dir, true); }
+    }
+
+    [Test]
+    public void Bench_gemm_prints_a_json_line_with_positive_throughput()
+    {
+        var (code, stdout, stderr) = Run("bench", "gemm", "--n", "64", "--seconds", "0.2", "--json");
+        Assert.That(code, Is.EqualTo(0), stderr);
+        var j = LastJson(stdout);
+        Assert.That(j.GetProperty("op").GetString(), Is.EqualTo("gemm"));
+        Assert.That(j.GetProperty("m").GetInt32(), Is.EqualTo(64));
+        Assert.That(j.GetProperty("gflops").GetDouble(), Is.GreaterThan(0));
+        Assert.That(j.GetProperty("ms").GetDouble(), Is.GreaterThan(0));
+    }
+
+    [Test]
+    public void Bench_softmax_reports_bandwidth()
+    {
+        var (code, stdout, _) = Run("bench", "softmax", "--rows", "64", "--cols", "100", "--seconds", "0.2", "--json");
+        Assert.That(code, Is.EqualTo(0));
+        Assert.That(LastJson(stdout).GetProperty("gbps").GetDouble(), Is.GreaterThan(0));
+    }
+
+    [Test]
+    public void Bad_arguments_and_missing_files_exit_non_zero_with_a_one_line_reason()
+    {
+        var (code, _, err) = Run("bench", "gemm", "--n", "-5");
+        Assert.That(code, Is.Not.EqualTo(0));
+        Assert.That(err.Trim().Split('\n'), Has.Length.EqualTo(1));
+        Assert.That(err, Does.Contain("--n"));
+        (code, _, err) = Run("bench", "gemm", "--bogus");
+        Assert.That(code, Is.Not.EqualTo(0));
+        Assert.That(err, Does.Contain("--bogus"));
+        (code, _, err) = Run("generate", "--checkpoint", "/nonexistent/model.safetensors");
+        Assert.That(code, Is.Not.EqualTo(0));
+        Assert.That(err, Does.Contain("/nonexistent/model.safetensors"));
+        (code, _, err) = Run("train", "gpt", "--data", "/nonexistent/input.txt");
+        Assert.That(code, Is.Not.EqualTo(0));
+        Assert.That(err, Does.Contain("/nonexistent/input.txt"));
+        (code, _, _) = Run("demo", "--device", "quantum");
+        Assert.That(code, Is.Not.EqualTo(0));
+    }
+
+    [Test]
+    public void Help_lists_every_command()
+    {
+        var (code, stdout, _) = Run("--help");
+        Assert.That(code, Is.EqualTo(0));
+        foreach (var c in new[] { "demo", "train", "eval", "generate", "devices", "bench" }) Assert.That(stdout, Does.Contain(c));
+        (code, stdout, _) = Run("bench", "attention", "--help");
+        Assert.That(code, Is.EqualTo(0));
+        Assert.That(stdout, Does.Contain("--causal"));
+    }
+
+    [Test]
+    public void Devices_lists_the_cpu_and_the_ilgpu_emulator()
+    {
+        var (code, stdout, _) = Run("devices", "--json");
+        Assert.That(code, Is.EqualTo(0));
+        var names = LastJson(stdout).GetProperty("devices").EnumerateArray().Select(d => d.GetProperty("device").GetString()).ToArray();
+        Assert.That(names, Does.Contain("cpu").And.Contain("ilgpu-cpu"));
+    }
+
+    [Test]
+    public void Train_generate_and_eval_round_trip_on_a_small_text()
+    {
+        string dir = Path.Combine(Path.GetTempPath(), "attncore-cli-gpt-" + Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(dir);
+        try
+        {
+            string text = string.Concat(Enumerable.Repeat("to be or not to be, that is the question. ", 60));
+            string data = Path.Combine(dir, "input.txt");
+            File.WriteAllText(data, text);
+            var (code, stdout, stderr) = Run("train", "gpt", "--data", data, "--steps", "60", "--layers", "1", "--heads", "2", "--dim", "32", "--block", "16",
+                "--batch", "8", "--eval-every", "30", "--eval-batches", "5", "--warmup", "5", "--lr", "3e-3", "--out", Path.Combine(dir, "run"), "--json");
+            Assert.That(code, Is.EqualTo(0), stderr);
+            var j = LastJson(stdout);
+            Assert.That(j.GetProperty("model").GetString(), Is.EqualTo("gpt"));
+            Assert.That(j.GetProperty("val_loss").GetDouble(), Is.LessThan(2.5), "a repetitive text is easy");
+            string ckpt = Path.Combine(dir, "run", "gpt.safetensors");
+            (code, stdout, stderr) = Run("generate", "--checkpoint", ckpt, "--prompt", "to be", "--tokens", "20", "--seed", "3");
+            Assert.That(code, Is.EqualTo(0), stderr);
+            Assert.That(stdout.TrimEnd().Length, Is.EqualTo("to be".Length + 20));
+            (code, stdout, stderr) = Run("eval", "--checkpoint", ckpt, "--data", data, "--batches", "3", "--json");
+            Assert.That(code, Is.EqualTo(0), stderr);
+            Assert.That(LastJson(stdout).GetProperty("val_loss").GetDouble(), Is.LessThan(2.5));
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+}
