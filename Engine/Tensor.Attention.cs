@@ -12,7 +12,15 @@ public sealed partial class Tensor
     /// </summary>
     public static Tensor ScaledDotProductAttention(Tensor q, Tensor k, Tensor v, Tensor? keyPaddingMask = null, bool causal = false,
         double dropout = 0, Generator? generator = null, double? scale = null)
-        => AttentionCore(q, k, v, keyPaddingMask, causal, dropout, generator, scale, needWeights: false).Output;
+    {
+        CheckAttention(q, k, v, keyPaddingMask);
+        if (dropout is < 0 or >= 1) throw new ArgumentException($"Attention: dropout must be in [0, 1), got {dropout}");
+        if (q.Device.Kind == DeviceKind.Cpu && q.Size(3) <= Kernels.Cpu.Attention.MaxDim)
+            return FusedAttention.Apply(q, k, v, keyPaddingMask, causal, dropout, generator, scale ?? 1.0 / Math.Sqrt(q.Size(3)));
+        return AttentionCore(q, k, v, keyPaddingMask, causal, dropout, generator, scale, needWeights: false).Output;
+    }
+
+    internal static void CheckAttentionArgs(Tensor q, Tensor k, Tensor v, Tensor? pad) => CheckAttention(q, k, v, pad);
 
     /// <summary>As <see cref="ScaledDotProductAttention"/>, also returning the attention weights [B, H, Tq, Tk] (materialises them).</summary>
     public static (Tensor Output, Tensor Weights) AttentionWithWeights(Tensor q, Tensor k, Tensor v, Tensor? keyPaddingMask = null, bool causal = false,

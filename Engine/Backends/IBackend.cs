@@ -1,3 +1,5 @@
+using AttnCore.Kernels.Cpu;
+
 namespace AttnCore.Backends;
 
 /// <summary>Element-wise functions of one tensor (with an optional scalar argument).</summary>
@@ -179,6 +181,18 @@ public interface IBackend : IDisposable
 
     /// <summary>In place, fused: one SGD step (momentum buffer may be null when Momentum is 0).</summary>
     void SgdUpdate(Storage param, Storage grad, Storage? momentumBuffer, long length, SgdHyper hyper);
+
+    /// <summary>
+    /// Fused attention forward: O and the per-row log-sum-exp for q/k/v/o described by their operands
+    /// (d contiguous). <paramref name="keyPaddingMask"/> is empty or [B, Lk] with 1 = hidden.
+    /// </summary>
+    void AttentionForward(in AttentionShape shape, Storage q, in AttentionOperand qo, Storage k, in AttentionOperand ko, Storage v, in AttentionOperand vo,
+        Storage o, in AttentionOperand oo, Storage lse, ReadOnlySpan<byte> keyPaddingMask);
+
+    /// <summary>Fused attention backward: dQ, dK, dV (overwritten) from dO and the forward's inputs, output and lse.</summary>
+    void AttentionBackward(in AttentionShape shape, Storage q, in AttentionOperand qo, Storage k, in AttentionOperand ko, Storage v, in AttentionOperand vo,
+        Storage o, in AttentionOperand oo, Storage dout, in AttentionOperand doo, Storage lse, ReadOnlySpan<byte> keyPaddingMask,
+        Storage dq, in AttentionOperand dqo, Storage dk, in AttentionOperand dko, Storage dv, in AttentionOperand dvo);
 
     /// <summary>The adjoint of <see cref="IndexSelect"/>: dst[o, index[j], i] += src[o, j, i] (repeated indices accumulate).</summary>
     void IndexAdd(Storage dst, long outer, int axisSize, long inner, Storage index, int count, Storage src);

@@ -216,6 +216,14 @@ public sealed class IlgpuBackend : IBackend
     /// <inheritdoc/>
     public void ScatterAdd(Storage dst, long outer, int axisSize, long inner, Storage index, int count, Storage src) => throw Unsupported("ScatterAdd", src.DType);
     /// <inheritdoc/>
+    public void AttentionForward(in AttnCore.Kernels.Cpu.AttentionShape shape, Storage q, in AttnCore.Kernels.Cpu.AttentionOperand qo, Storage k, in AttnCore.Kernels.Cpu.AttentionOperand ko,
+        Storage v, in AttnCore.Kernels.Cpu.AttentionOperand vo, Storage o, in AttnCore.Kernels.Cpu.AttentionOperand oo, Storage lse, ReadOnlySpan<byte> keyPaddingMask) => throw Unsupported("Attention", q.DType);
+    /// <inheritdoc/>
+    public void AttentionBackward(in AttnCore.Kernels.Cpu.AttentionShape shape, Storage q, in AttnCore.Kernels.Cpu.AttentionOperand qo, Storage k, in AttnCore.Kernels.Cpu.AttentionOperand ko,
+        Storage v, in AttnCore.Kernels.Cpu.AttentionOperand vo, Storage o, in AttnCore.Kernels.Cpu.AttentionOperand oo, Storage dout, in AttnCore.Kernels.Cpu.AttentionOperand doo,
+        Storage lse, ReadOnlySpan<byte> keyPaddingMask, Storage dq, in AttnCore.Kernels.Cpu.AttentionOperand dqo, Storage dk, in AttnCore.Kernels.Cpu.AttentionOperand dko,
+        Storage dv, in AttnCore.Kernels.Cpu.AttentionOperand dvo) => throw Unsupported("Attention", q.DType);
+    /// <inheritdoc/>
     public void AdamUpdate(Storage param, Storage grad, Storage expAvg, Storage expAvgSq, long length, AdamHyper hyper) => throw Unsupported("AdamUpdate", param.DType);
     /// <inheritdoc/>
     public void SgdUpdate(Storage param, Storage grad, Storage? momentumBuffer, long length, SgdHyper hyper) => throw Unsupported("SgdUpdate", param.DType);

@@ -51,6 +51,36 @@ public class CompositeGradCheckTests
     }
 
     [Test]
+    public void Fused_attention_op_gradients_pass_gradcheck_with_masks()
+    {
+        ulong seed = TestContext.CurrentContext.Random.NextULong();
+        var g = new Generator(seed);
+        using var pad = Tensor.FromArray(new double[] { 0, 0, 0, 1, 0, 0, 1, 1 }, [2, 4]);
+        foreach (bool causal in new[] { false, true })
+        {
+            Tensor[] inputs = [Rand(g, 2, 2, 3, 5), Rand(g, 2, 2, 4, 5), Rand(g, 2, 2, 4, 5)];
+            Assert.DoesNotThrow(() => GradCheck.Assert(x => Tensor.ScaledDotProductAttention(x[0], x[1], x[2], pad, causal), inputs, seed, name: "FusedAttention"), $"causal={causal} seed={seed}");
+        }
+    }
+
+    [Test]
+    public void Fused_attention_equals_the_materialised_composite_in_float32()
+    {
+        ulong seed = TestContext.CurrentContext.Random.NextULong();
+        var g = new Generator(seed);
+        using var q = Tensor.Randn([2, 3, 70, 32], g); using var k = Tensor.Randn([2, 3, 70, 32], g); using var v = Tensor.Randn([2, 3, 70, 32], g);
+        using var pad = Tensor.FromArray(Enumerable.Range(0, 140).Select(i => i % 70 > 60 ? 1f : 0f).ToArray(), [2, 70]);
+        foreach (bool causal in new[] { false, true })
+        {
+            using var fused = Tensor.ScaledDotProductAttention(q, k, v, pad, causal);
+            var (composite, weights) = Tensor.AttentionWithWeights(q, k, v, pad, causal);
+            var a = fused.ToArray<float>(); var b = composite.ToArray<float>();
+            for (int i = 0; i < a.Length; i++) Assert.That(a[i], Is.EqualTo(b[i]).Within(1e-5), $"causal={causal} seed={seed}");
+            composite.Dispose(); weights.Dispose();
+        }
+    }
+
+    [Test]
     public void Cross_entropy_with_ignore_index_and_label_smoothing_passes_gradcheck()
     {
         ulong seed = TestContext.CurrentContext.Random.NextULong();

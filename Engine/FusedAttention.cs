@@ -1,0 +1,62 @@
+using AttnCore.Kernels.Cpu;
+
+namespace AttnCore;
+
+/// <summary>
+/// Scaled dot-product attention through the fused FlashAttention-style kernels: the forward pass keeps
+/// only O and the log-sum-exp, and this op's <see cref="Backward"/> recomputes the probabilities tile by
+/// tile. Recorded as a custom autograd op; q, k, v may be views whose last dim is contiguous
+/// (e.g. heads split out of a fused [B, L, 3, H, D] projection) and reach the kernel without a copy.
+/// </summary>
+internal sealed class FusedAttention : ICustomOp
+{
+    private readonly AttentionShape _shape;
+    private readonly byte[] _pad;
+
+    private FusedAttention(AttentionShape shape, byte[] pad) { _shape = shape; _pad = pad; }
+
+    public string Name => "ScaledDotProductAttention";
+
+    private static Tensor LastDimContiguous(Tensor t)
+    {
+        if (t.Layout.Strides[^1] == 1 || t.Layout.Shape[^1] == 1) return t.Detach();
+        using var c = t.Contiguous();
+        return c.Detach();
+    }
+
+    private static AttentionOperand Operand(Tensor t)
+    {
+        var st = t.Layout.Strides;
+        return new AttentionOperand(t.Layout.Offset, st[0], st[1], t.Layout.Shape[2] == 1 ? t.Layout.Shape[3] : st[2]);
+    }
+
+    public static Tensor Apply(Tensor q, Tensor k, Tensor v, Tensor? pad, bool causal, double dropout, Generator? generator, double scale)
+    {
+        int b = q.Size(0), h = q.Size(1), lq = q.Size(2), lk = k.Size(2), d = q.Size(3);
+        ulong seed = dropout > 0 ? (generator ?? Generator.Default).NextUInt64() : 0;
+        var shape = new AttentionShape(b, h, lq, lk, d, (float)scale, causal, (float)dropout, seed);
+        byte[] padBytes = pad is null ? [] : pad.ToArray<float>().Select(x => x != 0 ? (byte)1 : (byte)0).ToArray();
+        using var qd = LastDimContiguous(q);
+        using var kd = LastDimContiguous(k);
+        using var vd = LastDimContiguous(v);
+        var o = Tensor.Empty([b, h, lq, d], q.DType, q.Device);
+        using var lse = Tensor.Empty([b, h, lq], q.DType, q.Device);
+        if (o.Numel > 0)
+            q.Backend.AttentionForward(shape, qd.Storage, Operand(qd), kd.Storage, Operand(kd), vd.Storage, Operand(vd), o.Storage, Operand(o), lse.Storage, padBytes);
+        return o.RecordCustom(new FusedAttention(shape, padBytes), [q, k, v], [qd, kd, vd, o, lse]);
+    }
+
+    public Tensor?[] Backward(GradNode node, Tensor gradOutput)
+    {
+        var (q, k, v, o, lse) = (node.Saved[0], node.Saved[1], node.Saved[2], node.Saved[3], node.Saved[4]);
+        using var g = LastDimContiguous(gradOutput);
+        var dq = Tensor.Empty(q.Shape, q.DType, q.Device);
+        var dk = Tensor.Empty(k.Shape, k.DType, k.Device);
+        var dv = Tensor.Empty(v.Shape, v.DType, v.Device);
+        if (o.Numel > 0)
+            q.Backend.AttentionBackward(_shape, q.Storage, Operand(q), k.Storage, Operand(k), v.Storage, Operand(v), o.Storage, Operand(o), g.Storage, Operand(g),
+                lse.Storage, _pad, dq.Storage, Operand(dq), dk.Storage, Operand(dk), dv.Storage, Operand(dv));
+        else { dk.Fill_(0); dv.Fill_(0); }
+        return [dq, dk, dv];
+    }
+}

@@ -1,0 +1,334 @@
+// Attention: O = softmax(scale · Q Kᵀ + masks) V per (batch, head), FlashAttention-style (Dao et al. 2022,
+// FlashAttention-2 loop order), forward pass; the backward pass is in AttentionBackward.cs.
+//
+// Algorithm, per (b, h): Kᵀ is packed once into [D, Lk'] (Lk' = Lk rounded up to the key tile, zero padded)
+// so that a score tile is a small GEMM with unit-stride loads. Queries go in groups of 4 rows; for each
+// group, key tiles of 64 run left to right:
+//   S (4 x 64) = scale · Q_rows Kᵀ_tile      16 zmm accumulators, one broadcast of Q per row per d
+//   masks: causal (key j hidden from query i when j > i + Lk - Lq, bottom-right aligned), key padding
+//   online softmax: m_new = max(m, rowmax S); P = exp(S - m_new); l = l·exp(m - m_new) + rowsum P;
+//                   O = O·exp(m - m_new)
+//   dropout (optional): P_ij kept with probability 1-p from a counter-based hash of (seed, b, h, i, j)
+//                   and scaled by 1/(1-p); l uses the undropped P, as the reference does
+//   O (4 x D) += P V_tile                      O stays in registers per 64-wide slice of D
+// then O /= l and lse = m + log l is kept for the backward pass. The L x L matrix never exists; causal
+// attention skips the key tiles that lie wholly above the diagonal (about half the work).
+// FLOPs: 4·B·H·Lq·Lk·D (halved for causal). Bytes: Q, K, V read once per query group from L2, O written once.
+// Bound: FMA throughput in the two GEMM-like loops; the exps are ~1/(2D) of the work.
+// A query that sees no key gets O = 0 and lse = -inf (the reference does the same).
+// Reference: AttentionReference (float64 matmul-softmax-matmul with the same masks and dropout).
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+
+namespace AttnCore.Kernels.Cpu;
+
+/// <summary>
+/// Where Q, K, V or O sit in memory: element [b, h, i, d] is at Offset + b·StrideB + h·StrideH + i·StrideL + d
+/// (d contiguous), so [B, L, H, D] projections reach the kernel as transposed views without a copy.
+/// </summary>
+public readonly record struct AttentionOperand(long Offset, long StrideB, long StrideH, long StrideL)
+{
+    /// <summary>The layout of a contiguous [B, H, L, D] tensor.</summary>
+    public static AttentionOperand Contiguous(int heads, int length, int dim) => new(0, (long)heads * length * dim, (long)length * dim, dim);
+}
+
+/// <summary>Sizes and options of one attention call.</summary>
+public readonly record struct AttentionShape(int Batch, int Heads, int QueryLength, int KeyLength, int Dim, float Scale, bool Causal, float Dropout = 0, ulong Seed = 0)
+{
+    /// <summary>Keys hidden by the causal mask from query i are those with j &gt; i + CausalShift.</summary>
+    public int CausalShift => KeyLength - QueryLength;
+}
+
+/// <summary>Fused scaled dot-product attention on the CPU.</summary>
+public static unsafe partial class Attention
+{
+    private const int RowGroup = 4;      // query rows per register block
+    private const int KeyTile = 64;      // keys per score tile (4 zmm per row)
+    /// <summary>Largest head dimension the kernels take (query rows are staged in 512-float slots).</summary>
+    public const int MaxDim = 512;
+
+    private struct Args
+    {
+        public float* Q, K, V, O, Lse, PackedKt;
+        public byte* Pad;
+        public AttentionOperand Qo, Ko, Vo, Oo;
+        public AttentionShape S;
+        public int PaddedKeys, QueryGroups, TasksPerHead;
+    }
+
+    [ThreadStatic] private static float[]? _scratch;
+
+    internal static float* Scratch(int floats)
+    {
+        if (_scratch is null || _scratch.Length < floats) _scratch = GC.AllocateUninitializedArray<float>(Math.Max(floats, 4096), pinned: true);
+        return (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_scratch));
+    }
+
+    // Packed Kᵀ of every head, shared by the tasks of the forward call; grown on demand.
+    private static float[] _packed = [];
+    private static readonly object PackGate = new();
+
+    internal static void Validate(string op, in AttentionShape s, long qLen, in AttentionOperand q, long kLen, in AttentionOperand k, long vLen, in AttentionOperand v, long oLen, in AttentionOperand o, int lseLen, int padLen)
+    {
+        if (s.Batch < 0 || s.Heads < 0 || s.QueryLength < 0 || s.KeyLength < 0 || s.Dim <= 0)
+            throw new ArgumentException($"{op}: invalid sizes B={s.Batch} H={s.Heads} Lq={s.QueryLength} Lk={s.KeyLength} D={s.Dim}");
+        if (s.Dropout is < 0 or >= 1) throw new ArgumentException($"{op}: dropout must be in [0, 1), got {s.Dropout}");
+        if (s.Dim > MaxDim) throw new ArgumentException($"{op}: head dimension {s.Dim} exceeds the supported {MaxDim}");
+        static long Need(in AttentionOperand a, int b, int h, int l, int d) =>
+            b == 0 || h == 0 || l == 0 ? 0 : a.Offset + (b - 1) * a.StrideB + (h - 1) * a.StrideH + (l - 1) * a.StrideL + d;
+        static void Check(string op, in AttentionShape s, string name, long len, in AttentionOperand a, int l)
+        {
+            long need = Need(a, s.Batch, s.Heads, l, s.Dim);
+            if (a.Offset < 0 || a.StrideL < s.Dim && l > 1 || len < need)
+                throw new ArgumentException($"{op}: {name} ({len} elements, offset {a.Offset}, strides b={a.StrideB} h={a.StrideH} l={a.StrideL}) does not hold [{s.Batch},{s.Heads},{l},{s.Dim}]");
+        }
+        Check(op, s, "q", qLen, q, s.QueryLength); Check(op, s, "k", kLen, k, s.KeyLength); Check(op, s, "v", vLen, v, s.KeyLength); Check(op, s, "o", oLen, o, s.QueryLength);
+        if (lseLen < (long)s.Batch * s.Heads * s.QueryLength) throw new ArgumentException($"{op}: lse has {lseLen} elements, needs B*H*Lq = {(long)s.Batch * s.Heads * s.QueryLength}");
+        if (padLen > 0 && padLen < (long)s.Batch * s.KeyLength) throw new ArgumentException($"{op}: key padding mask has {padLen} entries, needs B*Lk = {(long)s.Batch * s.KeyLength}");
+    }
+
+    /// <summary>
+    /// Forward pass. <paramref name="keyPaddingMask"/> is empty or [B, Lk] with 1 = hidden key.
+    /// Writes O and the per-row log-sum-exp <paramref name="lse"/> [B, H, Lq] (for the backward pass).
+    /// </summary>
+    public static void Forward(in AttentionShape shape, ReadOnlySpan<float> q, in AttentionOperand qo, ReadOnlySpan<float> k, in AttentionOperand ko,
+        ReadOnlySpan<float> v, in AttentionOperand vo, Span<float> o, in AttentionOperand oo, Span<float> lse, ReadOnlySpan<byte> keyPaddingMask)
+    {
+        Validate("Attention.Forward", shape, q.Length, qo, k.Length, ko, v.Length, vo, o.Length, oo, lse.Length, keyPaddingMask.Length);
+        if (shape.Batch == 0 || shape.Heads == 0 || shape.QueryLength == 0) return;
+        int padded = (shape.KeyLength + KeyTile - 1) / KeyTile * KeyTile;
+        lock (PackGate)
+        {
+            long need = (long)shape.Batch * shape.Heads * shape.Dim * Math.Max(padded, KeyTile);
+            if (_packed.Length < need) _packed = GC.AllocateUninitializedArray<float>((int)need, pinned: true);
+            fixed (float* pq = q) fixed (float* pk = k) fixed (float* pv = v) fixed (float* po = o) fixed (float* pl = lse) fixed (byte* pm = keyPaddingMask) fixed (float* pkt = _packed)
+            {
+                var a = new Args
+                {
+                    Q = pq, K = pk, V = pv, O = po, Lse = pl, Pad = keyPaddingMask.IsEmpty ? null : pm, PackedKt = pkt,
+                    Qo = qo, Ko = ko, Vo = vo, Oo = oo, S = shape, PaddedKeys = padded,
+                    QueryGroups = (shape.QueryLength + RowGroup - 1) / RowGroup,
+                };
+                // Enough tasks per head to keep every thread busy, in blocks of whole query groups.
+                a.TasksPerHead = Math.Max(1, Math.Min(a.QueryGroups, 4 * WorkerPool.ThreadCount * 4 / Math.Max(1, shape.Batch * shape.Heads)));
+                WorkerPool.For(shape.Batch * shape.Heads, &PackTask, (nint)(&a));
+                WorkerPool.For(shape.Batch * shape.Heads * a.TasksPerHead, &ForwardTask, (nint)(&a));
+            }
+        }
+    }
+
+    // Kᵀ of head (b, h) into [D, PaddedKeys], zero padded.
+    private static void PackTask(int bh, nint state)
+    {
+        ref Args a = ref *(Args*)state;
+        int b = bh / a.S.Heads, h = bh % a.S.Heads, d = a.S.Dim, lk = a.S.KeyLength, pk = a.PaddedKeys;
+        float* dst = a.PackedKt + (long)bh * d * pk;
+        float* src = a.K + a.Ko.Offset + b * a.Ko.StrideB + h * a.Ko.StrideH;
+        for (int j = 0; j < lk; j++)
+        {
+            float* row = src + j * a.Ko.StrideL;
+            for (int c = 0; c < d; c++) dst[(long)c * pk + j] = row[c];
+        }
+        for (int c = 0; c < d; c++) new Span<float>(dst + (long)c * pk + lk, pk - lk).Clear();
+    }
+
+    private static void ForwardTask(int task, nint state)
+    {
+        ref Args a = ref *(Args*)state;
+        int bh = task / a.TasksPerHead, part = task % a.TasksPerHead;
+        int b = bh / a.S.Heads, h = bh % a.S.Heads;
+        int perTask = (a.QueryGroups + a.TasksPerHead - 1) / a.TasksPerHead;
+        int g0 = part * perTask, g1 = Math.Min(a.QueryGroups, g0 + perTask);
+        int d = a.S.Dim;
+        float* scratch = Scratch(RowGroup * KeyTile + RowGroup * d + 64);
+        float* p = scratch;                                   // [4, 64] probabilities of the current tile
+        float* acc = scratch + RowGroup * KeyTile;            // [4, D] output accumulator
+        float* kt = a.PackedKt + (long)bh * d * a.PaddedKeys;
+        float* qBase = a.Q + a.Qo.Offset + b * a.Qo.StrideB + h * a.Qo.StrideH;
+        float* vBase = a.V + a.Vo.Offset + b * a.Vo.StrideB + h * a.Vo.StrideH;
+        float* oBase = a.O + a.Oo.Offset + b * a.Oo.StrideB + h * a.Oo.StrideH;
+        byte* pad = a.Pad == null ? null : a.Pad + (long)b * a.S.KeyLength;
+        for (int g = g0; g < g1; g++)
+        {
+            int i0 = g * RowGroup, rows = Math.Min(RowGroup, a.S.QueryLength - i0);
+            RowGroupForward(ref a, b, h, i0, rows, qBase, kt, vBase, oBase, pad, p, acc);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void RowGroupForward(ref Args a, int b, int h, int i0, int rows, float* qBase, float* kt, float* vBase, float* oBase, byte* pad, float* p, float* acc)
+    {
+        int d = a.S.Dim, lk = a.S.KeyLength;
+        float* m = stackalloc float[RowGroup];
+        float* l = stackalloc float[RowGroup];
+        float* q = stackalloc float[RowGroup * 512];
+        int dq = Math.Min(d, 512);
+        for (int r = 0; r < RowGroup; r++)
+        {
+            m[r] = float.NegativeInfinity; l[r] = 0;
+            for (int c = 0; c < d; c++) acc[r * d + c] = 0;
+            // Scaled query rows (rows past the end repeat the last one; their results are dropped).
+            float* src = qBase + (long)(i0 + Math.Min(r, rows - 1)) * a.Qo.StrideL;
+            for (int c = 0; c < dq; c++) q[r * 512 + c] = src[c] * a.S.Scale;
+        }
+        // Causal: the last key any row of this group may see.
+        int lastKey = a.S.Causal ? Math.Min(lk - 1, i0 + rows - 1 + a.S.CausalShift) : lk - 1;
+        for (int j0 = 0; j0 <= lastKey; j0 += KeyTile)
+        {
+            int cols = Math.Min(KeyTile, lk - j0);
+            Scores(q, d, kt + j0, a.PaddedKeys, p);
+            // Masks: keys past the end, causal, padding.
+            for (int r = 0; r < RowGroup; r++)
+            {
+                float* pr = p + r * KeyTile;
+                int limit = a.S.Causal ? i0 + r + a.S.CausalShift - j0 : int.MaxValue;   // last visible column
+                for (int c = 0; c < KeyTile; c++)
+                    if (c >= cols || c > limit || (pad != null && pad[j0 + c] != 0)) pr[c] = float.NegativeInfinity;
+            }
+            // Online softmax update and P V accumulation, row by row.
+            for (int r = 0; r < RowGroup; r++)
+            {
+                float* pr = p + r * KeyTile;
+                float tileMax = float.NegativeInfinity;
+                for (int c = 0; c < KeyTile; c++) tileMax = MathF.Max(tileMax, pr[c]);
+                float mNew = MathF.Max(m[r], tileMax);
+                if (float.IsNegativeInfinity(mNew)) { new Span<float>(pr, KeyTile).Clear(); continue; }
+                float correction = float.IsNegativeInfinity(m[r]) ? 0 : MathF.Exp(m[r] - mNew);
+                float rowSum = ExpRow(pr, mNew);
+                l[r] = l[r] * correction + rowSum;
+                m[r] = mNew;
+                if (correction != 1) Scale(acc + r * d, d, correction);
+                if (a.S.Dropout > 0) DropoutRow(pr, a.S.Seed, b, h, i0 + r, j0, a.S.Dropout);
+            }
+            AccumulatePV(p, vBase + (long)j0 * a.Vo.StrideL, a.Vo.StrideL, cols, d, acc);
+        }
+        for (int r = 0; r < rows; r++)
+        {
+            float* dst = oBase + (long)(i0 + r) * a.Oo.StrideL;
+            float inv = l[r] > 0 ? 1 / l[r] : 0;
+            for (int c = 0; c < d; c++) dst[c] = acc[r * d + c] * inv;
+            a.Lse[((long)b * a.S.Heads + h) * a.S.QueryLength + i0 + r] = l[r] > 0 ? m[r] + MathF.Log(l[r]) : float.NegativeInfinity;
+        }
+    }
+
+    // S[4, 64] = q[4, D] · Kᵀ[D, 64 columns starting at kt] (rows of Kᵀ are ld apart).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void Scores(float* q, int d, float* kt, int ld, float* s)
+    {
+        if (Vector512.IsHardwareAccelerated && d <= 512)
+        {
+            Vector512<float> s00 = default, s01 = default, s02 = default, s03 = default, s10 = default, s11 = default, s12 = default, s13 = default,
+                             s20 = default, s21 = default, s22 = default, s23 = default, s30 = default, s31 = default, s32 = default, s33 = default;
+            for (int c = 0; c < d; c++)
+            {
+                float* krow = kt + (long)c * ld;
+                var k0 = Vector512.Load(krow); var k1 = Vector512.Load(krow + 16); var k2 = Vector512.Load(krow + 32); var k3 = Vector512.Load(krow + 48);
+                var x = Vector512.Create(q[c]);
+                s00 = Vector512.FusedMultiplyAdd(x, k0, s00); s01 = Vector512.FusedMultiplyAdd(x, k1, s01); s02 = Vector512.FusedMultiplyAdd(x, k2, s02); s03 = Vector512.FusedMultiplyAdd(x, k3, s03);
+                x = Vector512.Create(q[512 + c]);
+                s10 = Vector512.FusedMultiplyAdd(x, k0, s10); s11 = Vector512.FusedMultiplyAdd(x, k1, s11); s12 = Vector512.FusedMultiplyAdd(x, k2, s12); s13 = Vector512.FusedMultiplyAdd(x, k3, s13);
+                x = Vector512.Create(q[1024 + c]);
+                s20 = Vector512.FusedMultiplyAdd(x, k0, s20); s21 = Vector512.FusedMultiplyAdd(x, k1, s21); s22 = Vector512.FusedMultiplyAdd(x, k2, s22); s23 = Vector512.FusedMultiplyAdd(x, k3, s23);
+                x = Vector512.Create(q[1536 + c]);
+                s30 = Vector512.FusedMultiplyAdd(x, k0, s30); s31 = Vector512.FusedMultiplyAdd(x, k1, s31); s32 = Vector512.FusedMultiplyAdd(x, k2, s32); s33 = Vector512.FusedMultiplyAdd(x, k3, s33);
+            }
+            s00.Store(s); s01.Store(s + 16); s02.Store(s + 32); s03.Store(s + 48);
+            s10.Store(s + 64); s11.Store(s + 80); s12.Store(s + 96); s13.Store(s + 112);
+            s20.Store(s + 128); s21.Store(s + 144); s22.Store(s + 160); s23.Store(s + 176);
+            s30.Store(s + 192); s31.Store(s + 208); s32.Store(s + 224); s33.Store(s + 240);
+            return;
+        }
+        for (int r = 0; r < RowGroup; r++)
+            for (int j = 0; j < KeyTile; j++)
+            {
+                float sum = 0;
+                for (int c = 0; c < d; c++) sum += q[r * 512 + c] * kt[(long)c * ld + j];
+                s[r * KeyTile + j] = sum;
+            }
+    }
+
+    // p = exp(p - max) in place; returns the row sum.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static float ExpRow(float* p, float max)
+    {
+        if (Vector512.IsHardwareAccelerated)
+        {
+            var mv = Vector512.Create(max);
+            var e0 = VectorMath.ExpNonPositive(Vector512.Load(p) - mv); var e1 = VectorMath.ExpNonPositive(Vector512.Load(p + 16) - mv);
+            var e2 = VectorMath.ExpNonPositive(Vector512.Load(p + 32) - mv); var e3 = VectorMath.ExpNonPositive(Vector512.Load(p + 48) - mv);
+            e0.Store(p); e1.Store(p + 16); e2.Store(p + 32); e3.Store(p + 48);
+            return Vector512.Sum((e0 + e1) + (e2 + e3));
+        }
+        float sum = 0;
+        for (int c = 0; c < KeyTile; c++) { p[c] = VectorMath.Exp(p[c] - max); sum += p[c]; }
+        return sum;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static void Scale(float* x, int n, float s)
+    {
+        var span = new Span<float>(x, n);
+        System.Numerics.Tensors.TensorPrimitives.Multiply(span, s, span);
+    }
+
+    // acc[4, D] += p[4, cols] · V[cols, D] (V rows ld apart), in 64-wide slices of D kept in registers.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void AccumulatePV(float* p, float* v, long ld, int cols, int d, float* acc)
+    {
+        int c0 = 0;
+        if (Vector512.IsHardwareAccelerated)
+            for (; c0 + 64 <= d; c0 += 64)
+            {
+                float* a0 = acc + c0, a1 = acc + d + c0, a2 = acc + 2 * d + c0, a3 = acc + 3 * d + c0;
+                var o00 = Vector512.Load(a0); var o01 = Vector512.Load(a0 + 16); var o02 = Vector512.Load(a0 + 32); var o03 = Vector512.Load(a0 + 48);
+                var o10 = Vector512.Load(a1); var o11 = Vector512.Load(a1 + 16); var o12 = Vector512.Load(a1 + 32); var o13 = Vector512.Load(a1 + 48);
+                var o20 = Vector512.Load(a2); var o21 = Vector512.Load(a2 + 16); var o22 = Vector512.Load(a2 + 32); var o23 = Vector512.Load(a2 + 48);
+                var o30 = Vector512.Load(a3); var o31 = Vector512.Load(a3 + 16); var o32 = Vector512.Load(a3 + 32); var o33 = Vector512.Load(a3 + 48);
+                for (int j = 0; j < cols; j++)
+                {
+                    float* vr = v + j * ld + c0;
+                    var v0 = Vector512.Load(vr); var v1 = Vector512.Load(vr + 16); var v2 = Vector512.Load(vr + 32); var v3 = Vector512.Load(vr + 48);
+                    var x = Vector512.Create(p[j]);
+                    o00 = Vector512.FusedMultiplyAdd(x, v0, o00); o01 = Vector512.FusedMultiplyAdd(x, v1, o01); o02 = Vector512.FusedMultiplyAdd(x, v2, o02); o03 = Vector512.FusedMultiplyAdd(x, v3, o03);
+                    x = Vector512.Create(p[KeyTile + j]);
+                    o10 = Vector512.FusedMultiplyAdd(x, v0, o10); o11 = Vector512.FusedMultiplyAdd(x, v1, o11); o12 = Vector512.FusedMultiplyAdd(x, v2, o12); o13 = Vector512.FusedMultiplyAdd(x, v3, o13);
+                    x = Vector512.Create(p[2 * KeyTile + j]);
+                    o20 = Vector512.FusedMultiplyAdd(x, v0, o20); o21 = Vector512.FusedMultiplyAdd(x, v1, o21); o22 = Vector512.FusedMultiplyAdd(x, v2, o22); o23 = Vector512.FusedMultiplyAdd(x, v3, o23);
+                    x = Vector512.Create(p[3 * KeyTile + j]);
+                    o30 = Vector512.FusedMultiplyAdd(x, v0, o30); o31 = Vector512.FusedMultiplyAdd(x, v1, o31); o32 = Vector512.FusedMultiplyAdd(x, v2, o32); o33 = Vector512.FusedMultiplyAdd(x, v3, o33);
+                }
+                o00.Store(a0); o01.Store(a0 + 16); o02.Store(a0 + 32); o03.Store(a0 + 48);
+                o10.Store(a1); o11.Store(a1 + 16); o12.Store(a1 + 32); o13.Store(a1 + 48);
+                o20.Store(a2); o21.Store(a2 + 16); o22.Store(a2 + 32); o23.Store(a2 + 48);
+                o30.Store(a3); o31.Store(a3 + 16); o32.Store(a3 + 32); o33.Store(a3 + 48);
+            }
+        for (; c0 < d; c0++)
+            for (int r = 0; r < RowGroup; r++)
+            {
+                float sum = acc[r * d + c0];
+                for (int j = 0; j < cols; j++) sum += p[r * KeyTile + j] * v[j * ld + c0];
+                acc[r * d + c0] = sum;
+            }
+    }
+
+    /// <summary>
+    /// The dropout decision for score (b, h, i, j): a SplitMix64-style hash of the five numbers, so the
+    /// backward pass regenerates the same mask without storing it. True means "keep".
+    /// </summary>
+    public static bool Keep(ulong seed, int b, int h, int i, int j, float p)
+    {
+        ulong z = seed ^ ((ulong)(uint)b << 48) ^ ((ulong)(uint)h << 32) ^ ((ulong)(uint)i << 16) ^ (ulong)(uint)j * 0x9E3779B97F4A7C15UL;
+        z += (ulong)(uint)i * 0xD1B54A32D192ED03UL;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
+        z ^= z >> 31;
+        return (z >> 40) * (1.0 / (1UL << 24)) >= p;
+    }
+
+    private static void DropoutRow(float* pr, ulong seed, int b, int h, int i, int j0, float p)
+    {
+        float scale = 1 / (1 - p);
+        for (int c = 0; c < KeyTile; c++) pr[c] = Keep(seed, b, h, i, j0 + c, p) ? pr[c] * scale : 0f;
+    }
+}
