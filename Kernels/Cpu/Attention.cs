@@ -178,8 +178,9 @@ public static unsafe partial class Attention
         {
             int cols = Math.Min(KeyTile, lk - j0);
             Scores(q, d, kt + j0, a.PaddedKeys, p);
-            // Masks: keys past the end, causal, padding.
-            for (int r = 0; r < RowGroup; r++)
+            // Masks: keys past the end, causal, padding (only tiles that touch one pay for the check).
+            bool masked = cols < KeyTile || pad != null || (a.S.Causal && j0 + KeyTile - 1 > i0 + a.S.CausalShift);
+            for (int r = 0; r < RowGroup && masked; r++)
             {
                 float* pr = p + r * KeyTile;
                 int limit = a.S.Causal ? i0 + r + a.S.CausalShift - j0 : int.MaxValue;   // last visible column
@@ -190,8 +191,7 @@ public static unsafe partial class Attention
             for (int r = 0; r < RowGroup; r++)
             {
                 float* pr = p + r * KeyTile;
-                float tileMax = float.NegativeInfinity;
-                for (int c = 0; c < KeyTile; c++) tileMax = MathF.Max(tileMax, pr[c]);
+                float tileMax = RowMax(pr);
                 float mNew = MathF.Max(m[r], tileMax);
                 if (float.IsNegativeInfinity(mNew)) { new Span<float>(pr, KeyTile).Clear(); continue; }
                 float correction = float.IsNegativeInfinity(m[r]) ? 0 : MathF.Exp(m[r] - mNew);
@@ -246,6 +246,21 @@ public static unsafe partial class Attention
                 for (int c = 0; c < d; c++) sum += q[r * 512 + c] * kt[(long)c * ld + j];
                 s[r * KeyTile + j] = sum;
             }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float RowMax(float* p)
+    {
+        if (Vector512.IsHardwareAccelerated)
+        {
+            var m = Vector512.Max(Vector512.Max(Vector512.Load(p), Vector512.Load(p + 16)), Vector512.Max(Vector512.Load(p + 32), Vector512.Load(p + 48)));
+            var h = Vector256.Max(m.GetLower(), m.GetUpper());
+            var q = Vector128.Max(h.GetLower(), h.GetUpper());
+            return MathF.Max(MathF.Max(q[0], q[1]), MathF.Max(q[2], q[3]));
+        }
+        float max = float.NegativeInfinity;
+        for (int c = 0; c < KeyTile; c++) max = MathF.Max(max, p[c]);
+        return max;
     }
 
     // p = exp(p - max) in place; returns the row sum.

@@ -96,6 +96,26 @@ public static unsafe partial class Attention
                 int cols = Math.Min(KeyTile, lk - j0);
                 Scores(qs, d, kt + j0, pk, p);          // S
                 Scores(dOr, d, vt + j0, pk, dp);        // dP = dO Vᵀ
+                bool masked = cols < KeyTile || pad != null || a.S.Dropout > 0 || rows < RowGroup || (a.S.Causal && j0 + KeyTile - 1 > i0 + a.S.CausalShift);
+                if (!masked && Vector512.IsHardwareAccelerated)
+                {
+                    // The common tile: nothing hidden, no dropout: P and scale·dS sixteen lanes at a time.
+                    var sc = Vector512.Create(scale);
+                    for (int r = 0; r < RowGroup; r++)
+                    {
+                        float l = lse[i0 + r];
+                        if (float.IsNegativeInfinity(l)) { new Span<float>(p + r * KeyTile, KeyTile).Clear(); new Span<float>(dp + r * KeyTile, KeyTile).Clear(); continue; }
+                        var lv = Vector512.Create(l); var dv0 = Vector512.Create(di[i0 + r]);
+                        for (int c = 0; c < KeyTile; c += 16)
+                        {
+                            float* pr = p + r * KeyTile + c, dpr = dp + r * KeyTile + c;
+                            var prob = VectorMath.ExpNonPositive(Vector512.Load(pr) - lv);
+                            prob.Store(pr);
+                            (prob * (Vector512.Load(dpr) - dv0) * sc).Store(dpr);
+                        }
+                    }
+                }
+                else
                 for (int r = 0; r < RowGroup; r++)
                 {
                     float* pr = p + r * KeyTile, dpr = dp + r * KeyTile;
