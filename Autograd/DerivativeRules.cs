@@ -123,12 +123,7 @@ public static class DerivativeRules
         [OpKind.Min] = ReduceExtremumRule,
 
         // C = A @ B (batched, broadcast)   dA = dC @ B^T, dB = A^T @ dC, summed over broadcast batch dims
-        [OpKind.MatMul] = (n, g) =>
-        {
-            using var bt = n.Saved[1].Transpose(-1, -2);
-            using var at = n.Saved[0].Transpose(-1, -2);
-            return [Reduced(g.MatMul(bt), n.Inputs[0].Shape), Reduced(at.MatMul(g), n.Inputs[1].Shape)];
-        },
+        [OpKind.MatMul] = MatMulRule,
         // y = softmax(x) along the last dim      dx = y (g - sum(g y))
         [OpKind.Softmax] = (n, g) =>
         {
@@ -201,6 +196,35 @@ public static class DerivativeRules
         var r = SumTo(full, shape);
         if (!ReferenceEquals(r, full)) full.Dispose();
         return r;
+    }
+
+    // C = A @ B. A shared 2-d weight used by a batched input (a Linear layer on [B, T, C]) gets its gradient
+    // as one GEMM over the flattened batch, dB = A_flatᵀ @ dC_flat, instead of a batch of products summed.
+    private static Tensor?[] MatMulRule(GradNode n, Tensor g)
+    {
+        var (a, b) = (n.Saved[0], n.Saved[1]);
+        Tensor? ga = null, gb = null;
+        if (n.Inputs[0].RequiresGrad)
+        {
+            using var bt = b.Transpose(-1, -2);
+            ga = Reduced(g.MatMul(bt), n.Inputs[0].Shape);
+        }
+        if (n.Inputs[1].RequiresGrad)
+        {
+            if (b.Rank == 2 && a.Rank > 2)
+            {
+                using var af = a.Reshape(-1, a.Size(-1));
+                using var gf = g.Reshape(-1, g.Size(-1));
+                using var aft = af.T;
+                gb = aft.MatMul(gf);
+            }
+            else
+            {
+                using var at = a.Transpose(-1, -2);
+                gb = Reduced(at.MatMul(g), n.Inputs[1].Shape);
+            }
+        }
+        return [ga, gb];
     }
 
     private static Tensor?[] ExtremumRule(GradNode n, Tensor g, bool max)

@@ -79,6 +79,13 @@ public sealed partial class Tensor
             int innerCount = (int)inner;
             var outerShape = batch[..split];
             long outerCount = AttnCore.Shape.Numel(outerShape);
+            // One shared B against a batch of row-major A blocks stacked without gaps (a Linear layer on
+            // [B, T, C]) is a single tall GEMM: fold the batch into M so B is packed once, not per matrix.
+            if (outerCount == 1 && innerCount > 1 && strideB == 0 && !ta && strideA == (long)m * lda && lda == k)
+            {
+                a.Backend.MatMul(sa, new MatrixOperand(la.Offset, 0, lda, false), sb, new MatrixOperand(lb.Offset, 0, ldb, tb), c.Storage, 1, innerCount * m, n, k);
+                return;
+            }
             var idx = new int[split];
             for (long o = 0; o < outerCount; o++)
             {

@@ -318,6 +318,22 @@ public static unsafe partial class Attention
                 o20.Store(a2); o21.Store(a2 + 16); o22.Store(a2 + 32); o23.Store(a2 + 48);
                 o30.Store(a3); o31.Store(a3 + 16); o32.Store(a3 + 32); o33.Store(a3 + 48);
             }
+        if (Vector512.IsHardwareAccelerated)
+            for (; c0 + 16 <= d; c0 += 16)
+            {
+                // A 16-wide slice of D (head dims 16, 32, 48 ... and the rest after the 64-wide slices).
+                float* a0 = acc + c0, a1 = acc + d + c0, a2 = acc + 2 * d + c0, a3 = acc + 3 * d + c0;
+                var o0 = Vector512.Load(a0); var o1 = Vector512.Load(a1); var o2 = Vector512.Load(a2); var o3 = Vector512.Load(a3);
+                for (int j = 0; j < cols; j++)
+                {
+                    var vv = Vector512.Load(v + j * ld + c0);
+                    o0 = Vector512.FusedMultiplyAdd(Vector512.Create(p[j]), vv, o0);
+                    o1 = Vector512.FusedMultiplyAdd(Vector512.Create(p[KeyTile + j]), vv, o1);
+                    o2 = Vector512.FusedMultiplyAdd(Vector512.Create(p[2 * KeyTile + j]), vv, o2);
+                    o3 = Vector512.FusedMultiplyAdd(Vector512.Create(p[3 * KeyTile + j]), vv, o3);
+                }
+                o0.Store(a0); o1.Store(a1); o2.Store(a2); o3.Store(a3);
+            }
         for (; c0 < d; c0++)
             for (int r = 0; r < RowGroup; r++)
             {

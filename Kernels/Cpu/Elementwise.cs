@@ -190,7 +190,11 @@ public struct PowScalarOp<T> : IUnaryOperator<T> where T : unmanaged, IFloatingP
 public struct GeluOp<T> : IUnaryOperator<T> where T : unmanaged, IFloatingPointIeee754<T>
 {
     public static T Apply(T x, T s) => T.CreateTruncating(0.5) * x * (T.One + Erf.Of(x * T.CreateTruncating(0.70710678118654752440)));
-    public static void Run(ReadOnlySpan<T> x, T s, Span<T> d) => ElementwiseLoops.Unary<T, GeluOp<T>>(x, s, d);
+    public static void Run(ReadOnlySpan<T> x, T s, Span<T> d)
+    {
+        if (typeof(T) == typeof(float)) Activations.Gelu(System.Runtime.InteropServices.MemoryMarshal.Cast<T, float>(x), System.Runtime.InteropServices.MemoryMarshal.Cast<T, float>(d));
+        else ElementwiseLoops.Unary<T, GeluOp<T>>(x, s, d);
+    }
 }
 /// <summary>GELU, tanh approximation: x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).</summary>
 public struct GeluTanhOp<T> : IUnaryOperator<T> where T : unmanaged, IFloatingPointIeee754<T>
@@ -207,7 +211,11 @@ public struct GeluGradOp<T> : IUnaryOperator<T> where T : unmanaged, IFloatingPo
         T pdf = T.Exp(T.CreateTruncating(-0.5) * x * x) * T.CreateTruncating(0.39894228040143267794);
         return cdf + x * pdf;
     }
-    public static void Run(ReadOnlySpan<T> x, T s, Span<T> d) => ElementwiseLoops.Unary<T, GeluGradOp<T>>(x, s, d);
+    public static void Run(ReadOnlySpan<T> x, T s, Span<T> d)
+    {
+        if (typeof(T) == typeof(float)) Activations.GeluDerivative(System.Runtime.InteropServices.MemoryMarshal.Cast<T, float>(x), System.Runtime.InteropServices.MemoryMarshal.Cast<T, float>(d));
+        else ElementwiseLoops.Unary<T, GeluGradOp<T>>(x, s, d);
+    }
 }
 /// <summary>d/dx of the tanh-approximated GELU.</summary>
 public struct GeluTanhGradOp<T> : IUnaryOperator<T> where T : unmanaged, IFloatingPointIeee754<T>

@@ -1,0 +1,81 @@
+// Activations: GELU and its derivative, vectorised (the other activations map to TensorPrimitives in
+// Elementwise.cs: Sigmoid, Tanh and ReLU there are as fast as a hand-written loop).
+//
+// GELU(x) = x·Φ(x) with Φ(x) = ½(1 + erf(x/√2)) (PyTorch's default, exact form). .NET has no vector erf, so
+// erf(a) for a ≥ 0 is Abramowitz-Stegun 7.1.26: 1 − q with q = t(a1 + t(a2 + t(a3 + t(a4 + t·a5))))·e^(−a²),
+// t = 1/(1 + p·a), |error| < 1.5e-7. Then Φ(x) = 1 − q/2 for x ≥ 0 and q/2 for x < 0 (erf is odd), and
+// GELU'(x) = Φ(x) + x·φ(x) with φ(x) = e^(−x²/2)/√(2π), reusing the same exponential.
+// FLOPs: ~20 per element (one exp, one division). Bytes: 8 per element. Bound: the divide and exp throughput.
+// Reference: the float64 erf series in the tests (Tests/Engine/ElementwiseTests.cs, RowKernelTests).
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+
+namespace AttnCore.Kernels.Cpu;
+
+/// <summary>Vectorised GELU forward and derivative.</summary>
+public static unsafe class Activations
+{
+    private const float P = 0.3275911f, A1 = 0.254829592f, A2 = -0.284496736f, A3 = 1.421413741f, A4 = -1.453152027f, A5 = 1.061405429f;
+    private const float InvSqrt2 = 0.70710678118654752f, InvSqrt2Pi = 0.39894228040143268f;
+
+    /// <summary>y = GELU(x) (exact erf form). y may alias x.</summary>
+    public static void Gelu(ReadOnlySpan<float> x, Span<float> y) => Run(x, y, derivative: false);
+
+    /// <summary>y = GELU'(x) (exact erf form). y may alias x.</summary>
+    public static void GeluDerivative(ReadOnlySpan<float> x, Span<float> y) => Run(x, y, derivative: true);
+
+    private static void Run(ReadOnlySpan<float> x, Span<float> y, bool derivative)
+    {
+        if (y.Length < x.Length) throw new ArgumentException($"Activations.Gelu: destination has {y.Length} elements, source {x.Length}");
+        fixed (float* px = x) fixed (float* py = y)
+        {
+            int n = x.Length, i = 0;
+            if (Vector512.IsHardwareAccelerated)
+                for (; i + 16 <= n; i += 16)
+                {
+                    var v = Vector512.Load(px + i);
+                    (derivative ? Derivative(v) : Forward(v)).Store(py + i);
+                }
+            for (; i < n; i++)
+            {
+                var (cdf, pdf) = Scalar(px[i]);
+                py[i] = derivative ? cdf + px[i] * pdf : px[i] * cdf;
+            }
+        }
+    }
+
+    // Φ(x) and φ(x) for one vector: q = erfc-like tail term, e = e^(−x²/2).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static (Vector512<float> Cdf, Vector512<float> E) CdfAndExp(Vector512<float> x)
+    {
+        var a = Vector512.Abs(x) * Vector512.Create(InvSqrt2);
+        var t = Vector512<float>.One / Vector512.FusedMultiplyAdd(Vector512.Create(P), a, Vector512<float>.One);
+        var poly = Vector512.FusedMultiplyAdd(Vector512.Create(A5), t, Vector512.Create(A4));
+        poly = Vector512.FusedMultiplyAdd(poly, t, Vector512.Create(A3));
+        poly = Vector512.FusedMultiplyAdd(poly, t, Vector512.Create(A2));
+        poly = Vector512.FusedMultiplyAdd(poly, t, Vector512.Create(A1));
+        var e = VectorMath.ExpNonPositive(-(a * a));                  // e^(−x²/2)
+        var halfQ = Vector512.Create(0.5f) * poly * t * e;
+        var cdf = Vector512.ConditionalSelect(Vector512.LessThan(x, Vector512<float>.Zero), halfQ, Vector512<float>.One - halfQ);
+        return (cdf, e);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> Forward(Vector512<float> x) => x * CdfAndExp(x).Cdf;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> Derivative(Vector512<float> x)
+    {
+        var (cdf, e) = CdfAndExp(x);
+        return Vector512.FusedMultiplyAdd(x * Vector512.Create(InvSqrt2Pi), e, cdf);
+    }
+
+    private static (float Cdf, float Pdf) Scalar(float x)
+    {
+        float a = MathF.Abs(x) * InvSqrt2;
+        float t = 1 / (1 + P * a);
+        float e = MathF.Exp(-a * a);
+        float halfQ = 0.5f * ((((A5 * t + A4) * t + A3) * t + A2) * t + A1) * t * e;
+        return (x < 0 ? halfQ : 1 - halfQ, e * InvSqrt2Pi);
+    }
+}
