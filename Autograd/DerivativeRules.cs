@@ -249,30 +249,11 @@ public static class DerivativeRules
         return [mask * share];
     }
 
+    // The fused layer-norm backward kernel: dx, dgamma, dbeta in two passes over each row.
     private static Tensor?[] LayerNormRule(GradNode n, Tensor g)
     {
-        int nd = n.Ints[0];
-        bool hasW = n.Ints[1] == 1, hasB = n.Ints[2] == 1;
-        var (x, w, mean, rstd) = (n.Saved[0], n.Saved[1], n.Saved[2], n.Saved[3]);
-        var statShape = mean.Shape.Concat(Enumerable.Repeat(1, nd)).ToArray();
-        var normDims = Enumerable.Range(x.Rank - nd, nd).ToArray();
-        var leadDims = Enumerable.Range(0, x.Rank - nd).ToArray();
-        using var m = mean.Reshape(statShape);
-        using var r = rstd.Reshape(statShape);
-        using var centered = x - m;
-        using var xhat = centered * r;
-        using var gxhat = hasW ? g * w : g.Clone();
-        using var mean1 = gxhat.Mean(normDims, keepDim: true);
-        using var gx_xhat = gxhat * xhat;
-        using var mean2 = gx_xhat.Mean(normDims, keepDim: true);
-        using var t1 = gxhat - mean1;
-        using var t2 = xhat * mean2;
-        using var t3 = t1 - t2;
-        var dx = t3 * r;
-        Tensor? dw = null, db = null;
-        if (hasW) { using var gx = g * xhat; dw = leadDims.Length == 0 ? gx.Clone() : gx.Sum(leadDims); }
-        if (hasB) db = leadDims.Length == 0 ? g.Clone() : g.Sum(leadDims);
-        return [dx, dw, db];
+        var grads = Tensor.LayerNormBackward(g, n.Saved[0], n.Ints[1] == 1 ? n.Saved[1] : null, n.Saved[2], n.Saved[3], n.Ints[0], n.Ints[2] == 1);
+        return [grads.Dx, grads.DWeight, grads.DBias];
     }
 
     private static Tensor?[] GatherRule(GradNode n, Tensor g)

@@ -194,6 +194,31 @@ public sealed partial class Tensor
     }
 
     /// <summary>
+    /// The layer-norm backward pass (one fused kernel): gradients of x, and of weight and bias when asked,
+    /// from the output gradient, the input and the saved per-row mean and 1/std.
+    /// </summary>
+    public static (Tensor Dx, Tensor? DWeight, Tensor? DBias) LayerNormBackward(Tensor gradOutput, Tensor x, Tensor? weight, Tensor mean, Tensor rstd, int normalizedDims, bool wantBias)
+    {
+        SameDevice("LayerNormBackward", gradOutput, x);
+        if (!gradOutput.Layout.Shape.AsSpan().SequenceEqual(x.Layout.Shape))
+            throw new ArgumentException($"LayerNormBackward: gradient {gradOutput.Describe()} and input {x.Describe()} differ in shape");
+        int cols = (int)AttnCore.Shape.Numel(x.Layout.Shape.AsSpan(x.Rank - normalizedDims));
+        int rows = cols == 0 ? 0 : (int)(x.Numel / cols);
+        var normShape = x.Layout.Shape[(x.Rank - normalizedDims)..];
+        using var dy = gradOutput.Dense();
+        using var xd = x.Dense();
+        using var w = weight?.Dense();
+        using var m = mean.Dense();
+        using var r = rstd.Dense();
+        var dx = x.EmptyLike();
+        var dw = weight is null ? null : x.EmptyLike(normShape);
+        var db = wantBias ? x.EmptyLike(normShape) : null;
+        if (x.Numel > 0) x.Backend.LayerNormBackward(dy.Storage, xd.Storage, m.Storage, r.Storage, w?.Storage, dx.Storage, dw?.Storage, db?.Storage, rows, cols);
+        else { dw?.Fill_(0); db?.Fill_(0); }
+        return (dx, dw, db);
+    }
+
+    /// <summary>
     /// Mean cross-entropy of logits [N, C] against int64 class targets [N], as torch.nn.functional.cross_entropy:
     /// rows whose target is <paramref name="ignoreIndex"/> are left out of the loss and the mean, and
     /// <paramref name="labelSmoothing"/> ε mixes the one-hot target with the uniform distribution:
@@ -207,6 +232,7 @@ public sealed partial class Tensor
         if (targets.DType != DType.Int64 || targets.Rank != 1 || targets.Size(0) != Size(0))
             throw new ArgumentException($"CrossEntropy: targets must be int64 [{Size(0)}], got {targets.DType.Name()} {targets.Describe()}");
         if (labelSmoothing is < 0 or > 1) throw new ArgumentException($"CrossEntropy: label smoothing must be in [0, 1], got {labelSmoothing}");
+        if (Device.Kind == DeviceKind.Cpu && DType == DType.Float32) return FusedCrossEntropy.Apply(this, targets, ignoreIndex, labelSmoothing);
         using var scope = new TensorScope();
         var valid = targets.Ne(ignoreIndex);
         var safeTargets = Tensor.Where(valid, targets, Zeros([], DType.Int64, Device));

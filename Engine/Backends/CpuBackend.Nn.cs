@@ -63,6 +63,50 @@ public sealed partial class CpuBackend
     }
 
     /// <inheritdoc/>
+    public void LayerNormBackward(Storage dy, Storage x, Storage mean, Storage rstd, Storage? gamma, Storage dx, Storage? dgamma, Storage? dbeta, int rows, int cols)
+    {
+        int n = rows * cols;
+        switch (x.DType)
+        {
+            case DType.Float32:
+            {
+                var dg = dgamma is null ? default : Data<float>(dgamma).AsSpan(0, cols);
+                var db = dbeta is null ? default : Data<float>(dbeta).AsSpan(0, cols);
+                dg.Clear(); db.Clear();
+                Kernels.Cpu.LayerNorm.Backward(Data<float>(dy).AsSpan(0, n), Data<float>(x).AsSpan(0, n), Data<float>(mean).AsSpan(0, rows), Data<float>(rstd).AsSpan(0, rows),
+                    gamma is null ? default : Data<float>(gamma).AsSpan(0, cols), Data<float>(dx).AsSpan(0, n), dg, db, rows, cols);
+                break;
+            }
+            case DType.Float64:
+            {
+                var dg = dgamma is null ? default : Data<double>(dgamma).AsSpan(0, cols);
+                var db = dbeta is null ? default : Data<double>(dbeta).AsSpan(0, cols);
+                dg.Clear(); db.Clear();
+                Kernels.Cpu.LayerNorm.Backward(Data<double>(dy).AsSpan(0, n), Data<double>(x).AsSpan(0, n), Data<double>(mean).AsSpan(0, rows), Data<double>(rstd).AsSpan(0, rows),
+                    gamma is null ? default : Data<double>(gamma).AsSpan(0, cols), Data<double>(dx).AsSpan(0, n), dg, db, rows, cols);
+                break;
+            }
+            default: throw new NotSupportedException($"LayerNorm: not defined for {x.DType.Name()} tensors");
+        }
+    }
+
+    /// <inheritdoc/>
+    public (double Loss, int Count) CrossEntropyForward(Storage logits, Storage targets, Storage lse, int rows, int classes, long ignoreIndex, double labelSmoothing)
+    {
+        if (logits.DType != DType.Float32) throw new NotSupportedException($"CrossEntropy: the fused kernel takes float32, got {logits.DType.Name()}");
+        return Kernels.Cpu.CrossEntropy.Forward(Data<float>(logits).AsSpan(0, rows * classes), Data<long>(targets).AsSpan(0, rows), Data<float>(lse).AsSpan(0, rows),
+            rows, classes, ignoreIndex, (float)labelSmoothing);
+    }
+
+    /// <inheritdoc/>
+    public void CrossEntropyBackward(Storage logits, Storage targets, Storage lse, Storage dlogits, int rows, int classes, long ignoreIndex, double labelSmoothing, double gradOutput, int count)
+    {
+        if (logits.DType != DType.Float32) throw new NotSupportedException($"CrossEntropy: the fused kernel takes float32, got {logits.DType.Name()}");
+        Kernels.Cpu.CrossEntropy.Backward(Data<float>(logits).AsSpan(0, rows * classes), Data<long>(targets).AsSpan(0, rows), Data<float>(lse).AsSpan(0, rows),
+            Data<float>(dlogits).AsSpan(0, rows * classes), rows, classes, ignoreIndex, (float)labelSmoothing, (float)gradOutput, count);
+    }
+
+    /// <inheritdoc/>
     public void IndexSelect(Storage src, long outer, int axisSize, long inner, Storage index, int count, Storage dst)
     {
         var idx = Data<long>(index);

@@ -165,6 +165,18 @@ public interface IBackend : IDisposable
     void LayerNorm(Storage x, Storage? gamma, Storage? beta, Storage y, Storage mean, Storage rstd, int rows, int cols, double eps);
 
     /// <summary>
+    /// Layer-norm backward over contiguous rows: dx from dy, x and the saved mean/rstd and gamma (null for none);
+    /// dgamma and dbeta (when given) are overwritten with the parameter gradients.
+    /// </summary>
+    void LayerNormBackward(Storage dy, Storage x, Storage mean, Storage rstd, Storage? gamma, Storage dx, Storage? dgamma, Storage? dbeta, int rows, int cols);
+
+    /// <summary>Mean cross-entropy of contiguous logits [rows, classes] against int64 targets; writes lse per row; returns (loss, kept rows).</summary>
+    (double Loss, int Count) CrossEntropyForward(Storage logits, Storage targets, Storage lse, int rows, int classes, long ignoreIndex, double labelSmoothing);
+
+    /// <summary>dlogits of the mean cross-entropy, scaled by <paramref name="gradOutput"/>.</summary>
+    void CrossEntropyBackward(Storage logits, Storage targets, Storage lse, Storage dlogits, int rows, int classes, long ignoreIndex, double labelSmoothing, double gradOutput, int count);
+
+    /// <summary>
     /// dst[o, j, i] = src[o, index[j], i] for a contiguous src viewed as [outer, axisSize, inner] and a contiguous
     /// int64 index of length <paramref name="count"/>; the caller has checked the indices are in range.
     /// </summary>

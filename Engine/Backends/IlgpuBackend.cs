@@ -208,6 +208,12 @@ public sealed class IlgpuBackend : IBackend
     /// <inheritdoc/>
     public void LayerNorm(Storage x, Storage? gamma, Storage? beta, Storage y, Storage mean, Storage rstd, int rows, int cols, double eps) => throw Unsupported("LayerNorm", x.DType);
     /// <inheritdoc/>
+    public void LayerNormBackward(Storage dy, Storage x, Storage mean, Storage rstd, Storage? gamma, Storage dx, Storage? dgamma, Storage? dbeta, int rows, int cols) => throw Unsupported("LayerNormBackward", x.DType);
+    /// <inheritdoc/>
+    public (double Loss, int Count) CrossEntropyForward(Storage logits, Storage targets, Storage lse, int rows, int classes, long ignoreIndex, double labelSmoothing) => throw Unsupported("CrossEntropy", logits.DType);
+    /// <inheritdoc/>
+    public void CrossEntropyBackward(Storage logits, Storage targets, Storage lse, Storage dlogits, int rows, int classes, long ignoreIndex, double labelSmoothing, double gradOutput, int count) => throw Unsupported("CrossEntropy", logits.DType);
+    /// <inheritdoc/>
     public void IndexSelect(Storage src, long outer, int axisSize, long inner, Storage index, int count, Storage dst) => throw Unsupported("IndexSelect", src.DType);
     /// <inheritdoc/>
     public void Gather(Storage src, long outer, int axisSize, long inner, Storage index, int count, Storage dst) => throw Unsupported("Gather", src.DType);
