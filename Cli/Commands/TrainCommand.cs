@@ -54,7 +54,10 @@ public static class TrainCommand
             if (b < 1 || n < 1 || vb < 1) throw new ArgumentException("train gpt: --batch, --steps and --eval-batches must be positive");
             ulong seed = p.GetValue(common.Seed);
             using var model = new Gpt(cfg, new Generator(seed), device);
-            using var opt = new AdamW(model.Parameters(), p.GetValue(lr), 0.9, p.GetValue(beta2), 1e-8, p.GetValue(wd));
+            // As nanoGPT: weight decay on the matrices (linear weights, embeddings), none on gains and biases.
+            var decay = model.Parameters().Where(t => t.Rank >= 2);
+            var noDecay = model.Parameters().Where(t => t.Rank < 2);
+            using var opt = new AdamW([new ParamGroup(decay), new ParamGroup(noDecay, weightDecay: 0)], p.GetValue(lr), 0.9, p.GetValue(beta2), 1e-8, p.GetValue(wd));
             var schedule = new WarmupCosine(opt, p.GetValue(warmup), n, p.GetValue(minLr) / p.GetValue(lr));
             var dataGen = new Generator(seed + 1);
             string outDir = p.GetValue(output)!;

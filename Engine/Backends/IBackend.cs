@@ -206,6 +206,28 @@ public interface IBackend : IDisposable
         Storage o, in AttentionOperand oo, Storage dout, in AttentionOperand doo, Storage lse, ReadOnlySpan<byte> keyPaddingMask,
         Storage dq, in AttentionOperand dqo, Storage dk, in AttentionOperand dko, Storage dv, in AttentionOperand dvo);
 
+    /// <summary>y = conv2d(x, w) + bias over contiguous NCHW storages (bias may be null).</summary>
+    void Conv2dForward(Storage x, Storage w, Storage? bias, Storage y, in Conv2dShape shape);
+
+    /// <summary>Convolution backward: dx (when not null) and dw, dbias (when not null), all overwritten.</summary>
+    void Conv2dBackward(Storage dy, Storage x, Storage w, Storage? dx, Storage? dw, Storage? dbias, in Conv2dShape shape);
+
+    /// <summary>Max (with int64 argmax per output) or average pooling forward.</summary>
+    void Pool2dForward(bool max, Storage x, Storage y, Storage? argmax, in Pool2dShape shape);
+
+    /// <summary>Pooling backward (dx overwritten).</summary>
+    void Pool2dBackward(bool max, Storage dy, Storage? argmax, Storage dx, in Pool2dShape shape);
+
+    /// <summary>
+    /// BatchNorm2d forward over [n, c, hw]: in training, batch statistics (written to mean/invstd, running
+    /// stats updated when given); otherwise the running statistics.
+    /// </summary>
+    void BatchNormForward(bool training, Storage x, Storage? gamma, Storage? beta, Storage y, Storage mean, Storage invstd, Storage? runningMean, Storage? runningVar,
+        int n, int c, int hw, double momentum, double eps);
+
+    /// <summary>BatchNorm2d training-mode backward (outputs overwritten; dgamma/dbeta may be null).</summary>
+    void BatchNormBackward(Storage dy, Storage x, Storage mean, Storage invstd, Storage? gamma, Storage dx, Storage? dgamma, Storage? dbeta, int n, int c, int hw);
+
     /// <summary>The adjoint of <see cref="IndexSelect"/>: dst[o, index[j], i] += src[o, j, i] (repeated indices accumulate).</summary>
     void IndexAdd(Storage dst, long outer, int axisSize, long inner, Storage index, int count, Storage src);
 

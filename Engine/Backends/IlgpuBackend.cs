@@ -214,6 +214,19 @@ public sealed class IlgpuBackend : IBackend
     /// <inheritdoc/>
     public void CrossEntropyBackward(Storage logits, Storage targets, Storage lse, Storage dlogits, int rows, int classes, long ignoreIndex, double labelSmoothing, double gradOutput, int count) => throw Unsupported("CrossEntropy", logits.DType);
     /// <inheritdoc/>
+    public void Conv2dForward(Storage x, Storage w, Storage? bias, Storage y, in AttnCore.Kernels.Cpu.Conv2dShape shape) => throw Unsupported("Conv2d", x.DType);
+    /// <inheritdoc/>
+    public void Conv2dBackward(Storage dy, Storage x, Storage w, Storage? dx, Storage? dw, Storage? dbias, in AttnCore.Kernels.Cpu.Conv2dShape shape) => throw Unsupported("Conv2d", x.DType);
+    /// <inheritdoc/>
+    public void Pool2dForward(bool max, Storage x, Storage y, Storage? argmax, in AttnCore.Kernels.Cpu.Pool2dShape shape) => throw Unsupported(max ? "MaxPool2d" : "AvgPool2d", x.DType);
+    /// <inheritdoc/>
+    public void Pool2dBackward(bool max, Storage dy, Storage? argmax, Storage dx, in AttnCore.Kernels.Cpu.Pool2dShape shape) => throw Unsupported(max ? "MaxPool2d" : "AvgPool2d", dy.DType);
+    /// <inheritdoc/>
+    public void BatchNormForward(bool training, Storage x, Storage? gamma, Storage? beta, Storage y, Storage mean, Storage invstd, Storage? runningMean, Storage? runningVar,
+        int n, int c, int hw, double momentum, double eps) => throw Unsupported("BatchNorm2d", x.DType);
+    /// <inheritdoc/>
+    public void BatchNormBackward(Storage dy, Storage x, Storage mean, Storage invstd, Storage? gamma, Storage dx, Storage? dgamma, Storage? dbeta, int n, int c, int hw) => throw Unsupported("BatchNorm2d", x.DType);
+    /// <inheritdoc/>
     public void IndexSelect(Storage src, long outer, int axisSize, long inner, Storage index, int count, Storage dst) => throw Unsupported("IndexSelect", src.DType);
     /// <inheritdoc/>
     public void Gather(Storage src, long outer, int axisSize, long inner, Storage index, int count, Storage dst) => throw Unsupported("Gather", src.DType);

@@ -81,6 +81,22 @@ public class CompositeGradCheckTests
     }
 
     [Test]
+    public void Residual_conv_block_gradients_pass_gradcheck()
+    {
+        ulong seed = TestContext.CurrentContext.Random.NextULong();
+        var g = new Generator(seed);
+        Tensor[] inputs = [Rand(g, 2, 3, 5, 5), Rand(g, 3, 3, 3, 3), Rand(g, 3), Rand(g, 3), Rand(g, 3, 3, 3, 3), Rand(g, 3), Rand(g, 3)];
+        // x + BN(conv(act(BN(conv(x))))), a ResNet basic block. The activation is GELU rather than ReLU: finite
+        // differences are meaningless at ReLU's kink, and ReLU's own rule is checked away from it elsewhere.
+        Tensor Block(Tensor[] p)
+        {
+            var h = p[0].Conv2d(p[1], null, 1, 1).BatchNorm2d(null, null, p[2], p[3], training: true).Gelu();
+            return p[0] + h.Conv2d(p[4], null, 1, 1).BatchNorm2d(null, null, p[5], p[6], training: true);
+        }
+        Assert.DoesNotThrow(() => GradCheck.Assert(Block, inputs, seed, name: "ResidualConvBlock"), $"seed={seed}");
+    }
+
+    [Test]
     public void Cross_entropy_with_ignore_index_and_label_smoothing_passes_gradcheck()
     {
         ulong seed = TestContext.CurrentContext.Random.NextULong();

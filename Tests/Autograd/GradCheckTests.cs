@@ -74,6 +74,14 @@ public class GradCheckTests
         new("ContiguousClone", [[3, 4]], x => x[0].T.Contiguous().Clone()),
         new("ToFloat32AndBack", [[3]], x => x[0] * 2.0),
         new("IndexSelect", [[4, 3]], x => x[0].IndexSelect(1, Tensor.FromArray(new long[] { 2, 2, 0 }))),
+        new("Conv2d", [[2, 3, 5, 4], [4, 3, 3, 3], [4]], x => x[0].Conv2d(x[1], x[2], stride: 1, padding: 1)),
+        new("Conv2dStridedDilatedGrouped", [[1, 4, 7, 7], [4, 2, 3, 3]], x => x[0].Conv2d(x[1], null, (2, 1), (1, 2), (2, 2), groups: 2)),
+        new("Conv2dPointwise", [[2, 3, 3, 3], [5, 3, 1, 1]], x => x[0].Conv2d(x[1])),
+        new("MaxPool2d", [[2, 2, 6, 5]], x => x[0].MaxPool2d(2)),
+        new("MaxPool2dPadded", [[1, 2, 5, 5]], x => x[0].MaxPool2d(3, 2, 1)),
+        new("AvgPool2d", [[1, 3, 5, 6]], x => x[0].AvgPool2d(3, 2, 1)),
+        new("BatchNorm2dTraining", [[3, 2, 3, 2], [2], [2]], x => x[0].BatchNorm2d(null, null, x[1], x[2], training: true)),
+        new("BatchNorm2dEval", [[2, 2, 2, 2], [2], [2]], x => x[0].BatchNorm2d(Tensor.FromArray(new double[] { 0.5, -1 }), Tensor.FromArray(new double[] { 2, 0.5 }), x[1], x[2], training: false)),
     ];
 
     [TestCaseSource(nameof(Cases))]
