@@ -47,7 +47,10 @@ public abstract class LRScheduler
     }
 }
 
-/// <summary>Linear warmup from 0 to the base rate over <c>warmupSteps</c>, then cosine decay to <c>minFactor</c>·base at <c>totalSteps</c> (nanoGPT's schedule).</summary>
+/// <summary>
+/// Linear warmup from 0 to the base rate over <c>warmupSteps</c> (rate·step/warmup), then cosine decay to
+/// <c>minFactor</c>·base at <c>totalSteps</c>: nanoGPT's get_lr, step for step.
+/// </summary>
 public sealed class WarmupCosine(Optimizer optimizer, long warmupSteps, long totalSteps, double minFactor = 0) : LRScheduler(Check(optimizer, warmupSteps, totalSteps))
 {
     private static Optimizer Check(Optimizer o, long warmup, long total) =>
@@ -56,7 +59,7 @@ public sealed class WarmupCosine(Optimizer optimizer, long warmupSteps, long tot
     /// <inheritdoc/>
     public override double Factor(long step)
     {
-        if (step < warmupSteps) return (step + 1.0) / (warmupSteps + 1.0);
+        if (step < warmupSteps) return (double)step / warmupSteps;
         if (step >= totalSteps) return minFactor;
         double progress = (double)(step - warmupSteps) / Math.Max(1, totalSteps - warmupSteps);
         return minFactor + 0.5 * (1 - minFactor) * (1 + Math.Cos(Math.PI * progress));

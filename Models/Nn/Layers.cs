@@ -53,14 +53,14 @@ public sealed class Embedding : Module<Tensor, Tensor>
 /// <summary>Layer normalisation over the last dim with learned scale and shift.</summary>
 public sealed class LayerNorm : Module<Tensor, Tensor>
 {
-    /// <summary>Normalises vectors of size <paramref name="dim"/>.</summary>
-    public LayerNorm(int dim, double eps = 1e-5, bool affine = true, Device? device = null)
+    /// <summary>Normalises vectors of size <paramref name="dim"/> (<paramref name="bias"/> false: a learned scale only, as GPT-2 in nanoGPT with bias=False).</summary>
+    public LayerNorm(int dim, double eps = 1e-5, bool affine = true, Device? device = null, bool bias = true)
     {
         Dim = dim; Eps = eps;
         if (affine)
         {
             Weight = Parameter("weight", Tensor.Ones([dim], DType.Float32, device));
-            Bias = Parameter("bias", Tensor.Zeros([dim], DType.Float32, device));
+            if (bias) Bias = Parameter("bias", Tensor.Zeros([dim], DType.Float32, device));
         }
     }
 

@@ -16,9 +16,9 @@ public sealed class GptBlock : Module
     /// <summary>A block of the given config.</summary>
     public GptBlock(GptConfig c, Generator g, Device? device)
     {
-        _ln1 = Child("ln1", new LayerNorm(c.Dim, device: device));
+        _ln1 = Child("ln1", new LayerNorm(c.Dim, device: device, bias: c.Bias));
         _attn = Child("attn", new MultiHeadAttention(c.Dim, c.Heads, false, c.Dropout, c.Bias, g, device));
-        _ln2 = Child("ln2", new LayerNorm(c.Dim, device: device));
+        _ln2 = Child("ln2", new LayerNorm(c.Dim, device: device, bias: c.Bias));
         _mlp = Child("mlp", new FeedForward(c.Dim, 4 * c.Dim, c.Dropout, bias: c.Bias, generator: g, device: device));
         _drop = Child("drop", new Dropout(c.Dropout, g));
     }
@@ -58,7 +58,7 @@ public sealed class Gpt : Module
         _wpe = Child("wpe", new LearnedPositionalEncoding(config.Dim, config.BlockSize, g, device));
         _drop = Child("drop", new Dropout(config.Dropout, g));
         _blocks = Child("blocks", new ModuleList<GptBlock>(Enumerable.Range(0, config.Layers).Select(_ => new GptBlock(config, g, device))));
-        _lnF = Child("ln_f", new LayerNorm(config.Dim, device: device));
+        _lnF = Child("ln_f", new LayerNorm(config.Dim, device: device, bias: config.Bias));
         using var ng = new NoGrad();
         foreach (var (name, p) in NamedParameters())
         {

@@ -106,8 +106,10 @@ public class OptimizerTests
         using var p = Tensor.FromArray(new double[] { 0 }).RequiresGrad_();
         using var opt = new AdamW([p], 1e-3);
         var cos = new WarmupCosine(opt, 100, 2000, minFactor: 0.1);
-        Assert.That(opt.ParamGroups[0].LearningRate, Is.EqualTo(1e-3 * 1 / 101).Within(1e-15));
-        for (int i = 0; i < 100; i++) cos.Step();
+        Assert.That(opt.ParamGroups[0].LearningRate, Is.EqualTo(0).Within(1e-15), "nanoGPT starts the warmup at 0");
+        cos.Step();
+        Assert.That(cos.LastLearningRate, Is.EqualTo(1e-3 / 100).Within(1e-15));
+        for (int i = 1; i < 100; i++) cos.Step();
         Assert.That(cos.LastLearningRate, Is.EqualTo(1e-3).Within(1e-15));
         for (int i = 0; i < 950; i++) cos.Step();
         Assert.That(cos.LastLearningRate, Is.EqualTo(1e-3 * (0.1 + 0.45 * (1 + Math.Cos(Math.PI * 950 / 1900)))).Within(1e-15));

@@ -32,9 +32,10 @@ public class ModuleTests
         Assert.That(names, Does.Contain("blocks.0.attn.qkv.weight"));
         Assert.That(names, Does.Contain("blocks.1.mlp.proj.weight"));
         Assert.That(names, Does.Contain("wte.weight"));
-        Assert.That(names, Does.Contain("ln_f.bias"));
+        Assert.That(names, Does.Contain("ln_f.weight"));
+        Assert.That(names, Does.Not.Contain("ln_f.bias"), "bias=False, as nanoGPT: layer norms have a scale only");
         Assert.That(names.Distinct().Count(), Is.EqualTo(names.Length));
-        Assert.That(gpt.ParameterCount(), Is.EqualTo(65 * 32 + 16 * 32 + 2 * (4 * 32 + 3 * 32 * 32 + 32 * 32 + 2 * 4 * 32 * 32) + 2 * 32));
+        Assert.That(gpt.ParameterCount(), Is.EqualTo(65 * 32 + 16 * 32 + 2 * (2 * 32 + 3 * 32 * 32 + 32 * 32 + 2 * 4 * 32 * 32) + 32));
     }
 
     [Test]
