@@ -1,4 +1,6 @@
 using System.Numerics;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using AttnCore.Kernels.Cpu;
 
 namespace AttnCore.Backends;
@@ -67,17 +69,63 @@ public sealed partial class CpuBackend
         }
     }
 
-    /// <summary>d (contiguous) = TOp(x (strided), s).</summary>
-    private static void Map<T, TOp>(T[] x, Layout l, T[] d, T s) where T : unmanaged where TOp : IUnaryOperator<T>
+    // Below this many elements an element-wise op stays on the calling thread: waking the pool costs more.
+    private const long ParallelElements = 128 * 1024;
+
+    private unsafe struct MapJob<T> where T : unmanaged
+    {
+        public T* X, D; public T S;
+        public StridedLoop Loop;
+        public long Runs, RunsPerChunk; public int RunLength, Chunks;
+    }
+
+    private static unsafe T* Ptr<T>(T[] a) where T : unmanaged => (T*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(a));
+
+    /// <summary>d (contiguous) = TOp(x (strided), s); large tensors are split over the worker pool by runs (or within one long run).</summary>
+    private static unsafe void Map<T, TOp>(T[] x, Layout l, T[] d, T s) where T : unmanaged where TOp : IUnaryOperator<T>
     {
         var loop = new StridedLoop(l.Shape, l.Strides, l.Offset, Shape.ContiguousStrides(l.Shape), 0);
-        int n = loop.RunLength;
+        long numel = (long)loop.RunLength * loop.RunCount;
+        if (numel >= ParallelElements && WorkerPool.ThreadCount > 1)
+        {
+            // Arrays from CpuMemoryPool are pinned: workers may use raw pointers.
+            var job = new MapJob<T> { X = Ptr(x), D = Ptr(d), S = s, Loop = loop, Runs = loop.RunCount, RunLength = loop.RunLength };
+            job.Chunks = WorkerPool.ChunkCount(numel, ParallelElements / 4, 2);
+            job.RunsPerChunk = Math.Max(1, (job.Runs + job.Chunks - 1) / job.Chunks);
+            WorkerPool.For(job.Chunks, &MapChunk<T, TOp>, (nint)(&job));
+            return;
+        }
+        MapRuns<T, TOp>(Ptr(x), Ptr(d), s, ref loop, 0, loop.RunLength);
+    }
+
+    private static unsafe void MapChunk<T, TOp>(int chunk, nint state) where T : unmanaged where TOp : IUnaryOperator<T>
+    {
+        ref var job = ref *(MapJob<T>*)state;
+        var loop = job.Loop;
+        if (job.Runs >= job.Chunks)
+        {
+            long r0 = chunk * job.RunsPerChunk;
+            if (r0 >= job.Runs) return;
+            loop.Seek(r0, Math.Min(job.RunsPerChunk, job.Runs - r0));
+            MapRuns<T, TOp>(job.X, job.D, job.S, ref loop, 0, job.RunLength);
+        }
+        else
+        {
+            // Fewer runs than chunks (one long contiguous run): split every run into equal pieces.
+            int per = (job.RunLength + job.Chunks - 1) / job.Chunks, start = chunk * per;
+            if (start >= job.RunLength) return;
+            MapRuns<T, TOp>(job.X, job.D, job.S, ref loop, start, Math.Min(per, job.RunLength - start));
+        }
+    }
+
+    private static unsafe void MapRuns<T, TOp>(T* x, T* d, T s, ref StridedLoop loop, int start, int length) where T : unmanaged where TOp : IUnaryOperator<T>
+    {
         long xi = loop.Inner0;
         while (loop.Next(out long xo, out long dofs, out _))
         {
-            var dst = d.AsSpan((int)dofs, n);
-            if (xi == 1) TOp.Run(x.AsSpan((int)xo, n), s, dst);
-            else for (int i = 0; i < n; i++) dst[i] = TOp.Apply(x[xo + i * xi], s);
+            var dst = new Span<T>(d + dofs + start, length);
+            if (xi == 1) TOp.Run(new ReadOnlySpan<T>(x + xo + start, length), s, dst);
+            else for (int i = 0; i < length; i++) dst[i] = TOp.Apply(x[xo + (start + i) * xi], s);
         }
     }
 
@@ -133,18 +181,58 @@ public sealed partial class CpuBackend
                 if (b[o + i * bi] == 0) throw new DivideByZeroException("Div: integer division by zero in an int64 tensor");
     }
 
-    /// <summary>d (contiguous) = TOp(a, b) with a and b strided/broadcast to d's shape.</summary>
-    private static void Zip<T, TOp>(T[] a, Layout la, T[] b, Layout lb, T[] d) where T : unmanaged where TOp : IBinaryOperator<T>
+    private unsafe struct ZipJob<T> where T : unmanaged
+    {
+        public T* A, B, D;
+        public StridedLoop Loop;
+        public long Runs, RunsPerChunk; public int RunLength, Chunks;
+    }
+
+    /// <summary>d (contiguous) = TOp(a, b) with a and b strided/broadcast to d's shape; large ones split over the pool.</summary>
+    private static unsafe void Zip<T, TOp>(T[] a, Layout la, T[] b, Layout lb, T[] d) where T : unmanaged where TOp : IBinaryOperator<T>
     {
         var loop = new StridedLoop(la.Shape, la.Strides, la.Offset, lb.Strides, lb.Offset, Shape.ContiguousStrides(la.Shape), 0);
-        int n = loop.RunLength;
+        long numel = (long)loop.RunLength * loop.RunCount;
+        if (numel >= ParallelElements && WorkerPool.ThreadCount > 1)
+        {
+            var job = new ZipJob<T> { A = Ptr(a), B = Ptr(b), D = Ptr(d), Loop = loop, Runs = loop.RunCount, RunLength = loop.RunLength };
+            job.Chunks = WorkerPool.ChunkCount(numel, ParallelElements / 4, 2);
+            job.RunsPerChunk = Math.Max(1, (job.Runs + job.Chunks - 1) / job.Chunks);
+            WorkerPool.For(job.Chunks, &ZipChunk<T, TOp>, (nint)(&job));
+            return;
+        }
+        ZipRuns<T, TOp>(Ptr(a), Ptr(b), Ptr(d), ref loop, 0, loop.RunLength);
+    }
+
+    private static unsafe void ZipChunk<T, TOp>(int chunk, nint state) where T : unmanaged where TOp : IBinaryOperator<T>
+    {
+        ref var job = ref *(ZipJob<T>*)state;
+        var loop = job.Loop;
+        if (job.Runs >= job.Chunks)
+        {
+            long r0 = chunk * job.RunsPerChunk;
+            if (r0 >= job.Runs) return;
+            loop.Seek(r0, Math.Min(job.RunsPerChunk, job.Runs - r0));
+            ZipRuns<T, TOp>(job.A, job.B, job.D, ref loop, 0, job.RunLength);
+        }
+        else
+        {
+            int per = (job.RunLength + job.Chunks - 1) / job.Chunks, start = chunk * per;
+            if (start >= job.RunLength) return;
+            ZipRuns<T, TOp>(job.A, job.B, job.D, ref loop, start, Math.Min(per, job.RunLength - start));
+        }
+    }
+
+    private static unsafe void ZipRuns<T, TOp>(T* a, T* b, T* d, ref StridedLoop loop, int start, int n) where T : unmanaged where TOp : IBinaryOperator<T>
+    {
         long ai = loop.Inner0, bi = loop.Inner1;
         while (loop.Next(out long ao, out long bo, out long dofs))
         {
-            var dst = d.AsSpan((int)dofs, n);
-            if (ai == 1 && bi == 1) TOp.Run(a.AsSpan((int)ao, n), b.AsSpan((int)bo, n), dst);
-            else if (ai == 1 && bi == 0) TOp.RunScalarRight(a.AsSpan((int)ao, n), b[bo], dst);
-            else if (ai == 0 && bi == 1) TOp.RunScalarLeft(a[ao], b.AsSpan((int)bo, n), dst);
+            ao += start * ai; bo += start * bi;
+            var dst = new Span<T>(d + dofs + start, n);
+            if (ai == 1 && bi == 1) TOp.Run(new ReadOnlySpan<T>(a + ao, n), new ReadOnlySpan<T>(b + bo, n), dst);
+            else if (ai == 1 && bi == 0) TOp.RunScalarRight(new ReadOnlySpan<T>(a + ao, n), b[bo], dst);
+            else if (ai == 0 && bi == 1) TOp.RunScalarLeft(a[ao], new ReadOnlySpan<T>(b + bo, n), dst);
             else for (int i = 0; i < n; i++) dst[i] = TOp.Apply(a[ao + i * ai], b[bo + i * bi]);
         }
     }

@@ -5,7 +5,7 @@ namespace AttnCore.Backends;
 /// after merging dims that are contiguous for every operand (a contiguous tensor is one run).
 /// This is the one place the CPU backend handles layouts; kernels only ever see runs.
 /// </summary>
-internal unsafe ref struct StridedLoop
+internal unsafe struct StridedLoop
 {
     private const int MaxRank = 16;
     private readonly int _rank;                 // merged rank (>= 1)
@@ -58,6 +58,20 @@ internal unsafe ref struct StridedLoop
         _strides[prev * 3] == a * size
         && (_operands < 2 || _strides[prev * 3 + 1] == b * size)
         && (_operands < 3 || _strides[prev * 3 + 2] == c * size);
+
+    /// <summary>Positions the loop so that the next <see cref="Next"/> returns run <paramref name="run"/> (of <paramref name="count"/> left to walk).</summary>
+    public void Seek(long run, long count)
+    {
+        long rest = run;
+        for (int d = _rank - 2; d >= 0; d--)
+        {
+            int i = (int)(rest % _shape[d]);
+            rest /= _shape[d];
+            _index[d] = i;
+            _offsets[0] += i * _strides[d * 3]; _offsets[1] += i * _strides[d * 3 + 1]; _offsets[2] += i * _strides[d * 3 + 2];
+        }
+        _remainingRuns = count;
+    }
 
     /// <summary>Number of runs in total.</summary>
     public readonly long RunCount => _remainingRuns;
