@@ -1,4 +1,4 @@
-using System.Numerics;
+using AttnCore.Kernels.Cpu;
 using AttnCore.Kernels.Gpu;
 using ILGPU;
 using ILGPU.Runtime;
@@ -6,48 +6,26 @@ using ILGPU.Runtime;
 namespace AttnCore.Backends;
 
 /// <summary>
-/// The backend of ILGPU devices: the kernels of AttnCore.Kernels.Gpu, compiled once per accelerator by
-/// ILGPU and launched on it. Now: element-wise ops, reductions and the tiled GEMM in float32 (and int64
-/// copies and fills); the remaining ops arrive with the GPU backend issue and say so when called.
-/// Device memory comes from a caching allocator: freed buffers wait in power-of-two size classes and are
-/// handed out again, so a steady-state step asks the driver for nothing; <see cref="Dispose"/> releases all.
+/// The backend of ILGPU devices: the kernels of AttnCore.Kernels.Gpu, compiled once per accelerator and
+/// launched on it. Nothing here depends on the kind of accelerator: the CPU accelerator now, CUDA and OpenCL
+/// through <see cref="IlgpuRuntime.CreateAccelerator"/> later. Implemented: float32 element-wise ops (over
+/// strided and broadcast views), where, fills and copies (also int64), Sum/Max/Min, ArgMax/ArgMin, the tiled
+/// MatMul and Softmax; the other ops throw <see cref="NotSupportedException"/> naming the op and the device.
+/// Device memory comes from an <see cref="IlgpuMemoryPool"/>; <see cref="Dispose"/> releases it and the accelerator.
 /// </summary>
 public sealed class IlgpuBackend : IBackend
 {
     private readonly Accelerator _acc;
-    private readonly Dictionary<(DType, int), Stack<MemoryBuffer>> _free = [];
-    private readonly object _gate = new();
+    private readonly IlgpuKernels _k;
+    private bool _disposed;
 
-    private readonly Lazy<Action<Index1D, ArrayView<float>, StridedIndex, ArrayView<float>, int, float>> _unary;
-    private readonly Lazy<Action<Index1D, ArrayView<float>, StridedIndex, ArrayView<float>, StridedIndex, ArrayView<float>, int>> _binary;
-    private readonly Lazy<Action<Index1D, ArrayView<float>, StridedIndex, ArrayView<float>, StridedIndex, ArrayView<float>, StridedIndex, ArrayView<float>>> _where;
-    private readonly Lazy<Action<Index1D, ArrayView<float>, StridedIndex, float>> _fill;
-    private readonly Lazy<Action<Index1D, ArrayView<long>, StridedIndex, long>> _fillLong;
-    private readonly Lazy<Action<Index1D, ArrayView<float>, StridedIndex, ArrayView<float>, StridedIndex>> _copy;
-    private readonly Lazy<Action<Index1D, ArrayView<long>, StridedIndex, ArrayView<long>, StridedIndex>> _copyLong;
-    private readonly Lazy<Action<Index1D, ArrayView<long>, StridedIndex, ArrayView<float>, StridedIndex>> _longToFloat;
-    private readonly Lazy<Action<Index1D, ArrayView<float>, StridedIndex, ArrayView<long>, StridedIndex>> _floatToLong;
-    private readonly Lazy<Action<Index1D, ArrayView<float>, StridedIndex, StridedIndex, long, ArrayView<float>, int>> _reduce;
-    private readonly Lazy<Action<Index1D, ArrayView<float>, StridedIndex, long, long, ArrayView<long>, int>> _argReduce;
-    private readonly Lazy<Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs>> _gemm;
-
-    /// <summary>Creates the accelerator of <paramref name="device"/> and prepares (lazily) its kernels.</summary>
+    /// <summary>Creates the accelerator of <paramref name="device"/>; its kernels compile on first use.</summary>
     public IlgpuBackend(Device device)
     {
         Device = device;
         _acc = IlgpuRuntime.CreateAccelerator(device);
-        _unary = new(() => _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, StridedIndex, ArrayView<float>, int, float>(Elementwise.UnaryKernel));
-        _binary = new(() => _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, StridedIndex, ArrayView<float>, StridedIndex, ArrayView<float>, int>(Elementwise.BinaryKernel));
-        _where = new(() => _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, StridedIndex, ArrayView<float>, StridedIndex, ArrayView<float>, StridedIndex, ArrayView<float>>(Elementwise.WhereKernel));
-        _fill = new(() => _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, StridedIndex, float>(Elementwise.FillKernel));
-        _fillLong = new(() => _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<long>, StridedIndex, long>(Elementwise.FillLongKernel));
-        _copy = new(() => _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, StridedIndex, ArrayView<float>, StridedIndex>(Elementwise.CopyKernel));
-        _copyLong = new(() => _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<long>, StridedIndex, ArrayView<long>, StridedIndex>(Elementwise.CopyLongKernel));
-        _longToFloat = new(() => _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<long>, StridedIndex, ArrayView<float>, StridedIndex>(Elementwise.LongToFloatKernel));
-        _floatToLong = new(() => _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, StridedIndex, ArrayView<long>, StridedIndex>(Elementwise.FloatToLongKernel));
-        _reduce = new(() => _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, StridedIndex, StridedIndex, long, ArrayView<float>, int>(Kernels.Gpu.Reduce.ReduceKernel));
-        _argReduce = new(() => _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, StridedIndex, long, long, ArrayView<long>, int>(Kernels.Gpu.Reduce.ArgReduceKernel));
-        _gemm = new(() => _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs>(Kernels.Gpu.Gemm.TiledKernel));
+        _k = new IlgpuKernels(_acc);
+        Memory = new IlgpuMemoryPool(_acc);
     }
 
     /// <inheritdoc/>
@@ -56,205 +34,360 @@ public sealed class IlgpuBackend : IBackend
     /// <summary>The accelerator's name as ILGPU reports it.</summary>
     public string AcceleratorName => _acc.Name;
 
-    /// <summary>Buffers handed out by the driver so far (the caching allocator's misses).</summary>
-    public long DriverAllocations { get; private set; }
+    /// <summary>Threads per warp of the accelerator (4 on the CPU accelerator, 32 on NVIDIA GPUs).</summary>
+    public int WarpSize => _acc.WarpSize;
 
-    private static int SizeClass(long length) => length <= 1 ? 0 : 64 - BitOperations.LeadingZeroCount((ulong)length - 1);
+    /// <summary>The most threads one group may have (16 on the CPU accelerator as configured).</summary>
+    public int MaxGroupSize => _acc.MaxNumThreadsPerGroup;
+
+    /// <summary>The caching allocator of this device (statistics, <see cref="IlgpuMemoryPool.Trim"/>).</summary>
+    public IlgpuMemoryPool Memory { get; }
+
+    /// <summary>Buffers handed out by the driver so far (the caching allocator's misses).</summary>
+    public long DriverAllocations => Memory.DriverAllocations;
+
+    private NotSupportedException NotImplemented(string op) =>
+        new($"IlgpuBackend: {op} is not implemented on {Device} yet; it arrives with the GPU backend issue");
+
+    private NotSupportedException WrongType(string op, DType dtype) =>
+        new($"IlgpuBackend: {op} does not support {dtype.Name()} tensors on {Device} (float32 only)");
+
+    private IlgpuStorage S(Storage s, string op) => s is IlgpuStorage g && ReferenceEquals(s.Device, Device)
+        ? g : throw new ArgumentException($"IlgpuBackend: {op} got a storage on {s.Device}, expected {Device}");
+
+    private IlgpuStorage Float(Storage s, string op) => s.DType == DType.Float32 ? S(s, op) : throw WrongType(op, s.DType);
+
+    private static void CheckFits(string op, string name, Storage s, Layout l)
+    {
+        if (l.Numel == 0) return;
+        var (lo, hi) = l.Span();
+        if (lo < 0 || hi >= s.Length)
+            throw new ArgumentException($"IlgpuBackend.{op}: {name} view ({l}) reaches elements [{lo}, {hi}] of a storage of {s.Length}");
+    }
+
+    private static void CheckOutput(string op, Storage dst, long needed)
+    {
+        if (dst.Length < needed) throw new ArgumentException($"IlgpuBackend.{op}: output has {dst.Length} elements, needs {needed}");
+    }
+
+    private static Index1D Threads(string op, long n) => n <= int.MaxValue
+        ? new Index1D((int)n) : throw new NotSupportedException($"IlgpuBackend.{op}: {n} elements exceed one launch ({int.MaxValue})");
+
+    // ---- Memory -------------------------------------------------------------------------------------------
 
     /// <inheritdoc/>
     public Storage Allocate(DType dtype, long length)
     {
-        if (dtype is not (DType.Float32 or DType.Int64))
-            throw new NotSupportedException($"IlgpuBackend: {dtype.Name()} tensors are not supported on {Device} (float32 and int64 are)");
-        int cls = SizeClass(length);
-        MemoryBuffer? buffer = null;
-        lock (_gate)
-            if (_free.TryGetValue((dtype, cls), out var stack) && stack.Count > 0) buffer = stack.Pop();
-        if (buffer is null)
-        {
-            long capacity = 1L << cls;
-            buffer = dtype == DType.Float32 ? _acc.Allocate1D<float>(capacity) : _acc.Allocate1D<long>(capacity);
-            DriverAllocations++;
-        }
-        return new IlgpuStorage(this, dtype, length, buffer);
+        if (dtype is not (DType.Float32 or DType.Int64)) throw new NotSupportedException($"IlgpuBackend: Allocate does not support {dtype.Name()} tensors on {Device} (float32 and int64 only)");
+        ArgumentOutOfRangeException.ThrowIfNegative(length);
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        return new IlgpuStorage(Device, Memory, dtype, length);
     }
-
-    internal void Return(DType dtype, MemoryBuffer buffer)
-    {
-        lock (_gate)
-        {
-            int cls = SizeClass(buffer.Length);
-            if (!_free.TryGetValue((dtype, cls), out var stack)) _free[(dtype, cls)] = stack = new Stack<MemoryBuffer>();
-            stack.Push(buffer);
-        }
-    }
-
-    private static IlgpuStorage S(Storage s) => s as IlgpuStorage ?? throw new ArgumentException($"IlgpuBackend: storage on {s.Device} passed to an ILGPU backend");
-
-    private NotSupportedException Unsupported(string op, DType dtype) =>
-        new($"{op}: {dtype.Name()} is not supported on {Device} yet (float32 element-wise ops, reductions and MatMul are; the rest arrives with the GPU backend)");
-
-    private static StridedIndex Index(Layout l) => StridedIndex.Create(l.Shape, l.Strides, l.Offset);
 
     /// <inheritdoc/>
     public void Upload<T>(ReadOnlySpan<T> src, Storage dst) where T : unmanaged
     {
+        var d = S(dst, "Upload");
+        if (src.Length > dst.Length) throw new ArgumentException($"IlgpuBackend.Upload: {src.Length} elements do not fit a storage of {dst.Length}");
         if (src.IsEmpty) return;
-        var s = S(dst);
-        if (typeof(T) == typeof(float)) s.Floats.SubView(0, src.Length).CopyFromCPU(System.Runtime.InteropServices.MemoryMarshal.Cast<T, float>(src));
-        else if (typeof(T) == typeof(long)) s.Longs.SubView(0, src.Length).CopyFromCPU(System.Runtime.InteropServices.MemoryMarshal.Cast<T, long>(src));
-        else throw Unsupported("Upload", DTypeInfo.Of<T>());
+        if (typeof(T) == typeof(float)) d.Floats.SubView(0, src.Length).CopyFromCPU(System.Runtime.InteropServices.MemoryMarshal.Cast<T, float>(src));
+        else if (typeof(T) == typeof(long)) d.Longs.SubView(0, src.Length).CopyFromCPU(System.Runtime.InteropServices.MemoryMarshal.Cast<T, long>(src));
+        else throw WrongType("Upload", DTypeInfo.Of<T>());
     }
 
     /// <inheritdoc/>
     public void Download<T>(Storage src, long offset, Span<T> dst) where T : unmanaged
     {
+        var s = S(src, "Download");
+        if (offset < 0 || offset + dst.Length > src.Length)
+            throw new ArgumentException($"IlgpuBackend.Download: elements [{offset}, {offset + dst.Length}) are outside a storage of {src.Length}");
         if (dst.IsEmpty) return;
-        _acc.Synchronize();
-        var s = S(src);
+        _acc.Synchronize(); // kernels run asynchronously on the default stream
         if (typeof(T) == typeof(float)) s.Floats.SubView(offset, dst.Length).CopyToCPU(System.Runtime.InteropServices.MemoryMarshal.Cast<T, float>(dst));
         else if (typeof(T) == typeof(long)) s.Longs.SubView(offset, dst.Length).CopyToCPU(System.Runtime.InteropServices.MemoryMarshal.Cast<T, long>(dst));
-        else throw Unsupported("Download", DTypeInfo.Of<T>());
+        else throw WrongType("Download", DTypeInfo.Of<T>());
     }
 
     /// <inheritdoc/>
     public void Fill(Storage dst, Layout layout, double value)
     {
+        var d = S(dst, "Fill");
+        CheckFits("Fill", "dst", dst, layout);
         long n = layout.Numel;
         if (n == 0) return;
-        var s = S(dst);
-        if (dst.DType == DType.Float32) _fill.Value((Index1D)n, s.Floats, Index(layout), (float)value);
-        else _fillLong.Value((Index1D)n, s.Longs, Index(layout), checked((long)value));
+        Pack(layout.Shape, layout.Strides, layout.Offset, out var ld);
+        if (dst.DType == DType.Float32) _k.Fill.Value(Threads("Fill", n), d.Floats, ld, (float)value);
+        else _k.FillLong.Value(Threads("Fill", n), d.Longs, ld, checked((long)value));
     }
 
     /// <inheritdoc/>
     public void Copy(Storage src, Layout srcLayout, Storage dst, Layout dstLayout)
     {
+        var (s, d) = (S(src, "Copy"), S(dst, "Copy"));
+        if (!srcLayout.Shape.AsSpan().SequenceEqual(dstLayout.Shape))
+            throw new ArgumentException($"IlgpuBackend.Copy: shapes {Shape.Format(srcLayout.Shape)} and {Shape.Format(dstLayout.Shape)} differ");
+        CheckFits("Copy", "src", src, srcLayout);
+        CheckFits("Copy", "dst", dst, dstLayout);
         long n = srcLayout.Numel;
         if (n == 0) return;
-        var (a, b) = (S(src), S(dst));
+        Pack(srcLayout.Shape, srcLayout.Strides, srcLayout.Offset, dstLayout.Strides, dstLayout.Offset, out var ls, out var ld);
+        var count = Threads("Copy", n);
         switch (src.DType, dst.DType)
         {
-            case (DType.Float32, DType.Float32): _copy.Value((Index1D)n, a.Floats, Index(srcLayout), b.Floats, Index(dstLayout)); break;
-            case (DType.Int64, DType.Int64): _copyLong.Value((Index1D)n, a.Longs, Index(srcLayout), b.Longs, Index(dstLayout)); break;
-            case (DType.Int64, DType.Float32): _longToFloat.Value((Index1D)n, a.Longs, Index(srcLayout), b.Floats, Index(dstLayout)); break;
-            case (DType.Float32, DType.Int64): _floatToLong.Value((Index1D)n, a.Floats, Index(srcLayout), b.Longs, Index(dstLayout)); break;
-            default: throw Unsupported("Copy", dst.DType);
+            case (DType.Float32, DType.Float32): _k.Copy.Value(count, s.Floats, ls, d.Floats, ld); break;
+            case (DType.Int64, DType.Int64): _k.CopyLong.Value(count, s.Longs, ls, d.Longs, ld); break;
+            case (DType.Int64, DType.Float32): _k.LongToFloat.Value(count, s.Longs, ls, d.Floats, ld); break;
+            case (DType.Float32, DType.Int64): _k.FloatToLong.Value(count, s.Floats, ls, d.Longs, ld); break;
+            default: throw WrongType("Copy", src.DType is DType.Float32 or DType.Int64 ? dst.DType : src.DType);
         }
     }
+
+    // ---- Element-wise -------------------------------------------------------------------------------------
 
     /// <inheritdoc/>
     public void Unary(UnaryOp op, double scalar, Storage src, Layout srcLayout, Storage dst)
     {
-        if (src.DType != DType.Float32) throw Unsupported(op.ToString(), src.DType);
-        _unary.Value((Index1D)srcLayout.Numel, S(src).Floats, Index(srcLayout), S(dst).Floats, (int)op, (float)scalar);
+        string name = op.ToString();
+        var (s, d) = (Float(src, name), Float(dst, name));
+        CheckFits(name, "src", src, srcLayout);
+        long n = srcLayout.Numel;
+        CheckOutput(name, dst, n);
+        if (n == 0) return;
+        Pack(srcLayout.Shape, srcLayout.Strides, srcLayout.Offset, out var ls);
+        _k.Unary.Value(Threads(name, n), s.Floats, ls, d.Floats, (int)op, (float)scalar);
     }
 
     /// <inheritdoc/>
     public void Binary(BinaryOp op, Storage a, Layout aLayout, Storage b, Layout bLayout, Storage dst)
     {
-        if (a.DType != DType.Float32) throw Unsupported(op.ToString(), a.DType);
-        _binary.Value((Index1D)aLayout.Numel, S(a).Floats, Index(aLayout), S(b).Floats, Index(bLayout), S(dst).Floats, (int)op);
+        string name = op.ToString();
+        var (sa, sb, d) = (Float(a, name), Float(b, name), Float(dst, name));
+        CheckBroadcast(name, aLayout, bLayout);
+        CheckFits(name, "a", a, aLayout);
+        CheckFits(name, "b", b, bLayout);
+        long n = aLayout.Numel;
+        CheckOutput(name, dst, n);
+        if (n == 0) return;
+        Pack(aLayout.Shape, aLayout.Strides, aLayout.Offset, bLayout.Strides, bLayout.Offset, out var la, out var lb);
+        _k.Binary.Value(Threads(name, n), sa.Floats, la, sb.Floats, lb, d.Floats, (int)op);
     }
 
     /// <inheritdoc/>
     public void Where(Storage cond, Layout condLayout, Storage a, Layout aLayout, Storage b, Layout bLayout, Storage dst)
     {
-        if (a.DType != DType.Float32 || cond.DType != DType.Float32) throw Unsupported("Where", a.DType != DType.Float32 ? a.DType : cond.DType);
-        _where.Value((Index1D)aLayout.Numel, S(cond).Floats, Index(condLayout), S(a).Floats, Index(aLayout), S(b).Floats, Index(bLayout), S(dst).Floats);
+        var (sc, sa, sb, d) = (Float(cond, "Where"), Float(a, "Where"), Float(b, "Where"), Float(dst, "Where"));
+        CheckBroadcast("Where", aLayout, condLayout);
+        CheckBroadcast("Where", aLayout, bLayout);
+        CheckFits("Where", "cond", cond, condLayout);
+        CheckFits("Where", "a", a, aLayout);
+        CheckFits("Where", "b", b, bLayout);
+        long n = aLayout.Numel;
+        CheckOutput("Where", dst, n);
+        if (n == 0) return;
+        Pack(aLayout.Shape, condLayout.Strides, condLayout.Offset, aLayout.Strides, aLayout.Offset, bLayout.Strides, bLayout.Offset, out var lc, out var la, out var lb);
+        _k.Where.Value(Threads("Where", n), sc.Floats, lc, sa.Floats, la, sb.Floats, lb, d.Floats);
     }
+
+    private static void CheckBroadcast(string op, Layout a, Layout b)
+    {
+        if (!a.Shape.AsSpan().SequenceEqual(b.Shape))
+            throw new ArgumentException($"IlgpuBackend.{op}: operand layouts must arrive broadcast to one shape, got {Shape.Format(a.Shape)} and {Shape.Format(b.Shape)}");
+    }
+
+    // ---- Reductions ---------------------------------------------------------------------------------------
 
     /// <inheritdoc/>
     public void Reduce(ReduceOp op, Storage src, Layout layout, int keptRank, Storage dst)
     {
-        if (src.DType != DType.Float32) throw Unsupported(op.ToString(), src.DType);
-        var kept = new Layout(layout.Shape[..keptRank], layout.Strides[..keptRank], layout.Offset);
-        var reduced = new Layout(layout.Shape[keptRank..], layout.Strides[keptRank..], 0);
-        long outCount = kept.Numel, count = reduced.Numel;
+        string name = op.ToString();
+        var (s, d) = (Float(src, name), Float(dst, name));
+        if (keptRank < 0 || keptRank > layout.Rank) throw new ArgumentException($"IlgpuBackend.{name}: keptRank {keptRank} is outside [0, {layout.Rank}]");
+        CheckFits(name, "src", src, layout);
+        var shape = layout.Shape.AsSpan();
+        long outCount = Shape.Numel(shape[..keptRank]), count = Shape.Numel(shape[keptRank..]);
+        CheckOutput(name, dst, outCount);
         if (outCount == 0) return;
         if (count == 0)
         {
             if (op != ReduceOp.Sum) throw new ArgumentException($"{op}: cannot reduce over a zero-size dimension (shape {Shape.Format(layout.Shape)})");
-            Fill(dst, Layout.Contiguous(kept.Shape), 0);
+            _k.Fill.Value(Threads(name, outCount), d.Floats, StridedIndex.Create([(int)outCount], [1L], 0), 0f);
             return;
         }
-        _reduce.Value((Index1D)outCount, S(src).Floats, Index(kept), Index(reduced), count, S(dst).Floats, (int)op);
+        var strides = layout.Strides.AsSpan();
+        Pack(shape[..keptRank], strides[..keptRank], layout.Offset, out var kept);
+        Pack(shape[keptRank..], strides[keptRank..], 0, out var reduced);
+        // A group per output pays off when each block is long enough to keep the group busy.
+        if (count >= 4 * _k.GroupSize)
+            _k.ReduceGroups.Value(new KernelConfig(Threads(name, outCount), new Index1D(_k.GroupSize)), s.Floats, kept, reduced, count, d.Floats, (int)op);
+        else
+            _k.ReduceThreads.Value(Threads(name, outCount), s.Floats, kept, reduced, count, d.Floats, (int)op);
     }
 
     /// <inheritdoc/>
     public void ArgReduce(ReduceOp op, Storage src, Layout layout, Storage dst)
     {
-        if (src.DType != DType.Float32) throw Unsupported("Arg" + op, src.DType);
-        var outer = new Layout(layout.Shape[..^1], layout.Strides[..^1], layout.Offset);
-        _argReduce.Value((Index1D)outer.Numel, S(src).Floats, Index(outer), layout.Shape[^1], layout.Strides[^1], S(dst).Longs, (int)op);
+        string name = "Arg" + op;
+        var s = Float(src, name);
+        var d = S(dst, name);
+        if (dst.DType != DType.Int64) throw new ArgumentException($"IlgpuBackend.{name}: the output must be int64, got {dst.DType.Name()}");
+        if (op == ReduceOp.Sum) throw new ArgumentException($"IlgpuBackend.ArgReduce: Sum has no index");
+        CheckFits(name, "src", src, layout);
+        var shape = layout.Shape.AsSpan();
+        var strides = layout.Strides.AsSpan();
+        // A scalar is a row of one element.
+        int length = layout.Rank == 0 ? 1 : shape[^1];
+        long stride = layout.Rank == 0 ? 0 : strides[^1];
+        var outerShape = layout.Rank == 0 ? shape : shape[..^1];
+        long outCount = Shape.Numel(outerShape);
+        CheckOutput(name, dst, outCount);
+        if (outCount == 0) return;
+        if (length == 0) throw new ArgumentException($"{name}: cannot reduce over a zero-size dimension (shape {Shape.Format(layout.Shape)})");
+        Pack(outerShape, layout.Rank == 0 ? strides : strides[..^1], layout.Offset, out var outer);
+        _k.ArgReduce.Value(Threads(name, outCount), s.Floats, outer, length, stride, d.Longs, (int)op);
     }
+
+    // ---- Matrix product and rows --------------------------------------------------------------------------
 
     /// <inheritdoc/>
     public void MatMul(Storage a, MatrixOperand aOp, Storage b, MatrixOperand bOp, Storage c, int batch, int m, int n, int k)
     {
-        if (a.DType != DType.Float32) throw Unsupported("MatMul", a.DType);
+        var (sa, sb, sc) = (Float(a, "MatMul"), Float(b, "MatMul"), Float(c, "MatMul"));
+        if (batch < 0 || m < 0 || n < 0 || k < 0) throw new ArgumentException($"IlgpuBackend.MatMul: negative size batch={batch} m={m} n={n} k={k}");
+        CheckOutput("MatMul", c, (long)batch * m * n);
+        if (batch == 0 || m == 0 || n == 0) return;
+        CheckOperand("a", a, aOp, batch, m, k);
+        CheckOperand("b", b, bOp, batch, k, n);
         var args = new GemmArgs
         {
             M = m, N = n, K = k, Lda = aOp.Ld, Ldb = bOp.Ld, TransA = aOp.Transposed ? 1 : 0, TransB = bOp.Transposed ? 1 : 0,
             OffsetA = aOp.Offset, OffsetB = bOp.Offset, BatchStrideA = aOp.BatchStride, BatchStrideB = bOp.BatchStride,
         };
-        int t = Kernels.Gpu.Gemm.Tile;
+        int t = _k.GemmTile;
         var config = new KernelConfig(new Index3D((n + t - 1) / t, (m + t - 1) / t, batch), new Index3D(t, t, 1));
-        _gemm.Value(config, S(a).Floats, S(b).Floats, S(c).Floats, args);
+        _k.Gemm.Value(config, sa.Floats, sb.Floats, sc.Floats, args);
+    }
+
+    // The last element operand op touches must lie inside its storage (a GPU would read out of bounds silently).
+    private static void CheckOperand(string name, Storage s, MatrixOperand op, int batch, int rows, int cols)
+    {
+        if (rows == 0 || cols == 0) return;
+        long storedRows = op.Transposed ? cols : rows, storedCols = op.Transposed ? rows : cols;
+        if (op.Ld < storedCols && storedRows > 1)
+            throw new ArgumentException($"IlgpuBackend.MatMul: {name} has ld={op.Ld} < {storedCols} columns as stored ({rows}x{cols}, transposed={op.Transposed})");
+        long last = op.Offset + (batch - 1) * op.BatchStride + (storedRows - 1) * op.Ld + storedCols - 1;
+        long first = op.Offset + Math.Min(0, (batch - 1) * op.BatchStride);
+        if (first < 0 || last >= s.Length)
+            throw new ArgumentException($"IlgpuBackend.MatMul: {name} ({rows}x{cols}, batch={batch}, {op}) reaches elements [{first}, {last}] of a storage of {s.Length}");
     }
 
     /// <inheritdoc/>
-    public void Softmax(Storage src, Storage dst, int rows, int cols, bool log) => throw Unsupported(log ? "LogSoftmax" : "Softmax", src.DType);
+    public void Softmax(Storage src, Storage dst, int rows, int cols, bool log)
+    {
+        string name = log ? "LogSoftmax" : "Softmax";
+        var (s, d) = (Float(src, name), Float(dst, name));
+        if (rows < 0 || cols < 0) throw new ArgumentException($"IlgpuBackend.{name}: negative size rows={rows} cols={cols}");
+        long n = (long)rows * cols;
+        if (src.Length < n || dst.Length < n) throw new ArgumentException($"IlgpuBackend.{name}: {rows}x{cols} needs {n} elements, src has {src.Length}, dst {dst.Length}");
+        if (n == 0) return;
+        _k.SoftmaxRows.Value(new KernelConfig(new Index1D(rows), new Index1D(_k.GroupSize)), s.Floats, d.Floats, cols, log ? 1 : 0);
+    }
+
+    // ---- Not yet on ILGPU devices (the GPU backend issue) -------------------------------------------------
+
     /// <inheritdoc/>
-    public void LayerNorm(Storage x, Storage? gamma, Storage? beta, Storage y, Storage mean, Storage rstd, int rows, int cols, double eps) => throw Unsupported("LayerNorm", x.DType);
+    public void LayerNorm(Storage x, Storage? gamma, Storage? beta, Storage y, Storage mean, Storage rstd, int rows, int cols, double eps) => throw NotImplemented("LayerNorm");
     /// <inheritdoc/>
-    public void LayerNormBackward(Storage dy, Storage x, Storage mean, Storage rstd, Storage? gamma, Storage dx, Storage? dgamma, Storage? dbeta, int rows, int cols) => throw Unsupported("LayerNormBackward", x.DType);
+    public void LayerNormBackward(Storage dy, Storage x, Storage mean, Storage rstd, Storage? gamma, Storage dx, Storage? dgamma, Storage? dbeta, int rows, int cols) => throw NotImplemented("LayerNormBackward");
     /// <inheritdoc/>
-    public (double Loss, int Count) CrossEntropyForward(Storage logits, Storage targets, Storage lse, int rows, int classes, long ignoreIndex, double labelSmoothing) => throw Unsupported("CrossEntropy", logits.DType);
+    public (double Loss, int Count) CrossEntropyForward(Storage logits, Storage targets, Storage lse, int rows, int classes, long ignoreIndex, double labelSmoothing) => throw NotImplemented("CrossEntropy");
     /// <inheritdoc/>
-    public void CrossEntropyBackward(Storage logits, Storage targets, Storage lse, Storage dlogits, int rows, int classes, long ignoreIndex, double labelSmoothing, double gradOutput, int count) => throw Unsupported("CrossEntropy", logits.DType);
+    public void CrossEntropyBackward(Storage logits, Storage targets, Storage lse, Storage dlogits, int rows, int classes, long ignoreIndex, double labelSmoothing, double gradOutput, int count) => throw NotImplemented("CrossEntropyBackward");
     /// <inheritdoc/>
-    public void Conv2dForward(Storage x, Storage w, Storage? bias, Storage y, in AttnCore.Kernels.Cpu.Conv2dShape shape) => throw Unsupported("Conv2d", x.DType);
+    public void IndexSelect(Storage src, long outer, int axisSize, long inner, Storage index, int count, Storage dst) => throw NotImplemented("IndexSelect");
     /// <inheritdoc/>
-    public void Conv2dBackward(Storage dy, Storage x, Storage w, Storage? dx, Storage? dw, Storage? dbias, in AttnCore.Kernels.Cpu.Conv2dShape shape) => throw Unsupported("Conv2d", x.DType);
+    public void Gather(Storage src, long outer, int axisSize, long inner, Storage index, int count, Storage dst) => throw NotImplemented("Gather");
     /// <inheritdoc/>
-    public void Pool2dForward(bool max, Storage x, Storage y, Storage? argmax, in AttnCore.Kernels.Cpu.Pool2dShape shape) => throw Unsupported(max ? "MaxPool2d" : "AvgPool2d", x.DType);
+    public void IndexAdd(Storage dst, long outer, int axisSize, long inner, Storage index, int count, Storage src) => throw NotImplemented("IndexAdd");
     /// <inheritdoc/>
-    public void Pool2dBackward(bool max, Storage dy, Storage? argmax, Storage dx, in AttnCore.Kernels.Cpu.Pool2dShape shape) => throw Unsupported(max ? "MaxPool2d" : "AvgPool2d", dy.DType);
+    public void ScatterAdd(Storage dst, long outer, int axisSize, long inner, Storage index, int count, Storage src) => throw NotImplemented("ScatterAdd");
+    /// <inheritdoc/>
+    public void AdamUpdate(Storage param, Storage grad, Storage expAvg, Storage expAvgSq, long length, AdamHyper hyper) => throw NotImplemented("AdamUpdate");
+    /// <inheritdoc/>
+    public void SgdUpdate(Storage param, Storage grad, Storage? momentumBuffer, long length, SgdHyper hyper) => throw NotImplemented("SgdUpdate");
+    /// <inheritdoc/>
+    public void AttentionForward(in AttentionShape shape, Storage q, in AttentionOperand qo, Storage k, in AttentionOperand ko, Storage v, in AttentionOperand vo,
+        Storage o, in AttentionOperand oo, Storage lse, ReadOnlySpan<byte> keyPaddingMask) => throw NotImplemented("Attention");
+    /// <inheritdoc/>
+    public void AttentionBackward(in AttentionShape shape, Storage q, in AttentionOperand qo, Storage k, in AttentionOperand ko, Storage v, in AttentionOperand vo,
+        Storage o, in AttentionOperand oo, Storage dout, in AttentionOperand doo, Storage lse, ReadOnlySpan<byte> keyPaddingMask,
+        Storage dq, in AttentionOperand dqo, Storage dk, in AttentionOperand dko, Storage dv, in AttentionOperand dvo) => throw NotImplemented("AttentionBackward");
+    /// <inheritdoc/>
+    public void Conv2dForward(Storage x, Storage w, Storage? bias, Storage y, in Conv2dShape shape) => throw NotImplemented("Conv2d");
+    /// <inheritdoc/>
+    public void Conv2dBackward(Storage dy, Storage x, Storage w, Storage? dx, Storage? dw, Storage? dbias, in Conv2dShape shape) => throw NotImplemented("Conv2dBackward");
+    /// <inheritdoc/>
+    public void Pool2dForward(bool max, Storage x, Storage y, Storage? argmax, in Pool2dShape shape) => throw NotImplemented(max ? "MaxPool2d" : "AvgPool2d");
+    /// <inheritdoc/>
+    public void Pool2dBackward(bool max, Storage dy, Storage? argmax, Storage dx, in Pool2dShape shape) => throw NotImplemented(max ? "MaxPool2dBackward" : "AvgPool2dBackward");
     /// <inheritdoc/>
     public void BatchNormForward(bool training, Storage x, Storage? gamma, Storage? beta, Storage y, Storage mean, Storage invstd, Storage? runningMean, Storage? runningVar,
-        int n, int c, int hw, double momentum, double eps) => throw Unsupported("BatchNorm2d", x.DType);
+        int n, int c, int hw, double momentum, double eps) => throw NotImplemented("BatchNorm2d");
     /// <inheritdoc/>
-    public void BatchNormBackward(Storage dy, Storage x, Storage mean, Storage invstd, Storage? gamma, Storage dx, Storage? dgamma, Storage? dbeta, int n, int c, int hw) => throw Unsupported("BatchNorm2d", x.DType);
-    /// <inheritdoc/>
-    public void IndexSelect(Storage src, long outer, int axisSize, long inner, Storage index, int count, Storage dst) => throw Unsupported("IndexSelect", src.DType);
-    /// <inheritdoc/>
-    public void Gather(Storage src, long outer, int axisSize, long inner, Storage index, int count, Storage dst) => throw Unsupported("Gather", src.DType);
-    /// <inheritdoc/>
-    public void IndexAdd(Storage dst, long outer, int axisSize, long inner, Storage index, int count, Storage src) => throw Unsupported("IndexAdd", src.DType);
-    /// <inheritdoc/>
-    public void ScatterAdd(Storage dst, long outer, int axisSize, long inner, Storage index, int count, Storage src) => throw Unsupported("ScatterAdd", src.DType);
-    /// <inheritdoc/>
-    public void AttentionForward(in AttnCore.Kernels.Cpu.AttentionShape shape, Storage q, in AttnCore.Kernels.Cpu.AttentionOperand qo, Storage k, in AttnCore.Kernels.Cpu.AttentionOperand ko,
-        Storage v, in AttnCore.Kernels.Cpu.AttentionOperand vo, Storage o, in AttnCore.Kernels.Cpu.AttentionOperand oo, Storage lse, ReadOnlySpan<byte> keyPaddingMask) => throw Unsupported("Attention", q.DType);
-    /// <inheritdoc/>
-    public void AttentionBackward(in AttnCore.Kernels.Cpu.AttentionShape shape, Storage q, in AttnCore.Kernels.Cpu.AttentionOperand qo, Storage k, in AttnCore.Kernels.Cpu.AttentionOperand ko,
-        Storage v, in AttnCore.Kernels.Cpu.AttentionOperand vo, Storage o, in AttnCore.Kernels.Cpu.AttentionOperand oo, Storage dout, in AttnCore.Kernels.Cpu.AttentionOperand doo,
-        Storage lse, ReadOnlySpan<byte> keyPaddingMask, Storage dq, in AttnCore.Kernels.Cpu.AttentionOperand dqo, Storage dk, in AttnCore.Kernels.Cpu.AttentionOperand dko,
-        Storage dv, in AttnCore.Kernels.Cpu.AttentionOperand dvo) => throw Unsupported("Attention", q.DType);
-    /// <inheritdoc/>
-    public void AdamUpdate(Storage param, Storage grad, Storage expAvg, Storage expAvgSq, long length, AdamHyper hyper) => throw Unsupported("AdamUpdate", param.DType);
-    /// <inheritdoc/>
-    public void SgdUpdate(Storage param, Storage grad, Storage? momentumBuffer, long length, SgdHyper hyper) => throw Unsupported("SgdUpdate", param.DType);
+    public void BatchNormBackward(Storage dy, Storage x, Storage mean, Storage invstd, Storage? gamma, Storage dx, Storage? dgamma, Storage? dbeta, int n, int c, int hw) => throw NotImplemented("BatchNorm2dBackward");
 
-    /// <summary>Releases every cached buffer and the accelerator.</summary>
+    /// <summary>Waits for every launched kernel, then releases the cached buffers and the accelerator.</summary>
     public void Dispose()
     {
-        lock (_gate)
-        {
-            foreach (var stack in _free.Values) while (stack.Count > 0) stack.Pop().Dispose();
-            _free.Clear();
-        }
+        if (_disposed) return;
+        _disposed = true;
+        _acc.Synchronize();
+        Memory.Dispose();
         _acc.Dispose();
+    }
+
+    // ---- Layouts as kernel arguments ----------------------------------------------------------------------
+
+    // Packs up to three views of one shape into StridedIndex arguments. Size-1 dims are dropped and
+    // neighbouring dims merged wherever every operand steps through them as one run (stride[i] ==
+    // stride[i+1] * size[i+1]); the row-major order of elements is unchanged, so a contiguous output still
+    // matches index i. Merging lets views of rank above StridedIndex.MaxRank through, and saves index math.
+    private static void Pack(ReadOnlySpan<int> shape, ReadOnlySpan<long> strides, long offset, out StridedIndex a)
+        => Pack(shape, strides, offset, default, 0, default, 0, 1, out a, out _, out _);
+
+    private static void Pack(ReadOnlySpan<int> shape, ReadOnlySpan<long> sa, long offA, ReadOnlySpan<long> sb, long offB, out StridedIndex a, out StridedIndex b)
+        => Pack(shape, sa, offA, sb, offB, default, 0, 2, out a, out b, out _);
+
+    private static void Pack(ReadOnlySpan<int> shape, ReadOnlySpan<long> sa, long offA, ReadOnlySpan<long> sb, long offB, ReadOnlySpan<long> sc, long offC,
+        out StridedIndex a, out StridedIndex b, out StridedIndex c)
+        => Pack(shape, sa, offA, sb, offB, sc, offC, 3, out a, out b, out c);
+
+    private static void Pack(ReadOnlySpan<int> shape, ReadOnlySpan<long> sa, long offA, ReadOnlySpan<long> sb, long offB, ReadOnlySpan<long> sc, long offC,
+        int operands, out StridedIndex a, out StridedIndex b, out StridedIndex c)
+    {
+        int rank = shape.Length;
+        Span<int> size = stackalloc int[rank];
+        Span<long> ta = stackalloc long[rank], tb = stackalloc long[rank], tc = stackalloc long[rank];
+        int r = 0; // merged dims, innermost first
+        for (int i = rank - 1; i >= 0; i--)
+        {
+            if (shape[i] == 1) continue;
+            if (r > 0)
+            {
+                long run = size[r - 1];
+                bool merge = sa[i] == ta[r - 1] * run
+                    && (operands < 2 || sb[i] == tb[r - 1] * run)
+                    && (operands < 3 || sc[i] == tc[r - 1] * run);
+                if (merge) { size[r - 1] *= shape[i]; continue; }
+            }
+            size[r] = shape[i];
+            ta[r] = sa[i];
+            if (operands >= 2) tb[r] = sb[i];
+            if (operands >= 3) tc[r] = sc[i];
+            r++;
+        }
+        size[..r].Reverse(); ta[..r].Reverse(); tb[..r].Reverse(); tc[..r].Reverse();
+        a = StridedIndex.Create(size[..r], ta[..r], offA);
+        b = operands >= 2 ? StridedIndex.Create(size[..r], tb[..r], offB) : default;
+        c = operands >= 3 ? StridedIndex.Create(size[..r], tc[..r], offC) : default;
     }
 }

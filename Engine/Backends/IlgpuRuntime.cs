@@ -1,3 +1,4 @@
+using AttnCore.Kernels.Gpu;
 using ILGPU;
 using ILGPU.Runtime;
 using ILGPU.Runtime.CPU;
@@ -5,25 +6,110 @@ using ILGPU.Runtime.CPU;
 namespace AttnCore.Backends;
 
 /// <summary>
-/// The one ILGPU <see cref="Context"/> of the process. It is built with O2 optimisation and the algorithms
-/// library: O2 inlines the small helpers (which PoCL's OpenCL C compiler needs: non-inlined helpers carry
-/// <c>__generic</c> pointers it rejects) and the algorithms library supplies XMath/MathF intrinsics for PTX.
-/// The CPU accelerator is configured as 4 warps of 4 threads (16 threads per group, one group at a time)
-/// so kernel checks stay quick: each ILGPU CPU thread is an OS thread.
+/// The one ILGPU <see cref="Context"/> of the process and the accelerators of ILGPU-backed devices.
 /// </summary>
+/// <remarks>
+/// The context is built with O2 and the algorithms library. O2 inlines the small helpers (PoCL's OpenCL C
+/// compiler rejects the <c>__generic</c> pointers that non-inlined helpers carry); the algorithms library
+/// supplies the XMath/MathF intrinsics the PTX backend otherwise lacks (see /work/shared/KERNEL-NOTES.md).
+/// The CPU accelerator is 4 warps of 4 threads on one multiprocessor: 16 threads per group, and every
+/// emulated thread is an OS thread, so checks stay quick on a small machine.
+/// CUDA and OpenCL devices plug in here: add <c>.Cuda()</c>/<c>.OpenCL(...)</c> to the builder and a case to
+/// <see cref="CreateAccelerator"/>; <see cref="IlgpuKernels"/> picks the launch sizes from the accelerator.
+/// </remarks>
 internal static class IlgpuRuntime
 {
     private static readonly Lazy<Context> Shared = new(() => Context.Create(b => b
-        .CPU(new CPUDevice(4, 4, 1))
+        .CPU(new CPUDevice(numThreadsPerWarp: 4, numWarpsPerMultiprocessor: 4, numMultiprocessors: 1))
         .Optimize(OptimizationLevel.O2)
         .EnableAlgorithms()), LazyThreadSafetyMode.ExecutionAndPublication);
 
+    /// <summary>The process-wide context (created on first use, lives as long as the process).</summary>
     public static Context Context => Shared.Value;
 
-    /// <summary>The accelerator behind an ILGPU-backed <see cref="Device"/>.</summary>
+    /// <summary>A new accelerator for <paramref name="device"/> (its backend owns and disposes it).</summary>
     public static Accelerator CreateAccelerator(Device device) => device.Kind switch
     {
-        DeviceKind.IlgpuCpu => Context.GetCPUDevice(0).CreateAccelerator(Context),
-        _ => throw new NotSupportedException($"IlgpuRuntime: {device} is not available in this build (CUDA and OpenCL devices arrive with the GPU backend)"),
+        DeviceKind.IlgpuCpu => Context.GetCPUDevice(device.Index).CreateAccelerator(Context),
+        _ => throw new NotSupportedException($"IlgpuRuntime: {device} is not available in this build (CUDA and OpenCL devices arrive with the GPU backend issue)"),
     };
+}
+
+/// <summary>
+/// Every kernel of AttnCore.Kernels.Gpu for one accelerator, compiled on first use and kept as a launch
+/// delegate for the accelerator's lifetime (compiling takes milliseconds to seconds; launching, microseconds).
+/// Launch sizes that must be compile-time constants (shared-memory tiles) are chosen here from the accelerator.
+/// </summary>
+internal sealed class IlgpuKernels
+{
+    private readonly Accelerator _acc;
+
+    public IlgpuKernels(Accelerator accelerator)
+    {
+        _acc = accelerator;
+        // The CPU accelerator allows 16 threads per group: 4x4 GEMM tiles, 16-thread reductions. GPUs: 16x16 and 256.
+        bool small = accelerator.MaxNumThreadsPerGroup < 256;
+        GemmTile = small ? 4 : 16;
+        GroupSize = small ? 16 : 256;
+        Unary = Auto<ArrayView<float>, StridedIndex, ArrayView<float>, int, float>(Elementwise.UnaryKernel);
+        Binary = Auto<ArrayView<float>, StridedIndex, ArrayView<float>, StridedIndex, ArrayView<float>, int>(Elementwise.BinaryKernel);
+        Where = Auto<ArrayView<float>, StridedIndex, ArrayView<float>, StridedIndex, ArrayView<float>, StridedIndex, ArrayView<float>>(Elementwise.WhereKernel);
+        Fill = Auto<ArrayView<float>, StridedIndex, float>(Elementwise.FillKernel);
+        FillLong = Auto<ArrayView<long>, StridedIndex, long>(Elementwise.FillLongKernel);
+        Copy = Auto<ArrayView<float>, StridedIndex, ArrayView<float>, StridedIndex>(Elementwise.CopyKernel);
+        CopyLong = Auto<ArrayView<long>, StridedIndex, ArrayView<long>, StridedIndex>(Elementwise.CopyLongKernel);
+        LongToFloat = Auto<ArrayView<long>, StridedIndex, ArrayView<float>, StridedIndex>(Elementwise.LongToFloatKernel);
+        FloatToLong = Auto<ArrayView<float>, StridedIndex, ArrayView<long>, StridedIndex>(Elementwise.FloatToLongKernel);
+        ReduceThreads = Auto<ArrayView<float>, StridedIndex, StridedIndex, long, ArrayView<float>, int>(Reduce.ReduceKernel);
+        ArgReduce = Auto<ArrayView<float>, StridedIndex, long, long, ArrayView<long>, int>(Reduce.ArgReduceKernel);
+        ReduceGroups = Grouped<ArrayView<float>, StridedIndex, StridedIndex, long, ArrayView<float>, int>(
+            small ? Reduce.GroupReduceKernel<Size16> : Reduce.GroupReduceKernel<Size256>);
+        SoftmaxRows = Grouped<ArrayView<float>, ArrayView<float>, int, int>(small ? Softmax.RowKernel<Size16> : Softmax.RowKernel<Size256>);
+        Gemm = Grouped<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs>(small ? Kernels.Gpu.Gemm.TiledKernel<Size4> : Kernels.Gpu.Gemm.TiledKernel<Size16>);
+    }
+
+    /// <summary>Edge of the GEMM tile (the group is GemmTile x GemmTile threads).</summary>
+    public int GemmTile { get; }
+    /// <summary>Threads per group of the group reductions and the row softmax.</summary>
+    public int GroupSize { get; }
+
+    public Lazy<Action<Index1D, ArrayView<float>, StridedIndex, ArrayView<float>, int, float>> Unary { get; }
+    public Lazy<Action<Index1D, ArrayView<float>, StridedIndex, ArrayView<float>, StridedIndex, ArrayView<float>, int>> Binary { get; }
+    public Lazy<Action<Index1D, ArrayView<float>, StridedIndex, ArrayView<float>, StridedIndex, ArrayView<float>, StridedIndex, ArrayView<float>>> Where { get; }
+    public Lazy<Action<Index1D, ArrayView<float>, StridedIndex, float>> Fill { get; }
+    public Lazy<Action<Index1D, ArrayView<long>, StridedIndex, long>> FillLong { get; }
+    public Lazy<Action<Index1D, ArrayView<float>, StridedIndex, ArrayView<float>, StridedIndex>> Copy { get; }
+    public Lazy<Action<Index1D, ArrayView<long>, StridedIndex, ArrayView<long>, StridedIndex>> CopyLong { get; }
+    public Lazy<Action<Index1D, ArrayView<long>, StridedIndex, ArrayView<float>, StridedIndex>> LongToFloat { get; }
+    public Lazy<Action<Index1D, ArrayView<float>, StridedIndex, ArrayView<long>, StridedIndex>> FloatToLong { get; }
+    public Lazy<Action<Index1D, ArrayView<float>, StridedIndex, StridedIndex, long, ArrayView<float>, int>> ReduceThreads { get; }
+    public Lazy<Action<Index1D, ArrayView<float>, StridedIndex, long, long, ArrayView<long>, int>> ArgReduce { get; }
+    public Lazy<Action<KernelConfig, ArrayView<float>, StridedIndex, StridedIndex, long, ArrayView<float>, int>> ReduceGroups { get; }
+    public Lazy<Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int>> SoftmaxRows { get; }
+    public Lazy<Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs>> Gemm { get; }
+
+    // One thread per element, ILGPU picks the group size: for kernels without shared memory or barriers.
+    private Lazy<Action<Index1D, T1, T2, T3>> Auto<T1, T2, T3>(Action<Index1D, T1, T2, T3> k)
+        where T1 : struct where T2 : struct where T3 : struct
+        => new(() => _acc.LoadAutoGroupedStreamKernel(k));
+    private Lazy<Action<Index1D, T1, T2, T3, T4>> Auto<T1, T2, T3, T4>(Action<Index1D, T1, T2, T3, T4> k)
+        where T1 : struct where T2 : struct where T3 : struct where T4 : struct
+        => new(() => _acc.LoadAutoGroupedStreamKernel(k));
+    private Lazy<Action<Index1D, T1, T2, T3, T4, T5>> Auto<T1, T2, T3, T4, T5>(Action<Index1D, T1, T2, T3, T4, T5> k)
+        where T1 : struct where T2 : struct where T3 : struct where T4 : struct where T5 : struct
+        => new(() => _acc.LoadAutoGroupedStreamKernel(k));
+    private Lazy<Action<Index1D, T1, T2, T3, T4, T5, T6>> Auto<T1, T2, T3, T4, T5, T6>(Action<Index1D, T1, T2, T3, T4, T5, T6> k)
+        where T1 : struct where T2 : struct where T3 : struct where T4 : struct where T5 : struct where T6 : struct
+        => new(() => _acc.LoadAutoGroupedStreamKernel(k));
+    private Lazy<Action<Index1D, T1, T2, T3, T4, T5, T6, T7>> Auto<T1, T2, T3, T4, T5, T6, T7>(Action<Index1D, T1, T2, T3, T4, T5, T6, T7> k)
+        where T1 : struct where T2 : struct where T3 : struct where T4 : struct where T5 : struct where T6 : struct where T7 : struct
+        => new(() => _acc.LoadAutoGroupedStreamKernel(k));
+
+    // Explicit grid and group (shared memory, barriers).
+    private Lazy<Action<KernelConfig, T1, T2, T3, T4>> Grouped<T1, T2, T3, T4>(Action<T1, T2, T3, T4> k)
+        where T1 : struct where T2 : struct where T3 : struct where T4 : struct
+        => new(() => _acc.LoadStreamKernel(k));
+    private Lazy<Action<KernelConfig, T1, T2, T3, T4, T5, T6>> Grouped<T1, T2, T3, T4, T5, T6>(Action<T1, T2, T3, T4, T5, T6> k)
+        where T1 : struct where T2 : struct where T3 : struct where T4 : struct where T5 : struct where T6 : struct
+        => new(() => _acc.LoadStreamKernel(k));
 }

@@ -1,33 +1,124 @@
+using System.Numerics;
 using ILGPU;
 using ILGPU.Runtime;
 
 namespace AttnCore.Backends;
 
-/// <summary>Device storage: an ILGPU buffer from the backend's caching allocator, returned to it on free.</summary>
+/// <summary>
+/// Device storage: a byte buffer rented from the backend's <see cref="IlgpuMemoryPool"/>, seen as float32 or
+/// int64 elements. The last <see cref="Storage.Release"/> returns the buffer to the pool at once.
+/// </summary>
 public sealed class IlgpuStorage : Storage
 {
-    private readonly IlgpuBackend _owner;
-    private MemoryBuffer? _buffer;
+    private readonly IlgpuMemoryPool _pool;
+    private MemoryBuffer1D<byte, Stride1D.Dense>? _buffer;
 
-    internal IlgpuStorage(IlgpuBackend owner, DType dtype, long length, MemoryBuffer buffer) : base(owner.Device, dtype, length)
+    internal IlgpuStorage(Device device, IlgpuMemoryPool pool, DType dtype, long length) : base(device, dtype, length)
     {
-        _owner = owner; _buffer = buffer;
+        _pool = pool;
+        _buffer = pool.Rent(length * dtype.SizeOf());
     }
 
-    internal MemoryBuffer Buffer => _buffer ?? throw new ObjectDisposedException(nameof(IlgpuStorage), $"{Device} storage was already freed");
+    private ArrayView<byte> Bytes => (_buffer ?? throw new ObjectDisposedException(nameof(IlgpuStorage), $"{Device} storage was already freed")).View;
 
-    internal ArrayView<float> Floats => Buffer is MemoryBuffer1D<float, Stride1D.Dense> b
-        ? b.View.SubView(0, Math.Max(1, Length)).AsContiguous()
-        : throw new ArgumentException($"IlgpuBackend: expected float32 storage, got {DType.Name()}");
+    /// <summary>The elements as float32 (exactly <see cref="Storage.Length"/> of them).</summary>
+    internal ArrayView<float> Floats => DType == DType.Float32
+        ? Bytes.SubView(0, Length * sizeof(float)).Cast<float>()
+        : throw new ArgumentException($"IlgpuBackend: expected a float32 storage, got {DType.Name()}");
 
-    internal ArrayView<long> Longs => Buffer is MemoryBuffer1D<long, Stride1D.Dense> b
-        ? b.View.SubView(0, Math.Max(1, Length)).AsContiguous()
-        : throw new ArgumentException($"IlgpuBackend: expected int64 storage, got {DType.Name()}");
+    /// <summary>The elements as int64 (exactly <see cref="Storage.Length"/> of them).</summary>
+    internal ArrayView<long> Longs => DType == DType.Int64
+        ? Bytes.SubView(0, Length * sizeof(long)).Cast<long>()
+        : throw new ArgumentException($"IlgpuBackend: expected an int64 storage, got {DType.Name()}");
 
     /// <inheritdoc/>
     protected override void Free()
     {
         var b = Interlocked.Exchange(ref _buffer, null);
-        if (b is not null) _owner.Return(DType, b);
+        if (b is not null) _pool.Return(b);
+    }
+}
+
+/// <summary>
+/// A caching allocator for one accelerator: freed buffers wait in power-of-two size classes (256 bytes and
+/// up) and are handed out again, so a training step in steady state asks the driver for nothing.
+/// <see cref="Trim"/> gives the cached buffers back to the driver; <see cref="Dispose"/> does too and closes the pool.
+/// Buffers still rented when the pool is disposed are freed when their storage is released.
+/// </summary>
+public sealed class IlgpuMemoryPool : IDisposable
+{
+    private const int MinClass = 8; // 256 bytes: small tensors share one class instead of one each
+    private readonly Accelerator _accelerator;
+    private readonly Stack<MemoryBuffer1D<byte, Stride1D.Dense>>?[] _free = new Stack<MemoryBuffer1D<byte, Stride1D.Dense>>?[64];
+    private readonly object _gate = new();
+    private bool _disposed;
+
+    internal IlgpuMemoryPool(Accelerator accelerator) => _accelerator = accelerator;
+
+    /// <summary>Buffers the driver handed out so far (the pool's misses).</summary>
+    public long DriverAllocations { get; private set; }
+
+    /// <summary>Bytes held in free buffers, waiting for reuse.</summary>
+    public long CachedBytes { get; private set; }
+
+    private static int SizeClass(long bytes) => Math.Max(MinClass, bytes <= 1 ? 0 : 64 - BitOperations.LeadingZeroCount((ulong)bytes - 1));
+
+    internal MemoryBuffer1D<byte, Stride1D.Dense> Rent(long bytes)
+    {
+        int cls = SizeClass(bytes);
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            var stack = _free[cls];
+            if (stack is { Count: > 0 })
+            {
+                CachedBytes -= 1L << cls;
+                return stack.Pop();
+            }
+            DriverAllocations++;
+        }
+        try
+        {
+            return _accelerator.Allocate1D<byte>(1L << cls);
+        }
+        catch (Exception e) when (e is OutOfMemoryException or AcceleratorException)
+        {
+            // Cached buffers of other classes may be what stands in the way: hand them back and try once more.
+            Trim();
+            return _accelerator.Allocate1D<byte>(1L << cls);
+        }
+    }
+
+    internal void Return(MemoryBuffer1D<byte, Stride1D.Dense> buffer)
+    {
+        int cls = SizeClass(buffer.Length);
+        lock (_gate)
+        {
+            if (!_disposed)
+            {
+                (_free[cls] ??= new()).Push(buffer);
+                CachedBytes += 1L << cls;
+                return;
+            }
+        }
+        buffer.Dispose();
+    }
+
+    /// <summary>Releases every cached (free) buffer to the driver; rented buffers are untouched.</summary>
+    public void Trim()
+    {
+        lock (_gate)
+        {
+            foreach (var stack in _free)
+                while (stack is { Count: > 0 }) stack.Pop().Dispose();
+            CachedBytes = 0;
+        }
+    }
+
+    /// <summary>Releases the cached buffers; buffers returned later are freed directly.</summary>
+    public void Dispose()
+    {
+        Trim();
+        lock (_gate) _disposed = true;
     }
 }

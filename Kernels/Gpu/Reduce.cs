@@ -1,44 +1,129 @@
-// Reduce (GPU): each output element is reduced by one thread walking its (possibly strided) block.
-// The kept dims and the reduced dims each travel as a StridedIndex; thread o starts at kept(o) and visits
-// kept(o) + reduced(j) for j < count. Simple and exact in order (sequential per output), which is what a
-// CPU-accelerator check needs; a group-per-row tree reduction is the GPU-issue follow-up.
-// FLOPs: 1 per element. Bytes: 4 per element. Bound: memory latency on a GPU, thread count on the CPU emulator.
-// Reference: the SIMD CPU backend's Reduce.
+// Reduce (GPU): Sum, Max and Min over the trailing dims of a strided view, and ArgMax/ArgMin over the last dim.
+//
+// Each output element o reduces a block: the kept dims place its start (kept.At(o)) and the reduced dims
+// walk the block (reduced.At(j), j < count). Two kernels:
+//   ReduceKernel       one thread per output, a sequential loop over the block. Used when blocks are
+//                      short (e.g. summing the batch dim of [N, C]), where a group per output would idle.
+//   GroupReduceKernel  one group per output: each thread folds a strided share of the block, then a
+//                      shared-memory tree halves the partials (log2(group) barriers). No warp shuffles, so
+//                      it runs unchanged where sub-groups are missing (PoCL reports WarpSize 0).
+// Max/Min propagate NaN (as PyTorch). The float sum order differs from a sequential sum by rounding only.
+// FLOPs: 1 per element. Bytes: 4 per element read, 4 per output written. Bound: memory bandwidth on a GPU
+// (the tree is log2(group) steps); on the CPU accelerator, thread scheduling (correctness only).
+// Reference: the float64 reference in Tests/Gpu/IlgpuBackendTests.cs.
 using ILGPU;
 using ILGPU.Algorithms;
 
 namespace AttnCore.Kernels.Gpu;
 
+/// <summary>
+/// A size fixed when a kernel is compiled (shared-memory extents must be constants in ILGPU): an empty struct
+/// whose <see cref="Value"/> returns a literal. Kernels take it as a type argument, so one kernel source serves
+/// a 16-thread CPU-accelerator group and a 256-thread GPU group.
+/// </summary>
+public interface IKernelSize
+{
+    /// <summary>The size (a power of two).</summary>
+    int Value { get; }
+}
+
+/// <summary>4 (the GEMM tile edge on the CPU accelerator: 4 x 4 = 16 threads).</summary>
+public struct Size4 : IKernelSize
+{
+    /// <inheritdoc/>
+    public readonly int Value => 4;
+}
+
+/// <summary>16 (the GEMM tile edge on GPUs; the group size on the CPU accelerator).</summary>
+public struct Size16 : IKernelSize
+{
+    /// <inheritdoc/>
+    public readonly int Value => 16;
+}
+
+/// <summary>256 (the row/group-reduction group size on GPUs).</summary>
+public struct Size256 : IKernelSize
+{
+    /// <inheritdoc/>
+    public readonly int Value => 256;
+}
+
 /// <summary>Reductions over trailing dims.</summary>
 public static class Reduce
 {
-    /// <summary>0 = sum, 1 = max, 2 = min (as AttnCore.Backends.ReduceOp).</summary>
+    /// <summary>Op codes, as AttnCore.Backends.ReduceOp.</summary>
+    public const int Sum = 0, Max = 1, Min = 2;
+
+    /// <summary>The value that leaves any other unchanged under <paramref name="op"/>.</summary>
+    public static float Identity(int op) => op == Sum ? 0f : op == Max ? float.NegativeInfinity : float.PositiveInfinity;
+
+    /// <summary>Folds v into acc under <paramref name="op"/>; Max/Min keep the first NaN seen.</summary>
+    public static float Combine(int op, float acc, float v)
+    {
+        if (op == Sum) return acc + v;
+        if (XMath.IsNaN(acc)) return acc;
+        if (XMath.IsNaN(v)) return v;
+        return op == Max ? (v > acc ? v : acc) : (v < acc ? v : acc);
+    }
+
+    /// <summary>
+    /// Combines one value per thread across the group and returns the result to every thread.
+    /// <paramref name="scratch"/> is shared memory of at least Group.DimX floats (a power of two).
+    /// </summary>
+    public static float GroupAllReduce(ArrayView<float> scratch, float v, int op)
+    {
+        int tid = Group.IdxX;
+        scratch[tid] = v;
+        Group.Barrier();
+        for (int half = Group.DimX / 2; half > 0; half /= 2)
+        {
+            if (tid < half) scratch[tid] = Combine(op, scratch[tid], scratch[tid + half]);
+            Group.Barrier();
+        }
+        float result = scratch[0];
+        Group.Barrier(); // nobody may overwrite scratch[0] before everyone has read it
+        return result;
+    }
+
+    /// <summary>One thread per output: dst[o] = op over j &lt; count of src[kept(o) + reduced(j)]; count &gt; 0.</summary>
     public static void ReduceKernel(Index1D o, ArrayView<float> src, StridedIndex kept, StridedIndex reduced, long count, ArrayView<float> dst, int op)
     {
-        long baseOffset = kept.At(o);
-        float acc = op == 0 ? 0f : src[baseOffset + reduced.At(0)];
-        for (long j = op == 0 ? 0 : 1; j < count; j++)
-        {
-            float v = src[baseOffset + reduced.At(j)];
-            if (op == 0) acc += v;
-            else if (XMath.IsNaN(acc)) { }
-            else if (XMath.IsNaN(v)) acc = v;
-            else if (op == 1) acc = v > acc ? v : acc;
-            else acc = v < acc ? v : acc;
-        }
+        long start = kept.At(o);
+        float acc = Identity(op);
+        for (long j = 0; j < count; j++) acc = Combine(op, acc, src[start + reduced.At(j)]);
         dst[o] = acc;
     }
 
-    /// <summary>Index of the max (op 1) or min (op 2) along the last dim; first index wins ties, NaN counts as the extremum.</summary>
+    /// <summary>
+    /// One group of TGroup threads per output (grid = outputs): the same result as <see cref="ReduceKernel"/>
+    /// with the block split across the group and combined by a shared-memory tree.
+    /// </summary>
+    public static void GroupReduceKernel<TGroup>(ArrayView<float> src, StridedIndex kept, StridedIndex reduced, long count, ArrayView<float> dst, int op)
+        where TGroup : struct, IKernelSize
+    {
+        TGroup size = default;
+        var scratch = SharedMemory.Allocate<float>(size.Value);
+        int o = Grid.IdxX;
+        long start = kept.At(o);
+        float acc = Identity(op);
+        for (long j = Group.IdxX; j < count; j += Group.DimX) acc = Combine(op, acc, src[start + reduced.At(j)]);
+        acc = GroupAllReduce(scratch, acc, op);
+        if (Group.IsFirstThread) dst[o] = acc;
+    }
+
+    /// <summary>
+    /// dst[o] = index of the max (op 1) or min (op 2) of the row at outer(o) with <paramref name="length"/> &gt; 0
+    /// elements <paramref name="stride"/> apart; the first index wins ties and the first NaN counts as the extremum.
+    /// </summary>
     public static void ArgReduceKernel(Index1D o, ArrayView<float> src, StridedIndex outer, long length, long stride, ArrayView<long> dst, int op)
     {
-        long baseOffset = outer.At(o);
-        float best = src[baseOffset];
+        long start = outer.At(o);
+        float best = src[start];
         long at = 0;
         for (long j = 1; j < length && !XMath.IsNaN(best); j++)
         {
-            float v = src[baseOffset + j * stride];
-            if (XMath.IsNaN(v) || (op == 1 ? v > best : v < best)) { best = v; at = j; }
+            float v = src[start + j * stride];
+            if (XMath.IsNaN(v) || (op == Max ? v > best : v < best)) { best = v; at = j; }
         }
         dst[o] = at;
     }
