@@ -24,7 +24,7 @@ public sealed class CommonOptions
     /// <summary>Random seed.</summary>
     public Option<ulong> Seed { get; } = new("--seed") { Description = "random seed", DefaultValueFactory = _ => 1UL };
     /// <summary>Worker threads.</summary>
-    public Option<int> Threads { get; } = new("--threads") { Description = "CPU threads (default: all cores)", DefaultValueFactory = _ => Environment.ProcessorCount };
+    public Option<int> Threads { get; } = new("--threads") { Description = "CPU worker threads", DefaultValueFactory = _ => Environment.ProcessorCount };
     /// <summary>JSON result line.</summary>
     public Option<bool> Json { get; } = new("--json") { Description = "print the result as one JSON object on the last line" };
 

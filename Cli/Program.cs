@@ -26,7 +26,8 @@ public static class Program
         var parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)
         {
-            stderr.WriteLine($"attncore: {parsed.Errors[0].Message} (see 'attncore {string.Join(' ', args.TakeWhile(a => !a.StartsWith('-')).Take(2))} --help')");
+            string command = string.Join(' ', args.TakeWhile(a => !a.StartsWith('-')).Take(2).Prepend("attncore"));
+            stderr.WriteLine($"attncore: {Readable(parsed.Errors[0].Message)} (see '{command} --help')");
             return 2;
         }
         try
@@ -35,8 +36,27 @@ public static class Program
         }
         catch (Exception e) when (e is ArgumentException or InvalidOperationException or NotSupportedException or IOException or InvalidDataException or UnauthorizedAccessException)
         {
-            stderr.WriteLine($"attncore: {e.Message}");
+            stderr.WriteLine($"attncore: {OneLine(e.Message)}");
             return 1;
         }
+        catch (Exception e) when (e is not OutOfMemoryException and not StackOverflowException)
+        {
+            // Anything else is a bug in AttnCore: still one line (the contract), with the stack trace on request.
+            stderr.WriteLine($"attncore: internal error: {e.GetType().Name}: {OneLine(e.Message)}" +
+                (Environment.GetEnvironmentVariable("ATTNCORE_DEBUG") is null ? " (set ATTNCORE_DEBUG=1 for the stack trace)" : ""));
+            if (Environment.GetEnvironmentVariable("ATTNCORE_DEBUG") is not null) stderr.WriteLine(e);
+            return 70;
+        }
+    }
+
+    private static string OneLine(string message) => message.ReplaceLineEndings(" ").Trim();
+
+    // System.CommandLine names CLR types in its parse errors ("as expected type 'System.Nullable`1[System.Int32]'").
+    private static string Readable(string message)
+    {
+        foreach (var (clr, word) in new[] { ("System.Nullable`1[System.Int32]", "an integer"), ("System.Int32", "an integer"), ("System.UInt64", "a non-negative integer"),
+                     ("System.Double", "a number"), ("System.Nullable`1[System.Double]", "a number"), ("System.Boolean", "true or false") })
+            message = message.Replace($"as expected type '{clr}'", $"as {word}", StringComparison.Ordinal);
+        return OneLine(message);
     }
 }

@@ -10,7 +10,10 @@ namespace AttnCore.Cli.Bench;
 public sealed class TorchBridge : IDisposable
 {
     /// <summary>How to get the reference installed (printed when it is missing).</summary>
-    public const string InstallHint = "PyTorch is needed for --vs torch: apt-get install -y python3-torch python3-numpy libopenblas0-pthread (it runs /usr/bin/python3)";
+    public const string InstallHint = "PyTorch is needed for --vs torch: apt-get install -y python3-torch python3-numpy libopenblas0-pthread (it runs /usr/bin/python3, or the interpreter named by ATTNCORE_PYTHON)";
+
+    /// <summary>Environment variable that names another Python interpreter (one with PyTorch) instead of /usr/bin/python3.</summary>
+    public const string PythonVariable = "ATTNCORE_PYTHON";
 
     private readonly Process _process;
 
@@ -19,7 +22,9 @@ public sealed class TorchBridge : IDisposable
     /// <summary>Starts the child and sets up <paramref name="setup"/>; throws <see cref="InvalidOperationException"/> with the install hint when PyTorch is unavailable.</summary>
     public static TorchBridge Start(Dictionary<string, object> setup)
     {
-        string python = File.Exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
+        // Debian's python3-torch lives under /usr/bin/python3, not under a pyenv/venv python3 earlier on PATH.
+        string python = Environment.GetEnvironmentVariable(PythonVariable) is { Length: > 0 } chosen ? chosen
+            : File.Exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
         string script = Path.Combine(AppContext.BaseDirectory, "Bench", "torch_bench.py");
         if (!File.Exists(script)) throw new InvalidOperationException($"bench: {script} is missing from the build output");
         Process p;
@@ -54,8 +59,12 @@ public sealed class TorchBridge : IDisposable
 
     private JsonElement Send(Dictionary<string, object> command)
     {
-        _process.StandardInput.WriteLine(JsonSerializer.Serialize(command));
-        _process.StandardInput.Flush();
+        try
+        {
+            _process.StandardInput.WriteLine(JsonSerializer.Serialize(command));
+            _process.StandardInput.Flush();
+        }
+        catch (IOException) { } // the child already exited (e.g. no torch): its last words are still on stdout/stderr
         string? line = _process.StandardOutput.ReadLine();
         if (line is null)
         {

@@ -53,8 +53,8 @@ public static class BenchCommand
     private static Command Rows(CliIO io, string op)
     {
         var common = new CommonOptions();
-        var rows = new Option<int>("--rows") { DefaultValueFactory = _ => 4096 };
-        var cols = new Option<int>("--cols") { DefaultValueFactory = _ => 1024 };
+        var rows = new Option<int>("--rows") { Description = "rows (independent vectors)", DefaultValueFactory = _ => 4096 };
+        var cols = new Option<int>("--cols") { Description = "length of each row (the normalised axis)", DefaultValueFactory = _ => 1024 };
         var vs = VsOption(); var secs = SecondsOption();
         var cmd = common.AddTo(new Command(op, $"{op} over rows x cols in float32 (reports GB/s)") { rows, cols, vs, secs });
         cmd.SetAction(p => Execute(io, p, common, vs, secs, device =>
@@ -70,19 +70,26 @@ public static class BenchCommand
         return cmd;
     }
 
-    // The one place the attention benchmark calls AttnCore's attention: Tensor.ScaledDotProductAttention.
+    // AttnCore's side of the attention benchmark. --impl fused (default) is Tensor.ScaledDotProductAttention, which
+    // dispatches to the fused FlashAttention-style kernel (Kernels/Cpu/Attention.cs) on the CPU; --impl naive is
+    // Tensor.AttentionWithWeights, the materialising matmul-softmax-matmul that PyTorch's side also runs.
+    private static Tensor AttentionForward(Tensor q, Tensor k, Tensor v, bool causal, bool naive) =>
+        naive ? Tensor.AttentionWithWeights(q, k, v, null, causal).Output : Tensor.ScaledDotProductAttention(q, k, v, null, causal);
+
     private static Command Attention(CliIO io)
     {
         var common = new CommonOptions();
-        var b = new Option<int>("--b") { DefaultValueFactory = _ => 1 }; var h = new Option<int>("--h") { DefaultValueFactory = _ => 8 };
-        var l = new Option<int>("--l") { DefaultValueFactory = _ => 1024 }; var d = new Option<int>("--d") { DefaultValueFactory = _ => 64 };
-        var causal = new Option<bool>("--causal"); var backward = new Option<bool>("--backward") { Description = "time forward + backward" };
+        var b = new Option<int>("--b") { Description = "batch", DefaultValueFactory = _ => 1 }; var h = new Option<int>("--h") { Description = "heads", DefaultValueFactory = _ => 8 };
+        var l = new Option<int>("--l") { Description = "sequence length", DefaultValueFactory = _ => 1024 }; var d = new Option<int>("--d") { Description = "head dimension", DefaultValueFactory = _ => 64 };
+        var causal = new Option<bool>("--causal") { Description = "hide keys after each query" };
+        var impl = new Option<string>("--impl") { Description = "fused (FlashAttention-style kernel) or naive (matmul-softmax-matmul)", DefaultValueFactory = _ => "fused" }.AcceptOnlyFromAmong("fused", "naive");
+        var backward = new Option<bool>("--backward") { Description = "time forward + backward" };
         var vs = VsOption(); var secs = SecondsOption();
-        var cmd = common.AddTo(new Command("attention", "softmax(Q Kᵀ/√d) V for [B,H,L,D]; PyTorch side: matmul-softmax-matmul") { b, h, l, d, causal, backward, vs, secs });
+        var cmd = common.AddTo(new Command("attention", "softmax(Q Kᵀ/√d) V for [B,H,L,D]; PyTorch side: matmul-softmax-matmul") { b, h, l, d, causal, impl, backward, vs, secs });
         cmd.SetAction(p => Execute(io, p, common, vs, secs, device =>
         {
             int B = p.GetValue(b), H = p.GetValue(h), L = p.GetValue(l), D = p.GetValue(d);
-            bool isCausal = p.GetValue(causal), bwd = p.GetValue(backward);
+            bool isCausal = p.GetValue(causal), bwd = p.GetValue(backward), naive = p.GetValue(impl) == "naive";
             Positive(("b", B), ("h", H), ("l", L), ("d", D));
             var q = Tensor.Randn([B, H, L, D], 1, DType.Float32, device); var k = Tensor.Randn([B, H, L, D], 2, DType.Float32, device); var v = Tensor.Randn([B, H, L, D], 3, DType.Float32, device);
             if (bwd) { q.RequiresGrad = true; k.RequiresGrad = true; v.RequiresGrad = true; }
@@ -90,14 +97,14 @@ public static class BenchCommand
             Action run = () =>
             {
                 using var scope = new TensorScope();
-                var o = Tensor.ScaledDotProductAttention(q, k, v, null, isCausal);
+                var o = AttentionForward(q, k, v, isCausal, naive);
                 if (bwd)
                 {
                     o.Backward(o.OnesLike());
                     foreach (var t in new[] { q, k, v }) { t.Grad?.Dispose(); t.Grad = null; }
                 }
             };
-            return new Work("attention", new() { ["b"] = B, ["h"] = H, ["l"] = L, ["d"] = D, ["causal"] = isCausal, ["backward"] = bwd }, flops, 16.0 * B * H * L * D,
+            return new Work("attention", new() { ["b"] = B, ["h"] = H, ["l"] = L, ["d"] = D, ["causal"] = isCausal, ["backward"] = bwd, ["impl"] = naive ? "naive" : "fused" }, flops, 16.0 * B * H * L * D,
                 run, () => { q.Dispose(); k.Dispose(); v.Dispose(); },
                 new() { ["op"] = "attention", ["b"] = B, ["h"] = H, ["l"] = L, ["d"] = D, ["causal"] = isCausal, ["backward"] = bwd });
         }));
@@ -146,6 +153,7 @@ public static class BenchCommand
         int threads = p.GetValue(common.Threads);
         bool json = p.GetValue(common.Json);
         double seconds = p.GetValue(secs);
+        if (!(seconds > 0 && seconds <= 3600)) throw new ArgumentException($"bench: --seconds must be in (0, 3600], got {seconds.ToString(CultureInfo.InvariantCulture)}");
         TorchBridge? torch = null;
         var work = make(device);
         try
@@ -164,9 +172,9 @@ public static class BenchCommand
             {
                 for (int i = 0; i < reps; i++)
                 {
-                    var sw = Stopwatch.StartNew();
+                    long t0 = Stopwatch.GetTimestamp();
                     work.Run();
-                    ours.Add(sw.Elapsed.TotalMilliseconds);
+                    ours.Add(Stopwatch.GetElapsedTime(t0).TotalMilliseconds);
                 }
                 if (torch is not null) theirs.AddRange(torch.Run(reps));
                 if (ours.Count >= 2000) break;

@@ -11,10 +11,10 @@ public static class EvalCommand
     public static Command Create(CliIO io)
     {
         var common = new CommonOptions();
-        var ckpt = new Option<string>("--checkpoint") { Required = true };
-        var data = new Option<string>("--data") { Required = true };
-        var batches = new Option<int>("--batches") { DefaultValueFactory = _ => 200 };
-        var batch = new Option<int>("--batch") { DefaultValueFactory = _ => 12 };
+        var ckpt = new Option<string>("--checkpoint") { Description = "gpt.safetensors written by 'attncore train gpt'", Required = true };
+        var data = new Option<string>("--data") { Description = "the text file the model was trained on (its last 10% is the validation split)", Required = true };
+        var batches = new Option<int>("--batches") { Description = "fixed validation batches", DefaultValueFactory = _ => 200 };
+        var batch = new Option<int>("--batch") { Description = "sequences per batch", DefaultValueFactory = _ => 12 };
         var cmd = common.AddTo(new Command("eval", "Validation loss of a GPT checkpoint on --data (its last 10%, fixed batches)") { ckpt, data, batches, batch });
         cmd.SetAction(p =>
         {

@@ -10,9 +10,9 @@ public static class GenerateCommand
     {
         var common = new CommonOptions();
         var ckpt = new Option<string>("--checkpoint") { Description = "gpt.safetensors written by 'attncore train gpt'", Required = true };
-        var prompt = new Option<string>("--prompt") { DefaultValueFactory = _ => "\n" };
-        var tokens = new Option<int>("--tokens") { DefaultValueFactory = _ => 500 };
-        var temperature = new Option<double>("--temperature") { DefaultValueFactory = _ => 0.8 };
+        var prompt = new Option<string>("--prompt") { Description = "text to continue (default: a newline)", DefaultValueFactory = _ => "\n" };
+        var tokens = new Option<int>("--tokens") { Description = "characters to generate", DefaultValueFactory = _ => 500 };
+        var temperature = new Option<double>("--temperature") { Description = "sampling temperature (lower: more conservative)", DefaultValueFactory = _ => 0.8 };
         var topK = new Option<int?>("--top-k") { Description = "sample among the k most likely characters" };
         var cmd = common.AddTo(new Command("generate", "Sample text from a GPT checkpoint") { ckpt, prompt, tokens, temperature, topK });
         cmd.SetAction(p =>
@@ -27,8 +27,11 @@ public static class GenerateCommand
                 var ids = text.Select(c => index.TryGetValue(c, out var i) ? i : throw new ArgumentException($"generate: the prompt character '{c}' is not in the model's vocabulary")).ToArray();
                 int n = p.GetValue(tokens);
                 if (n < 0) throw new ArgumentException($"generate: --tokens must be non-negative, got {n}");
+                double temp = p.GetValue(temperature);
+                if (!(temp > 0)) throw new ArgumentException($"generate: --temperature must be positive, got {temp.ToString(System.Globalization.CultureInfo.InvariantCulture)}");
+                if (p.GetValue(topK) is < 1) throw new ArgumentException($"generate: --top-k must be at least 1, got {p.GetValue(topK)}");
                 var sw = System.Diagnostics.Stopwatch.StartNew();
-                var output = model.Generate(ids, n, p.GetValue(temperature), p.GetValue(topK), p.GetValue(common.Seed), device);
+                var output = model.Generate(ids, n, temp, p.GetValue(topK), p.GetValue(common.Seed), device);
                 string generated = new(output.Select(t => vocab[t]).ToArray());
                 io.Out.WriteLine(text + generated);
                 if (p.GetValue(common.Json)) io.Json(new { prompt = text, text = generated, tokens = n, wall_s = sw.Elapsed.TotalSeconds });

@@ -24,24 +24,24 @@ public static class TrainCommand
     {
         var common = new CommonOptions();
         var data = new Option<string>("--data") { Description = "a UTF-8 text file (e.g. tinyshakespeare input.txt)", Required = true };
-        var steps = new Option<int>("--steps") { DefaultValueFactory = _ => 2000 };
-        var batch = new Option<int>("--batch") { DefaultValueFactory = _ => 12 };
-        var block = new Option<int>("--block") { DefaultValueFactory = _ => 64 };
-        var layers = new Option<int>("--layers") { DefaultValueFactory = _ => 4 };
-        var heads = new Option<int>("--heads") { DefaultValueFactory = _ => 4 };
-        var dim = new Option<int>("--dim") { DefaultValueFactory = _ => 128 };
-        var dropout = new Option<double>("--dropout") { DefaultValueFactory = _ => 0.0 };
-        var lr = new Option<double>("--lr") { DefaultValueFactory = _ => 1e-3 };
-        var minLr = new Option<double>("--min-lr") { DefaultValueFactory = _ => 1e-4 };
-        var warmup = new Option<int>("--warmup") { DefaultValueFactory = _ => 100 };
-        var wd = new Option<double>("--weight-decay") { DefaultValueFactory = _ => 0.1 };
-        var beta2 = new Option<double>("--beta2") { DefaultValueFactory = _ => 0.99 };
-        var clip = new Option<double>("--clip") { DefaultValueFactory = _ => 1.0 };
-        var evalEvery = new Option<int>("--eval-every") { DefaultValueFactory = _ => 250 };
+        var steps = new Option<int>("--steps") { Description = "training iterations", DefaultValueFactory = _ => 2000 };
+        var batch = new Option<int>("--batch") { Description = "sequences per step", DefaultValueFactory = _ => 12 };
+        var block = new Option<int>("--block") { Description = "context length in characters", DefaultValueFactory = _ => 64 };
+        var layers = new Option<int>("--layers") { Description = "Transformer blocks", DefaultValueFactory = _ => 4 };
+        var heads = new Option<int>("--heads") { Description = "attention heads per block", DefaultValueFactory = _ => 4 };
+        var dim = new Option<int>("--dim") { Description = "embedding width (channels)", DefaultValueFactory = _ => 128 };
+        var dropout = new Option<double>("--dropout") { Description = "dropout probability", DefaultValueFactory = _ => 0.0 };
+        var lr = new Option<double>("--lr") { Description = "peak learning rate (AdamW)", DefaultValueFactory = _ => 1e-3 };
+        var minLr = new Option<double>("--min-lr") { Description = "final learning rate of the cosine decay", DefaultValueFactory = _ => 1e-4 };
+        var warmup = new Option<int>("--warmup") { Description = "linear warm-up steps", DefaultValueFactory = _ => 100 };
+        var wd = new Option<double>("--weight-decay") { Description = "AdamW weight decay on matrices", DefaultValueFactory = _ => 0.1 };
+        var beta2 = new Option<double>("--beta2") { Description = "AdamW beta2", DefaultValueFactory = _ => 0.99 };
+        var clip = new Option<double>("--clip") { Description = "gradient-norm clip", DefaultValueFactory = _ => 1.0 };
+        var evalEvery = new Option<int>("--eval-every") { Description = "steps between validation estimates", DefaultValueFactory = _ => 250 };
         var evalBatches = new Option<int>("--eval-batches") { Description = "fixed validation batches for the reported val loss", DefaultValueFactory = _ => 200 };
-        var output = new Option<string>("--out") { DefaultValueFactory = _ => Path.Combine("runs", "gpt") };
+        var output = new Option<string>("--out") { Description = "run folder: gpt.safetensors, metrics.json, loss.png", DefaultValueFactory = _ => Path.Combine("runs", "gpt") };
         var resume = new Option<bool>("--resume") { Description = "continue from the checkpoint in --out" };
-        var quiet = new Option<bool>("--quiet");
+        var quiet = new Option<bool>("--quiet") { Description = "no progress bar" };
         var cmd = common.AddTo(new Command("gpt", "Character-level GPT (defaults: nanoGPT's shakespeare-char CPU run)")
             { data, steps, batch, block, layers, heads, dim, dropout, lr, minLr, warmup, wd, beta2, clip, evalEvery, evalBatches, output, resume, quiet });
         cmd.SetAction(p =>

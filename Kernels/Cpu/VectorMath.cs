@@ -20,13 +20,10 @@ public static class VectorMath
     private const float Ln2Lo = -2.12194440e-4f;       // ln 2 − Ln2Hi
     private const float MinArg = -87.33654f, MaxArg = 88.72283f;
 
-    /// <summary>e^x per lane (see the file header for accuracy and range).</summary>
+    // 2^n · e^r for x already clamped to [MinArg, MaxArg]: the shared core of every variant below.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector512<float> Exp(Vector512<float> x)
+    private static Vector512<float> Core(Vector512<float> xc)
     {
-        var under = Vector512.LessThan(x, Vector512.Create(MinArg));
-        var over = Vector512.GreaterThan(x, Vector512.Create(MaxArg));
-        var xc = Vector512.Min(Vector512.Max(x, Vector512.Create(MinArg)), Vector512.Create(MaxArg));
         var n = Vector512.Round(xc * Vector512.Create(Log2E));
         var r = Vector512.FusedMultiplyAdd(n, Vector512.Create(-Ln2Hi), xc);
         r = Vector512.FusedMultiplyAdd(n, Vector512.Create(-Ln2Lo), r);
@@ -38,43 +35,12 @@ public static class VectorMath
         p = Vector512.FusedMultiplyAdd(p, r, Vector512<float>.One);
         p = Vector512.FusedMultiplyAdd(p, r, Vector512<float>.One);
         var scale = (Vector512.ConvertToInt32(n) + Vector512.Create(127)) << 23;
-        var result = p * scale.AsSingle();
-        result = Vector512.ConditionalSelect(under, Vector512<float>.Zero, result);
-        result = Vector512.ConditionalSelect(over, Vector512.Create(float.PositiveInfinity), result);
-        return Vector512.ConditionalSelect(Vector512.Equals(x, x), result, x);   // NaN stays NaN
+        return p * scale.AsSingle();
     }
 
-    /// <summary>
-    /// e^x for x ≤ 0 (or −inf), the case of every x − max in softmax and attention: the overflow and NaN
-    /// handling of <see cref="Exp(Vector512{float})"/> is dropped (callers check the row max for NaN once),
-    /// which saves four compare/blend operations per vector. Below −87.3 the result is exactly 0.
-    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector512<float> ExpNonPositive(Vector512<float> x)
+    private static Vector256<float> Core(Vector256<float> xc)
     {
-        var under = Vector512.LessThan(x, Vector512.Create(MinArg));
-        var xc = Vector512.Max(x, Vector512.Create(MinArg));
-        var n = Vector512.Round(xc * Vector512.Create(Log2E));
-        var r = Vector512.FusedMultiplyAdd(n, Vector512.Create(-Ln2Hi), xc);
-        r = Vector512.FusedMultiplyAdd(n, Vector512.Create(-Ln2Lo), r);
-        var p = Vector512.Create(1f / 720);
-        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(1f / 120));
-        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(1f / 24));
-        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(1f / 6));
-        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(0.5f));
-        p = Vector512.FusedMultiplyAdd(p, r, Vector512<float>.One);
-        p = Vector512.FusedMultiplyAdd(p, r, Vector512<float>.One);
-        var scale = (Vector512.ConvertToInt32(n) + Vector512.Create(127)) << 23;
-        return Vector512.ConditionalSelect(under, Vector512<float>.Zero, p * scale.AsSingle());
-    }
-
-    /// <summary>e^x per lane, 256-bit version of <see cref="Exp(Vector512{float})"/>.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<float> Exp(Vector256<float> x)
-    {
-        var under = Vector256.LessThan(x, Vector256.Create(MinArg));
-        var over = Vector256.GreaterThan(x, Vector256.Create(MaxArg));
-        var xc = Vector256.Min(Vector256.Max(x, Vector256.Create(MinArg)), Vector256.Create(MaxArg));
         var n = Vector256.Round(xc * Vector256.Create(Log2E));
         var r = Vector256.FusedMultiplyAdd(n, Vector256.Create(-Ln2Hi), xc);
         r = Vector256.FusedMultiplyAdd(n, Vector256.Create(-Ln2Lo), r);
@@ -86,9 +52,35 @@ public static class VectorMath
         p = Vector256.FusedMultiplyAdd(p, r, Vector256<float>.One);
         p = Vector256.FusedMultiplyAdd(p, r, Vector256<float>.One);
         var scale = (Vector256.ConvertToInt32(n) + Vector256.Create(127)) << 23;
-        var result = p * scale.AsSingle();
-        result = Vector256.ConditionalSelect(under, Vector256<float>.Zero, result);
-        result = Vector256.ConditionalSelect(over, Vector256.Create(float.PositiveInfinity), result);
+        return p * scale.AsSingle();
+    }
+
+    /// <summary>e^x per lane (see the file header for accuracy and range).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Exp(Vector512<float> x)
+    {
+        var result = Core(Vector512.Min(Vector512.Max(x, Vector512.Create(MinArg)), Vector512.Create(MaxArg)));
+        result = Vector512.ConditionalSelect(Vector512.LessThan(x, Vector512.Create(MinArg)), Vector512<float>.Zero, result);
+        result = Vector512.ConditionalSelect(Vector512.GreaterThan(x, Vector512.Create(MaxArg)), Vector512.Create(float.PositiveInfinity), result);
+        return Vector512.ConditionalSelect(Vector512.Equals(x, x), result, x);   // NaN stays NaN
+    }
+
+    /// <summary>
+    /// e^x for x ≤ 0 (or −inf), the case of every x − max in softmax and attention: the overflow and NaN
+    /// handling of <see cref="Exp(Vector512{float})"/> is dropped (callers check the row max for NaN once),
+    /// which saves four compare/blend operations per vector. Below −87.3 the result is exactly 0.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> ExpNonPositive(Vector512<float> x) =>
+        Vector512.ConditionalSelect(Vector512.LessThan(x, Vector512.Create(MinArg)), Vector512<float>.Zero, Core(Vector512.Max(x, Vector512.Create(MinArg))));
+
+    /// <summary>e^x per lane, 256-bit version of <see cref="Exp(Vector512{float})"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Exp(Vector256<float> x)
+    {
+        var result = Core(Vector256.Min(Vector256.Max(x, Vector256.Create(MinArg)), Vector256.Create(MaxArg)));
+        result = Vector256.ConditionalSelect(Vector256.LessThan(x, Vector256.Create(MinArg)), Vector256<float>.Zero, result);
+        result = Vector256.ConditionalSelect(Vector256.GreaterThan(x, Vector256.Create(MaxArg)), Vector256.Create(float.PositiveInfinity), result);
         return Vector256.ConditionalSelect(Vector256.Equals(x, x), result, x);
     }
 

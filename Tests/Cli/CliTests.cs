@@ -74,6 +74,76 @@ public class CliTests
     }
 
     [Test]
+    public void Parse_errors_name_the_expected_kind_of_value_not_a_clr_type()
+    {
+        var (code, stdout, err) = Run("bench", "gemm", "--n", "abc");
+        Assert.That(code, Is.EqualTo(2));
+        Assert.That(err, Does.Contain("'abc'").And.Contain("integer").And.Contain("attncore bench gemm --help"));
+        Assert.That(err, Does.Not.Contain("System."));
+        Assert.That(err.Trim().Split('\n'), Has.Length.EqualTo(1));
+        Assert.That(stdout, Is.Empty);
+        (code, _, err) = Run("bench", "gemm", "--n", "8", "--seconds", "0");
+        Assert.That(code, Is.Not.EqualTo(0));
+        Assert.That(err, Does.Contain("--seconds"));
+        (code, _, err) = Run("bench", "attention", "--impl", "magic");
+        Assert.That(code, Is.Not.EqualTo(0));
+        Assert.That(err, Does.Contain("magic"));
+    }
+
+    [Test]
+    public void Bench_vs_torch_without_pytorch_says_how_to_install_it_and_fails()
+    {
+        string? before = Environment.GetEnvironmentVariable("ATTNCORE_PYTHON");
+        Environment.SetEnvironmentVariable("ATTNCORE_PYTHON", "/nonexistent/python3");
+        try
+        {
+            var (code, _, err) = Run("bench", "gemm", "--n", "16", "--seconds", "0.1", "--vs", "torch");
+            Assert.That(code, Is.Not.EqualTo(0));
+            Assert.That(err, Does.Contain("apt-get install -y python3-torch python3-numpy libopenblas0-pthread"));
+            Assert.That(err.Trim().Split('\n'), Has.Length.EqualTo(1));
+        }
+        finally { Environment.SetEnvironmentVariable("ATTNCORE_PYTHON", before); }
+    }
+
+    [Test]
+    public void Bench_attention_times_the_fused_and_the_naive_path()
+    {
+        foreach (var impl in new[] { "fused", "naive" })
+        {
+            var (code, stdout, stderr) = Run("bench", "attention", "--b", "1", "--h", "2", "--l", "32", "--d", "16", "--causal", "--impl", impl, "--seconds", "0.1", "--json");
+            Assert.That(code, Is.EqualTo(0), stderr);
+            var j = LastJson(stdout);
+            Assert.That(j.GetProperty("impl").GetString(), Is.EqualTo(impl));
+            Assert.That(j.GetProperty("causal").GetBoolean(), Is.True);
+            Assert.That(j.GetProperty("gflops").GetDouble(), Is.GreaterThan(0));
+        }
+    }
+
+    [Test]
+    public void Ci_script_and_build_ps1_run_exactly_the_readme_commands()
+    {
+        string root = RepositoryRoot();
+        string readme = File.ReadAllText(Path.Combine(root, "README.md"));
+        string ci = File.ReadAllText(Path.Combine(root, ".ci", "run"));
+        string ps1 = File.ReadAllText(Path.Combine(root, "build.ps1"));
+        foreach (var command in new[] { "dotnet test -c Release", "dotnet run -c Release --project Cli -- demo" })
+        {
+            Assert.That(readme, Does.Contain(command), "README quick start");
+            Assert.That(ps1, Does.Contain(command), "build.ps1");
+        }
+        Assert.That(ci, Does.Match(@"(?m)^\s*dotnet test -c Release( |$)"), ".ci/run runs the README's test command");
+        Assert.That(ci, Does.Contain("set -euo pipefail"));
+    }
+
+    static string RepositoryRoot()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+            if (File.Exists(Path.Combine(dir.FullName, "AttnCore.sln"))) return dir.FullName;
+        Assert.Ignore("the repository (AttnCore.sln) is not above the test binaries");
+        return "";
+    }
+
+    [Test]
     public void Help_lists_every_command()
     {
         var (code, stdout, _) = Run("--help");
