@@ -27,6 +27,8 @@ public static class BenchReport
         new("Attention fwd+bwd", "attention --b 1 --h 8 --l 1024 --d 64 --backward", "GFLOP/s"),
         new("Softmax 4096x1024", "softmax --rows 4096 --cols 1024", "GB/s"),
         new("LayerNorm 4096x1024", "layernorm --rows 4096 --cols 1024", "GB/s"),
+        new("GPT step baby", "gpt-step --config baby", "tokens/s"),
+        new("GPT step small", "gpt-step --config small", "tokens/s"),
     ];
 
     public static int Run(string[] args)
@@ -41,7 +43,7 @@ public static class BenchReport
             return 2;
         }
         var rows = new List<(Case Case, JsonElement Json)>();
-        foreach (var c in quick ? Cases.Where(c => !c.Args.Contains("4096")).ToArray() : Cases)
+        foreach (var c in quick ? Cases.Where(c => !c.Args.Contains("4096") && !c.Args.Contains("small")).ToArray() : Cases)
         {
             Console.WriteLine($"-- {c.Label}: attncore bench {c.Args} --threads {threads} --vs torch --json");
             var (code, lastLine) = RunCli(cli, $"bench {c.Args} --threads {threads} --vs torch --json");
@@ -91,9 +93,12 @@ public static class BenchReport
 
     private static double Num(JsonElement e, string name) => e.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetDouble() : double.NaN;
 
-    private static (double Ours, double Torch) Throughput(JsonElement j, string unit) => unit == "GB/s"
-        ? (Num(j, "gbps"), Num(j, "torch_gbps"))
-        : (Num(j, "gflops"), Num(j, "torch_gflops"));
+    private static (double Ours, double Torch) Throughput(JsonElement j, string unit) => unit switch
+    {
+        "GB/s" => (Num(j, "gbps"), Num(j, "torch_gbps")),
+        "tokens/s" => (Num(j, "tokens_per_s"), Num(j, "torch_tokens_per_s")),
+        _ => (Num(j, "gflops"), Num(j, "torch_gflops")),
+    };
 
     private static void WriteChart(List<(Case Case, JsonElement Json)> rows, string path)
     {

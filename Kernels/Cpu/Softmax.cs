@@ -152,30 +152,23 @@ public static unsafe class Softmax
         float sum = 0;
         if (Vector512.IsHardwareAccelerated)
         {
-            var sh = Vector512.Create(shift);
+            var nsl = Vector512.Create(-shift * 1.44269504088896341f);
             var s0 = Vector512<float>.Zero; var s1 = Vector512<float>.Zero;
             var s2 = Vector512<float>.Zero; var s3 = Vector512<float>.Zero;
             // Four independent exponentials per iteration keep the FMA pipes busy (each exp is a dependent chain).
             for (; i + 64 <= n; i += 64)
             {
-                var e0 = VectorMath.ExpNonPositive(Vector512.Load(x + i) - sh);
-                var e1 = VectorMath.ExpNonPositive(Vector512.Load(x + i + 16) - sh);
-                var e2 = VectorMath.ExpNonPositive(Vector512.Load(x + i + 32) - sh);
-                var e3 = VectorMath.ExpNonPositive(Vector512.Load(x + i + 48) - sh);
+                var e0 = VectorMath.ExpShifted(Vector512.Load(x + i), nsl);
+                var e1 = VectorMath.ExpShifted(Vector512.Load(x + i + 16), nsl);
+                var e2 = VectorMath.ExpShifted(Vector512.Load(x + i + 32), nsl);
+                var e3 = VectorMath.ExpShifted(Vector512.Load(x + i + 48), nsl);
                 if (storeExp) { e0.Store(y + i); e1.Store(y + i + 16); e2.Store(y + i + 32); e3.Store(y + i + 48); }
                 s0 += e0; s1 += e1; s2 += e2; s3 += e3;
             }
             s0 += s2; s1 += s3;
-            for (; i + 32 <= n; i += 32)
-            {
-                var e0 = VectorMath.ExpNonPositive(Vector512.Load(x + i) - sh);
-                var e1 = VectorMath.ExpNonPositive(Vector512.Load(x + i + 16) - sh);
-                if (storeExp) { e0.Store(y + i); e1.Store(y + i + 16); }
-                s0 += e0; s1 += e1;
-            }
             for (; i + 16 <= n; i += 16)
             {
-                var e0 = VectorMath.ExpNonPositive(Vector512.Load(x + i) - sh);
+                var e0 = VectorMath.ExpShifted(Vector512.Load(x + i), nsl);
                 if (storeExp) e0.Store(y + i);
                 s0 += e0;
             }

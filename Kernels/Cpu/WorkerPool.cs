@@ -7,9 +7,10 @@
 // next one (as OpenMP runtimes do) and only then sleep on a semaphore. The calling thread always takes part,
 // so ThreadCount == 1 means "run inline".
 //
-// Work is handed out as indices 0..count-1 from one 64-bit counter holding (job generation, next index):
-// a worker claims an index with a compare-exchange that also checks the generation, so a late worker can
-// never run an index of a newer job with the body of an older one. A finished index bumps a done counter;
+// Work is handed out as indices 0..count-1 from one 64-bit word holding (job generation, count, next index):
+// a worker claims an index with a compare-exchange of the whole word, so a late worker can never run an
+// index of one job with the body, state or count of another (the count travels in the same word because a
+// worker may read the job fields while the caller is already filling them in for the next job). A finished index bumps a done counter;
 // the caller returns when all are done. The body is an unmanaged function pointer plus an opaque state
 // pointer: callers put their arguments in a struct on their own stack and pass its address; the caller
 // blocks until every index is done, so that frame outlives all uses. Nothing is allocated per call.
@@ -32,8 +33,13 @@ public static unsafe class WorkerPool
     // The job now running; Gate serialises callers. Fields are written before _claim publishes a generation.
     private static delegate*<int, nint, void> _body;
     private static nint _state;
-    private static int _count;
-    private static long _claim;     // (generation << 32) | next index
+    private static long _claim;     // generation (20 bits) | count (22 bits) | next index (22 bits)
+    private const int IndexBits = 22;
+    private const long IndexMask = (1L << IndexBits) - 1;
+    private const int GenerationShift = 2 * IndexBits;
+
+    /// <summary>The most indices one <see cref="For"/> call may hand out.</summary>
+    public const int MaxCount = (1 << IndexBits) - 1;
     private static int _done;
     private static Exception? _failure;
 
@@ -54,6 +60,7 @@ public static unsafe class WorkerPool
     public static void For(int count, delegate*<int, nint, void> body, nint state)
     {
         if (count <= 0) return;
+        if (count > MaxCount) throw new ArgumentOutOfRangeException(nameof(count), count, $"WorkerPool.For: at most {MaxCount} indices per call");
         if (count == 1 || _threadCount == 1 || _insideBody)
         {
             for (int i = 0; i < count; i++) body(i, state);
@@ -62,14 +69,14 @@ public static unsafe class WorkerPool
         lock (Gate)
         {
             EnsureThreads(_threadCount - 1);
-            _body = body; _state = state; _count = count; _failure = null;
+            _body = body; _state = state; _failure = null;
             Volatile.Write(ref _done, 0);
-            long generation = (Volatile.Read(ref _claim) >> 32) + 1;
-            Interlocked.Exchange(ref _claim, generation << 32);       // publish: workers may start now
+            long generation = ((Volatile.Read(ref _claim) >> GenerationShift) + 1) & 0xFFFFF;
+            Interlocked.Exchange(ref _claim, (generation << GenerationShift) | ((long)count << IndexBits));   // publish: workers may start now
             int sleepers = Volatile.Read(ref _sleepers);
             if (sleepers > 0) Wake.Release(Math.Min(sleepers, count - 1));
             _insideBody = true;
-            try { Work(generation, body, state, count); }
+            try { Work(generation, body, state); }
             finally { _insideBody = false; }
             var spin = new SpinWait();
             while (Volatile.Read(ref _done) < count) spin.SpinOnce(-1);
@@ -102,40 +109,42 @@ public static unsafe class WorkerPool
     private static void WorkerLoop()
     {
         _insideBody = true;   // a body that calls For runs its inner loop inline
-        long seen = Volatile.Read(ref _claim) >> 32;
+        long seen = Volatile.Read(ref _claim) >> GenerationShift;
         int spins = 0;
         while (true)
         {
-            long generation = Volatile.Read(ref _claim) >> 32;
+            long generation = Volatile.Read(ref _claim) >> GenerationShift;
             if (generation != seen)
             {
                 seen = generation;
-                var body = _body; var state = _state; int count = _count;
-                if (body != null) Work(generation, body, state, count);
+                var body = _body; var state = _state;
+                if (body != null) Work(generation, body, state);
                 spins = 0;
                 continue;
             }
             if (spins++ < SpinIterations) { Thread.SpinWait(20); continue; }
             Interlocked.Increment(ref _sleepers);
-            if (Volatile.Read(ref _claim) >> 32 == seen) Wake.Wait();
+            if (Volatile.Read(ref _claim) >> GenerationShift == seen) Wake.Wait();
             Interlocked.Decrement(ref _sleepers);
             spins = 0;
         }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Work(long generation, delegate*<int, nint, void> body, nint state, int count)
+    private static void Work(long generation, delegate*<int, nint, void> body, nint state)
     {
         while (true)
         {
             long claim = Volatile.Read(ref _claim);
-            if (claim >> 32 != generation) return;                 // a newer job: these fields are stale
-            int index = (int)(claim & 0xFFFFFFFF);
+            if (claim >> GenerationShift != generation) return;      // a newer job: these fields are stale
+            long index = claim & IndexMask, count = (claim >> IndexBits) & IndexMask;
             if (index >= count) return;
             if (Interlocked.CompareExchange(ref _claim, claim + 1, claim) != claim) continue;
+            // The word still held this generation with indices left, so body and state belong to it: a job's
+            // fields are only replaced after all of its indices have been claimed and finished.
             try
             {
-                if (_failure is null) body(index, state);
+                if (_failure is null) body((int)index, state);
             }
             catch (Exception e)
             {

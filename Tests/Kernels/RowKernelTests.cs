@@ -35,7 +35,8 @@ public class RowKernelTests
                     {
                         double p = Math.Exp(x[r * cols + c] - max) / sum;
                         Assert.That(y[r * cols + c], Is.EqualTo(p).Within(4e-6 * p + 1e-9), $"softmax rows={rows} cols={cols} [{r},{c}] seed={seed}");
-                        Assert.That(ly[r * cols + c], Is.EqualTo(Math.Log(p)).Within(2e-6 * (1 + Math.Abs(Math.Log(p)))), $"log-softmax rows={rows} cols={cols} seed={seed}");
+                        // The normaliser sums cols terms in float32 lanes: allow its rounding to grow with the row length.
+                        Assert.That(ly[r * cols + c], Is.EqualTo(Math.Log(p)).Within((2e-6 + 1e-9 * cols) * (1 + Math.Abs(Math.Log(p)))), $"log-softmax rows={rows} cols={cols} seed={seed}");
                     }
                 }
             }
@@ -195,9 +196,11 @@ public class RowKernelTests
         for (int i = 0; i < xs.Length; i++)
         {
             double e = Math.Exp(xs[i]);
-            if (xs[i] < -87.34f) Assert.That(ys[i], Is.EqualTo(0f), $"x={xs[i]}");
-            else if (xs[i] < -87.33f) continue;   // the cut-off itself
-            else Assert.That(ys[i], Is.EqualTo(e).Within(3e-7 * e), $"x={xs[i]}");
+            // Below the smallest normal float the result may flush to zero; below −88.03 it must be exactly 0.
+            if (xs[i] < -88.03f) Assert.That(ys[i], Is.EqualTo(0f), $"x={xs[i]}");
+            else if (xs[i] < -86f) Assert.That(ys[i], Is.EqualTo(e).Within(1.2e-38), $"x={xs[i]}");   // results near 2^-126 lose precision to denormals
+            // The base-2 form rounds t = x·log2e once, so the relative error grows with |x| (see VectorMath.ExpShifted).
+            else Assert.That(ys[i], Is.EqualTo(e).Within((3e-7 + 1.2e-7 * Math.Abs(xs[i])) * e), $"x={xs[i]}");
         }
     }
 }

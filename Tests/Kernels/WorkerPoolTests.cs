@@ -1,0 +1,54 @@
+using AttnCore.Kernels.Cpu;
+using NUnit.Framework;
+
+namespace AttnCore.Tests.Kernels;
+
+[TestFixture, Category("Kernels"), NonParallelizable]
+public unsafe class WorkerPoolTests
+{
+    private struct Job { public int* Hits; public int Count; public long Tag; }
+
+    private static void Body(int i, nint state)
+    {
+        var job = (Job*)state;
+        if (i < 0 || i >= job->Count) throw new InvalidOperationException($"index {i} outside [0, {job->Count})");
+        Interlocked.Increment(ref job->Hits[i]);
+    }
+
+    [Test]
+    public void Back_to_back_jobs_of_different_sizes_run_every_index_exactly_once()
+    {
+        // Jobs follow each other as fast as possible with different counts and states: a worker that ran an
+        // index of one job with the count or state of another would show up as a miss, a double hit or a throw.
+        var rng = new Random(TestContext.CurrentContext.Random.Next());
+        int[] buffer = new int[4096];
+        fixed (int* hits = buffer)
+            for (int round = 0; round < 20000; round++)
+            {
+                int count = rng.Next(1, round % 7 == 0 ? 4000 : 9);
+                new Span<int>(hits, count).Clear();
+                var job = new Job { Hits = hits, Count = count, Tag = round };
+                WorkerPool.For(count, &Body, (nint)(&job));
+                for (int i = 0; i < count; i++)
+                    if (hits[i] != 1) Assert.Fail($"round {round}: index {i} of {count} ran {hits[i]} times");
+            }
+    }
+
+    [Test]
+    public void A_failing_body_is_reported_and_the_pool_keeps_working()
+    {
+        int[] buffer = new int[10];
+        fixed (int* hits = buffer)
+        {
+            var bad = new Job { Hits = hits, Count = 5 };
+            bool threw = false;
+            try { WorkerPool.For(10, &Body, (nint)(&bad)); }
+            catch (AggregateException) { threw = true; }
+            Assert.That(threw, Is.True, "indices 5..9 throw inside the body");
+            var good = new Job { Hits = hits, Count = 10 };
+            new Span<int>(hits, 10).Clear();
+            WorkerPool.For(10, &Body, (nint)(&good));
+            Assert.That(buffer, Is.All.EqualTo(1));
+        }
+    }
+}
