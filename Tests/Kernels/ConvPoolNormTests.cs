@@ -7,153 +7,340 @@ namespace AttnCore.Tests.Kernels;
 [TestFixture, Category("Kernels")]
 public class ConvPoolNormTests
 {
-    static double[] Rand(Generator g, int n) => Enumerable.Range(0, n).Select(_ => g.NextNormal()).ToArray();
-    static float[] F(double[] x) => x.Select(v => (float)v).ToArray();
+    static double[] Rand(Generator g, long n) { var a = new double[n]; for (long i = 0; i < n; i++) a[i] = g.NextNormal(); return a; }
+    static float[] F(double[] x) => Array.ConvertAll(x, v => (float)v);
 
-    // Direct convolution: y[n,k,p,q] = b[k] + Σ x[n, g·cg + c, p·sh − ph + r·dh, q·sw − pw + t·dw] w[k, c, r, t]
-    static double[] DirectConv(double[] x, double[] w, double[]? b, Conv2dShape s)
+    // ---- independent float64 convolution: y[n,k,p,q] = b[k] + Σ_{c,r,t} x[n, g·cg + c, p·sh − ph + r·dh, q·sw − pw + t·dw] w[k, c, r, t]
+    // Its gradients come from the same index map: dx[xi] += dy·w[wi], dw[wi] += dy·x[xi], db[k] += dy.
+    static void DirectConv(double[] x, double[] w, double[]? b, Conv2dShape s, double[]? y, double[]? dy, double[]? dx, double[]? dw, double[]? db)
     {
         int cg = s.C / s.Groups, kg = s.K / s.Groups;
-        var y = new double[s.N * s.K * s.P * s.Q];
         for (int n = 0; n < s.N; n++) for (int k = 0; k < s.K; k++) for (int p = 0; p < s.P; p++) for (int q = 0; q < s.Q; q++)
         {
+            int yi = ((n * s.K + k) * s.P + p) * s.Q + q;
             double acc = b?[k] ?? 0;
+            if (db is not null) db[k] += dy![yi];
             for (int c = 0; c < cg; c++) for (int r = 0; r < s.R; r++) for (int t = 0; t < s.S; t++)
             {
                 int h = p * s.StrideH - s.PadH + r * s.DilationH, ww = q * s.StrideW - s.PadW + t * s.DilationW;
-                if (h >= 0 && h < s.H && ww >= 0 && ww < s.W) acc += x[((n * s.C + k / kg * cg + c) * s.H + h) * s.W + ww] * w[((k * cg + c) * s.R + r) * s.S + t];
+                if (h < 0 || h >= s.H || ww < 0 || ww >= s.W) continue;
+                int xi = ((n * s.C + k / kg * cg + c) * s.H + h) * s.W + ww, wi = ((k * cg + c) * s.R + r) * s.S + t;
+                acc += x[xi] * w[wi];
+                if (dx is not null) dx[xi] += dy![yi] * w[wi];
+                if (dw is not null) dw[wi] += dy![yi] * x[xi];
             }
-            y[((n * s.K + k) * s.P + p) * s.Q + q] = acc;
+            if (y is not null) y[yi] = acc;
+        }
+    }
+
+    // (N, C, H, W, K, R, S, strideH, strideW, padH, padW, dilationH, dilationW, groups)
+    static readonly Conv2dShape[] Shapes =
+    [
+        new(1, 3, 7, 5, 4, 3, 3, 1, 1, 1, 1),                 // 3x3 pad 1, odd 7x5, batch 1
+        new(3, 2, 8, 8, 5, 3, 3, 2, 2, 1, 1),                 // stride 2, batch 3
+        new(2, 4, 9, 9, 6, 3, 3, 1, 1, 2, 2, 2, 2),           // dilation 2
+        new(2, 8, 5, 5, 8, 1, 1),                             // 1x1 stride 1: no im2col
+        new(3, 8, 7, 5, 6, 1, 1, 2, 2),                       // 1x1 stride 2 (a ResNet downsample)
+        new(1, 6, 6, 7, 6, 3, 3, 1, 1, 1, 1, 1, 1, 6),        // depthwise
+        new(3, 5, 7, 5, 5, 3, 3, 2, 2, 1, 1, 2, 2, 5),        // depthwise, stride 2, dilation 2
+        new(1, 1, 5, 5, 1, 5, 5),                             // C = K = 1, kernel = input
+        new(3, 1, 7, 5, 8, 3, 3, 1, 1, 1, 1),                 // C = 1 stem
+        new(2, 4, 6, 6, 4, 3, 1, 1, 2, 1, 0, 1, 1, 2),        // groups 2, non-square kernel and stride
+        new(3, 6, 9, 7, 9, 3, 2, 2, 1, 1, 0, 1, 2, 3),        // groups 3, mixed stride/dilation
+        new(3, 16, 17, 15, 24, 3, 3, 1, 1, 1, 1),             // big enough to split over the worker pool
+        new(2, 16, 20, 20, 16, 3, 3, 1, 1, 1, 1, 1, 1, 16),   // depthwise split over the pool
+    ];
+
+    static IEnumerable<TestCaseData> ConvCases() => Shapes.Select(s => new TestCaseData(s).SetArgDisplayNames(s.ToString()));
+
+    [TestCaseSource(nameof(ConvCases))]
+    public void Conv2d_forward_and_both_backward_passes_match_direct_float64_loops(Conv2dShape s)
+    {
+        ulong seed = TestContext.CurrentContext.Random.NextULong();
+        var g = new Generator(seed);
+        var x = Rand(g, s.XLength); var w = Rand(g, s.WLength); var b = Rand(g, s.K); var dy = Rand(g, s.YLength);
+        var y = new double[s.YLength]; var dx = new double[s.XLength]; var dw = new double[s.WLength]; var db = new double[s.K];
+        DirectConv(x, w, b, s, y, dy, dx, dw, db);
+
+        var yf = new float[s.YLength]; var dxf = new float[s.XLength]; var dwf = new float[s.WLength]; var dbf = new float[s.K];
+        Conv2d.Forward<float>(F(x), F(w), F(b), yf, s);
+        Conv2d.BackwardData<float>(F(dy), F(w), dxf, s);
+        Conv2d.BackwardWeights<float>(F(dy), F(x), dwf, dbf, s);
+        // float32 sums of up to a few hundred unit-normal products: 1e-4 relative to (1 + |value|) is ~50x the error seen.
+        AssertClose(yf, y, 1e-4, $"y {s} seed={seed}");
+        AssertClose(dxf, dx, 1e-4, $"dx {s} seed={seed}");
+        AssertClose(dwf, dw, 1e-4, $"dw {s} seed={seed}");
+        AssertClose(dbf, db, 1e-4, $"db {s} seed={seed}");
+
+        var yd = new double[s.YLength]; var dxd = new double[s.XLength]; var dwd = new double[s.WLength]; var dbd = new double[s.K];
+        Conv2d.Forward<double>(x, w, b, yd, s);
+        Conv2d.BackwardData<double>(dy, w, dxd, s);
+        Conv2d.BackwardWeights<double>(dy, x, dwd, dbd, s);
+        AssertClose(yd, y, 1e-12, $"y f64 {s}"); AssertClose(dxd, dx, 1e-12, $"dx f64 {s}");
+        AssertClose(dwd, dw, 1e-12, $"dw f64 {s}"); AssertClose(dbd, db, 1e-12, $"db f64 {s}");
+
+        // The kernel's own float64 references agree with these loops.
+        AssertClose(Conv2d.ForwardReference(x, w, b, s), y, 1e-12, $"ForwardReference {s}");
+        var (rdx, rdw, rdb) = Conv2d.BackwardReference(dy, x, w, s);
+        AssertClose(rdx, dx, 1e-12, "BackwardReference dx"); AssertClose(rdw, dw, 1e-12, "BackwardReference dw"); AssertClose(rdb, db, 1e-12, "BackwardReference db");
+    }
+
+    [Test]
+    public void Conv2d_backward_loops_are_the_derivative_of_the_forward_loops()
+    {
+        // L(x, w) = <dy, conv(x, w)> is bilinear, so a central difference is exact up to rounding.
+        var g = new Generator(7);
+        foreach (var s in Shapes.Take(11))
+        {
+            var x = Rand(g, s.XLength); var w = Rand(g, s.WLength); var dy = Rand(g, s.YLength);
+            var dx = new double[s.XLength]; var dw = new double[s.WLength];
+            DirectConv(x, w, null, s, null, dy, dx, dw, null);
+            double L(double[] xx, double[] ww) { var yy = new double[s.YLength]; DirectConv(xx, ww, null, s, yy, null, null, null, null); return yy.Zip(dy, (a, c) => a * c).Sum(); }
+            for (int probe = 0; probe < 3; probe++)
+            {
+                int i = (int)g.NextInt64(0, s.XLength), j = (int)g.NextInt64(0, s.WLength);
+                var xp = (double[])x.Clone(); xp[i] += 0.5; var xm = (double[])x.Clone(); xm[i] -= 0.5;
+                var wp = (double[])w.Clone(); wp[j] += 0.5; var wm = (double[])w.Clone(); wm[j] -= 0.5;
+                Assert.That(L(xp, w) - L(xm, w), Is.EqualTo(dx[i]).Within(1e-9), $"dx[{i}] {s}");
+                Assert.That(L(x, wp) - L(x, wm), Is.EqualTo(dw[j]).Within(1e-9), $"dw[{j}] {s}");
+            }
+        }
+    }
+
+    [Test]
+    public void Conv2d_caller_workspace_gives_the_same_result_and_bad_sizes_throw_naming_the_kernel()
+    {
+        var s = new Conv2dShape(3, 16, 17, 15, 24, 3, 3, 1, 1, 1, 1);
+        var g = new Generator(3);
+        var x = F(Rand(g, s.XLength)); var w = F(Rand(g, s.WLength)); var dy = F(Rand(g, s.YLength));
+        var ws = new float[Conv2d.WorkspaceSize(s)];
+        var y1 = new float[s.YLength]; var y2 = new float[s.YLength];
+        Conv2d.Forward<float>(x, w, default, y1, s);
+        Conv2d.Forward<float>(x, w, default, y2, s, ws);
+        Assert.That(y2, Is.EqualTo(y1));
+        var dw1 = new float[s.WLength]; var dw2 = new float[s.WLength];
+        Conv2d.BackwardWeights<float>(dy, x, dw1, default, s);
+        Conv2d.BackwardWeights<float>(dy, x, dw2, default, s, ws);
+        Assert.That(dw2, Is.EqualTo(dw1));
+
+        Assert.Throws<ArgumentException>(() => new Conv2dShape(1, 3, 4, 4, 4, 3, 3, Groups: 2).Validate("t"));
+        Assert.Throws<ArgumentException>(() => new Conv2dShape(1, 3, 2, 2, 4, 5, 5).Validate("t"));
+        var e = Assert.Throws<ArgumentException>(() => Conv2d.Forward<float>(x.AsSpan(1), w, default, y1, s));
+        Assert.That(e!.Message, Does.Contain("Conv2d.Forward").And.Contain(s.XLength.ToString()));
+        Assert.Throws<ArgumentException>(() => Conv2d.BackwardData<float>(dy, w.AsSpan(0, 5), new float[s.XLength], s));
+        Assert.Throws<ArgumentException>(() => Conv2d.Forward<float>(x, w, default, y1, s, new float[3]));
+    }
+
+    // ---- pooling: every window cell visited, padding skipped; the first maximum wins.
+    static IEnumerable<TestCaseData> PoolCases() => new Pool2dShape[]
+    {
+        new(2, 3, 7, 6, 2, 2, 2, 2),            // 2x2 stride 2, odd H
+        new(1, 2, 5, 5, 3, 3, 2, 2, 1, 1),      // ResNet stem: 3x3 stride 2 pad 1
+        new(3, 1, 7, 5, 3, 3, 1, 1, 1, 1),      // stride 1 pad 1, C = 1, batch 3
+        new(1, 1, 4, 4, 3, 3, 1, 1),
+        new(2, 16, 33, 31, 3, 3, 2, 2, 1, 1),   // big enough to split over the pool
+    }.Select(s => new TestCaseData(s, false).SetArgDisplayNames(s.ToString()))
+    .Concat(new Pool2dShape[]
+    {
+        new(2, 3, 9, 40, 3, 3, 1, 1, 1, 1),     // rows past two vector widths, with ties and NaNs
+        new(1, 2, 8, 37, 3, 3, 2, 2, 1, 1),
+    }.Select(s => new TestCaseData(s, true).SetArgDisplayNames(s + " ties+NaN")));
+
+    [TestCaseSource(nameof(PoolCases))]
+    public void Max_and_average_pooling_match_direct_loops_forward_and_backward(Pool2dShape s, bool tiesAndNaN)
+    {
+        var g = new Generator(TestContext.CurrentContext.Random.NextULong());
+        var x = F(Rand(g, s.XLength));
+        if (tiesAndNaN)
+            for (int i = 0; i < x.Length; i++) x[i] = g.NextDouble() < 0.02 ? float.NaN : MathF.Round(x[i] * 2) / 2;
+        var y = new float[s.YLength]; var arg = new long[y.Length]; var ya = new float[y.Length];
+        Pool2d.MaxForward<float>(x, y, arg, s);
+        Pool2d.AvgForward<float>(x, ya, s);
+        var dy = F(Rand(g, y.Length));
+        var dxm = new float[x.Length]; var dxa = new float[x.Length];
+        Pool2d.MaxBackward<float>(dy, arg, dxm, s);
+        Pool2d.AvgBackward<float>(dy, dxa, s);
+        var refDxm = new double[x.Length]; var refDxa = new double[x.Length];
+        for (int pl = 0; pl < s.N * s.C; pl++) for (int p = 0; p < s.P; p++) for (int q = 0; q < s.Q; q++)
+        {
+            double best = double.NegativeInfinity, sum = 0; int at = -1;
+            for (int r = 0; r < s.R; r++) for (int t = 0; t < s.S; t++)
+            {
+                int h = p * s.StrideH - s.PadH + r, w = q * s.StrideW - s.PadW + t;
+                if (h < 0 || h >= s.H || w < 0 || w >= s.W) continue;
+                double v = x[(pl * s.H + h) * s.W + w];
+                sum += v;
+                // the first maximum wins; a NaN beats any number (it propagates), the first NaN wins
+                if (at < 0 || v > best || (double.IsNaN(v) && !double.IsNaN(best))) { best = v; at = h * s.W + w; }
+            }
+            int o = (pl * s.P + p) * s.Q + q;
+            Assert.That(double.IsNaN(best) ? double.IsNaN(y[o]) : y[o] == best, $"max y[{o}] = {y[o]}, expected {best} {s}");
+            Assert.That(arg[o], Is.EqualTo(at), $"argmax[{o}] {s}");
+            if (!double.IsNaN(sum)) Assert.That(ya[o], Is.EqualTo(sum / (s.R * s.S)).Within(1e-6), $"avg y[{o}] {s}");
+            refDxm[pl * s.H * s.W + at] += dy[o];
+            for (int r = 0; r < s.R; r++) for (int t = 0; t < s.S; t++)
+            {
+                int h = p * s.StrideH - s.PadH + r, w = q * s.StrideW - s.PadW + t;
+                if (h >= 0 && h < s.H && w >= 0 && w < s.W) refDxa[(pl * s.H + h) * s.W + w] += (double)dy[o] / (s.R * s.S);
+            }
+        }
+        AssertClose(dxm, refDxm, 1e-5, $"max dx {s}");
+        AssertClose(dxa, refDxa, 1e-5, $"avg dx {s}");
+
+        // float64 overloads and the kernel's float64 references agree with the loops too.
+        var xd = Array.ConvertAll(x, v => (double)v); var dyd = Array.ConvertAll(dy, v => (double)v);
+        var (ry, rarg) = Pool2d.MaxForwardReference(xd, s);
+        Assert.That(rarg, Is.EqualTo(arg));
+        AssertClose(ry, Array.ConvertAll(y, v => (double)v), 0, "MaxForwardReference");
+        AssertClose(Pool2d.MaxBackwardReference(dyd, arg, s), refDxm, 1e-12, "MaxBackwardReference");
+        AssertClose(Pool2d.AvgBackwardReference(dyd, s), refDxa, 1e-12, "AvgBackwardReference");
+        var yad = new double[y.Length]; Pool2d.AvgForward<double>(xd, yad, s);
+        AssertClose(yad, Pool2d.AvgForwardReference(xd, s), 1e-12, "AvgForward f64");
+    }
+
+    [Test]
+    public void Max_pooling_propagates_NaN_and_global_average_pooling_matches_plane_means()
+    {
+        var s = new Pool2dShape(1, 1, 2, 2, 2, 2, 2, 2);
+        var y = new float[1]; var arg = new long[1];
+        Pool2d.MaxForward<float>([1f, float.NaN, 3f, 2f], y, arg, s);
+        Assert.That(float.IsNaN(y[0]) && arg[0] == 1);
+
+        var g = new Generator(5);
+        int n = 3, c = 5, hw = 7 * 5;
+        var x = Rand(g, n * c * hw); var gy = Rand(g, n * c);
+        var yf = new float[n * c]; var dxf = new float[x.Length];
+        Pool2d.GlobalAvgForward<float>(F(x), yf, n, c, hw);
+        Pool2d.GlobalAvgBackward<float>(F(gy), dxf, n, c, hw);
+        for (int pl = 0; pl < n * c; pl++)
+        {
+            double mean = 0; for (int i = 0; i < hw; i++) mean += x[pl * hw + i] / hw;
+            Assert.That(yf[pl], Is.EqualTo(mean).Within(1e-6));
+            for (int i = 0; i < hw; i++) Assert.That(dxf[pl * hw + i], Is.EqualTo(gy[pl] / hw).Within(1e-7));
+        }
+        AssertClose(Pool2d.GlobalAvgForwardReference(x, n, c, hw), Array.ConvertAll(yf, v => (double)v), 1e-6, "GlobalAvgForwardReference");
+    }
+
+    // ---- batch norm: two-pass float64 statistics over (N, H, W) per channel.
+    static double[] BnForward(double[] x, double[] gamma, double[] beta, int n, int c, int hw, double eps, double[] mean, double[] var)
+    {
+        var y = new double[x.Length]; double m = n * hw;
+        for (int ch = 0; ch < c; ch++)
+        {
+            double s = 0, q = 0;
+            for (int b = 0; b < n; b++) for (int i = 0; i < hw; i++) s += x[(b * c + ch) * hw + i];
+            mean[ch] = s / m;
+            for (int b = 0; b < n; b++) for (int i = 0; i < hw; i++) q += Math.Pow(x[(b * c + ch) * hw + i] - mean[ch], 2);
+            var[ch] = q / m;
+            for (int b = 0; b < n; b++) for (int i = 0; i < hw; i++)
+            {
+                int o = (b * c + ch) * hw + i;
+                y[o] = (x[o] - mean[ch]) / Math.Sqrt(var[ch] + eps) * gamma[ch] + beta[ch];
+            }
         }
         return y;
     }
 
-    static readonly Conv2dShape[] Shapes =
-    [
-        new(1, 3, 7, 5, 4, 3, 3, 1, 1, 1, 1),
-        new(3, 2, 8, 8, 5, 3, 3, 2, 2, 1, 1),
-        new(2, 4, 9, 9, 6, 3, 3, 1, 1, 2, 2, 2, 2),
-        new(2, 8, 5, 5, 8, 1, 1),
-        new(1, 6, 6, 7, 6, 3, 3, 1, 1, 1, 1, 1, 1, 6),
-        new(1, 1, 5, 5, 1, 5, 5),
-        new(2, 4, 6, 6, 4, 3, 1, 1, 2, 1, 0, 1, 1, 2),
-    ];
-
-    [Test]
-    public void Conv2d_forward_and_both_backward_passes_match_direct_loops()
+    [TestCase(3, 4, 10, 50.0), TestCase(1, 1, 35, 0.0), TestCase(8, 16, 33 * 31, -3.0)]
+    public void BatchNorm_training_forward_backward_and_running_stats_match_float64(int n, int c, int hw, double offset)
     {
         ulong seed = TestContext.CurrentContext.Random.NextULong();
         var g = new Generator(seed);
-        foreach (var s in Shapes)
-        {
-            var x = Rand(g, s.N * s.C * s.H * s.W); var w = Rand(g, s.K * (s.C / s.Groups) * s.R * s.S); var b = Rand(g, s.K);
-            var y = new float[s.N * s.K * s.P * s.Q];
-            Conv2d.Forward<float>(F(x), F(w), F(b), y, s);
-            var expected = DirectConv(x, w, b, s);
-            for (int i = 0; i < y.Length; i++) Assert.That(y[i], Is.EqualTo(expected[i]).Within(1e-4 * (1 + Math.Abs(expected[i]))), $"y[{i}] {s} seed={seed}");
+        const double eps = 1e-5, momentum = 0.1;
+        var x = Rand(g, n * c * hw).Select(v => v * 2 + offset).ToArray();
+        var gamma = Rand(g, c); var beta = Rand(g, c); var dy = Rand(g, x.Length);
+        var mean = new double[c]; var var = new double[c];
+        var y = BnForward(x, gamma, beta, n, c, hw, eps, mean, var);
 
-            // Backward by linearity: <dy, conv(x, w)> differentiated by hand, element by element, on a random dy.
-            var dy = Rand(g, y.Length);
-            var dx = new float[x.Length]; var dw = new float[w.Length]; var db = new float[s.K];
-            Conv2d.BackwardData<float>(F(dy), F(w), dx, s);
-            Conv2d.BackwardWeights<float>(F(dy), F(x), dw, db, s);
-            double Inner(double[] xx, double[] ww) { var yy = DirectConv(xx, ww, null, s); double t = 0; for (int i = 0; i < yy.Length; i++) t += yy[i] * dy[i]; return t; }
-            // <dy, conv(e_i, w)> = dx[i] and <dy, conv(x, e_j)> = dw[j]; probe a few entries exactly (the map is linear).
-            for (int probe = 0; probe < 6; probe++)
-            {
-                int i = (int)g.NextInt64(0, x.Length), j = (int)g.NextInt64(0, w.Length);
-                var ei = new double[x.Length]; ei[i] = 1;
-                var ej = new double[w.Length]; ej[j] = 1;
-                Assert.That(dx[i], Is.EqualTo(Inner(ei, w)).Within(1e-4), $"dx[{i}] {s} seed={seed}");
-                Assert.That(dw[j], Is.EqualTo(Inner(x, ej)).Within(1e-3 * (1 + Math.Abs(Inner(x, ej)))), $"dw[{j}] {s} seed={seed}");
-            }
-            int pq = s.P * s.Q;
-            for (int k = 0; k < s.K; k++)
-            {
-                double sum = 0;
-                for (int n = 0; n < s.N; n++) for (int o = 0; o < pq; o++) sum += dy[(n * s.K + k) * pq + o];
-                Assert.That(db[k], Is.EqualTo(sum).Within(1e-4 * (1 + Math.Abs(sum))), $"db {s}");
-            }
-        }
-        Assert.Throws<ArgumentException>(() => new Conv2dShape(1, 3, 4, 4, 4, 3, 3, Groups: 2).Validate("t"));
-        Assert.Throws<ArgumentException>(() => new Conv2dShape(1, 3, 2, 2, 4, 5, 5).Validate("t"));
-    }
-
-    [Test]
-    public void Max_and_average_pooling_match_direct_loops_forward_and_backward()
-    {
-        var g = new Generator(TestContext.CurrentContext.Random.NextULong());
-        foreach (var s in new Pool2dShape[] { new(2, 3, 7, 6, 2, 2, 2, 2), new(1, 2, 5, 5, 3, 3, 2, 2, 1, 1), new(1, 1, 4, 4, 3, 3, 1, 1) })
-        {
-            var x = F(Rand(g, s.N * s.C * s.H * s.W));
-            var y = new float[s.N * s.C * s.P * s.Q]; var arg = new long[y.Length]; var ya = new float[y.Length];
-            Pool2d.MaxForward<float>(x, y, arg, s);
-            Pool2d.AvgForward<float>(x, ya, s);
-            var dy = F(Rand(g, y.Length));
-            var dxm = new float[x.Length]; var dxa = new float[x.Length];
-            Pool2d.MaxBackward<float>(dy, arg, dxm, s);
-            Pool2d.AvgBackward<float>(dy, dxa, s);
-            var refDxm = new double[x.Length]; var refDxa = new double[x.Length];
-            for (int pl = 0; pl < s.N * s.C; pl++) for (int p = 0; p < s.P; p++) for (int q = 0; q < s.Q; q++)
-            {
-                double best = double.NegativeInfinity, sum = 0; int at = -1;
-                for (int r = 0; r < s.R; r++) for (int t = 0; t < s.S; t++)
-                {
-                    int h = p * s.StrideH - s.PadH + r, w = q * s.StrideW - s.PadW + t;
-                    if (h < 0 || h >= s.H || w < 0 || w >= s.W) continue;
-                    double v = x[(pl * s.H + h) * s.W + w];
-                    sum += v;
-                    if (v > best) { best = v; at = (pl * s.H + h) * s.W + w; }
-                }
-                int o = (pl * s.P + p) * s.Q + q;
-                Assert.That(y[o], Is.EqualTo(best));
-                Assert.That(ya[o], Is.EqualTo(sum / (s.R * s.S)).Within(1e-6));
-                refDxm[at] += dy[o];
-                for (int r = 0; r < s.R; r++) for (int t = 0; t < s.S; t++)
-                {
-                    int h = p * s.StrideH - s.PadH + r, w = q * s.StrideW - s.PadW + t;
-                    if (h >= 0 && h < s.H && w >= 0 && w < s.W) refDxa[(pl * s.H + h) * s.W + w] += dy[o] / (s.R * s.S);
-                }
-            }
-            for (int i = 0; i < x.Length; i++)
-            {
-                Assert.That(dxm[i], Is.EqualTo(refDxm[i]).Within(1e-5));
-                Assert.That(dxa[i], Is.EqualTo(refDxa[i]).Within(1e-5));
-            }
-        }
-    }
-
-    [Test]
-    public void BatchNorm_training_forward_backward_and_running_stats_match_float64()
-    {
-        ulong seed = TestContext.CurrentContext.Random.NextULong();
-        var g = new Generator(seed);
-        int n = 3, c = 4, hw = 10;
-        var x = Rand(g, n * c * hw).Select(v => v * 2 + 50).ToArray();
-        var gamma = Rand(g, c); var beta = Rand(g, c);
-        var y = new double[x.Length]; var mean = new double[c]; var inv = new double[c];
-        var rm = new double[c]; var rv = Enumerable.Repeat(1.0, c).ToArray();
-        BatchNorm.ForwardTraining<double>(x, gamma, beta, y, mean, inv, rm, rv, n, c, hw, 0.1, 1e-5);
-        var dy = Rand(g, x.Length);
-        var dx = new double[x.Length]; var dg = new double[c]; var db = new double[c];
-        BatchNorm.Backward<double>(dy, x, mean, inv, gamma, dx, dg, db, n, c, hw);
+        // Backward by central differences of L = Σ dy·y on the float64 loops (a few elements per channel).
+        var dxRef = new double[x.Length]; var dgRef = new double[c]; var dbRef = new double[c];
+        double L(double[] xx) { var yy = BnForward(xx, gamma, beta, n, c, hw, eps, new double[c], new double[c]); return yy.Zip(dy, (a, b) => a * b).Sum(); }
         for (int ch = 0; ch < c; ch++)
-        {
-            var vals = Enumerable.Range(0, n).SelectMany(b => Enumerable.Range(0, hw).Select(i => x[(b * c + ch) * hw + i])).ToArray();
-            double mu = vals.Average(), var = vals.Sum(v => (v - mu) * (v - mu)) / vals.Length;
-            Assert.That(mean[ch], Is.EqualTo(mu).Within(1e-10));
-            Assert.That(rm[ch], Is.EqualTo(0.1 * mu).Within(1e-10));
-            Assert.That(rv[ch], Is.EqualTo(0.9 + 0.1 * var * vals.Length / (vals.Length - 1)).Within(1e-9));
-            // Finite differences of L = Σ dy·y for one element of this channel.
-            int idx = (1 * c + ch) * hw + 3;
-            double L(double[] xx)
+            for (int b = 0; b < n; b++) for (int i = 0; i < hw; i++)
             {
-                var yy = new double[xx.Length]; var m2 = new double[c]; var i2 = new double[c];
-                BatchNorm.ForwardTraining<double>(xx, gamma, beta, yy, m2, i2, default, default, n, c, hw, 0.1, 1e-5);
-                double t = 0; for (int i = 0; i < yy.Length; i++) t += yy[i] * dy[i]; return t;
+                int o = (b * c + ch) * hw + i;
+                double xhat = (x[o] - mean[ch]) / Math.Sqrt(var[ch] + eps);
+                dgRef[ch] += dy[o] * xhat; dbRef[ch] += dy[o];
             }
-            var xp = (double[])x.Clone(); xp[idx] += 1e-6; var xm = (double[])x.Clone(); xm[idx] -= 1e-6;
-            Assert.That(dx[idx], Is.EqualTo((L(xp) - L(xm)) / 2e-6).Within(1e-5), $"seed={seed}");
+        var probes = Enumerable.Range(0, Math.Min(x.Length, 24)).Select(_ => (int)g.NextInt64(0, x.Length)).ToArray();
+
+        foreach (bool f32 in new[] { false, true })
+        {
+            var rm = new double[c]; var rv = Enumerable.Repeat(1.0, c).ToArray();
+            var yk = new double[x.Length]; var mk = new double[c]; var ik = new double[c]; var dx = new double[x.Length]; var dgk = new double[c]; var dbk = new double[c];
+            if (f32)
+            {
+                var (yf, mf, inf, rmf, rvf) = (new float[x.Length], new float[c], new float[c], new float[c], Enumerable.Repeat(1f, c).ToArray());
+                BatchNorm.ForwardTraining<float>(F(x), F(gamma), F(beta), yf, mf, inf, rmf, rvf, n, c, hw, (float)momentum, (float)eps);
+                var (dxf, dgf, dbf) = (new float[x.Length], new float[c], new float[c]);
+                BatchNorm.Backward<float>(F(dy), F(x), mf, inf, F(gamma), dxf, dgf, dbf, n, c, hw);
+                (yk, mk, ik, rm, rv, dx, dgk, dbk) = (D(yf), D(mf), D(inf), D(rmf), D(rvf), D(dxf), D(dgf), D(dbf));
+            }
+            else
+            {
+                BatchNorm.ForwardTraining<double>(x, gamma, beta, yk, mk, ik, rm, rv, n, c, hw, momentum, eps);
+                BatchNorm.Backward<double>(dy, x, mk, ik, gamma, dx, dgk, dbk, n, c, hw);
+            }
+            // float32: inputs rounded to 2^-24 relative at |x| ~ 50 shift xhat by ~1e-5; gradients are sums of up to 8K terms.
+            double tol = f32 ? 2e-4 : 1e-9, gtol = f32 ? 2e-4 * Math.Sqrt(n * hw) : 1e-9;
+            string tag = $"{(f32 ? "f32" : "f64")} n={n} c={c} hw={hw} seed={seed}";
+            double m = n * hw;
+            for (int ch = 0; ch < c; ch++)
+            {
+                Assert.That(mk[ch], Is.EqualTo(mean[ch]).Within(tol * (1 + Math.Abs(mean[ch]))), $"mean {tag}");
+                Assert.That(ik[ch], Is.EqualTo(1 / Math.Sqrt(var[ch] + eps)).Within(tol), $"invstd {tag}");
+                Assert.That(rm[ch], Is.EqualTo(momentum * mean[ch]).Within(tol * (1 + Math.Abs(mean[ch]))), $"running mean {tag}");
+                Assert.That(rv[ch], Is.EqualTo(1 - momentum + momentum * var[ch] * m / (m - 1)).Within(tol), $"running var (unbiased) {tag}");
+                Assert.That(dgk[ch], Is.EqualTo(dgRef[ch]).Within(gtol), $"dgamma {tag}");
+                Assert.That(dbk[ch], Is.EqualTo(dbRef[ch]).Within(gtol), $"dbeta {tag}");
+            }
+            AssertClose(yk, y, tol, $"y {tag}");
+            foreach (int o in probes)
+            {
+                var xp = (double[])x.Clone(); xp[o] += 1e-5; var xm = (double[])x.Clone(); xm[o] -= 1e-5;
+                double fd = (L(xp) - L(xm)) / 2e-5;
+                Assert.That(dx[o], Is.EqualTo(fd).Within((f32 ? 2e-3 : 1e-5) * (1 + Math.Abs(fd))), $"dx[{o}] {tag}");
+            }
+            if (!f32)
+            {
+                var (rx, rg, rb) = BatchNorm.BackwardReference(dy, x, gamma, n, c, hw, eps);
+                AssertClose(dx, rx, 1e-9, "BackwardReference dx"); AssertClose(dgk, rg, 1e-9, "BackwardReference dgamma"); AssertClose(dbk, rb, 1e-9, "BackwardReference dbeta");
+                var (ry, _, _, _) = BatchNorm.ForwardTrainingReference(x, gamma, beta, n, c, hw, eps);
+                AssertClose(ry, y, 1e-12, "ForwardTrainingReference");
+            }
         }
+    }
+
+    [Test]
+    public void BatchNorm_eval_mode_uses_the_running_statistics()
+    {
+        var g = new Generator(11);
+        int n = 2, c = 3, hw = 20;
+        var x = Rand(g, n * c * hw); var gamma = Rand(g, c); var beta = Rand(g, c);
+        double[] rm = [0.5, -1, 2], rv = [1.5, 0.25, 4];
+        var y = new float[x.Length];
+        BatchNorm.ForwardInference<float>(F(x), F(gamma), F(beta), y, F(rm), F(rv), n, c, hw, 1e-5f);
+        for (int i = 0; i < x.Length; i++)
+        {
+            int ch = i / hw % c;
+            Assert.That(y[i], Is.EqualTo((x[i] - rm[ch]) / Math.Sqrt(rv[ch] + 1e-5) * gamma[ch] + beta[ch]).Within(1e-5));
+        }
+        Assert.Throws<ArgumentException>(() => BatchNorm.ForwardInference<float>(F(x), F(gamma), F(beta), y, F(rm).AsSpan(1), F(rv), n, c, hw, 1e-5f));
+    }
+
+    static double[] D(float[] a) => Array.ConvertAll(a, v => (double)v);
+
+    static void AssertClose(ReadOnlySpan<float> actual, double[] expected, double rel, string what)
+    {
+        for (int i = 0; i < expected.Length; i++)
+            if (!(Math.Abs(actual[i] - expected[i]) <= rel * (1 + Math.Abs(expected[i]))) && !(double.IsNaN(actual[i]) && double.IsNaN(expected[i])))
+                Assert.Fail($"{what}: [{i}] = {actual[i]}, expected {expected[i]} (tolerance {rel} x (1 + |expected|))");
+    }
+
+    static void AssertClose(ReadOnlySpan<double> actual, double[] expected, double rel, string what)
+    {
+        for (int i = 0; i < expected.Length; i++)
+            if (!(Math.Abs(actual[i] - expected[i]) <= rel * (1 + Math.Abs(expected[i]))) && !(double.IsNaN(actual[i]) && double.IsNaN(expected[i])))
+                Assert.Fail($"{what}: [{i}] = {actual[i]}, expected {expected[i]} (tolerance {rel} x (1 + |expected|))");
     }
 }
