@@ -59,4 +59,58 @@ internal sealed class FusedAttention : ICustomOp
         else { dk.Fill_(0); dv.Fill_(0); }
         return [dq, dk, dv];
     }
+
+    /// <summary>
+    /// Self-attention straight from a fused projection qkv [B, T, 3·D] (q, k, v side by side in the last dim)
+    /// to the merged output [B, T, D]: the kernel reads the heads as strided views of qkv and writes each head's
+    /// output into its slot of [B, T, H·Dh], and the backward pass writes dq, dk, dv into one [B, T, 3·D]
+    /// gradient. No head split, merge or zero-filled slice gradients are materialised.
+    /// </summary>
+    public static Tensor ApplyPacked(Tensor qkv, int heads, Tensor? pad, bool causal, double dropout, Generator? generator)
+    {
+        int b = qkv.Size(0), t = qkv.Size(1), d = qkv.Size(2) / 3, dh = d / heads;
+        ulong seed = dropout > 0 ? (generator ?? Generator.Default).NextUInt64() : 0;
+        var shape = new AttentionShape(b, heads, t, t, dh, (float)(1.0 / Math.Sqrt(dh)), causal, (float)dropout, seed);
+        byte[] padBytes = pad is null ? [] : pad.ToArray<float>().Select(x => x != 0 ? (byte)1 : (byte)0).ToArray();
+        using var x = LastDimContiguous(qkv);
+        var o = Tensor.Empty([b, t, d], qkv.DType, qkv.Device);
+        using var lse = Tensor.Empty([b, heads, t], qkv.DType, qkv.Device);
+        if (o.Numel > 0)
+        {
+            var (q, k, v) = PackedOperands(x, d, dh);
+            qkv.Backend.AttentionForward(shape, x.Storage, q, x.Storage, k, x.Storage, v, o.Storage, Merged(o, dh), lse.Storage, padBytes);
+        }
+        return o.RecordCustom(new PackedAttention(shape, padBytes, d), [qkv], [x, o, lse]);
+    }
+
+    // Heads of q, k, v as strided views of [B, T, 3D]: head h of q starts at column h·Dh, of k at D + h·Dh ...
+    private static (AttentionOperand Q, AttentionOperand K, AttentionOperand V) PackedOperands(Tensor qkv, int d, int dh)
+    {
+        var st = qkv.Layout.Strides;
+        long off = qkv.Layout.Offset;
+        return (new(off, st[0], dh, st[1]), new(off + d, st[0], dh, st[1]), new(off + 2 * d, st[0], dh, st[1]));
+    }
+
+    // [B, T, H·Dh] read or written as [B, H, T, Dh].
+    private static AttentionOperand Merged(Tensor t, int dh) => new(t.Layout.Offset, t.Layout.Strides[0], dh, t.Layout.Strides[1]);
+
+    private sealed class PackedAttention(AttentionShape shape, byte[] pad, int d) : ICustomOp
+    {
+        public string Name => "PackedSelfAttention";
+
+        public Tensor?[] Backward(GradNode node, Tensor gradOutput)
+        {
+            var (x, o, lse) = (node.Saved[0], node.Saved[1], node.Saved[2]);
+            using var g = LastDimContiguous(gradOutput);
+            var dqkv = Tensor.Empty(x.Shape, x.DType, x.Device);
+            if (o.Numel > 0)
+            {
+                var (q, k, v) = PackedOperands(x, d, shape.Dim);
+                var (dq, dk, dv) = PackedOperands(dqkv, d, shape.Dim);
+                x.Backend.AttentionBackward(shape, x.Storage, q, x.Storage, k, x.Storage, v, o.Storage, Merged(o, shape.Dim), g.Storage, Merged(g, shape.Dim),
+                    lse.Storage, pad, dqkv.Storage, dq, dqkv.Storage, dk, dqkv.Storage, dv);
+            }
+            return [dqkv];
+        }
+    }
 }

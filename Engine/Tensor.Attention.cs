@@ -22,6 +22,29 @@ public sealed partial class Tensor
 
     internal static void CheckAttentionArgs(Tensor q, Tensor k, Tensor v, Tensor? pad) => CheckAttention(q, k, v, pad);
 
+    /// <summary>
+    /// Multi-head self-attention from a fused projection <paramref name="qkv"/> [B, T, 3·D] (q, k, v side by side)
+    /// to the merged heads [B, T, D], without splitting or merging heads in memory (the fused kernel reads and
+    /// writes strided head views). <paramref name="keyPaddingMask"/> is [B, T] with non-zero = hidden.
+    /// </summary>
+    public static Tensor PackedSelfAttention(Tensor qkv, int heads, Tensor? keyPaddingMask = null, bool causal = false, double dropout = 0, Generator? generator = null)
+    {
+        qkv.RequireFloat("PackedSelfAttention");
+        if (qkv.Rank != 3 || heads <= 0 || qkv.Size(2) % (3 * heads) != 0)
+            throw new ArgumentException($"PackedSelfAttention: qkv must be [B, T, 3·D] with D divisible by {heads} heads, got {qkv.Describe()}");
+        int b = qkv.Size(0), t = qkv.Size(1), d = qkv.Size(2) / 3;
+        if (keyPaddingMask is not null && (keyPaddingMask.Rank != 2 || keyPaddingMask.Size(0) != b || keyPaddingMask.Size(1) != t))
+            throw new ArgumentException($"PackedSelfAttention: key padding mask must be [{b},{t}], got {keyPaddingMask.Describe()}");
+        if (dropout is < 0 or >= 1) throw new ArgumentException($"PackedSelfAttention: dropout must be in [0, 1), got {dropout}");
+        if (qkv.Device.Kind == DeviceKind.Cpu && d / heads <= Kernels.Cpu.Attention.MaxDim)
+            return FusedAttention.ApplyPacked(qkv, heads, keyPaddingMask, causal, dropout, generator);
+        // Other devices: split the heads as views, attend, merge.
+        using var scope = new TensorScope();
+        var parts = qkv.Reshape(b, t, 3, heads, d / heads).Permute(2, 0, 3, 1, 4);
+        var o = ScaledDotProductAttention(parts.Select(0, 0), parts.Select(0, 1), parts.Select(0, 2), keyPaddingMask, causal, dropout, generator);
+        return scope.Keep(o.Transpose(1, 2).Reshape(b, t, d));
+    }
+
     /// <summary>As <see cref="ScaledDotProductAttention"/>, also returning the attention weights [B, H, Tq, Tk] (materialises them).</summary>
     public static (Tensor Output, Tensor Weights) AttentionWithWeights(Tensor q, Tensor k, Tensor v, Tensor? keyPaddingMask = null, bool causal = false,
         double dropout = 0, Generator? generator = null, double? scale = null)

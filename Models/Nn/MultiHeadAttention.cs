@@ -99,6 +99,13 @@ public sealed class MultiHeadAttention : Module
         if (IsCrossAttention != memory is not null) throw new ArgumentException($"MultiHeadAttention: {(IsCrossAttention ? "cross-attention needs" : "self-attention takes no")} memory");
         using var scope = new TensorScope();
         Tensor q, k, v;
+        double dropoutP = Training ? Dropout : 0;
+        if (_qkv is not null && cache is null && !KeepWeights)
+        {
+            // The common training path: one fused kernel from the packed projection to the merged heads.
+            var merged0 = Tensor.PackedSelfAttention(_qkv.Forward(x), Heads, keyPaddingMask, causal, dropoutP, _generator);
+            return scope.Keep(_proj.Forward(merged0));
+        }
         if (_qkv is not null)
         {
             var parts = _qkv.Forward(x).Chunk(3, -1);

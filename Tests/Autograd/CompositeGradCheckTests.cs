@@ -64,6 +64,26 @@ public class CompositeGradCheckTests
     }
 
     [Test]
+    public void Packed_self_attention_matches_split_heads_and_passes_gradcheck()
+    {
+        ulong seed = TestContext.CurrentContext.Random.NextULong();
+        var g = new Generator(seed);
+        using var qkv32 = Tensor.Randn([2, 7, 3 * 8], g);
+        using var pad = Tensor.FromArray(new float[] { 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0 }, [2, 7]);
+        using (var packed = Tensor.PackedSelfAttention(qkv32, 2, pad, causal: true))
+        using (var parts = qkv32.Reshape(2, 7, 3, 2, 4).Permute(2, 0, 3, 1, 4))
+        using (var split = Tensor.ScaledDotProductAttention(parts.Select(0, 0), parts.Select(0, 1), parts.Select(0, 2), pad, causal: true))
+        using (var merged = split.Transpose(1, 2).Reshape(2, 7, 8))
+        {
+            var a = packed.ToArray<float>(); var b = merged.ToArray<float>();
+            for (int i = 0; i < a.Length; i++) Assert.That(a[i], Is.EqualTo(b[i]).Within(1e-5), $"seed={seed}");
+        }
+        using var pad64 = pad.To(DType.Float64);
+        Tensor[] inputs = [Rand(g, 2, 5, 3 * 6)];
+        Assert.DoesNotThrow(() => GradCheck.Assert(x => Tensor.PackedSelfAttention(x[0], 3, null, causal: true), inputs, seed, name: "PackedSelfAttention"), $"seed={seed}");
+    }
+
+    [Test]
     public void Fused_attention_equals_the_materialised_composite_in_float32()
     {
         ulong seed = TestContext.CurrentContext.Random.NextULong();
