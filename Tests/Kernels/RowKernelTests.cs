@@ -131,8 +131,10 @@ public class RowKernelTests
                     {
                         double xh = (x[r * cols + c] - mu) * rs, w = affine ? gamma[c] : 1;
                         double e = rs * (dy[r * cols + c] * w - sg / cols - xh * sgx / cols);
-                        // dx carries a factor rstd: when a row's values nearly coincide (cols = 2), float32 rounding is amplified by it.
-                        Assert.That(dx[r * cols + c], Is.EqualTo(e).Within(2e-6 * rs * (1 + Math.Abs(dy[r * cols + c])) + 5e-4 * Math.Abs(e)), $"dx cols={cols} affine={affine} seed={seed}");
+                        // dx = rstd·(… − xhat·…) with xhat itself scaled by rstd: when a row's values nearly coincide (cols = 2)
+                        // rstd is large and float32 rounding of the saved mean is amplified by rstd², so the bound carries both.
+                        double cond = (2e-6 * rs + 1e-7 * rs * rs) * (1 + Math.Abs(dy[r * cols + c]));
+                        Assert.That(dx[r * cols + c], Is.EqualTo(e).Within(cond + 5e-4 * Math.Abs(e)), $"dx cols={cols} affine={affine} seed={seed}");
                     }
                 }
                 if (affine)
