@@ -19,7 +19,7 @@ public static class DevicesCommand
             try
             {
                 var backend = (AttnCore.Backends.IlgpuBackend)Device.IlgpuCpu.Backend;
-                rows.Add(new() { ["device"] = "ilgpu-cpu", ["name"] = backend.AcceleratorName, ["warp_size"] = 4, ["max_group_size"] = 16, ["status"] = "available (an emulator: for checking GPU kernels, not for speed)" });
+                rows.Add(new() { ["device"] = "ilgpu-cpu", ["name"] = backend.AcceleratorName, ["warp_size"] = backend.WarpSize, ["max_group_size"] = backend.MaxGroupSize, ["status"] = "available (an emulator: for checking GPU kernels, not for speed)" });
             }
             catch (Exception e) when (e is not OutOfMemoryException)
             {
