@@ -20,7 +20,7 @@ public sealed class CliIO(TextWriter stdout, TextWriter stderr)
 public sealed class CommonOptions
 {
     /// <summary>cpu | ilgpu-cpu | best</summary>
-    public Option<string> Device { get; } = new("--device") { Description = "cpu | ilgpu-cpu | best", DefaultValueFactory = _ => "cpu" };
+    public Option<string> Device { get; } = new("--device") { Description = "cpu | ilgpu-cpu | cuda[:i] | opencl[:i] | best", DefaultValueFactory = _ => "cpu" };
     /// <summary>Random seed.</summary>
     public Option<ulong> Seed { get; } = new("--seed") { Description = "random seed", DefaultValueFactory = _ => 1UL };
     /// <summary>Worker threads.</summary>

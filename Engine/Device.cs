@@ -42,6 +42,34 @@ public sealed class Device : IEquatable<Device>
     /// <summary>ILGPU's CPU accelerator: runs the GPU kernels on the host, for tests.</summary>
     public static Device IlgpuCpu => Get(DeviceKind.IlgpuCpu, 0, d => new IlgpuBackend(d));
 
+    /// <summary>The <paramref name="index"/>-th CUDA GPU (through ILGPU). Throws when there is none.</summary>
+    public static Device Cuda(int index = 0)
+    {
+        if (index < 0 || index >= IlgpuRuntime.CudaCount)
+            throw new ArgumentException($"Device.Cuda: there is no CUDA device {index} ({IlgpuRuntime.CudaCount} found)");
+        return Get(DeviceKind.Cuda, index, d => new IlgpuBackend(d));
+    }
+
+    /// <summary>The <paramref name="index"/>-th OpenCL device (through ILGPU; PoCL counts). Throws when there is none.</summary>
+    public static Device OpenCL(int index = 0)
+    {
+        if (index < 0 || index >= IlgpuRuntime.OpenCLCount)
+            throw new ArgumentException($"Device.OpenCL: there is no OpenCL device {index} ({IlgpuRuntime.OpenCLCount} found; PoCL: apt-get install pocl-opencl-icd ocl-icd-opencl-dev)");
+        return Get(DeviceKind.OpenCL, index, d => new IlgpuBackend(d));
+    }
+
+    /// <summary>Number of CUDA devices ILGPU finds.</summary>
+    public static int CudaCount => IlgpuRuntime.CudaCount;
+
+    /// <summary>Number of OpenCL devices ILGPU finds.</summary>
+    public static int OpenCLCount => IlgpuRuntime.OpenCLCount;
+
+    /// <summary>
+    /// The fastest device for training today: the SIMD CPU. CUDA and OpenCL devices can be chosen explicitly, but
+    /// their backend does not yet run every op a model needs (see docs/gpu.md), so Best() does not pick them.
+    /// </summary>
+    public static Device Best() => Cpu;
+
     /// <summary>The backend that runs ops on this device (created on first use).</summary>
     public IBackend Backend
     {
@@ -64,13 +92,25 @@ public sealed class Device : IEquatable<Device>
         }
     }
 
-    /// <summary>Parses the CLI spelling: cpu, ilgpu-cpu (more kinds arrive with the GPU backend).</summary>
-    public static Device Parse(string name) => name.Trim().ToLowerInvariant() switch
+    /// <summary>Parses the CLI spelling: cpu, ilgpu-cpu, cuda[:i], opencl[:i], best.</summary>
+    public static Device Parse(string name)
     {
-        "cpu" => Cpu,
-        "ilgpu-cpu" or "ilgpucpu" => IlgpuCpu,
-        _ => throw new ArgumentException($"Device.Parse: unknown device '{name}' (expected cpu or ilgpu-cpu)"),
-    };
+        string n = name.Trim().ToLowerInvariant();
+        int colon = n.IndexOf(':');
+        string kind = colon < 0 ? n : n[..colon];
+        int index = 0;
+        if (colon >= 0 && !int.TryParse(n[(colon + 1)..], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out index))
+            throw new ArgumentException($"Device.Parse: '{name}' has no valid device index after ':'");
+        return kind switch
+        {
+            "cpu" => Cpu,
+            "ilgpu-cpu" or "ilgpucpu" => IlgpuCpu,
+            "cuda" => Cuda(index),
+            "opencl" => OpenCL(index),
+            "best" => Best(),
+            _ => throw new ArgumentException($"Device.Parse: unknown device '{name}' (expected cpu, ilgpu-cpu, cuda[:i], opencl[:i] or best)"),
+        };
+    }
 
     /// <summary>Name as PyTorch would print it: cpu, ilgpu-cpu, cuda:0, opencl:0.</summary>
     public override string ToString() => Kind switch

@@ -25,8 +25,25 @@ public static class DevicesCommand
             {
                 rows.Add(new() { ["device"] = "ilgpu-cpu", ["status"] = "skipped: " + e.Message });
             }
-            rows.Add(new() { ["device"] = "cuda", ["status"] = "skipped: the CUDA backend is not in this build yet" });
-            rows.Add(new() { ["device"] = "opencl", ["status"] = "skipped: the OpenCL backend is not in this build yet" });
+            void Ilgpu(string kind, int count, Func<int, Device> get, string none)
+            {
+                if (count == 0) { rows.Add(new() { ["device"] = kind, ["status"] = "skipped: " + none }); return; }
+                for (int i = 0; i < count; i++)
+                {
+                    try
+                    {
+                        var backend = (AttnCore.Backends.IlgpuBackend)get(i).Backend;
+                        rows.Add(new() { ["device"] = $"{kind}:{i}", ["name"] = backend.AcceleratorName, ["warp_size"] = backend.WarpSize, ["max_group_size"] = backend.MaxGroupSize,
+                            ["status"] = "available: element-wise ops, reductions, softmax and MatMul (the rest of the GPU backend is in progress)" });
+                    }
+                    catch (Exception e) when (e is not OutOfMemoryException)
+                    {
+                        rows.Add(new() { ["device"] = $"{kind}:{i}", ["status"] = "skipped: " + e.Message });
+                    }
+                }
+            }
+            Ilgpu("cuda", Device.CudaCount, i => Device.Cuda(i), "no CUDA driver or GPU found");
+            Ilgpu("opencl", Device.OpenCLCount, i => Device.OpenCL(i), "no OpenCL platform found (for PoCL: apt-get install pocl-opencl-icd ocl-icd-opencl-dev)");
             foreach (var r in rows)
                 io.Out.WriteLine($"{r["device"],-10} {string.Join("  ", r.Where(kv => kv.Key != "device").Select(kv => $"{kv.Key}: {kv.Value}"))}");
             if (p.GetValue(json)) io.Json(new { devices = rows });

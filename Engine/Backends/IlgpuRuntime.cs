@@ -2,6 +2,8 @@ using AttnCore.Kernels.Gpu;
 using ILGPU;
 using ILGPU.Runtime;
 using ILGPU.Runtime.CPU;
+using ILGPU.Runtime.Cuda;
+using ILGPU.Runtime.OpenCL;
 
 namespace AttnCore.Backends;
 
@@ -19,20 +21,52 @@ namespace AttnCore.Backends;
 /// </remarks>
 internal static class IlgpuRuntime
 {
-    private static readonly Lazy<Context> Shared = new(() => Context.Create(b => b
-        .CPU(new CPUDevice(numThreadsPerWarp: 4, numWarpsPerMultiprocessor: 4, numMultiprocessors: 1))
-        .Optimize(OptimizationLevel.O2)
-        .EnableAlgorithms()), LazyThreadSafetyMode.ExecutionAndPublication);
+    private static readonly Lazy<Context> Shared = new(() => Context.Create(b =>
+    {
+        b.CPU(new CPUDevice(numThreadsPerWarp: 4, numWarpsPerMultiprocessor: 4, numMultiprocessors: 1))
+         .Optimize(OptimizationLevel.O2)
+         .EnableAlgorithms();
+        // Every OpenCL device, not only those ILGPU deems complete: PoCL lacks the generic address space
+        // (see CreateAccelerator). CUDA devices are found when a driver is installed, and none otherwise.
+        b.OpenCL(_ => true);
+        b.Cuda();
+    }), LazyThreadSafetyMode.ExecutionAndPublication);
 
     /// <summary>The process-wide context (created on first use, lives as long as the process).</summary>
     public static Context Context => Shared.Value;
 
-    /// <summary>A new accelerator for <paramref name="device"/> (its backend owns and disposes it).</summary>
-    public static Accelerator CreateAccelerator(Device device) => device.Kind switch
+    /// <summary>Number of CUDA devices found.</summary>
+    public static int CudaCount => Context.GetCudaDevices().Count;
+
+    /// <summary>Number of OpenCL devices found.</summary>
+    public static int OpenCLCount => Context.GetCLDevices().Count;
+
+    /// <summary>The ILGPU description of <paramref name="device"/>.</summary>
+    public static ILGPU.Runtime.Device Describe(Device device) => device.Kind switch
     {
-        DeviceKind.IlgpuCpu => Context.GetCPUDevice(device.Index).CreateAccelerator(Context),
-        _ => throw new NotSupportedException($"IlgpuRuntime: {device} is not available in this build (CUDA and OpenCL devices arrive with the GPU backend issue)"),
+        DeviceKind.IlgpuCpu => Context.GetCPUDevice(device.Index),
+        DeviceKind.Cuda when device.Index < CudaCount => Context.GetCudaDevices()[device.Index],
+        DeviceKind.OpenCL when device.Index < OpenCLCount => Context.GetCLDevices()[device.Index],
+        _ => throw new NotSupportedException($"IlgpuRuntime: no {device} on this machine ({CudaCount} CUDA and {OpenCLCount} OpenCL devices found)"),
     };
+
+    /// <summary>
+    /// A new accelerator for <paramref name="device"/> (its backend owns and disposes it). OpenCL devices without
+    /// the generic address space (PoCL 3.x) are accepted on purpose: the context is built with O2, which inlines
+    /// every helper, so the generated OpenCL C never needs <c>__generic</c> pointers. ILGPU only exposes that
+    /// capability flag through a non-public setter, which is set here by reflection; the OpenCL tests show the
+    /// kernels then build and agree with the CPU backend on PoCL.
+    /// </summary>
+    public static Accelerator CreateAccelerator(Device device)
+    {
+        var d = Describe(device);
+        if (d is ILGPU.Runtime.OpenCL.CLDevice cl && !cl.Capabilities.GenericAddressSpace)
+        {
+            var flag = cl.Capabilities.GetType().GetProperty("GenericAddressSpace", System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Instance);
+            flag?.GetSetMethod(nonPublic: true)?.Invoke(cl.Capabilities, [true]);
+        }
+        return d.CreateAccelerator(Context);
+    }
 }
 
 /// <summary>

@@ -21,10 +21,15 @@ namespace AttnCore.Tests.Gpu;
 /// thread is an OS thread) and come in awkward layouts: offsets, transposes, strides, broadcasts, size-0 and
 /// size-1 dims, ranks above the kernels' 6 packed dims. Tolerance: |got - want| &lt;= 1e-5 + 1e-5*|want|.
 /// </summary>
-[TestFixture, Category("Gpu"), NonParallelizable]
-public class IlgpuBackendTests
+[TestFixture("ilgpu-cpu"), TestFixture("opencl"), Category("Gpu"), NonParallelizable]
+public class IlgpuBackendTests(string deviceName)
 {
-    static IlgpuBackend B => (IlgpuBackend)Device.IlgpuCpu.Backend;
+    // Set per fixture in OneTimeSetUp (fixtures run one after another): the same tests run on each ILGPU device.
+    static Device _device = Device.IlgpuCpu;
+    static IlgpuBackend B => (IlgpuBackend)_device.Backend;
+
+    [OneTimeSetUp]
+    public void PickDevice() => _device = GpuDevices.Require(deviceName);
 
     // ---- plumbing: host data, views, the float64 reference ------------------------------------------------
 
@@ -462,13 +467,13 @@ public class IlgpuBackendTests
     public void Unsupported_dtypes_and_ops_name_the_op_the_dtype_and_the_device()
     {
         var ns = Assert.Throws<NotSupportedException>(() => B.Allocate(DType.Float64, 4));
-        Assert.That(ns!.Message, Does.Contain("float64").And.Contain("ilgpu-cpu"));
+        Assert.That(ns!.Message, Does.Contain("float64").And.Contain(_device.ToString()));
         var ints = B.Allocate(DType.Int64, 4);
         var f = B.Allocate(DType.Float32, 4);
         ns = Assert.Throws<NotSupportedException>(() => B.Unary(UnaryOp.Exp, 0, ints, Layout.Contiguous([4]), f));
-        Assert.That(ns!.Message, Does.Contain("Exp").And.Contain("int64").And.Contain("ilgpu-cpu"));
+        Assert.That(ns!.Message, Does.Contain("Exp").And.Contain("int64").And.Contain(_device.ToString()));
         ns = Assert.Throws<NotSupportedException>(() => B.LayerNorm(f, null, null, f, f, f, 2, 2, 1e-5));
-        Assert.That(ns!.Message, Is.EqualTo("IlgpuBackend: LayerNorm is not implemented on ilgpu-cpu yet; it arrives with the GPU backend issue"));
+        Assert.That(ns!.Message, Is.EqualTo($"IlgpuBackend: LayerNorm is not implemented on {_device} yet; it arrives with the GPU backend issue"));
         Assert.Throws<ArgumentException>(() => B.Unary(UnaryOp.Neg, 0, f, Layout.Contiguous([5]), f));
         ints.Release(); f.Release();
     }
@@ -508,10 +513,14 @@ public class IlgpuBackendTests
 }
 
 /// <summary>The same kernels reached through Tensor: transfers, printing, and ops against the SIMD CPU backend.</summary>
-[TestFixture, Category("Gpu"), NonParallelizable]
-public class IlgpuTensorTests
+[TestFixture("ilgpu-cpu"), TestFixture("opencl"), Category("Gpu"), NonParallelizable]
+public class IlgpuTensorTests(string deviceName)
 {
-    static Device Gpu => Device.IlgpuCpu;
+    static Device _device = Device.IlgpuCpu;
+    static Device Gpu => _device;
+
+    [OneTimeSetUp]
+    public void PickDevice() => _device = GpuDevices.Require(deviceName);
 
     static void SameOnBoth(Func<Tensor[], Tensor> op, Tensor[] cpuInputs, double tol, string what)
     {
@@ -552,7 +561,7 @@ public class IlgpuTensorTests
     {
         using var x = Tensor.FromArray(new float[] { 1, 2.5f, -3 }, null, Gpu);
         Assert.That(x.ToArray<float>(), Is.EqualTo(new float[] { 1, 2.5f, -3 }));
-        Assert.That(x.ToString(), Is.EqualTo("tensor([ 1.0000,  2.5000, -3.0000], device='ilgpu-cpu')"));
+        Assert.That(x.ToString(), Is.EqualTo($"tensor([ 1.0000,  2.5000, -3.0000], device='{Gpu}')"));
         using var i = Tensor.FromArray(new long[] { 4, 5 }, null, Gpu);
         Assert.That(i.ToArray<long>(), Is.EqualTo(new long[] { 4, 5 }));
         using var back = x.To(Device.Cpu);
@@ -565,9 +574,9 @@ public class IlgpuTensorTests
         using var c = Tensor.Zeros([2, 3]);
         using var d = Tensor.Zeros([2, 3], DType.Float32, Gpu);
         var ex = Assert.Throws<ArgumentException>(() => _ = c + d);
-        Assert.That(ex!.Message, Is.EqualTo("Add: tensors are on different devices: cpu [2,3] and ilgpu-cpu [2,3]; move one with To(device)"));
+        Assert.That(ex!.Message, Is.EqualTo($"Add: tensors are on different devices: cpu [2,3] and {Gpu} [2,3]; move one with To(device)"));
         var ns = Assert.Throws<NotSupportedException>(() => d.LayerNorm([3]));
-        Assert.That(ns!.Message, Does.Contain("LayerNorm").And.Contain("ilgpu-cpu"));
+        Assert.That(ns!.Message, Does.Contain("LayerNorm").And.Contain(Gpu.ToString()));
         Assert.Throws<NotSupportedException>(() => Tensor.Zeros([2], DType.Float64, Gpu));
     }
 
@@ -579,5 +588,36 @@ public class IlgpuTensorTests
         long before = backend.DriverAllocations;
         for (int i = 0; i < 20; i++) { using var t = Tensor.Ones([100], DType.Float32, Gpu); using var u = t * 2.0; }
         Assert.That(backend.DriverAllocations, Is.EqualTo(before));
+    }
+}
+
+/// <summary>The ILGPU devices the Gpu tests run on; OpenCL ones skip with the reason when the machine has none.</summary>
+internal static class GpuDevices
+{
+    public static Device Require(string name)
+    {
+        if (name == "opencl" && Device.OpenCLCount == 0)
+            Assert.Ignore("no OpenCL device on this machine: install pocl-opencl-icd and ocl-icd-opencl-dev (.ci/run does) to run the Gpu tests through PoCL");
+        return Device.Parse(name);
+    }
+}
+
+[TestFixture, Category("Gpu")]
+public class DeviceSelectionTests
+{
+    [Test]
+    public void Device_names_parse_and_missing_devices_say_how_many_were_found()
+    {
+        Assert.That(Device.Parse("cpu"), Is.EqualTo(Device.Cpu));
+        Assert.That(Device.Parse("ILGPU-CPU"), Is.EqualTo(Device.IlgpuCpu));
+        Assert.That(Device.Best(), Is.EqualTo(Device.Cpu));
+        Assert.That(Device.Parse("best"), Is.EqualTo(Device.Best()));
+        var ex = Assert.Throws<ArgumentException>(() => Device.Parse($"cuda:{Device.CudaCount}"));
+        Assert.That(ex!.Message, Does.Contain("CUDA").And.Contain($"{Device.CudaCount} found"));
+        ex = Assert.Throws<ArgumentException>(() => Device.Parse($"opencl:{Device.OpenCLCount}"));
+        Assert.That(ex!.Message, Does.Contain("OpenCL").And.Contain($"{Device.OpenCLCount} found"));
+        Assert.Throws<ArgumentException>(() => Device.Parse("opencl:x"));
+        Assert.Throws<ArgumentException>(() => Device.Parse("tpu"));
+        if (Device.OpenCLCount > 0) Assert.That(Device.Parse("opencl").ToString(), Is.EqualTo("opencl:0"));
     }
 }
