@@ -70,6 +70,9 @@ public sealed class Device : IEquatable<Device>
     /// </summary>
     public static Device Best() => Cpu;
 
+    /// <summary>Waits for every op queued on this device (GPU kernels launch asynchronously); a no-op on the CPU.</summary>
+    public void Synchronize() { if (HasBackend) Backend.Synchronize(); }
+
     /// <summary>The backend that runs ops on this device (created on first use).</summary>
     public IBackend Backend
     {

@@ -163,7 +163,8 @@ public static class BenchCommand
             // Warm up (tiered JIT, pools, caches), then size the batches to ~0.2 s.
             var warm = Stopwatch.StartNew();
             int warmRuns = 0;
-            while (warmRuns < 3 || (warm.Elapsed.TotalSeconds < 0.5 && warmRuns < 50)) { work.Run(); warmRuns++; }
+            // GPU kernels launch asynchronously: every timed run waits for its device to finish.
+            while (warmRuns < 3 || (warm.Elapsed.TotalSeconds < 0.5 && warmRuns < 50)) { work.Run(); device.Synchronize(); warmRuns++; }
             double estimate = warm.Elapsed.TotalMilliseconds / warmRuns;
             int reps = (int)Math.Clamp(200 / Math.Max(estimate, 1e-3), 1, 50);
             var ours = new List<double>(); var theirs = new List<double>();
@@ -174,6 +175,7 @@ public static class BenchCommand
                 {
                     long t0 = Stopwatch.GetTimestamp();
                     work.Run();
+                    device.Synchronize();
                     ours.Add(Stopwatch.GetElapsedTime(t0).TotalMilliseconds);
                 }
                 if (torch is not null) theirs.AddRange(torch.Run(reps));

@@ -17,6 +17,9 @@ public sealed partial class CpuBackend : IBackend
     public Device Device { get; }
 
     /// <inheritdoc/>
+    public void Synchronize() { }
+
+    /// <inheritdoc/>
     public Storage Allocate(DType dtype, long length) => dtype switch
     {
         DType.Float32 => new CpuStorage<float>(Device, length),

@@ -125,6 +125,9 @@ public interface IBackend : IDisposable
     /// <summary>The device this backend computes on.</summary>
     Device Device { get; }
 
+    /// <summary>Waits until every op queued on the device has finished (a no-op on the CPU, where ops are synchronous).</summary>
+    void Synchronize();
+
     /// <summary>Uninitialised storage of <paramref name="length"/> elements.</summary>
     Storage Allocate(DType dtype, long length);
 

@@ -76,6 +76,9 @@ public sealed class IlgpuBackend : IBackend
     // ---- Memory -------------------------------------------------------------------------------------------
 
     /// <inheritdoc/>
+    public void Synchronize() => _acc.Synchronize();
+
+    /// <inheritdoc/>
     public Storage Allocate(DType dtype, long length)
     {
         if (dtype is not (DType.Float32 or DType.Int64)) throw new NotSupportedException($"IlgpuBackend: Allocate does not support {dtype.Name()} tensors on {Device} (float32 and int64 only)");
