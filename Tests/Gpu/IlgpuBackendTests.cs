@@ -487,15 +487,16 @@ public class IlgpuBackendTests(string deviceName)
     }
 
     /// <summary>
-    /// Every kernel, in its GPU launch sizes (16x16 GEMM tiles, 256-thread groups), compiles to PTX for sm_90
+    /// Every kernel, in its GPU launch sizes (16x16 GEMM tiles, 256-thread groups), compiles to PTX for sm_70, sm_80 and sm_90
     /// with no GPU present: the check that the CUDA backend can load them (a math call without an intrinsic,
     /// a managed array or an exception in a kernel would fail here).
     /// </summary>
-    [Test]
-    public void Every_kernel_compiles_to_ptx_at_gpu_launch_sizes()
+    [TestCase(70), TestCase(80), TestCase(90)]
+    public void Every_kernel_compiles_to_ptx_at_gpu_launch_sizes(int sm)
     {
+        var arch = sm switch { 70 => CudaArchitecture.SM_70, 80 => CudaArchitecture.SM_80, _ => CudaArchitecture.SM_90 };
         using var context = Context.Create(b => b.Optimize(OptimizationLevel.O2).EnableAlgorithms());
-        using var ptx = new PTXBackend(context, new CudaCapabilityContext(CudaArchitecture.SM_90), CudaArchitecture.SM_90, CudaInstructionSet.ISA_80, null);
+        using var ptx = new PTXBackend(context, new CudaCapabilityContext(arch), arch, CudaInstructionSet.ISA_80, null);
         string[] implicitKernels = ["UnaryKernel", "BinaryKernel", "WhereKernel", "FillKernel", "FillLongKernel", "CopyKernel", "CopyLongKernel", "LongToFloatKernel", "FloatToLongKernel"];
         var kernels = implicitKernels.Select(name => (typeof(Elementwise).GetMethod(name)!, false))
             .Append((typeof(ReduceKernels).GetMethod("ReduceKernel")!, false))
