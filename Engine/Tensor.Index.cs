@@ -7,9 +7,19 @@ public sealed partial class Tensor
     {
         if (index.DType != DType.Int64) throw new ArgumentException($"{op}: indices must be int64, got {index.DType.Name()} {index.Describe()}");
         if (index.Numel == 0) return;
-        using var lo = index.Min();
-        using var hi = index.Max();
-        long min = (long)lo.Item(), max = (long)hi.Item();
+        long min, max;
+        if (index.Device == Device.Cpu)
+        {
+            using var lo = index.Min();
+            using var hi = index.Max();
+            (min, max) = ((long)lo.Item(), (long)hi.Item());
+        }
+        else
+        {
+            // Devices have no int64 reductions: index tensors are small, so they are checked on the host.
+            var all = index.ToArray<long>();
+            (min, max) = (all.Min(), all.Max());
+        }
         if (min < 0 || max >= size)
             throw new IndexOutOfRangeException($"{op}: index {(min < 0 ? min : max)} is out of range for {what} of size {size}");
     }

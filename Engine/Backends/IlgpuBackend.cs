@@ -306,13 +306,27 @@ public sealed class IlgpuBackend : IBackend
     /// <inheritdoc/>
     public void CrossEntropyBackward(Storage logits, Storage targets, Storage lse, Storage dlogits, int rows, int classes, long ignoreIndex, double labelSmoothing, double gradOutput, int count) => throw NotImplemented("CrossEntropyBackward");
     /// <inheritdoc/>
-    public void IndexSelect(Storage src, long outer, int axisSize, long inner, Storage index, int count, Storage dst) => throw NotImplemented("IndexSelect");
+    public void IndexSelect(Storage src, long outer, int axisSize, long inner, Storage index, int count, Storage dst) =>
+        LaunchIndex("IndexSelect", _k.IndexSelect, src, index, dst, outer * count * inner, axisSize, inner, count);
     /// <inheritdoc/>
-    public void Gather(Storage src, long outer, int axisSize, long inner, Storage index, int count, Storage dst) => throw NotImplemented("Gather");
+    public void Gather(Storage src, long outer, int axisSize, long inner, Storage index, int count, Storage dst) =>
+        LaunchIndex("Gather", _k.Gather, src, index, dst, outer * count * inner, axisSize, inner, count);
     /// <inheritdoc/>
-    public void IndexAdd(Storage dst, long outer, int axisSize, long inner, Storage index, int count, Storage src) => throw NotImplemented("IndexAdd");
+    public void IndexAdd(Storage dst, long outer, int axisSize, long inner, Storage index, int count, Storage src) =>
+        LaunchIndex("IndexAdd", _k.IndexAdd, src, index, dst, outer * axisSize * inner, axisSize, inner, count);
     /// <inheritdoc/>
-    public void ScatterAdd(Storage dst, long outer, int axisSize, long inner, Storage index, int count, Storage src) => throw NotImplemented("ScatterAdd");
+    public void ScatterAdd(Storage dst, long outer, int axisSize, long inner, Storage index, int count, Storage src) =>
+        LaunchIndex("ScatterAdd", _k.ScatterAdd, src, index, dst, outer * axisSize * inner, axisSize, inner, count);
+
+    // The Engine has checked the indices and sizes; float32 data and int64 indices only.
+    private void LaunchIndex(string op, Lazy<Action<Index1D, ArrayView<float>, ArrayView<long>, ArrayView<float>, long, long, int>> kernel,
+        Storage src, Storage index, Storage dst, long n, int axisSize, long inner, int count)
+    {
+        if (src.DType != DType.Float32 || dst.DType != DType.Float32) throw WrongType(op, src.DType != DType.Float32 ? src.DType : dst.DType);
+        if (index.DType != DType.Int64) throw WrongType(op, index.DType);
+        if (n == 0) return;
+        kernel.Value(Threads(op, n), S(src, op).Floats, S(index, op).Longs, S(dst, op).Floats, axisSize, inner, count);
+    }
     /// <inheritdoc/>
     public void AdamUpdate(Storage param, Storage grad, Storage expAvg, Storage expAvgSq, long length, AdamHyper hyper) => throw NotImplemented("AdamUpdate");
     /// <inheritdoc/>

@@ -99,6 +99,10 @@ internal sealed class IlgpuKernels
         ReduceGroups = Grouped<ArrayView<float>, StridedIndex, StridedIndex, long, ArrayView<float>, int>(
             small ? Reduce.GroupReduceKernel<Size16> : Reduce.GroupReduceKernel<Size256>);
         SoftmaxRows = Grouped<ArrayView<float>, ArrayView<float>, int, int>(small ? Softmax.RowKernel<Size16> : Softmax.RowKernel<Size256>);
+        IndexSelect = Auto<ArrayView<float>, ArrayView<long>, ArrayView<float>, long, long, int>(IndexOps.SelectKernel);
+        Gather = Auto<ArrayView<float>, ArrayView<long>, ArrayView<float>, long, long, int>(IndexOps.GatherKernel);
+        IndexAdd = Auto<ArrayView<float>, ArrayView<long>, ArrayView<float>, long, long, int>(IndexOps.IndexAddKernel);
+        ScatterAdd = Auto<ArrayView<float>, ArrayView<long>, ArrayView<float>, long, long, int>(IndexOps.ScatterAddKernel);
         Gemm = Grouped<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs>(small ? Kernels.Gpu.Gemm.TiledKernel<Size4> : Kernels.Gpu.Gemm.TiledKernel<Size16>);
     }
 
@@ -121,6 +125,10 @@ internal sealed class IlgpuKernels
     public Lazy<Action<KernelConfig, ArrayView<float>, StridedIndex, StridedIndex, long, ArrayView<float>, int>> ReduceGroups { get; }
     public Lazy<Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int>> SoftmaxRows { get; }
     public Lazy<Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs>> Gemm { get; }
+    public Lazy<Action<Index1D, ArrayView<float>, ArrayView<long>, ArrayView<float>, long, long, int>> IndexSelect { get; }
+    public Lazy<Action<Index1D, ArrayView<float>, ArrayView<long>, ArrayView<float>, long, long, int>> Gather { get; }
+    public Lazy<Action<Index1D, ArrayView<float>, ArrayView<long>, ArrayView<float>, long, long, int>> IndexAdd { get; }
+    public Lazy<Action<Index1D, ArrayView<float>, ArrayView<long>, ArrayView<float>, long, long, int>> ScatterAdd { get; }
 
     // One thread per element, ILGPU picks the group size: for kernels without shared memory or barriers.
     private Lazy<Action<Index1D, T1, T2, T3>> Auto<T1, T2, T3>(Action<Index1D, T1, T2, T3> k)

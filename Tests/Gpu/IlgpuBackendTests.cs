@@ -501,6 +501,7 @@ public class IlgpuBackendTests(string deviceName)
         var kernels = implicitKernels.Select(name => (typeof(Elementwise).GetMethod(name)!, false))
             .Append((typeof(ReduceKernels).GetMethod("ReduceKernel")!, false))
             .Append((typeof(ReduceKernels).GetMethod("ArgReduceKernel")!, false))
+            .Concat(new[] { "SelectKernel", "GatherKernel", "IndexAddKernel", "ScatterAddKernel" }.Select(n => (typeof(IndexOps).GetMethod(n)!, false)))
             .Append((typeof(ReduceKernels).GetMethod("GroupReduceKernel")!.MakeGenericMethod(typeof(Size256)), true))
             .Append((typeof(SoftmaxKernels).GetMethod("RowKernel")!.MakeGenericMethod(typeof(Size256)), true))
             .Append((typeof(GemmKernels).GetMethod("TiledKernel")!.MakeGenericMethod(typeof(Size16)), true));
@@ -555,6 +556,26 @@ public class IlgpuTensorTests(string deviceName)
         using var gx = x.To(Gpu);
         using var gpuArg = gx.ArgMax(1);
         Assert.That(gpuArg.ToArray<long>(), Is.EqualTo(cpuArg.ToArray<long>()));
+    }
+
+    [Test]
+    public void Index_ops_and_their_scatter_add_adjoints_match_the_cpu_backend()
+    {
+        ulong seed = FreshSeed();
+        var g = new Generator(seed);
+        using var w = Make([9, 5], Layouts.Contiguous, g);
+        using var x = Make([3, 4, 6], Layouts.Transposed, g);
+        using var ids = Tensor.FromArray(new long[] { 3, 0, 8, 3, 3, 1 }, [2, 3]);
+        using var flat = Tensor.FromArray(new long[] { 2, 2, 0, 5, 1 });
+        using var gidx = Tensor.RandInt(0, 4, [3, 2, 6], seed);
+        using var src = Make([3, 2, 6], Layouts.Contiguous, g);
+        using var rows = Make([3, 4, 5], Layouts.Strided, g);
+        SameOnBoth(t => Tensor.Embedding(t[0], t[1]), [ids, w], 0, $"Embedding seed={seed}");
+        SameOnBoth(t => t[0].IndexSelect(2, t[1]), [x, flat], 0, $"IndexSelect seed={seed}");
+        SameOnBoth(t => t[0].Gather(1, t[1]), [x, gidx], 0, $"Gather seed={seed}");
+        // Repeated indices must accumulate (atomic adds on the device).
+        SameOnBoth(t => t[0].ZerosLike().IndexAdd(2, t[1], t[2]), [x, flat, rows], 1e-5, $"IndexAdd seed={seed}");
+        SameOnBoth(t => t[0].ZerosLike().ScatterAdd(1, t[1], t[2]), [x, gidx, src], 1e-5, $"ScatterAdd seed={seed}");
     }
 
     [Test]
