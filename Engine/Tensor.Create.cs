@@ -115,8 +115,11 @@ public sealed partial class Tensor
     {
         if (Rank < 2) throw new ArgumentException($"{op}: needs at least 2 dims, got {Describe()}");
         int rows = Layout.Shape[^2], cols = Layout.Shape[^1];
-        using var r = Arange(0, rows, 1, DType.Int64, Device);
-        using var c = Arange(0, cols, 1, DType.Int64, Device);
+        // Row and column numbers in this tensor's dtype (exact for any realistic size), so the whole mask is
+        // computed with float ops that every device has.
+        var indexType = DType.IsFloatingPoint() ? DType : DType.Int64;
+        using var r = Arange(0, rows, 1, indexType, Device);
+        using var c = Arange(0, cols, 1, indexType, Device);
         using var rr = r.Unsqueeze(1);
         using var cc = c.Unsqueeze(0);
         using var diff = cc - rr;

@@ -232,7 +232,17 @@ public sealed partial class Tensor
         if (targets.DType != DType.Int64 || targets.Rank != 1 || targets.Size(0) != Size(0))
             throw new ArgumentException($"CrossEntropy: targets must be int64 [{Size(0)}], got {targets.DType.Name()} {targets.Describe()}");
         if (labelSmoothing is < 0 or > 1) throw new ArgumentException($"CrossEntropy: label smoothing must be in [0, 1], got {labelSmoothing}");
-        if (Device.Kind == DeviceKind.Cpu && DType == DType.Float32) return FusedCrossEntropy.Apply(this, targets, ignoreIndex, labelSmoothing);
+        if (DType == DType.Float32)
+        {
+            if (Device != Device.Cpu)
+            {
+                // The device kernel trusts its targets (the CPU kernel checks them itself): check them here, on the host.
+                foreach (long t in targets.ToArray<long>())
+                    if (t != ignoreIndex && (t < 0 || t >= Size(1)))
+                        throw new IndexOutOfRangeException($"CrossEntropy: target {t} is out of range for the {Size(1)} classes of logits {Describe()}");
+            }
+            return FusedCrossEntropy.Apply(this, targets, ignoreIndex, labelSmoothing);
+        }
         using var scope = new TensorScope();
         var valid = targets.Ne(ignoreIndex);
         var safeTargets = Tensor.Where(valid, targets, Zeros([], DType.Int64, Device));

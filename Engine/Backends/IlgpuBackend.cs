@@ -298,13 +298,55 @@ public sealed class IlgpuBackend : IBackend
     // ---- Not yet on ILGPU devices (the GPU backend issue) -------------------------------------------------
 
     /// <inheritdoc/>
-    public void LayerNorm(Storage x, Storage? gamma, Storage? beta, Storage y, Storage mean, Storage rstd, int rows, int cols, double eps) => throw NotImplemented("LayerNorm");
+    public void LayerNorm(Storage x, Storage? gamma, Storage? beta, Storage y, Storage mean, Storage rstd, int rows, int cols, double eps)
+    {
+        if (x.DType != DType.Float32) throw WrongType("LayerNorm", x.DType);
+        var xv = S(x, "LayerNorm").Floats;
+        // Absent gamma/beta: any valid view stands in; the kernel does not read it.
+        _k.LayerNormForward.Value(Threads("LayerNorm", rows), xv, gamma is null ? xv : S(gamma, "LayerNorm").Floats, beta is null ? xv : S(beta, "LayerNorm").Floats,
+            S(y, "LayerNorm").Floats, S(mean, "LayerNorm").Floats, S(rstd, "LayerNorm").Floats, cols, (float)eps, gamma is null ? 0 : 1, beta is null ? 0 : 1);
+    }
     /// <inheritdoc/>
-    public void LayerNormBackward(Storage dy, Storage x, Storage mean, Storage rstd, Storage? gamma, Storage dx, Storage? dgamma, Storage? dbeta, int rows, int cols) => throw NotImplemented("LayerNormBackward");
+    public void LayerNormBackward(Storage dy, Storage x, Storage mean, Storage rstd, Storage? gamma, Storage dx, Storage? dgamma, Storage? dbeta, int rows, int cols)
+    {
+        if (x.DType != DType.Float32) throw WrongType("LayerNormBackward", x.DType);
+        const string op = "LayerNormBackward";
+        var (dyv, xv, mv, rv) = (S(dy, op).Floats, S(x, op).Floats, S(mean, op).Floats, S(rstd, op).Floats);
+        _k.LayerNormBackward.Value(Threads(op, rows), dyv, xv, mv, rv, gamma is null ? xv : S(gamma, op).Floats, S(dx, op).Floats, cols, gamma is null ? 0 : 1);
+        if (dgamma is not null || dbeta is not null)
+            _k.LayerNormParams.Value(Threads(op, cols), dyv, xv, mv, rv, dgamma is null ? xv : S(dgamma, op).Floats, dbeta is null ? xv : S(dbeta, op).Floats,
+                rows, cols, dgamma is null ? 0 : 1, dbeta is null ? 0 : 1);
+    }
     /// <inheritdoc/>
-    public (double Loss, int Count) CrossEntropyForward(Storage logits, Storage targets, Storage lse, int rows, int classes, long ignoreIndex, double labelSmoothing) => throw NotImplemented("CrossEntropy");
+    public (double Loss, int Count) CrossEntropyForward(Storage logits, Storage targets, Storage lse, int rows, int classes, long ignoreIndex, double labelSmoothing)
+    {
+        const string op = "CrossEntropy";
+        if (logits.DType != DType.Float32) throw WrongType(op, logits.DType);
+        var loss = Allocate(DType.Float32, rows);
+        var valid = Allocate(DType.Float32, rows);
+        try
+        {
+            _k.CrossEntropyForward.Value(Threads(op, rows), S(logits, op).Floats, S(targets, op).Longs, S(lse, op).Floats, S(loss, op).Floats, S(valid, op).Floats,
+                classes, ignoreIndex, (float)labelSmoothing);
+            // The mean needs the count of kept rows on the host (it scales the backward pass): one small download.
+            var losses = new float[rows]; var kept = new float[rows];
+            Download<float>(loss, 0, losses);
+            Download<float>(valid, 0, kept);
+            double total = 0; int count = 0;
+            for (int r = 0; r < rows; r++) { total += losses[r]; count += kept[r] != 0 ? 1 : 0; }
+            return (count == 0 ? double.NaN : total / count, count);
+        }
+        finally { loss.Release(); valid.Release(); }
+    }
     /// <inheritdoc/>
-    public void CrossEntropyBackward(Storage logits, Storage targets, Storage lse, Storage dlogits, int rows, int classes, long ignoreIndex, double labelSmoothing, double gradOutput, int count) => throw NotImplemented("CrossEntropyBackward");
+    public void CrossEntropyBackward(Storage logits, Storage targets, Storage lse, Storage dlogits, int rows, int classes, long ignoreIndex, double labelSmoothing, double gradOutput, int count)
+    {
+        const string op = "CrossEntropyBackward";
+        if (logits.DType != DType.Float32) throw WrongType(op, logits.DType);
+        float scale = count == 0 ? 0 : (float)(gradOutput / count);
+        _k.CrossEntropyBackward.Value(Threads(op, (long)rows * classes), S(logits, op).Floats, S(targets, op).Longs, S(lse, op).Floats, S(dlogits, op).Floats,
+            classes, ignoreIndex, (float)labelSmoothing, scale);
+    }
     /// <inheritdoc/>
     public void IndexSelect(Storage src, long outer, int axisSize, long inner, Storage index, int count, Storage dst) =>
         LaunchIndex("IndexSelect", _k.IndexSelect, src, index, dst, outer * count * inner, axisSize, inner, count);
@@ -328,7 +370,14 @@ public sealed class IlgpuBackend : IBackend
         kernel.Value(Threads(op, n), S(src, op).Floats, S(index, op).Longs, S(dst, op).Floats, axisSize, inner, count);
     }
     /// <inheritdoc/>
-    public void AdamUpdate(Storage param, Storage grad, Storage expAvg, Storage expAvgSq, long length, AdamHyper hyper) => throw NotImplemented("AdamUpdate");
+    public void AdamUpdate(Storage param, Storage grad, Storage expAvg, Storage expAvgSq, long length, AdamHyper h)
+    {
+        const string op = "AdamUpdate";
+        if (param.DType != DType.Float32) throw WrongType(op, param.DType);
+        float bc1 = 1 - MathF.Pow((float)h.Beta1, h.Step), bc2 = 1 - MathF.Pow((float)h.Beta2, h.Step);
+        _k.Adam.Value(Threads(op, length), S(param, op).Floats, S(grad, op).Floats, S(expAvg, op).Floats, S(expAvgSq, op).Floats,
+            (float)h.LearningRate, (float)h.Beta1, (float)h.Beta2, (float)h.Eps, (float)h.WeightDecay, (float)h.LearningRate / bc1, 1 / MathF.Sqrt(bc2), h.Decoupled ? 1 : 0);
+    }
     /// <inheritdoc/>
     public void SgdUpdate(Storage param, Storage grad, Storage? momentumBuffer, long length, SgdHyper hyper) => throw NotImplemented("SgdUpdate");
     /// <inheritdoc/>
