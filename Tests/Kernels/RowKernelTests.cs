@@ -34,7 +34,8 @@ public class RowKernelTests
                     for (int c = 0; c < cols; c++)
                     {
                         double p = Math.Exp(x[r * cols + c] - max) / sum;
-                        Assert.That(y[r * cols + c], Is.EqualTo(p).Within(4e-6 * p + 1e-9), $"softmax rows={rows} cols={cols} [{r},{c}] seed={seed}");
+                        // Like the log-softmax bound below: the float32 normaliser over cols terms rounds more on long rows.
+                        Assert.That(y[r * cols + c], Is.EqualTo(p).Within((4e-6 + 1e-9 * cols) * p + 1e-9), $"softmax rows={rows} cols={cols} [{r},{c}] seed={seed}");
                         // The normaliser sums cols terms in float32 lanes: allow its rounding to grow with the row length.
                         Assert.That(ly[r * cols + c], Is.EqualTo(Math.Log(p)).Within((2e-6 + 1e-9 * cols) * (1 + Math.Abs(Math.Log(p)))), $"log-softmax rows={rows} cols={cols} seed={seed}");
                     }
