@@ -13,7 +13,7 @@ namespace AttnCore.Backends;
 /// MatMul and Softmax; the other ops throw <see cref="NotSupportedException"/> naming the op and the device.
 /// Device memory comes from an <see cref="IlgpuMemoryPool"/>; <see cref="Dispose"/> releases it and the accelerator.
 /// </summary>
-public sealed class IlgpuBackend : IBackend
+public sealed partial class IlgpuBackend : IBackend
 {
     private readonly Accelerator _acc;
     private readonly IlgpuKernels _k;
@@ -295,7 +295,7 @@ public sealed class IlgpuBackend : IBackend
         _k.SoftmaxRows.Value(new KernelConfig(new Index1D(rows), new Index1D(_k.GroupSize)), s.Floats, d.Floats, cols, log ? 1 : 0);
     }
 
-    // ---- Not yet on ILGPU devices (the GPU backend issue) -------------------------------------------------
+    // ---- Row kernels, index ops, optimizer --------------------------------------------------------------
 
     /// <inheritdoc/>
     public void LayerNorm(Storage x, Storage? gamma, Storage? beta, Storage y, Storage mean, Storage rstd, int rows, int cols, double eps)
@@ -378,29 +378,6 @@ public sealed class IlgpuBackend : IBackend
         _k.Adam.Value(Threads(op, length), S(param, op).Floats, S(grad, op).Floats, S(expAvg, op).Floats, S(expAvgSq, op).Floats,
             (float)h.LearningRate, (float)h.Beta1, (float)h.Beta2, (float)h.Eps, (float)h.WeightDecay, (float)h.LearningRate / bc1, 1 / MathF.Sqrt(bc2), h.Decoupled ? 1 : 0);
     }
-    /// <inheritdoc/>
-    public void SgdUpdate(Storage param, Storage grad, Storage? momentumBuffer, long length, SgdHyper hyper) => throw NotImplemented("SgdUpdate");
-    /// <inheritdoc/>
-    public void AttentionForward(in AttentionShape shape, Storage q, in AttentionOperand qo, Storage k, in AttentionOperand ko, Storage v, in AttentionOperand vo,
-        Storage o, in AttentionOperand oo, Storage lse, ReadOnlySpan<byte> keyPaddingMask) => throw NotImplemented("Attention");
-    /// <inheritdoc/>
-    public void AttentionBackward(in AttentionShape shape, Storage q, in AttentionOperand qo, Storage k, in AttentionOperand ko, Storage v, in AttentionOperand vo,
-        Storage o, in AttentionOperand oo, Storage dout, in AttentionOperand doo, Storage lse, ReadOnlySpan<byte> keyPaddingMask,
-        Storage dq, in AttentionOperand dqo, Storage dk, in AttentionOperand dko, Storage dv, in AttentionOperand dvo) => throw NotImplemented("AttentionBackward");
-    /// <inheritdoc/>
-    public void Conv2dForward(Storage x, Storage w, Storage? bias, Storage y, in Conv2dShape shape) => throw NotImplemented("Conv2d");
-    /// <inheritdoc/>
-    public void Conv2dBackward(Storage dy, Storage x, Storage w, Storage? dx, Storage? dw, Storage? dbias, in Conv2dShape shape) => throw NotImplemented("Conv2dBackward");
-    /// <inheritdoc/>
-    public void Pool2dForward(bool max, Storage x, Storage y, Storage? argmax, in Pool2dShape shape) => throw NotImplemented(max ? "MaxPool2d" : "AvgPool2d");
-    /// <inheritdoc/>
-    public void Pool2dBackward(bool max, Storage dy, Storage? argmax, Storage dx, in Pool2dShape shape) => throw NotImplemented(max ? "MaxPool2dBackward" : "AvgPool2dBackward");
-    /// <inheritdoc/>
-    public void BatchNormForward(bool training, Storage x, Storage? gamma, Storage? beta, Storage y, Storage mean, Storage invstd, Storage? runningMean, Storage? runningVar,
-        int n, int c, int hw, double momentum, double eps) => throw NotImplemented("BatchNorm2d");
-    /// <inheritdoc/>
-    public void BatchNormBackward(Storage dy, Storage x, Storage mean, Storage invstd, Storage? gamma, Storage dx, Storage? dgamma, Storage? dbeta, int n, int c, int hw) => throw NotImplemented("BatchNorm2dBackward");
-
     /// <summary>Waits for every launched kernel, then releases the cached buffers and the accelerator.</summary>
     public void Dispose()
     {

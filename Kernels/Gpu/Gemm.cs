@@ -40,6 +40,7 @@ public static class Gemm
     /// C[b] = A[b] @ B[b]. Launch with grid (ceil(N/T), ceil(M/T), batch) and group (T, T) where
     /// T = <typeparamref name="TTile"/>.Value.
     /// </summary>
+    [GpuTypeArguments(typeof(Size16))]
     public static void TiledKernel<TTile>(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmArgs p)
         where TTile : struct, IKernelSize
     {

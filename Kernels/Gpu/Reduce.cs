@@ -16,38 +16,6 @@ using ILGPU.Algorithms;
 
 namespace AttnCore.Kernels.Gpu;
 
-/// <summary>
-/// A size fixed when a kernel is compiled (shared-memory extents must be constants in ILGPU): an empty struct
-/// whose <see cref="Value"/> returns a literal. Kernels take it as a type argument, so one kernel source serves
-/// a 16-thread CPU-accelerator group and a 256-thread GPU group.
-/// </summary>
-public interface IKernelSize
-{
-    /// <summary>The size (a power of two).</summary>
-    int Value { get; }
-}
-
-/// <summary>4 (the GEMM tile edge on the CPU accelerator: 4 x 4 = 16 threads).</summary>
-public struct Size4 : IKernelSize
-{
-    /// <inheritdoc/>
-    public readonly int Value => 4;
-}
-
-/// <summary>16 (the GEMM tile edge on GPUs; the group size on the CPU accelerator).</summary>
-public struct Size16 : IKernelSize
-{
-    /// <inheritdoc/>
-    public readonly int Value => 16;
-}
-
-/// <summary>256 (the row/group-reduction group size on GPUs).</summary>
-public struct Size256 : IKernelSize
-{
-    /// <inheritdoc/>
-    public readonly int Value => 256;
-}
-
 /// <summary>Reductions over trailing dims.</summary>
 public static class Reduce
 {
@@ -98,6 +66,7 @@ public static class Reduce
     /// One group of TGroup threads per output (grid = outputs): the same result as <see cref="ReduceKernel"/>
     /// with the block split across the group and combined by a shared-memory tree.
     /// </summary>
+    [GpuTypeArguments(typeof(Size256))]
     public static void GroupReduceKernel<TGroup>(ArrayView<float> src, StridedIndex kept, StridedIndex reduced, long count, ArrayView<float> dst, int op)
         where TGroup : struct, IKernelSize
     {

@@ -18,6 +18,7 @@ namespace AttnCore.Kernels.Gpu;
 public static class Softmax
 {
     /// <summary>dst[r, :] = softmax(src[r, :]) (log-softmax when <paramref name="log"/> is 1) for contiguous rows of <paramref name="cols"/> &gt; 0.</summary>
+    [GpuTypeArguments(typeof(Size256))]
     public static void RowKernel<TGroup>(ArrayView<float> src, ArrayView<float> dst, int cols, int log)
         where TGroup : struct, IKernelSize
     {

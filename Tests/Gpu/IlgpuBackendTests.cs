@@ -487,7 +487,8 @@ public class IlgpuBackendTests(string deviceName)
     }
 
     /// <summary>
-    /// Every kernel, in its GPU launch sizes (16x16 GEMM tiles, 256-thread groups), compiles to PTX for sm_70, sm_80 and sm_90
+    /// Every kernel (every public static *Kernel method of AttnCore.Kernels.Gpu, generic ones built with their
+    /// [GpuTypeArguments]), in its GPU launch sizes (16x16 GEMM tiles, 256-thread groups), compiles to PTX for sm_70, sm_80 and sm_90
     /// with no GPU present: the check that the CUDA backend can load them (a math call without an intrinsic,
     /// a managed array or an exception in a kernel would fail here).
     /// </summary>
@@ -497,16 +498,8 @@ public class IlgpuBackendTests(string deviceName)
         var arch = sm switch { 70 => CudaArchitecture.SM_70, 80 => CudaArchitecture.SM_80, _ => CudaArchitecture.SM_90 };
         using var context = Context.Create(b => b.Optimize(OptimizationLevel.O2).EnableAlgorithms());
         using var ptx = new PTXBackend(context, new CudaCapabilityContext(arch), arch, CudaInstructionSet.ISA_80, null);
-        string[] implicitKernels = ["UnaryKernel", "BinaryKernel", "WhereKernel", "FillKernel", "FillLongKernel", "CopyKernel", "CopyLongKernel", "LongToFloatKernel", "FloatToLongKernel"];
-        var kernels = implicitKernels.Select(name => (typeof(Elementwise).GetMethod(name)!, false))
-            .Append((typeof(ReduceKernels).GetMethod("ReduceKernel")!, false))
-            .Append((typeof(ReduceKernels).GetMethod("ArgReduceKernel")!, false))
-            .Concat(new[] { "SelectKernel", "GatherKernel", "IndexAddKernel", "ScatterAddKernel" }.Select(n => (typeof(IndexOps).GetMethod(n)!, false)))
-            .Concat(new[] { "LayerNormForwardKernel", "LayerNormBackwardKernel", "LayerNormParamsKernel", "CrossEntropyForwardKernel", "CrossEntropyBackwardKernel", "AdamKernel" }
-                .Select(n => (typeof(RowKernels).GetMethod(n)!, false)))
-            .Append((typeof(ReduceKernels).GetMethod("GroupReduceKernel")!.MakeGenericMethod(typeof(Size256)), true))
-            .Append((typeof(SoftmaxKernels).GetMethod("RowKernel")!.MakeGenericMethod(typeof(Size256)), true))
-            .Append((typeof(GemmKernels).GetMethod("TiledKernel")!.MakeGenericMethod(typeof(Size16)), true));
+        var kernels = GpuKernelMethods.All();
+        Assert.That(kernels.Select(k => k.Method.Name), Does.Contain("TiledKernel").And.Contain("AdamKernel"), "the kernel list is found by reflection");
         foreach (var (method, grouped) in kernels)
         {
             var entry = grouped ? EntryPointDescription.FromExplicitlyGroupedKernel(method) : EntryPointDescription.FromImplicitlyGroupedKernel(method);
@@ -648,6 +641,30 @@ public class IlgpuTensorTests(string deviceName)
 }
 
 /// <summary>The ILGPU devices the Gpu tests run on; OpenCL ones skip with the reason when the machine has none.</summary>
+/// <summary>Every kernel of AttnCore.Kernels.Gpu, found by reflection: explicitly grouped ones take no index argument.</summary>
+internal static class GpuKernelMethods
+{
+    public static List<(System.Reflection.MethodInfo Method, bool Grouped)> All()
+    {
+        var found = new List<(System.Reflection.MethodInfo, bool)>();
+        foreach (var type in typeof(Elementwise).Assembly.GetTypes().Where(t => t.Namespace == "AttnCore.Kernels.Gpu" && t.IsClass))
+            foreach (var m in type.GetMethods(System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.Static).Where(m => m.Name.EndsWith("Kernel")))
+            {
+                var method = m;
+                if (m.IsGenericMethodDefinition)
+                {
+                    var args = m.GetCustomAttributes(typeof(GpuTypeArgumentsAttribute), false).Cast<GpuTypeArgumentsAttribute>().SingleOrDefault()
+                        ?? throw new InvalidOperationException($"{type.Name}.{m.Name} is generic but has no [GpuTypeArguments]");
+                    method = m.MakeGenericMethod(args.Types);
+                }
+                var first = method.GetParameters().FirstOrDefault()?.ParameterType;
+                bool grouped = first is null || !(first == typeof(Index1D) || first == typeof(Index2D) || first == typeof(Index3D));
+                found.Add((method, grouped));
+            }
+        return found;
+    }
+}
+
 internal static class GpuDevices
 {
     public static Device Require(string name)

@@ -1,0 +1,111 @@
+using AttnCore.Kernels.Gpu;
+using ILGPU;
+using ILGPU.Runtime;
+
+namespace AttnCore.Backends;
+
+/// <summary>
+/// Every kernel of AttnCore.Kernels.Gpu for one accelerator, compiled on first use and kept as a launch
+/// delegate for the accelerator's lifetime (compiling takes milliseconds to seconds; launching, microseconds).
+/// Launch sizes that must be compile-time constants (shared-memory tiles) are chosen here from the accelerator.
+/// Kernel families added later live in partial files (IlgpuKernels.Family.cs) as lazily loaded properties.
+/// </summary>
+internal sealed partial class IlgpuKernels
+{
+    private readonly Accelerator _acc;
+
+    /// <summary>The accelerator the kernels are loaded on.</summary>
+    public Accelerator Accelerator => _acc;
+
+    /// <summary>True on the CPU accelerator (16-thread groups), false on GPUs (256-thread groups).</summary>
+    public bool Small { get; }
+
+    public IlgpuKernels(Accelerator accelerator)
+    {
+        _acc = accelerator;
+        // The CPU accelerator allows 16 threads per group: 4x4 GEMM tiles, 16-thread reductions. GPUs: 16x16 and 256.
+        bool small = Small = accelerator.MaxNumThreadsPerGroup < 256;
+        GemmTile = small ? 4 : 16;
+        GroupSize = small ? 16 : 256;
+        Unary = Auto<ArrayView<float>, StridedIndex, ArrayView<float>, int, float>(Elementwise.UnaryKernel);
+        Binary = Auto<ArrayView<float>, StridedIndex, ArrayView<float>, StridedIndex, ArrayView<float>, int>(Elementwise.BinaryKernel);
+        Where = Auto<ArrayView<float>, StridedIndex, ArrayView<float>, StridedIndex, ArrayView<float>, StridedIndex, ArrayView<float>>(Elementwise.WhereKernel);
+        Fill = Auto<ArrayView<float>, StridedIndex, float>(Elementwise.FillKernel);
+        FillLong = Auto<ArrayView<long>, StridedIndex, long>(Elementwise.FillLongKernel);
+        Copy = Auto<ArrayView<float>, StridedIndex, ArrayView<float>, StridedIndex>(Elementwise.CopyKernel);
+        CopyLong = Auto<ArrayView<long>, StridedIndex, ArrayView<long>, StridedIndex>(Elementwise.CopyLongKernel);
+        LongToFloat = Auto<ArrayView<long>, StridedIndex, ArrayView<float>, StridedIndex>(Elementwise.LongToFloatKernel);
+        FloatToLong = Auto<ArrayView<float>, StridedIndex, ArrayView<long>, StridedIndex>(Elementwise.FloatToLongKernel);
+        ReduceThreads = Auto<ArrayView<float>, StridedIndex, StridedIndex, long, ArrayView<float>, int>(Reduce.ReduceKernel);
+        ArgReduce = Auto<ArrayView<float>, StridedIndex, long, long, ArrayView<long>, int>(Reduce.ArgReduceKernel);
+        ReduceGroups = Grouped<ArrayView<float>, StridedIndex, StridedIndex, long, ArrayView<float>, int>(
+            small ? Reduce.GroupReduceKernel<Size16> : Reduce.GroupReduceKernel<Size256>);
+        SoftmaxRows = Grouped<ArrayView<float>, ArrayView<float>, int, int>(small ? Softmax.RowKernel<Size16> : Softmax.RowKernel<Size256>);
+        IndexSelect = Auto<ArrayView<float>, ArrayView<long>, ArrayView<float>, long, long, int>(IndexOps.SelectKernel);
+        Gather = Auto<ArrayView<float>, ArrayView<long>, ArrayView<float>, long, long, int>(IndexOps.GatherKernel);
+        IndexAdd = Auto<ArrayView<float>, ArrayView<long>, ArrayView<float>, long, long, int>(IndexOps.IndexAddKernel);
+        ScatterAdd = Auto<ArrayView<float>, ArrayView<long>, ArrayView<float>, long, long, int>(IndexOps.ScatterAddKernel);
+        LayerNormForward = new(() => _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float, int, int>(RowKernels.LayerNormForwardKernel));
+        LayerNormBackward = new(() => _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int>(RowKernels.LayerNormBackwardKernel));
+        LayerNormParams = new(() => _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>(RowKernels.LayerNormParamsKernel));
+        CrossEntropyForward = new(() => _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<long>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, long, float>(RowKernels.CrossEntropyForwardKernel));
+        CrossEntropyBackward = new(() => _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<long>, ArrayView<float>, ArrayView<float>, int, long, float, float>(RowKernels.CrossEntropyBackwardKernel));
+        Adam = new(() => _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, float, float, float, float, float, float, float, int>(RowKernels.AdamKernel));
+        Gemm = Grouped<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs>(small ? Kernels.Gpu.Gemm.TiledKernel<Size4> : Kernels.Gpu.Gemm.TiledKernel<Size16>);
+    }
+
+    /// <summary>Edge of the GEMM tile (the group is GemmTile x GemmTile threads).</summary>
+    public int GemmTile { get; }
+    /// <summary>Threads per group of the group reductions and the row softmax.</summary>
+    public int GroupSize { get; }
+
+    public Lazy<Action<Index1D, ArrayView<float>, StridedIndex, ArrayView<float>, int, float>> Unary { get; }
+    public Lazy<Action<Index1D, ArrayView<float>, StridedIndex, ArrayView<float>, StridedIndex, ArrayView<float>, int>> Binary { get; }
+    public Lazy<Action<Index1D, ArrayView<float>, StridedIndex, ArrayView<float>, StridedIndex, ArrayView<float>, StridedIndex, ArrayView<float>>> Where { get; }
+    public Lazy<Action<Index1D, ArrayView<float>, StridedIndex, float>> Fill { get; }
+    public Lazy<Action<Index1D, ArrayView<long>, StridedIndex, long>> FillLong { get; }
+    public Lazy<Action<Index1D, ArrayView<float>, StridedIndex, ArrayView<float>, StridedIndex>> Copy { get; }
+    public Lazy<Action<Index1D, ArrayView<long>, StridedIndex, ArrayView<long>, StridedIndex>> CopyLong { get; }
+    public Lazy<Action<Index1D, ArrayView<long>, StridedIndex, ArrayView<float>, StridedIndex>> LongToFloat { get; }
+    public Lazy<Action<Index1D, ArrayView<float>, StridedIndex, ArrayView<long>, StridedIndex>> FloatToLong { get; }
+    public Lazy<Action<Index1D, ArrayView<float>, StridedIndex, StridedIndex, long, ArrayView<float>, int>> ReduceThreads { get; }
+    public Lazy<Action<Index1D, ArrayView<float>, StridedIndex, long, long, ArrayView<long>, int>> ArgReduce { get; }
+    public Lazy<Action<KernelConfig, ArrayView<float>, StridedIndex, StridedIndex, long, ArrayView<float>, int>> ReduceGroups { get; }
+    public Lazy<Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int>> SoftmaxRows { get; }
+    public Lazy<Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs>> Gemm { get; }
+    public Lazy<Action<Index1D, ArrayView<float>, ArrayView<long>, ArrayView<float>, long, long, int>> IndexSelect { get; }
+    public Lazy<Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float, int, int>> LayerNormForward { get; }
+    public Lazy<Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int>> LayerNormBackward { get; }
+    public Lazy<Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>> LayerNormParams { get; }
+    public Lazy<Action<Index1D, ArrayView<float>, ArrayView<long>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, long, float>> CrossEntropyForward { get; }
+    public Lazy<Action<Index1D, ArrayView<float>, ArrayView<long>, ArrayView<float>, ArrayView<float>, int, long, float, float>> CrossEntropyBackward { get; }
+    public Lazy<Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, float, float, float, float, float, float, float, int>> Adam { get; }
+    public Lazy<Action<Index1D, ArrayView<float>, ArrayView<long>, ArrayView<float>, long, long, int>> Gather { get; }
+    public Lazy<Action<Index1D, ArrayView<float>, ArrayView<long>, ArrayView<float>, long, long, int>> IndexAdd { get; }
+    public Lazy<Action<Index1D, ArrayView<float>, ArrayView<long>, ArrayView<float>, long, long, int>> ScatterAdd { get; }
+
+    // One thread per element, ILGPU picks the group size: for kernels without shared memory or barriers.
+    private Lazy<Action<Index1D, T1, T2, T3>> Auto<T1, T2, T3>(Action<Index1D, T1, T2, T3> k)
+        where T1 : struct where T2 : struct where T3 : struct
+        => new(() => _acc.LoadAutoGroupedStreamKernel(k));
+    private Lazy<Action<Index1D, T1, T2, T3, T4>> Auto<T1, T2, T3, T4>(Action<Index1D, T1, T2, T3, T4> k)
+        where T1 : struct where T2 : struct where T3 : struct where T4 : struct
+        => new(() => _acc.LoadAutoGroupedStreamKernel(k));
+    private Lazy<Action<Index1D, T1, T2, T3, T4, T5>> Auto<T1, T2, T3, T4, T5>(Action<Index1D, T1, T2, T3, T4, T5> k)
+        where T1 : struct where T2 : struct where T3 : struct where T4 : struct where T5 : struct
+        => new(() => _acc.LoadAutoGroupedStreamKernel(k));
+    private Lazy<Action<Index1D, T1, T2, T3, T4, T5, T6>> Auto<T1, T2, T3, T4, T5, T6>(Action<Index1D, T1, T2, T3, T4, T5, T6> k)
+        where T1 : struct where T2 : struct where T3 : struct where T4 : struct where T5 : struct where T6 : struct
+        => new(() => _acc.LoadAutoGroupedStreamKernel(k));
+    private Lazy<Action<Index1D, T1, T2, T3, T4, T5, T6, T7>> Auto<T1, T2, T3, T4, T5, T6, T7>(Action<Index1D, T1, T2, T3, T4, T5, T6, T7> k)
+        where T1 : struct where T2 : struct where T3 : struct where T4 : struct where T5 : struct where T6 : struct where T7 : struct
+        => new(() => _acc.LoadAutoGroupedStreamKernel(k));
+
+    // Explicit grid and group (shared memory, barriers).
+    private Lazy<Action<KernelConfig, T1, T2, T3, T4>> Grouped<T1, T2, T3, T4>(Action<T1, T2, T3, T4> k)
+        where T1 : struct where T2 : struct where T3 : struct where T4 : struct
+        => new(() => _acc.LoadStreamKernel(k));
+    private Lazy<Action<KernelConfig, T1, T2, T3, T4, T5, T6>> Grouped<T1, T2, T3, T4, T5, T6>(Action<T1, T2, T3, T4, T5, T6> k)
+        where T1 : struct where T2 : struct where T3 : struct where T4 : struct where T5 : struct where T6 : struct
+        => new(() => _acc.LoadStreamKernel(k));
+}
