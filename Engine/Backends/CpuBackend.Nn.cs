@@ -91,19 +91,21 @@ public sealed partial class CpuBackend
     }
 
     /// <inheritdoc/>
-    public (double Loss, int Count) CrossEntropyForward(Storage logits, Storage targets, Storage lse, int rows, int classes, long ignoreIndex, double labelSmoothing)
+    public void CrossEntropyForward(Storage logits, Storage targets, Storage lse, Storage loss, Storage count, int rows, int classes, long ignoreIndex, double labelSmoothing)
     {
         if (logits.DType != DType.Float32) throw new NotSupportedException($"CrossEntropy: the fused kernel takes float32, got {logits.DType.Name()}");
-        return Kernels.Cpu.CrossEntropy.Forward(Data<float>(logits).AsSpan(0, rows * classes), Data<long>(targets).AsSpan(0, rows), Data<float>(lse).AsSpan(0, rows),
+        var (mean, kept) = Kernels.Cpu.CrossEntropy.Forward(Data<float>(logits).AsSpan(0, rows * classes), Data<long>(targets).AsSpan(0, rows), Data<float>(lse).AsSpan(0, rows),
             rows, classes, ignoreIndex, (float)labelSmoothing);
+        Data<float>(loss)[0] = (float)mean;
+        Data<float>(count)[0] = kept;
     }
 
     /// <inheritdoc/>
-    public void CrossEntropyBackward(Storage logits, Storage targets, Storage lse, Storage dlogits, int rows, int classes, long ignoreIndex, double labelSmoothing, double gradOutput, int count)
+    public void CrossEntropyBackward(Storage logits, Storage targets, Storage lse, Storage dlogits, int rows, int classes, long ignoreIndex, double labelSmoothing, Storage gradOutput, Storage count)
     {
         if (logits.DType != DType.Float32) throw new NotSupportedException($"CrossEntropy: the fused kernel takes float32, got {logits.DType.Name()}");
         Kernels.Cpu.CrossEntropy.Backward(Data<float>(logits).AsSpan(0, rows * classes), Data<long>(targets).AsSpan(0, rows), Data<float>(lse).AsSpan(0, rows),
-            Data<float>(dlogits).AsSpan(0, rows * classes), rows, classes, ignoreIndex, (float)labelSmoothing, (float)gradOutput, count);
+            Data<float>(dlogits).AsSpan(0, rows * classes), rows, classes, ignoreIndex, (float)labelSmoothing, Data<float>(gradOutput)[0], (int)Data<float>(count)[0]);
     }
 
     /// <inheritdoc/>

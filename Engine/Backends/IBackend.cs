@@ -173,11 +173,15 @@ public interface IBackend : IDisposable
     /// </summary>
     void LayerNormBackward(Storage dy, Storage x, Storage mean, Storage rstd, Storage? gamma, Storage dx, Storage? dgamma, Storage? dbeta, int rows, int cols);
 
-    /// <summary>Mean cross-entropy of contiguous logits [rows, classes] against int64 targets; writes lse per row; returns (loss, kept rows).</summary>
-    (double Loss, int Count) CrossEntropyForward(Storage logits, Storage targets, Storage lse, int rows, int classes, long ignoreIndex, double labelSmoothing);
+    /// <summary>
+    /// Mean cross-entropy of contiguous logits [rows, classes] against int64 targets: writes lse per row, the mean
+    /// over kept rows to <c>loss[0]</c> (NaN when none is kept) and the number of kept rows to <c>count[0]</c>
+    /// (float32). Both results stay on the device: a training step never waits for the host.
+    /// </summary>
+    void CrossEntropyForward(Storage logits, Storage targets, Storage lse, Storage loss, Storage count, int rows, int classes, long ignoreIndex, double labelSmoothing);
 
-    /// <summary>dlogits of the mean cross-entropy, scaled by <paramref name="gradOutput"/>.</summary>
-    void CrossEntropyBackward(Storage logits, Storage targets, Storage lse, Storage dlogits, int rows, int classes, long ignoreIndex, double labelSmoothing, double gradOutput, int count);
+    /// <summary>dlogits of the mean cross-entropy, scaled by <c>gradOutput[0]</c> / <c>count[0]</c> (both read on the device).</summary>
+    void CrossEntropyBackward(Storage logits, Storage targets, Storage lse, Storage dlogits, int rows, int classes, long ignoreIndex, double labelSmoothing, Storage gradOutput, Storage count);
 
     /// <summary>
     /// dst[o, j, i] = src[o, index[j], i] for a contiguous src viewed as [outer, axisSize, inner] and a contiguous

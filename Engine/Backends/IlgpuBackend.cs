@@ -318,34 +318,33 @@ public sealed partial class IlgpuBackend : IBackend
                 rows, cols, dgamma is null ? 0 : 1, dbeta is null ? 0 : 1);
     }
     /// <inheritdoc/>
-    public (double Loss, int Count) CrossEntropyForward(Storage logits, Storage targets, Storage lse, int rows, int classes, long ignoreIndex, double labelSmoothing)
+    public void CrossEntropyForward(Storage logits, Storage targets, Storage lse, Storage loss, Storage count, int rows, int classes, long ignoreIndex, double labelSmoothing)
     {
         const string op = "CrossEntropy";
         if (logits.DType != DType.Float32) throw WrongType(op, logits.DType);
-        var loss = Allocate(DType.Float32, rows);
-        var valid = Allocate(DType.Float32, rows);
+        CheckOutput(op, loss, 1);
+        CheckOutput(op, count, 1);
+        var rowLoss = Allocate(DType.Float32, Math.Max(rows, 1));
+        var kept = Allocate(DType.Float32, Math.Max(rows, 1));
         try
         {
-            _k.CrossEntropyForward.Value(Threads(op, rows), S(logits, op).Floats, S(targets, op).Longs, S(lse, op).Floats, S(loss, op).Floats, S(valid, op).Floats,
-                classes, ignoreIndex, (float)labelSmoothing);
-            // The mean needs the count of kept rows on the host (it scales the backward pass): one small download.
-            var losses = new float[rows]; var kept = new float[rows];
-            Download<float>(loss, 0, losses);
-            Download<float>(valid, 0, kept);
-            double total = 0; int count = 0;
-            for (int r = 0; r < rows; r++) { total += losses[r]; count += kept[r] != 0 ? 1 : 0; }
-            return (count == 0 ? double.NaN : total / count, count);
+            if (rows > 0)
+                _k.CrossEntropyForward.Value(Threads(op, rows), S(logits, op).Floats, S(targets, op).Longs, S(lse, op).Floats, S(rowLoss, op).Floats, S(kept, op).Floats,
+                    classes, ignoreIndex, (float)labelSmoothing);
+            // The mean is taken on the device too, so the loss never has to visit the host during training.
+            _k.CrossEntropyMean.Value(new KernelConfig(new Index1D(1), new Index1D(_k.GroupSize)), S(rowLoss, op).Floats, S(kept, op).Floats, rows,
+                Float(loss, op).Floats, Float(count, op).Floats);
         }
-        finally { loss.Release(); valid.Release(); }
+        finally { rowLoss.Release(); kept.Release(); } // the pool hands the buffers out again only to later launches on this stream
     }
     /// <inheritdoc/>
-    public void CrossEntropyBackward(Storage logits, Storage targets, Storage lse, Storage dlogits, int rows, int classes, long ignoreIndex, double labelSmoothing, double gradOutput, int count)
+    public void CrossEntropyBackward(Storage logits, Storage targets, Storage lse, Storage dlogits, int rows, int classes, long ignoreIndex, double labelSmoothing, Storage gradOutput, Storage count)
     {
         const string op = "CrossEntropyBackward";
         if (logits.DType != DType.Float32) throw WrongType(op, logits.DType);
-        float scale = count == 0 ? 0 : (float)(gradOutput / count);
+        if ((long)rows * classes == 0) return;
         _k.CrossEntropyBackward.Value(Threads(op, (long)rows * classes), S(logits, op).Floats, S(targets, op).Longs, S(lse, op).Floats, S(dlogits, op).Floats,
-            classes, ignoreIndex, (float)labelSmoothing, scale);
+            classes, ignoreIndex, (float)labelSmoothing, Float(gradOutput, op).Floats, Float(count, op).Floats);
     }
     /// <inheritdoc/>
     public void IndexSelect(Storage src, long outer, int axisSize, long inner, Storage index, int count, Storage dst) =>

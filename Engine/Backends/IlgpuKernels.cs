@@ -49,7 +49,9 @@ internal sealed partial class IlgpuKernels
         LayerNormBackward = new(() => _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int>(RowKernels.LayerNormBackwardKernel));
         LayerNormParams = new(() => _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>(RowKernels.LayerNormParamsKernel));
         CrossEntropyForward = new(() => _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<long>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, long, float>(RowKernels.CrossEntropyForwardKernel));
-        CrossEntropyBackward = new(() => _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<long>, ArrayView<float>, ArrayView<float>, int, long, float, float>(RowKernels.CrossEntropyBackwardKernel));
+        CrossEntropyBackward = new(() => _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<long>, ArrayView<float>, ArrayView<float>, int, long, float, ArrayView<float>, ArrayView<float>>(RowKernels.CrossEntropyBackwardKernel));
+        CrossEntropyMean = new(() => _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, ArrayView<float>, ArrayView<float>>(
+            small ? RowKernels.CrossEntropyMeanKernel<Size16> : RowKernels.CrossEntropyMeanKernel<Size256>));
         Adam = new(() => _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, float, float, float, float, float, float, float, int>(RowKernels.AdamKernel));
         Gemm = Grouped<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs>(small ? Kernels.Gpu.Gemm.TiledKernel<Size4> : Kernels.Gpu.Gemm.TiledKernel<Size16>);
     }
@@ -78,7 +80,8 @@ internal sealed partial class IlgpuKernels
     public Lazy<Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int>> LayerNormBackward { get; }
     public Lazy<Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>> LayerNormParams { get; }
     public Lazy<Action<Index1D, ArrayView<float>, ArrayView<long>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, long, float>> CrossEntropyForward { get; }
-    public Lazy<Action<Index1D, ArrayView<float>, ArrayView<long>, ArrayView<float>, ArrayView<float>, int, long, float, float>> CrossEntropyBackward { get; }
+    public Lazy<Action<Index1D, ArrayView<float>, ArrayView<long>, ArrayView<float>, ArrayView<float>, int, long, float, ArrayView<float>, ArrayView<float>>> CrossEntropyBackward { get; }
+    public Lazy<Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, ArrayView<float>, ArrayView<float>>> CrossEntropyMean { get; }
     public Lazy<Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, float, float, float, float, float, float, float, int>> Adam { get; }
     public Lazy<Action<Index1D, ArrayView<float>, ArrayView<long>, ArrayView<float>, long, long, int>> Gather { get; }
     public Lazy<Action<Index1D, ArrayView<float>, ArrayView<long>, ArrayView<float>, long, long, int>> IndexAdd { get; }

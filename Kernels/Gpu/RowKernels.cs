@@ -86,10 +86,30 @@ public static class RowKernels
         valid[r] = 1;
     }
 
-    /// <summary>Element (r, c) of dlogits = (softmax − (1−ε)[c = t] − ε/C)·scale; zero for ignored rows.</summary>
-    public static void CrossEntropyBackwardKernel(Index1D p, ArrayView<float> logits, ArrayView<long> targets, ArrayView<float> lse, ArrayView<float> dlogits,
-        int classes, long ignoreIndex, float smoothing, float scale)
+    /// <summary>
+    /// One group: loss[0] = sum(rowLoss) / sum(valid) over <paramref name="rows"/> rows (NaN when nothing is kept), count[0] = sum(valid).
+    /// Each thread sums a strided slice in float64-free float32 (a row loss is O(log classes), so rows up to millions stay exact
+    /// to ~1e-6 relative); the group then combines the partial sums in a shared-memory tree.
+    /// </summary>
+    [GpuTypeArguments(typeof(Size256))]
+    public static void CrossEntropyMeanKernel<TGroup>(ArrayView<float> rowLoss, ArrayView<float> valid, int rows, ArrayView<float> loss, ArrayView<float> count)
+        where TGroup : struct, IKernelSize
     {
+        TGroup size = default;
+        var scratch = SharedMemory.Allocate<float>(size.Value);
+        float l = 0, n = 0;
+        for (int r = Group.IdxX; r < rows; r += Group.DimX) { l += rowLoss[r]; n += valid[r]; }
+        l = Reduce.GroupAllReduce(scratch, l, Reduce.Sum);
+        n = Reduce.GroupAllReduce(scratch, n, Reduce.Sum);
+        if (Group.IsFirstThread) { loss[0] = n == 0 ? float.NaN : l / n; count[0] = n; }
+    }
+
+    /// <summary>Element (r, c) of dlogits = (softmax − (1−ε)[c = t] − ε/C)·gradOutput[0]/count[0]; zero for ignored rows.</summary>
+    public static void CrossEntropyBackwardKernel(Index1D p, ArrayView<float> logits, ArrayView<long> targets, ArrayView<float> lse, ArrayView<float> dlogits,
+        int classes, long ignoreIndex, float smoothing, ArrayView<float> gradOutput, ArrayView<float> count)
+    {
+        float n = count[0];
+        float scale = n == 0 ? 0 : gradOutput[0] / n;
         long r = p / classes, c = p % classes;
         long t = targets[r];
         if (t == ignoreIndex) { dlogits[p] = 0; return; }
