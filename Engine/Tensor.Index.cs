@@ -3,25 +3,13 @@ namespace AttnCore;
 // Index ops (IndexSelect, Gather, Embedding) and joins (Cat, Stack).
 public sealed partial class Tensor
 {
-    private static void CheckIndices(string op, Tensor index, int size, string what)
+    // The CPU stops at the first bad index; a device reports it at its next synchronisation (see IBackend.CheckIndexRange).
+    private static void CheckIndices(string op, Tensor index, int size, string what, long? ignoreIndex = null)
     {
         if (index.DType != DType.Int64) throw new ArgumentException($"{op}: indices must be int64, got {index.DType.Name()} {index.Describe()}");
         if (index.Numel == 0) return;
-        long min, max;
-        if (index.Device == Device.Cpu)
-        {
-            using var lo = index.Min();
-            using var hi = index.Max();
-            (min, max) = ((long)lo.Item(), (long)hi.Item());
-        }
-        else
-        {
-            // Devices have no int64 reductions: index tensors are small, so they are checked on the host.
-            var all = index.ToArray<long>();
-            (min, max) = (all.Min(), all.Max());
-        }
-        if (min < 0 || max >= size)
-            throw new IndexOutOfRangeException($"{op}: index {(min < 0 ? min : max)} is out of range for {what} of size {size}");
+        using var dense = index.Dense();
+        index.Backend.CheckIndexRange(dense.Storage, index.Numel, size, ignoreIndex, op, what);
     }
 
     /// <summary>The slices at <paramref name="index"/> (1-d int64) along <paramref name="dim"/>, as torch.index_select.</summary>

@@ -109,6 +109,18 @@ public sealed partial class CpuBackend
     }
 
     /// <inheritdoc/>
+    public void CheckIndexRange(Storage index, long count, long size, long? ignoreIndex, string op, string what)
+    {
+        var idx = Data<long>(index);
+        for (long i = 0; i < count; i++)
+        {
+            long v = idx[i];
+            if ((v < 0 || v >= size) && v != ignoreIndex)
+                throw new IndexOutOfRangeException($"{op}: index {v} is out of range for {what} of size {size}");
+        }
+    }
+
+    /// <inheritdoc/>
     public void IndexSelect(Storage src, long outer, int axisSize, long inner, Storage index, int count, Storage dst)
     {
         var idx = Data<long>(index);

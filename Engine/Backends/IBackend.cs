@@ -235,6 +235,16 @@ public interface IBackend : IDisposable
     /// <summary>BatchNorm2d training-mode backward (outputs overwritten; dgamma/dbeta may be null).</summary>
     void BatchNormBackward(Storage dy, Storage x, Storage mean, Storage invstd, Storage? gamma, Storage dx, Storage? dgamma, Storage? dbeta, int n, int c, int hw);
 
+    /// <summary>
+    /// Checks that each of the first <paramref name="count"/> int64 values of <paramref name="index"/> lies in
+    /// [0, <paramref name="size"/>) or equals <paramref name="ignoreIndex"/> when one is given; a violation throws
+    /// IndexOutOfRangeException("{op}: index v is out of range for {what} of size {size}"). The CPU checks at once.
+    /// A device checks on the device and reports at its next <see cref="Synchronize"/> or <see cref="Download{T}"/>,
+    /// as CUDA's device-side asserts do, so a training step never waits for the host; until then the index kernels
+    /// read nothing outside their input (an out-of-range index yields 0).
+    /// </summary>
+    void CheckIndexRange(Storage index, long count, long size, long? ignoreIndex, string op, string what);
+
     /// <summary>The adjoint of <see cref="IndexSelect"/>: dst[o, index[j], i] += src[o, j, i] (repeated indices accumulate).</summary>
     void IndexAdd(Storage dst, long outer, int axisSize, long inner, Storage index, int count, Storage src);
 

@@ -43,6 +43,15 @@ public sealed partial class IlgpuBackend : IBackend
     /// <summary>The caching allocator of this device (statistics, <see cref="IlgpuMemoryPool.Trim"/>).</summary>
     public IlgpuMemoryPool Memory { get; }
 
+    /// <summary>
+    /// Host-to-device copies so far (<see cref="Upload{T}"/> calls). With <see cref="Downloads"/> this is how a test
+    /// shows that a training step never waits for the host.
+    /// </summary>
+    public long Uploads { get; private set; }
+
+    /// <summary>Device-to-host copies so far (<see cref="Download{T}"/> calls: ToArray, Item, printing).</summary>
+    public long Downloads { get; private set; }
+
     /// <summary>Buffers handed out by the driver so far (the caching allocator's misses).</summary>
     public long DriverAllocations => Memory.DriverAllocations;
 
@@ -76,7 +85,57 @@ public sealed partial class IlgpuBackend : IBackend
     // ---- Memory -------------------------------------------------------------------------------------------
 
     /// <inheritdoc/>
-    public void Synchronize() => _acc.Synchronize();
+    public void Synchronize()
+    {
+        _acc.Synchronize();
+        ReportIndexFaults();
+    }
+
+    // ---- Device-side index checks (reported at the next sync, like CUDA's device asserts) -------------------
+
+    private MemoryBuffer1D<long, Stride1D.Dense>? _fault; // [packed value and check id, flag]
+    private readonly List<string> _checkSites = []; // distinct (op, what, size) messages with {0} for the value
+    private readonly Dictionary<string, int> _checkIds = [];
+    private bool _checksPending;
+
+    /// <inheritdoc/>
+    public void CheckIndexRange(Storage index, long count, long size, long? ignoreIndex, string op, string what)
+    {
+        var s = S(index, op);
+        if (index.DType != DType.Int64) throw WrongType(op, index.DType);
+        if (count == 0) return;
+        if (_fault is null)
+        {
+            _fault = _acc.Allocate1D<long>(2);
+            _fault.MemSetToZero();
+        }
+        string site = $"{op}: index {{0}} is out of range for {what} of size {size}";
+        if (!_checkIds.TryGetValue(site, out int id))
+        {
+            if (_checkSites.Count == ushort.MaxValue) { _checkSites.Clear(); _checkIds.Clear(); } // ids are 16 bits; sites repeat in practice
+            id = _checkSites.Count;
+            _checkSites.Add(site);
+            _checkIds[site] = id;
+        }
+        _k.CheckRange.Value(Threads(op, count), s.Longs, size, ignoreIndex ?? 0, ignoreIndex is null ? 0 : 1, _fault.View, id);
+        _checksPending = true;
+    }
+
+    // Called after the accelerator has synchronised: throws for the first index check that failed since the last report.
+    private void ReportIndexFaults()
+    {
+        if (!_checksPending) return;
+        _checksPending = false;
+        var fault = new long[2];
+        _fault!.View.CopyToCPU(fault);
+        if (fault[1] == 0) return;
+        _fault.MemSetToZero();
+        _acc.Synchronize();
+        int id = (int)((ulong)fault[0] >> 48);
+        long value = fault[0] << 16 >> 16; // sign-extend the low 48 bits
+        string shown = Math.Abs(value) == (1L << IndexOps.FaultValueBits) - 1 ? (value < 0 ? "<= " : ">= ") + value : value.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        throw new IndexOutOfRangeException(string.Format(System.Globalization.CultureInfo.InvariantCulture, _checkSites[id], shown) + " (found on the device)");
+    }
 
     /// <inheritdoc/>
     public Storage Allocate(DType dtype, long length)
@@ -93,6 +152,7 @@ public sealed partial class IlgpuBackend : IBackend
         var d = S(dst, "Upload");
         if (src.Length > dst.Length) throw new ArgumentException($"IlgpuBackend.Upload: {src.Length} elements do not fit a storage of {dst.Length}");
         if (src.IsEmpty) return;
+        Uploads++;
         if (typeof(T) == typeof(float)) d.Floats.SubView(0, src.Length).CopyFromCPU(System.Runtime.InteropServices.MemoryMarshal.Cast<T, float>(src));
         else if (typeof(T) == typeof(long)) d.Longs.SubView(0, src.Length).CopyFromCPU(System.Runtime.InteropServices.MemoryMarshal.Cast<T, long>(src));
         else throw WrongType("Upload", DTypeInfo.Of<T>());
@@ -105,7 +165,9 @@ public sealed partial class IlgpuBackend : IBackend
         if (offset < 0 || offset + dst.Length > src.Length)
             throw new ArgumentException($"IlgpuBackend.Download: elements [{offset}, {offset + dst.Length}) are outside a storage of {src.Length}");
         if (dst.IsEmpty) return;
+        Downloads++;
         _acc.Synchronize(); // kernels run asynchronously on the default stream
+        ReportIndexFaults();
         if (typeof(T) == typeof(float)) s.Floats.SubView(offset, dst.Length).CopyToCPU(System.Runtime.InteropServices.MemoryMarshal.Cast<T, float>(dst));
         else if (typeof(T) == typeof(long)) s.Longs.SubView(offset, dst.Length).CopyToCPU(System.Runtime.InteropServices.MemoryMarshal.Cast<T, long>(dst));
         else throw WrongType("Download", DTypeInfo.Of<T>());
@@ -383,6 +445,7 @@ public sealed partial class IlgpuBackend : IBackend
         if (_disposed) return;
         _disposed = true;
         _acc.Synchronize();
+        _fault?.Dispose();
         Memory.Dispose();
         _acc.Dispose();
     }

@@ -44,6 +44,7 @@ internal sealed partial class IlgpuKernels
         IndexSelect = Auto<ArrayView<float>, ArrayView<long>, ArrayView<float>, long, long, int>(IndexOps.SelectKernel);
         Gather = Auto<ArrayView<float>, ArrayView<long>, ArrayView<float>, long, long, int>(IndexOps.GatherKernel);
         IndexAdd = Auto<ArrayView<float>, ArrayView<long>, ArrayView<float>, long, long, int>(IndexOps.IndexAddKernel);
+        CheckRange = new(() => _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<long>, long, long, int, ArrayView<long>, long>(IndexOps.CheckRangeKernel));
         ScatterAdd = Auto<ArrayView<float>, ArrayView<long>, ArrayView<float>, long, long, int>(IndexOps.ScatterAddKernel);
         LayerNormForward = new(() => _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float, int, int>(RowKernels.LayerNormForwardKernel));
         LayerNormBackward = new(() => _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int>(RowKernels.LayerNormBackwardKernel));
@@ -86,6 +87,7 @@ internal sealed partial class IlgpuKernels
     public Lazy<Action<Index1D, ArrayView<float>, ArrayView<long>, ArrayView<float>, long, long, int>> Gather { get; }
     public Lazy<Action<Index1D, ArrayView<float>, ArrayView<long>, ArrayView<float>, long, long, int>> IndexAdd { get; }
     public Lazy<Action<Index1D, ArrayView<float>, ArrayView<long>, ArrayView<float>, long, long, int>> ScatterAdd { get; }
+    public Lazy<Action<Index1D, ArrayView<long>, long, long, int, ArrayView<long>, long>> CheckRange { get; }
 
     // One thread per element, ILGPU picks the group size: for kernels without shared memory or barriers.
     private Lazy<Action<Index1D, T1, T2, T3>> Auto<T1, T2, T3>(Action<Index1D, T1, T2, T3> k)

@@ -58,6 +58,9 @@ public sealed class IlgpuMemoryPool : IDisposable
     /// <summary>Buffers the driver handed out so far (the pool's misses).</summary>
     public long DriverAllocations { get; private set; }
 
+    /// <summary>Bytes of the buffers rented out now (whole size classes), i.e. held by live storages.</summary>
+    public long BytesInUse { get; private set; }
+
     /// <summary>Bytes held in free buffers, waiting for reuse.</summary>
     public long CachedBytes { get; private set; }
 
@@ -69,6 +72,7 @@ public sealed class IlgpuMemoryPool : IDisposable
         lock (_gate)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
+            BytesInUse += 1L << cls;
             var stack = _free[cls];
             if (stack is { Count: > 0 })
             {
@@ -85,7 +89,8 @@ public sealed class IlgpuMemoryPool : IDisposable
         {
             // Cached buffers of other classes may be what stands in the way: hand them back and try once more.
             Trim();
-            return _accelerator.Allocate1D<byte>(1L << cls);
+            try { return _accelerator.Allocate1D<byte>(1L << cls); }
+            catch { lock (_gate) BytesInUse -= 1L << cls; throw; }
         }
     }
 
@@ -94,6 +99,7 @@ public sealed class IlgpuMemoryPool : IDisposable
         int cls = SizeClass(buffer.Length);
         lock (_gate)
         {
+            BytesInUse -= 1L << cls;
             if (!_disposed)
             {
                 (_free[cls] ??= new()).Push(buffer);

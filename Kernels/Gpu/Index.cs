@@ -8,7 +8,10 @@
 // order: no atomics (OpenCL 1.2 has no float atomic add, and PoCL rejects ILGPU's emulation), and the result
 // is deterministic. That costs count reads per destination, fine for embedding tables.
 // FLOPs: none (count adds per destination for the adjoints). Bytes: 8-12 per element. Bound: memory.
-// Reference: the SIMD CPU backend (Tests/Gpu), and the Engine checks every index before a launch.
+// Bad indices: the Engine launches CheckRangeKernel before each index op; it records a violation on the device
+// (reported at the next host sync), and the forward kernels read 0 for an out-of-range index instead of
+// leaving src, so nothing faults before the report.
+// Reference: the SIMD CPU backend (Tests/Gpu).
 using ILGPU;
 
 namespace AttnCore.Kernels.Gpu;
@@ -16,18 +19,40 @@ namespace AttnCore.Kernels.Gpu;
 /// <summary>Index select, gather and their scatter-add adjoints.</summary>
 public static class IndexOps
 {
+    /// <summary>Bits of a recorded bad index kept by CheckRangeKernel (the check id takes the 16 above them).</summary>
+    public const int FaultValueBits = 47;
+
+    /// <summary>
+    /// Records an index outside [0, size) (other than <paramref name="ignore"/> when <paramref name="useIgnore"/> is 1):
+    /// fault[0] = (checkId &lt;&lt; 48) | (v clamped to ±(2^47 − 1), 48-bit two's complement), then fault[1] = 1.
+    /// Packing both into one 64-bit store keeps value and id consistent when many threads fail at once, without
+    /// atomics (PoCL's OpenCL C rejects ILGPU's atomic helpers). The host reads it only when it synchronises anyway.
+    /// </summary>
+    public static void CheckRangeKernel(Index1D p, ArrayView<long> index, long size, long ignore, int useIgnore, ArrayView<long> fault, long checkId)
+    {
+        long v = index[p];
+        if ((v >= 0 && v < size) || (useIgnore != 0 && v == ignore)) return;
+        const long limit = (1L << FaultValueBits) - 1;
+        long clamped = v > limit ? limit : v < -limit ? -limit : v;
+        fault[0] = (checkId << 48) | (clamped & ((1L << 48) - 1));
+        fault[1] = 1;
+    }
+
     /// <summary>dst[(o, j, i)] = src[o, index[j], i].</summary>
     public static void SelectKernel(Index1D p, ArrayView<float> src, ArrayView<long> index, ArrayView<float> dst, long axisSize, long inner, int count)
     {
         long i = p % inner, oj = p / inner, j = oj % count, o = oj / count;
-        dst[p] = src[(o * axisSize + index[j]) * inner + i];
+        long r = index[j];
+        // A bad index was recorded by CheckRangeKernel and is reported at the next sync; meanwhile read nothing outside src.
+        dst[p] = r >= 0 && r < axisSize ? src[(o * axisSize + r) * inner + i] : 0f;
     }
 
     /// <summary>dst[(o, j, i)] = src[o, index[(o, j, i)], i].</summary>
     public static void GatherKernel(Index1D p, ArrayView<float> src, ArrayView<long> index, ArrayView<float> dst, long axisSize, long inner, int count)
     {
         long i = p % inner, o = p / inner / count;
-        dst[p] = src[(o * axisSize + index[p]) * inner + i];
+        long r = index[p];
+        dst[p] = r >= 0 && r < axisSize ? src[(o * axisSize + r) * inner + i] : 0f;
     }
 
     /// <summary>dst[o, r, i] += Σ over j with index[j] = r of src[(o, j, i)]: the adjoint of SelectKernel, one thread per dst element.</summary>

@@ -82,6 +82,8 @@ public static class RowKernels
         lse[r] = l;
         long t = targets[r];
         if (t == ignoreIndex) { loss[r] = 0; valid[r] = 0; return; }
+        // An out-of-range target was recorded by the index check (reported at the next sync); do not read past the row.
+        if (t < 0 || t >= classes) { loss[r] = float.NaN; valid[r] = 1; return; }
         loss[r] = (1 - smoothing) * (l - logits[o + t]) + smoothing * (l - total / classes);
         valid[r] = 1;
     }

@@ -93,11 +93,14 @@ public class OptimizerTests
         using var a = Tensor.FromArray(new double[] { 3, 0 }).RequiresGrad_();
         using var b = Tensor.FromArray(new double[] { 0, 4 }).RequiresGrad_();
         using (var l = (a * a * 0.5).Sum() + (b * b * 0.5).Sum()) l.Backward();
-        double norm = GradClip.ClipGradNorm([a, b], 1.0);
+        double norm;
+        using (var n = GradClip.ClipGradNorm([a, b], 1.0)) norm = n.Item();
         Assert.That(norm, Is.EqualTo(5).Within(1e-12));
         Assert.That(a.Grad!.ToArray<double>()[0], Is.EqualTo(3 / (5 + 1e-6)).Within(1e-12));
         Assert.That(b.Grad!.ToArray<double>()[1], Is.EqualTo(4 / (5 + 1e-6)).Within(1e-12));
-        Assert.That(GradClip.ClipGradNorm([a, b], 10), Is.EqualTo(1).Within(1e-5), "below the limit nothing changes");
+        using var after = GradClip.ClipGradNorm([a, b], 10);
+        Assert.That(after.Item(), Is.EqualTo(1).Within(1e-5), "below the limit nothing changes");
+        Assert.That(a.Grad!.ToArray<double>()[0], Is.EqualTo(3 / (5 + 1e-6)).Within(1e-12), "and the gradients are left as they were");
     }
 
     [Test]

@@ -1,0 +1,117 @@
+using AttnCore.Backends;
+using AttnCore.Models.Transformers;
+using AttnCore.Optim;
+using NUnit.Framework;
+
+namespace AttnCore.Tests.Gpu;
+
+/// <summary>
+/// A GPT training step on an ILGPU device as a whole: it never waits for the host (no upload, no download, once
+/// the batch is on the device), its memory comes from the caching allocator only (no driver allocation and no
+/// growth in steady state), and a bad index is still reported, at the next synchronisation.
+/// </summary>
+[TestFixture("ilgpu-cpu"), TestFixture("opencl"), Category("Gpu"), NonParallelizable]
+public class DeviceTrainingTests(string deviceName)
+{
+    static Device _device = Device.IlgpuCpu;
+
+    [OneTimeSetUp]
+    public void PickDevice() => _device = GpuDevices.Require(deviceName);
+
+    static IlgpuBackend Backend => (IlgpuBackend)_device.Backend;
+
+    sealed class Setup : IDisposable
+    {
+        public readonly Gpt Model;
+        public readonly AdamW Optimizer;
+        public readonly Tensor X, Y;
+
+        public Setup(Device device)
+        {
+            Model = new Gpt(new GptConfig(13, BlockSize: 8, Layers: 1, Heads: 2, Dim: 16, Dropout: 0.1), new Generator(5), device);
+            Optimizer = new AdamW(Model.Parameters(), 3e-3);
+            var rng = new Random(7);
+            X = Tensor.FromArray(Enumerable.Range(0, 16).Select(_ => (long)rng.Next(13)).ToArray(), [2, 8], device);
+            Y = Tensor.FromArray(Enumerable.Range(0, 16).Select(_ => (long)rng.Next(13)).ToArray(), [2, 8], device);
+        }
+
+        // Forward, backward, clip, AdamW, and the loss left on the device.
+        public Tensor Step()
+        {
+            Model.Train();
+            Optimizer.ZeroGrad();
+            var loss = Model.Loss(X, Y);
+            loss.Backward();
+            GradClip.ClipGradNorm(Model.Parameters(), 1.0);
+            Optimizer.Step();
+            return loss;
+        }
+
+        public void Dispose() { Optimizer.Dispose(); Model.Dispose(); X.Dispose(); Y.Dispose(); }
+    }
+
+    [Test]
+    public void A_training_step_makes_no_host_transfer()
+    {
+        using var s = new Setup(_device);
+        using (new TensorScope()) s.Step(); // first step: kernels compile, optimizer state is created
+        long up = Backend.Uploads, down = Backend.Downloads;
+        for (int i = 0; i < 3; i++) { using var scope = new TensorScope(); s.Step(); }
+        Assert.That((Backend.Uploads - up, Backend.Downloads - down), Is.EqualTo((0L, 0L)), "(uploads, downloads) during three steps");
+        using (new TensorScope())
+        {
+            double loss = s.Step().Item(); // reading the loss is one download, by choice
+            Assert.That(double.IsFinite(loss), $"loss {loss}");
+        }
+        Assert.That(Backend.Downloads - down, Is.EqualTo(1));
+    }
+
+    /// <summary>
+    /// 1,000 steps of a tiny model: after the first steps the driver is asked for nothing, and the bytes held by
+    /// live tensors and by the cache stay flat.
+    /// </summary>
+    [Test]
+    public void A_thousand_steps_ask_the_driver_for_nothing_and_do_not_grow()
+    {
+        // PoCL runs a step of this model in ~5 ms; the CPU accelerator emulates every GPU thread with an OS thread
+        // (~2 s a step), so there the same check runs over 10 steps.
+        int steps = deviceName == "opencl" ? 1000 : 10;
+        using var s = new Setup(_device);
+        var pool = Backend.Memory;
+        for (int i = 0; i < 5; i++) { using var scope = new TensorScope(); s.Step(); }
+        _device.Synchronize();
+        long driver = pool.DriverAllocations, inUse = pool.BytesInUse, cached = pool.CachedBytes;
+        double first = 0, last = 0;
+        for (int i = 0; i < steps; i++)
+        {
+            using var scope = new TensorScope();
+            var loss = s.Step();
+            if (i == 0) first = loss.Item();
+            if (i == steps - 1) last = loss.Item();
+        }
+        _device.Synchronize();
+        Assert.That(pool.DriverAllocations, Is.EqualTo(driver), "driver allocations after warm-up");
+        Assert.That(pool.BytesInUse, Is.EqualTo(inUse), "bytes held by live tensors");
+        Assert.That(pool.CachedBytes, Is.EqualTo(cached), "bytes waiting in the cache");
+        Assert.That(last, Is.LessThan(first), $"and it trains: loss {first} -> {last}");
+    }
+
+    [Test]
+    public void A_bad_index_on_the_device_is_reported_at_the_next_synchronisation()
+    {
+        using var w = Tensor.Randn([5, 3], 1, DType.Float32, _device);
+        using var ids = Tensor.FromArray(new long[] { 1, 7, 2 }, null, _device);
+        using var rows = Tensor.Embedding(ids, w); // queued: nothing waits for the host here
+        var ex = Assert.Throws<IndexOutOfRangeException>(() => rows.ToArray<float>());
+        Assert.That(ex!.Message, Does.StartWith("IndexSelect: index 7 is out of range for dim 0 of").And.Contain("of size 5"));
+        // Reported once; the device is usable afterwards.
+        using var ok = Tensor.Embedding(Tensor.FromArray(new long[] { 4, 0 }, null, _device), w);
+        Assert.That(ok.ToArray<float>(), Has.Length.EqualTo(6));
+
+        using var logits = Tensor.Zeros([2, 4], DType.Float32, _device);
+        using var targets = Tensor.FromArray(new long[] { -100, 4 }, null, _device);
+        using var loss = logits.CrossEntropy(targets);
+        ex = Assert.Throws<IndexOutOfRangeException>(() => loss.Item());
+        Assert.That(ex!.Message, Does.StartWith("CrossEntropy: index 4 is out of range for the classes of logits"));
+    }
+}
