@@ -208,7 +208,13 @@ public sealed partial class IlgpuBackend
         var (gs, dgs, dbs) = (gamma is null ? null : Float(gamma, op), dgamma is null ? null : Float(dgamma, op), dbeta is null ? null : Float(dbeta, op));
         CheckBatchNorm(op, n, c, hw, (dy, "dy", false), (x, "x", false), (dx, "dx", false), (mean, "mean", true), (invstd, "invstd", true),
             (gamma, "gamma", true), (dgamma, "dgamma", true), (dbeta, "dbeta", true));
-        if ((long)n * hw == 0) throw new ArgumentException($"IlgpuBackend.{op}: no values per channel (N={n} HW={hw})");
+        if (n == 0)
+        {
+            // No values: the parameter gradients are empty sums, as on the CPU.
+            if (dgamma is not null) Fill(dgamma, Layout.Contiguous([c]), 0);
+            if (dbeta is not null) Fill(dbeta, Layout.Contiguous([c]), 0);
+            return;
+        }
         var args = new BatchNormArgs { N = n, C = c, Hw = hw, HasGamma = gs is null ? 0 : 1, WantDGamma = dgs is null ? 0 : 1, WantDBeta = dbs is null ? 0 : 1 };
         var coef = Allocate(DType.Float32, 3L * c);
         try
