@@ -53,7 +53,7 @@ internal sealed partial class IlgpuKernels
         CrossEntropyBackward = new(() => _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<long>, ArrayView<float>, ArrayView<float>, int, long, float, ArrayView<float>, ArrayView<float>>(RowKernels.CrossEntropyBackwardKernel));
         CrossEntropyMean = new(() => _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, ArrayView<float>, ArrayView<float>>(
             small ? RowKernels.CrossEntropyMeanKernel<Size16> : RowKernels.CrossEntropyMeanKernel<Size256>));
-        Adam = new(() => _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, float, float, float, float, float, float, float, int>(RowKernels.AdamKernel));
+        Adam = new(() => _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, float, float, float, float, float, float, float, int>(Optim.AdamKernel));
         Gemm = Grouped<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs>(small ? Kernels.Gpu.Gemm.TiledKernel<Size4> : Kernels.Gpu.Gemm.TiledKernel<Size16>);
     }
 

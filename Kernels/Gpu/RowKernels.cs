@@ -1,9 +1,9 @@
-// RowKernels (GPU): layer norm, cross-entropy and the fused Adam/AdamW update, as plain one-thread-per-row
+// RowKernels (GPU): layer norm and cross-entropy, as plain one-thread-per-row
 // (or per-element) kernels: correct on every ILGPU device, including OpenCL without sub-groups. Group-per-row
 // versions with shared-memory reductions are the next step for speed (Softmax.cs shows the pattern).
 // LayerNorm: two passes per row for mean and variance (stable), then y; backward dx per row, and dgamma/dbeta
 // one thread per column summing over rows in order (deterministic). Cross-entropy: max, log-sum-exp, the
-// row's (label-smoothed) loss; backward (softmax − smoothed one-hot)·g/count. Adam: PyTorch's formulas.
+// row's (label-smoothed) loss; backward (softmax − smoothed one-hot)·g/count.
 // FLOPs: ~8-20 per element. Bytes: 8-28 per element. Bound: memory (and row-serial latency for few rows).
 // Reference: the CPU kernels (Tests/Gpu compare the backends).
 using ILGPU;
@@ -11,7 +11,7 @@ using ILGPU.Algorithms;
 
 namespace AttnCore.Kernels.Gpu;
 
-/// <summary>Layer norm, cross-entropy and optimizer kernels for ILGPU devices.</summary>
+/// <summary>Layer norm and cross-entropy kernels for ILGPU devices.</summary>
 public static class RowKernels
 {
     /// <summary>Row r: mean, 1/std and y (gamma/beta applied when hasGamma/hasBeta).</summary>
@@ -118,17 +118,5 @@ public static class RowKernels
         float d = XMath.Exp(logits[p] - lse[r]) - smoothing / classes;
         if (c == t) d -= 1 - smoothing;
         dlogits[p] = d * scale;
-    }
-
-    /// <summary>One Adam (decoupled = 0) or AdamW (decoupled = 1) step per element; stepSize = lr/bc1, invSqrtBc2 = 1/sqrt(bc2).</summary>
-    public static void AdamKernel(Index1D i, ArrayView<float> p, ArrayView<float> g, ArrayView<float> m, ArrayView<float> v,
-        float lr, float beta1, float beta2, float eps, float weightDecay, float stepSize, float invSqrtBc2, int decoupled)
-    {
-        float pi = p[i], gi = g[i];
-        if (decoupled != 0) pi *= 1 - lr * weightDecay; else gi += weightDecay * pi;
-        float mi = beta1 * m[i] + (1 - beta1) * gi;
-        float vi = beta2 * v[i] + (1 - beta2) * gi * gi;
-        p[i] = pi - stepSize * mi / (XMath.Sqrt(vi) * invSqrtBc2 + eps);
-        m[i] = mi; v[i] = vi;
     }
 }
