@@ -5,15 +5,18 @@
 // Forward: one group of R x W threads owns R query rows of one (b, h) (grid = B·H·ceil(Lq/R), flattened);
 // thread (r, w) works for row r. Q rows are staged once, pre-scaled; key tiles of Bc run left to right:
 //
-//          keys j0 .. j0+Bc-1                    shared memory (GPU build: R=16, W=8, Bc=32, Dmax=128)
+//          keys j0 .. j0+Bc-1                    shared memory (GPU build: R=16, W=8, Bc=16, Dmax=128: 35 KB)
 //        +-------------------+                   Q    R  x Dmax   scaled query rows
 //   rows | S = Q Kᵀ (R x Bc) |  <- K tile          acc  R  x Dmax   unnormalised output rows
-//   i0.. | lanes w, w+W, ... |     (Bc x Dmax)     K|V  Bc x Dmax   K tile, then V tile (one buffer)
+//   i0.. | lanes w, w+W, ... |     (Bc x Dmax)     K, V Bc x Dmax   the key tile and the value tile
 //   +R-1 +-------------------+                   S|P  R  x Bc     scores, then probabilities
 //          | online softmax per row (lane 0: m, l, correction; Bc exps)
 //          v
 //   acc[r, c] = acc[r, c]·exp(m_old - m_new) + P[r, :] · V[:, c]    lanes own columns c = w, w+W, ...
 //
+// K and V get separate buffers: with one buffer, V staged over K between the score and the P·V barriers, PoCL
+// returned O = K for a single key (observed here; ILGPU emits Group.Barrier as
+// work_group_barrier(CLK_GLOBAL_MEM_FENCE) in OpenCL C, a fence that does not cover local memory).
 // masks: causal hides key j from query i when j > i + (Lk - Lq) (bottom-right aligned), the key padding
 // mask (float [B, Lk], non-zero = hidden) hides keys, and keys past Lk and rows past Lq are inert. Dropout
 // scales P after its row sum, from Attention.Keep's hash, so a seed drops the same (b, h, i, j) here and on
@@ -22,9 +25,9 @@
 //
 // Backward, with P = exp(scale·Q Kᵀ - lse) recomputed from the saved lse and Di = rowsum(dO ∘ O):
 //   DeltaKernel            Di, one thread per query row
-//   KeyValueGradKernel     a group owns R keys and walks the query rows in steps of Sq:
+//   KeyValueGradKernel     a group owns R keys and walks the query rows in steps of Sq (GPU: 16 keys, Sq=8, 41 KB):
 //                          dV_j = Σ_i P̃_ij dO_i,  dK_j = Σ_i dS_ij Q_i   (P̃: P after dropout)
-//   QueryGradKernel        a group owns R query rows and walks the keys in steps of Sk:
+//   QueryGradKernel        a group owns R query rows and walks the keys in steps of Sk (GPU: 16 rows, Sk=16, 42 KB):
 //                          dQ_i = Σ_j dS_ij K_j
 //   with dP_ij = dO_i · V_j (through the dropout mask and 1/(1-p)) and dS_ij = scale · P_ij (dP_ij - Di).
 // Every output element is summed by one thread in a fixed order: no atomics, the same bits on every run.
@@ -59,7 +62,7 @@ public interface IAttentionTiles
     int MaxDim { get; }
 }
 
-/// <summary>GPU tiling: 128-thread groups, at most ~42 KB of shared memory per kernel (the CUDA cap is 48 KB).</summary>
+/// <summary>GPU tiling: 128-thread groups, at most ~42 KB of shared memory per kernel (the CUDA cap is 48 KB; a test reads it from the PTX).</summary>
 public struct AttentionGpuTiles : IAttentionTiles
 {
     /// <inheritdoc/>
@@ -67,7 +70,7 @@ public struct AttentionGpuTiles : IAttentionTiles
     /// <inheritdoc/>
     public readonly int Lanes => 8;
     /// <inheritdoc/>
-    public readonly int Keys => 32;
+    public readonly int Keys => 16;
     /// <inheritdoc/>
     public readonly int StepRows => 8;
     /// <inheritdoc/>
@@ -168,7 +171,8 @@ public static class Attention
         T t = default;
         var qs = SharedMemory.Allocate<float>(t.Rows * (t.MaxDim + t.Lanes));   // rows padded so a warp's rows hit different banks
         var acc = SharedMemory.Allocate<float>(t.Rows * (t.MaxDim + t.Lanes));
-        var kv = SharedMemory.Allocate<float>(t.Keys * (t.MaxDim + 1));         // +1: lanes read different key rows
+        var ks = SharedMemory.Allocate<float>(t.Keys * (t.MaxDim + 1));         // +1: lanes read different key rows
+        var vs = SharedMemory.Allocate<float>(t.Keys * (t.MaxDim + 1));
         var p = SharedMemory.Allocate<float>(t.Rows * t.Keys);
         var rowM = SharedMemory.Allocate<float>(t.Rows);
         var rowL = SharedMemory.Allocate<float>(t.Rows);
@@ -196,7 +200,8 @@ public static class Attention
             for (int e = tid; e < cols * d; e += threads)
             {
                 int jj = e / d, c = e - jj * d;
-                kv[jj * ld + c] = k[kBase + (long)(j0 + jj) * a.K.StrideL + c];
+                ks[jj * ld + c] = k[kBase + (long)(j0 + jj) * a.K.StrideL + c];
+                vs[jj * ld + c] = v[vBase + (long)(j0 + jj) * a.V.StrideL + c];
             }
             Group.Barrier();
             for (int jj = lane; jj < keys; jj += lanes)
@@ -205,17 +210,11 @@ public static class Attention
                 if (i < lq && jj < cols && Visible(pad, a, b, i, j0 + jj))
                 {
                     s = 0f;
-                    for (int c = 0; c < d; c++) s += qs[r * rs + c] * kv[jj * ld + c];
+                    for (int c = 0; c < d; c++) s += qs[r * rs + c] * ks[jj * ld + c];
                 }
                 p[r * keys + jj] = s;
             }
             Group.Barrier();
-            // The V tile replaces the K tile while lane 0 of each row runs the online-softmax step.
-            for (int e = tid; e < cols * d; e += threads)
-            {
-                int jj = e / d, c = e - jj * d;
-                kv[jj * ld + c] = v[vBase + (long)(j0 + jj) * a.V.StrideL + c];
-            }
             if (lane == 0)
             {
                 float m = rowM[r], mNew = m;
@@ -246,7 +245,7 @@ public static class Attention
             for (int c = lane; c < d; c += lanes)
             {
                 float s = acc[r * rs + c] * cr;
-                for (int jj = 0; jj < cols; jj++) s += p[r * keys + jj] * kv[jj * ld + c];
+                for (int jj = 0; jj < cols; jj++) s += p[r * keys + jj] * vs[jj * ld + c];
                 acc[r * rs + c] = s;
             }
             Group.Barrier();
