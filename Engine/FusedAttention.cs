@@ -11,9 +11,9 @@ namespace AttnCore;
 internal sealed class FusedAttention : ICustomOp
 {
     private readonly AttentionShape _shape;
-    private readonly byte[] _pad;
+    private readonly bool _pad;
 
-    private FusedAttention(AttentionShape shape, byte[] pad) { _shape = shape; _pad = pad; }
+    private FusedAttention(AttentionShape shape, bool pad) { _shape = shape; _pad = pad; }
 
     public string Name => "ScaledDotProductAttention";
 
@@ -22,6 +22,16 @@ internal sealed class FusedAttention : ICustomOp
         if (t.Layout.Strides[^1] == 1 || t.Layout.Shape[^1] == 1) return t.Detach();
         using var c = t.Contiguous();
         return c.Detach();
+    }
+
+    // The padding mask as the kernels take it: float32, dense [B, Lk] from element 0, on the mask's device
+    // (no host round trip). Null when there is none.
+    private static Tensor? DenseMask(Tensor? pad)
+    {
+        if (pad is null) return null;
+        using var detached = pad.Detach();
+        using var f = detached.To(DType.Float32);
+        return f.Dense();
     }
 
     private static AttentionOperand Operand(Tensor t)
@@ -35,15 +45,15 @@ internal sealed class FusedAttention : ICustomOp
         int b = q.Size(0), h = q.Size(1), lq = q.Size(2), lk = k.Size(2), d = q.Size(3);
         ulong seed = dropout > 0 ? (generator ?? Generator.Default).NextUInt64() : 0;
         var shape = new AttentionShape(b, h, lq, lk, d, (float)scale, causal, (float)dropout, seed);
-        byte[] padBytes = pad is null ? [] : pad.ToArray<float>().Select(x => x != 0 ? (byte)1 : (byte)0).ToArray();
+        using var mask = DenseMask(pad);
         using var qd = LastDimContiguous(q);
         using var kd = LastDimContiguous(k);
         using var vd = LastDimContiguous(v);
         var o = Tensor.Empty([b, h, lq, d], q.DType, q.Device);
         using var lse = Tensor.Empty([b, h, lq], q.DType, q.Device);
         if (o.Numel > 0)
-            q.Backend.AttentionForward(shape, qd.Storage, Operand(qd), kd.Storage, Operand(kd), vd.Storage, Operand(vd), o.Storage, Operand(o), lse.Storage, padBytes);
-        return o.RecordCustom(new FusedAttention(shape, padBytes), [q, k, v], [qd, kd, vd, o, lse]);
+            q.Backend.AttentionForward(shape, qd.Storage, Operand(qd), kd.Storage, Operand(kd), vd.Storage, Operand(vd), o.Storage, Operand(o), lse.Storage, mask?.Storage);
+        return o.RecordCustom(new FusedAttention(shape, mask is not null), [q, k, v], mask is null ? [qd, kd, vd, o, lse] : [qd, kd, vd, o, lse, mask]);
     }
 
     public Tensor?[] Backward(GradNode node, Tensor gradOutput)
@@ -55,7 +65,7 @@ internal sealed class FusedAttention : ICustomOp
         var dv = Tensor.Empty(v.Shape, v.DType, v.Device);
         if (o.Numel > 0)
             q.Backend.AttentionBackward(_shape, q.Storage, Operand(q), k.Storage, Operand(k), v.Storage, Operand(v), o.Storage, Operand(o), g.Storage, Operand(g),
-                lse.Storage, _pad, dq.Storage, Operand(dq), dk.Storage, Operand(dk), dv.Storage, Operand(dv));
+                lse.Storage, _pad ? node.Saved[5].Storage : null, dq.Storage, Operand(dq), dk.Storage, Operand(dk), dv.Storage, Operand(dv));
         else { dk.Fill_(0); dv.Fill_(0); }
         return [dq, dk, dv];
     }
@@ -71,16 +81,16 @@ internal sealed class FusedAttention : ICustomOp
         int b = qkv.Size(0), t = qkv.Size(1), d = qkv.Size(2) / 3, dh = d / heads;
         ulong seed = dropout > 0 ? (generator ?? Generator.Default).NextUInt64() : 0;
         var shape = new AttentionShape(b, heads, t, t, dh, (float)(1.0 / Math.Sqrt(dh)), causal, (float)dropout, seed);
-        byte[] padBytes = pad is null ? [] : pad.ToArray<float>().Select(x => x != 0 ? (byte)1 : (byte)0).ToArray();
+        using var mask = DenseMask(pad);
         using var x = LastDimContiguous(qkv);
         var o = Tensor.Empty([b, t, d], qkv.DType, qkv.Device);
         using var lse = Tensor.Empty([b, heads, t], qkv.DType, qkv.Device);
         if (o.Numel > 0)
         {
             var (q, k, v) = PackedOperands(x, d, dh);
-            qkv.Backend.AttentionForward(shape, x.Storage, q, x.Storage, k, x.Storage, v, o.Storage, Merged(o, dh), lse.Storage, padBytes);
+            qkv.Backend.AttentionForward(shape, x.Storage, q, x.Storage, k, x.Storage, v, o.Storage, Merged(o, dh), lse.Storage, mask?.Storage);
         }
-        return o.RecordCustom(new PackedAttention(shape, padBytes, d), [qkv], [x, o, lse]);
+        return o.RecordCustom(new PackedAttention(shape, mask is not null, d), [qkv], mask is null ? [x, o, lse] : [x, o, lse, mask]);
     }
 
     // Heads of q, k, v as strided views of [B, T, 3D]: head h of q starts at column h·Dh, of k at D + h·Dh ...
@@ -94,7 +104,7 @@ internal sealed class FusedAttention : ICustomOp
     // [B, T, H·Dh] read or written as [B, H, T, Dh].
     private static AttentionOperand Merged(Tensor t, int dh) => new(t.Layout.Offset, t.Layout.Strides[0], dh, t.Layout.Strides[1]);
 
-    private sealed class PackedAttention(AttentionShape shape, byte[] pad, int d) : ICustomOp
+    private sealed class PackedAttention(AttentionShape shape, bool pad, int d) : ICustomOp
     {
         public string Name => "PackedSelfAttention";
 
@@ -108,7 +118,7 @@ internal sealed class FusedAttention : ICustomOp
                 var (q, k, v) = PackedOperands(x, d, shape.Dim);
                 var (dq, dk, dv) = PackedOperands(dqkv, d, shape.Dim);
                 x.Backend.AttentionBackward(shape, x.Storage, q, x.Storage, k, x.Storage, v, o.Storage, Merged(o, shape.Dim), g.Storage, Merged(g, shape.Dim),
-                    lse.Storage, pad, dqkv.Storage, dq, dqkv.Storage, dk, dqkv.Storage, dv);
+                    lse.Storage, pad ? node.Saved[3].Storage : null, dqkv.Storage, dq, dqkv.Storage, dk, dqkv.Storage, dv);
             }
             return [dqkv];
         }

@@ -15,10 +15,19 @@ public sealed partial class Tensor
     {
         CheckAttention(q, k, v, keyPaddingMask);
         if (dropout is < 0 or >= 1) throw new ArgumentException($"Attention: dropout must be in [0, 1), got {dropout}");
-        if (q.Device.Kind == DeviceKind.Cpu && q.Size(3) <= Kernels.Cpu.Attention.MaxDim)
+        if (q.Size(3) <= FusedMaxDim(q.Device))
             return FusedAttention.Apply(q, k, v, keyPaddingMask, causal, dropout, generator, scale ?? 1.0 / Math.Sqrt(q.Size(3)));
         return AttentionCore(q, k, v, keyPaddingMask, causal, dropout, generator, scale, needWeights: false).Output;
     }
+
+    // The largest head dimension the device's fused kernel takes (0: the device has none; heads above the
+    // limit take the composite matmul-softmax-matmul path, as AttentionWithWeights always does).
+    private static int FusedMaxDim(Device device) => device.Kind switch
+    {
+        DeviceKind.Cpu => Kernels.Cpu.Attention.MaxDim,
+        DeviceKind.IlgpuCpu or DeviceKind.Cuda or DeviceKind.OpenCL => Kernels.Gpu.Attention.MaxDim,
+        _ => 0,
+    };
 
     internal static void CheckAttentionArgs(Tensor q, Tensor k, Tensor v, Tensor? pad) => CheckAttention(q, k, v, pad);
 
@@ -35,10 +44,11 @@ public sealed partial class Tensor
         int b = qkv.Size(0), t = qkv.Size(1), d = qkv.Size(2) / 3;
         if (keyPaddingMask is not null && (keyPaddingMask.Rank != 2 || keyPaddingMask.Size(0) != b || keyPaddingMask.Size(1) != t))
             throw new ArgumentException($"PackedSelfAttention: key padding mask must be [{b},{t}], got {keyPaddingMask.Describe()}");
+        if (keyPaddingMask is not null) SameDevice("PackedSelfAttention", qkv, keyPaddingMask);
         if (dropout is < 0 or >= 1) throw new ArgumentException($"PackedSelfAttention: dropout must be in [0, 1), got {dropout}");
-        if (qkv.Device.Kind == DeviceKind.Cpu && d / heads <= Kernels.Cpu.Attention.MaxDim)
+        if (d / heads <= FusedMaxDim(qkv.Device))
             return FusedAttention.ApplyPacked(qkv, heads, keyPaddingMask, causal, dropout, generator);
-        // Other devices: split the heads as views, attend, merge.
+        // Heads too large for the fused kernel: split the heads as views, attend, merge.
         using var scope = new TensorScope();
         var parts = qkv.Reshape(b, t, 3, heads, d / heads).Permute(2, 0, 3, 1, 4);
         var o = ScaledDotProductAttention(parts.Select(0, 0), parts.Select(0, 1), parts.Select(0, 2), keyPaddingMask, causal, dropout, generator);
@@ -61,6 +71,7 @@ public sealed partial class Tensor
             throw new ArgumentException($"Attention: q, k, v must be [B, H, T, D], got {q.Describe()}, {k.Describe()}, {v.Describe()}");
         if (k.Size(0) != q.Size(0) || k.Size(1) != q.Size(1) || k.Size(3) != q.Size(3) || !k.Layout.Shape.AsSpan().SequenceEqual(v.Layout.Shape))
             throw new ArgumentException($"Attention: shapes do not agree: q {q.Describe()}, k {k.Describe()}, v {v.Describe()} (k and v must match, and share B, H, D with q)");
+        if (pad is not null) SameDevice("Attention", q, pad);
         if (pad is not null && (pad.Rank != 2 || pad.Size(0) != q.Size(0) || pad.Size(1) != k.Size(2)))
             throw new ArgumentException($"Attention: key padding mask must be [B, Tk] = [{q.Size(0)},{k.Size(2)}], got {pad.Describe()}");
     }

@@ -203,14 +203,15 @@ public interface IBackend : IDisposable
 
     /// <summary>
     /// Fused attention forward: O and the per-row log-sum-exp for q/k/v/o described by their operands
-    /// (d contiguous). <paramref name="keyPaddingMask"/> is empty or [B, Lk] with 1 = hidden.
+    /// (d contiguous). <paramref name="keyPaddingMask"/> is null or a float32 storage of this device holding a
+    /// contiguous [B, Lk] mask, non-zero = hidden (a device storage, so no mask crosses to the host).
     /// </summary>
     void AttentionForward(in AttentionShape shape, Storage q, in AttentionOperand qo, Storage k, in AttentionOperand ko, Storage v, in AttentionOperand vo,
-        Storage o, in AttentionOperand oo, Storage lse, ReadOnlySpan<byte> keyPaddingMask);
+        Storage o, in AttentionOperand oo, Storage lse, Storage? keyPaddingMask);
 
     /// <summary>Fused attention backward: dQ, dK, dV (overwritten) from dO and the forward's inputs, output and lse.</summary>
     void AttentionBackward(in AttentionShape shape, Storage q, in AttentionOperand qo, Storage k, in AttentionOperand ko, Storage v, in AttentionOperand vo,
-        Storage o, in AttentionOperand oo, Storage dout, in AttentionOperand doo, Storage lse, ReadOnlySpan<byte> keyPaddingMask,
+        Storage o, in AttentionOperand oo, Storage dout, in AttentionOperand doo, Storage lse, Storage? keyPaddingMask,
         Storage dq, in AttentionOperand dqo, Storage dk, in AttentionOperand dko, Storage dv, in AttentionOperand dvo);
 
     /// <summary>y = conv2d(x, w) + bias over contiguous NCHW storages (bias may be null).</summary>

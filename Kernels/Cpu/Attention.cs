@@ -69,7 +69,8 @@ public static unsafe partial class Attention
     private static float[] _packed = [];
     private static readonly object PackGate = new();
 
-    internal static void Validate(string op, in AttentionShape s, long qLen, in AttentionOperand q, long kLen, in AttentionOperand k, long vLen, in AttentionOperand v, long oLen, in AttentionOperand o, int lseLen, int padLen)
+    /// <summary>Throws an <see cref="ArgumentException"/> naming <paramref name="op"/> when sizes, options or operand extents are inconsistent.</summary>
+    public static void Validate(string op, in AttentionShape s, long qLen, in AttentionOperand q, long kLen, in AttentionOperand k, long vLen, in AttentionOperand v, long oLen, in AttentionOperand o, int lseLen, int padLen)
     {
         if (s.Batch < 0 || s.Heads < 0 || s.QueryLength < 0 || s.KeyLength < 0 || s.Dim <= 0)
             throw new ArgumentException($"{op}: invalid sizes B={s.Batch} H={s.Heads} Lq={s.QueryLength} Lk={s.KeyLength} D={s.Dim}");
