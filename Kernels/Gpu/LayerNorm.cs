@@ -1,0 +1,80 @@
+// LayerNorm (GPU): y = (x - mean) / sqrt(var + eps) * gamma + beta over each contiguous row of [rows, cols],
+// and its input gradient. One team (a warp or a group, see RowTeam.cs) per row.
+//
+// Forward: the team sums its strided share of the row and all-reduces it (mean), then does the same for
+// sum (x - mean)^2 (two passes, as the CPU kernel: stable for rows with a large mean), and writes y; lane 0
+// stores mean and rstd = 1/sqrt(var + eps) for the backward pass.
+// Backward: with g = dy * gamma and xhat = (x - mean) * rstd, dx = rstd * (g - mean(g) - xhat * mean(g * xhat)):
+// two all-reduces (sum g, sum g * xhat) and one pass writing dx. dgamma/dbeta sum over rows, a column
+// reduction: RowKernels.LayerNormParamsKernel, one thread per column.
+// FLOPs: ~8 per element forward, ~12 backward. Bytes: forward reads x three times and writes y (16 bytes
+// per element; the re-reads hit cache), backward reads dy and x twice and writes dx. Bound: memory bandwidth.
+// Reference: the CPU backend's LayerNorm (Kernels/Cpu/LayerNorm.cs), compared in Tests/Gpu.
+using ILGPU;
+using ILGPU.Algorithms;
+
+namespace AttnCore.Kernels.Gpu;
+
+/// <summary>Layer norm over rows, one team per row.</summary>
+public static class LayerNorm
+{
+    /// <summary>Row r: mean[r], rstd[r] and y (gamma/beta applied when hasGamma/hasBeta are 1).</summary>
+    [GpuTypeArguments(typeof(WarpTeam), typeof(Size256))]
+    public static void ForwardKernel<TTeam, TGroup>(ArrayView<float> x, ArrayView<float> gamma, ArrayView<float> beta, ArrayView<float> y,
+        ArrayView<float> mean, ArrayView<float> rstd, int rows, int cols, float eps, int hasGamma, int hasBeta)
+        where TTeam : struct, IRowTeam
+        where TGroup : struct, IKernelSize
+    {
+        TGroup size = default;
+        TTeam team = default;
+        var scratch = SharedMemory.Allocate<float>(size.Value);
+        int r = team.Row;
+        if (r >= rows) return;
+        long o = (long)r * cols;
+        int lane = team.Lane, step = team.Width;
+
+        float sum = 0;
+        for (int c = lane; c < cols; c += step) sum += x[o + c];
+        float mu = team.AllReduce(scratch, sum, Reduce.Sum) / cols;
+        float sq = 0;
+        for (int c = lane; c < cols; c += step) { float d = x[o + c] - mu; sq += d * d; }
+        float rs = XMath.Rsqrt(team.AllReduce(scratch, sq, Reduce.Sum) / cols + eps);
+        if (lane == 0) { mean[r] = mu; rstd[r] = rs; }
+        for (int c = lane; c < cols; c += step)
+        {
+            float h = (x[o + c] - mu) * rs;
+            if (hasGamma != 0) h *= gamma[c];
+            if (hasBeta != 0) h += beta[c];
+            y[o + c] = h;
+        }
+    }
+
+    /// <summary>Row r of dx = rstd·(g − mean(g) − xhat·mean(g·xhat)), g = dy·gamma (dy alone when hasGamma is 0).</summary>
+    [GpuTypeArguments(typeof(WarpTeam), typeof(Size256))]
+    public static void BackwardKernel<TTeam, TGroup>(ArrayView<float> dy, ArrayView<float> x, ArrayView<float> mean, ArrayView<float> rstd,
+        ArrayView<float> gamma, ArrayView<float> dx, int rows, int cols, int hasGamma)
+        where TTeam : struct, IRowTeam
+        where TGroup : struct, IKernelSize
+    {
+        TGroup size = default;
+        TTeam team = default;
+        var scratch = SharedMemory.Allocate<float>(size.Value);
+        int r = team.Row;
+        if (r >= rows) return;
+        long o = (long)r * cols;
+        int lane = team.Lane, step = team.Width;
+        float mu = mean[r], rs = rstd[r], sg = 0, sgx = 0;
+        for (int c = lane; c < cols; c += step)
+        {
+            float g = hasGamma != 0 ? dy[o + c] * gamma[c] : dy[o + c];
+            sg += g; sgx += g * (x[o + c] - mu) * rs;
+        }
+        sg = team.AllReduce(scratch, sg, Reduce.Sum) / cols;
+        sgx = team.AllReduce(scratch, sgx, Reduce.Sum) / cols;
+        for (int c = lane; c < cols; c += step)
+        {
+            float g = hasGamma != 0 ? dy[o + c] * gamma[c] : dy[o + c];
+            dx[o + c] = rs * (g - sg - (x[o + c] - mu) * rs * sgx);
+        }
+    }
+}
