@@ -318,7 +318,8 @@ public sealed partial class IlgpuBackend : IBackend
         bool warp = WarpRows(cols);
         // Absent gamma/beta: any valid view stands in; the kernel does not read it.
         _k.LayerNormForward.For(warp)(RowLaunch("LayerNorm", rows, warp), xv, gamma is null ? xv : S(gamma, "LayerNorm").Floats, beta is null ? xv : S(beta, "LayerNorm").Floats,
-            S(y, "LayerNorm").Floats, S(mean, "LayerNorm").Floats, S(rstd, "LayerNorm").Floats, rows, cols, (float)eps, gamma is null ? 0 : 1, beta is null ? 0 : 1);
+            S(y, "LayerNorm").Floats, S(mean, "LayerNorm").Floats, S(rstd, "LayerNorm").Floats,
+            new LayerNormArgs { Rows = rows, Cols = cols, Eps = (float)eps, HasGamma = gamma is null ? 0 : 1, HasBeta = beta is null ? 0 : 1 });
     }
     /// <inheritdoc/>
     public void LayerNormBackward(Storage dy, Storage x, Storage mean, Storage rstd, Storage? gamma, Storage dx, Storage? dgamma, Storage? dbeta, int rows, int cols)
@@ -328,7 +329,8 @@ public sealed partial class IlgpuBackend : IBackend
         var (dyv, xv, mv, rv) = (S(dy, op).Floats, S(x, op).Floats, S(mean, op).Floats, S(rstd, op).Floats);
         bool warp = WarpRows(cols);
         if (rows > 0)
-            _k.LayerNormBackward.For(warp)(RowLaunch(op, rows, warp), dyv, xv, mv, rv, gamma is null ? xv : S(gamma, op).Floats, S(dx, op).Floats, rows, cols, gamma is null ? 0 : 1);
+            _k.LayerNormBackward.For(warp)(RowLaunch(op, rows, warp), dyv, xv, mv, rv, gamma is null ? xv : S(gamma, op).Floats, S(dx, op).Floats,
+                new LayerNormArgs { Rows = rows, Cols = cols, HasGamma = gamma is null ? 0 : 1 });
         if (dgamma is not null || dbeta is not null)
             _k.LayerNormParams.Value(Threads(op, cols), dyv, xv, mv, rv, dgamma is null ? xv : S(dgamma, op).Floats, dbeta is null ? xv : S(dbeta, op).Floats,
                 rows, cols, dgamma is null ? 0 : 1, dbeta is null ? 0 : 1);

@@ -20,8 +20,8 @@ internal sealed partial class IlgpuKernels
     public int RowsPerGroup => GroupSize / _acc.WarpSize;
 
     private TeamKernel<Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int, int>>? _softmax;
-    private TeamKernel<Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, float, int, int>>? _lnForward;
-    private TeamKernel<Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int>>? _lnBackward;
+    private TeamKernel<Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LayerNormArgs>>? _lnForward;
+    private TeamKernel<Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LayerNormArgs>>? _lnBackward;
     private TeamKernel<Action<KernelConfig, ArrayView<float>, ArrayView<long>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, long, float>>? _ceForward;
     private Lazy<Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs>>? _gemmRegisterTiled;
 
@@ -30,18 +30,18 @@ internal sealed partial class IlgpuKernels
             () => _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int, int>(Small ? Softmax.RowKernel<WarpTeam, Size16> : Softmax.RowKernel<WarpTeam, Size256>),
             () => _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int, int>(Small ? Softmax.RowKernel<GroupTeam, Size16> : Softmax.RowKernel<GroupTeam, Size256>)));
 
-    public TeamKernel<Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, float, int, int>> LayerNormForward =>
+    public TeamKernel<Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LayerNormArgs>> LayerNormForward =>
         LazyInitializer.EnsureInitialized(ref _lnForward, () => new(
-            () => _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, float, int, int>(
+            () => _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LayerNormArgs>(
                 Small ? LayerNorm.ForwardKernel<WarpTeam, Size16> : LayerNorm.ForwardKernel<WarpTeam, Size256>),
-            () => _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, float, int, int>(
+            () => _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LayerNormArgs>(
                 Small ? LayerNorm.ForwardKernel<GroupTeam, Size16> : LayerNorm.ForwardKernel<GroupTeam, Size256>)));
 
-    public TeamKernel<Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int>> LayerNormBackward =>
+    public TeamKernel<Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LayerNormArgs>> LayerNormBackward =>
         LazyInitializer.EnsureInitialized(ref _lnBackward, () => new(
-            () => _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int>(
+            () => _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LayerNormArgs>(
                 Small ? LayerNorm.BackwardKernel<WarpTeam, Size16> : LayerNorm.BackwardKernel<WarpTeam, Size256>),
-            () => _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int>(
+            () => _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LayerNormArgs>(
                 Small ? LayerNorm.BackwardKernel<GroupTeam, Size16> : LayerNorm.BackwardKernel<GroupTeam, Size256>)));
 
     public TeamKernel<Action<KernelConfig, ArrayView<float>, ArrayView<long>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, long, float>> CrossEntropyForward =>

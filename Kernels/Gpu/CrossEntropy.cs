@@ -27,18 +27,21 @@ public static class CrossEntropy
         TTeam team = default;
         var scratch = SharedMemory.Allocate<float>(size.Value);
         int r = team.Row;
-        if (r >= rows) return;
+        // No early return before the reductions: every barrier must be reached by the whole group (see Softmax.cs).
+        bool active = r < rows;
+        int n = active ? classes : 0;
+        if (!active) r = 0;
         long o = (long)r * classes;
         int lane = team.Lane, step = team.Width;
 
         float max = float.NegativeInfinity;
-        for (int c = lane; c < classes; c += step) max = Reduce.Combine(Reduce.Max, max, logits[o + c]);
+        for (int c = lane; c < n; c += step) max = Reduce.Combine(Reduce.Max, max, logits[o + c]);
         max = team.AllReduce(scratch, max, Reduce.Max);
         float sum = 0, total = 0;
-        for (int c = lane; c < classes; c += step) { float v = logits[o + c]; sum += XMath.Exp(v - max); total += v; }
+        for (int c = lane; c < n; c += step) { float v = logits[o + c]; sum += XMath.Exp(v - max); total += v; }
         sum = team.AllReduce(scratch, sum, Reduce.Sum);
         total = team.AllReduce(scratch, total, Reduce.Sum);
-        if (lane != 0) return;
+        if (lane != 0 || !active) return;
         float l = max + XMath.Log(sum);
         lse[r] = l;
         long t = targets[r];

@@ -35,7 +35,9 @@ public static class Softmax
         TTeam team = default;
         var scratch = SharedMemory.Allocate<float>(size.Value);
         int row = team.Row;
-        if (row >= rows) return; // whole warps only: the team's row is uniform across it
+        // No early return: a team past the last row walks an empty row, so every barrier is reached by the whole
+        // group (PoCL corrupted memory when threads left a barrier-carrying kernel early).
+        if (row >= rows) { row = 0; cols = 0; }
         long start = (long)row * cols;
         int lane = team.Lane, step = team.Width;
 
