@@ -39,7 +39,7 @@ case "$DEVICE" in cuda*) VS=(--vs cublas) ;; esac
 if [ "$SMALL" = "1" ]; then
   GEMM_SIZES=(32 48)
   ATTN=("--b 1 --h 2 --l 32 --d 16" "--b 1 --h 2 --l 64 --d 16")
-  GPT_CONFIG=baby
+  GPT_CONFIG=tiny
 else
   GEMM_SIZES=(4096 8192)
   # B*H chosen so the naive path's L x L score matrices (and their gradients) fit: 32 x 1024^2 and 8 x 4096^2 floats.

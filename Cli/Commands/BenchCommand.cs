@@ -123,14 +123,19 @@ public static class BenchCommand
     private static Command GptStep(CliIO io)
     {
         var common = new CommonOptions();
-        var config = new Option<string>("--config") { Description = "baby (4 layers, 4 heads, 128 channels, T=64, batch 12) or small (6, 6, 384, T=256, batch 16)", DefaultValueFactory = _ => "baby" }.AcceptOnlyFromAmong("baby", "small");
+        var config = new Option<string>("--config") { Description = "baby (4 layers, 4 heads, 128 channels, T=64, batch 12), small (6, 6, 384, T=256, batch 16) or tiny (1, 2, 16, T=16, batch 2: dry runs on emulated devices)", DefaultValueFactory = _ => "baby" }.AcceptOnlyFromAmong("baby", "small", "tiny");
         var vs = VsOption(); var secs = SecondsOption();
         var cmd = common.AddTo(new Command("gpt-step", "One AdamW training step of a character-level GPT (vocabulary 65, random tokens)") { config, vs, secs });
         cmd.SetAction(p => Execute(io, p, common, vs, secs, device =>
         {
-            bool small = p.GetValue(config) == "small";
-            var cfg = small ? new GptConfig(65, BlockSize: 256, Layers: 6, Heads: 6, Dim: 384) : new GptConfig(65, BlockSize: 64, Layers: 4, Heads: 4, Dim: 128);
-            int batch = small ? 16 : 12;
+            string name = p.GetValue(config) ?? "baby";
+            var cfg = name switch
+            {
+                "small" => new GptConfig(65, BlockSize: 256, Layers: 6, Heads: 6, Dim: 384),
+                "tiny" => new GptConfig(65, BlockSize: 16, Layers: 1, Heads: 2, Dim: 16),
+                _ => new GptConfig(65, BlockSize: 64, Layers: 4, Heads: 4, Dim: 128),
+            };
+            int batch = name switch { "small" => 16, "tiny" => 2, _ => 12 };
             var model = new Gpt(cfg, new Generator(p.GetValue(common.Seed)), device);
             var opt = new AdamW(model.Parameters(), 1e-3, 0.9, 0.99, 1e-8, 0.1);
             var x = Tensor.RandInt(0, 65, [batch, cfg.BlockSize], 5, device); var y = Tensor.RandInt(0, 65, [batch, cfg.BlockSize], 6, device);
@@ -143,7 +148,7 @@ public static class BenchCommand
                 opt.Step();
             };
             long tokens = (long)batch * cfg.BlockSize;
-            return new Work("gpt-step", new() { ["config"] = small ? "small" : "baby", ["tokens"] = tokens }, 6.0 * model.ParameterCount() * tokens, 0,
+            return new Work("gpt-step", new() { ["config"] = name, ["tokens"] = tokens }, 6.0 * model.ParameterCount() * tokens, 0,
                 run, () => { opt.Dispose(); model.Dispose(); x.Dispose(); y.Dispose(); },
                 new() { ["op"] = "gpt-step", ["vocab"] = 65, ["block"] = cfg.BlockSize, ["layers"] = cfg.Layers, ["heads"] = cfg.Heads, ["dim"] = cfg.Dim, ["batch"] = batch });
         }));
