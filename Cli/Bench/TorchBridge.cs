@@ -7,7 +7,7 @@ namespace AttnCore.Cli.Bench;
 /// Drives Cli/Bench/torch_bench.py in a long-lived /usr/bin/python3 child, one JSON command per line, so
 /// AttnCore and PyTorch runs can alternate within one benchmark.
 /// </summary>
-public sealed class TorchBridge : IDisposable
+public sealed class TorchBridge : IBenchReference
 {
     /// <summary>How to get the reference installed (printed when it is missing).</summary>
     public const string InstallHint = "PyTorch is needed for --vs torch: apt-get install -y python3-torch python3-numpy libopenblas0-pthread (it runs /usr/bin/python3, or the interpreter named by ATTNCORE_PYTHON)";
@@ -56,6 +56,12 @@ public sealed class TorchBridge : IDisposable
 
     /// <summary>PyTorch's version string.</summary>
     public string Version { get; private set; } = "?";
+
+    /// <inheritdoc/>
+    public string Key => "torch";
+
+    /// <inheritdoc/>
+    public string Label => $"PyTorch {Version}";
 
     private JsonElement Send(Dictionary<string, object> command)
     {

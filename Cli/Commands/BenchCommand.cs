@@ -9,11 +9,17 @@ namespace AttnCore.Cli.Commands;
 
 /// <summary>
 /// <c>attncore bench &lt;op&gt;</c>: warm up, then the median of many timed runs; with --vs torch the same
-/// shapes in PyTorch, alternating batches of runs between the two so machine noise hits both alike.
+/// shapes in PyTorch (and for gemm on CUDA, --vs cublas: cuBLAS on the same device buffers), alternating
+/// batches of runs between the two so machine noise hits both alike. Device runs are timed up to the end of
+/// the work: every run is followed by Device.Synchronize before the clock stops.
 /// </summary>
 public static class BenchCommand
 {
-    private sealed record Work(string Op, Dictionary<string, object> Shape, double Flops, double Bytes, Action Run, Action Cleanup, Dictionary<string, object> TorchSetup);
+    private sealed record Work(string Op, Dictionary<string, object> Shape, double Flops, double Bytes, Action Run, Action Cleanup, Dictionary<string, object> TorchSetup)
+    {
+        /// <summary>cuBLAS on the work's own device buffers (gemm only).</summary>
+        public Func<IBenchReference>? CuBlas { get; init; }
+    }
 
     /// <summary>Builds <c>bench</c> and its sub-commands.</summary>
     public static Command Create(CliIO io)
@@ -28,6 +34,8 @@ public static class BenchCommand
     }
 
     private static Option<string?> VsOption() => new Option<string?>("--vs") { Description = "compare with a reference: torch" }.AcceptOnlyFromAmong("torch");
+    private static Option<string?> GemmVsOption() =>
+        new Option<string?>("--vs") { Description = "compare with a reference: torch, or cublas (CUDA devices: cuBLAS SGEMM on the same buffers)" }.AcceptOnlyFromAmong("torch", "cublas");
     private static Option<double> SecondsOption() => new("--seconds") { Description = "measurement time per side", DefaultValueFactory = _ => 3.0 };
 
     private static Command Gemm(CliIO io)
@@ -35,7 +43,7 @@ public static class BenchCommand
         var common = new CommonOptions();
         var n = new Option<int?>("--n") { Description = "columns of C (alone: the square size m = n = k)" };
         var m = new Option<int?>("--m") { Description = "rows of C (default: n)" }; var k = new Option<int?>("--k") { Description = "inner size (default: n)" };
-        var vs = VsOption(); var secs = SecondsOption();
+        var vs = GemmVsOption(); var secs = SecondsOption();
         var cmd = common.AddTo(new Command("gemm", "C = A @ B in float32 (--n N, or --m M --n N --k K)") { n, m, k, vs, secs });
         cmd.SetAction(p => Execute(io, p, common, vs, secs, device =>
         {
@@ -45,7 +53,8 @@ public static class BenchCommand
             var a = Tensor.Randn([M, K], 1, DType.Float32, device); var b = Tensor.Randn([K, N], 2, DType.Float32, device);
             return new Work("gemm", new() { ["m"] = M, ["n"] = N, ["k"] = K }, 2.0 * M * N * K, 4.0 * (M * K + K * N + M * N),
                 () => { using var c = a.MatMul(b); }, () => { a.Dispose(); b.Dispose(); },
-                new() { ["op"] = "gemm", ["m"] = M, ["n"] = N, ["k"] = K });
+                new() { ["op"] = "gemm", ["m"] = M, ["n"] = N, ["k"] = K })
+            { CuBlas = () => CuBlasGemm.Create(a, b, M, N, K) };
         }));
         return cmd;
     }
@@ -114,14 +123,19 @@ public static class BenchCommand
     private static Command GptStep(CliIO io)
     {
         var common = new CommonOptions();
-        var config = new Option<string>("--config") { Description = "baby (4 layers, 4 heads, 128 channels, T=64, batch 12) or small (6, 6, 384, T=256, batch 16)", DefaultValueFactory = _ => "baby" }.AcceptOnlyFromAmong("baby", "small");
+        var config = new Option<string>("--config") { Description = "baby (4 layers, 4 heads, 128 channels, T=64, batch 12), small (6, 6, 384, T=256, batch 16) or tiny (1, 2, 16, T=16, batch 2: dry runs on emulated devices)", DefaultValueFactory = _ => "baby" }.AcceptOnlyFromAmong("baby", "small", "tiny");
         var vs = VsOption(); var secs = SecondsOption();
         var cmd = common.AddTo(new Command("gpt-step", "One AdamW training step of a character-level GPT (vocabulary 65, random tokens)") { config, vs, secs });
         cmd.SetAction(p => Execute(io, p, common, vs, secs, device =>
         {
-            bool small = p.GetValue(config) == "small";
-            var cfg = small ? new GptConfig(65, BlockSize: 256, Layers: 6, Heads: 6, Dim: 384) : new GptConfig(65, BlockSize: 64, Layers: 4, Heads: 4, Dim: 128);
-            int batch = small ? 16 : 12;
+            string name = p.GetValue(config) ?? "baby";
+            var cfg = name switch
+            {
+                "small" => new GptConfig(65, BlockSize: 256, Layers: 6, Heads: 6, Dim: 384),
+                "tiny" => new GptConfig(65, BlockSize: 16, Layers: 1, Heads: 2, Dim: 16),
+                _ => new GptConfig(65, BlockSize: 64, Layers: 4, Heads: 4, Dim: 128),
+            };
+            int batch = name switch { "small" => 16, "tiny" => 2, _ => 12 };
             var model = new Gpt(cfg, new Generator(p.GetValue(common.Seed)), device);
             var opt = new AdamW(model.Parameters(), 1e-3, 0.9, 0.99, 1e-8, 0.1);
             var x = Tensor.RandInt(0, 65, [batch, cfg.BlockSize], 5, device); var y = Tensor.RandInt(0, 65, [batch, cfg.BlockSize], 6, device);
@@ -134,7 +148,7 @@ public static class BenchCommand
                 opt.Step();
             };
             long tokens = (long)batch * cfg.BlockSize;
-            return new Work("gpt-step", new() { ["config"] = small ? "small" : "baby", ["tokens"] = tokens }, 6.0 * model.ParameterCount() * tokens, 0,
+            return new Work("gpt-step", new() { ["config"] = name, ["tokens"] = tokens }, 6.0 * model.ParameterCount() * tokens, 0,
                 run, () => { opt.Dispose(); model.Dispose(); x.Dispose(); y.Dispose(); },
                 new() { ["op"] = "gpt-step", ["vocab"] = 65, ["block"] = cfg.BlockSize, ["layers"] = cfg.Layers, ["heads"] = cfg.Heads, ["dim"] = cfg.Dim, ["batch"] = batch });
         }));
@@ -154,22 +168,28 @@ public static class BenchCommand
         bool json = p.GetValue(common.Json);
         double seconds = p.GetValue(secs);
         if (!(seconds > 0 && seconds <= 3600)) throw new ArgumentException($"bench: --seconds must be in (0, 3600], got {seconds.ToString(CultureInfo.InvariantCulture)}");
-        TorchBridge? torch = null;
+        string? vsName = p.GetValue(vs);
+        if (vsName == "cublas" && device.Kind != DeviceKind.Cuda)
+            throw new ArgumentException($"bench: --vs cublas needs a CUDA device (--device cuda[:i]); got --device {device}. cuBLAS runs only on NVIDIA GPUs");
+        IBenchReference? reference = null;
         var work = make(device);
         try
         {
-            if (p.GetValue(vs) == "torch")
-                torch = TorchBridge.Start(new Dictionary<string, object>(work.TorchSetup) { ["threads"] = threads });
+            if (vsName == "torch")
+                reference = TorchBridge.Start(new Dictionary<string, object>(work.TorchSetup) { ["threads"] = threads });
+            else if (vsName == "cublas")
+                reference = (work.CuBlas ?? throw new ArgumentException($"bench {work.Op}: --vs cublas is offered for gemm only"))();
             // Warm up (tiered JIT, pools, caches), then size the batches to ~0.2 s.
             var warm = Stopwatch.StartNew();
             int warmRuns = 0;
             // GPU kernels launch asynchronously: every timed run waits for its device to finish.
             while (warmRuns < 3 || (warm.Elapsed.TotalSeconds < 0.5 && warmRuns < 50)) { work.Run(); device.Synchronize(); warmRuns++; }
             double estimate = warm.Elapsed.TotalMilliseconds / warmRuns;
+            reference?.Run(2); // its first calls load libraries and kernels too
             int reps = (int)Math.Clamp(200 / Math.Max(estimate, 1e-3), 1, 50);
             var ours = new List<double>(); var theirs = new List<double>();
             var total = Stopwatch.StartNew();
-            while (ours.Count < 5 || total.Elapsed.TotalSeconds < seconds * (torch is null ? 1 : 2))
+            while (ours.Count < 5 || total.Elapsed.TotalSeconds < seconds * (reference is null ? 1 : 2))
             {
                 for (int i = 0; i < reps; i++)
                 {
@@ -178,7 +198,7 @@ public static class BenchCommand
                     device.Synchronize();
                     ours.Add(Stopwatch.GetElapsedTime(t0).TotalMilliseconds);
                 }
-                if (torch is not null) theirs.AddRange(torch.Run(reps));
+                if (reference is not null) theirs.AddRange(reference.Run(reps));
                 if (ours.Count >= 2000) break;
             }
             double ms = Median(ours);
@@ -189,12 +209,13 @@ public static class BenchCommand
             result["threads"] = threads;
             result["device"] = device.ToString();
             Report(io, "AttnCore", ms, work, result, "");
-            if (torch is not null)
+            if (reference is not null)
             {
                 double tms = Median(theirs);
-                Report(io, $"PyTorch {torch.Version}", tms, work, result, "torch_");
+                Report(io, reference.Label, tms, work, result, reference.Key + "_");
                 double speedup = tms / ms;
-                io.Out.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  speedup   {speedup:F2}x (PyTorch time / AttnCore time)"));
+                string who = reference.Key == "torch" ? "PyTorch" : "cuBLAS";
+                io.Out.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  speedup   {speedup:F2}x ({who} time / AttnCore time)"));
                 result["speedup"] = Math.Round(speedup, 3);
             }
             if (json) io.Json(result);
@@ -202,7 +223,7 @@ public static class BenchCommand
         }
         finally
         {
-            torch?.Dispose();
+            reference?.Dispose();
             work.Cleanup();
         }
     }

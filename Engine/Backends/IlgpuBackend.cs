@@ -327,9 +327,20 @@ public sealed partial class IlgpuBackend : IBackend
             M = m, N = n, K = k, Lda = aOp.Ld, Ldb = bOp.Ld, TransA = aOp.Transposed ? 1 : 0, TransB = bOp.Transposed ? 1 : 0,
             OffsetA = aOp.Offset, OffsetB = bOp.Offset, BatchStrideA = aOp.BatchStride, BatchStrideB = bOp.BatchStride,
         };
+        // Grid z carries the batch: at most 65535 on CUDA.
+        if (batch > 65535) throw new NotSupportedException($"IlgpuBackend.MatMul: batch {batch} exceeds one launch (65535) for {m}x{k} @ {k}x{n}");
         int t = _k.GemmTile;
-        var config = new KernelConfig(new Index3D((n + t - 1) / t, (m + t - 1) / t, batch), new Index3D(t, t, 1));
-        _k.Gemm.Value(config, sa.Floats, sb.Floats, sc.Floats, args);
+        if (RegisterTiled(batch, m, n))
+        {
+            int block = _k.GemmBlock;
+            var config = new KernelConfig(new Index3D((n + block - 1) / block, (m + block - 1) / block, batch), new Index3D(t, t, 1));
+            _k.GemmRegisterTiled.Value(config, sa.Floats, sb.Floats, sc.Floats, args);
+        }
+        else
+        {
+            var config = new KernelConfig(new Index3D((n + t - 1) / t, (m + t - 1) / t, batch), new Index3D(t, t, 1));
+            _k.Gemm.Value(config, sa.Floats, sb.Floats, sc.Floats, args);
+        }
     }
 
     // The last element operand op touches must lie inside its storage (a GPU would read out of bounds silently).
@@ -354,7 +365,8 @@ public sealed partial class IlgpuBackend : IBackend
         long n = (long)rows * cols;
         if (src.Length < n || dst.Length < n) throw new ArgumentException($"IlgpuBackend.{name}: {rows}x{cols} needs {n} elements, src has {src.Length}, dst {dst.Length}");
         if (n == 0) return;
-        _k.SoftmaxRows.Value(new KernelConfig(new Index1D(rows), new Index1D(_k.GroupSize)), s.Floats, d.Floats, cols, log ? 1 : 0);
+        bool warp = WarpRows(cols);
+        _k.SoftmaxRows.For(warp)(RowLaunch(name, rows, warp), s.Floats, d.Floats, rows, cols, log ? 1 : 0);
     }
 
     // ---- Row kernels, index ops, optimizer --------------------------------------------------------------
@@ -364,9 +376,12 @@ public sealed partial class IlgpuBackend : IBackend
     {
         if (x.DType != DType.Float32) throw WrongType("LayerNorm", x.DType);
         var xv = S(x, "LayerNorm").Floats;
+        if (rows == 0) return;
+        bool warp = WarpRows(cols);
         // Absent gamma/beta: any valid view stands in; the kernel does not read it.
-        _k.LayerNormForward.Value(Threads("LayerNorm", rows), xv, gamma is null ? xv : S(gamma, "LayerNorm").Floats, beta is null ? xv : S(beta, "LayerNorm").Floats,
-            S(y, "LayerNorm").Floats, S(mean, "LayerNorm").Floats, S(rstd, "LayerNorm").Floats, cols, (float)eps, gamma is null ? 0 : 1, beta is null ? 0 : 1);
+        _k.LayerNormForward.For(warp)(RowLaunch("LayerNorm", rows, warp), xv, gamma is null ? xv : S(gamma, "LayerNorm").Floats, beta is null ? xv : S(beta, "LayerNorm").Floats,
+            S(y, "LayerNorm").Floats, S(mean, "LayerNorm").Floats, S(rstd, "LayerNorm").Floats,
+            new LayerNormArgs { Rows = rows, Cols = cols, Eps = (float)eps, HasGamma = gamma is null ? 0 : 1, HasBeta = beta is null ? 0 : 1 });
     }
     /// <inheritdoc/>
     public void LayerNormBackward(Storage dy, Storage x, Storage mean, Storage rstd, Storage? gamma, Storage dx, Storage? dgamma, Storage? dbeta, int rows, int cols)
@@ -374,7 +389,10 @@ public sealed partial class IlgpuBackend : IBackend
         if (x.DType != DType.Float32) throw WrongType("LayerNormBackward", x.DType);
         const string op = "LayerNormBackward";
         var (dyv, xv, mv, rv) = (S(dy, op).Floats, S(x, op).Floats, S(mean, op).Floats, S(rstd, op).Floats);
-        _k.LayerNormBackward.Value(Threads(op, rows), dyv, xv, mv, rv, gamma is null ? xv : S(gamma, op).Floats, S(dx, op).Floats, cols, gamma is null ? 0 : 1);
+        bool warp = WarpRows(cols);
+        if (rows > 0)
+            _k.LayerNormBackward.For(warp)(RowLaunch(op, rows, warp), dyv, xv, mv, rv, gamma is null ? xv : S(gamma, op).Floats, S(dx, op).Floats,
+                new LayerNormArgs { Rows = rows, Cols = cols, HasGamma = gamma is null ? 0 : 1 });
         if (dgamma is not null || dbeta is not null)
             _k.LayerNormParams.Value(Threads(op, cols), dyv, xv, mv, rv, dgamma is null ? xv : S(dgamma, op).Floats, dbeta is null ? xv : S(dbeta, op).Floats,
                 rows, cols, dgamma is null ? 0 : 1, dbeta is null ? 0 : 1);
@@ -391,8 +409,11 @@ public sealed partial class IlgpuBackend : IBackend
         try
         {
             if (rows > 0)
-                _k.CrossEntropyForward.Value(Threads(op, rows), S(logits, op).Floats, S(targets, op).Longs, S(lse, op).Floats, S(rowLoss, op).Floats, S(kept, op).Floats,
-                    classes, ignoreIndex, (float)labelSmoothing);
+            {
+                bool warp = WarpRows(classes);
+                _k.CrossEntropyForward.For(warp)(RowLaunch(op, rows, warp), S(logits, op).Floats, S(targets, op).Longs, S(lse, op).Floats, S(rowLoss, op).Floats, S(kept, op).Floats,
+                    rows, classes, ignoreIndex, (float)labelSmoothing);
+            }
             // The mean is taken on the device too, so the loss never has to visit the host during training.
             _k.CrossEntropyMean.Value(new KernelConfig(new Index1D(1), new Index1D(_k.GroupSize)), S(rowLoss, op).Floats, S(kept, op).Floats, rows,
                 Float(loss, op).Floats, Float(count, op).Floats);

@@ -21,6 +21,13 @@ public struct Size4 : IKernelSize
     public readonly int Value => 4;
 }
 
+/// <summary>8 (the K depth of a register-tiled GEMM step).</summary>
+public struct Size8 : IKernelSize
+{
+    /// <inheritdoc/>
+    public readonly int Value => 8;
+}
+
 /// <summary>16 (the GEMM tile edge on GPUs; the group size on the CPU accelerator).</summary>
 public struct Size16 : IKernelSize
 {

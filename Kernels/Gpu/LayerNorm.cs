@@ -1,0 +1,99 @@
+// LayerNorm (GPU): y = (x - mean) / sqrt(var + eps) * gamma + beta over each contiguous row of [rows, cols],
+// and its input gradient. One team (a warp or a group, see RowTeam.cs) per row.
+//
+// Forward: the team sums its strided share of the row and all-reduces it (mean), then does the same for
+// sum (x - mean)^2 (two passes, as the CPU kernel: stable for rows with a large mean), and writes y; lane 0
+// stores mean and rstd = 1/sqrt(var + eps) for the backward pass.
+// Backward: with g = dy * gamma and xhat = (x - mean) * rstd, dx = rstd * (g - mean(g) - xhat * mean(g * xhat)):
+// two all-reduces (sum g, sum g * xhat) and one pass writing dx. dgamma/dbeta sum over rows, a column
+// reduction: RowKernels.LayerNormParamsKernel, one thread per column.
+// FLOPs: ~8 per element forward, ~12 backward. Bytes: forward reads x three times and writes y (16 bytes
+// per element; the re-reads hit cache), backward reads dy and x twice and writes dx. Bound: memory bandwidth.
+// Reference: the CPU backend's LayerNorm (Kernels/Cpu/LayerNorm.cs), compared in Tests/Gpu.
+using ILGPU;
+using ILGPU.Algorithms;
+
+namespace AttnCore.Kernels.Gpu;
+
+/// <summary>The scalar arguments of the layer-norm kernels, packed into one.</summary>
+public struct LayerNormArgs
+{
+    /// <summary>Rows and the normalised length.</summary>
+    public int Rows, Cols;
+    /// <summary>Added to the variance.</summary>
+    public float Eps;
+    /// <summary>1 when gamma (beta) is given: y = xhat * gamma + beta.</summary>
+    public int HasGamma, HasBeta;
+}
+
+/// <summary>Layer norm over rows, one team per row.</summary>
+public static class LayerNorm
+{
+    /// <summary>Row r: mean[r], rstd[r] and y (gamma/beta applied when p.HasGamma/p.HasBeta are 1).</summary>
+    [GpuTypeArguments(typeof(WarpTeam), typeof(Size256))]
+    public static void ForwardKernel<TTeam, TGroup>(ArrayView<float> x, ArrayView<float> gamma, ArrayView<float> beta, ArrayView<float> y,
+        ArrayView<float> mean, ArrayView<float> rstd, LayerNormArgs p)
+        where TTeam : struct, IRowTeam
+        where TGroup : struct, IKernelSize
+    {
+        TGroup size = default;
+        TTeam team = default;
+        var scratch = SharedMemory.Allocate<float>(size.Value);
+        int r = team.Row;
+        // No early return: a team past the last row walks an empty row, so every barrier is reached by the whole group
+        // (PoCL 3.1 corrupted the host heap when threads left these kernels before their barriers).
+        bool active = r < p.Rows;
+        int cols = active ? p.Cols : 0;
+        if (!active) r = 0;
+        long o = (long)r * cols;
+        int lane = team.Lane, step = team.Width;
+
+        float sum = 0;
+        for (int c = lane; c < cols; c += step) sum += x[o + c];
+        float mu = team.AllReduce(scratch, sum, Reduce.Sum) / p.Cols;
+        float sq = 0;
+        for (int c = lane; c < cols; c += step) { float d = x[o + c] - mu; sq += d * d; }
+        float rs = XMath.Rsqrt(team.AllReduce(scratch, sq, Reduce.Sum) / p.Cols + p.Eps);
+        if (lane == 0 && active) { mean[r] = mu; rstd[r] = rs; }
+        for (int c = lane; c < cols; c += step)
+        {
+            float h = (x[o + c] - mu) * rs;
+            if (p.HasGamma != 0) h *= gamma[c];
+            if (p.HasBeta != 0) h += beta[c];
+            y[o + c] = h;
+        }
+    }
+
+    /// <summary>Row r of dx = rstd·(g − mean(g) − xhat·mean(g·xhat)), g = dy·gamma (dy alone when p.HasGamma is 0).</summary>
+    [GpuTypeArguments(typeof(WarpTeam), typeof(Size256))]
+    public static void BackwardKernel<TTeam, TGroup>(ArrayView<float> dy, ArrayView<float> x, ArrayView<float> mean, ArrayView<float> rstd,
+        ArrayView<float> gamma, ArrayView<float> dx, LayerNormArgs p)
+        where TTeam : struct, IRowTeam
+        where TGroup : struct, IKernelSize
+    {
+        TGroup size = default;
+        TTeam team = default;
+        var scratch = SharedMemory.Allocate<float>(size.Value);
+        int r = team.Row;
+        // No early return: a team past the last row walks an empty row, so every barrier is reached by the whole group
+        // (PoCL 3.1 corrupted the host heap when threads left these kernels before their barriers).
+        bool active = r < p.Rows;
+        int cols = active ? p.Cols : 0;
+        if (!active) r = 0;
+        long o = (long)r * cols;
+        int lane = team.Lane, step = team.Width;
+        float mu = mean[r], rs = rstd[r], sg = 0, sgx = 0;
+        for (int c = lane; c < cols; c += step)
+        {
+            float g = p.HasGamma != 0 ? dy[o + c] * gamma[c] : dy[o + c];
+            sg += g; sgx += g * (x[o + c] - mu) * rs;
+        }
+        sg = team.AllReduce(scratch, sg, Reduce.Sum) / p.Cols;
+        sgx = team.AllReduce(scratch, sgx, Reduce.Sum) / p.Cols;
+        for (int c = lane; c < cols; c += step)
+        {
+            float g = p.HasGamma != 0 ? dy[o + c] * gamma[c] : dy[o + c];
+            dx[o + c] = rs * (g - sg - (x[o + c] - mu) * rs * sgx);
+        }
+    }
+}
