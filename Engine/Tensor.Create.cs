@@ -80,6 +80,22 @@ public sealed partial class Tensor
     /// <summary>Uniform in [0, 1) from a fresh generator seeded with <paramref name="seed"/>.</summary>
     public static Tensor Rand(int[] shape, ulong seed, DType dtype = DType.Float32, Device? device = null) => Rand(shape, new Generator(seed), dtype, device);
 
+    /// <summary>
+    /// The dropout keep-mask of <paramref name="shape"/>: 1/(1-p) where an element is kept (probability 1-p), 0 where
+    /// it is dropped, drawn on the tensor's device from one seed taken from <paramref name="generator"/> (a
+    /// counter-based hash, so the CPU and every device draw the same mask for the same seed, and no data crosses
+    /// from the host).
+    /// </summary>
+    public static Tensor DropoutMask(int[] shape, double p, Generator? generator = null, DType dtype = DType.Float32, Device? device = null)
+    {
+        if (p is < 0 or >= 1) throw new ArgumentException($"DropoutMask: p must be in [0, 1), got {p}");
+        if (!dtype.IsFloatingPoint()) throw new ArgumentException($"DropoutMask: dtype must be float32 or float64, got {dtype.Name()}");
+        ulong seed = (generator ?? Generator.Default).NextUInt64();
+        var t = Empty(shape, dtype, device ?? Device.Cpu);
+        t.Backend.DropoutMask(t.Storage, t.Numel, p, seed);
+        return t;
+    }
+
     /// <summary>Standard normal.</summary>
     public static Tensor Randn(int[] shape, Generator? generator = null, DType dtype = DType.Float32, Device? device = null)
         => Random(shape, dtype, device, generator, g => g.NextNormal(), "Randn");

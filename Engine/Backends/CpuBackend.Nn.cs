@@ -109,6 +109,24 @@ public sealed partial class CpuBackend
     }
 
     /// <inheritdoc/>
+    public void DropoutMask(Storage dst, long length, double p, ulong seed)
+    {
+        float fp = (float)p, scale = (float)(1 / (1 - p));
+        if (dst.DType == DType.Float32)
+        {
+            var d = Data<float>(dst);
+            for (long i = 0; i < length; i++) d[i] = Kernels.Gpu.RandomMask.KeepScale(seed, i, fp, scale);
+        }
+        else if (dst.DType == DType.Float64)
+        {
+            var d = Data<double>(dst);
+            double dscale = 1 / (1 - p);
+            for (long i = 0; i < length; i++) d[i] = Kernels.Gpu.RandomMask.KeepScale(seed, i, fp, 1f) * dscale;
+        }
+        else throw new NotSupportedException($"DropoutMask: dtype must be float32 or float64, got {dst.DType.Name()}");
+    }
+
+    /// <inheritdoc/>
     public void CheckIndexRange(Storage index, long count, long size, long? ignoreIndex, string op, string what)
     {
         var idx = Data<long>(index);

@@ -237,6 +237,12 @@ public interface IBackend : IDisposable
     void BatchNormBackward(Storage dy, Storage x, Storage mean, Storage invstd, Storage? gamma, Storage dx, Storage? dgamma, Storage? dbeta, int n, int c, int hw);
 
     /// <summary>
+    /// dst[i] = 1/(1-p) or 0 for the first <paramref name="length"/> elements: the dropout keep-mask drawn from
+    /// <paramref name="seed"/> by the counter-based hash of Kernels.Gpu.RandomMask, identical on every backend.
+    /// </summary>
+    void DropoutMask(Storage dst, long length, double p, ulong seed);
+
+    /// <summary>
     /// Checks that each of the first <paramref name="count"/> int64 values of <paramref name="index"/> lies in
     /// [0, <paramref name="size"/>) or equals <paramref name="ignoreIndex"/> when one is given; a violation throws
     /// IndexOutOfRangeException("{op}: index v is out of range for {what} of size {size}"). The CPU checks at once.

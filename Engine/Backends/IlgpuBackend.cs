@@ -99,6 +99,15 @@ public sealed partial class IlgpuBackend : IBackend
     private bool _checksPending;
 
     /// <inheritdoc/>
+    public void DropoutMask(Storage dst, long length, double p, ulong seed)
+    {
+        var d = Float(dst, "DropoutMask");
+        CheckOutput("DropoutMask", dst, length);
+        if (length == 0) return;
+        _k.DropoutMask.Value(Threads("DropoutMask", length), d.Floats, seed, (float)p, (float)(1 / (1 - p)));
+    }
+
+    /// <inheritdoc/>
     public void CheckIndexRange(Storage index, long count, long size, long? ignoreIndex, string op, string what)
     {
         var s = S(index, op);

@@ -44,6 +44,7 @@ internal sealed partial class IlgpuKernels
         Gather = Auto<ArrayView<float>, ArrayView<long>, ArrayView<float>, long, long, int>(IndexOps.GatherKernel);
         IndexAdd = Auto<ArrayView<float>, ArrayView<long>, ArrayView<float>, long, long, int>(IndexOps.IndexAddKernel);
         CheckRange = new(() => _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<long>, long, long, int, ArrayView<long>, long>(IndexOps.CheckRangeKernel));
+        DropoutMask = new(() => _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ulong, float, float>(RandomMask.DropoutMaskKernel));
         ScatterAdd = Auto<ArrayView<float>, ArrayView<long>, ArrayView<float>, long, long, int>(IndexOps.ScatterAddKernel);
         LayerNormParams = new(() => _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>(RowKernels.LayerNormParamsKernel));
         CrossEntropyBackward = new(() => _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<long>, ArrayView<float>, ArrayView<float>, int, long, float, ArrayView<float>, ArrayView<float>>(RowKernels.CrossEntropyBackwardKernel));
@@ -80,6 +81,7 @@ internal sealed partial class IlgpuKernels
     public Lazy<Action<Index1D, ArrayView<float>, ArrayView<long>, ArrayView<float>, long, long, int>> IndexAdd { get; }
     public Lazy<Action<Index1D, ArrayView<float>, ArrayView<long>, ArrayView<float>, long, long, int>> ScatterAdd { get; }
     public Lazy<Action<Index1D, ArrayView<long>, long, long, int, ArrayView<long>, long>> CheckRange { get; }
+    public Lazy<Action<Index1D, ArrayView<float>, ulong, float, float>> DropoutMask { get; }
 
     // One thread per element, ILGPU picks the group size: for kernels without shared memory or barriers.
     private Lazy<Action<Index1D, T1, T2, T3>> Auto<T1, T2, T3>(Action<Index1D, T1, T2, T3> k)

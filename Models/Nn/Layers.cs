@@ -97,10 +97,8 @@ public sealed class Dropout : Module<Tensor, Tensor>
     public override Tensor Forward(Tensor x)
     {
         if (!Training || P == 0) return x.View(x.Shape);
-        using var u = Tensor.Rand(x.Shape, _generator, x.DType, x.Device);
-        using var keep = u.Ge(P);
-        using var scaled = keep * (1.0 / (1 - P));
-        return x * scaled;
+        using var mask = Tensor.DropoutMask(x.Shape, P, _generator, x.DType, x.Device); // drawn on x's device
+        return x * mask;
     }
 }
 

@@ -97,6 +97,23 @@ public class DeviceTrainingTests(string deviceName)
     }
 
     [Test]
+    public void Dropout_masks_are_drawn_on_the_device_and_match_the_cpu_bit_for_bit()
+    {
+        using var cpu = Tensor.DropoutMask([1000, 37], 0.3, new Generator(11));
+        long up = Backend.Uploads;
+        using var dev = Tensor.DropoutMask([1000, 37], 0.3, new Generator(11), DType.Float32, _device);
+        Assert.That(Backend.Uploads, Is.EqualTo(up), "nothing is uploaded");
+        var v = cpu.ToArray<float>();
+        Assert.That(dev.ToArray<float>(), Is.EqualTo(v));
+        // Keep rate 1-p within 5 standard deviations of a Bernoulli mean over 37,000 draws; kept values are 1/(1-p).
+        double kept = v.Count(x => x != 0) / (double)v.Length;
+        Assert.That(kept, Is.EqualTo(0.7).Within(5 * Math.Sqrt(0.21 / v.Length)));
+        Assert.That(v.Where(x => x != 0).Distinct(), Is.EqualTo(new[] { (float)(1 / 0.7) }));
+        using var other = Tensor.DropoutMask([1000, 37], 0.3, new Generator(12));
+        Assert.That(other.ToArray<float>(), Is.Not.EqualTo(v), "another seed, another mask");
+    }
+
+    [Test]
     public void A_bad_index_on_the_device_is_reported_at_the_next_synchronisation()
     {
         using var w = Tensor.Randn([5, 3], 1, DType.Float32, _device);
