@@ -65,10 +65,16 @@ public sealed class Device : IEquatable<Device>
     public static int OpenCLCount => IlgpuRuntime.OpenCLCount;
 
     /// <summary>
-    /// The fastest device for training today: the SIMD CPU. CUDA and OpenCL devices can be chosen explicitly, but
-    /// their backend does not yet run every op a model needs (see docs/gpu.md), so Best() does not pick them.
+    /// The device to train on: the first CUDA GPU, else the first OpenCL device that is a GPU, else the SIMD CPU.
+    /// OpenCL CPU devices (PoCL) and ILGPU's CPU accelerator are never chosen: they check kernels, the SIMD
+    /// backend is the fast way to use a CPU.
     /// </summary>
-    public static Device Best() => Cpu;
+    public static Device Best()
+    {
+        if (CudaCount > 0) return Cuda(0);
+        int gpu = IlgpuRuntime.FirstOpenCLGpu;
+        return gpu >= 0 ? OpenCL(gpu) : Cpu;
+    }
 
     /// <summary>Waits for every op queued on this device (GPU kernels launch asynchronously); a no-op on the CPU.</summary>
     public void Synchronize() { if (HasBackend) Backend.Synchronize(); }

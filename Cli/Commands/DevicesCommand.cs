@@ -15,7 +15,7 @@ public static class DevicesCommand
         {
             var rows = new List<Dictionary<string, object>>();
             string simd = Vector512.IsHardwareAccelerated ? "Vector512 (AVX-512)" : Vector256.IsHardwareAccelerated ? "Vector256 (AVX2)" : "scalar";
-            rows.Add(new() { ["device"] = "cpu", ["name"] = "host CPU, hand-written SIMD kernels", ["cores"] = Environment.ProcessorCount, ["simd"] = simd, ["status"] = "available" });
+            rows.Add(new() { ["device"] = "cpu", ["name"] = "host CPU, hand-written SIMD kernels", ["cores"] = Environment.ProcessorCount, ["simd"] = simd, ["status"] = Device.Best() == Device.Cpu ? "available (best: `--device best` picks it)" : "available" });
             try
             {
                 var backend = (AttnCore.Backends.IlgpuBackend)Device.IlgpuCpu.Backend;
@@ -33,8 +33,9 @@ public static class DevicesCommand
                     try
                     {
                         var backend = (AttnCore.Backends.IlgpuBackend)get(i).Backend;
-                        rows.Add(new() { ["device"] = $"{kind}:{i}", ["name"] = backend.AcceleratorName, ["warp_size"] = backend.WarpSize, ["max_group_size"] = backend.MaxGroupSize,
-                            ["status"] = "available: element-wise ops, reductions, softmax and MatMul (the rest of the GPU backend is in progress)" });
+                        rows.Add(new() { ["device"] = $"{kind}:{i}", ["name"] = backend.AcceleratorName, ["memory_gib"] = Math.Round(backend.MemoryBytes / (double)(1L << 30), 1),
+                            ["warp_size"] = backend.WarpSize, ["max_group_size"] = backend.MaxGroupSize, ["capability"] = backend.Capability,
+                            ["status"] = get(i) == Device.Best() ? "available (best: `--device best` picks it)" : "available" });
                     }
                     catch (Exception e) when (e is not OutOfMemoryException)
                     {

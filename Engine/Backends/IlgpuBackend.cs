@@ -37,6 +37,20 @@ public sealed partial class IlgpuBackend : IBackend
     /// <summary>Threads per warp of the accelerator (4 on the CPU accelerator, 32 on NVIDIA GPUs).</summary>
     public int WarpSize => _acc.WarpSize;
 
+    /// <summary>Device memory in bytes, as the driver reports it.</summary>
+    public long MemoryBytes => _acc.MemorySize;
+
+    /// <summary>
+    /// What the device can run: the compute capability and PTX ISA of a CUDA GPU, the OpenCL C version and device
+    /// type of an OpenCL device, "emulated" for the CPU accelerator.
+    /// </summary>
+    public string Capability => _acc switch
+    {
+        ILGPU.Runtime.Cuda.CudaAccelerator cuda => $"compute capability {cuda.Architecture}, PTX ISA {cuda.InstructionSet}",
+        ILGPU.Runtime.OpenCL.CLAccelerator cl => $"OpenCL C {cl.CVersion}, {cl.DeviceType}",
+        _ => "emulated",
+    };
+
     /// <summary>The most threads one group may have (16 on the CPU accelerator as configured).</summary>
     public int MaxGroupSize => _acc.MaxNumThreadsPerGroup;
 

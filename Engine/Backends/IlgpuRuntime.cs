@@ -41,6 +41,18 @@ internal static class IlgpuRuntime
     /// <summary>Number of OpenCL devices found.</summary>
     public static int OpenCLCount => Context.GetCLDevices().Count;
 
+    /// <summary>Index of the first OpenCL device whose type is GPU, or -1.</summary>
+    public static int FirstOpenCLGpu
+    {
+        get
+        {
+            var devices = Context.GetCLDevices();
+            for (int i = 0; i < devices.Count; i++)
+                if (devices[i].DeviceType.HasFlag(ILGPU.Runtime.OpenCL.CLDeviceType.CL_DEVICE_TYPE_GPU)) return i;
+            return -1;
+        }
+    }
+
     /// <summary>The ILGPU description of <paramref name="device"/>.</summary>
     public static ILGPU.Runtime.Device Describe(Device device) => device.Kind switch
     {

@@ -147,32 +147,6 @@ public class GemmRowsGpuTests(string deviceName)
         }
     }
 
-    /// <summary>
-    /// The register tile must live in registers: ILGPU does not unroll loops and puts indexed local arrays in .local
-    /// memory, so a regression (an array, a loop over the micro-tile) shows as a .local depot or more shared loads
-    /// than the 2 x 8 per k step the kernel is written with.
-    /// </summary>
-    [Test]
-    public void Register_tiled_kernel_keeps_its_micro_tile_in_registers_in_ptx()
-    {
-        if (deviceName != "ilgpu-cpu") Assert.Ignore("device-independent (offline PTX): checked once, in the ilgpu-cpu fixture");
-        using var context = Context.Create(b => b.Optimize(OptimizationLevel.O2).EnableAlgorithms());
-        using var ptx = new PTXBackend(context, new CudaCapabilityContext(CudaArchitecture.SM_80), CudaArchitecture.SM_80, CudaInstructionSet.ISA_80, null);
-        string Compile(System.Reflection.MethodInfo m) =>
-            ((PTXCompiledKernel)ptx.Compile(EntryPointDescription.FromExplicitlyGroupedKernel(m), new KernelSpecialization())).PTXAssembly;
-
-        string gemm = Compile(typeof(GemmKernels).GetMethod(nameof(GemmKernels.RegisterTiledKernel))!.MakeGenericMethod(typeof(Size16), typeof(Size8)));
-        Assert.That(gemm, Does.Not.Contain(".local"), "the accumulators spilled to local memory");
-        Assert.That(gemm, Does.Not.Contain("call."), "a helper was not inlined");
-        int sharedLoads = gemm.Split('\n').Count(l => l.TrimStart().StartsWith("ld.shared", StringComparison.Ordinal));
-        Assert.That(sharedLoads, Is.EqualTo(2 * GemmKernels.MicroTile), "shared loads per k step");
-
-        // The warp build reduces with shuffles; the group build has none (it must compile where sub-groups are missing).
-        var softmax = typeof(SoftmaxKernels).GetMethod(nameof(SoftmaxKernels.RowKernel))!;
-        Assert.That(Compile(softmax.MakeGenericMethod(typeof(WarpTeam), typeof(Size256))), Does.Contain("shfl.sync"));
-        Assert.That(Compile(softmax.MakeGenericMethod(typeof(GroupTeam), typeof(Size256))), Does.Not.Contain("shfl").And.Contain("bar.sync"));
-    }
-
     // ---- softmax --------------------------------------------------------------------------------------------
 
     [Test]
@@ -297,5 +271,35 @@ public class GemmRowsGpuTests(string deviceName)
             return [Download(be, lse, rows), Download(be, loss, 1), Download(be, count, 1)];
         }
         finally { foreach (var s in new[] { sl, st, lse, loss, count }) s.Release(); }
+    }
+}
+
+/// <summary>Offline PTX checks of the register-tiled GEMM and the row-team builds (no device involved, so outside the device fixtures).</summary>
+[TestFixture, Category("Gpu")]
+public class GemmRowsPtxTests
+{
+    /// <summary>
+    /// The register tile must live in registers: ILGPU does not unroll loops and puts indexed local arrays in .local
+    /// memory, so a regression (an array, a loop over the micro-tile) shows as a .local depot or more shared loads
+    /// than the 2 x 8 per k step the kernel is written with.
+    /// </summary>
+    [Test]
+    public void Register_tiled_kernel_keeps_its_micro_tile_in_registers_in_ptx()
+    {
+        using var context = Context.Create(b => b.Optimize(OptimizationLevel.O2).EnableAlgorithms());
+        using var ptx = new PTXBackend(context, new CudaCapabilityContext(CudaArchitecture.SM_80), CudaArchitecture.SM_80, CudaInstructionSet.ISA_80, null);
+        string Compile(System.Reflection.MethodInfo m) =>
+            ((PTXCompiledKernel)ptx.Compile(EntryPointDescription.FromExplicitlyGroupedKernel(m), new KernelSpecialization())).PTXAssembly;
+
+        string gemm = Compile(typeof(GemmKernels).GetMethod(nameof(GemmKernels.RegisterTiledKernel))!.MakeGenericMethod(typeof(Size16), typeof(Size8)));
+        Assert.That(gemm, Does.Not.Contain(".local"), "the accumulators spilled to local memory");
+        Assert.That(gemm, Does.Not.Contain("call."), "a helper was not inlined");
+        int sharedLoads = gemm.Split('\n').Count(l => l.TrimStart().StartsWith("ld.shared", StringComparison.Ordinal));
+        Assert.That(sharedLoads, Is.EqualTo(2 * GemmKernels.MicroTile), "shared loads per k step");
+
+        // The warp build reduces with shuffles; the group build has none (it must compile where sub-groups are missing).
+        var softmax = typeof(SoftmaxKernels).GetMethod(nameof(SoftmaxKernels.RowKernel))!;
+        Assert.That(Compile(softmax.MakeGenericMethod(typeof(WarpTeam), typeof(Size256))), Does.Contain("shfl.sync"));
+        Assert.That(Compile(softmax.MakeGenericMethod(typeof(GroupTeam), typeof(Size256))), Does.Not.Contain("shfl").And.Contain("bar.sync"));
     }
 }

@@ -7,6 +7,7 @@ using ILGPU.Backends.EntryPoints;
 using ILGPU.Backends.PTX;
 using ILGPU.Runtime;
 using ILGPU.Runtime.Cuda;
+using ILGPU.Runtime.OpenCL;
 using NUnit.Framework;
 using static AttnCore.Tests.Reference.Check;
 using GemmKernels = AttnCore.Kernels.Gpu.Gemm;
@@ -682,7 +683,16 @@ public class DeviceSelectionTests
     {
         Assert.That(Device.Parse("cpu"), Is.EqualTo(Device.Cpu));
         Assert.That(Device.Parse("ILGPU-CPU"), Is.EqualTo(Device.IlgpuCpu));
-        Assert.That(Device.Best(), Is.EqualTo(Device.Cpu));
+        // CUDA first, then an OpenCL GPU, then the SIMD CPU (PoCL is an OpenCL CPU device: never chosen).
+        using (var context = Context.Create(b => b.OpenCL(_ => true)))
+        {
+            var cl = context.GetCLDevices();
+            int gpu = -1;
+            for (int i = cl.Count - 1; i >= 0; i--)
+                if (cl[i].DeviceType.HasFlag(CLDeviceType.CL_DEVICE_TYPE_GPU)) gpu = i;
+            var expected = Device.CudaCount > 0 ? Device.Cuda(0) : gpu >= 0 ? Device.OpenCL(gpu) : Device.Cpu;
+            Assert.That(Device.Best(), Is.EqualTo(expected));
+        }
         Assert.That(Device.Parse("best"), Is.EqualTo(Device.Best()));
         var ex = Assert.Throws<ArgumentException>(() => Device.Parse($"cuda:{Device.CudaCount}"));
         Assert.That(ex!.Message, Does.Contain("CUDA").And.Contain($"{Device.CudaCount} found"));
