@@ -58,6 +58,37 @@ public sealed class Device : IEquatable<Device>
         return Get(DeviceKind.OpenCL, index, d => new IlgpuBackend(d));
     }
 
+    [ThreadStatic] private static Device? _default;
+
+    /// <summary>
+    /// Where factory functions (FromArray, Zeros, Randn, ...) put a tensor when no device is given: the CPU unless
+    /// set (per thread, like torch.set_default_device). Ops on existing tensors follow their inputs, not this.
+    /// </summary>
+    public static Device Default
+    {
+        get => _default ?? Cpu;
+        set => _default = value;
+    }
+
+    /// <summary>Makes <paramref name="device"/> the <see cref="Default"/> of this thread until the returned scope is disposed.</summary>
+    public static IDisposable UseDefault(Device device)
+    {
+        var previous = _default;
+        _default = device;
+        return new DefaultScope(previous);
+    }
+
+    private sealed class DefaultScope(Device? previous) : IDisposable
+    {
+        private bool _done;
+        public void Dispose()
+        {
+            if (_done) return;
+            _done = true;
+            _default = previous;
+        }
+    }
+
     /// <summary>Number of CUDA devices ILGPU finds.</summary>
     public static int CudaCount => IlgpuRuntime.CudaCount;
 

@@ -14,7 +14,7 @@ public sealed partial class Tensor
     {
         long n = AttnCore.Shape.Numel(shape);
         if (n != data.Length) throw new ArgumentException($"FromArray: {data.Length} values do not fill shape {AttnCore.Shape.Format(shape)} ({n} elements)");
-        var t = Empty((int[])shape.Clone(), DTypeInfo.Of<T>(), device ?? Device.Cpu);
+        var t = Empty((int[])shape.Clone(), DTypeInfo.Of<T>(), device ?? Device.Default);
         t.Backend.Upload(data, t.Storage);
         return t;
     }
@@ -25,7 +25,7 @@ public sealed partial class Tensor
     /// <summary>A tensor of <paramref name="shape"/> filled with <paramref name="value"/>.</summary>
     public static Tensor Full(int[] shape, double value, DType dtype = DType.Float32, Device? device = null)
     {
-        var t = Empty((int[])shape.Clone(), dtype, device ?? Device.Cpu);
+        var t = Empty((int[])shape.Clone(), dtype, device ?? Device.Default);
         t.Backend.Fill(t.Storage, t.Layout, value);
         return t;
     }
@@ -91,7 +91,7 @@ public sealed partial class Tensor
         if (p is < 0 or >= 1) throw new ArgumentException($"DropoutMask: p must be in [0, 1), got {p}");
         if (!dtype.IsFloatingPoint()) throw new ArgumentException($"DropoutMask: dtype must be float32 or float64, got {dtype.Name()}");
         ulong seed = (generator ?? Generator.Default).NextUInt64();
-        var t = Empty(shape, dtype, device ?? Device.Cpu);
+        var t = Empty(shape, dtype, device ?? Device.Default);
         t.Backend.DropoutMask(t.Storage, t.Numel, p, seed);
         return t;
     }

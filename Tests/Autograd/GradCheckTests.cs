@@ -14,6 +14,8 @@ public class GradCheckTests
     static readonly Func<double, double> Positive = u => 0.2 + 2 * u;
     static readonly Func<double, double> AwayFromZero = u => (u < 0.5 ? -1 : 1) * (0.3 + u);
 
+    // Constants inside a case are built as float32 and cast to the input's dtype, so the same case also runs in
+    // float32 on ILGPU devices (Tests/Gpu/EveryOpOnDeviceTests.cs), where float64 tensors do not exist.
     public static readonly Case[] Cases =
     [
         new("Neg", [[3, 4]], x => -x[0]),
@@ -45,7 +47,7 @@ public class GradCheckTests
         new("Maximum", [[3, 4], [4]], x => x[0].Maximum(x[1])),
         new("Minimum", [[3, 4], [3, 1]], x => x[0].Minimum(x[1])),
         new("Where", [[3, 4], [4]], x => Tensor.Where(x[0].Gt(0), x[0], x[1])),
-        new("MaskedFill", [[3, 4]], x => x[0].MaskedFill(Tensor.FromArray(new double[] { 0, 1, 0, 1 }), -2.0)),
+        new("MaskedFill", [[3, 4]], x => x[0].MaskedFill(Tensor.FromArray(new float[] { 0, 1, 0, 1 }).To(x[0].DType), -2.0)),
         new("SumAll", [[3, 4]], x => x[0].Sum()),
         new("SumDims", [[2, 3, 4]], x => x[0].Sum([0, 2], keepDim: true)),
         new("Mean", [[2, 3, 4]], x => x[0].Mean(1)),
@@ -81,7 +83,7 @@ public class GradCheckTests
         new("MaxPool2dPadded", [[1, 2, 5, 5]], x => x[0].MaxPool2d(3, 2, 1)),
         new("AvgPool2d", [[1, 3, 5, 6]], x => x[0].AvgPool2d(3, 2, 1)),
         new("BatchNorm2dTraining", [[3, 2, 3, 2], [2], [2]], x => x[0].BatchNorm2d(null, null, x[1], x[2], training: true)),
-        new("BatchNorm2dEval", [[2, 2, 2, 2], [2], [2]], x => x[0].BatchNorm2d(Tensor.FromArray(new double[] { 0.5, -1 }), Tensor.FromArray(new double[] { 2, 0.5 }), x[1], x[2], training: false)),
+        new("BatchNorm2dEval", [[2, 2, 2, 2], [2], [2]], x => x[0].BatchNorm2d(Tensor.FromArray(new float[] { 0.5f, -1 }).To(x[0].DType), Tensor.FromArray(new float[] { 2, 0.5f }).To(x[0].DType), x[1], x[2], training: false)),
     ];
 
     [TestCaseSource(nameof(Cases))]
