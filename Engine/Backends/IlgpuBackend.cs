@@ -416,9 +416,22 @@ public sealed partial class IlgpuBackend : IBackend
         if (rows > 0)
             _k.LayerNormBackward.For(warp)(RowLaunch(op, rows, warp), dyv, xv, mv, rv, gamma is null ? xv : S(gamma, op).Floats, S(dx, op).Floats,
                 new LayerNormArgs { Rows = rows, Cols = cols, HasGamma = gamma is null ? 0 : 1 });
-        if (dgamma is not null || dbeta is not null)
-            _k.LayerNormParams.Value(Threads(op, cols), dyv, xv, mv, rv, dgamma is null ? xv : S(dgamma, op).Floats, dbeta is null ? xv : S(dbeta, op).Floats,
-                rows, cols, dgamma is null ? 0 : 1, dbeta is null ? 0 : 1);
+        if ((dgamma is null && dbeta is null) || cols == 0) return;
+        // About 64K threads in stage 1 (enough to fill a GPU), at least 32 rows per chunk; chosen from the shape
+        // alone, so every device adds in the same order.
+        int chunks = (int)Math.Clamp(65536L / cols, 1, Math.Max(1, (rows + 31) / 32));
+        int chunk = Math.Max(1, (rows + chunks - 1) / chunks);
+        chunks = rows == 0 ? 1 : (rows + chunk - 1) / chunk;
+        var partial = Allocate(DType.Float32, 2L * chunks * cols);
+        try
+        {
+            var pv = S(partial, op).Floats;
+            if (rows == 0) _k.Fill.Value(Threads(op, 2L * cols), pv, StridedIndex.Create([2 * cols], [1L], 0), 0f);
+            else _k.LayerNormParamsPartial.Value(Threads(op, (long)chunks * cols), dyv, xv, mv, rv, pv, rows, cols, chunk);
+            _k.LayerNormParamsFinish.Value(Threads(op, cols), pv, dgamma is null ? xv : S(dgamma, op).Floats, dbeta is null ? xv : S(dbeta, op).Floats,
+                chunks, cols, dgamma is null ? 0 : 1, dbeta is null ? 0 : 1);
+        }
+        finally { partial.Release(); }
     }
     /// <inheritdoc/>
     public void CrossEntropyForward(Storage logits, Storage targets, Storage lse, Storage loss, Storage count, int rows, int classes, long ignoreIndex, double labelSmoothing)

@@ -46,7 +46,8 @@ internal sealed partial class IlgpuKernels
         CheckRange = new(() => _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<long>, long, long, int, ArrayView<long>, long>(IndexOps.CheckRangeKernel));
         DropoutMask = new(() => _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ulong, float, float>(RandomMask.DropoutMaskKernel));
         ScatterAdd = Auto<ArrayView<float>, ArrayView<long>, ArrayView<float>, long, long, int>(IndexOps.ScatterAddKernel);
-        LayerNormParams = new(() => _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>(RowKernels.LayerNormParamsKernel));
+        LayerNormParamsPartial = new(() => _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int>(RowKernels.LayerNormParamsPartialKernel));
+        LayerNormParamsFinish = new(() => _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>(RowKernels.LayerNormParamsFinishKernel));
         CrossEntropyBackward = new(() => _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<long>, ArrayView<float>, ArrayView<float>, int, long, float, ArrayView<float>, ArrayView<float>>(RowKernels.CrossEntropyBackwardKernel));
         CrossEntropyMean = new(() => _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, ArrayView<float>, ArrayView<float>>(
             small ? RowKernels.CrossEntropyMeanKernel<Size16> : RowKernels.CrossEntropyMeanKernel<Size256>));
@@ -73,7 +74,8 @@ internal sealed partial class IlgpuKernels
     public Lazy<Action<KernelConfig, ArrayView<float>, StridedIndex, StridedIndex, long, ArrayView<float>, int>> ReduceGroups { get; }
     public Lazy<Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs>> Gemm { get; }
     public Lazy<Action<Index1D, ArrayView<float>, ArrayView<long>, ArrayView<float>, long, long, int>> IndexSelect { get; }
-    public Lazy<Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>> LayerNormParams { get; }
+    public Lazy<Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int>> LayerNormParamsPartial { get; }
+    public Lazy<Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>> LayerNormParamsFinish { get; }
     public Lazy<Action<Index1D, ArrayView<float>, ArrayView<long>, ArrayView<float>, ArrayView<float>, int, long, float, ArrayView<float>, ArrayView<float>>> CrossEntropyBackward { get; }
     public Lazy<Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, ArrayView<float>, ArrayView<float>>> CrossEntropyMean { get; }
     public Lazy<Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, float, float, float, float, float, float, float, int>> Adam { get; }
