@@ -127,12 +127,14 @@ public sealed partial class IlgpuBackend : IBackend
         var s = S(index, op);
         if (index.DType != DType.Int64) throw WrongType(op, index.DType);
         if (count == 0) return;
-        if (_fault is null)
-        {
-            _fault = _acc.Allocate1D<long>(2);
-            _fault.MemSetToZero();
-        }
-        string site = $"{op}: index {{0}} is out of range for {what} of size {size}";
+        int id = FaultSite($"{op}: index {{0}} is out of range for {what} of size {size}");
+        _k.CheckRange.Value(Threads(op, count), s.Longs, size, ignoreIndex ?? 0, ignoreIndex is null ? 0 : 1, _fault!.View, id);
+    }
+
+    // The id of a message a kernel may report through the fault slot ({0}: the value it records); marks a report pending.
+    private int FaultSite(string site)
+    {
+        _fault ??= CreateFaultSlot();
         if (!_checkIds.TryGetValue(site, out int id))
         {
             if (_checkSites.Count == ushort.MaxValue) { _checkSites.Clear(); _checkIds.Clear(); } // ids are 16 bits; sites repeat in practice
@@ -140,8 +142,8 @@ public sealed partial class IlgpuBackend : IBackend
             _checkSites.Add(site);
             _checkIds[site] = id;
         }
-        _k.CheckRange.Value(Threads(op, count), s.Longs, size, ignoreIndex ?? 0, ignoreIndex is null ? 0 : 1, _fault.View, id);
         _checksPending = true;
+        return id;
     }
 
     // Called after the accelerator has synchronised: throws for the first index check that failed since the last report.
@@ -157,7 +159,9 @@ public sealed partial class IlgpuBackend : IBackend
         int id = (int)((ulong)fault[0] >> 48);
         long value = fault[0] << 16 >> 16; // sign-extend the low 48 bits
         string shown = Math.Abs(value) == (1L << IndexOps.FaultValueBits) - 1 ? (value < 0 ? "<= " : ">= ") + value : value.ToString(System.Globalization.CultureInfo.InvariantCulture);
-        throw new IndexOutOfRangeException(string.Format(System.Globalization.CultureInfo.InvariantCulture, _checkSites[id], shown) + " (found on the device)");
+        string message = string.Format(System.Globalization.CultureInfo.InvariantCulture, _checkSites[id], shown) + " (found on the device at its next synchronisation)";
+        if (_checkSites[id].StartsWith("Div:", StringComparison.Ordinal)) throw new DivideByZeroException(message);
+        throw new IndexOutOfRangeException(message);
     }
 
     /// <inheritdoc/>
@@ -236,19 +240,29 @@ public sealed partial class IlgpuBackend : IBackend
     public void Unary(UnaryOp op, double scalar, Storage src, Layout srcLayout, Storage dst)
     {
         string name = op.ToString();
-        var (s, d) = (Float(src, name), Float(dst, name));
+        var (s, d) = (S(src, name), S(dst, name));
+        if (src.DType != dst.DType || src.DType is not (DType.Float32 or DType.Int64)) throw WrongType(name, src.DType != DType.Float32 ? src.DType : dst.DType);
+        if (src.DType == DType.Int64 && op is not (UnaryOp.Neg or UnaryOp.Abs or UnaryOp.Sign or UnaryOp.Square or UnaryOp.AddScalar or UnaryOp.MulScalar
+            or UnaryOp.RSubScalar or UnaryOp.ClampMin or UnaryOp.ClampMax))
+            throw new NotSupportedException($"{op}: not defined for int64 tensors; convert with To(DType.Float32) first");
         CheckFits(name, "src", src, srcLayout);
         long n = srcLayout.Numel;
         CheckOutput(name, dst, n);
         if (n == 0) return;
         Pack(srcLayout.Shape, srcLayout.Strides, srcLayout.Offset, out var ls);
-        _k.Unary.Value(Threads(name, n), s.Floats, ls, d.Floats, (int)op, (float)scalar);
+        if (src.DType == DType.Int64) _k.UnaryLong.Value(Threads(name, n), s.Longs, ls, d.Longs, (int)op, (long)scalar);
+        else _k.Unary.Value(Threads(name, n), s.Floats, ls, d.Floats, (int)op, (float)scalar);
     }
 
     /// <inheritdoc/>
     public void Binary(BinaryOp op, Storage a, Layout aLayout, Storage b, Layout bLayout, Storage dst)
     {
         string name = op.ToString();
+        if (a.DType == DType.Int64 && b.DType == DType.Int64 && dst.DType == DType.Int64)
+        {
+            BinaryLong(op, a, aLayout, b, bLayout, dst);
+            return;
+        }
         var (sa, sb, d) = (Float(a, name), Float(b, name), Float(dst, name));
         CheckBroadcast(name, aLayout, bLayout);
         CheckFits(name, "a", a, aLayout);
@@ -260,10 +274,35 @@ public sealed partial class IlgpuBackend : IBackend
         _k.Binary.Value(Threads(name, n), sa.Floats, la, sb.Floats, lb, d.Floats, (int)op);
     }
 
+    private void BinaryLong(BinaryOp op, Storage a, Layout aLayout, Storage b, Layout bLayout, Storage dst)
+    {
+        string name = op.ToString();
+        if (op == BinaryOp.Pow) throw new NotSupportedException("Pow: not defined for int64 tensors; convert with To(DType.Float32) first");
+        var (sa, sb, d) = (S(a, name), S(b, name), S(dst, name));
+        CheckBroadcast(name, aLayout, bLayout);
+        CheckFits(name, "a", a, aLayout);
+        CheckFits(name, "b", b, bLayout);
+        long n = aLayout.Numel;
+        CheckOutput(name, dst, n);
+        if (n == 0) return;
+        Pack(aLayout.Shape, aLayout.Strides, aLayout.Offset, bLayout.Strides, bLayout.Offset, out var la, out var lb);
+        int id = op == BinaryOp.Div ? FaultSite("Div: integer division by zero in an int64 tensor") : 0;
+        _fault ??= CreateFaultSlot();
+        _k.BinaryLong.Value(Threads(name, n), sa.Longs, la, sb.Longs, lb, d.Longs, (int)op, _fault.View, id);
+    }
+
+    private MemoryBuffer1D<long, Stride1D.Dense> CreateFaultSlot()
+    {
+        var f = _acc.Allocate1D<long>(2);
+        f.MemSetToZero();
+        return f;
+    }
+
     /// <inheritdoc/>
     public void Where(Storage cond, Layout condLayout, Storage a, Layout aLayout, Storage b, Layout bLayout, Storage dst)
     {
-        var (sc, sa, sb, d) = (Float(cond, "Where"), Float(a, "Where"), Float(b, "Where"), Float(dst, "Where"));
+        if (a.DType != b.DType || a.DType != dst.DType || a.DType is not (DType.Float32 or DType.Int64)) throw WrongType("Where", a.DType == DType.Float32 ? b.DType : a.DType);
+        var (sa, sb, d) = (S(a, "Where"), S(b, "Where"), S(dst, "Where"));
         CheckBroadcast("Where", aLayout, condLayout);
         CheckBroadcast("Where", aLayout, bLayout);
         CheckFits("Where", "cond", cond, condLayout);
@@ -272,8 +311,23 @@ public sealed partial class IlgpuBackend : IBackend
         long n = aLayout.Numel;
         CheckOutput("Where", dst, n);
         if (n == 0) return;
-        Pack(aLayout.Shape, condLayout.Strides, condLayout.Offset, aLayout.Strides, aLayout.Offset, bLayout.Strides, bLayout.Offset, out var lc, out var la, out var lb);
-        _k.Where.Value(Threads("Where", n), sc.Floats, lc, sa.Floats, la, sb.Floats, lb, d.Floats);
+        // The kernels read a float32 condition; an int64 one (a comparison of token ids) is converted first.
+        Storage? converted = null;
+        if (cond.DType == DType.Int64)
+        {
+            converted = Allocate(DType.Float32, n);
+            var dense = Layout.Contiguous(aLayout.Shape);
+            Copy(cond, condLayout, converted, dense);
+            (cond, condLayout) = (converted, dense);
+        }
+        try
+        {
+            var sc = Float(cond, "Where");
+            Pack(aLayout.Shape, condLayout.Strides, condLayout.Offset, aLayout.Strides, aLayout.Offset, bLayout.Strides, bLayout.Offset, out var lc, out var la, out var lb);
+            if (a.DType == DType.Int64) _k.WhereLong.Value(Threads("Where", n), sc.Floats, lc, sa.Longs, la, sb.Longs, lb, d.Longs);
+            else _k.Where.Value(Threads("Where", n), sc.Floats, lc, sa.Floats, la, sb.Floats, lb, d.Floats);
+        }
+        finally { converted?.Release(); }
     }
 
     private static void CheckBroadcast(string op, Layout a, Layout b)
@@ -288,6 +342,11 @@ public sealed partial class IlgpuBackend : IBackend
     public void Reduce(ReduceOp op, Storage src, Layout layout, int keptRank, Storage dst)
     {
         string name = op.ToString();
+        if (src.DType == DType.Int64 && dst.DType == DType.Int64)
+        {
+            ReduceLong(op, src, layout, keptRank, dst);
+            return;
+        }
         var (s, d) = (Float(src, name), Float(dst, name));
         if (keptRank < 0 || keptRank > layout.Rank) throw new ArgumentException($"IlgpuBackend.{name}: keptRank {keptRank} is outside [0, {layout.Rank}]");
         CheckFits(name, "src", src, layout);
@@ -311,11 +370,34 @@ public sealed partial class IlgpuBackend : IBackend
             _k.ReduceThreads.Value(Threads(name, outCount), s.Floats, kept, reduced, count, d.Floats, (int)op);
     }
 
+    private void ReduceLong(ReduceOp op, Storage src, Layout layout, int keptRank, Storage dst)
+    {
+        string name = op.ToString();
+        var (s, d) = (S(src, name), S(dst, name));
+        if (keptRank < 0 || keptRank > layout.Rank) throw new ArgumentException($"IlgpuBackend.{name}: keptRank {keptRank} is outside [0, {layout.Rank}]");
+        CheckFits(name, "src", src, layout);
+        var shape = layout.Shape.AsSpan();
+        long outCount = Shape.Numel(shape[..keptRank]), count = Shape.Numel(shape[keptRank..]);
+        CheckOutput(name, dst, outCount);
+        if (outCount == 0) return;
+        if (count == 0)
+        {
+            if (op != ReduceOp.Sum) throw new ArgumentException($"{op}: cannot reduce over a zero-size dimension (shape {Shape.Format(layout.Shape)})");
+            _k.FillLong.Value(Threads(name, outCount), d.Longs, StridedIndex.Create([(int)outCount], [1L], 0), 0L);
+            return;
+        }
+        var strides = layout.Strides.AsSpan();
+        Pack(shape[..keptRank], strides[..keptRank], layout.Offset, out var kept);
+        Pack(shape[keptRank..], strides[keptRank..], 0, out var reduced);
+        _k.ReduceLong.Value(Threads(name, outCount), s.Longs, kept, reduced, count, d.Longs, (int)op);
+    }
+
     /// <inheritdoc/>
     public void ArgReduce(ReduceOp op, Storage src, Layout layout, Storage dst)
     {
         string name = "Arg" + op;
-        var s = Float(src, name);
+        var s = S(src, name);
+        if (src.DType is not (DType.Float32 or DType.Int64)) throw WrongType(name, src.DType);
         var d = S(dst, name);
         if (dst.DType != DType.Int64) throw new ArgumentException($"IlgpuBackend.{name}: the output must be int64, got {dst.DType.Name()}");
         if (op == ReduceOp.Sum) throw new ArgumentException($"IlgpuBackend.ArgReduce: Sum has no index");
@@ -331,7 +413,8 @@ public sealed partial class IlgpuBackend : IBackend
         if (outCount == 0) return;
         if (length == 0) throw new ArgumentException($"{name}: cannot reduce over a zero-size dimension (shape {Shape.Format(layout.Shape)})");
         Pack(outerShape, layout.Rank == 0 ? strides : strides[..^1], layout.Offset, out var outer);
-        _k.ArgReduce.Value(Threads(name, outCount), s.Floats, outer, length, stride, d.Longs, (int)op);
+        if (src.DType == DType.Int64) _k.ArgReduceLong.Value(Threads(name, outCount), s.Longs, outer, length, stride, d.Longs, (int)op);
+        else _k.ArgReduce.Value(Threads(name, outCount), s.Floats, outer, length, stride, d.Longs, (int)op);
     }
 
     // ---- Matrix product and rows --------------------------------------------------------------------------

@@ -44,6 +44,11 @@ internal sealed partial class IlgpuKernels
         Gather = Auto<ArrayView<float>, ArrayView<long>, ArrayView<float>, long, long, int>(IndexOps.GatherKernel);
         IndexAdd = Auto<ArrayView<float>, ArrayView<long>, ArrayView<float>, long, long, int>(IndexOps.IndexAddKernel);
         CheckRange = new(() => _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<long>, long, long, int, ArrayView<long>, long>(IndexOps.CheckRangeKernel));
+        UnaryLong = Auto<ArrayView<long>, StridedIndex, ArrayView<long>, int, long>(ElementwiseInt64.UnaryKernel);
+        BinaryLong = new(() => _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<long>, StridedIndex, ArrayView<long>, StridedIndex, ArrayView<long>, int, ArrayView<long>, long>(ElementwiseInt64.BinaryKernel));
+        WhereLong = Auto<ArrayView<float>, StridedIndex, ArrayView<long>, StridedIndex, ArrayView<long>, StridedIndex, ArrayView<long>>(ElementwiseInt64.WhereKernel);
+        ReduceLong = Auto<ArrayView<long>, StridedIndex, StridedIndex, long, ArrayView<long>, int>(ElementwiseInt64.ReduceKernel);
+        ArgReduceLong = Auto<ArrayView<long>, StridedIndex, long, long, ArrayView<long>, int>(ElementwiseInt64.ArgReduceKernel);
         DropoutMask = new(() => _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ulong, float, float>(RandomMask.DropoutMaskKernel));
         ScatterAdd = Auto<ArrayView<float>, ArrayView<long>, ArrayView<float>, long, long, int>(IndexOps.ScatterAddKernel);
         LayerNormParamsPartial = new(() => _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int>(RowKernels.LayerNormParamsPartialKernel));
@@ -84,6 +89,11 @@ internal sealed partial class IlgpuKernels
     public Lazy<Action<Index1D, ArrayView<float>, ArrayView<long>, ArrayView<float>, long, long, int>> ScatterAdd { get; }
     public Lazy<Action<Index1D, ArrayView<long>, long, long, int, ArrayView<long>, long>> CheckRange { get; }
     public Lazy<Action<Index1D, ArrayView<float>, ulong, float, float>> DropoutMask { get; }
+    public Lazy<Action<Index1D, ArrayView<long>, StridedIndex, ArrayView<long>, int, long>> UnaryLong { get; }
+    public Lazy<Action<Index1D, ArrayView<long>, StridedIndex, ArrayView<long>, StridedIndex, ArrayView<long>, int, ArrayView<long>, long>> BinaryLong { get; }
+    public Lazy<Action<Index1D, ArrayView<float>, StridedIndex, ArrayView<long>, StridedIndex, ArrayView<long>, StridedIndex, ArrayView<long>>> WhereLong { get; }
+    public Lazy<Action<Index1D, ArrayView<long>, StridedIndex, StridedIndex, long, ArrayView<long>, int>> ReduceLong { get; }
+    public Lazy<Action<Index1D, ArrayView<long>, StridedIndex, long, long, ArrayView<long>, int>> ArgReduceLong { get; }
 
     // One thread per element, ILGPU picks the group size: for kernels without shared memory or barriers.
     private Lazy<Action<Index1D, T1, T2, T3>> Auto<T1, T2, T3>(Action<Index1D, T1, T2, T3> k)
