@@ -342,12 +342,8 @@ public sealed partial class IlgpuBackend : IBackend
     public void Reduce(ReduceOp op, Storage src, Layout layout, int keptRank, Storage dst)
     {
         string name = op.ToString();
-        if (src.DType == DType.Int64 && dst.DType == DType.Int64)
-        {
-            ReduceLong(op, src, layout, keptRank, dst);
-            return;
-        }
-        var (s, d) = (Float(src, name), Float(dst, name));
+        bool isLong = src.DType == DType.Int64 && dst.DType == DType.Int64;
+        var (s, d) = isLong ? (S(src, name), S(dst, name)) : (Float(src, name), Float(dst, name));
         if (keptRank < 0 || keptRank > layout.Rank) throw new ArgumentException($"IlgpuBackend.{name}: keptRank {keptRank} is outside [0, {layout.Rank}]");
         CheckFits(name, "src", src, layout);
         var shape = layout.Shape.AsSpan();
@@ -357,39 +353,21 @@ public sealed partial class IlgpuBackend : IBackend
         if (count == 0)
         {
             if (op != ReduceOp.Sum) throw new ArgumentException($"{op}: cannot reduce over a zero-size dimension (shape {Shape.Format(layout.Shape)})");
-            _k.Fill.Value(Threads(name, outCount), d.Floats, StridedIndex.Create([(int)outCount], [1L], 0), 0f);
+            var all = StridedIndex.Create([(int)outCount], [1L], 0);
+            if (isLong) _k.FillLong.Value(Threads(name, outCount), d.Longs, all, 0L);
+            else _k.Fill.Value(Threads(name, outCount), d.Floats, all, 0f);
             return;
         }
         var strides = layout.Strides.AsSpan();
         Pack(shape[..keptRank], strides[..keptRank], layout.Offset, out var kept);
         Pack(shape[keptRank..], strides[keptRank..], 0, out var reduced);
+        // int64 reductions (counts, label sums) are small: one thread per output.
+        if (isLong) _k.ReduceLong.Value(Threads(name, outCount), s.Longs, kept, reduced, count, d.Longs, (int)op);
         // A group per output pays off when each block is long enough to keep the group busy.
-        if (count >= 4 * _k.GroupSize)
+        else if (count >= 4 * _k.GroupSize)
             _k.ReduceGroups.Value(new KernelConfig(Threads(name, outCount), new Index1D(_k.GroupSize)), s.Floats, kept, reduced, count, d.Floats, (int)op);
         else
             _k.ReduceThreads.Value(Threads(name, outCount), s.Floats, kept, reduced, count, d.Floats, (int)op);
-    }
-
-    private void ReduceLong(ReduceOp op, Storage src, Layout layout, int keptRank, Storage dst)
-    {
-        string name = op.ToString();
-        var (s, d) = (S(src, name), S(dst, name));
-        if (keptRank < 0 || keptRank > layout.Rank) throw new ArgumentException($"IlgpuBackend.{name}: keptRank {keptRank} is outside [0, {layout.Rank}]");
-        CheckFits(name, "src", src, layout);
-        var shape = layout.Shape.AsSpan();
-        long outCount = Shape.Numel(shape[..keptRank]), count = Shape.Numel(shape[keptRank..]);
-        CheckOutput(name, dst, outCount);
-        if (outCount == 0) return;
-        if (count == 0)
-        {
-            if (op != ReduceOp.Sum) throw new ArgumentException($"{op}: cannot reduce over a zero-size dimension (shape {Shape.Format(layout.Shape)})");
-            _k.FillLong.Value(Threads(name, outCount), d.Longs, StridedIndex.Create([(int)outCount], [1L], 0), 0L);
-            return;
-        }
-        var strides = layout.Strides.AsSpan();
-        Pack(shape[..keptRank], strides[..keptRank], layout.Offset, out var kept);
-        Pack(shape[keptRank..], strides[keptRank..], 0, out var reduced);
-        _k.ReduceLong.Value(Threads(name, outCount), s.Longs, kept, reduced, count, d.Longs, (int)op);
     }
 
     /// <inheritdoc/>
