@@ -533,8 +533,35 @@ public sealed partial class IlgpuBackend : IBackend
     public void Gather(Storage src, long outer, int axisSize, long inner, Storage index, int count, Storage dst) =>
         LaunchIndex("Gather", _k.Gather, src, index, dst, outer * count * inner, axisSize, inner, count);
     /// <inheritdoc/>
-    public void IndexAdd(Storage dst, long outer, int axisSize, long inner, Storage index, int count, Storage src) =>
-        LaunchIndex("IndexAdd", _k.IndexAdd, src, index, dst, outer * axisSize * inner, axisSize, inner, count);
+    public void IndexAdd(Storage dst, long outer, int axisSize, long inner, Storage index, int count, Storage src)
+    {
+        // Few indices: every destination scans them all. Many: sort them once, then each destination reads its own run.
+        if (count <= SortedIndexAddThreshold)
+        {
+            LaunchIndex("IndexAdd", _k.IndexAdd, src, index, dst, outer * axisSize * inner, axisSize, inner, count);
+            return;
+        }
+        const string op = "IndexAdd";
+        if (src.DType != DType.Float32 || dst.DType != DType.Float32) throw WrongType(op, src.DType != DType.Float32 ? src.DType : dst.DType);
+        if (index.DType != DType.Int64) throw WrongType(op, index.DType);
+        long n = outer * axisSize * inner;
+        if (n == 0) return;
+        int padded = (int)System.Numerics.BitOperations.RoundUpToPowerOf2((uint)count);
+        var keys = Allocate(DType.Int64, padded);
+        try
+        {
+            var kv = S(keys, op).Longs;
+            _k.SortKeys.Value(new Index1D(padded), S(index, op).Longs, kv, count);
+            for (int k = 2; k <= padded; k <<= 1)
+                for (int j = k >> 1; j > 0; j >>= 1)
+                    _k.BitonicStep.Value(new Index1D(padded / 2), kv, j, k);
+            _k.IndexAddSorted.Value(Threads(op, n), S(src, op).Floats, kv, S(dst, op).Floats, axisSize, inner, count);
+        }
+        finally { keys.Release(); }
+    }
+
+    /// <summary>IndexAdd (the embedding adjoint) sorts its indices above this many (a setting for tests and benchmarks).</summary>
+    public int SortedIndexAddThreshold { get; set; } = 64;
     /// <inheritdoc/>
     public void ScatterAdd(Storage dst, long outer, int axisSize, long inner, Storage index, int count, Storage src) =>
         LaunchIndex("ScatterAdd", _k.ScatterAdd, src, index, dst, outer * axisSize * inner, axisSize, inner, count);

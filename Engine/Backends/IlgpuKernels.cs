@@ -49,6 +49,9 @@ internal sealed partial class IlgpuKernels
         WhereLong = Auto<ArrayView<float>, StridedIndex, ArrayView<long>, StridedIndex, ArrayView<long>, StridedIndex, ArrayView<long>>(ElementwiseInt64.WhereKernel);
         ReduceLong = Auto<ArrayView<long>, StridedIndex, StridedIndex, long, ArrayView<long>, int>(ElementwiseInt64.ReduceKernel);
         ArgReduceLong = Auto<ArrayView<long>, StridedIndex, long, long, ArrayView<long>, int>(ElementwiseInt64.ArgReduceKernel);
+        SortKeys = Auto<ArrayView<long>, ArrayView<long>, int>(IndexOps.SortKeysKernel);
+        BitonicStep = Auto<ArrayView<long>, int, int>(IndexOps.BitonicStepKernel);
+        IndexAddSorted = Auto<ArrayView<float>, ArrayView<long>, ArrayView<float>, long, long, int>(IndexOps.IndexAddSortedKernel);
         DropoutMask = new(() => _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ulong, float, float>(RandomMask.DropoutMaskKernel));
         ScatterAdd = Auto<ArrayView<float>, ArrayView<long>, ArrayView<float>, long, long, int>(IndexOps.ScatterAddKernel);
         LayerNormParamsPartial = new(() => _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int>(RowKernels.LayerNormParamsPartialKernel));
@@ -89,6 +92,9 @@ internal sealed partial class IlgpuKernels
     public Lazy<Action<Index1D, ArrayView<float>, ArrayView<long>, ArrayView<float>, long, long, int>> ScatterAdd { get; }
     public Lazy<Action<Index1D, ArrayView<long>, long, long, int, ArrayView<long>, long>> CheckRange { get; }
     public Lazy<Action<Index1D, ArrayView<float>, ulong, float, float>> DropoutMask { get; }
+    public Lazy<Action<Index1D, ArrayView<long>, ArrayView<long>, int>> SortKeys { get; }
+    public Lazy<Action<Index1D, ArrayView<long>, int, int>> BitonicStep { get; }
+    public Lazy<Action<Index1D, ArrayView<float>, ArrayView<long>, ArrayView<float>, long, long, int>> IndexAddSorted { get; }
     public Lazy<Action<Index1D, ArrayView<long>, StridedIndex, ArrayView<long>, int, long>> UnaryLong { get; }
     public Lazy<Action<Index1D, ArrayView<long>, StridedIndex, ArrayView<long>, StridedIndex, ArrayView<long>, int, ArrayView<long>, long>> BinaryLong { get; }
     public Lazy<Action<Index1D, ArrayView<float>, StridedIndex, ArrayView<long>, StridedIndex, ArrayView<long>, StridedIndex, ArrayView<long>>> WhereLong { get; }

@@ -576,6 +576,40 @@ public class IlgpuTensorTests(string deviceName)
     }
 
     [Test]
+    public void Index_add_with_many_indices_sorts_them_and_matches_the_cpu_and_the_scan()
+    {
+        ulong seed = FreshSeed();
+        var rng = new Random((int)(seed % int.MaxValue));
+        var g = new Generator(seed);
+        // 1,000 indices into 37 rows (far above the sorted path's threshold, many repeats; 1,000 is not a power of
+        // two, so the sort pads), with outer = 3 and inner = 4 around the indexed dim.
+        using var idx = Tensor.FromArray(Enumerable.Range(0, 1000).Select(_ => (long)rng.Next(37)).ToArray());
+        using var x = Make([3, 37, 4], Layouts.Contiguous, g);
+        using var src = Make([3, 1000, 4], Layouts.Contiguous, g);
+        SameOnBoth(t => t[0].IndexAdd(1, t[1], t[2]), [x, idx, src], 1e-4, $"IndexAdd sorted seed={seed}");
+        // The embedding's backward takes the same path.
+        using var w = Make([37, 6], Layouts.Contiguous, g);
+        SameOnBoth(t =>
+        {
+            using var wg = t[0].Detach().RequiresGrad_();
+            using (var y = Tensor.Embedding(t[1], wg)) using (var s = (y * y).Sum()) s.Backward();
+            return wg.Grad!.Clone();
+        }, [w, idx], 1e-4, $"Embedding backward seed={seed}");
+        // Sorted and scanning paths add in the same order: the same bits.
+        var backend = (IlgpuBackend)Gpu.Backend;
+        using var dx = x.To(Gpu); using var didx = idx.To(Gpu); using var dsrc = src.To(Gpu);
+        using var sorted = dx.IndexAdd(1, didx, dsrc);
+        int saved = backend.SortedIndexAddThreshold;
+        backend.SortedIndexAddThreshold = int.MaxValue;
+        try
+        {
+            using var scanned = dx.IndexAdd(1, didx, dsrc);
+            Assert.That(sorted.ToArray<float>(), Is.EqualTo(scanned.ToArray<float>()));
+        }
+        finally { backend.SortedIndexAddThreshold = saved; }
+    }
+
+    [Test]
     public void Gpt_training_steps_on_the_device_give_the_cpu_losses()
     {
         // Same initial weights (drawn on the host from one seed), same batch, three AdamW steps on each device.
