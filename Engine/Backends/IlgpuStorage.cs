@@ -40,7 +40,7 @@ public sealed class IlgpuStorage : Storage
 }
 
 /// <summary>
-/// A caching allocator for one accelerator: freed buffers wait in power-of-two size classes (256 bytes and
+/// A caching allocator for one accelerator: freed buffers wait in size classes, four per power of two (256 bytes and
 /// up) and are handed out again, so a training step in steady state asks the driver for nothing.
 /// <see cref="Trim"/> gives the cached buffers back to the driver; <see cref="Dispose"/> does too and closes the pool.
 /// Buffers still rented when the pool is disposed are freed when their storage is released.
@@ -49,7 +49,7 @@ public sealed class IlgpuMemoryPool : IDisposable
 {
     private const int MinClass = 8; // 256 bytes: small tensors share one class instead of one each
     private readonly Accelerator _accelerator;
-    private readonly Stack<MemoryBuffer1D<byte, Stride1D.Dense>>?[] _free = new Stack<MemoryBuffer1D<byte, Stride1D.Dense>>?[64];
+    private readonly Stack<MemoryBuffer1D<byte, Stride1D.Dense>>?[] _free = new Stack<MemoryBuffer1D<byte, Stride1D.Dense>>?[64 * 4];
     private readonly object _gate = new();
     private bool _disposed;
 
@@ -64,7 +64,21 @@ public sealed class IlgpuMemoryPool : IDisposable
     /// <summary>Bytes held in free buffers, waiting for reuse.</summary>
     public long CachedBytes { get; private set; }
 
-    private static int SizeClass(long bytes) => Math.Max(MinClass, bytes <= 1 ? 0 : 64 - BitOperations.LeadingZeroCount((ulong)bytes - 1));
+    // Four classes per power of two: (2^(e-1), 2^e] splits at 1.25, 1.5, 1.75 and 2 times 2^(e-1), so a buffer is
+    // at most 25% larger than asked (one class per power of two wasted up to half). Class = 4e + q, q = 0..3.
+    private static int SizeClass(long bytes)
+    {
+        if (bytes <= 1L << MinClass) return 4 * MinClass + 3; // the 256-byte class
+        int e = 64 - BitOperations.LeadingZeroCount((ulong)bytes - 1); // 2^(e-1) < bytes <= 2^e
+        long quarter = 1L << (e - 3);
+        int q = (int)((bytes - (1L << (e - 1)) + quarter - 1) / quarter); // 1..4 quarters above 2^(e-1)
+        return 4 * e + q - 1;
+    }
+
+    private static long ClassBytes(int cls) => (1L << (cls / 4 - 1)) + (cls % 4 + 1) * (1L << (cls / 4 - 3));
+
+    /// <summary>Bytes a request of <paramref name="bytes"/> occupies (its size class); for tests and statistics.</summary>
+    public static long RoundedSize(long bytes) => ClassBytes(SizeClass(bytes));
 
     internal MemoryBuffer1D<byte, Stride1D.Dense> Rent(long bytes)
     {
@@ -72,25 +86,25 @@ public sealed class IlgpuMemoryPool : IDisposable
         lock (_gate)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
-            BytesInUse += 1L << cls;
+            BytesInUse += ClassBytes(cls);
             var stack = _free[cls];
             if (stack is { Count: > 0 })
             {
-                CachedBytes -= 1L << cls;
+                CachedBytes -= ClassBytes(cls);
                 return stack.Pop();
             }
             DriverAllocations++;
         }
         try
         {
-            return _accelerator.Allocate1D<byte>(1L << cls);
+            return _accelerator.Allocate1D<byte>(ClassBytes(cls));
         }
         catch (Exception e) when (e is OutOfMemoryException or AcceleratorException)
         {
             // Cached buffers of other classes may be what stands in the way: hand them back and try once more.
             Trim();
-            try { return _accelerator.Allocate1D<byte>(1L << cls); }
-            catch { lock (_gate) BytesInUse -= 1L << cls; throw; }
+            try { return _accelerator.Allocate1D<byte>(ClassBytes(cls)); }
+            catch { lock (_gate) BytesInUse -= ClassBytes(cls); throw; }
         }
     }
 
@@ -99,11 +113,11 @@ public sealed class IlgpuMemoryPool : IDisposable
         int cls = SizeClass(buffer.Length);
         lock (_gate)
         {
-            BytesInUse -= 1L << cls;
+            BytesInUse -= ClassBytes(cls);
             if (!_disposed)
             {
                 (_free[cls] ??= new()).Push(buffer);
-                CachedBytes += 1L << cls;
+                CachedBytes += ClassBytes(cls);
                 return;
             }
         }

@@ -463,6 +463,11 @@ public class IlgpuBackendTests(string deviceName)
         Assert.That(B.Memory.CachedBytes, Is.GreaterThanOrEqualTo(8192));
         B.Memory.Trim();
         Assert.That(B.Memory.CachedBytes, Is.Zero);
+        // Four classes per power of two: nothing is rounded up by more than a quarter (256 bytes at least).
+        Assert.That(new[] { 1L, 256, 257, 4000, 4097, 5121, 6000, 7169, 1L << 30 }.Select(IlgpuMemoryPool.RoundedSize),
+            Is.EqualTo(new[] { 256L, 256, 320, 4096, 5120, 6144, 6144, 8192, 1L << 30 }));
+        for (long bytes = 200; bytes < 1 << 20; bytes = bytes * 5 / 4 + 7)
+            Assert.That(IlgpuMemoryPool.RoundedSize(bytes), Is.InRange(bytes, Math.Max(256, bytes + bytes / 4)), $"{bytes} bytes");
     }
 
     [Test]
