@@ -37,6 +37,17 @@ public sealed partial class IlgpuBackend
     /// <summary>True where the row kernels can run a warp per row (CUDA and the CPU accelerator; not OpenCL, see docs/gpu.md).</summary>
     public bool HasWarpShuffles => _k.WarpShuffles;
 
+    /// <summary>
+    /// For an OpenCL device: the OpenCL C ILGPU generates for the explicitly grouped kernel <paramref name="method"/>,
+    /// and the source this backend builds instead (every barrier widened to fence local memory; see IlgpuGroupedKernels.cs).
+    /// </summary>
+    public (string Generated, string Loaded) OpenCLSource(System.Reflection.MethodInfo method) => _acc is ILGPU.Runtime.OpenCL.CLAccelerator cl
+        ? IlgpuKernels.OpenCLSource(cl, method)
+        : throw new NotSupportedException($"OpenCLSource: {Device} is not an OpenCL device");
+
+    /// <summary>OpenCL C with every global-only work-group barrier widened to fence local memory as well.</summary>
+    public static string FenceLocalMemory(string openCLSource) => IlgpuKernels.FenceLocalMemory(openCLSource);
+
     /// <summary>How the row kernels split rows among threads (default <see cref="RowTeamMode.Auto"/>).</summary>
     /// <exception cref="NotSupportedException">Warp on a device without warp shuffles.</exception>
     public RowTeamMode RowTeam

@@ -24,8 +24,8 @@ internal sealed partial class IlgpuKernels
     /// <summary>q, k, v, o, lse, pad, args.</summary>
     public Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionArgs> AttentionForward =>
         _attentionForward ??= Small
-            ? _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionArgs>(GpuAttention.ForwardKernel<AttentionSmallTiles>)
-            : _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionArgs>(GpuAttention.ForwardKernel<AttentionGpuTiles>);
+            ? LoadGroupedKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionArgs>(GpuAttention.ForwardKernel<AttentionSmallTiles>)
+            : LoadGroupedKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionArgs>(GpuAttention.ForwardKernel<AttentionGpuTiles>);
 
     /// <summary>dO, O, di, args.</summary>
     public Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionArgs> AttentionDelta =>
@@ -35,17 +35,17 @@ internal sealed partial class IlgpuKernels
     public Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
         ArrayView<float>, ArrayView<float>, AttentionArgs> AttentionKeyValueGrad =>
         _attentionKeyValueGrad ??= Small
-            ? _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+            ? LoadGroupedKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
                 ArrayView<float>, ArrayView<float>, AttentionArgs>(GpuAttention.KeyValueGradKernel<AttentionSmallTiles>)
-            : _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+            : LoadGroupedKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
                 ArrayView<float>, ArrayView<float>, AttentionArgs>(GpuAttention.KeyValueGradKernel<AttentionGpuTiles>);
 
     /// <summary>q, k, v, dO, lse, di, pad, dq, args.</summary>
     public Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
         ArrayView<float>, AttentionArgs> AttentionQueryGrad =>
         _attentionQueryGrad ??= Small
-            ? _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+            ? LoadGroupedKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
                 ArrayView<float>, AttentionArgs>(GpuAttention.QueryGradKernel<AttentionSmallTiles>)
-            : _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+            : LoadGroupedKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
                 ArrayView<float>, AttentionArgs>(GpuAttention.QueryGradKernel<AttentionGpuTiles>);
 }

@@ -27,33 +27,33 @@ internal sealed partial class IlgpuKernels
 
     public TeamKernel<Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int, int>> SoftmaxRows =>
         LazyInitializer.EnsureInitialized(ref _softmax, () => new(
-            () => _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int, int>(Small ? Softmax.RowKernel<WarpTeam, Size16> : Softmax.RowKernel<WarpTeam, Size256>),
-            () => _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int, int>(Small ? Softmax.RowKernel<GroupTeam, Size16> : Softmax.RowKernel<GroupTeam, Size256>)));
+            () => LoadGroupedKernel<ArrayView<float>, ArrayView<float>, int, int, int>(Small ? Softmax.RowKernel<WarpTeam, Size16> : Softmax.RowKernel<WarpTeam, Size256>),
+            () => LoadGroupedKernel<ArrayView<float>, ArrayView<float>, int, int, int>(Small ? Softmax.RowKernel<GroupTeam, Size16> : Softmax.RowKernel<GroupTeam, Size256>)));
 
     public TeamKernel<Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LayerNormArgs>> LayerNormForward =>
         LazyInitializer.EnsureInitialized(ref _lnForward, () => new(
-            () => _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LayerNormArgs>(
+            () => LoadGroupedKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LayerNormArgs>(
                 Small ? LayerNorm.ForwardKernel<WarpTeam, Size16> : LayerNorm.ForwardKernel<WarpTeam, Size256>),
-            () => _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LayerNormArgs>(
+            () => LoadGroupedKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LayerNormArgs>(
                 Small ? LayerNorm.ForwardKernel<GroupTeam, Size16> : LayerNorm.ForwardKernel<GroupTeam, Size256>)));
 
     public TeamKernel<Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LayerNormArgs>> LayerNormBackward =>
         LazyInitializer.EnsureInitialized(ref _lnBackward, () => new(
-            () => _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LayerNormArgs>(
+            () => LoadGroupedKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LayerNormArgs>(
                 Small ? LayerNorm.BackwardKernel<WarpTeam, Size16> : LayerNorm.BackwardKernel<WarpTeam, Size256>),
-            () => _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LayerNormArgs>(
+            () => LoadGroupedKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LayerNormArgs>(
                 Small ? LayerNorm.BackwardKernel<GroupTeam, Size16> : LayerNorm.BackwardKernel<GroupTeam, Size256>)));
 
     public TeamKernel<Action<KernelConfig, ArrayView<float>, ArrayView<long>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, long, float>> CrossEntropyForward =>
         LazyInitializer.EnsureInitialized(ref _ceForward, () => new(
-            () => _acc.LoadStreamKernel<ArrayView<float>, ArrayView<long>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, long, float>(
+            () => LoadGroupedKernel<ArrayView<float>, ArrayView<long>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, long, float>(
                 Small ? CrossEntropy.ForwardKernel<WarpTeam, Size16> : CrossEntropy.ForwardKernel<WarpTeam, Size256>),
-            () => _acc.LoadStreamKernel<ArrayView<float>, ArrayView<long>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, long, float>(
+            () => LoadGroupedKernel<ArrayView<float>, ArrayView<long>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, long, float>(
                 Small ? CrossEntropy.ForwardKernel<GroupTeam, Size16> : CrossEntropy.ForwardKernel<GroupTeam, Size256>)));
 
     /// <summary>The register-tiled GEMM: GemmTile x GemmTile threads per group, each owning an 8 x 8 micro-tile.</summary>
     public Lazy<Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs>> GemmRegisterTiled =>
-        LazyInitializer.EnsureInitialized(ref _gemmRegisterTiled, () => new(() => _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs>(
+        LazyInitializer.EnsureInitialized(ref _gemmRegisterTiled, () => new(() => LoadGroupedKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs>(
             Small ? Kernels.Gpu.Gemm.RegisterTiledKernel<Size4, Size8> : Kernels.Gpu.Gemm.RegisterTiledKernel<Size16, Size8>)));
 
     /// <summary>Rows (and columns) of C per group of the register-tiled GEMM: 128 on GPUs, 32 on the CPU accelerator.</summary>

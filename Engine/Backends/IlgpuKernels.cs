@@ -57,7 +57,7 @@ internal sealed partial class IlgpuKernels
         LayerNormParamsPartial = new(() => _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int>(RowKernels.LayerNormParamsPartialKernel));
         LayerNormParamsFinish = new(() => _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>(RowKernels.LayerNormParamsFinishKernel));
         CrossEntropyBackward = new(() => _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<long>, ArrayView<float>, ArrayView<float>, int, long, float, ArrayView<float>, ArrayView<float>>(RowKernels.CrossEntropyBackwardKernel));
-        CrossEntropyMean = new(() => _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, ArrayView<float>, ArrayView<float>>(
+        CrossEntropyMean = new(() => LoadGroupedKernel<ArrayView<float>, ArrayView<float>, int, ArrayView<float>, ArrayView<float>>(
             small ? RowKernels.CrossEntropyMeanKernel<Size16> : RowKernels.CrossEntropyMeanKernel<Size256>));
         Adam = new(() => _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, float, float, float, float, float, float, float, int>(Optim.AdamKernel));
         Gemm = Grouped<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs>(small ? Kernels.Gpu.Gemm.TiledKernel<Size4> : Kernels.Gpu.Gemm.TiledKernel<Size16>);
@@ -121,8 +121,8 @@ internal sealed partial class IlgpuKernels
     // Explicit grid and group (shared memory, barriers).
     private Lazy<Action<KernelConfig, T1, T2, T3, T4>> Grouped<T1, T2, T3, T4>(Action<T1, T2, T3, T4> k)
         where T1 : struct where T2 : struct where T3 : struct where T4 : struct
-        => new(() => _acc.LoadStreamKernel(k));
+        => new(() => LoadGroupedKernel(k));
     private Lazy<Action<KernelConfig, T1, T2, T3, T4, T5, T6>> Grouped<T1, T2, T3, T4, T5, T6>(Action<T1, T2, T3, T4, T5, T6> k)
         where T1 : struct where T2 : struct where T3 : struct where T4 : struct where T5 : struct where T6 : struct
-        => new(() => _acc.LoadStreamKernel(k));
+        => new(() => LoadGroupedKernel(k));
 }
