@@ -235,11 +235,11 @@ public static class BenchCommand
         if (work.Op is "softmax" or "layernorm")
         {
             double gbps = work.Bytes / (ms * 1e6);
-            result[prefix + "gbps"] = Math.Round(gbps, 2);
+            result[prefix + "gbps"] = Significant(gbps);
             line += string.Create(CultureInfo.InvariantCulture, $"  {gbps,8:F1} GB/s");
         }
         double gflops = work.Flops / (ms * 1e6);
-        result[prefix + "gflops"] = Math.Round(gflops, 2);
+        result[prefix + "gflops"] = Significant(gflops);
         line += string.Create(CultureInfo.InvariantCulture, $"  {gflops,8:F1} GFLOP/s");
         if (work.Shape.TryGetValue("tokens", out var tokens))
         {
@@ -256,5 +256,13 @@ public static class BenchCommand
     {
         var s = xs.OrderBy(v => v).ToArray();
         return s.Length % 2 == 1 ? s[s.Length / 2] : 0.5 * (s[s.Length / 2 - 1] + s[s.Length / 2]);
+    }
+
+    // Rates keep 4 significant digits in JSON: fixed decimals would round an emulator's 0.004 GFLOP/s to 0.
+    private static double Significant(double v)
+    {
+        if (v == 0 || !double.IsFinite(v)) return v;
+        int digits = Math.Clamp(3 - (int)Math.Floor(Math.Log10(Math.Abs(v))), 0, 15);
+        return Math.Round(v, digits);
     }
 }

@@ -24,7 +24,10 @@ public class BenchGpuCliTests
         Assert.That((j.GetProperty("m").GetInt32(), j.GetProperty("n").GetInt32(), j.GetProperty("k").GetInt32()), Is.EqualTo((20, 24, 12)));
         Assert.That(j.GetProperty("device").GetString(), Is.EqualTo("ilgpu-cpu"));
         Assert.That(j.GetProperty("ms").GetDouble(), Is.GreaterThan(0));
-        Assert.That(j.GetProperty("gflops").GetDouble(), Is.GreaterThan(0));
+        // GFLOP/s = 2·m·n·k / ms / 1e6, kept to 4 significant digits however slow the device.
+        double gflops = j.GetProperty("gflops").GetDouble(), expected = 2.0 * 20 * 24 * 12 / (j.GetProperty("ms").GetDouble() * 1e6);
+        Assert.That(gflops, Is.GreaterThan(0));
+        Assert.That(gflops, Is.EqualTo(expected).Within(1e-3 * expected));
         Assert.That(j.TryGetProperty("speedup", out _), Is.False, "no reference was asked for");
     }
 
