@@ -7,10 +7,12 @@ namespace AttnCore.Backends;
 
 /// <summary>
 /// The backend of ILGPU devices: the kernels of AttnCore.Kernels.Gpu, compiled once per accelerator and
-/// launched on it. Nothing here depends on the kind of accelerator: the CPU accelerator now, CUDA and OpenCL
-/// through <see cref="IlgpuRuntime.CreateAccelerator"/> later. Implemented: float32 element-wise ops (over
-/// strided and broadcast views), where, fills and copies (also int64), Sum/Max/Min, ArgMax/ArgMin, the tiled
-/// MatMul and Softmax; the other ops throw <see cref="NotSupportedException"/> naming the op and the device.
+/// launched on it. Nothing here depends on the kind of accelerator (ILGPU's CPU accelerator, CUDA, OpenCL; see
+/// <see cref="IlgpuRuntime.CreateAccelerator"/>). Every op of <see cref="IBackend"/> is implemented for float32,
+/// and the integer ops for int64 (index tensors, labels); other dtypes throw <see cref="NotSupportedException"/>
+/// naming the op, the dtype and the device. Kernels launch asynchronously; the host waits only in
+/// <see cref="Download{T}"/> and <see cref="Synchronize"/>, where device-side check failures (bad indices,
+/// integer division by zero) are reported. The op families live in partial files (IlgpuBackend.*.cs).
 /// Device memory comes from an <see cref="IlgpuMemoryPool"/>; <see cref="Dispose"/> releases it and the accelerator.
 /// </summary>
 public sealed partial class IlgpuBackend : IBackend
@@ -69,11 +71,8 @@ public sealed partial class IlgpuBackend : IBackend
     /// <summary>Buffers handed out by the driver so far (the caching allocator's misses).</summary>
     public long DriverAllocations => Memory.DriverAllocations;
 
-    private NotSupportedException NotImplemented(string op) =>
-        new($"IlgpuBackend: {op} is not implemented on {Device} yet; it arrives with the GPU backend issue");
-
     private NotSupportedException WrongType(string op, DType dtype) =>
-        new($"IlgpuBackend: {op} does not support {dtype.Name()} tensors on {Device} (float32 only)");
+        new($"IlgpuBackend: {op} does not support {dtype.Name()} tensors on {Device} (devices hold float32, and int64 for index and integer ops)");
 
     private IlgpuStorage S(Storage s, string op) => s is IlgpuStorage g && ReferenceEquals(s.Device, Device)
         ? g : throw new ArgumentException($"IlgpuBackend: {op} got a storage on {s.Device}, expected {Device}");
