@@ -257,34 +257,22 @@ public sealed partial class IlgpuBackend : IBackend
     public void Binary(BinaryOp op, Storage a, Layout aLayout, Storage b, Layout bLayout, Storage dst)
     {
         string name = op.ToString();
-        if (a.DType == DType.Int64 && b.DType == DType.Int64 && dst.DType == DType.Int64)
+        bool isLong = a.DType == DType.Int64 && b.DType == DType.Int64 && dst.DType == DType.Int64;
+        if (isLong && op == BinaryOp.Pow) throw new NotSupportedException("Pow: not defined for int64 tensors; convert with To(DType.Float32) first");
+        var (sa, sb, d) = isLong ? (S(a, name), S(b, name), S(dst, name)) : (Float(a, name), Float(b, name), Float(dst, name));
+        CheckBroadcast(name, aLayout, bLayout);
+        CheckFits(name, "a", a, aLayout);
+        CheckFits(name, "b", b, bLayout);
+        long n = aLayout.Numel;
+        CheckOutput(name, dst, n);
+        if (n == 0) return;
+        Pack(aLayout.Shape, aLayout.Strides, aLayout.Offset, bLayout.Strides, bLayout.Offset, out var la, out var lb);
+        if (!isLong)
         {
-            BinaryLong(op, a, aLayout, b, bLayout, dst);
+            _k.Binary.Value(Threads(name, n), sa.Floats, la, sb.Floats, lb, d.Floats, (int)op);
             return;
         }
-        var (sa, sb, d) = (Float(a, name), Float(b, name), Float(dst, name));
-        CheckBroadcast(name, aLayout, bLayout);
-        CheckFits(name, "a", a, aLayout);
-        CheckFits(name, "b", b, bLayout);
-        long n = aLayout.Numel;
-        CheckOutput(name, dst, n);
-        if (n == 0) return;
-        Pack(aLayout.Shape, aLayout.Strides, aLayout.Offset, bLayout.Strides, bLayout.Offset, out var la, out var lb);
-        _k.Binary.Value(Threads(name, n), sa.Floats, la, sb.Floats, lb, d.Floats, (int)op);
-    }
-
-    private void BinaryLong(BinaryOp op, Storage a, Layout aLayout, Storage b, Layout bLayout, Storage dst)
-    {
-        string name = op.ToString();
-        if (op == BinaryOp.Pow) throw new NotSupportedException("Pow: not defined for int64 tensors; convert with To(DType.Float32) first");
-        var (sa, sb, d) = (S(a, name), S(b, name), S(dst, name));
-        CheckBroadcast(name, aLayout, bLayout);
-        CheckFits(name, "a", a, aLayout);
-        CheckFits(name, "b", b, bLayout);
-        long n = aLayout.Numel;
-        CheckOutput(name, dst, n);
-        if (n == 0) return;
-        Pack(aLayout.Shape, aLayout.Strides, aLayout.Offset, bLayout.Strides, bLayout.Offset, out var la, out var lb);
+        // Integer division by zero cannot throw in a kernel: it is recorded and reported at the next sync.
         int id = op == BinaryOp.Div ? FaultSite("Div: integer division by zero in an int64 tensor") : 0;
         _fault ??= CreateFaultSlot();
         _k.BinaryLong.Value(Threads(name, n), sa.Longs, la, sb.Longs, lb, d.Longs, (int)op, _fault.View, id);
