@@ -57,19 +57,8 @@ public class AttentionGpuTests(string deviceName)
     static float[] Rand(Generator g, long n) { var x = new float[n]; for (long i = 0; i < n; i++) x[i] = (float)g.NextNormal(); return x; }
     static double[] D(float[] x) => Array.ConvertAll(x, f => (double)f);
 
-    static Storage Upload(float[] data)
-    {
-        var s = B.Allocate(DType.Float32, Math.Max(1, data.Length));
-        if (data.Length > 0) B.Upload<float>(data, s);
-        return s;
-    }
-
-    static float[] Download(Storage s, long n)
-    {
-        var r = new float[n];
-        B.Download<float>(s, 0, r);
-        return r;
-    }
+    static Storage Upload(float[] data) => DeviceStorage.Upload(B, data);
+    static float[] Download(Storage s, long n) => DeviceStorage.Download(B, s, n);
 
     static void Near(float[] got, double[] want, double tol, string what)
     {

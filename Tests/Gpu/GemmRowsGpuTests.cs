@@ -40,19 +40,8 @@ public class GemmRowsGpuTests(string deviceName)
         B.RowTeam = RowTeamMode.Auto;
     }
 
-    static Storage Upload(IBackend backend, float[] data)
-    {
-        var s = backend.Allocate(DType.Float32, Math.Max(data.Length, 1));
-        backend.Upload<float>(data, s);
-        return s;
-    }
-
-    static float[] Download(IBackend backend, Storage s, long n)
-    {
-        var r = new float[n];
-        backend.Download<float>(s, 0, r);
-        return r;
-    }
+    static Storage Upload(IBackend backend, float[] data) => DeviceStorage.Upload(backend, data);
+    static float[] Download(IBackend backend, Storage s, long n) => DeviceStorage.Download(backend, s, n);
 
     static float[] Values(Random rng, long n, double scale = 1) =>
         Enumerable.Range(0, (int)n).Select(_ => (float)(scale * Math.Sqrt(-2 * Math.Log(1 - rng.NextDouble())) * Math.Cos(2 * Math.PI * rng.NextDouble()))).ToArray();

@@ -53,19 +53,8 @@ public class IlgpuBackendTests(string deviceName)
         return o;
     }
 
-    static Storage Upload(float[] data)
-    {
-        var s = B.Allocate(DType.Float32, data.Length);
-        B.Upload<float>(data, s);
-        return s;
-    }
-
-    static float[] Download(Storage s, long n)
-    {
-        var r = new float[n];
-        B.Download<float>(s, 0, r);
-        return r;
-    }
+    static Storage Upload(float[] data) => DeviceStorage.Upload(B, data);
+    static float[] Download(Storage s, long n) => DeviceStorage.Download(B, s, n);
 
     static float[] Values(Random rng, long n, Func<double, double>? map = null) =>
         Enumerable.Range(0, (int)n).Select(_ => (float)(map ?? (v => v))(Normal(rng))).ToArray();
