@@ -64,7 +64,7 @@ public static class BenchReport
         string docs = Arg(args, "--out") ?? Path.Combine(root, "docs");
         Directory.CreateDirectory(docs);
         string png = Path.Combine(docs, "benchmarks.png");
-        WriteChart(rows, png);
+        WriteChart(rows, png, threads);
         WriteMarkdown(rows, Path.Combine(docs, "benchmarks.md"), threads);
         Console.WriteLine($"wrote {Path.Combine(docs, "benchmarks.md")} and {png}");
         return 0;
@@ -106,7 +106,7 @@ public static class BenchReport
         _ => (Num(j, "gflops"), Num(j, "torch_gflops")),
     };
 
-    private static void WriteChart(List<(Case Case, JsonElement Json)> rows, string path)
+    private static void WriteChart(List<(Case Case, JsonElement Json)> rows, string path, string threads)
     {
         var plot = new Plot();
         var ours = new List<Bar>();
@@ -123,7 +123,7 @@ public static class BenchReport
         plot.Axes.Bottom.MajorTickStyle.Length = 0;
         plot.Axes.Margins(bottom: 0);
         plot.YLabel("speed relative to PyTorch (higher is better)");
-        plot.Title("AttnCore vs PyTorch, same machine, same run, 2 threads");
+        plot.Title($"AttnCore vs PyTorch, same machine, same run, {threads} threads");
         plot.ShowLegend(Alignment.UpperRight);
         plot.SavePng(path, 1200, 520);
     }
@@ -209,8 +209,8 @@ public static class BenchReport
         "`attncore bench peak` measures the float32 FMA peak in C# (`Kernels/Cpu/Peak.cs`: 16 independent Vector512",
         "FMA chains per thread, 12 Vector256 chains where AVX-512 is not accelerated) on one thread and on all",
         "`--threads` threads of the WorkerPool. Each GEMM and attention run measures that peak again for its own",
-        "thread count (about 0.2 s, best round) and gives both AttnCore's and PyTorch's rate as a fraction of it:",
-        "a figure close to 100% leaves no room, whatever the other side does.",
+        "thread count (about 0.2 s, best round) and gives both AttnCore's and PyTorch's rate as a fraction of it",
+        "(\"% of peak\"): a figure close to 100% leaves no room, whatever the other side does.",
     ];
 
     private static string Percent(double fraction) => double.IsNaN(fraction) ? "–" : string.Create(CultureInfo.InvariantCulture, $"{100 * fraction:F0}%");
