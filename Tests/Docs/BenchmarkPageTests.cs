@@ -6,13 +6,7 @@ namespace AttnCore.Tests.Docs;
 [TestFixture, Category("Docs")]
 public class BenchmarkPageTests
 {
-    static string Page()
-    {
-        var dir = new DirectoryInfo(TestContext.CurrentContext.TestDirectory);
-        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "AttnCore.sln"))) dir = dir.Parent;
-        if (dir is null) Assert.Ignore("the repository (AttnCore.sln) is not above the test binaries");
-        return File.ReadAllText(Path.Combine(dir!.FullName, "docs", "benchmarks.md"));
-    }
+    static string Page() => File.ReadAllText(Path.Combine(DocsTests.Root(), "docs", "benchmarks.md"));
 
     [Test]
     public void The_benchmark_page_states_the_reference_configuration_of_its_figures()
