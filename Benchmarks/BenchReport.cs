@@ -9,9 +9,12 @@ namespace AttnCore.Benchmarks;
 /// <summary>
 /// Regenerates docs/benchmarks.md and docs/benchmarks.png from a fresh run: each case is one
 /// <c>attncore bench ... --vs torch --json</c> call (AttnCore and PyTorch interleaved inside it), so the
-/// figures in the docs are always copied from a run, with its date, machine and commit.
-/// Usage: <c>dotnet run -c Release --project Benchmarks -- report [--threads 2] [--quick]</c>
-/// (run from the repository root after <c>dotnet build -c Release</c>).
+/// figures in the docs are always copied from a run, with its date, machine and commit, the configuration the
+/// PyTorch process reported about itself, and each GEMM and attention rate as a fraction of the FMA peak
+/// measured in the same run.
+/// Usage: <c>dotnet run -c Release --project Benchmarks -- report [--threads 2] [--quick] [--seconds S] [--out DIR]</c>
+/// (run from the repository root after <c>dotnet build -c Release</c>; --seconds is the measurement time per side
+/// and case, default bench's 3; --out writes the page and chart to DIR instead of docs/, for a dry run).
 /// </summary>
 public static class BenchReport
 {
@@ -35,6 +38,7 @@ public static class BenchReport
     {
         string threads = Arg(args, "--threads") ?? "2";
         bool quick = args.Contains("--quick");
+        string seconds = Arg(args, "--seconds") is { } s ? $" --seconds {s}" : "";
         string root = FindRoot();
         string cli = Path.Combine(root, "Cli", "bin", "Release", "net10.0", "attncore.dll");
         if (!File.Exists(cli))
@@ -45,8 +49,9 @@ public static class BenchReport
         var rows = new List<(Case Case, JsonElement Json)>();
         foreach (var c in quick ? Cases.Where(c => !c.Args.Contains("4096") && !c.Args.Contains("small")).ToArray() : Cases)
         {
-            Console.WriteLine($"-- {c.Label}: attncore bench {c.Args} --threads {threads} --vs torch --json");
-            var (code, lastLine) = RunCli(cli, $"bench {c.Args} --threads {threads} --vs torch --json");
+            string arguments = $"bench {c.Args} --threads {threads}{seconds} --vs torch --json";
+            Console.WriteLine($"-- {c.Label}: attncore {arguments}");
+            var (code, lastLine) = RunCli(cli, arguments);
             if (code != 0 || lastLine is null)
             {
                 Console.Error.WriteLine($"report: '{c.Args}' failed (exit {code}); skipping it");
@@ -56,9 +61,10 @@ public static class BenchReport
         }
         if (rows.Count == 0) { Console.Error.WriteLine("report: no case succeeded"); return 1; }
 
-        string docs = Path.Combine(root, "docs");
+        string docs = Arg(args, "--out") ?? Path.Combine(root, "docs");
+        Directory.CreateDirectory(docs);
         string png = Path.Combine(docs, "benchmarks.png");
-        WriteChart(rows, png);
+        WriteChart(rows, png, threads);
         WriteMarkdown(rows, Path.Combine(docs, "benchmarks.md"), threads);
         Console.WriteLine($"wrote {Path.Combine(docs, "benchmarks.md")} and {png}");
         return 0;
@@ -100,7 +106,7 @@ public static class BenchReport
         _ => (Num(j, "gflops"), Num(j, "torch_gflops")),
     };
 
-    private static void WriteChart(List<(Case Case, JsonElement Json)> rows, string path)
+    private static void WriteChart(List<(Case Case, JsonElement Json)> rows, string path, string threads)
     {
         var plot = new Plot();
         var ours = new List<Bar>();
@@ -117,7 +123,7 @@ public static class BenchReport
         plot.Axes.Bottom.MajorTickStyle.Length = 0;
         plot.Axes.Margins(bottom: 0);
         plot.YLabel("speed relative to PyTorch (higher is better)");
-        plot.Title("AttnCore vs PyTorch, same machine, same run, 2 threads");
+        plot.Title($"AttnCore vs PyTorch, same machine, same run, {threads} threads");
         plot.ShowLegend(Alignment.UpperRight);
         plot.SavePng(path, 1200, 520);
     }
@@ -141,15 +147,19 @@ public static class BenchReport
         sb.AppendLine($"- Machine: {cpu}, {Environment.ProcessorCount} cores, {threads} threads");
         sb.AppendLine($"- Commit: {commit}");
         sb.AppendLine($"- .NET {Environment.Version}");
+        sb.AppendLine($"- Reference: {ReferenceConfiguration(rows)}");
+        sb.AppendLine($"- {PeakRange(rows, threads)}");
         sb.AppendLine();
-        sb.AppendLine("| Benchmark | AttnCore ms | PyTorch ms | AttnCore | PyTorch | Speedup (torch ms / ours) |");
-        sb.AppendLine("|---|---:|---:|---:|---:|---:|");
+        sb.AppendLine("| Benchmark | AttnCore ms | PyTorch ms | AttnCore | PyTorch | AttnCore % of peak | PyTorch % of peak | Speedup (torch ms / ours) |");
+        sb.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|");
         foreach (var (c, j) in rows)
         {
             var (ours, torch) = Throughput(j, c.Unit);
             sb.AppendLine(string.Create(CultureInfo.InvariantCulture,
-                $"| {c.Label} | {Num(j, "ms"):F2} | {Num(j, "torch_ms"):F2} | {ours:F1} {c.Unit} | {torch:F1} {c.Unit} | {Num(j, "speedup"):F2}x |"));
+                $"| {c.Label} | {Num(j, "ms"):F2} | {Num(j, "torch_ms"):F2} | {ours:F1} {c.Unit} | {torch:F1} {c.Unit} | {Percent(Num(j, "peak_fraction"))} | {Percent(Num(j, "torch_peak_fraction"))} | {Num(j, "speedup"):F2}x |"));
         }
+        sb.AppendLine();
+        foreach (var line in ReferenceText) sb.AppendLine(line);
         sb.AppendLine();
         sb.AppendLine("![AttnCore vs PyTorch](benchmarks.png)");
         sb.AppendLine();
@@ -157,13 +167,72 @@ public static class BenchReport
         sb.AppendLine();
         sb.AppendLine("```");
         sb.AppendLine("apt-get install -y python3-torch python3-numpy libopenblas0-pthread   # the reference");
+        sb.AppendLine("dotnet run -c Release --project Cli -- bench peak --threads 2                      # the FMA ceiling");
         sb.AppendLine("dotnet run -c Release --project Cli -- bench gemm --n 2048 --threads 2 --vs torch");
+        sb.AppendLine("dotnet run -c Release --project Cli -- bench gemm --n 2048 --threads 2 --vs torch --torch-untuned   # the handicapped reference, for contrast");
         sb.AppendLine("```");
         sb.AppendLine();
         sb.AppendLine("The BenchmarkDotNet suites (with MemoryDiagnoser, showing that steady-state calls allocate nothing)");
         sb.AppendLine("run with `dotnet run -c Release --project Benchmarks -- --filter '*'`.");
         File.WriteAllText(path + ".tmp", sb.ToString());
         File.Move(path + ".tmp", path, overwrite: true);
+    }
+
+    /// <summary>How the reference is set up and what "% of peak" means: the same text as docs/benchmarks.md's section.</summary>
+    internal static readonly string[] ReferenceText =
+    [
+        "## How the reference is configured",
+        "",
+        "PyTorch runs in its own `/usr/bin/python3` process (`Cli/Bench/torch_bench.py`), started and driven by",
+        "`attncore bench`, and batches of AttnCore runs and PyTorch runs alternate. Unless `--torch-untuned` is given,",
+        "that process gets its best configuration for this machine (`TorchBridge.CreateStartInfo`):",
+        "",
+        "- OpenBLAS chooses its own kernels: `OPENBLAS_CORETYPE` and `OPENBLAS_L2_SIZE`, which this environment sets",
+        "  for other tools, are removed from the child's environment. Inherited, they force OpenBLAS's AVX2 (Haswell)",
+        "  kernels on an AVX-512 CPU, at well under half its SGEMM rate. The core OpenBLAS really runs is read back",
+        "  with `openblas_get_corename` and printed.",
+        "- Freed memory stays in the process: jemalloc through `LD_PRELOAD` with",
+        "  `MALLOC_CONF=dirty_decay_ms:-1,muzzy_decay_ms:-1` where libjemalloc2 is installed (PyTorch's CPU tuning",
+        "  guides recommend jemalloc or tcmalloc), otherwise glibc malloc with `MALLOC_MMAP_THRESHOLD_` and",
+        "  `MALLOC_TRIM_THRESHOLD_` at 16 GiB and `MALLOC_TOP_PAD_` at 1 GiB; `--torch-allocator` chooses. Page faults",
+        "  are expensive in this virtual machine, and with the defaults every large PyTorch temporary is mapped and",
+        "  faulted in afresh (most of a naive attention forward's time went there).",
+        "- Threads: `torch.set_num_threads` and `OMP_NUM_THREADS` equal AttnCore's `--threads`, and",
+        "  `OMP_WAIT_POLICY=PASSIVE` makes idle OpenMP threads sleep instead of spinning through AttnCore's batches.",
+        "",
+        "Every run prints the configuration the reference process reports about itself (torch version, OpenBLAS",
+        "core and threads, allocator, threads, `OMP_WAIT_POLICY`, the `OPENBLAS_*` variables it sees); the JSON",
+        "carries it as `torch_config`.",
+        "",
+        "## Fraction of peak",
+        "",
+        "`attncore bench peak` measures the float32 FMA peak in C# (`Kernels/Cpu/Peak.cs`: 16 independent Vector512",
+        "FMA chains per thread, 12 Vector256 chains where AVX-512 is not accelerated) on one thread and on all",
+        "`--threads` threads of the WorkerPool. Each GEMM and attention run measures that peak again for its own",
+        "thread count (about 0.2 s, best round) and gives both AttnCore's and PyTorch's rate as a fraction of it",
+        "(\"% of peak\"): a figure close to 100% leaves no room, whatever the other side does.",
+    ];
+
+    private static string Percent(double fraction) => double.IsNaN(fraction) ? "–" : string.Create(CultureInfo.InvariantCulture, $"{100 * fraction:F0}%");
+
+    // The configuration the PyTorch process reported (the same in every case of one report).
+    private static string ReferenceConfiguration(List<(Case Case, JsonElement Json)> rows)
+    {
+        var j = rows[0].Json;
+        if (!j.TryGetProperty("torch_config", out var c)) return "PyTorch (configuration not reported)";
+        string Get(string key) => c.TryGetProperty(key, out var v) ? v.GetString() ?? "?" : "?";
+        bool tuned = j.TryGetProperty("torch_tuned", out var t) && t.GetBoolean();
+        return $"PyTorch {Get("torch")}, {(tuned ? "tuned" : "**untuned** (inherited environment)")}: OpenBLAS core {Get("blas_core")} ({Get("blas_threads")} threads), "
+            + $"allocator {Get("allocator")}, {Get("threads")} threads, OMP_WAIT_POLICY={Get("omp_wait_policy")}, "
+            + $"OPENBLAS_CORETYPE={Get("openblas_coretype")}, OPENBLAS_L2_SIZE={Get("openblas_l2_size")}";
+    }
+
+    private static string PeakRange(List<(Case Case, JsonElement Json)> rows, string threads)
+    {
+        var peaks = rows.Select(r => Num(r.Json, "peak_gflops")).Where(double.IsFinite).ToArray();
+        if (peaks.Length == 0) return "FMA peak: not measured (no GEMM or attention case ran)";
+        return string.Create(CultureInfo.InvariantCulture,
+            $"FMA peak ({threads} threads, measured in each GEMM/attention run): {peaks.Min():F0}-{peaks.Max():F0} GFLOP/s");
     }
 
     private static string Git(string args)

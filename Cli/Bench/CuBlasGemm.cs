@@ -15,6 +15,8 @@ public interface IBenchReference : IDisposable
     string Label { get; }
     /// <summary>Times <paramref name="reps"/> runs, in milliseconds each.</summary>
     double[] Run(int reps);
+    /// <summary>How the reference is configured (printed by bench and written to its JSON); empty when there is nothing to say.</summary>
+    IReadOnlyDictionary<string, string> Configuration => new Dictionary<string, string>();
 }
 
 /// <summary>

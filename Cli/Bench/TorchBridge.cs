@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Globalization;
 using System.Text.Json;
 
 namespace AttnCore.Cli.Bench;
@@ -19,31 +20,24 @@ public sealed class TorchBridge : IBenchReference
 
     private TorchBridge(Process p) => _process = p;
 
-    /// <summary>Starts the child and sets up <paramref name="setup"/>; throws <see cref="InvalidOperationException"/> with the install hint when PyTorch is unavailable.</summary>
-    public static TorchBridge Start(Dictionary<string, object> setup)
+    /// <summary>Starts the child with the reference configuration of <paramref name="settings"/> and sets up <paramref name="setup"/>; throws <see cref="InvalidOperationException"/> with the install hint when PyTorch is unavailable.</summary>
+    /// <exception cref="ArgumentException">The settings ask for an allocator that is not installed, or contradict each other.</exception>
+    public static TorchBridge Start(Dictionary<string, object> setup, TorchSettings settings)
     {
         // Debian's python3-torch lives under /usr/bin/python3, not under a pyenv/venv python3 earlier on PATH.
         string python = Environment.GetEnvironmentVariable(PythonVariable) is { Length: > 0 } chosen ? chosen
             : File.Exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
         string script = Path.Combine(AppContext.BaseDirectory, "Bench", "torch_bench.py");
         if (!File.Exists(script)) throw new InvalidOperationException($"bench: {script} is missing from the build output");
+        var psi = CreateStartInfo(python, script, settings, FindJemalloc());
         Process p;
         try
         {
-            var psi = new ProcessStartInfo(python, $"\"{script}\"")
-            {
-                RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
-            };
-            // OpenBLAS must not pin or oversubscribe: it follows torch.set_num_threads.
-            psi.Environment["OMP_NUM_THREADS"] = setup.TryGetValue("threads", out var t) ? t.ToString() : "1";
-            // Idle OpenMP threads must sleep, not spin, between PyTorch batches: spinning would steal the cores
-            // from the AttnCore batch that runs next and bias the comparison against AttnCore.
-            psi.Environment["OMP_WAIT_POLICY"] = "PASSIVE";
             p = Process.Start(psi) ?? throw new InvalidOperationException(InstallHint);
         }
         catch (System.ComponentModel.Win32Exception) { throw new InvalidOperationException(InstallHint); }
         var bridge = new TorchBridge(p);
-        var reply = bridge.Send(new Dictionary<string, object>(setup) { ["cmd"] = "setup" });
+        var reply = bridge.Send(new Dictionary<string, object>(setup) { ["cmd"] = "setup", ["threads"] = settings.Threads });
         if (!reply.TryGetProperty("ok", out var ok) || !ok.GetBoolean())
         {
             string err = reply.TryGetProperty("error", out var e) ? e.GetString() ?? "" : "no reply";
@@ -51,8 +45,109 @@ public sealed class TorchBridge : IBenchReference
             throw new InvalidOperationException(err.Contains("import torch", StringComparison.Ordinal) ? InstallHint : $"bench: PyTorch failed to set up: {err}");
         }
         bridge.Version = reply.TryGetProperty("torch", out var v) ? v.GetString() ?? "?" : "?";
+        if (reply.TryGetProperty("config", out var config) && config.ValueKind == JsonValueKind.Object)
+            bridge.Configuration = config.EnumerateObject().ToDictionary(kv => kv.Name, kv => kv.Value.ToString());
         return bridge;
     }
+
+    /// <summary>
+    /// The start information of the reference process: /usr/bin/python3 (or <paramref name="python"/>) running
+    /// <paramref name="script"/>, with an environment that gives PyTorch its best configuration on this machine
+    /// unless <see cref="TorchSettings.Untuned"/>: the OpenBLAS core overrides of the parent are dropped, the
+    /// allocator keeps freed memory instead of returning (and re-faulting) it, and OpenMP has the thread count
+    /// and a passive wait policy. <paramref name="jemallocPath"/> is libjemalloc.so.2 where installed, else null.
+    /// </summary>
+    /// <exception cref="ArgumentException">jemalloc was asked for but <paramref name="jemallocPath"/> is null, or an allocator was asked for together with Untuned.</exception>
+    public static ProcessStartInfo CreateStartInfo(string python, string script, TorchSettings settings, string? jemallocPath)
+    {
+        if (settings.Threads < 1) throw new ArgumentException($"bench --vs torch: the reference needs at least 1 thread, got {settings.Threads}");
+        var allocator = ResolveAllocator(settings, jemallocPath);
+        var psi = new ProcessStartInfo(python)
+        {
+            RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
+        };
+        psi.ArgumentList.Add(script);
+        var env = psi.Environment;
+        // OpenBLAS's own threads and OpenMP's follow the same count as torch.set_num_threads in the child.
+        env["OMP_NUM_THREADS"] = settings.Threads.ToString(CultureInfo.InvariantCulture);
+        // Idle OpenMP threads must sleep, not spin, between PyTorch batches: spinning would steal the cores
+        // from the AttnCore batch that runs next and bias the comparison against AttnCore.
+        env["OMP_WAIT_POLICY"] = "PASSIVE";
+        if (settings.Untuned) return psi;
+        // Set for other tools on this machine, these make OpenBLAS run its AVX2 (Haswell) kernels on an AVX-512
+        // CPU, at well under half the SGEMM rate: the reference must pick its core by itself.
+        foreach (var name in InheritedOverrides) env.Remove(name);
+        switch (allocator)
+        {
+            case TorchAllocator.Jemalloc:
+                string? preload = env.TryGetValue("LD_PRELOAD", out var p) && !string.IsNullOrEmpty(p) ? p : null;
+                env["LD_PRELOAD"] = preload is null ? jemallocPath : $"{jemallocPath}:{preload}";
+                env["MALLOC_CONF"] = JemallocConf;
+                break;
+            case TorchAllocator.GlibcTuned:
+                foreach (var (name, value) in GlibcTunedSettings) env[name] = value;
+                break;
+        }
+        return psi;
+    }
+
+    /// <summary>The parent's variables the tuned reference process does not inherit.</summary>
+    public static readonly string[] InheritedOverrides = ["OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"];
+
+    /// <summary>
+    /// glibc malloc settings that keep large freed blocks in the process: page faults are expensive in a
+    /// virtual machine, and by default every large PyTorch temporary is mapped and faulted in afresh.
+    /// </summary>
+    public static readonly (string Name, string Value)[] GlibcTunedSettings =
+    [
+        ("MALLOC_MMAP_THRESHOLD_", "17179869184"), ("MALLOC_TRIM_THRESHOLD_", "17179869184"), ("MALLOC_TOP_PAD_", "1073741824"),
+    ];
+
+    /// <summary>jemalloc's options for the reference: never purge dirty or muzzy pages (by default it returns them to the OS after 10 s, and re-faults them).</summary>
+    // Checked here with a naive attention forward (B1 H8 L1024 D64): preloaded with its default decay, jemalloc was
+    // no faster than glibc's defaults, since the pages still went back to the OS; with purging off it beat glibc tuned.
+    public const string JemallocConf = "dirty_decay_ms:-1,muzzy_decay_ms:-1";
+
+    private static readonly string[] JemallocCandidates =
+    [
+        "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2", "/usr/lib/aarch64-linux-gnu/libjemalloc.so.2", "/usr/lib64/libjemalloc.so.2", "/usr/lib/libjemalloc.so.2",
+    ];
+
+    /// <summary>The installed libjemalloc.so.2 (Debian/Ubuntu package libjemalloc2), or null.</summary>
+    public static string? FindJemalloc() => JemallocCandidates.FirstOrDefault(File.Exists);
+
+    /// <summary>The allocator a reference process runs with: Auto means jemalloc where installed, else glibc tuned; Untuned means the system's.</summary>
+    /// <exception cref="ArgumentException">jemalloc is asked for and not installed, or an allocator is asked for with Untuned.</exception>
+    public static TorchAllocator ResolveAllocator(TorchSettings settings, string? jemallocPath)
+    {
+        if (settings.Untuned)
+        {
+            if (settings.Allocator is TorchAllocator.Auto or TorchAllocator.System) return TorchAllocator.System;
+            throw new ArgumentException($"bench: --torch-untuned runs PyTorch with the system allocator; it cannot be combined with --torch-allocator {AllocatorName(settings.Allocator)}");
+        }
+        return settings.Allocator switch
+        {
+            TorchAllocator.Auto => jemallocPath is null ? TorchAllocator.GlibcTuned : TorchAllocator.Jemalloc,
+            TorchAllocator.Jemalloc when jemallocPath is null => throw new ArgumentException(
+                $"bench: --torch-allocator jemalloc: libjemalloc.so.2 is not installed (looked for {string.Join(", ", JemallocCandidates)}); apt-get install -y libjemalloc2, or use --torch-allocator glibc-tuned"),
+            var chosen => chosen,
+        };
+    }
+
+    /// <summary>The command-line spelling of <paramref name="allocator"/>.</summary>
+    public static string AllocatorName(TorchAllocator allocator) => allocator switch
+    {
+        TorchAllocator.Jemalloc => "jemalloc",
+        TorchAllocator.GlibcTuned => "glibc-tuned",
+        TorchAllocator.System => "system",
+        _ => "auto",
+    };
+
+    /// <summary>
+    /// What the reference process reports about itself after setup: torch version, OpenBLAS core and threads,
+    /// allocator, torch threads, OMP_WAIT_POLICY and the OPENBLAS_* overrides it sees.
+    /// </summary>
+    public IReadOnlyDictionary<string, string> Configuration { get; private set; } = new Dictionary<string, string>();
 
     /// <summary>PyTorch's version string.</summary>
     public string Version { get; private set; } = "?";
@@ -105,3 +200,22 @@ public sealed class TorchBridge : IBenchReference
         _process.Dispose();
     }
 }
+
+/// <summary>The allocator the PyTorch reference process runs with.</summary>
+public enum TorchAllocator
+{
+    /// <summary>jemalloc where libjemalloc.so.2 is installed, else <see cref="GlibcTuned"/>.</summary>
+    Auto,
+    /// <summary>jemalloc through LD_PRELOAD, with page purging off (<see cref="TorchBridge.JemallocConf"/>).</summary>
+    Jemalloc,
+    /// <summary>glibc malloc with <see cref="TorchBridge.GlibcTunedSettings"/>.</summary>
+    GlibcTuned,
+    /// <summary>Whatever the environment gives (glibc malloc's defaults here).</summary>
+    System,
+}
+
+/// <summary>How the PyTorch reference process is configured.</summary>
+/// <param name="Threads">torch.set_num_threads and OMP_NUM_THREADS: the thread count AttnCore runs with.</param>
+/// <param name="Untuned">Inherit the parent's environment as it is (OPENBLAS_CORETYPE included) with the system allocator, to show what tuning changes.</param>
+/// <param name="Allocator">The allocator (ignored as Auto when Untuned).</param>
+public sealed record TorchSettings(int Threads, bool Untuned = false, TorchAllocator Allocator = TorchAllocator.Auto);

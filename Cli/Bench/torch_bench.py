@@ -3,12 +3,13 @@
 
 A long-lived child process driven by one JSON command per stdin line, so that the C# side can interleave
 batches of AttnCore runs with batches of PyTorch runs on the same machine:
-  {"cmd": "setup", "op": "gemm", "m": 1024, "n": 1024, "k": 1024, "threads": 2}  -> {"ok": true, "torch": "1.13.1"}
+  {"cmd": "setup", "op": "gemm", "m": 1024, "n": 1024, "k": 1024, "threads": 2}  -> {"ok": true, "torch": "1.13.1", "config": {..}}
   {"cmd": "run", "reps": 5}                                                      -> {"times_ms": [..]}
   {"cmd": "quit"}
-The shapes and the computations mirror Cli/Commands/BenchCommand.cs.
+The shapes and the computations mirror Cli/Commands/BenchCommand.cs. The environment (OpenBLAS core, allocator,
+OpenMP) is set by the C# side (TorchBridge.CreateStartInfo); "config" reports what this process actually got.
 """
-import json, math, sys, time
+import ctypes, json, math, os, sys, time
 
 try:
     import torch
@@ -62,6 +63,54 @@ def make_gpt(vocab, block, layers, heads, dim):
             return F.cross_entropy(logits.view(-1, vocab), targets.view(-1))
 
     return GPT()
+
+
+def loaded_libraries():
+    try:
+        with open("/proc/self/maps") as f:
+            return sorted({line.split()[-1] for line in f if line.rstrip().split()[-1].startswith("/")})
+    except OSError:
+        return []
+
+
+def openblas_info(libraries):
+    """The OpenBLAS that PyTorch loaded: its core (the kernel set it dispatched to), threads and library."""
+    for path in libraries:
+        if "blas" not in os.path.basename(path):
+            continue
+        try:
+            lib = ctypes.CDLL(path)
+            corename = lib.openblas_get_corename
+        except (OSError, AttributeError):
+            continue
+        corename.restype = ctypes.c_char_p
+        lib.openblas_get_num_threads.restype = ctypes.c_int
+        return corename().decode(), str(lib.openblas_get_num_threads()), path
+    return "none (no OpenBLAS loaded)", "", ""
+
+
+def reference_config():
+    """What this process runs with, as strings: printed by `attncore bench` and written to its JSON."""
+    libraries = loaded_libraries()
+    core, blas_threads, blas_library = openblas_info(libraries)
+    if any("libjemalloc" in os.path.basename(p) for p in libraries):
+        allocator = f"jemalloc (LD_PRELOAD, MALLOC_CONF={os.environ.get('MALLOC_CONF', '')})"
+    else:
+        tuned = [f"{k}={os.environ[k]}" for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_") if k in os.environ]
+        allocator = f"glibc malloc ({', '.join(tuned)})" if tuned else "glibc malloc (defaults)"
+    unset = "(unset)"
+    return {
+        "torch": torch.__version__,
+        "blas_core": core,
+        "blas_threads": blas_threads,
+        "blas_library": blas_library,
+        "allocator": allocator,
+        "threads": str(torch.get_num_threads()),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS", unset),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", unset),
+        "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", unset),
+        "openblas_l2_size": os.environ.get("OPENBLAS_L2_SIZE", unset),
+    }
 
 
 def setup(c):
@@ -125,7 +174,7 @@ def main():
             if c["cmd"] == "setup":
                 fn = setup(c)
                 fn()  # warm-up
-                print(json.dumps({"ok": True, "torch": torch.__version__, "threads": torch.get_num_threads()}), flush=True)
+                print(json.dumps({"ok": True, "torch": torch.__version__, "threads": torch.get_num_threads(), "config": reference_config()}), flush=True)
             elif c["cmd"] == "run":
                 times = []
                 for _ in range(int(c["reps"])):

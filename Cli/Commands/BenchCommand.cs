@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
 using AttnCore.Cli.Bench;
+using AttnCore.Kernels.Cpu;
 using AttnCore.Models.Transformers;
 using AttnCore.Optim;
 
@@ -11,7 +12,9 @@ namespace AttnCore.Cli.Commands;
 /// <c>attncore bench &lt;op&gt;</c>: warm up, then the median of many timed runs; with --vs torch the same
 /// shapes in PyTorch (and for gemm on CUDA, --vs cublas: cuBLAS on the same device buffers), alternating
 /// batches of runs between the two so machine noise hits both alike. Device runs are timed up to the end of
-/// the work: every run is followed by Device.Synchronize before the clock stops.
+/// the work: every run is followed by Device.Synchronize before the clock stops. The PyTorch reference runs in
+/// its best configuration for this machine unless --torch-untuned (see <see cref="TorchBridge.CreateStartInfo"/>),
+/// and CPU GEMM and attention figures are also given as a fraction of the FMA peak measured in the same run.
 /// </summary>
 public static class BenchCommand
 {
@@ -30,6 +33,7 @@ public static class BenchCommand
         bench.Subcommands.Add(Rows(io, "layernorm"));
         bench.Subcommands.Add(Attention(io));
         bench.Subcommands.Add(GptStep(io));
+        bench.Subcommands.Add(BenchPeak.Create(io));
         return bench;
     }
 
@@ -43,9 +47,9 @@ public static class BenchCommand
         var common = new CommonOptions();
         var n = new Option<int?>("--n") { Description = "columns of C (alone: the square size m = n = k)" };
         var m = new Option<int?>("--m") { Description = "rows of C (default: n)" }; var k = new Option<int?>("--k") { Description = "inner size (default: n)" };
-        var vs = GemmVsOption(); var secs = SecondsOption();
-        var cmd = common.AddTo(new Command("gemm", "C = A @ B in float32 (--n N, or --m M --n N --k K)") { n, m, k, vs, secs });
-        cmd.SetAction(p => Execute(io, p, common, vs, secs, device =>
+        var vs = GemmVsOption(); var secs = SecondsOption(); var torch = new TorchOptions();
+        var cmd = torch.AddTo(common.AddTo(new Command("gemm", "C = A @ B in float32 (--n N, or --m M --n N --k K)") { n, m, k, vs, secs }));
+        cmd.SetAction(p => Execute(io, p, common, vs, secs, torch, device =>
         {
             int N = p.GetValue(n) ?? 1024;
             int M = p.GetValue(m) ?? N, K = p.GetValue(k) ?? N;
@@ -64,9 +68,9 @@ public static class BenchCommand
         var common = new CommonOptions();
         var rows = new Option<int>("--rows") { Description = "rows (independent vectors)", DefaultValueFactory = _ => 4096 };
         var cols = new Option<int>("--cols") { Description = "length of each row (the normalised axis)", DefaultValueFactory = _ => 1024 };
-        var vs = VsOption(); var secs = SecondsOption();
-        var cmd = common.AddTo(new Command(op, $"{op} over rows x cols in float32 (reports GB/s)") { rows, cols, vs, secs });
-        cmd.SetAction(p => Execute(io, p, common, vs, secs, device =>
+        var vs = VsOption(); var secs = SecondsOption(); var torch = new TorchOptions();
+        var cmd = torch.AddTo(common.AddTo(new Command(op, $"{op} over rows x cols in float32 (reports GB/s)") { rows, cols, vs, secs }));
+        cmd.SetAction(p => Execute(io, p, common, vs, secs, torch, device =>
         {
             int r = p.GetValue(rows), c = p.GetValue(cols);
             Positive(("rows", r), ("cols", c));
@@ -93,9 +97,9 @@ public static class BenchCommand
         var causal = new Option<bool>("--causal") { Description = "hide keys after each query" };
         var impl = new Option<string>("--impl") { Description = "fused (FlashAttention-style kernel) or naive (matmul-softmax-matmul)", DefaultValueFactory = _ => "fused" }.AcceptOnlyFromAmong("fused", "naive");
         var backward = new Option<bool>("--backward") { Description = "time forward + backward" };
-        var vs = VsOption(); var secs = SecondsOption();
-        var cmd = common.AddTo(new Command("attention", "softmax(Q Kᵀ/√d) V for [B,H,L,D]; PyTorch side: matmul-softmax-matmul") { b, h, l, d, causal, impl, backward, vs, secs });
-        cmd.SetAction(p => Execute(io, p, common, vs, secs, device =>
+        var vs = VsOption(); var secs = SecondsOption(); var torch = new TorchOptions();
+        var cmd = torch.AddTo(common.AddTo(new Command("attention", "softmax(Q Kᵀ/√d) V for [B,H,L,D]; PyTorch side: matmul-softmax-matmul") { b, h, l, d, causal, impl, backward, vs, secs }));
+        cmd.SetAction(p => Execute(io, p, common, vs, secs, torch, device =>
         {
             int B = p.GetValue(b), H = p.GetValue(h), L = p.GetValue(l), D = p.GetValue(d);
             bool isCausal = p.GetValue(causal), bwd = p.GetValue(backward), naive = p.GetValue(impl) == "naive";
@@ -124,9 +128,9 @@ public static class BenchCommand
     {
         var common = new CommonOptions();
         var config = new Option<string>("--config") { Description = "baby (4 layers, 4 heads, 128 channels, T=64, batch 12), small (6, 6, 384, T=256, batch 16) or tiny (1, 2, 16, T=16, batch 2: dry runs on emulated devices)", DefaultValueFactory = _ => "baby" }.AcceptOnlyFromAmong("baby", "small", "tiny");
-        var vs = VsOption(); var secs = SecondsOption();
-        var cmd = common.AddTo(new Command("gpt-step", "One AdamW training step of a character-level GPT (vocabulary 65, random tokens)") { config, vs, secs });
-        cmd.SetAction(p => Execute(io, p, common, vs, secs, device =>
+        var vs = VsOption(); var secs = SecondsOption(); var torch = new TorchOptions();
+        var cmd = torch.AddTo(common.AddTo(new Command("gpt-step", "One AdamW training step of a character-level GPT (vocabulary 65, random tokens)") { config, vs, secs }));
+        cmd.SetAction(p => Execute(io, p, common, vs, secs, torch, device =>
         {
             string name = p.GetValue(config) ?? "baby";
             var cfg = name switch
@@ -161,7 +165,7 @@ public static class BenchCommand
             if (v <= 0) throw new ArgumentException($"bench: --{name} must be positive, got {v}");
     }
 
-    private static int Execute(CliIO io, ParseResult p, CommonOptions common, Option<string?> vs, Option<double> secs, Func<Device, Work> make)
+    private static int Execute(CliIO io, ParseResult p, CommonOptions common, Option<string?> vs, Option<double> secs, TorchOptions torch, Func<Device, Work> make)
     {
         var device = common.Apply(p);
         int threads = p.GetValue(common.Threads);
@@ -171,12 +175,13 @@ public static class BenchCommand
         string? vsName = p.GetValue(vs);
         if (vsName == "cublas" && device.Kind != DeviceKind.Cuda)
             throw new ArgumentException($"bench: --vs cublas needs a CUDA device (--device cuda[:i]); got --device {device}. cuBLAS runs only on NVIDIA GPUs");
+        var torchSettings = torch.Read(p, threads, vsName == "torch");
         IBenchReference? reference = null;
         var work = make(device);
         try
         {
             if (vsName == "torch")
-                reference = TorchBridge.Start(new Dictionary<string, object>(work.TorchSetup) { ["threads"] = threads });
+                reference = TorchBridge.Start(work.TorchSetup, torchSettings);
             else if (vsName == "cublas")
                 reference = (work.CuBlas ?? throw new ArgumentException($"bench {work.Op}: --vs cublas is offered for gemm only"))();
             // Warm up (tiered JIT, pools, caches), then size the batches to ~0.2 s.
@@ -187,6 +192,9 @@ public static class BenchCommand
             double estimate = warm.Elapsed.TotalMilliseconds / warmRuns;
             reference?.Run(2); // its first calls load libraries and kernels too
             int reps = (int)Math.Clamp(200 / Math.Max(estimate, 1e-3), 1, 50);
+            // The ceiling for the thread count used, measured once here, briefly: the machine's state now is what both sides run on.
+            PeakMeasurement? peak = device.Kind == DeviceKind.Cpu && work.Op is "gemm" or "attention"
+                ? FmaPeak.Measure(BenchPeak.InlineSeconds, parallel: threads > 1) : null;
             var ours = new List<double>(); var theirs = new List<double>();
             var total = Stopwatch.StartNew();
             while (ours.Count < 5 || total.Elapsed.TotalSeconds < seconds * (reference is null ? 1 : 2))
@@ -208,15 +216,27 @@ public static class BenchCommand
             foreach (var kv in work.Shape) result[kv.Key] = kv.Value;
             result["threads"] = threads;
             result["device"] = device.ToString();
-            Report(io, "AttnCore", ms, work, result, "");
+            if (peak is { } pk)
+            {
+                io.Out.WriteLine(BenchPeak.Describe(pk));
+                result["peak_gflops"] = Significant(pk.Gflops);
+                result["peak_vector_bits"] = pk.VectorBits;
+            }
+            Report(io, "AttnCore", ms, work, result, "", peak);
             if (reference is not null)
             {
                 double tms = Median(theirs);
-                Report(io, reference.Label, tms, work, result, reference.Key + "_");
+                Report(io, reference.Label, tms, work, result, reference.Key + "_", peak);
                 double speedup = tms / ms;
                 string who = reference.Key == "torch" ? "PyTorch" : "cuBLAS";
                 io.Out.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  speedup   {speedup:F2}x ({who} time / AttnCore time)"));
                 result["speedup"] = Math.Round(speedup, 3);
+                if (reference.Configuration.Count > 0)
+                {
+                    io.Out.WriteLine(DescribeReference(reference.Configuration, torchSettings));
+                    result[reference.Key + "_config"] = reference.Configuration;
+                    if (reference.Key == "torch") result["torch_tuned"] = !torchSettings.Untuned;
+                }
             }
             if (json) io.Json(result);
             return 0;
@@ -228,7 +248,7 @@ public static class BenchCommand
         }
     }
 
-    private static void Report(CliIO io, string who, double ms, Work work, Dictionary<string, object> result, string prefix)
+    private static void Report(CliIO io, string who, double ms, Work work, Dictionary<string, object> result, string prefix, PeakMeasurement? peak)
     {
         result[prefix + "ms"] = Math.Round(ms, 4);
         string line = string.Create(CultureInfo.InvariantCulture, $"  {who,-16} {ms,10:F3} ms");
@@ -241,6 +261,12 @@ public static class BenchCommand
         double gflops = work.Flops / (ms * 1e6);
         result[prefix + "gflops"] = Significant(gflops);
         line += string.Create(CultureInfo.InvariantCulture, $"  {gflops,8:F1} GFLOP/s");
+        if (peak is { } pk)
+        {
+            double fraction = gflops / pk.Gflops;
+            result[prefix + "peak_fraction"] = Significant(fraction);
+            line += string.Create(CultureInfo.InvariantCulture, $"  {100 * fraction,5:F1}% of peak");
+        }
         if (work.Shape.TryGetValue("tokens", out var tokens))
         {
             double tps = Convert.ToDouble(tokens, CultureInfo.InvariantCulture) / (ms / 1e3);
@@ -248,6 +274,15 @@ public static class BenchCommand
             line += string.Create(CultureInfo.InvariantCulture, $"  {tps,10:F0} tokens/s");
         }
         io.Out.WriteLine(line);
+    }
+
+    // One line: what the reference process reported about itself, so a reader can judge the comparison.
+    private static string DescribeReference(IReadOnlyDictionary<string, string> c, TorchSettings settings)
+    {
+        string Get(string key) => c.TryGetValue(key, out var v) ? v : "?";
+        return $"  reference ({(settings.Untuned ? "untuned: inherited environment" : "tuned")}): PyTorch {Get("torch")}, BLAS core {Get("blas_core")} ({Get("blas_threads")} threads)"
+            + $", allocator {Get("allocator")}, torch threads {Get("threads")}, OMP_WAIT_POLICY={Get("omp_wait_policy")}"
+            + $", OPENBLAS_CORETYPE={Get("openblas_coretype")}, OPENBLAS_L2_SIZE={Get("openblas_l2_size")}";
     }
 
     private static string Fmt(object v) => v is bool b ? (b ? "true" : "false") : Convert.ToString(v, CultureInfo.InvariantCulture) ?? "";

@@ -7,7 +7,7 @@ namespace AttnCore.Tests.Docs;
 [TestFixture, Category("Docs")]
 public class DocsTests
 {
-    static string Root()
+    internal static string Root()
     {
         var dir = new DirectoryInfo(TestContext.CurrentContext.TestDirectory);
         while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "AttnCore.sln"))) dir = dir.Parent;
