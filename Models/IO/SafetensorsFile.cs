@@ -65,12 +65,24 @@ public sealed unsafe class SafetensorsFile : IDisposable
     /// <summary>The "__metadata__" strings (empty when the file has none).</summary>
     public Dictionary<string, string> Metadata { get; }
 
-    /// <summary>Copies tensor <paramref name="name"/> onto <paramref name="device"/> (default: the default device).</summary>
+    /// <summary>
+    /// Copies tensor <paramref name="name"/> onto <paramref name="device"/> (default: the default device). A dtype
+    /// the device does not hold (float64 on ILGPU devices) raises <see cref="NotSupportedException"/> naming file and tensor.
+    /// </summary>
     public Tensor Read(string name, Device? device = null)
     {
         if (_data is null) throw new ObjectDisposedException(nameof(SafetensorsFile), $"Safetensors: '{Path}' was closed");
         if (!_byName.TryGetValue(name, out var e))
             throw new ArgumentException($"Safetensors.Read: '{Path}' has no tensor '{name}' (it has {Entries.Count}: {string.Join(", ", Entries.Take(8).Select(x => x.Name))}{(Entries.Count > 8 ? ", ..." : "")})", nameof(name));
+        try { return Copy(e, device); }
+        catch (NotSupportedException x)
+        {
+            throw new NotSupportedException($"Safetensors.Read: '{Path}': tensor '{name}' ({e.DTypeCode} as {e.LoadsAs}) cannot be placed on {device ?? Device.Default}: {x.Message}", x);
+        }
+    }
+
+    private Tensor Copy(SafetensorsEntry e, Device? device)
+    {
         byte* p = _data + e.Begin;
         int n = (int)e.ElementCount;   // the header check bounded it by Array.MaxLength
         // The format does not align tensors; x64 and Arm64 load unaligned elements, so typed spans over the mapping are fine.
