@@ -9,6 +9,8 @@ namespace AttnCore.Models.IO;
 /// returns. <see cref="Read"/> copies one tensor out of the mapping onto a device, converting F16/BF16 to
 /// Float32, I32/U8 to Int64 and BOOL to <see cref="Safetensors.BoolLoadsAs"/>. Offsets stay 64-bit from
 /// the header to the pointer; only a tensor's element count is an int, and the header check bounds it.
+/// The file must not be truncated in place while it is open (a mapping cannot survive that); AttnCore's
+/// writers replace files by renaming, which leaves an open mapping on the old contents.
 /// </summary>
 public sealed unsafe class SafetensorsFile : IDisposable
 {
@@ -25,13 +27,18 @@ public sealed unsafe class SafetensorsFile : IDisposable
         Path = path;
         if (!File.Exists(path)) throw new FileNotFoundException($"Safetensors: no file at '{path}'", path);
         var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read);
-        long length = fs.Length;
-        if (length < 8)
+        long length;
+        try
+        {
+            length = fs.Length;
+            if (length < 8) throw new SafetensorsFormatException(path, null, $"the file is {length} bytes, too short for the 8-byte header length");
+            _map = MemoryMappedFile.CreateFromFile(fs, null, 0, MemoryMappedFileAccess.Read, HandleInheritability.None, leaveOpen: false);
+        }
+        catch
         {
             fs.Dispose();
-            throw new SafetensorsFormatException(path, null, $"the file is {length} bytes, too short for the 8-byte header length");
+            throw;
         }
-        _map = MemoryMappedFile.CreateFromFile(fs, null, 0, MemoryMappedFileAccess.Read, HandleInheritability.None, leaveOpen: false);
         try
         {
             _view = _map.CreateViewAccessor(0, length, MemoryMappedFileAccess.Read);

@@ -38,7 +38,7 @@ public class GptCheckpointCliTests
     private static (int Code, string Err) Generate(string path)
     {
         var o = new StringWriter(); var e = new StringWriter();
-        int code = AttnCore.Cli.Program.Run(["generate", "--checkpoint", path, "--prompt", "ab", "--tokens", "3", "--threads", "1"], o, e);
+        int code = AttnCore.Cli.Program.Run(["generate", "--checkpoint", path, "--prompt", "ab", "--tokens", "3"], o, e);
         return (code, e.ToString());
     }
 
