@@ -174,13 +174,19 @@ public static class TensorIO
     public static Tensor Read(BinaryReader r, Device device)
     {
         var dtype = (DType)r.ReadInt32();
+        if (!Enum.IsDefined(dtype)) throw new InvalidDataException($"TensorIO.Read: unknown dtype code {(int)dtype}");
         int rank = r.ReadInt32();
         if (rank < 0 || rank > 16) throw new InvalidDataException($"TensorIO.Read: implausible rank {rank}");
         var shape = new int[rank];
         for (int i = 0; i < rank; i++) { shape[i] = r.ReadInt32(); if (shape[i] < 0) throw new InvalidDataException($"TensorIO.Read: negative dimension {shape[i]}"); }
-        long n = Shape.Numel(shape);
         long bytesLeft = r.BaseStream.CanSeek ? r.BaseStream.Length - r.BaseStream.Position : long.MaxValue;
-        if (n * dtype.SizeOf() > bytesLeft) throw new InvalidDataException($"TensorIO.Read: shape {Shape.Format(shape)} needs {n * dtype.SizeOf()} bytes, the stream has {bytesLeft}");
+        // Counted against what the stream holds as it grows, so a corrupted shape can neither overflow nor allocate past the file.
+        long n = 1, fits = Math.Min(bytesLeft / dtype.SizeOf(), Array.MaxLength);
+        foreach (int d in shape)
+        {
+            if (d != 0 && n > fits / d) throw new InvalidDataException($"TensorIO.Read: shape {Shape.Format(shape)} needs more than the {bytesLeft} bytes the stream has");
+            n *= d;
+        }
         switch (dtype)
         {
             case DType.Float32: { var a = new float[n]; for (long i = 0; i < n; i++) a[i] = r.ReadSingle(); return Tensor.FromArray(a, shape, device); }

@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
 using AttnCore.Models.Nn;
@@ -9,7 +10,9 @@ namespace AttnCore.Models.IO;
 /// The safetensors format (Hugging Face): 8-byte little-endian header length N, N bytes of JSON
 /// {"name": {"dtype": "F32", "shape": [...], "data_offsets": [begin, end]}, "__metadata__": {...}},
 /// then the raw little-endian tensor bytes. Files are written to a temporary name and renamed, so a crash
-/// never leaves a half-written checkpoint; the reader bounds-checks every offset.
+/// never leaves a half-written checkpoint (the temporary is deleted when writing fails). Reading memory-maps
+/// the file (<see cref="SafetensorsFile"/>) and validates the whole header first (<see cref="SafetensorsHeader"/>):
+/// anything that breaks the format raises <see cref="SafetensorsFormatException"/>.
 /// </summary>
 public static class Safetensors
 {
@@ -17,6 +20,10 @@ public static class Safetensors
     public static void Save(string path, IReadOnlyDictionary<string, Tensor> tensors, IReadOnlyDictionary<string, string>? metadata = null)
     {
         var names = tensors.Keys.OrderBy(n => n, StringComparer.Ordinal).ToArray();
+        if (tensors.ContainsKey(SafetensorsHeader.MetadataKey))
+            throw new ArgumentException($"Safetensors.Save: '{path}': a tensor cannot be named \"{SafetensorsHeader.MetadataKey}\" (the format reserves it for metadata)", nameof(tensors));
+        if (metadata?.FirstOrDefault(m => m.Value is null) is { Key: { } nullKey })
+            throw new ArgumentException($"Safetensors.Save: '{path}': metadata '{nullKey}' is null (the format stores strings)", nameof(metadata));
         var header = new Dictionary<string, object>();
         if (metadata is { Count: > 0 }) header["__metadata__"] = metadata;
         long offset = 0;
@@ -31,7 +38,7 @@ public static class Safetensors
         int padded = (json.Length + 7) / 8 * 8;   // keep the data 8-byte aligned, padding with spaces as the spec allows
         var full = Path.GetFullPath(path);
         Directory.CreateDirectory(Path.GetDirectoryName(full)!);
-        string tmp = full + $".tmp-{Environment.ProcessId}";
+        string tmp = full + $".tmp-{Environment.ProcessId}-{Guid.NewGuid():N}";
         try
         {
             using (var fs = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None))
@@ -56,49 +63,39 @@ public static class Safetensors
     /// <summary>Saves a module's state dict (parameter names like blocks.0.attn.qkv.weight).</summary>
     public static void Save(string path, Module module, IReadOnlyDictionary<string, string>? metadata = null) => Save(path, module.StateDict(), metadata);
 
-    /// <summary>Reads every tensor of a safetensors file onto <paramref name="device"/>, with the metadata.</summary>
+    /// <summary>
+    /// Reads every tensor of a safetensors file onto <paramref name="device"/>, with the metadata. The whole
+    /// header is validated first (<see cref="SafetensorsHeader"/>): a file that breaks the format raises
+    /// <see cref="SafetensorsFormatException"/> naming the file, the tensor and the rule, before any tensor exists.
+    /// F32/F64/I64 load as they are; F16 and BF16 as Float32, I32 and U8 as Int64, BOOL as <see cref="BoolLoadsAs"/>.
+    /// </summary>
     public static (Dictionary<string, Tensor> Tensors, Dictionary<string, string> Metadata) Load(string path, Device? device = null)
     {
-        if (!File.Exists(path)) throw new FileNotFoundException($"Safetensors.Load: no file at '{path}'", path);
-        var bytes = File.ReadAllBytes(path);
-        if (bytes.Length < 8) throw new InvalidDataException($"Safetensors.Load: '{path}' is {bytes.Length} bytes, too short for a header");
-        ulong n = BinaryPrimitives.ReadUInt64LittleEndian(bytes);
-        if (n > (ulong)(bytes.Length - 8)) throw new InvalidDataException($"Safetensors.Load: '{path}' declares a {n}-byte header but has {bytes.Length - 8} bytes after the length");
-        int dataStart = 8 + (int)n;
-        using var doc = JsonDocument.Parse(bytes.AsMemory(8, (int)n));
-        var tensors = new Dictionary<string, Tensor>();
-        var metadata = new Dictionary<string, string>();
+        using var file = new SafetensorsFile(path);
+        var tensors = new Dictionary<string, Tensor>(StringComparer.Ordinal);
         try
         {
-            foreach (var prop in doc.RootElement.EnumerateObject())
-            {
-                if (prop.Name == "__metadata__")
-                {
-                    foreach (var m in prop.Value.EnumerateObject()) metadata[m.Name] = m.Value.GetString() ?? "";
-                    continue;
-                }
-                var dtype = FromCode(prop.Value.GetProperty("dtype").GetString(), path, prop.Name);
-                var shape = prop.Value.GetProperty("shape").EnumerateArray().Select(e => e.GetInt32()).ToArray();
-                var off = prop.Value.GetProperty("data_offsets").EnumerateArray().Select(e => e.GetInt64()).ToArray();
-                long need = Shape.Numel(shape) * dtype.SizeOf();
-                if (shape.Any(d => d < 0) || off.Length != 2 || off[0] < 0 || off[1] < off[0] || off[1] - off[0] != need || dataStart + off[1] > bytes.Length)
-                    throw new InvalidDataException($"Safetensors.Load: '{path}': tensor '{prop.Name}' with shape {Shape.Format(shape)} has data offsets [{string.Join(",", off)}] that do not fit the file ({bytes.Length - dataStart} data bytes)");
-                var span = bytes.AsSpan(dataStart + (int)off[0], (int)need);
-                tensors[prop.Name] = dtype switch
-                {
-                    DType.Float32 => Tensor.FromSpan<float>(ReadLE<float>(span), shape, device),
-                    DType.Float64 => Tensor.FromSpan<double>(ReadLE<double>(span), shape, device),
-                    _ => Tensor.FromSpan<long>(ReadLE<long>(span), shape, device),
-                };
-            }
+            foreach (var e in file.Entries) tensors[e.Name] = file.Read(e.Name, device);
         }
         catch
         {
             foreach (var t in tensors.Values) t.Dispose();
             throw;
         }
-        return (tensors, metadata);
+        return (tensors, file.Metadata);
     }
+
+    /// <summary>Opens <paramref name="path"/> (memory-mapped, header validated) to list its tensors or read some of them.</summary>
+    public static SafetensorsFile Open(string path) => new(path);
+
+    /// <summary>
+    /// The dtype a BOOL tensor loads as: Int64 0/1 until the engine has a boolean dtype. To switch, set this
+    /// to DType.Bool and make <see cref="FromBoolBytes"/> return
+    /// <c>Tensor.FromSpan(MemoryMarshal.Cast&lt;byte, bool&gt;(raw), shape, device)</c> (the bytes are checked to be 0 or 1).
+    /// </summary>
+    public const DType BoolLoadsAs = DType.Int64;
+
+    internal static Tensor FromBoolBytes(ReadOnlySpan<byte> raw, int[] shape, Device? device) => Tensor.FromSpan<long>(SafetensorsConvert.Widen(raw), shape, device);
 
     /// <summary>Loads a file into a module's parameters and buffers (strict: names and shapes must match).</summary>
     public static Dictionary<string, string> LoadInto(string path, Module module)
@@ -111,33 +108,22 @@ public static class Safetensors
 
     private static string Code(DType d) => d switch { DType.Float32 => "F32", DType.Float64 => "F64", DType.Int64 => "I64", _ => throw new NotSupportedException($"Safetensors: no code for {d}") };
 
-    private static DType FromCode(string? code, string path, string name) => code switch
-    {
-        "F32" => DType.Float32, "F64" => DType.Float64, "I64" => DType.Int64,
-        _ => throw new InvalidDataException($"Safetensors.Load: '{path}': tensor '{name}' has dtype '{code}', which AttnCore does not read (F32, F64, I64)"),
-    };
-
     private static void WriteData(Stream s, Tensor t)
     {
-        byte[] raw = t.DType switch
+        switch (t.DType)
         {
-            DType.Float32 => ToBytes(t.ToArray<float>()),
-            DType.Float64 => ToBytes(t.ToArray<double>()),
-            _ => ToBytes(t.ToArray<long>()),
-        };
-        s.Write(raw);
+            case DType.Float32: WriteLittleEndian(s, t.ToArray<float>()); break;
+            case DType.Float64: WriteLittleEndian(s, t.ToArray<double>()); break;
+            default: WriteLittleEndian(s, t.ToArray<long>()); break;
+        }
     }
 
-    private static byte[] ToBytes<T>(T[] values) where T : unmanaged
-    {
-        var bytes = System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan()).ToArray();
-        if (!BitConverter.IsLittleEndian) throw new PlatformNotSupportedException("Safetensors: big-endian hosts are not supported");
-        return bytes;
-    }
-
-    private static T[] ReadLE<T>(ReadOnlySpan<byte> bytes) where T : unmanaged
+    // In slices: a tensor's bytes can pass 2 GB, more than one byte span addresses.
+    private static void WriteLittleEndian<T>(Stream s, T[] values) where T : unmanaged
     {
         if (!BitConverter.IsLittleEndian) throw new PlatformNotSupportedException("Safetensors: big-endian hosts are not supported");
-        return System.Runtime.InteropServices.MemoryMarshal.Cast<byte, T>(bytes).ToArray();
+        const int slice = 1 << 20;
+        for (int i = 0; i < values.Length; i += slice)
+            s.Write(MemoryMarshal.AsBytes(values.AsSpan(i, Math.Min(slice, values.Length - i))));
     }
 }

@@ -153,26 +153,8 @@ public sealed class Trainer(Module model, Optimizer optimizer, LRScheduler? sche
 
     private (int Step, double Elapsed) LoadCheckpoint(List<TrainerMetric> history)
     {
-        using var fs = File.OpenRead(CheckpointPath);
-        using var r = new BinaryReader(fs);
-        if (r.ReadString() != "AttnCore.Checkpoint/1") throw new InvalidDataException($"Trainer: '{CheckpointPath}' is not an AttnCore checkpoint");
-        int step = r.ReadInt32(); double elapsed = r.ReadDouble();
-        int count = r.ReadInt32();
-        var loaded = new Dictionary<string, Tensor>();
-        try
-        {
-            for (int i = 0; i < count; i++) { string name = r.ReadString(); loaded[name] = TensorIO.Read(r, Device.Cpu); }
-            model.LoadStateDict(loaded);
-        }
-        finally { foreach (var t in loaded.Values) t.Dispose(); }
-        optimizer.LoadState(r);
-        if (r.ReadBoolean())
-        {
-            if (scheduler is null) throw new InvalidDataException($"Trainer: '{CheckpointPath}' has a schedule state but the run has no schedule");
-            scheduler.LoadState(r);
-        }
-        dataGenerator.State = (r.ReadUInt64(), r.ReadUInt64(), r.ReadUInt64(), r.ReadUInt64(), r.ReadDouble());
-        history.AddRange(JsonSerializer.Deserialize<List<TrainerMetric>>(r.ReadString()) ?? []);
+        var (step, elapsed, saved) = TrainerCheckpoint.Load(CheckpointPath, model, optimizer, scheduler, dataGenerator);
+        history.AddRange(saved);
         return (step, elapsed);
     }
 

@@ -74,10 +74,10 @@ public class ModuleTests
             var header = System.Text.Encoding.UTF8.GetBytes("{\"w\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}");
             var bytes = BitConverter.GetBytes((ulong)header.Length).Concat(header).Concat(new byte[8]).ToArray();   // 8 data bytes, 16 promised
             File.WriteAllBytes(path, bytes);
-            var ex = Assert.Throws<InvalidDataException>(() => Safetensors.Load(path));
+            var ex = Assert.Throws<SafetensorsFormatException>(() => Safetensors.Load(path));
             Assert.That(ex!.Message, Does.Contain(path).And.Contain("'w'"));
             File.WriteAllBytes(path, BitConverter.GetBytes(1000UL));
-            Assert.Throws<InvalidDataException>(() => Safetensors.Load(path));
+            Assert.Throws<SafetensorsFormatException>(() => Safetensors.Load(path));
             Assert.Throws<FileNotFoundException>(() => Safetensors.Load(path + ".missing"));
         }
         finally { File.Delete(path); }
