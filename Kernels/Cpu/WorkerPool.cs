@@ -81,7 +81,9 @@ public static unsafe class WorkerPool
             var spin = new SpinWait();
             while (Volatile.Read(ref _done) < count) spin.SpinOnce(-1);
             _body = null; _state = 0;
-            if (_failure is not null) throw new AggregateException("WorkerPool: a parallel kernel body failed", _failure);
+            // Rethrow the body's own exception (type, message, stack) so a bad index reads the same whether the
+            // call ran inline (one thread, one index) or spread over the pool.
+            if (_failure is not null) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(_failure).Throw();
         }
     }
 

@@ -34,21 +34,28 @@ public unsafe class WorkerPoolTests
             }
     }
 
-    [Test]
-    public void A_failing_body_is_reported_and_the_pool_keeps_working()
+    [TestCase(1)]
+    [TestCase(2)]
+    public void A_failing_body_surfaces_its_own_exception_and_the_pool_keeps_working(int threads)
     {
-        int[] buffer = new int[10];
-        fixed (int* hits = buffer)
+        // Inline (one thread) and pooled runs must fail alike: the body's exception type, not a wrapper.
+        int saved = WorkerPool.ThreadCount;
+        WorkerPool.ThreadCount = threads;
+        try
         {
-            var bad = new Job { Hits = hits, Count = 5 };
-            bool threw = false;
-            try { WorkerPool.For(10, &Body, (nint)(&bad)); }
-            catch (AggregateException) { threw = true; }
-            Assert.That(threw, Is.True, "indices 5..9 throw inside the body");
-            var good = new Job { Hits = hits, Count = 10 };
-            new Span<int>(hits, 10).Clear();
-            WorkerPool.For(10, &Body, (nint)(&good));
-            Assert.That(buffer, Is.All.EqualTo(1));
+            int[] buffer = new int[10];
+            fixed (int* hits = buffer)
+            {
+                var bad = new Job { Hits = hits, Count = 5 };
+                nint badState = (nint)(&bad);
+                var e = Assert.Throws<InvalidOperationException>(() => WorkerPool.For(10, &Body, badState), "indices 5..9 throw inside the body");
+                Assert.That(e!.Message, Does.Match(@"index \d outside \[0, 5\)"));
+                var good = new Job { Hits = hits, Count = 10 };
+                new Span<int>(hits, 10).Clear();
+                WorkerPool.For(10, &Body, (nint)(&good));
+                Assert.That(buffer, Is.All.EqualTo(1));
+            }
         }
+        finally { WorkerPool.ThreadCount = saved; }
     }
 }
