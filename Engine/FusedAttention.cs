@@ -39,7 +39,7 @@ internal static class FusedAttention
     public static Tensor Apply(Tensor q, Tensor k, Tensor v, Tensor? mask, bool causal, double dropout, Generator? generator, double scale)
     {
         int b = q.Size(0), h = q.Size(1), lq = q.Size(2), lk = k.Size(2), d = q.Size(3);
-        var shape = new AttentionShape(b, h, lq, lk, d, (float)scale, causal, (float)dropout, Seed(dropout, generator), k.Size(1));
+        var shape = new AttentionShape(b, h, lq, lk, d, scale, causal, (float)dropout, Seed(dropout, generator), k.Size(1));
         using var qd = LastDimContiguous(q);
         using var kd = LastDimContiguous(k);
         using var vd = LastDimContiguous(v);
@@ -77,7 +77,7 @@ internal static class FusedAttention
     public static Tensor ApplyPacked(Tensor qkv, int heads, int kvHeads, Tensor? mask, bool causal, double dropout, Generator? generator)
     {
         int b = qkv.Size(0), t = qkv.Size(1), dh = qkv.Size(2) / (heads + 2 * kvHeads);
-        var shape = new AttentionShape(b, heads, t, t, dh, (float)(1.0 / Math.Sqrt(dh)), causal, (float)dropout, Seed(dropout, generator), kvHeads);
+        var shape = new AttentionShape(b, heads, t, t, dh, 1.0 / Math.Sqrt(dh), causal, (float)dropout, Seed(dropout, generator), kvHeads);
         using var x = LastDimContiguous(qkv);
         var o = Tensor.Empty([b, t, heads * dh], qkv.DType, qkv.Device);
         using var lse = Tensor.Empty([b, heads, t], qkv.DType, qkv.Device);

@@ -83,7 +83,7 @@ public sealed partial class IlgpuBackend
 
     private static AttentionArgs Args(in AttentionShape s, Storage? mask, in AttentionMaskOperand m, int rows, int length) => new()
     {
-        Heads = s.Heads, QueryLength = s.QueryLength, KeyLength = s.KeyLength, Dim = s.Dim, Scale = s.Scale,
+        Heads = s.Heads, QueryLength = s.QueryLength, KeyLength = s.KeyLength, Dim = s.Dim, Scale = (float)s.Scale,
         Causal = s.Causal ? 1 : 0, CausalShift = s.CausalShift, KvHeads = s.KeyValueHeads, Group = s.GroupSize,
         HasMask = mask is not null && mask.Length > 0 ? 1 : 0,
         Mask = new() { Offset = m.Offset, StrideB = m.StrideB, StrideH = m.StrideH, StrideQ = m.StrideQ, StrideK = m.StrideK },

@@ -47,11 +47,12 @@ public readonly record struct AttentionOperand(long Offset, long StrideB, long S
 public readonly record struct AttentionMaskOperand(long Offset, long StrideB, long StrideH, long StrideQ, long StrideK);
 
 /// <summary>
-/// Sizes and options of one attention call. <paramref name="KvHeads"/> is the number of key/value heads for
+/// Sizes and options of one attention call. <paramref name="Scale"/> is a double so that float64 tensors keep it
+/// exactly (the float32 kernels round it once). <paramref name="KvHeads"/> is the number of key/value heads for
 /// grouped-query attention (0 means <paramref name="Heads"/>: ordinary multi-head attention); it must divide
 /// <paramref name="Heads"/>, and query head h reads key/value head h / (Heads / KvHeads).
 /// </summary>
-public readonly record struct AttentionShape(int Batch, int Heads, int QueryLength, int KeyLength, int Dim, float Scale, bool Causal, float Dropout = 0, ulong Seed = 0, int KvHeads = 0)
+public readonly record struct AttentionShape(int Batch, int Heads, int QueryLength, int KeyLength, int Dim, double Scale, bool Causal, float Dropout = 0, ulong Seed = 0, int KvHeads = 0)
 {
     /// <summary>Keys hidden by the causal mask from query i are those with j &gt; i + CausalShift.</summary>
     public int CausalShift => KeyLength - QueryLength;
@@ -62,14 +63,16 @@ public readonly record struct AttentionShape(int Batch, int Heads, int QueryLeng
 
     /// <summary>The shape as integers, exactly (floats as their bits, the seed as two halves): how an autograd node keeps it.</summary>
     public int[] ToInts() =>
-        [Batch, Heads, QueryLength, KeyLength, Dim, BitConverter.SingleToInt32Bits(Scale), Causal ? 1 : 0, BitConverter.SingleToInt32Bits(Dropout), (int)(uint)Seed, (int)(uint)(Seed >> 32), KvHeads];
+        [Batch, Heads, QueryLength, KeyLength, Dim, (int)(uint)BitConverter.DoubleToUInt64Bits(Scale), (int)(uint)(BitConverter.DoubleToUInt64Bits(Scale) >> 32),
+         Causal ? 1 : 0, BitConverter.SingleToInt32Bits(Dropout), (int)(uint)Seed, (int)(uint)(Seed >> 32), KvHeads];
 
     /// <summary>The inverse of <see cref="ToInts"/>.</summary>
     public static AttentionShape FromInts(int[] ints)
     {
-        if (ints.Length != 11) throw new ArgumentException($"AttentionShape.FromInts: expected the 11 integers ToInts writes, got {ints.Length}");
-        return new(ints[0], ints[1], ints[2], ints[3], ints[4], BitConverter.Int32BitsToSingle(ints[5]), ints[6] != 0, BitConverter.Int32BitsToSingle(ints[7]),
-            (uint)ints[8] | (ulong)(uint)ints[9] << 32, ints[10]);
+        if (ints.Length != 12) throw new ArgumentException($"AttentionShape.FromInts: expected the 12 integers ToInts writes, got {ints.Length}");
+        static ulong Long(int lo, int hi) => (uint)lo | (ulong)(uint)hi << 32;
+        return new(ints[0], ints[1], ints[2], ints[3], ints[4], BitConverter.UInt64BitsToDouble(Long(ints[5], ints[6])), ints[7] != 0, BitConverter.Int32BitsToSingle(ints[8]),
+            Long(ints[9], ints[10]), ints[11]);
     }
 }
 
@@ -232,13 +235,14 @@ public static unsafe partial class Attention
         float* l = stackalloc float[RowGroup];
         float* q = stackalloc float[RowGroup * 512];
         int dq = Math.Min(d, 512);
+        float scale = (float)a.S.Scale;
         for (int r = 0; r < RowGroup; r++)
         {
             m[r] = float.NegativeInfinity; l[r] = 0;
             for (int c = 0; c < d; c++) acc[r * d + c] = 0;
             // Scaled query rows (rows past the end repeat the last one; their results are dropped).
             float* src = qBase + (long)(i0 + Math.Min(r, rows - 1)) * a.Qo.StrideL;
-            for (int c = 0; c < dq; c++) q[r * 512 + c] = src[c] * a.S.Scale;
+            for (int c = 0; c < dq; c++) q[r * 512 + c] = src[c] * scale;
         }
         // Causal: the last key any row of this group may see.
         int lastKey = a.S.Causal ? Math.Min(lk - 1, i0 + rows - 1 + a.S.CausalShift) : lk - 1;

@@ -93,7 +93,7 @@ public static unsafe partial class Attention
         for (int i = 0; i < lq; i++)
             di[i] = System.Numerics.Tensors.TensorPrimitives.Dot(new ReadOnlySpan<float>(dO + i * a.DOo.StrideL, d), new ReadOnlySpan<float>(o + i * a.Oo.StrideL, d));
 
-        float scale = a.S.Scale, keepScale = a.S.Dropout > 0 ? 1 / (1 - a.S.Dropout) : 1;
+        float scale = (float)a.S.Scale, keepScale = a.S.Dropout > 0 ? 1 / (1 - a.S.Dropout) : 1;
         for (int i0 = 0; i0 < lq; i0 += RowGroup)
         {
             int rows = Math.Min(RowGroup, lq - i0);

@@ -136,7 +136,7 @@ public class AttentionTests
     [Test]
     public void A_shape_survives_the_integers_an_autograd_node_keeps()
     {
-        var shape = new AttentionShape(3, 8, 5, 7, 24, 0.3f, true, 0.1f, 0xFEDCBA9876543210UL, 2);
+        var shape = new AttentionShape(3, 8, 5, 7, 24, 0.3, true, 0.1f, 0xFEDCBA9876543210UL, 2);
         Assert.That(AttentionShape.FromInts(shape.ToInts()), Is.EqualTo(shape));
     }
 
