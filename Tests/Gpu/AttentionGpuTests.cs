@@ -252,6 +252,45 @@ public class AttentionGpuTests(string deviceName)
     }
 
     [Test]
+    public void Masked_grouped_query_attention_on_the_device_matches_the_cpu_with_dropout_and_gradients()
+    {
+        ulong seed = Check.FreshSeed();
+        var g = new Generator(seed);
+        // 4 query heads over 2 key/value heads, an additive [Tq, Tk] mask (query 1 sees no key), custom scale.
+        using var q = Tensor.Randn([2, 4, 5, 8], g); using var k = Tensor.Randn([2, 2, 7, 8], g); using var v = Tensor.Randn([2, 2, 7, 8], g);
+        using var w = Tensor.Randn([2, 4, 5, 8], g);
+        using var mask = Tensor.FromArray(Enumerable.Range(0, 35).Select(i => i / 7 == 1 || i % 4 == 2 ? float.NegativeInfinity : (float)g.NextNormal()).ToArray(), [5, 7]);
+        using var qkv = Tensor.Randn([2, 5, (4 + 2 * 2) * 8], g); using var wp = Tensor.Randn([2, 5, 32], g);
+        (Tensor O, Tensor[] Grads) Run(Device dev)
+        {
+            using var qd = q.To(dev); using var kd = k.To(dev); using var vd = v.To(dev); using var wd = w.To(dev); using var md = mask.To(dev);
+            using var xd = qkv.To(dev); using var wpd = wp.To(dev);
+            qd.RequiresGrad_(); kd.RequiresGrad_(); vd.RequiresGrad_(); xd.RequiresGrad_();
+            var o = Tensor.ScaledDotProductAttention(qd, kd, vd, dropout: 0.2, generator: new Generator(seed ^ 5), scale: 0.4, mask: md);
+            Assert.That(o.GradFn?.Kind, Is.EqualTo(OpKind.Attention), $"fused op on {dev}");
+            using var packed = Tensor.PackedSelfAttention(xd, 4, causal: true, mask: md.Narrow(1, 0, 5), kvHeads: 2);
+            Assert.That(packed.GradFn?.Kind, Is.EqualTo(OpKind.PackedAttention), $"fused packed op on {dev}");
+            using (var loss = Loss(o, wd) + Loss(packed, wpd)) loss.Backward();
+            Tensor[] grads = [qd.Grad!.To(Device.Cpu), kd.Grad!.To(Device.Cpu), vd.Grad!.To(Device.Cpu), xd.Grad!.To(Device.Cpu), packed.To(Device.Cpu)];
+            using var oc = o.To(Device.Cpu);
+            o.Dispose();
+            return (oc.Detach(), grads);
+        }
+        var (oc, gc) = Run(Device.Cpu);
+        var (og, gg) = Run(Gpu);
+        try
+        {
+            string ctx = $"on {Gpu} seed={seed}";
+            SameTensor(og, oc, 2e-5, $"O {ctx}");
+            var rows = og.ToArray<float>();
+            for (int bh = 0; bh < 8; bh++) Assert.That(rows.Skip((bh * 5 + 1) * 8).Take(8), Is.All.EqualTo(0f), $"query 1 sees no key: zero output {ctx}");
+            string[] names = ["dQ", "dK", "dV", "dqkv (packed)", "O (packed)"];
+            for (int i = 0; i < gc.Length; i++) SameTensor(gg[i], gc[i], i == 4 ? 2e-5 : 1e-4, $"{names[i]} {ctx}");
+        }
+        finally { foreach (var t in gc.Concat(gg).Append(oc).Append(og)) t.Dispose(); }
+    }
+
+    [Test]
     public void Fused_gradients_on_the_device_equal_the_composite_path_on_the_device()
     {
         ulong seed = Check.FreshSeed();
