@@ -12,7 +12,8 @@
 // AccumulatePV for dQ, a transposed accumulation for dK and dV).
 // Each (b, key/value head) is one task: Kᵀ and Vᵀ are packed once, then the G = H / Hkv query heads of the
 // group run one after the other, so dK and dV sum over the group's query heads in a fixed order without races
-// (grouped-query attention; G = 1 is ordinary multi-head attention). Tasks are spread over WorkerPool.
+// (grouped-query attention; G = 1 is ordinary multi-head attention). Tasks are spread over WorkerPool; with
+// fewer tasks than threads (multi-query attention at B = 1) some threads idle, the price of race-free dK/dV.
 // dQ, dK, dV are overwritten (not accumulated). FLOPs: 2.5x the forward pass. Bound: FMA throughput.
 // Reference: AttentionReference.Backward (float64, materialised).
 using System.Runtime.CompilerServices;

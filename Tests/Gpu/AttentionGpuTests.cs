@@ -174,6 +174,15 @@ public class AttentionGpuTests(string deviceName)
         }
     }
 
+    // The output and the gradients of the inputs, copied to the host; the device output is disposed.
+    static (Tensor O, Tensor[] Grads) ToHost(Tensor o, params Tensor[] inputs)
+    {
+        var grads = inputs.Select(t => t.Grad!.To(Device.Cpu)).ToArray();
+        using var oc = o.To(Device.Cpu);
+        o.Dispose();
+        return (oc.Detach(), grads);
+    }
+
     // Upstream gradient w and the loss sum(o ∘ w): every output element gets its own weight.
     static Tensor Loss(Tensor o, Tensor w) => (o * w).Sum();
 
@@ -203,10 +212,7 @@ public class AttentionGpuTests(string deviceName)
             var o = Tensor.ScaledDotProductAttention(qv, kd, vd, pd, causal: false, dropout: 0.25, generator: new Generator(seed ^ 99));
             Assert.That(o.GradFn?.Kind, Is.EqualTo(OpKind.Attention), $"fused op on {dev}");
             using (var loss = Loss(o, wd)) loss.Backward();
-            Tensor[] grads = [qd.Grad!.To(Device.Cpu), kd.Grad!.To(Device.Cpu), vd.Grad!.To(Device.Cpu)];
-            using var oc = o.To(Device.Cpu);
-            o.Dispose();
-            return (oc.Detach(), grads);
+            return ToHost(o, qd, kd, vd);
         }
         var (oc, gc) = Run(Device.Cpu);
         var (og, gg) = Run(Gpu);
@@ -271,10 +277,8 @@ public class AttentionGpuTests(string deviceName)
             using var packed = Tensor.PackedSelfAttention(xd, 4, causal: true, mask: md.Narrow(1, 0, 5), kvHeads: 2);
             Assert.That(packed.GradFn?.Kind, Is.EqualTo(OpKind.PackedAttention), $"fused packed op on {dev}");
             using (var loss = Loss(o, wd) + Loss(packed, wpd)) loss.Backward();
-            Tensor[] grads = [qd.Grad!.To(Device.Cpu), kd.Grad!.To(Device.Cpu), vd.Grad!.To(Device.Cpu), xd.Grad!.To(Device.Cpu), packed.To(Device.Cpu)];
-            using var oc = o.To(Device.Cpu);
-            o.Dispose();
-            return (oc.Detach(), grads);
+            var (oc, grads) = ToHost(o, qd, kd, vd, xd);
+            return (oc, [.. grads, packed.To(Device.Cpu)]);
         }
         var (oc, gc) = Run(Device.Cpu);
         var (og, gg) = Run(Gpu);
