@@ -1,3 +1,5 @@
+using AttnCore.Kernels.Cpu;
+
 namespace AttnCore;
 
 /// <summary>
@@ -139,6 +141,11 @@ public static class DerivativeRules
         },
         // y = (x - mean) rstd * w + b over the trailing Ints[0] dims
         [OpKind.LayerNorm] = LayerNormRule,
+        // O = softmax(scale·Q Kᵀ + mask) V, fused: dQ, dK, dV by the fused backward kernels (P recomputed from the
+        // saved lse; dS = P ∘ (dP - rowsum(dO ∘ O)); grouped-query dK, dV summed over each group's query heads)
+        [OpKind.Attention] = AttentionRule,
+        // the same from a packed projection [B, T, (H + 2·Hkv)·Dh]: one gradient of qkv's shape
+        [OpKind.PackedAttention] = (n, g) => [Tensor.PackedSelfAttentionBackward(g, n.Saved[0], n.Saved[1], n.Saved[2], n.Saved.Length > 3 ? n.Saved[3] : null, AttentionShape.FromInts(n.Ints))],
         // y = x.IndexSelect(d, idx)               dx = zeros.IndexAdd(d, idx, g)
         [OpKind.IndexSelect] = (n, g) => { using var z = Tensor.Zeros(n.Inputs[0].Shape, g.DType, g.Device); return [z.IndexAdd(n.Ints[0], n.Saved[0], g)]; },
         // y = x.Gather(d, idx)                    dx = zeros.ScatterAdd(d, idx, g)
@@ -254,6 +261,14 @@ public static class DerivativeRules
     {
         var grads = Tensor.LayerNormBackward(g, n.Saved[0], n.Ints[1] == 1 ? n.Saved[1] : null, n.Saved[2], n.Saved[3], n.Ints[0], n.Ints[2] == 1);
         return [grads.Dx, grads.DWeight, grads.DBias];
+    }
+
+    // Saved: q, k, v, O, lse and the additive mask view when there was one; Ints: the AttentionShape.
+    private static Tensor?[] AttentionRule(GradNode n, Tensor g)
+    {
+        var (dq, dk, dv) = Tensor.ScaledDotProductAttentionBackward(g, n.Saved[0], n.Saved[1], n.Saved[2], n.Saved[3], n.Saved[4],
+            n.Saved.Length > 5 ? n.Saved[5] : null, AttentionShape.FromInts(n.Ints));
+        return [dq, dk, dv];
     }
 
     private static Tensor?[] GatherRule(GradNode n, Tensor g)

@@ -1,88 +1,185 @@
+using AttnCore.Kernels.Cpu;
+
 namespace AttnCore;
 
 // Scaled dot-product attention, the op every attention layer calls.
 public sealed partial class Tensor
 {
     /// <summary>
-    /// softmax(q kᵀ · scale + masks) v for q [B, H, Tq, D], k and v [B, H, Tk, D] (as
-    /// torch.nn.functional.scaled_dot_product_attention). <paramref name="causal"/> hides key j from query i
-    /// when j &gt; i + (Tk - Tq) (bottom-right aligned, so a query appended after a key/value cache sees the
-    /// whole cache); <paramref name="keyPaddingMask"/> [B, Tk] hides keys where it is non-zero. Scale defaults
-    /// to 1/sqrt(D). A query that sees no key at all gets a zero output.
+    /// softmax(q kᵀ · scale + mask) v for q [B, H, Tq, D], k and v [B, Hkv, Tk, D] (as
+    /// torch.nn.functional.scaled_dot_product_attention). Hkv &lt; H is grouped-query attention (H divisible by
+    /// Hkv; query head h attends with key/value head h / (H / Hkv), without copying K or V); Hkv = 1 is
+    /// multi-query attention. <paramref name="causal"/> hides key j from query i when j &gt; i + (Tk - Tq)
+    /// (bottom-right aligned, so a query appended after a key/value cache sees the whole cache);
+    /// <paramref name="keyPaddingMask"/> [B, Tk] hides keys where it is non-zero; <paramref name="mask"/> is an
+    /// additive float mask broadcastable to [B, H, Tq, Tk] (e.g. [Tq, Tk], [B, 1, Tq, Tk], [B, 1, 1, Tk]):
+    /// 0 keeps a score, -inf hides it, other values bias it; it is read through broadcast strides, never
+    /// expanded, and receives no gradient. Scale defaults to 1/sqrt(D). A query that sees no key at all (every
+    /// score -inf) gets a zero output and passes zero gradient (FlashAttention's convention; PyTorch gives NaN).
     /// </summary>
     public static Tensor ScaledDotProductAttention(Tensor q, Tensor k, Tensor v, Tensor? keyPaddingMask = null, bool causal = false,
-        double dropout = 0, Generator? generator = null, double? scale = null)
+        double dropout = 0, Generator? generator = null, double? scale = null, Tensor? mask = null)
     {
-        CheckAttention(q, k, v, keyPaddingMask);
-        if (dropout is < 0 or >= 1) throw new ArgumentException($"Attention: dropout must be in [0, 1), got {dropout}");
-        if (q.Size(3) <= FusedMaxDim(q.Device))
-            return FusedAttention.Apply(q, k, v, keyPaddingMask, causal, dropout, generator, scale ?? 1.0 / Math.Sqrt(q.Size(3)));
-        return AttentionCore(q, k, v, keyPaddingMask, causal, dropout, generator, scale, needWeights: false).Output;
+        CheckAttention(q, k, v, keyPaddingMask, mask, dropout);
+        double sc = scale ?? 1.0 / Math.Sqrt(q.Size(3));
+        if (q.Size(3) <= q.Backend.AttentionMaxDim)
+        {
+            using var kernelMask = KernelMask(q, mask, keyPaddingMask, q.Size(1), q.Size(2), k.Size(2));
+            return FusedAttention.Apply(q, k, v, kernelMask, causal, dropout, generator, sc);
+        }
+        return AttentionCore(q, k, v, keyPaddingMask, mask, causal, dropout, generator, sc, needWeights: false).Output;
     }
 
-    // The largest head dimension the device's fused kernel takes (0: the device has none; heads above the
-    // limit take the composite matmul-softmax-matmul path, as AttentionWithWeights always does).
-    private static int FusedMaxDim(Device device) => device.Kind switch
+    /// <summary>
+    /// The backward pass of the fused <see cref="ScaledDotProductAttention"/> (what Autograd's rule for
+    /// <see cref="OpKind.Attention"/> calls): gradients of q, k, v from the output gradient and what the forward
+    /// pass saved: q, k, v, the output, the log-sum-exp [B, H, Tq], the additive mask as a [B, H, Tq, Tk] view
+    /// (or null) and the shape with the dropout seed. Probabilities are recomputed tile by tile.
+    /// </summary>
+    public static (Tensor Dq, Tensor Dk, Tensor Dv) ScaledDotProductAttentionBackward(Tensor gradOutput, Tensor q, Tensor k, Tensor v, Tensor output, Tensor lse, Tensor? mask, AttentionShape shape)
     {
-        DeviceKind.Cpu => Kernels.Cpu.Attention.MaxDim,
-        DeviceKind.IlgpuCpu or DeviceKind.Cuda or DeviceKind.OpenCL => Kernels.Gpu.Attention.MaxDim,
-        _ => 0,
-    };
-
-    internal static void CheckAttentionArgs(Tensor q, Tensor k, Tensor v, Tensor? pad) => CheckAttention(q, k, v, pad);
+        const string op = "ScaledDotProductAttentionBackward";
+        SameDevice(op, gradOutput, q); SameDType(op, gradOutput, q);
+        if (!gradOutput.Layout.Shape.AsSpan().SequenceEqual(output.Layout.Shape) || !output.Layout.Shape.AsSpan().SequenceEqual(q.Layout.Shape))
+            throw new ArgumentException($"{op}: gradient {gradOutput.Describe()}, output {output.Describe()} and q {q.Describe()} must have one shape");
+        if (mask is not null) SameDevice(op, q, mask);
+        return FusedAttention.Backward(gradOutput, q, k, v, output, lse, mask, shape);
+    }
 
     /// <summary>
-    /// Multi-head self-attention from a fused projection <paramref name="qkv"/> [B, T, 3·D] (q, k, v side by side)
-    /// to the merged heads [B, T, D], without splitting or merging heads in memory (the fused kernel reads and
-    /// writes strided head views). <paramref name="keyPaddingMask"/> is [B, T] with non-zero = hidden.
+    /// Multi-head self-attention from a fused projection <paramref name="qkv"/> [B, T, (H + 2·Hkv)·Dh] (q, k, v
+    /// side by side; Hkv = <paramref name="kvHeads"/>, 0 meaning H: the usual [B, T, 3·D]) to the merged heads
+    /// [B, T, H·Dh], without splitting or merging heads in memory (the fused kernel reads and writes strided head
+    /// views). <paramref name="keyPaddingMask"/> is [B, T] with non-zero = hidden; <paramref name="mask"/> is an
+    /// additive mask broadcastable to [B, H, T, T], as in <see cref="ScaledDotProductAttention"/>.
     /// </summary>
-    public static Tensor PackedSelfAttention(Tensor qkv, int heads, Tensor? keyPaddingMask = null, bool causal = false, double dropout = 0, Generator? generator = null)
+    public static Tensor PackedSelfAttention(Tensor qkv, int heads, Tensor? keyPaddingMask = null, bool causal = false, double dropout = 0, Generator? generator = null,
+        Tensor? mask = null, int kvHeads = 0)
     {
-        qkv.RequireFloat("PackedSelfAttention");
-        if (qkv.Rank != 3 || heads <= 0 || qkv.Size(2) % (3 * heads) != 0)
-            throw new ArgumentException($"PackedSelfAttention: qkv must be [B, T, 3·D] with D divisible by {heads} heads, got {qkv.Describe()}");
-        int b = qkv.Size(0), t = qkv.Size(1), d = qkv.Size(2) / 3;
+        const string op = "PackedSelfAttention";
+        qkv.RequireFloat(op);
+        int hkv = kvHeads == 0 ? heads : kvHeads;
+        if (qkv.Rank != 3 || heads <= 0 || hkv <= 0 || heads % hkv != 0 || qkv.Size(2) % (heads + 2 * hkv) != 0)
+            throw new ArgumentException($"{op}: qkv must be [B, T, (H + 2·Hkv)·Dh] with H = {heads} a multiple of Hkv = {hkv}, got {qkv.Describe()}");
+        int b = qkv.Size(0), t = qkv.Size(1), dh = qkv.Size(2) / (heads + 2 * hkv);
         if (keyPaddingMask is not null && (keyPaddingMask.Rank != 2 || keyPaddingMask.Size(0) != b || keyPaddingMask.Size(1) != t))
-            throw new ArgumentException($"PackedSelfAttention: key padding mask must be [{b},{t}], got {keyPaddingMask.Describe()}");
-        if (keyPaddingMask is not null) SameDevice("PackedSelfAttention", qkv, keyPaddingMask);
-        if (dropout is < 0 or >= 1) throw new ArgumentException($"PackedSelfAttention: dropout must be in [0, 1), got {dropout}");
-        if (d / heads <= FusedMaxDim(qkv.Device))
-            return FusedAttention.ApplyPacked(qkv, heads, keyPaddingMask, causal, dropout, generator);
+            throw new ArgumentException($"{op}: key padding mask must be [{b},{t}], got {keyPaddingMask.Describe()}");
+        if (keyPaddingMask is not null) SameDevice(op, qkv, keyPaddingMask);
+        CheckMask(op, qkv, mask, b, heads, t, t);
+        if (dropout is < 0 or >= 1) throw new ArgumentException($"{op}: dropout must be in [0, 1), got {dropout}");
+        if (dh <= qkv.Backend.AttentionMaxDim)
+        {
+            using var kernelMask = KernelMask(qkv, mask, keyPaddingMask, heads, t, t);
+            return FusedAttention.ApplyPacked(qkv, heads, hkv, kernelMask, causal, dropout, generator);
+        }
         // Heads too large for the fused kernel: split the heads as views, attend, merge.
         using var scope = new TensorScope();
-        var parts = qkv.Reshape(b, t, 3, heads, d / heads).Permute(2, 0, 3, 1, 4);
-        var o = ScaledDotProductAttention(parts.Select(0, 0), parts.Select(0, 1), parts.Select(0, 2), keyPaddingMask, causal, dropout, generator);
-        return scope.Keep(o.Transpose(1, 2).Reshape(b, t, d));
+        Tensor Heads(int first, int count) => qkv.Narrow(2, first * dh, count * dh).Reshape(b, t, count, dh).Transpose(1, 2);
+        var o = ScaledDotProductAttention(Heads(0, heads), Heads(heads, hkv), Heads(heads + hkv, hkv), keyPaddingMask, causal, dropout, generator, mask: mask);
+        return scope.Keep(o.Transpose(1, 2).Reshape(b, t, heads * dh));
+    }
+
+    /// <summary>
+    /// The backward pass of the fused <see cref="PackedSelfAttention"/> (Autograd's rule for
+    /// <see cref="OpKind.PackedAttention"/>): the gradient of qkv from the output gradient, qkv, the output, the
+    /// log-sum-exp, the additive mask view (or null) and the shape the forward pass saved.
+    /// </summary>
+    public static Tensor PackedSelfAttentionBackward(Tensor gradOutput, Tensor qkv, Tensor output, Tensor lse, Tensor? mask, AttentionShape shape)
+    {
+        const string op = "PackedSelfAttentionBackward";
+        SameDevice(op, gradOutput, qkv); SameDType(op, gradOutput, qkv);
+        if (!gradOutput.Layout.Shape.AsSpan().SequenceEqual(output.Layout.Shape))
+            throw new ArgumentException($"{op}: gradient {gradOutput.Describe()} and output {output.Describe()} differ in shape");
+        if (mask is not null) SameDevice(op, qkv, mask);
+        return FusedAttention.BackwardPacked(gradOutput, qkv, output, lse, mask, shape);
     }
 
     /// <summary>As <see cref="ScaledDotProductAttention"/>, also returning the attention weights [B, H, Tq, Tk] (materialises them).</summary>
     public static (Tensor Output, Tensor Weights) AttentionWithWeights(Tensor q, Tensor k, Tensor v, Tensor? keyPaddingMask = null, bool causal = false,
-        double dropout = 0, Generator? generator = null, double? scale = null)
+        double dropout = 0, Generator? generator = null, double? scale = null, Tensor? mask = null)
     {
-        var (o, w) = AttentionCore(q, k, v, keyPaddingMask, causal, dropout, generator, scale, needWeights: true);
+        CheckAttention(q, k, v, keyPaddingMask, mask, dropout);
+        var (o, w) = AttentionCore(q, k, v, keyPaddingMask, mask, causal, dropout, generator, scale ?? 1.0 / Math.Sqrt(q.Size(3)), needWeights: true);
         return (o, w!);
     }
 
-    private static void CheckAttention(Tensor q, Tensor k, Tensor v, Tensor? pad)
+    /// <summary>
+    /// The additive form of an attention mask, in <paramref name="dtype"/>: the one place a mask's element type is
+    /// interpreted. A float mask is additive already (0 keeps a score, -inf hides it). A boolean mask (true = takes
+    /// part, as PyTorch) maps to 0 / -inf here, as <c>Where(mask, 0, -inf)</c>, once the engine has a boolean dtype.
+    /// </summary>
+    public static Tensor AdditiveAttentionMask(Tensor mask, DType dtype)
+    {
+        using var detached = mask.Detach();
+        return mask.DType switch
+        {
+            DType.Float32 or DType.Float64 => detached.To(dtype),
+            _ => throw new ArgumentException($"Attention: the mask must be an additive float mask (0 keeps, -inf hides), got {mask.DType.Name()} {mask.Describe()}"),
+        };
+    }
+
+    // The mask the fused kernels read: the additive mask plus the key padding mask as 0 / -inf, in q's dtype, as a
+    // [B, H, Tq, Tk] view whose broadcast dims have stride 0 (only a sum of both masks is materialised, at their
+    // broadcast shape). Null when there is neither.
+    private static Tensor? KernelMask(Tensor q, Tensor? mask, Tensor? keyPaddingMask, int heads, int tq, int tk)
+    {
+        if (mask is null && keyPaddingMask is null) return null;
+        using var noGrad = new NoGrad();
+        using var scope = new TensorScope();
+        var additive = mask is null ? null : AdditiveAttentionMask(mask, q.DType);
+        if (keyPaddingMask is not null)
+        {
+            var hidden = keyPaddingMask.Detach().Ne(0);
+            var padding = Where(hidden, Full([], double.NegativeInfinity, q.DType, q.Device), Zeros([], q.DType, q.Device)).View(keyPaddingMask.Size(0), 1, 1, tk);
+            additive = additive is null ? padding : additive + padding;
+        }
+        return scope.Keep(additive!.Expand(q.Size(0), heads, tq, tk));
+    }
+
+    private static void CheckMask(string op, Tensor q, Tensor? mask, int b, int h, int tq, int tk)
+    {
+        if (mask is null) return;
+        SameDevice(op, q, mask);
+        int[] target = [b, h, tq, tk];
+        bool fits = mask.Rank <= 4;
+        for (int i = 0; fits && i < mask.Rank; i++)
+        {
+            int size = mask.Size(i), want = target[4 - mask.Rank + i];
+            fits = size == want || size == 1;
+        }
+        if (!fits) throw new ArgumentException($"{op}: mask {mask.Describe()} does not broadcast to [B, H, Tq, Tk] = {AttnCore.Shape.Format(target)}");
+        if (mask.RequiresGrad && GradMode.IsEnabled)
+            throw new ArgumentException($"{op}: the attention mask {mask.Describe()} receives no gradient; pass mask.Detach() (a learned bias needs the composite ops)");
+    }
+
+    private static void CheckAttention(Tensor q, Tensor k, Tensor v, Tensor? pad, Tensor? mask, double dropout)
     {
         SameDevice("Attention", q, k); SameDevice("Attention", q, v); SameDType("Attention", q, k); SameDType("Attention", q, v);
         q.RequireFloat("Attention");
         if (q.Rank != 4 || k.Rank != 4 || v.Rank != 4)
             throw new ArgumentException($"Attention: q, k, v must be [B, H, T, D], got {q.Describe()}, {k.Describe()}, {v.Describe()}");
-        if (k.Size(0) != q.Size(0) || k.Size(1) != q.Size(1) || k.Size(3) != q.Size(3) || !k.Layout.Shape.AsSpan().SequenceEqual(v.Layout.Shape))
-            throw new ArgumentException($"Attention: shapes do not agree: q {q.Describe()}, k {k.Describe()}, v {v.Describe()} (k and v must match, and share B, H, D with q)");
+        if (k.Size(0) != q.Size(0) || k.Size(3) != q.Size(3) || !k.Layout.Shape.AsSpan().SequenceEqual(v.Layout.Shape))
+            throw new ArgumentException($"Attention: shapes do not agree: q {q.Describe()}, k {k.Describe()}, v {v.Describe()} (k and v must match, and share B and D with q)");
+        if (k.Size(1) == 0 ? q.Size(1) != 0 : q.Size(1) % k.Size(1) != 0)
+            throw new ArgumentException($"Attention: q has {q.Size(1)} heads, not a multiple of the {k.Size(1)} key/value heads of k and v (grouped-query attention needs H % Hkv == 0): q {q.Describe()}, k {k.Describe()}");
         if (pad is not null) SameDevice("Attention", q, pad);
         if (pad is not null && (pad.Rank != 2 || pad.Size(0) != q.Size(0) || pad.Size(1) != k.Size(2)))
             throw new ArgumentException($"Attention: key padding mask must be [B, Tk] = [{q.Size(0)},{k.Size(2)}], got {pad.Describe()}");
+        CheckMask("Attention", q, mask, q.Size(0), q.Size(1), q.Size(2), k.Size(2));
+        if (dropout is < 0 or >= 1) throw new ArgumentException($"Attention: dropout must be in [0, 1), got {dropout}");
     }
 
-    private static (Tensor Output, Tensor? Weights) AttentionCore(Tensor q, Tensor k, Tensor v, Tensor? pad, bool causal, double dropout, Generator? generator, double? scale, bool needWeights)
+    // The composite matmul-softmax-matmul (materialises the weights): heads above the fused kernels' limit and
+    // AttentionWithWeights. Grouped-query k and v are repeated per query head here (a copy; the fused path has none).
+    private static (Tensor Output, Tensor? Weights) AttentionCore(Tensor q, Tensor k, Tensor v, Tensor? pad, Tensor? mask, bool causal, double dropout, Generator? generator, double sc, bool needWeights)
     {
-        CheckAttention(q, k, v, pad);
-        if (dropout is < 0 or >= 1) throw new ArgumentException($"Attention: dropout must be in [0, 1), got {dropout}");
-        int tq = q.Size(2), tk = k.Size(2);
-        double sc = scale ?? 1.0 / Math.Sqrt(q.Size(3));
+        int tq = q.Size(2), tk = k.Size(2), heads = q.Size(1), kvHeads = k.Size(1);
         using var scope = new TensorScope();
+        if (kvHeads != heads)
+        {
+            Tensor Repeat(Tensor x) => x.Unsqueeze(2).Expand(x.Size(0), kvHeads, heads / kvHeads, tk, x.Size(3)).Reshape(x.Size(0), heads, tk, x.Size(3));
+            (k, v) = (Repeat(k), Repeat(v));
+        }
         var kt = k.Transpose(-1, -2);
         var s = q.MatMul(kt) * sc;
         Tensor? hidden = null;
@@ -95,6 +192,14 @@ public sealed partial class Tensor
         {
             var p = pad.To(q.DType).View(pad.Size(0), 1, 1, tk);
             hidden = hidden is null ? p : hidden.Maximum(p);
+        }
+        if (mask is not null)
+        {
+            var additive = AdditiveAttentionMask(mask, q.DType);
+            s = s + additive;
+            // -inf entries join the hidden set, so a fully hidden row's NaN softmax gradient is cut below as for padding.
+            var minusInf = additive.Eq(double.NegativeInfinity);
+            hidden = hidden is null ? minusInf : hidden.Maximum(minusInf);
         }
         if (hidden is not null) s = s.MaskedFill(hidden, double.NegativeInfinity);
         var w = s.Softmax(-1);

@@ -31,5 +31,5 @@ public class AttentionBenchmarks
     }
 
     [Benchmark] public void Forward() => Attention.Forward(Shape, _q, _op, _k, _op, _v, _op, _o, _op, _lse, []);
-    [Benchmark] public void Backward() => Attention.Backward(Shape, _q, _op, _k, _op, _v, _op, _o, _op, _o, _op, _lse, [], _dq, _op, _dk, _op, _dv, _op);
+    [Benchmark] public void Backward() => Attention.Backward(Shape, _q, _op, _k, _op, _v, _op, _o, _op, _o, _op, _lse, [], default, _dq, _op, _dk, _op, _dv, _op);
 }

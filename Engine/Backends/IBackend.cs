@@ -201,17 +201,21 @@ public interface IBackend : IDisposable
     /// <summary>In place, fused: one SGD step (momentum buffer may be null when Momentum is 0).</summary>
     void SgdUpdate(Storage param, Storage grad, Storage? momentumBuffer, long length, SgdHyper hyper);
 
+    /// <summary>Largest head dimension the fused attention kernels of this backend take (larger heads take the composite path).</summary>
+    int AttentionMaxDim { get; }
+
     /// <summary>
     /// Fused attention forward: O and the per-row log-sum-exp for q/k/v/o described by their operands
-    /// (d contiguous). <paramref name="keyPaddingMask"/> is null or a float32 storage of this device holding a
-    /// contiguous [B, Lk] mask, non-zero = hidden (a device storage, so no mask crosses to the host).
+    /// (d contiguous; k and v have shape.KeyValueHeads heads). <paramref name="mask"/> is null or a storage of
+    /// this device and of q's dtype holding an additive mask placed by <paramref name="maskOperand"/> (broadcast
+    /// dims have stride 0; -inf hides a key), so no mask crosses to the host or is expanded.
     /// </summary>
     void AttentionForward(in AttentionShape shape, Storage q, in AttentionOperand qo, Storage k, in AttentionOperand ko, Storage v, in AttentionOperand vo,
-        Storage o, in AttentionOperand oo, Storage lse, Storage? keyPaddingMask);
+        Storage o, in AttentionOperand oo, Storage lse, Storage? mask, in AttentionMaskOperand maskOperand);
 
-    /// <summary>Fused attention backward: dQ, dK, dV (overwritten) from dO and the forward's inputs, output and lse.</summary>
+    /// <summary>Fused attention backward: dQ, dK, dV (overwritten) from dO and the forward's inputs, mask, output and lse.</summary>
     void AttentionBackward(in AttentionShape shape, Storage q, in AttentionOperand qo, Storage k, in AttentionOperand ko, Storage v, in AttentionOperand vo,
-        Storage o, in AttentionOperand oo, Storage dout, in AttentionOperand doo, Storage lse, Storage? keyPaddingMask,
+        Storage o, in AttentionOperand oo, Storage dout, in AttentionOperand doo, Storage lse, Storage? mask, in AttentionMaskOperand maskOperand,
         Storage dq, in AttentionOperand dqo, Storage dk, in AttentionOperand dko, Storage dv, in AttentionOperand dvo);
 
     /// <summary>y = conv2d(x, w) + bias over contiguous NCHW storages (bias may be null).</summary>

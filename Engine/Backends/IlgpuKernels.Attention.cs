@@ -21,7 +21,7 @@ internal sealed partial class IlgpuKernels
     /// <summary>Threads per attention group.</summary>
     public int AttentionThreads => Small ? default(AttentionSmallTiles).Rows * default(AttentionSmallTiles).Lanes : default(AttentionGpuTiles).Rows * default(AttentionGpuTiles).Lanes;
 
-    /// <summary>q, k, v, o, lse, pad, args.</summary>
+    /// <summary>q, k, v, o, lse, mask, args.</summary>
     public Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionArgs> AttentionForward =>
         _attentionForward ??= Small
             ? LoadGroupedKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionArgs>(GpuAttention.ForwardKernel<AttentionSmallTiles>)
@@ -31,7 +31,7 @@ internal sealed partial class IlgpuKernels
     public Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionArgs> AttentionDelta =>
         _attentionDelta ??= _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionArgs>(GpuAttention.DeltaKernel);
 
-    /// <summary>q, k, v, dO, lse, di, pad, dk, dv, args.</summary>
+    /// <summary>q, k, v, dO, lse, di, mask, dk, dv, args.</summary>
     public Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
         ArrayView<float>, ArrayView<float>, AttentionArgs> AttentionKeyValueGrad =>
         _attentionKeyValueGrad ??= Small
@@ -40,7 +40,7 @@ internal sealed partial class IlgpuKernels
             : LoadGroupedKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
                 ArrayView<float>, ArrayView<float>, AttentionArgs>(GpuAttention.KeyValueGradKernel<AttentionGpuTiles>);
 
-    /// <summary>q, k, v, dO, lse, di, pad, dq, args.</summary>
+    /// <summary>q, k, v, dO, lse, di, mask, dq, args.</summary>
     public Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
         ArrayView<float>, AttentionArgs> AttentionQueryGrad =>
         _attentionQueryGrad ??= Small

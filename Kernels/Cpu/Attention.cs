@@ -1,21 +1,27 @@
-// Attention: O = softmax(scale · Q Kᵀ + masks) V per (batch, head), FlashAttention-style (Dao et al. 2022,
+// Attention: O = softmax(scale · Q Kᵀ + mask) V per (batch, head), FlashAttention-style (Dao et al. 2022,
 // FlashAttention-2 loop order), forward pass; the backward pass is in AttentionBackward.cs.
 //
-// Algorithm, per (b, h): Kᵀ is packed once into [D, Lk'] (Lk' = Lk rounded up to the key tile, zero padded)
-// so that a score tile is a small GEMM with unit-stride loads. Queries go in groups of 4 rows; for each
-// group, key tiles of 64 run left to right:
+// Algorithm, per (b, kv head): Kᵀ is packed once into [D, Lk'] (Lk' = Lk rounded up to the key tile, zero
+// padded) so that a score tile is a small GEMM with unit-stride loads. Grouped-query attention (Hkv < H, as
+// in Llama 2 / Mistral; Hkv = 1 is multi-query attention): query head h reads K/V head h / (H / Hkv), so the
+// G = H / Hkv query heads of a group share one packed Kᵀ and V is indexed, never copied. Queries go in groups
+// of 4 rows; for each group, key tiles of 64 run left to right:
 //   S (4 x 64) = scale · Q_rows Kᵀ_tile      16 zmm accumulators, one broadcast of Q per row per d
-//   masks: causal (key j hidden from query i when j > i + Lk - Lq, bottom-right aligned), key padding
+//   mask (optional): S += M[b, h, i, j], an additive float mask read through broadcast strides (stride 0 on
+//                   a broadcast dim: a [Lq, Lk] or [B, 1, 1, Lk] mask is never expanded); -inf hides a key
+//   causal: key j hidden from query i when j > i + Lk - Lq (bottom-right aligned); tiles wholly above the
+//                   diagonal are skipped (about half the work), the one crossing it is masked element-wise
 //   online softmax: m_new = max(m, rowmax S); P = exp(S - m_new); l = l·exp(m - m_new) + rowsum P;
 //                   O = O·exp(m - m_new)
 //   dropout (optional): P_ij kept with probability 1-p from a counter-based hash of (seed, b, h, i, j)
 //                   and scaled by 1/(1-p); l uses the undropped P, as the reference does
 //   O (4 x D) += P V_tile                      O stays in registers per 64-wide slice of D
-// then O /= l and lse = m + log l is kept for the backward pass. The L x L matrix never exists; causal
-// attention skips the key tiles that lie wholly above the diagonal (about half the work).
+// then O /= l and lse = m + log l is kept for the backward pass. The L x L matrix never exists.
 // FLOPs: 4·B·H·Lq·Lk·D (halved for causal). Bytes: Q, K, V read once per query group from L2, O written once.
-// Bound: FMA throughput in the two GEMM-like loops; the exps are ~1/(2D) of the work.
-// A query that sees no key gets O = 0 and lse = -inf (the reference does the same).
+// Bound: FMA throughput in the two GEMM-like loops; the exps and mask adds are ~1/(2D) of the work.
+// A query that sees no key (every score -inf: fully masked) gets O = 0 and lse = -inf, and later a zero
+// gradient (FlashAttention's convention; PyTorch's math path gives NaN there). Mask entries must be finite or
+// -inf (a +inf or NaN entry makes the row NaN, as in PyTorch).
 // Reference: AttentionReference (float64 matmul-softmax-matmul with the same masks and dropout).
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
@@ -33,11 +39,41 @@ public readonly record struct AttentionOperand(long Offset, long StrideB, long S
     public static AttentionOperand Contiguous(int heads, int length, int dim) => new(0, (long)heads * length * dim, (long)length * dim, dim);
 }
 
-/// <summary>Sizes and options of one attention call.</summary>
-public readonly record struct AttentionShape(int Batch, int Heads, int QueryLength, int KeyLength, int Dim, float Scale, bool Causal, float Dropout = 0, ulong Seed = 0)
+/// <summary>
+/// Where an additive mask sits: entry [b, h, i, j] (added to the scaled score of query i and key j of query
+/// head h) is at Offset + b·StrideB + h·StrideH + i·StrideQ + j·StrideK. A stride of 0 broadcasts that dim,
+/// so a [Lq, Lk] or [B, 1, 1, Lk] mask reaches the kernels without being expanded.
+/// </summary>
+public readonly record struct AttentionMaskOperand(long Offset, long StrideB, long StrideH, long StrideQ, long StrideK);
+
+/// <summary>
+/// Sizes and options of one attention call. <paramref name="Scale"/> is a double so that float64 tensors keep it
+/// exactly (the float32 kernels round it once). <paramref name="KvHeads"/> is the number of key/value heads for
+/// grouped-query attention (0 means <paramref name="Heads"/>: ordinary multi-head attention); it must divide
+/// <paramref name="Heads"/>, and query head h reads key/value head h / (Heads / KvHeads).
+/// </summary>
+public readonly record struct AttentionShape(int Batch, int Heads, int QueryLength, int KeyLength, int Dim, double Scale, bool Causal, float Dropout = 0, ulong Seed = 0, int KvHeads = 0)
 {
     /// <summary>Keys hidden by the causal mask from query i are those with j &gt; i + CausalShift.</summary>
     public int CausalShift => KeyLength - QueryLength;
+    /// <summary>Heads of K and V (<see cref="Heads"/> unless grouped-query).</summary>
+    public int KeyValueHeads => KvHeads == 0 ? Heads : KvHeads;
+    /// <summary>Query heads served by one key/value head.</summary>
+    public int GroupSize => KeyValueHeads == 0 ? 1 : Heads / KeyValueHeads;
+
+    /// <summary>The shape as integers, exactly (floats as their bits, the seed as two halves): how an autograd node keeps it.</summary>
+    public int[] ToInts() =>
+        [Batch, Heads, QueryLength, KeyLength, Dim, (int)(uint)BitConverter.DoubleToUInt64Bits(Scale), (int)(uint)(BitConverter.DoubleToUInt64Bits(Scale) >> 32),
+         Causal ? 1 : 0, BitConverter.SingleToInt32Bits(Dropout), (int)(uint)Seed, (int)(uint)(Seed >> 32), KvHeads];
+
+    /// <summary>The inverse of <see cref="ToInts"/>.</summary>
+    public static AttentionShape FromInts(int[] ints)
+    {
+        if (ints.Length != 12) throw new ArgumentException($"AttentionShape.FromInts: expected the 12 integers ToInts writes, got {ints.Length}");
+        static ulong Long(int lo, int hi) => (uint)lo | (ulong)(uint)hi << 32;
+        return new(ints[0], ints[1], ints[2], ints[3], ints[4], BitConverter.UInt64BitsToDouble(Long(ints[5], ints[6])), ints[7] != 0, BitConverter.Int32BitsToSingle(ints[8]),
+            Long(ints[9], ints[10]), ints[11]);
+    }
 }
 
 /// <summary>Fused scaled dot-product attention on the CPU.</summary>
@@ -50,9 +86,9 @@ public static unsafe partial class Attention
 
     private struct Args
     {
-        public float* Q, K, V, O, Lse, PackedKt;
-        public byte* Pad;
+        public float* Q, K, V, O, Lse, PackedKt, Mask;
         public AttentionOperand Qo, Ko, Vo, Oo;
+        public AttentionMaskOperand Mo;
         public AttentionShape S;
         public int PaddedKeys, QueryGroups, TasksPerHead;
     }
@@ -69,61 +105,76 @@ public static unsafe partial class Attention
     private static float[] _packed = [];
     private static readonly object PackGate = new();
 
-    /// <summary>Throws an <see cref="ArgumentException"/> naming <paramref name="op"/> when sizes, options or operand extents are inconsistent.</summary>
-    public static void Validate(string op, in AttentionShape s, long qLen, in AttentionOperand q, long kLen, in AttentionOperand k, long vLen, in AttentionOperand v, long oLen, in AttentionOperand o, int lseLen, int padLen)
+    /// <summary>
+    /// Throws an <see cref="ArgumentException"/> naming <paramref name="op"/> when sizes, options, operand extents
+    /// or the mask (<paramref name="maskLen"/> elements, 0 = none) are inconsistent.
+    /// </summary>
+    public static void Validate(string op, in AttentionShape s, long qLen, in AttentionOperand q, long kLen, in AttentionOperand k, long vLen, in AttentionOperand v, long oLen, in AttentionOperand o, long lseLen, long maskLen, in AttentionMaskOperand mask)
     {
-        if (s.Batch < 0 || s.Heads < 0 || s.QueryLength < 0 || s.KeyLength < 0 || s.Dim <= 0)
-            throw new ArgumentException($"{op}: invalid sizes B={s.Batch} H={s.Heads} Lq={s.QueryLength} Lk={s.KeyLength} D={s.Dim}");
+        if (s.Batch < 0 || s.Heads < 0 || s.QueryLength < 0 || s.KeyLength < 0 || s.Dim <= 0 || s.KvHeads < 0)
+            throw new ArgumentException($"{op}: invalid sizes B={s.Batch} H={s.Heads} Hkv={s.KvHeads} Lq={s.QueryLength} Lk={s.KeyLength} D={s.Dim}");
+        if (s.KvHeads > 0 && s.Heads % s.KvHeads != 0)
+            throw new ArgumentException($"{op}: {s.Heads} query heads are not a multiple of {s.KvHeads} key/value heads (grouped-query attention needs H % Hkv == 0)");
         if (s.Dropout is < 0 or >= 1) throw new ArgumentException($"{op}: dropout must be in [0, 1), got {s.Dropout}");
         if (s.Dim > MaxDim) throw new ArgumentException($"{op}: head dimension {s.Dim} exceeds the supported {MaxDim}");
         static long Need(in AttentionOperand a, int b, int h, int l, int d) =>
             b == 0 || h == 0 || l == 0 ? 0 : a.Offset + (b - 1) * a.StrideB + (h - 1) * a.StrideH + (l - 1) * a.StrideL + d;
-        static void Check(string op, in AttentionShape s, string name, long len, in AttentionOperand a, int l)
+        static void Check(string op, in AttentionShape s, string name, long len, in AttentionOperand a, int heads, int l)
         {
-            long need = Need(a, s.Batch, s.Heads, l, s.Dim);
+            long need = Need(a, s.Batch, heads, l, s.Dim);
             if (a.Offset < 0 || a.StrideL < s.Dim && l > 1 || len < need)
-                throw new ArgumentException($"{op}: {name} ({len} elements, offset {a.Offset}, strides b={a.StrideB} h={a.StrideH} l={a.StrideL}) does not hold [{s.Batch},{s.Heads},{l},{s.Dim}]");
+                throw new ArgumentException($"{op}: {name} ({len} elements, offset {a.Offset}, strides b={a.StrideB} h={a.StrideH} l={a.StrideL}) does not hold [{s.Batch},{heads},{l},{s.Dim}]");
         }
-        Check(op, s, "q", qLen, q, s.QueryLength); Check(op, s, "k", kLen, k, s.KeyLength); Check(op, s, "v", vLen, v, s.KeyLength); Check(op, s, "o", oLen, o, s.QueryLength);
+        int kvh = s.KeyValueHeads;
+        Check(op, s, "q", qLen, q, s.Heads, s.QueryLength); Check(op, s, "k", kLen, k, kvh, s.KeyLength); Check(op, s, "v", vLen, v, kvh, s.KeyLength); Check(op, s, "o", oLen, o, s.Heads, s.QueryLength);
         if (lseLen < (long)s.Batch * s.Heads * s.QueryLength) throw new ArgumentException($"{op}: lse has {lseLen} elements, needs B*H*Lq = {(long)s.Batch * s.Heads * s.QueryLength}");
-        if (padLen > 0 && padLen < (long)s.Batch * s.KeyLength) throw new ArgumentException($"{op}: key padding mask has {padLen} entries, needs B*Lk = {(long)s.Batch * s.KeyLength}");
+        if (maskLen > 0)
+        {
+            bool empty = s.Batch == 0 || s.Heads == 0 || s.QueryLength == 0 || s.KeyLength == 0;
+            long last = empty ? -1 : mask.Offset + (s.Batch - 1) * mask.StrideB + (s.Heads - 1) * mask.StrideH + (s.QueryLength - 1) * mask.StrideQ + (s.KeyLength - 1) * mask.StrideK;
+            if (mask.Offset < 0 || mask.StrideB < 0 || mask.StrideH < 0 || mask.StrideQ < 0 || mask.StrideK < 0 || last >= maskLen)
+                throw new ArgumentException($"{op}: mask ({maskLen} elements, offset {mask.Offset}, strides b={mask.StrideB} h={mask.StrideH} q={mask.StrideQ} k={mask.StrideK}) does not cover [{s.Batch},{s.Heads},{s.QueryLength},{s.KeyLength}]");
+        }
     }
 
     /// <summary>
-    /// Forward pass. <paramref name="keyPaddingMask"/> is empty or [B, Lk] with 1 = hidden key.
-    /// Writes O and the per-row log-sum-exp <paramref name="lse"/> [B, H, Lq] (for the backward pass).
+    /// Forward pass. <paramref name="mask"/> is empty or an additive float mask placed by <paramref name="maskOperand"/>
+    /// (0 = visible, -inf = hidden, any finite value a bias). Writes O and the per-row log-sum-exp
+    /// <paramref name="lse"/> [B, H, Lq] (for the backward pass).
     /// </summary>
     public static void Forward(in AttentionShape shape, ReadOnlySpan<float> q, in AttentionOperand qo, ReadOnlySpan<float> k, in AttentionOperand ko,
-        ReadOnlySpan<float> v, in AttentionOperand vo, Span<float> o, in AttentionOperand oo, Span<float> lse, ReadOnlySpan<byte> keyPaddingMask)
+        ReadOnlySpan<float> v, in AttentionOperand vo, Span<float> o, in AttentionOperand oo, Span<float> lse, ReadOnlySpan<float> mask = default, in AttentionMaskOperand maskOperand = default)
     {
-        Validate("Attention.Forward", shape, q.Length, qo, k.Length, ko, v.Length, vo, o.Length, oo, lse.Length, keyPaddingMask.Length);
+        Validate("Attention.Forward", shape, q.Length, qo, k.Length, ko, v.Length, vo, o.Length, oo, lse.Length, mask.Length, maskOperand);
         if (shape.Batch == 0 || shape.Heads == 0 || shape.QueryLength == 0) return;
         int padded = (shape.KeyLength + KeyTile - 1) / KeyTile * KeyTile;
+        int kvHeads = shape.KeyValueHeads;
         lock (PackGate)
         {
-            long need = (long)shape.Batch * shape.Heads * shape.Dim * Math.Max(padded, KeyTile);
+            long need = (long)shape.Batch * kvHeads * shape.Dim * Math.Max(padded, KeyTile);
             if (_packed.Length < need) _packed = GC.AllocateUninitializedArray<float>((int)need, pinned: true);
-            fixed (float* pq = q) fixed (float* pk = k) fixed (float* pv = v) fixed (float* po = o) fixed (float* pl = lse) fixed (byte* pm = keyPaddingMask) fixed (float* pkt = _packed)
+            fixed (float* pq = q) fixed (float* pk = k) fixed (float* pv = v) fixed (float* po = o) fixed (float* pl = lse) fixed (float* pm = mask) fixed (float* pkt = _packed)
             {
                 var a = new Args
                 {
-                    Q = pq, K = pk, V = pv, O = po, Lse = pl, Pad = keyPaddingMask.IsEmpty ? null : pm, PackedKt = pkt,
-                    Qo = qo, Ko = ko, Vo = vo, Oo = oo, S = shape, PaddedKeys = padded,
+                    Q = pq, K = pk, V = pv, O = po, Lse = pl, Mask = mask.IsEmpty ? null : pm, PackedKt = pkt,
+                    Qo = qo, Ko = ko, Vo = vo, Oo = oo, Mo = maskOperand, S = shape, PaddedKeys = padded,
                     QueryGroups = (shape.QueryLength + RowGroup - 1) / RowGroup,
                 };
                 // Enough tasks per head to keep every thread busy, in blocks of whole query groups.
                 a.TasksPerHead = Math.Max(1, Math.Min(a.QueryGroups, 4 * WorkerPool.ThreadCount * 4 / Math.Max(1, shape.Batch * shape.Heads)));
-                WorkerPool.For(shape.Batch * shape.Heads, &PackTask, (nint)(&a));
+                WorkerPool.For(shape.Batch * kvHeads, &PackTask, (nint)(&a));
                 WorkerPool.For(shape.Batch * shape.Heads * a.TasksPerHead, &ForwardTask, (nint)(&a));
             }
         }
     }
 
-    // Kᵀ of head (b, h) into [D, PaddedKeys], zero padded.
+    // Kᵀ of key/value head (b, hk) into [D, PaddedKeys], zero padded.
     private static void PackTask(int bh, nint state)
     {
         ref Args a = ref *(Args*)state;
-        int b = bh / a.S.Heads, h = bh % a.S.Heads, d = a.S.Dim, lk = a.S.KeyLength, pk = a.PaddedKeys;
+        int kvHeads = a.S.KeyValueHeads;
+        int b = bh / kvHeads, h = bh % kvHeads, d = a.S.Dim, lk = a.S.KeyLength, pk = a.PaddedKeys;
         float* dst = a.PackedKt + (long)bh * d * pk;
         float* src = a.K + a.Ko.Offset + b * a.Ko.StrideB + h * a.Ko.StrideH;
         for (int j = 0; j < lk; j++)
@@ -145,33 +196,53 @@ public static unsafe partial class Attention
         float* scratch = Scratch(RowGroup * KeyTile + RowGroup * d + 64);
         float* p = scratch;                                   // [4, 64] probabilities of the current tile
         float* acc = scratch + RowGroup * KeyTile;            // [4, D] output accumulator
-        float* kt = a.PackedKt + (long)bh * d * a.PaddedKeys;
+        int hk = h / a.S.GroupSize;
+        float* kt = a.PackedKt + ((long)b * a.S.KeyValueHeads + hk) * d * a.PaddedKeys;
         float* qBase = a.Q + a.Qo.Offset + b * a.Qo.StrideB + h * a.Qo.StrideH;
-        float* vBase = a.V + a.Vo.Offset + b * a.Vo.StrideB + h * a.Vo.StrideH;
+        float* vBase = a.V + a.Vo.Offset + b * a.Vo.StrideB + hk * a.Vo.StrideH;
         float* oBase = a.O + a.Oo.Offset + b * a.Oo.StrideB + h * a.Oo.StrideH;
-        byte* pad = a.Pad == null ? null : a.Pad + (long)b * a.S.KeyLength;
+        float* mask = a.Mask == null ? null : a.Mask + a.Mo.Offset + b * a.Mo.StrideB + h * a.Mo.StrideH;
         for (int g = g0; g < g1; g++)
         {
             int i0 = g * RowGroup, rows = Math.Min(RowGroup, a.S.QueryLength - i0);
-            RowGroupForward(ref a, b, h, i0, rows, qBase, kt, vBase, oBase, pad, p, acc);
+            RowGroupForward(ref a, b, h, i0, rows, qBase, kt, vBase, oBase, mask, p, acc);
+        }
+    }
+
+    // p[4, 64] += mask rows i0.. (rows past the last query repeat it) for the cols keys from j0; mask points at
+    // head (b, h) of the mask operand.
+    internal static void AddMask(float* p, float* mask, in AttentionMaskOperand mo, int i0, int rows, int j0, int cols)
+    {
+        for (int r = 0; r < RowGroup; r++)
+        {
+            float* m = mask + (i0 + Math.Min(r, rows - 1)) * mo.StrideQ + j0 * mo.StrideK;
+            float* pr = p + r * KeyTile;
+            if (mo.StrideK == 1)
+            {
+                var row = new Span<float>(pr, cols);
+                System.Numerics.Tensors.TensorPrimitives.Add(row, new ReadOnlySpan<float>(m, cols), row);
+            }
+            else
+                for (int c = 0; c < cols; c++) pr[c] += m[c * mo.StrideK];
         }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void RowGroupForward(ref Args a, int b, int h, int i0, int rows, float* qBase, float* kt, float* vBase, float* oBase, byte* pad, float* p, float* acc)
+    private static void RowGroupForward(ref Args a, int b, int h, int i0, int rows, float* qBase, float* kt, float* vBase, float* oBase, float* mask, float* p, float* acc)
     {
         int d = a.S.Dim, lk = a.S.KeyLength;
         float* m = stackalloc float[RowGroup];
         float* l = stackalloc float[RowGroup];
         float* q = stackalloc float[RowGroup * 512];
         int dq = Math.Min(d, 512);
+        float scale = (float)a.S.Scale;
         for (int r = 0; r < RowGroup; r++)
         {
             m[r] = float.NegativeInfinity; l[r] = 0;
             for (int c = 0; c < d; c++) acc[r * d + c] = 0;
             // Scaled query rows (rows past the end repeat the last one; their results are dropped).
             float* src = qBase + (long)(i0 + Math.Min(r, rows - 1)) * a.Qo.StrideL;
-            for (int c = 0; c < dq; c++) q[r * 512 + c] = src[c] * a.S.Scale;
+            for (int c = 0; c < dq; c++) q[r * 512 + c] = src[c] * scale;
         }
         // Causal: the last key any row of this group may see.
         int lastKey = a.S.Causal ? Math.Min(lk - 1, i0 + rows - 1 + a.S.CausalShift) : lk - 1;
@@ -179,14 +250,15 @@ public static unsafe partial class Attention
         {
             int cols = Math.Min(KeyTile, lk - j0);
             Scores(q, d, kt + j0, a.PaddedKeys, p);
-            // Masks: keys past the end, causal, padding (only tiles that touch one pay for the check).
-            bool masked = cols < KeyTile || pad != null || (a.S.Causal && j0 + KeyTile - 1 > i0 + a.S.CausalShift);
-            for (int r = 0; r < RowGroup && masked; r++)
+            if (mask != null) AddMask(p, mask, a.Mo, i0, rows, j0, cols);
+            // Keys past the end and the causal diagonal (only tiles that touch one pay for the check).
+            bool cut = cols < KeyTile || (a.S.Causal && j0 + KeyTile - 1 > i0 + a.S.CausalShift);
+            for (int r = 0; r < RowGroup && cut; r++)
             {
                 float* pr = p + r * KeyTile;
                 int limit = a.S.Causal ? i0 + r + a.S.CausalShift - j0 : int.MaxValue;   // last visible column
                 for (int c = 0; c < KeyTile; c++)
-                    if (c >= cols || c > limit || (pad != null && pad[j0 + c] != 0)) pr[c] = float.NegativeInfinity;
+                    if (c >= cols || c > limit) pr[c] = float.NegativeInfinity;
             }
             // Online softmax update and P V accumulation, row by row.
             for (int r = 0; r < RowGroup; r++)

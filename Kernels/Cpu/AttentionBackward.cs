@@ -6,9 +6,14 @@
 //   dP_ij = dO_i V_jᵀ             (through the dropout mask and its 1/(1-p) scale)
 //   dS_ij = P_ij ∘ (dP_ij - D_i)
 //   dQ_i += scale · dS_ij K_j      dK_j += scale · dS_ijᵀ Q_i
-// Query groups of 4 rows against key tiles of 64, the same micro-kernels as the forward pass (Scores for the
-// two "row times transposed tile" products, AccumulatePV for dQ, a transposed accumulation for dK and dV).
-// Each (b, h) is one task, so dQ, dK and dV are written without races; heads are spread over WorkerPool.
+// with S including the additive mask (S += M[b, h, i, j]; the mask itself gets no gradient) and P = 0 where
+// S = -inf, so a fully masked row has zero gradients. Query groups of 4 rows against key tiles of 64, the
+// same micro-kernels as the forward pass (Scores for the two "row times transposed tile" products,
+// AccumulatePV for dQ, a transposed accumulation for dK and dV).
+// Each (b, key/value head) is one task: Kᵀ and Vᵀ are packed once, then the G = H / Hkv query heads of the
+// group run one after the other, so dK and dV sum over the group's query heads in a fixed order without races
+// (grouped-query attention; G = 1 is ordinary multi-head attention). Tasks are spread over WorkerPool; with
+// fewer tasks than threads (multi-query attention at B = 1) some threads idle, the price of race-free dK/dV.
 // dQ, dK, dV are overwritten (not accumulated). FLOPs: 2.5x the forward pass. Bound: FMA throughput.
 // Reference: AttentionReference.Backward (float64, materialised).
 using System.Runtime.CompilerServices;
@@ -20,47 +25,45 @@ public static unsafe partial class Attention
 {
     private struct BackArgs
     {
-        public float* Q, K, V, O, DO, Lse, DQ, DK, DV;
-        public byte* Pad;
+        public float* Q, K, V, O, DO, Lse, DQ, DK, DV, Mask;
         public AttentionOperand Qo, Ko, Vo, Oo, DOo, DQo, DKo, DVo;
+        public AttentionMaskOperand Mo;
         public AttentionShape S;
     }
 
     /// <summary>
     /// Backward pass: gradients of Q, K, V given dO, the forward inputs, O and the saved lse. The same
-    /// shape/masks/dropout seed as the forward call must be passed.
+    /// shape/mask/dropout seed as the forward call must be passed. dK and dV have the key/value heads of k and v.
     /// </summary>
     public static void Backward(in AttentionShape shape, ReadOnlySpan<float> q, in AttentionOperand qo, ReadOnlySpan<float> k, in AttentionOperand ko,
         ReadOnlySpan<float> v, in AttentionOperand vo, ReadOnlySpan<float> o, in AttentionOperand oo, ReadOnlySpan<float> dout, in AttentionOperand doo,
-        ReadOnlySpan<float> lse, ReadOnlySpan<byte> keyPaddingMask,
+        ReadOnlySpan<float> lse, ReadOnlySpan<float> mask, in AttentionMaskOperand maskOperand,
         Span<float> dq, in AttentionOperand dqo, Span<float> dk, in AttentionOperand dko, Span<float> dv, in AttentionOperand dvo)
     {
-        Validate("Attention.Backward", shape, q.Length, qo, k.Length, ko, v.Length, vo, o.Length, oo, lse.Length, keyPaddingMask.Length);
-        Validate("Attention.Backward", shape, dout.Length, doo, dk.Length, dko, dv.Length, dvo, dq.Length, dqo, lse.Length, keyPaddingMask.Length);
+        Validate("Attention.Backward", shape, q.Length, qo, k.Length, ko, v.Length, vo, o.Length, oo, lse.Length, mask.Length, maskOperand);
+        Validate("Attention.Backward", shape, dout.Length, doo, dk.Length, dko, dv.Length, dvo, dq.Length, dqo, lse.Length, mask.Length, maskOperand);
         if (shape.Batch == 0 || shape.Heads == 0) return;
         fixed (float* pq = q) fixed (float* pk = k) fixed (float* pv = v) fixed (float* po = o) fixed (float* pdo = dout) fixed (float* pl = lse)
-        fixed (float* pdq = dq) fixed (float* pdk = dk) fixed (float* pdv = dv) fixed (byte* pm = keyPaddingMask)
+        fixed (float* pdq = dq) fixed (float* pdk = dk) fixed (float* pdv = dv) fixed (float* pm = mask)
         {
             var a = new BackArgs
             {
-                Q = pq, K = pk, V = pv, O = po, DO = pdo, Lse = pl, DQ = pdq, DK = pdk, DV = pdv, Pad = keyPaddingMask.IsEmpty ? null : pm,
-                Qo = qo, Ko = ko, Vo = vo, Oo = oo, DOo = doo, DQo = dqo, DKo = dko, DVo = dvo, S = shape,
+                Q = pq, K = pk, V = pv, O = po, DO = pdo, Lse = pl, DQ = pdq, DK = pdk, DV = pdv, Mask = mask.IsEmpty ? null : pm,
+                Qo = qo, Ko = ko, Vo = vo, Oo = oo, DOo = doo, DQo = dqo, DKo = dko, DVo = dvo, Mo = maskOperand, S = shape,
             };
-            WorkerPool.For(shape.Batch * shape.Heads, &BackwardHead, (nint)(&a));
+            WorkerPool.For(shape.Batch * shape.KeyValueHeads, &BackwardKeyValueHead, (nint)(&a));
         }
     }
 
+    // One key/value head (b, hk): pack Kᵀ and Vᵀ, zero dK and dV, then accumulate every query head of its group.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void BackwardHead(int bh, nint state)
+    private static void BackwardKeyValueHead(int bhk, nint state)
     {
         ref BackArgs a = ref *(BackArgs*)state;
-        int b = bh / a.S.Heads, h = bh % a.S.Heads, d = a.S.Dim, lq = a.S.QueryLength, lk = a.S.KeyLength;
+        int kvHeads = a.S.KeyValueHeads, b = bhk / kvHeads, hk = bhk % kvHeads, d = a.S.Dim, lq = a.S.QueryLength, lk = a.S.KeyLength;
         int pk = (lk + KeyTile - 1) / KeyTile * KeyTile;
-        long Head(in AttentionOperand op) => op.Offset + b * op.StrideB + h * op.StrideH;
-        float* q = a.Q + Head(a.Qo), k = a.K + Head(a.Ko), v = a.V + Head(a.Vo), o = a.O + Head(a.Oo), dO = a.DO + Head(a.DOo);
-        float* dq = a.DQ + Head(a.DQo), dk = a.DK + Head(a.DKo), dv = a.DV + Head(a.DVo);
-        float* lse = a.Lse + (long)bh * lq;
-        byte* pad = a.Pad == null ? null : a.Pad + (long)b * lk;
+        long KvHead(in AttentionOperand op) => op.Offset + b * op.StrideB + hk * op.StrideH;
+        float* k = a.K + KvHead(a.Ko), v = a.V + KvHead(a.Vo), dk = a.DK + KvHead(a.DKo), dv = a.DV + KvHead(a.DVo);
 
         // Scratch: Kᵀ and Vᵀ [D, pk], D_i [lq], tiles p/dp [4, 64], staged rows [4, 512] x 3, dQ accumulator [4, D].
         long need = 2L * d * pk + lq + 2 * RowGroup * KeyTile + 3 * RowGroup * 512 + RowGroup * d + 64;
@@ -70,11 +73,28 @@ public static unsafe partial class Attention
         for (int j = 0; j < lk; j++)
             for (int c = 0; c < d; c++) { kt[(long)c * pk + j] = k[j * a.Ko.StrideL + c]; vt[(long)c * pk + j] = v[j * a.Vo.StrideL + c]; }
         for (int c = 0; c < d; c++) { new Span<float>(kt + (long)c * pk + lk, pk - lk).Clear(); new Span<float>(vt + (long)c * pk + lk, pk - lk).Clear(); }
+        for (int j = 0; j < lk; j++) { new Span<float>(dk + j * a.DKo.StrideL, d).Clear(); new Span<float>(dv + j * a.DVo.StrideL, d).Clear(); }
+        int group = a.S.GroupSize;
+        for (int h = hk * group; h < (hk + 1) * group; h++)
+            QueryHeadBackward(ref a, b, h, k, kt, vt, dk, dv, di, p, dp, qs, qRaw, dOr, dqAcc);
+    }
+
+    // Adds query head (b, h)'s share to dK and dV (rows ld apart, zeroed by the caller) and writes its dQ. The
+    // pointers after h are the key/value head's rows and packed Kᵀ/Vᵀ and the caller's scratch.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void QueryHeadBackward(ref BackArgs a, int b, int h, float* k, float* kt, float* vt, float* dk, float* dv,
+        float* di, float* p, float* dp, float* qs, float* qRaw, float* dOr, float* dqAcc)
+    {
+        int d = a.S.Dim, lq = a.S.QueryLength, lk = a.S.KeyLength;
+        int pk = (lk + KeyTile - 1) / KeyTile * KeyTile;
+        long Head(in AttentionOperand op) => op.Offset + b * op.StrideB + h * op.StrideH;
+        float* q = a.Q + Head(a.Qo), o = a.O + Head(a.Oo), dO = a.DO + Head(a.DOo), dq = a.DQ + Head(a.DQo);
+        float* lse = a.Lse + ((long)b * a.S.Heads + h) * lq;
+        float* mask = a.Mask == null ? null : a.Mask + a.Mo.Offset + b * a.Mo.StrideB + h * a.Mo.StrideH;
         for (int i = 0; i < lq; i++)
             di[i] = System.Numerics.Tensors.TensorPrimitives.Dot(new ReadOnlySpan<float>(dO + i * a.DOo.StrideL, d), new ReadOnlySpan<float>(o + i * a.Oo.StrideL, d));
-        for (int j = 0; j < lk; j++) { new Span<float>(dk + j * a.DKo.StrideL, d).Clear(); new Span<float>(dv + j * a.DVo.StrideL, d).Clear(); }
 
-        float scale = a.S.Scale, keepScale = a.S.Dropout > 0 ? 1 / (1 - a.S.Dropout) : 1;
+        float scale = (float)a.S.Scale, keepScale = a.S.Dropout > 0 ? 1 / (1 - a.S.Dropout) : 1;
         for (int i0 = 0; i0 < lq; i0 += RowGroup)
         {
             int rows = Math.Min(RowGroup, lq - i0);
@@ -96,7 +116,9 @@ public static unsafe partial class Attention
                 int cols = Math.Min(KeyTile, lk - j0);
                 Scores(qs, d, kt + j0, pk, p);          // S
                 Scores(dOr, d, vt + j0, pk, dp);        // dP = dO Vᵀ
-                bool masked = cols < KeyTile || pad != null || a.S.Dropout > 0 || rows < RowGroup || (a.S.Causal && j0 + KeyTile - 1 > i0 + a.S.CausalShift);
+                if (mask != null) AddMask(p, mask, a.Mo, i0, rows, j0, cols);
+                // A -inf from the mask needs no special case: exp(-inf - lse) is 0 on both paths.
+                bool masked = cols < KeyTile || a.S.Dropout > 0 || rows < RowGroup || (a.S.Causal && j0 + KeyTile - 1 > i0 + a.S.CausalShift);
                 if (!masked && Vector512.IsHardwareAccelerated)
                 {
                     // The common tile: nothing hidden, no dropout: P and scale·dS sixteen lanes at a time.
@@ -124,7 +146,7 @@ public static unsafe partial class Attention
                     int limit = a.S.Causal ? i0 + r + a.S.CausalShift - j0 : int.MaxValue;
                     for (int c = 0; c < KeyTile; c++)
                     {
-                        bool hidden = c >= cols || c > limit || (pad != null && pad[j0 + c] != 0) || float.IsNegativeInfinity(l);
+                        bool hidden = c >= cols || c > limit || float.IsNegativeInfinity(l) || float.IsNegativeInfinity(pr[c]);
                         float prob = hidden ? 0 : MathF.Exp(pr[c] - l);
                         float pd = prob, dpv = dpr[c];
                         if (a.S.Dropout > 0 && !hidden)

@@ -3,7 +3,8 @@
 // Kernels/Cpu/Attention.cs and AttentionBackward.cs, whose conventions (masks, dropout hash, lse) this follows.
 //
 // Forward: one group of R x W threads owns R query rows of one (b, h) (grid = B·H·ceil(Lq/R), flattened);
-// thread (r, w) works for row r. Q rows are staged once, pre-scaled; key tiles of Bc run left to right:
+// thread (r, w) works for row r. Grouped-query attention: query head h reads K/V head h / (H / Hkv) (indexed,
+// never copied). Q rows are staged once, pre-scaled; key tiles of Bc run left to right:
 //
 //          keys j0 .. j0+Bc-1                    shared memory (GPU build: R=16, W=8, Bc=16, Dmax=128: 35 KB)
 //        +-------------------+                   Q    R  x Dmax   scaled query rows
@@ -17,16 +18,18 @@
 // K and V get separate buffers: with one buffer, V staged over K between the score and the P·V barriers, PoCL
 // returned O = K for a single key (observed here; ILGPU emits Group.Barrier as
 // work_group_barrier(CLK_GLOBAL_MEM_FENCE) in OpenCL C, a fence that does not cover local memory).
-// masks: causal hides key j from query i when j > i + (Lk - Lq) (bottom-right aligned), the key padding
-// mask (float [B, Lk], non-zero = hidden) hides keys, and keys past Lk and rows past Lq are inert. Dropout
+// masks: causal hides key j from query i when j > i + (Lk - Lq) (bottom-right aligned); the optional additive
+// mask M[b, h, i, j] (read through broadcast strides, stride 0 on broadcast dims; -inf hides) is added to the
+// scaled score; keys past Lk and rows past Lq are inert. Dropout
 // scales P after its row sum, from Attention.Keep's hash, so a seed drops the same (b, h, i, j) here and on
 // the CPU. Finally O = acc / l and lse = m + log l; a row that saw no key gets O = 0 and lse = -inf.
 // Causal groups stop at the last key their last row may see.
 //
 // Backward, with P = exp(scale·Q Kᵀ - lse) recomputed from the saved lse and Di = rowsum(dO ∘ O):
 //   DeltaKernel            Di, one thread per query row
-//   KeyValueGradKernel     a group owns R keys and walks the query rows in steps of Sq (GPU: 16 keys, Sq=8, 41 KB):
-//                          dV_j = Σ_i P̃_ij dO_i,  dK_j = Σ_i dS_ij Q_i   (P̃: P after dropout)
+//   KeyValueGradKernel     a group owns R keys of one (b, kv head) and walks the query rows of every query head
+//                          of its group in steps of Sq (GPU: 16 keys, Sq=8, 41 KB):
+//                          dV_j = Σ_h Σ_i P̃_ij dO_i,  dK_j = Σ_h Σ_i dS_ij Q_i   (P̃: P after dropout)
 //   QueryGradKernel        a group owns R query rows and walks the keys in steps of Sk (GPU: 16 rows, Sk=16, 42 KB):
 //                          dQ_i = Σ_j dS_ij K_j
 //   with dP_ij = dO_i · V_j (through the dropout mask and 1/(1-p)) and dS_ij = scale · P_ij (dP_ij - Di).
@@ -116,8 +119,10 @@ public struct AttentionArgs
     public float Scale;
     /// <summary>1 when causal; key j is hidden from query i when j &gt; i + CausalShift.</summary>
     public int Causal, CausalShift;
-    /// <summary>1 when the padding-mask view holds a [B, Lk] float mask.</summary>
-    public int HasPad;
+    /// <summary>Key/value heads, and query heads per key/value head (grouped-query attention; 1 otherwise).</summary>
+    public int KvHeads, Group;
+    /// <summary>1 when the mask view holds an additive mask placed by <see cref="Mask"/>.</summary>
+    public int HasMask;
     /// <summary>1 when dropout is on; a score is kept when the top 24 bits of its hash are &gt;= DropThreshold.</summary>
     public int HasDropout;
     public ulong Seed, DropThreshold;
@@ -126,6 +131,15 @@ public struct AttentionArgs
     /// <summary>Groups per (b, h): ceil(Lq / Rows), or ceil(Lk / Rows) for the dK/dV kernel.</summary>
     public int Tiles;
     public AttentionView Q, K, V, O, DO, DQ, DK, DV;
+    public AttentionMaskView Mask;
+#pragma warning restore CS1591
+}
+
+/// <summary>Where the additive mask sits: entry [b, h, i, j] is at Offset + b·StrideB + h·StrideH + i·StrideQ + j·StrideK (stride 0 broadcasts).</summary>
+public struct AttentionMaskView
+{
+#pragma warning disable CS1591
+    public long Offset, StrideB, StrideH, StrideQ, StrideK;
 #pragma warning restore CS1591
 }
 
@@ -154,11 +168,15 @@ public static partial class Attention
     /// <summary>The threshold <see cref="Keep"/> compares with, for dropout probability <paramref name="p"/>.</summary>
     public static ulong DropThreshold(float p) => (ulong)Math.Ceiling(p * 16777216.0);
 
-    // Key j of batch b is visible to query i (i < Lq, j < Lk checked by the caller). Helpers take everything
-    // by value: a by-ref argument that escaped inlining would need the generic address space PoCL lacks.
+    // Key j is not hidden from query i by the causal flag (i < Lq, j < Lk checked by the caller). Helpers take
+    // everything by value: a by-ref argument that escaped inlining would need the generic address space PoCL lacks.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static bool Visible(ArrayView<float> pad, AttentionArgs a, int b, int i, int j) =>
-        !(a.Causal != 0 && j > i + a.CausalShift) && !(a.HasPad != 0 && pad[(long)b * a.KeyLength + j] != 0f);
+    private static bool Visible(AttentionArgs a, int i, int j) => !(a.Causal != 0 && j > i + a.CausalShift);
+
+    // The additive mask entry for (b, h, i, j), 0 without a mask.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float MaskAt(ArrayView<float> mask, AttentionArgs a, int b, int h, int i, int j) =>
+        a.HasMask != 0 ? mask[a.Mask.Offset + b * a.Mask.StrideB + h * a.Mask.StrideH + i * a.Mask.StrideQ + j * a.Mask.StrideK] : 0f;
 
     /// <summary>
     /// O and lse for the R query rows of group Grid.IdxX (tile Grid.IdxX % Tiles of head Grid.IdxX / Tiles).
@@ -166,7 +184,7 @@ public static partial class Attention
     /// </summary>
     [GpuTypeArguments(typeof(AttentionGpuTiles))]
     public static void ForwardKernel<T>(ArrayView<float> q, ArrayView<float> k, ArrayView<float> v, ArrayView<float> o, ArrayView<float> lse,
-        ArrayView<float> pad, AttentionArgs a) where T : struct, IAttentionTiles
+        ArrayView<float> mask, AttentionArgs a) where T : struct, IAttentionTiles
     {
         T t = default;
         var qs = SharedMemory.Allocate<float>(t.Rows * (t.MaxDim + t.Lanes));   // rows padded so a warp's rows hit different banks
@@ -181,7 +199,7 @@ public static partial class Attention
         int tile = Grid.IdxX % a.Tiles, bh = Grid.IdxX / a.Tiles, b = bh / a.Heads, h = bh % a.Heads;
         int tid = Group.IdxX, r = tid / lanes, lane = tid - r * lanes;
         int d = a.Dim, lq = a.QueryLength, lk = a.KeyLength, i0 = tile * rows, i = i0 + r;
-        long qBase = a.Q.Row(b, h, 0), kBase = a.K.Row(b, h, 0), vBase = a.V.Row(b, h, 0);
+        long qBase = a.Q.Row(b, h, 0), kBase = a.K.Row(b, h / a.Group, 0), vBase = a.V.Row(b, h / a.Group, 0);
 
         for (int e = tid; e < rows * d; e += threads)
         {
@@ -207,10 +225,11 @@ public static partial class Attention
             for (int jj = lane; jj < keys; jj += lanes)
             {
                 float s = float.NegativeInfinity;
-                if (i < lq && jj < cols && Visible(pad, a, b, i, j0 + jj))
+                if (i < lq && jj < cols && Visible(a, i, j0 + jj))
                 {
-                    s = 0f;
-                    for (int c = 0; c < d; c++) s += qs[r * rs + c] * ks[jj * ld + c];
+                    float dot = 0f;
+                    for (int c = 0; c < d; c++) dot += qs[r * rs + c] * ks[jj * ld + c];
+                    s = dot + MaskAt(mask, a, b, h, i, j0 + jj);
                 }
                 p[r * keys + jj] = s;
             }

@@ -46,27 +46,36 @@ public sealed class KeyValueCache : IDisposable
 }
 
 /// <summary>
-/// Multi-head attention ("Attention Is All You Need", 3.2.2). Self-attention projects q, k, v with one
-/// fused [3D, D] weight (`qkv`); cross-attention projects the query with `q` and the memory with `kv`.
-/// Uses <see cref="Tensor.ScaledDotProductAttention"/> unless the weights are asked for.
+/// Multi-head attention ("Attention Is All You Need", 3.2.2), optionally grouped-query (Ainslie et al. 2023,
+/// "GQA": <c>kvHeads</c> key/value heads shared by groups of query heads; 1 is multi-query attention, Shazeer
+/// 2019). Self-attention projects q, k, v with one fused weight (`qkv`: [3D, D], or [D + 2·Hkv·Dh, D] with
+/// grouped-query heads, rows in the order q, k, v); cross-attention projects the query with `q` and the memory
+/// with `kv` ([2·Hkv·Dh, D]). Uses <see cref="Tensor.ScaledDotProductAttention"/> unless the weights are asked for.
 /// </summary>
 public sealed class MultiHeadAttention : Module
 {
     private readonly Linear? _qkv, _q, _kv;
     private readonly Linear _proj;
 
-    /// <summary>Attention over <paramref name="dim"/>-wide vectors split into <paramref name="heads"/> heads.</summary>
-    public MultiHeadAttention(int dim, int heads, bool crossAttention = false, double dropout = 0, bool bias = true, Generator? generator = null, Device? device = null)
+    /// <summary>
+    /// Attention over <paramref name="dim"/>-wide vectors split into <paramref name="heads"/> query heads and
+    /// <paramref name="kvHeads"/> key/value heads (0: as many as query heads; it must divide <paramref name="heads"/>).
+    /// </summary>
+    public MultiHeadAttention(int dim, int heads, bool crossAttention = false, double dropout = 0, bool bias = true, Generator? generator = null, Device? device = null,
+        int kvHeads = 0)
     {
         if (heads <= 0 || dim % heads != 0) throw new ArgumentException($"MultiHeadAttention: dim {dim} is not divisible by {heads} heads");
-        Dim = dim; Heads = heads; Dropout = dropout; IsCrossAttention = crossAttention;
+        int hkv = kvHeads == 0 ? heads : kvHeads;
+        if (hkv <= 0 || heads % hkv != 0) throw new ArgumentException($"MultiHeadAttention: {heads} query heads are not a multiple of {kvHeads} key/value heads");
+        Dim = dim; Heads = heads; KvHeads = hkv; Dropout = dropout; IsCrossAttention = crossAttention;
         _generator = generator ?? Generator.Default;
+        int kvDim = hkv * (dim / heads);
         if (crossAttention)
         {
             _q = Child("q", new Linear(dim, dim, bias, _generator, device));
-            _kv = Child("kv", new Linear(dim, 2 * dim, bias, _generator, device));
+            _kv = Child("kv", new Linear(dim, 2 * kvDim, bias, _generator, device));
         }
-        else _qkv = Child("qkv", new Linear(dim, 3 * dim, bias, _generator, device));
+        else _qkv = Child("qkv", new Linear(dim, dim + 2 * kvDim, bias, _generator, device));
         _proj = Child("proj", new Linear(dim, dim, bias, _generator, device));
     }
 
@@ -74,8 +83,10 @@ public sealed class MultiHeadAttention : Module
 
     /// <summary>Model width.</summary>
     public int Dim { get; }
-    /// <summary>Number of heads.</summary>
+    /// <summary>Number of (query) heads.</summary>
     public int Heads { get; }
+    /// <summary>Number of key/value heads (<see cref="Heads"/> unless grouped-query); a <see cref="KeyValueCache"/> for this layer has this many.</summary>
+    public int KvHeads { get; }
     /// <summary>Dropout on the attention weights (training only).</summary>
     public double Dropout { get; }
     /// <summary>True for encoder-decoder attention.</summary>
@@ -85,15 +96,16 @@ public sealed class MultiHeadAttention : Module
     /// <summary>The weights of the last Forward when <see cref="KeepWeights"/> is on.</summary>
     public Tensor? LastWeights { get; private set; }
 
-    // [B, T, D] -> [B, H, T, Dh]
-    private Tensor SplitHeads(Tensor x) { using var r = x.Reshape(x.Size(0), x.Size(1), Heads, Dim / Heads); return r.Transpose(1, 2); }
+    // [B, T, n·Dh] -> [B, n, T, Dh]
+    private Tensor SplitHeads(Tensor x, int heads) { using var r = x.Reshape(x.Size(0), x.Size(1), heads, Dim / Heads); return r.Transpose(1, 2); }
 
     /// <summary>
     /// x [B, Tq, D] attends to itself, or to <paramref name="memory"/> [B, Tk, D] for cross-attention.
-    /// <paramref name="keyPaddingMask"/> [B, Tk] hides padded keys; <paramref name="cache"/> makes a
-    /// self-attention step attend to all earlier positions too.
+    /// <paramref name="keyPaddingMask"/> [B, Tk] hides padded keys; <paramref name="mask"/> is an additive mask
+    /// broadcastable to [B, Heads, Tq, Tk] (0 keeps, -inf hides, see <see cref="Tensor.ScaledDotProductAttention"/>);
+    /// <paramref name="cache"/> makes a self-attention step attend to all earlier positions too.
     /// </summary>
-    public Tensor Forward(Tensor x, Tensor? memory = null, Tensor? keyPaddingMask = null, bool causal = false, KeyValueCache? cache = null)
+    public Tensor Forward(Tensor x, Tensor? memory = null, Tensor? keyPaddingMask = null, bool causal = false, KeyValueCache? cache = null, Tensor? mask = null)
     {
         if (x.Rank != 3 || x.Size(2) != Dim) throw new ArgumentException($"MultiHeadAttention: input must be [B, T, {Dim}], got {Shape.Format(x.Shape)}");
         if (IsCrossAttention != memory is not null) throw new ArgumentException($"MultiHeadAttention: {(IsCrossAttention ? "cross-attention needs" : "self-attention takes no")} memory");
@@ -103,31 +115,32 @@ public sealed class MultiHeadAttention : Module
         if (_qkv is not null && cache is null && !KeepWeights)
         {
             // The common training path: one fused kernel from the packed projection to the merged heads.
-            var merged0 = Tensor.PackedSelfAttention(_qkv.Forward(x), Heads, keyPaddingMask, causal, dropoutP, _generator);
+            var merged0 = Tensor.PackedSelfAttention(_qkv.Forward(x), Heads, keyPaddingMask, causal, dropoutP, _generator, mask, KvHeads);
             return scope.Keep(_proj.Forward(merged0));
         }
+        int kvDim = KvHeads * (Dim / Heads);
         if (_qkv is not null)
         {
-            var parts = _qkv.Forward(x).Chunk(3, -1);
-            (q, k, v) = (SplitHeads(parts[0]), SplitHeads(parts[1]), SplitHeads(parts[2]));
+            var qkv = _qkv.Forward(x);
+            (q, k, v) = (SplitHeads(qkv.Narrow(-1, 0, Dim), Heads), SplitHeads(qkv.Narrow(-1, Dim, kvDim), KvHeads), SplitHeads(qkv.Narrow(-1, Dim + kvDim, kvDim), KvHeads));
             if (cache is not null) (k, v) = cache.Append(k, v);
         }
         else
         {
-            q = SplitHeads(_q!.Forward(x));
-            var kv = _kv!.Forward(memory!).Chunk(2, -1);
-            (k, v) = (SplitHeads(kv[0]), SplitHeads(kv[1]));
+            q = SplitHeads(_q!.Forward(x), Heads);
+            var kv = _kv!.Forward(memory!);
+            (k, v) = (SplitHeads(kv.Narrow(-1, 0, kvDim), KvHeads), SplitHeads(kv.Narrow(-1, kvDim, kvDim), KvHeads));
         }
         double p = Training ? Dropout : 0;
         Tensor a;
         if (KeepWeights)
         {
-            var (o, w) = Tensor.AttentionWithWeights(q, k, v, keyPaddingMask, causal, p, _generator);
+            var (o, w) = Tensor.AttentionWithWeights(q, k, v, keyPaddingMask, causal, p, _generator, mask: mask);
             LastWeights?.Dispose();
             using (new NoGrad()) LastWeights = TensorScopeEscape(w.Detach());
             a = o;
         }
-        else a = Tensor.ScaledDotProductAttention(q, k, v, keyPaddingMask, causal, p, _generator);
+        else a = Tensor.ScaledDotProductAttention(q, k, v, keyPaddingMask, causal, p, _generator, mask: mask);
         var merged = a.Transpose(1, 2).Reshape(x.Size(0), x.Size(1), Dim);
         return scope.Keep(_proj.Forward(merged));
     }

@@ -7,6 +7,8 @@ using ILGPU.Backends.PTX;
 using ILGPU.Runtime;
 using ILGPU.Runtime.Cuda;
 using NUnit.Framework;
+using Mask = AttnCore.Tests.Kernels.AttentionMasks.Kind;
+using AttentionMasks = AttnCore.Tests.Kernels.AttentionMasks;
 using CpuAttention = AttnCore.Kernels.Cpu.Attention;
 using GpuAttention = AttnCore.Kernels.Gpu.Attention;
 
@@ -33,23 +35,25 @@ public class AttentionGpuTests(string deviceName)
     [OneTimeTearDown]
     public void ReturnCachedBuffers() => ((IlgpuBackend)_device.Backend).Memory.Trim();
 
-    public enum Pad { None, Tail, Batch1Hidden }
-
-    public record Case(string Name, int B, int H, int Lq, int Lk, int D, bool Causal, Pad Pad, float Dropout, bool Strided)
+    public record Case(string Name, int B, int H, int Lq, int Lk, int D, bool Causal, Mask Mask, float Dropout, bool Strided, int KvHeads = 0)
     {
         public override string ToString() => Name;
     }
 
     public static readonly Case[] Cases =
     [
-        new("plain_d8", 2, 2, 7, 11, 8, false, Pad.None, 0, false),
-        new("causal_fewer_queries_than_keys_d16", 1, 2, 5, 13, 16, true, Pad.None, 0, false),
-        new("causal_more_queries_than_keys_rows_see_nothing", 1, 1, 9, 5, 8, true, Pad.None, 0, false),
-        new("padding_with_a_fully_hidden_batch_d12", 2, 1, 6, 9, 12, false, Pad.Batch1Hidden, 0, false),
-        new("dropout_causal_d20", 1, 2, 10, 10, 20, true, Pad.None, 0.3f, false),
-        new("strided_BLHD_views_causal_padding", 2, 3, 9, 9, 8, true, Pad.Tail, 0, true),
-        new("several_key_tiles_padding_dropout", 1, 1, 20, 45, 16, true, Pad.Tail, 0.2f, false),
-        new("dim_128_the_device_maximum", 1, 1, 3, 37, 128, false, Pad.None, 0, false),
+        new("plain_d8", 2, 2, 7, 11, 8, false, Mask.None, 0, false),
+        new("causal_fewer_queries_than_keys_d16", 1, 2, 5, 13, 16, true, Mask.None, 0, false),
+        new("causal_more_queries_than_keys_rows_see_nothing", 1, 1, 9, 5, 8, true, Mask.None, 0, false),
+        new("per_batch_mask_with_a_fully_hidden_row_d12", 2, 1, 6, 9, 12, false, Mask.PerBatchWithHiddenRow, 0, false),
+        new("dropout_causal_d20", 1, 2, 10, 10, 20, true, Mask.None, 0.3f, false),
+        new("strided_BLHD_views_causal_padding", 2, 3, 9, 9, 8, true, Mask.KeyPadding, 0, true),
+        new("several_key_tiles_padding_dropout", 1, 1, 20, 45, 16, true, Mask.KeyPadding, 0.2f, false),
+        new("dim_128_the_device_maximum", 1, 1, 3, 37, 128, false, Mask.None, 0, false),
+        new("bias_2d_mask_lq_ne_lk_d12", 2, 2, 5, 11, 12, false, Mask.Bias2d, 0, false),
+        new("per_row_mask_key_stride_0", 1, 2, 6, 7, 8, false, Mask.PerRow, 0, false),
+        new("gqa_2_query_heads_per_kv_head_mask_dropout", 2, 4, 6, 9, 8, true, Mask.Bias2d, 0.2f, false, 2),
+        new("multi_query_strided_padding", 1, 3, 7, 10, 8, false, Mask.KeyPadding, 0, true, 1),
     ];
 
     const float Sentinel = 7f; // outside the views: the kernels must leave it alone
@@ -76,47 +80,42 @@ public class AttentionGpuTests(string deviceName)
     {
         ulong seed = Check.FreshSeed();
         var g = new Generator(seed);
-        var shape = new AttentionShape(c.B, c.H, c.Lq, c.Lk, c.D, 1f / MathF.Sqrt(c.D), c.Causal, c.Dropout, seed);
+        int hkv = c.KvHeads == 0 ? c.H : c.KvHeads;
+        var shape = new AttentionShape(c.B, c.H, c.Lq, c.Lk, c.D, 1f / MathF.Sqrt(c.D), c.Causal, c.Dropout, seed, c.KvHeads);
         // Contiguous operands start at element 3; strided ones are [B, L, H, D] in memory, read as [B, H, L, D].
-        AttentionOperand Op(int l) => c.Strided ? new AttentionOperand(0, (long)l * c.H * c.D, c.D, (long)c.H * c.D) : new AttentionOperand(3, (long)c.H * l * c.D, (long)l * c.D, c.D);
-        var (qo, ko) = (Op(c.Lq), Op(c.Lk));
-        long qn = 3 + (long)c.B * c.H * c.Lq * c.D, kn = 3 + (long)c.B * c.H * c.Lk * c.D;
+        AttentionOperand Op(int heads, int l) => c.Strided ? new AttentionOperand(0, (long)l * heads * c.D, c.D, (long)heads * c.D) : new AttentionOperand(3, (long)heads * l * c.D, (long)l * c.D, c.D);
+        var (qo, ko) = (Op(c.H, c.Lq), Op(hkv, c.Lk));
+        long qn = 3 + (long)c.B * c.H * c.Lq * c.D, kn = 3 + (long)c.B * hkv * c.Lk * c.D;
         float[] q = Rand(g, qn), k = Rand(g, kn), v = Rand(g, kn), dO = Rand(g, qn);
-        var padBytes = c.Pad switch
-        {
-            Pad.Tail => Enumerable.Range(0, c.B * c.Lk).Select(i => (byte)(i % c.Lk >= c.Lk - 2 - i / c.Lk ? 1 : 0)).ToArray(),
-            Pad.Batch1Hidden => Enumerable.Range(0, c.B * c.Lk).Select(i => (byte)(i / c.Lk == 1 || i % c.Lk == 4 ? 1 : 0)).ToArray(),
-            _ => [],
-        };
-        var padFloats = padBytes.Select(x => (float)x).ToArray();
+        var (mask, mo) = AttentionMasks.Make(c.Mask, c.B, c.H, c.Lq, c.Lk, g);
 
         // float64 reference, and the CPU's fused float32 kernel (for dropout: the same entries must drop).
         double[] Filled(long n) { var a = new double[n]; Array.Fill(a, Sentinel); return a; }
         var ro = Filled(qn); var rl = new double[c.B * c.H * c.Lq];
-        AttentionReference.Forward(shape, D(q), qo, D(k), ko, D(v), ko, ro, qo, rl, padBytes);
+        AttentionReference.Forward(shape, D(q), qo, D(k), ko, D(v), ko, ro, qo, rl, D(mask), mo);
         var co = new float[qn]; Array.Fill(co, Sentinel); var cl = new float[rl.Length];
-        CpuAttention.Forward(shape, q, qo, k, ko, v, ko, co, qo, cl, padBytes);
+        CpuAttention.Forward(shape, q, qo, k, ko, v, ko, co, qo, cl, mask, mo);
 
         var o = new float[qn]; Array.Fill(o, Sentinel);
         var dq0 = new float[qn]; Array.Fill(dq0, Sentinel);
         var dk0 = new float[kn]; Array.Fill(dk0, Sentinel);
         using var sq = new Owned(Upload(q)); using var sk = new Owned(Upload(k)); using var sv = new Owned(Upload(v)); using var sg = new Owned(Upload(dO));
         using var so = new Owned(Upload(o)); using var sl = new Owned(B.Allocate(DType.Float32, rl.Length));
-        using var sp = new Owned(padBytes.Length > 0 ? Upload(padFloats) : null);
+        using var sp = new Owned(mask.Length > 0 ? Upload(mask) : null);
         using var sdq = new Owned(Upload(dq0)); using var sdk = new Owned(Upload(dk0)); using var sdv = new Owned(Upload(dk0));
 
-        B.AttentionForward(shape, sq.S!, qo, sk.S!, ko, sv.S!, ko, so.S!, qo, sl.S!, sp.S);
+        B.AttentionForward(shape, sq.S!, qo, sk.S!, ko, sv.S!, ko, so.S!, qo, sl.S!, sp.S, mo);
         var go = Download(so.S!, qn); var gl = Download(sl.S!, rl.Length);
         string ctx = $"{c.Name} on {Gpu} seed={seed}";
         Near(go, ro, 2e-5, $"O {ctx}");
         Near(gl, rl, 2e-5, $"lse {ctx}");
         Near(go, D(co), 2e-5, $"O vs the CPU kernel {ctx}");
-        if (c.Pad == Pad.Batch1Hidden)
-            for (int i = 0; i < c.H * c.Lq; i++) Assert.That(gl[c.H * c.Lq + i], Is.EqualTo(float.NegativeInfinity), $"a query that sees no key has lse -inf, {ctx}");
+        if (c.Mask == Mask.PerBatchWithHiddenRow)
+            for (int h = 0; h < c.H; h++) Assert.That(gl[((c.B - 1) * c.H + h) * c.Lq + 2], Is.EqualTo(float.NegativeInfinity), $"a query that sees no key has lse -inf, {ctx}");
 
-        B.AttentionBackward(shape, sq.S!, qo, sk.S!, ko, sv.S!, ko, so.S!, qo, sg.S!, qo, sl.S!, sp.S, sdq.S!, qo, sdk.S!, ko, sdv.S!, ko);
+        B.AttentionBackward(shape, sq.S!, qo, sk.S!, ko, sv.S!, ko, so.S!, qo, sg.S!, qo, sl.S!, sp.S, mo, sdq.S!, qo, sdk.S!, ko, sdv.S!, ko);
         var rdq = Filled(qn); var rdk = Filled(kn); var rdv = Filled(kn);
-        AttentionReference.Backward(shape, D(q), qo, D(k), ko, D(v), ko, D(dO), qo, padBytes, rdq, qo, rdk, ko, rdv, ko);
+        AttentionReference.Backward(shape, D(q), qo, D(k), ko, D(v), ko, D(dO), qo, D(mask), mo, rdq, qo, rdk, ko, rdv, ko);
         void Same(Storage s, double[] want, string name)
         {
             double scale = want.Where(x => x != Sentinel).Select(Math.Abs).DefaultIfEmpty(0).Max();
@@ -175,6 +174,15 @@ public class AttentionGpuTests(string deviceName)
         }
     }
 
+    // The output and the gradients of the inputs, copied to the host; the device output is disposed.
+    static (Tensor O, Tensor[] Grads) ToHost(Tensor o, params Tensor[] inputs)
+    {
+        var grads = inputs.Select(t => t.Grad!.To(Device.Cpu)).ToArray();
+        using var oc = o.To(Device.Cpu);
+        o.Dispose();
+        return (oc.Detach(), grads);
+    }
+
     // Upstream gradient w and the loss sum(o ∘ w): every output element gets its own weight.
     static Tensor Loss(Tensor o, Tensor w) => (o * w).Sum();
 
@@ -202,12 +210,9 @@ public class AttentionGpuTests(string deviceName)
             qd.RequiresGrad_(); kd.RequiresGrad_(); vd.RequiresGrad_();
             using var qv = qd.Transpose(1, 2);
             var o = Tensor.ScaledDotProductAttention(qv, kd, vd, pd, causal: false, dropout: 0.25, generator: new Generator(seed ^ 99));
-            Assert.That(o.GradFn?.Custom?.Name, Is.EqualTo("ScaledDotProductAttention"), $"fused op on {dev}");
+            Assert.That(o.GradFn?.Kind, Is.EqualTo(OpKind.Attention), $"fused op on {dev}");
             using (var loss = Loss(o, wd)) loss.Backward();
-            Tensor[] grads = [qd.Grad!.To(Device.Cpu), kd.Grad!.To(Device.Cpu), vd.Grad!.To(Device.Cpu)];
-            using var oc = o.To(Device.Cpu);
-            o.Dispose();
-            return (oc.Detach(), grads);
+            return ToHost(o, qd, kd, vd);
         }
         var (oc, gc) = Run(Device.Cpu);
         var (og, gg) = Run(Gpu);
@@ -235,7 +240,7 @@ public class AttentionGpuTests(string deviceName)
             using var x = qkv.To(dev); using var wd = w.To(dev); using var pd = pad.To(dev);
             x.RequiresGrad_();
             var o = Tensor.PackedSelfAttention(x, 2, pd, causal: true, dropout: 0.1, generator: new Generator(seed ^ 7));
-            Assert.That(o.GradFn?.Custom?.Name, Is.EqualTo("PackedSelfAttention"), $"fused op on {dev}");
+            Assert.That(o.GradFn?.Kind, Is.EqualTo(OpKind.PackedAttention), $"fused op on {dev}");
             using (var loss = Loss(o, wd)) loss.Backward();
             var grad = x.Grad!.To(Device.Cpu);
             using var oc = o.To(Device.Cpu);
@@ -250,6 +255,43 @@ public class AttentionGpuTests(string deviceName)
             SameTensor(gg, gc, 1e-4, $"dqkv on {Gpu} seed={seed}");
         }
         finally { oc.Dispose(); og.Dispose(); gc.Dispose(); gg.Dispose(); }
+    }
+
+    [Test]
+    public void Masked_grouped_query_attention_on_the_device_matches_the_cpu_with_dropout_and_gradients()
+    {
+        ulong seed = Check.FreshSeed();
+        var g = new Generator(seed);
+        // 4 query heads over 2 key/value heads, an additive [Tq, Tk] mask (query 1 sees no key), custom scale.
+        using var q = Tensor.Randn([2, 4, 5, 8], g); using var k = Tensor.Randn([2, 2, 7, 8], g); using var v = Tensor.Randn([2, 2, 7, 8], g);
+        using var w = Tensor.Randn([2, 4, 5, 8], g);
+        using var mask = Tensor.FromArray(Enumerable.Range(0, 35).Select(i => i / 7 == 1 || i % 4 == 2 ? float.NegativeInfinity : (float)g.NextNormal()).ToArray(), [5, 7]);
+        using var qkv = Tensor.Randn([2, 5, (4 + 2 * 2) * 8], g); using var wp = Tensor.Randn([2, 5, 32], g);
+        (Tensor O, Tensor[] Grads) Run(Device dev)
+        {
+            using var qd = q.To(dev); using var kd = k.To(dev); using var vd = v.To(dev); using var wd = w.To(dev); using var md = mask.To(dev);
+            using var xd = qkv.To(dev); using var wpd = wp.To(dev);
+            qd.RequiresGrad_(); kd.RequiresGrad_(); vd.RequiresGrad_(); xd.RequiresGrad_();
+            var o = Tensor.ScaledDotProductAttention(qd, kd, vd, dropout: 0.2, generator: new Generator(seed ^ 5), scale: 0.4, mask: md);
+            Assert.That(o.GradFn?.Kind, Is.EqualTo(OpKind.Attention), $"fused op on {dev}");
+            using var packed = Tensor.PackedSelfAttention(xd, 4, causal: true, mask: md.Narrow(1, 0, 5), kvHeads: 2);
+            Assert.That(packed.GradFn?.Kind, Is.EqualTo(OpKind.PackedAttention), $"fused packed op on {dev}");
+            using (var loss = Loss(o, wd) + Loss(packed, wpd)) loss.Backward();
+            var (oc, grads) = ToHost(o, qd, kd, vd, xd);
+            return (oc, [.. grads, packed.To(Device.Cpu)]);
+        }
+        var (oc, gc) = Run(Device.Cpu);
+        var (og, gg) = Run(Gpu);
+        try
+        {
+            string ctx = $"on {Gpu} seed={seed}";
+            SameTensor(og, oc, 2e-5, $"O {ctx}");
+            var rows = og.ToArray<float>();
+            for (int bh = 0; bh < 8; bh++) Assert.That(rows.Skip((bh * 5 + 1) * 8).Take(8), Is.All.EqualTo(0f), $"query 1 sees no key: zero output {ctx}");
+            string[] names = ["dQ", "dK", "dV", "dqkv (packed)", "O (packed)"];
+            for (int i = 0; i < gc.Length; i++) SameTensor(gg[i], gc[i], i == 4 ? 2e-5 : 1e-4, $"{names[i]} {ctx}");
+        }
+        finally { foreach (var t in gc.Concat(gg).Append(oc).Append(og)) t.Dispose(); }
     }
 
     [Test]
@@ -312,7 +354,7 @@ public class AttentionGpuTests(string deviceName)
         using var qd = q.To(Gpu); using var kd = k.To(Gpu); using var vd = v.To(Gpu);
         qd.RequiresGrad_();
         using var og = Tensor.ScaledDotProductAttention(qd, kd, vd, causal: true);
-        Assert.That(og.GradFn?.Custom, Is.Null, "composite ops, not the fused kernel");
+        Assert.That(og.GradFn?.Kind, Is.Not.EqualTo(OpKind.Attention), "composite ops, not the fused kernel");
         using var oc = Tensor.ScaledDotProductAttention(q, k, v, causal: true);
         SameTensor(og, oc, 2e-5, $"O on {Gpu}");
     }
@@ -324,16 +366,16 @@ public class AttentionGpuTests(string deviceName)
         using var lse = new Owned(B.Allocate(DType.Float32, 4));
         var big = new AttentionShape(1, 1, 2, 2, 130, 1, false);
         var op = AttentionOperand.Contiguous(1, 2, 130);
-        var ex = Assert.Throws<ArgumentException>(() => B.AttentionForward(big, x.S!, op, x.S!, op, x.S!, op, x.S!, op, lse.S!, null));
+        var ex = Assert.Throws<ArgumentException>(() => B.AttentionForward(big, x.S!, op, x.S!, op, x.S!, op, x.S!, op, lse.S!, null, default));
         Assert.That(ex!.Message, Does.Contain("AttentionForward").And.Contain("130").And.Contain(GpuAttention.MaxDim.ToString()));
 
         var shape = new AttentionShape(2, 1, 2, 3, 8, 1, false);
         var qo = AttentionOperand.Contiguous(1, 2, 8); var ko = AttentionOperand.Contiguous(1, 3, 8);
         using var shortMask = new Owned(B.Allocate(DType.Float32, 5));
-        ex = Assert.Throws<ArgumentException>(() => B.AttentionForward(shape, x.S!, qo, x.S!, ko, x.S!, ko, x.S!, qo, lse.S!, shortMask.S));
-        Assert.That(ex!.Message, Does.Contain("key padding mask").And.Contain("B*Lk = 6"));
+        ex = Assert.Throws<ArgumentException>(() => B.AttentionForward(shape, x.S!, qo, x.S!, ko, x.S!, ko, x.S!, qo, lse.S!, shortMask.S, new AttentionMaskOperand(0, 3, 0, 0, 1)));
+        Assert.That(ex!.Message, Does.Contain("mask (5 elements").And.Contain("[2,1,2,3]"));
         using var small = new Owned(B.Allocate(DType.Float32, 10));
-        ex = Assert.Throws<ArgumentException>(() => B.AttentionBackward(shape, small.S!, qo, x.S!, ko, x.S!, ko, x.S!, qo, x.S!, qo, lse.S!, null, x.S!, qo, x.S!, ko, x.S!, ko));
+        ex = Assert.Throws<ArgumentException>(() => B.AttentionBackward(shape, small.S!, qo, x.S!, ko, x.S!, ko, x.S!, qo, x.S!, qo, lse.S!, null, default, x.S!, qo, x.S!, ko, x.S!, ko));
         Assert.That(ex!.Message, Does.Contain("AttentionBackward").And.Contain("[2,1,2,8]"));
 
         using var qt = Tensor.Zeros([1, 1, 2, 8], DType.Float32, Gpu);

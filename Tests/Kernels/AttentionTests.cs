@@ -3,58 +3,105 @@ using NUnit.Framework;
 
 namespace AttnCore.Tests.Kernels;
 
+/// <summary>Additive attention masks of the broadcast shapes the kernels take, as data plus strides (shared with the Gpu tests).</summary>
+public static class AttentionMasks
+{
+    /// <summary>Which mask a test case uses.</summary>
+    public enum Kind
+    {
+        /// <summary>No mask.</summary>
+        None,
+        /// <summary>[B, 1, 1, Lk] of 0 / -inf: a key padding mask, every batch hiding a different tail.</summary>
+        KeyPadding,
+        /// <summary>[Lq, Lk] random biases with some -inf entries, shared by batch and heads.</summary>
+        Bias2d,
+        /// <summary>[B, 1, Lq, Lk] random biases; query row 2 of the last batch is entirely -inf (a fully masked row).</summary>
+        PerBatchWithHiddenRow,
+        /// <summary>[B, H, Lq, 1]: one bias per row (stride 0 along the keys); row 1 of head 0 is -inf.</summary>
+        PerRow,
+    }
+
+    /// <summary>The mask's elements and where [b, h, i, j] sits in them.</summary>
+    public static (float[] Data, AttentionMaskOperand Operand) Make(Kind kind, int b, int h, int lq, int lk, Generator g)
+    {
+        float Bias(int i, int j) => (i + 2 * j) % 5 == 0 ? float.NegativeInfinity : (float)g.NextNormal();
+        switch (kind)
+        {
+            case Kind.KeyPadding:
+                return (Enumerable.Range(0, b * lk).Select(e => e % lk >= lk - 2 - e / lk ? float.NegativeInfinity : 0f).ToArray(), new(0, lk, 0, 0, 1));
+            case Kind.Bias2d:
+                return (Enumerable.Range(0, lq * lk).Select(e => Bias(e / lk, e % lk)).ToArray(), new(0, 0, 0, lk, 1));
+            case Kind.PerBatchWithHiddenRow:
+                return (Enumerable.Range(0, b * lq * lk).Select(e => e / (lq * lk) == b - 1 && e / lk % lq == Math.Min(2, lq - 1) ? float.NegativeInfinity : (float)g.NextNormal()).ToArray(),
+                    new(0, (long)lq * lk, 0, lk, 1));
+            case Kind.PerRow:
+                return (Enumerable.Range(0, b * h * lq).Select(e => e % (h * lq) == 1 ? float.NegativeInfinity : (float)g.NextNormal()).ToArray(), new(0, (long)h * lq, lq, 1, 0));
+            default:
+                return ([], default);
+        }
+    }
+}
+
 /// <summary>The fused attention kernels against the float64 materialised reference.</summary>
 [TestFixture, Category("Kernels")]
 public class AttentionTests
 {
-    public record Case(string Name, int B, int H, int Lq, int Lk, int D, bool Causal, bool Pad, float Dropout, bool Strided)
+    public record Case(string Name, int B, int H, int Lq, int Lk, int D, bool Causal, AttentionMasks.Kind Mask, float Dropout, bool Strided, int KvHeads = 0)
     {
         public override string ToString() => Name;
     }
 
     public static readonly Case[] Cases =
     [
-        new("plain", 2, 3, 37, 37, 64, false, false, 0, false),
-        new("causal", 1, 2, 70, 70, 64, true, false, 0, false),
-        new("padding", 2, 2, 20, 33, 32, false, true, 0, false),
-        new("causal_and_padding", 2, 1, 9, 9, 16, true, true, 0, false),
-        new("cross_length_causal", 1, 2, 5, 70, 64, true, false, 0, false),
-        new("dim_not_multiple_of_16", 1, 2, 19, 23, 24, false, false, 0, false),
-        new("dim_1_length_1", 1, 1, 1, 1, 1, false, false, 0, false),
-        new("dim_80_two_slices", 1, 1, 8, 130, 80, false, false, 0, false),
-        new("dropout", 1, 2, 17, 17, 32, true, false, 0.3f, false),
-        new("strided_BLHD_views", 2, 3, 21, 21, 16, true, false, 0, true),
+        new("plain", 2, 3, 37, 37, 64, false, AttentionMasks.Kind.None, 0, false),
+        new("causal", 1, 2, 70, 70, 64, true, AttentionMasks.Kind.None, 0, false),
+        new("padding", 2, 2, 20, 33, 32, false, AttentionMasks.Kind.KeyPadding, 0, false),
+        new("causal_and_padding", 2, 1, 9, 9, 16, true, AttentionMasks.Kind.KeyPadding, 0, false),
+        new("cross_length_causal", 1, 2, 5, 70, 64, true, AttentionMasks.Kind.None, 0, false),
+        new("dim_not_multiple_of_16", 1, 2, 19, 23, 24, false, AttentionMasks.Kind.None, 0, false),
+        new("dim_1_length_1", 1, 1, 1, 1, 1, false, AttentionMasks.Kind.None, 0, false),
+        new("dim_80_two_slices", 1, 1, 8, 130, 80, false, AttentionMasks.Kind.None, 0, false),
+        new("dropout", 1, 2, 17, 17, 32, true, AttentionMasks.Kind.None, 0.3f, false),
+        new("strided_BLHD_views", 2, 3, 21, 21, 16, true, AttentionMasks.Kind.None, 0, true),
+        new("bias_2d_mask_lq_ne_lk_d20", 2, 2, 13, 70, 20, false, AttentionMasks.Kind.Bias2d, 0, false),
+        new("bias_2d_mask_causal_two_key_tiles", 1, 2, 67, 67, 16, true, AttentionMasks.Kind.Bias2d, 0, false),
+        new("per_batch_mask_with_a_fully_hidden_row", 2, 2, 6, 9, 12, false, AttentionMasks.Kind.PerBatchWithHiddenRow, 0, false),
+        new("per_row_mask_key_stride_0", 2, 2, 7, 11, 8, false, AttentionMasks.Kind.PerRow, 0, false),
+        new("gqa_4_query_heads_per_kv_head_mask", 2, 8, 11, 75, 24, false, AttentionMasks.Kind.Bias2d, 0, false, 2),
+        new("gqa_causal_dropout_strided", 2, 6, 9, 9, 8, true, AttentionMasks.Kind.None, 0.25f, true, 3),
+        new("multi_query_one_kv_head_padding", 1, 5, 10, 66, 33, true, AttentionMasks.Kind.KeyPadding, 0, false, 1),
     ];
 
     static float[] Rand(Generator g, int n) { var x = new float[n]; for (int i = 0; i < n; i++) x[i] = (float)g.NextNormal(); return x; }
+    static double[] D(float[] x) => x.Select(f => (double)f).ToArray();
 
     [TestCaseSource(nameof(Cases))]
     public void Forward_and_backward_match_the_float64_reference(Case c)
     {
         ulong seed = TestContext.CurrentContext.Random.NextULong();
         var g = new Generator(seed);
-        var shape = new AttentionShape(c.B, c.H, c.Lq, c.Lk, c.D, 1f / MathF.Sqrt(c.D), c.Causal, c.Dropout, seed);
+        int hkv = c.KvHeads == 0 ? c.H : c.KvHeads;
+        var shape = new AttentionShape(c.B, c.H, c.Lq, c.Lk, c.D, 1f / MathF.Sqrt(c.D), c.Causal, c.Dropout, seed, c.KvHeads);
         // Strided: the tensors are [B, L, H, D] in memory and read as [B, H, L, D] views.
-        AttentionOperand Op(int l) => c.Strided ? new AttentionOperand(0, (long)l * c.H * c.D, c.D, (long)c.H * c.D) : AttentionOperand.Contiguous(c.H, l, c.D);
-        var qo = Op(c.Lq); var ko = Op(c.Lk); var oo = Op(c.Lq);
-        var q = Rand(g, c.B * c.H * c.Lq * c.D); var k = Rand(g, c.B * c.H * c.Lk * c.D); var v = Rand(g, c.B * c.H * c.Lk * c.D);
+        AttentionOperand Op(int heads, int l) => c.Strided ? new AttentionOperand(0, (long)l * heads * c.D, c.D, (long)heads * c.D) : AttentionOperand.Contiguous(heads, l, c.D);
+        var qo = Op(c.H, c.Lq); var ko = Op(hkv, c.Lk); var oo = Op(c.H, c.Lq);
+        var q = Rand(g, c.B * c.H * c.Lq * c.D); var k = Rand(g, c.B * hkv * c.Lk * c.D); var v = Rand(g, c.B * hkv * c.Lk * c.D);
         var dO = Rand(g, q.Length);
-        var pad = c.Pad ? Enumerable.Range(0, c.B * c.Lk).Select(i => (byte)(i % c.Lk >= c.Lk - 3 - i / c.Lk ? 1 : 0)).ToArray() : [];
+        var (mask, mo) = AttentionMasks.Make(c.Mask, c.B, c.H, c.Lq, c.Lk, g);
         var o = new float[q.Length]; var lse = new float[c.B * c.H * c.Lq];
-        Attention.Forward(shape, q, qo, k, ko, v, ko, o, oo, lse, pad);
+        Attention.Forward(shape, q, qo, k, ko, v, ko, o, oo, lse, mask, mo);
 
-        double[] D(float[] x) => x.Select(f => (double)f).ToArray();
         var ro = new double[q.Length]; var rl = new double[lse.Length];
-        AttentionReference.Forward(shape, D(q), qo, D(k), ko, D(v), ko, ro, oo, rl, pad);
+        AttentionReference.Forward(shape, D(q), qo, D(k), ko, D(v), ko, ro, oo, rl, D(mask), mo);
         for (int i = 0; i < o.Length; i++) Assert.That(o[i], Is.EqualTo(ro[i]).Within(2e-5 + 2e-5 * Math.Abs(ro[i])), $"O[{i}] {c.Name} seed={seed}");
         for (int i = 0; i < lse.Length; i++)
             if (double.IsNegativeInfinity(rl[i])) Assert.That(lse[i], Is.EqualTo(float.NegativeInfinity));
             else Assert.That(lse[i], Is.EqualTo(rl[i]).Within(2e-5 * (1 + Math.Abs(rl[i]))), $"lse[{i}] {c.Name} seed={seed}");
 
         var dq = new float[q.Length]; var dk = new float[k.Length]; var dv = new float[v.Length];
-        Attention.Backward(shape, q, qo, k, ko, v, ko, o, oo, dO, oo, lse, pad, dq, qo, dk, ko, dv, ko);
+        Attention.Backward(shape, q, qo, k, ko, v, ko, o, oo, dO, oo, lse, mask, mo, dq, qo, dk, ko, dv, ko);
         var rdq = new double[q.Length]; var rdk = new double[k.Length]; var rdv = new double[v.Length];
-        AttentionReference.Backward(shape, D(q), qo, D(k), ko, D(v), ko, D(dO), oo, pad, rdq, qo, rdk, ko, rdv, ko);
+        AttentionReference.Backward(shape, D(q), qo, D(k), ko, D(v), ko, D(dO), oo, D(mask), mo, rdq, qo, rdk, ko, rdv, ko);
         void Same(float[] got, double[] want, string name)
         {
             double scale = want.Select(Math.Abs).DefaultIfEmpty(0).Max();
@@ -64,23 +111,50 @@ public class AttentionTests
     }
 
     [Test]
-    public void Fully_masked_rows_give_zero_output_not_nan()
+    public void Fully_masked_rows_give_zero_output_and_zero_gradients_not_nan()
     {
+        // Query 0 sees keys 0 and 2; query 1 sees nothing (every entry of its mask row is -inf).
         var shape = new AttentionShape(1, 1, 2, 3, 4, 0.5f, false);
-        var q = new float[8]; var k = new float[12]; var v = Enumerable.Range(0, 12).Select(i => (float)i).ToArray();
+        var g = new Generator(3);
+        var q = Rand(g, 8); var k = Rand(g, 12); var v = Rand(g, 12); var dO = Rand(g, 8);
+        float ninf = float.NegativeInfinity;
+        float[] mask = [0, ninf, 0, ninf, ninf, ninf];
+        var mo = new AttentionMaskOperand(0, 0, 0, 3, 1);
+        var (qo, ko) = (AttentionOperand.Contiguous(1, 2, 4), AttentionOperand.Contiguous(1, 3, 4));
         var o = new float[8]; var lse = new float[2];
-        Attention.Forward(shape, q, AttentionOperand.Contiguous(1, 2, 4), k, AttentionOperand.Contiguous(1, 3, 4), v, AttentionOperand.Contiguous(1, 3, 4),
-            o, AttentionOperand.Contiguous(1, 2, 4), lse, new byte[] { 1, 1, 1 });
-        Assert.That(o, Is.All.EqualTo(0f));
-        Assert.That(lse, Is.All.EqualTo(float.NegativeInfinity));
+        Attention.Forward(shape, q, qo, k, ko, v, ko, o, qo, lse, mask, mo);
+        Assert.That(o.Skip(4), Is.All.EqualTo(0f));
+        Assert.That(lse[1], Is.EqualTo(float.NegativeInfinity));
+        Assert.That(o.Take(4), Is.All.Not.EqualTo(0f));
+        var dq = new float[8]; var dk = new float[12]; var dv = new float[12];
+        Attention.Backward(shape, q, qo, k, ko, v, ko, o, qo, dO, qo, lse, mask, mo, dq, qo, dk, ko, dv, ko);
+        Assert.That(dq.Skip(4), Is.All.EqualTo(0f), "the hidden query gets no gradient");
+        Assert.That(dk.Skip(4).Take(4).Concat(dv.Skip(4).Take(4)), Is.All.EqualTo(0f), "key 1 is hidden from every query: no gradient");
+        Assert.That(dq.Concat(dk).Concat(dv), Has.None.NaN);
+    }
+
+    [Test]
+    public void A_shape_survives_the_integers_an_autograd_node_keeps()
+    {
+        var shape = new AttentionShape(3, 8, 5, 7, 24, 0.3, true, 0.1f, 0xFEDCBA9876543210UL, 2);
+        Assert.That(AttentionShape.FromInts(shape.ToInts()), Is.EqualTo(shape));
     }
 
     [Test]
     public void Bad_shapes_are_reported_with_the_sizes()
     {
         var shape = new AttentionShape(1, 1, 4, 4, 8, 1, false);
-        var ex = Assert.Throws<ArgumentException>(() => Attention.Forward(shape, new float[10], AttentionOperand.Contiguous(1, 4, 8), new float[32], AttentionOperand.Contiguous(1, 4, 8),
-            new float[32], AttentionOperand.Contiguous(1, 4, 8), new float[32], AttentionOperand.Contiguous(1, 4, 8), new float[4], []));
+        var op = AttentionOperand.Contiguous(1, 4, 8);
+        var ex = Assert.Throws<ArgumentException>(() => Attention.Forward(shape, new float[10], op, new float[32], op, new float[32], op, new float[32], op, new float[4]));
         Assert.That(ex!.Message, Does.Contain("Attention.Forward").And.Contain("q (10 elements"));
+
+        ex = Assert.Throws<ArgumentException>(() => Attention.Forward(shape with { Heads = 3, KvHeads = 2 }, new float[96], AttentionOperand.Contiguous(3, 4, 8), new float[64],
+            AttentionOperand.Contiguous(2, 4, 8), new float[64], AttentionOperand.Contiguous(2, 4, 8), new float[96], AttentionOperand.Contiguous(3, 4, 8), new float[12]));
+        Assert.That(ex!.Message, Does.Contain("3 query heads are not a multiple of 2 key/value heads"));
+
+        // A [4, 4] mask read as if it were [4, 5] per row runs past its end.
+        ex = Assert.Throws<ArgumentException>(() => Attention.Forward(shape, new float[32], op, new float[32], op, new float[32], op, new float[32], op, new float[4],
+            new float[16], new AttentionMaskOperand(0, 0, 0, 5, 1)));
+        Assert.That(ex!.Message, Does.Contain("mask (16 elements").And.Contain("q=5").And.Contain("[1,1,4,4]"));
     }
 }
