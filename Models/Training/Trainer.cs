@@ -100,10 +100,8 @@ public sealed class Trainer(Module model, Optimizer optimizer, LRScheduler? sche
                     var loss = trainLoss();
                     loss.Backward();
                     var norm = options.ClipNorm > 0 ? GradClip.ClipGradNorm(parameters, options.ClipNorm) : null;
-                    // The loop always read the loss once a step; it now reads it (and the norm, computed by then)
-                    // before the update instead of after, so a non-finite step costs no extra wait for the device.
-                    lastLoss = loss.Item();
-                    double? gradNorm = norm?.Item();
+                    double? gradNorm;
+                    (lastLoss, gradNorm) = ReadLossAndNorm(loss, norm);
                     if (double.IsFinite(lastLoss) && (gradNorm is null || double.IsFinite(gradNorm.Value)))
                     {
                         optimizer.Step();
@@ -179,6 +177,18 @@ public sealed class Trainer(Module model, Optimizer optimizer, LRScheduler? sche
         WriteMetrics(history);
         Plots.LossCurve(history, Path.Combine(options.RunDirectory, "loss.png"));
         return new TrainerResult(options.Steps, lastLoss, lastVal, wall, history, skipped);
+    }
+
+    // The loop always read the loss once a step (one wait for the device, one download); it now reads it before the
+    // update instead of after, with the clip norm riding along in the same download, so checking both costs nothing more.
+    private static (double Loss, double? GradNorm) ReadLossAndNorm(Tensor loss, Tensor? norm)
+    {
+        if (norm is null || norm.Device != loss.Device || loss.DType != DType.Float32 || norm.DType != DType.Float32)
+            return (loss.Item(), norm?.Item());
+        using var noGrad = new NoGrad();
+        using var both = Tensor.Stack([loss, norm]);
+        var values = both.ToArray<float>();
+        return (values[0], values[1]);
     }
 
     private void CheckOptions()
