@@ -11,6 +11,10 @@ public static class GenerateCommand
         var common = new CommonOptions();
         var ckpt = PathRule.ExistingFile("--checkpoint", "gpt.safetensors written by 'attncore train gpt'");
         var prompt = new Option<string>("--prompt") { Description = "text to continue (default: a newline)", DefaultValueFactory = _ => "\n" };
+        prompt.Validators.Add(r =>
+        {
+            if (r.GetValueOrDefault<string>() is "") r.AddError("--prompt is empty: give at least one character to continue");
+        });
         var tokens = NumericOption.Int("--tokens", "characters to generate", 500, 0, 10_000_000);
         var temperature = NumericOption.Number("--temperature", "sampling temperature (lower: more conservative)", 0.8, 0, minExclusive: true);
         var topK = NumericOption.OptionalInt("--top-k", "sample among the k most likely characters", 1);
@@ -22,8 +26,7 @@ public static class GenerateCommand
             using (model)
             {
                 var index = vocab.Select((c, i) => (c, i)).ToDictionary(x => x.c, x => (long)x.i);
-                string text = p.GetValue(prompt) ?? "";
-                if (text.Length == 0) throw new ArgumentException("generate: --prompt is empty");
+                string text = p.GetValue(prompt)!;
                 var ids = text.Select(c => index.TryGetValue(c, out var i) ? i : throw new ArgumentException($"generate: the prompt character '{c}' is not in the model's vocabulary")).ToArray();
                 int n = p.GetValue(tokens);
                 double temp = p.GetValue(temperature);

@@ -28,7 +28,7 @@ public static class TrainCommand
         var batch = NumericOption.Int("--batch", "sequences per step", 12, 1, NumericOption.MaxSize);
         var block = NumericOption.Int("--block", "context length in characters", 64, 1, NumericOption.MaxSize);
         var layers = NumericOption.Int("--layers", "Transformer blocks", 4, 1, 1024);
-        var heads = NumericOption.Int("--heads", "attention heads per block (a divisor of --dim)", 4, 1, 1024);
+        var heads = NumericOption.Int("--heads", "attention heads per block, a divisor of --dim", 4, 1, 1024);
         var dim = NumericOption.Int("--dim", "embedding width (channels)", 128, 1, NumericOption.MaxSize);
         var dropout = NumericOption.Number("--dropout", "dropout probability", 0.0, 0, 1, maxExclusive: true);
         var lr = NumericOption.Number("--lr", "peak learning rate (AdamW)", 1e-3, 0, minExclusive: true);
