@@ -5,7 +5,8 @@ namespace AttnCore.Cli;
 
 /// <summary>
 /// The <c>attncore</c> app. Contract (docs/architecture.md, DESIGN "The CLI contract"): with --json the last
-/// stdout line is one JSON object; exit 0 on success, non-zero with a one-line reason on stderr otherwise.
+/// stdout line is one JSON object; exit 0 on success, non-zero with a one-line reason on stderr otherwise:
+/// 2 for a usage error found while parsing (nothing run or written), 1 for a run that failed, 70 for a bug.
 /// </summary>
 public static class Program
 {
