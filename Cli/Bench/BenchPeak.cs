@@ -16,16 +16,14 @@ public static class BenchPeak
     /// <summary>Builds <c>bench peak</c>.</summary>
     public static Command Create(CliIO io)
     {
-        var threads = new Option<int>("--threads") { Description = "threads for the all-threads figure (WorkerPool)", DefaultValueFactory = _ => Environment.ProcessorCount };
-        var seconds = new Option<double>("--seconds") { Description = "measurement time for each thread count", DefaultValueFactory = _ => 1.0 };
+        var threads = NumericOption.Int("--threads", "threads for the all-threads figure (WorkerPool)", Environment.ProcessorCount, 1, 1024);
+        var seconds = NumericOption.Number("--seconds", "measurement time for each thread count", 1.0, 0, 60, minExclusive: true);
         var json = new Option<bool>("--json") { Description = "print the result as one JSON object on the last line" };
         var cmd = new Command("peak", "Float32 FMA peak of this CPU (independent Vector512 FMA chains) on 1 thread and on --threads threads") { threads, seconds, json };
         cmd.SetAction(p =>
         {
             int n = p.GetValue(threads);
             double secs = p.GetValue(seconds);
-            if (n < 1) throw new ArgumentException($"bench peak: --threads must be at least 1, got {n}");
-            if (!(secs > 0 && secs <= 60)) throw new ArgumentException($"bench peak: --seconds must be in (0, 60], got {secs.ToString(CultureInfo.InvariantCulture)}");
             WorkerPool.ThreadCount = n;
             var one = FmaPeak.Measure(secs, parallel: false);
             var all = n > 1 ? FmaPeak.Measure(secs, parallel: true) : one;

@@ -40,20 +40,33 @@ public static class BenchCommand
     private static Option<string?> VsOption() => new Option<string?>("--vs") { Description = "compare with a reference: torch" }.AcceptOnlyFromAmong("torch");
     private static Option<string?> GemmVsOption() =>
         new Option<string?>("--vs") { Description = "compare with a reference: torch, or cublas (CUDA devices: cuBLAS SGEMM on the same buffers)" }.AcceptOnlyFromAmong("torch", "cublas");
-    private static Option<double> SecondsOption() => new("--seconds") { Description = "measurement time per side", DefaultValueFactory = _ => 3.0 };
+    private static Option<double> SecondsOption() => NumericOption.Number("--seconds", "measurement time per side", 3.0, 0, 3600, minExclusive: true);
+    private static Option<int?> OptionalSize(string name, string description) => NumericOption.OptionalInt(name, description, 1, NumericOption.MaxSize);
+    private static Option<int> Size(string name, string description, int defaultValue) => NumericOption.Int(name, description, defaultValue, 1, NumericOption.MaxSize);
+
+    // Each operand must fit in one .NET array: a usage error while parsing, not an allocation failure after it.
+    private static string? Fits(string what, params long[] lengths)
+    {
+        long elements = lengths.Aggregate(1L, (a, b) => a * b);
+        return elements > Array.MaxLength ? $"{what} = {elements:N0} elements, more than one tensor holds ({Array.MaxLength:N0})" : null;
+    }
 
     private static Command Gemm(CliIO io)
     {
         var common = new CommonOptions();
-        var n = new Option<int?>("--n") { Description = "columns of C (alone: the square size m = n = k)" };
-        var m = new Option<int?>("--m") { Description = "rows of C (default: n)" }; var k = new Option<int?>("--k") { Description = "inner size (default: n)" };
+        var n = OptionalSize("--n", "columns of C (alone: the square size m = n = k)");
+        var m = OptionalSize("--m", "rows of C (default: n)"); var k = OptionalSize("--k", "inner size (default: n)");
         var vs = GemmVsOption(); var secs = SecondsOption(); var torch = new TorchOptions();
         var cmd = torch.AddTo(common.AddTo(new Command("gemm", "C = A @ B in float32 (--n N, or --m M --n N --k K)") { n, m, k, vs, secs }));
+        cmd.AddRule(r =>
+        {
+            int N = r.GetValue(n) ?? 1024, M = r.GetValue(m) ?? N, K = r.GetValue(k) ?? N;
+            return Fits($"--m {M} x --k {K}", M, K) ?? Fits($"--k {K} x --n {N}", K, N) ?? Fits($"--m {M} x --n {N}", M, N);
+        });
         cmd.SetAction(p => Execute(io, p, common, vs, secs, torch, device =>
         {
             int N = p.GetValue(n) ?? 1024;
             int M = p.GetValue(m) ?? N, K = p.GetValue(k) ?? N;
-            Positive(("n", N), ("m", M), ("k", K));
             var a = Tensor.Randn([M, K], 1, DType.Float32, device); var b = Tensor.Randn([K, N], 2, DType.Float32, device);
             return new Work("gemm", new() { ["m"] = M, ["n"] = N, ["k"] = K }, 2.0 * M * N * K, 4.0 * (M * K + K * N + M * N),
                 () => { using var c = a.MatMul(b); }, () => { a.Dispose(); b.Dispose(); },
@@ -66,14 +79,14 @@ public static class BenchCommand
     private static Command Rows(CliIO io, string op)
     {
         var common = new CommonOptions();
-        var rows = new Option<int>("--rows") { Description = "rows (independent vectors)", DefaultValueFactory = _ => 4096 };
-        var cols = new Option<int>("--cols") { Description = "length of each row (the normalised axis)", DefaultValueFactory = _ => 1024 };
+        var rows = Size("--rows", "rows (independent vectors)", 4096);
+        var cols = Size("--cols", "length of each row (the normalised axis)", 1024);
         var vs = VsOption(); var secs = SecondsOption(); var torch = new TorchOptions();
         var cmd = torch.AddTo(common.AddTo(new Command(op, $"{op} over rows x cols in float32 (reports GB/s)") { rows, cols, vs, secs }));
+        cmd.AddRule(r => Fits($"--rows {r.GetValue(rows)} x --cols {r.GetValue(cols)}", r.GetValue(rows), r.GetValue(cols)));
         cmd.SetAction(p => Execute(io, p, common, vs, secs, torch, device =>
         {
             int r = p.GetValue(rows), c = p.GetValue(cols);
-            Positive(("rows", r), ("cols", c));
             var x = Tensor.Randn([r, c], 1, DType.Float32, device);
             var w = Tensor.Ones([c], DType.Float32, device); var bias = Tensor.Zeros([c], DType.Float32, device);
             Action run = op == "softmax" ? () => { using var y = x.Softmax(-1); } : () => { using var y = x.LayerNorm([c], w, bias); };
@@ -92,18 +105,24 @@ public static class BenchCommand
     private static Command Attention(CliIO io)
     {
         var common = new CommonOptions();
-        var b = new Option<int>("--b") { Description = "batch", DefaultValueFactory = _ => 1 }; var h = new Option<int>("--h") { Description = "heads", DefaultValueFactory = _ => 8 };
-        var l = new Option<int>("--l") { Description = "sequence length", DefaultValueFactory = _ => 1024 }; var d = new Option<int>("--d") { Description = "head dimension", DefaultValueFactory = _ => 64 };
+        var b = Size("--b", "batch", 1); var h = Size("--h", "heads", 8);
+        var l = Size("--l", "sequence length", 1024); var d = Size("--d", "head dimension", 64);
         var causal = new Option<bool>("--causal") { Description = "hide keys after each query" };
         var impl = new Option<string>("--impl") { Description = "fused (FlashAttention-style kernel) or naive (matmul-softmax-matmul)", DefaultValueFactory = _ => "fused" }.AcceptOnlyFromAmong("fused", "naive");
         var backward = new Option<bool>("--backward") { Description = "time forward + backward" };
         var vs = VsOption(); var secs = SecondsOption(); var torch = new TorchOptions();
         var cmd = torch.AddTo(common.AddTo(new Command("attention", "softmax(Q Kᵀ/√d) V for [B,H,L,D]; PyTorch side: matmul-softmax-matmul") { b, h, l, d, causal, impl, backward, vs, secs }));
+        cmd.AddRule(r =>
+        {
+            int B = r.GetValue(b), H = r.GetValue(h), L = r.GetValue(l), D = r.GetValue(d);
+            // The naive path and PyTorch's side hold the [B,H,L,L] weights.
+            bool weights = r.GetValue(impl) == "naive" || r.GetValue(vs) is not null;
+            return Fits($"--b {B} x --h {H} x --l {L} x --d {D}", B, H, L, D) ?? (weights ? Fits($"the attention weights --b {B} x --h {H} x --l {L} x --l {L}", B, H, L, L) : null);
+        });
         cmd.SetAction(p => Execute(io, p, common, vs, secs, torch, device =>
         {
             int B = p.GetValue(b), H = p.GetValue(h), L = p.GetValue(l), D = p.GetValue(d);
             bool isCausal = p.GetValue(causal), bwd = p.GetValue(backward), naive = p.GetValue(impl) == "naive";
-            Positive(("b", B), ("h", H), ("l", L), ("d", D));
             var q = Tensor.Randn([B, H, L, D], 1, DType.Float32, device); var k = Tensor.Randn([B, H, L, D], 2, DType.Float32, device); var v = Tensor.Randn([B, H, L, D], 3, DType.Float32, device);
             if (bwd) { q.RequiresGrad = true; k.RequiresGrad = true; v.RequiresGrad = true; }
             double flops = 4.0 * B * H * L * L * D * (isCausal ? 0.5 : 1) * (bwd ? 3.5 : 1);
@@ -159,19 +178,12 @@ public static class BenchCommand
         return cmd;
     }
 
-    private static void Positive(params (string Name, int Value)[] values)
-    {
-        foreach (var (name, v) in values)
-            if (v <= 0) throw new ArgumentException($"bench: --{name} must be positive, got {v}");
-    }
-
     private static int Execute(CliIO io, ParseResult p, CommonOptions common, Option<string?> vs, Option<double> secs, TorchOptions torch, Func<Device, Work> make)
     {
         var device = common.Apply(p);
         int threads = p.GetValue(common.Threads);
         bool json = p.GetValue(common.Json);
         double seconds = p.GetValue(secs);
-        if (!(seconds > 0 && seconds <= 3600)) throw new ArgumentException($"bench: --seconds must be in (0, 3600], got {seconds.ToString(CultureInfo.InvariantCulture)}");
         string? vsName = p.GetValue(vs);
         if (vsName == "cublas" && device.Kind != DeviceKind.Cuda)
             throw new ArgumentException($"bench: --vs cublas needs a CUDA device (--device cuda[:i]); got --device {device}. cuBLAS runs only on NVIDIA GPUs");

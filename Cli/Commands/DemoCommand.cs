@@ -11,8 +11,8 @@ public static class DemoCommand
     public static Command Create(CliIO io)
     {
         var common = new CommonOptions();
-        var steps = new Option<int>("--steps") { Description = "training steps", DefaultValueFactory = _ => 600 };
-        var output = new Option<string>("--out") { Description = "run folder for attention.png, loss.png, metrics.json", DefaultValueFactory = _ => Path.Combine("runs", "demo") };
+        var steps = NumericOption.Int("--steps", "training steps", 600, 1);
+        var output = PathRule.OutputFolder("--out", "run folder for attention.png, loss.png, metrics.json", Path.Combine("runs", "demo"));
         var quiet = new Option<bool>("--quiet") { Description = "no progress bar" };
         var cmd = common.AddTo(new Command("demo", "Train a Transformer to reverse digit strings (no download), print examples, draw its attention") { steps, output, quiet });
         cmd.SetAction(p =>
@@ -20,8 +20,9 @@ public static class DemoCommand
             var device = common.Apply(p);
             bool json = p.GetValue(common.Json);
             int n = p.GetValue(steps);
-            if (n < 1) throw new ArgumentException($"--steps must be positive, got {n}");
-            var opts = new DigitReversalDemo.Options(Steps: n, Seed: p.GetValue(common.Seed), RunDirectory: p.GetValue(output)!,
+            string outDir = p.GetValue(output)!;
+            PathRule.PrepareOutputFolder("demo", "--out", outDir);
+            var opts = new DigitReversalDemo.Options(Steps: n, Seed: p.GetValue(common.Seed), RunDirectory: outDir,
                 ShowProgress: !p.GetValue(quiet) && !json, Device: device);
             var r = DigitReversalDemo.Run(opts, msg => io.Out.WriteLine(msg));
             io.Out.WriteLine();

@@ -11,10 +11,10 @@ public static class EvalCommand
     public static Command Create(CliIO io)
     {
         var common = new CommonOptions();
-        var ckpt = new Option<string>("--checkpoint") { Description = "gpt.safetensors written by 'attncore train gpt'", Required = true };
-        var data = new Option<string>("--data") { Description = "the text file the model was trained on (its last 10% is the validation split)", Required = true };
-        var batches = new Option<int>("--batches") { Description = "fixed validation batches", DefaultValueFactory = _ => 200 };
-        var batch = new Option<int>("--batch") { Description = "sequences per batch", DefaultValueFactory = _ => 12 };
+        var ckpt = PathRule.ExistingFile("--checkpoint", "gpt.safetensors written by 'attncore train gpt'");
+        var data = PathRule.ExistingFile("--data", "the text file the model was trained on (its last 10% is the validation split)");
+        var batches = NumericOption.Int("--batches", "fixed validation batches", 200, 1, 1_000_000);
+        var batch = NumericOption.Int("--batch", "sequences per batch", 12, 1, NumericOption.MaxSize);
         var cmd = common.AddTo(new Command("eval", "Validation loss of a GPT checkpoint on --data (its last 10%, fixed batches)") { ckpt, data, batches, batch });
         cmd.SetAction(p =>
         {
@@ -26,7 +26,6 @@ public static class EvalCommand
                 if (!ds.Vocabulary.SequenceEqual(vocab)) throw new ArgumentException("eval: the text's characters differ from the checkpoint's vocabulary");
                 var g = new Generator(777);
                 int nb = p.GetValue(batches), b = p.GetValue(batch);
-                if (nb < 1 || b < 1) throw new ArgumentException("eval: --batches and --batch must be positive");
                 double sum = 0;
                 using (new InferenceMode())
                     for (int i = 0; i < nb; i++)

@@ -9,11 +9,15 @@ public static class GenerateCommand
     public static Command Create(CliIO io)
     {
         var common = new CommonOptions();
-        var ckpt = new Option<string>("--checkpoint") { Description = "gpt.safetensors written by 'attncore train gpt'", Required = true };
+        var ckpt = PathRule.ExistingFile("--checkpoint", "gpt.safetensors written by 'attncore train gpt'");
         var prompt = new Option<string>("--prompt") { Description = "text to continue (default: a newline)", DefaultValueFactory = _ => "\n" };
-        var tokens = new Option<int>("--tokens") { Description = "characters to generate", DefaultValueFactory = _ => 500 };
-        var temperature = new Option<double>("--temperature") { Description = "sampling temperature (lower: more conservative)", DefaultValueFactory = _ => 0.8 };
-        var topK = new Option<int?>("--top-k") { Description = "sample among the k most likely characters" };
+        prompt.Validators.Add(r =>
+        {
+            if (r.GetValueOrDefault<string>() is "") r.AddError("--prompt is empty: give at least one character to continue");
+        });
+        var tokens = NumericOption.Int("--tokens", "characters to generate", 500, 0, 10_000_000);
+        var temperature = NumericOption.Number("--temperature", "sampling temperature (lower: more conservative)", 0.8, 0, minExclusive: true);
+        var topK = NumericOption.OptionalInt("--top-k", "sample among the k most likely characters", 1);
         var cmd = common.AddTo(new Command("generate", "Sample text from a GPT checkpoint") { ckpt, prompt, tokens, temperature, topK });
         cmd.SetAction(p =>
         {
@@ -22,14 +26,10 @@ public static class GenerateCommand
             using (model)
             {
                 var index = vocab.Select((c, i) => (c, i)).ToDictionary(x => x.c, x => (long)x.i);
-                string text = p.GetValue(prompt) ?? "";
-                if (text.Length == 0) throw new ArgumentException("generate: --prompt is empty");
+                string text = p.GetValue(prompt)!;
                 var ids = text.Select(c => index.TryGetValue(c, out var i) ? i : throw new ArgumentException($"generate: the prompt character '{c}' is not in the model's vocabulary")).ToArray();
                 int n = p.GetValue(tokens);
-                if (n < 0) throw new ArgumentException($"generate: --tokens must be non-negative, got {n}");
                 double temp = p.GetValue(temperature);
-                if (!(temp > 0)) throw new ArgumentException($"generate: --temperature must be positive, got {temp.ToString(System.Globalization.CultureInfo.InvariantCulture)}");
-                if (p.GetValue(topK) is < 1) throw new ArgumentException($"generate: --top-k must be at least 1, got {p.GetValue(topK)}");
                 var sw = System.Diagnostics.Stopwatch.StartNew();
                 var output = model.Generate(ids, n, temp, p.GetValue(topK), p.GetValue(common.Seed), device);
                 string generated = new(output.Select(t => vocab[t]).ToArray());

@@ -8,12 +8,14 @@ public static class Plots
     /// <summary>Training and validation loss against the step, written atomically to <paramref name="path"/>.</summary>
     public static void LossCurve(IReadOnlyList<TrainerMetric> history, string path)
     {
-        if (history.Count == 0) return;
+        // A diverged step has no loss to draw (NaN or infinite): the curve shows the finite steps around it.
+        var finite = history.Where(h => double.IsFinite(h.TrainLoss)).ToArray();
+        if (finite.Length == 0) return;
         var plot = new Plot();
-        var train = plot.Add.Scatter(history.Select(h => (double)h.Step).ToArray(), history.Select(h => h.TrainLoss).ToArray());
+        var train = plot.Add.Scatter(finite.Select(h => (double)h.Step).ToArray(), finite.Select(h => h.TrainLoss).ToArray());
         train.LegendText = "train";
         train.MarkerSize = 0;
-        var evals = history.Where(h => h.ValLoss is not null).ToArray();
+        var evals = history.Where(h => h.ValLoss is double v && double.IsFinite(v)).ToArray();
         if (evals.Length > 0)
         {
             var val = plot.Add.Scatter(evals.Select(h => (double)h.Step).ToArray(), evals.Select(h => h.ValLoss!.Value).ToArray());
@@ -44,12 +46,6 @@ public static class Plots
         Save(plot, path, 120 + 36 * cols, 100 + 36 * rows);
     }
 
-    private static void Save(Plot plot, string path, int width, int height)
-    {
-        var full = Path.GetFullPath(path);
-        Directory.CreateDirectory(Path.GetDirectoryName(full)!);
-        string tmp = Path.Combine(Path.GetDirectoryName(full)!, $".{Path.GetFileNameWithoutExtension(full)}.tmp{Environment.ProcessId}.png");
-        plot.SavePng(tmp, Math.Max(width, 560), Math.Max(height, 360));
-        File.Move(tmp, full, overwrite: true);
-    }
+    private static void Save(Plot plot, string path, int width, int height) =>
+        AtomicFile.Write(path, tmp => plot.SavePng(tmp, Math.Max(width, 560), Math.Max(height, 360)));
 }
