@@ -139,6 +139,20 @@ public static class DerivativeRules
         },
         // y = (x - mean) rstd * w + b over the trailing Ints[0] dims
         [OpKind.LayerNorm] = LayerNormRule,
+        // y = conv2d(x, w) + b                     dx = conv_transpose2d(g, w), dw = g ⋆ x, db = Σ g (fused kernels)
+        [OpKind.Conv2d] = Conv2dRule,
+        // y = max of each window (indices saved)  dx = zeros with g added at each window's winner
+        [OpKind.MaxPool2d] = (n, g) =>
+        {
+            var i = n.Ints;
+            return [Tensor.MaxPool2dBackward(g, n.Saved[0], n.Inputs[0].Shape, (i[0], i[1]), (i[2], i[3]), (i[4], i[5]), (i[6], i[7]), i[8] == 1)];
+        },
+        // y = window sum / divisor                dx = zeros with g / divisor added over each window
+        [OpKind.AvgPool2d] = (n, g) =>
+        {
+            var i = n.Ints;
+            return [Tensor.AvgPool2dBackward(g, n.Inputs[0].Shape, (i[0], i[1]), (i[2], i[3]), (i[4], i[5]), i[6] == 1, i[7] == 1)];
+        },
         // y = x.IndexSelect(d, idx)               dx = zeros.IndexAdd(d, idx, g)
         [OpKind.IndexSelect] = (n, g) => { using var z = Tensor.Zeros(n.Inputs[0].Shape, g.DType, g.Device); return [z.IndexAdd(n.Ints[0], n.Saved[0], g)]; },
         // y = x.Gather(d, idx)                    dx = zeros.ScatterAdd(d, idx, g)
@@ -254,6 +268,16 @@ public static class DerivativeRules
     {
         var grads = Tensor.LayerNormBackward(g, n.Saved[0], n.Ints[1] == 1 ? n.Saved[1] : null, n.Saved[2], n.Saved[3], n.Ints[0], n.Ints[2] == 1);
         return [grads.Dx, grads.DWeight, grads.DBias];
+    }
+
+    // The fused convolution backward: dx by col2im of Wᵀ·dy, dw by dy·colᵀ, db by summing dy; each only when wanted.
+    private static Tensor?[] Conv2dRule(GradNode n, Tensor g)
+    {
+        var i = n.Ints;
+        bool hasBias = n.Inputs.Length == 3;
+        var (dx, dw, db) = Tensor.Conv2dBackward(g, n.Saved[0], n.Saved[1], (i[0], i[1]), (i[2], i[3]), (i[4], i[5]), i[6],
+            n.Inputs[0].RequiresGrad, n.Inputs[1].RequiresGrad, hasBias && n.Inputs[2].RequiresGrad);
+        return hasBias ? [dx, dw, db] : [dx, dw];
     }
 
     private static Tensor?[] GatherRule(GradNode n, Tensor g)

@@ -131,7 +131,7 @@ public class ConvPoolNormTests
         Assert.Throws<ArgumentException>(() => Conv2d.Forward<float>(x, w, default, y1, s, new float[3]));
     }
 
-    // ---- pooling: every window cell visited, padding skipped; the first maximum wins.
+    // ---- pooling: every window cell visited, padding skipped; the first maximum wins, the last NaN.
     static IEnumerable<TestCaseData> PoolCases() => new Pool2dShape[]
     {
         new(2, 3, 7, 6, 2, 2, 2, 2),            // 2x2 stride 2, odd H
@@ -170,8 +170,8 @@ public class ConvPoolNormTests
                 if (h < 0 || h >= s.H || w < 0 || w >= s.W) continue;
                 double v = x[(pl * s.H + h) * s.W + w];
                 sum += v;
-                // the first maximum wins; a NaN beats any number (it propagates), the first NaN wins
-                if (at < 0 || v > best || (double.IsNaN(v) && !double.IsNaN(best))) { best = v; at = h * s.W + w; }
+                // the first maximum wins; a NaN is always taken (it propagates), so the last NaN wins, as in PyTorch
+                if (at < 0 || v > best || double.IsNaN(v)) { best = v; at = h * s.W + w; }
             }
             int o = (pl * s.P + p) * s.Q + q;
             Assert.That(double.IsNaN(best) ? double.IsNaN(y[o]) : y[o] == best, $"max y[{o}] = {y[o]}, expected {best} {s}");
