@@ -12,7 +12,7 @@ public class ConvPoolNormTests
 
     // ---- independent float64 convolution: y[n,k,p,q] = b[k] + Σ_{c,r,t} x[n, g·cg + c, p·sh − ph + r·dh, q·sw − pw + t·dw] w[k, c, r, t]
     // Its gradients come from the same index map: dx[xi] += dy·w[wi], dw[wi] += dy·x[xi], db[k] += dy.
-    static void DirectConv(double[] x, double[] w, double[]? b, Conv2dShape s, double[]? y, double[]? dy, double[]? dx, double[]? dw, double[]? db)
+    internal static void DirectConv(double[] x, double[] w, double[]? b, Conv2dShape s, double[]? y, double[]? dy, double[]? dx, double[]? dw, double[]? db)
     {
         int cg = s.C / s.Groups, kg = s.K / s.Groups;
         for (int n = 0; n < s.N; n++) for (int k = 0; k < s.K; k++) for (int p = 0; p < s.P; p++) for (int q = 0; q < s.Q; q++)
