@@ -139,7 +139,8 @@ public sealed partial class Tensor
 
     /// <summary>
     /// The max-pooling backward pass (torch's max_pool2d_with_indices_backward): a zero tensor of
-    /// <paramref name="inputShape"/> with each output gradient added at the input cell its index names.
+    /// <paramref name="inputShape"/> with each output gradient added at the input cell its index names (−1 adds nothing).
+    /// An index outside the H·W plane throws: at once on the CPU, at the next synchronisation on a device.
     /// </summary>
     public static Tensor MaxPool2dBackward(Tensor gradOutput, Tensor indices, int[] inputShape, (int H, int W) kernel, (int H, int W) stride, (int H, int W) padding,
         (int H, int W) dilation, bool ceilMode = false)
@@ -150,6 +151,10 @@ public sealed partial class Tensor
         using var dy = gradOutput.Dense();
         using var arg = indices.Dense();
         var dx = Empty(inputShape, gradOutput.DType, gradOutput.Device);
+        // The CPU kernel rejects an index outside the plane itself (ArgumentException); a device's gather skips it and
+        // the device-side check reports it at the next synchronisation (IBackend.CheckIndexRange).
+        if (dx.Device != Device.Cpu && arg.Numel > 0)
+            dx.Backend.CheckIndexRange(arg.Storage, arg.Numel, (long)shape.H * shape.W, -1, op, $"an {shape.H}x{shape.W} input plane");
         if (dx.Numel > 0) dx.Backend.Pool2dBackward(true, dy.Storage, arg.Storage, dx.Storage, shape);
         return dx;
     }

@@ -180,6 +180,20 @@ public class ConvGpuTests(string deviceName)
     }
 
     [Test]
+    public void Max_pooling_backward_reports_an_index_outside_the_plane_at_the_next_synchronisation()
+    {
+        using var scope = new TensorScope();
+        var dy = Tensor.Ones([1, 1, 2, 2], DType.Float32, Gpu);
+        var bad = Tensor.FromArray(new long[] { 0, 3, 16, -1 }, [1, 1, 2, 2], Gpu);   // 16 is outside the 4x4 plane; −1 is an empty window
+        var dx = Tensor.MaxPool2dBackward(dy, bad, [1, 1, 4, 4], (2, 2), (2, 2), (0, 0), (1, 1));
+        var ex = Assert.Catch(() => dx.ToArray<float>());
+        Assert.That(ex!.Message, Does.Contain("MaxPool2dBackward").And.Contain("index 16").And.Contain("4x4 input plane"));
+        var good = Tensor.FromArray(new long[] { 0, 3, 13, -1 }, [1, 1, 2, 2], Gpu);
+        Assert.That(Tensor.MaxPool2dBackward(dy, good, [1, 1, 4, 4], (2, 2), (2, 2), (0, 0), (1, 1)).ToArray<float>(),
+            Is.EqualTo(new float[] { 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0 }));
+    }
+
+    [Test]
     public void Pooling_rejects_a_float_argmax_and_too_much_padding()
     {
         var shape = new Pool2dShape(1, 1, 4, 4, 2, 2, 2, 2);
