@@ -85,8 +85,38 @@ public class ConvPoolShapePropertyTests
     [Test]
     public void Conv_output_sizes_and_rejections_follow_pytorchs_formula() => SampleConv(SuiteIterations);
 
+    // The kernels' float32 paths against their float64 references (Pool2d.*Reference) with every option: the reference
+    // beside each fast kernel must agree with it where the kernel is used, not only at the options of the fixed cases.
+    static void KernelProperty(int n, int c, Axis h, Axis w, (bool Ceil, bool CountIncludePad, ulong Seed) o)
+    {
+        var s = new Pool2dShape(n, c, h.Input, w.Input, h.Kernel, w.Kernel, h.Stride, w.Stride, h.Pad, w.Pad, h.Dilation, w.Dilation, o.Ceil, o.CountIncludePad);
+        try { s.Validate("property"); } catch (ArgumentException) { return; }
+        var g = new Generator(o.Seed);
+        var x = Enumerable.Range(0, (int)s.XLength).Select(_ => (float)g.NextNormal()).ToArray();
+        var dy = Enumerable.Range(0, (int)s.YLength).Select(_ => (float)g.NextNormal()).ToArray();
+        var xd = Array.ConvertAll(x, v => (double)v); var dyd = Array.ConvertAll(dy, v => (double)v);
+        var y = new float[s.YLength]; var arg = new long[s.YLength]; var dx = new float[s.XLength];
+        Pool2d.MaxForward<float>(x, y, arg, s);
+        Pool2d.MaxBackward<float>(dy, arg, dx, s);
+        var (ry, rarg) = Pool2d.MaxForwardReference(xd, s);
+        Assert.That(arg, Is.EqualTo(rarg), $"max indices {s}");
+        Assert.That(Array.ConvertAll(y, v => (double)v), Is.EqualTo(ry), $"max {s}");
+        Assert.That(Array.ConvertAll(dx, v => (double)v), Is.EqualTo(Pool2d.MaxBackwardReference(dyd, rarg, s)).Within(1e-5), $"max dx {s}");
+        if (s.DilationH != 1 || s.DilationW != 1) return;
+        Pool2d.AvgForward<float>(x, y, s);
+        Pool2d.AvgBackward<float>(dy, dx, s);
+        Assert.That(Array.ConvertAll(y, v => (double)v), Is.EqualTo(Pool2d.AvgForwardReference(xd, s)).Within(1e-5), $"avg {s}");
+        Assert.That(Array.ConvertAll(dx, v => (double)v), Is.EqualTo(Pool2d.AvgBackwardReference(dyd, s)).Within(1e-5), $"avg dx {s}");
+    }
+
+    static void SampleKernels(long iterations) =>
+        Gen.Select(Gen.Int[0, 2], Gen.Int[1, 2], AxisGen, AxisGen, Gen.Select(Gen.Bool, Gen.Bool, Gen.ULong)).Sample(KernelProperty, iter: iterations, threads: 1);
+
+    [Test]
+    public void Pool_kernels_match_their_float64_references_with_every_option() => SampleKernels(SuiteIterations / 4);
+
     [Test, Explicit("long property run")]
-    public void Pool_and_conv_shapes_long_run() { SamplePool(LongIterations); SampleConv(LongIterations); }
+    public void Pool_and_conv_shapes_long_run() { SamplePool(LongIterations); SampleConv(LongIterations); SampleKernels(LongIterations / 10); }
 }
 
 /// <summary>Convolution and pooling through Tensor (forward and backward) against float64 loops, on generated shapes and layouts.</summary>
