@@ -146,6 +146,20 @@ public static class DerivativeRules
         [OpKind.Attention] = AttentionRule,
         // the same from a packed projection [B, T, (H + 2·Hkv)·Dh]: one gradient of qkv's shape
         [OpKind.PackedAttention] = (n, g) => [Tensor.PackedSelfAttentionBackward(g, n.Saved[0], n.Saved[1], n.Saved[2], n.Saved.Length > 3 ? n.Saved[3] : null, AttentionShape.FromInts(n.Ints))],
+        // y = conv2d(x, w) + b                     dx = conv_transpose2d(g, w), dw = g ⋆ x, db = Σ g (fused kernels)
+        [OpKind.Conv2d] = Conv2dRule,
+        // y = max of each window (indices saved)  dx = zeros with g added at each window's winner
+        [OpKind.MaxPool2d] = (n, g) =>
+        {
+            var i = n.Ints;
+            return [Tensor.MaxPool2dBackward(g, n.Saved[0], n.Inputs[0].Shape, (i[0], i[1]), (i[2], i[3]), (i[4], i[5]), (i[6], i[7]), i[8] == 1)];
+        },
+        // y = window sum / divisor                dx = zeros with g / divisor added over each window
+        [OpKind.AvgPool2d] = (n, g) =>
+        {
+            var i = n.Ints;
+            return [Tensor.AvgPool2dBackward(g, n.Inputs[0].Shape, (i[0], i[1]), (i[2], i[3]), (i[4], i[5]), i[6] == 1, i[7] == 1)];
+        },
         // y = x.IndexSelect(d, idx)               dx = zeros.IndexAdd(d, idx, g)
         [OpKind.IndexSelect] = (n, g) => { using var z = Tensor.Zeros(n.Inputs[0].Shape, g.DType, g.Device); return [z.IndexAdd(n.Ints[0], n.Saved[0], g)]; },
         // y = x.Gather(d, idx)                    dx = zeros.ScatterAdd(d, idx, g)
@@ -269,6 +283,16 @@ public static class DerivativeRules
         var (dq, dk, dv) = Tensor.ScaledDotProductAttentionBackward(g, n.Saved[0], n.Saved[1], n.Saved[2], n.Saved[3], n.Saved[4],
             n.Saved.Length > 5 ? n.Saved[5] : null, AttentionShape.FromInts(n.Ints));
         return [dq, dk, dv];
+    }
+
+    // The fused convolution backward: dx by col2im of Wᵀ·dy, dw by dy·colᵀ, db by summing dy; each only when wanted.
+    private static Tensor?[] Conv2dRule(GradNode n, Tensor g)
+    {
+        var i = n.Ints;
+        bool hasBias = n.Inputs.Length == 3;
+        var (dx, dw, db) = Tensor.Conv2dBackward(g, n.Saved[0], n.Saved[1], (i[0], i[1]), (i[2], i[3]), (i[4], i[5]), i[6],
+            n.Inputs[0].RequiresGrad, n.Inputs[1].RequiresGrad, hasBias && n.Inputs[2].RequiresGrad);
+        return hasBias ? [dx, dw, db] : [dx, dw];
     }
 
     private static Tensor?[] GatherRule(GradNode n, Tensor g)

@@ -8,6 +8,7 @@ public enum OpKind
     AddScalar, MulScalar, PowScalar, RSubScalar, RDivScalar, ClampMin, ClampMax,
     Add, Sub, Mul, Div, Pow, Maximum, Minimum,
     Where, Sum, Max, Min, MatMul, Softmax, LogSoftmax, LayerNorm, IndexSelect, Gather, Cat,
+    Conv2d, MaxPool2d, AvgPool2d,
     View, Permute, Narrow, Select, Expand, Copy, ToDType, Custom,
     Attention, PackedAttention,
 #pragma warning restore CS1591

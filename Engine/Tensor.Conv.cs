@@ -2,8 +2,9 @@ using AttnCore.Kernels.Cpu;
 
 namespace AttnCore;
 
-// Convolution, pooling and batch normalisation on NCHW tensors; each is a custom autograd op whose
-// backward calls the matching fused kernel.
+// Convolution, pooling and batch normalisation on NCHW tensors. Convolution and pooling record an OpKind whose
+// rule (Autograd/DerivativeRules.cs) calls the public backward op here (Conv2dBackward, MaxPool2dBackward,
+// AvgPool2dBackward), which runs the matching fused kernel; batch norm is a custom op with its own backward.
 public sealed partial class Tensor
 {
     private void RequireNchw(string op)
@@ -23,68 +24,175 @@ public sealed partial class Tensor
     {
         RequireNchw("Conv2d");
         SameDevice("Conv2d", this, weight); SameDType("Conv2d", this, weight);
-        if (weight.Rank != 4) throw new ArgumentException($"Conv2d: weight must be [K, C/groups, R, S], got {weight.Describe()}");
-        if (groups <= 0 || weight.Size(1) * groups != Size(1))
-            throw new ArgumentException($"Conv2d: input {Describe()} has {Size(1)} channels but weight {weight.Describe()} expects {weight.Size(1)} x groups={groups}");
+        if (bias is not null) { SameDevice("Conv2d", this, bias); SameDType("Conv2d", this, bias); }
+        var shape = ConvShape("Conv2d", Layout.Shape, weight, stride, padding, dilation, groups);
         if (bias is not null && (bias.Rank != 1 || bias.Size(0) != weight.Size(0)))
             throw new ArgumentException($"Conv2d: bias must be [{weight.Size(0)}], got {bias.Describe()}");
-        var shape = new Conv2dShape(Size(0), Size(1), Size(2), Size(3), weight.Size(0), weight.Size(2), weight.Size(3), stride.H, stride.W, padding.H, padding.W, dilation.H, dilation.W, groups);
-        shape.Validate("Conv2d");
         using var x = Dense();
         using var w = weight.Dense();
         using var b = bias?.Dense();
         var y = Empty([shape.N, shape.K, shape.P, shape.Q], DType, Device);
         if (y.Numel > 0) Backend.Conv2dForward(x.Storage, w.Storage, b?.Storage, y.Storage, shape);
         Tensor[] inputs = bias is null ? [this, weight] : [this, weight, bias];
-        return y.RecordCustom(new ConvOp(shape, bias is not null), inputs, [x, w]);
+        // Ints: stride, padding, dilation (H, W each), groups; a third input is the bias.
+        return y.Record(OpKind.Conv2d, inputs, [x, w], 0, [stride.H, stride.W, padding.H, padding.W, dilation.H, dilation.W, groups]);
     }
 
-    private sealed class ConvOp(Conv2dShape shape, bool hasBias) : ICustomOp
+    private static Conv2dShape ConvShape(string op, int[] input, Tensor weight, (int H, int W) stride, (int H, int W) padding, (int H, int W) dilation, int groups)
     {
-        public string Name => "Conv2d";
-        public Tensor?[] Backward(GradNode node, Tensor g)
-        {
-            var (x, w) = (node.Saved[0], node.Saved[1]);
-            using var dy = g.Dense();
-            var dx = node.Inputs[0].RequiresGrad ? x.EmptyLike() : null;
-            bool wantW = node.Inputs[1].RequiresGrad, wantB = hasBias && node.Inputs[2].RequiresGrad;
-            var dw = wantW ? w.EmptyLike() : null;
-            var db = wantB ? x.EmptyLike([shape.K]) : null;
-            if (dy.Numel > 0) x.Backend.Conv2dBackward(dy.Storage, x.Storage, w.Storage, dx?.Storage, dw?.Storage, db?.Storage, shape);
-            else { dx?.Fill_(0); dw?.Fill_(0); db?.Fill_(0); }
-            return hasBias ? [dx, dw, db] : [dx, dw];
-        }
-    }
-
-    private Tensor Pool(bool max, int kernel, int? stride, int padding)
-    {
-        string op = max ? "MaxPool2d" : "AvgPool2d";
-        RequireNchw(op);
-        var shape = new Pool2dShape(Size(0), Size(1), Size(2), Size(3), kernel, kernel, stride ?? kernel, stride ?? kernel, padding, padding);
+        string x = AttnCore.Shape.Format(input);
+        if (input.Length != 4) throw new ArgumentException($"{op}: input must be [N, C, H, W], got {x}");
+        if (weight.Rank != 4) throw new ArgumentException($"{op}: weight must be [K, C/groups, R, S], got {weight.Describe()}");
+        if (groups <= 0 || weight.Size(1) * groups != input[1])
+            throw new ArgumentException($"{op}: input {x} has {input[1]} channels but weight {weight.Describe()} expects {weight.Size(1)} x groups={groups}");
+        var shape = new Conv2dShape(input[0], input[1], input[2], input[3], weight.Size(0), weight.Size(2), weight.Size(3), stride.H, stride.W, padding.H, padding.W, dilation.H, dilation.W, groups);
         shape.Validate(op);
+        return shape;
+    }
+
+    /// <summary>
+    /// The convolution backward pass (torch's convolution_backward): from the output gradient [N, K, P, Q], the
+    /// input and the weight, the gradients of the input, the weight and the bias, each only when asked (null otherwise).
+    /// </summary>
+    public static (Tensor? Dx, Tensor? DWeight, Tensor? DBias) Conv2dBackward(Tensor gradOutput, Tensor input, Tensor weight,
+        (int H, int W) stride, (int H, int W) padding, (int H, int W) dilation, int groups = 1, bool wantInput = true, bool wantWeight = true, bool wantBias = false)
+    {
+        const string op = "Conv2dBackward";
+        input.RequireNchw(op);
+        SameDevice(op, gradOutput, input); SameDType(op, gradOutput, input);
+        SameDevice(op, input, weight); SameDType(op, input, weight);
+        var shape = ConvShape(op, input.Layout.Shape, weight, stride, padding, dilation, groups);
+        int[] yShape = [shape.N, shape.K, shape.P, shape.Q];
+        if (!gradOutput.Layout.Shape.AsSpan().SequenceEqual(yShape))
+            throw new ArgumentException($"{op}: gradient {gradOutput.Describe()} does not match the output {AttnCore.Shape.Format(yShape)} of input {input.Describe()} and weight {weight.Describe()}");
+        using var dy = gradOutput.Dense();
+        using var x = input.Dense();
+        using var w = weight.Dense();
+        var dx = wantInput ? x.EmptyLike() : null;
+        var dw = wantWeight ? w.EmptyLike() : null;
+        var db = wantBias ? x.EmptyLike([shape.K]) : null;
+        if (dy.Numel > 0) x.Backend.Conv2dBackward(dy.Storage, x.Storage, w.Storage, dx?.Storage, dw?.Storage, db?.Storage, shape);
+        else { dx?.Fill_(0); dw?.Fill_(0); db?.Fill_(0); }
+        return (dx, dw, db);
+    }
+
+    // ---- pooling ----
+
+    private static Pool2dShape PoolShape(string op, int[] input, (int H, int W) kernel, (int H, int W)? stride, (int H, int W) padding, (int H, int W) dilation,
+        bool ceilMode, bool countIncludePad)
+    {
+        if (input.Length != 4) throw new ArgumentException($"{op}: input must be [N, C, H, W], got {AttnCore.Shape.Format(input)}");
+        var st = stride ?? kernel;
+        var shape = new Pool2dShape(input[0], input[1], input[2], input[3], kernel.H, kernel.W, st.H, st.W, padding.H, padding.W, dilation.H, dilation.W, ceilMode, countIncludePad);
+        shape.Validate(op);
+        return shape;
+    }
+
+    // The output-shaped gradient (and indices) a pooling backward op receives, checked against the forward shape.
+    private static void CheckPoolGradient(string op, Tensor gradOutput, Tensor? indices, in Pool2dShape s, int[] inputShape)
+    {
+        gradOutput.RequireFloat(op);
+        int[] yShape = [s.N, s.C, s.P, s.Q];
+        if (!gradOutput.Layout.Shape.AsSpan().SequenceEqual(yShape))
+            throw new ArgumentException($"{op}: gradient {gradOutput.Describe()} does not match the output {AttnCore.Shape.Format(yShape)} of input {AttnCore.Shape.Format(inputShape)}");
+        if (indices is null) return;
+        SameDevice(op, gradOutput, indices);
+        if (indices.DType != DType.Int64 || !indices.Layout.Shape.AsSpan().SequenceEqual(yShape))
+            throw new ArgumentException($"{op}: indices must be int64 {AttnCore.Shape.Format(yShape)}, got {indices.DType.Name()} {indices.Describe()}");
+    }
+
+    /// <summary>
+    /// Max pooling over kernel x kernel windows (torch.nn.functional.max_pool2d); stride defaults to the kernel size.
+    /// Padding may be at most half the kernel; padded cells never win.
+    /// </summary>
+    public Tensor MaxPool2d(int kernel, int? stride = null, int padding = 0, int dilation = 1, bool ceilMode = false)
+        => MaxPool2d((kernel, kernel), stride is int s ? (s, s) : null, (padding, padding), (dilation, dilation), ceilMode);
+
+    /// <summary>Max pooling with separate height/width kernel, stride (default: the kernel), padding and dilation.</summary>
+    public Tensor MaxPool2d((int H, int W) kernel, (int H, int W)? stride = null, (int H, int W) padding = default, (int H, int W)? dilation = null, bool ceilMode = false)
+    {
+        var (y, indices) = MaxPool2dWithIndices(kernel, stride, padding, dilation, ceilMode);
+        indices.Dispose();
+        return y;
+    }
+
+    /// <summary>
+    /// Max pooling that also returns, per output, the flat index h·W + w of the winning input cell in its H x W plane
+    /// (int64, as max_pool2d's return_indices; −1 for a window with no cell inside the input, where the output is −∞).
+    /// Ties go to the first cell in row-major window order; a NaN always wins.
+    /// </summary>
+    public (Tensor Output, Tensor Indices) MaxPool2dWithIndices((int H, int W) kernel, (int H, int W)? stride = null, (int H, int W) padding = default,
+        (int H, int W)? dilation = null, bool ceilMode = false)
+    {
+        const string op = "MaxPool2d";
+        RequireNchw(op);
+        var dil = dilation ?? (1, 1);
+        var shape = PoolShape(op, Layout.Shape, kernel, stride, padding, dil, ceilMode, true);
         using var x = Dense();
         var y = Empty([shape.N, shape.C, shape.P, shape.Q], DType, Device);
-        using var argmax = max ? Empty([shape.N, shape.C, shape.P, shape.Q], DType.Int64, Device) : null;
-        if (y.Numel > 0) Backend.Pool2dForward(max, x.Storage, y.Storage, argmax?.Storage, shape);
-        return y.RecordCustom(new PoolOp(max, shape), [this], argmax is null ? [] : [argmax]);
+        var indices = Empty([shape.N, shape.C, shape.P, shape.Q], DType.Int64, Device);
+        if (y.Numel > 0) Backend.Pool2dForward(true, x.Storage, y.Storage, indices.Storage, shape);
+        // Ints: kernel, stride, padding, dilation (H, W each), ceil mode.
+        y.Record(OpKind.MaxPool2d, [this], [indices], 0, [shape.R, shape.S, shape.StrideH, shape.StrideW, shape.PadH, shape.PadW, dil.H, dil.W, ceilMode ? 1 : 0]);
+        return (y, indices);
     }
 
-    /// <summary>Max pooling over kernel x kernel windows (stride defaults to the kernel size).</summary>
-    public Tensor MaxPool2d(int kernel, int? stride = null, int padding = 0) => Pool(true, kernel, stride, padding);
-
-    /// <summary>Average pooling over kernel x kernel windows, zero padding counted (PyTorch's default).</summary>
-    public Tensor AvgPool2d(int kernel, int? stride = null, int padding = 0) => Pool(false, kernel, stride, padding);
-
-    private sealed class PoolOp(bool max, Pool2dShape shape) : ICustomOp
+    /// <summary>
+    /// The max-pooling backward pass (torch's max_pool2d_with_indices_backward): a zero tensor of
+    /// <paramref name="inputShape"/> with each output gradient added at the input cell its index names (−1 adds nothing).
+    /// An index outside the H·W plane throws: at once on the CPU, at the next synchronisation on a device.
+    /// </summary>
+    public static Tensor MaxPool2dBackward(Tensor gradOutput, Tensor indices, int[] inputShape, (int H, int W) kernel, (int H, int W) stride, (int H, int W) padding,
+        (int H, int W) dilation, bool ceilMode = false)
     {
-        public string Name => max ? "MaxPool2d" : "AvgPool2d";
-        public Tensor?[] Backward(GradNode node, Tensor g)
-        {
-            using var dy = g.Dense();
-            var dx = Empty(node.Inputs[0].Shape, g.DType, g.Device);
-            g.Backend.Pool2dBackward(max, dy.Storage, max ? node.Saved[0].Storage : null, dx.Storage, shape);
-            return [dx];
-        }
+        const string op = "MaxPool2dBackward";
+        var shape = PoolShape(op, inputShape, kernel, stride, padding, dilation, ceilMode, true);
+        CheckPoolGradient(op, gradOutput, indices, shape, inputShape);
+        using var dy = gradOutput.Dense();
+        using var arg = indices.Dense();
+        var dx = Empty(inputShape, gradOutput.DType, gradOutput.Device);
+        // The CPU kernel rejects an index outside the plane itself (ArgumentException); a device's gather skips it and
+        // the device-side check reports it at the next synchronisation (IBackend.CheckIndexRange).
+        if (dx.Device != Device.Cpu && arg.Numel > 0)
+            dx.Backend.CheckIndexRange(arg.Storage, arg.Numel, (long)shape.H * shape.W, -1, op, $"an {shape.H}x{shape.W} input plane");
+        if (dx.Numel > 0) dx.Backend.Pool2dBackward(true, dy.Storage, arg.Storage, dx.Storage, shape);
+        return dx;
+    }
+
+    /// <summary>
+    /// Average pooling over kernel x kernel windows (torch.nn.functional.avg_pool2d); stride defaults to the kernel
+    /// size. With <paramref name="countIncludePad"/> (PyTorch's default) zero padding counts in the divisor.
+    /// </summary>
+    public Tensor AvgPool2d(int kernel, int? stride = null, int padding = 0, bool ceilMode = false, bool countIncludePad = true)
+        => AvgPool2d((kernel, kernel), stride is int s ? (s, s) : null, (padding, padding), ceilMode, countIncludePad);
+
+    /// <summary>Average pooling with separate height/width kernel, stride (default: the kernel) and padding.</summary>
+    public Tensor AvgPool2d((int H, int W) kernel, (int H, int W)? stride = null, (int H, int W) padding = default, bool ceilMode = false, bool countIncludePad = true)
+    {
+        const string op = "AvgPool2d";
+        RequireNchw(op);
+        var shape = PoolShape(op, Layout.Shape, kernel, stride, padding, (1, 1), ceilMode, countIncludePad);
+        using var x = Dense();
+        var y = Empty([shape.N, shape.C, shape.P, shape.Q], DType, Device);
+        if (y.Numel > 0) Backend.Pool2dForward(false, x.Storage, y.Storage, null, shape);
+        // Ints: kernel, stride, padding (H, W each), ceil mode, count_include_pad.
+        return y.Record(OpKind.AvgPool2d, [this], [], 0, [shape.R, shape.S, shape.StrideH, shape.StrideW, shape.PadH, shape.PadW, ceilMode ? 1 : 0, countIncludePad ? 1 : 0]);
+    }
+
+    /// <summary>
+    /// The average-pooling backward pass (torch's avg_pool2d_backward): each output gradient divided by its window's
+    /// divisor and added over the window, into a zero tensor of <paramref name="inputShape"/>.
+    /// </summary>
+    public static Tensor AvgPool2dBackward(Tensor gradOutput, int[] inputShape, (int H, int W) kernel, (int H, int W) stride, (int H, int W) padding,
+        bool ceilMode = false, bool countIncludePad = true)
+    {
+        const string op = "AvgPool2dBackward";
+        var shape = PoolShape(op, inputShape, kernel, stride, padding, (1, 1), ceilMode, countIncludePad);
+        CheckPoolGradient(op, gradOutput, null, shape, inputShape);
+        using var dy = gradOutput.Dense();
+        var dx = Empty(inputShape, gradOutput.DType, gradOutput.Device);
+        if (dx.Numel > 0) dx.Backend.Pool2dBackward(false, dy.Storage, null, dx.Storage, shape);
+        return dx;
     }
 
     /// <summary>

@@ -126,6 +126,7 @@ public sealed partial class IlgpuBackend
     {
         shape.Validate(op);
         string d = shape.ToString();
+        if (!max && (shape.DilationH != 1 || shape.DilationW != 1)) throw new ArgumentException($"IlgpuBackend.{op}: average pooling has no dilation ({d})");
         CheckLength(op, "x/dx", x, shape.XLength, d); CheckLength(op, "y/dy", y, shape.YLength, d);
         if (!max) return;
         if (argmax is null) throw new ArgumentException($"IlgpuBackend.{op}: max pooling needs the int64 argmax storage ({d})");
@@ -143,7 +144,7 @@ public sealed partial class IlgpuBackend
         if (shape.YLength == 0) return;
         var geo = PoolGeometry.From(shape);
         if (max) _k.MaxPool(Threads(op, shape.YLength), xs.Floats, ys.Floats, S(argmax!, op).Longs, geo);
-        else _k.AvgPool(Threads(op, shape.YLength), xs.Floats, ys.Floats, geo, 1f / (shape.R * shape.S));
+        else _k.AvgPool(Threads(op, shape.YLength), xs.Floats, ys.Floats, geo);
     }
 
     /// <inheritdoc/>
@@ -155,7 +156,7 @@ public sealed partial class IlgpuBackend
         if (shape.XLength == 0) return;
         var geo = PoolGeometry.From(shape);
         if (max) _k.MaxPoolBackward(Threads(op, shape.XLength), dys.Floats, S(argmax!, op).Longs, dxs.Floats, geo);
-        else _k.AvgPoolBackward(Threads(op, shape.XLength), dys.Floats, dxs.Floats, geo, 1f / (shape.R * shape.S));
+        else _k.AvgPoolBackward(Threads(op, shape.XLength), dys.Floats, dxs.Floats, geo);
     }
 
     private static void CheckBatchNorm(string op, int n, int c, int hw, params (Storage? S, string Name, bool PerChannel)[] operands)

@@ -13,7 +13,7 @@ internal sealed partial class IlgpuKernels
     private Action<Index1D, ArrayView<float>, ArrayView<float>, long, int>? _addInto;
     private Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<long>, PoolGeometry>? _maxPool;
     private Action<Index1D, ArrayView<float>, ArrayView<long>, ArrayView<float>, PoolGeometry>? _maxPoolBackward;
-    private Action<Index1D, ArrayView<float>, ArrayView<float>, PoolGeometry, float>? _avgPool, _avgPoolBackward;
+    private Action<Index1D, ArrayView<float>, ArrayView<float>, PoolGeometry>? _avgPool, _avgPoolBackward;
     private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, BatchNormArgs>? _bnStats;
     private Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, BatchNormArgs, int>? _bnNormalize;
     private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, BatchNormArgs>? _bnSums;
@@ -35,10 +35,10 @@ internal sealed partial class IlgpuKernels
         _maxPool ??= _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<long>, PoolGeometry>(Pool.MaxForwardKernel);
     public Action<Index1D, ArrayView<float>, ArrayView<long>, ArrayView<float>, PoolGeometry> MaxPoolBackward =>
         _maxPoolBackward ??= _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<long>, ArrayView<float>, PoolGeometry>(Pool.MaxBackwardKernel);
-    public Action<Index1D, ArrayView<float>, ArrayView<float>, PoolGeometry, float> AvgPool =>
-        _avgPool ??= _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, PoolGeometry, float>(Pool.AvgForwardKernel);
-    public Action<Index1D, ArrayView<float>, ArrayView<float>, PoolGeometry, float> AvgPoolBackward =>
-        _avgPoolBackward ??= _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, PoolGeometry, float>(Pool.AvgBackwardKernel);
+    public Action<Index1D, ArrayView<float>, ArrayView<float>, PoolGeometry> AvgPool =>
+        _avgPool ??= _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, PoolGeometry>(Pool.AvgForwardKernel);
+    public Action<Index1D, ArrayView<float>, ArrayView<float>, PoolGeometry> AvgPoolBackward =>
+        _avgPoolBackward ??= _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, PoolGeometry>(Pool.AvgBackwardKernel);
 
     /// <summary>Group per channel (grid = C, group = <see cref="GroupSize"/>).</summary>
     public Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, BatchNormArgs> BatchNormStats =>

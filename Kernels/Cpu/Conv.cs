@@ -36,9 +36,9 @@ namespace AttnCore.Kernels.Cpu;
 public readonly record struct Conv2dShape(int N, int C, int H, int W, int K, int R, int S, int StrideH = 1, int StrideW = 1, int PadH = 0, int PadW = 0, int DilationH = 1, int DilationW = 1, int Groups = 1)
 {
     /// <summary>Output height.</summary>
-    public int P => (H + 2 * PadH - DilationH * (R - 1) - 1) / StrideH + 1;
+    public int P => OutputSize(H, R, StrideH, PadH, DilationH);
     /// <summary>Output width.</summary>
-    public int Q => (W + 2 * PadW - DilationW * (S - 1) - 1) / StrideW + 1;
+    public int Q => OutputSize(W, S, StrideW, PadW, DilationW);
     /// <summary>Elements of x: N·C·H·W.</summary>
     public long XLength => (long)N * C * H * W;
     /// <summary>Elements of w: K·(C/Groups)·R·S.</summary>
@@ -54,10 +54,26 @@ public readonly record struct Conv2dShape(int N, int C, int H, int W, int K, int
         if (C % Groups != 0 || K % Groups != 0)
             throw new ArgumentException($"{op}: C={C} input and K={K} output channels must both be divisible by groups={Groups}");
         if (P <= 0 || Q <= 0)
-            throw new ArgumentException($"{op}: a {R}x{S} kernel (dilation {DilationH}x{DilationW}, padding {PadH}x{PadW}) does not fit a {H}x{W} input");
+            throw new ArgumentException($"{op}: a {R}x{S} kernel (dilation {DilationH}x{DilationW}, padding {PadH}x{PadW}) does not fit a {H}x{W} input: " +
+                $"the padded input is {H + 2L * PadH}x{W + 2L * PadW}, the dilated kernel {DilationH * (R - 1L) + 1}x{DilationW * (S - 1L) + 1} (kernel larger than the padded input, as PyTorch rejects)");
         if (XLength > int.MaxValue || YLength > int.MaxValue || (long)(C / Groups) * R * S * P * Q > int.MaxValue)
             throw new ArgumentException($"{op}: sizes too large for 32-bit indexing ({this})");
     }
+
+    /// <summary>
+    /// Output length along one axis, as PyTorch's conv2d documents it: floor((input + 2·pad − dilation·(kernel − 1) − 1) / stride) + 1,
+    /// with floor (not truncating) division, so a kernel wider than the padded input gives 0 or less instead of 1;
+    /// 0 when the stride is not positive (such a shape is rejected by <see cref="Validate"/>).
+    /// </summary>
+    public static int OutputSize(int input, int kernel, int stride, int pad, int dilation)
+    {
+        if (stride <= 0) return 0;
+        long span = (long)input + 2L * pad - (long)dilation * (kernel - 1) - 1;
+        return (int)Math.Clamp(FloorDiv(span, stride) + 1, int.MinValue, int.MaxValue);
+    }
+
+    /// <summary>a / b rounded toward negative infinity (b &gt; 0): C#'s / truncates a negative quotient toward zero.</summary>
+    internal static long FloorDiv(long a, long b) => a >= 0 ? a / b : -((-a + b - 1) / b);
 
     internal bool IsPointwise => R == 1 && S == 1 && StrideH == 1 && StrideW == 1 && PadH == 0 && PadW == 0;
     internal bool IsDepthwise => Groups == C && Groups == K;
@@ -314,7 +330,8 @@ public static unsafe partial class Conv2d
     }
 
     // Output columns q whose tap t lands inside the input row: q in [lo, hi), for input column q·stride + off.
-    private static void TapRange(int w, int q, int stride, int off, out int lo, out int hi)
+    // Both bounds round away from the row (a negative numerator is never divided: C# division truncates toward zero).
+    internal static void TapRange(int w, int q, int stride, int off, out int lo, out int hi)
     {
         lo = off >= 0 ? 0 : (-off + stride - 1) / stride;
         int last = w - 1 - off;   // q·stride ≤ last

@@ -1,11 +1,16 @@
-// Pool: 2-d max, average and global-average pooling on NCHW tensors, forward and backward (PyTorch semantics).
+// Pool: 2-d max, average and global-average pooling on NCHW tensors, forward and backward (PyTorch semantics:
+// torch.nn.functional.max_pool2d / avg_pool2d with rectangular kernels, strides, paddings, dilation (max),
+// ceil_mode and count_include_pad).
 //
-// Max: each output is the max of its R x S window; padding never wins (out-of-range cells are skipped), NaN
-// propagates (the first NaN wins), and the flat in-plane index h·W + w of the winner is saved so backward
-// can scatter-add dy to it (the first maximum wins ties, as PyTorch).
-// Average: the window sum divided by R·S with padding cells counted as zeros (count_include_pad = true,
-// PyTorch's default; with padding at most half the window no window reaches past the padded border, so the
-// divisor is always R·S); backward spreads dy/(R·S) over the window.
+// Window of output (p, q): rows h = p·sh − ph + r·dh (r < R), columns w = q·sw − pw + t·dw (t < S); cells outside
+// the input are skipped. Output sizes follow PyTorch's pooling_output_shape (Pool2dShape.OutputSize).
+// Max: padding never wins; NaN propagates, and as in PyTorch a cell is taken when v > best or v is NaN, so the
+// first maximum wins ties and the last NaN wins. The flat in-plane index h·W + w of the winner is saved (PyTorch's
+// return_indices) so backward can scatter-add dy to it. A window with no cell inside the input (possible only
+// with dilation) gives −∞ and index −1, which backward skips.
+// Average: the window sum divided by the window's cell count: clipped to the padded input when zero padding
+// counts (count_include_pad, PyTorch's default; only ceil_mode windows are clipped there), clipped to the input
+// otherwise; backward spreads dy/count over the window.
 // Global average (ResNet heads): y[n, c] = mean of the H·W plane; backward fills the plane with dy/(H·W).
 // float32 max pooling runs one output row at a time, vectorised along the row with masked selects (a
 // scalar "if (v > best)" mispredicts on real data); other types use the scalar loop.
@@ -13,8 +18,8 @@
 // FLOPs: R·S per output (global: H·W per plane). Bytes: x read once (windows overlap in cache), y written
 // once, plus 8 bytes of argmax per output for max pooling. Bound: memory bandwidth (and, for small
 // windows, the per-output loop overhead).
-// Reference: MaxForwardReference / AvgForwardReference / ...Reference (float64), and independent loops
-// in Tests/Kernels/ConvPoolNormTests.cs.
+// Reference: MaxForwardReference / AvgForwardReference / ...Reference (float64), independent loops in
+// Tests/Kernels/ConvPoolNormTests.cs and PyTorch's values (Tests/Fixtures/make_pooling.py).
 using System.Numerics;
 using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
@@ -22,26 +27,57 @@ using System.Runtime.Intrinsics;
 
 namespace AttnCore.Kernels.Cpu;
 
-/// <summary>Sizes of a pooling window over x [N, C, H, W]; y is [N, C, P, Q].</summary>
-public readonly record struct Pool2dShape(int N, int C, int H, int W, int R, int S, int StrideH, int StrideW, int PadH = 0, int PadW = 0)
+/// <summary>
+/// Sizes of a pooling window over x [N, C, H, W]; y is [N, C, P, Q]. Dilation applies to max pooling (average
+/// pooling requires 1); <paramref name="CountIncludePad"/> to average pooling.
+/// </summary>
+public readonly record struct Pool2dShape(int N, int C, int H, int W, int R, int S, int StrideH, int StrideW, int PadH = 0, int PadW = 0,
+    int DilationH = 1, int DilationW = 1, bool CeilMode = false, bool CountIncludePad = true)
 {
     /// <summary>Output height.</summary>
-    public int P => (H + 2 * PadH - R) / StrideH + 1;
+    public int P => OutputSize(H, R, StrideH, PadH, DilationH, CeilMode);
     /// <summary>Output width.</summary>
-    public int Q => (W + 2 * PadW - S) / StrideW + 1;
+    public int Q => OutputSize(W, S, StrideW, PadW, DilationW, CeilMode);
     /// <summary>Elements of x: N·C·H·W.</summary>
     public long XLength => (long)N * C * H * W;
     /// <summary>Elements of y (and of argmax): N·C·P·Q.</summary>
     public long YLength => (long)N * C * P * Q;
 
-    /// <summary>Throws an <see cref="ArgumentException"/> naming <paramref name="op"/> and the sizes when they are invalid.</summary>
+    /// <summary>
+    /// Output length along one axis, as PyTorch's pooling_output_shape: floor((input + 2·pad − dilation·(kernel − 1) − 1
+    /// [+ stride − 1 in ceil mode]) / stride) + 1, and in ceil mode one less when the last window would start in the right
+    /// padding ((out − 1)·stride ≥ input + pad). 0 when the stride is not positive (rejected by <see cref="Validate"/>).
+    /// </summary>
+    public static int OutputSize(int input, int kernel, int stride, int pad, int dilation, bool ceilMode)
+    {
+        if (stride <= 0) return 0;
+        long span = (long)input + 2L * pad - (long)dilation * (kernel - 1) - 1 + (ceilMode ? stride - 1 : 0);
+        long o = Conv2dShape.FloorDiv(span, stride) + 1;
+        if (ceilMode && (o - 1) * stride >= (long)input + pad) o--;
+        return (int)Math.Clamp(o, int.MinValue, int.MaxValue);
+    }
+
+    /// <summary>Throws an <see cref="ArgumentException"/> naming <paramref name="op"/> and the sizes when they are invalid (PyTorch's checks).</summary>
     public void Validate(string op)
     {
-        if (N < 0 || C <= 0 || H <= 0 || W <= 0 || R <= 0 || S <= 0 || StrideH <= 0 || StrideW <= 0 || PadH < 0 || PadW < 0)
-            throw new ArgumentException($"{op}: invalid sizes {this}");
+        if (N < 0 || C <= 0 || H <= 0 || W <= 0)
+            throw new ArgumentException($"{op}: input must be [N, C, H, W] with C, H, W at least 1 (N may be 0), got [{N},{C},{H},{W}]");
+        if (R <= 0 || S <= 0 || StrideH <= 0 || StrideW <= 0 || DilationH <= 0 || DilationW <= 0 || PadH < 0 || PadW < 0)
+            throw new ArgumentException($"{op}: kernel {R}x{S}, stride {StrideH}x{StrideW} and dilation {DilationH}x{DilationW} must be positive and padding {PadH}x{PadW} non-negative");
         if (PadH > R / 2 || PadW > S / 2) throw new ArgumentException($"{op}: padding {PadH}x{PadW} must be at most half the {R}x{S} window (as in PyTorch)");
-        if (P <= 0 || Q <= 0) throw new ArgumentException($"{op}: a {R}x{S} window does not fit a {H}x{W} input");
+        if (P <= 0 || Q <= 0)
+            throw new ArgumentException($"{op}: a {R}x{S} window (stride {StrideH}x{StrideW}, padding {PadH}x{PadW}, dilation {DilationH}x{DilationW}{(CeilMode ? ", ceil mode" : "")}) " +
+                $"does not fit a {H}x{W} input: the output would be {P}x{Q}");
         if (XLength > int.MaxValue || YLength > int.MaxValue) throw new ArgumentException($"{op}: sizes too large for 32-bit indexing ({this})");
+    }
+
+    /// <summary>Cells of window (p, q) that the average divides by (see the file header).</summary>
+    public int AvgDivisor(int p, int q)
+    {
+        int hs = p * StrideH - PadH, ws = q * StrideW - PadW;
+        int he = Math.Min(hs + R, H + PadH), we = Math.Min(ws + S, W + PadW);
+        if (!CountIncludePad) { hs = Math.Max(hs, 0); ws = Math.Max(ws, 0); he = Math.Min(he, H); we = Math.Min(we, W); }
+        return (he - hs) * (we - ws);
     }
 }
 
@@ -58,9 +94,10 @@ public static unsafe class Pool2d
         public int Planes, PlanesPerChunk, Hw;
     }
 
-    private static void CheckLengths(string op, in Pool2dShape s, int xLen, int yLen, int argLen = int.MaxValue)
+    private static void CheckLengths(string op, in Pool2dShape s, int xLen, int yLen, int argLen = int.MaxValue, bool average = false)
     {
         s.Validate(op);
+        if (average && (s.DilationH != 1 || s.DilationW != 1)) throw new ArgumentException($"{op}: average pooling has no dilation, got {s.DilationH}x{s.DilationW}");
         if (xLen < s.XLength || yLen < s.YLength || argLen < s.YLength)
             throw new ArgumentException($"{op}: x/dx has {xLen}, y/dy {yLen}{(argLen == int.MaxValue ? "" : $", argmax {argLen}")} elements, needs {s.XLength} and {s.YLength} for {s}");
     }
@@ -78,7 +115,7 @@ public static unsafe class Pool2d
         }
     }
 
-    /// <summary>Max pooling; <paramref name="argmax"/> receives the winner's in-plane index h·W + w per output (for backward).</summary>
+    /// <summary>Max pooling; <paramref name="argmax"/> receives the winner's in-plane index h·W + w per output (−1 for a window outside the input).</summary>
     public static void MaxForward<T>(ReadOnlySpan<T> x, Span<T> y, Span<long> argmax, in Pool2dShape s) where T : unmanaged, INumber<T>
     {
         CheckLengths("Pool2d.MaxForward", s, x.Length, y.Length, argmax.Length);
@@ -100,35 +137,39 @@ public static unsafe class Pool2d
             MaxForwardRowsFloat((float*)a.X, (float*)a.Y, a.Arg, s, chunk * a.PlanesPerChunk, Math.Min(a.Planes, (chunk + 1) * a.PlanesPerChunk));
             return;
         }
+        T empty = T.CreateTruncating(double.NegativeInfinity);
         for (int pl = chunk * a.PlanesPerChunk, end = Math.Min(a.Planes, pl + a.PlanesPerChunk); pl < end; pl++)
         {
             T* img = a.X + (long)pl * s.H * W, y = a.Y + (long)pl * P * Q;
             long* arg = a.Arg + (long)pl * P * Q;
             for (int p = 0; p < P; p++)
-            {
-                int h0 = Math.Max(0, p * s.StrideH - s.PadH), h1 = Math.Min(s.H, p * s.StrideH - s.PadH + s.R);
                 for (int q = 0; q < Q; q++)
                 {
-                    int w0 = Math.Max(0, q * s.StrideW - s.PadW), w1 = Math.Min(W, q * s.StrideW - s.PadW + s.S);
-                    int at = h0 * W + w0;
-                    T best = img[at];
-                    for (int h = h0; h < h1; h++)
-                        for (int w = w0; w < w1; w++)
+                    T best = empty;
+                    int at = -1;
+                    for (int r = 0; r < s.R; r++)
+                    {
+                        int h = p * s.StrideH - s.PadH + r * s.DilationH;
+                        if ((uint)h >= (uint)s.H) continue;
+                        for (int t = 0; t < s.S; t++)
                         {
+                            int w = q * s.StrideW - s.PadW + t * s.DilationW;
+                            if ((uint)w >= (uint)W) continue;
                             T v = img[h * W + w];
-                            if (v > best || (T.IsNaN(v) && !T.IsNaN(best))) { best = v; at = h * W + w; }
+                            if (at < 0 || v > best || T.IsNaN(v)) { best = v; at = h * W + w; }
                         }
+                    }
                     y[p * Q + q] = best; arg[p * Q + q] = at;
                 }
-            }
         }
     }
 
     private const int MaxVectorRow = 1024;
 
-    // float32 max pooling one output row at a time, vectorised across the row: per window cell, lanes whose value
-    // beats the running max (or is the first NaN) take it and its index with masked selects. The scalar loop's
-    // "if (v > best)" mispredicts about once per window on real data (measured ~8x slower).
+    // float32 max pooling one output row at a time, vectorised across the row: per window cell (r, t), the lanes q
+    // whose cell lies inside the input (Conv2d.TapRange) take its value and index where it beats the running max,
+    // is NaN, or is the first cell seen, with masked selects. The scalar loop's "if (v > best)" mispredicts about
+    // once per window on real data (measured ~8x slower). Cells are visited in the scalar loop's (r, t) order.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void MaxForwardRowsFloat(float* x, float* y, long* arg, in Pool2dShape s, int plane0, int plane1)
     {
@@ -140,12 +181,15 @@ public static unsafe class Pool2d
             float* img = x + (long)pl * s.H * W;
             for (int p = 0; p < P; p++)
             {
-                int h0 = Math.Max(0, p * s.StrideH - s.PadH), h1 = Math.Min(s.H, p * s.StrideH - s.PadH + s.R);
                 for (int q = 0; q < Q; q++) { best[q] = float.NegativeInfinity; at[q] = -1; }
-                for (int h = h0; h < h1; h++)
+                for (int r = 0; r < s.R; r++)
+                {
+                    int h = p * s.StrideH - s.PadH + r * s.DilationH;
+                    if ((uint)h >= (uint)s.H) continue;
                     for (int t = 0; t < s.S; t++)
                     {
-                        int off = t - s.PadW, lo = off >= 0 ? 0 : (-off + sw - 1) / sw, hi = Math.Min(Q, (W - 1 - off) / sw + 1);
+                        int off = t * s.DilationW - s.PadW;
+                        Conv2d.TapRange(W, Q, sw, off, out int lo, out int hi);
                         if (hi <= lo) continue;
                         float* row = img + (long)h * W + off;
                         float* v = row;
@@ -159,8 +203,8 @@ public static unsafe class Pool2d
                             {
                                 q0 = q1;
                                 var val = Vector512.Load(v + q0); var cur = Vector512.Load(best + q0); var idx = Vector512.Load(at + q0);
-                                // take val where it is larger, or NaN over a non-NaN, or where nothing was taken yet
-                                var take = Vector512.GreaterThan(val, cur) | (~Vector512.Equals(val, val) & Vector512.Equals(cur, cur)) | Vector512.Equals(idx, Vector512.Create(-1)).AsSingle();
+                                // take val where it is larger, or NaN, or where nothing was taken yet
+                                var take = Vector512.GreaterThan(val, cur) | ~Vector512.Equals(val, val) | Vector512.Equals(idx, Vector512.Create(-1)).AsSingle();
                                 Vector512.ConditionalSelect(take, val, cur).Store(best + q0);
                                 Vector512.ConditionalSelect(take.AsInt32(), iota + Vector512.Create(baseIndex + q0 * sw), idx).Store(at + q0);
                                 if (q1 == hi - 16) { q0 = hi; break; }
@@ -174,7 +218,7 @@ public static unsafe class Pool2d
                             {
                                 q0 = q1;
                                 var val = Vector256.Load(v + q0); var cur = Vector256.Load(best + q0); var idx = Vector256.Load(at + q0);
-                                var take = Vector256.GreaterThan(val, cur) | (~Vector256.Equals(val, val) & Vector256.Equals(cur, cur)) | Vector256.Equals(idx, Vector256.Create(-1)).AsSingle();
+                                var take = Vector256.GreaterThan(val, cur) | ~Vector256.Equals(val, val) | Vector256.Equals(idx, Vector256.Create(-1)).AsSingle();
                                 Vector256.ConditionalSelect(take, val, cur).Store(best + q0);
                                 Vector256.ConditionalSelect(take.AsInt32(), iota + Vector256.Create(baseIndex + q0 * sw), idx).Store(at + q0);
                                 if (q1 == hi - 8) { q0 = hi; break; }
@@ -183,9 +227,10 @@ public static unsafe class Pool2d
                         for (; q0 < hi; q0++)
                         {
                             float val = v[q0];
-                            if (at[q0] < 0 || val > best[q0] || (float.IsNaN(val) && !float.IsNaN(best[q0]))) { best[q0] = val; at[q0] = baseIndex + q0 * sw; }
+                            if (at[q0] < 0 || val > best[q0] || float.IsNaN(val)) { best[q0] = val; at[q0] = baseIndex + q0 * sw; }
                         }
                     }
+                }
                 float* yr = y + ((long)pl * P + p) * Q;
                 long* ar = arg + ((long)pl * P + p) * Q;
                 for (int q = 0; q < Q; q++) { yr[q] = best[q]; ar[q] = at[q]; }
@@ -193,7 +238,10 @@ public static unsafe class Pool2d
         }
     }
 
-    /// <summary>dx (overwritten) from dy and the argmax saved by <see cref="MaxForward{T}"/>: dy is added at each winner.</summary>
+    /// <summary>
+    /// dx (overwritten) from dy and the argmax saved by <see cref="MaxForward{T}"/>: dy is added at each winner
+    /// (−1, a window outside the input, adds nothing; any other index outside the plane throws).
+    /// </summary>
     public static void MaxBackward<T>(ReadOnlySpan<T> dy, ReadOnlySpan<long> argmax, Span<T> dx, in Pool2dShape s) where T : unmanaged, INumber<T>
     {
         CheckLengths("Pool2d.MaxBackward", s, dx.Length, dy.Length, argmax.Length);
@@ -217,21 +265,29 @@ public static unsafe class Pool2d
             for (int o = 0; o < pq; o++)
             {
                 long i = arg[o];
-                if ((ulong)i >= (ulong)hw) throw new ArgumentException($"Pool2d.MaxBackward: argmax {i} at output {o} of plane {pl} is outside the {a.S.H}x{a.S.W} plane");
-                dx[i] += dy[o];
+                if ((ulong)i < (ulong)hw) dx[i] += dy[o];
+                else if (i != -1) throw new ArgumentException($"Pool2d.MaxBackward: argmax {i} at output {o} of plane {pl} is outside the {a.S.H}x{a.S.W} plane");
             }
         }
     }
 
-    /// <summary>Average pooling, zero padding counted in the divisor (count_include_pad = true).</summary>
+    /// <summary>Average pooling (divisor: <see cref="Pool2dShape.AvgDivisor"/>).</summary>
     public static void AvgForward<T>(ReadOnlySpan<T> x, Span<T> y, in Pool2dShape s) where T : unmanaged, INumber<T>
     {
-        CheckLengths("Pool2d.AvgForward", s, x.Length, y.Length);
+        CheckLengths("Pool2d.AvgForward", s, x.Length, y.Length, average: true);
         fixed (T* px = x) fixed (T* py = y)
         {
             var a = new Args<T> { X = px, Y = py, S = s, Planes = s.N * s.C };
             Run(ref a, s.YLength * s.R * s.S, &AvgForwardChunk<T>);
         }
+    }
+
+    // The input rows [h0, h1) and columns [w0, w1) of window (p, q) (average pooling has no dilation).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Window(in Pool2dShape s, int p, int q, out int h0, out int h1, out int w0, out int w1)
+    {
+        h0 = Math.Max(0, p * s.StrideH - s.PadH); h1 = Math.Min(s.H, p * s.StrideH - s.PadH + s.R);
+        w0 = Math.Max(0, q * s.StrideW - s.PadW); w1 = Math.Min(s.W, q * s.StrideW - s.PadW + s.S);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -240,29 +296,25 @@ public static unsafe class Pool2d
         ref Args<T> a = ref *(Args<T>*)state;
         ref readonly Pool2dShape s = ref a.S;
         int P = s.P, Q = s.Q, W = s.W;
-        T inv = T.One / T.CreateTruncating(s.R * s.S);
         for (int pl = chunk * a.PlanesPerChunk, end = Math.Min(a.Planes, pl + a.PlanesPerChunk); pl < end; pl++)
         {
             T* img = a.X + (long)pl * s.H * W, y = a.Y + (long)pl * P * Q;
             for (int p = 0; p < P; p++)
-            {
-                int h0 = Math.Max(0, p * s.StrideH - s.PadH), h1 = Math.Min(s.H, p * s.StrideH - s.PadH + s.R);
                 for (int q = 0; q < Q; q++)
                 {
-                    int w0 = Math.Max(0, q * s.StrideW - s.PadW), w1 = Math.Min(W, q * s.StrideW - s.PadW + s.S);
+                    Window(s, p, q, out int h0, out int h1, out int w0, out int w1);
                     T sum = T.Zero;
                     for (int h = h0; h < h1; h++)
                         for (int w = w0; w < w1; w++) sum += img[h * W + w];
-                    y[p * Q + q] = sum * inv;
+                    y[p * Q + q] = sum * (T.One / T.CreateTruncating(s.AvgDivisor(p, q)));
                 }
-            }
         }
     }
 
-    /// <summary>dx (overwritten) for average pooling: each dy/(R·S) is added over its window.</summary>
+    /// <summary>dx (overwritten) for average pooling: each dy divided by its window's divisor is added over the window.</summary>
     public static void AvgBackward<T>(ReadOnlySpan<T> dy, Span<T> dx, in Pool2dShape s) where T : unmanaged, INumber<T>
     {
-        CheckLengths("Pool2d.AvgBackward", s, dx.Length, dy.Length);
+        CheckLengths("Pool2d.AvgBackward", s, dx.Length, dy.Length, average: true);
         fixed (T* pdy = dy) fixed (T* pdx = dx)
         {
             var a = new Args<T> { Dy = pdy, Dx = pdx, S = s, Planes = s.N * s.C, Hw = s.H * s.W };
@@ -276,22 +328,18 @@ public static unsafe class Pool2d
         ref Args<T> a = ref *(Args<T>*)state;
         ref readonly Pool2dShape s = ref a.S;
         int P = s.P, Q = s.Q, W = s.W;
-        T inv = T.One / T.CreateTruncating(s.R * s.S);
         for (int pl = chunk * a.PlanesPerChunk, end = Math.Min(a.Planes, pl + a.PlanesPerChunk); pl < end; pl++)
         {
             T* dx = a.Dx + (long)pl * a.Hw, dy = a.Dy + (long)pl * P * Q;
             new Span<T>(dx, a.Hw).Clear();
             for (int p = 0; p < P; p++)
-            {
-                int h0 = Math.Max(0, p * s.StrideH - s.PadH), h1 = Math.Min(s.H, p * s.StrideH - s.PadH + s.R);
                 for (int q = 0; q < Q; q++)
                 {
-                    int w0 = Math.Max(0, q * s.StrideW - s.PadW), w1 = Math.Min(W, q * s.StrideW - s.PadW + s.S);
-                    T g = dy[p * Q + q] * inv;
+                    Window(s, p, q, out int h0, out int h1, out int w0, out int w1);
+                    T g = dy[p * Q + q] * (T.One / T.CreateTruncating(s.AvgDivisor(p, q)));
                     for (int h = h0; h < h1; h++)
                         for (int w = w0; w < w1; w++) dx[h * W + w] += g;
                 }
-            }
         }
     }
 
@@ -320,7 +368,7 @@ public static unsafe class Pool2d
 
     // ---- float64 references: direct loops over every window cell, the padded ones included. ----
 
-    /// <summary>Max pooling in float64 with the winners' in-plane indices (first maximum wins).</summary>
+    /// <summary>Max pooling in float64 with the winners' in-plane indices (first maximum wins, NaN wins, −1 for an empty window).</summary>
     public static (double[] Y, long[] Argmax) MaxForwardReference(ReadOnlySpan<double> x, in Pool2dShape s)
     {
         CheckLengths("Pool2d.MaxForwardReference", s, x.Length, int.MaxValue);
@@ -333,30 +381,48 @@ public static unsafe class Pool2d
                     for (int r = 0; r < s.R; r++)
                         for (int t = 0; t < s.S; t++)
                         {
-                            int h = p * s.StrideH - s.PadH + r, w = q * s.StrideW - s.PadW + t;
+                            int h = p * s.StrideH - s.PadH + r * s.DilationH, w = q * s.StrideW - s.PadW + t * s.DilationW;
                             if (h < 0 || h >= s.H || w < 0 || w >= s.W) continue;
                             double v = x[(pl * s.H + h) * s.W + w];
-                            if (at < 0 || v > best || (double.IsNaN(v) && !double.IsNaN(best))) { best = v; at = h * s.W + w; }
+                            if (at < 0 || v > best || double.IsNaN(v)) { best = v; at = h * s.W + w; }
                         }
                     y[o] = best; arg[o] = at;
                 }
         return (y, arg);
     }
 
-    /// <summary>Max pooling backward in float64: dx[argmax] += dy.</summary>
+    /// <summary>Max pooling backward in float64: dx[argmax] += dy (argmax −1 adds nothing).</summary>
     public static double[] MaxBackwardReference(ReadOnlySpan<double> dy, ReadOnlySpan<long> argmax, in Pool2dShape s)
     {
         CheckLengths("Pool2d.MaxBackwardReference", s, int.MaxValue, dy.Length, argmax.Length);
         var dx = new double[s.XLength];
         for (int pl = 0; pl < s.N * s.C; pl++)
-            for (int o = 0; o < s.P * s.Q; o++) dx[pl * s.H * s.W + argmax[pl * s.P * s.Q + o]] += dy[pl * s.P * s.Q + o];
+            for (int o = 0; o < s.P * s.Q; o++)
+            {
+                long i = argmax[pl * s.P * s.Q + o];
+                if (i >= 0) dx[pl * s.H * s.W + i] += dy[pl * s.P * s.Q + o];
+            }
         return dx;
     }
 
-    /// <summary>Average pooling in float64 (count_include_pad = true).</summary>
+    // The window's cell count that averages divide by, counted cell by cell: the cells inside the padded input
+    // (count_include_pad) or inside the input.
+    private static int ReferenceDivisor(in Pool2dShape s, int p, int q)
+    {
+        int count = 0, lo = s.CountIncludePad ? 1 : 0;
+        for (int r = 0; r < s.R; r++)
+            for (int t = 0; t < s.S; t++)
+            {
+                int h = p * s.StrideH - s.PadH + r, w = q * s.StrideW - s.PadW + t;
+                if (h >= -lo * s.PadH && h < s.H + lo * s.PadH && w >= -lo * s.PadW && w < s.W + lo * s.PadW) count++;
+            }
+        return count;
+    }
+
+    /// <summary>Average pooling in float64.</summary>
     public static double[] AvgForwardReference(ReadOnlySpan<double> x, in Pool2dShape s)
     {
-        CheckLengths("Pool2d.AvgForwardReference", s, x.Length, int.MaxValue);
+        CheckLengths("Pool2d.AvgForwardReference", s, x.Length, int.MaxValue, average: true);
         var y = new double[s.YLength];
         for (int pl = 0, o = 0; pl < s.N * s.C; pl++)
             for (int p = 0; p < s.P; p++)
@@ -369,7 +435,7 @@ public static unsafe class Pool2d
                             int h = p * s.StrideH - s.PadH + r, w = q * s.StrideW - s.PadW + t;
                             if (h >= 0 && h < s.H && w >= 0 && w < s.W) sum += x[(pl * s.H + h) * s.W + w];
                         }
-                    y[o] = sum / (s.R * s.S);
+                    y[o] = sum / ReferenceDivisor(s, p, q);
                 }
         return y;
     }
@@ -377,17 +443,20 @@ public static unsafe class Pool2d
     /// <summary>Average pooling backward in float64.</summary>
     public static double[] AvgBackwardReference(ReadOnlySpan<double> dy, in Pool2dShape s)
     {
-        CheckLengths("Pool2d.AvgBackwardReference", s, int.MaxValue, dy.Length);
+        CheckLengths("Pool2d.AvgBackwardReference", s, int.MaxValue, dy.Length, average: true);
         var dx = new double[s.XLength];
         for (int pl = 0, o = 0; pl < s.N * s.C; pl++)
             for (int p = 0; p < s.P; p++)
                 for (int q = 0; q < s.Q; q++, o++)
+                {
+                    int divisor = ReferenceDivisor(s, p, q);
                     for (int r = 0; r < s.R; r++)
                         for (int t = 0; t < s.S; t++)
                         {
                             int h = p * s.StrideH - s.PadH + r, w = q * s.StrideW - s.PadW + t;
-                            if (h >= 0 && h < s.H && w >= 0 && w < s.W) dx[(pl * s.H + h) * s.W + w] += dy[o] / (s.R * s.S);
+                            if (h >= 0 && h < s.H && w >= 0 && w < s.W) dx[(pl * s.H + h) * s.W + w] += dy[o] / divisor;
                         }
+                }
         return dx;
     }
 

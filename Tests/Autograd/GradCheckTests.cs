@@ -82,6 +82,10 @@ public class GradCheckTests
         new("MaxPool2d", [[2, 2, 6, 5]], x => x[0].MaxPool2d(2)),
         new("MaxPool2dPadded", [[1, 2, 5, 5]], x => x[0].MaxPool2d(3, 2, 1)),
         new("AvgPool2d", [[1, 3, 5, 6]], x => x[0].AvgPool2d(3, 2, 1)),
+        new("MaxPool2dRectangularDilatedCeil", [[1, 2, 7, 6]], x => x[0].MaxPool2d((3, 2), (2, 1), (1, 1), (2, 1), ceilMode: true)),
+        new("AvgPool2dRectangularCeilExcludePad", [[2, 1, 6, 7]], x => x[0].AvgPool2d((3, 2), (2, 2), (1, 1), ceilMode: true, countIncludePad: false)),
+        new("AvgPool2dCeilIncludePad", [[1, 2, 5, 5]], x => x[0].AvgPool2d(3, 2, 1, ceilMode: true)),
+        new("Conv2dRectangularStride2", [[1, 2, 6, 7], [3, 2, 2, 3], [3]], x => x[0].Conv2d(x[1], x[2], (2, 3), (1, 0), (1, 2))),
         new("BatchNorm2dTraining", [[3, 2, 3, 2], [2], [2]], x => x[0].BatchNorm2d(null, null, x[1], x[2], training: true)),
         new("BatchNorm2dEval", [[2, 2, 2, 2], [2], [2]], x => x[0].BatchNorm2d(Tensor.FromArray(new float[] { 0.5f, -1 }).To(x[0].DType), Tensor.FromArray(new float[] { 2, 0.5f }).To(x[0].DType), x[1], x[2], training: false)),
     ];

@@ -132,6 +132,7 @@ public class ConvGpuTests(string deviceName)
         // Small integers tie often; a NaN must win its windows; the first maximum wins ties.
         var ties = new Input(Rand(g, [2, 2, 6, 7]).Data.Select(v => MathF.Round(v)).ToArray(), [2, 2, 6, 7]);
         ties.Data[9] = float.NaN;
+        var narrow = Rand(g, [1, 2, 6, 1]);
         (string, Input, Func<Tensor[], Tensor>, double)[] cases =
         [
             ("max 3x3 stride 2 padding 1", x, t => t[0].MaxPool2d(3, 2, 1), 0),
@@ -140,28 +141,56 @@ public class ConvGpuTests(string deviceName)
             ("avg 3x3 stride 2 padding 1", x, t => t[0].AvgPool2d(3, 2, 1), 1e-6),
             ("avg 3x3 stride 1 padding 1 (overlapping)", x, t => t[0].AvgPool2d(3, 1, 1), 1e-6),
             ("avg 2x2", x, t => t[0].AvgPool2d(2), 1e-6),
+            ("max (3,2) stride (2,1) padding (1,1) dilation (2,1) ceil", x, t => t[0].MaxPool2d((3, 2), (2, 1), (1, 1), (2, 1), ceilMode: true), 0),
+            ("max 3x3 stride 2 padding 1 on a one-column input", narrow, t => t[0].MaxPool2d(3, 2, 1), 0),
+            ("max 2x2 dilation 2 padding 1 with ties and a NaN", ties, t => t[0].MaxPool2d((2, 2), (1, 1), (1, 1), (2, 2)), 0),
+            ("avg (3,2) stride (2,1) padding (1,1) ceil, padding not counted", x, t => t[0].AvgPool2d((3, 2), (2, 1), (1, 1), ceilMode: true, countIncludePad: false), 1e-6),
+            ("avg 3x3 stride 2 padding 1 ceil, padding counted", x, t => t[0].AvgPool2d(3, 2, 1, ceilMode: true), 1e-6),
         ];
         foreach (var (name, input, f, tol) in cases) SameOnBoth([input], f, tol, tol, $"{name} seed={seed}");
     }
 
-    [Test]
-    public void Max_pooling_argmax_matches_the_cpu_including_ties()
+    static IEnumerable<Pool2dShape> ArgmaxShapes() =>
+    [
+        new(1, 2, 5, 5, 3, 3, 2, 2, 1, 1),
+        new(1, 2, 7, 6, 3, 2, 2, 1, 1, 1, 2, 1, CeilMode: true),      // rectangular, dilated, ceil mode
+        new(1, 1, 1, 1, 2, 2, 1, 1, 1, 1, 2, 2),                       // no cell inside the input: −∞ and −1
+    ];
+
+    [TestCaseSource(nameof(ArgmaxShapes))]
+    public void Max_pooling_argmax_matches_the_cpu_including_ties(Pool2dShape shape)
     {
-        var shape = new Pool2dShape(1, 2, 5, 5, 3, 3, 2, 2, 1, 1);
         var data = Enumerable.Range(0, (int)shape.XLength).Select(i => (float)(i % 3)).ToArray();   // many equal maxima
-        long[] Argmax(IBackend b)
+        (float[] Y, long[] Arg) Argmax(IBackend b)
         {
             var x = b.Allocate(DType.Float32, shape.XLength);
             var y = b.Allocate(DType.Float32, shape.YLength);
             var arg = b.Allocate(DType.Int64, shape.YLength);
             b.Upload<float>(data, x);
             b.Pool2dForward(true, x, y, arg, shape);
-            var result = new long[shape.YLength];
-            b.Download<long>(arg, 0, result);
+            var result = (new float[shape.YLength], new long[shape.YLength]);
+            b.Download<float>(y, 0, result.Item1);
+            b.Download<long>(arg, 0, result.Item2);
             x.Release(); y.Release(); arg.Release();
             return result;
         }
-        Assert.That(Argmax(B), Is.EqualTo(Argmax(Device.Cpu.Backend)));
+        var (gpu, cpu) = (Argmax(B), Argmax(Device.Cpu.Backend));
+        Assert.That(gpu.Arg, Is.EqualTo(cpu.Arg), "argmax");
+        Assert.That(gpu.Y, Is.EqualTo(cpu.Y), "maxima");
+    }
+
+    [Test]
+    public void Max_pooling_backward_reports_an_index_outside_the_plane_at_the_next_synchronisation()
+    {
+        using var scope = new TensorScope();
+        var dy = Tensor.Ones([1, 1, 2, 2], DType.Float32, Gpu);
+        var bad = Tensor.FromArray(new long[] { 0, 3, 16, -1 }, [1, 1, 2, 2], Gpu);   // 16 is outside the 4x4 plane; −1 is an empty window
+        var dx = Tensor.MaxPool2dBackward(dy, bad, [1, 1, 4, 4], (2, 2), (2, 2), (0, 0), (1, 1));
+        var ex = Assert.Catch(() => dx.ToArray<float>());
+        Assert.That(ex!.Message, Does.Contain("MaxPool2dBackward").And.Contain("index 16").And.Contain("4x4 input plane"));
+        var good = Tensor.FromArray(new long[] { 0, 3, 13, -1 }, [1, 1, 2, 2], Gpu);
+        Assert.That(Tensor.MaxPool2dBackward(dy, good, [1, 1, 4, 4], (2, 2), (2, 2), (0, 0), (1, 1)).ToArray<float>(),
+            Is.EqualTo(new float[] { 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0 }));
     }
 
     [Test]

@@ -12,7 +12,7 @@ public class ConvPoolNormTests
 
     // ---- independent float64 convolution: y[n,k,p,q] = b[k] + Σ_{c,r,t} x[n, g·cg + c, p·sh − ph + r·dh, q·sw − pw + t·dw] w[k, c, r, t]
     // Its gradients come from the same index map: dx[xi] += dy·w[wi], dw[wi] += dy·x[xi], db[k] += dy.
-    static void DirectConv(double[] x, double[] w, double[]? b, Conv2dShape s, double[]? y, double[]? dy, double[]? dx, double[]? dw, double[]? db)
+    internal static void DirectConv(double[] x, double[] w, double[]? b, Conv2dShape s, double[]? y, double[]? dy, double[]? dx, double[]? dw, double[]? db)
     {
         int cg = s.C / s.Groups, kg = s.K / s.Groups;
         for (int n = 0; n < s.N; n++) for (int k = 0; k < s.K; k++) for (int p = 0; p < s.P; p++) for (int q = 0; q < s.Q; q++)
@@ -131,7 +131,7 @@ public class ConvPoolNormTests
         Assert.Throws<ArgumentException>(() => Conv2d.Forward<float>(x, w, default, y1, s, new float[3]));
     }
 
-    // ---- pooling: every window cell visited, padding skipped; the first maximum wins.
+    // ---- pooling: every window cell visited, padding skipped; the first maximum wins, the last NaN.
     static IEnumerable<TestCaseData> PoolCases() => new Pool2dShape[]
     {
         new(2, 3, 7, 6, 2, 2, 2, 2),            // 2x2 stride 2, odd H
@@ -170,8 +170,8 @@ public class ConvPoolNormTests
                 if (h < 0 || h >= s.H || w < 0 || w >= s.W) continue;
                 double v = x[(pl * s.H + h) * s.W + w];
                 sum += v;
-                // the first maximum wins; a NaN beats any number (it propagates), the first NaN wins
-                if (at < 0 || v > best || (double.IsNaN(v) && !double.IsNaN(best))) { best = v; at = h * s.W + w; }
+                // the first maximum wins; a NaN is always taken (it propagates), so the last NaN wins, as in PyTorch
+                if (at < 0 || v > best || double.IsNaN(v)) { best = v; at = h * s.W + w; }
             }
             int o = (pl * s.P + p) * s.Q + q;
             Assert.That(double.IsNaN(best) ? double.IsNaN(y[o]) : y[o] == best, $"max y[{o}] = {y[o]}, expected {best} {s}");
