@@ -9,6 +9,7 @@ public enum OpKind
     Add, Sub, Mul, Div, Pow, Maximum, Minimum,
     Where, Sum, Max, Min, MatMul, Softmax, LogSoftmax, LayerNorm, IndexSelect, Gather, Cat,
     View, Permute, Narrow, Select, Expand, Copy, ToDType, Custom,
+    CrossEntropy,
 #pragma warning restore CS1591
 }
 
