@@ -14,10 +14,13 @@
 // Backward, per logit, with s = softmax_c recomputed from the saved lse and g the position's output gradient:
 //   class targets:   dx_c = (s · rowScale − (ε/C) w_c − (1−ε) w_t [c = t]) · g    (0 on ignored positions)
 //   probabilities:   dx_c = (s · rowScale − w_c q'_c) · g
+// Ranges of positions run on the WorkerPool in both directions; the forward adds the positions' losses (float64) in
+// position order afterwards, so no result depends on the thread count.
 // FLOPs: ~6 per logit each way plus one exp. Bytes: 4 per logit read forward (8 in float64); 8 backward.
 // Bound: exp throughput (VectorMath.Exp) on contiguous float32 rows; strided rows (inner > 1) run scalar.
 // Reference: ForwardReference/BackwardReference below (float64, composed as PyTorch does: log_softmax, nll_loss,
 // smoothing term), and PyTorch 1.13 values in Tests/Fixtures/cross_entropy.json.
+using System.Buffers;
 using System.Numerics;
 using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
@@ -46,7 +49,7 @@ public readonly record struct CrossEntropyProblem(int Outer, int Classes, int In
 /// <summary>Fused log-softmax + negative log-likelihood (PyTorch's cross_entropy), forward and backward.</summary>
 public static unsafe class CrossEntropy
 {
-    private const int MinParallelLogits = 32 * 1024;
+    private const int MinParallelLogits = 32 * 1024;   // below this one thread is faster than waking the pool
 
     private static void Check(string op, in CrossEntropyProblem p, int logits, int classTargets, int probTargets, int weight, int lse, int rowScale)
     {
@@ -120,46 +123,87 @@ public static unsafe class CrossEntropy
             throw new ArgumentException($"CrossEntropy.Backward: gradOutput holds {gradOutput} values, need 1 or one per position ({p.Positions})");
     }
 
+    private struct ForwardArgs<T> where T : unmanaged
+    {
+        public T* X, Probabilities, Weight, Lse, RowScale;
+        public long* ClassTargets;
+        public double* Losses;
+        public double WeightSum;
+        public CrossEntropyProblem Problem;
+        public long PositionsPerChunk;
+    }
+
     private static double ForwardCore<T>(T* x, long* classTargets, T* probs, T* w, T* lse, T* rowScale, T* rowLoss, in CrossEntropyProblem p, out double denominator)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
-        int classes = p.Classes, inner = p.Inner;
-        double eps = p.LabelSmoothing, weightSum = classes;
-        if (w != null) { weightSum = 0; for (int c = 0; c < classes; c++) weightSum += double.CreateTruncating(w[c]); }
-        double total = 0, denom = 0;
-        for (int n = 0; n < p.Outer; n++)
-            for (int s = 0; s < inner; s++)
+        long positions = p.Positions;
+        double weightSum = p.Classes;
+        if (w != null) { weightSum = 0; for (int c = 0; c < p.Classes; c++) weightSum += double.CreateTruncating(w[c]); }
+        var losses = ArrayPool<double>.Shared.Rent((int)Math.Max(positions, 1));
+        try
+        {
+            fixed (double* pl = losses)
             {
-                long pos = (long)n * inner + s, at = (long)n * classes * inner + s;
-                T* row = x + at;
-                T l = Lse(row, classes, inner);
-                lse[pos] = l;
-                double loss, scale;
-                if (p.ProbabilityTargets)
-                {
-                    (loss, scale) = ProbabilityRow(row, probs + at, w, double.CreateTruncating(l), classes, inner, eps);
-                    denom += 1;
-                }
+                var a = new ForwardArgs<T> { X = x, ClassTargets = classTargets, Probabilities = probs, Weight = w, Lse = lse, RowScale = rowScale,
+                    Losses = pl, WeightSum = weightSum, Problem = p };
+                int chunks = Chunks(p, out a.PositionsPerChunk);
+                WorkerPool.For(chunks, &ForwardChunk<T>, (nint)(&a));
+            }
+            // The positions' losses are added in order after the parallel part: the sum does not depend on the split.
+            double total = 0, denom = 0;
+            for (long pos = 0; pos < positions; pos++)
+            {
+                total += losses[pos];
+                if (rowLoss != null) rowLoss[pos] = T.CreateTruncating(losses[pos]);
+                if (p.ProbabilityTargets) denom += 1;
+                else if (classTargets[pos] != p.IgnoreIndex) denom += w == null ? 1 : double.CreateTruncating(w[classTargets[pos]]);
+            }
+            denominator = denom;
+            return total;
+        }
+        finally { ArrayPool<double>.Shared.Return(losses); }
+    }
+
+    // Positions are independent: ranges of them run on the pool, one range per chunk.
+    private static int Chunks(in CrossEntropyProblem p, out long positionsPerChunk)
+    {
+        long positions = p.Positions;
+        int chunks = p.Logits < MinParallelLogits ? 1 : (int)Math.Min(positions, WorkerPool.ChunkCount(p.Logits, MinParallelLogits, 4));
+        positionsPerChunk = Math.Max(1, (positions + chunks - 1) / chunks);
+        return (int)((positions + positionsPerChunk - 1) / positionsPerChunk);
+    }
+
+    private static void ForwardChunk<T>(int chunk, nint state) where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        ref var a = ref *(ForwardArgs<T>*)state;
+        var p = a.Problem;
+        int classes = p.Classes, inner = p.Inner;
+        double eps = p.LabelSmoothing;
+        long end = Math.Min(p.Positions, (chunk + 1) * a.PositionsPerChunk);
+        for (long pos = chunk * a.PositionsPerChunk; pos < end; pos++)
+        {
+            long at = pos / inner * classes * inner + pos % inner;
+            T* row = a.X + at, w = a.Weight;
+            T l = Lse(row, classes, inner);
+            a.Lse[pos] = l;
+            double loss, scale;
+            if (p.ProbabilityTargets) (loss, scale) = ProbabilityRow(row, a.Probabilities + at, w, double.CreateTruncating(l), classes, inner, eps);
+            else
+            {
+                long t = a.ClassTargets[pos];
+                if (t == p.IgnoreIndex) { loss = 0; scale = 0; }
                 else
                 {
-                    long t = classTargets[pos];
-                    if (t == p.IgnoreIndex) { loss = 0; scale = 0; }
-                    else
-                    {
-                        double wt = w == null ? 1 : double.CreateTruncating(w[t]);
-                        // l − x_t in T: the float32 default path (no weights, no smoothing) keeps the bits it always had.
-                        loss = wt * double.CreateTruncating(l - row[t * inner]);
-                        if (eps != 0) loss = (1 - eps) * loss + eps * SmoothingTerm(row, w, double.CreateTruncating(l), classes, inner, weightSum);
-                        scale = w == null ? 1 : (1 - eps) * wt + eps * weightSum / classes;
-                        denom += wt;
-                    }
+                    double wt = w == null ? 1 : double.CreateTruncating(w[t]);
+                    // l − x_t in T: the float32 default path (no weights, no smoothing) keeps the bits it always had.
+                    loss = wt * double.CreateTruncating(l - row[t * inner]);
+                    if (eps != 0) loss = (1 - eps) * loss + eps * SmoothingTerm(row, w, double.CreateTruncating(l), classes, inner, a.WeightSum);
+                    scale = w == null ? 1 : (1 - eps) * wt + eps * a.WeightSum / classes;
                 }
-                rowScale[pos] = T.CreateTruncating(scale);
-                if (rowLoss != null) rowLoss[pos] = T.CreateTruncating(loss);
-                total += loss;
             }
-        denominator = denom;
-        return total;
+            a.RowScale[pos] = T.CreateTruncating(scale);
+            a.Losses[pos] = loss;
+        }
     }
 
     // log Σ exp over one position's logits (stride `inner`); contiguous float32 rows take the vector exp.
@@ -217,17 +261,13 @@ public static unsafe class CrossEntropy
         public bool PerPosition;
         public T Divisor;
         public CrossEntropyProblem Problem;
-        public int OuterPerChunk;
+        public long PositionsPerChunk;
     }
 
     private static void RunBackward<T>(ref BackwardArgs<T> a) where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
-        var p = a.Problem;
-        if (p.Logits == 0) return;
-        // Positions are independent: chunks of the outer dim run on the pool (the bits do not depend on the split).
-        int chunks = p.Logits < MinParallelLogits ? 1 : Math.Min(p.Outer, WorkerPool.ChunkCount(p.Logits, MinParallelLogits, 4));
-        a.OuterPerChunk = (p.Outer + chunks - 1) / chunks;
-        chunks = (p.Outer + a.OuterPerChunk - 1) / a.OuterPerChunk;
+        if (a.Problem.Logits == 0) return;
+        int chunks = Chunks(a.Problem, out a.PositionsPerChunk);
         fixed (BackwardArgs<T>* pa = &a) WorkerPool.For(chunks, &BackwardChunk<T>, (nint)pa);
     }
 
@@ -236,45 +276,44 @@ public static unsafe class CrossEntropy
         ref var a = ref *(BackwardArgs<T>*)state;
         var p = a.Problem;
         int classes = p.Classes, inner = p.Inner;
-        int n1 = Math.Min(p.Outer, (chunk + 1) * a.OuterPerChunk);
         T eps = T.CreateTruncating(p.LabelSmoothing), one = T.One;
         T uniform = eps / T.CreateTruncating(classes);
-        for (int n = chunk * a.OuterPerChunk; n < n1; n++)
-            for (int s = 0; s < inner; s++)
+        long end = Math.Min(p.Positions, (chunk + 1) * a.PositionsPerChunk);
+        for (long pos = chunk * a.PositionsPerChunk; pos < end; pos++)
+        {
+            long at = pos / inner * classes * inner + pos % inner;
+            T* x = a.X + at, d = a.Dx + at;
+            T scale = a.Grad[a.PerPosition ? pos : 0] / a.Divisor;
+            T l = a.Lse[pos], k = a.RowScale[pos];
+            if (p.ProbabilityTargets)
             {
-                long pos = (long)n * inner + s, at = (long)n * classes * inner + s;
-                T* x = a.X + at, d = a.Dx + at;
-                T scale = a.Grad[a.PerPosition ? pos : 0] / a.Divisor;
-                T l = a.Lse[pos], k = a.RowScale[pos];
-                if (p.ProbabilityTargets)
+                T* q = a.Probabilities + at;
+                for (int c = 0; c < classes; c++)
                 {
-                    T* q = a.Probabilities + at;
-                    for (int c = 0; c < classes; c++)
-                    {
-                        long i = (long)c * inner;
-                        T wc = a.Weight == null ? one : a.Weight[c];
-                        d[i] = (T.Exp(x[i] - l) * k - wc * ((one - eps) * q[i] + uniform)) * scale;
-                    }
-                    continue;
+                    long i = (long)c * inner;
+                    T wc = a.Weight == null ? one : a.Weight[c];
+                    d[i] = (T.Exp(x[i] - l) * k - wc * ((one - eps) * q[i] + uniform)) * scale;
                 }
-                long t = a.ClassTargets[pos];
-                if (t == p.IgnoreIndex)
-                {
-                    for (int c = 0; c < classes; c++) d[(long)c * inner] = T.Zero;
-                    continue;
-                }
-                if (typeof(T) == typeof(float) && inner == 1)
-                    ClassRowFloat((float*)x, (float*)d, (float*)a.Weight, classes, float.CreateTruncating(l), float.CreateTruncating(k),
-                        float.CreateTruncating(uniform), float.CreateTruncating(scale));
-                else
-                    for (int c = 0; c < classes; c++)
-                    {
-                        long i = (long)c * inner;
-                        d[i] = (T.Exp(x[i] - l) * k - uniform * (a.Weight == null ? one : a.Weight[c])) * scale;
-                    }
-                T wt = a.Weight == null ? one : a.Weight[t];
-                d[t * inner] -= (one - eps) * wt * scale;
+                continue;
             }
+            long t = a.ClassTargets[pos];
+            if (t == p.IgnoreIndex)
+            {
+                for (int c = 0; c < classes; c++) d[(long)c * inner] = T.Zero;
+                continue;
+            }
+            if (typeof(T) == typeof(float) && inner == 1)
+                ClassRowFloat((float*)x, (float*)d, (float*)a.Weight, classes, float.CreateTruncating(l), float.CreateTruncating(k),
+                    float.CreateTruncating(uniform), float.CreateTruncating(scale));
+            else
+                for (int c = 0; c < classes; c++)
+                {
+                    long i = (long)c * inner;
+                    d[i] = (T.Exp(x[i] - l) * k - uniform * (a.Weight == null ? one : a.Weight[c])) * scale;
+                }
+            T wt = a.Weight == null ? one : a.Weight[t];
+            d[t * inner] -= (one - eps) * wt * scale;
+        }
     }
 
     // dx_c = (exp(x_c − lse) · k − uniform · w_c) · scale over a contiguous float32 row (w_c = 1 without weights).
