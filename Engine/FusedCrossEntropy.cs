@@ -88,6 +88,36 @@ public sealed partial class Tensor
         return dx;
     }
 
+    /// <summary>
+    /// Negative log-likelihood of log-probabilities (this tensor: [C], [N, C] or [N, C, d1, ...], classes on dim 1)
+    /// against int64 class targets, as torch.nn.functional.nll_loss: loss = −w_t·input[t], 0 for targets equal to
+    /// <paramref name="ignoreIndex"/>; <see cref="Reduction.Mean"/> divides the sum by Σ w_t over the counted targets.
+    /// <c>x.LogSoftmax(1).NllLoss(t)</c> is <c>x.CrossEntropy(t)</c>; the fused CrossEntropy is the faster way there.
+    /// Built from Gather and element-wise ops, so its gradient comes from their rules.
+    /// </summary>
+    public Tensor NllLoss(Tensor targets, Tensor? weight = null, long ignoreIndex = -100, Reduction reduction = Reduction.Mean)
+    {
+        const string op = "NllLoss";
+        if (targets.DType != DType.Int64)
+            throw new ArgumentException($"{op}: targets must be int64 class indices, got {targets.DType.Name()} {targets.Describe()} (probability targets are for CrossEntropy)");
+        var problem = CrossEntropyProblemOf(op, targets, weight, ignoreIndex, 0, reduction);
+        using var dense = targets.Dense();
+        if (Device == Device.Cpu) Kernels.Cpu.CrossEntropy.CheckTargets(Backends.CpuBackend.Data<long>(dense.Storage).AsSpan(0, (int)problem.Positions), problem);
+        else CheckIndices(op, targets, problem.Classes, $"the classes of input {Describe()}", ignoreIndex);
+        using var scope = new TensorScope();
+        int classDim = Rank == 1 ? 0 : 1;
+        var kept = targets.Ne(ignoreIndex);
+        var safe = Where(kept, targets, Zeros([], DType.Int64, Device));
+        var picked = Gather(classDim, safe.Unsqueeze(classDim)).Squeeze(classDim);
+        var keptWeight = kept.To(DType);
+        var w = weight is null ? keptWeight : weight.IndexSelect(0, safe.Reshape(-1)).Reshape(safe.Shape) * keptWeight;
+        // Where, not a product with the 0 weight: an ignored position gets an exact 0 gradient even when the
+        // mean's denominator is 0 (all ignored: the loss is NaN and the gradient 0, as PyTorch's).
+        var losses = Where(kept, -(picked * w), Zeros([], DType, Device));
+        var result = reduction switch { Reduction.None => losses, Reduction.Sum => losses.Sum(), _ => losses.Sum() / w.Sum() };
+        return scope.Keep(result);
+    }
+
     // [N, d1, ...]: one loss per position ([] for [C] logits).
     private int[] CrossEntropyPositionShape() => Rank == 1 ? [] : [Layout.Shape[0], .. Layout.Shape[2..]];
 

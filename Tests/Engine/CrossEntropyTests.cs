@@ -99,6 +99,21 @@ public class CrossEntropyTests
     }
 
     [Test]
+    public void Non_contiguous_logits_and_targets_give_the_contiguous_result()
+    {
+        var g = new Generator(4);
+        using var stored = Tensor.Randn([5, 3], g);          // logits [3, 5] as a transposed view
+        using var x = stored.T;
+        using var xc = x.Contiguous();
+        using var tStored = Tensor.FromArray(new long[] { 1, 9, 4, 9, 0, 9 }, [3, 2]);
+        using var t = tStored.Select(1, 0);                   // [1, 4, 0] at stride 2
+        using var w = Tensor.FromArray(new float[] { 1, 2, 0.5f, 1, 3 });
+        using var a = x.CrossEntropy(t, -100, 0.1, w, Reduction.None);
+        using var b = xc.CrossEntropy(t.Contiguous(), -100, 0.1, w, Reduction.None);
+        Assert.That(a.ToArray<float>(), Is.EqualTo(b.ToArray<float>()));
+    }
+
+    [Test]
     public void Bad_targets_weights_and_options_name_the_op_and_the_shapes()
     {
         using var x = Tensor.Zeros([2, 3]);
@@ -149,6 +164,48 @@ public class CrossEntropyTests
         using var loss = x.CrossEntropy(t, weight: detached);
         loss.Backward();
         Assert.That(x.Grad, Is.Not.Null);
+    }
+}
+
+/// <summary>NllLoss on log-probabilities: the second half of cross-entropy, as torch.nn.functional.nll_loss.</summary>
+[TestFixture, Category("Engine")]
+public class NllLossTests
+{
+    [TestCase(Reduction.Mean), TestCase(Reduction.Sum), TestCase(Reduction.None)]
+    public void Nll_of_log_softmax_is_cross_entropy_in_values_and_gradients(Reduction reduction)
+    {
+        // Every unsmoothed class-target case of the PyTorch fixture, with its weights and ignore index, in float64.
+        foreach (var c in CrossEntropyCase.Load().Where(c => !c.Probabilities && c.LabelSmoothing == 0))
+        {
+            using var scope = new TensorScope();
+            var x = Tensor.FromArray(c.Logits, c.Shape).RequiresGrad_();
+            var t = Tensor.FromArray(c.Targets.Select(v => (long)v).ToArray(), c.TargetShape);
+            var w = c.Weight is null ? null : Tensor.FromArray(c.Weight);
+            var nll = x.LogSoftmax(c.Shape.Length == 1 ? 0 : 1).NllLoss(t, w, c.IgnoreIndex, reduction);
+            nll.Sum().Backward();
+            var viaNll = (nll.ToArray<double>(), x.Grad!.ToArray<double>());
+            x.Grad = null;
+            var ce = x.CrossEntropy(t, c.IgnoreIndex, 0, w, reduction);
+            ce.Sum().Backward();
+            CrossEntropyCase.Close(viaNll.Item1, ce.ToArray<double>(), 1e-12, 1e-13, $"{c.Name} {reduction} loss");
+            CrossEntropyCase.Close(viaNll.Item2, x.Grad!.ToArray<double>(), 1e-12, 1e-13, $"{c.Name} {reduction} gradient");
+        }
+    }
+
+    [Test]
+    public void Nll_passes_gradcheck_and_refuses_bad_targets()
+    {
+        ulong seed = TestContext.CurrentContext.Random.NextULong();
+        using var t = Tensor.FromArray(new long[] { 0, 3, -100, 2, 1, 1 }, [2, 3]);
+        using var w = Tensor.FromArray(new[] { 0.5, 2.0, -1.0, 1.5 });
+        foreach (var reduction in new[] { Reduction.Mean, Reduction.Sum, Reduction.None })
+            Assert.DoesNotThrow(() => GradCheck.Assert(x => x[0].NllLoss(t, w, -100, reduction), [Tensor.Randn([2, 4, 3], new Generator(seed), DType.Float64).RequiresGrad_()], seed,
+                name: $"NllLoss {reduction}"), $"seed={seed}");
+        using var x = Tensor.Zeros([2, 4]);
+        Assert.That(Assert.Throws<ArgumentException>(() => x.NllLoss(Tensor.Zeros([2, 4])))!.Message,
+            Does.StartWith("NllLoss: targets must be int64 class indices, got float32 [2,4]"));
+        Assert.That(Assert.Throws<ArgumentOutOfRangeException>(() => x.NllLoss(Tensor.FromArray(new long[] { 4, 0 })))!.Message,
+            Does.Contain("target 4 at position 0 is outside the 4 classes"));
     }
 }
 
