@@ -486,9 +486,11 @@ public sealed partial class IlgpuBackend : IBackend
         CrossEntropyProblem problem, Reduction reduction)
     {
         const string op = "CrossEntropy";
-        int positions = checked((int)problem.Positions);
         var args = CrossEntropyKernelArgs(op, problem, weight, reduction);
+        int positions = (int)problem.Positions;
         CheckOutput(op, loss, reduction == Reduction.None ? positions : 1);
+        CheckOutput(op, lse, positions);
+        CheckOutput(op, rowScale, positions);
         CheckOutput(op, denominator, 1);
         var (classTargets, probTargets, w, placeholder) = CrossEntropyInputs(op, logits, targets, weight, problem);
         // 'none' writes the losses straight into the output; the reductions sum a scratch buffer on the device.
@@ -544,18 +546,22 @@ public sealed partial class IlgpuBackend : IBackend
     private (ArrayView<long> Classes, ArrayView<float> Probabilities, ArrayView<float> Weight, Storage? Placeholder) CrossEntropyInputs(
         string op, Storage logits, Storage targets, Storage? weight, CrossEntropyProblem p)
     {
+        void Need(string op, string name, Storage s, long n)
+        {
+            if (s.Length < n) throw new ArgumentException($"IlgpuBackend.{op}: {name} has {s.Length} elements, [{p.Outer}, {p.Classes}, {p.Inner}] needs {n}");
+        }
+        Need(op, "logits", logits, p.Logits);
         var x = Float(logits, op).Floats;
-        CheckOutput(op, logits, p.Logits);
+        if (weight is not null) Need(op, "weight", weight, p.Classes);
         var w = weight is null ? x : Float(weight, op).Floats;
-        if (weight is not null) CheckOutput(op, weight, p.Classes);
         if (p.ProbabilityTargets)
         {
-            CheckOutput(op, targets, p.Logits);
+            Need(op, "probability targets", targets, p.Logits);
             var placeholder = Allocate(DType.Int64, 1);
             return (S(placeholder, op).Longs, Float(targets, op).Floats, w, placeholder);
         }
         if (targets.DType != DType.Int64) throw WrongType(op, targets.DType);
-        CheckOutput(op, targets, p.Positions);
+        Need(op, "class targets", targets, p.Positions);
         return (S(targets, op).Longs, x, w, null);
     }
 
