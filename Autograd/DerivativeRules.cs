@@ -160,6 +160,9 @@ public static class DerivativeRules
             var i = n.Ints;
             return [Tensor.AvgPool2dBackward(g, n.Inputs[0].Shape, (i[0], i[1]), (i[2], i[3]), (i[4], i[5]), i[6] == 1, i[7] == 1)];
         },
+        // loss = Σ_p −Σ_c y_pc log softmax(x_p)_c, y = weighted smoothed target    dx = (softmax·Σ_c y − y)·g   (fused kernel)
+        //                                                                          dq_c = −(1−ε) w_c log softmax_c · g
+        [OpKind.CrossEntropy] = CrossEntropyRule,
         // y = x.IndexSelect(d, idx)               dx = zeros.IndexAdd(d, idx, g)
         [OpKind.IndexSelect] = (n, g) => { using var z = Tensor.Zeros(n.Inputs[0].Shape, g.DType, g.Device); return [z.IndexAdd(n.Ints[0], n.Saved[0], g)]; },
         // y = x.Gather(d, idx)                    dx = zeros.ScatterAdd(d, idx, g)
@@ -293,6 +296,29 @@ public static class DerivativeRules
         var (dx, dw, db) = Tensor.Conv2dBackward(g, n.Saved[0], n.Saved[1], (i[0], i[1]), (i[2], i[3]), (i[4], i[5]), i[6],
             n.Inputs[0].RequiresGrad, n.Inputs[1].RequiresGrad, hasBias && n.Inputs[2].RequiresGrad);
         return hasBias ? [dx, dw, db] : [dx, dw];
+    }
+
+    // Saved: logits, targets, weight (or the logits when absent: Ints[0] = 0), lse, rowScale, denominator;
+    // Ints: has weight, reduction, ignore index (low and high 32 bits); Scalar: label smoothing.
+    private static Tensor?[] CrossEntropyRule(GradNode n, Tensor g)
+    {
+        var s = n.Saved;
+        var (x, targets, weight, lse, denominator) = (s[0], s[1], n.Ints[0] == 1 ? s[2] : null, s[3], s[5]);
+        var reduction = (Reduction)n.Ints[1];
+        long ignoreIndex = (uint)n.Ints[2] | ((long)n.Ints[3] << 32);
+        var dx = n.Inputs[0].RequiresGrad ? Tensor.CrossEntropyBackward(g, x, targets, weight, lse, s[4], denominator, ignoreIndex, n.Scalar, reduction) : null;
+        if (n.Inputs.Length == 1 || !n.Inputs[1].RequiresGrad) return [dx];
+        // Probability targets: loss_p = −Σ_c w_c ((1−ε) q_c + ε/C) log p_c is linear in q.
+        int classDim = x.Rank == 1 ? 0 : 1;
+        var broadcast = Enumerable.Repeat(1, x.Rank).ToArray();
+        broadcast[classDim] = x.Size(classDim);
+        using var lseC = lse.Unsqueeze(classDim);
+        using var logp = x - lseC;
+        using var perPosition = reduction == Reduction.None ? g.Unsqueeze(classDim) : reduction == Reduction.Mean ? g / denominator : g.Detach();
+        using var scaled = logp * perPosition;
+        using var w = weight?.Reshape(broadcast);
+        using var weighted = w is null ? scaled.Detach() : scaled * w;
+        return [dx, weighted * -(1 - n.Scalar)];
     }
 
     private static Tensor?[] GatherRule(GradNode n, Tensor g)

@@ -10,7 +10,7 @@ public enum OpKind
     Where, Sum, Max, Min, MatMul, Softmax, LogSoftmax, LayerNorm, IndexSelect, Gather, Cat,
     Conv2d, MaxPool2d, AvgPool2d,
     View, Permute, Narrow, Select, Expand, Copy, ToDType, Custom,
-    Attention, PackedAttention,
+    Attention, PackedAttention, CrossEntropy,
 #pragma warning restore CS1591
 }
 

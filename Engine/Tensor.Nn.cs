@@ -217,36 +217,4 @@ public sealed partial class Tensor
         else { dw?.Fill_(0); db?.Fill_(0); }
         return (dx, dw, db);
     }
-
-    /// <summary>
-    /// Mean cross-entropy of logits [N, C] against int64 class targets [N], as torch.nn.functional.cross_entropy:
-    /// rows whose target is <paramref name="ignoreIndex"/> are left out of the loss and the mean, and
-    /// <paramref name="labelSmoothing"/> ε mixes the one-hot target with the uniform distribution:
-    /// loss_i = (1-ε)·(-log p[i, t_i]) + ε·mean_c(-log p[i, c]).
-    /// </summary>
-    public Tensor CrossEntropy(Tensor targets, long ignoreIndex = -100, double labelSmoothing = 0)
-    {
-        RequireFloat("CrossEntropy");
-        SameDevice("CrossEntropy", this, targets);
-        if (Rank != 2) throw new ArgumentException($"CrossEntropy: logits must be [N, C], got {Describe()}");
-        if (targets.DType != DType.Int64 || targets.Rank != 1 || targets.Size(0) != Size(0))
-            throw new ArgumentException($"CrossEntropy: targets must be int64 [{Size(0)}], got {targets.DType.Name()} {targets.Describe()}");
-        if (labelSmoothing is < 0 or > 1) throw new ArgumentException($"CrossEntropy: label smoothing must be in [0, 1], got {labelSmoothing}");
-        if (DType == DType.Float32)
-        {
-            // The CPU kernel checks its targets itself; a device kernel skips bad ones and the check reports them.
-            if (Device != Device.Cpu) CheckIndices("CrossEntropy", targets, Size(1), $"the classes of logits {Describe()}", ignoreIndex);
-            return FusedCrossEntropy.Apply(this, targets, ignoreIndex, labelSmoothing);
-        }
-        using var scope = new TensorScope();
-        var valid = targets.Ne(ignoreIndex);
-        var safeTargets = Tensor.Where(valid, targets, Zeros([], DType.Int64, Device));
-        CheckIndices("CrossEntropy", safeTargets, Size(1), $"the {Size(1)} classes of logits {Describe()}");
-        var logp = LogSoftmax(-1);
-        var nll = -logp.Gather(1, safeTargets.Unsqueeze(1)).Squeeze(1);
-        var perRow = labelSmoothing == 0 ? nll : nll * (1 - labelSmoothing) - logp.Mean(-1) * labelSmoothing;
-        var weight = valid.To(DType);
-        var loss = (perRow * weight).Sum() / weight.Sum();
-        return scope.Keep(loss);
-    }
 }

@@ -7,7 +7,7 @@ namespace AttnCore.Benchmarks.Suites;
 [MemoryDiagnoser]
 public class RowKernelBenchmarks
 {
-    private float[] _x = [], _y = [], _gamma = [], _beta = [], _mean = [], _rstd = [], _lse = [];
+    private float[] _x = [], _y = [], _gamma = [], _beta = [], _mean = [], _rstd = [], _lse = [], _rowScale = [];
     private long[] _targets = [];
 
     [Params(1024, 4096)]
@@ -23,12 +23,13 @@ public class RowKernelBenchmarks
         _x = Enumerable.Range(0, Rows * Cols).Select(_ => (float)g.NextNormal()).ToArray();
         _y = new float[_x.Length];
         _gamma = Enumerable.Repeat(1f, Cols).ToArray(); _beta = new float[Cols];
-        _mean = new float[Rows]; _rstd = new float[Rows]; _lse = new float[Rows];
+        _mean = new float[Rows]; _rstd = new float[Rows]; _lse = new float[Rows]; _rowScale = new float[Rows];
         _targets = Enumerable.Range(0, Rows).Select(i => (long)(i % Cols)).ToArray();
     }
 
     [Benchmark] public void Softmax() => AttnCore.Kernels.Cpu.Softmax.Forward(_x, _y, Rows, Cols);
     [Benchmark] public void LogSoftmax() => AttnCore.Kernels.Cpu.Softmax.LogSoftmaxForward(_x, _y, Rows, Cols);
     [Benchmark] public void LayerNormForward() => LayerNorm.Forward(_x, _gamma, _beta, _y, _mean, _rstd, Rows, Cols, 1e-5f);
-    [Benchmark] public double CrossEntropyForward() => CrossEntropy.Forward(_x, _targets, _lse, Rows, Cols, -100, 0.1f).Loss;
+    [Benchmark] public double CrossEntropyForward() =>
+        CrossEntropy.Forward<float>(_x, _targets, default, default, _lse, _rowScale, default, new CrossEntropyProblem(Rows, Cols, 1, false, -100, 0.1), out _);
 }

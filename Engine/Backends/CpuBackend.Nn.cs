@@ -91,21 +91,52 @@ public sealed partial class CpuBackend
     }
 
     /// <inheritdoc/>
-    public void CrossEntropyForward(Storage logits, Storage targets, Storage lse, Storage loss, Storage count, int rows, int classes, long ignoreIndex, double labelSmoothing)
+    public void CrossEntropyForward(Storage logits, Storage targets, Storage? weight, Storage lse, Storage rowScale, Storage loss, Storage denominator,
+        CrossEntropyProblem problem, Reduction reduction)
     {
-        if (logits.DType != DType.Float32) throw new NotSupportedException($"CrossEntropy: the fused kernel takes float32, got {logits.DType.Name()}");
-        var (mean, kept) = Kernels.Cpu.CrossEntropy.Forward(Data<float>(logits).AsSpan(0, rows * classes), Data<long>(targets).AsSpan(0, rows), Data<float>(lse).AsSpan(0, rows),
-            rows, classes, ignoreIndex, (float)labelSmoothing);
-        Data<float>(loss)[0] = (float)mean;
-        Data<float>(count)[0] = kept;
+        switch (logits.DType)
+        {
+            case DType.Float32: CrossEntropyForwardT<float>(logits, targets, weight, lse, rowScale, loss, denominator, problem, reduction); break;
+            case DType.Float64: CrossEntropyForwardT<double>(logits, targets, weight, lse, rowScale, loss, denominator, problem, reduction); break;
+            default: throw new NotSupportedException($"CrossEntropy: not defined for {logits.DType.Name()} logits");
+        }
+    }
+
+    private static void CrossEntropyForwardT<T>(Storage logits, Storage targets, Storage? weight, Storage lse, Storage rowScale, Storage loss, Storage denominator,
+        CrossEntropyProblem p, Reduction reduction) where T : unmanaged, System.Numerics.IBinaryFloatingPointIeee754<T>
+    {
+        int n = (int)p.Logits, positions = (int)p.Positions;
+        var perPosition = reduction == Reduction.None ? Data<T>(loss).AsSpan(0, positions) : default;
+        double total = Kernels.Cpu.CrossEntropy.Forward<T>(Data<T>(logits).AsSpan(0, n),
+            p.ProbabilityTargets ? default : Data<long>(targets).AsSpan(0, positions), p.ProbabilityTargets ? Data<T>(targets).AsSpan(0, n) : default,
+            weight is null ? default : Data<T>(weight).AsSpan(0, p.Classes), Data<T>(lse).AsSpan(0, positions), Data<T>(rowScale).AsSpan(0, positions),
+            perPosition, p, out double denom);
+        // 0/0 is NaN when every target is ignored, as PyTorch's mean.
+        if (reduction != Reduction.None) Data<T>(loss)[0] = T.CreateTruncating(reduction == Reduction.Mean ? total / denom : total);
+        Data<T>(denominator)[0] = T.CreateTruncating(denom);
     }
 
     /// <inheritdoc/>
-    public void CrossEntropyBackward(Storage logits, Storage targets, Storage lse, Storage dlogits, int rows, int classes, long ignoreIndex, double labelSmoothing, Storage gradOutput, Storage count)
+    public void CrossEntropyBackward(Storage logits, Storage targets, Storage? weight, Storage lse, Storage rowScale, Storage gradOutput, Storage denominator,
+        Storage dlogits, CrossEntropyProblem problem, Reduction reduction)
     {
-        if (logits.DType != DType.Float32) throw new NotSupportedException($"CrossEntropy: the fused kernel takes float32, got {logits.DType.Name()}");
-        Kernels.Cpu.CrossEntropy.Backward(Data<float>(logits).AsSpan(0, rows * classes), Data<long>(targets).AsSpan(0, rows), Data<float>(lse).AsSpan(0, rows),
-            Data<float>(dlogits).AsSpan(0, rows * classes), rows, classes, ignoreIndex, (float)labelSmoothing, Data<float>(gradOutput)[0], (int)Data<float>(count)[0]);
+        switch (logits.DType)
+        {
+            case DType.Float32: CrossEntropyBackwardT<float>(logits, targets, weight, lse, rowScale, gradOutput, denominator, dlogits, problem, reduction); break;
+            case DType.Float64: CrossEntropyBackwardT<double>(logits, targets, weight, lse, rowScale, gradOutput, denominator, dlogits, problem, reduction); break;
+            default: throw new NotSupportedException($"CrossEntropyBackward: not defined for {logits.DType.Name()} logits");
+        }
+    }
+
+    private static void CrossEntropyBackwardT<T>(Storage logits, Storage targets, Storage? weight, Storage lse, Storage rowScale, Storage gradOutput, Storage denominator,
+        Storage dlogits, CrossEntropyProblem p, Reduction reduction) where T : unmanaged, System.Numerics.IBinaryFloatingPointIeee754<T>
+    {
+        int n = (int)p.Logits, positions = (int)p.Positions;
+        Kernels.Cpu.CrossEntropy.Backward<T>(Data<T>(logits).AsSpan(0, n),
+            p.ProbabilityTargets ? default : Data<long>(targets).AsSpan(0, positions), p.ProbabilityTargets ? Data<T>(targets).AsSpan(0, n) : default,
+            weight is null ? default : Data<T>(weight).AsSpan(0, p.Classes), Data<T>(lse).AsSpan(0, positions), Data<T>(rowScale).AsSpan(0, positions),
+            Data<T>(gradOutput).AsSpan(0, reduction == Reduction.None ? positions : 1), reduction == Reduction.Mean ? Data<T>(denominator)[0] : T.One,
+            Data<T>(dlogits).AsSpan(0, n), p);
     }
 
     /// <inheritdoc/>

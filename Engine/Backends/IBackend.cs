@@ -174,14 +174,23 @@ public interface IBackend : IDisposable
     void LayerNormBackward(Storage dy, Storage x, Storage mean, Storage rstd, Storage? gamma, Storage dx, Storage? dgamma, Storage? dbeta, int rows, int cols);
 
     /// <summary>
-    /// Mean cross-entropy of contiguous logits [rows, classes] against int64 targets: writes lse per row, the mean
-    /// over kept rows to <c>loss[0]</c> (NaN when none is kept) and the number of kept rows to <c>count[0]</c>
-    /// (float32). Both results stay on the device: a training step never waits for the host.
+    /// Cross-entropy forward over contiguous logits [outer, classes, inner] (layout and formulas in
+    /// Kernels/Cpu/CrossEntropy.cs): int64 class targets [outer·inner] or probabilities shaped like the logits, and
+    /// optional class weights [classes]. Writes lse and rowScale per position (kept for the backward pass), the
+    /// per-position losses to <paramref name="loss"/> for <see cref="Reduction.None"/> or their mean or sum to
+    /// <c>loss[0]</c>, and the 'mean' denominator (total weight of the kept targets) to <c>denominator[0]</c>.
+    /// Everything stays on the device: a training step never waits for the host.
     /// </summary>
-    void CrossEntropyForward(Storage logits, Storage targets, Storage lse, Storage loss, Storage count, int rows, int classes, long ignoreIndex, double labelSmoothing);
+    void CrossEntropyForward(Storage logits, Storage targets, Storage? weight, Storage lse, Storage rowScale, Storage loss, Storage denominator,
+        CrossEntropyProblem problem, Reduction reduction);
 
-    /// <summary>dlogits of the mean cross-entropy, scaled by <c>gradOutput[0]</c> / <c>count[0]</c> (both read on the device).</summary>
-    void CrossEntropyBackward(Storage logits, Storage targets, Storage lse, Storage dlogits, int rows, int classes, long ignoreIndex, double labelSmoothing, Storage gradOutput, Storage count);
+    /// <summary>
+    /// dlogits of the cross-entropy from the saved lse and rowScale: <paramref name="gradOutput"/> holds one value per
+    /// position for <see cref="Reduction.None"/>, else one, divided by <c>denominator[0]</c> for <see cref="Reduction.Mean"/>
+    /// (read on the device).
+    /// </summary>
+    void CrossEntropyBackward(Storage logits, Storage targets, Storage? weight, Storage lse, Storage rowScale, Storage gradOutput, Storage denominator,
+        Storage dlogits, CrossEntropyProblem problem, Reduction reduction);
 
     /// <summary>
     /// dst[o, j, i] = src[o, index[j], i] for a contiguous src viewed as [outer, axisSize, inner] and a contiguous

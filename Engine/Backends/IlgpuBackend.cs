@@ -482,37 +482,89 @@ public sealed partial class IlgpuBackend : IBackend
         finally { partial.Release(); }
     }
     /// <inheritdoc/>
-    public void CrossEntropyForward(Storage logits, Storage targets, Storage lse, Storage loss, Storage count, int rows, int classes, long ignoreIndex, double labelSmoothing)
+    public void CrossEntropyForward(Storage logits, Storage targets, Storage? weight, Storage lse, Storage rowScale, Storage loss, Storage denominator,
+        CrossEntropyProblem problem, Reduction reduction)
     {
         const string op = "CrossEntropy";
-        if (logits.DType != DType.Float32) throw WrongType(op, logits.DType);
-        CheckOutput(op, loss, 1);
-        CheckOutput(op, count, 1);
-        var rowLoss = Allocate(DType.Float32, Math.Max(rows, 1));
-        var kept = Allocate(DType.Float32, Math.Max(rows, 1));
+        var args = CrossEntropyKernelArgs(op, problem, weight, reduction);
+        int positions = (int)problem.Positions;
+        CheckOutput(op, loss, reduction == Reduction.None ? positions : 1);
+        CheckOutput(op, lse, positions);
+        CheckOutput(op, rowScale, positions);
+        CheckOutput(op, denominator, 1);
+        var (classTargets, probTargets, w, placeholder) = CrossEntropyInputs(op, logits, targets, weight, problem);
+        // 'none' writes the losses straight into the output; the reductions sum a scratch buffer on the device.
+        var rowLoss = reduction == Reduction.None ? null : Allocate(DType.Float32, Math.Max(positions, 1));
+        var rowWeight = Allocate(DType.Float32, Math.Max(positions, 1));
         try
         {
-            if (rows > 0)
+            var lossView = rowLoss is null ? Float(loss, op).Floats : S(rowLoss, op).Floats;
+            if (positions > 0)
             {
-                bool warp = WarpRows(classes);
-                _k.CrossEntropyForward.For(warp)(RowLaunch(op, rows, warp), S(logits, op).Floats, S(targets, op).Longs, S(lse, op).Floats, S(rowLoss, op).Floats, S(kept, op).Floats,
-                    rows, classes, ignoreIndex, (float)labelSmoothing);
+                bool warp = WarpRows(problem.Classes);
+                _k.CrossEntropyForward.For(warp)(RowLaunch(op, positions, warp), Float(logits, op).Floats, classTargets, probTargets, w,
+                    Float(lse, op).Floats, lossView, S(rowWeight, op).Floats, Float(rowScale, op).Floats, args);
             }
-            // The mean is taken on the device too, so the loss never has to visit the host during training.
-            _k.CrossEntropyMean.Value(new KernelConfig(new Index1D(1), new Index1D(_k.GroupSize)), S(rowLoss, op).Floats, S(kept, op).Floats, rows,
-                Float(loss, op).Floats, Float(count, op).Floats);
+            int mode = reduction switch { Reduction.Mean => Kernels.Gpu.CrossEntropy.Mean, Reduction.Sum => Kernels.Gpu.CrossEntropy.Sum, _ => Kernels.Gpu.CrossEntropy.DenominatorOnly };
+            _k.CrossEntropyReduce.Value(new KernelConfig(new Index1D(1), new Index1D(_k.GroupSize)), lossView, S(rowWeight, op).Floats, positions,
+                Float(loss, op).Floats, Float(denominator, op).Floats, mode);
         }
-        finally { rowLoss.Release(); kept.Release(); } // the pool hands the buffers out again only to later launches on this stream
+        finally { rowLoss?.Release(); rowWeight.Release(); placeholder?.Release(); } // the pool hands buffers out again only to later launches on this stream
     }
+
     /// <inheritdoc/>
-    public void CrossEntropyBackward(Storage logits, Storage targets, Storage lse, Storage dlogits, int rows, int classes, long ignoreIndex, double labelSmoothing, Storage gradOutput, Storage count)
+    public void CrossEntropyBackward(Storage logits, Storage targets, Storage? weight, Storage lse, Storage rowScale, Storage gradOutput, Storage denominator,
+        Storage dlogits, CrossEntropyProblem problem, Reduction reduction)
     {
         const string op = "CrossEntropyBackward";
-        if (logits.DType != DType.Float32) throw WrongType(op, logits.DType);
-        if ((long)rows * classes == 0) return;
-        _k.CrossEntropyBackward.Value(Threads(op, (long)rows * classes), S(logits, op).Floats, S(targets, op).Longs, S(lse, op).Floats, S(dlogits, op).Floats,
-            classes, ignoreIndex, (float)labelSmoothing, Float(gradOutput, op).Floats, Float(count, op).Floats);
+        var args = CrossEntropyKernelArgs(op, problem, weight, reduction);
+        CheckOutput(op, dlogits, problem.Logits);
+        CheckOutput(op, gradOutput, reduction == Reduction.None ? problem.Positions : 1);
+        if (problem.Logits == 0) return;
+        var (classTargets, probTargets, w, placeholder) = CrossEntropyInputs(op, logits, targets, weight, problem);
+        try
+        {
+            _k.CrossEntropyBackward.Value(Threads(op, problem.Logits), Float(logits, op).Floats, classTargets, probTargets, w, Float(lse, op).Floats,
+                Float(rowScale, op).Floats, Float(gradOutput, op).Floats, Float(denominator, op).Floats, Float(dlogits, op).Floats, args);
+        }
+        finally { placeholder?.Release(); }
     }
+
+    private CrossEntropyArgs CrossEntropyKernelArgs(string op, CrossEntropyProblem p, Storage? weight, Reduction reduction)
+    {
+        if (p.Positions > int.MaxValue) throw new NotSupportedException($"IlgpuBackend.{op}: {p.Positions} positions exceed one launch ({int.MaxValue})");
+        return new CrossEntropyArgs
+        {
+            Outer = p.Outer, Classes = p.Classes, Inner = p.Inner, IgnoreIndex = p.IgnoreIndex, Smoothing = (float)p.LabelSmoothing,
+            Probabilities = p.ProbabilityTargets ? 1 : 0, Weighted = weight is null ? 0 : 1,
+            PerPosition = reduction == Reduction.None ? 1 : 0, Divide = reduction == Reduction.Mean ? 1 : 0,
+        };
+    }
+
+    // The kernels take both kinds of target and a weight view: the unused ones are stood in for by the logits, or by
+    // a one-element int64 placeholder (released by the caller) when there are no class targets.
+    private (ArrayView<long> Classes, ArrayView<float> Probabilities, ArrayView<float> Weight, Storage? Placeholder) CrossEntropyInputs(
+        string op, Storage logits, Storage targets, Storage? weight, CrossEntropyProblem p)
+    {
+        void Need(string op, string name, Storage s, long n)
+        {
+            if (s.Length < n) throw new ArgumentException($"IlgpuBackend.{op}: {name} has {s.Length} elements, [{p.Outer}, {p.Classes}, {p.Inner}] needs {n}");
+        }
+        Need(op, "logits", logits, p.Logits);
+        var x = Float(logits, op).Floats;
+        if (weight is not null) Need(op, "weight", weight, p.Classes);
+        var w = weight is null ? x : Float(weight, op).Floats;
+        if (p.ProbabilityTargets)
+        {
+            Need(op, "probability targets", targets, p.Logits);
+            var placeholder = Allocate(DType.Int64, 1);
+            return (S(placeholder, op).Longs, Float(targets, op).Floats, w, placeholder);
+        }
+        if (targets.DType != DType.Int64) throw WrongType(op, targets.DType);
+        Need(op, "class targets", targets, p.Positions);
+        return (S(targets, op).Longs, x, w, null);
+    }
+
     /// <inheritdoc/>
     public void IndexSelect(Storage src, long outer, int axisSize, long inner, Storage index, int count, Storage dst) =>
         LaunchIndex("IndexSelect", _k.IndexSelect, src, index, dst, outer * count * inner, axisSize, inner, count);

@@ -22,7 +22,7 @@ internal sealed partial class IlgpuKernels
     private TeamKernel<Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int, int>>? _softmax;
     private TeamKernel<Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LayerNormArgs>>? _lnForward;
     private TeamKernel<Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LayerNormArgs>>? _lnBackward;
-    private TeamKernel<Action<KernelConfig, ArrayView<float>, ArrayView<long>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, long, float>>? _ceForward;
+    private TeamKernel<Action<KernelConfig, ArrayView<float>, ArrayView<long>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, CrossEntropyArgs>>? _ceForward;
     private Lazy<Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs>>? _gemmRegisterTiled;
 
     public TeamKernel<Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int, int>> SoftmaxRows =>
@@ -44,11 +44,11 @@ internal sealed partial class IlgpuKernels
             () => LoadGroupedKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LayerNormArgs>(
                 Small ? LayerNorm.BackwardKernel<GroupTeam, Size16> : LayerNorm.BackwardKernel<GroupTeam, Size256>)));
 
-    public TeamKernel<Action<KernelConfig, ArrayView<float>, ArrayView<long>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, long, float>> CrossEntropyForward =>
+    public TeamKernel<Action<KernelConfig, ArrayView<float>, ArrayView<long>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, CrossEntropyArgs>> CrossEntropyForward =>
         LazyInitializer.EnsureInitialized(ref _ceForward, () => new(
-            () => LoadGroupedKernel<ArrayView<float>, ArrayView<long>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, long, float>(
+            () => LoadGroupedKernel<ArrayView<float>, ArrayView<long>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, CrossEntropyArgs>(
                 Small ? CrossEntropy.ForwardKernel<WarpTeam, Size16> : CrossEntropy.ForwardKernel<WarpTeam, Size256>),
-            () => LoadGroupedKernel<ArrayView<float>, ArrayView<long>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, long, float>(
+            () => LoadGroupedKernel<ArrayView<float>, ArrayView<long>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, CrossEntropyArgs>(
                 Small ? CrossEntropy.ForwardKernel<GroupTeam, Size16> : CrossEntropy.ForwardKernel<GroupTeam, Size256>)));
 
     /// <summary>The register-tiled GEMM: GemmTile x GemmTile threads per group, each owning an 8 x 8 micro-tile.</summary>

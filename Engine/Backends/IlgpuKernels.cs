@@ -56,9 +56,10 @@ internal sealed partial class IlgpuKernels
         ScatterAdd = Auto<ArrayView<float>, ArrayView<long>, ArrayView<float>, long, long, int>(IndexOps.ScatterAddKernel);
         LayerNormParamsPartial = new(() => _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int>(RowKernels.LayerNormParamsPartialKernel));
         LayerNormParamsFinish = new(() => _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>(RowKernels.LayerNormParamsFinishKernel));
-        CrossEntropyBackward = new(() => _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<long>, ArrayView<float>, ArrayView<float>, int, long, float, ArrayView<float>, ArrayView<float>>(RowKernels.CrossEntropyBackwardKernel));
-        CrossEntropyMean = new(() => LoadGroupedKernel<ArrayView<float>, ArrayView<float>, int, ArrayView<float>, ArrayView<float>>(
-            small ? RowKernels.CrossEntropyMeanKernel<Size16> : RowKernels.CrossEntropyMeanKernel<Size256>));
+        CrossEntropyBackward = new(() => _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<long>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+            ArrayView<float>, ArrayView<float>, ArrayView<float>, CrossEntropyArgs>(CrossEntropy.BackwardKernel));
+        CrossEntropyReduce = new(() => LoadGroupedKernel<ArrayView<float>, ArrayView<float>, int, ArrayView<float>, ArrayView<float>, int>(
+            small ? CrossEntropy.ReduceKernel<Size16> : CrossEntropy.ReduceKernel<Size256>));
         Adam = new(() => _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, float, float, float, float, float, float, float, int>(Optim.AdamKernel));
         Gemm = Grouped<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs>(small ? Kernels.Gpu.Gemm.TiledKernel<Size4> : Kernels.Gpu.Gemm.TiledKernel<Size16>);
     }
@@ -84,8 +85,8 @@ internal sealed partial class IlgpuKernels
     public Lazy<Action<Index1D, ArrayView<float>, ArrayView<long>, ArrayView<float>, long, long, int>> IndexSelect { get; }
     public Lazy<Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int>> LayerNormParamsPartial { get; }
     public Lazy<Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>> LayerNormParamsFinish { get; }
-    public Lazy<Action<Index1D, ArrayView<float>, ArrayView<long>, ArrayView<float>, ArrayView<float>, int, long, float, ArrayView<float>, ArrayView<float>>> CrossEntropyBackward { get; }
-    public Lazy<Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, ArrayView<float>, ArrayView<float>>> CrossEntropyMean { get; }
+    public Lazy<Action<Index1D, ArrayView<float>, ArrayView<long>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, CrossEntropyArgs>> CrossEntropyBackward { get; }
+    public Lazy<Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, ArrayView<float>, ArrayView<float>, int>> CrossEntropyReduce { get; }
     public Lazy<Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, float, float, float, float, float, float, float, int>> Adam { get; }
     public Lazy<Action<Index1D, ArrayView<float>, ArrayView<long>, ArrayView<float>, long, long, int>> Gather { get; }
     public Lazy<Action<Index1D, ArrayView<float>, ArrayView<long>, ArrayView<float>, long, long, int>> IndexAdd { get; }

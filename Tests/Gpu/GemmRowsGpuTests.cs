@@ -16,8 +16,8 @@ namespace AttnCore.Tests.Gpu;
 /// <summary>
 /// The register-tiled SGEMM and the two builds (warp per row, group per row) of the row kernels, through
 /// <see cref="IBackend"/> on raw storages: GEMM against a float64 reference at sizes that straddle the 32 (CPU
-/// accelerator) and 128 (GPU launch sizes, as PoCL runs them) blocks; softmax against float64; layer norm and
-/// cross-entropy against the SIMD CPU backend. Sizes stay small: every emulated thread is an OS thread.
+/// accelerator) and 128 (GPU launch sizes, as PoCL runs them) blocks; softmax against float64; layer norm against
+/// the SIMD CPU backend (cross-entropy: CrossEntropyGpuTests). Sizes stay small: every emulated thread is an OS thread.
 /// </summary>
 [TestFixture("ilgpu-cpu"), TestFixture("opencl"), Category("Gpu"), NonParallelizable]
 public class GemmRowsGpuTests(string deviceName)
@@ -184,7 +184,7 @@ public class GemmRowsGpuTests(string deviceName)
         }
     }
 
-    // ---- layer norm and cross-entropy against the CPU backend -------------------------------------------------
+    // ---- layer norm against the CPU backend -------------------------------------------------
 
     [Test]
     public void Layer_norm_forward_and_backward_match_the_cpu_backend_with_both_teams()
@@ -221,45 +221,6 @@ public class GemmRowsGpuTests(string deviceName)
             return [Download(be, y, rows * cols), Download(be, mean, rows), Download(be, rstd, rows), Download(be, dx, rows * cols), Download(be, dg, cols), Download(be, db, cols)];
         }
         finally { foreach (var s in new[] { sx, sg, sb, sdy, y, mean, rstd, dx, dg, db }) s.Release(); }
-    }
-
-    [Test]
-    public void Cross_entropy_forward_matches_the_cpu_backend_with_both_teams()
-    {
-        int seed = (int)FreshSeed();
-        var rng = new Random(seed);
-        foreach (var team in Teams())
-        {
-            B.RowTeam = team;
-            foreach (int classes in new[] { 2, 5, 33, 1100 })
-                foreach (double smoothing in new[] { 0.0, 0.1 })
-                {
-                    int rows = 6;
-                    var logits = Values(rng, rows * classes, 4);
-                    logits[1] += 500; // stability
-                    var targets = Enumerable.Range(0, rows).Select(r => r == 2 ? -100L : (long)rng.Next(classes)).ToArray();
-                    var got = RunCrossEntropy(B, logits, targets, rows, classes, smoothing);
-                    var want = RunCrossEntropy(Cpu, logits, targets, rows, classes, smoothing);
-                    string what = $"CrossEntropy {team} classes={classes} smoothing={smoothing} seed={seed}";
-                    Close(got[0], want[0], $"{what} lse", 2e-5);
-                    Close(got[1], want[1], $"{what} loss", 2e-5);
-                    Assert.That(got[2], Is.EqualTo(new[] { rows - 1f }), $"{what} count");
-                }
-        }
-    }
-
-    static float[][] RunCrossEntropy(IBackend be, float[] logits, long[] targets, int rows, int classes, double smoothing)
-    {
-        var sl = Upload(be, logits);
-        var st = be.Allocate(DType.Int64, rows);
-        be.Upload<long>(targets, st);
-        var (lse, loss, count) = (be.Allocate(DType.Float32, rows), be.Allocate(DType.Float32, 1), be.Allocate(DType.Float32, 1));
-        try
-        {
-            be.CrossEntropyForward(sl, st, lse, loss, count, rows, classes, -100, smoothing);
-            return [Download(be, lse, rows), Download(be, loss, 1), Download(be, count, 1)];
-        }
-        finally { foreach (var s in new[] { sl, st, lse, loss, count }) s.Release(); }
     }
 }
 

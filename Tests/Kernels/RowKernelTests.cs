@@ -158,8 +158,11 @@ public class RowKernelTests
                 int rows = 9;
                 var x = Rand(g, rows * classes);
                 var t = Enumerable.Range(0, rows).Select(i => i % 4 == 3 ? -100L : g.NextInt64(0, classes)).ToArray();
-                var lse = new float[rows];
-                var (loss, count) = CrossEntropy.Forward(x, t, lse, rows, classes, -100, eps);
+                var (lse, rowScale) = (new float[rows], new float[rows]);
+                var problem = new CrossEntropyProblem(rows, classes, 1, false, -100, eps);
+                double sum = CrossEntropy.Forward<float>(x, t, default, default, lse, rowScale, default, problem, out double denominator);
+                int count = (int)denominator;
+                double loss = sum / count;
                 Assert.That(count, Is.EqualTo(t.Count(v => v != -100)));
                 // Independent float64 loss and gradient.
                 double refLoss = 0;
@@ -178,10 +181,11 @@ public class RowKernelTests
                 refLoss /= count;
                 Assert.That(loss, Is.EqualTo(refLoss).Within(1e-5 * (1 + Math.Abs(refLoss))), $"classes={classes} eps={eps} seed={seed}");
                 var dx = new float[x.Length];
-                CrossEntropy.Backward(x, t, lse, dx, rows, classes, -100, eps, 1f, count);
+                CrossEntropy.Backward<float>(x, t, default, default, lse, rowScale, new[] { 1f }, count, dx, problem);
                 for (int i = 0; i < dx.Length; i++) Assert.That(dx[i], Is.EqualTo(refGrad[i]).Within(1e-6 + 1e-5 * Math.Abs(refGrad[i])), $"grad {i} classes={classes} seed={seed}");
             }
-        Assert.Throws<ArgumentOutOfRangeException>(() => CrossEntropy.Forward(new float[4], new long[] { 0, 7 }, new float[2], 2, 2, -100, 0));
+        Assert.Throws<ArgumentOutOfRangeException>(() => CrossEntropy.Forward<float>(new float[4], new long[] { 0, 7 }, default, default, new float[2], new float[2], default,
+            new CrossEntropyProblem(2, 2, 1, false, -100, 0), out _));
     }
 
     [Test]
