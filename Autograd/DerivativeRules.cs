@@ -217,8 +217,10 @@ public static class DerivativeRules
         {
             if (b.Rank == 2 && a.Rank > 2)
             {
-                using var af = a.Reshape(-1, a.Size(-1));
-                using var gf = g.Reshape(-1, g.Size(-1));
+                // Rows counted, not inferred: Reshape(-1, 0) is ambiguous when the inner dim is 0.
+                int rows = (int)Shape.Numel(a.Shape[..^1]);
+                using var af = a.Reshape(rows, a.Size(-1));
+                using var gf = g.Reshape(rows, g.Size(-1));
                 using var aft = af.T;
                 gb = aft.MatMul(gf);
             }
