@@ -97,8 +97,12 @@ public static class DerivativeRules
         // c = a + b, a - b (broadcast: gradients summed back to each input's shape)
         [OpKind.Add] = (n, g) => [SumTo(g, n.Inputs[0].Shape), SumTo(g, n.Inputs[1].Shape)],
         [OpKind.Sub] = (n, g) => { using var ng = -g; return [SumTo(g, n.Inputs[0].Shape), SumTo(ng, n.Inputs[1].Shape).Clone()]; },
-        // c = a * b
-        [OpKind.Mul] = (n, g) => [Reduced(g * n.SavedInput(1), n.Inputs[0].Shape), Reduced(g * n.SavedInput(0), n.Inputs[1].Shape)],
+        // c = a * b (each input saved only if the other needs a gradient: Saves.ForOtherInput)
+        [OpKind.Mul] = (n, g) =>
+        [
+            n.Inputs[0].RequiresGrad ? Reduced(g * n.SavedInput(1), n.Inputs[0].Shape) : null,
+            n.Inputs[1].RequiresGrad ? Reduced(g * n.SavedInput(0), n.Inputs[1].Shape) : null,
+        ],
         // c = a / b           dc/db = -c / b
         [OpKind.Div] = (n, g) => { var b = n.SavedInput(1); using var q = n.SavedOutput / b; return [Reduced(g / b, n.Inputs[0].Shape), Reduced(Times(g, q, -1), n.Inputs[1].Shape)]; },
         // c = a^b             dc/da = b a^(b-1), dc/db = c ln a
@@ -206,16 +210,16 @@ public static class DerivativeRules
     // as one GEMM over the flattened batch, dB = A_flatᵀ @ dC_flat, instead of a batch of products summed.
     private static Tensor?[] MatMulRule(GradNode n, Tensor g)
     {
-        var (a, b) = (n.SavedInput(0), n.SavedInput(1));
         Tensor? ga = null, gb = null;
         if (n.Inputs[0].RequiresGrad)
         {
-            using var bt = b.Transpose(-1, -2);
+            using var bt = n.SavedInput(1).Transpose(-1, -2);
             ga = Reduced(g.MatMul(bt), n.Inputs[0].Shape);
         }
         if (n.Inputs[1].RequiresGrad)
         {
-            if (b.Rank == 2 && a.Rank > 2)
+            var a = n.SavedInput(0);
+            if (n.Inputs[1].Rank == 2 && a.Rank > 2)
             {
                 // Rows counted, not inferred: Reshape(-1, 0) is ambiguous when the inner dim is 0.
                 int rows = (int)Shape.Numel(a.Shape[..^1]);

@@ -30,6 +30,11 @@ public enum Saves
     Inputs = Input0 | Input1,
     /// <summary>The op's output (Exp, Tanh, Softmax ... differentiate through their result).</summary>
     Output = 4,
+    /// <summary>
+    /// With <see cref="Inputs"/>: each input is saved only when the other one requires gradients, because it is needed
+    /// only for the other's gradient (c = a * b: dc/da = b). Dropout's x * mask then keeps the mask, not x.
+    /// </summary>
+    ForOtherInput = 8,
 }
 
 /// <summary>
@@ -90,10 +95,10 @@ public sealed class SavedTensorList : IReadOnlyList<Tensor>
 /// </summary>
 public sealed class GradNode
 {
-    internal GradNode(OpKind kind, Tensor[] inputs, Tensor[] saved, double scalar, int[] ints, ICustomOp? custom)
+    internal GradNode(OpKind kind, Saves saves, Tensor[] inputs, Tensor[] saved, double scalar, int[] ints, ICustomOp? custom)
     {
         Kind = kind; Inputs = inputs; Scalar = scalar; Ints = ints; Custom = custom;
-        Saves = SavesOf(kind);
+        Saves = saves;
         Saved = new SavedTensorList(saved, custom?.Name ?? kind.ToString());
         SavedVersions = saved.Select(s => s.Storage.Version).ToArray();
     }
@@ -111,8 +116,10 @@ public sealed class GradNode
         // d/dx from the input
         OpKind.Abs or OpKind.Log or OpKind.Relu or OpKind.Gelu or OpKind.GeluTanh or OpKind.Silu or OpKind.Sin or OpKind.Cos
             or OpKind.Square or OpKind.PowScalar or OpKind.RDivScalar or OpKind.ClampMin or OpKind.ClampMax => Saves.Input0,
-        // each input's gradient needs the other (or both, to compare them)
-        OpKind.Mul or OpKind.Maximum or OpKind.Minimum or OpKind.MatMul => Saves.Inputs,
+        // each input's gradient needs the other: dA = g B^T, dB = A^T g
+        OpKind.Mul or OpKind.MatMul => Saves.Inputs | Saves.ForOtherInput,
+        // both, to compare them
+        OpKind.Maximum or OpKind.Minimum => Saves.Inputs,
         // c = a / b: dc/da = 1/b, dc/db = -c/b
         OpKind.Div => Saves.Input1 | Saves.Output,
         // c = a^b: dc/da = b a^(b-1), dc/db = c ln a
@@ -126,7 +133,7 @@ public sealed class GradNode
     public OpKind Kind { get; }
     /// <summary>The op's inputs, in order.</summary>
     public Tensor[] Inputs { get; }
-    /// <summary>What <see cref="SavesOf"/> declares for this op: the inputs and output saved first in <see cref="Saved"/>.</summary>
+    /// <summary>What this node saved first in <see cref="Saved"/>: <see cref="SavesOf"/>, less an input no other input's gradient needed.</summary>
     public Saves Saves { get; }
     /// <summary>Tensors the backward rule needs (views holding their own storage reference): declared inputs, output, extras.</summary>
     public SavedTensorList Saved { get; }
@@ -152,12 +159,12 @@ public sealed class GradNode
     /// <summary>The op-specific tensor <paramref name="k"/> its call site passed to Record (after the declared ones).</summary>
     public Tensor SavedExtra(int k) => Saved[DeclaredCount + k];
 
-    private int DeclaredCount => System.Numerics.BitOperations.PopCount((uint)Saves);
+    private int DeclaredCount => System.Numerics.BitOperations.PopCount((uint)(Saves & (Saves.Inputs | Saves.Output)));
 
     private int SlotOf(Saves flag)
     {
         if ((Saves & flag) == 0)
-            throw new InvalidOperationException($"Backward of {Kind}: the rule reads {flag}, but {Kind} saves only {Saves}; declare it in GradNode.SavesOf");
+            throw new InvalidOperationException($"Backward of {Kind}: the rule reads {flag}, but this {Kind} saved only {Saves}; declare it in GradNode.SavesOf (with ForOtherInput, read an input only for the other input's gradient)");
         return System.Numerics.BitOperations.PopCount((uint)(Saves & (flag - 1)));
     }
 

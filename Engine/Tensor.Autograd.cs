@@ -54,12 +54,17 @@ public sealed partial class Tensor
         foreach (var t in inputs) any |= t.RequiresGrad;
         if (!any) return this;
         var saves = GradNode.SavesOf(kind);
+        if ((saves & Saves.ForOtherInput) != 0)
+        {
+            if (!inputs[1].RequiresGrad) saves &= ~Saves.Input0;
+            if (!inputs[0].RequiresGrad) saves &= ~Saves.Input1;
+        }
         var keep = new List<Tensor>(4);
         if ((saves & Saves.Input0) != 0) keep.Add(inputs[0].SavedView());
         if ((saves & Saves.Input1) != 0) keep.Add(inputs[1].SavedView());
         if ((saves & Saves.Output) != 0) keep.Add(SavedView());
         if (saved is not null) foreach (var s in saved) keep.Add(s.SavedView());
-        GradFn = new GradNode(kind, inputs, [.. keep], scalar, ints ?? [], custom);
+        GradFn = new GradNode(kind, saves, inputs, [.. keep], scalar, ints ?? [], custom);
         return this;
     }
 

@@ -99,13 +99,15 @@ public class SavedTensorTests
         long inUseBefore = CpuMemoryPool.BytesInUse;
         using (var scope = new TensorScope())
         {
-            // h feeds MulScalar, Exp (saves its output), Tanh (output), Add and Sum: none of them needs h itself.
+            // h feeds MulScalar, Exp (saves its output), Tanh (output), Add, Sum, and a dropout-style Mul by a constant
+            // mask (which saves the mask only: h is needed only for the mask's gradient): none of them needs h itself.
+            using var mask = Tensor.FromArray(Enumerable.Range(0, 64).Select(i => i % 3 == 0 ? 0f : 1.5f).ToArray());
             var h = x.MatMul(w);
             hidden = h.Storage;
             // g feeds Log, whose rule needs its input: g must stay alive until Backward
             var g = (h * 0.01).Square() + 1.0;
             logged = g.Storage;
-            loss = scope.Keep(((h * 2.0).Exp() * 1e-3 + h.Tanh()).Sum() + g.Log().Sum());
+            loss = scope.Keep(((h * 2.0).Exp() * 1e-3 + h.Tanh() + h * mask).Sum() + g.Log().Sum());
         }
         Assert.That(hidden.IsFreed, Is.True, "h is read by no rule, so the scope's Dispose freed it");
         Assert.That(logged.IsFreed, Is.False, "Log saved g for its gradient");
@@ -125,6 +127,8 @@ public class SavedTensorTests
             ("ToDType", new[] { new[] { 3 } }, (Func<Tensor[], Tensor>)(x => x[0].To(DType.Float32).To(DType.Float64))),
             ("ClampMaxOnly", new[] { new[] { 4 } }, x => x[0].Clamp(max: 0.1)),
             ("MatMulOneSideFrozen", new[] { new[] { 2, 3 } }, x => Tensor.Ones([4, 2], DType.Float64).MatMul(x[0])),
+            ("MatMulOtherSideFrozen", new[] { new[] { 4, 2 } }, x => x[0].MatMul(Tensor.Ones([2, 3], DType.Float64))),
+            ("MulByConstantMask", new[] { new[] { 2, 3 } }, x => x[0] * Tensor.FromArray(new double[] { 0, 2, 2 })),
         ]).ToArray();
         var seen = new HashSet<OpKind>();
         var problems = new List<string>();
@@ -164,6 +168,11 @@ public class SavedTensorTests
         var ex = Assert.Throws<InvalidOperationException>(() => _ = y.GradFn!.SavedInput(0));
         Assert.That(ex!.Message, Does.Contain("Add").And.Contain("Input0").And.Contain("GradNode.SavesOf"));
         Assert.That(y.GradFn!.Saved.SavedCount, Is.EqualTo(0));
+        using var mask = Tensor.FromArray(new double[] { 0, 2 });
+        using var dropped = x * mask;              // Mul saves an input only for the other's gradient: the mask
+        Assert.That(dropped.GradFn!.Saved.SavedCount, Is.EqualTo(1));
+        Assert.That(ReferenceEquals(dropped.GradFn.SavedInput(1).Storage, mask.Storage), Is.True);
+        Assert.Throws<InvalidOperationException>(() => _ = dropped.GradFn.SavedInput(0));
         using var e = x.Exp();                     // Exp saves its output only
         Assert.That(e.GradFn!.Saves, Is.EqualTo(Saves.Output));
         Assert.That(ReferenceEquals(e.GradFn.SavedOutput.Storage, e.Storage), Is.True);
