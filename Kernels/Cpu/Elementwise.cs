@@ -157,8 +157,8 @@ public struct TanhOp<T> : IUnaryOperator<T> where T : unmanaged, IFloatingPointI
     public static T Apply(T x, T s) => T.Tanh(x);
     // TensorPrimitives.Tanh computes tanh from e^-2|x| and cancels near 0: float64 tanh(1e-30) came out -0, and
     // float32 tanh(0) -6e-8 (an absolute error of ~6e-8, so no relative accuracy for small |x|). float64 is the
-    // checking dtype and takes the exact scalar Math.Tanh. float32 keeps the vectorised kernel where its absolute
-    // error is under 2 ulps of the result (|x| >= 1/4) and redoes the small |x| with the scalar MathF.Tanh, in
+    // checking dtype and takes the exact scalar Math.Tanh. float32 keeps the vectorised kernel where that absolute
+    // error is under 2.5e-7 of the result (|x| >= 1/4) and redoes the small |x| with the scalar MathF.Tanh, in
     // chunks so that dst may alias x.
     private static readonly T SmallCutoff = T.CreateTruncating(0.25);
     public static void Run(ReadOnlySpan<T> x, T s, Span<T> d)
