@@ -9,8 +9,9 @@ public static class AutogradExtensions
     /// <summary>
     /// Computes d(this)/d(leaf) for every leaf that requires gradients and adds it to the leaf's
     /// <see cref="Tensor.Grad"/> (gradients accumulate across calls, as in PyTorch). A non-scalar output
-    /// needs <paramref name="gradient"/> of its shape. Saved tensors are released as soon as their rule ran,
-    /// so the graph can be walked once unless <paramref name="retainGraph"/> is set.
+    /// needs <paramref name="gradient"/> of its shape. Saved tensors are released as soon as their rule ran, so
+    /// a graph through an op that saved tensors can be walked once unless <paramref name="retainGraph"/> is set
+    /// (as PyTorch's retain_graph); ops that save nothing (Add, MulScalar, Sum, views ...) can be walked again.
     /// </summary>
     public static void Backward(this Tensor output, Tensor? gradient = null, bool retainGraph = false)
     {
@@ -25,9 +26,9 @@ public static class AutogradExtensions
         var order = TopologicalOrder(output);
         // Gradients flowing to non-leaf tensors, by identity; each is disposed once its node has run.
         var pending = new Dictionary<Tensor, Tensor>(ReferenceEqualityComparer.Instance);
-        pending[output] = gradient is null ? output.OnesLike() : gradient.Clone();
-
+        // The seed belongs to the backward scope too, or a Backward called outside any scope leaks it.
         using var scope = new TensorScope();
+        pending[output] = gradient is null ? output.OnesLike() : gradient.Clone();
         for (int i = order.Count - 1; i >= 0; i--)
         {
             var t = order[i];
@@ -38,8 +39,8 @@ public static class AutogradExtensions
                 Accumulate(t, g);
                 continue;
             }
-            if (node.Saved.Length == 0 && node.SavedVersions.Length > 0)
-                throw new InvalidOperationException($"Backward: the graph through {node.Kind} was already freed by an earlier Backward; pass retainGraph: true to walk it twice");
+            if (node.Saved.IsReleased)
+                throw new InvalidOperationException($"Backward of {node.Custom?.Name ?? node.Kind.ToString()}: the {node.Saved.SavedCount} tensor(s) it saved for its gradient were freed by an earlier Backward; pass retainGraph: true to that Backward to walk the graph again");
             node.CheckSavedVersions();
             var grads = DerivativeRules.Apply(node, g);
             if (!retainGraph) node.ReleaseSaved();

@@ -45,8 +45,10 @@ public static class DerivativeRules
         return g.Reshape(shape);
     }
 
-    private static Tensor X(GradNode n) => n.Saved[0];     // the input, for unary ops
-    private static Tensor Y(GradNode n) => n.Saved[1];     // the output, for unary ops
+    // What each rule reads of its op's tensors is declared in GradNode.SavesOf; the accessors throw if a rule
+    // reads more than its op saved.
+    private static Tensor X(GradNode n) => n.SavedInput(0);     // the input, for unary ops
+    private static Tensor Y(GradNode n) => n.SavedOutput;       // the output
 
     private static Dictionary<OpKind, Rule> Build() => new()
     {
@@ -87,9 +89,9 @@ public static class DerivativeRules
         [OpKind.MulScalar] = (n, g) => [g * n.Scalar],
         // y = x^s             dy/dx = s x^(s-1)
         [OpKind.PowScalar] = (n, g) => [Times(g, X(n).Pow(n.Scalar - 1), n.Scalar)],
-        // y = s - x, y = s / x (dy/dx = -y/x)
+        // y = s - x, y = s / x (dy/dx = -s / x^2, from the input alone)
         [OpKind.RSubScalar] = (n, g) => [-g],
-        [OpKind.RDivScalar] = (n, g) => { using var q = Y(n) / X(n); return [Times(g, q, -1)]; },
+        [OpKind.RDivScalar] = (n, g) => { using var x2 = X(n).Square(); return [Times(g, x2.Reciprocal(), -n.Scalar)]; },
         // y = max(x, s), y = min(x, s): the gradient passes where x is the one kept
         [OpKind.ClampMin] = (n, g) => [Times(g, X(n).Ge(n.Scalar))],
         [OpKind.ClampMax] = (n, g) => [Times(g, X(n).Le(n.Scalar))],
@@ -97,15 +99,20 @@ public static class DerivativeRules
         // c = a + b, a - b (broadcast: gradients summed back to each input's shape)
         [OpKind.Add] = (n, g) => [SumTo(g, n.Inputs[0].Shape), SumTo(g, n.Inputs[1].Shape)],
         [OpKind.Sub] = (n, g) => { using var ng = -g; return [SumTo(g, n.Inputs[0].Shape), SumTo(ng, n.Inputs[1].Shape).Clone()]; },
-        // c = a * b
-        [OpKind.Mul] = (n, g) => [Reduced(g * n.Saved[1], n.Inputs[0].Shape), Reduced(g * n.Saved[0], n.Inputs[1].Shape)],
+        // c = a * b (each input saved only if the other needs a gradient: Saves.ForOtherInput)
+        [OpKind.Mul] = (n, g) =>
+        [
+            n.Inputs[0].RequiresGrad ? Reduced(g * n.SavedInput(1), n.Inputs[0].Shape) : null,
+            n.Inputs[1].RequiresGrad ? Reduced(g * n.SavedInput(0), n.Inputs[1].Shape) : null,
+        ],
         // c = a / b           dc/db = -c / b
-        [OpKind.Div] = (n, g) => { using var q = n.Saved[2] / n.Saved[1]; return [Reduced(g / n.Saved[1], n.Inputs[0].Shape), Reduced(Times(g, q, -1), n.Inputs[1].Shape)]; },
+        [OpKind.Div] = (n, g) => { var b = n.SavedInput(1); using var q = n.SavedOutput / b; return [Reduced(g / b, n.Inputs[0].Shape), Reduced(Times(g, q, -1), n.Inputs[1].Shape)]; },
         // c = a^b             dc/da = b a^(b-1), dc/db = c ln a
         [OpKind.Pow] = (n, g) =>
         {
-            using var bm1 = n.Saved[1] - 1.0; using var p = n.Saved[0].Pow(bm1); using var da = p * n.Saved[1];
-            using var la = n.Saved[0].Log(); using var db = n.Saved[2] * la;
+            var (a, b, c) = (n.SavedInput(0), n.SavedInput(1), n.SavedOutput);
+            using var bm1 = b - 1.0; using var p = a.Pow(bm1); using var da = p * b;
+            using var la = a.Log(); using var db = c * la;
             return [Reduced(g * da, n.Inputs[0].Shape), Reduced(g * db, n.Inputs[1].Shape)];
         },
         // c = max(a, b), min(a, b): the gradient goes to the larger (smaller); ties split it evenly, as PyTorch
@@ -115,7 +122,8 @@ public static class DerivativeRules
         [OpKind.Where] = (n, g) =>
         {
             using var zero = g.ZerosLike();
-            return [Reduced(Tensor.Where(n.Saved[0], g, zero), n.Inputs[0].Shape), Reduced(Tensor.Where(n.Saved[0], zero, g), n.Inputs[1].Shape)];
+            var condition = n.SavedExtra(0);
+            return [Reduced(Tensor.Where(condition, g, zero), n.Inputs[0].Shape), Reduced(Tensor.Where(condition, zero, g), n.Inputs[1].Shape)];
         },
 
         // y = sum over dims   dy/dx = 1 broadcast back
@@ -129,14 +137,14 @@ public static class DerivativeRules
         // y = softmax(x) along the last dim      dx = y (g - sum(g y))
         [OpKind.Softmax] = (n, g) =>
         {
-            var y = n.Saved[0];
+            var y = n.SavedOutput;
             using var gy = g * y; using var s = gy.Sum(-1, keepDim: true); using var d = g - s;
             return [d * y];
         },
         // y = log_softmax(x)                      dx = g - softmax(x) sum(g)
         [OpKind.LogSoftmax] = (n, g) =>
         {
-            using var p = n.Saved[0].Exp(); using var s = g.Sum(-1, keepDim: true); using var ps = p * s;
+            using var p = n.SavedOutput.Exp(); using var s = g.Sum(-1, keepDim: true); using var ps = p * s;
             return [g - ps];
         },
         // y = (x - mean) rstd * w + b over the trailing Ints[0] dims
@@ -164,7 +172,7 @@ public static class DerivativeRules
         //                                                                          dq_c = −(1−ε) w_c log softmax_c · g
         [OpKind.CrossEntropy] = CrossEntropyRule,
         // y = x.IndexSelect(d, idx)               dx = zeros.IndexAdd(d, idx, g)
-        [OpKind.IndexSelect] = (n, g) => { using var z = Tensor.Zeros(n.Inputs[0].Shape, g.DType, g.Device); return [z.IndexAdd(n.Ints[0], n.Saved[0], g)]; },
+        [OpKind.IndexSelect] = (n, g) => { using var z = Tensor.Zeros(n.Inputs[0].Shape, g.DType, g.Device); return [z.IndexAdd(n.Ints[0], n.SavedExtra(0), g)]; },
         // y = x.Gather(d, idx)                    dx = zeros.ScatterAdd(d, idx, g)
         [OpKind.Gather] = GatherRule,
         // y = cat(xs, d)                          dx_i = the slice of g that came from x_i
@@ -226,19 +234,21 @@ public static class DerivativeRules
     // as one GEMM over the flattened batch, dB = A_flatᵀ @ dC_flat, instead of a batch of products summed.
     private static Tensor?[] MatMulRule(GradNode n, Tensor g)
     {
-        var (a, b) = (n.Saved[0], n.Saved[1]);
         Tensor? ga = null, gb = null;
         if (n.Inputs[0].RequiresGrad)
         {
-            using var bt = b.Transpose(-1, -2);
+            using var bt = n.SavedInput(1).Transpose(-1, -2);
             ga = Reduced(g.MatMul(bt), n.Inputs[0].Shape);
         }
         if (n.Inputs[1].RequiresGrad)
         {
-            if (b.Rank == 2 && a.Rank > 2)
+            var a = n.SavedInput(0);
+            if (n.Inputs[1].Rank == 2 && a.Rank > 2)
             {
-                using var af = a.Reshape(-1, a.Size(-1));
-                using var gf = g.Reshape(-1, g.Size(-1));
+                // Rows counted, not inferred: Reshape(-1, 0) is ambiguous when the inner dim is 0.
+                int rows = (int)Shape.Numel(a.Shape[..^1]);
+                using var af = a.Reshape(rows, a.Size(-1));
+                using var gf = g.Reshape(rows, g.Size(-1));
                 using var aft = af.T;
                 gb = aft.MatMul(gf);
             }
@@ -253,7 +263,7 @@ public static class DerivativeRules
 
     private static Tensor?[] ExtremumRule(GradNode n, Tensor g, bool max)
     {
-        var (a, b) = (n.Saved[0], n.Saved[1]);
+        var (a, b) = (n.SavedInput(0), n.SavedInput(1));
         using var wins = max ? a.Gt(b) : a.Lt(b);
         using var ties = a.Eq(b);
         using var halfTies = ties * 0.5;
@@ -264,7 +274,8 @@ public static class DerivativeRules
 
     private static Tensor?[] ReduceExtremumRule(GradNode n, Tensor g)
     {
-        var (x, y) = (n.Saved[0], n.Saved[1]);
+        // Max and Min pass [input, output] as extras (Engine/Tensor.Reduce.cs)
+        var (x, y) = (n.SavedExtra(0), n.SavedExtra(1));
         using var yu = Unreduce(y, n.Ints, x.Shape);
         using var gu = Unreduce(g, n.Ints, x.Shape);
         using var mask = x.Eq(yu);
@@ -274,9 +285,10 @@ public static class DerivativeRules
     }
 
     // The fused layer-norm backward kernel: dx, dgamma, dbeta in two passes over each row.
+    // Extras: [x, mean, rstd] and the weight when there is one (Ints[1] == 1).
     private static Tensor?[] LayerNormRule(GradNode n, Tensor g)
     {
-        var grads = Tensor.LayerNormBackward(g, n.Saved[0], n.Ints[1] == 1 ? n.Saved[1] : null, n.Saved[2], n.Saved[3], n.Ints[0], n.Ints[2] == 1);
+        var grads = Tensor.LayerNormBackward(g, n.SavedExtra(0), n.Ints[1] == 1 ? n.SavedExtra(3) : null, n.SavedExtra(1), n.SavedExtra(2), n.Ints[0], n.Ints[2] == 1);
         return [grads.Dx, grads.DWeight, grads.DBias];
     }
 
@@ -325,7 +337,7 @@ public static class DerivativeRules
     {
         int d = n.Ints[0];
         var inShape = n.Inputs[0].Shape;
-        var idx = n.Saved[0];
+        var idx = n.SavedExtra(0);
         // Gather may read a prefix of the input outside dim d: scatter into that extent, then pad with zeros.
         var extent = (int[])idx.Shape.Clone();
         extent[d] = inShape[d];

@@ -42,15 +42,29 @@ public sealed partial class Tensor
     /// <summary>A view of the same storage that is cut from the graph.</summary>
     public Tensor Detach() => ViewOf(Layout);
 
-    /// <summary>Attaches a GradNode to this freshly computed tensor if any input requires gradients.</summary>
+    /// <summary>
+    /// Attaches a GradNode to this freshly computed tensor if any input requires gradients. It saves what
+    /// <see cref="GradNode.SavesOf"/> declares for <paramref name="kind"/> (inputs, this output), then the
+    /// op-specific <paramref name="saved"/> tensors (indices, masks, statistics), and nothing else.
+    /// </summary>
     internal Tensor Record(OpKind kind, Tensor[] inputs, Tensor[]? saved = null, double scalar = 0, int[]? ints = null, ICustomOp? custom = null)
     {
         if (!GradMode.IsEnabled) return this;
         bool any = false;
         foreach (var t in inputs) any |= t.RequiresGrad;
         if (!any) return this;
-        var keep = saved is null ? [] : Array.ConvertAll(saved, s => s.SavedView());
-        GradFn = new GradNode(kind, inputs, keep, scalar, ints ?? [], custom);
+        var saves = GradNode.SavesOf(kind);
+        if ((saves & Saves.ForOtherInput) != 0)
+        {
+            if (!inputs[1].RequiresGrad) saves &= ~Saves.Input0;
+            if (!inputs[0].RequiresGrad) saves &= ~Saves.Input1;
+        }
+        var keep = new List<Tensor>(4);
+        if ((saves & Saves.Input0) != 0) keep.Add(inputs[0].SavedView());
+        if ((saves & Saves.Input1) != 0) keep.Add(inputs[1].SavedView());
+        if ((saves & Saves.Output) != 0) keep.Add(SavedView());
+        if (saved is not null) foreach (var s in saved) keep.Add(s.SavedView());
+        GradFn = new GradNode(kind, saves, inputs, [.. keep], scalar, ints ?? [], custom);
         return this;
     }
 

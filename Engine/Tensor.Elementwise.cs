@@ -11,7 +11,7 @@ public sealed partial class Tensor
         if (needsFloat) RequireFloat(name);
         var dst = EmptyLike();
         if (Numel > 0) Backend.Unary(op, scalar, Storage, Layout, dst.Storage);
-        return KindOf(op) is OpKind kind ? dst.Record(kind, [this], [this, dst], scalar) : dst;
+        return KindOf(op) is OpKind kind ? dst.Record(kind, [this], null, scalar) : dst;
     }
 
     /// <summary>-x</summary>
@@ -69,7 +69,7 @@ public sealed partial class Tensor
         var shape = AttnCore.Shape.Broadcast(name, Layout.Shape, other.Layout.Shape);
         var dst = EmptyLike(shape);
         if (dst.Numel > 0) Backend.Binary(op, Storage, Layout.BroadcastTo(shape), other.Storage, other.Layout.BroadcastTo(shape), dst.Storage);
-        return KindOf(op) is OpKind kind ? dst.Record(kind, [this, other], [this, other, dst]) : dst;
+        return KindOf(op) is OpKind kind ? dst.Record(kind, [this, other]) : dst;
     }
 
     /// <summary>this + other (broadcast)</summary>

@@ -28,7 +28,7 @@ public sealed partial class Tensor
             var c = Empty(outShape, DType, Device);
             if (c.Numel > 0 && k == 0) c.Backend.Fill(c.Storage, c.Layout, 0);   // an empty sum
             else if (c.Numel > 0) MatMulInto(a, b, c, batch, m, n, k);
-            c.Record(OpKind.MatMul, [a, b], [a, b]);
+            c.Record(OpKind.MatMul, [a, b]);
             // Remove the dims that 1-d operands were promoted with.
             if (Rank == 1 && other.Rank == 1) { using (c) return c.View([]); }
             if (Rank == 1) { using (c) return c.Squeeze(-2); }
@@ -143,7 +143,7 @@ public sealed partial class Tensor
         int cols = Layout.Shape[^1];
         int rows = cols == 0 ? 0 : (int)(Numel / cols);
         if (Numel > 0) Backend.Softmax(x.Storage, y.Storage, rows, cols, log);
-        return y.Record(log ? OpKind.LogSoftmax : OpKind.Softmax, [this], [y]);
+        return y.Record(log ? OpKind.LogSoftmax : OpKind.Softmax, [this]);
     }
 
     /// <summary>Numerically stable softmax along <paramref name="dim"/>.</summary>
@@ -189,7 +189,7 @@ public sealed partial class Tensor
         var rstd = EmptyLike(statsShape);
         if (Numel > 0) Backend.LayerNorm(x.Storage, w?.Storage, b?.Storage, y.Storage, mean.Storage, rstd.Storage, rows, cols, eps);
         // Inputs are always [x, weight, bias] (absent ones as x, flagged in Ints) so the rule can index them.
-        y.Record(OpKind.LayerNorm, [this, weight ?? this, bias ?? this], [x, w ?? x, mean, rstd], eps, [nd, weight is null ? 0 : 1, bias is null ? 0 : 1]);
+        y.Record(OpKind.LayerNorm, [this, weight ?? this, bias ?? this], w is null ? [x, mean, rstd] : [x, mean, rstd, w], eps, [nd, weight is null ? 0 : 1, bias is null ? 0 : 1]);
         return (y, mean, rstd);
     }
 

@@ -44,8 +44,9 @@ public static unsafe partial class Gemm
             if (!j.TransB)
                 for (int p = 0; p < k; p++)
                 {
+                    // No skipping of zero a's: 0 * inf and 0 * NaN must give NaN, as IEEE and PyTorch do.
                     float s = j.Alpha * (j.TransA ? a[(long)p * j.Lda + i] : a[(long)i * j.Lda + p]);
-                    if (s != 0) TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(b + (long)p * j.Ldb, n), s, crow, crow);
+                    TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(b + (long)p * j.Ldb, n), s, crow, crow);
                 }
             else
             {
@@ -98,7 +99,7 @@ public static unsafe partial class Gemm
                     for (int p = 0; p < k; p++)
                     {
                         double s = alpha * (transA ? ae[p * lda + i] : ae[i * lda + p]);
-                        if (s != 0) TensorPrimitives.MultiplyAdd(bRows.Slice(p * ldbRows, n), s, crow, crow);
+                        TensorPrimitives.MultiplyAdd(bRows.Slice(p * ldbRows, n), s, crow, crow);   // no zero skip: 0 * inf is NaN
                     }
                 }
             }

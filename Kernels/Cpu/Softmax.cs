@@ -81,7 +81,7 @@ public static unsafe class Softmax
         if (log)
         {
             float lse = ExpShiftSum(x, null, n, max, storeExp: false);
-            AddScalar(x, y, n, -(max + MathF.Log(lse)));
+            LogShift(x, y, n, max, MathF.Log(lse));
             return;
         }
         float sum = ExpShiftSum(x, y, n, max, storeExp: true);
@@ -122,7 +122,7 @@ public static unsafe class Softmax
             if (!float.IsNegativeInfinity(max)) sum += MathF.Exp(v - max);
         }
         if (float.IsNegativeInfinity(max) || float.IsNaN(max)) { FillRow(y, n, float.NaN); return; }
-        if (log) AddScalar(x, y, n, -(max + MathF.Log(sum)));
+        if (log) LogShift(x, y, n, max, MathF.Log(sum));
         else { ExpShiftSum(x, y, n, max, storeExp: true); Scale(y, n, 1f / sum); }
     }
 
@@ -206,7 +206,13 @@ public static unsafe class Softmax
     private static void Scale(float* y, int n, float s) => System.Numerics.Tensors.TensorPrimitives.Multiply(new ReadOnlySpan<float>(y, n), s, new Span<float>(y, n));
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void AddScalar(float* x, float* y, int n, float s) => System.Numerics.Tensors.TensorPrimitives.Add(new ReadOnlySpan<float>(x, n), s, new Span<float>(y, n));
+    // y = (x - max) - logSum, in that order: x - (max + logSum) loses logSum when |max| is huge (1e30 gave 0, not -log n).
+    private static void LogShift(float* x, float* y, int n, float max, float logSum)
+    {
+        var dst = new Span<float>(y, n);
+        System.Numerics.Tensors.TensorPrimitives.Subtract(new ReadOnlySpan<float>(x, n), max, dst);
+        System.Numerics.Tensors.TensorPrimitives.Subtract(dst, logSum, dst);
+    }
 
     /// <summary>dx = y (dy - sum(dy y)) for softmax, or dx = dy - exp(y) sum(dy) when <paramref name="log"/>; y is the forward output.</summary>
     public static void Backward(ReadOnlySpan<float> y, ReadOnlySpan<float> dy, Span<float> dx, int rows, int cols, bool log)
@@ -256,8 +262,9 @@ public static unsafe class Softmax
             if (double.IsNegativeInfinity(max)) { yr.Fill(double.NaN); continue; }
             double sum = 0;
             for (int j = 0; j < cols; j++) sum += Math.Exp(xr[j] - max);
-            double lse = max + Math.Log(sum);
-            for (int j = 0; j < cols; j++) yr[j] = log ? xr[j] - lse : Math.Exp(xr[j] - lse);
+            // Shift by max, never by max + log(sum): for |max| ~ 1e30 the log(sum) is absorbed and every y came out 1.
+            double logSum = Math.Log(sum);
+            for (int j = 0; j < cols; j++) yr[j] = log ? (xr[j] - max) - logSum : Math.Exp(xr[j] - max) / sum;
         }
     }
 

@@ -145,14 +145,23 @@ public sealed class NdArray
     public static double[] LogSoftmax(double[] row)
     {
         double m = row.Max();
-        double lse = m + Math.Log(row.Sum(v => Math.Exp(v - m)));
-        return row.Select(v => v - lse).ToArray();
+        double logSum = Math.Log(row.Sum(v => Math.Exp(v - m)));
+        return row.Select(v => (v - m) - logSum).ToArray();   // not v - (m + logSum): for |m| ~ 1e30 that loses logSum
     }
 
-    /// <summary>erf by its Maclaurin series (converges fast for |x| &lt; 3) and the asymptotic tail beyond.</summary>
+    /// <summary>
+    /// erf to ~1e-15: the Maclaurin series below |x| = 2 (its alternating terms stay under e^4, so cancellation
+    /// costs at most ~50 ulps), 1 - erfc by Laplace's continued fraction beyond (the series lost 8 digits at |x| = 4).
+    /// </summary>
     public static double Erf(double x)
     {
-        if (Math.Abs(x) > 5) return Math.Sign(x);
+        if (double.IsNaN(x)) return x;
+        if (Math.Abs(x) >= 2)
+        {
+            double y = Math.Abs(x), f = y;
+            for (int n = 200; n >= 1; n--) f = y + n / 2.0 / f;   // erfc(y) = e^(-y^2) / (sqrt(pi) (y + (1/2)/(y + 1/(y + (3/2)/(y + ...)))))
+            return Math.Sign(x) * (1 - Math.Exp(-y * y) / Math.Sqrt(Math.PI) / f);
+        }
         double sum = 0, term = x;
         for (int n = 0; n < 200; n++)
         {
