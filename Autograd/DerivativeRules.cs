@@ -310,15 +310,16 @@ public static class DerivativeRules
         return hasBias ? [dx, dw, db] : [dx, dw];
     }
 
-    // Saved: logits, targets, weight (or the logits when absent: Ints[0] = 0), lse, rowScale, denominator;
+    // Saved: logits, targets, lse, rowScale, denominator, then the weight when there is one (Ints[0] = 1);
     // Ints: has weight, reduction, ignore index (low and high 32 bits); Scalar: label smoothing.
     private static Tensor?[] CrossEntropyRule(GradNode n, Tensor g)
     {
         var s = n.Saved;
-        var (x, targets, weight, lse, denominator) = (s[0], s[1], n.Ints[0] == 1 ? s[2] : null, s[3], s[5]);
+        var (x, targets, lse, rowScale, denominator) = (s[0], s[1], s[2], s[3], s[4]);
+        var weight = n.Ints[0] == 1 ? s[5] : null;
         var reduction = (Reduction)n.Ints[1];
         long ignoreIndex = (uint)n.Ints[2] | ((long)n.Ints[3] << 32);
-        var dx = n.Inputs[0].RequiresGrad ? Tensor.CrossEntropyBackward(g, x, targets, weight, lse, s[4], denominator, ignoreIndex, n.Scalar, reduction) : null;
+        var dx = n.Inputs[0].RequiresGrad ? Tensor.CrossEntropyBackward(g, x, targets, weight, lse, rowScale, denominator, ignoreIndex, n.Scalar, reduction) : null;
         if (n.Inputs.Length == 1 || !n.Inputs[1].RequiresGrad) return [dx];
         // Probability targets: loss_p = −Σ_c w_c ((1−ε) q_c + ε/C) log p_c is linear in q.
         int classDim = x.Rank == 1 ? 0 : 1;

@@ -53,7 +53,8 @@ public sealed partial class Tensor
         Backend.CrossEntropyForward(x.Storage, t.Storage, w?.Storage, lse.Storage, rowScale.Storage, loss.Storage, denominator.Storage, problem, reduction);
         // Probability targets are differentiable (as in PyTorch); class indices and weights are not.
         Tensor[] inputs = problem.ProbabilityTargets ? [this, targets] : [this];
-        return loss.Record(OpKind.CrossEntropy, inputs, [x, t, w ?? x, lse, rowScale, denominator], labelSmoothing,
+        Tensor[] saved = w is null ? [x, t, lse, rowScale, denominator] : [x, t, lse, rowScale, denominator, w];
+        return loss.Record(OpKind.CrossEntropy, inputs, saved, labelSmoothing,
             [w is null ? 0 : 1, (int)reduction, (int)ignoreIndex, (int)(ignoreIndex >> 32)]);
     }
 

@@ -129,6 +129,14 @@ public class SavedTensorTests
             ("MatMulOneSideFrozen", new[] { new[] { 2, 3 } }, x => Tensor.Ones([4, 2], DType.Float64).MatMul(x[0])),
             ("MatMulOtherSideFrozen", new[] { new[] { 4, 2 } }, x => x[0].MatMul(Tensor.Ones([2, 3], DType.Float64))),
             ("MulByConstantMask", new[] { new[] { 2, 3 } }, x => x[0] * Tensor.FromArray(new double[] { 0, 2, 2 })),
+            ("Attention", new[] { new[] { 1, 2, 5, 8 }, new[] { 1, 2, 5, 8 }, new[] { 1, 2, 5, 8 } }, x => Tensor.ScaledDotProductAttention(x[0], x[1], x[2], causal: true)),
+            ("AttentionMasked", new[] { new[] { 1, 2, 5, 8 }, new[] { 1, 2, 6, 8 }, new[] { 1, 2, 6, 8 } },
+                x => Tensor.ScaledDotProductAttention(x[0], x[1], x[2], mask: Tensor.Randn([5, 6], new Generator(3), DType.Float64))),
+            ("PackedAttention", new[] { new[] { 1, 5, 24 } }, x => Tensor.PackedSelfAttention(x[0], heads: 1, causal: true)),
+            ("CrossEntropy", new[] { new[] { 4, 5 } }, x => x[0].CrossEntropy(Tensor.FromArray(new long[] { 0, 4, 2, 1 }))),
+            ("CrossEntropyWeighted", new[] { new[] { 4, 5 } },
+                x => x[0].CrossEntropy(Tensor.FromArray(new long[] { 0, 4, 2, 1 }), labelSmoothing: 0.1, weight: Tensor.FromArray(new double[] { 1, 2, 0.5, 1, 3 }))),
+            ("CrossEntropyProbabilities", new[] { new[] { 4, 5 }, new[] { 4, 5 } }, x => x[0].CrossEntropy(x[1], reduction: Reduction.Sum)),
         ]).ToArray();
         var seen = new HashSet<OpKind>();
         var problems = new List<string>();
