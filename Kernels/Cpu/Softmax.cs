@@ -10,7 +10,8 @@
 // FLOPs: ~4 per element plus one exp. Bytes: 8 per element (read x, write y) plus re-reads from cache.
 // Bound: exp throughput (VectorMath.Exp) for rows in cache.
 // Backward: softmax dx = y (dy - sum(dy y)); log-softmax dx = dy - exp(y) sum(dy).
-// Reference: SoftmaxReference/LogSoftmaxReference (float64), and an independent one in the tests.
+// Reference: SoftmaxReference (float64; its log flag gives log-softmax), and an independent one in
+// Tests/Kernels/RowKernelTests.cs.
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 
