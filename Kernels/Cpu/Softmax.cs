@@ -196,8 +196,8 @@ public static unsafe class Softmax
         return sum;
     }
 
-    /// <summary>Writes exp(x - shift) for the first n values of x into y and returns their sum (exposes the vector exp to tests).</summary>
-    public static float ExpShiftSumPublicForTests(ReadOnlySpan<float> x, Span<float> y, int n, float shift)
+    /// <summary>Writes exp(x - shift) for the first n values of x into y and returns their sum (the vector exp, for tests).</summary>
+    internal static float ExpShiftSum(ReadOnlySpan<float> x, Span<float> y, int n, float shift)
     {
         if (x.Length < n || y.Length < n) throw new ArgumentException("Softmax.ExpShiftSum: spans shorter than n");
         fixed (float* px = x) fixed (float* py = y) return ExpShiftSum(px, py, n, shift, storeExp: true);
