@@ -6,7 +6,7 @@ namespace AttnCore;
 // so a backend only ever reduces "the trailing dims".
 public sealed partial class Tensor
 {
-    private (Layout Permuted, int[] KeptShape, int[] KeepDimShape) PlanReduce(string op, int[]? dims)
+    private (Layout Permuted, int[] KeptShape, int[] KeepDimShape, int[] ReducedDims) PlanReduce(string op, int[]? dims)
     {
         var reduce = new bool[Rank];
         if (dims is null || dims.Length == 0) Array.Fill(reduce, true);
@@ -23,18 +23,26 @@ public sealed partial class Tensor
         var strides = order.Select(i => Layout.Strides[i]).ToArray();
         var kept = Enumerable.Range(0, Rank).Where(i => !reduce[i]).Select(i => Layout.Shape[i]).ToArray();
         var keepDim = Enumerable.Range(0, Rank).Select(i => reduce[i] ? 1 : Layout.Shape[i]).ToArray();
-        return (new Layout(shape, strides, Layout.Offset), kept, keepDim);
+        var reduced = Enumerable.Range(0, Rank).Where(i => reduce[i]).ToArray();
+        return (new Layout(shape, strides, Layout.Offset), kept, keepDim, reduced);
+    }
+
+    // As PyTorch: an extremum (max, min, argmax, topk ...) over a reduced dim of size 0 has no value; a sum over it
+    // is 0, and an empty dim that is kept just gives an empty result.
+    private void RequireNonEmptyReduction(string op, IEnumerable<int> reducedDims)
+    {
+        foreach (int d in reducedDims)
+            if (Layout.Shape[d] == 0)
+                throw new ArgumentException($"{op}: expected reduction dim {d} to have non-zero size, got shape {Describe()}");
     }
 
     private Tensor ReduceOver(ReduceOp op, string name, int[]? dims, bool keepDim)
     {
-        var (permuted, kept, keepDimShape) = PlanReduce(name, dims);
-        if (op != ReduceOp.Sum && Numel == 0)
-            throw new ArgumentException($"{name}: cannot reduce a tensor with no elements (shape {Describe()})");
+        var (permuted, kept, keepDimShape, reducedDims) = PlanReduce(name, dims);
+        if (op != ReduceOp.Sum) RequireNonEmptyReduction(name, reducedDims);
         var dst = EmptyLike(kept);
         if (dst.Numel > 0) Backend.Reduce(op, Storage, permuted, kept.Length, dst.Storage);
         // Ints: the reduced dims, so backward can unsqueeze and expand the gradient back.
-        var reducedDims = Enumerable.Range(0, Rank).Where(i => keepDimShape[i] == 1 && (dims is null || dims.Length == 0 || dims.Any(d => AttnCore.Shape.NormalizeAxis(name, d, Rank) == i))).ToArray();
         var kind = op switch { ReduceOp.Sum => OpKind.Sum, ReduceOp.Max => OpKind.Max, _ => OpKind.Min };
         dst.Record(kind, [this], op == ReduceOp.Sum ? null : [this, dst], 0, reducedDims);
         if (!keepDim) return dst;
@@ -58,7 +66,7 @@ public sealed partial class Tensor
 
     private long CountOver(string op, int[]? dims)
     {
-        var (permuted, kept, _) = PlanReduce(op, dims);
+        var (permuted, kept, _, _) = PlanReduce(op, dims);
         return AttnCore.Shape.Numel(permuted.Shape.AsSpan(kept.Length));
     }
 
@@ -96,7 +104,7 @@ public sealed partial class Tensor
         }
         int d = AttnCore.Shape.NormalizeAxis(name, dim.Value, Rank);
         if (Rank == 0) return Zeros([], DType.Int64, Device);
-        if (Layout.Shape[d] == 0) throw new ArgumentException($"{name}: dim {d} of shape {Describe()} has no elements");
+        RequireNonEmptyReduction(name, [d]);
         var order = Enumerable.Range(0, Rank).Where(i => i != d).Append(d).ToArray();
         using var moved = Permute(order);
         var kept = moved.Layout.Shape[..^1];

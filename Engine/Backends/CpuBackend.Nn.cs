@@ -134,7 +134,7 @@ public sealed partial class CpuBackend
         {
             long v = idx[i];
             if ((v < 0 || v >= size) && v != ignoreIndex)
-                throw new IndexOutOfRangeException($"{op}: index {v} is out of range for {what} of size {size}");
+                throw new ArgumentOutOfRangeException("index", $"{op}: index {v} is out of range for {what} of size {size}");
         }
     }
 

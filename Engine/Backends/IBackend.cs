@@ -245,7 +245,7 @@ public interface IBackend : IDisposable
     /// <summary>
     /// Checks that each of the first <paramref name="count"/> int64 values of <paramref name="index"/> lies in
     /// [0, <paramref name="size"/>) or equals <paramref name="ignoreIndex"/> when one is given; a violation throws
-    /// IndexOutOfRangeException("{op}: index v is out of range for {what} of size {size}"). The CPU checks at once.
+    /// ArgumentOutOfRangeException("{op}: index v is out of range for {what} of size {size}"). The CPU checks at once.
     /// A device checks on the device and reports at its next <see cref="Synchronize"/> or <see cref="Download{T}"/>,
     /// as CUDA's device-side asserts do, so a training step never waits for the host; until then the index kernels
     /// read nothing outside their input (an out-of-range index yields 0).

@@ -160,7 +160,7 @@ public sealed partial class IlgpuBackend : IBackend
         string shown = Math.Abs(value) == (1L << IndexOps.FaultValueBits) - 1 ? (value < 0 ? "<= " : ">= ") + value : value.ToString(System.Globalization.CultureInfo.InvariantCulture);
         string message = string.Format(System.Globalization.CultureInfo.InvariantCulture, _checkSites[id], shown) + " (found on the device at its next synchronisation)";
         if (_checkSites[id].StartsWith("Div:", StringComparison.Ordinal)) throw new DivideByZeroException(message);
-        throw new IndexOutOfRangeException(message);
+        throw new ArgumentOutOfRangeException("index", message);
     }
 
     /// <inheritdoc/>
