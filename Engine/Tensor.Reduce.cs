@@ -119,3 +119,69 @@ public sealed partial class Tensor
     /// <summary>Index (int64) of the smallest element along <paramref name="dim"/>, or of the flattened tensor when null.</summary>
     public Tensor ArgMin(int? dim = null, bool keepDim = false) => ArgReduce(ReduceOp.Min, "ArgMin", dim, keepDim);
 }
+
+// Selections along one dim that return values and their indices (torch.max(x, dim), torch.topk). The backend
+// only finds the indices; the values are a Gather of them, so the gradient flows to the selected elements
+// through Gather's rule (which saves nothing but the indices).
+public sealed partial class Tensor
+{
+    private (Tensor Values, Tensor Indices) SelectAlong(int dim, Tensor indicesKeepDim, bool keepDim)
+    {
+        var values = Gather(dim, indicesKeepDim);
+        if (keepDim) return (values, indicesKeepDim);
+        using (values)
+        using (indicesKeepDim)
+            return (values.Squeeze(dim), indicesKeepDim.Squeeze(dim).Contiguous());
+    }
+
+    // A 0-d tensor is its own extremum at index 0 (as PyTorch).
+    private (Tensor Values, Tensor Indices) ScalarSelection() => (ViewOf(Layout).Record(OpKind.Copy, [this]), Zeros([], DType.Int64, Device));
+
+    /// <summary>
+    /// The largest element along <paramref name="dim"/> and its index (int64), as torch.max(x, dim). The first
+    /// occurrence wins ties and NaN counts as the largest (as <see cref="ArgMax"/>); the gradient flows to the
+    /// selected element only. Raises when the dim has size 0. (<see cref="Max(int, bool)"/> is torch.amax: values
+    /// only, its gradient shared by tied elements.)
+    /// </summary>
+    public (Tensor Values, Tensor Indices) MaxWithIndices(int dim, bool keepDim = false)
+    {
+        int d = AttnCore.Shape.NormalizeAxis("MaxWithIndices", dim, Rank);
+        if (Rank == 0) return ScalarSelection();
+        return SelectAlong(d, ArgReduce(ReduceOp.Max, "MaxWithIndices", d, keepDim: true), keepDim);
+    }
+
+    /// <summary>The smallest element along <paramref name="dim"/> and its index (int64), as torch.min(x, dim); see <see cref="MaxWithIndices"/>.</summary>
+    public (Tensor Values, Tensor Indices) MinWithIndices(int dim, bool keepDim = false)
+    {
+        int d = AttnCore.Shape.NormalizeAxis("MinWithIndices", dim, Rank);
+        if (Rank == 0) return ScalarSelection();
+        return SelectAlong(d, ArgReduce(ReduceOp.Min, "MinWithIndices", d, keepDim: true), keepDim);
+    }
+
+    /// <summary>
+    /// The <paramref name="k"/> largest (or, with <paramref name="largest"/> false, smallest) elements along
+    /// <paramref name="dim"/> and their indices (int64), as torch.topk. The result is always sorted (largest first,
+    /// or smallest first), whatever <paramref name="sorted"/> says (PyTorch leaves the order unspecified then); tied
+    /// values come in index order and NaN counts as larger than every number. The gradient flows to the selected
+    /// elements. Throws <see cref="ArgumentOutOfRangeException"/> when k is outside [0, size of dim].
+    /// </summary>
+    public (Tensor Values, Tensor Indices) TopK(int k, int dim = -1, bool largest = true, bool sorted = true)
+    {
+        _ = sorted;
+        int d = AttnCore.Shape.NormalizeAxis("TopK", dim, Rank);
+        int size = Rank == 0 ? 1 : Layout.Shape[d];
+        if (k < 0 || k > size || (Rank == 0 && k != 1))
+            throw new ArgumentOutOfRangeException(nameof(k), $"TopK: k = {k} is out of range for dim {d} of size {size} (shape {Describe()}); expected 0 <= k <= {size}{(Rank == 0 ? " (1 for a 0-d tensor)" : "")}");
+        if (Rank == 0) return ScalarSelection();
+        var order = Enumerable.Range(0, Rank).Where(i => i != d).Append(d).ToArray();
+        var inverse = new int[Rank];
+        for (int i = 0; i < Rank; i++) inverse[order[i]] = i;
+        using var moved = Permute(order);
+        var shape = moved.Shape;
+        shape[^1] = k;
+        using var found = Empty(shape, DType.Int64, Device, "TopK");
+        if (found.Numel > 0) Backend.TopK(Storage, moved.Layout, k, largest, found.Storage);
+        using var back = found.Permute(inverse);
+        return SelectAlong(d, back.Contiguous(), keepDim: true);
+    }
+}

@@ -158,6 +158,13 @@ public interface IBackend : IDisposable
     /// <summary>Index (int64) of the max (or min) along the last dim of <paramref name="layout"/>; first index wins ties.</summary>
     void ArgReduce(ReduceOp op, Storage src, Layout layout, Storage dst);
 
+    /// <summary>
+    /// Indices (int64) of the <paramref name="k"/> largest (or smallest, when <paramref name="largest"/> is false)
+    /// elements along the last dim of <paramref name="layout"/>, in order: largest (smallest) first, ties by lower
+    /// index, NaN counted as larger than every number. dst is contiguous with shape Shape[..^1] + [k]; 0 &lt; k &lt;= Shape[^1].
+    /// </summary>
+    void TopK(Storage src, Layout layout, int k, bool largest, Storage dst);
+
     /// <summary>C[i] = A[i] @ B[i] for i &lt; batch; C is contiguous [batch, m, n] starting at element 0.</summary>
     void MatMul(Storage a, MatrixOperand aOp, Storage b, MatrixOperand bOp, Storage c, int batch, int m, int n, int k);
 

@@ -382,6 +382,22 @@ public sealed partial class IlgpuBackend : IBackend
         else _k.ArgReduce.Value(Threads(name, outCount), s.Floats, outer, length, stride, d.Longs, (int)op);
     }
 
+    /// <inheritdoc/>
+    public void TopK(Storage src, Layout layout, int k, bool largest, Storage dst)
+    {
+        var (s, d) = (Float(src, "TopK"), S(dst, "TopK"));
+        if (dst.DType != DType.Int64) throw new ArgumentException($"IlgpuBackend.TopK: the output must be int64, got {dst.DType.Name()}");
+        if (layout.Rank == 0 || k <= 0 || k > layout.Shape[^1])
+            throw new ArgumentOutOfRangeException(nameof(k), $"IlgpuBackend.TopK: k = {k} is outside [1, {(layout.Rank == 0 ? 0 : layout.Shape[^1])}] for a layout of shape {Shape.Format(layout.Shape)}");
+        CheckFits("TopK", "src", src, layout);
+        var outerShape = layout.Shape.AsSpan(0, layout.Rank - 1);
+        long rows = Shape.Numel(outerShape);
+        CheckOutput("TopK", dst, rows * k);
+        if (rows == 0) return;
+        Pack(outerShape, layout.Strides.AsSpan(0, layout.Rank - 1), layout.Offset, out var outer);
+        _k.TopK.Value(Threads("TopK", rows), s.Floats, outer, layout.Shape[^1], layout.Strides[^1], k, largest ? 1 : 0, d.Longs);
+    }
+
     // ---- Matrix product and rows --------------------------------------------------------------------------
 
     /// <inheritdoc/>

@@ -38,6 +38,7 @@ internal sealed partial class IlgpuKernels
         FloatToLong = Auto<ArrayView<float>, StridedIndex, ArrayView<long>, StridedIndex>(Elementwise.FloatToLongKernel);
         ReduceThreads = Auto<ArrayView<float>, StridedIndex, StridedIndex, long, ArrayView<float>, int>(Reduce.ReduceKernel);
         ArgReduce = Auto<ArrayView<float>, StridedIndex, long, long, ArrayView<long>, int>(Reduce.ArgReduceKernel);
+        TopK = new(() => _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, StridedIndex, long, long, int, int, ArrayView<long>>(Reduce.TopKKernel));
         ReduceGroups = Grouped<ArrayView<float>, StridedIndex, StridedIndex, long, ArrayView<float>, int>(
             small ? Reduce.GroupReduceKernel<Size16> : Reduce.GroupReduceKernel<Size256>);
         IndexSelect = Auto<ArrayView<float>, ArrayView<long>, ArrayView<float>, long, long, int>(IndexOps.SelectKernel);
@@ -79,6 +80,7 @@ internal sealed partial class IlgpuKernels
     public Lazy<Action<Index1D, ArrayView<float>, StridedIndex, ArrayView<long>, StridedIndex>> FloatToLong { get; }
     public Lazy<Action<Index1D, ArrayView<float>, StridedIndex, StridedIndex, long, ArrayView<float>, int>> ReduceThreads { get; }
     public Lazy<Action<Index1D, ArrayView<float>, StridedIndex, long, long, ArrayView<long>, int>> ArgReduce { get; }
+    public Lazy<Action<Index1D, ArrayView<float>, StridedIndex, long, long, int, int, ArrayView<long>>> TopK { get; }
     public Lazy<Action<KernelConfig, ArrayView<float>, StridedIndex, StridedIndex, long, ArrayView<float>, int>> ReduceGroups { get; }
     public Lazy<Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs>> Gemm { get; }
     public Lazy<Action<Index1D, ArrayView<float>, ArrayView<long>, ArrayView<float>, long, long, int>> IndexSelect { get; }
