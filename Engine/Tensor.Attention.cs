@@ -108,7 +108,7 @@ public sealed partial class Tensor
         if (dropout > 0)
         {
             var u = Rand(w.Shape, generator ?? Generator.Default, w.DType, w.Device);
-            wd = w * (u.Ge(dropout) * (1.0 / (1 - dropout)));
+            wd = w * (u.Ge(dropout).To(w.DType) * (1.0 / (1 - dropout)));
         }
         var o = wd.MatMul(v);
         scope.Keep(o);

@@ -5,7 +5,7 @@ namespace AttnCore;
 // Creation, device/dtype moves and host access.
 public sealed partial class Tensor
 {
-    /// <summary>A tensor holding a copy of <paramref name="data"/> (float, double or long) with <paramref name="shape"/> (default: 1-d).</summary>
+    /// <summary>A tensor holding a copy of <paramref name="data"/> (float, double, long or bool) with <paramref name="shape"/> (default: 1-d).</summary>
     public static Tensor FromArray<T>(T[] data, int[]? shape = null, Device? device = null) where T : unmanaged
         => FromSpan<T>(data, shape ?? [data.Length], device);
 
@@ -162,7 +162,9 @@ public sealed partial class Tensor
         {
             case DType.Float32: dst.Backend.Upload<float>(src.HostCopy<float>(), dst.Storage); break;
             case DType.Float64: dst.Backend.Upload<double>(src.HostCopy<double>(), dst.Storage); break;
-            default: dst.Backend.Upload<long>(src.HostCopy<long>(), dst.Storage); break;
+            case DType.Int64: dst.Backend.Upload<long>(src.HostCopy<long>(), dst.Storage); break;
+            case DType.Bool: dst.Backend.Upload<bool>(src.HostCopy<bool>(), dst.Storage); break;
+            default: throw new NotSupportedException($"To: cannot move {DType.Name()} tensors between devices");
         }
         return dst;
     }
@@ -206,6 +208,7 @@ public sealed partial class Tensor
         {
             DType.Float32 => ToArray<float>()[0],
             DType.Float64 => ToArray<double>()[0],
+            DType.Bool => ToArray<bool>()[0] ? 1 : 0,
             _ => ToArray<long>()[0],
         };
     }

@@ -38,6 +38,14 @@ public sealed partial class Tensor
 
     private Tensor ReduceOver(ReduceOp op, string name, int[]? dims, bool keepDim)
     {
+        if (DType == DType.Bool)
+        {
+            // As PyTorch: the sum of a mask counts its true elements (int64); its max/min is a bool again.
+            using var counts = To(DType.Int64);
+            var r = counts.ReduceOver(op, name, dims, keepDim);
+            if (op == ReduceOp.Sum) return r;
+            using (r) return r.To(DType.Bool);
+        }
         var (permuted, kept, keepDimShape, reducedDims) = PlanReduce(name, dims);
         if (op != ReduceOp.Sum) RequireNonEmptyReduction(name, reducedDims);
         var dst = EmptyLike(kept);
@@ -49,7 +57,7 @@ public sealed partial class Tensor
         using (dst) return dst.View(keepDimShape);
     }
 
-    /// <summary>Sum over <paramref name="dims"/> (all dims when none are given).</summary>
+    /// <summary>Sum over <paramref name="dims"/> (all dims when none are given); a bool mask sums to an int64 count.</summary>
     public Tensor Sum(int[]? dims = null, bool keepDim = false) => ReduceOver(ReduceOp.Sum, "Sum", dims, keepDim);
     /// <summary>Sum over one dim.</summary>
     public Tensor Sum(int dim, bool keepDim = false) => Sum([dim], keepDim);
@@ -69,6 +77,26 @@ public sealed partial class Tensor
         var (permuted, kept, _, _) = PlanReduce(op, dims);
         return AttnCore.Shape.Numel(permuted.Shape.AsSpan(kept.Length));
     }
+
+    /// <summary>True where any element over <paramref name="dims"/> (all dims when none are given) is true (non-zero); false over zero elements, as torch.any.</summary>
+    public Tensor Any(int[]? dims = null, bool keepDim = false)
+    {
+        using var mask = AsBool();
+        using var count = mask.Sum(dims, keepDim);
+        return count.Ne(0);
+    }
+    /// <summary>True where any element along one dim is true.</summary>
+    public Tensor Any(int dim, bool keepDim = false) => Any([dim], keepDim);
+
+    /// <summary>True where every element over <paramref name="dims"/> (all dims when none are given) is true (non-zero); true over zero elements, as torch.all.</summary>
+    public Tensor All(int[]? dims = null, bool keepDim = false)
+    {
+        using var falses = LogicalNot();
+        using var count = falses.Sum(dims, keepDim);
+        return count.Eq(0);
+    }
+    /// <summary>True where every element along one dim is true.</summary>
+    public Tensor All(int dim, bool keepDim = false) => All([dim], keepDim);
 
     /// <summary>Mean over <paramref name="dims"/> (all dims when none are given); NaN over zero elements.</summary>
     public Tensor Mean(int[]? dims = null, bool keepDim = false)
@@ -97,6 +125,11 @@ public sealed partial class Tensor
 
     private Tensor ArgReduce(ReduceOp op, string name, int? dim, bool keepDim)
     {
+        if (DType == DType.Bool)
+        {
+            using var asInt = To(DType.Int64);
+            return asInt.ArgReduce(op, name, dim, keepDim);
+        }
         if (dim is null)
         {
             using var flat = Reshape(-1);
@@ -177,10 +210,11 @@ public sealed partial class Tensor
         var inverse = new int[Rank];
         for (int i = 0; i < Rank; i++) inverse[order[i]] = i;
         using var moved = Permute(order);
+        using var keys = DType == DType.Bool ? moved.To(DType.Int64) : moved.ViewOf(moved.Layout);
         var shape = moved.Shape;
         shape[^1] = k;
         using var found = Empty(shape, DType.Int64, Device, "TopK");
-        if (found.Numel > 0) Backend.TopK(Storage, moved.Layout, k, largest, found.Storage);
+        if (found.Numel > 0) Backend.TopK(keys.Storage, keys.Layout, k, largest, found.Storage);
         using var back = found.Permute(inverse);
         return SelectAlong(d, back.Contiguous(), keepDim: true);
     }

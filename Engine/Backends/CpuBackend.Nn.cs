@@ -147,6 +147,8 @@ public sealed partial class CpuBackend
             case DType.Float32: IndexSelectT(Data<float>(src), outer, axisSize, inner, idx, count, Data<float>(dst)); break;
             case DType.Float64: IndexSelectT(Data<double>(src), outer, axisSize, inner, idx, count, Data<double>(dst)); break;
             case DType.Int64: IndexSelectT(Data<long>(src), outer, axisSize, inner, idx, count, Data<long>(dst)); break;
+            case DType.Bool: IndexSelectT(Data<bool>(src), outer, axisSize, inner, idx, count, Data<bool>(dst)); break;
+            default: throw new NotSupportedException($"IndexSelect: dtype {src.DType.Name()} is not supported on {Device}");
         }
     }
 
@@ -168,6 +170,8 @@ public sealed partial class CpuBackend
             case DType.Float32: GatherT(Data<float>(src), outer, axisSize, inner, idx, count, Data<float>(dst)); break;
             case DType.Float64: GatherT(Data<double>(src), outer, axisSize, inner, idx, count, Data<double>(dst)); break;
             case DType.Int64: GatherT(Data<long>(src), outer, axisSize, inner, idx, count, Data<long>(dst)); break;
+            case DType.Bool: GatherT(Data<bool>(src), outer, axisSize, inner, idx, count, Data<bool>(dst)); break;
+            default: throw new NotSupportedException($"Gather: dtype {src.DType.Name()} is not supported on {Device}");
         }
     }
 

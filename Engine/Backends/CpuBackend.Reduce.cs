@@ -14,6 +14,7 @@ public sealed partial class CpuBackend
             case DType.Float32: ReduceT(op, Data<float>(src), layout, keptRank, Data<float>(dst)); break;
             case DType.Float64: ReduceT(op, Data<double>(src), layout, keptRank, Data<double>(dst)); break;
             case DType.Int64: ReduceT(op, Data<long>(src), layout, keptRank, Data<long>(dst)); break;
+            default: throw new NotSupportedException($"{op}: cannot reduce {src.DType.Name()} tensors; convert with To(DType.Int64)");
         }
     }
 
@@ -79,6 +80,7 @@ public sealed partial class CpuBackend
             case DType.Float32: ArgT(op, Data<float>(src), layout, Data<long>(dst)); break;
             case DType.Float64: ArgT(op, Data<double>(src), layout, Data<long>(dst)); break;
             case DType.Int64: ArgT(op, Data<long>(src), layout, Data<long>(dst)); break;
+            default: throw new NotSupportedException($"Arg{op}: not defined for {src.DType.Name()} tensors; convert with To(DType.Int64)");
         }
     }
 

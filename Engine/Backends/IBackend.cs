@@ -59,7 +59,10 @@ public enum UnaryOp
     GeluTanhGrad,
 }
 
-/// <summary>Element-wise functions of two tensors (broadcast to one shape). Comparisons give 1 or 0 in the input dtype.</summary>
+/// <summary>
+/// Element-wise functions of two tensors (broadcast to one shape). Comparisons write a bool output (or 1 and 0 in
+/// the input dtype when the output has it); the logical ops take and give bool.
+/// </summary>
 public enum BinaryOp
 {
     /// <summary>a + b</summary>
@@ -88,6 +91,12 @@ public enum BinaryOp
     Gt,
     /// <summary>a &gt;= b</summary>
     Ge,
+    /// <summary>a and b (bool)</summary>
+    LogicalAnd,
+    /// <summary>a or b (bool)</summary>
+    LogicalOr,
+    /// <summary>a xor b (bool)</summary>
+    LogicalXor,
 }
 
 /// <summary>Reductions over axes.</summary>
@@ -146,10 +155,13 @@ public interface IBackend : IDisposable
     /// <summary>dst = op(src, scalar) element-wise; dst is contiguous with src's shape and dtype.</summary>
     void Unary(UnaryOp op, double scalar, Storage src, Layout srcLayout, Storage dst);
 
-    /// <summary>dst = op(a, b); both layouts are already broadcast to the output shape (stride 0 on expanded dims).</summary>
+    /// <summary>
+    /// dst = op(a, b); both layouts are already broadcast to the output shape (stride 0 on expanded dims). A bool dst
+    /// receives comparisons of a and b (same dtype) or the logical ops of two bool operands.
+    /// </summary>
     void Binary(BinaryOp op, Storage a, Layout aLayout, Storage b, Layout bLayout, Storage dst);
 
-    /// <summary>dst = cond != 0 ? a : b; all three layouts broadcast to the output shape.</summary>
+    /// <summary>dst = cond != 0 ? a : b (cond bool, float32, float64 or int64); all three layouts broadcast to the output shape.</summary>
     void Where(Storage cond, Layout condLayout, Storage a, Layout aLayout, Storage b, Layout bLayout, Storage dst);
 
     /// <summary>Reduces the trailing dims of <paramref name="layout"/> after the first <paramref name="keptRank"/>; dst has shape Shape[..keptRank].</summary>
