@@ -337,7 +337,14 @@ public sealed partial class IlgpuBackend : IBackend
         long n = aLayout.Numel;
         CheckOutput("Where", dst, n);
         if (n == 0) return;
-        // The kernels read a float32 condition; a bool mask or an int64 one is converted first.
+        if (cond.DType == DType.Bool && a.DType == DType.Float32)
+        {
+            // The common case (attention and padding masks): read the mask bytes in place.
+            Pack(aLayout.Shape, condLayout.Strides, condLayout.Offset, aLayout.Strides, aLayout.Offset, bLayout.Strides, bLayout.Offset, out var lm, out var lx, out var ly);
+            _k.WhereMask.Value(Threads("Where", n), S(cond, "Where").Bools, lm, sa.Floats, lx, sb.Floats, ly, d.Floats);
+            return;
+        }
+        // The other kernels read a float32 condition; an int64 one (or a mask choosing int64 values) is converted first.
         Storage? converted = null;
         if (cond.DType is DType.Int64 or DType.Bool)
         {

@@ -39,6 +39,7 @@ internal sealed partial class IlgpuKernels
         Compare = Auto<ArrayView<float>, StridedIndex, ArrayView<float>, StridedIndex, ArrayView<byte>, int>(ElementwiseBool.CompareKernel);
         CompareLong = Auto<ArrayView<long>, StridedIndex, ArrayView<long>, StridedIndex, ArrayView<byte>, int>(ElementwiseBool.CompareLongKernel);
         Logical = Auto<ArrayView<byte>, StridedIndex, ArrayView<byte>, StridedIndex, ArrayView<byte>, int>(ElementwiseBool.LogicalKernel);
+        WhereMask = Auto<ArrayView<byte>, StridedIndex, ArrayView<float>, StridedIndex, ArrayView<float>, StridedIndex, ArrayView<float>>(ElementwiseBool.WhereMaskKernel);
         FillBool = Auto<ArrayView<byte>, StridedIndex, byte>(ElementwiseBool.FillKernel);
         CopyBool = Auto<ArrayView<byte>, StridedIndex, ArrayView<byte>, StridedIndex>(ElementwiseBool.CopyKernel);
         BoolToFloat = Auto<ArrayView<byte>, StridedIndex, ArrayView<float>, StridedIndex>(ElementwiseBool.BoolToFloatKernel);
@@ -90,6 +91,7 @@ internal sealed partial class IlgpuKernels
     public Lazy<Action<Index1D, ArrayView<float>, StridedIndex, ArrayView<float>, StridedIndex, ArrayView<byte>, int>> Compare { get; }
     public Lazy<Action<Index1D, ArrayView<long>, StridedIndex, ArrayView<long>, StridedIndex, ArrayView<byte>, int>> CompareLong { get; }
     public Lazy<Action<Index1D, ArrayView<byte>, StridedIndex, ArrayView<byte>, StridedIndex, ArrayView<byte>, int>> Logical { get; }
+    public Lazy<Action<Index1D, ArrayView<byte>, StridedIndex, ArrayView<float>, StridedIndex, ArrayView<float>, StridedIndex, ArrayView<float>>> WhereMask { get; }
     public Lazy<Action<Index1D, ArrayView<byte>, StridedIndex, byte>> FillBool { get; }
     public Lazy<Action<Index1D, ArrayView<byte>, StridedIndex, ArrayView<byte>, StridedIndex>> CopyBool { get; }
     public Lazy<Action<Index1D, ArrayView<byte>, StridedIndex, ArrayView<float>, StridedIndex>> BoolToFloat { get; }

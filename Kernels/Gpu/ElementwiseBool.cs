@@ -3,8 +3,8 @@
 // Algorithm: one thread per output element, as the float kernels of Elementwise.cs: comparisons of two float32
 // or int64 views write a contiguous byte mask (the op code selects the relation, mirroring BinaryOp), the logical
 // ops combine two masks, and fills and conversions move between masks and float32/int64 views (any non-zero
-// value, NaN included, is true, as PyTorch's bool(x)). Where reads a float32 condition, so the backend converts a
-// mask with BoolToFloatKernel first.
+// value, NaN included, is true, as PyTorch's bool(x)). WhereMaskKernel selects float32 values by a mask read in
+// place; for int64 values the backend converts the mask to the float32 condition the int64 kernel reads.
 // FLOPs: 1 per element. Bytes: 1 per mask element plus 4 or 8 per number. Bound: memory bandwidth.
 // Reference: the SIMD CPU backend (Tests/Gpu/BoolGpuTests.cs compares exactly), itself checked against float64.
 using ILGPU;
@@ -29,6 +29,10 @@ public static class ElementwiseBool
         int r = op == (int)Elementwise.Binary.LogicalAnd ? x & y : op == (int)Elementwise.Binary.LogicalOr ? x | y : x ^ y;
         dst[i] = (byte)r;
     }
+
+    /// <summary>dst[i] = mask at lc(i) ? a at la(i) : b at lb(i) (float32 values).</summary>
+    public static void WhereMaskKernel(Index1D i, ArrayView<byte> cond, StridedIndex lc, ArrayView<float> a, StridedIndex la, ArrayView<float> b, StridedIndex lb, ArrayView<float> dst)
+        => dst[i] = cond[lc.At(i)] != 0 ? a[la.At(i)] : b[lb.At(i)];
 
     /// <summary>dst[ld(i)] = value (0 or 1).</summary>
     public static void FillKernel(Index1D i, ArrayView<byte> dst, StridedIndex ld, byte value) => dst[ld.At(i)] = value;
