@@ -327,7 +327,7 @@ public sealed partial class IlgpuBackend : IBackend
     /// <inheritdoc/>
     public void Where(Storage cond, Layout condLayout, Storage a, Layout aLayout, Storage b, Layout bLayout, Storage dst)
     {
-        if (a.DType != b.DType || a.DType != dst.DType || a.DType is not (DType.Float32 or DType.Int64)) throw WrongType("Where", a.DType == DType.Float32 ? b.DType : a.DType);
+        if (a.DType != b.DType || a.DType != dst.DType || a.DType is not (DType.Float32 or DType.Int64 or DType.Bool)) throw WrongType("Where", a.DType == DType.Float32 ? b.DType : a.DType);
         var (sa, sb, d) = (S(a, "Where"), S(b, "Where"), S(dst, "Where"));
         CheckBroadcast("Where", aLayout, condLayout);
         CheckBroadcast("Where", aLayout, bLayout);
@@ -344,7 +344,7 @@ public sealed partial class IlgpuBackend : IBackend
             _k.WhereMask.Value(Threads("Where", n), S(cond, "Where").Bools, lm, sa.Floats, lx, sb.Floats, ly, d.Floats);
             return;
         }
-        // The other kernels read a float32 condition; an int64 one (or a mask choosing int64 values) is converted first.
+        // The other kernels read a float32 condition; an int64 one (or a mask choosing int64 or bool values) is converted first.
         Storage? converted = null;
         if (cond.DType is DType.Int64 or DType.Bool)
         {
@@ -358,6 +358,7 @@ public sealed partial class IlgpuBackend : IBackend
             var sc = Float(cond, "Where");
             Pack(aLayout.Shape, condLayout.Strides, condLayout.Offset, aLayout.Strides, aLayout.Offset, bLayout.Strides, bLayout.Offset, out var lc, out var la, out var lb);
             if (a.DType == DType.Int64) _k.WhereLong.Value(Threads("Where", n), sc.Floats, lc, sa.Longs, la, sb.Longs, lb, d.Longs);
+            else if (a.DType == DType.Bool) _k.WhereBoolValues.Value(Threads("Where", n), sc.Floats, lc, sa.Bools, la, sb.Bools, lb, d.Bools);
             else _k.Where.Value(Threads("Where", n), sc.Floats, lc, sa.Floats, la, sb.Floats, lb, d.Floats);
         }
         finally { converted?.Release(); }

@@ -40,6 +40,7 @@ internal sealed partial class IlgpuKernels
         CompareLong = Auto<ArrayView<long>, StridedIndex, ArrayView<long>, StridedIndex, ArrayView<byte>, int>(ElementwiseBool.CompareLongKernel);
         Logical = Auto<ArrayView<byte>, StridedIndex, ArrayView<byte>, StridedIndex, ArrayView<byte>, int>(ElementwiseBool.LogicalKernel);
         WhereMask = Auto<ArrayView<byte>, StridedIndex, ArrayView<float>, StridedIndex, ArrayView<float>, StridedIndex, ArrayView<float>>(ElementwiseBool.WhereMaskKernel);
+        WhereBoolValues = Auto<ArrayView<float>, StridedIndex, ArrayView<byte>, StridedIndex, ArrayView<byte>, StridedIndex, ArrayView<byte>>(ElementwiseBool.WhereBoolValuesKernel);
         FillBool = Auto<ArrayView<byte>, StridedIndex, byte>(ElementwiseBool.FillKernel);
         CopyBool = Auto<ArrayView<byte>, StridedIndex, ArrayView<byte>, StridedIndex>(ElementwiseBool.CopyKernel);
         BoolToFloat = Auto<ArrayView<byte>, StridedIndex, ArrayView<float>, StridedIndex>(ElementwiseBool.BoolToFloatKernel);
@@ -92,6 +93,7 @@ internal sealed partial class IlgpuKernels
     public Lazy<Action<Index1D, ArrayView<long>, StridedIndex, ArrayView<long>, StridedIndex, ArrayView<byte>, int>> CompareLong { get; }
     public Lazy<Action<Index1D, ArrayView<byte>, StridedIndex, ArrayView<byte>, StridedIndex, ArrayView<byte>, int>> Logical { get; }
     public Lazy<Action<Index1D, ArrayView<byte>, StridedIndex, ArrayView<float>, StridedIndex, ArrayView<float>, StridedIndex, ArrayView<float>>> WhereMask { get; }
+    public Lazy<Action<Index1D, ArrayView<float>, StridedIndex, ArrayView<byte>, StridedIndex, ArrayView<byte>, StridedIndex, ArrayView<byte>>> WhereBoolValues { get; }
     public Lazy<Action<Index1D, ArrayView<byte>, StridedIndex, byte>> FillBool { get; }
     public Lazy<Action<Index1D, ArrayView<byte>, StridedIndex, ArrayView<byte>, StridedIndex>> CopyBool { get; }
     public Lazy<Action<Index1D, ArrayView<byte>, StridedIndex, ArrayView<float>, StridedIndex>> BoolToFloat { get; }

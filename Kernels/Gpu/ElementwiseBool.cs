@@ -4,7 +4,7 @@
 // or int64 views write a contiguous byte mask (the op code selects the relation, mirroring BinaryOp), the logical
 // ops combine two masks, and fills and conversions move between masks and float32/int64 views (any non-zero
 // value, NaN included, is true, as PyTorch's bool(x)). WhereMaskKernel selects float32 values by a mask read in
-// place; for int64 values the backend converts the mask to the float32 condition the int64 kernel reads.
+// place; for int64 and mask values the backend converts the mask to the float32 condition those kernels read.
 // FLOPs: 1 per element. Bytes: 1 per mask element plus 4 or 8 per number. Bound: memory bandwidth.
 // Reference: the SIMD CPU backend (Tests/Gpu/BoolGpuTests.cs compares exactly), itself checked against float64.
 using ILGPU;
@@ -32,6 +32,10 @@ public static class ElementwiseBool
 
     /// <summary>dst[i] = mask at lc(i) ? a at la(i) : b at lb(i) (float32 values).</summary>
     public static void WhereMaskKernel(Index1D i, ArrayView<byte> cond, StridedIndex lc, ArrayView<float> a, StridedIndex la, ArrayView<float> b, StridedIndex lb, ArrayView<float> dst)
+        => dst[i] = cond[lc.At(i)] != 0 ? a[la.At(i)] : b[lb.At(i)];
+
+    /// <summary>dst[i] = cond at lc(i) != 0 ? a at la(i) : b at lb(i) (mask values, a float32 condition).</summary>
+    public static void WhereBoolValuesKernel(Index1D i, ArrayView<float> cond, StridedIndex lc, ArrayView<byte> a, StridedIndex la, ArrayView<byte> b, StridedIndex lb, ArrayView<byte> dst)
         => dst[i] = cond[lc.At(i)] != 0 ? a[la.At(i)] : b[lb.At(i)];
 
     /// <summary>dst[ld(i)] = value (0 or 1).</summary>

@@ -36,6 +36,7 @@ public class BoolGpuTests(string deviceName)
             ("Xor", t => t[0].LogicalXor(t[0].Select(0, 1)), [m]), ("Not", t => t[0].LogicalNot(), [f]),
             ("WhereBool", t => Tensor.Where(t[0].Gt(0), t[0], t[1]), [f, g]), ("MaskedFillBool", t => t[0].MaskedFill(t[1].Lt(0), -7), [f, g]),
             ("WhereBoolInt64", t => Tensor.Where(t[1], t[0], t[0] * 2), [n, m]),
+            ("WhereBoolValues", t => Tensor.Where(t[1].Gt(0), t[0], t[0].LogicalNot()), [m, n]),
             ("Any", t => t[0].Any(1), [m]), ("All", t => t[0].All(0, keepDim: true), [m]), ("SumBool", t => t[0].Sum(), [m]),
             ("MaskTimesFloat", t => t[0].Gt(0) * t[0], [f]), ("MaxBool", t => t[0].Max(1), [m]),
         };
