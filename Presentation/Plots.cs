@@ -1,6 +1,7 @@
+using AttnCore.Models.Training;
 using ScottPlot;
 
-namespace AttnCore.Models.Training;
+namespace AttnCore.Presentation;
 
 /// <summary>PNG charts of a run (ScottPlot, headless): the loss curve and attention heatmaps.</summary>
 public static class Plots
