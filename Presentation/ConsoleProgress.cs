@@ -18,6 +18,7 @@ public sealed class ConsoleProgress(TextWriter lines, bool? interactive = null) 
     private long _tokensPerStep = 1;
     private ProgressTask? _task;
     private Thread? _renderer;
+    private Exception? _renderFailure;
     private readonly ManualResetEventSlim _started = new(), _finished = new();
 
     /// <inheritdoc/>
@@ -29,18 +30,37 @@ public sealed class ConsoleProgress(TextWriter lines, bool? interactive = null) 
         _started.Reset(); _finished.Reset();
         // Spectre's progress display lives inside a callback for its whole duration, while the trainer calls back once a
         // step; the display gets a thread of its own that waits for the end of the run (task updates are thread-safe).
-        _renderer = new Thread(() => AnsiConsole.Progress()
-            .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn(), new SpinnerColumn())
-            .Start(ctx =>
+        _renderFailure = null;
+        _renderer = new Thread(() =>
+        {
+            try
             {
-                _task = ctx.AddTask("training", maxValue: run.TotalSteps);
-                _task.Value = run.StartStep;
+                AnsiConsole.Progress()
+                    .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn(), new SpinnerColumn())
+                    .Start(ctx =>
+                    {
+                        _task = ctx.AddTask("training", maxValue: run.TotalSteps);
+                        _task.Value = run.StartStep;
+                        _started.Set();
+                        _finished.Wait();
+                    });
+            }
+            catch (Exception e)
+            {
+                // Reported on the trainer's thread: an exception left on this one would end the process.
+                _renderFailure = e;
                 _started.Set();
-                _finished.Wait();
-            }))
+            }
+        })
         { IsBackground = true, Name = "AttnCore progress bar" };
         _renderer.Start();
         _started.Wait();
+        if (_renderFailure is { } failure)
+        {
+            _renderer.Join();
+            _renderer = null;
+            throw new InvalidOperationException($"ConsoleProgress: the progress bar could not start: {failure.Message}", failure);
+        }
     }
 
     /// <inheritdoc/>

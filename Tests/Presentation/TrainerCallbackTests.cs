@@ -44,7 +44,7 @@ public class TrainerCallbackTests
     }
 
     /// <summary>Least squares y = 2x with a 1-input linear layer and plain SGD; <paramref name="alter"/> may change the loss of a (1-based) step.</summary>
-    TrainerResult Train(int steps, ITrainerCallback[] callbacks, Func<int, Tensor, Tensor>? alter = null, Action<double, double>? initialWeightAndBias = null)
+    TrainerResult Train(int steps, ITrainerCallback[] callbacks, Func<int, Tensor, Tensor>? alter = null, Action<double, double>? initialWeightAndBias = null, bool resume = false)
     {
         using var model = new Linear(1, 1, generator: new Generator(3));
         using var optimizer = new Sgd(model.Parameters(), 0.01);
@@ -54,7 +54,7 @@ public class TrainerCallbackTests
         int step = 0;
         var trainer = new Trainer(model, optimizer, null, new Generator(1), new TrainerOptions
         {
-            Steps = steps, EvalEvery = 2, RunDirectory = _dir, TokensPerStep = 4, Callbacks = callbacks,
+            Steps = steps, EvalEvery = 2, RunDirectory = _dir, TokensPerStep = 4, Callbacks = callbacks, Resume = resume,
         });
         return trainer.Run(() =>
         {
@@ -113,6 +113,27 @@ public class TrainerCallbackTests
         Assert.That(throwing.End!.Outcome, Is.EqualTo(TrainerRunOutcome.Failed));
         Assert.That(recorder.End!.Outcome, Is.EqualTo(TrainerRunOutcome.Failed), "a callback that throws does not keep the next from hearing the end");
         Assert.That(File.Exists(Path.Combine(_dir, LossCurvePlot.FileName)), Is.False, "a failed run has no curve to draw");
+    }
+
+    [Test]
+    public void A_resumed_run_starts_its_reports_at_the_checkpoint_step_and_ends_with_the_whole_history()
+    {
+        Train(3, []);
+        var recorder = new Recorder(_dir);
+        var result = Train(5, [recorder], resume: true);
+        Assert.That(recorder.Start!.StartStep, Is.EqualTo(3));
+        Assert.That(recorder.Steps.Select(s => s.Step), Is.EqualTo(new[] { 4, 5 }));
+        Assert.That(recorder.End!.History.Select(h => h.Step), Is.EqualTo(result.History.Select(h => h.Step)));
+        Assert.That(recorder.End.History[0].Step, Is.EqualTo(1), "the first part's rows come back from the checkpoint");
+    }
+
+    [Test]
+    public void A_speedup_chart_is_written_as_a_png_and_no_temporary_file()
+    {
+        string path = Path.Combine(_dir, "benchmarks.png");
+        Plots.SpeedupBars([("SGEMM 1024", 0.8), ("Softmax 4096x1024", 1.3)], "AttnCore", "PyTorch", "title", path);
+        AssertPng(path);
+        Assert.That(Directory.GetFiles(_dir, "*tmp*"), Is.Empty);
     }
 
     [Test]
