@@ -140,11 +140,11 @@ public sealed class Trainer(Module model, Optimizer optimizer, LRScheduler? sche
             }
         }
 
-        foreach (var callback in options.Callbacks)
-            callback.OnRunStart(new TrainerRunStart(start, options.Steps, options.EvalEvery, options.TokensPerStep, options.RunDirectory));
         ExceptionDispatchInfo? diverged = null;
         try
         {
+            foreach (var callback in options.Callbacks)
+                callback.OnRunStart(new TrainerRunStart(start, options.Steps, options.EvalEvery, options.TokensPerStep, options.RunDirectory));
             try { Body(); }
             catch (TrainingDivergedException e) { diverged = ExceptionDispatchInfo.Capture(e); }
             // After a divergence too: the steps up to the failure are what the user needs to see what went wrong.

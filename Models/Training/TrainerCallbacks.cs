@@ -3,6 +3,8 @@ namespace AttnCore.Models.Training;
 /// <summary>
 /// Hooks into a <see cref="Trainer"/> run, for what the library itself does not do: draw progress bars, plot
 /// curves, log to a tracking service. Every method has an empty default, so a callback implements only what it needs.
+/// Callbacks are called in the order of <see cref="TrainerOptions.Callbacks"/>, on the thread that runs the trainer; an
+/// exception from one fails the run (at the end of a completed or diverged run it propagates and later callbacks are not called).
 /// The library packages never write to the console or draw; AttnCore.Presentation has the console progress bar and
 /// the loss-curve PNG as callbacks, and the CLI passes them in.
 /// </summary>

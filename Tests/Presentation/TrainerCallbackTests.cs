@@ -116,6 +116,21 @@ public class TrainerCallbackTests
     }
 
     [Test]
+    public void A_callback_that_fails_to_start_fails_the_run_and_the_callbacks_before_it_hear_the_end()
+    {
+        var recorder = new Recorder(_dir);
+        var ex = Assert.Throws<InvalidOperationException>(() => Train(3, [recorder, new FailingStart()]));
+        Assert.That(ex!.Message, Is.EqualTo("no display"));
+        Assert.That(recorder.Events, Is.EqualTo(new[] { "start", "end" }), "a progress bar started before the failure is closed");
+        Assert.That(recorder.End!.Outcome, Is.EqualTo(TrainerRunOutcome.Failed));
+    }
+
+    sealed class FailingStart : ITrainerCallback
+    {
+        public void OnRunStart(TrainerRunStart run) => throw new InvalidOperationException("no display");
+    }
+
+    [Test]
     public void A_resumed_run_starts_its_reports_at_the_checkpoint_step_and_ends_with_the_whole_history()
     {
         Train(3, []);
