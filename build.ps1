@@ -17,7 +17,7 @@ switch ($Task) {
     'demo'  { dotnet run -c Release --project Cli -- demo @Rest }
     'bench' { dotnet run -c Release --project Cli -- bench @Rest }
     'pack'  {
-        foreach ($p in 'Kernels/AttnCore.Kernels.csproj', 'Engine/AttnCore.Engine.csproj', 'Autograd/AttnCore.Autograd.csproj', 'Models/AttnCore.Models.csproj') {
+        foreach ($p in 'Kernels/AttnCore.Kernels.csproj', 'Engine/AttnCore.Engine.csproj', 'Autograd/AttnCore.Autograd.csproj', 'Models/AttnCore.Models.csproj', 'Presentation/AttnCore.Presentation.csproj') {
             dotnet pack $p -c Release -o artifacts
             if ($LASTEXITCODE -ne 0) { exit $LASTEXITCODE }
         }

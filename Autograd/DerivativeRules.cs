@@ -264,8 +264,10 @@ public static class DerivativeRules
     private static Tensor?[] ExtremumRule(GradNode n, Tensor g, bool max)
     {
         var (a, b) = (n.SavedInput(0), n.SavedInput(1));
-        using var wins = max ? a.Gt(b) : a.Lt(b);
-        using var ties = a.Eq(b);
+        using var winMask = max ? a.Gt(b) : a.Lt(b);
+        using var tieMask = a.Eq(b);
+        using var wins = winMask.To(g.DType);
+        using var ties = tieMask.To(g.DType);
         using var halfTies = ties * 0.5;
         using var wa = wins + halfTies;
         using var wb = 1.0 - wa;
@@ -278,7 +280,8 @@ public static class DerivativeRules
         var (x, y) = (n.SavedExtra(0), n.SavedExtra(1));
         using var yu = Unreduce(y, n.Ints, x.Shape);
         using var gu = Unreduce(g, n.Ints, x.Shape);
-        using var mask = x.Eq(yu);
+        using var isExtremum = x.Eq(yu);
+        using var mask = isExtremum.To(g.DType);
         using var count = mask.Sum(n.Ints, keepDim: true);
         using var share = gu / count;
         return [mask * share];

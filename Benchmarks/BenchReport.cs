@@ -2,7 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
-using ScottPlot;
+using AttnCore.Presentation;
 
 namespace AttnCore.Benchmarks;
 
@@ -106,27 +106,9 @@ public static class BenchReport
         _ => (Num(j, "gflops"), Num(j, "torch_gflops")),
     };
 
-    private static void WriteChart(List<(Case Case, JsonElement Json)> rows, string path, string threads)
-    {
-        var plot = new Plot();
-        var ours = new List<Bar>();
-        var torch = new List<Bar>();
-        for (int i = 0; i < rows.Count; i++)
-        {
-            double speedup = Num(rows[i].Json, "speedup");
-            ours.Add(new Bar { Position = i * 3, Value = speedup, FillColor = Colors.SteelBlue });
-            torch.Add(new Bar { Position = i * 3 + 1, Value = 1.0, FillColor = Colors.Orange });
-        }
-        plot.Add.Bars(ours).LegendText = "AttnCore";
-        plot.Add.Bars(torch).LegendText = "PyTorch (= 1)";
-        plot.Axes.Bottom.SetTicks(rows.Select((_, i) => i * 3 + 0.5).ToArray(), rows.Select(r => r.Case.Label.Replace(" ", "\n", StringComparison.Ordinal)).ToArray());
-        plot.Axes.Bottom.MajorTickStyle.Length = 0;
-        plot.Axes.Margins(bottom: 0);
-        plot.YLabel("speed relative to PyTorch (higher is better)");
-        plot.Title($"AttnCore vs PyTorch, same machine, same run, {threads} threads");
-        plot.ShowLegend(Alignment.UpperRight);
-        plot.SavePng(path, 1200, 520);
-    }
+    private static void WriteChart(List<(Case Case, JsonElement Json)> rows, string path, string threads) =>
+        Plots.SpeedupBars(rows.Select(r => (r.Case.Label, Num(r.Json, "speedup"))).ToArray(), "AttnCore", "PyTorch",
+            $"AttnCore vs PyTorch, same machine, same run, {threads} threads", path);
 
     private static void WriteMarkdown(List<(Case Case, JsonElement Json)> rows, string path, string threads)
     {

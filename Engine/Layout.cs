@@ -14,10 +14,14 @@ public sealed class Layout
     /// <summary>Index of element [0, 0, ...] in the storage.</summary>
     public long Offset { get; }
 
-    /// <summary>Creates a layout; arrays are owned by the layout from now on.</summary>
+    /// <summary>
+    /// Creates a layout; arrays are owned by the layout from now on. Throws <see cref="ArgumentException"/> when a
+    /// dimension is negative or the element count overflows a long, so no view of such a shape can exist.
+    /// </summary>
     public Layout(int[] shape, long[] strides, long offset)
     {
         if (shape.Length != strides.Length) throw new ArgumentException($"Layout: shape {AttnCore.Shape.Format(shape)} and {strides.Length} strides differ in rank");
+        Numel = AttnCore.Shape.Numel("Layout", shape);
         Shape = shape; Strides = strides; Offset = offset;
     }
 
@@ -28,7 +32,7 @@ public sealed class Layout
     public int Rank => Shape.Length;
 
     /// <summary>Number of elements.</summary>
-    public long Numel => AttnCore.Shape.Numel(Shape);
+    public long Numel { get; }
 
     /// <summary>True when the elements are laid out row-major with no gaps (size-1 dims may have any stride).</summary>
     public bool IsContiguous

@@ -3,15 +3,76 @@ namespace AttnCore;
 /// <summary>Shape and stride arithmetic shared by every op: broadcasting, contiguous strides, formatting.</summary>
 public static class Shape
 {
-    /// <summary>Number of elements of a shape (1 for a scalar, 0 if any dimension is 0).</summary>
-    public static long Numel(ReadOnlySpan<int> shape)
+    /// <summary>
+    /// Number of elements of a shape (1 for a scalar, 0 if any dimension is 0). Throws <see cref="ArgumentException"/>
+    /// when a dimension is negative or the product overflows a long (PyTorch: "numel: integer multiplication
+    /// overflow"); a zero dimension makes the count 0 whatever the others are, as in PyTorch.
+    /// </summary>
+    public static long Numel(ReadOnlySpan<int> shape) => Numel("Numel", shape);
+
+    /// <summary>
+    /// The checked element count every creation, view, reshape, expand and broadcast goes through: throws
+    /// <see cref="ArgumentException"/> naming <paramref name="op"/> and the shape when a dimension is negative or
+    /// the count overflows a long.
+    /// </summary>
+    public static long Numel(string op, ReadOnlySpan<int> shape)
     {
+        bool zero = false;
+        foreach (int d in shape)
+        {
+            if (d < 0) throw new ArgumentException($"{op}: negative dimension {d} in shape {Format(shape)}");
+            zero |= d == 0;
+        }
+        if (zero) return 0;
         long n = 1;
-        foreach (int d in shape) n *= d;
+        foreach (int d in shape)
+            if (!TryMultiply(n, d, out n))
+                throw new ArgumentException($"{op}: shape {Format(shape)} has more elements than a long can count (numel: integer multiplication overflow)");
         return n;
     }
 
-    /// <summary>Row-major (C-order) strides of a shape, in elements.</summary>
+    private static bool TryMultiply(long a, long b, out long product)
+    {
+        long high = Math.BigMul(a, b, out long low);
+        product = low;
+        return (high == 0 && low >= 0) || (high == -1 && low < 0);
+    }
+
+    /// <summary>
+    /// The most elements one storage of <paramref name="dtype"/> can hold on <paramref name="device"/>: a CPU
+    /// storage is one .NET array (<see cref="Array.MaxLength"/> elements), a device storage one buffer whose size
+    /// in bytes is a long and whose element-wise kernels launch one thread per element (int.MaxValue).
+    /// </summary>
+    public static long MaxElements(DType dtype, Device device)
+        => device.Kind == DeviceKind.Cpu ? Array.MaxLength : Math.Min(int.MaxValue, long.MaxValue / dtype.SizeOf());
+
+    /// <summary>
+    /// <see cref="Numel(string, ReadOnlySpan{int})"/> for a tensor about to be allocated: also throws
+    /// <see cref="ArgumentException"/> naming the op, the shape, the dtype and the device when the count does not
+    /// fit one storage (<see cref="MaxElements"/>).
+    /// </summary>
+    public static long StorableNumel(string op, ReadOnlySpan<int> shape, DType dtype, Device device)
+    {
+        long n = Numel(op, shape);
+        long max = MaxElements(dtype, device);
+        if (n > max)
+            throw new ArgumentException($"{op}: shape {Format(shape)} has {n} elements; one {dtype.Name()} storage on {device} holds at most {max}");
+        return n;
+    }
+
+    /// <summary>
+    /// A dimension size computed from others (a flattened or inferred dim): throws naming the op and shape when it
+    /// does not fit the int that a dimension is.
+    /// </summary>
+    public static int CheckedDim(string op, long size, ReadOnlySpan<int> shape)
+        => size is >= 0 and <= int.MaxValue ? (int)size
+            : throw new ArgumentException($"{op}: a dimension of {size} elements (from shape {Format(shape)}) exceeds the largest dimension size {int.MaxValue}");
+
+    /// <summary>
+    /// Row-major (C-order) strides of a shape, in elements. Only a shape with a zero dim (no elements, so no stride
+    /// is ever used to address one) can have strides past a long: those saturate at long.MaxValue instead of
+    /// wrapping (PyTorch wraps them to 0).
+    /// </summary>
     public static long[] ContiguousStrides(ReadOnlySpan<int> shape)
     {
         var strides = new long[shape.Length];
@@ -19,7 +80,7 @@ public static class Shape
         for (int i = shape.Length - 1; i >= 0; i--)
         {
             strides[i] = s;
-            s *= Math.Max(shape[i], 1);
+            if (!TryMultiply(s, Math.Max(shape[i], 1), out s)) s = long.MaxValue;
         }
         return strides;
     }
@@ -40,6 +101,7 @@ public static class Shape
                 throw new ArgumentException($"{op}: shapes {Format(a)} and {Format(b)} cannot be broadcast (dimension {i}: {da} vs {db})");
             result[i] = da == 1 ? db : da;
         }
+        Numel(op, result);
         return result;
     }
 
@@ -52,12 +114,11 @@ public static class Shape
         return axis < 0 ? axis + r : axis;
     }
 
-    /// <summary>Resolves one -1 entry of a requested shape against a known element count.</summary>
+    /// <summary>Resolves one -1 entry of a requested shape against a known element count (all counts checked).</summary>
     public static int[] InferShape(string op, ReadOnlySpan<int> requested, long numel, ReadOnlySpan<int> from)
     {
         var shape = requested.ToArray();
         int infer = -1;
-        long known = 1;
         for (int i = 0; i < shape.Length; i++)
         {
             if (shape[i] == -1)
@@ -66,16 +127,21 @@ public static class Shape
                 infer = i;
             }
             else if (shape[i] < 0) throw new ArgumentException($"{op}: invalid dimension {shape[i]} in {Format(requested)}");
-            else known *= shape[i];
         }
         if (infer >= 0)
         {
+            shape[infer] = 1;
+            long known = Numel(op, shape);
             if (known == 0 || numel % known != 0)
                 throw new ArgumentException($"{op}: cannot reshape {Format(from)} ({numel} elements) into {Format(requested)}");
-            shape[infer] = (int)(numel / known);
+            shape[infer] = CheckedDim(op, numel / known, requested);
         }
-        else if (known != numel)
-            throw new ArgumentException($"{op}: cannot reshape {Format(from)} ({numel} elements) into {Format(requested)} ({known} elements)");
+        else
+        {
+            long known = Numel(op, shape);
+            if (known != numel)
+                throw new ArgumentException($"{op}: cannot reshape {Format(from)} ({numel} elements) into {Format(requested)} ({known} elements)");
+        }
         return shape;
     }
 }

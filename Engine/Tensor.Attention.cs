@@ -106,7 +106,7 @@ public sealed partial class Tensor
     /// <summary>
     /// The additive form of an attention mask, in <paramref name="dtype"/>: the one place a mask's element type is
     /// interpreted. A float mask is additive already (0 keeps a score, -inf hides it). A boolean mask (true = takes
-    /// part, as PyTorch) maps to 0 / -inf here, as <c>Where(mask, 0, -inf)</c>, once the engine has a boolean dtype.
+    /// part, as PyTorch's attn_mask) maps to 0 / -inf, as <c>Where(mask, 0, -inf)</c>, at the mask's own (broadcast) shape.
     /// </summary>
     public static Tensor AdditiveAttentionMask(Tensor mask, DType dtype)
     {
@@ -114,8 +114,17 @@ public sealed partial class Tensor
         return mask.DType switch
         {
             DType.Float32 or DType.Float64 => detached.To(dtype),
-            _ => throw new ArgumentException($"Attention: the mask must be an additive float mask (0 keeps, -inf hides), got {mask.DType.Name()} {mask.Describe()}"),
+            // PyTorch's boolean attn_mask: true takes part, false is hidden (0 / -inf)
+            DType.Bool => BoolMaskToAdditive(detached, dtype),
+            _ => throw new ArgumentException($"Attention: the mask must be a bool mask (true takes part) or an additive float mask (0 keeps, -inf hides), got {mask.DType.Name()} {mask.Describe()}"),
         };
+    }
+
+    private static Tensor BoolMaskToAdditive(Tensor keep, DType dtype)
+    {
+        using var zero = Zeros([], dtype, keep.Device);
+        using var hidden = Full([], double.NegativeInfinity, dtype, keep.Device);
+        return Where(keep, zero, hidden);
     }
 
     // The mask the fused kernels read: the additive mask plus the key padding mask as 0 / -inf, in q's dtype, as a
@@ -213,7 +222,7 @@ public sealed partial class Tensor
         if (dropout > 0)
         {
             var u = Rand(w.Shape, generator ?? Generator.Default, w.DType, w.Device);
-            wd = w * (u.Ge(dropout) * (1.0 / (1 - dropout)));
+            wd = w * (u.Ge(dropout).To(w.DType) * (1.0 / (1 - dropout)));
         }
         var o = wd.MatMul(v);
         scope.Keep(o);

@@ -5,16 +5,16 @@ namespace AttnCore;
 // Creation, device/dtype moves and host access.
 public sealed partial class Tensor
 {
-    /// <summary>A tensor holding a copy of <paramref name="data"/> (float, double or long) with <paramref name="shape"/> (default: 1-d).</summary>
+    /// <summary>A tensor holding a copy of <paramref name="data"/> (float, double, long or bool) with <paramref name="shape"/> (default: 1-d).</summary>
     public static Tensor FromArray<T>(T[] data, int[]? shape = null, Device? device = null) where T : unmanaged
         => FromSpan<T>(data, shape ?? [data.Length], device);
 
     /// <summary>A tensor holding a copy of <paramref name="data"/> with <paramref name="shape"/>.</summary>
     public static Tensor FromSpan<T>(ReadOnlySpan<T> data, int[] shape, Device? device = null) where T : unmanaged
     {
-        long n = AttnCore.Shape.Numel(shape);
+        long n = AttnCore.Shape.Numel("FromArray", shape);
         if (n != data.Length) throw new ArgumentException($"FromArray: {data.Length} values do not fill shape {AttnCore.Shape.Format(shape)} ({n} elements)");
-        var t = Empty((int[])shape.Clone(), DTypeInfo.Of<T>(), device ?? Device.Default);
+        var t = Empty((int[])shape.Clone(), DTypeInfo.Of<T>(), device ?? Device.Default, "FromArray");
         t.Backend.Upload(data, t.Storage);
         return t;
     }
@@ -23,17 +23,19 @@ public sealed partial class Tensor
     public static Tensor Scalar(double value, DType dtype = DType.Float32, Device? device = null) => Full([], value, dtype, device);
 
     /// <summary>A tensor of <paramref name="shape"/> filled with <paramref name="value"/>.</summary>
-    public static Tensor Full(int[] shape, double value, DType dtype = DType.Float32, Device? device = null)
+    public static Tensor Full(int[] shape, double value, DType dtype = DType.Float32, Device? device = null) => Filled("Full", shape, value, dtype, device);
+
+    private static Tensor Filled(string op, int[] shape, double value, DType dtype, Device? device)
     {
-        var t = Empty((int[])shape.Clone(), dtype, device ?? Device.Default);
+        var t = Empty((int[])shape.Clone(), dtype, device ?? Device.Default, op);
         t.Backend.Fill(t.Storage, t.Layout, value);
         return t;
     }
 
     /// <summary>Zeros of <paramref name="shape"/>.</summary>
-    public static Tensor Zeros(int[] shape, DType dtype = DType.Float32, Device? device = null) => Full(shape, 0, dtype, device);
+    public static Tensor Zeros(int[] shape, DType dtype = DType.Float32, Device? device = null) => Filled("Zeros", shape, 0, dtype, device);
     /// <summary>Ones of <paramref name="shape"/>.</summary>
-    public static Tensor Ones(int[] shape, DType dtype = DType.Float32, Device? device = null) => Full(shape, 1, dtype, device);
+    public static Tensor Ones(int[] shape, DType dtype = DType.Float32, Device? device = null) => Filled("Ones", shape, 1, dtype, device);
     /// <summary>Zeros with this tensor's shape, dtype and device.</summary>
     public Tensor ZerosLike() => Zeros(Layout.Shape, DType, Device);
     /// <summary>Ones with this tensor's shape, dtype and device.</summary>
@@ -62,7 +64,7 @@ public sealed partial class Tensor
     {
         if (!dtype.IsFloatingPoint()) throw new ArgumentException($"{op}: dtype must be float32 or float64, got {dtype.Name()}");
         gen ??= Generator.Default;
-        long n = AttnCore.Shape.Numel(shape);
+        long n = AttnCore.Shape.StorableNumel(op, shape, dtype, device ?? Device.Default);
         if (dtype == DType.Float32)
         {
             var data = new float[n];
@@ -91,7 +93,7 @@ public sealed partial class Tensor
         if (p is < 0 or >= 1) throw new ArgumentException($"DropoutMask: p must be in [0, 1), got {p}");
         if (!dtype.IsFloatingPoint()) throw new ArgumentException($"DropoutMask: dtype must be float32 or float64, got {dtype.Name()}");
         ulong seed = (generator ?? Generator.Default).NextUInt64();
-        var t = Empty(shape, dtype, device ?? Device.Default);
+        var t = Empty(shape, dtype, device ?? Device.Default, "DropoutMask");
         t.Backend.DropoutMask(t.Storage, t.Numel, p, seed);
         return t;
     }
@@ -107,7 +109,7 @@ public sealed partial class Tensor
     {
         if (high <= low) throw new ArgumentException($"RandInt: empty range [{low}, {high})");
         var g = generator ?? Generator.Default;
-        var data = new long[AttnCore.Shape.Numel(shape)];
+        var data = new long[AttnCore.Shape.StorableNumel("RandInt", shape, DType.Int64, device ?? Device.Default)];
         for (int i = 0; i < data.Length; i++) data[i] = g.NextInt64(low, high);
         return FromArray(data, shape, device);
     }
@@ -160,7 +162,9 @@ public sealed partial class Tensor
         {
             case DType.Float32: dst.Backend.Upload<float>(src.HostCopy<float>(), dst.Storage); break;
             case DType.Float64: dst.Backend.Upload<double>(src.HostCopy<double>(), dst.Storage); break;
-            default: dst.Backend.Upload<long>(src.HostCopy<long>(), dst.Storage); break;
+            case DType.Int64: dst.Backend.Upload<long>(src.HostCopy<long>(), dst.Storage); break;
+            case DType.Bool: dst.Backend.Upload<bool>(src.HostCopy<bool>(), dst.Storage); break;
+            default: throw new NotSupportedException($"To: cannot move {DType.Name()} tensors between devices");
         }
         return dst;
     }
@@ -204,6 +208,7 @@ public sealed partial class Tensor
         {
             DType.Float32 => ToArray<float>()[0],
             DType.Float64 => ToArray<double>()[0],
+            DType.Bool => ToArray<bool>()[0] ? 1 : 0,
             _ => ToArray<long>()[0],
         };
     }

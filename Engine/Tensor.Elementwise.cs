@@ -8,6 +8,14 @@ public sealed partial class Tensor
 {
     private Tensor Map(UnaryOp op, string name, double scalar = 0, bool needsFloat = true)
     {
+        if (DType == DType.Bool)
+        {
+            // As PyTorch: arithmetic on a bool tensor computes in the default float dtype (mask * 0.5 is float32);
+            // negation has no bool meaning.
+            if (op == UnaryOp.Neg) throw new ArgumentException($"Neg: cannot negate the bool tensor {Describe()}; use LogicalNot()");
+            using var asFloat = To(DType.Float32);
+            return asFloat.Map(op, name, scalar, needsFloat);
+        }
         if (needsFloat) RequireFloat(name);
         var dst = EmptyLike();
         if (Numel > 0) Backend.Unary(op, scalar, Storage, Layout, dst.Storage);
@@ -65,11 +73,37 @@ public sealed partial class Tensor
     private Tensor Zip(Tensor other, BinaryOp op, string name)
     {
         SameDevice(name, this, other);
-        SameDType(name, this, other);
-        var shape = AttnCore.Shape.Broadcast(name, Layout.Shape, other.Layout.Shape);
-        var dst = EmptyLike(shape);
-        if (dst.Numel > 0) Backend.Binary(op, Storage, Layout.BroadcastTo(shape), other.Storage, other.Layout.BroadcastTo(shape), dst.Storage);
-        return KindOf(op) is OpKind kind ? dst.Record(kind, [this, other]) : dst;
+        var (a, b) = Promote(name, op, this, other);
+        try
+        {
+            var shape = AttnCore.Shape.Broadcast(name, a.Layout.Shape, b.Layout.Shape);
+            var dst = Empty(shape, IsComparison(op) ? DType.Bool : a.DType, Device, name);
+            if (dst.Numel > 0) Backend.Binary(op, a.Storage, a.Layout.BroadcastTo(shape), b.Storage, b.Layout.BroadcastTo(shape), dst.Storage);
+            return KindOf(op) is OpKind kind ? dst.Record(kind, [this, other]) : dst;
+        }
+        finally
+        {
+            if (!ReferenceEquals(a, this)) a.Dispose();
+            if (!ReferenceEquals(b, other)) b.Dispose();
+        }
+    }
+
+    private static bool IsComparison(BinaryOp op) => op is >= BinaryOp.Eq and <= BinaryOp.Ge;
+
+    // PyTorch's promotion for a bool operand: next to another dtype it takes that dtype (mask * x is x's dtype);
+    // two bools compare as integers. Arithmetic on two bools raises (use the logical ops). Other mixed dtypes raise.
+    private static (Tensor A, Tensor B) Promote(string name, BinaryOp op, Tensor a, Tensor b)
+    {
+        if (a.DType == DType.Bool && b.DType == DType.Bool)
+        {
+            if (!IsComparison(op))
+                throw new ArgumentException($"{name}: both operands are bool ({a.Describe()} and {b.Describe()}); use LogicalAnd/LogicalOr/LogicalXor, or convert one with To(DType)");
+            return (a.To(DType.Int64), b.To(DType.Int64));
+        }
+        if (a.DType == DType.Bool) return (a.To(b.DType), b);
+        if (b.DType == DType.Bool) return (a, b.To(a.DType));
+        SameDType(name, a, b);
+        return (a, b);
     }
 
     /// <summary>this + other (broadcast)</summary>
@@ -87,38 +121,65 @@ public sealed partial class Tensor
     public Tensor Maximum(Tensor other) => Zip(other, BinaryOp.Maximum, "Maximum");
     /// <summary>Element-wise min (NaN propagates).</summary>
     public Tensor Minimum(Tensor other) => Zip(other, BinaryOp.Minimum, "Minimum");
-    /// <summary>1 where equal, else 0 (in this dtype).</summary>
+    /// <summary>A bool mask: true where equal (broadcast), as torch.eq.</summary>
     public Tensor Eq(Tensor other) => Zip(other, BinaryOp.Eq, "Eq");
-    /// <summary>1 where not equal, else 0.</summary>
+    /// <summary>A bool mask: true where not equal.</summary>
     public Tensor Ne(Tensor other) => Zip(other, BinaryOp.Ne, "Ne");
-    /// <summary>1 where this &lt; other, else 0.</summary>
+    /// <summary>A bool mask: true where this &lt; other.</summary>
     public Tensor Lt(Tensor other) => Zip(other, BinaryOp.Lt, "Lt");
-    /// <summary>1 where this &lt;= other, else 0.</summary>
+    /// <summary>A bool mask: true where this &lt;= other.</summary>
     public Tensor Le(Tensor other) => Zip(other, BinaryOp.Le, "Le");
-    /// <summary>1 where this &gt; other, else 0.</summary>
+    /// <summary>A bool mask: true where this &gt; other.</summary>
     public Tensor Gt(Tensor other) => Zip(other, BinaryOp.Gt, "Gt");
-    /// <summary>1 where this &gt;= other, else 0.</summary>
+    /// <summary>A bool mask: true where this &gt;= other.</summary>
     public Tensor Ge(Tensor other) => Zip(other, BinaryOp.Ge, "Ge");
 
     private Tensor ZipScalar(double value, BinaryOp op, string name)
     {
-        using var s = Full([], value, DType, Device);
+        // A bool tensor meets a number as float32 (mask.Gt(0.5) compares 0/1 with 0.5, not with true).
+        using var s = Full([], value, DType == DType.Bool ? DType.Float32 : DType, Device);
         return Zip(s, op, name);
     }
 
-    /// <summary>1 where equal to <paramref name="value"/>, else 0.</summary>
-
+    /// <summary>A bool mask: true where equal to <paramref name="value"/>.</summary>
     public Tensor Eq(double value) => ZipScalar(value, BinaryOp.Eq, "Eq");
-    /// <summary>1 where not equal to <paramref name="value"/>, else 0.</summary>
+    /// <summary>A bool mask: true where not equal to <paramref name="value"/>.</summary>
     public Tensor Ne(double value) => ZipScalar(value, BinaryOp.Ne, "Ne");
-    /// <summary>1 where less than <paramref name="value"/>, else 0.</summary>
+    /// <summary>A bool mask: true where less than <paramref name="value"/>.</summary>
     public Tensor Lt(double value) => ZipScalar(value, BinaryOp.Lt, "Lt");
-    /// <summary>1 where at most <paramref name="value"/>, else 0.</summary>
+    /// <summary>A bool mask: true where at most <paramref name="value"/>.</summary>
     public Tensor Le(double value) => ZipScalar(value, BinaryOp.Le, "Le");
-    /// <summary>1 where greater than <paramref name="value"/>, else 0.</summary>
+    /// <summary>A bool mask: true where greater than <paramref name="value"/>.</summary>
     public Tensor Gt(double value) => ZipScalar(value, BinaryOp.Gt, "Gt");
-    /// <summary>1 where at least <paramref name="value"/>, else 0.</summary>
+    /// <summary>A bool mask: true where at least <paramref name="value"/>.</summary>
     public Tensor Ge(double value) => ZipScalar(value, BinaryOp.Ge, "Ge");
+
+    // The logical ops read any dtype as PyTorch does (non-zero is true) and give bool.
+    private Tensor Logical(Tensor other, BinaryOp op, string name)
+    {
+        SameDevice(name, this, other);
+        using var a = AsBool();
+        using var b = other.AsBool();
+        var shape = AttnCore.Shape.Broadcast(name, a.Layout.Shape, b.Layout.Shape);
+        var dst = Empty(shape, DType.Bool, Device, name);
+        if (dst.Numel > 0) Backend.Binary(op, a.Storage, a.Layout.BroadcastTo(shape), b.Storage, b.Layout.BroadcastTo(shape), dst.Storage);
+        return dst;
+    }
+
+    private Tensor AsBool() => DType == DType.Bool ? ViewOf(Layout) : To(DType.Bool);
+
+    /// <summary>Element-wise and of two masks (broadcast; non-zero counts as true), as torch.logical_and.</summary>
+    public Tensor LogicalAnd(Tensor other) => Logical(other, BinaryOp.LogicalAnd, "LogicalAnd");
+    /// <summary>Element-wise or of two masks (broadcast; non-zero counts as true).</summary>
+    public Tensor LogicalOr(Tensor other) => Logical(other, BinaryOp.LogicalOr, "LogicalOr");
+    /// <summary>Element-wise exclusive or of two masks (broadcast; non-zero counts as true).</summary>
+    public Tensor LogicalXor(Tensor other) => Logical(other, BinaryOp.LogicalXor, "LogicalXor");
+    /// <summary>A bool mask: true where this is zero (false), as torch.logical_not.</summary>
+    public Tensor LogicalNot()
+    {
+        using var yes = Full([], 1, DType.Bool, Device);
+        return Logical(yes, BinaryOp.LogicalXor, "LogicalNot");
+    }
     /// <summary>max(this, value)</summary>
     public Tensor Maximum(double value) => Map(UnaryOp.ClampMin, "Maximum", value, needsFloat: false);
     /// <summary>min(this, value)</summary>
@@ -130,7 +191,10 @@ public sealed partial class Tensor
     /// <summary>this * value</summary>
     public Tensor Mul(double value) => Map(UnaryOp.MulScalar, "Mul", value, needsFloat: false);
 
-    /// <summary>Picks <paramref name="a"/> where <paramref name="condition"/> is non-zero, else <paramref name="b"/> (all broadcast).</summary>
+    /// <summary>
+    /// Picks <paramref name="a"/> where <paramref name="condition"/> is true, else <paramref name="b"/> (all broadcast).
+    /// The condition is a bool mask, or (as before bool existed) a float or int64 tensor read as non-zero = true.
+    /// </summary>
     public static Tensor Where(Tensor condition, Tensor a, Tensor b)
     {
         SameDevice("Where", condition, a);
@@ -143,7 +207,7 @@ public sealed partial class Tensor
         return dst.Record(OpKind.Where, [a, b], [condition]);
     }
 
-    /// <summary>This tensor with <paramref name="value"/> wherever <paramref name="mask"/> (broadcast to this shape) is non-zero.</summary>
+    /// <summary>This tensor with <paramref name="value"/> wherever <paramref name="mask"/> (broadcast to this shape; bool, or non-zero numbers) is true.</summary>
     public Tensor MaskedFill(Tensor mask, double value)
     {
         var shape = AttnCore.Shape.Broadcast("MaskedFill", Layout.Shape, mask.Layout.Shape);

@@ -21,6 +21,7 @@ public sealed partial class Tensor
             .Aggregate((lo: double.MaxValue, hi: 0.0), (a, v) => (Math.Min(a.lo, v), Math.Max(a.hi, v)), a => a.hi / a.lo > 1000 || a.hi >= 1e8 || a.lo < 1e-4);
         string Fmt(double v)
         {
+            if (DType == DType.Bool) return v != 0 ? "True" : "False";
             if (double.IsNaN(v)) return "nan";
             if (double.IsPositiveInfinity(v)) return "inf";
             if (double.IsNegativeInfinity(v)) return "-inf";
@@ -36,8 +37,9 @@ public sealed partial class Tensor
         else Append(sb, cells, width, 0, 0, "tensor(".Length + 1, summarize);
         var notes = new List<string>();
         if (Numel == 0 && Rank > 1 || Numel == 0 && Rank == 1 && Layout.Shape[0] != 0) notes.Add($"size={AttnCore.Shape.Format(Layout.Shape)}");
-        if (DType != DType.Float32 && !(DType == DType.Int64)) notes.Add($"dtype={DType.Name()}");
-        if (DType == DType.Int64 && Numel == 0) notes.Add("dtype=int64");
+        // As PyTorch: int64 and bool values show their type, so the dtype is noted only for an empty tensor.
+        if (DType is not (DType.Float32 or DType.Int64 or DType.Bool)) notes.Add($"dtype={DType.Name()}");
+        if ((DType is DType.Int64 or DType.Bool) && Numel == 0) notes.Add($"dtype={DType.Name()}");
         if (Device != Device.Cpu) notes.Add($"device='{Device}'");
         foreach (var n in notes) sb.Append(", ").Append(n);
         return sb.Append(')').ToString();

@@ -29,7 +29,7 @@ public sealed partial class Tensor
         if (Rank == 0) return Reshape(1);
         int s = AttnCore.Shape.NormalizeAxis("Flatten", startDim, Rank), e = AttnCore.Shape.NormalizeAxis("Flatten", endDim, Rank);
         if (s > e) throw new ArgumentException($"Flatten: startDim {startDim} comes after endDim {endDim} for shape {Describe()}");
-        var shape = new List<int>(Layout.Shape[..s]) { (int)AttnCore.Shape.Numel(Layout.Shape.AsSpan(s, e - s + 1)) };
+        var shape = new List<int>(Layout.Shape[..s]) { AttnCore.Shape.CheckedDim("Flatten", AttnCore.Shape.Numel(Layout.Shape.AsSpan(s, e - s + 1)), Layout.Shape) };
         shape.AddRange(Layout.Shape[(e + 1)..]);
         return Reshape([.. shape]);
     }
@@ -128,7 +128,7 @@ public sealed partial class Tensor
         if (Rank == 0) throw new ArgumentException("Select: cannot index a 0-d tensor");
         int size = Layout.Shape[d];
         int i = index < 0 ? index + size : index;
-        if (i < 0 || i >= size) throw new IndexOutOfRangeException($"Select: index {index} is out of range for dim {d} of size {size} (shape {Describe()})");
+        if (i < 0 || i >= size) throw new ArgumentOutOfRangeException(nameof(index), $"Select: index {index} is out of range for dim {d} of size {size} (shape {Describe()})");
         var shape = Layout.Shape.Where((_, k) => k != d).ToArray();
         var strides = Layout.Strides.Where((_, k) => k != d).ToArray();
         return ViewOf(new Layout(shape, strides, Layout.Offset + i * Layout.Strides[d])).Record(OpKind.Select, [this], null, 0, [d, i]);
@@ -153,6 +153,7 @@ public sealed partial class Tensor
                 throw new ArgumentException($"Expand: cannot expand {Describe()} to {AttnCore.Shape.Format(sizes)} (dim {i}: {cur} to {want}; only size-1 dims expand)");
             target[i] = want;
         }
+        AttnCore.Shape.Numel("Expand", target);
         return ViewOf(Layout.BroadcastTo(target)).Record(OpKind.Expand, [this]);
     }
 

@@ -72,12 +72,14 @@ public sealed partial class Tensor : IDisposable
 
     // ---- helpers shared by the op files ----
 
-    /// <summary>A fresh contiguous tensor of <paramref name="shape"/> on <paramref name="device"/>; contents undefined.</summary>
-    internal static Tensor Empty(int[] shape, DType dtype, Device device)
+    /// <summary>
+    /// A fresh contiguous tensor of <paramref name="shape"/> on <paramref name="device"/>; contents undefined. The
+    /// element count is checked (negative dims, overflow, what one storage holds) and errors name <paramref name="op"/>.
+    /// </summary>
+    internal static Tensor Empty(int[] shape, DType dtype, Device device, string op = "Empty")
     {
-        foreach (int d in shape)
-            if (d < 0) throw new ArgumentException($"Empty: negative dimension in shape {AttnCore.Shape.Format(shape)}");
-        return new Tensor(device.Backend.Allocate(dtype, AttnCore.Shape.Numel(shape)), Layout.Contiguous(shape));
+        long numel = AttnCore.Shape.StorableNumel(op, shape, dtype, device);
+        return new Tensor(device.Backend.Allocate(dtype, numel), Layout.Contiguous(shape));
     }
 
     internal Tensor EmptyLike(int[]? shape = null, DType? dtype = null) => Empty(shape ?? Layout.Shape, dtype ?? DType, Device);

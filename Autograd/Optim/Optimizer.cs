@@ -122,12 +122,16 @@ public abstract class Optimizer : IDisposable
         string magic = r.ReadString(), kind = r.ReadString();
         if (magic != "AttnCore.Optimizer/1" || kind != GetType().Name)
             throw new InvalidDataException($"{GetType().Name}.LoadState: the state was written by '{kind}' ({magic}), not by {GetType().Name}");
-        StepCount = r.ReadInt64();
+        long steps = r.ReadInt64();
+        if (steps < 0) throw new InvalidDataException($"{GetType().Name}.LoadState: the state has a negative step count ({steps})");
         int groups = r.ReadInt32();
         if (groups != ParamGroups.Count) throw new InvalidDataException($"{GetType().Name}.LoadState: the state has {groups} parameter groups, the optimizer {ParamGroups.Count}");
         foreach (var g in ParamGroups)
         {
-            g.LearningRate = r.ReadDouble(); g.InitialLearningRate = r.ReadDouble(); g.WeightDecay = r.ReadDouble();
+            double lr = r.ReadDouble(), initialLr = r.ReadDouble(), weightDecay = r.ReadDouble();
+            if (!double.IsFinite(lr) || !double.IsFinite(initialLr) || !double.IsFinite(weightDecay) || lr < 0 || initialLr < 0 || weightDecay < 0)
+                throw new InvalidDataException($"{GetType().Name}.LoadState: a group has learning rate {lr}, initial {initialLr}, weight decay {weightDecay} (expected finite, non-negative)");
+            (g.LearningRate, g.InitialLearningRate, g.WeightDecay) = (lr, initialLr, weightDecay);
             int count = r.ReadInt32();
             if (count != g.Parameters.Count) throw new InvalidDataException($"{GetType().Name}.LoadState: a group has {count} parameters in the state, {g.Parameters.Count} in the optimizer");
             foreach (var p in g.Parameters)
@@ -142,6 +146,7 @@ public abstract class Optimizer : IDisposable
                 }
             }
         }
+        StepCount = steps;
         ReadExtra(r);
     }
 

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using AttnCore.Models.Tasks;
+using AttnCore.Presentation;
 
 namespace AttnCore.Cli.Commands;
 
@@ -23,8 +24,9 @@ public static class DemoCommand
             string outDir = p.GetValue(output)!;
             PathRule.PrepareOutputFolder("demo", "--out", outDir);
             var opts = new DigitReversalDemo.Options(Steps: n, Seed: p.GetValue(common.Seed), RunDirectory: outDir,
-                ShowProgress: !p.GetValue(quiet) && !json, Device: device);
+                Callbacks: TrainingCallbacks.For(io, showProgress: !p.GetValue(quiet) && !json), Device: device);
             var r = DigitReversalDemo.Run(opts, msg => io.Out.WriteLine(msg));
+            Plots.AttentionMap(r.Attention.Weights, r.Attention.QueryTokens, r.Attention.KeyTokens, r.Attention.Title, Path.Combine(r.RunDirectory, "attention.png"));
             io.Out.WriteLine();
             io.Out.WriteLine("held-out examples (source -> expected | predicted):");
             foreach (var (src, exp, pred) in r.Examples)

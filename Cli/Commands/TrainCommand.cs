@@ -106,7 +106,7 @@ public static class TrainCommand
             {
                 Steps = n, EvalEvery = p.GetValue(evalEvery), CheckpointEvery = p.GetValue(checkpointEvery) ?? p.GetValue(evalEvery),
                 RunDirectory = outDir, Resume = p.GetValue(resume), ClipNorm = p.GetValue(clip),
-                ShowProgress = !json && !p.GetValue(quiet), TokensPerStep = (long)b * cfg.BlockSize,
+                Callbacks = TrainingCallbacks.For(io, showProgress: !json && !p.GetValue(quiet)), TokensPerStep = (long)b * cfg.BlockSize,
                 OnNonFinite = p.GetValue(onNonFinite) == "skip" ? NonFinitePolicy.Skip : NonFinitePolicy.Stop, MaxConsecutiveSkips = p.GetValue(maxSkips),
             });
             var result = trainer.Run(

@@ -15,6 +15,7 @@ public sealed partial class CpuBackend
             case DType.Float32: UnaryFloat(op, (float)scalar, Data<float>(src), srcLayout, Data<float>(dst)); break;
             case DType.Float64: UnaryFloat(op, scalar, Data<double>(src), srcLayout, Data<double>(dst)); break;
             case DType.Int64: UnaryInt(op, (long)scalar, Data<long>(src), srcLayout, Data<long>(dst)); break;
+            default: throw new NotSupportedException($"{op}: not defined for {src.DType.Name()} tensors");
         }
     }
 
@@ -132,6 +133,11 @@ public sealed partial class CpuBackend
     /// <inheritdoc/>
     public void Binary(BinaryOp op, Storage a, Layout aLayout, Storage b, Layout bLayout, Storage dst)
     {
+        if (dst.DType == DType.Bool)
+        {
+            BinaryToBool(op, a, aLayout, b, bLayout, Data<bool>(dst));
+            return;
+        }
         switch (a.DType)
         {
             case DType.Float32: BinaryFloat(op, Data<float>(a), aLayout, Data<float>(b), bLayout, Data<float>(dst)); break;
@@ -140,6 +146,7 @@ public sealed partial class CpuBackend
                 if (op == BinaryOp.Pow) throw new NotSupportedException("Pow: not defined for int64 tensors; convert with To(DType.Float32) first");
                 BinaryNumber(op, Data<long>(a), aLayout, Data<long>(b), bLayout, Data<long>(dst));
                 break;
+            default: throw new NotSupportedException($"{op}: not defined for {a.DType.Name()} tensors");
         }
     }
 
@@ -169,6 +176,71 @@ public sealed partial class CpuBackend
             case BinaryOp.Gt: Zip<T, CompareOp<T, GtRel<T>>>(a, la, b, lb, d); break;
             case BinaryOp.Ge: Zip<T, CompareOp<T, GeRel<T>>>(a, la, b, lb, d); break;
             default: throw new NotSupportedException($"CpuBackend.Binary: {op} is not implemented");
+        }
+    }
+
+    // Comparisons of two tensors of one dtype, or the logical ops of two bool tensors, into a contiguous bool mask.
+    private static void BinaryToBool(BinaryOp op, Storage a, Layout la, Storage b, Layout lb, bool[] d)
+    {
+        if (a.DType != b.DType) throw new ArgumentException($"{op}: operands differ in dtype ({a.DType.Name()} and {b.DType.Name()})");
+        if (op is BinaryOp.LogicalAnd or BinaryOp.LogicalOr or BinaryOp.LogicalXor)
+        {
+            if (a.DType != DType.Bool) throw new ArgumentException($"{op}: operands must be bool, got {a.DType.Name()}");
+            LogicalRuns(op - BinaryOp.LogicalAnd, Data<bool>(a), la, Data<bool>(b), lb, d);
+            return;
+        }
+        switch (a.DType)
+        {
+            case DType.Float32: CompareToBool(op, Data<float>(a), la, Data<float>(b), lb, d); break;
+            case DType.Float64: CompareToBool(op, Data<double>(a), la, Data<double>(b), lb, d); break;
+            case DType.Int64: CompareToBool(op, Data<long>(a), la, Data<long>(b), lb, d); break;
+            default: throw new NotSupportedException($"{op}: comparisons of {a.DType.Name()} tensors give no bool mask on {Device.Cpu}; convert with To(DType.Int64)");
+        }
+    }
+
+    private static void CompareToBool<T>(BinaryOp op, T[] a, Layout la, T[] b, Layout lb, bool[] d) where T : unmanaged, INumber<T>
+    {
+        switch (op)
+        {
+            case BinaryOp.Eq: CompareRuns<T, EqRel<T>>(a, la, b, lb, d); break;
+            case BinaryOp.Ne: CompareRuns<T, NeRel<T>>(a, la, b, lb, d); break;
+            case BinaryOp.Lt: CompareRuns<T, LtRel<T>>(a, la, b, lb, d); break;
+            case BinaryOp.Le: CompareRuns<T, LeRel<T>>(a, la, b, lb, d); break;
+            case BinaryOp.Gt: CompareRuns<T, GtRel<T>>(a, la, b, lb, d); break;
+            case BinaryOp.Ge: CompareRuns<T, GeRel<T>>(a, la, b, lb, d); break;
+            default: throw new ArgumentException($"{op}: is not a comparison; only comparisons and logical ops write a bool output");
+        }
+    }
+
+    private static void CompareRuns<T, TRel>(T[] a, Layout la, T[] b, Layout lb, bool[] d) where T : unmanaged where TRel : IRelation<T>
+    {
+        var loop = new StridedLoop(la.Shape, la.Strides, la.Offset, lb.Strides, lb.Offset, Shape.ContiguousStrides(la.Shape), 0);
+        int n = loop.RunLength;
+        long ai = loop.Inner0, bi = loop.Inner1;
+        while (loop.Next(out long ao, out long bo, out long dofs))
+        {
+            var dst = d.AsSpan((int)dofs, n);
+            if (ai == 1 && bi == 1) MaskKernels.Compare<T, TRel>(a.AsSpan((int)ao, n), b.AsSpan((int)bo, n), dst);
+            else if (ai == 1 && bi == 0) MaskKernels.CompareScalarRight<T, TRel>(a.AsSpan((int)ao, n), b[bo], dst);
+            else for (int i = 0; i < n; i++) dst[i] = TRel.Holds(a[ao + i * ai], b[bo + i * bi]);
+        }
+    }
+
+    private static void LogicalRuns(int op, bool[] a, Layout la, bool[] b, Layout lb, bool[] d)
+    {
+        var loop = new StridedLoop(la.Shape, la.Strides, la.Offset, lb.Strides, lb.Offset, Shape.ContiguousStrides(la.Shape), 0);
+        int n = loop.RunLength;
+        long ai = loop.Inner0, bi = loop.Inner1;
+        while (loop.Next(out long ao, out long bo, out long dofs))
+        {
+            var dst = d.AsSpan((int)dofs, n);
+            if (ai == 1 && bi == 1) MaskKernels.Logical(op, a.AsSpan((int)ao, n), b.AsSpan((int)bo, n), dst);
+            else
+                for (int i = 0; i < n; i++)
+                {
+                    bool x = a[ao + i * ai], y = b[bo + i * bi];
+                    dst[i] = op == 0 ? x & y : op == 1 ? x | y : x ^ y;
+                }
         }
     }
 
@@ -245,6 +317,8 @@ public sealed partial class CpuBackend
             case DType.Float32: WhereT(cond, condLayout, Data<float>(a), aLayout, Data<float>(b), bLayout, Data<float>(dst)); break;
             case DType.Float64: WhereT(cond, condLayout, Data<double>(a), aLayout, Data<double>(b), bLayout, Data<double>(dst)); break;
             case DType.Int64: WhereT(cond, condLayout, Data<long>(a), aLayout, Data<long>(b), bLayout, Data<long>(dst)); break;
+            case DType.Bool: WhereT(cond, condLayout, Data<bool>(a), aLayout, Data<bool>(b), bLayout, Data<bool>(dst)); break;
+            default: throw new NotSupportedException($"Where: dtype {a.DType.Name()} is not supported on {Device.Cpu}");
         }
     }
 
@@ -258,7 +332,19 @@ public sealed partial class CpuBackend
             case DType.Float32: Select(Data<float>(cond), lc, a, la, d, dl); break;
             case DType.Float64: Select(Data<double>(cond), lc, a, la, d, dl); break;
             case DType.Int64: Select(Data<long>(cond), lc, a, la, d, dl); break;
+            case DType.Bool: SelectWhereTrue(Data<bool>(cond), lc, a, la, d, dl); break;
+            default: throw new NotSupportedException($"Where: a {cond.DType.Name()} condition is not supported on {Device.Cpu}");
         }
+    }
+
+    private static void SelectWhereTrue<T>(bool[] c, Layout lc, T[] a, Layout la, T[] d, Layout dl) where T : unmanaged
+    {
+        var loop = new StridedLoop(la.Shape, lc.Strides, lc.Offset, la.Strides, la.Offset, dl.Strides, 0);
+        int n = loop.RunLength;
+        long ci = loop.Inner0, ai = loop.Inner1, di = loop.Inner2;
+        while (loop.Next(out long co, out long ao, out long dofs))
+            for (int i = 0; i < n; i++)
+                if (c[co + i * ci]) d[dofs + i * di] = a[ao + i * ai];
     }
 
     private static void Select<TC, T>(TC[] c, Layout lc, T[] a, Layout la, T[] d, Layout dl) where TC : unmanaged, INumber<TC> where T : unmanaged

@@ -165,7 +165,7 @@ public sealed partial class CpuBackend
         {
             long v = idx[i];
             if ((v < 0 || v >= size) && v != ignoreIndex)
-                throw new IndexOutOfRangeException($"{op}: index {v} is out of range for {what} of size {size}");
+                throw new ArgumentOutOfRangeException("index", $"{op}: index {v} is out of range for {what} of size {size}");
         }
     }
 
@@ -178,6 +178,8 @@ public sealed partial class CpuBackend
             case DType.Float32: IndexSelectT(Data<float>(src), outer, axisSize, inner, idx, count, Data<float>(dst)); break;
             case DType.Float64: IndexSelectT(Data<double>(src), outer, axisSize, inner, idx, count, Data<double>(dst)); break;
             case DType.Int64: IndexSelectT(Data<long>(src), outer, axisSize, inner, idx, count, Data<long>(dst)); break;
+            case DType.Bool: IndexSelectT(Data<bool>(src), outer, axisSize, inner, idx, count, Data<bool>(dst)); break;
+            default: throw new NotSupportedException($"IndexSelect: dtype {src.DType.Name()} is not supported on {Device}");
         }
     }
 
@@ -199,6 +201,8 @@ public sealed partial class CpuBackend
             case DType.Float32: GatherT(Data<float>(src), outer, axisSize, inner, idx, count, Data<float>(dst)); break;
             case DType.Float64: GatherT(Data<double>(src), outer, axisSize, inner, idx, count, Data<double>(dst)); break;
             case DType.Int64: GatherT(Data<long>(src), outer, axisSize, inner, idx, count, Data<long>(dst)); break;
+            case DType.Bool: GatherT(Data<bool>(src), outer, axisSize, inner, idx, count, Data<bool>(dst)); break;
+            default: throw new NotSupportedException($"Gather: dtype {src.DType.Name()} is not supported on {Device}");
         }
     }
 

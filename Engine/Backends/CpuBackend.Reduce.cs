@@ -14,6 +14,7 @@ public sealed partial class CpuBackend
             case DType.Float32: ReduceT(op, Data<float>(src), layout, keptRank, Data<float>(dst)); break;
             case DType.Float64: ReduceT(op, Data<double>(src), layout, keptRank, Data<double>(dst)); break;
             case DType.Int64: ReduceT(op, Data<long>(src), layout, keptRank, Data<long>(dst)); break;
+            default: throw new NotSupportedException($"{op}: cannot reduce {src.DType.Name()} tensors; convert with To(DType.Int64)");
         }
     }
 
@@ -79,6 +80,7 @@ public sealed partial class CpuBackend
             case DType.Float32: ArgT(op, Data<float>(src), layout, Data<long>(dst)); break;
             case DType.Float64: ArgT(op, Data<double>(src), layout, Data<long>(dst)); break;
             case DType.Int64: ArgT(op, Data<long>(src), layout, Data<long>(dst)); break;
+            default: throw new NotSupportedException($"Arg{op}: not defined for {src.DType.Name()} tensors; convert with To(DType.Int64)");
         }
     }
 
@@ -102,6 +104,56 @@ public sealed partial class CpuBackend
                     if (T.IsNaN(v) || (max ? v > best : v < best)) { best = v; bestAt = j; }
                 }
                 d[k] = bestAt;
+            }
+    }
+}
+
+public sealed partial class CpuBackend
+{
+    /// <inheritdoc/>
+    public void TopK(Storage src, Layout layout, int k, bool largest, Storage dst)
+    {
+        switch (src.DType)
+        {
+            case DType.Float32: TopKT(Data<float>(src), layout, k, largest, Data<long>(dst)); break;
+            case DType.Float64: TopKT(Data<double>(src), layout, k, largest, Data<long>(dst)); break;
+            case DType.Int64: TopKT(Data<long>(src), layout, k, largest, Data<long>(dst)); break;
+            default: throw new NotSupportedException($"TopK: not defined for {src.DType.Name()} tensors");
+        }
+    }
+
+    // The order TopK emits: larger (smaller) values first, NaN above every number, ties by lower index.
+    private readonly struct TopKOrder<T>(T[] row, bool largest) : IComparer<int> where T : INumber<T>
+    {
+        public int Compare(int a, int b)
+        {
+            T va = row[a], vb = row[b];
+            bool na = T.IsNaN(va), nb = T.IsNaN(vb);
+            int c = na || nb ? (na == nb ? 0 : na ? 1 : -1) : va.CompareTo(vb);
+            if (largest) c = -c;
+            return c != 0 ? c : a.CompareTo(b);
+        }
+    }
+
+    // Each row is copied to a dense scratch row, its indices sorted by TopKOrder (O(n log n) per row) and the
+    // first k kept. Scratch is allocated once per call, not per row.
+    private static void TopKT<T>(T[] x, Layout l, int k, bool largest, long[] d) where T : unmanaged, INumber<T>
+    {
+        int len = l.Shape[^1];
+        long stride = l.Strides[^1];
+        int[] outer = l.Shape[..^1];
+        var row = new T[len];
+        var order = new int[len];
+        var comparer = new TopKOrder<T>(row, largest);
+        var loop = new StridedLoop(outer.Length == 0 ? [1] : outer, outer.Length == 0 ? [0L] : l.Strides[..^1], l.Offset);
+        int n = loop.RunLength; long oi = loop.Inner0; long r = 0;
+        while (loop.Next(out long o, out _, out _))
+            for (int i = 0; i < n; i++, r++)
+            {
+                long start = o + i * oi;
+                for (int j = 0; j < len; j++) { row[j] = x[start + j * stride]; order[j] = j; }
+                order.AsSpan().Sort(comparer);
+                for (int j = 0; j < k; j++) d[r * k + j] = order[j];
             }
     }
 }

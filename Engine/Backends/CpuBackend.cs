@@ -25,6 +25,7 @@ public sealed partial class CpuBackend : IBackend
         DType.Float32 => new CpuStorage<float>(Device, length),
         DType.Float64 => new CpuStorage<double>(Device, length),
         DType.Int64 => new CpuStorage<long>(Device, length),
+        DType.Bool => new CpuStorage<bool>(Device, length),
         _ => throw new NotSupportedException($"CpuBackend.Allocate: dtype {dtype} is not supported"),
     };
 
@@ -49,6 +50,8 @@ public sealed partial class CpuBackend : IBackend
             case DType.Float32: FillT(Data<float>(dst), layout, (float)value); break;
             case DType.Float64: FillT(Data<double>(dst), layout, value); break;
             case DType.Int64: FillT(Data<long>(dst), layout, checked((long)value)); break;
+            case DType.Bool: FillT(Data<bool>(dst), layout, value != 0); break; // NaN is true, as bool(nan) in PyTorch
+            default: throw new NotSupportedException($"Fill: dtype {dst.DType.Name()} is not supported on {Device}");
         }
     }
 
@@ -67,6 +70,11 @@ public sealed partial class CpuBackend : IBackend
     /// <inheritdoc/>
     public void Copy(Storage src, Layout srcLayout, Storage dst, Layout dstLayout)
     {
+        if (src.DType == DType.Bool || dst.DType == DType.Bool)
+        {
+            CopyBool(src, srcLayout, dst, dstLayout);
+            return;
+        }
         switch (src.DType, dst.DType)
         {
             case (DType.Float32, DType.Float32): CopyT(Data<float>(src), srcLayout, Data<float>(dst), dstLayout); break;
@@ -79,6 +87,40 @@ public sealed partial class CpuBackend : IBackend
             case (DType.Float32, DType.Int64): Convert<float, long>(Data<float>(src), srcLayout, Data<long>(dst), dstLayout); break;
             case (DType.Float64, DType.Int64): Convert<double, long>(Data<double>(src), srcLayout, Data<long>(dst), dstLayout); break;
         }
+    }
+
+    // Conversions to and from bool as PyTorch: true is 1, and any non-zero value (NaN included) is true.
+    private static void CopyBool(Storage src, Layout sl, Storage dst, Layout dl)
+    {
+        switch (src.DType, dst.DType)
+        {
+            case (DType.Bool, DType.Bool): CopyT(Data<bool>(src), sl, Data<bool>(dst), dl); break;
+            case (DType.Bool, DType.Float32): FromBool(Data<bool>(src), sl, Data<float>(dst), dl); break;
+            case (DType.Bool, DType.Float64): FromBool(Data<bool>(src), sl, Data<double>(dst), dl); break;
+            case (DType.Bool, DType.Int64): FromBool(Data<bool>(src), sl, Data<long>(dst), dl); break;
+            case (DType.Float32, DType.Bool): ToBool(Data<float>(src), sl, Data<bool>(dst), dl); break;
+            case (DType.Float64, DType.Bool): ToBool(Data<double>(src), sl, Data<bool>(dst), dl); break;
+            case (DType.Int64, DType.Bool): ToBool(Data<long>(src), sl, Data<bool>(dst), dl); break;
+            default: throw new NotSupportedException($"Copy: no conversion from {src.DType.Name()} to {dst.DType.Name()}");
+        }
+    }
+
+    private static void FromBool<T>(bool[] src, Layout sl, T[] dst, Layout dl) where T : unmanaged, INumber<T>
+    {
+        var loop = new StridedLoop(sl.Shape, sl.Strides, sl.Offset, dl.Strides, dl.Offset);
+        int n = loop.RunLength;
+        long si = loop.Inner0, di = loop.Inner1;
+        while (loop.Next(out long so, out long doff, out _))
+            for (int i = 0; i < n; i++) dst[doff + i * di] = src[so + i * si] ? T.One : T.Zero;
+    }
+
+    private static void ToBool<T>(T[] src, Layout sl, bool[] dst, Layout dl) where T : unmanaged, INumber<T>
+    {
+        var loop = new StridedLoop(sl.Shape, sl.Strides, sl.Offset, dl.Strides, dl.Offset);
+        int n = loop.RunLength;
+        long si = loop.Inner0, di = loop.Inner1;
+        while (loop.Next(out long so, out long doff, out _))
+            for (int i = 0; i < n; i++) dst[doff + i * di] = src[so + i * si] != T.Zero;
     }
 
     private static void CopyT<T>(T[] src, Layout sl, T[] dst, Layout dl) where T : unmanaged

@@ -59,7 +59,10 @@ public enum UnaryOp
     GeluTanhGrad,
 }
 
-/// <summary>Element-wise functions of two tensors (broadcast to one shape). Comparisons give 1 or 0 in the input dtype.</summary>
+/// <summary>
+/// Element-wise functions of two tensors (broadcast to one shape). Comparisons write a bool output (or 1 and 0 in
+/// the input dtype when the output has it); the logical ops take and give bool.
+/// </summary>
 public enum BinaryOp
 {
     /// <summary>a + b</summary>
@@ -88,6 +91,12 @@ public enum BinaryOp
     Gt,
     /// <summary>a &gt;= b</summary>
     Ge,
+    /// <summary>a and b (bool)</summary>
+    LogicalAnd,
+    /// <summary>a or b (bool)</summary>
+    LogicalOr,
+    /// <summary>a xor b (bool)</summary>
+    LogicalXor,
 }
 
 /// <summary>Reductions over axes.</summary>
@@ -146,10 +155,13 @@ public interface IBackend : IDisposable
     /// <summary>dst = op(src, scalar) element-wise; dst is contiguous with src's shape and dtype.</summary>
     void Unary(UnaryOp op, double scalar, Storage src, Layout srcLayout, Storage dst);
 
-    /// <summary>dst = op(a, b); both layouts are already broadcast to the output shape (stride 0 on expanded dims).</summary>
+    /// <summary>
+    /// dst = op(a, b); both layouts are already broadcast to the output shape (stride 0 on expanded dims). A bool dst
+    /// receives comparisons of a and b (same dtype) or the logical ops of two bool operands.
+    /// </summary>
     void Binary(BinaryOp op, Storage a, Layout aLayout, Storage b, Layout bLayout, Storage dst);
 
-    /// <summary>dst = cond != 0 ? a : b; all three layouts broadcast to the output shape.</summary>
+    /// <summary>dst = cond != 0 ? a : b (cond bool, float32, float64 or int64); all three layouts broadcast to the output shape.</summary>
     void Where(Storage cond, Layout condLayout, Storage a, Layout aLayout, Storage b, Layout bLayout, Storage dst);
 
     /// <summary>Reduces the trailing dims of <paramref name="layout"/> after the first <paramref name="keptRank"/>; dst has shape Shape[..keptRank].</summary>
@@ -157,6 +169,13 @@ public interface IBackend : IDisposable
 
     /// <summary>Index (int64) of the max (or min) along the last dim of <paramref name="layout"/>; first index wins ties.</summary>
     void ArgReduce(ReduceOp op, Storage src, Layout layout, Storage dst);
+
+    /// <summary>
+    /// Indices (int64) of the <paramref name="k"/> largest (or smallest, when <paramref name="largest"/> is false)
+    /// elements along the last dim of <paramref name="layout"/>, in order: largest (smallest) first, ties by lower
+    /// index, NaN counted as larger than every number. dst is contiguous with shape Shape[..^1] + [k]; 0 &lt; k &lt;= Shape[^1].
+    /// </summary>
+    void TopK(Storage src, Layout layout, int k, bool largest, Storage dst);
 
     /// <summary>C[i] = A[i] @ B[i] for i &lt; batch; C is contiguous [batch, m, n] starting at element 0.</summary>
     void MatMul(Storage a, MatrixOperand aOp, Storage b, MatrixOperand bOp, Storage c, int batch, int m, int n, int k);
@@ -258,7 +277,7 @@ public interface IBackend : IDisposable
     /// <summary>
     /// Checks that each of the first <paramref name="count"/> int64 values of <paramref name="index"/> lies in
     /// [0, <paramref name="size"/>) or equals <paramref name="ignoreIndex"/> when one is given; a violation throws
-    /// IndexOutOfRangeException("{op}: index v is out of range for {what} of size {size}"). The CPU checks at once.
+    /// ArgumentOutOfRangeException("{op}: index v is out of range for {what} of size {size}"). The CPU checks at once.
     /// A device checks on the device and reports at its next <see cref="Synchronize"/> or <see cref="Download{T}"/>,
     /// as CUDA's device-side asserts do, so a training step never waits for the host; until then the index kernels
     /// read nothing outside their input (an out-of-range index yields 0).

@@ -160,13 +160,13 @@ public sealed partial class IlgpuBackend : IBackend
         string shown = Math.Abs(value) == (1L << IndexOps.FaultValueBits) - 1 ? (value < 0 ? "<= " : ">= ") + value : value.ToString(System.Globalization.CultureInfo.InvariantCulture);
         string message = string.Format(System.Globalization.CultureInfo.InvariantCulture, _checkSites[id], shown) + " (found on the device at its next synchronisation)";
         if (_checkSites[id].StartsWith("Div:", StringComparison.Ordinal)) throw new DivideByZeroException(message);
-        throw new IndexOutOfRangeException(message);
+        throw new ArgumentOutOfRangeException("index", message);
     }
 
     /// <inheritdoc/>
     public Storage Allocate(DType dtype, long length)
     {
-        if (dtype is not (DType.Float32 or DType.Int64)) throw new NotSupportedException($"IlgpuBackend: Allocate does not support {dtype.Name()} tensors on {Device} (float32 and int64 only)");
+        if (dtype is not (DType.Float32 or DType.Int64 or DType.Bool)) throw new NotSupportedException($"IlgpuBackend: Allocate does not support {dtype.Name()} tensors on {Device} (float32, int64 and bool only)");
         ArgumentOutOfRangeException.ThrowIfNegative(length);
         ObjectDisposedException.ThrowIf(_disposed, this);
         return new IlgpuStorage(Device, Memory, dtype, length);
@@ -181,6 +181,7 @@ public sealed partial class IlgpuBackend : IBackend
         Uploads++;
         if (typeof(T) == typeof(float)) d.Floats.SubView(0, src.Length).CopyFromCPU(System.Runtime.InteropServices.MemoryMarshal.Cast<T, float>(src));
         else if (typeof(T) == typeof(long)) d.Longs.SubView(0, src.Length).CopyFromCPU(System.Runtime.InteropServices.MemoryMarshal.Cast<T, long>(src));
+        else if (typeof(T) == typeof(bool)) d.Bools.SubView(0, src.Length).CopyFromCPU(System.Runtime.InteropServices.MemoryMarshal.Cast<T, byte>(src));
         else throw WrongType("Upload", DTypeInfo.Of<T>());
     }
 
@@ -196,6 +197,7 @@ public sealed partial class IlgpuBackend : IBackend
         ReportIndexFaults();
         if (typeof(T) == typeof(float)) s.Floats.SubView(offset, dst.Length).CopyToCPU(System.Runtime.InteropServices.MemoryMarshal.Cast<T, float>(dst));
         else if (typeof(T) == typeof(long)) s.Longs.SubView(offset, dst.Length).CopyToCPU(System.Runtime.InteropServices.MemoryMarshal.Cast<T, long>(dst));
+        else if (typeof(T) == typeof(bool)) s.Bools.SubView(offset, dst.Length).CopyToCPU(System.Runtime.InteropServices.MemoryMarshal.Cast<T, byte>(dst));
         else throw WrongType("Download", DTypeInfo.Of<T>());
     }
 
@@ -208,6 +210,7 @@ public sealed partial class IlgpuBackend : IBackend
         if (n == 0) return;
         Pack(layout.Shape, layout.Strides, layout.Offset, out var ld);
         if (dst.DType == DType.Float32) _k.Fill.Value(Threads("Fill", n), d.Floats, ld, (float)value);
+        else if (dst.DType == DType.Bool) _k.FillBool.Value(Threads("Fill", n), d.Bools, ld, value != 0 ? (byte)1 : (byte)0);
         else _k.FillLong.Value(Threads("Fill", n), d.Longs, ld, checked((long)value));
     }
 
@@ -229,7 +232,12 @@ public sealed partial class IlgpuBackend : IBackend
             case (DType.Int64, DType.Int64): _k.CopyLong.Value(count, s.Longs, ls, d.Longs, ld); break;
             case (DType.Int64, DType.Float32): _k.LongToFloat.Value(count, s.Longs, ls, d.Floats, ld); break;
             case (DType.Float32, DType.Int64): _k.FloatToLong.Value(count, s.Floats, ls, d.Longs, ld); break;
-            default: throw WrongType("Copy", src.DType is DType.Float32 or DType.Int64 ? dst.DType : src.DType);
+            case (DType.Bool, DType.Bool): _k.CopyBool.Value(count, s.Bools, ls, d.Bools, ld); break;
+            case (DType.Bool, DType.Float32): _k.BoolToFloat.Value(count, s.Bools, ls, d.Floats, ld); break;
+            case (DType.Bool, DType.Int64): _k.BoolToLong.Value(count, s.Bools, ls, d.Longs, ld); break;
+            case (DType.Float32, DType.Bool): _k.FloatToBool.Value(count, s.Floats, ls, d.Bools, ld); break;
+            case (DType.Int64, DType.Bool): _k.LongToBool.Value(count, s.Longs, ls, d.Bools, ld); break;
+            default: throw WrongType("Copy", src.DType is DType.Float32 or DType.Int64 or DType.Bool ? dst.DType : src.DType);
         }
     }
 
@@ -257,16 +265,16 @@ public sealed partial class IlgpuBackend : IBackend
     public void Binary(BinaryOp op, Storage a, Layout aLayout, Storage b, Layout bLayout, Storage dst)
     {
         string name = op.ToString();
+        if (dst.DType == DType.Bool)
+        {
+            BinaryToBool(op, a, aLayout, b, bLayout, dst);
+            return;
+        }
         bool isLong = a.DType == DType.Int64 && b.DType == DType.Int64 && dst.DType == DType.Int64;
         if (isLong && op == BinaryOp.Pow) throw new NotSupportedException("Pow: not defined for int64 tensors; convert with To(DType.Float32) first");
         var (sa, sb, d) = isLong ? (S(a, name), S(b, name), S(dst, name)) : (Float(a, name), Float(b, name), Float(dst, name));
-        CheckBroadcast(name, aLayout, bLayout);
-        CheckFits(name, "a", a, aLayout);
-        CheckFits(name, "b", b, bLayout);
-        long n = aLayout.Numel;
-        CheckOutput(name, dst, n);
+        long n = PackBinary(name, a, aLayout, b, bLayout, dst, out var la, out var lb);
         if (n == 0) return;
-        Pack(aLayout.Shape, aLayout.Strides, aLayout.Offset, bLayout.Strides, bLayout.Offset, out var la, out var lb);
         if (!isLong)
         {
             _k.Binary.Value(Threads(name, n), sa.Floats, la, sb.Floats, lb, d.Floats, (int)op);
@@ -276,6 +284,37 @@ public sealed partial class IlgpuBackend : IBackend
         int id = op == BinaryOp.Div ? FaultSite("Div: integer division by zero in an int64 tensor") : 0;
         _fault ??= CreateFaultSlot();
         _k.BinaryLong.Value(Threads(name, n), sa.Longs, la, sb.Longs, lb, d.Longs, (int)op, _fault.View, id);
+    }
+
+    // Comparisons of two float32 or int64 views, or the logical ops of two masks, into a contiguous bool mask.
+    private void BinaryToBool(BinaryOp op, Storage a, Layout aLayout, Storage b, Layout bLayout, Storage dst)
+    {
+        string name = op.ToString();
+        var (sa, sb, d) = (S(a, name), S(b, name), S(dst, name));
+        bool logical = op is BinaryOp.LogicalAnd or BinaryOp.LogicalOr or BinaryOp.LogicalXor;
+        bool comparison = op is >= BinaryOp.Eq and <= BinaryOp.Ge;
+        if (a.DType != b.DType || (logical && a.DType != DType.Bool) || (comparison && a.DType is not (DType.Float32 or DType.Int64)) || !(logical || comparison))
+            throw new ArgumentException($"IlgpuBackend.{name}: a bool output takes a comparison of two float32 or int64 views or a logical op of two bool views, got {name} of {a.DType.Name()} and {b.DType.Name()}");
+        long n = PackBinary(name, a, aLayout, b, bLayout, dst, out var la, out var lb);
+        if (n == 0) return;
+        var count = Threads(name, n);
+        if (logical) _k.Logical.Value(count, sa.Bools, la, sb.Bools, lb, d.Bools, (int)op);
+        else if (a.DType == DType.Int64) _k.CompareLong.Value(count, sa.Longs, la, sb.Longs, lb, d.Bools, (int)op);
+        else _k.Compare.Value(count, sa.Floats, la, sb.Floats, lb, d.Bools, (int)op);
+    }
+
+    // Checks two operands broadcast to one shape, that they fit their storages and that dst holds the result; packs
+    // their layouts when there is anything to compute. Returns the element count.
+    private static long PackBinary(string name, Storage a, Layout aLayout, Storage b, Layout bLayout, Storage dst, out StridedIndex la, out StridedIndex lb)
+    {
+        CheckBroadcast(name, aLayout, bLayout);
+        CheckFits(name, "a", a, aLayout);
+        CheckFits(name, "b", b, bLayout);
+        long n = aLayout.Numel;
+        CheckOutput(name, dst, n);
+        la = lb = default;
+        if (n > 0) Pack(aLayout.Shape, aLayout.Strides, aLayout.Offset, bLayout.Strides, bLayout.Offset, out la, out lb);
+        return n;
     }
 
     private MemoryBuffer1D<long, Stride1D.Dense> CreateFaultSlot()
@@ -288,7 +327,7 @@ public sealed partial class IlgpuBackend : IBackend
     /// <inheritdoc/>
     public void Where(Storage cond, Layout condLayout, Storage a, Layout aLayout, Storage b, Layout bLayout, Storage dst)
     {
-        if (a.DType != b.DType || a.DType != dst.DType || a.DType is not (DType.Float32 or DType.Int64)) throw WrongType("Where", a.DType == DType.Float32 ? b.DType : a.DType);
+        if (a.DType != b.DType || a.DType != dst.DType || a.DType is not (DType.Float32 or DType.Int64 or DType.Bool)) throw WrongType("Where", a.DType == DType.Float32 ? b.DType : a.DType);
         var (sa, sb, d) = (S(a, "Where"), S(b, "Where"), S(dst, "Where"));
         CheckBroadcast("Where", aLayout, condLayout);
         CheckBroadcast("Where", aLayout, bLayout);
@@ -298,9 +337,16 @@ public sealed partial class IlgpuBackend : IBackend
         long n = aLayout.Numel;
         CheckOutput("Where", dst, n);
         if (n == 0) return;
-        // The kernels read a float32 condition; an int64 one (a comparison of token ids) is converted first.
+        if (cond.DType == DType.Bool && a.DType == DType.Float32)
+        {
+            // The common case (attention and padding masks): read the mask bytes in place.
+            Pack(aLayout.Shape, condLayout.Strides, condLayout.Offset, aLayout.Strides, aLayout.Offset, bLayout.Strides, bLayout.Offset, out var lm, out var lx, out var ly);
+            _k.WhereMask.Value(Threads("Where", n), S(cond, "Where").Bools, lm, sa.Floats, lx, sb.Floats, ly, d.Floats);
+            return;
+        }
+        // The other kernels read a float32 condition; an int64 one (or a mask choosing int64 or bool values) is converted first.
         Storage? converted = null;
-        if (cond.DType == DType.Int64)
+        if (cond.DType is DType.Int64 or DType.Bool)
         {
             converted = Allocate(DType.Float32, n);
             var dense = Layout.Contiguous(aLayout.Shape);
@@ -312,6 +358,7 @@ public sealed partial class IlgpuBackend : IBackend
             var sc = Float(cond, "Where");
             Pack(aLayout.Shape, condLayout.Strides, condLayout.Offset, aLayout.Strides, aLayout.Offset, bLayout.Strides, bLayout.Offset, out var lc, out var la, out var lb);
             if (a.DType == DType.Int64) _k.WhereLong.Value(Threads("Where", n), sc.Floats, lc, sa.Longs, la, sb.Longs, lb, d.Longs);
+            else if (a.DType == DType.Bool) _k.WhereBoolValues.Value(Threads("Where", n), sc.Floats, lc, sa.Bools, la, sb.Bools, lb, d.Bools);
             else _k.Where.Value(Threads("Where", n), sc.Floats, lc, sa.Floats, la, sb.Floats, lb, d.Floats);
         }
         finally { converted?.Release(); }
@@ -380,6 +427,22 @@ public sealed partial class IlgpuBackend : IBackend
         Pack(outerShape, layout.Rank == 0 ? strides : strides[..^1], layout.Offset, out var outer);
         if (src.DType == DType.Int64) _k.ArgReduceLong.Value(Threads(name, outCount), s.Longs, outer, length, stride, d.Longs, (int)op);
         else _k.ArgReduce.Value(Threads(name, outCount), s.Floats, outer, length, stride, d.Longs, (int)op);
+    }
+
+    /// <inheritdoc/>
+    public void TopK(Storage src, Layout layout, int k, bool largest, Storage dst)
+    {
+        var (s, d) = (Float(src, "TopK"), S(dst, "TopK"));
+        if (dst.DType != DType.Int64) throw new ArgumentException($"IlgpuBackend.TopK: the output must be int64, got {dst.DType.Name()}");
+        if (layout.Rank == 0 || k <= 0 || k > layout.Shape[^1])
+            throw new ArgumentOutOfRangeException(nameof(k), $"IlgpuBackend.TopK: k = {k} is outside [1, {(layout.Rank == 0 ? 0 : layout.Shape[^1])}] for a layout of shape {Shape.Format(layout.Shape)}");
+        CheckFits("TopK", "src", src, layout);
+        var outerShape = layout.Shape.AsSpan(0, layout.Rank - 1);
+        long rows = Shape.Numel(outerShape);
+        CheckOutput("TopK", dst, rows * k);
+        if (rows == 0) return;
+        Pack(outerShape, layout.Strides.AsSpan(0, layout.Rank - 1), layout.Offset, out var outer);
+        _k.TopK.Value(Threads("TopK", rows), s.Floats, outer, layout.Shape[^1], layout.Strides[^1], k, largest ? 1 : 0, d.Longs);
     }
 
     // ---- Matrix product and rows --------------------------------------------------------------------------

@@ -36,8 +36,20 @@ internal sealed partial class IlgpuKernels
         CopyLong = Auto<ArrayView<long>, StridedIndex, ArrayView<long>, StridedIndex>(Elementwise.CopyLongKernel);
         LongToFloat = Auto<ArrayView<long>, StridedIndex, ArrayView<float>, StridedIndex>(Elementwise.LongToFloatKernel);
         FloatToLong = Auto<ArrayView<float>, StridedIndex, ArrayView<long>, StridedIndex>(Elementwise.FloatToLongKernel);
+        Compare = Auto<ArrayView<float>, StridedIndex, ArrayView<float>, StridedIndex, ArrayView<byte>, int>(ElementwiseBool.CompareKernel);
+        CompareLong = Auto<ArrayView<long>, StridedIndex, ArrayView<long>, StridedIndex, ArrayView<byte>, int>(ElementwiseBool.CompareLongKernel);
+        Logical = Auto<ArrayView<byte>, StridedIndex, ArrayView<byte>, StridedIndex, ArrayView<byte>, int>(ElementwiseBool.LogicalKernel);
+        WhereMask = Auto<ArrayView<byte>, StridedIndex, ArrayView<float>, StridedIndex, ArrayView<float>, StridedIndex, ArrayView<float>>(ElementwiseBool.WhereMaskKernel);
+        WhereBoolValues = Auto<ArrayView<float>, StridedIndex, ArrayView<byte>, StridedIndex, ArrayView<byte>, StridedIndex, ArrayView<byte>>(ElementwiseBool.WhereBoolValuesKernel);
+        FillBool = Auto<ArrayView<byte>, StridedIndex, byte>(ElementwiseBool.FillKernel);
+        CopyBool = Auto<ArrayView<byte>, StridedIndex, ArrayView<byte>, StridedIndex>(ElementwiseBool.CopyKernel);
+        BoolToFloat = Auto<ArrayView<byte>, StridedIndex, ArrayView<float>, StridedIndex>(ElementwiseBool.BoolToFloatKernel);
+        BoolToLong = Auto<ArrayView<byte>, StridedIndex, ArrayView<long>, StridedIndex>(ElementwiseBool.BoolToLongKernel);
+        FloatToBool = Auto<ArrayView<float>, StridedIndex, ArrayView<byte>, StridedIndex>(ElementwiseBool.FloatToBoolKernel);
+        LongToBool = Auto<ArrayView<long>, StridedIndex, ArrayView<byte>, StridedIndex>(ElementwiseBool.LongToBoolKernel);
         ReduceThreads = Auto<ArrayView<float>, StridedIndex, StridedIndex, long, ArrayView<float>, int>(Reduce.ReduceKernel);
         ArgReduce = Auto<ArrayView<float>, StridedIndex, long, long, ArrayView<long>, int>(Reduce.ArgReduceKernel);
+        TopK = new(() => _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, StridedIndex, long, long, int, int, ArrayView<long>>(Reduce.TopKKernel));
         ReduceGroups = Grouped<ArrayView<float>, StridedIndex, StridedIndex, long, ArrayView<float>, int>(
             small ? Reduce.GroupReduceKernel<Size16> : Reduce.GroupReduceKernel<Size256>);
         IndexSelect = Auto<ArrayView<float>, ArrayView<long>, ArrayView<float>, long, long, int>(IndexOps.SelectKernel);
@@ -78,8 +90,20 @@ internal sealed partial class IlgpuKernels
     public Lazy<Action<Index1D, ArrayView<long>, StridedIndex, ArrayView<long>, StridedIndex>> CopyLong { get; }
     public Lazy<Action<Index1D, ArrayView<long>, StridedIndex, ArrayView<float>, StridedIndex>> LongToFloat { get; }
     public Lazy<Action<Index1D, ArrayView<float>, StridedIndex, ArrayView<long>, StridedIndex>> FloatToLong { get; }
+    public Lazy<Action<Index1D, ArrayView<float>, StridedIndex, ArrayView<float>, StridedIndex, ArrayView<byte>, int>> Compare { get; }
+    public Lazy<Action<Index1D, ArrayView<long>, StridedIndex, ArrayView<long>, StridedIndex, ArrayView<byte>, int>> CompareLong { get; }
+    public Lazy<Action<Index1D, ArrayView<byte>, StridedIndex, ArrayView<byte>, StridedIndex, ArrayView<byte>, int>> Logical { get; }
+    public Lazy<Action<Index1D, ArrayView<byte>, StridedIndex, ArrayView<float>, StridedIndex, ArrayView<float>, StridedIndex, ArrayView<float>>> WhereMask { get; }
+    public Lazy<Action<Index1D, ArrayView<float>, StridedIndex, ArrayView<byte>, StridedIndex, ArrayView<byte>, StridedIndex, ArrayView<byte>>> WhereBoolValues { get; }
+    public Lazy<Action<Index1D, ArrayView<byte>, StridedIndex, byte>> FillBool { get; }
+    public Lazy<Action<Index1D, ArrayView<byte>, StridedIndex, ArrayView<byte>, StridedIndex>> CopyBool { get; }
+    public Lazy<Action<Index1D, ArrayView<byte>, StridedIndex, ArrayView<float>, StridedIndex>> BoolToFloat { get; }
+    public Lazy<Action<Index1D, ArrayView<byte>, StridedIndex, ArrayView<long>, StridedIndex>> BoolToLong { get; }
+    public Lazy<Action<Index1D, ArrayView<float>, StridedIndex, ArrayView<byte>, StridedIndex>> FloatToBool { get; }
+    public Lazy<Action<Index1D, ArrayView<long>, StridedIndex, ArrayView<byte>, StridedIndex>> LongToBool { get; }
     public Lazy<Action<Index1D, ArrayView<float>, StridedIndex, StridedIndex, long, ArrayView<float>, int>> ReduceThreads { get; }
     public Lazy<Action<Index1D, ArrayView<float>, StridedIndex, long, long, ArrayView<long>, int>> ArgReduce { get; }
+    public Lazy<Action<Index1D, ArrayView<float>, StridedIndex, long, long, int, int, ArrayView<long>>> TopK { get; }
     public Lazy<Action<KernelConfig, ArrayView<float>, StridedIndex, StridedIndex, long, ArrayView<float>, int>> ReduceGroups { get; }
     public Lazy<Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs>> Gemm { get; }
     public Lazy<Action<Index1D, ArrayView<float>, ArrayView<long>, ArrayView<float>, long, long, int>> IndexSelect { get; }

@@ -5,8 +5,8 @@ using ILGPU.Runtime;
 namespace AttnCore.Backends;
 
 /// <summary>
-/// Device storage: a byte buffer rented from the backend's <see cref="IlgpuMemoryPool"/>, seen as float32 or
-/// int64 elements. The last <see cref="Storage.Release"/> returns the buffer to the pool at once.
+/// Device storage: a byte buffer rented from the backend's <see cref="IlgpuMemoryPool"/>, seen as float32,
+/// int64 or bool (byte) elements. The last <see cref="Storage.Release"/> returns the buffer to the pool at once.
 /// </summary>
 public sealed class IlgpuStorage : Storage
 {
@@ -30,6 +30,11 @@ public sealed class IlgpuStorage : Storage
     internal ArrayView<long> Longs => DType == DType.Int64
         ? Bytes.SubView(0, Length * sizeof(long)).Cast<long>()
         : throw new ArgumentException($"IlgpuBackend: expected an int64 storage, got {DType.Name()}");
+
+    /// <summary>The elements of a bool storage as bytes, 0 or 1 (exactly <see cref="Storage.Length"/> of them).</summary>
+    internal ArrayView<byte> Bools => DType == DType.Bool
+        ? Bytes.SubView(0, Length)
+        : throw new ArgumentException($"IlgpuBackend: expected a bool storage, got {DType.Name()}");
 
     /// <inheritdoc/>
     protected override void Free()

@@ -27,7 +27,7 @@ public static class CpuMemoryPool
 
     private static ConcurrentBag<Array>[][] CreateClasses()
     {
-        var byType = new ConcurrentBag<Array>[3][];
+        var byType = new ConcurrentBag<Array>[4][];
         for (int t = 0; t < byType.Length; t++)
         {
             byType[t] = new ConcurrentBag<Array>[32];
@@ -36,7 +36,9 @@ public static class CpuMemoryPool
         return byType;
     }
 
-    private static int TypeSlot<T>() => typeof(T) == typeof(float) ? 0 : typeof(T) == typeof(double) ? 1 : 2;
+    // One set of classes per element type, so a rented array always has the type asked for.
+    private static int TypeSlot<T>() => typeof(T) == typeof(float) ? 0 : typeof(T) == typeof(double) ? 1 : typeof(T) == typeof(long) ? 2
+        : typeof(T) == typeof(bool) ? 3 : throw new NotSupportedException($"CpuMemoryPool: no size classes for element type {typeof(T).Name}");
 
     private static int ClassOf(long length)
     {

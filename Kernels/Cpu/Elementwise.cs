@@ -522,3 +522,32 @@ public static class Erf
         return x < 0 ? erfc - 1 : 1 - erfc;
     }
 }
+
+/// <summary>
+/// Kernels that write bool masks over contiguous spans: comparisons (the relation inlined through its static
+/// interface) and the logical and/or/xor of two masks. Scalar loops: a mask is one byte per element and these
+/// ops make masks rather than sit in a model's hot path. Reference: Tests/Engine/BoolTests.cs (float64 relations).
+/// </summary>
+public static class MaskKernels
+{
+    /// <summary>d[i] = TRel(a[i], b[i]).</summary>
+    public static void Compare<T, TRel>(ReadOnlySpan<T> a, ReadOnlySpan<T> b, Span<bool> d) where TRel : IRelation<T>
+    {
+        if (a.Length < d.Length || b.Length < d.Length) throw new ArgumentException($"MaskKernels.Compare: inputs of {a.Length} and {b.Length} for {d.Length} outputs");
+        for (int i = 0; i < d.Length; i++) d[i] = TRel.Holds(a[i], b[i]);
+    }
+
+    /// <summary>d[i] = TRel(a[i], b): a tensor against one (broadcast) value.</summary>
+    public static void CompareScalarRight<T, TRel>(ReadOnlySpan<T> a, T b, Span<bool> d) where TRel : IRelation<T>
+    {
+        if (a.Length < d.Length) throw new ArgumentException($"MaskKernels.CompareScalarRight: {a.Length} inputs for {d.Length} outputs");
+        for (int i = 0; i < d.Length; i++) d[i] = TRel.Holds(a[i], b);
+    }
+
+    /// <summary>d[i] = a[i] op b[i] for op 0 (and), 1 (or), 2 (xor).</summary>
+    public static void Logical(int op, ReadOnlySpan<bool> a, ReadOnlySpan<bool> b, Span<bool> d)
+    {
+        if (a.Length < d.Length || b.Length < d.Length) throw new ArgumentException($"MaskKernels.Logical: inputs of {a.Length} and {b.Length} for {d.Length} outputs");
+        for (int i = 0; i < d.Length; i++) d[i] = op == 0 ? a[i] & b[i] : op == 1 ? a[i] | b[i] : a[i] ^ b[i];
+    }
+}

@@ -31,7 +31,7 @@ public static class Elementwise
     public enum Binary
     {
 #pragma warning disable CS1591 // each value is the AttnCore.Backends.BinaryOp of the same name, documented there (Kernels cannot see Engine)
-        Add, Sub, Mul, Div, Pow, Maximum, Minimum, Eq, Ne, Lt, Le, Gt, Ge,
+        Add, Sub, Mul, Div, Pow, Maximum, Minimum, Eq, Ne, Lt, Le, Gt, Ge, LogicalAnd, LogicalOr, LogicalXor,
 #pragma warning restore CS1591
     }
 

@@ -7,6 +7,10 @@
 //   GroupReduceKernel  one group per output: each thread folds a strided share of the block, then a
 //                      shared-memory tree halves the partials (log2(group) barriers). No warp shuffles, so
 //                      it runs unchanged where sub-groups are missing (PoCL reports WarpSize 0).
+//   TopKKernel         one thread per row, k selection passes: pass j scans the row for the first element that
+//                      comes after pick j-1 in TopK's total order (value, then index), so no scratch memory and
+//                      no sorting network are needed. O(k n) per row: meant for the small k of top-k sampling
+//                      and metrics; the CPU backend sorts instead.
 // Max/Min propagate NaN (as PyTorch). The float sum order differs from a sequential sum by rounding only.
 // FLOPs: 1 per element. Bytes: 4 per element read, 4 per output written. Bound: memory bandwidth on a GPU
 // (the tree is log2(group) steps); on the CPU accelerator, thread scheduling (correctness only).
@@ -95,5 +99,46 @@ public static class Reduce
             if (XMath.IsNaN(v) || (op == Max ? v > best : v < best)) { best = v; at = j; }
         }
         dst[o] = at;
+    }
+
+    /// <summary>
+    /// True when element (va, ia) comes before (vb, ib) in TopK's order: larger (smaller, when
+    /// <paramref name="largest"/> is 0) values first, NaN above every number, ties by lower index.
+    /// </summary>
+    public static bool TopKBefore(float va, long ia, float vb, long ib, int largest)
+    {
+        bool na = XMath.IsNaN(va), nb = XMath.IsNaN(vb);
+        if (na || nb)
+        {
+            if (na && nb) return ia < ib;
+            return largest != 0 ? na : nb;
+        }
+        if (va != vb) return largest != 0 ? va > vb : va < vb;
+        return ia < ib;
+    }
+
+    /// <summary>
+    /// dst[o*k + j] = index of the j-th element, in <see cref="TopKBefore"/> order, of the row at outer(o) with
+    /// <paramref name="length"/> elements <paramref name="stride"/> apart; 0 &lt; k &lt;= length.
+    /// </summary>
+    public static void TopKKernel(Index1D o, ArrayView<float> src, StridedIndex outer, long length, long stride, int k, int largest, ArrayView<long> dst)
+    {
+        long start = outer.At(o);
+        float prevValue = 0;
+        long prevAt = -1;
+        for (int j = 0; j < k; j++)
+        {
+            long at = -1;
+            float best = 0;
+            for (long i = 0; i < length; i++)
+            {
+                float v = src[start + i * stride];
+                bool afterPrevious = prevAt < 0 || TopKBefore(prevValue, prevAt, v, i, largest);
+                if (afterPrevious && (at < 0 || TopKBefore(v, i, best, at, largest))) { best = v; at = i; }
+            }
+            dst[(long)o.X * k + j] = at;
+            prevValue = best;
+            prevAt = at;
+        }
     }
 }

@@ -89,13 +89,12 @@ public static class Safetensors
     public static SafetensorsFile Open(string path) => new(path);
 
     /// <summary>
-    /// The dtype a BOOL tensor loads as: Int64 0/1 until the engine has a boolean dtype. To switch, set this
-    /// to DType.Bool and make <see cref="FromBoolBytes"/> return
-    /// <c>Tensor.FromSpan(MemoryMarshal.Cast&lt;byte, bool&gt;(raw), shape, device)</c> (the bytes are checked to be 0 or 1).
+    /// The dtype a BOOL tensor loads as: <see cref="DType.Bool"/>, byte for byte (the reader checks each byte is 0 or 1
+    /// first, so every loaded bool is a valid .NET bool).
     /// </summary>
-    public const DType BoolLoadsAs = DType.Int64;
+    public const DType BoolLoadsAs = DType.Bool;
 
-    internal static Tensor FromBoolBytes(ReadOnlySpan<byte> raw, int[] shape, Device? device) => Tensor.FromSpan<long>(SafetensorsConvert.Widen(raw), shape, device);
+    internal static Tensor FromBoolBytes(ReadOnlySpan<byte> raw, int[] shape, Device? device) => Tensor.FromSpan(MemoryMarshal.Cast<byte, bool>(raw), shape, device);
 
     /// <summary>Loads a file into a module's parameters and buffers (strict: names and shapes must match).</summary>
     public static Dictionary<string, string> LoadInto(string path, Module module)
@@ -106,7 +105,7 @@ public static class Safetensors
         return meta;
     }
 
-    private static string Code(DType d) => d switch { DType.Float32 => "F32", DType.Float64 => "F64", DType.Int64 => "I64", _ => throw new NotSupportedException($"Safetensors: no code for {d}") };
+    private static string Code(DType d) => d switch { DType.Float32 => "F32", DType.Float64 => "F64", DType.Int64 => "I64", DType.Bool => "BOOL", _ => throw new NotSupportedException($"Safetensors: no code for {d}") };
 
     private static void WriteData(Stream s, Tensor t)
     {
@@ -114,7 +113,9 @@ public static class Safetensors
         {
             case DType.Float32: WriteLittleEndian(s, t.ToArray<float>()); break;
             case DType.Float64: WriteLittleEndian(s, t.ToArray<double>()); break;
-            default: WriteLittleEndian(s, t.ToArray<long>()); break;
+            case DType.Int64: WriteLittleEndian(s, t.ToArray<long>()); break;
+            case DType.Bool: WriteLittleEndian(s, t.ToArray<bool>()); break;   // one byte each, 0 or 1, as the format's BOOL
+            default: throw new NotSupportedException($"Safetensors.Save: no safetensors code for {t.DType.Name()} tensor of shape {AttnCore.Shape.Format(t.Shape)}");
         }
     }
 

@@ -6,16 +6,22 @@ using AttnCore.Optim;
 
 namespace AttnCore.Models.Tasks;
 
-/// <summary>What the demo reports.</summary>
-public sealed record DemoResult(double ExactMatch, double FinalLoss, int Steps, double WallSeconds, IReadOnlyList<(string Source, string Expected, string Predicted)> Examples, string RunDirectory);
+/// <summary>What the demo reports; <paramref name="Attention"/> is the data of its attention heatmap.</summary>
+public sealed record DemoResult(double ExactMatch, double FinalLoss, int Steps, double WallSeconds, IReadOnlyList<(string Source, string Expected, string Predicted)> Examples, string RunDirectory,
+    AttentionWeights Attention);
+
+/// <summary>
+/// Attention weights of one head, [queries, keys] (each row sums to 1), with a label per query and per key: the data of a heatmap.
+/// </summary>
+public sealed record AttentionWeights(float[,] Weights, IReadOnlyList<string> QueryTokens, IReadOnlyList<string> KeyTokens, string Title);
 
 /// <summary>
 /// The embedded demo: an encoder-decoder Transformer learns to reverse digit strings of varying length,
 /// generated in-process (no download). Tokens: 0-9 digits, 10 = PAD, 11 = BOS, 12 = EOS. Sources are
 /// right-padded with a key padding mask; targets are BOS + reversed digits (teacher forcing) and the
 /// reversed digits + EOS (labels), with PAD labels ignored by the loss. Held-out strings are checked by
-/// greedy decoding for exact match, and the cross-attention of one head is drawn as a heatmap: reversal
-/// shows up as an anti-diagonal.
+/// greedy decoding for exact match, and the cross-attention of one head is returned for a heatmap (the CLI draws
+/// it to attention.png): reversal shows up as an anti-diagonal.
 /// </summary>
 public static class DigitReversalDemo
 {
@@ -29,7 +35,7 @@ public static class DigitReversalDemo
 
     /// <summary>Settings; the defaults reach ≥ 99% exact match in well under two minutes on 2 cores.</summary>
     public sealed record Options(int Steps = 600, int Batch = 64, int MinLength = 3, int MaxLength = 10, int Dim = 64, int Heads = 4, int Layers = 2,
-        double LearningRate = 2e-3, int TestSequences = 500, ulong Seed = 1, string RunDirectory = "runs/demo", bool ShowProgress = true, Device? Device = null);
+        double LearningRate = 2e-3, int TestSequences = 500, ulong Seed = 1, string RunDirectory = "runs/demo", IReadOnlyList<ITrainerCallback>? Callbacks = null, Device? Device = null);
 
     /// <summary>A batch of random digit strings: (source, padding mask, decoder input, labels).</summary>
     public static (Tensor Src, Tensor SrcPad, Tensor TgtIn, Tensor Labels) Batch(int batch, int minLen, int maxLen, Generator g, Device? device = null)
@@ -59,7 +65,7 @@ public static class DigitReversalDemo
                 Tensor.FromArray(tin, [b, t], device), Tensor.FromArray(lab, [b * t], device));
     }
 
-    /// <summary>Trains, evaluates, draws; everything goes to <see cref="Options.RunDirectory"/>.</summary>
+    /// <summary>Trains and evaluates; the run's files go to <see cref="Options.RunDirectory"/>, progress to <see cref="Options.Callbacks"/>.</summary>
     public static DemoResult Run(Options o, Action<string>? log = null)
     {
         var clock = Stopwatch.StartNew();
@@ -77,7 +83,7 @@ public static class DigitReversalDemo
         var trainer = new Trainer(model, opt, schedule, dataGen, new TrainerOptions
         {
             Steps = o.Steps, EvalEvery = Math.Max(1, o.Steps / 6), RunDirectory = o.RunDirectory, ClipNorm = 1.0,
-            ShowProgress = o.ShowProgress, TokensPerStep = o.Batch * (o.MaxLength + 1),
+            Callbacks = o.Callbacks ?? [], TokensPerStep = o.Batch * (o.MaxLength + 1),
         });
         var result = trainer.Run(
             () =>
@@ -111,13 +117,13 @@ public static class DigitReversalDemo
                 }
             }
         }
-        DrawAttention(model, test[0], o);
+        var attention = CrossAttention(model, test[0], o);
         double em = (double)correct / test.Length;
-        return new DemoResult(em, result.TrainLoss, o.Steps, clock.Elapsed.TotalSeconds, examples, o.RunDirectory);
+        return new DemoResult(em, result.TrainLoss, o.Steps, clock.Elapsed.TotalSeconds, examples, o.RunDirectory, attention);
     }
 
     // Cross-attention of the last decoder layer, head 0, while teacher-forcing the correct answer.
-    private static void DrawAttention(Transformer model, long[] digits, Options o)
+    private static AttentionWeights CrossAttention(Transformer model, long[] digits, Options o)
     {
         var (src, pad, tin, _) = Encode([digits], digits.Length, o.Device);
         var layer = model.DecoderLayers[^1].CrossAttention;
@@ -135,7 +141,7 @@ public static class DigitReversalDemo
                 for (int i = 0; i < t; i++) for (int j = 0; j < s; j++) grid[i, j] = values[i * s + j];
                 var queries = new[] { "<bos>" }.Concat(digits.Reverse().Select(d => d.ToString(System.Globalization.CultureInfo.InvariantCulture))).ToArray();
                 var keys = digits.Select(d => d.ToString(System.Globalization.CultureInfo.InvariantCulture)).ToArray();
-                Plots.AttentionMap(grid, queries, keys, "Decoder cross-attention, last layer, head 0", Path.Combine(o.RunDirectory, "attention.png"));
+                return new AttentionWeights(grid, queries, keys, "Decoder cross-attention, last layer, head 0");
             }
         }
         finally { layer.KeepWeights = false; }

@@ -5,7 +5,7 @@ namespace AttnCore.Models.Training;
 /// and renamed over the target, so readers see the old file or the new one, never half of one; when writing
 /// fails the temporary file is deleted, so a failed run leaves nothing behind but its last good files.
 /// </summary>
-internal static class AtomicFile
+public static class AtomicFile
 {
     /// <summary>Calls <paramref name="writeTemporary"/> with the temporary path, then renames it to <paramref name="path"/>.</summary>
     public static void Write(string path, Action<string> writeTemporary)

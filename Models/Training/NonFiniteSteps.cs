@@ -7,8 +7,8 @@ namespace AttnCore.Models.Training;
 public enum NonFinitePolicy
 {
     /// <summary>
-    /// Stop at once without updating the model: <see cref="Trainer.Run"/> writes metrics.json and loss.png for the
-    /// steps so far and throws <see cref="TrainingDivergedException"/>; the last checkpoint stays as it was.
+    /// Stop at once without updating the model: <see cref="Trainer.Run"/> writes metrics.json for the steps so far,
+    /// tells the callbacks (<see cref="TrainerRunOutcome.Diverged"/>: the CLI's draws loss.png) and throws <see cref="TrainingDivergedException"/>; the last checkpoint stays as it was.
     /// </summary>
     Stop,
 

@@ -1,11 +1,11 @@
 using System.Diagnostics;
 using System.Globalization;
+using System.Runtime.ExceptionServices;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using AttnCore.Models.IO;
 using AttnCore.Models.Nn;
 using AttnCore.Optim;
-using Spectre.Console;
 
 namespace AttnCore.Models.Training;
 
@@ -18,14 +18,14 @@ public sealed record TrainerOptions
     public int EvalEvery { get; init; } = 250;
     /// <summary>Write a checkpoint every N steps (and at the end); 0 = only at the end.</summary>
     public int CheckpointEvery { get; init; }
-    /// <summary>Folder for checkpoint, metrics.json and loss.png.</summary>
+    /// <summary>Folder for checkpoint, model.safetensors and metrics.json (and what callbacks write, such as loss.png).</summary>
     public string RunDirectory { get; init; } = "runs/run";
     /// <summary>Continue from the checkpoint in <see cref="RunDirectory"/> when there is one.</summary>
     public bool Resume { get; init; }
     /// <summary>Clip the gradient norm to this (0 = off).</summary>
     public double ClipNorm { get; init; }
-    /// <summary>Draw a live progress bar (off for tests and --json runs).</summary>
-    public bool ShowProgress { get; init; } = true;
+    /// <summary>Told of the run's start, each step and its end (progress bars, plots, logging); none by default.</summary>
+    public IReadOnlyList<ITrainerCallback> Callbacks { get; init; } = [];
     /// <summary>Tokens (or samples) processed per step, for throughput.</summary>
     public long TokensPerStep { get; init; } = 1;
     /// <summary>What a step with a NaN or infinite loss (or gradient norm, when clipping) does; the default stops the run.</summary>
@@ -54,8 +54,8 @@ public sealed record TrainerResult(int Steps, double TrainLoss, double ValLoss, 
 /// <summary>
 /// The one training loop of every model: step, clip, optimise, schedule; evaluate every N steps; write
 /// checkpoints atomically (a crash leaves the last good one) that resume exactly (model, optimizer,
-/// schedule, data generator and step); a Spectre.Console progress bar with loss, tokens/s and ETA;
-/// metrics.json and a loss-curve PNG in the run folder. A step whose loss or gradient norm is NaN or
+/// schedule, data generator and step); metrics.json in the run folder; progress and the end of the run reported to
+/// <see cref="TrainerOptions.Callbacks"/> (the library draws nothing itself). A step whose loss or gradient norm is NaN or
 /// infinite never updates the model: the run stops or skips the step (<see cref="TrainerOptions.OnNonFinite"/>).
 /// </summary>
 public sealed class Trainer(Module model, Optimizer optimizer, LRScheduler? scheduler, Generator dataGenerator, TrainerOptions options)
@@ -67,7 +67,7 @@ public sealed class Trainer(Module model, Optimizer optimizer, LRScheduler? sche
     /// Runs to <see cref="TrainerOptions.Steps"/>. <paramref name="trainLoss"/> builds the loss of one step
     /// (it draws its batch from the data generator); <paramref name="evaluate"/> returns the validation loss.
     /// Throws <see cref="TrainingDivergedException"/> when the loss stops being finite (see <see cref="NonFinitePolicy"/>),
-    /// after writing metrics.json and loss.png for the steps so far.
+    /// after writing metrics.json for the steps so far and telling the callbacks.
     /// </summary>
     public TrainerResult Run(Func<Tensor> trainLoss, Func<double> evaluate)
     {
@@ -86,7 +86,7 @@ public sealed class Trainer(Module model, Optimizer optimizer, LRScheduler? sche
         int skipped = history.Count > 0 ? history[^1].SkippedSteps : 0, skippedInARow = 0;
         var parameters = model.Parameters().ToArray();
 
-        void Body(Action<int, double, double>? report)
+        void Body()
         {
             var window = Stopwatch.StartNew();
             int windowSteps = 0;
@@ -134,48 +134,36 @@ public sealed class Trainer(Module model, Optimizer optimizer, LRScheduler? sche
                     history.Add(new TrainerMetric(step + 1, lastLoss, val, lr, tps, elapsedBefore + clock.Elapsed.TotalSeconds, skipped));
                 if (options.CheckpointEvery > 0 && (step + 1) % options.CheckpointEvery == 0 || step + 1 == options.Steps)
                     SaveCheckpoint(step + 1, elapsedBefore + clock.Elapsed.TotalSeconds, history);
-                report?.Invoke(step + 1, lastLoss, tps);
+                var stepReport = new TrainerStepReport(step + 1, options.Steps, lastLoss, lastVal, tps, lr);
+                foreach (var callback in options.Callbacks) callback.OnStepEnd(stepReport);
                 if (window.Elapsed.TotalSeconds > 5) { window.Restart(); windowSteps = 0; }
             }
         }
 
+        ExceptionDispatchInfo? diverged = null;
         try
         {
-            if (options.ShowProgress && AnsiConsole.Profile.Capabilities.Interactive)
-                AnsiConsole.Progress()
-                    .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn(), new SpinnerColumn())
-                    .Start(ctx =>
-                    {
-                        var task = ctx.AddTask("training", maxValue: options.Steps);
-                        task.Value = start;
-                        Body((step, loss, tps) =>
-                        {
-                            task.Value = step;
-                            task.Description = $"step {step}/{options.Steps} loss {loss:F4} val {lastVal:F4} {tps:F0} tok/s";
-                        });
-                    });
-            else if (options.ShowProgress)
-                Body((step, loss, tps) =>
-                {
-                    if (step % Math.Max(1, options.EvalEvery) == 0 || step == options.Steps)
-                    {
-                        double eta = (options.Steps - step) * options.TokensPerStep / Math.Max(1, tps);
-                        Console.WriteLine($"step {step}/{options.Steps}  loss {loss:F4}  val {lastVal:F4}  {tps:F0} tok/s  ETA {eta:F0}s");
-                    }
-                });
-            else Body(null);
-        }
-        catch (TrainingDivergedException)
-        {
-            // The steps up to the failure are what the user needs to see what went wrong.
+            foreach (var callback in options.Callbacks)
+                callback.OnRunStart(new TrainerRunStart(start, options.Steps, options.EvalEvery, options.TokensPerStep, options.RunDirectory));
+            try { Body(); }
+            catch (TrainingDivergedException e) { diverged = ExceptionDispatchInfo.Capture(e); }
+            // After a divergence too: the steps up to the failure are what the user needs to see what went wrong.
             WriteMetrics(history);
-            Plots.LossCurve(history, Path.Combine(options.RunDirectory, "loss.png"));
+        }
+        catch (Exception)
+        {
+            foreach (var callback in options.Callbacks)
+            {
+                // The run's own exception is the one to report (see ITrainerCallback.OnRunEnd); a callback's is dropped.
+                try { callback.OnRunEnd(new TrainerRunEnd(TrainerRunOutcome.Failed, history, options.RunDirectory)); }
+                catch (Exception) { }
+            }
             throw;
         }
-
         double wall = elapsedBefore + clock.Elapsed.TotalSeconds;
-        WriteMetrics(history);
-        Plots.LossCurve(history, Path.Combine(options.RunDirectory, "loss.png"));
+        var end = new TrainerRunEnd(diverged is null ? TrainerRunOutcome.Completed : TrainerRunOutcome.Diverged, history, options.RunDirectory);
+        foreach (var callback in options.Callbacks) callback.OnRunEnd(end);
+        diverged?.Throw();
         return new TrainerResult(options.Steps, lastLoss, lastVal, wall, history, skipped);
     }
 

@@ -161,4 +161,26 @@ public class OptimizerTests
         var resumed = Run(10, 7, reload: true);
         Assert.That(resumed.Select(BitConverter.SingleToInt32Bits), Is.EqualTo(straight.Select(BitConverter.SingleToInt32Bits)));
     }
+
+    [TestCase(-1L, 0.01, "negative step count")]
+    [TestCase(3L, double.NaN, "learning rate NaN")]
+    [TestCase(3L, -0.5, "learning rate -0.5")]
+    public void A_corrupted_optimizer_state_is_refused_before_it_is_applied(long steps, double lr, string what)
+    {
+        using var p = Tensor.FromArray(new[] { 1f, 2f }).RequiresGrad_();
+        using var opt = new AdamW([p], 0.01);
+        var ms = new MemoryStream();
+        using (var w = new BinaryWriter(ms, System.Text.Encoding.UTF8, leaveOpen: true))
+        {
+            // SaveState's layout: magic, kind, step count, groups, then per group lr, initial lr, weight decay, count
+            w.Write("AttnCore.Optimizer/1"); w.Write(nameof(AdamW)); w.Write(steps); w.Write(1);
+            w.Write(lr); w.Write(0.01); w.Write(0.0); w.Write(1); w.Write(false);
+        }
+        ms.Position = 0;
+        using var r = new BinaryReader(ms);
+        var ex = Assert.Throws<InvalidDataException>(() => opt.LoadState(r), what);
+        Assert.That(ex!.Message, Does.StartWith("AdamW.LoadState"));
+        Assert.That(opt.StepCount, Is.EqualTo(0), "neither the step count nor the group settings of the bad state were applied");
+        Assert.That(opt.ParamGroups[0].LearningRate, Is.EqualTo(0.01));
+    }
 }

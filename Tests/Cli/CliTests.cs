@@ -16,19 +16,33 @@ public class CliTests
     static JsonElement LastJson(string stdout) =>
         JsonDocument.Parse(stdout.TrimEnd().Split('\n').Last()).RootElement;
 
+    /// <summary>
+    /// The demo command's wiring: options, output lines, JSON, and the three files it writes (loss.png and attention.png
+    /// drawn by AttnCore.Presentation). A few steps of the full-size model suffice; that the model learns the task is
+    /// DemoTests' job, on a small configuration.
+    /// </summary>
     [Test]
-    public void Demo_learns_the_task_and_reports_json_on_its_last_line()
+    public void Demo_runs_reports_json_on_its_last_line_and_writes_its_pictures_and_metrics()
     {
         string dir = Path.Combine(Path.GetTempPath(), "attncore-cli-demo-" + Guid.NewGuid().ToString("N"));
         try
         {
-            var (code, stdout, stderr) = Run("demo", "--steps", "300", "--out", dir, "--json", "--threads", "2");
+            var (code, stdout, stderr) = Run("demo", "--steps", "12", "--out", dir, "--json", "--threads", "2");
             Assert.That(code, Is.EqualTo(0), stderr);
             var j = LastJson(stdout);
-            Assert.That(j.GetProperty("exact_match").GetDouble(), Is.GreaterThan(0.9), stdout);
+            Assert.That(j.GetProperty("demo").GetString(), Is.EqualTo("digit-reversal-transformer"));
+            Assert.That(j.GetProperty("steps").GetInt32(), Is.EqualTo(12));
+            Assert.That(j.GetProperty("exact_match").GetDouble(), Is.InRange(0.0, 1.0), stdout);
+            Assert.That(double.IsFinite(j.GetProperty("final_loss").GetDouble()), Is.True, stdout);
             Assert.That(j.GetProperty("wall_s").GetDouble(), Is.GreaterThan(0));
             Assert.That(stdout, Does.Contain("held-out examples"));
-            Assert.That(File.Exists(Path.Combine(dir, "attention.png")), Is.True);
+            Assert.That(stdout, Does.Contain($"wrote {Path.Combine(dir, "attention.png")}, {Path.Combine(dir, "loss.png")}, {Path.Combine(dir, "metrics.json")}"));
+            Assert.That(stdout, Does.Not.Contain("step 12/12"), "--json shows no progress");
+            foreach (var png in new[] { "attention.png", "loss.png" })
+                Assert.That(File.ReadAllBytes(Path.Combine(dir, png)).Take(4).ToArray(), Is.EqualTo(new byte[] { 0x89, (byte)'P', (byte)'N', (byte)'G' }), png);
+            using var metrics = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "metrics.json")));
+            Assert.That(metrics.RootElement.EnumerateArray().Last().GetProperty("Step").GetInt32(), Is.EqualTo(12));
+            Assert.That(Directory.GetFiles(dir, "*tmp*"), Is.Empty);
         }
         finally { if (Directory.Exists(dir)) Directory.Delete(dir, true); }
     }
@@ -178,14 +192,17 @@ public class CliTests
             Assert.That(code, Is.EqualTo(0), stderr);
             var j = LastJson(stdout);
             Assert.That(j.GetProperty("model").GetString(), Is.EqualTo("gpt"));
-            Assert.That(j.GetProperty("val_loss").GetDouble(), Is.LessThan(2.5), "a repetitive text is easy");
+            // Untrained, the loss is ln(15) = 2.71 (15 distinct characters); character frequencies alone give their entropy,
+            // 2.38. Measured over --seed 1-5: val loss 1.50-1.58 here and 1.49-1.57 from eval below. Asserted: < 2.0, a
+            // 0.4 margin above the worst seed and below what a model that learned only frequencies reaches.
+            Assert.That(j.GetProperty("val_loss").GetDouble(), Is.LessThan(2.0), "a repetitive text is easy");
             string ckpt = Path.Combine(dir, "run", "gpt.safetensors");
             (code, stdout, stderr) = Run("generate", "--checkpoint", ckpt, "--prompt", "to be", "--tokens", "20", "--seed", "3");
             Assert.That(code, Is.EqualTo(0), stderr);
             Assert.That(stdout.TrimEnd().Length, Is.EqualTo("to be".Length + 20));
             (code, stdout, stderr) = Run("eval", "--checkpoint", ckpt, "--data", data, "--batches", "3", "--json");
             Assert.That(code, Is.EqualTo(0), stderr);
-            Assert.That(LastJson(stdout).GetProperty("val_loss").GetDouble(), Is.LessThan(2.5));
+            Assert.That(LastJson(stdout).GetProperty("val_loss").GetDouble(), Is.LessThan(2.0));
         }
         finally { Directory.Delete(dir, true); }
     }

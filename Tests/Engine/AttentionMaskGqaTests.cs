@@ -54,6 +54,8 @@ public class AttentionMaskGqaTests
         else
         {
             var mask = Tensor.FromArray(Doubles(c.GetProperty("mask")), Ints(c.GetProperty("mask_shape"))).To(dtype);
+            // The boolean case goes in as a real bool mask (true = takes part), as PyTorch's attn_mask.
+            if (name == "boolean_mask") mask = mask.Eq(0);
             o = Tensor.ScaledDotProductAttention(q, k, v, scale: c.GetProperty("scale").GetDouble(), mask: mask);
         }
         Assert.That(o.GradFn?.Kind, Is.EqualTo(OpKind.Attention), "the fused op");

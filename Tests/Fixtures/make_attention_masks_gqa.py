@@ -8,8 +8,9 @@ generator has to agree between PyTorch and AttnCore: value i of tensor k is sin(
 rounded to float32, then everything runs in float64 (a -inf mask entry is written as null). The loss is sum(O * W); the file holds O and the
 gradients of q, k, v for three cases:
   additive_mask   a [Lq, Lk] float mask of finite biases and -inf entries, custom scale 0.3
-  boolean_mask    a [B, 1, Lq, Lk] boolean mask (True = takes part, as PyTorch), which AttnCore receives as
-                  its 0 / -inf additive form (no row is fully hidden: PyTorch would give NaN there)
+  boolean_mask    a [B, 1, Lq, Lk] boolean mask (True = takes part, as PyTorch), stored in its 0 / -inf additive
+                  form; the test hands AttnCore the bool mask (additive == 0) (no row is fully hidden: PyTorch
+                  would give NaN there)
   gqa_causal      4 query heads over 2 key/value heads, causal bottom-right aligned (Lq < Lk), key padding
                   of the last key of batch 1
 

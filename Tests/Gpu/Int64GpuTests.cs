@@ -14,22 +14,6 @@ public class Int64GpuTests(string deviceName)
     [OneTimeSetUp]
     public void PickDevice() => _device = GpuDevices.Require(deviceName);
 
-    static void Same(string what, Func<Tensor[], Tensor> op, params Tensor[] cpuInputs)
-    {
-        using var cpu = op(cpuInputs);
-        var moved = cpuInputs.Select(t => t.To(_device)).ToArray();
-        try
-        {
-            using var dev = op(moved);
-            Assert.That(dev.Device, Is.EqualTo(_device), what);
-            Assert.That(dev.DType, Is.EqualTo(cpu.DType), what);
-            Assert.That(dev.Shape, Is.EqualTo(cpu.Shape), what);
-            if (cpu.DType == DType.Int64) Assert.That(dev.ToArray<long>(), Is.EqualTo(cpu.ToArray<long>()), what);
-            else Assert.That(dev.ToArray<float>(), Is.EqualTo(cpu.ToArray<float>()), what);
-        }
-        finally { foreach (var t in moved) t.Dispose(); }
-    }
-
     [Test]
     public void Int64_ops_match_the_cpu_exactly()
     {
@@ -51,7 +35,7 @@ public class Int64GpuTests(string deviceName)
             ("ArgMax", t => t[0].ArgMax(2)), ("ArgMinOfTransposed", t => t[0].Transpose(1, 2).ArgMin(-1)),
             ("Accuracy", t => t[0].ArgMax(2).Eq(t[0].ArgMin(2)).Sum()),
         };
-        foreach (var (name, op) in cases) Same(name, op, a, b, f);
+        foreach (var (name, op) in cases) SameAsCpu.Check(_device, name, op, a, b, f);
     }
 
     [Test]

@@ -31,7 +31,7 @@ public class TrainerGpuTests(string deviceName)
         float[]? weightsBeforeNan = null;
         var trainer = new Trainer(model, optimizer, null, new Generator(1), new TrainerOptions
         {
-            Steps = 6, EvalEvery = 1000, RunDirectory = dir, ClipNorm = 1.0, ShowProgress = false,
+            Steps = 6, EvalEvery = 1000, RunDirectory = dir, ClipNorm = 1.0,
         });
         try
         {

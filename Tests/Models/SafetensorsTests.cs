@@ -68,10 +68,32 @@ public class SafetensorsTests
             Assert.That(h, Is.EqualTo(new[] { 1f, -2f, 65504f, (float)Math.Pow(2, -24), -0f, float.PositiveInfinity, float.NegativeInfinity, 0.333251953125f }));
             Assert.That(float.IsNegative(h[4]), Is.True, "-0 keeps its sign");
             Assert.That(t["u8"].ToArray<long>(), Is.EqualTo(new long[] { 0, 1, 200, 255 }));
-            Assert.That(t["mask"].DType, Is.EqualTo(Safetensors.BoolLoadsAs));
-            Assert.That(t["mask"].ToArray<long>(), Is.EqualTo(new long[] { 1, 0, 1 }));
+            Assert.That(t["mask"].DType, Is.EqualTo(DType.Bool));
+            Assert.That(t["mask"].ToArray<bool>(), Is.EqualTo(new[] { true, false, true }));
         }
         finally { foreach (var x in t.Values) x.Dispose(); }
+    }
+
+    [Test]
+    public void A_bool_mask_saves_as_BOOL_one_byte_each_and_loads_back_as_bool()
+    {
+        using var mask = Tensor.FromArray(new[] { true, false, false, true, true, false }, [2, 3]);
+        string path = Path.Combine(Path.GetTempPath(), $"attncore-bool-{Guid.NewGuid():N}.safetensors");
+        try
+        {
+            Safetensors.Save(path, new Dictionary<string, Tensor> { ["mask"] = mask });
+            byte[] bytes = File.ReadAllBytes(path);
+            long headerLength = BitConverter.ToInt64(bytes, 0);
+            string header = System.Text.Encoding.UTF8.GetString(bytes, 8, (int)headerLength);
+            Assert.That(header, Does.Contain("\"dtype\":\"BOOL\"").And.Contain("\"data_offsets\":[0,6]"));
+            Assert.That(bytes[(8 + (int)headerLength)..], Is.EqualTo(new byte[] { 1, 0, 0, 1, 1, 0 }));
+            var (t, _) = Safetensors.Load(path);
+            using var back = t["mask"];
+            Assert.That(back.DType, Is.EqualTo(DType.Bool));
+            Assert.That(back.Shape, Is.EqualTo(new[] { 2, 3 }));
+            Assert.That(back.ToArray<bool>(), Is.EqualTo(mask.ToArray<bool>()));
+        }
+        finally { File.Delete(path); }
     }
 
     [Test]

@@ -30,7 +30,7 @@ public class TrainerCheckpointTests
         using (opt)
         {
             using var x = Tensor.FromArray(new[] { 1f, -2f, 0.5f, 3f, 0f, -1f }, [2, 3]);
-            new Trainer(model, opt, schedule, data, new TrainerOptions { Steps = 2, EvalEvery = 1, RunDirectory = Path.Combine(_dir, "run"), ShowProgress = false })
+            new Trainer(model, opt, schedule, data, new TrainerOptions { Steps = 2, EvalEvery = 1, RunDirectory = Path.Combine(_dir, "run") })
                 .Run(() => { data.NextUInt64(); return model.Forward(x).Square().Mean(); }, () => 0.5);
             _checkpoint = File.ReadAllBytes(Path.Combine(_dir, "run", "checkpoint.bin"));
             _weight = model.Weight.ToArray<float>();
@@ -125,7 +125,7 @@ public class TrainerCheckpointTests
         using (model)
         using (opt)
         {
-            var trainer = new Trainer(model, opt, schedule, data, new TrainerOptions { Steps = 3, RunDirectory = run, Resume = true, ShowProgress = false });
+            var trainer = new Trainer(model, opt, schedule, data, new TrainerOptions { Steps = 3, RunDirectory = run, Resume = true });
             var ex = Assert.Throws<CheckpointFormatException>(() => trainer.Run(() => throw new InvalidOperationException("no step may run"), () => 0))!;
             Assert.That(ex.Message, Does.Contain(Path.Combine(run, "checkpoint.bin")));
         }

@@ -72,7 +72,7 @@ public class TrainerTests
 
     TrainerOptions Options(int steps, int checkpointEvery = 0, double clip = 0, NonFinitePolicy policy = NonFinitePolicy.Stop, int maxSkips = 10) => new()
     {
-        Steps = steps, EvalEvery = 4, CheckpointEvery = checkpointEvery, RunDirectory = _dir, ClipNorm = clip, ShowProgress = false,
+        Steps = steps, EvalEvery = 4, CheckpointEvery = checkpointEvery, RunDirectory = _dir, ClipNorm = clip,
         OnNonFinite = policy, MaxConsecutiveSkips = maxSkips,
     };
 

@@ -1,8 +1,9 @@
+using AttnCore.Models.Training;
 using ScottPlot;
 
-namespace AttnCore.Models.Training;
+namespace AttnCore.Presentation;
 
-/// <summary>PNG charts of a run (ScottPlot, headless): the loss curve and attention heatmaps.</summary>
+/// <summary>PNG charts (ScottPlot, headless): a run's loss curve, attention heatmaps, benchmark speedups.</summary>
 public static class Plots
 {
     /// <summary>Training and validation loss against the step, written atomically to <paramref name="path"/>.</summary>
@@ -44,6 +45,31 @@ public static class Plots
         plot.Axes.Left.SetTicks(Enumerable.Range(0, rows).Select(i => (double)(rows - 1 - i)).ToArray(), queryTokens.ToArray());
         plot.XLabel("key (source)"); plot.YLabel("query (output)"); plot.Title(title);
         Save(plot, path, 120 + 36 * cols, 100 + 36 * rows);
+    }
+
+    /// <summary>
+    /// Speed relative to a reference, one pair of bars per case: <paramref name="ours"/> at the case's speedup next to
+    /// <paramref name="reference"/> at 1 (the chart of docs/benchmarks.png), written atomically to <paramref name="path"/>.
+    /// </summary>
+    public static void SpeedupBars(IReadOnlyList<(string Label, double Speedup)> cases, string ours, string reference, string title, string path)
+    {
+        var plot = new Plot();
+        var oursBars = new List<Bar>();
+        var referenceBars = new List<Bar>();
+        for (int i = 0; i < cases.Count; i++)
+        {
+            oursBars.Add(new Bar { Position = i * 3, Value = cases[i].Speedup, FillColor = Colors.SteelBlue });
+            referenceBars.Add(new Bar { Position = i * 3 + 1, Value = 1.0, FillColor = Colors.Orange });
+        }
+        plot.Add.Bars(oursBars).LegendText = ours;
+        plot.Add.Bars(referenceBars).LegendText = $"{reference} (= 1)";
+        plot.Axes.Bottom.SetTicks(cases.Select((_, i) => i * 3 + 0.5).ToArray(), cases.Select(c => c.Label.Replace(" ", "\n", StringComparison.Ordinal)).ToArray());
+        plot.Axes.Bottom.MajorTickStyle.Length = 0;
+        plot.Axes.Margins(bottom: 0);
+        plot.YLabel($"speed relative to {reference} (higher is better)");
+        plot.Title(title);
+        plot.ShowLegend(Alignment.UpperRight);
+        AtomicFile.Write(path, tmp => plot.SavePng(tmp, 1200, 520));
     }
 
     private static void Save(Plot plot, string path, int width, int height) =>
