@@ -19,15 +19,10 @@ namespace AttnCore.Tests.Gpu;
 /// accelerator) and 128 (GPU launch sizes, as PoCL runs them) blocks; softmax against float64; layer norm against
 /// the SIMD CPU backend (cross-entropy: CrossEntropyGpuTests). Sizes stay small: every emulated thread is an OS thread.
 /// </summary>
-[TestFixture("ilgpu-cpu"), TestFixture("opencl"), Category("Gpu"), NonParallelizable]
-public class GemmRowsGpuTests(string deviceName)
+public class GemmRowsGpuTests(string deviceName) : DeviceFixture<GemmRowsGpuTests>(deviceName)
 {
-    static Device _device = Device.IlgpuCpu;
-    static IlgpuBackend B => (IlgpuBackend)_device.Backend;
+    static IlgpuBackend B => (IlgpuBackend)TestDevice.Backend;
     static IBackend Cpu => Device.Cpu.Backend;
-
-    [OneTimeSetUp]
-    public void PickDevice() => _device = GpuDevices.Require(deviceName);
 
     // Later fixtures count the pool's driver allocations from a known state: leave no cached buffers behind.
     [OneTimeTearDown]
@@ -176,11 +171,11 @@ public class GemmRowsGpuTests(string deviceName)
     [Test]
     public void Warp_rows_are_offered_only_where_the_device_has_shuffles()
     {
-        Assert.That(B.HasWarpShuffles, Is.EqualTo(deviceName == "ilgpu-cpu"), "CPU accelerator: emulated 4-lane warps; PoCL: no sub-groups");
+        Assert.That(B.HasWarpShuffles, Is.EqualTo(DeviceName == "ilgpu-cpu"), "CPU accelerator: emulated 4-lane warps; PoCL: no sub-groups");
         if (!B.HasWarpShuffles)
         {
             var ex = Assert.Throws<NotSupportedException>(() => B.RowTeam = RowTeamMode.Warp);
-            Assert.That(ex!.Message, Does.Contain("warp shuffles").And.Contain(_device.ToString()));
+            Assert.That(ex!.Message, Does.Contain("warp shuffles").And.Contain(TestDevice.ToString()));
         }
     }
 

@@ -6,22 +6,17 @@ namespace AttnCore.Tests.Gpu;
 /// int64 tensors on ILGPU devices (token ids, labels, counts): arithmetic, comparisons, where, reductions and
 /// arg-reductions give exactly the SIMD CPU backend's values, over strided and broadcast views.
 /// </summary>
-[TestFixture("ilgpu-cpu"), TestFixture("opencl"), Category("Gpu"), NonParallelizable]
-public class Int64GpuTests(string deviceName)
+public class Int64GpuTests(string deviceName) : DeviceFixture<Int64GpuTests>(deviceName)
 {
-    static Device _device = Device.IlgpuCpu;
-
-    [OneTimeSetUp]
-    public void PickDevice() => _device = GpuDevices.Require(deviceName);
 
     static void Same(string what, Func<Tensor[], Tensor> op, params Tensor[] cpuInputs)
     {
         using var cpu = op(cpuInputs);
-        var moved = cpuInputs.Select(t => t.To(_device)).ToArray();
+        var moved = cpuInputs.Select(t => t.To(TestDevice)).ToArray();
         try
         {
             using var dev = op(moved);
-            Assert.That(dev.Device, Is.EqualTo(_device), what);
+            Assert.That(dev.Device, Is.EqualTo(TestDevice), what);
             Assert.That(dev.DType, Is.EqualTo(cpu.DType), what);
             Assert.That(dev.Shape, Is.EqualTo(cpu.Shape), what);
             if (cpu.DType == DType.Int64) Assert.That(dev.ToArray<long>(), Is.EqualTo(cpu.ToArray<long>()), what);
@@ -57,8 +52,8 @@ public class Int64GpuTests(string deviceName)
     [Test]
     public void Integer_division_by_zero_on_the_device_is_reported_at_the_next_synchronisation()
     {
-        using var a = Tensor.FromArray(new long[] { 4, 5, 6 }, null, _device);
-        using var b = Tensor.FromArray(new long[] { 2, 0, 3 }, null, _device);
+        using var a = Tensor.FromArray(new long[] { 4, 5, 6 }, null, TestDevice);
+        using var b = Tensor.FromArray(new long[] { 2, 0, 3 }, null, TestDevice);
         using var q = a / b;
         var ex = Assert.Throws<DivideByZeroException>(() => q.ToArray<long>());
         Assert.That(ex!.Message, Does.StartWith("Div: integer division by zero in an int64 tensor"));
