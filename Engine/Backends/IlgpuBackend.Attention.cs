@@ -1,9 +1,7 @@
 using AttnCore.Kernels;
-using AttnCore.Kernels.Cpu;
 using AttnCore.Kernels.Gpu;
 using ILGPU;
 using ILGPU.Runtime;
-using CpuAttention = AttnCore.Kernels.Cpu.Attention;
 using GpuAttention = AttnCore.Kernels.Gpu.Attention;
 
 namespace AttnCore.Backends;
