@@ -1,3 +1,4 @@
+using AttnCore.Kernels;
 using AttnCore.Kernels.Cpu;
 
 namespace AttnCore;
@@ -168,6 +169,9 @@ public static class DerivativeRules
             var i = n.Ints;
             return [Tensor.AvgPool2dBackward(g, n.Inputs[0].Shape, (i[0], i[1]), (i[2], i[3]), (i[4], i[5]), i[6] == 1, i[7] == 1)];
         },
+        // y = x̂·w + b, x̂ = (x − mean_c)·invstd_c over N, H, W    dx = w·invstd·(g − mean(g) − x̂·mean(g·x̂)),
+        //                                                        dw = Σ g·x̂, db = Σ g   (fused kernel)
+        [OpKind.BatchNorm2d] = BatchNorm2dRule,
         // loss = Σ_p −Σ_c y_pc log softmax(x_p)_c, y = weighted smoothed target    dx = (softmax·Σ_c y − y)·g   (fused kernel)
         //                                                                          dq_c = −(1−ε) w_c log softmax_c · g
         [OpKind.CrossEntropy] = CrossEntropyRule,
@@ -311,6 +315,19 @@ public static class DerivativeRules
         var (dx, dw, db) = Tensor.Conv2dBackward(g, n.Saved[0], n.Saved[1], (i[0], i[1]), (i[2], i[3]), (i[4], i[5]), i[6],
             n.Inputs[0].RequiresGrad, n.Inputs[1].RequiresGrad, hasBias && n.Inputs[2].RequiresGrad);
         return hasBias ? [dx, dw, db] : [dx, dw];
+    }
+
+    // Saved: x (declared), then the extras mean, invstd and the weight when there is one; Ints: has weight, has bias.
+    // Inputs: x, then the weight and the bias that exist.
+    private static Tensor?[] BatchNorm2dRule(GradNode n, Tensor g)
+    {
+        bool hasWeight = n.Ints[0] == 1, hasBias = n.Ints[1] == 1;
+        var weight = hasWeight ? n.Inputs[1] : null;
+        var bias = hasBias ? n.Inputs[hasWeight ? 2 : 1] : null;
+        var (dx, dw, db) = Tensor.BatchNorm2dBackward(g, n.SavedInput(0), n.SavedExtra(0), n.SavedExtra(1), hasWeight ? n.SavedExtra(2) : null,
+            weight?.RequiresGrad == true, bias?.RequiresGrad == true);
+        // The kernel always writes dx (its sums serve dw and db too); Backward ignores it when x wants no gradient.
+        return (hasWeight, hasBias) switch { (true, true) => [dx, dw, db], (true, false) => [dx, dw], (false, true) => [dx, db], _ => [dx] };
     }
 
     // Saved: logits, targets, lse, rowScale, denominator, then the weight when there is one (Ints[0] = 1);

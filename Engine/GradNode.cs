@@ -8,7 +8,7 @@ public enum OpKind
     AddScalar, MulScalar, PowScalar, RSubScalar, RDivScalar, ClampMin, ClampMax,
     Add, Sub, Mul, Div, Pow, Maximum, Minimum,
     Where, Sum, Max, Min, MatMul, Softmax, LogSoftmax, LayerNorm, IndexSelect, Gather, Cat,
-    Conv2d, MaxPool2d, AvgPool2d,
+    Conv2d, MaxPool2d, AvgPool2d, BatchNorm2d,
     View, Permute, Narrow, Select, Expand, Copy, ToDType, Custom,
     Attention, PackedAttention, CrossEntropy,
 #pragma warning restore CS1591
@@ -118,6 +118,8 @@ public sealed class GradNode
         // d/dx from the input
         OpKind.Abs or OpKind.Log or OpKind.Relu or OpKind.Gelu or OpKind.GeluTanh or OpKind.Silu or OpKind.Sin or OpKind.Cos
             or OpKind.Square or OpKind.PowScalar or OpKind.RDivScalar or OpKind.ClampMin or OpKind.ClampMax => Saves.Input0,
+        // batch norm's x̂ from x and the saved batch statistics (extras: mean, 1/std, weight)
+        OpKind.BatchNorm2d => Saves.Input0,
         // each input's gradient needs the other: dA = g B^T, dB = A^T g
         OpKind.Mul or OpKind.MatMul => Saves.Inputs | Saves.ForOtherInput,
         // both, to compare them
@@ -185,7 +187,11 @@ public sealed class GradNode
     public void ReleaseSaved() => Saved.Release();
 }
 
-/// <summary>A fused op with its own backward (attention, cross-entropy ...), recorded as <see cref="OpKind.Custom"/>.</summary>
+/// <summary>
+/// A user-defined op that brings its own backward (candle's CustomOp, torch.autograd.Function), recorded as
+/// <see cref="OpKind.Custom"/> with <see cref="Tensor.RecordCustom"/>: the extension point for code outside AttnCore.
+/// AttnCore's own ops all record an OpKind whose rule lives in Autograd's rule table.
+/// </summary>
 public interface ICustomOp
 {
     /// <summary>Name used in error messages.</summary>

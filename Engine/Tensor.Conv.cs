@@ -1,10 +1,11 @@
+using AttnCore.Kernels;
 using AttnCore.Kernels.Cpu;
 
 namespace AttnCore;
 
-// Convolution, pooling and batch normalisation on NCHW tensors. Convolution and pooling record an OpKind whose
+// Convolution, pooling and batch normalisation on NCHW tensors. Each records an OpKind whose
 // rule (Autograd/DerivativeRules.cs) calls the public backward op here (Conv2dBackward, MaxPool2dBackward,
-// AvgPool2dBackward), which runs the matching fused kernel; batch norm is a custom op with its own backward.
+// AvgPool2dBackward, BatchNorm2dBackward), which runs the matching fused kernel.
 public sealed partial class Tensor
 {
     private void RequireNchw(string op)
@@ -237,23 +238,49 @@ public sealed partial class Tensor
             if (bias is not null) { using var bb = bias.View(1, c, 1, 1); var t = yy + bb; yy.Dispose(); yy = t; }
             return yy;
         }
-        Tensor[] inputs = [this, weight ?? this, bias ?? this];
-        return y.RecordCustom(new BatchNormOp(n, c, hw, weight is not null, bias is not null), inputs, w is null ? [x, mean, invstd] : [x, mean, invstd, w]);
+        Tensor[] inputs = (weight, bias) switch
+        {
+            (null, null) => [this],
+            (not null, null) => [this, weight],
+            (null, not null) => [this, bias],
+            _ => [this, weight, bias],
+        };
+        // x is declared saved (GradNode.SavesOf); extras: the batch mean and 1/std, then the weight when there is one.
+        // Ints: has weight, has bias (which inputs after x are which).
+        return y.Record(OpKind.BatchNorm2d, inputs, w is null ? [mean, invstd] : [mean, invstd, w], 0, [weight is null ? 0 : 1, bias is null ? 0 : 1]);
     }
 
-    private sealed class BatchNormOp(int n, int c, int hw, bool hasWeight, bool hasBias) : ICustomOp
+    /// <summary>
+    /// The training-mode batch-norm backward pass (torch's native_batch_norm_backward with batch statistics): from the
+    /// output gradient and the input [N, C, H, W], the batch mean and 1/sqrt(var + eps) the forward computed ([C] each)
+    /// and the weight ([C] or null), dx = w·invstd·(dy − mean(dy) − x̂·mean(dy·x̂)) with x̂ = (x − mean)·invstd,
+    /// dweight = Σ dy·x̂ and dbias = Σ dy over N, H, W; dweight and dbias only when asked (null otherwise).
+    /// </summary>
+    public static (Tensor Dx, Tensor? DWeight, Tensor? DBias) BatchNorm2dBackward(Tensor gradOutput, Tensor input, Tensor mean, Tensor invstd, Tensor? weight,
+        bool wantWeight = true, bool wantBias = true)
     {
-        public string Name => "BatchNorm2d";
-        public Tensor?[] Backward(GradNode node, Tensor g)
+        const string op = "BatchNorm2dBackward";
+        input.RequireNchw(op);
+        int n = input.Size(0), c = input.Size(1), hw = input.Size(2) * input.Size(3);
+        SameDevice(op, gradOutput, input); SameDType(op, gradOutput, input);
+        if (!gradOutput.Layout.Shape.AsSpan().SequenceEqual(input.Layout.Shape))
+            throw new ArgumentException($"{op}: gradient {gradOutput.Describe()} and input {input.Describe()} differ in shape");
+        foreach (var (t, name) in new[] { (mean, "mean"), (invstd, "invstd"), (weight, "weight") })
         {
-            var (x, mean, invstd) = (node.Saved[0], node.Saved[1], node.Saved[2]);
-            var w = hasWeight ? node.Saved[3] : null;
-            using var dy = g.Dense();
-            var dx = x.EmptyLike();
-            var dw = hasWeight ? x.EmptyLike([c]) : null;
-            var db = hasBias ? x.EmptyLike([c]) : null;
-            x.Backend.BatchNormBackward(dy.Storage, x.Storage, mean.Storage, invstd.Storage, w?.Storage, dx.Storage, dw?.Storage, db?.Storage, n, c, hw);
-            return [dx, dw, db];
+            if (t is null) continue;
+            SameDevice(op, input, t); SameDType(op, input, t);
+            if (t.Rank != 1 || t.Size(0) != c) throw new ArgumentException($"{op}: {name} must be [{c}] for input {input.Describe()}, got {t.Describe()}");
         }
+        using var dy = gradOutput.Dense();
+        using var x = input.Dense();
+        using var m = mean.Dense();
+        using var r = invstd.Dense();
+        using var w = weight?.Dense();
+        var dx = x.EmptyLike();
+        var dw = wantWeight ? x.EmptyLike([c]) : null;
+        var db = wantBias ? x.EmptyLike([c]) : null;
+        if (x.Numel > 0) x.Backend.BatchNormBackward(dy.Storage, x.Storage, m.Storage, r.Storage, w?.Storage, dx.Storage, dw?.Storage, db?.Storage, n, c, hw);
+        else { dw?.Fill_(0); db?.Fill_(0); }
+        return (dx, dw, db);
     }
 }

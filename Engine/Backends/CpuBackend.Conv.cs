@@ -1,4 +1,5 @@
 using System.Numerics;
+using AttnCore.Kernels;
 using AttnCore.Kernels.Cpu;
 
 namespace AttnCore.Backends;

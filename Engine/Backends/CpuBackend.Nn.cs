@@ -146,13 +146,13 @@ public sealed partial class CpuBackend
         if (dst.DType == DType.Float32)
         {
             var d = Data<float>(dst);
-            for (long i = 0; i < length; i++) d[i] = Kernels.Gpu.RandomMask.KeepScale(seed, i, fp, scale);
+            for (long i = 0; i < length; i++) d[i] = Kernels.RandomMask.KeepScale(seed, i, fp, scale);
         }
         else if (dst.DType == DType.Float64)
         {
             var d = Data<double>(dst);
             double dscale = 1 / (1 - p);
-            for (long i = 0; i < length; i++) d[i] = Kernels.Gpu.RandomMask.KeepScale(seed, i, fp, 1f) * dscale;
+            for (long i = 0; i < length; i++) d[i] = Kernels.RandomMask.KeepScale(seed, i, fp, 1f) * dscale;
         }
         else throw new NotSupportedException($"DropoutMask: dtype must be float32 or float64, got {dst.DType.Name()}");
     }

@@ -1,3 +1,4 @@
+using AttnCore.Kernels;
 using AttnCore.Kernels.Cpu;
 
 namespace AttnCore.Backends;
@@ -270,7 +271,7 @@ public interface IBackend : IDisposable
 
     /// <summary>
     /// dst[i] = 1/(1-p) or 0 for the first <paramref name="length"/> elements: the dropout keep-mask drawn from
-    /// <paramref name="seed"/> by the counter-based hash of Kernels.Gpu.RandomMask, identical on every backend.
+    /// <paramref name="seed"/> by the counter-based hash of Kernels.RandomMask, identical on every backend.
     /// </summary>
     void DropoutMask(Storage dst, long length, double p, ulong seed);
 

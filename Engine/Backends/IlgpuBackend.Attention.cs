@@ -1,8 +1,7 @@
-using AttnCore.Kernels.Cpu;
+using AttnCore.Kernels;
 using AttnCore.Kernels.Gpu;
 using ILGPU;
 using ILGPU.Runtime;
-using CpuAttention = AttnCore.Kernels.Cpu.Attention;
 using GpuAttention = AttnCore.Kernels.Gpu.Attention;
 
 namespace AttnCore.Backends;
@@ -22,7 +21,7 @@ public sealed partial class IlgpuBackend
         const string op = "AttentionForward";
         var (sq, sk, sv, so, sl) = (Float(q, op), Float(k, op), Float(v, op), Float(o, op), Float(lse, op));
         var maskView = CheckAttention(op, shape, mask);
-        CpuAttention.Validate($"IlgpuBackend.{op}", shape, q.Length, qo, k.Length, ko, v.Length, vo, o.Length, oo, lse.Length, mask?.Length ?? 0, maskOperand);
+        shape.Validate($"IlgpuBackend.{op}", q.Length, qo, k.Length, ko, v.Length, vo, o.Length, oo, lse.Length, mask?.Length ?? 0, maskOperand);
         if (shape.Batch == 0 || shape.Heads == 0 || shape.QueryLength == 0) return;
         var args = Args(shape, mask, maskOperand, _k.AttentionRows, shape.QueryLength);
         args.Q = View(qo); args.K = View(ko); args.V = View(vo); args.O = View(oo);
@@ -39,8 +38,8 @@ public sealed partial class IlgpuBackend
         var (sdq, sdk, sdv) = (Float(dq, op), Float(dk, op), Float(dv, op));
         var maskView = CheckAttention(op, shape, mask);
         long maskLen = mask?.Length ?? 0;
-        CpuAttention.Validate($"IlgpuBackend.{op}", shape, q.Length, qo, k.Length, ko, v.Length, vo, o.Length, oo, lse.Length, maskLen, maskOperand);
-        CpuAttention.Validate($"IlgpuBackend.{op}", shape, dout.Length, doo, dk.Length, dko, dv.Length, dvo, dq.Length, dqo, lse.Length, maskLen, maskOperand);
+        shape.Validate($"IlgpuBackend.{op}", q.Length, qo, k.Length, ko, v.Length, vo, o.Length, oo, lse.Length, maskLen, maskOperand);
+        shape.Validate($"IlgpuBackend.{op}", dout.Length, doo, dk.Length, dko, dv.Length, dvo, dq.Length, dqo, lse.Length, maskLen, maskOperand);
         if (shape.Batch == 0 || shape.Heads == 0) return;
         var args = Args(shape, mask, maskOperand, _k.AttentionRows, shape.QueryLength);
         args.Q = View(qo); args.K = View(ko); args.V = View(vo); args.O = View(oo); args.DO = View(doo);

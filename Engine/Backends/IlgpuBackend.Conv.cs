@@ -1,4 +1,4 @@
-using AttnCore.Kernels.Cpu;
+using AttnCore.Kernels;
 using AttnCore.Kernels.Gpu;
 using ILGPU;
 using ILGPU.Runtime;

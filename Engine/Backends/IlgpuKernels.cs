@@ -64,7 +64,7 @@ internal sealed partial class IlgpuKernels
         SortKeys = Auto<ArrayView<long>, ArrayView<long>, int>(IndexOps.SortKeysKernel);
         BitonicStep = Auto<ArrayView<long>, int, int>(IndexOps.BitonicStepKernel);
         IndexAddSorted = Auto<ArrayView<float>, ArrayView<long>, ArrayView<float>, long, long, int>(IndexOps.IndexAddSortedKernel);
-        DropoutMask = new(() => _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ulong, float, float>(RandomMask.DropoutMaskKernel));
+        DropoutMask = new(() => _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ulong, float, float>(RandomMaskKernels.DropoutMaskKernel));
         ScatterAdd = Auto<ArrayView<float>, ArrayView<long>, ArrayView<float>, long, long, int>(IndexOps.ScatterAddKernel);
         LayerNormParamsPartial = new(() => _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int>(RowKernels.LayerNormParamsPartialKernel));
         LayerNormParamsFinish = new(() => _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>(RowKernels.LayerNormParamsFinishKernel));

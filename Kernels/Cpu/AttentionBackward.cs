@@ -40,8 +40,8 @@ public static unsafe partial class Attention
         ReadOnlySpan<float> lse, ReadOnlySpan<float> mask, in AttentionMaskOperand maskOperand,
         Span<float> dq, in AttentionOperand dqo, Span<float> dk, in AttentionOperand dko, Span<float> dv, in AttentionOperand dvo)
     {
-        Validate("Attention.Backward", shape, q.Length, qo, k.Length, ko, v.Length, vo, o.Length, oo, lse.Length, mask.Length, maskOperand);
-        Validate("Attention.Backward", shape, dout.Length, doo, dk.Length, dko, dv.Length, dvo, dq.Length, dqo, lse.Length, mask.Length, maskOperand);
+        shape.Validate("Attention.Backward", q.Length, qo, k.Length, ko, v.Length, vo, o.Length, oo, lse.Length, mask.Length, maskOperand);
+        shape.Validate("Attention.Backward", dout.Length, doo, dk.Length, dko, dv.Length, dvo, dq.Length, dqo, lse.Length, mask.Length, maskOperand);
         if (shape.Batch == 0 || shape.Heads == 0) return;
         fixed (float* pq = q) fixed (float* pk = k) fixed (float* pv = v) fixed (float* po = o) fixed (float* pdo = dout) fixed (float* pl = lse)
         fixed (float* pdq = dq) fixed (float* pdk = dk) fixed (float* pdv = dv) fixed (float* pm = mask)

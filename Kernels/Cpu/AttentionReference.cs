@@ -40,7 +40,7 @@ public static class AttentionReference
     public static void Forward(in AttentionShape s, ReadOnlySpan<double> q, in AttentionOperand qo, ReadOnlySpan<double> k, in AttentionOperand ko,
         ReadOnlySpan<double> v, in AttentionOperand vo, Span<double> o, in AttentionOperand oo, Span<double> lse, ReadOnlySpan<double> mask = default, in AttentionMaskOperand mo = default)
     {
-        Attention.Validate("AttentionReference.Forward", s, q.Length, qo, k.Length, ko, v.Length, vo, o.Length, oo, lse.Length, mask.Length, mo);
+        s.Validate("AttentionReference.Forward", q.Length, qo, k.Length, ko, v.Length, vo, o.Length, oo, lse.Length, mask.Length, mo);
         var p = new double[s.KeyLength];
         for (int b = 0; b < s.Batch; b++)
             for (int h = 0; h < s.Heads; h++)

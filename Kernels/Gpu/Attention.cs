@@ -151,20 +151,12 @@ public static partial class Attention
     public const int MaxDim = 128;
 
     /// <summary>
-    /// The dropout decision of Kernels.Cpu.Attention.Keep with integer arithmetic only: the CPU keeps when
-    /// (z &gt;&gt; 40) / 2^24 &gt;= p, i.e. when the 24-bit integer z &gt;&gt; 40 is at least
+    /// The dropout decision of the CPU kernels with integer arithmetic only: they keep when
+    /// <see cref="AttentionDropout.Hash24"/> / 2^24 &gt;= p, i.e. when the 24-bit hash is at least
     /// <paramref name="threshold"/> = ceil(p · 2^24) (exact: p · 2^24 is exact in double).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static bool Keep(ulong seed, int b, int h, int i, int j, ulong threshold)
-    {
-        ulong z = seed ^ ((ulong)(uint)b << 48) ^ ((ulong)(uint)h << 32) ^ ((ulong)(uint)i << 16) ^ (ulong)(uint)j * 0x9E3779B97F4A7C15UL;
-        z += (ulong)(uint)i * 0xD1B54A32D192ED03UL;
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
-        z ^= z >> 31;
-        return (z >> 40) >= threshold;
-    }
+    public static bool Keep(ulong seed, int b, int h, int i, int j, ulong threshold) => AttentionDropout.Hash24(seed, b, h, i, j) >= threshold;
 
     /// <summary>The threshold <see cref="Keep"/> compares with, for dropout probability <paramref name="p"/>.</summary>
     public static ulong DropThreshold(float p) => (ulong)Math.Ceiling(p * 16777216.0);

@@ -21,7 +21,7 @@ using ILGPU;
 
 namespace AttnCore.Kernels.Gpu;
 
-/// <summary>The sizes of a convolution as the GPU kernels read them (see Kernels.Cpu.Conv2dShape).</summary>
+/// <summary>The sizes of a convolution as the GPU kernels read them (see Kernels/Common/Conv2dShape.cs).</summary>
 public struct ConvGeometry
 {
     /// <summary>x is [N, C, H, W], w [K, C/G, R, S], y [N, K, P, Q].</summary>
@@ -31,8 +31,8 @@ public struct ConvGeometry
     /// <summary>Channel groups G.</summary>
     public int Groups;
 
-    /// <summary>The geometry of a validated CPU shape.</summary>
-    public static ConvGeometry From(Cpu.Conv2dShape s) => new()
+    /// <summary>The geometry of a validated shape.</summary>
+    public static ConvGeometry From(Conv2dShape s) => new()
     {
         N = s.N, C = s.C, H = s.H, W = s.W, K = s.K, R = s.R, S = s.S, P = s.P, Q = s.Q,
         StrideH = s.StrideH, StrideW = s.StrideW, PadH = s.PadH, PadW = s.PadW, DilationH = s.DilationH, DilationW = s.DilationW, Groups = s.Groups,

@@ -20,7 +20,7 @@ using ILGPU.Algorithms;
 
 namespace AttnCore.Kernels.Gpu;
 
-/// <summary>The sizes of a pooling window as the GPU kernels read them (see Kernels.Cpu.Pool2dShape).</summary>
+/// <summary>The sizes of a pooling window as the GPU kernels read them (see Kernels/Common/Pool2dShape.cs).</summary>
 public struct PoolGeometry
 {
     /// <summary>x is [N, C, H, W], y [N, C, P, Q]; the window is R x S.</summary>
@@ -30,8 +30,8 @@ public struct PoolGeometry
     /// <summary>1 when average pooling counts zero padding in its divisor (count_include_pad).</summary>
     public int CountIncludePad;
 
-    /// <summary>The geometry of a validated CPU shape.</summary>
-    public static PoolGeometry From(Cpu.Pool2dShape s) => new()
+    /// <summary>The geometry of a validated shape.</summary>
+    public static PoolGeometry From(Pool2dShape s) => new()
     {
         N = s.N, C = s.C, H = s.H, W = s.W, R = s.R, S = s.S, P = s.P, Q = s.Q, StrideH = s.StrideH, StrideW = s.StrideW, PadH = s.PadH, PadW = s.PadW,
         DilationH = s.DilationH, DilationW = s.DilationW, CountIncludePad = s.CountIncludePad ? 1 : 0,

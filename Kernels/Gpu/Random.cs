@@ -1,31 +1,17 @@
-// Random (GPU and CPU): dropout keep-masks from a counter-based hash, so a mask is a pure function of
-// (seed, element index) and every device draws the same one.
+// Random (GPU): the ILGPU kernel that writes dropout keep-masks; the counter-based hash itself, shared with the
+// CPU backend, is Kernels/Common/RandomMask.cs, so every device draws the same mask.
 //
-// Algorithm: u_i = the top 24 bits of SplitMix64(seed + (i + 1) · φ64) / 2^24 (φ64 = 2^64 / golden ratio, SplitMix64's
-// own increment), keep element i when u_i >= p, and write 1/(1-p) for a kept element, 0 otherwise. SplitMix64's
-// finaliser is a bijection with full avalanche, so neighbouring counters give independent-looking bits; 24 bits
-// resolve p to 6e-8, finer than float32 rounding of the 1/(1-p) scale it multiplies. No state: the host advances
-// its Generator by one draw per mask (the seed), so no device ever waits for the host or for another thread.
+// One thread per element, no state: the host advances its Generator by one draw per mask (the seed), so no device
+// ever waits for the host or for another thread.
 // FLOPs: ~10 integer ops per element. Bytes: 4 written per element. Bound: memory on a GPU.
 // Reference: Tests/Gpu/DeviceTrainingTests.cs (device vs CPU, bit for bit) and the keep rate against p.
 using ILGPU;
 
 namespace AttnCore.Kernels.Gpu;
 
-/// <summary>Counter-based random masks shared by the CPU and ILGPU backends.</summary>
-public static class RandomMask
+/// <summary>The ILGPU kernel that writes a dropout mask (the hash is <see cref="RandomMask.KeepScale"/>).</summary>
+public static class RandomMaskKernels
 {
-    /// <summary>1/(1-p) when element <paramref name="i"/> of the mask drawn from <paramref name="seed"/> is kept, else 0.</summary>
-    public static float KeepScale(ulong seed, long i, float p, float scale)
-    {
-        ulong z = seed + (ulong)(i + 1) * 0x9E3779B97F4A7C15UL;
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
-        z ^= z >> 31;
-        float u = (z >> 40) * (1f / 16777216f);
-        return u >= p ? scale : 0f;
-    }
-
-    /// <summary>dst[i] = KeepScale(seed, i, p, scale) for i below the launch size.</summary>
-    public static void DropoutMaskKernel(Index1D i, ArrayView<float> dst, ulong seed, float p, float scale) => dst[i] = KeepScale(seed, i, p, scale);
+    /// <summary>dst[i] = RandomMask.KeepScale(seed, i, p, scale) for i below the launch size.</summary>
+    public static void DropoutMaskKernel(Index1D i, ArrayView<float> dst, ulong seed, float p, float scale) => dst[i] = RandomMask.KeepScale(seed, i, p, scale);
 }

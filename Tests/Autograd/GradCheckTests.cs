@@ -91,6 +91,9 @@ public class GradCheckTests
         new("AvgPool2dCeilIncludePad", [[1, 2, 5, 5]], x => x[0].AvgPool2d(3, 2, 1, ceilMode: true)),
         new("Conv2dRectangularStride2", [[1, 2, 6, 7], [3, 2, 2, 3], [3]], x => x[0].Conv2d(x[1], x[2], (2, 3), (1, 0), (1, 2))),
         new("BatchNorm2dTraining", [[3, 2, 3, 2], [2], [2]], x => x[0].BatchNorm2d(null, null, x[1], x[2], training: true)),
+        new("BatchNorm2dTrainingNoAffine", [[2, 3, 2, 2]], x => x[0].BatchNorm2d(null, null, null, null, training: true)),
+        new("BatchNorm2dTrainingWeightOnlyStridedInput", [[2, 2, 3, 2], [2]], x => x[0].Permute(0, 1, 3, 2).BatchNorm2d(null, null, x[1], null, training: true)),
+        new("BatchNorm2dTrainingBiasOnly", [[3, 2, 1, 2], [2]], x => x[0].BatchNorm2d(null, null, null, x[1], training: true)),
         new("BatchNorm2dEval", [[2, 2, 2, 2], [2], [2]], x => x[0].BatchNorm2d(Tensor.FromArray(new float[] { 0.5f, -1 }).To(x[0].DType), Tensor.FromArray(new float[] { 2, 0.5f }).To(x[0].DType), x[1], x[2], training: false)),
     ];
 
@@ -123,6 +126,36 @@ public class GradCheckTests
         using var x = Tensor.FromArray(new double[] { 0.3, -1.2, 2.0 }).RequiresGrad_();
         var ex = Assert.Throws<InvalidOperationException>(() => GradCheck.Assert(v => WrongDouble.Apply(v[0]), [x]));
         Assert.That(ex!.Message, Does.Contain("analytic"));
+    }
+
+    [Test]
+    public void A_user_defined_custom_op_differentiates_through_its_own_backward()
+    {
+        // ICustomOp is the public extension point for ops AttnCore does not have: y = x³ with dy/dx = 3x², defined here,
+        // outside Engine, composed with built-in ops on both sides.
+        using var x = Tensor.FromArray(new double[] { 0.3, -1.2, 2.0, 0.7, -0.4, 1.1 }, [2, 3]).RequiresGrad_();
+        Assert.DoesNotThrow(() => GradCheck.Assert(v => UserCube.Apply(v[0].Sin()).Sum(1), [x]));
+        using var y = UserCube.Apply(x);
+        Assert.That(y.GradFn!.Kind, Is.EqualTo(OpKind.Custom));
+        Assert.That(y.GradFn.Custom, Is.InstanceOf<UserCube>());
+    }
+
+    private sealed class UserCube : ICustomOp
+    {
+        public string Name => "UserCube";
+        public static Tensor Apply(Tensor x)
+        {
+            Tensor y;
+            using (new NoGrad()) { using var xx = x * x; y = xx * x; }
+            return y.RecordCustom(new UserCube(), [x], [x]);
+        }
+        public Tensor?[] Backward(GradNode node, Tensor g)
+        {
+            var x = node.Saved[0];
+            using var x2 = x.Square();
+            using var d = x2 * 3.0;
+            return [g * d];
+        }
     }
 
     private sealed class WrongDouble : ICustomOp

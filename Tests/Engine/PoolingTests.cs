@@ -1,4 +1,5 @@
 using System.Text.Json;
+using AttnCore.Kernels;
 using AttnCore.Kernels.Cpu;
 using AttnCore.Tests.Reference;
 using NUnit.Framework;

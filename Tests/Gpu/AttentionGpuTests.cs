@@ -1,4 +1,5 @@
 using AttnCore.Backends;
+using AttnCore.Kernels;
 using AttnCore.Kernels.Cpu;
 using AttnCore.Tests.Reference;
 using ILGPU;
@@ -20,20 +21,15 @@ namespace AttnCore.Tests.Gpu;
 /// dropout, lengths that are not multiples of the tiles), then through Tensor and autograd, then against the
 /// composite matmul-softmax-matmul on the same device. Shapes stay small: every emulated thread is an OS thread.
 /// </summary>
-[TestFixture("ilgpu-cpu"), TestFixture("opencl"), Category("Gpu"), NonParallelizable]
-public class AttentionGpuTests(string deviceName)
+public class AttentionGpuTests(string deviceName) : DeviceFixture<AttentionGpuTests>(deviceName)
 {
-    static Device _device = Device.IlgpuCpu;
-    static Device Gpu => _device;
-    static IBackend B => _device.Backend;
-
-    [OneTimeSetUp]
-    public void PickDevice() => _device = GpuDevices.Require(deviceName);
+    static Device Gpu => TestDevice;
+    static IBackend B => TestDevice.Backend;
 
     // The device's caching allocator is shared by every fixture of the process: hand back what these tests
     // left cached, so fixtures that count driver allocations start from the state they would without this one.
     [OneTimeTearDown]
-    public void ReturnCachedBuffers() => ((IlgpuBackend)_device.Backend).Memory.Trim();
+    public void ReturnCachedBuffers() => ((IlgpuBackend)TestDevice.Backend).Memory.Trim();
 
     public record Case(string Name, int B, int H, int Lq, int Lk, int D, bool Causal, Mask Mask, float Dropout, bool Strided, int KvHeads = 0)
     {

@@ -7,14 +7,8 @@ namespace AttnCore.Tests.Gpu;
 /// ops, Where/MaskedFill with a mask, Any/All/Sum and printing give exactly what the SIMD CPU backend gives (which
 /// Tests/Engine/BoolTests.cs checks against the relations themselves).
 /// </summary>
-[TestFixture("ilgpu-cpu"), TestFixture("opencl"), Category("Gpu"), NonParallelizable]
-public class BoolGpuTests(string deviceName)
+public class BoolGpuTests(string deviceName) : DeviceFixture<BoolGpuTests>(deviceName)
 {
-    static Device _device = Device.IlgpuCpu;
-
-    [OneTimeSetUp]
-    public void PickDevice() => _device = GpuDevices.Require(deviceName);
-
     [Test]
     public void Mask_ops_match_the_cpu_exactly()
     {
@@ -40,14 +34,14 @@ public class BoolGpuTests(string deviceName)
             ("Any", t => t[0].Any(1), [m]), ("All", t => t[0].All(0, keepDim: true), [m]), ("SumBool", t => t[0].Sum(), [m]),
             ("MaskTimesFloat", t => t[0].Gt(0) * t[0], [f]), ("MaxBool", t => t[0].Max(1), [m]),
         };
-        foreach (var (name, op, inputs) in cases) SameAsCpu.Check(_device, name, op, inputs);
+        foreach (var (name, op, inputs) in cases) SameAsCpu.Check(TestDevice, name, op, inputs);
     }
 
     [Test]
     public void Bool_tensors_upload_download_and_print_on_the_device()
     {
         var values = new[] { true, false, true, true, false };
-        using var m = Tensor.FromArray(values, [5], _device);
+        using var m = Tensor.FromArray(values, [5], TestDevice);
         Assert.That(m.DType, Is.EqualTo(DType.Bool));
         Assert.That(m.ToArray<bool>(), Is.EqualTo(values));
         Assert.That(m.ToArray<float>(), Is.EqualTo(new float[] { 1, 0, 1, 1, 0 }));

@@ -1,4 +1,5 @@
 using AttnCore.Backends;
+using AttnCore.Kernels;
 using AttnCore.Kernels.Cpu;
 using AttnCore.Tests.Reference;
 using NUnit.Framework;
@@ -13,15 +14,10 @@ namespace AttnCore.Tests.Gpu;
 /// exact for max pooling (a selection), 1e-6 for average pooling and SGD (the same few roundings).
 /// Shapes stay tiny: every emulated thread of the CPU accelerator is an OS thread.
 /// </summary>
-[TestFixture("ilgpu-cpu"), TestFixture("opencl"), Category("Gpu"), NonParallelizable]
-public class ConvGpuTests(string deviceName)
+public class ConvGpuTests(string deviceName) : DeviceFixture<ConvGpuTests>(deviceName)
 {
-    static Device _device = Device.IlgpuCpu;
-    static Device Gpu => _device;
-    static IlgpuBackend B => (IlgpuBackend)_device.Backend;
-
-    [OneTimeSetUp]
-    public void PickDevice() => _device = GpuDevices.Require(deviceName);
+    static Device Gpu => TestDevice;
+    static IlgpuBackend B => (IlgpuBackend)TestDevice.Backend;
 
     // The device outlives the fixture: hand the cached scratch buffers back so later fixtures start from an empty pool.
     [OneTimeTearDown]

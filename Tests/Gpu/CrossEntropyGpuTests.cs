@@ -9,14 +9,9 @@ namespace AttnCore.Tests.Gpu;
 /// smoothing, probability targets and their gradient, every reduction, strided [N, C, d1, d2] logits) with both row
 /// teams, the loss kept on the device, and device-side errors. Sizes stay small: every emulated thread is an OS thread.
 /// </summary>
-[TestFixture("ilgpu-cpu"), TestFixture("opencl"), Category("Gpu"), NonParallelizable]
-public class CrossEntropyGpuTests(string deviceName)
+public class CrossEntropyGpuTests(string deviceName) : DeviceFixture<CrossEntropyGpuTests>(deviceName)
 {
-    static Device _device = Device.IlgpuCpu;
-    static IlgpuBackend B => (IlgpuBackend)_device.Backend;
-
-    [OneTimeSetUp]
-    public void PickDevice() => _device = GpuDevices.Require(deviceName);
+    static IlgpuBackend B => (IlgpuBackend)TestDevice.Backend;
 
     [TearDown]
     public void RestoreModes() => B.RowTeam = RowTeamMode.Auto;
@@ -30,7 +25,7 @@ public class CrossEntropyGpuTests(string deviceName)
         foreach (var team in Teams())
         {
             B.RowTeam = team;
-            foreach (var c in cases) c.AssertMatches(_device, DType.Float32);
+            foreach (var c in cases) c.AssertMatches(TestDevice, DType.Float32);
         }
     }
 
@@ -47,7 +42,7 @@ public class CrossEntropyGpuTests(string deviceName)
         {
             B.RowTeam = team;
             var (want, wantGrad) = LossAndGrad(Device.Cpu, x, t, w);
-            var (got, gotGrad) = LossAndGrad(_device, x, t, w);
+            var (got, gotGrad) = LossAndGrad(TestDevice, x, t, w);
             Assert.That(got, Is.EqualTo(want).Within(2e-5 * Math.Abs(want)), $"loss {team}");
             for (int i = 0; i < gotGrad.Length; i++) Assert.That(gotGrad[i], Is.EqualTo(wantGrad[i]).Within(1e-7 + 1e-5 * Math.Abs(wantGrad[i])), $"grad {i} {team}");
         }
@@ -66,11 +61,11 @@ public class CrossEntropyGpuTests(string deviceName)
     public void Loss_and_gradient_stay_on_the_device_in_every_mode()
     {
         using var scope = new TensorScope();
-        var logits = Tensor.Randn([2, 5, 3], new Generator(1), DType.Float32, _device).RequiresGrad_();
-        var targets = Tensor.FromArray(new long[] { 0, 4, -100, 2, 1, 3 }, [2, 3], _device);
-        var probabilities = Tensor.Randn([2, 5, 3], new Generator(2), DType.Float32, _device).RequiresGrad_();
-        var weight = Tensor.FromArray(new float[] { 1, 2, 0.5f, 1, 3 }, null, _device);
-        var upstream = Tensor.Ones([2, 3], DType.Float32, _device);
+        var logits = Tensor.Randn([2, 5, 3], new Generator(1), DType.Float32, TestDevice).RequiresGrad_();
+        var targets = Tensor.FromArray(new long[] { 0, 4, -100, 2, 1, 3 }, [2, 3], TestDevice);
+        var probabilities = Tensor.Randn([2, 5, 3], new Generator(2), DType.Float32, TestDevice).RequiresGrad_();
+        var weight = Tensor.FromArray(new float[] { 1, 2, 0.5f, 1, 3 }, null, TestDevice);
+        var upstream = Tensor.Ones([2, 3], DType.Float32, TestDevice);
         // Compile every kernel first (compilation may read back nothing, but keep the count to the steady state).
         Run();
         long up = B.Uploads, down = B.Downloads;
@@ -92,14 +87,14 @@ public class CrossEntropyGpuTests(string deviceName)
     [Test]
     public void Weights_on_another_device_and_out_of_range_targets_are_reported()
     {
-        using var logits = Tensor.Zeros([2, 4], DType.Float32, _device);
-        using var targets = Tensor.FromArray(new long[] { 1, 3 }, null, _device);
+        using var logits = Tensor.Zeros([2, 4], DType.Float32, TestDevice);
+        using var targets = Tensor.FromArray(new long[] { 1, 3 }, null, TestDevice);
         using var hostWeight = Tensor.Ones([4]);
         Assert.That(Assert.Throws<ArgumentException>(() => logits.CrossEntropy(targets, weight: hostWeight))!.Message,
             Does.StartWith("CrossEntropy: tensors are on different devices"));
         // A bad target in a spatial batch is found by the device-side check and reported at the next synchronisation.
-        using var spatial = Tensor.Zeros([1, 4, 3], DType.Float32, _device);
-        using var bad = Tensor.FromArray(new long[] { 0, 9, -100 }, [1, 3], _device);
+        using var spatial = Tensor.Zeros([1, 4, 3], DType.Float32, TestDevice);
+        using var bad = Tensor.FromArray(new long[] { 0, 9, -100 }, [1, 3], TestDevice);
         using var loss = spatial.CrossEntropy(bad, reduction: Reduction.None);
         var ex = Assert.Throws<ArgumentOutOfRangeException>(() => loss.ToArray<float>());
         Assert.That(ex!.Message, Does.StartWith("CrossEntropy: index 9 is out of range for the classes of logits [1,4,3]"));

@@ -10,15 +10,10 @@ namespace AttnCore.Tests.Gpu;
 /// the batch is on the device), its memory comes from the caching allocator only (no driver allocation and no
 /// growth in steady state), and a bad index is still reported, at the next synchronisation.
 /// </summary>
-[TestFixture("ilgpu-cpu"), TestFixture("opencl"), Category("Gpu"), NonParallelizable]
-public class DeviceTrainingTests(string deviceName)
+public class DeviceTrainingTests(string deviceName) : DeviceFixture<DeviceTrainingTests>(deviceName)
 {
-    static Device _device = Device.IlgpuCpu;
 
-    [OneTimeSetUp]
-    public void PickDevice() => _device = GpuDevices.Require(deviceName);
-
-    static IlgpuBackend Backend => (IlgpuBackend)_device.Backend;
+    static IlgpuBackend Backend => (IlgpuBackend)TestDevice.Backend;
 
     sealed class Setup : IDisposable
     {
@@ -53,7 +48,7 @@ public class DeviceTrainingTests(string deviceName)
     [Test]
     public void A_training_step_makes_no_host_transfer()
     {
-        using var s = new Setup(_device);
+        using var s = new Setup(TestDevice);
         using (new TensorScope()) s.Step(); // first step: kernels compile, optimizer state is created
         long up = Backend.Uploads, down = Backend.Downloads;
         for (int i = 0; i < 3; i++) { using var scope = new TensorScope(); s.Step(); }
@@ -75,11 +70,11 @@ public class DeviceTrainingTests(string deviceName)
     {
         // PoCL runs a step of this model in ~5 ms; the CPU accelerator emulates every GPU thread with an OS thread
         // (~2 s a step), so there the same check runs over 10 steps.
-        int steps = deviceName == "opencl" ? 1000 : 10;
-        using var s = new Setup(_device);
+        int steps = DeviceName == "opencl" ? 1000 : 10;
+        using var s = new Setup(TestDevice);
         var pool = Backend.Memory;
         for (int i = 0; i < 5; i++) { using var scope = new TensorScope(); s.Step(); }
-        _device.Synchronize();
+        TestDevice.Synchronize();
         long driver = pool.DriverAllocations, inUse = pool.BytesInUse, cached = pool.CachedBytes;
         double first = 0, last = 0;
         for (int i = 0; i < steps; i++)
@@ -89,7 +84,7 @@ public class DeviceTrainingTests(string deviceName)
             if (i == 0) first = loss.Item();
             if (i == steps - 1) last = loss.Item();
         }
-        _device.Synchronize();
+        TestDevice.Synchronize();
         Assert.That(pool.DriverAllocations, Is.EqualTo(driver), "driver allocations after warm-up");
         Assert.That(pool.BytesInUse, Is.EqualTo(inUse), "bytes held by live tensors");
         Assert.That(pool.CachedBytes, Is.EqualTo(cached), "bytes waiting in the cache");
@@ -101,7 +96,7 @@ public class DeviceTrainingTests(string deviceName)
     {
         using var cpu = Tensor.DropoutMask([1000, 37], 0.3, new Generator(11));
         long up = Backend.Uploads;
-        using var dev = Tensor.DropoutMask([1000, 37], 0.3, new Generator(11), DType.Float32, _device);
+        using var dev = Tensor.DropoutMask([1000, 37], 0.3, new Generator(11), DType.Float32, TestDevice);
         Assert.That(Backend.Uploads, Is.EqualTo(up), "nothing is uploaded");
         var v = cpu.ToArray<float>();
         Assert.That(dev.ToArray<float>(), Is.EqualTo(v));
@@ -116,17 +111,17 @@ public class DeviceTrainingTests(string deviceName)
     [Test]
     public void A_bad_index_on_the_device_is_reported_at_the_next_synchronisation()
     {
-        using var w = Tensor.Randn([5, 3], 1, DType.Float32, _device);
-        using var ids = Tensor.FromArray(new long[] { 1, 7, 2 }, null, _device);
+        using var w = Tensor.Randn([5, 3], 1, DType.Float32, TestDevice);
+        using var ids = Tensor.FromArray(new long[] { 1, 7, 2 }, null, TestDevice);
         using var rows = Tensor.Embedding(ids, w); // queued: nothing waits for the host here
         var ex = Assert.Throws<ArgumentOutOfRangeException>(() => rows.ToArray<float>());
         Assert.That(ex!.Message, Does.StartWith("IndexSelect: index 7 is out of range for dim 0 of").And.Contain("of size 5"));
         // Reported once; the device is usable afterwards.
-        using var ok = Tensor.Embedding(Tensor.FromArray(new long[] { 4, 0 }, null, _device), w);
+        using var ok = Tensor.Embedding(Tensor.FromArray(new long[] { 4, 0 }, null, TestDevice), w);
         Assert.That(ok.ToArray<float>(), Has.Length.EqualTo(6));
 
-        using var logits = Tensor.Zeros([2, 4], DType.Float32, _device);
-        using var targets = Tensor.FromArray(new long[] { -100, 4 }, null, _device);
+        using var logits = Tensor.Zeros([2, 4], DType.Float32, TestDevice);
+        using var targets = Tensor.FromArray(new long[] { -100, 4 }, null, TestDevice);
         using var loss = logits.CrossEntropy(targets);
         ex = Assert.Throws<ArgumentOutOfRangeException>(() => loss.Item());
         Assert.That(ex!.Message, Does.StartWith("CrossEntropy: index 4 is out of range for the classes of logits"));

@@ -10,13 +10,8 @@ namespace AttnCore.Tests.Gpu;
 /// statistics) land on the device through <see cref="Device.UseDefault"/>. Tolerance |gpu - cpu| &lt;= 2e-4·(1 + |cpu|):
 /// float32 sums in another order (tiled GEMM, tree reductions) on O(1) inputs.
 /// </summary>
-[TestFixture("ilgpu-cpu"), TestFixture("opencl"), Category("Gpu"), NonParallelizable]
-public class EveryOpOnDeviceTests(string deviceName)
+public class EveryOpOnDeviceTests(string deviceName) : DeviceFixture<EveryOpOnDeviceTests>(deviceName)
 {
-    static Device _device = Device.IlgpuCpu;
-
-    [OneTimeSetUp]
-    public void PickDevice() => _device = GpuDevices.Require(deviceName);
 
     static (float[] Output, float[][] Grads) Run(GradCheckTests.Case c, float[][] values, Device device)
     {
@@ -41,7 +36,7 @@ public class EveryOpOnDeviceTests(string deviceName)
         var values = c.Shapes.Select(s => Enumerable.Range(0, s.Aggregate(1, (a, b) => a * b))
             .Select(_ => (float)(c.Domain is null ? g.NextNormal() : c.Domain(g.NextDouble()))).ToArray()).ToArray();
         var (cpuOut, cpuGrads) = Run(c, values, Device.Cpu);
-        var (gpuOut, gpuGrads) = Run(c, values, _device);
+        var (gpuOut, gpuGrads) = Run(c, values, TestDevice);
         Close(gpuOut, cpuOut, $"{c.Name} output, seed={seed}");
         for (int i = 0; i < cpuGrads.Length; i++) Close(gpuGrads[i], cpuGrads[i], $"{c.Name} grad of input {i}, seed={seed}");
     }

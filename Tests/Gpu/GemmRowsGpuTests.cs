@@ -1,5 +1,6 @@
 using AttnCore.Backends;
 using AttnCore.Kernels.Gpu;
+using AttnCore.Tests.Reference;
 using ILGPU;
 using ILGPU.Backends;
 using ILGPU.Backends.EntryPoints;
@@ -19,15 +20,10 @@ namespace AttnCore.Tests.Gpu;
 /// accelerator) and 128 (GPU launch sizes, as PoCL runs them) blocks; softmax against float64; layer norm against
 /// the SIMD CPU backend (cross-entropy: CrossEntropyGpuTests). Sizes stay small: every emulated thread is an OS thread.
 /// </summary>
-[TestFixture("ilgpu-cpu"), TestFixture("opencl"), Category("Gpu"), NonParallelizable]
-public class GemmRowsGpuTests(string deviceName)
+public class GemmRowsGpuTests(string deviceName) : DeviceFixture<GemmRowsGpuTests>(deviceName)
 {
-    static Device _device = Device.IlgpuCpu;
-    static IlgpuBackend B => (IlgpuBackend)_device.Backend;
+    static IlgpuBackend B => (IlgpuBackend)TestDevice.Backend;
     static IBackend Cpu => Device.Cpu.Backend;
-
-    [OneTimeSetUp]
-    public void PickDevice() => _device = GpuDevices.Require(deviceName);
 
     // Later fixtures count the pool's driver allocations from a known state: leave no cached buffers behind.
     [OneTimeTearDown]
@@ -157,15 +153,7 @@ public class GemmRowsGpuTests(string deviceName)
                     if (cols > 1) for (int j = 0; j < cols; j++) host[3 * cols + j] = float.NegativeInfinity; // a row of -inf is NaN, as in PyTorch
                     var (src, dst) = (Upload(B, host), B.Allocate(DType.Float32, rows * cols));
                     B.Softmax(src, dst, rows, cols, log);
-                    var want = new double[rows * cols];
-                    for (int r = 0; r < rows; r++)
-                    {
-                        double mx = double.NegativeInfinity, sum = 0;
-                        for (int j = 0; j < cols; j++) mx = Math.Max(mx, host[r * cols + j]);
-                        for (int j = 0; j < cols; j++) sum += Math.Exp(host[r * cols + j] - mx);
-                        for (int j = 0; j < cols; j++)
-                            want[r * cols + j] = log ? host[r * cols + j] - mx - Math.Log(sum) : Math.Exp(host[r * cols + j] - mx) / sum;
-                    }
+                    var want = new NdArray([rows, cols], Array.ConvertAll(host, v => (double)v)).Rows(log ? NdArray.LogSoftmax : NdArray.Softmax).Data;
                     // exp is approximate on GPUs (ex2.approx); log-softmax errors grow with the magnitude of the row's log-sum.
                     Close(Download(B, dst, rows * cols), want, $"{(log ? "LogSoftmax" : "Softmax")} {team} cols={cols} seed={seed}", log ? 1e-5 : 2e-6);
                     src.Release(); dst.Release();
@@ -176,11 +164,11 @@ public class GemmRowsGpuTests(string deviceName)
     [Test]
     public void Warp_rows_are_offered_only_where_the_device_has_shuffles()
     {
-        Assert.That(B.HasWarpShuffles, Is.EqualTo(deviceName == "ilgpu-cpu"), "CPU accelerator: emulated 4-lane warps; PoCL: no sub-groups");
+        Assert.That(B.HasWarpShuffles, Is.EqualTo(DeviceName == "ilgpu-cpu"), "CPU accelerator: emulated 4-lane warps; PoCL: no sub-groups");
         if (!B.HasWarpShuffles)
         {
             var ex = Assert.Throws<NotSupportedException>(() => B.RowTeam = RowTeamMode.Warp);
-            Assert.That(ex!.Message, Does.Contain("warp shuffles").And.Contain(_device.ToString()));
+            Assert.That(ex!.Message, Does.Contain("warp shuffles").And.Contain(TestDevice.ToString()));
         }
     }
 

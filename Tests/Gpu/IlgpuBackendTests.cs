@@ -1,4 +1,5 @@
 using AttnCore.Backends;
+using AttnCore.Kernels;
 using AttnCore.Kernels.Gpu;
 using AttnCore.Tests.Reference;
 using ILGPU;
@@ -22,15 +23,9 @@ namespace AttnCore.Tests.Gpu;
 /// thread is an OS thread) and come in awkward layouts: offsets, transposes, strides, broadcasts, size-0 and
 /// size-1 dims, ranks above the kernels' 6 packed dims. Tolerance: |got - want| &lt;= 1e-5 + 1e-5*|want|.
 /// </summary>
-[TestFixture("ilgpu-cpu"), TestFixture("opencl"), Category("Gpu"), NonParallelizable]
-public class IlgpuBackendTests(string deviceName)
+public class IlgpuBackendTests(string deviceName) : DeviceFixture<IlgpuBackendTests>(deviceName)
 {
-    // Set per fixture in OneTimeSetUp (fixtures run one after another): the same tests run on each ILGPU device.
-    static Device _device = Device.IlgpuCpu;
-    static IlgpuBackend B => (IlgpuBackend)_device.Backend;
-
-    [OneTimeSetUp]
-    public void PickDevice() => _device = GpuDevices.Require(deviceName);
+    static IlgpuBackend B => (IlgpuBackend)TestDevice.Backend;
 
     // ---- plumbing: host data, views, the float64 reference ------------------------------------------------
 
@@ -420,15 +415,7 @@ public class IlgpuBackendTests(string deviceName)
                 if (cols > 1) host[cols + 1] = float.NegativeInfinity;
                 var (src, dst) = (Upload(host), B.Allocate(DType.Float32, rows * cols));
                 B.Softmax(src, dst, rows, cols, log);
-                var want = new double[rows * cols];
-                for (int r = 0; r < rows; r++)
-                {
-                    double mx = double.NegativeInfinity, sum = 0;
-                    for (int j = 0; j < cols; j++) mx = Math.Max(mx, host[r * cols + j]);
-                    for (int j = 0; j < cols; j++) sum += Math.Exp(host[r * cols + j] - mx);
-                    for (int j = 0; j < cols; j++)
-                        want[r * cols + j] = log ? host[r * cols + j] - mx - Math.Log(sum) : Math.Exp(host[r * cols + j] - mx) / sum;
-                }
+                var want = new NdArray([rows, cols], Array.ConvertAll(host, v => (double)v)).Rows(log ? NdArray.LogSoftmax : NdArray.Softmax).Data;
                 Close(Download(dst, rows * cols), want, $"{(log ? "LogSoftmax" : "Softmax")} cols={cols} seed={seed}", 2e-6);
                 src.Release(); dst.Release();
             }
@@ -463,13 +450,13 @@ public class IlgpuBackendTests(string deviceName)
     public void Unsupported_dtypes_and_ops_name_the_op_the_dtype_and_the_device()
     {
         var ns = Assert.Throws<NotSupportedException>(() => B.Allocate(DType.Float64, 4));
-        Assert.That(ns!.Message, Does.Contain("float64").And.Contain(_device.ToString()));
+        Assert.That(ns!.Message, Does.Contain("float64").And.Contain(TestDevice.ToString()));
         var ints = B.Allocate(DType.Int64, 4);
         var f = B.Allocate(DType.Float32, 4);
         ns = Assert.Throws<NotSupportedException>(() => B.Unary(UnaryOp.Exp, 0, ints, Layout.Contiguous([4]), f));
-        Assert.That(ns!.Message, Does.Contain("Exp").And.Contain("int64").And.Contain(_device.ToString()));
-        ns = Assert.Throws<NotSupportedException>(() => B.Conv2dForward(ints, f, null, f, new AttnCore.Kernels.Cpu.Conv2dShape(1, 1, 2, 2, 1, 1, 1)));
-        Assert.That(ns!.Message, Is.EqualTo($"IlgpuBackend: Conv2d does not support int64 tensors on {_device} (devices hold float32, and int64 for index and integer ops)"));
+        Assert.That(ns!.Message, Does.Contain("Exp").And.Contain("int64").And.Contain(TestDevice.ToString()));
+        ns = Assert.Throws<NotSupportedException>(() => B.Conv2dForward(ints, f, null, f, new AttnCore.Kernels.Conv2dShape(1, 1, 2, 2, 1, 1, 1)));
+        Assert.That(ns!.Message, Is.EqualTo($"IlgpuBackend: Conv2d does not support int64 tensors on {TestDevice} (devices hold float32, and int64 for index and integer ops)"));
         Assert.Throws<ArgumentException>(() => B.Unary(UnaryOp.Neg, 0, f, Layout.Contiguous([5]), f));
         ints.Release(); f.Release();
     }
@@ -506,14 +493,9 @@ public class IlgpuBackendTests(string deviceName)
 }
 
 /// <summary>The same kernels reached through Tensor: transfers, printing, and ops against the SIMD CPU backend.</summary>
-[TestFixture("ilgpu-cpu"), TestFixture("opencl"), Category("Gpu"), NonParallelizable]
-public class IlgpuTensorTests(string deviceName)
+public class IlgpuTensorTests(string deviceName) : DeviceFixture<IlgpuTensorTests>(deviceName)
 {
-    static Device _device = Device.IlgpuCpu;
-    static Device Gpu => _device;
-
-    [OneTimeSetUp]
-    public void PickDevice() => _device = GpuDevices.Require(deviceName);
+    static Device Gpu => TestDevice;
 
     static void SameOnBoth(Func<Tensor[], Tensor> op, Tensor[] cpuInputs, double tol, string what)
     {
@@ -714,16 +696,6 @@ public class OpenCLBarrierTests
             Is.EqualTo(System.Text.RegularExpressions.Regex.Matches(generated, "work_group_barrier").Count));
         Assert.That(IlgpuBackend.FenceLocalMemory("work_group_barrier ( CLK_GLOBAL_MEM_FENCE ,  memory_scope_work_group );"),
             Is.EqualTo("work_group_barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE,  memory_scope_work_group );"));
-    }
-}
-
-internal static class GpuDevices
-{
-    public static Device Require(string name)
-    {
-        if (name == "opencl" && Device.OpenCLCount == 0)
-            Assert.Ignore("no OpenCL device on this machine: install pocl-opencl-icd and ocl-icd-opencl-dev (.ci/run does) to run the Gpu tests through PoCL");
-        return Device.Parse(name);
     }
 }
 

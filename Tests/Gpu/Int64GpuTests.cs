@@ -6,13 +6,8 @@ namespace AttnCore.Tests.Gpu;
 /// int64 tensors on ILGPU devices (token ids, labels, counts): arithmetic, comparisons, where, reductions and
 /// arg-reductions give exactly the SIMD CPU backend's values, over strided and broadcast views.
 /// </summary>
-[TestFixture("ilgpu-cpu"), TestFixture("opencl"), Category("Gpu"), NonParallelizable]
-public class Int64GpuTests(string deviceName)
+public class Int64GpuTests(string deviceName) : DeviceFixture<Int64GpuTests>(deviceName)
 {
-    static Device _device = Device.IlgpuCpu;
-
-    [OneTimeSetUp]
-    public void PickDevice() => _device = GpuDevices.Require(deviceName);
 
     [Test]
     public void Int64_ops_match_the_cpu_exactly()
@@ -35,14 +30,14 @@ public class Int64GpuTests(string deviceName)
             ("ArgMax", t => t[0].ArgMax(2)), ("ArgMinOfTransposed", t => t[0].Transpose(1, 2).ArgMin(-1)),
             ("Accuracy", t => t[0].ArgMax(2).Eq(t[0].ArgMin(2)).Sum()),
         };
-        foreach (var (name, op) in cases) SameAsCpu.Check(_device, name, op, a, b, f);
+        foreach (var (name, op) in cases) SameAsCpu.Check(TestDevice, name, op, a, b, f);
     }
 
     [Test]
     public void Integer_division_by_zero_on_the_device_is_reported_at_the_next_synchronisation()
     {
-        using var a = Tensor.FromArray(new long[] { 4, 5, 6 }, null, _device);
-        using var b = Tensor.FromArray(new long[] { 2, 0, 3 }, null, _device);
+        using var a = Tensor.FromArray(new long[] { 4, 5, 6 }, null, TestDevice);
+        using var b = Tensor.FromArray(new long[] { 2, 0, 3 }, null, TestDevice);
         using var q = a / b;
         var ex = Assert.Throws<DivideByZeroException>(() => q.ToArray<long>());
         Assert.That(ex!.Message, Does.StartWith("Div: integer division by zero in an int64 tensor"));

@@ -5,13 +5,12 @@ using NUnit.Framework;
 namespace AttnCore.Tests.Gpu;
 
 /// <summary>Safetensors files load straight onto ILGPU devices (converted dtypes included) with the CPU load's exact values.</summary>
-[TestFixture("ilgpu-cpu"), TestFixture("opencl"), Category("Gpu"), NonParallelizable]
-public class SafetensorsGpuTests(string deviceName)
+public class SafetensorsGpuTests(string deviceName) : DeviceFixture<SafetensorsGpuTests>(deviceName)
 {
     [Test]
     public void Every_readable_dtype_loads_onto_the_device_with_the_cpu_values()
     {
-        var device = GpuDevices.Require(deviceName);
+        var device = TestDevice;
         string path = Path.Combine(Path.GetTempPath(), $"attncore-stgpu-{Guid.NewGuid():N}.safetensors");
         File.WriteAllBytes(path, SafetensorsBytes.EveryDType());
         var (cpu, _) = Safetensors.Load(path);

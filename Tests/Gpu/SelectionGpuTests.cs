@@ -7,14 +7,8 @@ namespace AttnCore.Tests.Gpu;
 /// backend's indices and values (the CPU is checked against a float64 reference in Tests/Engine/SelectionTests.cs),
 /// over strided views with ties and NaN.
 /// </summary>
-[TestFixture("ilgpu-cpu"), TestFixture("opencl"), Category("Gpu"), NonParallelizable]
-public class SelectionGpuTests(string deviceName)
+public class SelectionGpuTests(string deviceName) : DeviceFixture<SelectionGpuTests>(deviceName)
 {
-    static Device _device = Device.IlgpuCpu;
-
-    [OneTimeSetUp]
-    public void PickDevice() => _device = GpuDevices.Require(deviceName);
-
     static Tensor TiesAndNaN(int[] shape, int seed)
     {
         var rng = new Random(seed);
@@ -26,11 +20,11 @@ public class SelectionGpuTests(string deviceName)
     static void SameOnDevice(string what, Tensor cpuX, Func<Tensor, (Tensor Values, Tensor Indices)> op)
     {
         var (cv, ci) = op(cpuX);
-        using var dx = cpuX.To(_device);
+        using var dx = cpuX.To(TestDevice);
         var (gv, gi) = op(dx);
         using (cv) using (ci) using (gv) using (gi)
         {
-            Assert.That(gv.Device, Is.EqualTo(_device), what);
+            Assert.That(gv.Device, Is.EqualTo(TestDevice), what);
             Assert.That(gi.ToArray<long>(), Is.EqualTo(ci.ToArray<long>()), what + " indices");
             Assert.That(gv.ToArray<float>(), Is.EqualTo(cv.ToArray<float>()), what + " values");
         }
@@ -58,7 +52,7 @@ public class SelectionGpuTests(string deviceName)
     [Test]
     public void TopK_gradient_reaches_the_selected_elements_on_the_device()
     {
-        using var x = Tensor.FromArray(new float[] { 1, 2, 2, 0, 5, -1 }, [2, 3], _device).RequiresGrad_();
+        using var x = Tensor.FromArray(new float[] { 1, 2, 2, 0, 5, -1 }, [2, 3], TestDevice).RequiresGrad_();
         var (v, i) = x.TopK(2, 1);
         using (v) using (i)
         {
@@ -71,10 +65,10 @@ public class SelectionGpuTests(string deviceName)
     [Test]
     public void Reductions_of_empty_tensors_behave_as_PyTorch_on_the_device()
     {
-        using var rows = Tensor.Zeros([0, 3], device: _device);
+        using var rows = Tensor.Zeros([0, 3], device: TestDevice);
         using (var m = rows.Max(1)) Assert.That(m.Shape, Is.EqualTo(new[] { 0 }));
         using (var a = rows.ArgMax(1)) Assert.That(a.Shape, Is.EqualTo(new[] { 0 }));
-        using var cols = Tensor.Zeros([3, 0], device: _device);
+        using var cols = Tensor.Zeros([3, 0], device: TestDevice);
         using (var s = cols.Sum(1)) Assert.That(s.ToArray<float>(), Is.EqualTo(new float[] { 0, 0, 0 }));
         Assert.That(Assert.Throws<ArgumentException>(() => cols.Max(1))!.Message, Does.Contain("dim 1"));
     }

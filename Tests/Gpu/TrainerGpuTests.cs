@@ -10,23 +10,18 @@ namespace AttnCore.Tests.Gpu;
 /// The trainer's non-finite check on an ILGPU device: it reads the loss and the clip norm in the one download a
 /// step always had, and a NaN step leaves the weights on the device as they were.
 /// </summary>
-[TestFixture("ilgpu-cpu"), TestFixture("opencl"), Category("Gpu"), NonParallelizable]
-public class TrainerGpuTests(string deviceName)
+public class TrainerGpuTests(string deviceName) : DeviceFixture<TrainerGpuTests>(deviceName)
 {
-    static Device _device = Device.IlgpuCpu;
-
-    [OneTimeSetUp]
-    public void PickDevice() => _device = GpuDevices.Require(deviceName);
 
     [Test]
     public void A_step_downloads_once_and_a_nan_step_leaves_the_weights_on_the_device_untouched()
     {
-        var backend = (IlgpuBackend)_device.Backend;
+        var backend = (IlgpuBackend)TestDevice.Backend;
         string dir = Path.Combine(Path.GetTempPath(), "attncore-trainer-gpu-" + Guid.NewGuid().ToString("N"));
-        using var model = new Linear(3, 1, generator: new Generator(5), device: _device);
+        using var model = new Linear(3, 1, generator: new Generator(5), device: TestDevice);
         using var optimizer = new AdamW(model.Parameters(), 0.05);
-        using var x = Tensor.Randn([8, 3], 11, DType.Float32, _device);
-        using var y = Tensor.Randn([8, 1], 12, DType.Float32, _device);
+        using var x = Tensor.Randn([8, 3], 11, DType.Float32, TestDevice);
+        using var y = Tensor.Randn([8, 1], 12, DType.Float32, TestDevice);
         var downloadsAtStep = new List<long>();
         float[]? weightsBeforeNan = null;
         var trainer = new Trainer(model, optimizer, null, new Generator(1), new TrainerOptions

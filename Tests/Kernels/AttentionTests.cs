@@ -1,3 +1,4 @@
+using AttnCore.Kernels;
 using AttnCore.Kernels.Cpu;
 using NUnit.Framework;
 
