@@ -18,7 +18,7 @@ public class KernelHeaderTests
     private static IEnumerable<string> KernelFiles()
     {
         string root = DocsTests.Root();
-        return new[] { "Cpu", "Gpu" }.SelectMany(d => Directory.GetFiles(Path.Combine(root, "Kernels", d), "*.cs")).Order(StringComparer.Ordinal);
+        return new[] { "Cpu", "Gpu", "Common" }.SelectMany(d => Directory.GetFiles(Path.Combine(root, "Kernels", d), "*.cs")).Order(StringComparer.Ordinal);
     }
 
     /// <summary>The comment lines a file opens with, without their "//" (blank comment lines kept as "").</summary>
