@@ -42,7 +42,7 @@ public sealed partial class Tensor
     /// <summary>max(x, 0)</summary>
     public Tensor Relu() => Map(UnaryOp.Relu, "Relu");
     /// <summary>The derivative of <see cref="Gelu"/> at each element (used by its backward rule).</summary>
-    public Tensor GeluDerivative(bool tanhApproximation = false) => Map(tanhApproximation ? UnaryOp.GeluTanhGrad : UnaryOp.GeluGrad, "GeluDerivative");
+    internal Tensor GeluDerivative(bool tanhApproximation = false) => Map(tanhApproximation ? UnaryOp.GeluTanhGrad : UnaryOp.GeluGrad, "GeluDerivative");
     /// <summary>GELU: exact erf form by default (PyTorch's default), tanh approximation when <paramref name="tanhApproximation"/>.</summary>
     public Tensor Gelu(bool tanhApproximation = false) => Map(tanhApproximation ? UnaryOp.GeluTanh : UnaryOp.Gelu, "Gelu");
     /// <summary>x * sigmoid(x)</summary>
@@ -217,19 +217,30 @@ public sealed partial class Tensor
         return Where(mask, fill, this);
     }
 
-#pragma warning disable CS1591 // operators mirror the methods above
+    /// <summary>Element-wise a + b with broadcasting, as <see cref="Add(Tensor)"/>.</summary>
     public static Tensor operator +(Tensor a, Tensor b) => a.Add(b);
+    /// <summary>Element-wise a - b with broadcasting, as <see cref="Sub(Tensor)"/>.</summary>
     public static Tensor operator -(Tensor a, Tensor b) => a.Sub(b);
+    /// <summary>Element-wise a * b with broadcasting, as <see cref="Mul(Tensor)"/>.</summary>
     public static Tensor operator *(Tensor a, Tensor b) => a.Mul(b);
+    /// <summary>Element-wise a / b with broadcasting, as <see cref="Div(Tensor)"/>.</summary>
     public static Tensor operator /(Tensor a, Tensor b) => a.Div(b);
+    /// <summary>-a, as <see cref="Neg"/>.</summary>
     public static Tensor operator -(Tensor a) => a.Neg();
+    /// <summary>a + s for every element; keeps a's dtype (int64 too).</summary>
     public static Tensor operator +(Tensor a, double s) => a.Map(UnaryOp.AddScalar, "Add", s, needsFloat: false);
+    /// <summary>s + a for every element; keeps a's dtype.</summary>
     public static Tensor operator +(double s, Tensor a) => a.Map(UnaryOp.AddScalar, "Add", s, needsFloat: false);
+    /// <summary>a - s for every element; keeps a's dtype.</summary>
     public static Tensor operator -(Tensor a, double s) => a.Map(UnaryOp.AddScalar, "Sub", -s, needsFloat: false);
+    /// <summary>s - a for every element; keeps a's dtype.</summary>
     public static Tensor operator -(double s, Tensor a) => a.Map(UnaryOp.RSubScalar, "Sub", s, needsFloat: false);
+    /// <summary>a · s for every element; keeps a's dtype.</summary>
     public static Tensor operator *(Tensor a, double s) => a.Map(UnaryOp.MulScalar, "Mul", s, needsFloat: false);
+    /// <summary>s · a for every element; keeps a's dtype.</summary>
     public static Tensor operator *(double s, Tensor a) => a.Map(UnaryOp.MulScalar, "Mul", s, needsFloat: false);
+    /// <summary>a / s for every element: an int64 tensor divides as <see cref="Div(Tensor)"/> does, a float tensor multiplies by 1/s.</summary>
     public static Tensor operator /(Tensor a, double s) => a.DType == DType.Int64 ? a.ZipScalar(s, BinaryOp.Div, "Div") : a.Map(UnaryOp.MulScalar, "Div", 1.0 / s);
+    /// <summary>s / a for every element (a float tensor).</summary>
     public static Tensor operator /(double s, Tensor a) => a.Map(UnaryOp.RDivScalar, "Div", s);
-#pragma warning restore CS1591
 }

@@ -15,7 +15,7 @@ public sealed partial class Tensor
     }
 
     /// <summary>One Adam (L2) or AdamW (decoupled) step on this parameter, in place; updates the moment buffers too.</summary>
-    public void AdamUpdate_(Tensor grad, Tensor expAvg, Tensor expAvgSq, AdamHyper hyper)
+    internal void AdamUpdate_(Tensor grad, Tensor expAvg, Tensor expAvgSq, AdamHyper hyper)
     {
         RequireFloat("AdamUpdate");
         CheckOptimOperand("AdamUpdate", this, "parameter");
@@ -28,7 +28,7 @@ public sealed partial class Tensor
     }
 
     /// <summary>One SGD step on this parameter, in place (momentum buffer required when momentum is non-zero).</summary>
-    public void SgdUpdate_(Tensor grad, Tensor? momentumBuffer, SgdHyper hyper)
+    internal void SgdUpdate_(Tensor grad, Tensor? momentumBuffer, SgdHyper hyper)
     {
         RequireFloat("SgdUpdate");
         CheckOptimOperand("SgdUpdate", this, "parameter");

@@ -29,7 +29,7 @@ public sealed partial class Tensor : IDisposable
     }
 
     /// <summary>The storage, or ObjectDisposedException once disposed.</summary>
-    public Storage Storage => _storage ?? throw new ObjectDisposedException(nameof(Tensor), $"Tensor {AttnCore.Shape.Format(Layout.Shape)} was disposed");
+    internal Storage Storage => _storage ?? throw new ObjectDisposedException(nameof(Tensor), $"Tensor {AttnCore.Shape.Format(Layout.Shape)} was disposed");
 
     /// <summary>Shape, strides and offset into the storage.</summary>
     public Layout Layout { get; }

@@ -71,89 +71,138 @@ public static class ElementwiseLoops
     }
 }
 
-#pragma warning disable CS1591 // the operator structs are named after what they compute
+/// <summary>Unary operator: -x.</summary>
 public struct NegOp<T> : IUnaryOperator<T> where T : unmanaged, INumber<T>
 {
+    /// <inheritdoc/>
     public static T Apply(T x, T s) => -x;
+    /// <inheritdoc/>
     public static void Run(ReadOnlySpan<T> x, T s, Span<T> d) => TensorPrimitives.Negate(x, d);
 }
+/// <summary>Unary operator: |x|.</summary>
 public struct AbsOp<T> : IUnaryOperator<T> where T : unmanaged, INumber<T>
 {
+    /// <inheritdoc/>
     public static T Apply(T x, T s) => T.Abs(x);
+    /// <inheritdoc/>
     public static void Run(ReadOnlySpan<T> x, T s, Span<T> d) => TensorPrimitives.Abs(x, d);
 }
+/// <summary>Unary operator: -1, 0 or 1 by the sign of x; NaN stays NaN.</summary>
 public struct SignOp<T> : IUnaryOperator<T> where T : unmanaged, INumber<T>
 {
+    /// <inheritdoc/>
     public static T Apply(T x, T s) => T.IsNaN(x) ? x : T.CreateTruncating(T.Sign(x));
+    /// <inheritdoc/>
     public static void Run(ReadOnlySpan<T> x, T s, Span<T> d) => ElementwiseLoops.Unary<T, SignOp<T>>(x, s, d);
 }
+/// <summary>Unary operator: x².</summary>
 public struct SquareOp<T> : IUnaryOperator<T> where T : unmanaged, INumber<T>
 {
+    /// <inheritdoc/>
     public static T Apply(T x, T s) => x * x;
+    /// <inheritdoc/>
     public static void Run(ReadOnlySpan<T> x, T s, Span<T> d) => TensorPrimitives.Multiply(x, x, d);
 }
+/// <summary>Unary operator: x + s.</summary>
 public struct AddScalarOp<T> : IUnaryOperator<T> where T : unmanaged, INumber<T>
 {
+    /// <inheritdoc/>
     public static T Apply(T x, T s) => x + s;
+    /// <inheritdoc/>
     public static void Run(ReadOnlySpan<T> x, T s, Span<T> d) => TensorPrimitives.Add(x, s, d);
 }
+/// <summary>Unary operator: x · s.</summary>
 public struct MulScalarOp<T> : IUnaryOperator<T> where T : unmanaged, INumber<T>
 {
+    /// <inheritdoc/>
     public static T Apply(T x, T s) => x * s;
+    /// <inheritdoc/>
     public static void Run(ReadOnlySpan<T> x, T s, Span<T> d) => TensorPrimitives.Multiply(x, s, d);
 }
+/// <summary>Unary operator: s - x.</summary>
 public struct RSubScalarOp<T> : IUnaryOperator<T> where T : unmanaged, INumber<T>
 {
+    /// <inheritdoc/>
     public static T Apply(T x, T s) => s - x;
+    /// <inheritdoc/>
     public static void Run(ReadOnlySpan<T> x, T s, Span<T> d) => TensorPrimitives.Subtract(s, x, d);
 }
+/// <summary>Unary operator: s / x.</summary>
 public struct RDivScalarOp<T> : IUnaryOperator<T> where T : unmanaged, INumber<T>
 {
+    /// <inheritdoc/>
     public static T Apply(T x, T s) => s / x;
+    /// <inheritdoc/>
     public static void Run(ReadOnlySpan<T> x, T s, Span<T> d) => TensorPrimitives.Divide(s, x, d);
 }
+/// <summary>Unary operator: max(x, s): NaN propagates, as torch.clamp_min.</summary>
 public struct ClampMinOp<T> : IUnaryOperator<T> where T : unmanaged, INumber<T>
 {
+    /// <inheritdoc/>
     public static T Apply(T x, T s) => T.IsNaN(x) ? x : T.Max(x, s);
+    /// <inheritdoc/>
     public static void Run(ReadOnlySpan<T> x, T s, Span<T> d) => TensorPrimitives.Max(x, s, d);
 }
+/// <summary>Unary operator: min(x, s): NaN propagates, as torch.clamp_max.</summary>
 public struct ClampMaxOp<T> : IUnaryOperator<T> where T : unmanaged, INumber<T>
 {
+    /// <inheritdoc/>
     public static T Apply(T x, T s) => T.IsNaN(x) ? x : T.Min(x, s);
+    /// <inheritdoc/>
     public static void Run(ReadOnlySpan<T> x, T s, Span<T> d) => TensorPrimitives.Min(x, s, d);
 }
+/// <summary>Unary operator: max(x, 0).</summary>
 public struct ReluOp<T> : IUnaryOperator<T> where T : unmanaged, INumber<T>
 {
+    /// <inheritdoc/>
     public static T Apply(T x, T s) => T.IsNaN(x) ? x : T.Max(x, T.Zero);
+    /// <inheritdoc/>
     public static void Run(ReadOnlySpan<T> x, T s, Span<T> d) => TensorPrimitives.Max(x, T.Zero, d);
 }
+/// <summary>Unary operator: eˣ.</summary>
 public struct ExpOp<T> : IUnaryOperator<T> where T : unmanaged, IFloatingPointIeee754<T>
 {
+    /// <inheritdoc/>
     public static T Apply(T x, T s) => T.Exp(x);
+    /// <inheritdoc/>
     public static void Run(ReadOnlySpan<T> x, T s, Span<T> d) => TensorPrimitives.Exp(x, d);
 }
+/// <summary>Unary operator: ln x.</summary>
 public struct LogOp<T> : IUnaryOperator<T> where T : unmanaged, IFloatingPointIeee754<T>
 {
+    /// <inheritdoc/>
     public static T Apply(T x, T s) => T.Log(x);
+    /// <inheritdoc/>
     public static void Run(ReadOnlySpan<T> x, T s, Span<T> d) => TensorPrimitives.Log(x, d);
 }
+/// <summary>Unary operator: √x.</summary>
 public struct SqrtOp<T> : IUnaryOperator<T> where T : unmanaged, IFloatingPointIeee754<T>
 {
+    /// <inheritdoc/>
     public static T Apply(T x, T s) => T.Sqrt(x);
+    /// <inheritdoc/>
     public static void Run(ReadOnlySpan<T> x, T s, Span<T> d) => TensorPrimitives.Sqrt(x, d);
 }
+/// <summary>Unary operator: 1/√x.</summary>
 public struct RsqrtOp<T> : IUnaryOperator<T> where T : unmanaged, IFloatingPointIeee754<T>
 {
+    /// <inheritdoc/>
     public static T Apply(T x, T s) => T.One / T.Sqrt(x);
+    /// <inheritdoc/>
     public static void Run(ReadOnlySpan<T> x, T s, Span<T> d) { TensorPrimitives.Sqrt(x, d); TensorPrimitives.Divide(T.One, d, d); }
 }
+/// <summary>Unary operator: 1/x.</summary>
 public struct ReciprocalOp<T> : IUnaryOperator<T> where T : unmanaged, IFloatingPointIeee754<T>
 {
+    /// <inheritdoc/>
     public static T Apply(T x, T s) => T.One / x;
+    /// <inheritdoc/>
     public static void Run(ReadOnlySpan<T> x, T s, Span<T> d) => TensorPrimitives.Divide(T.One, x, d);
 }
+/// <summary>Unary operator: tanh x, accurate near 0 (see Run).</summary>
 public struct TanhOp<T> : IUnaryOperator<T> where T : unmanaged, IFloatingPointIeee754<T>
 {
+    /// <inheritdoc/>
     public static T Apply(T x, T s) => T.Tanh(x);
     // TensorPrimitives.Tanh computes tanh from e^-2|x| and cancels near 0: float64 tanh(1e-30) came out -0, and
     // float32 tanh(0) -6e-8 (an absolute error of ~6e-8, so no relative accuracy for small |x|). float64 is the
@@ -161,6 +210,7 @@ public struct TanhOp<T> : IUnaryOperator<T> where T : unmanaged, IFloatingPointI
     // error is under 2.5e-7 of the result (|x| >= 1/4) and redoes the small |x| with the scalar MathF.Tanh, in
     // chunks so that dst may alias x.
     private static readonly T SmallCutoff = T.CreateTruncating(0.25);
+    /// <inheritdoc/>
     public static void Run(ReadOnlySpan<T> x, T s, Span<T> d)
     {
         if (typeof(T) == typeof(double)) { ElementwiseLoops.Unary<T, TanhOp<T>>(x, s, d); return; }
@@ -176,29 +226,44 @@ public struct TanhOp<T> : IUnaryOperator<T> where T : unmanaged, IFloatingPointI
         }
     }
 }
+/// <summary>Unary operator: 1/(1 + e⁻ˣ).</summary>
 public struct SigmoidOp<T> : IUnaryOperator<T> where T : unmanaged, IFloatingPointIeee754<T>
 {
+    /// <inheritdoc/>
     public static T Apply(T x, T s) => T.One / (T.One + T.Exp(-x));
+    /// <inheritdoc/>
     public static void Run(ReadOnlySpan<T> x, T s, Span<T> d) => TensorPrimitives.Sigmoid(x, d);
 }
+/// <summary>Unary operator: x · sigmoid(x).</summary>
 public struct SiluOp<T> : IUnaryOperator<T> where T : unmanaged, IFloatingPointIeee754<T>
 {
+    /// <inheritdoc/>
     public static T Apply(T x, T s) => x / (T.One + T.Exp(-x));
+    /// <inheritdoc/>
     public static void Run(ReadOnlySpan<T> x, T s, Span<T> d) { TensorPrimitives.Sigmoid(x, d); TensorPrimitives.Multiply(x, d, d); }
 }
+/// <summary>Unary operator: sin x.</summary>
 public struct SinOp<T> : IUnaryOperator<T> where T : unmanaged, IFloatingPointIeee754<T>
 {
+    /// <inheritdoc/>
     public static T Apply(T x, T s) => T.Sin(x);
+    /// <inheritdoc/>
     public static void Run(ReadOnlySpan<T> x, T s, Span<T> d) => TensorPrimitives.Sin(x, d);
 }
+/// <summary>Unary operator: cos x.</summary>
 public struct CosOp<T> : IUnaryOperator<T> where T : unmanaged, IFloatingPointIeee754<T>
 {
+    /// <inheritdoc/>
     public static T Apply(T x, T s) => T.Cos(x);
+    /// <inheritdoc/>
     public static void Run(ReadOnlySpan<T> x, T s, Span<T> d) => TensorPrimitives.Cos(x, d);
 }
+/// <summary>Unary operator: xˢ.</summary>
 public struct PowScalarOp<T> : IUnaryOperator<T> where T : unmanaged, IFloatingPointIeee754<T>
 {
+    /// <inheritdoc/>
     public static T Apply(T x, T s) => s == T.CreateTruncating(2) ? x * x : T.Pow(x, s);
+    /// <inheritdoc/>
     public static void Run(ReadOnlySpan<T> x, T s, Span<T> d)
     {
         if (s == T.CreateTruncating(2)) TensorPrimitives.Multiply(x, x, d);
@@ -208,7 +273,9 @@ public struct PowScalarOp<T> : IUnaryOperator<T> where T : unmanaged, IFloatingP
 /// <summary>GELU with the exact erf: x/2 (1 + erf(x/sqrt 2)).</summary>
 public struct GeluOp<T> : IUnaryOperator<T> where T : unmanaged, IFloatingPointIeee754<T>
 {
+    /// <inheritdoc/>
     public static T Apply(T x, T s) => T.CreateTruncating(0.5) * x * (T.One + Erf.Of(x * T.CreateTruncating(0.70710678118654752440)));
+    /// <inheritdoc/>
     public static void Run(ReadOnlySpan<T> x, T s, Span<T> d)
     {
         if (typeof(T) == typeof(float)) Activations.Gelu(System.Runtime.InteropServices.MemoryMarshal.Cast<T, float>(x), System.Runtime.InteropServices.MemoryMarshal.Cast<T, float>(d));
@@ -218,18 +285,22 @@ public struct GeluOp<T> : IUnaryOperator<T> where T : unmanaged, IFloatingPointI
 /// <summary>GELU, tanh approximation: x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).</summary>
 public struct GeluTanhOp<T> : IUnaryOperator<T> where T : unmanaged, IFloatingPointIeee754<T>
 {
+    /// <inheritdoc/>
     public static T Apply(T x, T s) => T.CreateTruncating(0.5) * x * (T.One + T.Tanh(T.CreateTruncating(0.79788456080286535588) * (x + T.CreateTruncating(0.044715) * x * x * x)));
+    /// <inheritdoc/>
     public static void Run(ReadOnlySpan<T> x, T s, Span<T> d) => ElementwiseLoops.Unary<T, GeluTanhOp<T>>(x, s, d);
 }
 /// <summary>d/dx GELU (erf form) = Phi(x) + x phi(x).</summary>
 public struct GeluGradOp<T> : IUnaryOperator<T> where T : unmanaged, IFloatingPointIeee754<T>
 {
+    /// <inheritdoc/>
     public static T Apply(T x, T s)
     {
         T cdf = T.CreateTruncating(0.5) * (T.One + Erf.Of(x * T.CreateTruncating(0.70710678118654752440)));
         T pdf = T.Exp(T.CreateTruncating(-0.5) * x * x) * T.CreateTruncating(0.39894228040143267794);
         return cdf + x * pdf;
     }
+    /// <inheritdoc/>
     public static void Run(ReadOnlySpan<T> x, T s, Span<T> d)
     {
         if (typeof(T) == typeof(float)) Activations.GeluDerivative(System.Runtime.InteropServices.MemoryMarshal.Cast<T, float>(x), System.Runtime.InteropServices.MemoryMarshal.Cast<T, float>(d));
@@ -239,6 +310,7 @@ public struct GeluGradOp<T> : IUnaryOperator<T> where T : unmanaged, IFloatingPo
 /// <summary>d/dx of the tanh-approximated GELU.</summary>
 public struct GeluTanhGradOp<T> : IUnaryOperator<T> where T : unmanaged, IFloatingPointIeee754<T>
 {
+    /// <inheritdoc/>
     public static T Apply(T x, T s)
     {
         T k = T.CreateTruncating(0.79788456080286535588), c = T.CreateTruncating(0.044715);
@@ -246,77 +318,150 @@ public struct GeluTanhGradOp<T> : IUnaryOperator<T> where T : unmanaged, IFloati
         T half = T.CreateTruncating(0.5);
         return half * (T.One + th) + half * x * (T.One - th * th) * k * (T.One + T.CreateTruncating(3) * c * x * x);
     }
+    /// <inheritdoc/>
     public static void Run(ReadOnlySpan<T> x, T s, Span<T> d) => ElementwiseLoops.Unary<T, GeluTanhGradOp<T>>(x, s, d);
 }
 
+/// <summary>Binary operator: a + b.</summary>
 public struct AddOp<T> : IBinaryOperator<T> where T : unmanaged, INumber<T>
 {
+    /// <inheritdoc/>
     public static T Apply(T a, T b) => a + b;
+    /// <inheritdoc/>
     public static void Run(ReadOnlySpan<T> a, ReadOnlySpan<T> b, Span<T> d) => TensorPrimitives.Add(a, b, d);
+    /// <inheritdoc/>
     public static void RunScalarRight(ReadOnlySpan<T> a, T b, Span<T> d) => TensorPrimitives.Add(a, b, d);
+    /// <inheritdoc/>
     public static void RunScalarLeft(T a, ReadOnlySpan<T> b, Span<T> d) => TensorPrimitives.Add(b, a, d);
 }
+/// <summary>Binary operator: a - b.</summary>
 public struct SubOp<T> : IBinaryOperator<T> where T : unmanaged, INumber<T>
 {
+    /// <inheritdoc/>
     public static T Apply(T a, T b) => a - b;
+    /// <inheritdoc/>
     public static void Run(ReadOnlySpan<T> a, ReadOnlySpan<T> b, Span<T> d) => TensorPrimitives.Subtract(a, b, d);
+    /// <inheritdoc/>
     public static void RunScalarRight(ReadOnlySpan<T> a, T b, Span<T> d) => TensorPrimitives.Subtract(a, b, d);
+    /// <inheritdoc/>
     public static void RunScalarLeft(T a, ReadOnlySpan<T> b, Span<T> d) => TensorPrimitives.Subtract(a, b, d);
 }
+/// <summary>Binary operator: a · b.</summary>
 public struct MulOp<T> : IBinaryOperator<T> where T : unmanaged, INumber<T>
 {
+    /// <inheritdoc/>
     public static T Apply(T a, T b) => a * b;
+    /// <inheritdoc/>
     public static void Run(ReadOnlySpan<T> a, ReadOnlySpan<T> b, Span<T> d) => TensorPrimitives.Multiply(a, b, d);
+    /// <inheritdoc/>
     public static void RunScalarRight(ReadOnlySpan<T> a, T b, Span<T> d) => TensorPrimitives.Multiply(a, b, d);
+    /// <inheritdoc/>
     public static void RunScalarLeft(T a, ReadOnlySpan<T> b, Span<T> d) => TensorPrimitives.Multiply(b, a, d);
 }
+/// <summary>Binary operator: a / b.</summary>
 public struct DivOp<T> : IBinaryOperator<T> where T : unmanaged, INumber<T>
 {
+    /// <inheritdoc/>
     public static T Apply(T a, T b) => a / b;
+    /// <inheritdoc/>
     public static void Run(ReadOnlySpan<T> a, ReadOnlySpan<T> b, Span<T> d) => TensorPrimitives.Divide(a, b, d);
+    /// <inheritdoc/>
     public static void RunScalarRight(ReadOnlySpan<T> a, T b, Span<T> d) => TensorPrimitives.Divide(a, b, d);
+    /// <inheritdoc/>
     public static void RunScalarLeft(T a, ReadOnlySpan<T> b, Span<T> d) => TensorPrimitives.Divide(a, b, d);
 }
+/// <summary>Binary operator: max(a, b); NaN propagates.</summary>
 public struct MaximumOp<T> : IBinaryOperator<T> where T : unmanaged, INumber<T>
 {
+    /// <inheritdoc/>
     public static T Apply(T a, T b) => T.IsNaN(a) ? a : T.IsNaN(b) ? b : T.Max(a, b);
+    /// <inheritdoc/>
     public static void Run(ReadOnlySpan<T> a, ReadOnlySpan<T> b, Span<T> d) => TensorPrimitives.Max(a, b, d);
+    /// <inheritdoc/>
     public static void RunScalarRight(ReadOnlySpan<T> a, T b, Span<T> d) => TensorPrimitives.Max(a, b, d);
+    /// <inheritdoc/>
     public static void RunScalarLeft(T a, ReadOnlySpan<T> b, Span<T> d) => TensorPrimitives.Max(b, a, d);
 }
+/// <summary>Binary operator: min(a, b); NaN propagates.</summary>
 public struct MinimumOp<T> : IBinaryOperator<T> where T : unmanaged, INumber<T>
 {
+    /// <inheritdoc/>
     public static T Apply(T a, T b) => T.IsNaN(a) ? a : T.IsNaN(b) ? b : T.Min(a, b);
+    /// <inheritdoc/>
     public static void Run(ReadOnlySpan<T> a, ReadOnlySpan<T> b, Span<T> d) => TensorPrimitives.Min(a, b, d);
+    /// <inheritdoc/>
     public static void RunScalarRight(ReadOnlySpan<T> a, T b, Span<T> d) => TensorPrimitives.Min(a, b, d);
+    /// <inheritdoc/>
     public static void RunScalarLeft(T a, ReadOnlySpan<T> b, Span<T> d) => TensorPrimitives.Min(b, a, d);
 }
+/// <summary>Binary operator: aᵇ.</summary>
 public struct PowOp<T> : IBinaryOperator<T> where T : unmanaged, IFloatingPointIeee754<T>
 {
+    /// <inheritdoc/>
     public static T Apply(T a, T b) => T.Pow(a, b);
+    /// <inheritdoc/>
     public static void Run(ReadOnlySpan<T> a, ReadOnlySpan<T> b, Span<T> d) => TensorPrimitives.Pow(a, b, d);
+    /// <inheritdoc/>
     public static void RunScalarRight(ReadOnlySpan<T> a, T b, Span<T> d) => TensorPrimitives.Pow(a, b, d);
+    /// <inheritdoc/>
     public static void RunScalarLeft(T a, ReadOnlySpan<T> b, Span<T> d) => TensorPrimitives.Pow(a, b, d);
 }
 
 /// <summary>Comparison operators: 1 where the relation holds, else 0 (NaN compares false, except Ne).</summary>
 public struct CompareOp<T, TRel> : IBinaryOperator<T> where T : unmanaged, INumber<T> where TRel : IRelation<T>
 {
+    /// <inheritdoc/>
     public static T Apply(T a, T b) => TRel.Holds(a, b) ? T.One : T.Zero;
+    /// <inheritdoc/>
     public static void Run(ReadOnlySpan<T> a, ReadOnlySpan<T> b, Span<T> d) => ElementwiseLoops.Binary<T, CompareOp<T, TRel>>(a, b, d);
+    /// <inheritdoc/>
     public static void RunScalarRight(ReadOnlySpan<T> a, T b, Span<T> d) => ElementwiseLoops.BinaryScalarRight<T, CompareOp<T, TRel>>(a, b, d);
+    /// <inheritdoc/>
     public static void RunScalarLeft(T a, ReadOnlySpan<T> b, Span<T> d) => ElementwiseLoops.BinaryScalarLeft<T, CompareOp<T, TRel>>(a, b, d);
 }
 
 /// <summary>A relation between two values, for <see cref="CompareOp{T, TRel}"/>.</summary>
-public interface IRelation<T> { static abstract bool Holds(T a, T b); }
-public struct EqRel<T> : IRelation<T> where T : INumber<T> { public static bool Holds(T a, T b) => a == b; }
-public struct NeRel<T> : IRelation<T> where T : INumber<T> { public static bool Holds(T a, T b) => a != b; }
-public struct LtRel<T> : IRelation<T> where T : INumber<T> { public static bool Holds(T a, T b) => a < b; }
-public struct LeRel<T> : IRelation<T> where T : INumber<T> { public static bool Holds(T a, T b) => a <= b; }
-public struct GtRel<T> : IRelation<T> where T : INumber<T> { public static bool Holds(T a, T b) => a > b; }
-public struct GeRel<T> : IRelation<T> where T : INumber<T> { public static bool Holds(T a, T b) => a >= b; }
-#pragma warning restore CS1591
+public interface IRelation<T>
+{
+    /// <summary>True when the relation holds between a and b.</summary>
+    static abstract bool Holds(T a, T b);
+}
+/// <summary>Relation: a == b.</summary>
+public struct EqRel<T> : IRelation<T> where T : INumber<T>
+{
+    /// <inheritdoc/>
+    public static bool Holds(T a, T b) => a == b;
+}
+/// <summary>Relation: a != b (true when either is NaN).</summary>
+public struct NeRel<T> : IRelation<T> where T : INumber<T>
+{
+    /// <inheritdoc/>
+    public static bool Holds(T a, T b) => a != b;
+}
+/// <summary>Relation: a &lt; b.</summary>
+public struct LtRel<T> : IRelation<T> where T : INumber<T>
+{
+    /// <inheritdoc/>
+    public static bool Holds(T a, T b) => a < b;
+}
+/// <summary>Relation: a &lt;= b.</summary>
+public struct LeRel<T> : IRelation<T> where T : INumber<T>
+{
+    /// <inheritdoc/>
+    public static bool Holds(T a, T b) => a <= b;
+}
+/// <summary>Relation: a &gt; b.</summary>
+public struct GtRel<T> : IRelation<T> where T : INumber<T>
+{
+    /// <inheritdoc/>
+    public static bool Holds(T a, T b) => a > b;
+}
+/// <summary>Relation: a &gt;= b.</summary>
+public struct GeRel<T> : IRelation<T> where T : INumber<T>
+{
+    /// <inheritdoc/>
+    public static bool Holds(T a, T b) => a >= b;
+}
 
 /// <summary>The error function, for GELU. .NET has no Math.Erf.</summary>
 public static class Erf

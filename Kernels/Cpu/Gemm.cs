@@ -14,7 +14,8 @@
 // which skip packing (GemmSkinny below).
 // Threads: B strips are packed by all workers, then workers take (ic block, jr range) tiles, each packing
 // its own A block; everything runs on WorkerPool, with per-thread packing buffers reused across calls.
-// Reference: GemmReference (float64 accumulation), compared in Tests/Kernels/GemmTests.cs.
+// Reference: SgemmReference / DgemmReference (triple loop, float64 accumulation; in GemmSkinny.cs), compared in
+// Tests/Kernels/GemmTests.cs.
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 

@@ -1,10 +1,15 @@
+// GemmBlocked: the float32 BLIS loops, packing and micro-kernels behind Gemm.SgemmStridedBatched (the
+// algorithm, its blocking and its FLOP/byte counts are in the header of Gemm.cs). Packing copies an MC x KC
+// block of op(A) into MR-tall strips and a KC x NC panel of op(B) into NR-wide strips, zero-padding the edges,
+// so the micro-kernel always computes a full MR x NR tile with unit-stride loads; edge tiles are written back
+// through a small staging tile.
+// Reference: SgemmReference / DgemmReference (float64 accumulation), compared in Tests/Kernels/GemmTests.cs.
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.InteropServices;
 
 namespace AttnCore.Kernels.Cpu;
 
-// The float32 BLIS loops, packing and micro-kernels behind Gemm.SgemmStridedBatched.
 public static unsafe partial class Gemm
 {
     private struct Job

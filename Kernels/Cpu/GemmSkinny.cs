@@ -1,12 +1,13 @@
+// GemmSkinny: skinny products (m or n at most 4: a batch-1 decoder step, a matrix-vector product), float64 GEMM,
+// and the float64 references. Skinny shapes are memory-bound: packing would read B twice, so they
+// stream it once instead: row-major op(B) as axpy over B's rows, transposed op(B) as dot products.
+// Reference: SgemmReference / DgemmReference (defined here), compared in Tests/Kernels/GemmTests.cs.
 using System.Buffers;
 using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 
 namespace AttnCore.Kernels.Cpu;
 
-// Skinny products (m or n at most 4: a batch-1 decoder step, a matrix-vector product), float64 GEMM,
-// and the float64 references. Skinny shapes are memory-bound: packing would read B twice, so they
-// stream it once instead: row-major op(B) as axpy over B's rows, transposed op(B) as dot products.
 public static unsafe partial class Gemm
 {
     private static void Skinny(ref Job j, int e)

@@ -18,7 +18,8 @@
 // FLOPs: R·S per output (global: H·W per plane). Bytes: x read once (windows overlap in cache), y written
 // once, plus 8 bytes of argmax per output for max pooling. Bound: memory bandwidth (and, for small
 // windows, the per-output loop overhead).
-// Reference: MaxForwardReference / AvgForwardReference / ...Reference (float64), independent loops in
+// Reference: MaxForwardReference / MaxBackwardReference / AvgForwardReference / AvgBackwardReference /
+// GlobalAvgForwardReference (float64), independent loops in
 // Tests/Kernels/ConvPoolNormTests.cs and PyTorch's values (Tests/Fixtures/make_pooling.py).
 using System.Numerics;
 using System.Numerics.Tensors;

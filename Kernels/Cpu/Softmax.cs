@@ -10,7 +10,8 @@
 // FLOPs: ~4 per element plus one exp. Bytes: 8 per element (read x, write y) plus re-reads from cache.
 // Bound: exp throughput (VectorMath.Exp) for rows in cache.
 // Backward: softmax dx = y (dy - sum(dy y)); log-softmax dx = dy - exp(y) sum(dy).
-// Reference: SoftmaxReference/LogSoftmaxReference (float64), and an independent one in the tests.
+// Reference: SoftmaxReference (float64; its log flag gives log-softmax), and an independent one in
+// Tests/Kernels/RowKernelTests.cs.
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 
@@ -195,8 +196,8 @@ public static unsafe class Softmax
         return sum;
     }
 
-    /// <summary>Writes exp(x - shift) for the first n values of x into y and returns their sum (exposes the vector exp to tests).</summary>
-    public static float ExpShiftSumPublicForTests(ReadOnlySpan<float> x, Span<float> y, int n, float shift)
+    /// <summary>Writes exp(x - shift) for the first n values of x into y and returns their sum (the vector exp, for tests).</summary>
+    internal static float ExpShiftSum(ReadOnlySpan<float> x, Span<float> y, int n, float shift)
     {
         if (x.Length < n || y.Length < n) throw new ArgumentException("Softmax.ExpShiftSum: spans shorter than n");
         fixed (float* px = x) fixed (float* py = y) return ExpShiftSum(px, py, n, shift, storeExp: true);

@@ -102,9 +102,8 @@ public struct AttentionSmallTiles : IAttentionTiles
 /// <summary>Where one operand sits: element [b, h, i, d] is at Offset + b·StrideB + h·StrideH + i·StrideL + d.</summary>
 public struct AttentionView
 {
-#pragma warning disable CS1591
+    /// <summary>Element index of [0, 0, 0, 0], and the elements between consecutive batch entries, heads and rows (the head dim is contiguous).</summary>
     public long Offset, StrideB, StrideH, StrideL;
-#pragma warning restore CS1591
 
     /// <summary>Element index of row i of head (b, h).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -114,8 +113,9 @@ public struct AttentionView
 /// <summary>Sizes, options and operand layouts of one attention launch.</summary>
 public struct AttentionArgs
 {
-#pragma warning disable CS1591
+    /// <summary>Query heads H, query rows Lq and key rows Lk per head, and the head dimension D.</summary>
     public int Heads, QueryLength, KeyLength, Dim;
+    /// <summary>Multiplier of q·k before the softmax (1/sqrt(D) unless the caller gave another).</summary>
     public float Scale;
     /// <summary>1 when causal; key j is hidden from query i when j &gt; i + CausalShift.</summary>
     public int Causal, CausalShift;
@@ -125,22 +125,23 @@ public struct AttentionArgs
     public int HasMask;
     /// <summary>1 when dropout is on; a score is kept when the top 24 bits of its hash are &gt;= DropThreshold.</summary>
     public int HasDropout;
+    /// <summary>Dropout: the seed of the per-score hash, and the threshold its top 24 bits are compared with (p · 2^24).</summary>
     public ulong Seed, DropThreshold;
     /// <summary>1 / (1 - p), applied to kept probabilities.</summary>
     public float KeepScale;
     /// <summary>Groups per (b, h): ceil(Lq / Rows), or ceil(Lk / Rows) for the dK/dV kernel.</summary>
     public int Tiles;
+    /// <summary>Layouts of the inputs q, k, v, the output O, its gradient dO, and the gradients dQ, dK, dV (unused ones are zero).</summary>
     public AttentionView Q, K, V, O, DO, DQ, DK, DV;
+    /// <summary>Layout of the additive mask, read only when <see cref="HasMask"/> is 1.</summary>
     public AttentionMaskView Mask;
-#pragma warning restore CS1591
 }
 
 /// <summary>Where the additive mask sits: entry [b, h, i, j] is at Offset + b·StrideB + h·StrideH + i·StrideQ + j·StrideK (stride 0 broadcasts).</summary>
 public struct AttentionMaskView
 {
-#pragma warning disable CS1591
+    /// <summary>Element index of [0, 0, 0, 0], and the steps along batch, head, query row and key column (0 broadcasts that dim).</summary>
     public long Offset, StrideB, StrideH, StrideQ, StrideK;
-#pragma warning restore CS1591
 }
 
 /// <summary>Fused attention forward and backward kernels for ILGPU devices (see the file header).</summary>

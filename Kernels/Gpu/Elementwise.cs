@@ -21,7 +21,7 @@ public static class Elementwise
     /// <summary>Unary op codes (same names and order as AttnCore.Backends.UnaryOp).</summary>
     public enum Unary
     {
-#pragma warning disable CS1591
+#pragma warning disable CS1591 // each value is the AttnCore.Backends.UnaryOp of the same name, documented there (Kernels cannot see Engine)
         Neg, Abs, Exp, Log, Sqrt, Rsqrt, Tanh, Sigmoid, Relu, Gelu, GeluTanh, Silu, Sin, Cos, Square, Reciprocal, Sign,
         AddScalar, MulScalar, PowScalar, RSubScalar, RDivScalar, ClampMin, ClampMax, GeluGrad, GeluTanhGrad,
 #pragma warning restore CS1591
@@ -30,7 +30,7 @@ public static class Elementwise
     /// <summary>Binary op codes (same names and order as AttnCore.Backends.BinaryOp).</summary>
     public enum Binary
     {
-#pragma warning disable CS1591
+#pragma warning disable CS1591 // each value is the AttnCore.Backends.BinaryOp of the same name, documented there (Kernels cannot see Engine)
         Add, Sub, Mul, Div, Pow, Maximum, Minimum, Eq, Ne, Lt, Le, Gt, Ge, LogicalAnd, LogicalOr, LogicalXor,
 #pragma warning restore CS1591
     }

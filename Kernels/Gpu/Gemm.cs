@@ -66,9 +66,8 @@ public struct GemmArgs
 /// <summary>A 4 x 4 block of accumulators kept in registers (16 scalar fields, never indexed).</summary>
 public struct Acc4x4
 {
-#pragma warning disable CS1591 // the fields are the 16 entries: V{row}{col}
+    /// <summary>Entry [row, col] of the block is V{row}{col}; separate fields, not an array, so they stay in registers.</summary>
     public float V00, V01, V02, V03, V10, V11, V12, V13, V20, V21, V22, V23, V30, V31, V32, V33;
-#pragma warning restore CS1591
 
     /// <summary>c + a bᵀ for a column a (4 rows) and a row b (4 columns).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -1,4 +1,6 @@
-// Compile-time sizes for kernels, and the attribute that says which sizes a kernel is built with on GPUs.
+// KernelSize: compile-time sizes for kernels, and the attribute that says which sizes a kernel is built with on GPUs.
+// ILGPU needs shared-memory extents as constants, so a size is an empty struct whose Value returns a literal and a
+// kernel takes it as a type argument: the JIT folds it, and one kernel source compiles once per size it is given.
 using ILGPU;
 
 namespace AttnCore.Kernels.Gpu;

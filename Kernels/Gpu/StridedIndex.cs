@@ -11,11 +11,12 @@ namespace AttnCore.Kernels.Gpu;
 /// <summary>A strided layout of up to 6 dims as kernel arguments (dim 5 is the innermost).</summary>
 public struct StridedIndex
 {
-#pragma warning disable CS1591 // sizes and strides of dims 0..5
+    /// <summary>Storage offset (in elements) of element [0, ..., 0].</summary>
     public long Offset;
+    /// <summary>Sizes of dims 0..5; dims added by left-padding have size 1.</summary>
     public int S0, S1, S2, S3, S4, S5;
+    /// <summary>Strides of dims 0..5 in elements; 0 on padded and broadcast dims.</summary>
     public long T0, T1, T2, T3, T4, T5;
-#pragma warning restore CS1591
 
     /// <summary>Maximum rank a kernel layout carries.</summary>
     public const int MaxRank = 6;
