@@ -76,6 +76,17 @@ public static class DerivativeRules
         [OpKind.GeluTanh] = (n, g) => [Times(g, X(n).GeluDerivative(tanhApproximation: true))],
         // y = x sigmoid(x)    dy/dx = s (1 + x (1 - s))
         [OpKind.Silu] = (n, g) => { using var s = X(n).Sigmoid(); using var oneMinus = 1.0 - s; using var xs = X(n) * oneMinus; using var inner = xs + 1.0; return [Times(g, s * inner)]; },
+        // y = ln(1 + e^x)     dy/dx = sigmoid(x)
+        [OpKind.Softplus] = (n, g) => [Times(g, X(n).Sigmoid())],
+        // y = x tanh(sp(x))   dy/dx = tanh(sp) + x sigmoid(x) (1 - tanh(sp)^2), sp = softplus(x)
+        [OpKind.Mish] = (n, g) =>
+        {
+            using var sp = X(n).Softplus(); using var t = sp.Tanh(); using var t2 = t.Square(); using var sech2 = 1.0 - t2;
+            using var s = X(n).Sigmoid(); using var xs = X(n) * s; using var tail = xs * sech2;
+            return [Times(g, t + tail)];
+        },
+        // y = -softplus(-x)   dy/dx = sigmoid(-x) = 1 - sigmoid(x)
+        [OpKind.LogSigmoid] = (n, g) => { using var s = X(n).Sigmoid(); return [Times(g, 1.0 - s)]; },
         // y = sin x, y = cos x
         [OpKind.Sin] = (n, g) => [Times(g, X(n).Cos())],
         [OpKind.Cos] = (n, g) => [Times(g, X(n).Sin(), -1)],

@@ -4,7 +4,7 @@ namespace AttnCore;
 public enum OpKind
 {
 #pragma warning disable CS1591 // each value names the Tensor method that records it
-    Neg, Abs, Exp, Log, Sqrt, Rsqrt, Tanh, Sigmoid, Relu, Gelu, GeluTanh, Silu, Sin, Cos, Square, Reciprocal, Sign,
+    Neg, Abs, Exp, Log, Sqrt, Rsqrt, Tanh, Sigmoid, Relu, Gelu, GeluTanh, Silu, Sin, Cos, Square, Reciprocal, Sign, Softplus, Mish, LogSigmoid,
     AddScalar, MulScalar, PowScalar, RSubScalar, RDivScalar, ClampMin, ClampMax,
     Add, Sub, Mul, Div, Pow, Maximum, Minimum,
     Where, Sum, Max, Min, MatMul, Softmax, LogSoftmax, LayerNorm, IndexSelect, Gather, Cat,
@@ -110,14 +110,11 @@ public sealed class GradNode
     /// Record (what it saves) and the rule (<see cref="SavedInput"/>, <see cref="SavedOutput"/>) follow. An op whose
     /// rule needs other tensors (an index, a condition, per-row statistics) passes them to Record as extras.
     /// </summary>
-    public static Saves SavesOf(OpKind kind) => kind switch
+    public static Saves SavesOf(OpKind kind) => UnaryOpCatalogue.SavesOfKind(kind) ?? kind switch
     {
-        // d/dx from the result: e^x, sqrt, rsqrt, tanh, sigmoid, 1/x, softmax, log-softmax
-        OpKind.Exp or OpKind.Sqrt or OpKind.Rsqrt or OpKind.Tanh or OpKind.Sigmoid or OpKind.Reciprocal
-            or OpKind.Softmax or OpKind.LogSoftmax => Saves.Output,
-        // d/dx from the input
-        OpKind.Abs or OpKind.Log or OpKind.Relu or OpKind.Gelu or OpKind.GeluTanh or OpKind.Silu or OpKind.Sin or OpKind.Cos
-            or OpKind.Square or OpKind.PowScalar or OpKind.RDivScalar or OpKind.ClampMin or OpKind.ClampMax => Saves.Input0,
+        // the unary element-wise ops (Exp, Log, Gelu ...) are declared in UnaryOpCatalogue
+        // d/dx from the result: softmax, log-softmax
+        OpKind.Softmax or OpKind.LogSoftmax => Saves.Output,
         // batch norm's x̂ from x and the saved batch statistics (extras: mean, 1/std, weight)
         OpKind.BatchNorm2d => Saves.Input0,
         // each input's gradient needs the other: dA = g B^T, dB = A^T g
@@ -128,8 +125,8 @@ public sealed class GradNode
         OpKind.Div => Saves.Input1 | Saves.Output,
         // c = a^b: dc/da = b a^(b-1), dc/db = c ln a
         OpKind.Pow => Saves.Inputs | Saves.Output,
-        // Neg, Sign, AddScalar, MulScalar, RSubScalar, Add, Sub, Sum, Cat, views, Copy, ToDType need shapes and
-        // scalars only; Where, Max, Min, IndexSelect, Gather, LayerNorm and Custom ops pass what they need as extras.
+        // Add, Sub, Sum, Cat, views, Copy, ToDType need shapes and scalars only; Where, Max, Min, IndexSelect,
+        // Gather, LayerNorm and Custom ops pass what they need as extras.
         _ => Saves.Nothing,
     };
 

@@ -1,3 +1,4 @@
+using AttnCore.Kernels;
 using AttnCore.Backends;
 
 namespace AttnCore;
@@ -81,10 +82,9 @@ public sealed partial class Tensor
         return new Tensor(s, Layout, register: false);
     }
 
-    // Unary ops map to the OpKind of the same name; derivative helpers (GeluGrad) have none: no second derivatives.
-    private static readonly OpKind?[] UnaryKinds = Enum.GetValues<UnaryOp>().Select(u => Enum.TryParse<OpKind>(u.ToString(), out var k) ? k : (OpKind?)null).ToArray();
     private static readonly OpKind[] BinaryKinds = [OpKind.Add, OpKind.Sub, OpKind.Mul, OpKind.Div, OpKind.Pow, OpKind.Maximum, OpKind.Minimum];
 
-    internal static OpKind? KindOf(UnaryOp op) => UnaryKinds[(int)op];
+    // Derivative helpers (GeluGrad) record nothing: the catalogue gives them no kind (no second derivatives).
+    internal static OpKind? KindOf(UnaryOp op) => UnaryOpCatalogue.Of(op).Kind;
     internal static OpKind? KindOf(BinaryOp op) => (int)op < BinaryKinds.Length ? BinaryKinds[(int)op] : null;
 }

@@ -1,3 +1,4 @@
+using AttnCore.Kernels;
 using AttnCore.Backends;
 
 namespace AttnCore;
@@ -21,6 +22,9 @@ public sealed partial class Tensor
         if (Numel > 0) Backend.Unary(op, scalar, Storage, Layout, dst.Storage);
         return KindOf(op) is OpKind kind ? dst.Record(kind, [this], null, scalar) : dst;
     }
+
+    /// <summary>The unary op <paramref name="op"/> by its code (tests run every catalogued op through this).</summary>
+    internal Tensor Apply(UnaryOp op, double scalar = 0) => Map(op, op.ToString(), scalar, needsFloat: !UnaryOpCatalogue.Of(op).Int64);
 
     /// <summary>-x</summary>
 
@@ -47,6 +51,12 @@ public sealed partial class Tensor
     public Tensor Gelu(bool tanhApproximation = false) => Map(tanhApproximation ? UnaryOp.GeluTanh : UnaryOp.Gelu, "Gelu");
     /// <summary>x * sigmoid(x)</summary>
     public Tensor Silu() => Map(UnaryOp.Silu, "Silu");
+    /// <summary>ln(1 + e^x), and x itself above 20 (PyTorch's softplus with beta 1, threshold 20).</summary>
+    public Tensor Softplus() => Map(UnaryOp.Softplus, "Softplus");
+    /// <summary>Mish: x * tanh(softplus(x)).</summary>
+    public Tensor Mish() => Map(UnaryOp.Mish, "Mish");
+    /// <summary>ln sigmoid(x) = -softplus(-x), finite for every finite x.</summary>
+    public Tensor LogSigmoid() => Map(UnaryOp.LogSigmoid, "LogSigmoid");
     /// <summary>Sine.</summary>
     public Tensor Sin() => Map(UnaryOp.Sin, "Sin");
     /// <summary>Cosine.</summary>

@@ -1,3 +1,4 @@
+using AttnCore.Kernels;
 using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
@@ -19,38 +20,45 @@ public sealed partial class CpuBackend
         }
     }
 
-    private static void UnaryFloat<T>(UnaryOp op, T s, T[] x, Layout l, T[] d) where T : unmanaged, IFloatingPointIeee754<T>
+    // A switch expression with no discard arm: a UnaryOp without its kernel here is a compile error (CS8509 under
+    // warnings-as-errors), never a silent fall-through; a value outside the enum throws.
+    private static unsafe void UnaryFloat<T>(UnaryOp op, T s, T[] x, Layout l, T[] d) where T : unmanaged, IFloatingPointIeee754<T>
     {
-        switch (op)
+#pragma warning disable CS8524 // unnamed enum values: they throw SwitchExpressionException, named ones are all listed
+        delegate*<T[], Layout, T[], T, void> map = op switch
         {
-            case UnaryOp.Neg: Map<T, NegOp<T>>(x, l, d, s); break;
-            case UnaryOp.Abs: Map<T, AbsOp<T>>(x, l, d, s); break;
-            case UnaryOp.Exp: Map<T, ExpOp<T>>(x, l, d, s); break;
-            case UnaryOp.Log: Map<T, LogOp<T>>(x, l, d, s); break;
-            case UnaryOp.Sqrt: Map<T, SqrtOp<T>>(x, l, d, s); break;
-            case UnaryOp.Rsqrt: Map<T, RsqrtOp<T>>(x, l, d, s); break;
-            case UnaryOp.Tanh: Map<T, TanhOp<T>>(x, l, d, s); break;
-            case UnaryOp.Sigmoid: Map<T, SigmoidOp<T>>(x, l, d, s); break;
-            case UnaryOp.Relu: Map<T, ReluOp<T>>(x, l, d, s); break;
-            case UnaryOp.Gelu: Map<T, GeluOp<T>>(x, l, d, s); break;
-            case UnaryOp.GeluTanh: Map<T, GeluTanhOp<T>>(x, l, d, s); break;
-            case UnaryOp.Silu: Map<T, SiluOp<T>>(x, l, d, s); break;
-            case UnaryOp.Sin: Map<T, SinOp<T>>(x, l, d, s); break;
-            case UnaryOp.Cos: Map<T, CosOp<T>>(x, l, d, s); break;
-            case UnaryOp.Square: Map<T, SquareOp<T>>(x, l, d, s); break;
-            case UnaryOp.Reciprocal: Map<T, ReciprocalOp<T>>(x, l, d, s); break;
-            case UnaryOp.Sign: Map<T, SignOp<T>>(x, l, d, s); break;
-            case UnaryOp.AddScalar: Map<T, AddScalarOp<T>>(x, l, d, s); break;
-            case UnaryOp.MulScalar: Map<T, MulScalarOp<T>>(x, l, d, s); break;
-            case UnaryOp.PowScalar: Map<T, PowScalarOp<T>>(x, l, d, s); break;
-            case UnaryOp.RSubScalar: Map<T, RSubScalarOp<T>>(x, l, d, s); break;
-            case UnaryOp.RDivScalar: Map<T, RDivScalarOp<T>>(x, l, d, s); break;
-            case UnaryOp.ClampMin: Map<T, ClampMinOp<T>>(x, l, d, s); break;
-            case UnaryOp.ClampMax: Map<T, ClampMaxOp<T>>(x, l, d, s); break;
-            case UnaryOp.GeluGrad: Map<T, GeluGradOp<T>>(x, l, d, s); break;
-            case UnaryOp.GeluTanhGrad: Map<T, GeluTanhGradOp<T>>(x, l, d, s); break;
-            default: throw new NotSupportedException($"CpuBackend.Unary: {op} is not implemented");
-        }
+            UnaryOp.Neg => &Map<T, NegOp<T>>,
+            UnaryOp.Abs => &Map<T, AbsOp<T>>,
+            UnaryOp.Exp => &Map<T, ExpOp<T>>,
+            UnaryOp.Log => &Map<T, LogOp<T>>,
+            UnaryOp.Sqrt => &Map<T, SqrtOp<T>>,
+            UnaryOp.Rsqrt => &Map<T, RsqrtOp<T>>,
+            UnaryOp.Tanh => &Map<T, TanhOp<T>>,
+            UnaryOp.Sigmoid => &Map<T, SigmoidOp<T>>,
+            UnaryOp.Relu => &Map<T, ReluOp<T>>,
+            UnaryOp.Gelu => &Map<T, GeluOp<T>>,
+            UnaryOp.GeluTanh => &Map<T, GeluTanhOp<T>>,
+            UnaryOp.Silu => &Map<T, SiluOp<T>>,
+            UnaryOp.Sin => &Map<T, SinOp<T>>,
+            UnaryOp.Cos => &Map<T, CosOp<T>>,
+            UnaryOp.Square => &Map<T, SquareOp<T>>,
+            UnaryOp.Reciprocal => &Map<T, ReciprocalOp<T>>,
+            UnaryOp.Sign => &Map<T, SignOp<T>>,
+            UnaryOp.AddScalar => &Map<T, AddScalarOp<T>>,
+            UnaryOp.MulScalar => &Map<T, MulScalarOp<T>>,
+            UnaryOp.PowScalar => &Map<T, PowScalarOp<T>>,
+            UnaryOp.RSubScalar => &Map<T, RSubScalarOp<T>>,
+            UnaryOp.RDivScalar => &Map<T, RDivScalarOp<T>>,
+            UnaryOp.ClampMin => &Map<T, ClampMinOp<T>>,
+            UnaryOp.ClampMax => &Map<T, ClampMaxOp<T>>,
+            UnaryOp.GeluGrad => &Map<T, GeluGradOp<T>>,
+            UnaryOp.GeluTanhGrad => &Map<T, GeluTanhGradOp<T>>,
+            UnaryOp.Softplus => &Map<T, SoftplusOp<T>>,
+            UnaryOp.Mish => &Map<T, MishOp<T>>,
+            UnaryOp.LogSigmoid => &Map<T, LogSigmoidOp<T>>,
+        };
+#pragma warning restore CS8524
+        map(x, l, d, s);
     }
 
     private static void UnaryInt(UnaryOp op, long s, long[] x, Layout l, long[] d)

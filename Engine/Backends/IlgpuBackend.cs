@@ -1,3 +1,4 @@
+using AttnCore.Kernels;
 using AttnCore.Kernels.Cpu;
 using AttnCore.Kernels.Gpu;
 using ILGPU;
@@ -249,8 +250,7 @@ public sealed partial class IlgpuBackend : IBackend
         string name = op.ToString();
         var (s, d) = (S(src, name), S(dst, name));
         if (src.DType != dst.DType || src.DType is not (DType.Float32 or DType.Int64)) throw WrongType(name, src.DType != DType.Float32 ? src.DType : dst.DType);
-        if (src.DType == DType.Int64 && op is not (UnaryOp.Neg or UnaryOp.Abs or UnaryOp.Sign or UnaryOp.Square or UnaryOp.AddScalar or UnaryOp.MulScalar
-            or UnaryOp.RSubScalar or UnaryOp.ClampMin or UnaryOp.ClampMax))
+        if (src.DType == DType.Int64 && !UnaryOpCatalogue.Of(op).Int64)
             throw new NotSupportedException($"{op}: not defined for int64 tensors; convert with To(DType.Float32) first");
         CheckFits(name, "src", src, srcLayout);
         long n = srcLayout.Numel;
@@ -270,6 +270,8 @@ public sealed partial class IlgpuBackend : IBackend
             BinaryToBool(op, a, aLayout, b, bLayout, dst);
             return;
         }
+        if (op is BinaryOp.LogicalAnd or BinaryOp.LogicalOr or BinaryOp.LogicalXor)
+            throw new NotSupportedException($"{op}: takes bool tensors and writes a bool mask, got {a.DType.Name()} and {b.DType.Name()} into {dst.DType.Name()}");
         bool isLong = a.DType == DType.Int64 && b.DType == DType.Int64 && dst.DType == DType.Int64;
         if (isLong && op == BinaryOp.Pow) throw new NotSupportedException("Pow: not defined for int64 tensors; convert with To(DType.Float32) first");
         var (sa, sb, d) = isLong ? (S(a, name), S(b, name), S(dst, name)) : (Float(a, name), Float(b, name), Float(dst, name));

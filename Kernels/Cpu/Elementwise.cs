@@ -242,6 +242,40 @@ public struct SiluOp<T> : IUnaryOperator<T> where T : unmanaged, IFloatingPointI
     /// <inheritdoc/>
     public static void Run(ReadOnlySpan<T> x, T s, Span<T> d) { TensorPrimitives.Sigmoid(x, d); TensorPrimitives.Multiply(x, d, d); }
 }
+/// <summary>
+/// Softplus ln(1 + e^x) as PyTorch (beta 1, threshold 20): x above 20, where the two agree to float64 rounding;
+/// ln(1 + e) by Goldberg's ln(u) e / (u - 1), u = 1 + e, so a tiny e^x (x very negative) keeps its digits.
+/// </summary>
+public struct SoftplusOp<T> : IUnaryOperator<T> where T : unmanaged, IFloatingPointIeee754<T>
+{
+    private static readonly T Threshold = T.CreateTruncating(20);
+    /// <summary>ln(1 + e) without losing the digits of a small e.</summary>
+    public static T Log1p(T e)
+    {
+        T u = T.One + e;
+        return u == T.One ? e : T.Log(u) * e / (u - T.One);
+    }
+    /// <inheritdoc/>
+    public static T Apply(T x, T s) => x > Threshold ? x : Log1p(T.Exp(x));
+    /// <inheritdoc/>
+    public static void Run(ReadOnlySpan<T> x, T s, Span<T> d) => ElementwiseLoops.Unary<T, SoftplusOp<T>>(x, s, d);
+}
+/// <summary>Unary operator: Mish, x · tanh(softplus(x)).</summary>
+public struct MishOp<T> : IUnaryOperator<T> where T : unmanaged, IFloatingPointIeee754<T>
+{
+    /// <inheritdoc/>
+    public static T Apply(T x, T s) => x * T.Tanh(SoftplusOp<T>.Apply(x, s));
+    /// <inheritdoc/>
+    public static void Run(ReadOnlySpan<T> x, T s, Span<T> d) => ElementwiseLoops.Unary<T, MishOp<T>>(x, s, d);
+}
+/// <summary>Unary operator: ln sigmoid(x) = min(x, 0) − ln(1 + e^−|x|), which never overflows (e^−|x| ≤ 1).</summary>
+public struct LogSigmoidOp<T> : IUnaryOperator<T> where T : unmanaged, IFloatingPointIeee754<T>
+{
+    /// <inheritdoc/>
+    public static T Apply(T x, T s) => T.Min(x, T.Zero) - SoftplusOp<T>.Log1p(T.Exp(-T.Abs(x)));
+    /// <inheritdoc/>
+    public static void Run(ReadOnlySpan<T> x, T s, Span<T> d) => ElementwiseLoops.Unary<T, LogSigmoidOp<T>>(x, s, d);
+}
 /// <summary>Unary operator: sin x.</summary>
 public struct SinOp<T> : IUnaryOperator<T> where T : unmanaged, IFloatingPointIeee754<T>
 {

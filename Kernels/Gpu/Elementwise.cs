@@ -3,8 +3,8 @@
 // Algorithm: one thread per output element, launched over the element count. Output i is contiguous
 // (row-major index i) unless a StridedIndex is given for it; every input finds its element through its
 // own StridedIndex, so transposed, sliced and broadcast (stride 0) views are read in place with no copy.
-// The function is an int op code read once per thread in a switch (the codes mirror
-// AttnCore.Backends.UnaryOp/BinaryOp, checked by a test), so ONE compiled kernel serves every op: the
+// The function is an int op code read once per thread in a switch (the codes are
+// AttnCore.Kernels.UnaryOp/BinaryOp, the enums the CPU backend and Engine's catalogue use), so ONE compiled kernel serves every op: the
 // branch is uniform across a warp and costs nothing next to the memory access.
 // FLOPs: 1 (add) to ~20 (GELU, pow) per element, plus ~12 integer ops per operand for the index.
 // Bytes: 4 per operand read + 4 written per element (float32). Bound: memory bandwidth on a GPU; on the
@@ -18,23 +18,6 @@ namespace AttnCore.Kernels.Gpu;
 /// <summary>Element-wise kernels over strided views (float32, with int64 fill/copy for index tensors).</summary>
 public static class Elementwise
 {
-    /// <summary>Unary op codes (same names and order as AttnCore.Backends.UnaryOp).</summary>
-    public enum Unary
-    {
-#pragma warning disable CS1591 // each value is the AttnCore.Backends.UnaryOp of the same name, documented there (Kernels cannot see Engine)
-        Neg, Abs, Exp, Log, Sqrt, Rsqrt, Tanh, Sigmoid, Relu, Gelu, GeluTanh, Silu, Sin, Cos, Square, Reciprocal, Sign,
-        AddScalar, MulScalar, PowScalar, RSubScalar, RDivScalar, ClampMin, ClampMax, GeluGrad, GeluTanhGrad,
-#pragma warning restore CS1591
-    }
-
-    /// <summary>Binary op codes (same names and order as AttnCore.Backends.BinaryOp).</summary>
-    public enum Binary
-    {
-#pragma warning disable CS1591 // each value is the AttnCore.Backends.BinaryOp of the same name, documented there (Kernels cannot see Engine)
-        Add, Sub, Mul, Div, Pow, Maximum, Minimum, Eq, Ne, Lt, Le, Gt, Ge, LogicalAnd, LogicalOr, LogicalXor,
-#pragma warning restore CS1591
-    }
-
     private const float InvSqrt2 = 0.70710678118654752f;
     private const float InvSqrt2Pi = 0.39894228040143268f;
     private const float Sqrt2OverPi = 0.79788456080286536f;
@@ -70,63 +53,84 @@ public static class Elementwise
         return XMath.Pow(x, y);
     }
 
-    /// <summary>The unary function <paramref name="op"/> (a <see cref="Unary"/> code) at x with scalar argument s.</summary>
+    /// <summary>The unary function <paramref name="op"/> (a <see cref="UnaryOp"/> code) at x with scalar argument s.</summary>
     public static float ApplyUnary(int op, float x, float s)
     {
-        switch ((Unary)op)
+        switch ((UnaryOp)op)
         {
-            case Unary.Neg: return -x;
-            case Unary.Abs: return XMath.Abs(x);
-            case Unary.Exp: return XMath.Exp(x);
-            case Unary.Log: return XMath.Log(x);
-            case Unary.Sqrt: return XMath.Sqrt(x);
-            case Unary.Rsqrt: return XMath.Rsqrt(x);
-            case Unary.Tanh: return XMath.Tanh(x);
-            case Unary.Sigmoid: return 1f / (1f + XMath.Exp(-x));
-            case Unary.Relu: return x > 0 ? x : (XMath.IsNaN(x) ? x : 0f);
-            case Unary.Gelu: return 0.5f * x * (1f + Erf(x * InvSqrt2));
-            case Unary.GeluTanh: return 0.5f * x * (1f + XMath.Tanh(Sqrt2OverPi * (x + GeluTanhC * x * x * x)));
-            case Unary.Silu: return x / (1f + XMath.Exp(-x));
-            case Unary.Sin: return XMath.Sin(x);
-            case Unary.Cos: return XMath.Cos(x);
-            case Unary.Square: return x * x;
-            case Unary.Reciprocal: return 1f / x;
-            case Unary.Sign: return x > 0 ? 1f : x < 0 ? -1f : (XMath.IsNaN(x) ? x : 0f);
-            case Unary.AddScalar: return x + s;
-            case Unary.MulScalar: return x * s;
-            case Unary.PowScalar: return Pow(x, s);
-            case Unary.RSubScalar: return s - x;
-            case Unary.RDivScalar: return s / x;
-            case Unary.ClampMin: return x < s ? s : x;
-            case Unary.ClampMax: return x > s ? s : x;
+            case UnaryOp.Neg: return -x;
+            case UnaryOp.Abs: return XMath.Abs(x);
+            case UnaryOp.Exp: return XMath.Exp(x);
+            case UnaryOp.Log: return XMath.Log(x);
+            case UnaryOp.Sqrt: return XMath.Sqrt(x);
+            case UnaryOp.Rsqrt: return XMath.Rsqrt(x);
+            case UnaryOp.Tanh: return XMath.Tanh(x);
+            case UnaryOp.Sigmoid: return 1f / (1f + XMath.Exp(-x));
+            case UnaryOp.Relu: return x > 0 ? x : (XMath.IsNaN(x) ? x : 0f);
+            case UnaryOp.Gelu: return 0.5f * x * (1f + Erf(x * InvSqrt2));
+            case UnaryOp.GeluTanh: return 0.5f * x * (1f + XMath.Tanh(Sqrt2OverPi * (x + GeluTanhC * x * x * x)));
+            case UnaryOp.Silu: return x / (1f + XMath.Exp(-x));
+            case UnaryOp.Sin: return XMath.Sin(x);
+            case UnaryOp.Cos: return XMath.Cos(x);
+            case UnaryOp.Square: return x * x;
+            case UnaryOp.Reciprocal: return 1f / x;
+            case UnaryOp.Sign: return x > 0 ? 1f : x < 0 ? -1f : (XMath.IsNaN(x) ? x : 0f);
+            case UnaryOp.AddScalar: return x + s;
+            case UnaryOp.MulScalar: return x * s;
+            case UnaryOp.PowScalar: return Pow(x, s);
+            case UnaryOp.RSubScalar: return s - x;
+            case UnaryOp.RDivScalar: return s / x;
+            case UnaryOp.ClampMin: return x < s ? s : x;
+            case UnaryOp.ClampMax: return x > s ? s : x;
             // d/dx x*Phi(x) = Phi(x) + x*phi(x)
-            case Unary.GeluGrad: return 0.5f * (1f + Erf(x * InvSqrt2)) + x * InvSqrt2Pi * XMath.Exp(-0.5f * x * x);
-            default: // GeluTanhGrad: 0.5(1+th) + 0.5x(1-th^2) * c(1 + 3*0.044715 x^2)
+            case UnaryOp.GeluGrad: return 0.5f * (1f + Erf(x * InvSqrt2)) + x * InvSqrt2Pi * XMath.Exp(-0.5f * x * x);
+            case UnaryOp.GeluTanhGrad: // 0.5(1+th) + 0.5x(1-th^2) * c(1 + 3*0.044715 x^2)
             {
                 float th = XMath.Tanh(Sqrt2OverPi * (x + GeluTanhC * x * x * x));
                 return 0.5f * (1f + th) + 0.5f * x * (1f - th * th) * Sqrt2OverPi * (1f + 3f * GeluTanhC * x * x);
             }
+            case UnaryOp.Softplus: return Softplus(x);
+            case UnaryOp.Mish: return x * XMath.Tanh(Softplus(x));
+            // -softplus(-x) = min(x, 0) - ln(1 + e^-|x|): e^-|x| <= 1 never overflows
+            case UnaryOp.LogSigmoid: return XMath.Min(x, 0f) - Log1p(XMath.Exp(-XMath.Abs(x)));
+            // A code with no case must not compute some other function: NaN makes the omission visible, and
+            // Tests/Gpu/IlgpuBackendTests.cs runs every UnaryOp here against the float64 reference.
+            default: return float.NaN;
         }
     }
 
-    /// <summary>The binary function <paramref name="op"/> (a <see cref="Binary"/> code); comparisons give 1 or 0, Maximum/Minimum propagate NaN.</summary>
+    /// <summary>
+    /// ln(1 + e) accurate for small e: ln(u) * e / (u - 1) with u = 1 + e (Goldberg), because ln(1 + e) rounds 1 + e
+    /// first and loses the low digits of e; XMath has no log1p that every device provides.
+    /// </summary>
+    public static float Log1p(float e)
+    {
+        float u = 1f + e;
+        return u == 1f ? e : XMath.Log(u) * e / (u - 1f);
+    }
+
+    /// <summary>PyTorch's softplus (beta 1, threshold 20): x above 20, where ln(1 + e^x) equals x in float32, else ln(1 + e^x).</summary>
+    public static float Softplus(float x) => x > 20f ? x : Log1p(XMath.Exp(x));
+
+    /// <summary>The binary function <paramref name="op"/> (a <see cref="BinaryOp"/> code); comparisons give 1 or 0, Maximum/Minimum propagate NaN.</summary>
     public static float ApplyBinary(int op, float a, float b)
     {
-        switch ((Binary)op)
+        switch ((BinaryOp)op)
         {
-            case Binary.Add: return a + b;
-            case Binary.Sub: return a - b;
-            case Binary.Mul: return a * b;
-            case Binary.Div: return a / b;
-            case Binary.Pow: return Pow(a, b);
-            case Binary.Maximum: return XMath.IsNaN(a) ? a : XMath.IsNaN(b) ? b : (a > b ? a : b);
-            case Binary.Minimum: return XMath.IsNaN(a) ? a : XMath.IsNaN(b) ? b : (a < b ? a : b);
-            case Binary.Eq: return a == b ? 1f : 0f;
-            case Binary.Ne: return a != b ? 1f : 0f;
-            case Binary.Lt: return a < b ? 1f : 0f;
-            case Binary.Le: return a <= b ? 1f : 0f;
-            case Binary.Gt: return a > b ? 1f : 0f;
-            default: return a >= b ? 1f : 0f;
+            case BinaryOp.Add: return a + b;
+            case BinaryOp.Sub: return a - b;
+            case BinaryOp.Mul: return a * b;
+            case BinaryOp.Div: return a / b;
+            case BinaryOp.Pow: return Pow(a, b);
+            case BinaryOp.Maximum: return XMath.IsNaN(a) ? a : XMath.IsNaN(b) ? b : (a > b ? a : b);
+            case BinaryOp.Minimum: return XMath.IsNaN(a) ? a : XMath.IsNaN(b) ? b : (a < b ? a : b);
+            case BinaryOp.Eq: return a == b ? 1f : 0f;
+            case BinaryOp.Ne: return a != b ? 1f : 0f;
+            case BinaryOp.Lt: return a < b ? 1f : 0f;
+            case BinaryOp.Le: return a <= b ? 1f : 0f;
+            case BinaryOp.Gt: return a > b ? 1f : 0f;
+            case BinaryOp.Ge: return a >= b ? 1f : 0f;
+            default: return float.NaN; // the logical ops take bool tensors and never reach this float kernel
         }
     }
 

@@ -14,7 +14,7 @@ namespace AttnCore.Kernels.Gpu;
 /// <summary>Kernels that make, combine and convert bool masks (bytes 0/1) over strided views.</summary>
 public static class ElementwiseBool
 {
-    /// <summary>dst[i] = relation op (Elementwise.Binary.Eq .. Ge) of the float32 a and b at la(i), lb(i).</summary>
+    /// <summary>dst[i] = relation op (BinaryOp.Eq .. Ge) of the float32 a and b at la(i), lb(i).</summary>
     public static void CompareKernel(Index1D i, ArrayView<float> a, StridedIndex la, ArrayView<float> b, StridedIndex lb, ArrayView<byte> dst, int op)
         => dst[i] = Elementwise.ApplyBinary(op, a[la.At(i)], b[lb.At(i)]) != 0 ? (byte)1 : (byte)0;
 
@@ -22,11 +22,11 @@ public static class ElementwiseBool
     public static void CompareLongKernel(Index1D i, ArrayView<long> a, StridedIndex la, ArrayView<long> b, StridedIndex lb, ArrayView<byte> dst, int op)
         => dst[i] = ElementwiseInt64.ApplyBinary(op, a[la.At(i)], b[lb.At(i)]) != 0 ? (byte)1 : (byte)0;
 
-    /// <summary>dst[i] = a and / or / xor b (op Elementwise.Binary.LogicalAnd, LogicalOr, LogicalXor) of two masks.</summary>
+    /// <summary>dst[i] = a and / or / xor b (op BinaryOp.LogicalAnd, LogicalOr, LogicalXor) of two masks.</summary>
     public static void LogicalKernel(Index1D i, ArrayView<byte> a, StridedIndex la, ArrayView<byte> b, StridedIndex lb, ArrayView<byte> dst, int op)
     {
         int x = a[la.At(i)], y = b[lb.At(i)];
-        int r = op == (int)Elementwise.Binary.LogicalAnd ? x & y : op == (int)Elementwise.Binary.LogicalOr ? x | y : x ^ y;
+        int r = op == (int)BinaryOp.LogicalAnd ? x & y : op == (int)BinaryOp.LogicalOr ? x | y : x ^ y;
         dst[i] = (byte)r;
     }
 

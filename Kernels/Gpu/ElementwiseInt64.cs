@@ -16,40 +16,42 @@ namespace AttnCore.Kernels.Gpu;
 /// <summary>Element-wise kernels and reductions over int64 strided views.</summary>
 public static class ElementwiseInt64
 {
-    /// <summary>op(x, s) for the int64 unary codes (Elementwise.Unary); other codes are rejected by the host before launch.</summary>
+    /// <summary>op(x, s) for the int64 unary codes (UnaryOp); other codes are rejected by the host before launch.</summary>
     public static long ApplyUnary(int op, long x, long s)
     {
-        switch ((Elementwise.Unary)op)
+        switch ((UnaryOp)op)
         {
-            case Elementwise.Unary.Neg: return -x;
-            case Elementwise.Unary.Abs: return x < 0 ? -x : x;
-            case Elementwise.Unary.Sign: return x > 0 ? 1 : x < 0 ? -1 : 0;
-            case Elementwise.Unary.Square: return x * x;
-            case Elementwise.Unary.AddScalar: return x + s;
-            case Elementwise.Unary.MulScalar: return x * s;
-            case Elementwise.Unary.RSubScalar: return s - x;
-            case Elementwise.Unary.ClampMin: return x < s ? s : x;
-            default: return x > s ? s : x; // ClampMax
+            case UnaryOp.Neg: return -x;
+            case UnaryOp.Abs: return x < 0 ? -x : x;
+            case UnaryOp.Sign: return x > 0 ? 1 : x < 0 ? -1 : 0;
+            case UnaryOp.Square: return x * x;
+            case UnaryOp.AddScalar: return x + s;
+            case UnaryOp.MulScalar: return x * s;
+            case UnaryOp.RSubScalar: return s - x;
+            case UnaryOp.ClampMin: return x < s ? s : x;
+            case UnaryOp.ClampMax: return x > s ? s : x;
+            default: return long.MinValue; // the host rejects the float-only codes; never another op's result
         }
     }
 
     /// <summary>op(a, b) for the int64 binary codes (no Pow; Div truncates and is guarded by the caller for b = 0).</summary>
     public static long ApplyBinary(int op, long a, long b)
     {
-        switch ((Elementwise.Binary)op)
+        switch ((BinaryOp)op)
         {
-            case Elementwise.Binary.Add: return a + b;
-            case Elementwise.Binary.Sub: return a - b;
-            case Elementwise.Binary.Mul: return a * b;
-            case Elementwise.Binary.Div: return b == 0 ? 0 : a / b;
-            case Elementwise.Binary.Maximum: return a > b ? a : b;
-            case Elementwise.Binary.Minimum: return a < b ? a : b;
-            case Elementwise.Binary.Eq: return a == b ? 1 : 0;
-            case Elementwise.Binary.Ne: return a != b ? 1 : 0;
-            case Elementwise.Binary.Lt: return a < b ? 1 : 0;
-            case Elementwise.Binary.Le: return a <= b ? 1 : 0;
-            case Elementwise.Binary.Gt: return a > b ? 1 : 0;
-            default: return a >= b ? 1 : 0; // Ge
+            case BinaryOp.Add: return a + b;
+            case BinaryOp.Sub: return a - b;
+            case BinaryOp.Mul: return a * b;
+            case BinaryOp.Div: return b == 0 ? 0 : a / b;
+            case BinaryOp.Maximum: return a > b ? a : b;
+            case BinaryOp.Minimum: return a < b ? a : b;
+            case BinaryOp.Eq: return a == b ? 1 : 0;
+            case BinaryOp.Ne: return a != b ? 1 : 0;
+            case BinaryOp.Lt: return a < b ? 1 : 0;
+            case BinaryOp.Le: return a <= b ? 1 : 0;
+            case BinaryOp.Gt: return a > b ? 1 : 0;
+            case BinaryOp.Ge: return a >= b ? 1 : 0;
+            default: return long.MinValue; // Pow and the logical ops are rejected by the host; never another op's result
         }
     }
 
@@ -65,7 +67,7 @@ public static class ElementwiseInt64
         ArrayView<long> fault, long checkId)
     {
         long bv = b[lb.At(i)];
-        if (op == (int)Elementwise.Binary.Div && bv == 0) { fault[0] = checkId << 48; fault[1] = 1; }
+        if (op == (int)BinaryOp.Div && bv == 0) { fault[0] = checkId << 48; fault[1] = 1; }
         dst[i] = ApplyBinary(op, a[la.At(i)], bv);
     }
 

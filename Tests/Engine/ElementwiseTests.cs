@@ -27,6 +27,11 @@ public class ElementwiseTests
         new("Gelu", t => t.Gelu(), x => 0.5 * x * (1 + NdArray.Erf(x / Math.Sqrt(2))), null, 3e-7),
         new("GeluTanh", t => t.Gelu(tanhApproximation: true), x => 0.5 * x * (1 + Math.Tanh(Math.Sqrt(2 / Math.PI) * (x + 0.044715 * x * x * x)))),
         new("Silu", t => t.Silu(), x => x / (1 + Math.Exp(-x))),
+        new("Softplus", t => t.Softplus(), SoftplusRef),
+        new("SoftplusPastThreshold", t => t.Softplus(), SoftplusRef, u => 60 * u - 30),
+        new("Mish", t => t.Mish(), MishRef),
+        new("LogSigmoid", t => t.LogSigmoid(), LogSigmoidRef),
+        new("LogSigmoidLarge", t => t.LogSigmoid(), LogSigmoidRef, u => 200 * u - 100),
         new("Sin", t => t.Sin(), Math.Sin),
         new("Cos", t => t.Cos(), Math.Cos),
         new("Square", t => t.Square(), x => x * x),
@@ -41,6 +46,15 @@ public class ElementwiseTests
         new("ScalarDiv", t => 2.0 / t, x => 2 / x, Positive),
         new("Clamp", t => t.Clamp(-0.5, 0.7), x => Math.Clamp(x, -0.5, 0.7)),
     ];
+
+    // ln(1 + e) in float64: the series below 1e-4, where ln(1 + e) would round away e's low digits.
+    static double Log1p(double e) => e < 1e-4 ? e - e * e / 2 + e * e * e / 3 : Math.Log(1 + e);
+    /// <summary>PyTorch's softplus (beta 1, threshold 20) in float64.</summary>
+    public static double SoftplusRef(double x) => x > 20 ? x : Log1p(Math.Exp(x));
+    /// <summary>Mish x tanh(ln(1 + e^x)) in float64.</summary>
+    public static double MishRef(double x) => x * Math.Tanh(Log1p(Math.Exp(x)));
+    /// <summary>ln(1 / (1 + e^-x)) in float64, split by sign so e^-x never overflows.</summary>
+    public static double LogSigmoidRef(double x) => x >= 0 ? -Log1p(Math.Exp(-x)) : x - Log1p(Math.Exp(x));
 
     static readonly int[][] Shapes = [[], [1], [7], [16], [17], [33], [3, 5], [2, 3, 4], [0, 3], [4, 1, 6]];
 

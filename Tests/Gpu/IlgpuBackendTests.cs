@@ -1,6 +1,7 @@
 using AttnCore.Backends;
 using AttnCore.Kernels;
 using AttnCore.Kernels.Gpu;
+using AttnCore.Tests.Engine;
 using AttnCore.Tests.Reference;
 using ILGPU;
 using ILGPU.Backends;
@@ -141,6 +142,8 @@ public class IlgpuBackendTests(string deviceName) : DeviceFixture<IlgpuBackendTe
             UnaryOp.RSubScalar => s - x, UnaryOp.RDivScalar => s / x, UnaryOp.ClampMin => Math.Max(x, s), UnaryOp.ClampMax => Math.Min(x, s),
             UnaryOp.GeluGrad => Phi(x) + x * Math.Exp(-0.5 * x * x) / Math.Sqrt(2 * Math.PI),
             UnaryOp.GeluTanhGrad => GeluTanhGrad(x),
+            UnaryOp.Softplus => ElementwiseTests.SoftplusRef(x), UnaryOp.Mish => ElementwiseTests.MishRef(x),
+            UnaryOp.LogSigmoid => ElementwiseTests.LogSigmoidRef(x),
             _ => throw new ArgumentOutOfRangeException(nameof(op)),
         };
 
@@ -156,7 +159,8 @@ public class IlgpuBackendTests(string deviceName) : DeviceFixture<IlgpuBackendTe
         BinaryOp.Add => a + b, BinaryOp.Sub => a - b, BinaryOp.Mul => a * b, BinaryOp.Div => a / b, BinaryOp.Pow => Math.Pow(a, b),
         BinaryOp.Maximum => Math.Max(a, b), BinaryOp.Minimum => Math.Min(a, b),
         BinaryOp.Eq => a == b ? 1 : 0, BinaryOp.Ne => a != b ? 1 : 0, BinaryOp.Lt => a < b ? 1 : 0,
-        BinaryOp.Le => a <= b ? 1 : 0, BinaryOp.Gt => a > b ? 1 : 0, _ => a >= b ? 1 : 0,
+        BinaryOp.Le => a <= b ? 1 : 0, BinaryOp.Gt => a > b ? 1 : 0, BinaryOp.Ge => a >= b ? 1 : 0,
+        _ => throw new ArgumentOutOfRangeException(nameof(op)),
     };
 
     static readonly int[][] Shapes = [[3, 5, 4], [1, 7], [2, 0, 3], [], [2, 1, 2, 1, 2, 1, 2, 3]];
@@ -172,7 +176,7 @@ public class IlgpuBackendTests(string deviceName) : DeviceFixture<IlgpuBackendTe
             foreach (var kind in new[] { Kind.Contiguous, Kind.Transposed, Kind.Strided })
                 foreach (var op in Enum.GetValues<UnaryOp>())
                 {
-                    bool positive = op is UnaryOp.Log or UnaryOp.Sqrt or UnaryOp.Rsqrt or UnaryOp.Reciprocal or UnaryOp.RDivScalar;
+                    bool positive = UnaryOpCatalogue.Of(op).PositiveOnly;
                     double s = op switch { UnaryOp.PowScalar => 3, UnaryOp.ClampMin => -0.3, UnaryOp.ClampMax => 0.4, _ => 1.7 };
                     using var x = Make(shape, kind, rng, positive ? v => Math.Abs(v) + 0.1 : v => 2 * v);
                     long n = x.Layout.Numel;
@@ -199,7 +203,8 @@ public class IlgpuBackendTests(string deviceName) : DeviceFixture<IlgpuBackendTe
                 using var bPos = Make(shape, kb, rng, v => Math.Abs(v) + 0.5);
                 long n = a.Layout.Numel;
                 var dst = B.Allocate(DType.Float32, n);
-                foreach (var op in Enum.GetValues<BinaryOp>())
+                // The logical ops take bool masks (the bool tests); on float tensors they must throw, as on the CPU.
+                foreach (var op in Enum.GetValues<BinaryOp>().Where(o => o is not (BinaryOp.LogicalAnd or BinaryOp.LogicalOr or BinaryOp.LogicalXor)))
                 {
                     var (lhs, rhs) = op is BinaryOp.Pow ? (bPos, a) : (a, b); // positive base
                     B.Binary(op, lhs.Storage, lhs.Layout, rhs.Storage, rhs.Layout, dst);
@@ -207,6 +212,7 @@ public class IlgpuBackendTests(string deviceName) : DeviceFixture<IlgpuBackendTe
                     for (long i = 0; i < n; i++) want[i] = BinaryRef(op, lhs[i], rhs[i]);
                     Close(Download(dst, n), want, $"{op} {Shape.Format(shape)} {ka}/{kb} seed={seed}");
                 }
+                Assert.Throws<NotSupportedException>(() => B.Binary(BinaryOp.LogicalAnd, a.Storage, a.Layout, b.Storage, b.Layout, dst));
                 B.Where(b.Storage, b.Layout, a.Storage, a.Layout, bPos.Storage, bPos.Layout, dst);
                 var w = new double[n];
                 for (long i = 0; i < n; i++) w[i] = b[i] != 0 ? a[i] : bPos[i];
@@ -462,10 +468,27 @@ public class IlgpuBackendTests(string deviceName) : DeviceFixture<IlgpuBackendTe
     }
 
     [Test]
-    public void Gpu_op_codes_line_up_with_the_engine_enums()
+    public void Every_unary_code_has_its_own_case_on_the_device_and_an_unknown_code_gives_nan()
     {
-        Assert.That(Enum.GetNames<Elementwise.Unary>(), Is.EqualTo(Enum.GetNames<UnaryOp>()));
-        Assert.That(Enum.GetNames<Elementwise.Binary>(), Is.EqualTo(Enum.GetNames<BinaryOp>()));
+        // The kernels switch on the shared UnaryOp itself, so names cannot drift; what could still go wrong is a
+        // code without a case. Each named code must give the CPU backend's result for the same input (no case
+        // falling through to another op's function), and a code outside the enum must give NaN, not a number.
+        var rng = new Random(7);
+        float[] host = Values(rng, 8, v => Math.Abs(v) + 0.25);
+        foreach (var op in Enum.GetValues<UnaryOp>())
+        {
+            var src = Upload(host);
+            var dst = B.Allocate(DType.Float32, host.Length);
+            B.Unary(op, 1.5, src, Layout.Contiguous([host.Length]), dst);
+            using var x = Tensor.FromArray(host);
+            using var want = x.EmptyLike();
+            Device.Cpu.Backend.Unary(op, 1.5, x.Storage, x.Layout, want.Storage);
+            Close(Download(dst, host.Length), want.ToArray<float>().Select(v => (double)v).ToArray(), $"{op} on the device against the CPU backend", 2e-5);
+            src.Release(); dst.Release();
+        }
+        int unknown = Enum.GetValues<UnaryOp>().Length;
+        Assert.That(Elementwise.ApplyUnary(unknown, 0.5f, 1f), Is.NaN, "a unary code without a case");
+        Assert.That(Elementwise.ApplyBinary(Enum.GetValues<BinaryOp>().Length, 0.5f, 1f), Is.NaN, "a binary code without a case");
         Assert.That(new[] { ReduceKernels.Sum, ReduceKernels.Max, ReduceKernels.Min }, Is.EqualTo(new[] { (int)ReduceOp.Sum, (int)ReduceOp.Max, (int)ReduceOp.Min }));
     }
 
