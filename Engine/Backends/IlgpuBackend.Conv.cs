@@ -5,8 +5,8 @@ using ILGPU.Runtime;
 
 namespace AttnCore.Backends;
 
-// Convolution, pooling, batch norm and SGD on ILGPU devices (the kernels: Kernels/Gpu/Conv.cs, Pool.cs,
-// BatchNorm.cs, Optim.cs). Shapes are validated here with the CPU's rules, so both backends reject the same input.
+// Convolution, pooling and batch norm on ILGPU devices (the kernels: Kernels/Gpu/Conv.cs, Pool.cs,
+// BatchNorm.cs). Shapes are validated here with the CPU's rules, so both backends reject the same input.
 public sealed partial class IlgpuBackend
 {
     /// <summary>
@@ -226,28 +226,5 @@ public sealed partial class IlgpuBackend
             _k.BatchNormDx(Threads(op, (long)n * c * hw), dys.Floats, xs.Floats, cv, dxs.Floats, c, hw);
         }
         finally { coef.Release(); }
-    }
-
-    /// <inheritdoc/>
-    public void SgdUpdate(Storage param, Storage grad, Storage? momentumBuffer, long length, SgdHyper hyper)
-    {
-        const string op = "SgdUpdate";
-        var (ps, gs) = (Float(param, op), Float(grad, op));
-        if (length < 0 || param.Length < length || grad.Length < length)
-            throw new ArgumentException($"IlgpuBackend.{op}: {length} elements do not fit param ({param.Length}) and grad ({grad.Length})");
-        IlgpuStorage? bs = null;
-        if (hyper.Momentum != 0)
-        {
-            if (momentumBuffer is null) throw new ArgumentException($"IlgpuBackend.{op}: momentum {hyper.Momentum} needs a momentum buffer");
-            bs = Float(momentumBuffer, op);
-            if (momentumBuffer.Length < length) throw new ArgumentException($"IlgpuBackend.{op}: the momentum buffer has {momentumBuffer.Length} elements, needs {length}");
-        }
-        if (length == 0) return;
-        var args = new SgdArgs
-        {
-            LearningRate = (float)hyper.LearningRate, Momentum = (float)hyper.Momentum, Dampening = (float)hyper.Dampening, WeightDecay = (float)hyper.WeightDecay,
-            Nesterov = hyper.Nesterov ? 1 : 0, FirstStep = hyper.FirstStep ? 1 : 0,
-        };
-        _k.Sgd(Threads(op, length), ps.Floats, gs.Floats, (bs ?? ps).Floats, args);
     }
 }
