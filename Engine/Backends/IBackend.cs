@@ -227,6 +227,9 @@ public interface IBackend : IDisposable
     /// <summary>Largest head dimension the fused attention kernels of this backend take (larger heads take the composite path).</summary>
     int AttentionMaxDim { get; }
 
+    /// <summary>The most elements one storage of <paramref name="dtype"/> can hold on this backend's device.</summary>
+    long MaxElements(DType dtype);
+
     /// <summary>
     /// Fused attention forward: O and the per-row log-sum-exp for q/k/v/o described by their operands
     /// (d contiguous; k and v have shape.KeyValueHeads heads). <paramref name="mask"/> is null or a storage of

@@ -98,6 +98,11 @@ public sealed partial class IlgpuBackend : IBackend
     // ---- Memory -------------------------------------------------------------------------------------------
 
     /// <inheritdoc/>
+    /// <remarks>A device storage is one buffer whose size in bytes is a long, and its element-wise kernels launch
+    /// one thread per element, so at most int.MaxValue elements.</remarks>
+    public long MaxElements(DType dtype) => Math.Min(int.MaxValue, long.MaxValue / dtype.SizeOf());
+
+    /// <inheritdoc/>
     public void Synchronize()
     {
         _acc.Synchronize();
