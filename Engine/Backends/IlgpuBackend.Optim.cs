@@ -38,6 +38,6 @@ public sealed partial class IlgpuBackend
             LearningRate = (float)hyper.LearningRate, Momentum = (float)hyper.Momentum, Dampening = (float)hyper.Dampening, WeightDecay = (float)hyper.WeightDecay,
             Nesterov = hyper.Nesterov ? 1 : 0, FirstStep = hyper.FirstStep ? 1 : 0,
         };
-        _k.Sgd(Threads(op, length), ps.Floats, gs.Floats, (bs ?? ps).Floats, args);
+        _k.Sgd.Value(Threads(op, length), ps.Floats, gs.Floats, (bs ?? ps).Floats, args);
     }
 }
