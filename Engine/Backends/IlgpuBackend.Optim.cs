@@ -1,7 +1,4 @@
-using AttnCore.Kernels.Cpu;
 using AttnCore.Kernels.Gpu;
-using ILGPU;
-using ILGPU.Runtime;
 
 namespace AttnCore.Backends;
 

@@ -1,4 +1,3 @@
-using AttnCore.Kernels.Cpu;
 using AttnCore.Kernels.Gpu;
 using ILGPU;
 using ILGPU.Runtime;
