@@ -39,12 +39,10 @@ public static class Shape
     }
 
     /// <summary>
-    /// The most elements one storage of <paramref name="dtype"/> can hold on <paramref name="device"/>: a CPU
-    /// storage is one .NET array (<see cref="Array.MaxLength"/> elements), a device storage one buffer whose size
-    /// in bytes is a long and whose element-wise kernels launch one thread per element (int.MaxValue).
+    /// The most elements one storage of <paramref name="dtype"/> can hold on <paramref name="device"/>, as its
+    /// backend states it (<see cref="Backends.IBackend.MaxElements"/>).
     /// </summary>
-    public static long MaxElements(DType dtype, Device device)
-        => device.Kind == DeviceKind.Cpu ? Array.MaxLength : Math.Min(int.MaxValue, long.MaxValue / dtype.SizeOf());
+    public static long MaxElements(DType dtype, Device device) => device.Backend.MaxElements(dtype);
 
     /// <summary>
     /// <see cref="Numel(string, ReadOnlySpan{int})"/> for a tensor about to be allocated: also throws

@@ -1,5 +1,3 @@
-using AttnCore.Backends;
-
 namespace AttnCore.Optim;
 
 /// <summary>

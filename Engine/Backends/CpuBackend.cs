@@ -20,6 +20,10 @@ public sealed partial class CpuBackend : IBackend
     public void Synchronize() { }
 
     /// <inheritdoc/>
+    /// <remarks>A CPU storage is one .NET array: <see cref="Array.MaxLength"/> elements.</remarks>
+    public long MaxElements(DType dtype) => Array.MaxLength;
+
+    /// <inheritdoc/>
     public Storage Allocate(DType dtype, long length) => dtype switch
     {
         DType.Float32 => new CpuStorage<float>(Device, length),

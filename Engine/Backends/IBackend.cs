@@ -14,12 +14,6 @@ public enum ReduceOp
     Min,
 }
 
-/// <summary>Hyper-parameters of one Adam/AdamW update (PyTorch's formulas; Step counts from 1).</summary>
-public readonly record struct AdamHyper(double LearningRate, double Beta1, double Beta2, double Eps, double WeightDecay, bool Decoupled, long Step);
-
-/// <summary>Hyper-parameters of one SGD update (PyTorch's formulas); FirstStep initialises the momentum buffer with the gradient.</summary>
-public readonly record struct SgdHyper(double LearningRate, double Momentum, double Dampening, double WeightDecay, bool Nesterov, bool FirstStep);
-
 /// <summary>
 /// One operand of a batched matrix product as the GEMM kernels see it: matrix <c>i</c> of the batch starts
 /// at <c>Offset + i*BatchStride</c> (0 broadcasts one matrix), rows are <c>Ld</c> apart, and
@@ -135,6 +129,9 @@ public interface IBackend : IDisposable
 
     /// <summary>Largest head dimension the fused attention kernels of this backend take (larger heads take the composite path).</summary>
     int AttentionMaxDim { get; }
+
+    /// <summary>The most elements one storage of <paramref name="dtype"/> can hold on this backend's device.</summary>
+    long MaxElements(DType dtype);
 
     /// <summary>
     /// Fused attention forward: O and the per-row log-sum-exp for q/k/v/o described by their operands

@@ -25,7 +25,7 @@ public sealed partial class IlgpuBackend
         if (shape.Batch == 0 || shape.Heads == 0 || shape.QueryLength == 0) return;
         var args = Args(shape, mask, maskOperand, _k.AttentionRows, shape.QueryLength);
         args.Q = View(qo); args.K = View(ko); args.V = View(vo); args.O = View(oo);
-        _k.AttentionForward(Groups(op, args, shape, shape.Heads), sq.Floats, sk.Floats, sv.Floats, so.Floats, sl.Floats, maskView ?? sl.Floats, args);
+        _k.AttentionForward.Value(Groups(op, args, shape, shape.Heads), sq.Floats, sk.Floats, sv.Floats, so.Floats, sl.Floats, maskView ?? sl.Floats, args);
     }
 
     /// <inheritdoc/>
@@ -52,15 +52,15 @@ public sealed partial class IlgpuBackend
             var m = maskView ?? sl.Floats;
             if (rows > 0)
             {
-                _k.AttentionDelta(Threads(op, rows), sg.Floats, so.Floats, dis, args);
-                _k.AttentionQueryGrad(Groups(op, args, shape, shape.Heads), sq.Floats, sk.Floats, sv.Floats, sg.Floats, sl.Floats, dis, m, sdq.Floats, args);
+                _k.AttentionDelta.Value(Threads(op, rows), sg.Floats, so.Floats, dis, args);
+                _k.AttentionQueryGrad.Value(Groups(op, args, shape, shape.Heads), sq.Floats, sk.Floats, sv.Floats, sg.Floats, sl.Floats, dis, m, sdq.Floats, args);
             }
             if (shape.KeyLength > 0)
             {
                 // With no query rows dK and dV are zero: the kernel's query loop is empty and it writes its zeroed tiles.
                 var keyArgs = args;
                 keyArgs.Tiles = (shape.KeyLength + _k.AttentionRows - 1) / _k.AttentionRows;
-                _k.AttentionKeyValueGrad(Groups(op, keyArgs, shape, shape.KeyValueHeads), sq.Floats, sk.Floats, sv.Floats, sg.Floats, sl.Floats, dis, m, sdk.Floats, sdv.Floats, keyArgs);
+                _k.AttentionKeyValueGrad.Value(Groups(op, keyArgs, shape, shape.KeyValueHeads), sq.Floats, sk.Floats, sv.Floats, sg.Floats, sl.Floats, dis, m, sdk.Floats, sdv.Floats, keyArgs);
             }
         }
         finally

@@ -5,8 +5,8 @@ using ILGPU.Runtime;
 
 namespace AttnCore.Backends;
 
-// Convolution, pooling, batch norm and SGD on ILGPU devices (the kernels: Kernels/Gpu/Conv.cs, Pool.cs,
-// BatchNorm.cs, Optim.cs). Shapes are validated here with the CPU's rules, so both backends reject the same input.
+// Convolution, pooling and batch norm on ILGPU devices (the kernels: Kernels/Gpu/Conv.cs, Pool.cs,
+// BatchNorm.cs). Shapes are validated here with the CPU's rules, so both backends reject the same input.
 public sealed partial class IlgpuBackend
 {
     /// <summary>
@@ -55,9 +55,9 @@ public sealed partial class IlgpuBackend
                 int n0 = chunk * images, nb = Math.Min(images, shape.N - n0), cols = nb * pq;
                 for (int g = 0; g < shape.Groups; g++)
                 {
-                    _k.Im2Col(Threads(op, (long)crs * cols), xs.Floats, cv, geo, n0, nb, g);
+                    _k.Im2Col.Value(Threads(op, (long)crs * cols), xs.Floats, cv, geo, n0, nb, g);
                     MatMul(w, new MatrixOperand((long)g * kg * crs, 0, crs, false), col, new MatrixOperand(0, 0, cols, false), output, 1, kg, cols, crs);
-                    _k.UnpackConvOutput(Threads(op, (long)kg * cols), ov, ys.Floats, bs?.Floats ?? ov, geo, n0, nb, g, bs is null ? 0 : 1);
+                    _k.UnpackConvOutput.Value(Threads(op, (long)kg * cols), ov, ys.Floats, bs?.Floats ?? ov, geo, n0, nb, g, bs is null ? 0 : 1);
                 }
             }
         }
@@ -101,20 +101,20 @@ public sealed partial class IlgpuBackend
                 int n0 = chunk * images, nb = Math.Min(images, shape.N - n0), cols = nb * pq;
                 for (int g = 0; g < shape.Groups; g++)
                 {
-                    _k.PackConvOutputGrad(Threads(op, (long)kg * cols), dys.Floats, tv, geo, n0, nb, g);
+                    _k.PackConvOutputGrad.Value(Threads(op, (long)kg * cols), dys.Floats, tv, geo, n0, nb, g);
                     if (dws is not null)
                     {
                         // dW[g] (kg x crs) = dyT (kg x cols) @ colᵀ, col stored crs x cols.
-                        _k.Im2Col(Threads(op, (long)crs * cols), xs.Floats, cv, geo, n0, nb, g);
+                        _k.Im2Col.Value(Threads(op, (long)crs * cols), xs.Floats, cv, geo, n0, nb, g);
                         MatMul(dyT, new MatrixOperand(0, 0, cols, false), col, new MatrixOperand(0, 0, cols, true), partial ?? dw!, 1, kg, crs, cols);
                         if (partial is not null)
-                            _k.AddInto(Threads(op, (long)kg * crs), S(partial, op).Floats, dws.Floats, (long)g * kg * crs, chunk > 0 ? 1 : 0);
+                            _k.AddInto.Value(Threads(op, (long)kg * crs), S(partial, op).Floats, dws.Floats, (long)g * kg * crs, chunk > 0 ? 1 : 0);
                     }
                     if (dxs is not null)
                     {
                         // dcol (crs x cols) = W[g]ᵀ @ dyT, W[g] stored kg x crs; it reuses the col buffer (kernels run in order).
                         MatMul(w, new MatrixOperand((long)g * kg * crs, 0, crs, true), dyT, new MatrixOperand(0, 0, cols, false), col, 1, crs, cols, kg);
-                        _k.Col2Im(Threads(op, (long)nb * (shape.C / shape.Groups) * shape.H * shape.W), cv, dxs.Floats, geo, n0, nb, g);
+                        _k.Col2Im.Value(Threads(op, (long)nb * (shape.C / shape.Groups) * shape.H * shape.W), cv, dxs.Floats, geo, n0, nb, g);
                     }
                 }
             }
@@ -143,8 +143,8 @@ public sealed partial class IlgpuBackend
         CheckPool(op, shape, x, y, argmax, max);
         if (shape.YLength == 0) return;
         var geo = PoolGeometry.From(shape);
-        if (max) _k.MaxPool(Threads(op, shape.YLength), xs.Floats, ys.Floats, S(argmax!, op).Longs, geo);
-        else _k.AvgPool(Threads(op, shape.YLength), xs.Floats, ys.Floats, geo);
+        if (max) _k.MaxPool.Value(Threads(op, shape.YLength), xs.Floats, ys.Floats, S(argmax!, op).Longs, geo);
+        else _k.AvgPool.Value(Threads(op, shape.YLength), xs.Floats, ys.Floats, geo);
     }
 
     /// <inheritdoc/>
@@ -155,8 +155,8 @@ public sealed partial class IlgpuBackend
         CheckPool(op, shape, dx, dy, argmax, max);
         if (shape.XLength == 0) return;
         var geo = PoolGeometry.From(shape);
-        if (max) _k.MaxPoolBackward(Threads(op, shape.XLength), dys.Floats, S(argmax!, op).Longs, dxs.Floats, geo);
-        else _k.AvgPoolBackward(Threads(op, shape.XLength), dys.Floats, dxs.Floats, geo);
+        if (max) _k.MaxPoolBackward.Value(Threads(op, shape.XLength), dys.Floats, S(argmax!, op).Longs, dxs.Floats, geo);
+        else _k.AvgPoolBackward.Value(Threads(op, shape.XLength), dys.Floats, dxs.Floats, geo);
     }
 
     private static void CheckBatchNorm(string op, int n, int c, int hw, params (Storage? S, string Name, bool PerChannel)[] operands)
@@ -190,14 +190,14 @@ public sealed partial class IlgpuBackend
         {
             if ((long)n * hw < 2) throw new ArgumentException($"IlgpuBackend.{op}: needs more than one value per channel in training mode, got N·H·W = {(long)n * hw}");
             var (mv, iv) = (Float(mean, op).Floats, Float(invstd, op).Floats);
-            _k.BatchNormStats(new KernelConfig(new Index1D(c), new Index1D(_k.GroupSize)), xv, mv, iv, rm?.Floats ?? mv, rv?.Floats ?? iv, args);
-            _k.BatchNormNormalize(Threads(op, numel), xv, ys.Floats, mv, iv, gs?.Floats ?? xv, bs?.Floats ?? xv, args, 0);
+            _k.BatchNormStats.Value(new KernelConfig(new Index1D(c), new Index1D(_k.GroupSize)), xv, mv, iv, rm?.Floats ?? mv, rv?.Floats ?? iv, args);
+            _k.BatchNormNormalize.Value(Threads(op, numel), xv, ys.Floats, mv, iv, gs?.Floats ?? xv, bs?.Floats ?? xv, args, 0);
         }
         else
         {
             if (rm is null || rv is null) throw new ArgumentException($"IlgpuBackend.{op}: evaluation mode needs the running mean and variance");
             if (numel == 0) return;
-            _k.BatchNormNormalize(Threads(op, numel), xv, ys.Floats, rm.Floats, rv.Floats, gs?.Floats ?? xv, bs?.Floats ?? xv, args, 1);
+            _k.BatchNormNormalize.Value(Threads(op, numel), xv, ys.Floats, rm.Floats, rv.Floats, gs?.Floats ?? xv, bs?.Floats ?? xv, args, 1);
         }
     }
 
@@ -221,33 +221,10 @@ public sealed partial class IlgpuBackend
         try
         {
             var cv = S(coef, op).Floats;
-            _k.BatchNormBackwardSums(new KernelConfig(new Index1D(c), new Index1D(_k.GroupSize)), dys.Floats, xs.Floats, ms.Floats, iv.Floats, gs?.Floats ?? cv,
+            _k.BatchNormBackwardSums.Value(new KernelConfig(new Index1D(c), new Index1D(_k.GroupSize)), dys.Floats, xs.Floats, ms.Floats, iv.Floats, gs?.Floats ?? cv,
                 cv, dgs?.Floats ?? cv, dbs?.Floats ?? cv, args);
-            _k.BatchNormDx(Threads(op, (long)n * c * hw), dys.Floats, xs.Floats, cv, dxs.Floats, c, hw);
+            _k.BatchNormDx.Value(Threads(op, (long)n * c * hw), dys.Floats, xs.Floats, cv, dxs.Floats, c, hw);
         }
         finally { coef.Release(); }
-    }
-
-    /// <inheritdoc/>
-    public void SgdUpdate(Storage param, Storage grad, Storage? momentumBuffer, long length, SgdHyper hyper)
-    {
-        const string op = "SgdUpdate";
-        var (ps, gs) = (Float(param, op), Float(grad, op));
-        if (length < 0 || param.Length < length || grad.Length < length)
-            throw new ArgumentException($"IlgpuBackend.{op}: {length} elements do not fit param ({param.Length}) and grad ({grad.Length})");
-        IlgpuStorage? bs = null;
-        if (hyper.Momentum != 0)
-        {
-            if (momentumBuffer is null) throw new ArgumentException($"IlgpuBackend.{op}: momentum {hyper.Momentum} needs a momentum buffer");
-            bs = Float(momentumBuffer, op);
-            if (momentumBuffer.Length < length) throw new ArgumentException($"IlgpuBackend.{op}: the momentum buffer has {momentumBuffer.Length} elements, needs {length}");
-        }
-        if (length == 0) return;
-        var args = new SgdArgs
-        {
-            LearningRate = (float)hyper.LearningRate, Momentum = (float)hyper.Momentum, Dampening = (float)hyper.Dampening, WeightDecay = (float)hyper.WeightDecay,
-            Nesterov = hyper.Nesterov ? 1 : 0, FirstStep = hyper.FirstStep ? 1 : 0,
-        };
-        _k.Sgd(Threads(op, length), ps.Floats, gs.Floats, (bs ?? ps).Floats, args);
     }
 }

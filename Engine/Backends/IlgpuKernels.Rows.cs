@@ -4,7 +4,7 @@ using ILGPU.Runtime;
 
 namespace AttnCore.Backends;
 
-// The team-per-row kernels (softmax, layer norm forward/backward, cross-entropy forward) and the register-tiled GEMM.
+// The team-per-row kernels (softmax, layer norm forward/backward, cross-entropy forward).
 // Each row kernel exists in two builds, one warp per row and one group per row (Kernels/Gpu/RowTeam.cs); a build is
 // compiled the first time it is launched, so a device that never takes the warp path never compiles shuffles.
 internal sealed partial class IlgpuKernels
@@ -19,45 +19,13 @@ internal sealed partial class IlgpuKernels
     /// <summary>Rows one group covers in the warp build (GroupSize / WarpSize: 8 on NVIDIA GPUs, 4 on the CPU accelerator).</summary>
     public int RowsPerGroup => GroupSize / _acc.WarpSize;
 
-    private TeamKernel<Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int, int>>? _softmax;
-    private TeamKernel<Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LayerNormArgs>>? _lnForward;
-    private TeamKernel<Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LayerNormArgs>>? _lnBackward;
-    private TeamKernel<Action<KernelConfig, ArrayView<float>, ArrayView<long>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, CrossEntropyArgs>>? _ceForward;
-    private Lazy<Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs>>? _gemmRegisterTiled;
+    public TeamKernel<Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int, int>> SoftmaxRows { get; }
 
-    public TeamKernel<Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int, int>> SoftmaxRows =>
-        LazyInitializer.EnsureInitialized(ref _softmax, () => new(
-            () => LoadGroupedKernel<ArrayView<float>, ArrayView<float>, int, int, int>(Small ? Softmax.RowKernel<WarpTeam, Size16> : Softmax.RowKernel<WarpTeam, Size256>),
-            () => LoadGroupedKernel<ArrayView<float>, ArrayView<float>, int, int, int>(Small ? Softmax.RowKernel<GroupTeam, Size16> : Softmax.RowKernel<GroupTeam, Size256>)));
+    public TeamKernel<Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LayerNormArgs>> LayerNormForward { get; }
 
-    public TeamKernel<Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LayerNormArgs>> LayerNormForward =>
-        LazyInitializer.EnsureInitialized(ref _lnForward, () => new(
-            () => LoadGroupedKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LayerNormArgs>(
-                Small ? LayerNorm.ForwardKernel<WarpTeam, Size16> : LayerNorm.ForwardKernel<WarpTeam, Size256>),
-            () => LoadGroupedKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LayerNormArgs>(
-                Small ? LayerNorm.ForwardKernel<GroupTeam, Size16> : LayerNorm.ForwardKernel<GroupTeam, Size256>)));
+    public TeamKernel<Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LayerNormArgs>> LayerNormBackward { get; }
 
-    public TeamKernel<Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LayerNormArgs>> LayerNormBackward =>
-        LazyInitializer.EnsureInitialized(ref _lnBackward, () => new(
-            () => LoadGroupedKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LayerNormArgs>(
-                Small ? LayerNorm.BackwardKernel<WarpTeam, Size16> : LayerNorm.BackwardKernel<WarpTeam, Size256>),
-            () => LoadGroupedKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LayerNormArgs>(
-                Small ? LayerNorm.BackwardKernel<GroupTeam, Size16> : LayerNorm.BackwardKernel<GroupTeam, Size256>)));
-
-    public TeamKernel<Action<KernelConfig, ArrayView<float>, ArrayView<long>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, CrossEntropyArgs>> CrossEntropyForward =>
-        LazyInitializer.EnsureInitialized(ref _ceForward, () => new(
-            () => LoadGroupedKernel<ArrayView<float>, ArrayView<long>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, CrossEntropyArgs>(
-                Small ? CrossEntropy.ForwardKernel<WarpTeam, Size16> : CrossEntropy.ForwardKernel<WarpTeam, Size256>),
-            () => LoadGroupedKernel<ArrayView<float>, ArrayView<long>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, CrossEntropyArgs>(
-                Small ? CrossEntropy.ForwardKernel<GroupTeam, Size16> : CrossEntropy.ForwardKernel<GroupTeam, Size256>)));
-
-    /// <summary>The register-tiled GEMM: GemmTile x GemmTile threads per group, each owning an 8 x 8 micro-tile.</summary>
-    public Lazy<Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs>> GemmRegisterTiled =>
-        LazyInitializer.EnsureInitialized(ref _gemmRegisterTiled, () => new(() => LoadGroupedKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs>(
-            Small ? Kernels.Gpu.Gemm.RegisterTiledKernel<Size4, Size8> : Kernels.Gpu.Gemm.RegisterTiledKernel<Size16, Size8>)));
-
-    /// <summary>Rows (and columns) of C per group of the register-tiled GEMM: 128 on GPUs, 32 on the CPU accelerator.</summary>
-    public int GemmBlock => Kernels.Gpu.Gemm.MicroTile * GemmTile;
+    public TeamKernel<Action<KernelConfig, ArrayView<float>, ArrayView<long>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, CrossEntropyArgs>> CrossEntropyForward { get; }
 }
 
 /// <summary>The warp and the group build of one row kernel, each loaded on first use.</summary>

@@ -57,11 +57,9 @@ public static class CrossEntropy
         TGroup size = default;
         TTeam team = default;
         var scratch = SharedMemory.Allocate<float>(size.Value);
-        int r = team.Row, classes = a.Classes, inner = a.Inner;
-        // No early return before the reductions: every barrier must be reached by the whole group (see Softmax.cs).
-        bool active = r < a.Outer * inner;
-        int n = active ? classes : 0;
-        if (!active) r = 0;
+        int classes = a.Classes, inner = a.Inner;
+        var row = TeamRow.Of(team.Row, a.Outer * inner, classes);
+        int r = row.Index, n = row.Length;
         long o = (long)(r / inner) * classes * inner + r % inner;
         int lane = team.Lane, step = team.Width;
         float eps = a.Smoothing, uniform = eps / classes;
@@ -87,7 +85,7 @@ public static class CrossEntropy
         }
         wyDiff = team.AllReduce(scratch, wyDiff, Reduce.Sum);
         wy = team.AllReduce(scratch, wy, Reduce.Sum);
-        if (lane != 0 || !active) return;
+        if (lane != 0 || !row.Active) return;
 
         lse[r] = l;
         if (a.Probabilities != 0) { loss[r] = wyDiff; rowWeight[r] = 1; rowScale[r] = wy; return; }

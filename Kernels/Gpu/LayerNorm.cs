@@ -39,12 +39,8 @@ public static class LayerNorm
         TGroup size = default;
         TTeam team = default;
         var scratch = SharedMemory.Allocate<float>(size.Value);
-        int r = team.Row;
-        // No early return: a team past the last row walks an empty row, so every barrier is reached by the whole group
-        // (PoCL 3.1 corrupted the host heap when threads left these kernels before their barriers).
-        bool active = r < p.Rows;
-        int cols = active ? p.Cols : 0;
-        if (!active) r = 0;
+        var row = TeamRow.Of(team.Row, p.Rows, p.Cols);
+        int r = row.Index, cols = row.Length;
         long o = (long)r * cols;
         int lane = team.Lane, step = team.Width;
 
@@ -54,7 +50,7 @@ public static class LayerNorm
         float sq = 0;
         for (int c = lane; c < cols; c += step) { float d = x[o + c] - mu; sq += d * d; }
         float rs = XMath.Rsqrt(team.AllReduce(scratch, sq, Reduce.Sum) / p.Cols + p.Eps);
-        if (lane == 0 && active) { mean[r] = mu; rstd[r] = rs; }
+        if (lane == 0 && row.Active) { mean[r] = mu; rstd[r] = rs; }
         for (int c = lane; c < cols; c += step)
         {
             float h = (x[o + c] - mu) * rs;
@@ -74,12 +70,8 @@ public static class LayerNorm
         TGroup size = default;
         TTeam team = default;
         var scratch = SharedMemory.Allocate<float>(size.Value);
-        int r = team.Row;
-        // No early return: a team past the last row walks an empty row, so every barrier is reached by the whole group
-        // (PoCL 3.1 corrupted the host heap when threads left these kernels before their barriers).
-        bool active = r < p.Rows;
-        int cols = active ? p.Cols : 0;
-        if (!active) r = 0;
+        var row = TeamRow.Of(team.Row, p.Rows, p.Cols);
+        int r = row.Index, cols = row.Length;
         long o = (long)r * cols;
         int lane = team.Lane, step = team.Width;
         float mu = mean[r], rs = rstd[r], sg = 0, sgx = 0;

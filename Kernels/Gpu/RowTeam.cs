@@ -31,6 +31,30 @@ public interface IRowTeam
     float AllReduce(ArrayView<float> scratch, float value, int op);
 }
 
+/// <summary>
+/// The row a team walks. No early return: a team past the last row gets row 0 with no elements, so it still reaches
+/// every barrier with the rest of its group (PoCL 3.1 corrupted the host heap when threads left a barrier-carrying
+/// kernel early). A plain struct returned by value: the O2 context inlines <see cref="Of"/>, so no pointer reaches
+/// the OpenCL C.
+/// </summary>
+public struct TeamRow
+{
+    /// <summary>The row, or 0 for a team past the last row.</summary>
+    public int Index;
+    /// <summary>Elements to walk: the row length, or 0 for a team past the last row.</summary>
+    public int Length;
+    /// <summary>1 when the team owns a real row; per-row results are written only then.</summary>
+    public int Live;
+
+    /// <summary>True when the team owns a real row.</summary>
+    public readonly bool Active => Live != 0;
+
+    /// <summary>The row <paramref name="row"/> of <paramref name="rows"/>, each <paramref name="length"/> long.</summary>
+    public static TeamRow Of(int row, int rows, int length) => row < rows
+        ? new TeamRow { Index = row, Length = length, Live = 1 }
+        : new TeamRow { Index = 0, Length = 0, Live = 0 };
+}
+
 /// <summary>One warp per row (shuffles; CUDA and the CPU accelerator).</summary>
 public struct WarpTeam : IRowTeam
 {

@@ -34,10 +34,9 @@ public static class Softmax
         TGroup size = default;
         TTeam team = default;
         var scratch = SharedMemory.Allocate<float>(size.Value);
-        int row = team.Row;
-        // No early return: a team past the last row walks an empty row, so every barrier is reached by the whole
-        // group (PoCL corrupted memory when threads left a barrier-carrying kernel early).
-        if (row >= rows) { row = 0; cols = 0; }
+        var claimed = TeamRow.Of(team.Row, rows, cols);
+        int row = claimed.Index;
+        cols = claimed.Length;
         long start = (long)row * cols;
         int lane = team.Lane, step = team.Width;
 

@@ -453,6 +453,22 @@ public class IlgpuBackendTests(string deviceName) : DeviceFixture<IlgpuBackendTe
     }
 
     [Test]
+    public void The_storage_limit_is_the_backends_and_a_larger_tensor_names_it_and_the_device()
+    {
+        // A device buffer launches one thread per element (int.MaxValue); a CPU storage is one .NET array.
+        Assert.That(B.MaxElements(DType.Float32), Is.EqualTo(int.MaxValue));
+        Assert.That(B.MaxElements(DType.Int64), Is.EqualTo(int.MaxValue));
+        Assert.That(Device.Cpu.Backend.MaxElements(DType.Float32), Is.EqualTo(Array.MaxLength));
+        foreach (var dtype in new[] { DType.Float32, DType.Int64, DType.Bool })
+        {
+            Assert.That(AttnCore.Shape.MaxElements(dtype, TestDevice), Is.EqualTo(B.MaxElements(dtype)));
+            Assert.That(AttnCore.Shape.MaxElements(dtype, Device.Cpu), Is.EqualTo(Device.Cpu.Backend.MaxElements(dtype)));
+        }
+        var e = Assert.Throws<ArgumentException>(() => Tensor.Zeros([65536, 32768], device: TestDevice));
+        Assert.That(e!.Message, Is.EqualTo($"Zeros: shape [65536,32768] has 2147483648 elements; one float32 storage on {TestDevice} holds at most 2147483647"));
+    }
+
+    [Test]
     public void Unsupported_dtypes_and_ops_name_the_op_the_dtype_and_the_device()
     {
         var ns = Assert.Throws<NotSupportedException>(() => B.Allocate(DType.Float64, 4));
