@@ -81,11 +81,46 @@ public sealed partial class CpuBackend
     // Below this many elements an element-wise op stays on the calling thread: waking the pool costs more.
     private const long ParallelElements = 128 * 1024;
 
+    // How a large element-wise op's strided loop is split over the worker pool: whole runs per chunk, or, when
+    // there are fewer runs than chunks (one long contiguous run), an equal piece of every run per chunk.
+    private struct RunChunks
+    {
+        private StridedLoop _loop;
+        private long _runs, _runsPerChunk;
+        private int _runLength;
+        public int Chunks;
+
+        public static RunChunks Plan(StridedLoop loop, long numel)
+        {
+            var plan = new RunChunks { _loop = loop, _runs = loop.RunCount, _runLength = loop.RunLength };
+            plan.Chunks = WorkerPool.ChunkCount(numel, ParallelElements / 4, 2);
+            plan._runsPerChunk = Math.Max(1, (plan._runs + plan.Chunks - 1) / plan.Chunks);
+            return plan;
+        }
+
+        /// <summary>The loop positioned at <paramref name="chunk"/>'s runs and the slice of each run it covers; false when the chunk is empty.</summary>
+        public readonly bool Select(int chunk, out StridedLoop loop, out int start, out int length)
+        {
+            loop = _loop;
+            if (_runs >= Chunks)
+            {
+                long r0 = chunk * _runsPerChunk;
+                (start, length) = (0, _runLength);
+                if (r0 >= _runs) return false;
+                loop.Seek(r0, Math.Min(_runsPerChunk, _runs - r0));
+                return true;
+            }
+            int per = (_runLength + Chunks - 1) / Chunks;
+            start = chunk * per;
+            length = Math.Min(per, _runLength - start);
+            return start < _runLength;
+        }
+    }
+
     private unsafe struct MapJob<T> where T : unmanaged
     {
         public T* X, D; public T S;
-        public StridedLoop Loop;
-        public long Runs, RunsPerChunk; public int RunLength, Chunks;
+        public RunChunks Plan;
     }
 
     private static unsafe T* Ptr<T>(T[] a) where T : unmanaged => (T*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(a));
@@ -98,10 +133,8 @@ public sealed partial class CpuBackend
         if (numel >= ParallelElements && WorkerPool.ThreadCount > 1)
         {
             // Arrays from CpuMemoryPool are pinned: workers may use raw pointers.
-            var job = new MapJob<T> { X = Ptr(x), D = Ptr(d), S = s, Loop = loop, Runs = loop.RunCount, RunLength = loop.RunLength };
-            job.Chunks = WorkerPool.ChunkCount(numel, ParallelElements / 4, 2);
-            job.RunsPerChunk = Math.Max(1, (job.Runs + job.Chunks - 1) / job.Chunks);
-            WorkerPool.For(job.Chunks, &MapChunk<T, TOp>, (nint)(&job));
+            var job = new MapJob<T> { X = Ptr(x), D = Ptr(d), S = s, Plan = RunChunks.Plan(loop, numel) };
+            WorkerPool.For(job.Plan.Chunks, &MapChunk<T, TOp>, (nint)(&job));
             return;
         }
         MapRuns<T, TOp>(Ptr(x), Ptr(d), s, ref loop, 0, loop.RunLength);
@@ -110,21 +143,8 @@ public sealed partial class CpuBackend
     private static unsafe void MapChunk<T, TOp>(int chunk, nint state) where T : unmanaged where TOp : IUnaryOperator<T>
     {
         ref var job = ref *(MapJob<T>*)state;
-        var loop = job.Loop;
-        if (job.Runs >= job.Chunks)
-        {
-            long r0 = chunk * job.RunsPerChunk;
-            if (r0 >= job.Runs) return;
-            loop.Seek(r0, Math.Min(job.RunsPerChunk, job.Runs - r0));
-            MapRuns<T, TOp>(job.X, job.D, job.S, ref loop, 0, job.RunLength);
-        }
-        else
-        {
-            // Fewer runs than chunks (one long contiguous run): split every run into equal pieces.
-            int per = (job.RunLength + job.Chunks - 1) / job.Chunks, start = chunk * per;
-            if (start >= job.RunLength) return;
-            MapRuns<T, TOp>(job.X, job.D, job.S, ref loop, start, Math.Min(per, job.RunLength - start));
-        }
+        if (job.Plan.Select(chunk, out var loop, out int start, out int length))
+            MapRuns<T, TOp>(job.X, job.D, job.S, ref loop, start, length);
     }
 
     private static unsafe void MapRuns<T, TOp>(T* x, T* d, T s, ref StridedLoop loop, int start, int length) where T : unmanaged where TOp : IUnaryOperator<T>
@@ -264,8 +284,7 @@ public sealed partial class CpuBackend
     private unsafe struct ZipJob<T> where T : unmanaged
     {
         public T* A, B, D;
-        public StridedLoop Loop;
-        public long Runs, RunsPerChunk; public int RunLength, Chunks;
+        public RunChunks Plan;
     }
 
     /// <summary>d (contiguous) = TOp(a, b) with a and b strided/broadcast to d's shape; large ones split over the pool.</summary>
@@ -275,10 +294,8 @@ public sealed partial class CpuBackend
         long numel = (long)loop.RunLength * loop.RunCount;
         if (numel >= ParallelElements && WorkerPool.ThreadCount > 1)
         {
-            var job = new ZipJob<T> { A = Ptr(a), B = Ptr(b), D = Ptr(d), Loop = loop, Runs = loop.RunCount, RunLength = loop.RunLength };
-            job.Chunks = WorkerPool.ChunkCount(numel, ParallelElements / 4, 2);
-            job.RunsPerChunk = Math.Max(1, (job.Runs + job.Chunks - 1) / job.Chunks);
-            WorkerPool.For(job.Chunks, &ZipChunk<T, TOp>, (nint)(&job));
+            var job = new ZipJob<T> { A = Ptr(a), B = Ptr(b), D = Ptr(d), Plan = RunChunks.Plan(loop, numel) };
+            WorkerPool.For(job.Plan.Chunks, &ZipChunk<T, TOp>, (nint)(&job));
             return;
         }
         ZipRuns<T, TOp>(Ptr(a), Ptr(b), Ptr(d), ref loop, 0, loop.RunLength);
@@ -287,20 +304,8 @@ public sealed partial class CpuBackend
     private static unsafe void ZipChunk<T, TOp>(int chunk, nint state) where T : unmanaged where TOp : IBinaryOperator<T>
     {
         ref var job = ref *(ZipJob<T>*)state;
-        var loop = job.Loop;
-        if (job.Runs >= job.Chunks)
-        {
-            long r0 = chunk * job.RunsPerChunk;
-            if (r0 >= job.Runs) return;
-            loop.Seek(r0, Math.Min(job.RunsPerChunk, job.Runs - r0));
-            ZipRuns<T, TOp>(job.A, job.B, job.D, ref loop, 0, job.RunLength);
-        }
-        else
-        {
-            int per = (job.RunLength + job.Chunks - 1) / job.Chunks, start = chunk * per;
-            if (start >= job.RunLength) return;
-            ZipRuns<T, TOp>(job.A, job.B, job.D, ref loop, start, Math.Min(per, job.RunLength - start));
-        }
+        if (job.Plan.Select(chunk, out var loop, out int start, out int length))
+            ZipRuns<T, TOp>(job.A, job.B, job.D, ref loop, start, length);
     }
 
     private static unsafe void ZipRuns<T, TOp>(T* a, T* b, T* d, ref StridedLoop loop, int start, int n) where T : unmanaged where TOp : IBinaryOperator<T>

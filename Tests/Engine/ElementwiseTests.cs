@@ -179,6 +179,38 @@ public class ElementwiseTests
     }
 
     [Test]
+    public void Large_ops_split_over_the_worker_pool_cover_every_element_once()
+    {
+        // Above 128K elements Map/Zip split their strided loop over the pool: whole runs per chunk when there are
+        // many runs, equal pieces of the run when there is one long run. Each chunk must write exactly its part.
+        int saved = AttnCore.Kernels.Cpu.WorkerPool.ThreadCount;
+        AttnCore.Kernels.Cpu.WorkerPool.ThreadCount = 2;
+        try
+        {
+            var g = new Generator(11);
+            using var flat = Tensor.Randn([300_001], g);                 // one long contiguous run
+            using var wide = Tensor.Randn([700, 400], g);
+            using var transposed = wide.T;                              // 400 runs of 700 strided elements
+            using var col = Tensor.Randn([700, 1], g);
+            using var row = Tensor.Randn([1, 400], g);
+            using var e1 = flat.Exp();
+            using var e2 = transposed.Tanh();
+            using var sum = col + row;                                  // broadcast: 700 runs of 400
+            float[] f = flat.ToArray<float>(), w = wide.ToArray<float>(), c = col.ToArray<float>(), r = row.ToArray<float>();
+            float[] y1 = e1.ToArray<float>(), y2 = e2.ToArray<float>(), y3 = sum.ToArray<float>();
+            for (int i = 0; i < f.Length; i++)
+                if (Math.Abs(y1[i] - Math.Exp(f[i])) > 1e-6 * (1 + Math.Exp(f[i]))) Assert.Fail($"Exp element {i}: {y1[i]} vs {Math.Exp(f[i])}");
+            for (int i = 0; i < 400; i++)
+                for (int j = 0; j < 700; j++)
+                    if (Math.Abs(y2[i * 700 + j] - Math.Tanh(w[j * 400 + i])) > 1e-6) Assert.Fail($"Tanh of the transposed view at [{i},{j}]");
+            for (int i = 0; i < 700; i++)
+                for (int j = 0; j < 400; j++)
+                    if (y3[i * 400 + j] != c[i] + r[j]) Assert.Fail($"broadcast Add at [{i},{j}]");
+        }
+        finally { AttnCore.Kernels.Cpu.WorkerPool.ThreadCount = saved; }
+    }
+
+    [Test]
     public void Binary_ops_reject_mismatched_shapes_and_dtypes_naming_the_op()
     {
         using var a = Tensor.Zeros([2, 3]);
