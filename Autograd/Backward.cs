@@ -40,7 +40,7 @@ public static class AutogradExtensions
                 continue;
             }
             if (node.Saved.IsReleased)
-                throw new InvalidOperationException($"Backward of {node.Custom?.Name ?? node.Kind.ToString()}: the {node.Saved.SavedCount} tensor(s) it saved for its gradient were freed by an earlier Backward; pass retainGraph: true to that Backward to walk the graph again");
+                throw new InvalidOperationException($"Backward of {node.Name}: the {node.Saved.SavedCount} tensor(s) it saved for its gradient were freed by an earlier Backward; pass retainGraph: true to that Backward to walk the graph again");
             node.CheckSavedVersions();
             var grads = DerivativeRules.Apply(node, g);
             if (!retainGraph) node.ReleaseSaved();
@@ -50,7 +50,7 @@ public static class AutogradExtensions
                 var gi = grads[k];
                 if (gi is null || !input.RequiresGrad) continue;
                 if (!gi.Shape.SequenceEqual(input.Shape))
-                    throw new InvalidOperationException($"Backward: the {node.Kind} rule returned a gradient of shape {Shape.Format(gi.Shape)} for an input of shape {Shape.Format(input.Shape)}");
+                    throw new InvalidOperationException($"Backward: the {node.Name} rule returned a gradient of shape {Shape.Format(gi.Shape)} for an input of shape {Shape.Format(input.Shape)}");
                 if (pending.TryGetValue(input, out var acc)) pending[input] = acc + gi;
                 else pending[input] = gi;
             }

@@ -23,7 +23,7 @@ public static class DerivativeRules
         if (node.Kind == OpKind.Custom)
             return node.Custom?.Backward(node, gradOutput) ?? throw new InvalidOperationException("Backward: a Custom node has no ICustomOp");
         return Table.TryGetValue(node.Kind, out var rule) ? rule(node, gradOutput)
-            : throw new NotSupportedException($"Backward: no derivative rule for {node.Kind}");
+            : throw new NotSupportedException($"Backward: no derivative rule for {node.Name}");
     }
 
     /// <summary>Sums a broadcast gradient back to <paramref name="shape"/> (the input's shape before broadcasting).</summary>
@@ -51,76 +51,88 @@ public static class DerivativeRules
     private static Tensor X(GradNode n) => n.SavedInput(0);     // the input, for unary ops
     private static Tensor Y(GradNode n) => n.SavedOutput;       // the output
 
-    private static Dictionary<OpKind, Rule> Build() => new()
+    private static readonly Rule[] UnaryRules = Enum.GetValues<UnaryOp>().Select(UnaryRuleOf).ToArray();
+    private static readonly Rule[] BinaryRules = Enum.GetValues<BinaryOp>().Select(BinaryRuleOf).ToArray();
+
+    // The unary element-wise ops, one rule each under its forward formula. A switch expression with no discard arm:
+    // a UnaryOp added without its derivative fails to compile (CS8509, warnings are errors).
+#pragma warning disable CS8524 // a value outside the enum throws SwitchExpressionException
+    private static Rule UnaryRuleOf(UnaryOp op) => op switch
     {
         // y = -x
-        [OpKind.Neg] = (n, g) => [-g],
+        UnaryOp.Neg => (n, g) => [-g],
         // y = |x|
-        [OpKind.Abs] = (n, g) => [Times(g, X(n).Sign())],
+        UnaryOp.Abs => (n, g) => [Times(g, X(n).Sign())],
         // y = e^x
-        [OpKind.Exp] = (n, g) => [g * Y(n)],
+        UnaryOp.Exp => (n, g) => [g * Y(n)],
         // y = ln x
-        [OpKind.Log] = (n, g) => [g / X(n)],
+        UnaryOp.Log => (n, g) => [g / X(n)],
         // y = sqrt x          dy/dx = 1 / (2y)
-        [OpKind.Sqrt] = (n, g) => [Times(g, Y(n).Reciprocal(), 0.5)],
+        UnaryOp.Sqrt => (n, g) => [Times(g, Y(n).Reciprocal(), 0.5)],
         // y = x^-1/2          dy/dx = -y^3 / 2
-        [OpKind.Rsqrt] = (n, g) => [Times(g, Y(n).Pow(3), -0.5)],
+        UnaryOp.Rsqrt => (n, g) => [Times(g, Y(n).Pow(3), -0.5)],
         // y = tanh x          dy/dx = 1 - y^2
-        [OpKind.Tanh] = (n, g) => [Times(g, 1.0 - Y(n).Square())],
+        UnaryOp.Tanh => (n, g) => [Times(g, 1.0 - Y(n).Square())],
         // y = sigmoid x       dy/dx = y (1 - y)
-        [OpKind.Sigmoid] = (n, g) => [Times(g, Y(n) * (1.0 - Y(n)))],
+        UnaryOp.Sigmoid => (n, g) => [Times(g, Y(n) * (1.0 - Y(n)))],
         // y = max(x, 0)
-        [OpKind.Relu] = (n, g) => [Times(g, X(n).Gt(0))],
+        UnaryOp.Relu => (n, g) => [Times(g, X(n).Gt(0))],
         // y = x Phi(x)        dy/dx = Phi(x) + x phi(x)
-        [OpKind.Gelu] = (n, g) => [Times(g, X(n).GeluDerivative())],
-        [OpKind.GeluTanh] = (n, g) => [Times(g, X(n).GeluDerivative(tanhApproximation: true))],
+        UnaryOp.Gelu => (n, g) => [Times(g, X(n).GeluDerivative())],
+        UnaryOp.GeluTanh => (n, g) => [Times(g, X(n).GeluDerivative(tanhApproximation: true))],
         // y = x sigmoid(x)    dy/dx = s (1 + x (1 - s))
-        [OpKind.Silu] = (n, g) => { using var s = X(n).Sigmoid(); using var oneMinus = 1.0 - s; using var xs = X(n) * oneMinus; using var inner = xs + 1.0; return [Times(g, s * inner)]; },
+        UnaryOp.Silu => (n, g) => { using var s = X(n).Sigmoid(); using var oneMinus = 1.0 - s; using var xs = X(n) * oneMinus; using var inner = xs + 1.0; return [Times(g, s * inner)]; },
         // y = ln(1 + e^x)     dy/dx = sigmoid(x)
-        [OpKind.Softplus] = (n, g) => [Times(g, X(n).Sigmoid())],
+        UnaryOp.Softplus => (n, g) => [Times(g, X(n).Sigmoid())],
         // y = x tanh(sp(x))   dy/dx = tanh(sp) + x sigmoid(x) (1 - tanh(sp)^2), sp = softplus(x)
-        [OpKind.Mish] = (n, g) =>
+        UnaryOp.Mish => (n, g) =>
         {
             using var sp = X(n).Softplus(); using var t = sp.Tanh(); using var t2 = t.Square(); using var sech2 = 1.0 - t2;
             using var s = X(n).Sigmoid(); using var xs = X(n) * s; using var tail = xs * sech2;
             return [Times(g, t + tail)];
         },
         // y = -softplus(-x)   dy/dx = sigmoid(-x) = 1 - sigmoid(x)
-        [OpKind.LogSigmoid] = (n, g) => { using var s = X(n).Sigmoid(); return [Times(g, 1.0 - s)]; },
+        UnaryOp.LogSigmoid => (n, g) => { using var s = X(n).Sigmoid(); return [Times(g, 1.0 - s)]; },
         // y = sin x, y = cos x
-        [OpKind.Sin] = (n, g) => [Times(g, X(n).Cos())],
-        [OpKind.Cos] = (n, g) => [Times(g, X(n).Sin(), -1)],
+        UnaryOp.Sin => (n, g) => [Times(g, X(n).Cos())],
+        UnaryOp.Cos => (n, g) => [Times(g, X(n).Sin(), -1)],
         // y = x^2
-        [OpKind.Square] = (n, g) => [Times(g, X(n), 2)],
+        UnaryOp.Square => (n, g) => [Times(g, X(n), 2)],
         // y = 1/x             dy/dx = -y^2
-        [OpKind.Reciprocal] = (n, g) => [Times(g, Y(n).Square(), -1)],
+        UnaryOp.Reciprocal => (n, g) => [Times(g, Y(n).Square(), -1)],
         // y = sign x: zero almost everywhere
-        [OpKind.Sign] = (n, g) => [g.ZerosLike()],
+        UnaryOp.Sign => (n, g) => [g.ZerosLike()],
         // y = x + s, y = x * s
-        [OpKind.AddScalar] = (n, g) => [g],
-        [OpKind.MulScalar] = (n, g) => [g * n.Scalar],
+        UnaryOp.AddScalar => (n, g) => [g],
+        UnaryOp.MulScalar => (n, g) => [g * n.Scalar],
         // y = x^s             dy/dx = s x^(s-1)
-        [OpKind.PowScalar] = (n, g) => [Times(g, X(n).Pow(n.Scalar - 1), n.Scalar)],
+        UnaryOp.PowScalar => (n, g) => [Times(g, X(n).Pow(n.Scalar - 1), n.Scalar)],
         // y = s - x, y = s / x (dy/dx = -s / x^2, from the input alone)
-        [OpKind.RSubScalar] = (n, g) => [-g],
-        [OpKind.RDivScalar] = (n, g) => { using var x2 = X(n).Square(); return [Times(g, x2.Reciprocal(), -n.Scalar)]; },
+        UnaryOp.RSubScalar => (n, g) => [-g],
+        UnaryOp.RDivScalar => (n, g) => { using var x2 = X(n).Square(); return [Times(g, x2.Reciprocal(), -n.Scalar)]; },
         // y = max(x, s), y = min(x, s): the gradient passes where x is the one kept
-        [OpKind.ClampMin] = (n, g) => [Times(g, X(n).Ge(n.Scalar))],
-        [OpKind.ClampMax] = (n, g) => [Times(g, X(n).Le(n.Scalar))],
+        UnaryOp.ClampMin => (n, g) => [Times(g, X(n).Ge(n.Scalar))],
+        UnaryOp.ClampMax => (n, g) => [Times(g, X(n).Le(n.Scalar))],
+        // derivative helpers of GELU's rule: never recorded ([Elementwise(Differentiable = false)])
+        UnaryOp.GeluGrad or UnaryOp.GeluTanhGrad => NotDifferentiable,
+    };
 
+    // The binary element-wise ops; comparisons and logical ops are never recorded.
+    private static Rule BinaryRuleOf(BinaryOp op) => op switch
+    {
         // c = a + b, a - b (broadcast: gradients summed back to each input's shape)
-        [OpKind.Add] = (n, g) => [SumTo(g, n.Inputs[0].Shape), SumTo(g, n.Inputs[1].Shape)],
-        [OpKind.Sub] = (n, g) => { using var ng = -g; return [SumTo(g, n.Inputs[0].Shape), SumTo(ng, n.Inputs[1].Shape).Clone()]; },
+        BinaryOp.Add => (n, g) => [SumTo(g, n.Inputs[0].Shape), SumTo(g, n.Inputs[1].Shape)],
+        BinaryOp.Sub => (n, g) => { using var ng = -g; return [SumTo(g, n.Inputs[0].Shape), SumTo(ng, n.Inputs[1].Shape).Clone()]; },
         // c = a * b (each input saved only if the other needs a gradient: Saves.ForOtherInput)
-        [OpKind.Mul] = (n, g) =>
+        BinaryOp.Mul => (n, g) =>
         [
             n.Inputs[0].RequiresGrad ? Reduced(g * n.SavedInput(1), n.Inputs[0].Shape) : null,
             n.Inputs[1].RequiresGrad ? Reduced(g * n.SavedInput(0), n.Inputs[1].Shape) : null,
         ],
         // c = a / b           dc/db = -c / b
-        [OpKind.Div] = (n, g) => { var b = n.SavedInput(1); using var q = n.SavedOutput / b; return [Reduced(g / b, n.Inputs[0].Shape), Reduced(Times(g, q, -1), n.Inputs[1].Shape)]; },
+        BinaryOp.Div => (n, g) => { var b = n.SavedInput(1); using var q = n.SavedOutput / b; return [Reduced(g / b, n.Inputs[0].Shape), Reduced(Times(g, q, -1), n.Inputs[1].Shape)]; },
         // c = a^b             dc/da = b a^(b-1), dc/db = c ln a
-        [OpKind.Pow] = (n, g) =>
+        BinaryOp.Pow => (n, g) =>
         {
             var (a, b, c) = (n.SavedInput(0), n.SavedInput(1), n.SavedOutput);
             using var bm1 = b - 1.0; using var p = a.Pow(bm1); using var da = p * b;
@@ -128,8 +140,21 @@ public static class DerivativeRules
             return [Reduced(g * da, n.Inputs[0].Shape), Reduced(g * db, n.Inputs[1].Shape)];
         },
         // c = max(a, b), min(a, b): the gradient goes to the larger (smaller); ties split it evenly, as PyTorch
-        [OpKind.Maximum] = (n, g) => ExtremumRule(n, g, max: true),
-        [OpKind.Minimum] = (n, g) => ExtremumRule(n, g, max: false),
+        BinaryOp.Maximum => (n, g) => ExtremumRule(n, g, max: true),
+        BinaryOp.Minimum => (n, g) => ExtremumRule(n, g, max: false),
+        BinaryOp.Eq or BinaryOp.Ne or BinaryOp.Lt or BinaryOp.Le or BinaryOp.Gt or BinaryOp.Ge
+            or BinaryOp.LogicalAnd or BinaryOp.LogicalOr or BinaryOp.LogicalXor => NotDifferentiable,
+    };
+#pragma warning restore CS8524
+
+    private static Tensor?[] NotDifferentiable(GradNode n, Tensor g) => throw new NotSupportedException($"Backward: {n.Name} is not differentiable");
+
+    private static Dictionary<OpKind, Rule> Build() => new()
+    {
+        // The element-wise ops: one rule per op code, from the switches below.
+        [OpKind.Unary] = (n, g) => UnaryRules[(int)n.Unary!.Value](n, g),
+        [OpKind.Binary] = (n, g) => BinaryRules[(int)n.Binary!.Value](n, g),
+
         // y = cond ? a : b
         [OpKind.Where] = (n, g) =>
         {

@@ -1,42 +1,22 @@
+using AttnCore.Kernels;
+
 namespace AttnCore;
 
 /// <summary>The ops whose derivative Autograd knows. Engine records them; Autograd owns the rules.</summary>
 public enum OpKind
 {
 #pragma warning disable CS1591 // each value names the Tensor method that records it
-    Neg, Abs, Exp, Log, Sqrt, Rsqrt, Tanh, Sigmoid, Relu, Gelu, GeluTanh, Silu, Sin, Cos, Square, Reciprocal, Sign, Softplus, Mish, LogSigmoid,
-    AddScalar, MulScalar, PowScalar, RSubScalar, RDivScalar, ClampMin, ClampMax,
-    Add, Sub, Mul, Div, Pow, Maximum, Minimum,
+#pragma warning restore CS1591
+    /// <summary>A unary element-wise op; which one is <see cref="GradNode.Unary"/> (its rule is Autograd's switch over <see cref="Kernels.UnaryOp"/>).</summary>
+    Unary,
+    /// <summary>A binary element-wise op; which one is <see cref="GradNode.Binary"/>.</summary>
+    Binary,
+#pragma warning disable CS1591
     Where, Sum, Max, Min, MatMul, Softmax, LogSoftmax, LayerNorm, IndexSelect, Gather, Cat,
     Conv2d, MaxPool2d, AvgPool2d, BatchNorm2d,
     View, Permute, Narrow, Select, Expand, Copy, ToDType, Custom,
     Attention, PackedAttention, CrossEntropy,
 #pragma warning restore CS1591
-}
-
-/// <summary>
-/// Which of an op's own tensors (its first two inputs, its output) its derivative rule reads. Record saves exactly
-/// these, then the op-specific tensors its call site passes (indices, masks, statistics), and nothing else:
-/// a tensor the rule does not read is not kept alive by the graph. <see cref="GradNode.SavesOf"/> is the table.
-/// </summary>
-[Flags]
-public enum Saves
-{
-    /// <summary>The rule needs only shapes, the scalar and the integer arguments (Add, Sum, views ...).</summary>
-    Nothing = 0,
-    /// <summary>The first input.</summary>
-    Input0 = 1,
-    /// <summary>The second input.</summary>
-    Input1 = 2,
-    /// <summary>Both inputs.</summary>
-    Inputs = Input0 | Input1,
-    /// <summary>The op's output (Exp, Tanh, Softmax ... differentiate through their result).</summary>
-    Output = 4,
-    /// <summary>
-    /// With <see cref="Inputs"/>: each input is saved only when the other one requires gradients, because it is needed
-    /// only for the other's gradient (c = a * b: dc/da = b). Dropout's x * mask then keeps the mask, not x.
-    /// </summary>
-    ForOtherInput = 8,
 }
 
 /// <summary>
@@ -97,11 +77,13 @@ public sealed class SavedTensorList : IReadOnlyList<Tensor>
 /// </summary>
 public sealed class GradNode
 {
-    internal GradNode(OpKind kind, Saves saves, Tensor[] inputs, Tensor[] saved, double scalar, int[] ints, ICustomOp? custom)
+    internal GradNode(OpKind kind, Saves saves, Tensor[] inputs, Tensor[] saved, double scalar, int[] ints, ICustomOp? custom, int elementwiseCode = -1)
     {
         Kind = kind; Inputs = inputs; Scalar = scalar; Ints = ints; Custom = custom;
+        if (kind == OpKind.Unary) Unary = (UnaryOp)elementwiseCode;
+        if (kind == OpKind.Binary) Binary = (BinaryOp)elementwiseCode;
         Saves = saves;
-        Saved = new SavedTensorList(saved, custom?.Name ?? kind.ToString());
+        Saved = new SavedTensorList(saved, Name);
         SavedVersions = saved.Select(s => s.Storage.Version).ToArray();
     }
 
@@ -110,28 +92,28 @@ public sealed class GradNode
     /// Record (what it saves) and the rule (<see cref="SavedInput"/>, <see cref="SavedOutput"/>) follow. An op whose
     /// rule needs other tensors (an index, a condition, per-row statistics) passes them to Record as extras.
     /// </summary>
-    public static Saves SavesOf(OpKind kind) => UnaryOpCatalogue.SavesOfKind(kind) ?? kind switch
+    public static Saves SavesOf(OpKind kind) => kind switch
     {
-        // the unary element-wise ops (Exp, Log, Gelu ...) are declared in UnaryOpCatalogue
+        OpKind.Unary or OpKind.Binary => throw new ArgumentException($"SavesOf: an element-wise op declares what it saves on its own code (ElementwiseCatalogue.Of(op).Saves), not on OpKind.{kind}", nameof(kind)),
         // d/dx from the result: softmax, log-softmax
         OpKind.Softmax or OpKind.LogSoftmax => Saves.Output,
         // batch norm's x̂ from x and the saved batch statistics (extras: mean, 1/std, weight)
         OpKind.BatchNorm2d => Saves.Input0,
         // each input's gradient needs the other: dA = g B^T, dB = A^T g
-        OpKind.Mul or OpKind.MatMul => Saves.Inputs | Saves.ForOtherInput,
-        // both, to compare them
-        OpKind.Maximum or OpKind.Minimum => Saves.Inputs,
-        // c = a / b: dc/da = 1/b, dc/db = -c/b
-        OpKind.Div => Saves.Input1 | Saves.Output,
-        // c = a^b: dc/da = b a^(b-1), dc/db = c ln a
-        OpKind.Pow => Saves.Inputs | Saves.Output,
-        // Add, Sub, Sum, Cat, views, Copy, ToDType need shapes and scalars only; Where, Max, Min, IndexSelect,
+        OpKind.MatMul => Saves.Inputs | Saves.ForOtherInput,
+        // Sum, Cat, views, Copy, ToDType need shapes and scalars only; Where, Max, Min, IndexSelect,
         // Gather, LayerNorm and Custom ops pass what they need as extras.
         _ => Saves.Nothing,
     };
 
     /// <summary>The op that produced the tensor.</summary>
     public OpKind Kind { get; }
+    /// <summary>Which unary element-wise op, for <see cref="OpKind.Unary"/> nodes (null otherwise).</summary>
+    public UnaryOp? Unary { get; }
+    /// <summary>Which binary element-wise op, for <see cref="OpKind.Binary"/> nodes (null otherwise).</summary>
+    public BinaryOp? Binary { get; }
+    /// <summary>The op's name for messages: the custom op's, the element-wise op's (Exp, Mul ...) or the kind's.</summary>
+    public string Name => Custom?.Name ?? Unary?.ToString() ?? Binary?.ToString() ?? Kind.ToString();
     /// <summary>The op's inputs, in order.</summary>
     public Tensor[] Inputs { get; }
     /// <summary>What this node saved first in <see cref="Saved"/>: <see cref="SavesOf"/>, less an input no other input's gradient needed.</summary>
@@ -150,7 +132,7 @@ public sealed class GradNode
     /// <summary>The saved input <paramref name="k"/> (0 or 1); throws unless <see cref="SavesOf"/> declares it for this op.</summary>
     public Tensor SavedInput(int k)
     {
-        var flag = k switch { 0 => Saves.Input0, 1 => Saves.Input1, _ => throw new ArgumentOutOfRangeException(nameof(k), $"Backward of {Kind}: SavedInput({k}): only inputs 0 and 1 can be declared saved; pass others as extras") };
+        var flag = k switch { 0 => Saves.Input0, 1 => Saves.Input1, _ => throw new ArgumentOutOfRangeException(nameof(k), $"Backward of {Name}: SavedInput({k}): only inputs 0 and 1 can be declared saved; pass others as extras") };
         return Saved[SlotOf(flag)];
     }
 
@@ -165,7 +147,7 @@ public sealed class GradNode
     private int SlotOf(Saves flag)
     {
         if ((Saves & flag) == 0)
-            throw new InvalidOperationException($"Backward of {Kind}: the rule reads {flag}, but this {Kind} saved only {Saves}; declare it in GradNode.SavesOf (with ForOtherInput, read an input only for the other input's gradient)");
+            throw new InvalidOperationException($"Backward of {Name}: the rule reads {flag}, but this {Name} saved only {Saves}; declare it in GradNode.SavesOf (element-wise ops: their [Elementwise(Reads = ...)] attribute) (with ForOtherInput, read an input only for the other input's gradient)");
         return System.Numerics.BitOperations.PopCount((uint)(Saves & (flag - 1)));
     }
 
@@ -176,7 +158,7 @@ public sealed class GradNode
         {
             var s = Saved.Peek(i);
             if (s.Storage.Version != SavedVersions[i])
-                throw new InvalidOperationException($"Backward of {Kind}: a tensor of shape {Shape.Format(s.Layout.Shape)} that {Kind} saved for its gradient was modified in place after the forward pass (version {SavedVersions[i]} -> {s.Storage.Version}); clone it before writing to it");
+                throw new InvalidOperationException($"Backward of {Name}: a tensor of shape {Shape.Format(s.Layout.Shape)} that {Name} saved for its gradient was modified in place after the forward pass (version {SavedVersions[i]} -> {s.Storage.Version}); clone it before writing to it");
         }
     }
 

@@ -49,12 +49,28 @@ public sealed partial class Tensor
     /// op-specific <paramref name="saved"/> tensors (indices, masks, statistics), and nothing else.
     /// </summary>
     internal Tensor Record(OpKind kind, Tensor[] inputs, Tensor[]? saved = null, double scalar = 0, int[]? ints = null, ICustomOp? custom = null)
+        => Record(kind, GradNode.SavesOf(kind), -1, inputs, saved, scalar, ints, custom);
+
+    /// <summary>Records a unary element-wise op (nothing for one the catalogue marks not differentiable).</summary>
+    internal Tensor Record(UnaryOp op, Tensor input, double scalar)
+    {
+        var info = ElementwiseCatalogue.Of(op);
+        return info.Differentiable ? Record(OpKind.Unary, info.Saves, info.Code, [input], null, scalar, null, null) : this;
+    }
+
+    /// <summary>Records a binary element-wise op (nothing for comparisons and logical ops).</summary>
+    internal Tensor Record(BinaryOp op, Tensor a, Tensor b)
+    {
+        var info = ElementwiseCatalogue.Of(op);
+        return info.Differentiable ? Record(OpKind.Binary, info.Saves, info.Code, [a, b], null, 0, null, null) : this;
+    }
+
+    private Tensor Record(OpKind kind, Saves saves, int elementwiseCode, Tensor[] inputs, Tensor[]? saved, double scalar, int[]? ints, ICustomOp? custom)
     {
         if (!GradMode.IsEnabled) return this;
         bool any = false;
         foreach (var t in inputs) any |= t.RequiresGrad;
         if (!any) return this;
-        var saves = GradNode.SavesOf(kind);
         if ((saves & Saves.ForOtherInput) != 0)
         {
             if (!inputs[1].RequiresGrad) saves &= ~Saves.Input0;
@@ -65,7 +81,7 @@ public sealed partial class Tensor
         if ((saves & Saves.Input1) != 0) keep.Add(inputs[1].SavedView());
         if ((saves & Saves.Output) != 0) keep.Add(SavedView());
         if (saved is not null) foreach (var s in saved) keep.Add(s.SavedView());
-        GradFn = new GradNode(kind, saves, inputs, [.. keep], scalar, ints ?? [], custom);
+        GradFn = new GradNode(kind, saves, inputs, [.. keep], scalar, ints ?? [], custom, elementwiseCode);
         return this;
     }
 
@@ -81,10 +97,4 @@ public sealed partial class Tensor
         s.AddRef();
         return new Tensor(s, Layout, register: false);
     }
-
-    private static readonly OpKind[] BinaryKinds = [OpKind.Add, OpKind.Sub, OpKind.Mul, OpKind.Div, OpKind.Pow, OpKind.Maximum, OpKind.Minimum];
-
-    // Derivative helpers (GeluGrad) record nothing: the catalogue gives them no kind (no second derivatives).
-    internal static OpKind? KindOf(UnaryOp op) => UnaryOpCatalogue.Of(op).Kind;
-    internal static OpKind? KindOf(BinaryOp op) => (int)op < BinaryKinds.Length ? BinaryKinds[(int)op] : null;
 }

@@ -7,7 +7,8 @@ namespace AttnCore;
 // Every op returns a new contiguous tensor; inputs may be any view.
 public sealed partial class Tensor
 {
-    private Tensor Map(UnaryOp op, string name, double scalar = 0, bool needsFloat = true)
+    // Whether an op takes int64 comes from its declaration (ElementwiseCatalogue), not from each call site.
+    private Tensor Map(UnaryOp op, string name, double scalar = 0)
     {
         if (DType == DType.Bool)
         {
@@ -15,22 +16,30 @@ public sealed partial class Tensor
             // negation has no bool meaning.
             if (op == UnaryOp.Neg) throw new ArgumentException($"Neg: cannot negate the bool tensor {Describe()}; use LogicalNot()");
             using var asFloat = To(DType.Float32);
-            return asFloat.Map(op, name, scalar, needsFloat);
+            return asFloat.Map(op, name, scalar);
         }
-        if (needsFloat) RequireFloat(name);
+        if (!ElementwiseCatalogue.Of(op).Int64) RequireFloat(name);
         var dst = EmptyLike();
         if (Numel > 0) Backend.Unary(op, scalar, Storage, Layout, dst.Storage);
-        return KindOf(op) is OpKind kind ? dst.Record(kind, [this], null, scalar) : dst;
+        return dst.Record(op, this, scalar);
     }
 
     /// <summary>The unary op <paramref name="op"/> by its code (tests run every catalogued op through this).</summary>
-    internal Tensor Apply(UnaryOp op, double scalar = 0) => Map(op, op.ToString(), scalar, needsFloat: !UnaryOpCatalogue.Of(op).Int64);
+    internal Tensor Apply(UnaryOp op, double scalar = 0) => Map(op, op.ToString(), scalar);
+
+    /// <summary>The binary op <paramref name="op"/> by its code (tests run every catalogued op through this).</summary>
+    internal Tensor Apply(BinaryOp op, Tensor other) => op switch
+    {
+        BinaryOp.LogicalAnd or BinaryOp.LogicalOr or BinaryOp.LogicalXor => Logical(other, op, op.ToString()),
+        BinaryOp.Pow => Pow(other),
+        _ => Zip(other, op, op.ToString()),
+    };
 
     /// <summary>-x</summary>
 
-    public Tensor Neg() => Map(UnaryOp.Neg, "Neg", needsFloat: false);
+    public Tensor Neg() => Map(UnaryOp.Neg, "Neg");
     /// <summary>|x|</summary>
-    public Tensor Abs() => Map(UnaryOp.Abs, "Abs", needsFloat: false);
+    public Tensor Abs() => Map(UnaryOp.Abs, "Abs");
     /// <summary>e^x</summary>
     public Tensor Exp() => Map(UnaryOp.Exp, "Exp");
     /// <summary>Natural log.</summary>
@@ -62,11 +71,11 @@ public sealed partial class Tensor
     /// <summary>Cosine.</summary>
     public Tensor Cos() => Map(UnaryOp.Cos, "Cos");
     /// <summary>x*x</summary>
-    public Tensor Square() => Map(UnaryOp.Square, "Square", needsFloat: false);
+    public Tensor Square() => Map(UnaryOp.Square, "Square");
     /// <summary>1/x</summary>
     public Tensor Reciprocal() => Map(UnaryOp.Reciprocal, "Reciprocal");
     /// <summary>-1, 0 or 1 (NaN stays NaN).</summary>
-    public Tensor Sign() => Map(UnaryOp.Sign, "Sign", needsFloat: false);
+    public Tensor Sign() => Map(UnaryOp.Sign, "Sign");
     /// <summary>x ^ exponent</summary>
     public Tensor Pow(double exponent) => Map(UnaryOp.PowScalar, "Pow", exponent);
     /// <summary>Clamps to [min, max]; either bound may be null.</summary>
@@ -74,10 +83,10 @@ public sealed partial class Tensor
     {
         if (min is null && max is null) throw new ArgumentException("Clamp: give at least one of min and max");
         if (min is double lo && max is double hi && lo > hi) throw new ArgumentException($"Clamp: min {lo} is greater than max {hi}");
-        if (min is null) return Map(UnaryOp.ClampMax, "Clamp", max!.Value, needsFloat: false);
-        var low = Map(UnaryOp.ClampMin, "Clamp", min.Value, needsFloat: false);
+        if (min is null) return Map(UnaryOp.ClampMax, "Clamp", max!.Value);
+        var low = Map(UnaryOp.ClampMin, "Clamp", min.Value);
         if (max is null) return low;
-        using (low) return low.Map(UnaryOp.ClampMax, "Clamp", max.Value, needsFloat: false);
+        using (low) return low.Map(UnaryOp.ClampMax, "Clamp", max.Value);
     }
 
     private Tensor Zip(Tensor other, BinaryOp op, string name)
@@ -89,7 +98,7 @@ public sealed partial class Tensor
             var shape = AttnCore.Shape.Broadcast(name, a.Layout.Shape, b.Layout.Shape);
             var dst = Empty(shape, IsComparison(op) ? DType.Bool : a.DType, Device, name);
             if (dst.Numel > 0) Backend.Binary(op, a.Storage, a.Layout.BroadcastTo(shape), b.Storage, b.Layout.BroadcastTo(shape), dst.Storage);
-            return KindOf(op) is OpKind kind ? dst.Record(kind, [this, other]) : dst;
+            return dst.Record(op, this, other);
         }
         finally
         {
@@ -191,15 +200,15 @@ public sealed partial class Tensor
         return Logical(yes, BinaryOp.LogicalXor, "LogicalNot");
     }
     /// <summary>max(this, value)</summary>
-    public Tensor Maximum(double value) => Map(UnaryOp.ClampMin, "Maximum", value, needsFloat: false);
+    public Tensor Maximum(double value) => Map(UnaryOp.ClampMin, "Maximum", value);
     /// <summary>min(this, value)</summary>
-    public Tensor Minimum(double value) => Map(UnaryOp.ClampMax, "Minimum", value, needsFloat: false);
+    public Tensor Minimum(double value) => Map(UnaryOp.ClampMax, "Minimum", value);
 
     /// <summary>this + value</summary>
 
-    public Tensor Add(double value) => Map(UnaryOp.AddScalar, "Add", value, needsFloat: false);
+    public Tensor Add(double value) => Map(UnaryOp.AddScalar, "Add", value);
     /// <summary>this * value</summary>
-    public Tensor Mul(double value) => Map(UnaryOp.MulScalar, "Mul", value, needsFloat: false);
+    public Tensor Mul(double value) => Map(UnaryOp.MulScalar, "Mul", value);
 
     /// <summary>
     /// Picks <paramref name="a"/> where <paramref name="condition"/> is true, else <paramref name="b"/> (all broadcast).
@@ -238,17 +247,17 @@ public sealed partial class Tensor
     /// <summary>-a, as <see cref="Neg"/>.</summary>
     public static Tensor operator -(Tensor a) => a.Neg();
     /// <summary>a + s for every element; keeps a's dtype (int64 too).</summary>
-    public static Tensor operator +(Tensor a, double s) => a.Map(UnaryOp.AddScalar, "Add", s, needsFloat: false);
+    public static Tensor operator +(Tensor a, double s) => a.Map(UnaryOp.AddScalar, "Add", s);
     /// <summary>s + a for every element; keeps a's dtype.</summary>
-    public static Tensor operator +(double s, Tensor a) => a.Map(UnaryOp.AddScalar, "Add", s, needsFloat: false);
+    public static Tensor operator +(double s, Tensor a) => a.Map(UnaryOp.AddScalar, "Add", s);
     /// <summary>a - s for every element; keeps a's dtype.</summary>
-    public static Tensor operator -(Tensor a, double s) => a.Map(UnaryOp.AddScalar, "Sub", -s, needsFloat: false);
+    public static Tensor operator -(Tensor a, double s) => a.Map(UnaryOp.AddScalar, "Sub", -s);
     /// <summary>s - a for every element; keeps a's dtype.</summary>
-    public static Tensor operator -(double s, Tensor a) => a.Map(UnaryOp.RSubScalar, "Sub", s, needsFloat: false);
+    public static Tensor operator -(double s, Tensor a) => a.Map(UnaryOp.RSubScalar, "Sub", s);
     /// <summary>a · s for every element; keeps a's dtype.</summary>
-    public static Tensor operator *(Tensor a, double s) => a.Map(UnaryOp.MulScalar, "Mul", s, needsFloat: false);
+    public static Tensor operator *(Tensor a, double s) => a.Map(UnaryOp.MulScalar, "Mul", s);
     /// <summary>s · a for every element; keeps a's dtype.</summary>
-    public static Tensor operator *(double s, Tensor a) => a.Map(UnaryOp.MulScalar, "Mul", s, needsFloat: false);
+    public static Tensor operator *(double s, Tensor a) => a.Map(UnaryOp.MulScalar, "Mul", s);
     /// <summary>a / s for every element: an int64 tensor divides as <see cref="Div(Tensor)"/> does, a float tensor multiplies by 1/s.</summary>
     public static Tensor operator /(Tensor a, double s) => a.DType == DType.Int64 ? a.ZipScalar(s, BinaryOp.Div, "Div") : a.Map(UnaryOp.MulScalar, "Div", 1.0 / s);
     /// <summary>s / a for every element (a float tensor).</summary>

@@ -236,7 +236,7 @@ public sealed partial class IlgpuBackend : IBackend
         string name = op.ToString();
         var (s, d) = (S(src, name), S(dst, name));
         if (src.DType != dst.DType || src.DType is not (DType.Float32 or DType.Int64)) throw WrongType(name, src.DType != DType.Float32 ? src.DType : dst.DType);
-        if (src.DType == DType.Int64 && !UnaryOpCatalogue.Of(op).Int64)
+        if (src.DType == DType.Int64 && !ElementwiseCatalogue.Of(op).Int64)
             throw new NotSupportedException($"{op}: not defined for int64 tensors; convert with To(DType.Float32) first");
         CheckFits(name, "src", src, srcLayout);
         long n = srcLayout.Numel;

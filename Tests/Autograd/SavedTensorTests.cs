@@ -1,4 +1,5 @@
 using AttnCore.Memory;
+using AttnCore.Kernels;
 using NUnit.Framework;
 
 namespace AttnCore.Tests.Autograd;
@@ -122,7 +123,8 @@ public class SavedTensorTests
     public void Every_rule_reads_exactly_what_its_op_saves()
     {
         // Every GradCheck case plus cases for the kinds the catalogue reaches only without gradients.
-        var cases = GradCheckTests.Cases.Select(c => (c.Name, c.Shapes, c.F)).Concat(
+        var cases = GradCheckTests.Cases.Concat(GradCheckTests.CatalogueCases).Concat(GradCheckTests.BinaryCatalogueCases)
+            .Select(c => (c.Name, c.Shapes, c.F)).Concat(
         [
             ("ToDType", new[] { new[] { 3 } }, (Func<Tensor[], Tensor>)(x => x[0].To(DType.Float32).To(DType.Float64))),
             ("ClampMaxOnly", new[] { new[] { 4 } }, x => x[0].Clamp(max: 0.1)),
@@ -138,7 +140,7 @@ public class SavedTensorTests
                 x => x[0].CrossEntropy(Tensor.FromArray(new long[] { 0, 4, 2, 1 }), labelSmoothing: 0.1, weight: Tensor.FromArray(new double[] { 1, 2, 0.5, 1, 3 }))),
             ("CrossEntropyProbabilities", new[] { new[] { 4, 5 }, new[] { 4, 5 } }, x => x[0].CrossEntropy(x[1], reduction: Reduction.Sum)),
         ]).ToArray();
-        var seen = new HashSet<OpKind>();
+        var seen = new HashSet<string>();
         var problems = new List<string>();
         foreach (var (name, shapes, f) in cases)
         {
@@ -154,17 +156,21 @@ public class SavedTensorTests
             foreach (var n in nodes)
             {
                 if (n.Kind == OpKind.Custom) continue;
-                seen.Add(n.Kind);
+                seen.Add(n.Kind is OpKind.Unary or OpKind.Binary ? $"{n.Kind}.{n.Name}" : n.Kind.ToString());
                 for (int i = 0; i < n.Saved.SavedCount; i++)
-                    if (!n.Saved.WasRead(i)) problems.Add($"{name}: {n.Kind} saved tensor {i} (declared {n.Saves}, {n.Saved.SavedCount} in all) but its rule never read it");
-                if (!n.Saved.IsReleased && n.Saved.SavedCount > 0) problems.Add($"{name}: {n.Kind} kept its saved tensors after Backward");
+                    if (!n.Saved.WasRead(i)) problems.Add($"{name}: {n.Name} saved tensor {i} (declared {n.Saves}, {n.Saved.SavedCount} in all) but its rule never read it");
+                if (!n.Saved.IsReleased && n.Saved.SavedCount > 0) problems.Add($"{name}: {n.Name} kept its saved tensors after Backward");
             }
         }
-        var unseen = Enum.GetValues<OpKind>().Where(k => k != OpKind.Custom && !seen.Contains(k)).ToArray();
+        // Every OpKind, and under Unary and Binary every differentiable element-wise op of the catalogue.
+        var expected = Enum.GetValues<OpKind>().Where(k => k is not (OpKind.Custom or OpKind.Unary or OpKind.Binary)).Select(k => k.ToString())
+            .Concat(ElementwiseCatalogue.Unary.Where(e => e.Differentiable).Select(e => $"Unary.{e.Name}"))
+            .Concat(ElementwiseCatalogue.Binary.Where(e => e.Differentiable).Select(e => $"Binary.{e.Name}"));
+        var unseen = expected.Where(k => !seen.Contains(k)).ToArray();
         Assert.Multiple(() =>
         {
             Assert.That(problems, Is.Empty);
-            Assert.That(unseen, Is.Empty, "every OpKind is exercised");
+            Assert.That(unseen, Is.Empty, "every OpKind and element-wise op is exercised");
         });
     }
 

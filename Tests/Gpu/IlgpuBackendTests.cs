@@ -176,7 +176,7 @@ public class IlgpuBackendTests(string deviceName) : DeviceFixture<IlgpuBackendTe
             foreach (var kind in new[] { Kind.Contiguous, Kind.Transposed, Kind.Strided })
                 foreach (var op in Enum.GetValues<UnaryOp>())
                 {
-                    bool positive = UnaryOpCatalogue.Of(op).PositiveOnly;
+                    bool positive = ElementwiseCatalogue.Of(op).PositiveOnly;
                     double s = op switch { UnaryOp.PowScalar => 3, UnaryOp.ClampMin => -0.3, UnaryOp.ClampMax => 0.4, _ => 1.7 };
                     using var x = Make(shape, kind, rng, positive ? v => Math.Abs(v) + 0.1 : v => 2 * v);
                     long n = x.Layout.Numel;
