@@ -1,6 +1,6 @@
 #!/usr/bin/env pwsh
 # Thin wrapper over the dotnet commands the README gives (PowerShell 7, any OS).
-#   ./build.ps1 build | test | demo | bench [op args...] | pack
+#   ./build.ps1 build | test | demo | bench [op args...] | pack [folder]
 param(
     [Parameter(Position = 0)]
     [ValidateSet('build', 'test', 'demo', 'bench', 'pack')]
@@ -17,10 +17,11 @@ switch ($Task) {
     'demo'  { dotnet run -c Release --project Cli -- demo @Rest }
     'bench' { dotnet run -c Release --project Cli -- bench @Rest }
     'pack'  {
-        foreach ($p in 'Kernels/AttnCore.Kernels.csproj', 'Engine/AttnCore.Engine.csproj', 'Autograd/AttnCore.Autograd.csproj', 'Models/AttnCore.Models.csproj', 'Presentation/AttnCore.Presentation.csproj') {
-            dotnet pack $p -c Release -o artifacts
-            if ($LASTEXITCODE -ne 0) { exit $LASTEXITCODE }
-        }
+        # Every packable project of the solution (the libraries and the attncore tool) into one folder:
+        #   ./build.ps1 pack [folder (default artifacts)] [more dotnet pack options, e.g. --no-build]
+        $out = 'artifacts'
+        if ($Rest.Count -gt 0 -and -not $Rest[0].StartsWith('-')) { $out = $Rest[0]; $Rest = @($Rest | Select-Object -Skip 1) }
+        dotnet pack AttnCore.sln -c Release -o $out @Rest
     }
 }
 exit $LASTEXITCODE
