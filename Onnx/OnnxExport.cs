@@ -11,7 +11,12 @@ namespace AttnCore.Onnx;
 /// positions appended (<c>present_key_i</c>, <c>present_value_i</c>), so generation feeds one token per
 /// step instead of recomputing the whole sequence. A past of length 0 makes it the plain prompt pass.
 /// </param>
-public sealed record OnnxExportOptions(bool KeyValueCache = false);
+/// <param name="PaddingMasks">
+/// Transformer only: the graph also takes <c>source_padding_mask</c> bool [batch, source_sequence] and
+/// <c>target_padding_mask</c> bool [batch, target_sequence], true where a token is padding (the engine's key padding
+/// masks), so batches of unequal lengths run padded.
+/// </param>
+public sealed record OnnxExportOptions(bool KeyValueCache = false, bool PaddingMasks = false);
 
 /// <summary>
 /// <c>module.ExportOnnx(path, sampleInputs)</c>: writes an ONNX model (opset <see cref="OnnxGraph.Opset"/>,
@@ -64,6 +69,7 @@ public static class OnnxExport
         lock (Builders) Builders.TryGetValue(module.GetType(), out builder);
         if (builder is not null) return builder(module, sampleInputs, options);
         if (options.KeyValueCache) throw new NotSupportedException($"ONNX export: a key/value cache graph is exported for Gpt only, not for {module.GetType().Name}");
+        if (options.PaddingMasks) throw new NotSupportedException($"ONNX export: padding mask inputs are exported for Transformer only, not for {module.GetType().Name}");
         if (OnnxLayers.IsSupported(module)) return LayerGraph(module, sampleInputs);
         throw new NotSupportedException($"ONNX export: {module.GetType().Name} has no ONNX mapping (models: {string.Join(", ", SupportedModels)}; layers: {string.Join(", ", OnnxLayers.Supported)})");
     }
@@ -106,6 +112,7 @@ public static class OnnxExport
     private static OnnxGraph GptGraph(Gpt gpt, IReadOnlyList<Tensor> samples, OnnxExportOptions options)
     {
         var c = gpt.Config;
+        if (options.PaddingMasks) throw new NotSupportedException("ONNX export: padding mask inputs are exported for Transformer only, not for Gpt (its Forward takes no mask)");
         if (samples.Count != 1) throw new ArgumentException($"ONNX export: Gpt takes one input (tokens [batch, sequence]), got {samples.Count} sample inputs");
         CheckTokens("Gpt", "tokens", samples[0], c.Vocab, c.BlockSize);
         int dh = c.Dim / c.Heads;
@@ -149,7 +156,7 @@ public static class OnnxExport
 
     /// <summary>
     /// The encoder-decoder Transformer: source [batch, source_sequence] and target [batch, target_sequence] →
-    /// logits [batch, target_sequence, target_vocab] (teacher forcing, no padding masks). Embeddings scaled by
+    /// logits [batch, target_sequence, target_vocab] (teacher forcing; padding masks with <see cref="OnnxExportOptions.PaddingMasks"/>). Embeddings scaled by
     /// √D plus the sinusoidal table's rows, pre- or post-norm layers, causal self-attention and cross-attention
     /// in the decoder.
     /// </summary>
@@ -166,6 +173,8 @@ public static class OnnxExport
         g.Metadata("attncore.config", JsonSerializer.Serialize(c));
         var source = g.Input("source", OnnxGraph.ElementType.Int64, "batch", "source_sequence");
         var target = g.Input("target", OnnxGraph.ElementType.Int64, "batch", "target_sequence");
+        var sourcePadding = options.PaddingMasks ? g.Input("source_padding_mask", OnnxGraph.ElementType.Bool, "batch", "source_sequence") : null;
+        var targetPadding = options.PaddingMasks ? g.Input("target_padding_mask", OnnxGraph.ElementType.Bool, "batch", "target_sequence") : null;
         var table = g.Weight(OnnxLayers.Child<SinusoidalPositionalEncoding>(model, "pos").Table, "pos.pe");
         var scale = g.Scalar("embed_scale", (float)Math.Sqrt(c.Dim));
         var start = g.IntScalar("position_start", 0);
@@ -181,12 +190,12 @@ public static class OnnxExport
             var ff = OnnxLayers.Child<FeedForward>(layer, "ff");
             if (layer.PreNorm)
             {
-                h = g.Add(h, OnnxLayers.Attention(g, layer.SelfAttention, p + ".attn", Norm(layer, "ln1", p, h), null, false, null, out _), p + ".attn_residual");
+                h = g.Add(h, OnnxLayers.Attention(g, layer.SelfAttention, p + ".attn", Norm(layer, "ln1", p, h), null, false, null, out _, sourcePadding), p + ".attn_residual");
                 h = g.Add(h, OnnxLayers.Emit(g, ff, p + ".ff", Norm(layer, "ln2", p, h)), p + ".ff_residual");
             }
             else
             {
-                h = Norm(layer, "ln1", p, g.Add(h, OnnxLayers.Attention(g, layer.SelfAttention, p + ".attn", h, null, false, null, out _), p + ".attn_residual"));
+                h = Norm(layer, "ln1", p, g.Add(h, OnnxLayers.Attention(g, layer.SelfAttention, p + ".attn", h, null, false, null, out _, sourcePadding), p + ".attn_residual"));
                 h = Norm(layer, "ln2", p, g.Add(h, OnnxLayers.Emit(g, ff, p + ".ff", h), p + ".ff_residual"));
             }
         }
@@ -200,14 +209,14 @@ public static class OnnxExport
             var ff = OnnxLayers.Child<FeedForward>(layer, "ff");
             if (layer.PreNorm)
             {
-                h = g.Add(h, OnnxLayers.Attention(g, layer.SelfAttention, p + ".self_attn", Norm(layer, "ln1", p, h), null, true, null, out _), p + ".self_residual");
-                h = g.Add(h, OnnxLayers.Attention(g, layer.CrossAttention, p + ".cross_attn", Norm(layer, "ln2", p, h), memory, false, null, out _), p + ".cross_residual");
+                h = g.Add(h, OnnxLayers.Attention(g, layer.SelfAttention, p + ".self_attn", Norm(layer, "ln1", p, h), null, true, null, out _, targetPadding), p + ".self_residual");
+                h = g.Add(h, OnnxLayers.Attention(g, layer.CrossAttention, p + ".cross_attn", Norm(layer, "ln2", p, h), memory, false, null, out _, sourcePadding), p + ".cross_residual");
                 h = g.Add(h, OnnxLayers.Emit(g, ff, p + ".ff", Norm(layer, "ln3", p, h)), p + ".ff_residual");
             }
             else
             {
-                h = Norm(layer, "ln1", p, g.Add(h, OnnxLayers.Attention(g, layer.SelfAttention, p + ".self_attn", h, null, true, null, out _), p + ".self_residual"));
-                h = Norm(layer, "ln2", p, g.Add(h, OnnxLayers.Attention(g, layer.CrossAttention, p + ".cross_attn", h, memory, false, null, out _), p + ".cross_residual"));
+                h = Norm(layer, "ln1", p, g.Add(h, OnnxLayers.Attention(g, layer.SelfAttention, p + ".self_attn", h, null, true, null, out _, targetPadding), p + ".self_residual"));
+                h = Norm(layer, "ln2", p, g.Add(h, OnnxLayers.Attention(g, layer.CrossAttention, p + ".cross_attn", h, memory, false, null, out _, sourcePadding), p + ".cross_residual"));
                 h = Norm(layer, "ln3", p, g.Add(h, OnnxLayers.Emit(g, ff, p + ".ff", h), p + ".ff_residual"));
             }
         }

@@ -90,9 +90,11 @@ public static class OnnxLayers
     /// projection. With <paramref name="past"/> (key/value cache inputs [B, Hkv, P, Dh]) the new keys and values
     /// are appended to the past ones (Concat) and returned in <paramref name="present"/>. Grouped-query heads
     /// are matched by broadcasting q [B, Hkv, G, Tq, Dh] against k [B, Hkv, 1, Tk, Dh], so K and V are not copied.
+    /// <paramref name="keyPaddingMask"/> (bool [B, Tk], true hides the key) joins the causal mask; a query left with
+    /// no key gets zero weights (Where after the Softmax), the engine's convention, where a bare Softmax gives NaN.
     /// </summary>
     public static string Attention(OnnxGraph g, MultiHeadAttention attn, string path, string x, string? memory, bool causal,
-        (string Key, string Value)? past, out (string Key, string Value) present)
+        (string Key, string Value)? past, out (string Key, string Value) present, string? keyPaddingMask = null)
     {
         if (attn.IsCrossAttention != memory is not null)
             throw new ArgumentException($"ONNX export: attention '{path}' is {(attn.IsCrossAttention ? "cross" : "self")}-attention but was given {(memory is null ? "no" : "a")} memory");
@@ -129,8 +131,18 @@ public static class OnnxLayers
             swapLast = [0, 1, 2, 4, 3];
         }
         var scores = g.Mul(g.MatMul(q, g.Transpose(k, path + ".key_t", swapLast), path + ".qk"), g.Scalar(path + ".scale", (float)(1 / Math.Sqrt(dh))), path + ".scores");
-        if (causal) scores = g.MaskScores(scores, g.CausalMask(scores, path + ".causal"), path + ".masked");
-        var output = g.MatMul(g.Softmax(scores, path + ".weights"), v, path + ".context");
+        string? keep = causal ? g.CausalMask(scores, path + ".causal") : null;
+        if (keyPaddingMask is not null)
+        {
+            // [B, Tk] -> [B, 1, 1, Tk] (or [B, 1, 1, 1, Tk] with grouped heads), true where the key is visible.
+            var visible = g.Node("Not", [keyPaddingMask], path + ".visible");
+            visible = g.Unsqueeze(visible, path + ".visible_keys", groups > 1 ? new long[] { 1, 2, 3 } : new long[] { 1, 2 });
+            keep = keep is null ? visible : g.Node("And", [keep, visible], path + ".keep");
+        }
+        if (keep is not null) scores = g.MaskScores(scores, keep, path + ".masked");
+        var weights = g.Softmax(scores, path + ".weights");
+        if (keyPaddingMask is not null) weights = g.Node("Where", [keep!, weights, g.Scalar(path + ".zero", 0f)], path + ".visible_weights");
+        var output = g.MatMul(weights, v, path + ".context");
         if (groups > 1) output = g.Reshape(output, path + ".context_heads", 0, attn.Heads, -1, dh);
         var merged = g.Reshape(g.Transpose(output, path + ".context_t", 0, 2, 1, 3), path + ".merged", 0, 0, attn.Dim);
         return Linear(g, Child<Linear>(attn, "proj"), path + ".proj", merged);

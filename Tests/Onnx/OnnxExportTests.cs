@@ -155,6 +155,35 @@ public class OnnxExportTests
         }
     }
 
+    [Test]
+    public void Transformer_with_padding_masks_matches_onnx_runtime_including_a_query_that_sees_no_key()
+    {
+        var config = new TransformerConfig(SourceVocab: 13, TargetVocab: 17, Dim: 16, Heads: 2, EncoderLayers: 1, DecoderLayers: 2, Hidden: 32, MaxLength: 20);
+        using var model = new Transformer(config, new Generator(4));
+        model.Eval();
+        string path = PathFor("transformer-masks");
+        using (var s = Ids(RandomIds(6, 13, 1), 2, 3))
+        using (var t = Ids(RandomIds(8, 17, 2), 2, 4))
+            model.ExportOnnx(path, new OnnxExportOptions(PaddingMasks: true), s, t);
+        using var session = new InferenceSession(path);
+        const int b = 3, ls = 5, lt = 4;
+        // Source rows padded at the end by 0, 2 and 4; target rows: none, the last token, and the FIRST token, so
+        // that row's first query sees no key at all (causal + padding): the engine gives it zero weights.
+        bool[] sourcePad = [.. new[] { 0, 2, 4 }.SelectMany(n => Enumerable.Range(0, ls).Select(j => j >= ls - n))];
+        bool[] targetPad = [false, false, false, false, false, false, false, true, true, false, false, false];
+        var src = RandomIds(b * ls, config.SourceVocab, 5);
+        var tgt = RandomIds(b * lt, config.TargetVocab, 6);
+        using var source = Ids(src, b, ls);
+        using var target = Ids(tgt, b, lt);
+        using var sourceMask = Tensor.FromArray(sourcePad.Select(p => p ? 1f : 0f).ToArray(), [b, ls]);
+        using var targetMask = Tensor.FromArray(targetPad.Select(p => p ? 1f : 0f).ToArray(), [b, lt]);
+        var expected = Engine(() => model.Forward(source, target, sourceMask, targetMask));
+        var outputs = RunOrt(session, ("source", Longs(src, b, ls)), ("target", Longs(tgt, b, lt)),
+            ("source_padding_mask", OrtValue.CreateTensorValueFromMemory(sourcePad, [b, ls])), ("target_padding_mask", OrtValue.CreateTensorValueFromMemory(targetPad, [b, lt])));
+        Assert.That(outputs["logits"].Values, Has.All.Matches<float>(float.IsFinite));
+        AssertClose(outputs["logits"].Values, expected, "Transformer logits with padding masks");
+    }
+
     [TestCase(false, TestName = "FeedForward_with_gelu_exports_through_the_layer_table")]
     [TestCase(true, TestName = "FeedForward_with_relu_exports_through_the_layer_table")]
     public void A_mapped_layer_exports_alone(bool relu)
