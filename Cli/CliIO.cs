@@ -72,6 +72,8 @@ public enum PathKind
     ExistingFile,
     /// <summary>A folder the command writes into: it may not exist yet, but it cannot be a file or lie under one.</summary>
     OutputFolder,
+    /// <summary>A file the command writes (replacing it): it cannot be a folder or lie under a file.</summary>
+    OutputFile,
 }
 
 /// <summary>A path option's rule (see <see cref="PathKind"/>).</summary>
@@ -87,6 +89,10 @@ public sealed record PathRule(PathKind Kind)
     /// <summary>An output folder option with a default.</summary>
     public static Option<string> OutputFolder(string name, string description, string defaultValue) =>
         new PathRule(PathKind.OutputFolder).On(new Option<string>(name) { Description = description, DefaultValueFactory = _ => defaultValue });
+
+    /// <summary>A required option naming a file to write.</summary>
+    public static Option<string> OutputFile(string name, string description) =>
+        new PathRule(PathKind.OutputFile).On(new Option<string>(name) { Description = description, Required = true });
 
     private Option<string> On(Option<string> option)
     {
@@ -105,7 +111,11 @@ public sealed record PathRule(PathKind Kind)
             else if (!File.Exists(path)) result.AddError($"{name}: no file at '{path}'");
             return;
         }
-        if (File.Exists(path)) { result.AddError($"{name} '{path}' is a file; it must name a folder for the run's files"); return; }
+        if (Kind == PathKind.OutputFile)
+        {
+            if (Directory.Exists(path)) { result.AddError($"{name} '{path}' is a folder; it must name the file to write"); return; }
+        }
+        else if (File.Exists(path)) { result.AddError($"{name} '{path}' is a file; it must name a folder for the run's files"); return; }
         for (string? up = Path.GetDirectoryName(Path.GetFullPath(path)); up is not null; up = Path.GetDirectoryName(up))
             if (File.Exists(up)) { result.AddError($"{name} '{path}' cannot be created: '{up}' is a file"); return; }
             else if (Directory.Exists(up)) return;

@@ -35,6 +35,7 @@ public static class BenchCommand
         bench.Subcommands.Add(GptStep(io));
         bench.Subcommands.Add(BenchPeak.Create(io));
         bench.Subcommands.Add(ResNetStepBench.Create(io));
+        bench.Subcommands.Add(BenchGptInfer.Create(io));
         return bench;
     }
 
@@ -153,12 +154,7 @@ public static class BenchCommand
         cmd.SetAction(p => Execute(io, p, common, vs, secs, torch, device =>
         {
             string name = p.GetValue(config) ?? "baby";
-            var cfg = name switch
-            {
-                "small" => new GptConfig(65, BlockSize: 256, Layers: 6, Heads: 6, Dim: 384),
-                "tiny" => new GptConfig(65, BlockSize: 16, Layers: 1, Heads: 2, Dim: 16),
-                _ => new GptConfig(65, BlockSize: 64, Layers: 4, Heads: 4, Dim: 128),
-            };
+            var cfg = BenchGptInfer.Preset(name);
             int batch = name switch { "small" => 16, "tiny" => 2, _ => 12 };
             var model = new Gpt(cfg, new Generator(p.GetValue(common.Seed)), device);
             var opt = new AdamW(model.Parameters(), 1e-3, 0.9, 0.99, 1e-8, 0.1);

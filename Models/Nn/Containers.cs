@@ -37,6 +37,8 @@ public sealed class FeedForward : Module<Tensor, Tensor>
 
     /// <summary>The output projection (GPT-2 scales its initialisation).</summary>
     public Linear Projection => _proj;
+    /// <summary>True when the activation is ReLU, false for GELU (what an exporter must know).</summary>
+    public bool UsesRelu => _relu;
 
     /// <inheritdoc/>
     public override Tensor Forward(Tensor x)
