@@ -34,6 +34,7 @@ public static class BenchCommand
         bench.Subcommands.Add(Attention(io));
         bench.Subcommands.Add(GptStep(io));
         bench.Subcommands.Add(BenchPeak.Create(io));
+        foreach (var distributed in BenchDistributed.Commands(io)) bench.Subcommands.Add(distributed);
         return bench;
     }
 
