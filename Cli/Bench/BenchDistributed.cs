@@ -18,6 +18,14 @@ public static class BenchDistributed
     /// <summary>The two commands.</summary>
     public static IEnumerable<Command> Commands(CliIO io) => [Allreduce(io), DdpStep(io)];
 
+    /// <summary>The GPT of <c>bench gpt-step</c> and <c>bench ddp-step</c> (vocabulary 65) and its batch: tiny, baby (the default) or small.</summary>
+    public static (GptConfig Config, int Batch) GptStepConfig(string name) => name switch
+    {
+        "small" => (new GptConfig(65, BlockSize: 256, Layers: 6, Heads: 6, Dim: 384), 16),
+        "tiny" => (new GptConfig(65, BlockSize: 16, Layers: 1, Heads: 2, Dim: 16), 2),
+        _ => (new GptConfig(65, BlockSize: 64, Layers: 4, Heads: 4, Dim: 128), 12),
+    };
+
     private static Option<bool> JsonOption() => new("--json") { Description = "print the result as one JSON object on the last line" };
 
     // In-place float32 sum of --bytes over all ranks, timed per call after a warm-up; the figures are the mean over ranks.
@@ -73,13 +81,7 @@ public static class BenchDistributed
             var world = Communicator.World;
             var say = world.IsPrimary ? io : new CliIO(TextWriter.Null, io.Err);
             string name = p.GetValue(config) ?? "baby";
-            var cfg = name switch
-            {
-                "small" => new GptConfig(65, BlockSize: 256, Layers: 6, Heads: 6, Dim: 384),
-                "tiny" => new GptConfig(65, BlockSize: 16, Layers: 1, Heads: 2, Dim: 16),
-                _ => new GptConfig(65, BlockSize: 64, Layers: 4, Heads: 4, Dim: 128),
-            };
-            int batch = name switch { "small" => 16, "tiny" => 2, _ => 12 };
+            var (cfg, batch) = GptStepConfig(name);
             using var model = new Gpt(cfg, new Generator(1));
             long bucketBytes = (long)Math.Max(1, Math.Round(p.GetValue(bucketMb) * (1 << 20)));
             using var dp = new DataParallel(world, model.NamedParameters(), model.NamedBuffers(), new DataParallelOptions { BucketBytes = bucketBytes });

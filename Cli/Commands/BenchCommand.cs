@@ -153,13 +153,7 @@ public static class BenchCommand
         cmd.SetAction(p => Execute(io, p, common, vs, secs, torch, device =>
         {
             string name = p.GetValue(config) ?? "baby";
-            var cfg = name switch
-            {
-                "small" => new GptConfig(65, BlockSize: 256, Layers: 6, Heads: 6, Dim: 384),
-                "tiny" => new GptConfig(65, BlockSize: 16, Layers: 1, Heads: 2, Dim: 16),
-                _ => new GptConfig(65, BlockSize: 64, Layers: 4, Heads: 4, Dim: 128),
-            };
-            int batch = name switch { "small" => 16, "tiny" => 2, _ => 12 };
+            var (cfg, batch) = BenchDistributed.GptStepConfig(name);
             var model = new Gpt(cfg, new Generator(p.GetValue(common.Seed)), device);
             var opt = new AdamW(model.Parameters(), 1e-3, 0.9, 0.99, 1e-8, 0.1);
             var x = Tensor.RandInt(0, 65, [batch, cfg.BlockSize], 5, device); var y = Tensor.RandInt(0, 65, [batch, cfg.BlockSize], 6, device);
