@@ -117,7 +117,7 @@ public static class BenchDistributed
             double hidden = world.Size == 1 || allreduce <= 0 ? 0 : Math.Clamp(1 - exposed / allreduce, 0, 1);
             double samples = (double)batch * world.Size / stepSeconds;
             say.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"ddp-step {name}: {world.Size} ranks x {WorkerPool.ThreadCount} threads, batch {batch} per rank, {model.ParameterCount():N0} parameters in {dp.BucketCount} buckets"));
+                $"ddp-step {name}: {world.Size} rank{(world.Size == 1 ? "" : "s")} x {WorkerPool.ThreadCount} thread{(WorkerPool.ThreadCount == 1 ? "" : "s")}, batch {batch} per rank, {model.ParameterCount():N0} parameters in {dp.BucketCount} buckets"));
             say.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"  step {stepSeconds * 1e3:F1} ms, {samples:F1} samples/s; all-reduce {allreduce * 1e3:F2} ms a step blocking, {exposed * 1e3:F2} ms exposed after backward: {hidden * 100:F0}% hidden"));
             if (p.GetValue(json))
