@@ -23,7 +23,7 @@ public static class AutogradExtensions
             throw new ArgumentException($"Backward: gradient shape {Shape.Format(gradient.Shape)} differs from the output's {Shape.Format(output.Shape)}");
 
         using var noGrad = new NoGrad();
-        var order = TopologicalOrder(output);
+        var (order, consumers) = TopologicalOrder(output);
         // Gradients flowing to non-leaf tensors, by identity; each is disposed once its node has run.
         var pending = new Dictionary<Tensor, Tensor>(ReferenceEqualityComparer.Instance);
         // The seed belongs to the backward scope too, or a Backward called outside any scope leaks it.
@@ -48,11 +48,24 @@ public static class AutogradExtensions
             {
                 var input = node.Inputs[k];
                 var gi = grads[k];
-                if (gi is null || !input.RequiresGrad) continue;
-                if (!gi.Shape.SequenceEqual(input.Shape))
-                    throw new InvalidOperationException($"Backward: the {node.Name} rule returned a gradient of shape {Shape.Format(gi.Shape)} for an input of shape {Shape.Format(input.Shape)}");
-                if (pending.TryGetValue(input, out var acc)) pending[input] = acc + gi;
-                else pending[input] = gi;
+                if (gi is not null && input.RequiresGrad)
+                {
+                    if (!gi.Shape.SequenceEqual(input.Shape))
+                        throw new InvalidOperationException($"Backward: the {node.Name} rule returned a gradient of shape {Shape.Format(gi.Shape)} for an input of shape {Shape.Format(input.Shape)}");
+                    if (pending.TryGetValue(input, out var acc)) pending[input] = acc + gi;
+                    else pending[input] = gi;
+                }
+                // A leaf whose last consumer has run holds its final gradient now: accumulate it (and run its hooks) at
+                // once rather than where the topological order puts it, so data-parallel all-reduces start early in backward.
+                if (input.GradFn is null && consumers.TryGetValue(input, out int left))
+                {
+                    if (left > 1) consumers[input] = left - 1;
+                    else
+                    {
+                        consumers.Remove(input);
+                        if (pending.Remove(input, out var final)) Accumulate(input, final);
+                    }
+                }
             }
         }
     }
@@ -69,11 +82,14 @@ public static class AutogradExtensions
             old?.Dispose();
         }
         finally { TensorScope.Resume(outer); }
+        GradHooks.AfterAccumulate(leaf);
     }
 
-    private static List<Tensor> TopologicalOrder(Tensor root)
+    // Also counts, for each leaf, the graph edges that lead into it (one per input slot of a node that uses it).
+    private static (List<Tensor> Order, Dictionary<Tensor, int> LeafConsumers) TopologicalOrder(Tensor root)
     {
         var order = new List<Tensor>();
+        var consumers = new Dictionary<Tensor, int>(ReferenceEqualityComparer.Instance);
         var seen = new HashSet<Tensor>(ReferenceEqualityComparer.Instance);
         var stack = new Stack<(Tensor T, bool Expanded)>();
         stack.Push((root, false));
@@ -85,9 +101,13 @@ public static class AutogradExtensions
             stack.Push((t, true));
             if (t.GradFn is { } node)
                 foreach (var input in node.Inputs)
-                    if (input.RequiresGrad && !seen.Contains(input)) stack.Push((input, false));
+                {
+                    if (!input.RequiresGrad) continue;
+                    if (input.GradFn is null) consumers[input] = consumers.GetValueOrDefault(input) + 1;
+                    if (!seen.Contains(input)) stack.Push((input, false));
+                }
         }
-        return order;   // inputs before the tensors computed from them
+        return (order, consumers);   // inputs before the tensors computed from them
     }
 
     /// <summary>Sets the gradient of every given tensor to null (what an optimizer's ZeroGrad does).</summary>

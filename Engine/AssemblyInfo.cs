@@ -1,9 +1,11 @@
 // Members that exist only for the layers above and for tests, not for users, are internal and opened to
 // exactly these assemblies: the optimizer steps (Tensor.AdamUpdate_, SgdUpdate_) and Tensor.GeluDerivative for
 // Autograd's optimizers and rules; Tensor.Storage for the cuBLAS comparison in the CLI's bench and for tests that
-// inspect storage sharing. Kernels/AssemblyInfo.cs does the same for Kernels' test-only members.
+// inspect storage sharing; Tensor.Storage and Backend for AttnCore.Distributed, which stages gradients through pinned
+// host buffers without a temporary array per copy. Kernels/AssemblyInfo.cs does the same for Kernels' test-only members.
 using System.Runtime.CompilerServices;
 
 [assembly: InternalsVisibleTo("AttnCore.Autograd")]
 [assembly: InternalsVisibleTo("AttnCore.Tests")]
 [assembly: InternalsVisibleTo("attncore")]
+[assembly: InternalsVisibleTo("AttnCore.Distributed")]

@@ -78,13 +78,8 @@ public static class BenchGptInfer
         return cmd;
     }
 
-    /// <summary>The GPT sizes of bench's --config presets (gpt-step and gpt-infer), vocabulary 65 as tinyshakespeare.</summary>
-    internal static GptConfig Preset(string name) => name switch
-    {
-        "small" => new GptConfig(65, BlockSize: 256, Layers: 6, Heads: 6, Dim: 384),
-        "tiny" => new GptConfig(65, BlockSize: 16, Layers: 1, Heads: 2, Dim: 16),
-        _ => new GptConfig(65, BlockSize: 64, Layers: 4, Heads: 4, Dim: 128),
-    };
+    /// <summary>The GPT sizes of bench's --config presets (gpt-step, ddp-step and gpt-infer): one table, in BenchDistributed.</summary>
+    internal static GptConfig Preset(string name) => BenchDistributed.GptStepConfig(name).Config;
 
     /// <summary>One runtime: a prompt pass and a cached generation, each an untimed setup and a timed part.</summary>
     private interface ISide : IDisposable

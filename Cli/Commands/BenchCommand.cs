@@ -36,6 +36,7 @@ public static class BenchCommand
         bench.Subcommands.Add(BenchPeak.Create(io));
         bench.Subcommands.Add(ResNetStepBench.Create(io));
         bench.Subcommands.Add(BenchGptInfer.Create(io));
+        foreach (var distributed in BenchDistributed.Commands(io)) bench.Subcommands.Add(distributed);
         return bench;
     }
 
@@ -154,8 +155,7 @@ public static class BenchCommand
         cmd.SetAction(p => Execute(io, p, common, vs, secs, torch, device =>
         {
             string name = p.GetValue(config) ?? "baby";
-            var cfg = BenchGptInfer.Preset(name);
-            int batch = name switch { "small" => 16, "tiny" => 2, _ => 12 };
+            var (cfg, batch) = BenchDistributed.GptStepConfig(name);
             var model = new Gpt(cfg, new Generator(p.GetValue(common.Seed)), device);
             var opt = new AdamW(model.Parameters(), 1e-3, 0.9, 0.99, 1e-8, 0.1);
             var x = Tensor.RandInt(0, 65, [batch, cfg.BlockSize], 5, device); var y = Tensor.RandInt(0, 65, [batch, cfg.BlockSize], 6, device);

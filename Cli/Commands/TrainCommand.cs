@@ -20,9 +20,10 @@ public static class TrainCommand
         return train;
     }
 
-    private static Command Gpt(CliIO io)
+    private static Command Gpt(CliIO commandIO)
     {
         var common = new CommonOptions();
+        var distributed = new DistributedOptions();
         var data = PathRule.ExistingFile("--data", "a UTF-8 text file (e.g. tinyshakespeare input.txt)");
         var steps = NumericOption.Int("--steps", "training iterations", 2000, 1);
         var batch = NumericOption.Int("--batch", "sequences per step", 12, 1, NumericOption.MaxSize);
@@ -49,8 +50,8 @@ public static class TrainCommand
         var output = PathRule.OutputFolder("--out", "run folder: gpt.safetensors, checkpoint.bin, metrics.json, loss.png", Path.Combine("runs", "gpt"));
         var resume = new Option<bool>("--resume") { Description = "continue from the checkpoint in --out" };
         var quiet = new Option<bool>("--quiet") { Description = "no progress bar" };
-        var cmd = common.AddTo(new Command("gpt", "Character-level GPT (defaults: nanoGPT's shakespeare-char CPU run)")
-            { data, steps, batch, block, layers, heads, dim, dropout, lr, minLr, warmup, wd, beta2, clip, evalEvery, evalBatches, checkpointEvery, onNonFinite, maxSkips, output, resume, quiet });
+        var cmd = distributed.AddTo(common.AddTo(new Command("gpt", "Character-level GPT (defaults: nanoGPT's shakespeare-char CPU run)")
+            { data, steps, batch, block, layers, heads, dim, dropout, lr, minLr, warmup, wd, beta2, clip, evalEvery, evalBatches, checkpointEvery, onNonFinite, maxSkips, output, resume, quiet }));
         cmd.AddRule(r =>
         {
             int d = r.GetValue(dim), h = r.GetValue(heads), b = r.GetValue(batch), t = r.GetValue(block);
@@ -63,6 +64,8 @@ public static class TrainCommand
         cmd.SetAction(p =>
         {
             var device = common.Apply(p);
+            using var run = distributed.Begin(p, commandIO, "train gpt");
+            var io = run.IO;
             bool json = p.GetValue(common.Json);
             string dataPath = p.GetValue(data)!;
             var ds = CharDataset.FromFile(dataPath);
@@ -83,6 +86,7 @@ public static class TrainCommand
             }
             ulong seed = p.GetValue(common.Seed);
             using var model = new Gpt(cfg, new Generator(seed), device);
+            run.Attach(model, b);
             // As nanoGPT: weight decay on the matrices (linear weights, embeddings), none on gains and biases.
             var decay = model.Parameters().Where(t => t.Rank >= 2);
             var noDecay = model.Parameters().Where(t => t.Rank < 2);
@@ -97,26 +101,27 @@ public static class TrainCommand
                 for (int i = 0; i < batches; i++)
                 {
                     using var scope = new TensorScope();
+                    // Every rank draws every batch (the generator stays in step) and evaluates its share of them.
                     var (x, y) = ds.Batch(ds.Validation, b, cfg.BlockSize, g, device);
-                    sum += model.Loss(x, y).Item();
+                    if (run.Evaluates(i)) sum += model.Loss(x, y).Item();
                 }
-                return sum / batches;
+                return run.SumOverRanks(sum) / batches;
             }
             var trainer = new Trainer(model, opt, schedule, dataGen, new TrainerOptions
             {
                 Steps = n, EvalEvery = p.GetValue(evalEvery), CheckpointEvery = p.GetValue(checkpointEvery) ?? p.GetValue(evalEvery),
                 RunDirectory = outDir, Resume = p.GetValue(resume), ClipNorm = p.GetValue(clip),
-                Callbacks = TrainingCallbacks.For(io, showProgress: !json && !p.GetValue(quiet)), TokensPerStep = (long)b * cfg.BlockSize,
+                Callbacks = run.CallbacksFor(TrainingCallbacks.For(io, showProgress: !json && !p.GetValue(quiet))), DataParallel = run.DataParallel, TokensPerStep = (long)b * cfg.BlockSize,
                 OnNonFinite = p.GetValue(onNonFinite) == "skip" ? NonFinitePolicy.Skip : NonFinitePolicy.Stop, MaxConsecutiveSkips = p.GetValue(maxSkips),
             });
             var result = trainer.Run(
-                () => { var (x, y) = ds.Batch(ds.Train, b, cfg.BlockSize, dataGen, device); return model.Loss(x, y); },
+                () => { var (x, y) = ds.Batch(ds.Train, b, cfg.BlockSize, dataGen, device); return model.Loss(run.ShardOf(x), run.ShardOf(y)); },
                 () => ValLoss(Math.Min(20, vb), 12345));
             double val;
             model.Eval();
             using (new NoGrad()) val = ValLoss(vb, 777);
             string ckpt = Path.Combine(outDir, "gpt.safetensors");
-            Safetensors.Save(ckpt, model, new Dictionary<string, string>
+            if (run.IsPrimary) Safetensors.Save(ckpt, model, new Dictionary<string, string>
             {
                 ["attncore.model"] = "gpt",
                 ["attncore.config"] = JsonSerializer.Serialize(cfg),
@@ -126,7 +131,8 @@ public static class TrainCommand
             string skippedNote = result.SkippedSteps > 0 ? $"  ({result.SkippedSteps} steps skipped: non-finite loss)" : "";
             io.Out.WriteLine(string.Create(CultureInfo.InvariantCulture, $"steps {n}  train loss {result.TrainLoss:F4}  val loss {val:F4} ({vb} batches of {b}x{cfg.BlockSize})  {result.WallSeconds:F1} s{skippedNote}"));
             io.Out.WriteLine($"wrote {ckpt}, {Path.Combine(outDir, "loss.png")}, {Path.Combine(outDir, "metrics.json")}");
-            if (json) io.Json(new { model = "gpt", train_loss = result.TrainLoss, val_loss = val, steps = n, skipped_steps = result.SkippedSteps, wall_s = result.WallSeconds, parameters = model.ParameterCount() });
+            if (json) io.Json(new { model = "gpt", train_loss = result.TrainLoss, val_loss = val, steps = n, skipped_steps = result.SkippedSteps, wall_s = result.WallSeconds, parameters = model.ParameterCount(), ranks = run.Size });
+            run.Complete();
             return 0;
         });
         return cmd;

@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Runtime.ExceptionServices;
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using AttnCore.Distributed;
 using AttnCore.Models.IO;
 using AttnCore.Models.Nn;
 using AttnCore.Optim;
@@ -32,6 +33,12 @@ public sealed record TrainerOptions
     public NonFinitePolicy OnNonFinite { get; init; } = NonFinitePolicy.Stop;
     /// <summary>With <see cref="NonFinitePolicy.Skip"/>: stop after this many skipped steps in a row (a run that has diverged, not a bad batch).</summary>
     public int MaxConsecutiveSkips { get; init; } = 10;
+    /// <summary>
+    /// Data-parallel training over several processes (null: this process alone). Gradients are synchronised after each
+    /// Backward, the reported loss is the mean over ranks, and only rank 0 writes the checkpoint, model.safetensors and
+    /// metrics.json; every rank resumes from the same checkpoint file.
+    /// </summary>
+    public DataParallel? DataParallel { get; init; }
 }
 
 /// <summary>
@@ -81,6 +88,7 @@ public sealed class Trainer(Module model, Optimizer optimizer, LRScheduler? sche
             (start, elapsedBefore) = LoadCheckpoint(history);
             _lastCheckpointStep = start;
         }
+        options.DataParallel?.CheckAgreement($"the step to start from (the checkpoint in '{options.RunDirectory}' must be readable by every rank)", start);
         var clock = Stopwatch.StartNew();
         double lastLoss = double.NaN, lastVal = history.LastOrDefault(h => h.ValLoss is not null)?.ValLoss ?? double.NaN;
         int skipped = history.Count > 0 ? history[^1].SkippedSteps : 0, skippedInARow = 0;
@@ -99,9 +107,12 @@ public sealed class Trainer(Module model, Optimizer optimizer, LRScheduler? sche
                     optimizer.ZeroGrad();
                     var loss = trainLoss();
                     loss.Backward();
+                    options.DataParallel?.SynchronizeGradients();
                     var norm = options.ClipNorm > 0 ? GradClip.ClipGradNorm(parameters, options.ClipNorm) : null;
                     double? gradNorm;
                     (lastLoss, gradNorm) = ReadLossAndNorm(loss, norm);
+                    // The mean over ranks: every rank then takes the same decision about a non-finite step.
+                    if (options.DataParallel is { } dp) lastLoss = dp.AverageOverRanks(lastLoss);
                     if (double.IsFinite(lastLoss) && (gradNorm is null || double.IsFinite(gradNorm.Value)))
                     {
                         optimizer.Step();
@@ -211,8 +222,11 @@ public sealed class Trainer(Module model, Optimizer optimizer, LRScheduler? sche
 
     private string CheckpointPath => Path.Combine(options.RunDirectory, CheckpointName);
 
+    private bool WritesFiles => options.DataParallel is not { Communicator.IsPrimary: false };
+
     private void SaveCheckpoint(int step, double elapsed, List<TrainerMetric> history)
     {
+        if (!WritesFiles) { _lastCheckpointStep = step; return; }
         AtomicFile.Write(CheckpointPath, tmp =>
         {
             using var fs = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None);
@@ -241,7 +255,9 @@ public sealed class Trainer(Module model, Optimizer optimizer, LRScheduler? sche
         return (step, elapsed);
     }
 
-    private void WriteMetrics(List<TrainerMetric> history) =>
-        AtomicFile.Write(Path.Combine(options.RunDirectory, "metrics.json"),
+    private void WriteMetrics(List<TrainerMetric> history)
+    {
+        if (WritesFiles) AtomicFile.Write(Path.Combine(options.RunDirectory, "metrics.json"),
             tmp => File.WriteAllText(tmp, JsonSerializer.Serialize(history, new JsonSerializerOptions { WriteIndented = true })));
+    }
 }

@@ -13,6 +13,7 @@ public class LibraryDependencyTests
     static readonly string[] Libraries =
     [
         "Kernels/AttnCore.Kernels.csproj", "Engine/AttnCore.Engine.csproj", "Autograd/AttnCore.Autograd.csproj", "Models/AttnCore.Models.csproj",
+        "Distributed/AttnCore.Distributed.csproj",
     ];
 
     static readonly string[] ComputePackages = ["System.Numerics.Tensors", "ILGPU", "ILGPU.Algorithms"];
@@ -33,7 +34,7 @@ public class LibraryDependencyTests
                 string project = pending.Pop();
                 if (!seen.Add(project)) continue;
                 Assert.That(File.Exists(project), Is.True, $"{library} references {project}, which does not exist");
-                Assert.That(libraryPaths, Does.Contain(project), $"{library} references {Path.GetRelativePath(root, project)}, which is not one of the four libraries");
+                Assert.That(libraryPaths, Does.Contain(project), $"{library} references {Path.GetRelativePath(root, project)}, which is not one of the libraries");
                 foreach (var reference in Items(project, "ProjectReference"))
                     pending.Push(Path.GetFullPath(Path.Combine(Path.GetDirectoryName(project)!, reference.Replace('\\', '/'))));
             }

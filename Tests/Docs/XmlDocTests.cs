@@ -18,6 +18,7 @@ public class XmlDocTests
         typeof(Tensor).Assembly,
         typeof(AttnCore.DerivativeRules).Assembly,
         typeof(AttnCore.Models.Nn.Module).Assembly,
+        typeof(AttnCore.Distributed.DataParallel).Assembly,
     ];
 
     // Doc IDs use '.' for nested types and keep the generic arity (`1); a member is matched by its type and name,
