@@ -224,7 +224,19 @@ public static class DerivativeRules
         [OpKind.Expand] = (n, g) => [SumTo(g, n.Inputs[0].Shape)],
         [OpKind.Copy] = (n, g) => [g],
         [OpKind.ToDType] = (n, g) => [g.To(n.Inputs[0].DType)],
+        // vision-models: O = softmax(scale·Q Kᵀ + B) V with a learned bias B (BoTNet's relative logits):
+        // dQ, dK, dV by the fused backward kernels, dB = dS = P ∘ (dO Vᵀ - rowsum(dO ∘ O)) (the softmax-backward output)
+        [OpKind.AttentionBias] = AttentionBiasRule,
     };
+
+    // vision-models: saved as for Attention (q, k, v, O, lse, the [B, H, Tq, Tk] bias view); the bias is input 3.
+    private static Tensor?[] AttentionBiasRule(GradNode n, Tensor g)
+    {
+        var shape = AttentionShape.FromInts(n.Ints);
+        var (dq, dk, dv) = Tensor.ScaledDotProductAttentionBackward(g, n.Saved[0], n.Saved[1], n.Saved[2], n.Saved[3], n.Saved[4], n.Saved[5], shape);
+        var dBias = Tensor.ScaledDotProductAttentionBiasBackward(g, n.Saved[0], n.Saved[1], n.Saved[2], n.Saved[3], n.Saved[4], n.Saved[5], shape);
+        return [dq, dk, dv, dBias];
+    }
 
     // g * factor (* scale), disposing the factor: most unary rules are "gradient times a local derivative".
     private static Tensor Times(Tensor g, Tensor factor, double scale = 1)

@@ -48,6 +48,8 @@ internal static class FusedAttention
         using var lse = Tensor.Empty([b, h, lq], q.DType, q.Device);
         if (o.Numel > 0)
             q.Backend.AttentionForward(shape, qd.Storage, Operand(qd), kd.Storage, Operand(kd), vd.Storage, Operand(vd), o.Storage, Operand(o), lse.Storage, mask?.Storage, MaskOperand(mask));
+        if (mask is not null && mask.RequiresGrad) // a learned score bias: a fourth input with its own gradient
+            return o.Record(OpKind.AttentionBias, [q, k, v, mask], [qd, kd, vd, o, lse, mask], ints: shape.ToInts());
         return o.Record(OpKind.Attention, [q, k, v], mask is null ? [qd, kd, vd, o, lse] : [qd, kd, vd, o, lse, mask], ints: shape.ToInts());
     }
 

@@ -15,7 +15,9 @@ public sealed partial class Tensor
     /// <paramref name="keyPaddingMask"/> [B, Tk] hides keys where it is non-zero; <paramref name="mask"/> is an
     /// additive float mask broadcastable to [B, H, Tq, Tk] (e.g. [Tq, Tk], [B, 1, Tq, Tk], [B, 1, 1, Tk]):
     /// 0 keeps a score, -inf hides it, other values bias it; it is read through broadcast strides, never
-    /// expanded, and receives no gradient. Scale defaults to 1/sqrt(D). A query that sees no key at all (every
+    /// expanded. A float mask that requires gradients is a learned score bias (BoTNet's relative position
+    /// logits): it receives dS = P ∘ (dP - rowsum(dO ∘ O)), summed down to its own broadcast shape (not with
+    /// dropout). Scale defaults to 1/sqrt(D). A query that sees no key at all (every
     /// score -inf) gets a zero output and passes zero gradient (FlashAttention's convention; PyTorch gives NaN).
     /// </summary>
     public static Tensor ScaledDotProductAttention(Tensor q, Tensor k, Tensor v, Tensor? keyPaddingMask = null, bool causal = false,
@@ -67,6 +69,8 @@ public sealed partial class Tensor
             throw new ArgumentException($"{op}: key padding mask must be [{b},{t}], got {keyPaddingMask.Describe()}");
         if (keyPaddingMask is not null) SameDevice(op, qkv, keyPaddingMask);
         CheckMask(op, qkv, mask, b, heads, t, t);
+        if (IsLearnedBias(mask))
+            throw new ArgumentException($"{op}: the mask {mask!.Describe()} requires gradients; a learned score bias goes through ScaledDotProductAttention");
         if (dropout is < 0 or >= 1) throw new ArgumentException($"{op}: dropout must be in [0, 1), got {dropout}");
         if (dh <= qkv.Backend.AttentionMaxDim)
         {
@@ -130,13 +134,15 @@ public sealed partial class Tensor
 
     // The mask the fused kernels read: the additive mask plus the key padding mask as 0 / -inf, in q's dtype, as a
     // [B, H, Tq, Tk] view whose broadcast dims have stride 0 (only a sum of both masks is materialised, at their
-    // broadcast shape). Null when there is neither.
+    // broadcast shape). Null when there is neither. A learned bias stays in the graph, so its gradient flows back
+    // through the expand (summed to the bias's shape).
     private static Tensor? KernelMask(Tensor q, Tensor? mask, Tensor? keyPaddingMask, int heads, int tq, int tk)
     {
         if (mask is null && keyPaddingMask is null) return null;
-        using var noGrad = new NoGrad();
+        bool learned = IsLearnedBias(mask);
+        using var noGrad = learned ? null : new NoGrad();
         using var scope = new TensorScope();
-        var additive = mask is null ? null : AdditiveAttentionMask(mask, q.DType);
+        var additive = mask is null ? null : learned ? mask.To(q.DType) : AdditiveAttentionMask(mask, q.DType);
         if (keyPaddingMask is not null)
         {
             var hidden = keyPaddingMask.Detach().Ne(0);
@@ -158,8 +164,42 @@ public sealed partial class Tensor
             fits = size == want || size == 1;
         }
         if (!fits) throw new ArgumentException($"{op}: mask {mask.Describe()} does not broadcast to [B, H, Tq, Tk] = {AttnCore.Shape.Format(target)}");
-        if (mask.RequiresGrad && GradMode.IsEnabled)
-            throw new ArgumentException($"{op}: the attention mask {mask.Describe()} receives no gradient; pass mask.Detach() (a learned bias needs the composite ops)");
+        if (mask.RequiresGrad && GradMode.IsEnabled && mask.DType == DType.Bool)
+            throw new ArgumentException($"{op}: a boolean attention mask {mask.Describe()} cannot take a gradient; a learned bias must be a float mask");
+    }
+
+    // A float mask in the graph: an additive score bias whose gradient is wanted.
+    private static bool IsLearnedBias(Tensor? mask) => mask is not null && mask.RequiresGrad && GradMode.IsEnabled && mask.DType.IsFloatingPoint();
+
+    /// <summary>
+    /// The gradient of the additive score bias of the fused <see cref="ScaledDotProductAttention"/> (Autograd's rule
+    /// for <see cref="OpKind.AttentionBias"/>), at the full [B, H, Tq, Tk]: dS = P ∘ (dO Vᵀ - rowsum(dO ∘ O)), the
+    /// softmax-backward output, with P = exp(scale·Q Kᵀ + bias - lse) recomputed from the saved log-sum-exp; causally
+    /// hidden and fully hidden entries get 0. Built from MatMul, Exp and element-wise ops, so it runs on every backend.
+    /// </summary>
+    public static Tensor ScaledDotProductAttentionBiasBackward(Tensor gradOutput, Tensor q, Tensor k, Tensor v, Tensor output, Tensor lse, Tensor mask, AttentionShape shape)
+    {
+        const string op = "ScaledDotProductAttentionBiasBackward";
+        SameDevice(op, gradOutput, q); SameDType(op, gradOutput, q); SameDevice(op, q, mask);
+        int[] scores = [shape.Batch, shape.Heads, shape.QueryLength, shape.KeyLength];
+        if (!mask.Layout.Shape.AsSpan().SequenceEqual(scores) || !gradOutput.Layout.Shape.AsSpan().SequenceEqual(output.Layout.Shape))
+            throw new ArgumentException($"{op}: mask {mask.Describe()} must be the [B, H, Tq, Tk] = {AttnCore.Shape.Format(scores)} kernel view and gradient {gradOutput.Describe()} the output's shape {output.Describe()}");
+        if (shape.Dropout > 0) throw new ArgumentException($"{op}: a learned attention bias is not supported with dropout ({shape.Dropout})");
+        using var noGrad = new NoGrad();
+        using var scope = new TensorScope();
+        int group = shape.GroupSize;
+        Tensor Repeat(Tensor x) => group == 1 ? x : x.Unsqueeze(2).Expand(x.Size(0), x.Size(1), group, x.Size(2), x.Size(3)).Reshape(x.Size(0), shape.Heads, x.Size(2), x.Size(3));
+        var s = q.MatMul(Repeat(k).Transpose(-1, -2)) * shape.Scale + mask;
+        var p = (s - lse.Unsqueeze(-1)).Exp();
+        if (shape.Causal)
+        {
+            using var ones = Ones([shape.QueryLength, shape.KeyLength], q.DType, q.Device);
+            p = p.MaskedFill(ones.Triu(shape.CausalShift + 1), 0);
+        }
+        p = p.MaskedFill(p.Ne(p), 0); // rows with every key hidden (lse = -inf) pass zero gradient
+        var dp = gradOutput.MatMul(Repeat(v).Transpose(-1, -2));
+        var rowDot = (gradOutput * output).Sum(-1, keepDim: true);
+        return scope.Keep(p * (dp - rowDot));
     }
 
     private static void CheckAttention(Tensor q, Tensor k, Tensor v, Tensor? pad, Tensor? mask, double dropout)
@@ -177,6 +217,8 @@ public sealed partial class Tensor
             throw new ArgumentException($"Attention: key padding mask must be [B, Tk] = [{q.Size(0)},{k.Size(2)}], got {pad.Describe()}");
         CheckMask("Attention", q, mask, q.Size(0), q.Size(1), q.Size(2), k.Size(2));
         if (dropout is < 0 or >= 1) throw new ArgumentException($"Attention: dropout must be in [0, 1), got {dropout}");
+        if (dropout > 0 && IsLearnedBias(mask))
+            throw new ArgumentException($"Attention: a learned score bias (mask {mask!.Describe()} requiring gradients) is not supported with dropout {dropout}");
     }
 
     // The composite matmul-softmax-matmul (materialises the weights): heads above the fused kernels' limit and
@@ -205,7 +247,7 @@ public sealed partial class Tensor
         }
         if (mask is not null)
         {
-            var additive = AdditiveAttentionMask(mask, q.DType);
+            var additive = IsLearnedBias(mask) ? mask.To(q.DType) : AdditiveAttentionMask(mask, q.DType);
             s = s + additive;
             // -inf entries join the hidden set, so a fully hidden row's NaN softmax gradient is cut below as for padding.
             var minusInf = additive.Eq(double.NegativeInfinity);

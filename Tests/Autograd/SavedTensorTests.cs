@@ -133,6 +133,9 @@ public class SavedTensorTests
             ("AttentionMasked", new[] { new[] { 1, 2, 5, 8 }, new[] { 1, 2, 6, 8 }, new[] { 1, 2, 6, 8 } },
                 x => Tensor.ScaledDotProductAttention(x[0], x[1], x[2], mask: Tensor.Randn([5, 6], new Generator(3), DType.Float64))),
             ("PackedAttention", new[] { new[] { 1, 5, 24 } }, x => Tensor.PackedSelfAttention(x[0], heads: 1, causal: true)),
+            // vision-models: a learned score bias (OpKind.AttentionBias)
+            ("AttentionBias", new[] { new[] { 1, 2, 5, 8 }, new[] { 1, 2, 6, 8 }, new[] { 1, 2, 6, 8 }, new[] { 2, 5, 6 } },
+                x => Tensor.ScaledDotProductAttention(x[0], x[1], x[2], mask: x[3], causal: true)),
             ("CrossEntropy", new[] { new[] { 4, 5 } }, x => x[0].CrossEntropy(Tensor.FromArray(new long[] { 0, 4, 2, 1 }))),
             ("CrossEntropyWeighted", new[] { new[] { 4, 5 } },
                 x => x[0].CrossEntropy(Tensor.FromArray(new long[] { 0, 4, 2, 1 }), labelSmoothing: 0.1, weight: Tensor.FromArray(new double[] { 1, 2, 0.5, 1, 3 }))),

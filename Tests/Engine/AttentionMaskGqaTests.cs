@@ -232,9 +232,14 @@ public class AttentionMaskGqaTests
         ex = Assert.Throws<ArgumentException>(() => Tensor.ScaledDotProductAttention(q, k2, k2, mask: ints));
         Assert.That(ex!.Message, Does.Contain("additive float mask").And.Contain("int64"));
 
+        // vision-models: a learned bias is taken (OpKind.AttentionBias), but not with dropout nor by the packed kernel
         using var learned = Tensor.Zeros([3, 5]).RequiresGrad_();
-        ex = Assert.Throws<ArgumentException>(() => Tensor.ScaledDotProductAttention(q, k2, k2, mask: learned));
-        Assert.That(ex!.Message, Does.Contain("receives no gradient"));
+        ex = Assert.Throws<ArgumentException>(() => Tensor.ScaledDotProductAttention(q, k2, k2, mask: learned, dropout: 0.1));
+        Assert.That(ex!.Message, Does.Contain("learned score bias").And.Contain("[3,5]").And.Contain("dropout"));
+        using var learnedPacked = Tensor.Zeros([3, 3]).RequiresGrad_();
+        using var qkv12 = Tensor.Zeros([2, 3, 12]);
+        ex = Assert.Throws<ArgumentException>(() => Tensor.PackedSelfAttention(qkv12, 1, mask: learnedPacked));
+        Assert.That(ex!.Message, Does.Contain("PackedSelfAttention").And.Contain("requires gradients"));
 
         using var qkv = Tensor.Zeros([2, 3, 35]);
         ex = Assert.Throws<ArgumentException>(() => Tensor.PackedSelfAttention(qkv, 4, kvHeads: 3));
