@@ -72,6 +72,8 @@ public enum PathKind
     ExistingFile,
     /// <summary>A folder the command writes into: it may not exist yet, but it cannot be a file or lie under one.</summary>
     OutputFolder,
+    /// <summary>A file or a folder that must exist (a data set given as a folder or as an archive).</summary>
+    ExistingPath,
 }
 
 /// <summary>A path option's rule (see <see cref="PathKind"/>).</summary>
@@ -83,6 +85,10 @@ public sealed record PathRule(PathKind Kind)
     /// <summary>A required option naming an existing file.</summary>
     public static Option<string> ExistingFile(string name, string description) =>
         new PathRule(PathKind.ExistingFile).On(new Option<string>(name) { Description = description, Required = true });
+
+    /// <summary>A required option naming an existing file or folder.</summary>
+    public static Option<string> ExistingPath(string name, string description) =>
+        new PathRule(PathKind.ExistingPath).On(new Option<string>(name) { Description = description, Required = true });
 
     /// <summary>An output folder option with a default.</summary>
     public static Option<string> OutputFolder(string name, string description, string defaultValue) =>
@@ -103,6 +109,11 @@ public sealed record PathRule(PathKind Kind)
         {
             if (Directory.Exists(path)) result.AddError($"{name} '{path}' is a folder, not a file");
             else if (!File.Exists(path)) result.AddError($"{name}: no file at '{path}'");
+            return;
+        }
+        if (Kind == PathKind.ExistingPath)
+        {
+            if (!File.Exists(path) && !Directory.Exists(path)) result.AddError($"{name}: no file or folder at '{path}'");
             return;
         }
         if (File.Exists(path)) { result.AddError($"{name} '{path}' is a file; it must name a folder for the run's files"); return; }

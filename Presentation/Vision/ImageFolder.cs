@@ -115,15 +115,23 @@ public static class ImageFolder
         int c = first.Channels, h = first.Height, w = first.Width, size = c * h * w;
         var pixels = new byte[(long)files.Count * size];
         var labels = new int[files.Count];
-        Parallel.For(0, files.Count, i =>
+        try
         {
-            var (name, label, read) = files[i];
-            var image = DecodeOne(read(), name, c);
-            if (image.Height != h || image.Width != w)
-                throw new InvalidDataException($"image folder '{source}': '{name}' is {image.Width}x{image.Height}, but the set's first image '{files[0].Name}' is {w}x{h}; every image must have one size");
-            image.Pixels.CopyTo(pixels.AsSpan(i * size, size));
-            labels[i] = remap[label];
-        });
+            Parallel.For(0, files.Count, i =>
+            {
+                var (name, label, read) = files[i];
+                var image = DecodeOne(read(), name, c);
+                if (image.Height != h || image.Width != w)
+                    throw new InvalidDataException($"image folder '{source}': '{name}' is {image.Width}x{image.Height}, but the set's first image '{files[0].Name}' is {w}x{h}; every image must have one size");
+                image.Pixels.CopyTo(pixels.AsSpan(i * size, size));
+                labels[i] = remap[label];
+            });
+        }
+        // The first failing file is the error to report, not the parallel loop's wrapper of it.
+        catch (AggregateException e) when (e.InnerExceptions.FirstOrDefault(x => x is InvalidDataException) is { } failure)
+        {
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failure);
+        }
         return new ImageSet(pixels, labels, c, h, w, classNames ?? classes, source);
     }
 
