@@ -252,11 +252,13 @@ public class ResNet : Module<Tensor, Tensor>
     }
 
     /// <summary>
-    /// Logits [N, classes] and the last stage's feature map [N, FeatureChannels, h, w], which stays in the graph (its
-    /// gradient is what Grad-CAM weighs the channels by: pass it to Backward's inputs or read it after
-    /// <c>RetainGrad</c>). The caller owns both.
+    /// Logits [N, classes] and the last stage's feature map A [N, FeatureChannels, h, w]; the caller owns both. By
+    /// default A stays in the graph (logits = Head(A)). With <paramref name="featuresAsLeaf"/> A is cut from the
+    /// layers below and made a leaf that requires gradients, and the logits are computed from it, so after
+    /// <c>logits[n, c].Backward()</c> <c>A.Grad</c> holds ∂y_c/∂A: what Grad-CAM weighs A's channels by
+    /// (α_k = mean over h, w of ∂y_c/∂A_k, map = ReLU(Σ_k α_k A_k)).
     /// </summary>
-    public (Tensor Logits, Tensor Features) ForwardWithFeatures(Tensor x)
+    public (Tensor Logits, Tensor Features) ForwardWithFeatures(Tensor x, bool featuresAsLeaf = false)
     {
         if (x.Rank != 4 || x.Size(1) != InChannels)
             throw new ArgumentException($"ResNet: input must be [N, {InChannels}, H, W], got {Shape.Format(x.Shape)}");
@@ -264,8 +266,18 @@ public class ResNet : Module<Tensor, Tensor>
         var h = _bn1.Forward(_conv1.Forward(x)).Relu();
         if (_maxpool is not null) h = _maxpool.Forward(h);
         foreach (var stage in _stages) h = stage.Forward(h);
-        var logits = _fc.Forward(_avgpool.Forward(h).Flatten(1));
+        if (featuresAsLeaf) h = h.Detach().RequiresGrad_();
+        var logits = Head(h);
         return (scope.Keep(logits), scope.Keep(h));
+    }
+
+    /// <summary>The classifier on a last-stage feature map [N, FeatureChannels, h, w]: global average pool, flatten, fc.</summary>
+    public Tensor Head(Tensor features)
+    {
+        if (features.Rank != 4 || features.Size(1) != FeatureChannels)
+            throw new ArgumentException($"ResNet.Head: features must be [N, {FeatureChannels}, h, w], got {Shape.Format(features.Shape)}");
+        using var scope = new TensorScope();
+        return scope.Keep(_fc.Forward(_avgpool.Forward(features).Flatten(1)));
     }
 
     private static IEnumerable<Conv2d> Convolutions(Module m)
