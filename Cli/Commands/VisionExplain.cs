@@ -38,7 +38,7 @@ internal static class VisionExplain
         string Caption(int i) => string.Create(CultureInfo.InvariantCulture,
             $"{test.ClassNames[test.Labels[picked[i]]]} -> {test.ClassNames[predicted[i]]} ({probs[i * classes + predicted[i]]:F2})");
 
-        var cams = GradCam.Maps(features, f => net.Classifier.Forward(f.Mean([2, 3])), predicted);
+        var cams = GradCam.Maps(features, net.Head, predicted);
         net.Parameters().ZeroGrad();
         int fh = features.Shape[2], fw = features.Shape[3];
         var tiles = Enumerable.Range(0, count).Select(i => new HeatTile(test.Image(picked[i]).ToArray(), test.Channels, h, w,
