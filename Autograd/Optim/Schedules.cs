@@ -103,7 +103,6 @@ public sealed class OneCycle(Optimizer optimizer, long totalSteps, double pctSta
         if (!(pct > 0 && pct < 1)) throw new ArgumentException($"OneCycle: pctStart must be in (0, 1), got {pct}");
         if (!(div > 0) || !double.IsFinite(div) || !(finalDiv > 0) || !double.IsFinite(finalDiv))
             throw new ArgumentException($"OneCycle: divFactor and finalDivFactor must be positive and finite, got {div} and {finalDiv}");
-        if (pct * total - 1 <= 0) throw new ArgumentException($"OneCycle: the warm-up phase pctStart·totalSteps − 1 = {pct * total - 1} steps must be positive");
         return o;
     }
 
@@ -114,6 +113,9 @@ public sealed class OneCycle(Optimizer optimizer, long totalSteps, double pctSta
         double peakStep = pctStart * totalSteps - 1, lastStep = totalSteps - 1;
         double s = Math.Min(step, lastStep);
         static double Cos(double start, double end, double t) => end + (start - end) / 2 * (1 + Math.Cos(Math.PI * t));
+        // pctStart·total = 1 puts the peak at step 0, where PyTorch divides 0 by 0; the warm-up has ended there, so the
+        // rate is the peak. (A peak before step 0 needs nothing special: the decay phase covers step 0, as in PyTorch.)
+        if (peakStep == 0 && s == 0) return 1;
         return s <= peakStep ? Cos(initial, 1, s / peakStep) : Cos(1, min, (s - peakStep) / (lastStep - peakStep));
     }
 }

@@ -68,6 +68,8 @@ public static class TrainVisionCommand
             var decay = net.Parameters().Where(t => t.Rank >= 2);
             var noDecay = net.Parameters().Where(t => t.Rank < 2);
             using var opt = new Sgd([new ParamGroup(decay), new ParamGroup(noDecay, weightDecay: 0)], p.GetValue(lr), p.GetValue(momentum), 0, p.GetValue(wd), nesterov: true);
+            if (steps < 2 && p.GetValue(schedule) == "onecycle")
+                throw new ArgumentException($"train vision: --schedule onecycle needs at least 2 steps, and --epochs {nEpochs} of {perEpoch} batches of {b} make {steps}; use more --epochs or a smaller --batch");
             LRScheduler sched = p.GetValue(schedule) == "cosine" ? new WarmupCosine(opt, 0, steps) : new OneCycle(opt, steps);
             double ls = p.GetValue(smoothing);
             if (!json)

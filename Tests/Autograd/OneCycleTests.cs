@@ -29,7 +29,7 @@ public class OneCycleTests
             }
             cases++;
         }
-        Assert.That(cases, Is.EqualTo(3));
+        Assert.That(cases, Is.EqualTo(4));
     }
 
     [Test]

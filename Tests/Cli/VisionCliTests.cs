@@ -98,6 +98,43 @@ public class VisionCliTests
         Assert.That(stderr, Does.Contain(big).And.Contain("30x30").And.Contain("28x28"));
     }
 
+    // A tiny image folder: two classes told apart by brightness, 8x8 grey PNGs, train/ and test/.
+    string WriteTinyFolder()
+    {
+        string root = Path.Combine(_dir, "tiny");
+        var g = new Generator(3);
+        foreach (var (split, count) in new[] { ("train", 12), ("test", 4) })
+            foreach (var (cls, level) in new[] { ("dark", 40), ("light", 200) })
+            {
+                Directory.CreateDirectory(Path.Combine(root, split, cls));
+                for (int i = 0; i < count; i++)
+                    WriteGreyPng(Path.Combine(root, split, cls, $"{i}.png"), Enumerable.Range(0, 64).Select(_ => (byte)(level + g.NextInt64(-30, 30))).ToArray(), 8, 8);
+            }
+        return root;
+    }
+
+    [Test]
+    public void A_resumed_run_continues_from_its_last_epoch_with_the_same_history()
+    {
+        string data = WriteTinyFolder(), run = Path.Combine(_dir, "run");
+        string[] common = ["train", "vision", "--data", data, "--model", "resnet20", "--batch", "8", "--pictures", "0", "--crop-padding", "1", "--out", run, "--json", "--threads", "2"];
+        var (code, stdout, stderr) = Run([.. common, "--epochs", "1"]);
+        Assert.That(code, Is.EqualTo(0), stderr);
+        Assert.That(LastJson(stdout).GetProperty("steps").GetInt32(), Is.EqualTo(3), "24 images in batches of 8");
+        string first = File.ReadAllText(Path.Combine(run, "epochs.json"));
+        (code, stdout, stderr) = Run([.. common, "--epochs", "2", "--resume"]);
+        Assert.That(code, Is.EqualTo(0), stderr);
+        Assert.That(LastJson(stdout).GetProperty("epochs").GetInt32(), Is.EqualTo(2));
+        using var epochs = JsonDocument.Parse(File.ReadAllText(Path.Combine(run, "epochs.json")));
+        var rows = epochs.RootElement.EnumerateArray().ToArray();
+        Assert.That(rows.Select(r => r.GetProperty("Epoch").GetInt32()), Is.EqualTo(new[] { 1, 2 }), "epoch 1 kept, only epoch 2 trained");
+        using var firstDoc = JsonDocument.Parse(first);
+        Assert.That(rows[0].GetRawText(), Is.EqualTo(firstDoc.RootElement[0].GetRawText()));
+        using var metrics = JsonDocument.Parse(File.ReadAllText(Path.Combine(run, "metrics.json")));
+        Assert.That(metrics.RootElement.EnumerateArray().Last().GetProperty("Step").GetInt32(), Is.EqualTo(6));
+        Assert.That(Directory.GetFiles(run, "*tmp*"), Is.Empty);
+    }
+
     [Test]
     public void Classify_and_train_vision_refuse_bad_input_with_one_line()
     {

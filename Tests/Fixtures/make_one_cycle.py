@@ -9,7 +9,7 @@ import json, os
 import torch
 
 cases = []
-for total, max_lr, pct, div, final_div in [(100, 0.1, 0.3, 25.0, 1e4), (37, 0.4, 0.25, 10.0, 100.0), (10, 1.0, 0.5, 5.0, 1e3)]:
+for total, max_lr, pct, div, final_div in [(100, 0.1, 0.3, 25.0, 1e4), (37, 0.4, 0.25, 10.0, 100.0), (10, 1.0, 0.5, 5.0, 1e3), (3, 0.1, 0.3, 25.0, 1e4)]:
     p = torch.nn.Parameter(torch.zeros(1))
     opt = torch.optim.SGD([p], lr=max_lr, momentum=0.9, nesterov=True)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lr, total_steps=total, pct_start=pct, div_factor=div,
