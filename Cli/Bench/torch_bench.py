@@ -161,6 +161,9 @@ def setup(c):
             loss.backward()
             opt.step()
         return step
+    if op == "resnet-step":  # vision-models: the model lives in torch_resnet.py beside this script
+        from torch_resnet import make_resnet_step
+        return make_resnet_step(c)
     raise ValueError(f"unknown op {op}")
 
 
