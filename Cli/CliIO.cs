@@ -74,6 +74,8 @@ public enum PathKind
     OutputFolder,
     /// <summary>A file the command writes (replacing it): it cannot be a folder or lie under a file.</summary>
     OutputFile,
+    /// <summary>A file or a folder that must exist (a data set given as a folder or as an archive).</summary>
+    ExistingPath,
 }
 
 /// <summary>A path option's rule (see <see cref="PathKind"/>).</summary>
@@ -85,6 +87,10 @@ public sealed record PathRule(PathKind Kind)
     /// <summary>A required option naming an existing file.</summary>
     public static Option<string> ExistingFile(string name, string description) =>
         new PathRule(PathKind.ExistingFile).On(new Option<string>(name) { Description = description, Required = true });
+
+    /// <summary>A required option naming an existing file or folder.</summary>
+    public static Option<string> ExistingPath(string name, string description) =>
+        new PathRule(PathKind.ExistingPath).On(new Option<string>(name) { Description = description, Required = true });
 
     /// <summary>An output folder option with a default.</summary>
     public static Option<string> OutputFolder(string name, string description, string defaultValue) =>
@@ -109,6 +115,11 @@ public sealed record PathRule(PathKind Kind)
         {
             if (Directory.Exists(path)) result.AddError($"{name} '{path}' is a folder, not a file");
             else if (!File.Exists(path)) result.AddError($"{name}: no file at '{path}'");
+            return;
+        }
+        if (Kind == PathKind.ExistingPath)
+        {
+            if (!File.Exists(path) && !Directory.Exists(path)) result.AddError($"{name}: no file or folder at '{path}'");
             return;
         }
         if (Kind == PathKind.OutputFile)

@@ -64,6 +64,7 @@ public static class Program
         root.Subcommands.Add(EvalCommand.Create(io));
         root.Subcommands.Add(GenerateCommand.Create(io));
         root.Subcommands.Add(ExportCommand.Create(io));
+        root.Subcommands.Add(ClassifyCommand.Create(io));
         return root;
     }
 

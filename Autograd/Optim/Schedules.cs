@@ -86,3 +86,36 @@ public sealed class InverseSqrtWarmup(Optimizer optimizer, int modelDim, long wa
         return Math.Pow(modelDim, -0.5) * Math.Min(Math.Pow(s, -0.5), s * Math.Pow(warmupSteps, -1.5));
     }
 }
+
+/// <summary>
+/// The one-cycle policy (Smith and Topin 2019) as torch.optim.lr_scheduler.OneCycleLR with its defaults
+/// (anneal_strategy "cos", three_phase false): the rate rises from max/<c>divFactor</c> to max over the first
+/// <c>pctStart</c>·total − 1 steps, then falls to max/(divFactor·finalDivFactor) at step total − 1, each phase a cosine
+/// from start to end: end + (start − end)/2·(1 + cos(π·t)) with t the fraction of the phase done. Set the optimizer's
+/// rate to the maximum; the factor is relative to it. The momentum is not cycled (PyTorch's cycle_momentum=False).
+/// </summary>
+public sealed class OneCycle(Optimizer optimizer, long totalSteps, double pctStart = 0.3, double divFactor = 25, double finalDivFactor = 1e4)
+    : LRScheduler(Check(optimizer, totalSteps, pctStart, divFactor, finalDivFactor))
+{
+    private static Optimizer Check(Optimizer o, long total, double pct, double div, double finalDiv)
+    {
+        if (total < 2) throw new ArgumentException($"OneCycle: totalSteps must be at least 2, got {total}");
+        if (!(pct > 0 && pct < 1)) throw new ArgumentException($"OneCycle: pctStart must be in (0, 1), got {pct}");
+        if (!(div > 0) || !double.IsFinite(div) || !(finalDiv > 0) || !double.IsFinite(finalDiv))
+            throw new ArgumentException($"OneCycle: divFactor and finalDivFactor must be positive and finite, got {div} and {finalDiv}");
+        return o;
+    }
+
+    /// <inheritdoc/>
+    public override double Factor(long step)
+    {
+        double initial = 1 / divFactor, min = initial / finalDivFactor;
+        double peakStep = pctStart * totalSteps - 1, lastStep = totalSteps - 1;
+        double s = Math.Min(step, lastStep);
+        static double Cos(double start, double end, double t) => end + (start - end) / 2 * (1 + Math.Cos(Math.PI * t));
+        // pctStart·total = 1 puts the peak at step 0, where PyTorch divides 0 by 0; the warm-up has ended there, so the
+        // rate is the peak. (A peak before step 0 needs nothing special: the decay phase covers step 0, as in PyTorch.)
+        if (peakStep == 0 && s == 0) return 1;
+        return s <= peakStep ? Cos(initial, 1, s / peakStep) : Cos(1, min, (s - peakStep) / (lastStep - peakStep));
+    }
+}

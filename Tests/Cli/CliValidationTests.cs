@@ -59,7 +59,7 @@ public class CliValidationTests
             if (option.Required && rule?.Kind == PathKind.OutputFile) args.AddRange([option.Name, Path.Combine(_root, "out.onnx")]);
             else if (option.Required)
             {
-                Assert.That(rule?.Kind, Is.EqualTo(PathKind.ExistingFile), $"{string.Join(' ', words)} {option.Name}: a required option the test cannot fill in");
+                Assert.That(rule?.Kind, Is.EqualTo(PathKind.ExistingFile).Or.EqualTo(PathKind.ExistingPath), $"{string.Join(' ', words)} {option.Name}: a required option the test cannot fill in");
                 args.AddRange([option.Name, _text]);
             }
             else if (rule?.Kind == PathKind.OutputFolder) args.AddRange([option.Name, Path.Combine(_root, "out")]);
@@ -155,6 +155,7 @@ public class CliValidationTests
                     PathKind.ExistingFile => [Path.Combine(_root, "missing.txt"), _root, ""],
                     PathKind.OutputFolder => [underAFile, _text, ""],
                     PathKind.OutputFile => [underAFile, _root, ""],
+                    PathKind.ExistingPath => [Path.Combine(_root, "missing"), ""],
                     _ => option.Name == "--prompt" ? ["no-such-choice-xyz", ""] : ["no-such-choice-xyz"],
                 };
                 foreach (var value in bad)

@@ -1,0 +1,181 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json;
+using AttnCore.Models.Data.Vision;
+using AttnCore.Models.Training;
+using AttnCore.Models.Vision;
+using AttnCore.Optim;
+using AttnCore.Presentation.Vision;
+
+namespace AttnCore.Cli.Commands;
+
+/// <summary>
+/// <c>attncore train vision</c>: a ResNet (plain, SE, CBAM or MHSA) on an image-classification set, with the CIFAR
+/// recipe: SGD with Nesterov momentum, weight decay on the weight matrices and kernels, a one-cycle or cosine schedule,
+/// label smoothing, random crop with padding and horizontal flip; the test set evaluated after every epoch. The run folder
+/// gets checkpoints (atomic, resumable), metrics.json and epochs.json, loss.png and curves.png, the model with its
+/// classes and normalisation (vision.safetensors, what <c>classify</c> reads), confusion.png, gradcam.png and, for CBAM and
+/// MHSA models, attention.png.
+/// </summary>
+public static class TrainVisionCommand
+{
+    /// <summary>Builds <c>train vision</c>.</summary>
+    public static Command Create(CliIO io)
+    {
+        var common = new CommonOptions();
+        var data = PathRule.ExistingPath("--data", "an MNIST-layout IDX folder (Fashion-MNIST: /usr/share/datasets/fashion-mnist), a folder with train/ and test/ class folders of PNG/JPEG images, or a .tar/.tar.gz of one (../shared/data/cifar10-jpeg.tar.gz)");
+        var model = new Option<string>("--model") { Description = "the network: " + string.Join(" | ", VisionModels.Names), DefaultValueFactory = _ => "resnet20" }
+            .AcceptOnlyFromAmong([.. VisionModels.Names]);
+        var epochs = NumericOption.Int("--epochs", "passes over the training set", 30, 1, 100_000);
+        var batch = NumericOption.Int("--batch", "images per step", 128, 1, 65536);
+        var lr = NumericOption.Number("--lr", "peak learning rate (SGD)", 0.1, 0, 100, minExclusive: true);
+        var momentum = NumericOption.Number("--momentum", "SGD momentum (Nesterov)", 0.9, 0, 1, minExclusive: true, maxExclusive: true);
+        var wd = NumericOption.Number("--weight-decay", "L2 weight decay on convolution kernels and linear weights (not on BatchNorm or biases)", 5e-4, 0, 1);
+        var schedule = new Option<string>("--schedule") { Description = "learning-rate schedule over the whole run: onecycle (PyTorch's OneCycleLR, 30% warm-up) or cosine (no warm-up)", DefaultValueFactory = _ => "onecycle" }
+            .AcceptOnlyFromAmong("onecycle", "cosine");
+        var smoothing = NumericOption.Number("--label-smoothing", "label smoothing of the training loss", 0.1, 0, 1, maxExclusive: true);
+        var padding = NumericOption.Int("--crop-padding", "zero pixels on each side before the random crop (0 = no crop)", 4, 0, 64);
+        var noFlip = new Option<bool>("--no-flip") { Description = "no random horizontal flip" };
+        var limitTrain = NumericOption.OptionalInt("--limit-train", "use only the first N training images (short runs, tests)", 1);
+        var limitTest = NumericOption.OptionalInt("--limit-test", "use only the first N test images", 1);
+        var pictures = NumericOption.Int("--pictures", "test images shown in gradcam.png and attention.png (0 = none)", 8, 0, 64);
+        var output = PathRule.OutputFolder("--out", "run folder: checkpoint.bin, vision.safetensors, metrics.json, epochs.json, loss.png, curves.png, confusion.png, gradcam.png, attention.png", Path.Combine("runs", "vision"));
+        var resume = new Option<bool>("--resume") { Description = "continue from the checkpoint in --out" };
+        var quiet = new Option<bool>("--quiet") { Description = "no progress bar" };
+        var cmd = common.AddTo(new Command("vision", "ResNet with optional SE/CBAM/MHSA attention on Fashion-MNIST, CIFAR-10 or an image folder")
+            { data, model, epochs, batch, lr, momentum, wd, schedule, smoothing, padding, noFlip, limitTrain, limitTest, pictures, output, resume, quiet });
+        cmd.SetAction(p =>
+        {
+            var device = common.Apply(p);
+            bool json = p.GetValue(common.Json);
+            string dataPath = p.GetValue(data)!, modelName = p.GetValue(model)!.ToLowerInvariant(), outDir = p.GetValue(output)!;
+            int b = p.GetValue(batch), nEpochs = p.GetValue(epochs);
+            ulong seed = p.GetValue(common.Seed);
+            var (train, test) = ImageFolder.LoadSplits(dataPath);
+            if (p.GetValue(limitTrain) is int lt) train = train.Take(lt);
+            if (p.GetValue(limitTest) is int le) test = test.Take(le);
+            if (train.Count < b)
+                throw new ArgumentException($"train vision: --batch {b} is more than the {train.Count} training images of '{dataPath}'");
+            if (test.Channels != train.Channels || test.Height != train.Height || test.Width != train.Width)
+                throw new InvalidDataException($"train vision: '{dataPath}': test images are [{test.Channels},{test.Height},{test.Width}], training images [{train.Channels},{train.Height},{train.Width}]");
+            PathRule.PrepareOutputFolder("train vision", "--out", outDir);
+
+            var norm = Normalization.Of(train);
+            var augmentation = new Augmentation(p.GetValue(padding), !p.GetValue(noFlip));
+            using var trainLoader = new VisionLoader(train, b, augmentation, norm, shuffle: true, dropLast: true, seed: seed + 1);
+            using var net = VisionModels.Create(modelName, train.Channels, train.ClassNames.Count, new Generator(seed), device);
+            int perEpoch = trainLoader.BatchesPerEpoch, steps = checked(nEpochs * perEpoch);
+            var decay = net.Parameters().Where(t => t.Rank >= 2);
+            var noDecay = net.Parameters().Where(t => t.Rank < 2);
+            using var opt = new Sgd([new ParamGroup(decay), new ParamGroup(noDecay, weightDecay: 0)], p.GetValue(lr), p.GetValue(momentum), 0, p.GetValue(wd), nesterov: true);
+            if (steps < 2 && p.GetValue(schedule) == "onecycle")
+                throw new ArgumentException($"train vision: --schedule onecycle needs at least 2 steps, and --epochs {nEpochs} of {perEpoch} batches of {b} make {steps}; use more --epochs or a smaller --batch");
+            LRScheduler sched = p.GetValue(schedule) == "cosine" ? new WarmupCosine(opt, 0, steps) : new OneCycle(opt, steps);
+            double ls = p.GetValue(smoothing);
+            if (!json)
+                io.Out.WriteLine($"{modelName}: {net.ParameterCount():N0} parameters; {train.Count:N0} train / {test.Count:N0} test images of [{train.Channels},{train.Height},{train.Width}], {train.ClassNames.Count} classes; {nEpochs} epochs of {perEpoch} steps");
+
+            var epochLog = new EpochLog(outDir, perEpoch, p.GetValue(resume));
+            ConfusionMatrix? lastConfusion = null;
+            double Evaluate()
+            {
+                var (loss, confusion) = EvaluateTest(net, test, b, norm, device);
+                lastConfusion = confusion;
+                epochLog.Evaluated(trainLoader.Position, loss, confusion.Accuracy);
+                return loss;
+            }
+            var trainer = new Trainer(net, opt, sched, new Generator(seed + 2), new TrainerOptions
+            {
+                Steps = steps, EvalEvery = perEpoch, CheckpointEvery = perEpoch, RunDirectory = outDir, Resume = p.GetValue(resume),
+                Callbacks = [.. TrainingCallbacks.For(io, showProgress: !json && !p.GetValue(quiet)), epochLog, new LoaderPosition(trainLoader)],
+                TokensPerStep = b,
+            });
+            var result = trainer.Run(() =>
+            {
+                var (x, y) = trainLoader.Next(device);
+                return net.Forward(x).CrossEntropy(y, labelSmoothing: ls);
+            }, Evaluate);
+
+            string modelFile = Path.Combine(outDir, "vision.safetensors");
+            VisionCheckpoint.Save(modelFile, net, modelName, train, norm, nEpochs);
+            var last = epochLog.Epochs[^1];
+            var written = new List<string> { modelFile, Path.Combine(outDir, "metrics.json"), Path.Combine(outDir, "epochs.json"), Path.Combine(outDir, "loss.png") };
+            string curves = Path.Combine(outDir, "curves.png"), confusionPng = Path.Combine(outDir, "confusion.png");
+            VisionPictures.EpochCurves(epochLog.Epochs.Select(e => (e.Epoch, e.TrainLoss, e.TestLoss, e.TestAccuracy)).ToList(), $"{modelName} on {Path.GetFileName(Path.TrimEndingDirectorySeparator(dataPath))}", curves);
+            written.Add(curves);
+            if (lastConfusion is not null)
+            {
+                VisionPictures.ConfusionMatrix(lastConfusion, train.ClassNames, $"{modelName}: test accuracy {lastConfusion.Accuracy:F4}", confusionPng);
+                written.Add(confusionPng);
+            }
+            int shown = Math.Min(p.GetValue(pictures), test.Count);
+            if (shown > 0) written.AddRange(VisionExplain.Draw(net, modelName, test, norm, shown, outDir, device));
+
+            io.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"epochs {nEpochs}  train loss {result.TrainLoss:F4}  test loss {last.TestLoss:F4}  test accuracy {last.TestAccuracy:F4}  {result.WallSeconds:F1} s"));
+            io.Out.WriteLine($"wrote {string.Join(", ", written)}");
+            if (json) io.Json(new { model = modelName, test_accuracy = last.TestAccuracy, epochs = nEpochs, wall_s = result.WallSeconds, test_loss = last.TestLoss, train_loss = result.TrainLoss, steps, parameters = net.ParameterCount() });
+            return 0;
+        });
+        return cmd;
+    }
+
+    /// <summary>Mean cross-entropy (no smoothing) and the confusion matrix over the whole test set, in order, without augmentation.</summary>
+    internal static (double Loss, ConfusionMatrix Confusion) EvaluateTest(ResNet net, ImageSet test, int batch, Normalization norm, Device device)
+    {
+        using var loader = new VisionLoader(test, batch, Augmentation.None, norm, shuffle: false, dropLast: false, seed: 0);
+        var confusion = new ConfusionMatrix(test.ClassNames.Count);
+        double sum = 0;
+        using var noGrad = new NoGrad();
+        for (int k = 0; k < loader.BatchesPerEpoch; k++)
+        {
+            using var scope = new TensorScope();
+            var (x, y) = loader.Next(device);
+            var logits = net.Forward(x);
+            sum += logits.CrossEntropy(y, reduction: Reduction.Sum).Item();
+            confusion.Add(y.ToArray<long>(), logits.ArgMax(1).ToArray<long>());
+        }
+        return (sum / test.Count, confusion);
+    }
+
+    // A resumed run's loader continues at the step the checkpoint reached (the trainer restores everything else).
+    private sealed class LoaderPosition(VisionLoader loader) : ITrainerCallback
+    {
+        public void OnRunStart(TrainerRunStart run) => loader.Position = run.StartStep;
+    }
+
+    /// <summary>One line of epochs.json.</summary>
+    internal sealed record EpochRecord(int Epoch, double TrainLoss, double TestLoss, double TestAccuracy, double ElapsedSeconds);
+
+    // The per-epoch record (mean train loss over the epoch's steps, test loss and accuracy), kept in epochs.json
+    // (atomically, every epoch, so that a resumed run continues its table).
+    private sealed class EpochLog(string folder, int perEpoch, bool resume) : ITrainerCallback
+    {
+        private readonly System.Diagnostics.Stopwatch _clock = System.Diagnostics.Stopwatch.StartNew();
+        private double _lossSum, _testLoss = double.NaN, _testAccuracy = double.NaN, _elapsedBefore;
+        private int _lossCount;
+        public List<EpochRecord> Epochs { get; } = [];
+        private string Path => System.IO.Path.Combine(folder, "epochs.json");
+        // A diverged epoch's NaN stays readable (JSON has no NaN of its own).
+        private static readonly JsonSerializerOptions Json = new() { WriteIndented = true, NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals };
+
+        public void OnRunStart(TrainerRunStart run)
+        {
+            if (!resume || run.StartStep == 0 || !File.Exists(Path)) return;
+            var saved = JsonSerializer.Deserialize<List<EpochRecord>>(File.ReadAllText(Path), Json) ?? [];
+            Epochs.AddRange(saved.Where(e => e.Epoch <= run.StartStep / perEpoch));
+            _elapsedBefore = Epochs.Count > 0 ? Epochs[^1].ElapsedSeconds : 0;
+        }
+
+        public void Evaluated(long position, double loss, double accuracy) { _testLoss = loss; _testAccuracy = accuracy; }
+
+        public void OnStepEnd(TrainerStepReport step)
+        {
+            if (double.IsFinite(step.TrainLoss)) { _lossSum += step.TrainLoss; _lossCount++; }
+            if (step.Step % perEpoch != 0) return;
+            Epochs.Add(new EpochRecord(step.Step / perEpoch, _lossCount > 0 ? _lossSum / _lossCount : double.NaN, _testLoss, _testAccuracy, _elapsedBefore + _clock.Elapsed.TotalSeconds));
+            _lossSum = 0; _lossCount = 0;
+            AtomicFile.Write(Path, tmp => File.WriteAllText(tmp, JsonSerializer.Serialize(Epochs, Json)));
+        }
+    }
+}
