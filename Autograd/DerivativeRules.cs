@@ -224,6 +224,15 @@ public static class DerivativeRules
         [OpKind.Expand] = (n, g) => [SumTo(g, n.Inputs[0].Shape)],
         [OpKind.Copy] = (n, g) => [g],
         [OpKind.ToDType] = (n, g) => [g.To(n.Inputs[0].DType)],
+
+        // recommend: loss = w·((1 − y)·x − ln σ(x))    dx = w·(σ(x) − y)·g, dy = −w·x·g   ('mean': g / numel)
+        // Saved: logits, targets, then the weight when Ints[1] = 1; Ints[0]: the reduction.
+        [OpKind.BinaryCrossEntropyWithLogits] = (n, g) =>
+        {
+            var (dx, dy) = Tensor.BinaryCrossEntropyWithLogitsBackward(g, n.SavedExtra(0), n.SavedExtra(1), n.Ints[1] == 1 ? n.SavedExtra(2) : null,
+                (Reduction)n.Ints[0], n.Inputs[0].RequiresGrad, n.Inputs[1].RequiresGrad);
+            return [dx, dy];
+        },
     };
 
     // g * factor (* scale), disposing the factor: most unary rules are "gradient times a local derivative".

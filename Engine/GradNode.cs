@@ -11,6 +11,8 @@ public enum OpKind
     Conv2d, MaxPool2d, AvgPool2d, BatchNorm2d,
     View, Permute, Narrow, Select, Expand, Copy, ToDType, Custom,
     Attention, PackedAttention, CrossEntropy,
+    // recommend: SASRec's loss
+    BinaryCrossEntropyWithLogits,
 #pragma warning restore CS1591
 }
 
