@@ -161,6 +161,9 @@ def setup(c):
             loss.backward()
             opt.step()
         return step
+    if op == "sasrec-step":
+        import torch_sasrec  # beside this script (Cli/Bench/torch_sasrec.py)
+        return torch_sasrec.make_step(c)
     raise ValueError(f"unknown op {op}")
 
 

@@ -81,6 +81,24 @@ public class RecommendCliTests
     }
 
     [Test]
+    public void Bench_sasrec_step_times_a_step_and_runs_the_authors_pytorch_model_beside_it()
+    {
+        string[] small = ["bench", "sasrec-step", "--items", "60", "--batch", "4", "--max-len", "8", "--dim", "8", "--heads", "2", "--seconds", "0.1", "--threads", "2", "--json"];
+        var (code, stdout, stderr) = Run(small);
+        Assert.That(code, Is.EqualTo(0), stderr);
+        var j = LastJson(stdout);
+        Assert.That(j.GetProperty("op").GetString(), Is.EqualTo("sasrec-step"));
+        Assert.That((j.GetProperty("sequences").GetInt32(), j.GetProperty("max_len").GetInt32()), Is.EqualTo((4, 8)));
+        Assert.That(j.GetProperty("ms").GetDouble(), Is.GreaterThan(0));
+        if (!File.Exists("/usr/bin/python3")) Assert.Ignore("PyTorch is not installed at /usr/bin/python3; the --vs torch half was not run");
+        (code, stdout, stderr) = Run([.. small, "--vs", "torch"]);
+        Assert.That(code, Is.EqualTo(0), stderr);
+        j = LastJson(stdout);
+        Assert.That(j.GetProperty("torch_ms").GetDouble(), Is.GreaterThan(0), stdout);
+        Assert.That(j.GetProperty("speedup").GetDouble(), Is.GreaterThan(0));
+    }
+
+    [Test]
     public void A_malformed_data_file_fails_with_one_line_naming_the_file_and_line()
     {
         string dir = Path.Combine(Path.GetTempPath(), "attncore-cli-recommend-" + Guid.NewGuid().ToString("N"));
