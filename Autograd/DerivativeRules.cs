@@ -252,6 +252,15 @@ public static class DerivativeRules
         // vision-models: O = softmax(scale·Q Kᵀ + B) V with a learned bias B (BoTNet's relative logits):
         // dQ, dK, dV by the fused backward kernels, dB = dS = P ∘ (dO Vᵀ - rowsum(dO ∘ O)) (the softmax-backward output)
         [OpKind.AttentionBias] = AttentionBiasRule,
+
+        // recommend: loss = w·((1 − y)·x − ln σ(x))    dx = w·(σ(x) − y)·g, dy = −w·x·g   ('mean': g / numel)
+        // Saved: logits, targets, then the weight when Ints[1] = 1; Ints[0]: the reduction.
+        [OpKind.BinaryCrossEntropyWithLogits] = (n, g) =>
+        {
+            var (dx, dy) = Tensor.BinaryCrossEntropyWithLogitsBackward(g, n.SavedExtra(0), n.SavedExtra(1), n.Ints[1] == 1 ? n.SavedExtra(2) : null,
+                (Reduction)n.Ints[0], n.Inputs[0].RequiresGrad, n.Inputs[1].RequiresGrad);
+            return [dx, dy];
+        },
     };
 
     // vision-models: saved as for Attention (q, k, v, O, lse, the [B, H, Tq, Tk] bias view); the bias is input 3.

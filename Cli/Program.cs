@@ -65,6 +65,7 @@ public static class Program
         root.Subcommands.Add(GenerateCommand.Create(io));
         root.Subcommands.Add(ExportCommand.Create(io));
         root.Subcommands.Add(ClassifyCommand.Create(io));
+        root.Subcommands.Add(RecommendCommand.Create(io));
         return root;
     }
 

@@ -18,6 +18,8 @@ public enum OpKind
     Attention, PackedAttention, CrossEntropy,
     // vision-models: fused attention with a learned additive score bias (BoTNet's relative position logits)
     AttentionBias,
+    // recommend: SASRec's loss
+    BinaryCrossEntropyWithLogits,
 #pragma warning restore CS1591
 }
 

@@ -164,6 +164,9 @@ def setup(c):
     if op == "resnet-step":  # vision-models: the model lives in torch_resnet.py beside this script
         from torch_resnet import make_resnet_step
         return make_resnet_step(c)
+    if op == "sasrec-step":
+        import torch_sasrec  # beside this script (Cli/Bench/torch_sasrec.py)
+        return torch_sasrec.make_step(c)
     raise ValueError(f"unknown op {op}")
 
 

@@ -33,6 +33,7 @@ public static class BenchCommand
         bench.Subcommands.Add(Rows(io, "layernorm"));
         bench.Subcommands.Add(Attention(io));
         bench.Subcommands.Add(GptStep(io));
+        bench.Subcommands.Add(SasRecStepBench.Create(io));
         bench.Subcommands.Add(BenchPeak.Create(io));
         bench.Subcommands.Add(ResNetStepBench.Create(io));
         bench.Subcommands.Add(BenchGptInfer.Create(io));

@@ -18,6 +18,7 @@ public static class TrainCommand
         var train = new Command("train", "Train a model");
         train.Subcommands.Add(Gpt(io));
         train.Subcommands.Add(TrainVisionCommand.Create(io));
+        train.Subcommands.Add(RecommendCommand.Train(io));
         return train;
     }
 

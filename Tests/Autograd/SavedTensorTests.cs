@@ -142,6 +142,10 @@ public class SavedTensorTests
             ("CrossEntropyWeighted", new[] { new[] { 4, 5 } },
                 x => x[0].CrossEntropy(Tensor.FromArray(new long[] { 0, 4, 2, 1 }), labelSmoothing: 0.1, weight: Tensor.FromArray(new double[] { 1, 2, 0.5, 1, 3 }))),
             ("CrossEntropyProbabilities", new[] { new[] { 4, 5 }, new[] { 4, 5 } }, x => x[0].CrossEntropy(x[1], reduction: Reduction.Sum)),
+            // recommend: both inputs differentiable, with and without a weight
+            ("BinaryCrossEntropyWithLogits", new[] { new[] { 2, 3 }, new[] { 2, 3 } }, x => x[0].BinaryCrossEntropyWithLogits(x[1])),
+            ("BinaryCrossEntropyWithLogitsWeighted", new[] { new[] { 3 }, new[] { 3 } },
+                x => x[0].BinaryCrossEntropyWithLogits(x[1], Tensor.FromArray(new double[] { 1, 0, 2 }), Reduction.None)),
         ]).ToArray();
         var seen = new HashSet<string>();
         var problems = new List<string>();
