@@ -36,8 +36,10 @@ public static class TrainRlCommand
         var runs = NumericOption.Int("--runs", "runs with seeds --seed, --seed+1, ... (the learning curve shades their spread)", 1, 1, 100);
         var output = PathRule.OutputFolder("--out", "run folder: policy-seed<N>.safetensors, metrics.json, learning_curve.png, attention.png", Path.Combine("runs", "rl"));
         var quiet = new Option<bool>("--quiet") { Description = "no progress display" };
+        var baseline = PathRule.ExistingFile("--baseline", "metrics.json of an earlier 'train rl' on the same environment, drawn in the same learning_curve.png (e.g. the MLP next to the Transformer)");
+        baseline.Required = false;
         var cmd = common.AddTo(new Command("rl", "PPO on cartpole, stateless-cartpole or memory with an MLP or Transformer policy (CleanRL's ppo.py settings)")
-            { env, policy, steps, envs, rollout, minibatches, epochs, lr, entropy, context, dim, heads, layers, runs, output, quiet });
+            { env, policy, steps, envs, rollout, minibatches, epochs, lr, entropy, context, dim, heads, layers, runs, output, quiet, baseline });
         cmd.AddRule(r =>
         {
             long batch = (long)r.GetValue(envs) * r.GetValue(rollout);
@@ -55,6 +57,7 @@ public static class TrainRlCommand
             bool json = p.GetValue(common.Json);
             var entry = EnvironmentCatalogue.Get(p.GetValue(env)!);
             string kind = p.GetValue(policy)!, outDir = p.GetValue(output)!;
+            var baselineSeries = p.GetValue(baseline) is string bp ? ReadBaseline(bp, entry.Name) : null;
             PathRule.PrepareOutputFolder("train rl", "--out", outDir);
             ulong seed0 = p.GetValue(common.Seed);
             var probe = entry.Create();
@@ -110,8 +113,9 @@ public static class TrainRlCommand
             }
             var written = new List<string>();
             string curve = Path.Combine(outDir, "learning_curve.png");
-            RlPlots.LearningCurve([new LearningCurveSeries($"{kind} on {entry.Name}", results.Select(r => r.Result.Episodes).ToArray())], curve,
-                $"PPO, {kind} policy, {entry.Name}", entry.Name == "memory" ? null : CartPole.SolvedMeanReturn);
+            var series = new List<LearningCurveSeries> { new($"{kind} on {entry.Name}", results.Select(r => r.Result.Episodes).ToArray()) };
+            if (baselineSeries is not null) series.Add(baselineSeries);
+            RlPlots.LearningCurve(series, curve, $"PPO on {entry.Name}", entry.Name == "memory" ? null : CartPole.SolvedMeanReturn);
             written.Add(curve);
             if (lastTransformer is not null)
             {
@@ -145,6 +149,25 @@ public static class TrainRlCommand
 
     private static readonly JsonSerializerOptions MetricsJson = new() { WriteIndented = false, Converters = { new NonFiniteAsNullConverter() } };
 
+    // The runs of an earlier metrics.json as one more curve; it must come from the same environment.
+    private static LearningCurveSeries ReadBaseline(string path, string env)
+    {
+        try
+        {
+            using var doc = JsonDocument.Parse(File.ReadAllText(path));
+            var root = doc.RootElement;
+            string baseEnv = root.GetProperty("env").GetString() ?? "", basePolicy = root.GetProperty("policy").GetString() ?? "";
+            if (baseEnv != env) throw new ArgumentException($"train rl: --baseline '{path}' was trained on {baseEnv}, this run is on {env}");
+            var runs = root.GetProperty("runs").EnumerateArray().Select(r => (IReadOnlyList<EpisodeRecord>)r.GetProperty("episodes").EnumerateArray()
+                .Select(e => new EpisodeRecord(e[1].GetDouble(), (int)e[2].GetDouble(), (long)e[0].GetDouble(), false)).ToList()).ToArray();
+            return new LearningCurveSeries($"{basePolicy} on {baseEnv} (baseline)", runs);
+        }
+        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or IndexOutOfRangeException or FormatException)
+        {
+            throw new InvalidDataException($"train rl: --baseline '{path}' is not a metrics.json written by 'attncore train rl': {e.Message}", e);
+        }
+    }
+
     private static string Success(EnvironmentEntry entry, PpoResult r) =>
         entry.SuccessRate100(r.Episodes) is double s ? string.Create(CultureInfo.InvariantCulture, $", {100 * s:F0}% reach the rewarding end") : "";
 
@@ -164,6 +187,6 @@ public static class TrainRlCommand
         var rows = Enumerable.Range(0, episode.Actions.Length).Select(t => entry.Name == "memory"
             ? $"t{t} {(episode.Observations[t][0] != 0 ? (episode.Observations[t][0] > 0 ? "goal L" : "goal R") : "")} {(episode.Actions[t] == 1 ? "->" : "<-")}"
             : $"t{t} {(episode.Actions[t] == 1 ? "->" : "<-")}").ToArray();
-        Plots.AttentionMap(episode.Weights, rows, keys, $"{entry.Name}: attention of each decision over its past observations (last block, mean over heads)", path);
+        Plots.AttentionMap(episode.Weights, rows, keys, $"{entry.Name}: attention over past observations", path);
     }
 }

@@ -84,6 +84,16 @@ public class RlCliTests
         (code, stdout, stderr) = Run("play", "--checkpoint", Path.Combine(_dir, "policy-seed1.safetensors"), "--episodes", "3", "--greedy");
         Assert.That(code, Is.EqualTo(0), stderr);
         Assert.That(stdout, Does.Contain("transformer policy on memory").And.Contain("reach the rewarding end"));
+
+        // the MLP next to the Transformer in one learning curve, and a baseline from another environment refused
+        string both = Path.Combine(_dir, "both");
+        (code, _, stderr) = Run("train", "rl", "--env", "memory", "--policy", "mlp", "--steps", "512", "--baseline", Path.Combine(_dir, "metrics.json"), "--out", both, "--quiet", "--threads", "1");
+        Assert.That(code, Is.EqualTo(0), stderr);
+        AssertPng(Path.Combine(both, "learning_curve.png"));
+        (code, _, stderr) = Run("train", "rl", "--env", "cartpole", "--steps", "512", "--baseline", Path.Combine(_dir, "metrics.json"), "--out", Path.Combine(_dir, "other"));
+        Assert.That(code, Is.EqualTo(1));
+        Assert.That(stderr, Does.Contain("--baseline").And.Contain("trained on memory").And.Contain("cartpole"));
+        Assert.That(Directory.Exists(Path.Combine(_dir, "other")), Is.False, "refused before anything is written");
     }
 
     [Test]
