@@ -24,8 +24,10 @@ public static class RlPlots
         long maxStep = series.SelectMany(s => s.Runs).SelectMany(r => r).Select(e => e.EndStep).DefaultIfEmpty(0).Max();
         if (maxStep == 0) return;
         var xs = Enumerable.Range(1, points).Select(i => (double)maxStep * i / points).ToArray();
-        foreach (var s in series)
+        for (int si = 0; si < series.Count; si++)
         {
+            var s = series[si];
+            var color = plot.Add.Palette.GetColor(si);
             var curves = s.Runs.Where(r => r.Count > 0).Select(r => RollingMean(r, xs)).ToArray();
             if (curves.Length == 0) continue;
             var mean = new double[xs.Length]; var lo = new double[xs.Length]; var hi = new double[xs.Length];
@@ -41,12 +43,13 @@ public static class RlPlots
             if (curves.Length > 1)
             {
                 var band = plot.Add.FillY(Pick(xs), Pick(lo), Pick(hi));
-                band.FillStyle.Color = band.FillStyle.Color.WithAlpha(0.25);
+                band.FillStyle.Color = color.WithAlpha(0.25);
                 band.LineStyle.Width = 0;
             }
             var line = plot.Add.Scatter(Pick(xs), Pick(mean));
             line.MarkerSize = 0;
             line.LineWidth = 2;
+            line.Color = color;
             line.LegendText = curves.Length > 1 ? $"{s.Label} (mean of {curves.Length} seeds, min-max shaded)" : s.Label;
         }
         if (threshold is double t)
