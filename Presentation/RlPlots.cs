@@ -59,7 +59,7 @@ public static class RlPlots
             h.LegendText = $"solved ({t})";
         }
         plot.XLabel("environment steps"); plot.YLabel("mean return of the last 100 episodes"); plot.Title(title);
-        plot.ShowLegend(Alignment.LowerRight);
+        plot.ShowLegend(Alignment.UpperLeft);   // the curves end at the right, where they matter most
         AtomicFile.Write(path, tmp => plot.SavePng(tmp, 900, 500));
     }
 
