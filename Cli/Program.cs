@@ -66,6 +66,7 @@ public static class Program
         root.Subcommands.Add(ExportCommand.Create(io));
         root.Subcommands.Add(ClassifyCommand.Create(io));
         root.Subcommands.Add(RecommendCommand.Create(io));
+        root.Subcommands.Add(PlayCommand.Create(io));
         return root;
     }
 

@@ -19,6 +19,7 @@ public static class TrainCommand
         train.Subcommands.Add(Gpt(io));
         train.Subcommands.Add(TrainVisionCommand.Create(io));
         train.Subcommands.Add(RecommendCommand.Train(io));
+        train.Subcommands.Add(TrainRlCommand.Create(io));
         return train;
     }
 
