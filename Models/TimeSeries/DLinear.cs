@@ -12,8 +12,8 @@ namespace AttnCore.Models.TimeSeries;
 ///   ŷ = W_s · seasonal + b_s + W_t · trend + b_t,   W: [H, L].
 /// </para>
 /// The moving average is a fixed [L, L] matrix A (A[t, s] = how many times s falls in t's padded window, / k), so
-/// trend = A · x is one matrix product per batch and its gradient is Aᵀ · g. Shapes: x [B, L, C] → trend, seasonal
-/// [B, L, C] → transposed [B, C, L] → [B, C, H] → [B, H, C]. Parameter names follow the paper's code with the per-channel
+/// trend = x Aᵀ along time is one matrix product (its gradient g A). Shapes: x [B, L, C] → transposed [B, C, L] →
+/// trend, seasonal [B, C, L] → [B, C, H] → [B, H, C]. Parameter names follow the paper's code with the per-channel
 /// ModuleLists stacked: <c>Linear_Seasonal.weight</c> [H, L] (shared) or [C, H, L] (individual), likewise bias and trend.
 /// </summary>
 public sealed class DLinear : Forecaster
@@ -65,21 +65,22 @@ public sealed class DLinear : Forecaster
         return a;
     }
 
-    /// <summary>The trend and seasonal parts of x [B, L, C].</summary>
+    /// <summary>The trend and seasonal parts of x [B, L, C], each [B, C, L] (channel-major, as the linear maps read them).</summary>
     public (Tensor Trend, Tensor Seasonal) Decompose(Tensor x)
     {
         CheckInput(x);
-        var trend = _average.MatMul(x);
-        return (trend, x - trend);
+        using var series = x.Transpose(1, 2);
+        using var averageT = _average.T;
+        // [B·C, L] @ Aᵀ: one GEMM with the batch folded into its rows.
+        var trend = series.MatMul(averageT);
+        return (trend, series - trend);
     }
 
     /// <inheritdoc/>
     public override Tensor Forward(Tensor x, Tensor? xMark = null, Tensor? yMark = null)
     {
         using var scope = new TensorScope();
-        var (trend, seasonal) = Decompose(x);
-        var s = seasonal.Transpose(1, 2);
-        var t = trend.Transpose(1, 2);
+        var (t, s) = Decompose(x);
         Tensor y;
         if (_seasonal is not null) y = _seasonal.Forward(s) + _trend!.Forward(t);
         else
