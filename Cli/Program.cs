@@ -63,6 +63,7 @@ public static class Program
         root.Subcommands.Add(TrainCommand.Create(io));
         root.Subcommands.Add(EvalCommand.Create(io));
         root.Subcommands.Add(GenerateCommand.Create(io));
+        root.Subcommands.Add(ForecastCommand.Create(io));
         return root;
     }
 

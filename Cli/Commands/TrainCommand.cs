@@ -17,6 +17,7 @@ public static class TrainCommand
     {
         var train = new Command("train", "Train a model");
         train.Subcommands.Add(Gpt(io));
+        train.Subcommands.Add(TrainForecastCommand.Create(io));
         return train;
     }
 

@@ -39,7 +39,7 @@ public sealed record ForecasterConfig(string Model, int SeqLen, int PredLen, int
 
     /// <summary>Reads <see cref="ToJson"/>'s text.</summary>
     public static ForecasterConfig FromJson(string json) =>
-        JsonSerializer.Deserialize<ForecasterConfig>(json) ?? throw new FormatException("ForecasterConfig: the JSON is null");
+        JsonSerializer.Deserialize<ForecasterConfig>(json) ?? throw new InvalidDataException("ForecasterConfig: the JSON is null");
 }
 
 /// <summary>

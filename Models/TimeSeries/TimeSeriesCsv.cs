@@ -55,7 +55,7 @@ public sealed class TimeSeriesTable
 /// Reads a time-series CSV: a header line, then one row per time step. The date column is the one named
 /// <c>date</c> (any case), else the first; every other column must hold a finite number on every line. Errors
 /// name the file, the line (1-based, the header is line 1) and the column: a missing or non-numeric value, a
-/// line with the wrong number of fields, a timestamp that cannot be read, a timestamp that is not after the
+/// line with the wrong number of fields (each an <see cref="InvalidDataException"/>), a timestamp that cannot be read, a timestamp that is not after the
 /// previous line's (unsorted) or repeats it (duplicated).
 /// </summary>
 public static class TimeSeriesCsv
@@ -72,14 +72,14 @@ public static class TimeSeriesCsv
     public static TimeSeriesTable Parse(TextReader reader, string source)
     {
         string? header = reader.ReadLine();
-        if (header is null || header.Trim().Length == 0) throw new FormatException($"TimeSeriesCsv: '{source}' is empty; it needs a header line (date column plus numeric columns)");
+        if (header is null || header.Trim().Length == 0) throw new InvalidDataException($"TimeSeriesCsv: '{source}' is empty; it needs a header line (date column plus numeric columns)");
         var names = header.Split(',').Select(n => n.Trim().Trim('"')).ToArray();
         int dateColumn = Array.FindIndex(names, n => n.Equals("date", StringComparison.OrdinalIgnoreCase));
         if (dateColumn < 0) dateColumn = 0;
-        if (names.Length < 2) throw new FormatException($"TimeSeriesCsv: '{source}' line 1: the header has {names.Length} column; it needs a date column and at least one numeric column");
+        if (names.Length < 2) throw new InvalidDataException($"TimeSeriesCsv: '{source}' line 1: the header has {names.Length} column; it needs a date column and at least one numeric column");
         var numeric = names.Where((_, i) => i != dateColumn).ToArray();
         var duplicate = numeric.GroupBy(n => n).FirstOrDefault(g => g.Count() > 1);
-        if (duplicate is not null) throw new FormatException($"TimeSeriesCsv: '{source}' line 1: the column '{duplicate.Key}' appears twice");
+        if (duplicate is not null) throw new InvalidDataException($"TimeSeriesCsv: '{source}' line 1: the column '{duplicate.Key}' appears twice");
 
         var times = new List<DateTime>();
         var values = new List<double>();
@@ -90,17 +90,17 @@ public static class TimeSeriesCsv
             if (line.Trim().Length == 0) continue;
             var fields = line.Split(',');
             if (fields.Length != names.Length)
-                throw new FormatException($"TimeSeriesCsv: '{source}' line {lineNo}: {fields.Length} fields, the header has {names.Length}");
+                throw new InvalidDataException($"TimeSeriesCsv: '{source}' line {lineNo}: {fields.Length} fields, the header has {names.Length}");
             string stamp = fields[dateColumn].Trim().Trim('"');
             if (!DateTime.TryParse(stamp, CultureInfo.InvariantCulture, DateTimeStyles.AllowWhiteSpaces | DateTimeStyles.RoundtripKind, out var time))
-                throw new FormatException($"TimeSeriesCsv: '{source}' line {lineNo}, column '{names[dateColumn]}': '{stamp}' is not a date/time");
+                throw new InvalidDataException($"TimeSeriesCsv: '{source}' line {lineNo}, column '{names[dateColumn]}': '{stamp}' is not a date/time");
             if (times.Count > 0)
             {
                 var previous = times[^1];
                 if (time == previous)
-                    throw new FormatException($"TimeSeriesCsv: '{source}' line {lineNo}: the timestamp {stamp} repeats line {lineNo - 1}'s (duplicated timestamps)");
+                    throw new InvalidDataException($"TimeSeriesCsv: '{source}' line {lineNo}: the timestamp {stamp} repeats line {lineNo - 1}'s (duplicated timestamps)");
                 if (time < previous)
-                    throw new FormatException($"TimeSeriesCsv: '{source}' line {lineNo}: the timestamp {stamp} is before line {lineNo - 1}'s {previous:yyyy-MM-dd HH:mm:ss} (the rows must be sorted by time)");
+                    throw new InvalidDataException($"TimeSeriesCsv: '{source}' line {lineNo}: the timestamp {stamp} is before line {lineNo - 1}'s {previous:yyyy-MM-dd HH:mm:ss} (the rows must be sorted by time)");
             }
             times.Add(time);
             for (int i = 0; i < fields.Length; i++)
@@ -108,13 +108,13 @@ public static class TimeSeriesCsv
                 if (i == dateColumn) continue;
                 string text = fields[i].Trim().Trim('"');
                 if (text.Length == 0)
-                    throw new FormatException($"TimeSeriesCsv: '{source}' line {lineNo}, column '{names[i]}': the value is missing");
+                    throw new InvalidDataException($"TimeSeriesCsv: '{source}' line {lineNo}, column '{names[i]}': the value is missing");
                 if (!double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out double v) || !double.IsFinite(v))
-                    throw new FormatException($"TimeSeriesCsv: '{source}' line {lineNo}, column '{names[i]}': '{text}' is not a finite number");
+                    throw new InvalidDataException($"TimeSeriesCsv: '{source}' line {lineNo}, column '{names[i]}': '{text}' is not a finite number");
                 values.Add(v);
             }
         }
-        if (times.Count == 0) throw new FormatException($"TimeSeriesCsv: '{source}' has a header but no rows");
+        if (times.Count == 0) throw new InvalidDataException($"TimeSeriesCsv: '{source}' has a header but no rows");
         return new TimeSeriesTable([.. times], numeric, [.. values]);
     }
 }

@@ -14,9 +14,7 @@ public class ForecastDataTests
 {
     internal static string EttPath()
     {
-        var dir = new DirectoryInfo(TestContext.CurrentContext.TestDirectory);
-        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "AttnCore.sln"))) dir = dir.Parent;
-        string path = Path.GetFullPath(Path.Combine(dir?.FullName ?? ".", "..", "shared", "data", "ETTh1.csv"));
+        string path = Path.GetFullPath(Path.Combine(AttnCore.Tests.Docs.DocsTests.Root(), "..", "shared", "data", "ETTh1.csv"));
         if (!File.Exists(path)) Assert.Ignore($"ETTh1 is not at {path}");
         return path;
     }
@@ -145,7 +143,7 @@ public class ForecastDataTests
     [TestCase("date,a\n", "has a header but no rows")]
     public void Bad_csv_lines_are_refused_naming_the_line_and_column(string csv, string message)
     {
-        var ex = Assert.Throws<FormatException>(() => TimeSeriesCsv.Parse(new StringReader(csv), "bad.csv"));
+        var ex = Assert.Throws<InvalidDataException>(() => TimeSeriesCsv.Parse(new StringReader(csv), "bad.csv"));
         Assert.That(ex!.Message, Does.Contain("'bad.csv'").And.Contain(message));
     }
 
