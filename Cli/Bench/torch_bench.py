@@ -161,6 +161,9 @@ def setup(c):
             loss.backward()
             opt.step()
         return step
+    if op == "forecast-step":
+        from torch_forecast import forecast_step  # Cli/Bench/torch_forecast.py, beside this script
+        return forecast_step(c)
     raise ValueError(f"unknown op {op}")
 
 

@@ -18,7 +18,7 @@ namespace AttnCore.Cli.Commands;
 /// </summary>
 public static class BenchCommand
 {
-    private sealed record Work(string Op, Dictionary<string, object> Shape, double Flops, double Bytes, Action Run, Action Cleanup, Dictionary<string, object> TorchSetup)
+    internal sealed record Work(string Op, Dictionary<string, object> Shape, double Flops, double Bytes, Action Run, Action Cleanup, Dictionary<string, object> TorchSetup)
     {
         /// <summary>cuBLAS on the work's own device buffers (gemm only).</summary>
         public Func<IBenchReference>? CuBlas { get; init; }
@@ -34,13 +34,14 @@ public static class BenchCommand
         bench.Subcommands.Add(Attention(io));
         bench.Subcommands.Add(GptStep(io));
         bench.Subcommands.Add(BenchPeak.Create(io));
+        bench.Subcommands.Add(BenchForecastCommand.Create(io));
         return bench;
     }
 
-    private static Option<string?> VsOption() => new Option<string?>("--vs") { Description = "compare with a reference: torch" }.AcceptOnlyFromAmong("torch");
+    internal static Option<string?> VsOption() => new Option<string?>("--vs") { Description = "compare with a reference: torch" }.AcceptOnlyFromAmong("torch");
     private static Option<string?> GemmVsOption() =>
         new Option<string?>("--vs") { Description = "compare with a reference: torch, or cublas (CUDA devices: cuBLAS SGEMM on the same buffers)" }.AcceptOnlyFromAmong("torch", "cublas");
-    private static Option<double> SecondsOption() => NumericOption.Number("--seconds", "measurement time per side", 3.0, 0, 3600, minExclusive: true);
+    internal static Option<double> SecondsOption() => NumericOption.Number("--seconds", "measurement time per side", 3.0, 0, 3600, minExclusive: true);
     private static Option<int?> OptionalSize(string name, string description) => NumericOption.OptionalInt(name, description, 1, NumericOption.MaxSize);
     private static Option<int> Size(string name, string description, int defaultValue) => NumericOption.Int(name, description, defaultValue, 1, NumericOption.MaxSize);
 
@@ -178,7 +179,7 @@ public static class BenchCommand
         return cmd;
     }
 
-    private static int Execute(CliIO io, ParseResult p, CommonOptions common, Option<string?> vs, Option<double> secs, TorchOptions torch, Func<Device, Work> make)
+    internal static int Execute(CliIO io, ParseResult p, CommonOptions common, Option<string?> vs, Option<double> secs, TorchOptions torch, Func<Device, Work> make)
     {
         var device = common.Apply(p);
         int threads = p.GetValue(common.Threads);
