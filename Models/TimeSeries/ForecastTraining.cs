@@ -132,7 +132,7 @@ public static class ForecastTraining
         var epochs = new List<ForecastEpoch>();
         var history = new List<TrainerMetric>();
         Dictionary<string, Tensor>? best = null;
-        double bestVal = double.PositiveInfinity;
+        double bestVal = double.PositiveInfinity, lastVal = double.NaN; // NaN: no validation yet, as the step reports expect
         int bestEpoch = 0, sinceBest = 0, step = 0;
         foreach (var callback in options.Callbacks) callback.OnRunStart(new TrainerRunStart(0, totalSteps, stepsPerEpoch, (long)options.BatchSize * data.PredLen, options.RunDirectory));
         var outcome = TrainerRunOutcome.Failed;
@@ -163,11 +163,11 @@ public static class ForecastTraining
                     lossSum += loss;
                     step++;
                     double tps = (double)step * options.BatchSize * data.PredLen / Math.Max(1e-9, clock.Elapsed.TotalSeconds);
-                    var report = new TrainerStepReport(step, totalSteps, loss, bestVal, tps, lr);
+                    var report = new TrainerStepReport(step, totalSteps, loss, lastVal, tps, lr);
                     foreach (var callback in options.Callbacks) callback.OnStepEnd(report);
                     if (s % 10 == 0) history.Add(new TrainerMetric(step, loss, null, lr, tps, clock.Elapsed.TotalSeconds));
                 }
-                double val = Evaluate(model, data, ForecastSplit.Validation).Mse;
+                double val = lastVal = Evaluate(model, data, ForecastSplit.Validation).Mse;
                 double train = lossSum / stepsPerEpoch;
                 epochs.Add(new ForecastEpoch(epoch, train, val, lr, clock.Elapsed.TotalSeconds));
                 history.Add(new TrainerMetric(step, train, val, lr, 0, clock.Elapsed.TotalSeconds));
