@@ -67,6 +67,7 @@ public static class Program
         root.Subcommands.Add(ClassifyCommand.Create(io));
         root.Subcommands.Add(RecommendCommand.Create(io));
         root.Subcommands.Add(PlayCommand.Create(io));
+        root.Subcommands.Add(ForecastCommand.Create(io));
         return root;
     }
 

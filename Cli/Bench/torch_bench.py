@@ -167,6 +167,9 @@ def setup(c):
     if op == "sasrec-step":
         import torch_sasrec  # beside this script (Cli/Bench/torch_sasrec.py)
         return torch_sasrec.make_step(c)
+    if op == "forecast-step":
+        from torch_forecast import forecast_step  # Cli/Bench/torch_forecast.py, beside this script
+        return forecast_step(c)
     raise ValueError(f"unknown op {op}")
 
 

@@ -38,6 +38,7 @@ public static class BenchCommand
         bench.Subcommands.Add(ResNetStepBench.Create(io));
         bench.Subcommands.Add(BenchGptInfer.Create(io));
         foreach (var distributed in BenchDistributed.Commands(io)) bench.Subcommands.Add(distributed);
+        bench.Subcommands.Add(BenchForecastCommand.Create(io));
         return bench;
     }
 

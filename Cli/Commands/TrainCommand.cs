@@ -20,6 +20,7 @@ public static class TrainCommand
         train.Subcommands.Add(TrainVisionCommand.Create(io));
         train.Subcommands.Add(RecommendCommand.Train(io));
         train.Subcommands.Add(TrainRlCommand.Create(io));
+        train.Subcommands.Add(TrainForecastCommand.Create(io));
         return train;
     }
 

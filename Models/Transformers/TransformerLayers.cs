@@ -14,13 +14,13 @@ public sealed class TransformerEncoderLayer : Module
     private readonly LayerNorm _ln1, _ln2;
     private readonly Dropout _drop;
 
-    /// <summary>A layer of width <paramref name="dim"/>.</summary>
-    public TransformerEncoderLayer(int dim, int heads, int hidden, double dropout = 0.1, bool preNorm = true, Generator? generator = null, Device? device = null)
+    /// <summary>A layer of width <paramref name="dim"/>; the feed-forward block uses ReLU when <paramref name="relu"/> (default: post-norm layers, as the original paper), else GELU.</summary>
+    public TransformerEncoderLayer(int dim, int heads, int hidden, double dropout = 0.1, bool preNorm = true, Generator? generator = null, Device? device = null, bool? relu = null)
     {
         PreNorm = preNorm;
         _attn = Child("attn", new MultiHeadAttention(dim, heads, false, dropout, true, generator, device));
         _ln1 = Child("ln1", new LayerNorm(dim, device: device));
-        _ff = Child("ff", new FeedForward(dim, hidden, dropout, relu: !preNorm, generator: generator, device: device));
+        _ff = Child("ff", new FeedForward(dim, hidden, dropout, relu: relu ?? !preNorm, generator: generator, device: device));
         _ln2 = Child("ln2", new LayerNorm(dim, device: device));
         _drop = Child("drop", new Dropout(dropout, generator));
     }
@@ -57,15 +57,15 @@ public sealed class TransformerDecoderLayer : Module
     private readonly LayerNorm _ln1, _ln2, _ln3;
     private readonly Dropout _drop;
 
-    /// <summary>A layer of width <paramref name="dim"/>.</summary>
-    public TransformerDecoderLayer(int dim, int heads, int hidden, double dropout = 0.1, bool preNorm = true, Generator? generator = null, Device? device = null)
+    /// <summary>A layer of width <paramref name="dim"/>; the feed-forward block uses ReLU when <paramref name="relu"/> (default: post-norm layers, as the original paper), else GELU.</summary>
+    public TransformerDecoderLayer(int dim, int heads, int hidden, double dropout = 0.1, bool preNorm = true, Generator? generator = null, Device? device = null, bool? relu = null)
     {
         PreNorm = preNorm;
         _self = Child("self_attn", new MultiHeadAttention(dim, heads, false, dropout, true, generator, device));
         _ln1 = Child("ln1", new LayerNorm(dim, device: device));
         _cross = Child("cross_attn", new MultiHeadAttention(dim, heads, true, dropout, true, generator, device));
         _ln2 = Child("ln2", new LayerNorm(dim, device: device));
-        _ff = Child("ff", new FeedForward(dim, hidden, dropout, relu: !preNorm, generator: generator, device: device));
+        _ff = Child("ff", new FeedForward(dim, hidden, dropout, relu: relu ?? !preNorm, generator: generator, device: device));
         _ln3 = Child("ln3", new LayerNorm(dim, device: device));
         _drop = Child("drop", new Dropout(dropout, generator));
     }
