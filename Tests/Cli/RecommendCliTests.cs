@@ -89,7 +89,10 @@ public class RecommendCliTests
         var j = LastJson(stdout);
         Assert.That(j.GetProperty("op").GetString(), Is.EqualTo("sasrec-step"));
         Assert.That((j.GetProperty("sequences").GetInt32(), j.GetProperty("max_len").GetInt32()), Is.EqualTo((4, 8)));
-        Assert.That(j.GetProperty("ms").GetDouble(), Is.GreaterThan(0));
+        double ms = j.GetProperty("ms").GetDouble();
+        Assert.That(ms, Is.GreaterThan(0));
+        // The target is in sequences/s: the batch over the median step.
+        Assert.That(j.GetProperty("sequences_per_s").GetDouble(), Is.EqualTo(4 / (ms / 1e3)).Within(0.01 + 1e-3 * 4 / (ms / 1e3)));
         if (!File.Exists("/usr/bin/python3")) Assert.Ignore("PyTorch is not installed at /usr/bin/python3; the --vs torch half was not run");
         (code, stdout, stderr) = Run([.. small, "--vs", "torch"]);
         Assert.That(code, Is.EqualTo(0), stderr);
