@@ -1,5 +1,3 @@
-using System.Text.Json;
-using System.Text.Json.Serialization;
 using AttnCore.Models.IO;
 using AttnCore.Models.Transformers;
 
@@ -17,11 +15,6 @@ internal static class GptCheckpoint
 {
     private const string Reader = "GPT checkpoint";
 
-    private static readonly JsonSerializerOptions ConfigJson = new()
-    {
-        UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
-        RespectRequiredConstructorParameters = true,
-    };
 
     public static (Gpt Model, char[] Vocabulary) Load(string path, Device device)
     {
@@ -32,9 +25,7 @@ internal static class GptCheckpoint
         {
             if (!meta.TryGetValue("attncore.config", out var cfgJson) || !meta.TryGetValue("attncore.vocab", out var vocab))
                 throw Bad("not a GPT checkpoint written by 'attncore train gpt' (no config/vocabulary metadata)");
-            GptConfig cfg;
-            try { cfg = JsonSerializer.Deserialize<GptConfig>(cfgJson, ConfigJson) ?? throw Bad("the config is null"); }
-            catch (JsonException e) { throw Bad($"the config is not valid ({e.Message})", e); }
+            var cfg = CheckpointConfig.Read<GptConfig>(cfgJson, Reader, path);
             Check(cfg, vocab, tensors, Bad);
             var model = new Gpt(cfg, new Generator(0), device);
             try

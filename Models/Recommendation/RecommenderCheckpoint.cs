@@ -1,6 +1,5 @@
 using System.Globalization;
 using System.Text.Json;
-using System.Text.Json.Serialization;
 using AttnCore.Models.IO;
 using AttnCore.Models.Training;
 
@@ -16,11 +15,6 @@ public static class RecommenderCheckpoint
 {
     private const string Reader = "Recommender checkpoint";
 
-    private static readonly JsonSerializerOptions ConfigJson = new()
-    {
-        UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
-        RespectRequiredConstructorParameters = true,
-    };
 
     /// <summary>The model names <see cref="Create"/> knows.</summary>
     public static readonly string[] Models = ["sasrec", "target-attention"];
@@ -57,9 +51,7 @@ public static class RecommenderCheckpoint
             if (!meta.TryGetValue("attncore.model", out var name) || !meta.TryGetValue("attncore.config", out var json))
                 throw Bad("not a recommender checkpoint written by 'attncore train recommend' (no model/config metadata)");
             if (!Models.Contains(name)) throw Bad($"unknown model '{name}' (known: {string.Join(", ", Models)})");
-            SasRecConfig config;
-            try { config = JsonSerializer.Deserialize<SasRecConfig>(json, ConfigJson) ?? throw Bad("the config is null"); }
-            catch (JsonException e) { throw Bad($"the config is not valid ({e.Message})", e); }
+            var config = CheckpointConfig.Read<SasRecConfig>(json, Reader, path);
             try { config.Check(); }
             catch (ArgumentException e) { throw Bad(e.Message, e); }
             // the item table alone is (Items + 1)·Dim weights: a config larger than the file cannot be honest
