@@ -97,6 +97,31 @@ public sealed class DataParallel : IDisposable
     }
 
     /// <summary>
+    /// This rank's contiguous rows [Start, Start + Count) of a global batch of <paramref name="batchSize"/> samples
+    /// (<see cref="DistributedSampler.Shard"/>), recorded as the coming step's share (<see cref="SetBatchShare"/>). In a world
+    /// of one process, the whole batch. Count is 0 on the last ranks when the batch has fewer samples than there are ranks:
+    /// such a rank skips forward and backward but still calls <see cref="SynchronizeGradients"/>, contributing zeros.
+    /// </summary>
+    public (int Start, int Count) ShareOf(int batchSize)
+    {
+        var share = DistributedSampler.Shard(batchSize, Communicator.Rank, Communicator.Size);
+        SetBatchShare(share.Count, batchSize);
+        return share;
+    }
+
+    /// <summary>
+    /// The mean of a per-sample quantity (a step's loss) over the whole global batch, from this rank's mean over its
+    /// <paramref name="samplesHere"/> of the <paramref name="samplesAllRanks"/> samples: the sum over ranks of mean x share,
+    /// in float64. An empty shard adds nothing. Collective: every rank calls it for the same step.
+    /// </summary>
+    public double BatchMean(double meanHere, long samplesHere, long samplesAllRanks)
+    {
+        if (samplesAllRanks < 1 || samplesHere < 0 || samplesHere > samplesAllRanks)
+            throw new ArgumentOutOfRangeException(nameof(samplesHere), $"DataParallel.BatchMean: {samplesHere} samples on this rank of {samplesAllRanks} in all is not a share");
+        return SumOverRanks(samplesHere == 0 ? 0 : meanHere * samplesHere / samplesAllRanks);
+    }
+
+    /// <summary>
     /// Waits for every bucket's all-reduce (starting those backward did not complete) and sets each parameter's gradient to
     /// the sum over ranks of each rank's weighted gradient: the average over ranks, as DDP, unless <see cref="SetBatchShare"/>
     /// set this step's weight. Collective: every rank calls it once per step, between Backward and the optimizer step.

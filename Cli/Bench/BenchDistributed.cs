@@ -26,6 +26,15 @@ public static class BenchDistributed
         _ => (new GptConfig(65, BlockSize: 64, Layers: 4, Heads: 4, Dim: 128), 12),
     };
 
+    // The spread of repeated timings: each repetition's seconds averaged over the ranks, then the fastest, median and slowest.
+    private static (double Min, double Median, double Max) Spread(Communicator world, double[] seconds)
+    {
+        world.AllreduceSum(seconds);
+        var sorted = seconds.Select(s => s / world.Size).Order().ToArray();
+        int m = sorted.Length / 2;
+        return (sorted[0], sorted.Length % 2 == 1 ? sorted[m] : (sorted[m - 1] + sorted[m]) / 2, sorted[^1]);
+    }
+
     private static Option<bool> JsonOption() => new("--json") { Description = "print the result as one JSON object on the last line" };
 
     // In-place float32 sum of --bytes over all ranks, timed per call after a warm-up; the figures are the mean over ranks.
@@ -48,16 +57,26 @@ public static class BenchDistributed
             world.AllreduceSum(data);
             if (data[0] != world.Size || data[^1] != world.Size)
                 throw new InvalidOperationException($"bench allreduce: a sum of ones over {world.Size} ranks gave {data[0]} and {data[^1]}");
+            var perCall = new double[iters];
             world.Barrier();
             var clock = Stopwatch.StartNew();
-            for (int i = 0; i < iters; i++) world.AllreduceSum(data);
+            long last = Stopwatch.GetTimestamp();
+            for (int i = 0; i < iters; i++)
+            {
+                world.AllreduceSum(data);
+                long now = Stopwatch.GetTimestamp();
+                perCall[i] = Stopwatch.GetElapsedTime(last, now).TotalSeconds;
+                last = now;
+            }
             double seconds = world.AllreduceSum(clock.Elapsed.TotalSeconds) / world.Size / iters;
+            var (fastest, median, slowest) = Spread(world, perCall);
             long size = (long)n * sizeof(float);
             double algorithmGBs = size / seconds / 1e9, busGBs = world.Size == 1 ? 0 : algorithmGBs * 2.0 * (world.Size - 1) / world.Size;
             say.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"allreduce float32 sum, {size:N0} bytes, {world.Size} ranks: {seconds * 1e6:F1} us per call, algorithm bandwidth {algorithmGBs:F3} GB/s, bus bandwidth {busGBs:F3} GB/s ({iters} calls)"));
+                $"allreduce float32 sum, {size:N0} bytes, {world.Size} ranks: {seconds * 1e6:F1} us per call (min {fastest * 1e6:F1}, median {median * 1e6:F1}, max {slowest * 1e6:F1}), algorithm bandwidth {algorithmGBs:F3} GB/s, bus bandwidth {busGBs:F3} GB/s ({iters} calls)"));
             if (p.GetValue(json))
-                say.Json(new { op = "allreduce", bytes = size, ranks = world.Size, iterations = iters, latency_us = seconds * 1e6, algbw_gbs = algorithmGBs, busbw_gbs = busGBs });
+                say.Json(new { op = "allreduce", bytes = size, ranks = world.Size, iterations = iters, latency_us = seconds * 1e6, latency_us_min = fastest * 1e6,
+                    latency_us_median = median * 1e6, latency_us_max = slowest * 1e6, algbw_gbs = algorithmGBs, busbw_gbs = busGBs });
             world.Dispose();
             return 0;
         });
@@ -98,11 +117,18 @@ public static class BenchDistributed
             }
             Step(); Step();
             double exposedBefore = dp.ExposedCommunicationSeconds;
+            int n = p.GetValue(steps);
+            var perStep = new double[n];
             world.Barrier();
             var clock = Stopwatch.StartNew();
-            int n = p.GetValue(steps);
-            for (int i = 0; i < n; i++) Step();
+            for (int i = 0; i < n; i++)
+            {
+                long start = Stopwatch.GetTimestamp();
+                Step();
+                perStep[i] = Stopwatch.GetElapsedTime(start).TotalSeconds;
+            }
             double stepSeconds = world.AllreduceSum(clock.Elapsed.TotalSeconds) / world.Size / n;
+            var (fastest, median, slowest) = Spread(world, perStep);
             double exposed = world.AllreduceSum(dp.ExposedCommunicationSeconds - exposedBefore) / world.Size / n;
             // The same bytes in the same bucket sizes, blocking: communication as it would cost with nothing to hide behind.
             long elements = model.Parameters().Sum(t => t.Numel);
@@ -119,9 +145,10 @@ public static class BenchDistributed
             say.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"ddp-step {name}: {world.Size} rank{(world.Size == 1 ? "" : "s")} x {WorkerPool.ThreadCount} thread{(WorkerPool.ThreadCount == 1 ? "" : "s")}, batch {batch} per rank, {model.ParameterCount():N0} parameters in {dp.BucketCount} buckets"));
             say.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"  step {stepSeconds * 1e3:F1} ms, {samples:F1} samples/s; all-reduce {allreduce * 1e3:F2} ms a step blocking, {exposed * 1e3:F2} ms exposed after backward: {hidden * 100:F0}% hidden"));
+                $"  step {stepSeconds * 1e3:F1} ms (min {fastest * 1e3:F1}, median {median * 1e3:F1}, max {slowest * 1e3:F1}), {samples:F1} samples/s; all-reduce {allreduce * 1e3:F2} ms a step blocking, {exposed * 1e3:F2} ms exposed after backward: {hidden * 100:F0}% hidden"));
             if (p.GetValue(json))
                 say.Json(new { op = "ddp-step", config = name, ranks = world.Size, threads = WorkerPool.ThreadCount, batch_per_rank = batch, step_ms = stepSeconds * 1e3,
+                    step_ms_min = fastest * 1e3, step_ms_median = median * 1e3, step_ms_max = slowest * 1e3,
                     samples_per_s = samples, allreduce_ms = allreduce * 1e3, exposed_ms = exposed * 1e3, hidden_share = hidden, buckets = dp.BucketCount });
             dp.Dispose();
             world.Dispose();

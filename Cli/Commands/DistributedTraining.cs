@@ -84,12 +84,14 @@ public sealed class DistributedRun : IDisposable
     /// <summary>
     /// Sets up data parallelism for <paramref name="model"/> (collective: checks that every rank built the same model and
     /// copies rank 0's parameters to all) and checks that <paramref name="batch"/> gives every rank at least one sample.
+    /// A later call (the next model of a multi-seed run) replaces the previous model's synchroniser.
     /// </summary>
-    public void Attach(Module model, int batch)
+    public void Attach(Module model, int batch, string batchOption = "--batch")
     {
         if (_world is null) return;
         if (batch < _world.Size)
-            throw new ArgumentException($"{_command}: --batch {batch} is smaller than the {_world.Size} ranks; each rank takes its share of every batch and needs at least one sample");
+            throw new ArgumentException($"{_command}: {batchOption} {batch} is smaller than the {_world.Size} ranks; each rank takes its share of every batch and needs at least one sample");
+        DataParallel?.Dispose();
         DataParallel = new DataParallel(_world, model.NamedParameters(), model.NamedBuffers(), new DataParallelOptions { BucketBytes = _bucketBytes });
     }
 

@@ -16,9 +16,10 @@ public static class RecommendCommand
     private static readonly string[] Formats = ["auto", "user-item", "csv"];
 
     /// <summary>Builds <c>train recommend</c>.</summary>
-    public static Command Train(CliIO io)
+    public static Command Train(CliIO commandIO)
     {
         var common = new CommonOptions();
+        var distributed = new DistributedOptions();
         var data = PathRule.ExistingFile("--data", "interactions: 'user item' lines in time order (SASRec's format) or user,item,timestamp CSV");
         var format = new Option<string>("--format") { Description = "input format (auto: csv for a .csv file, else user-item)", DefaultValueFactory = _ => "auto" }.AcceptOnlyFromAmong(Formats);
         var model = new Option<string>("--model") { Description = "the model", DefaultValueFactory = _ => "sasrec" }.AcceptOnlyFromAmong(RecommenderCheckpoint.Models);
@@ -37,8 +38,8 @@ public static class RecommendCommand
         var evalUsers = NumericOption.Int("--eval-users", "users sampled for evaluation at most (the protocol: 10000)", 10_000, 1, 100_000_000);
         var output = PathRule.OutputFolder("--out", "run folder: model.safetensors (best), metrics.json, validation.png, attention.png", Path.Combine("runs", "recommend"));
         var quiet = new Option<bool>("--quiet") { Description = "no per-epoch lines" };
-        var cmd = common.AddTo(new Command("recommend", "Sequential recommendation: SASRec or target attention, HR@10/NDCG@10 by the SASRec protocol")
-            { data, format, model, epochs, stepsPerEpoch, batch, maxLen, dim, blocks, heads, dropout, lr, beta2, evalEvery, patience, evalUsers, output, quiet });
+        var cmd = distributed.AddTo(common.AddTo(new Command("recommend", "Sequential recommendation: SASRec or target attention, HR@10/NDCG@10 by the SASRec protocol")
+            { data, format, model, epochs, stepsPerEpoch, batch, maxLen, dim, blocks, heads, dropout, lr, beta2, evalEvery, patience, evalUsers, output, quiet }));
         cmd.AddRule(r =>
         {
             int d = r.GetValue(dim), h = r.GetValue(heads), b = r.GetValue(batch), t = r.GetValue(maxLen);
@@ -49,6 +50,8 @@ public static class RecommendCommand
         cmd.SetAction(p =>
         {
             var device = common.Apply(p);
+            using var run = distributed.Begin(p, commandIO, "train recommend");
+            var io = run.IO;
             bool json = p.GetValue(common.Json), talk = !json && !p.GetValue(quiet);
             string path = p.GetValue(data)!, name = p.GetValue(model)!;
             var split = new LeaveOneOutSplit(Read(path, p.GetValue(format)!));
@@ -57,6 +60,7 @@ public static class RecommendCommand
             var config = new SasRecConfig(split.ItemCount, p.GetValue(maxLen), p.GetValue(dim), p.GetValue(blocks), p.GetValue(heads), p.GetValue(dropout));
             ulong seed = p.GetValue(common.Seed);
             using var net = RecommenderCheckpoint.Create(name, config, new Generator(seed), device);
+            run.Attach(net, p.GetValue(batch));
             string checkpoint = Path.Combine(outDir, "model.safetensors");
             if (!json)
                 io.Out.WriteLine($"{name}: {split.UserCount:N0} users, {split.ItemCount:N0} items, {split.Data.Count:N0} interactions; {net.ParameterCount():N0} parameters; " +
@@ -65,7 +69,7 @@ public static class RecommendCommand
             {
                 Epochs = p.GetValue(epochs), BatchSize = p.GetValue(batch), LearningRate = p.GetValue(lr), Beta2 = p.GetValue(beta2),
                 StepsPerEpoch = p.GetValue(stepsPerEpoch), EvalEvery = p.GetValue(evalEvery), Patience = p.GetValue(patience), EvalUsers = p.GetValue(evalUsers),
-                Seed = unchecked((int)seed), CheckpointPath = checkpoint,
+                Seed = unchecked((int)seed), CheckpointPath = run.IsPrimary ? checkpoint : null, DataParallel = run.DataParallel,
                 OnEpoch = e =>
                 {
                     if (!talk) return;
@@ -74,6 +78,11 @@ public static class RecommendCommand
                 },
             };
             var result = RecommenderTraining.Run(net, split, options, device);
+            if (!run.IsPrimary)
+            {
+                run.Complete();
+                return 0;
+            }
             var test = result.Test;
             int epochsRun = result.History.Count;
             string metrics = Path.Combine(outDir, "metrics.json"), curve = Path.Combine(outDir, "validation.png"), attention = Path.Combine(outDir, "attention.png");
@@ -90,7 +99,8 @@ public static class RecommendCommand
             io.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"best epoch {result.BestEpoch} of {epochsRun}: test HR@10 {test.HitRate:F4} NDCG@10 {test.Ndcg:F4} (100 sampled negatives, {test.Users:N0} users); full ranking HR@10 {test.FullHitRate:F4} NDCG@10 {test.FullNdcg:F4}; {result.WallSeconds:F1} s"));
             io.Out.WriteLine($"wrote {checkpoint}, {metrics}, {curve}, {attention}");
-            if (json) io.Json(new { model = name, hr10 = test.HitRate, ndcg10 = test.Ndcg, full_hr10 = test.FullHitRate, full_ndcg10 = test.FullNdcg, epochs = epochsRun, wall_s = result.WallSeconds, best_epoch = result.BestEpoch, users = test.Users });
+            if (json) io.Json(new { model = name, hr10 = test.HitRate, ndcg10 = test.Ndcg, full_hr10 = test.FullHitRate, full_ndcg10 = test.FullNdcg, epochs = epochsRun, wall_s = result.WallSeconds, best_epoch = result.BestEpoch, users = test.Users, ranks = run.Size });
+            run.Complete();
             return 0;
         });
         return cmd;

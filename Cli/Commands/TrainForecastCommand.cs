@@ -26,9 +26,10 @@ public static class TrainForecastCommand
     };
 
     /// <summary>Builds <c>train forecast</c>.</summary>
-    public static Command Create(CliIO io)
+    public static Command Create(CliIO commandIO)
     {
         var common = new CommonOptions();
+        var distributed = new DistributedOptions();
         var data = PathRule.ExistingFile("--data", "a CSV time series: a date column and numeric columns (e.g. ETTh1.csv)");
         var model = new Option<string>("--model") { Description = "the forecaster", DefaultValueFactory = _ => "patchtst" }.AcceptOnlyFromAmong(ForecasterConfig.Models);
         var seqLen = NumericOption.OptionalInt("--seq-len", "look-back window L (default: 336 for patchtst/dlinear, 96 for itransformer/transformer)", 1, 100_000);
@@ -50,8 +51,8 @@ public static class TrainForecastCommand
         var individual = new Option<bool>("--individual") { Description = "dlinear: one linear pair per channel" };
         var output = PathRule.OutputFolder("--out", "run folder: model.safetensors, metrics.json, loss.png, forecast.png (attention.png for patchtst)", Path.Combine("runs", "forecast"));
         var quiet = new Option<bool>("--quiet") { Description = "no progress bar" };
-        var cmd = common.AddTo(new Command("forecast", "Long-horizon forecaster (PatchTST, DLinear, iTransformer, Transformer) on a CSV time series")
-            { data, model, seqLen, predLen, features, target, epochs, patience, batch, lr, lrRule, maxSteps, dModel, heads, layers, dff, dropout, individual, output, quiet });
+        var cmd = distributed.AddTo(common.AddTo(new Command("forecast", "Long-horizon forecaster (PatchTST, DLinear, iTransformer, Transformer) on a CSV time series")
+            { data, model, seqLen, predLen, features, target, epochs, patience, batch, lr, lrRule, maxSteps, dModel, heads, layers, dff, dropout, individual, output, quiet }));
         cmd.AddRule(r =>
         {
             var d = For(r.GetValue(model)!);
@@ -62,6 +63,8 @@ public static class TrainForecastCommand
         cmd.SetAction(p =>
         {
             var device = common.Apply(p);
+            using var run = distributed.Begin(p, commandIO, "train forecast");
+            var io = run.IO;
             bool json = p.GetValue(common.Json);
             string name = p.GetValue(model)!, dataPath = p.GetValue(data)!, outDir = p.GetValue(output)!;
             var d = For(name);
@@ -74,15 +77,21 @@ public static class TrainForecastCommand
                 LabelLen: l / 2, TimeFeatures: ds.TimeFeatureCount);
             ulong seed = p.GetValue(common.Seed);
             using var net = Forecaster.Create(config, new Generator(seed), device);
+            run.Attach(net, p.GetValue(batch) ?? d.Batch);
             var options = new ForecastTrainingOptions
             {
-                Epochs = p.GetValue(epochs) ?? d.Epochs, Patience = p.GetValue(patience) ?? d.Patience, BatchSize = p.GetValue(batch) ?? d.Batch,
+                Epochs = p.GetValue(epochs) ?? d.Epochs, Patience = p.GetValue(patience) ?? d.Patience, BatchSize = p.GetValue(batch) ?? d.Batch, DataParallel = run.DataParallel,
                 LearningRate = p.GetValue(lr) ?? d.LearningRate, LearningRateRule = p.GetValue(lrRule) ?? d.LrRule, MaxStepsPerEpoch = p.GetValue(maxSteps),
-                Seed = seed, RunDirectory = outDir, Callbacks = TrainingCallbacks.For(io, showProgress: !json && !p.GetValue(quiet)),
+                Seed = seed, RunDirectory = outDir, Callbacks = run.CallbacksFor(TrainingCallbacks.For(io, showProgress: !json && !p.GetValue(quiet))),
             };
             if (!json)
                 io.Out.WriteLine($"{name}: L {l}, H {h}, {ds.Channels} channels ({feat}), {net.ParameterCount():N0} parameters; windows train {ds.WindowCount(ForecastSplit.Train):N0} / val {ds.WindowCount(ForecastSplit.Validation):N0} / test {ds.WindowCount(ForecastSplit.Test):N0}");
             var result = ForecastTraining.Train(net, ds, options);
+            if (!run.IsPrimary)
+            {
+                run.Complete();
+                return 0;
+            }
             string checkpoint = Path.Combine(outDir, "model.safetensors");
             ForecastCheckpoint.Save(checkpoint, net, ForecastCheckpoint.InfoOf(net, ds));
             WriteMetrics(Path.Combine(outDir, "metrics.json"), config, result, seed);
@@ -97,6 +106,7 @@ public static class TrainForecastCommand
                 $"best epoch {result.BestEpoch} of {result.Epochs.Count}  val MSE {result.Epochs[result.BestEpoch - 1].ValLoss:F4}  test MSE {result.Test.Mse:F4}  MAE {result.Test.Mae:F4} ({result.Test.Windows} windows)  {result.WallSeconds:F1} s"));
             io.Out.WriteLine($"wrote {string.Join(", ", written)}");
             if (json) io.Json(new { model = name, seq_len = l, pred_len = h, test_mse = result.Test.Mse, test_mae = result.Test.Mae, epochs = result.Epochs.Count, wall_s = result.WallSeconds });
+            run.Complete();
             return 0;
         });
         return cmd;

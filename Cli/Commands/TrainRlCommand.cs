@@ -15,9 +15,10 @@ namespace AttnCore.Cli.Commands;
 public static class TrainRlCommand
 {
     /// <summary>Builds the command.</summary>
-    public static Command Create(CliIO io)
+    public static Command Create(CliIO commandIO)
     {
         var common = new CommonOptions();
+        var distributed = new DistributedOptions();
         var env = new Option<string>("--env") { Description = "environment", DefaultValueFactory = _ => "cartpole" }
             .AcceptOnlyFromAmong(EnvironmentCatalogue.All.Select(e => e.Name).ToArray());
         var policy = new Option<string>("--policy") { Description = "mlp: CleanRL's 64-64 tanh actor and critic on the current observation; transformer: a causal Transformer over the last --context observations", DefaultValueFactory = _ => "mlp" }
@@ -38,8 +39,8 @@ public static class TrainRlCommand
         var quiet = new Option<bool>("--quiet") { Description = "no progress display" };
         var baseline = PathRule.ExistingFile("--baseline", "metrics.json of an earlier 'train rl' on the same environment, drawn in the same learning_curve.png (e.g. the MLP next to the Transformer)");
         baseline.Required = false;
-        var cmd = common.AddTo(new Command("rl", "PPO on cartpole, stateless-cartpole or memory with an MLP or Transformer policy (CleanRL's ppo.py settings)")
-            { env, policy, steps, envs, rollout, minibatches, epochs, lr, entropy, context, dim, heads, layers, runs, output, quiet, baseline });
+        var cmd = distributed.AddTo(common.AddTo(new Command("rl", "PPO on cartpole, stateless-cartpole or memory with an MLP or Transformer policy (CleanRL's ppo.py settings)")
+            { env, policy, steps, envs, rollout, minibatches, epochs, lr, entropy, context, dim, heads, layers, runs, output, quiet, baseline }));
         cmd.AddRule(r =>
         {
             long batch = (long)r.GetValue(envs) * r.GetValue(rollout);
@@ -54,6 +55,9 @@ public static class TrainRlCommand
         cmd.SetAction(p =>
         {
             var device = common.Apply(p);
+            using var distributedRun = distributed.Begin(p, commandIO, "train rl");
+            var io = distributedRun.IO;
+            var share = RankShare(distributedRun, p.GetValue(envs), p.GetValue(rollout), p.GetValue(minibatches), p.GetValue(steps));
             bool json = p.GetValue(common.Json);
             var entry = EnvironmentCatalogue.Get(p.GetValue(env)!);
             string kind = p.GetValue(policy)!, outDir = p.GetValue(output)!;
@@ -87,21 +91,27 @@ public static class TrainRlCommand
             {
                 ulong seed = seed0 + (ulong)run;
                 var net = Make(seed);
+                distributedRun.Attach(net, p.GetValue(envs), "--envs");
                 var cfg = new PpoConfig
                 {
-                    Envs = p.GetValue(envs), RolloutSteps = p.GetValue(rollout), TotalSteps = p.GetValue(steps), Minibatches = p.GetValue(minibatches),
-                    UpdateEpochs = p.GetValue(epochs), LearningRate = p.GetValue(lr), Seed = seed,
+                    Envs = share.Envs, RolloutSteps = p.GetValue(rollout), TotalSteps = share.TotalSteps, Minibatches = p.GetValue(minibatches),
+                    UpdateEpochs = p.GetValue(epochs), LearningRate = p.GetValue(lr), Seed = seed + (ulong)share.FirstEnv,
                     Coefficients = new PpoCoefficients(EntropyCoefficient: p.GetValue(entropy)),
                 };
-                var trainer = new PpoTrainer(net, _ => entry.Create(), cfg);
+                var trainer = new PpoTrainer(net, _ => entry.Create(), cfg) { DataParallel = distributedRun.DataParallel };
                 string ckpt = Path.Combine(outDir, $"policy-seed{seed}.safetensors");
                 var meta = new Dictionary<string, string> { ["attncore.seed"] = seed.ToString(CultureInfo.InvariantCulture) };
                 var result = RlProgress.Run(io.Out, !json && !p.GetValue(quiet), $"seed {seed}", cfg.Iterations, report => trainer.Train(r =>
                 {
                     report(r);
                     // a checkpoint every 50 iterations, so that a long run that is stopped leaves its policy
-                    if (r.Iteration % 50 == 0) PolicyCheckpoint.Save(ckpt, net, entry.Name, meta);
+                    if (r.Iteration % 50 == 0 && distributedRun.IsPrimary) PolicyCheckpoint.Save(ckpt, net, entry.Name, meta);
                 }));
+                if (!distributedRun.IsPrimary)
+                {
+                    net.Dispose();
+                    continue;
+                }
                 PolicyCheckpoint.Save(ckpt, net, entry.Name, meta);
                 long? solved = entry.StepsToSolve(result.Episodes);
                 results.Add((seed, result, solved));
@@ -110,6 +120,11 @@ public static class TrainRlCommand
                     io.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
                         $"seed {seed}: mean return (last 100 episodes) {result.MeanReturn100:F1}{Success(entry, result)}, solved at {(solved is long s ? s.ToString("N0", CultureInfo.InvariantCulture) + " steps" : "-")}, {result.Steps:N0} steps in {result.WallSeconds:F1} s ({result.Steps / result.WallSeconds:F0} steps/s; environments alone {result.Reports[^1].EnvironmentStepsPerSecond:F0} steps/s)"));
                 if (run == p.GetValue(runs) - 1 && net is TransformerActorCritic t) lastTransformer = t; else net.Dispose();
+            }
+            if (!distributedRun.IsPrimary)
+            {
+                distributedRun.Complete();
+                return 0;
             }
             var written = new List<string>();
             string curve = Path.Combine(outDir, "learning_curve.png");
@@ -141,10 +156,29 @@ public static class TrainRlCommand
                     runs = results.Count, solved_runs = solvedSteps.Count(s => s is not null),
                     success_rate_100 = entry.SuccessRate100(results[^1].Result.Episodes),
                     env_steps_per_s = results[^1].Result.Reports[^1].EnvironmentStepsPerSecond,
+                    ranks = distributedRun.Size,
                 });
+            distributedRun.Complete();
             return 0;
         });
         return cmd;
+    }
+
+    /// <summary>This rank's part of a distributed run: its environments and its environment steps.</summary>
+    private sealed record RankWork(int Envs, int FirstEnv, long TotalSteps);
+
+    // --envs, --steps and --minibatches describe the whole run: each of the p ranks steps --envs / p environments (global
+    // indices FirstEnv.., so seeded --seed + index as one process would seed them, and with its own action draws) for the same
+    // number of iterations, and updates on minibatches of its own rollout, whose gradients are averaged over the ranks.
+    private static RankWork RankShare(DistributedRun run, int envs, int rollout, int minibatches, int steps)
+    {
+        int p = run.Size, iterations = steps / (envs * rollout);
+        if (envs % p != 0)
+            throw new ArgumentException($"train rl: --envs {envs} does not split evenly over the {p} ranks; use a multiple of {p}");
+        int perRank = envs / p;
+        if (perRank * rollout % minibatches != 0 || perRank * rollout / minibatches < 2)
+            throw new ArgumentException($"train rl: each of the {p} ranks collects --envs / ranks x --rollout = {perRank} x {rollout} = {perRank * rollout} samples a rollout, which --minibatches {minibatches} must divide into minibatches of at least 2");
+        return new RankWork(perRank, run.Rank * perRank, (long)iterations * perRank * rollout);
     }
 
     private static readonly JsonSerializerOptions MetricsJson = new() { WriteIndented = false, Converters = { new NonFiniteAsNullConverter() } };

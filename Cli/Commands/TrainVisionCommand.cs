@@ -20,9 +20,10 @@ namespace AttnCore.Cli.Commands;
 public static class TrainVisionCommand
 {
     /// <summary>Builds <c>train vision</c>.</summary>
-    public static Command Create(CliIO io)
+    public static Command Create(CliIO commandIO)
     {
         var common = new CommonOptions();
+        var distributed = new DistributedOptions();
         var data = PathRule.ExistingPath("--data", "an MNIST-layout IDX folder (Fashion-MNIST: /usr/share/datasets/fashion-mnist), a folder with train/ and test/ class folders of PNG/JPEG images, or a .tar/.tar.gz of one (../shared/data/cifar10-jpeg.tar.gz)");
         var model = new Option<string>("--model") { Description = "the network: " + string.Join(" | ", VisionModels.Names), DefaultValueFactory = _ => "resnet20" }
             .AcceptOnlyFromAmong([.. VisionModels.Names]);
@@ -42,11 +43,13 @@ public static class TrainVisionCommand
         var output = PathRule.OutputFolder("--out", "run folder: checkpoint.bin, vision.safetensors, metrics.json, epochs.json, loss.png, curves.png, confusion.png, gradcam.png, attention.png", Path.Combine("runs", "vision"));
         var resume = new Option<bool>("--resume") { Description = "continue from the checkpoint in --out" };
         var quiet = new Option<bool>("--quiet") { Description = "no progress bar" };
-        var cmd = common.AddTo(new Command("vision", "ResNet with optional SE/CBAM/MHSA attention on Fashion-MNIST, CIFAR-10 or an image folder")
-            { data, model, epochs, batch, lr, momentum, wd, schedule, smoothing, padding, noFlip, limitTrain, limitTest, pictures, output, resume, quiet });
+        var cmd = distributed.AddTo(common.AddTo(new Command("vision", "ResNet with optional SE/CBAM/MHSA attention on Fashion-MNIST, CIFAR-10 or an image folder")
+            { data, model, epochs, batch, lr, momentum, wd, schedule, smoothing, padding, noFlip, limitTrain, limitTest, pictures, output, resume, quiet }));
         cmd.SetAction(p =>
         {
             var device = common.Apply(p);
+            using var run = distributed.Begin(p, commandIO, "train vision");
+            var io = run.IO;
             bool json = p.GetValue(common.Json);
             string dataPath = p.GetValue(data)!, modelName = p.GetValue(model)!.ToLowerInvariant(), outDir = p.GetValue(output)!;
             int b = p.GetValue(batch), nEpochs = p.GetValue(epochs);
@@ -64,6 +67,7 @@ public static class TrainVisionCommand
             var augmentation = new Augmentation(p.GetValue(padding), !p.GetValue(noFlip));
             using var trainLoader = new VisionLoader(train, b, augmentation, norm, shuffle: true, dropLast: true, seed: seed + 1);
             using var net = VisionModels.Create(modelName, train.Channels, train.ClassNames.Count, new Generator(seed), device);
+            run.Attach(net, b);
             int perEpoch = trainLoader.BatchesPerEpoch, steps = checked(nEpochs * perEpoch);
             var decay = net.Parameters().Where(t => t.Rank >= 2);
             var noDecay = net.Parameters().Where(t => t.Rank < 2);
@@ -87,14 +91,20 @@ public static class TrainVisionCommand
             var trainer = new Trainer(net, opt, sched, new Generator(seed + 2), new TrainerOptions
             {
                 Steps = steps, EvalEvery = perEpoch, CheckpointEvery = perEpoch, RunDirectory = outDir, Resume = p.GetValue(resume),
-                Callbacks = [.. TrainingCallbacks.For(io, showProgress: !json && !p.GetValue(quiet)), epochLog, new LoaderPosition(trainLoader)],
-                TokensPerStep = b,
+                Callbacks = [.. run.CallbacksFor([.. TrainingCallbacks.For(io, showProgress: !json && !p.GetValue(quiet)), epochLog]), new LoaderPosition(trainLoader)],
+                TokensPerStep = b, DataParallel = run.DataParallel,
             });
             var result = trainer.Run(() =>
             {
+                // Every rank loads and augments the same global batch (one loader seed) and trains on its rows.
                 var (x, y) = trainLoader.Next(device);
-                return net.Forward(x).CrossEntropy(y, labelSmoothing: ls);
+                return net.Forward(run.ShardOf(x)).CrossEntropy(run.ShardOf(y), labelSmoothing: ls);
             }, Evaluate);
+            if (!run.IsPrimary)
+            {
+                run.Complete();
+                return 0;
+            }
 
             string modelFile = Path.Combine(outDir, "vision.safetensors");
             VisionCheckpoint.Save(modelFile, net, modelName, train, norm, nEpochs);
@@ -114,7 +124,8 @@ public static class TrainVisionCommand
             io.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"epochs {nEpochs}  train loss {result.TrainLoss:F4}  test loss {last.TestLoss:F4}  test accuracy {last.TestAccuracy:F4}  {result.WallSeconds:F1} s"));
             io.Out.WriteLine($"wrote {string.Join(", ", written)}");
-            if (json) io.Json(new { model = modelName, test_accuracy = last.TestAccuracy, epochs = nEpochs, wall_s = result.WallSeconds, test_loss = last.TestLoss, train_loss = result.TrainLoss, steps, parameters = net.ParameterCount() });
+            if (json) io.Json(new { model = modelName, test_accuracy = last.TestAccuracy, epochs = nEpochs, wall_s = result.WallSeconds, test_loss = last.TestLoss, train_loss = result.TrainLoss, steps, parameters = net.ParameterCount(), ranks = run.Size });
+            run.Complete();
             return 0;
         });
         return cmd;

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using AttnCore.Distributed;
 using AttnCore.Optim;
 
 namespace AttnCore.Models.Recommendation;
@@ -28,6 +29,12 @@ public sealed record RecommenderTrainingOptions
     public string? CheckpointPath { get; init; }
     /// <summary>Called after every epoch.</summary>
     public Action<RecommenderEpoch>? OnEpoch { get; init; }
+    /// <summary>
+    /// Data-parallel training (null: this process alone): every rank draws the same global batch of <see cref="BatchSize"/>
+    /// sequences and trains on its contiguous rows, weighted by its share of the batch's non-padded positions (the loss is a
+    /// mean over them), so the synchronised gradient is the whole batch's. Evaluation runs on every rank alike.
+    /// </summary>
+    public DataParallel? DataParallel { get; init; }
 }
 
 /// <summary>One epoch of a run: its mean training loss and, when evaluated, the validation ranking.</summary>
@@ -58,6 +65,8 @@ public static class RecommenderTraining
     {
         if (options.Epochs < 1 || options.BatchSize < 1 || options.EvalEvery < 1 || options.Patience < 1 || options.StepsPerEpoch is < 1)
             throw new ArgumentException($"RecommenderTraining: epochs, batch size, eval interval, patience and steps per epoch must be at least 1, got {options}");
+        if (options.DataParallel is { Communicator.Size: var ranks } && options.BatchSize < ranks)
+            throw new ArgumentException($"RecommenderTraining: batch size {options.BatchSize} is smaller than the {ranks} ranks; each rank needs at least one sequence of every batch");
         var clock = Stopwatch.StartNew();
         var sampler = new SequenceSampler(split, model.MaxLength, options.Seed);
         var evaluator = new RankingEvaluator(split, model.MaxLength, options.Seed + 1, maxUsers: options.EvalUsers);
@@ -77,12 +86,16 @@ public static class RecommenderTraining
                 for (int s = 0; s < steps; s++, step++)
                 {
                     using var scope = new TensorScope();
-                    var (h, pos, neg) = sampler.Next(options.BatchSize).ToTensors(device);
+                    var batch = sampler.Next(options.BatchSize);
+                    var (h, pos, neg) = batch.ToTensors(device);
+                    long positionsHere = 0, positions = 0;
+                    if (options.DataParallel is { } share) (h, pos, neg) = ShardOf(batch, h, pos, neg, share, out positionsHere, out positions);
                     adam.ZeroGrad();
                     var loss = model.Loss(h, pos, neg);
                     loss.Backward();
+                    options.DataParallel?.SynchronizeGradients();
                     adam.Step();
-                    sum += loss.Item();
+                    sum += options.DataParallel?.BatchMean(loss.Item(), positionsHere, positions) ?? loss.Item();
                 }
                 double trainLoss = sum / steps;
                 if (!double.IsFinite(trainLoss))
@@ -113,6 +126,19 @@ public static class RecommenderTraining
         {
             if (best is not null) foreach (var t in best.Values) t.Dispose();
         }
+    }
+
+    // This rank's rows of the global batch, weighted by its share of the non-padded positions the loss averages over.
+    private static (Tensor History, Tensor Positives, Tensor Negatives) ShardOf(SequenceBatch batch, Tensor h, Tensor pos, Tensor neg, DataParallel dp,
+        out long positionsHere, out long positions)
+    {
+        var (start, count) = DistributedSampler.Shard(batch.Batch, dp.Communicator.Rank, dp.Communicator.Size);
+        var all = batch.Positives.AsSpan();
+        positions = all.Length - all.Count(0L);
+        var here = all.Slice(start * batch.MaxLength, count * batch.MaxLength);
+        positionsHere = here.Length - here.Count(0L);
+        dp.SetBatchShare(positionsHere, positions);
+        return (h.Narrow(0, start, count), pos.Narrow(0, start, count), neg.Narrow(0, start, count));
     }
 
     // A copy of every weight (on the model's device), replacing the previous copy.

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using AttnCore.Distributed;
 using AttnCore.Optim;
 
 namespace AttnCore.Models.Reinforcement;
@@ -42,6 +43,14 @@ public sealed class PpoTrainer
 
     /// <summary>The environments being stepped.</summary>
     public VectorEnvironment Environments { get; }
+
+    /// <summary>
+    /// Data-parallel training (null: this process alone). Each rank steps its own environments (give each rank its own
+    /// <see cref="PpoConfig.Seed"/>) and updates on minibatches of its own rollout; the gradients of every minibatch are
+    /// averaged over the ranks before clipping and the Adam step, so the ranks keep one policy. Every rank must run the same
+    /// number of iterations, epochs and minibatches.
+    /// </summary>
+    public DataParallel? DataParallel { get; init; }
 
     /// <summary>Runs every iteration; <paramref name="onIteration"/> sees each report as it is made.</summary>
     public PpoResult Train(Action<PpoIterationReport>? onIteration = null)
@@ -174,10 +183,13 @@ public sealed class PpoTrainer
                     var terms = PpoLoss.Compute(logits, newValues, Tensor.FromArray(mbActions, [mb], _device), Tensor.FromArray(mbOldLogProbs, [mb], _device),
                         Tensor.FromArray(mbAdvantages, [mb], _device), Tensor.FromArray(mbReturns, [mb], _device), Tensor.FromArray(mbOldValues, [mb], _device), _cfg.Coefficients);
                     double loss = terms.Loss.Item();
+                    // Over the ranks, so that a non-finite loss anywhere stops every rank rather than leaving the others waiting.
+                    if (DataParallel is { } dp) loss = dp.AverageOverRanks(loss);
                     if (!double.IsFinite(loss))
                         throw new InvalidOperationException($"PPO: the loss is {loss} in iteration {iteration}, epoch {epoch + 1}, minibatch {start / mb + 1} (after {vec.TotalSteps} environment steps); lower the learning rate");
                     optimizer.ZeroGrad();
                     terms.Loss.Backward();
+                    DataParallel?.SynchronizeGradients();
                     GradClip.ClipGradNorm(parameters, _cfg.MaxGradNorm).Dispose();
                     optimizer.Step();
                     policyLoss += terms.PolicyLoss.Item(); valueLoss += terms.ValueLoss.Item(); entropy += terms.Entropy.Item();

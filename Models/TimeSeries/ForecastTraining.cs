@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using AttnCore.Distributed;
 using AttnCore.Models.Training;
 using AttnCore.Optim;
 
@@ -31,6 +32,12 @@ public sealed record ForecastTrainingOptions
     public string RunDirectory { get; init; } = "runs/forecast";
     /// <summary>Progress display, loss plot (told of every step and the end of the run).</summary>
     public IReadOnlyList<ITrainerCallback> Callbacks { get; init; } = [];
+    /// <summary>
+    /// Data-parallel training (null: this process alone): every rank draws the same shuffled global batch of
+    /// <see cref="BatchSize"/> windows and trains on its contiguous share; gradients are synchronised after each Backward and
+    /// the reported loss is the mean over the whole batch, so every rank takes the same steps and stops together.
+    /// </summary>
+    public DataParallel? DataParallel { get; init; }
 }
 
 /// <summary>One finished epoch.</summary>
@@ -148,14 +155,29 @@ public static class ForecastTraining
                 for (int s = 0; s < stepsPerEpoch; s++)
                 {
                     int b = Math.Min(options.BatchSize, windows - s * options.BatchSize);
-                    double loss;
+                    var rows = order.AsSpan(s * options.BatchSize, b);
+                    if (options.DataParallel is { } share)
+                    {
+                        var (at, count) = share.ShareOf(b);
+                        rows = rows.Slice(at, count);
+                    }
+                    double loss = 0;
                     using (var scope = new TensorScope())
                     {
                         optimizer.ZeroGrad();
-                        var batch = data.Batch(ForecastSplit.Train, order.AsSpan(s * options.BatchSize, b), LabelLength(model));
-                        var l = Loss(model, data, batch);
-                        l.Backward();
-                        loss = l.Item();
+                        // A rank whose share of a short last batch is empty still joins the gradient all-reduce.
+                        if (rows.Length > 0)
+                        {
+                            var batch = data.Batch(ForecastSplit.Train, rows, LabelLength(model));
+                            var l = Loss(model, data, batch);
+                            l.Backward();
+                            loss = l.Item();
+                        }
+                        if (options.DataParallel is { } dp)
+                        {
+                            dp.SynchronizeGradients();
+                            loss = dp.BatchMean(loss, rows.Length, b);
+                        }
                         if (!double.IsFinite(loss))
                             throw new TrainingDivergedException($"train forecast: the loss of epoch {epoch} step {s + 1} is {loss}; lower the learning rate", step + 1, loss, null);
                         optimizer.Step();

@@ -23,6 +23,10 @@ public class BenchDistributedCliTests
         Assert.That(r.GetProperty("bytes").GetInt64(), Is.EqualTo(4096));
         // A ring over one rank moves nothing between ranks: 2 (p - 1) / p = 0.
         Assert.That(r.GetProperty("busbw_gbs").GetDouble(), Is.EqualTo(0));
+        // The spread over the 5 calls brackets their mean.
+        Assert.That(r.GetProperty("latency_us_min").GetDouble(), Is.LessThanOrEqualTo(r.GetProperty("latency_us_median").GetDouble()));
+        Assert.That(r.GetProperty("latency_us_median").GetDouble(), Is.LessThanOrEqualTo(r.GetProperty("latency_us_max").GetDouble()));
+        Assert.That(r.GetProperty("latency_us").GetDouble(), Is.InRange(r.GetProperty("latency_us_min").GetDouble(), r.GetProperty("latency_us_max").GetDouble()));
     }
 
     [Test]
@@ -31,6 +35,8 @@ public class BenchDistributedCliTests
         var r = Run("bench", "ddp-step", "--config", "tiny", "--steps", "2", "--json");
         Assert.That((r.GetProperty("ranks").GetInt32(), r.GetProperty("buckets").GetInt32(), r.GetProperty("hidden_share").GetDouble()), Is.EqualTo((1, 0, 0.0)));
         Assert.That(r.GetProperty("samples_per_s").GetDouble(), Is.GreaterThan(0));
+        Assert.That(r.GetProperty("step_ms_min").GetDouble(), Is.GreaterThan(0).And.LessThanOrEqualTo(r.GetProperty("step_ms_median").GetDouble()));
+        Assert.That(r.GetProperty("step_ms_median").GetDouble(), Is.LessThanOrEqualTo(r.GetProperty("step_ms_max").GetDouble()));
     }
 
     [Test]

@@ -126,15 +126,18 @@ internal static class DataParallelScenario
     /// instead computes what that many ranks would: each shard's gradient of its mean loss, times the shard's share of the
     /// batch in float32, summed over shards in rank order: the DDP result written out independently of DataParallel.
     /// </summary>
-    public static float[] Train(string kind, Communicator world, long bucketBytes, int steps, out Report report, int emulatedRanks = 1)
+    public static float[] Train(string kind, Communicator world, long bucketBytes, int steps, out Report report, int emulatedRanks = 1,
+        Func<IEnumerable<Tensor>, Optimizer>? optimizer = null, Action<int, Tensor[]>? beforeStep = null)
     {
         int threads = WorkerPool.ThreadCount;
         WorkerPool.ThreadCount = 1;
-        try { return Run(kind, world, bucketBytes, steps, emulatedRanks, out report); }
+        try { return Run(kind, world, bucketBytes, steps, emulatedRanks, optimizer, beforeStep, out report); }
         finally { WorkerPool.ThreadCount = threads; }
     }
 
-    private static float[] Run(string kind, Communicator world, long bucketBytes, int steps, int emulatedRanks, out Report report)
+    // optimizer: AdamW (lr 1e-2, weight decay 0.1) unless given; beforeStep sees each step's synchronised gradients.
+    private static float[] Run(string kind, Communicator world, long bucketBytes, int steps, int emulatedRanks,
+        Func<IEnumerable<Tensor>, Optimizer>? optimizer, Action<int, Tensor[]>? beforeStep, out Report report)
     {
         var data = new Generator(7);
         using Module model = kind switch
@@ -146,7 +149,7 @@ internal static class DataParallelScenario
         using var inputs = kind == "gpt" ? Tensor.RandInt(0, 11, [Samples, 9], data) : Tensor.Randn([Samples, 1, 8, 8], data);
         using var labels = Tensor.RandInt(0, 3, [Samples], data);
         using var dp = new DataParallel(world, model.NamedParameters(), model.NamedBuffers(), new DataParallelOptions { BucketBytes = bucketBytes });
-        using var opt = new AdamW(model.Parameters(), learningRate: 1e-2, weightDecay: 0.1);
+        using var opt = optimizer?.Invoke(model.Parameters()) ?? new AdamW(model.Parameters(), learningRate: 1e-2, weightDecay: 0.1);
         var parameters = model.Parameters().ToArray();
         int shards = emulatedRanks > 1 ? emulatedRanks : 1;
         var samplers = Enumerable.Range(0, shards)
@@ -193,6 +196,7 @@ internal static class DataParallelScenario
                     try { for (int i = 0; i < parameters.Length; i++) { parameters[i].Grad?.Dispose(); parameters[i].Grad = Tensor.FromArray(sum[i], parameters[i].Shape); } }
                     finally { TensorScope.Resume(outer); }
                 }
+                beforeStep?.Invoke(step, parameters);
                 opt.Step();
             }
         }
