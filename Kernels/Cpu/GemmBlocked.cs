@@ -6,6 +6,7 @@
 // Reference: SgemmReference / DgemmReference (float64 accumulation), compared in Tests/Kernels/GemmTests.cs.
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using System.Runtime.InteropServices;
 
 namespace AttnCore.Kernels.Cpu;
@@ -201,6 +202,14 @@ public static unsafe partial class Gemm
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void MicroKernel512(int kc, float* a, float* b, float* c, int ldc, float alpha, float beta, bool first)
     {
+        // The C tile is only touched after the k loop; its rows are ldc apart and usually not in cache (C is
+        // updated once per KC slice), so start fetching them now and the loop hides the latency.
+        if (Sse.IsSupported)
+            for (int r = 0; r < MR; r++)
+            {
+                Sse.Prefetch0(c + (long)r * ldc);
+                Sse.Prefetch0(c + (long)r * ldc + NR - 1);
+            }
         Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default,
                          c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
         for (int p = 0; p < kc; p++)
@@ -315,11 +324,15 @@ public static unsafe partial class Gemm
             else
             {
                 // Transposed A: op(A)[i, p] = a[p*lda + i], so the MR values of one p are contiguous.
-                for (int p = 0; p < kc; p++, d += MR)
-                {
-                    float* src = a + (long)(pc + p) * lda + ic + ir;
-                    for (int r = 0; r < MR; r++) d[r] = r < mr ? src[r] : 0f;
-                }
+                float* src = a + (long)pc * lda + ic + ir;
+                if (mr == MR)
+                    for (int p = 0; p < kc; p++, d += MR, src += lda)
+                    {
+                        d[0] = src[0]; d[1] = src[1]; d[2] = src[2]; d[3] = src[3]; d[4] = src[4]; d[5] = src[5];
+                    }
+                else
+                    for (int p = 0; p < kc; p++, d += MR, src += lda)
+                        for (int r = 0; r < MR; r++) d[r] = r < mr ? src[r] : 0f;
             }
         }
     }
@@ -343,14 +356,44 @@ public static unsafe partial class Gemm
         }
         else
         {
-            // Transposed B: op(B)[p, j] = b[j*ldb + p]; each column j is contiguous along p.
+            // Transposed B: op(B)[p, j] = b[j*ldb + p]; each column j is contiguous along p. A full strip goes
+            // through 8 x 8 register transposes (8 unit-stride loads, 8 unit-stride stores) instead of a
+            // store every NR floats per element; the last kc % 8 rows and partial strips take the scalar loop.
+            int p0 = 0;
+            if (nr == NR && Avx.IsSupported)
+                for (; p0 + 8 <= kc; p0 += 8)
+                    for (int q = 0; q < NR; q += 8)
+                        Transpose8x8(b + (long)(j0 + q) * ldb + pc + p0, ldb, dst + (long)p0 * NR + q, NR);
             if (nr < NR) new Span<float>(dst, kc * NR).Clear();
             for (int q = 0; q < nr; q++)
             {
                 float* src = b + (long)(j0 + q) * ldb + pc;
                 float* d = dst + q;
-                for (int p = 0; p < kc; p++) d[(long)p * NR] = src[p];
+                for (int p = p0; p < kc; p++) d[(long)p * NR] = src[p];
             }
         }
+    }
+
+    // dst[c * dstStride + r] = src[r * srcStride + c] for an 8 x 8 block: unpack pairs of rows, shuffle pairs of
+    // pairs, then swap 128-bit halves (the usual AVX in-register transpose, 24 shuffles for 64 elements).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Transpose8x8(float* src, long srcStride, float* dst, long dstStride)
+    {
+        var r0 = Avx.LoadVector256(src); var r1 = Avx.LoadVector256(src + srcStride);
+        var r2 = Avx.LoadVector256(src + 2 * srcStride); var r3 = Avx.LoadVector256(src + 3 * srcStride);
+        var r4 = Avx.LoadVector256(src + 4 * srcStride); var r5 = Avx.LoadVector256(src + 5 * srcStride);
+        var r6 = Avx.LoadVector256(src + 6 * srcStride); var r7 = Avx.LoadVector256(src + 7 * srcStride);
+        var t0 = Avx.UnpackLow(r0, r1); var t1 = Avx.UnpackHigh(r0, r1);
+        var t2 = Avx.UnpackLow(r2, r3); var t3 = Avx.UnpackHigh(r2, r3);
+        var t4 = Avx.UnpackLow(r4, r5); var t5 = Avx.UnpackHigh(r4, r5);
+        var t6 = Avx.UnpackLow(r6, r7); var t7 = Avx.UnpackHigh(r6, r7);
+        var u0 = Avx.Shuffle(t0, t2, 0x44); var u1 = Avx.Shuffle(t0, t2, 0xEE);
+        var u2 = Avx.Shuffle(t1, t3, 0x44); var u3 = Avx.Shuffle(t1, t3, 0xEE);
+        var u4 = Avx.Shuffle(t4, t6, 0x44); var u5 = Avx.Shuffle(t4, t6, 0xEE);
+        var u6 = Avx.Shuffle(t5, t7, 0x44); var u7 = Avx.Shuffle(t5, t7, 0xEE);
+        Avx.Store(dst, Avx.Permute2x128(u0, u4, 0x20)); Avx.Store(dst + dstStride, Avx.Permute2x128(u1, u5, 0x20));
+        Avx.Store(dst + 2 * dstStride, Avx.Permute2x128(u2, u6, 0x20)); Avx.Store(dst + 3 * dstStride, Avx.Permute2x128(u3, u7, 0x20));
+        Avx.Store(dst + 4 * dstStride, Avx.Permute2x128(u0, u4, 0x31)); Avx.Store(dst + 5 * dstStride, Avx.Permute2x128(u1, u5, 0x31));
+        Avx.Store(dst + 6 * dstStride, Avx.Permute2x128(u2, u6, 0x31)); Avx.Store(dst + 7 * dstStride, Avx.Permute2x128(u3, u7, 0x31));
     }
 }
