@@ -13,8 +13,9 @@
 // Bound: FMA throughput for large shapes (the peak `bench peak` measures; MC/KC below were swept against it,
 // docs/kernels-cpu.md); memory for skinny ones,
 // which skip packing (GemmSkinny below).
-// Threads: B strips are packed by all workers, then workers take (ic block, jr range) tiles, each packing
-// its own A block; everything runs on WorkerPool, with per-thread packing buffers reused across calls.
+// Threads: one WorkerPool call per (jc, pc) stage, in which workers take (ic block, jr range) tiles, each
+// packing its own A block, and first pack the next stage's B strips into a second buffer (double buffering:
+// packing overlaps the tiles, one barrier per stage); per-thread packing buffers are reused across calls.
 // Reference: SgemmReference / DgemmReference (triple loop, float64 accumulation; in GemmSkinny.cs), compared in
 // Tests/Kernels/GemmTests.cs.
 using System.Runtime.CompilerServices;

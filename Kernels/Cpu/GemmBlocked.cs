@@ -23,6 +23,9 @@ public static unsafe partial class Gemm
         // The stage being computed in parallel: one (batch entry, jc, pc) block with B already packed.
         public float* PackedB;
         public int Entry, Jc, Nc, Pc, Kc, IcBlocks, JrChunks, JrPerChunk;
+        // The next stage's B panel, packed by the same parallel call that computes this stage's tiles.
+        public float* NextPackedB;
+        public int NextJc, NextNc, NextPc, NextKc, NextStrips;
 
         public Job(float* a, float* b, float* c, int batch, bool ta, bool tb, int m, int n, int k, float alpha, float beta,
             int lda, int ldb, int ldc, long sa, long sb, long sc)
@@ -46,6 +49,15 @@ public static unsafe partial class Gemm
     {
         if (_packB == null) _packB = (float*)NativeMemory.AlignedAlloc((nuint)((long)KC * NC * sizeof(float)), 64);
         return _packB;
+    }
+
+    // The parallel path's second B panel: one stage computes from one buffer while the next is packed into the other.
+    [ThreadStatic] private static float* _packB2;
+
+    private static float* SecondPackBBuffer()
+    {
+        if (_packB2 == null) _packB2 = (float*)NativeMemory.AlignedAlloc((nuint)((long)KC * NC * sizeof(float)), 64);
+        return _packB2;
     }
 
     private const long ParallelThreshold = 48L * 48 * 48;    // below this many multiply-adds one thread wins
@@ -111,38 +123,52 @@ public static unsafe partial class Gemm
         }
     }
 
-    // One batch entry on all workers: B strips packed in parallel, then (ic block x jr chunk) tiles.
+    // One batch entry on all workers. The (jc, pc) stages run as one parallel call each: the call computes the
+    // stage's (ic block x jr chunk) tiles from one packed B panel and, as its first indices, packs the next
+    // stage's panel into the other buffer, so packing overlaps the tiles and each stage costs one barrier, not two.
     private static void Parallel(ref Job j, int e)
     {
         j.Entry = e;
-        j.PackedB = PackBBuffer();
-        float* b = j.B + e * j.StrideB;
+        float* current = PackBBuffer(), next = SecondPackBBuffer();
         int threads = WorkerPool.ThreadCount;
-        for (int jc = 0; jc < j.N; jc += NC)
+        j.IcBlocks = (j.M + MC - 1) / MC;
+        fixed (Job* pj = &j)
         {
-            int nc = Math.Min(NC, j.N - jc);
-            int strips = (nc + NR - 1) / NR;
-            j.IcBlocks = (j.M + MC - 1) / MC;
-            // Enough tiles to balance the threads: split the columns when there are few row blocks.
-            j.JrChunks = Math.Max(1, Math.Min(strips, (2 * threads + j.IcBlocks - 1) / j.IcBlocks));
-            j.JrPerChunk = (strips + j.JrChunks - 1) / j.JrChunks;
-            for (int pc = 0; pc < j.K; pc += KC)
-            {
-                int kc = Math.Min(KC, j.K - pc);
-                j.Jc = jc; j.Nc = nc; j.Pc = pc; j.Kc = kc;
-                fixed (Job* pj = &j)
+            // The first stage's panel has nothing to overlap with.
+            SetNextStage(ref j, 0, 0, next);
+            WorkerPool.For(j.NextStrips, &StageTask, (nint)pj);
+            for (int jc = 0; jc < j.N; jc += NC)
+                for (int pc = 0; pc < j.K; pc += KC)
                 {
-                    WorkerPool.For(strips, &PackBTask, (nint)pj);
-                    WorkerPool.For(j.IcBlocks * j.JrChunks, &TileTask, (nint)pj);
+                    float* packed = next; next = current; current = packed;
+                    j.Jc = jc; j.Nc = Math.Min(NC, j.N - jc); j.Pc = pc; j.Kc = Math.Min(KC, j.K - pc);
+                    j.PackedB = current;
+                    int strips = (j.Nc + NR - 1) / NR;
+                    // Enough tiles to balance the threads: split the columns when there are few row blocks.
+                    j.JrChunks = Math.Max(1, Math.Min(strips, (2 * threads + j.IcBlocks - 1) / j.IcBlocks));
+                    j.JrPerChunk = (strips + j.JrChunks - 1) / j.JrChunks;
+                    if (pc + KC < j.K) SetNextStage(ref j, jc, pc + KC, next);
+                    else if (jc + NC < j.N) SetNextStage(ref j, jc + NC, 0, next);
+                    else j.NextStrips = 0;
+                    WorkerPool.For(j.NextStrips + j.IcBlocks * j.JrChunks, &StageTask, (nint)pj);
                 }
-            }
         }
     }
 
-    private static void PackBTask(int s, nint state)
+    private static void SetNextStage(ref Job j, int jc, int pc, float* buffer)
+    {
+        j.NextJc = jc; j.NextNc = Math.Min(NC, j.N - jc); j.NextPc = pc; j.NextKc = Math.Min(KC, j.K - pc);
+        j.NextStrips = (j.NextNc + NR - 1) / NR;
+        j.NextPackedB = buffer;
+    }
+
+    // Index t < NextStrips packs strip t of the next stage's B panel; the rest are this stage's tiles.
+    private static void StageTask(int t, nint state)
     {
         ref Job j = ref *(Job*)state;
-        PackBStrip(j.B + j.Entry * j.StrideB, j.Ldb, j.TransB, j.Pc, j.Kc, j.Jc + s * NR, Math.Min(NR, j.Nc - s * NR), j.PackedB + (long)s * j.Kc * NR);
+        if (t < j.NextStrips)
+            PackBStrip(j.B + j.Entry * j.StrideB, j.Ldb, j.TransB, j.NextPc, j.NextKc, j.NextJc + t * NR, Math.Min(NR, j.NextNc - t * NR), j.NextPackedB + (long)t * j.NextKc * NR);
+        else TileTask(t - j.NextStrips, state);
     }
 
     private static void TileTask(int t, nint state)
