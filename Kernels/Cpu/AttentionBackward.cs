@@ -10,7 +10,8 @@
 // S = -inf, so a fully masked row has zero gradients. Query groups of 4 rows against key tiles of 64, the
 // same micro-kernels as the forward pass (Scores for the two "row times transposed tile" products,
 // AccumulatePV for dQ, a transposed accumulation for dK and dV).
-// Each (b, key/value head) is one task: Kᵀ and Vᵀ are packed once, then the G = H / Hkv query heads of the
+// Loop order: blocks of 64 query rows, then key tiles, then the block's groups of 4, so the tile's dK and dV
+// rows stay in L1 across 16 groups. Each (b, key/value head) is one task: Kᵀ and Vᵀ are packed once, then the G = H / Hkv query heads of the
 // group run one after the other, so dK and dV sum over the group's query heads in a fixed order without races
 // (grouped-query attention; G = 1 is ordinary multi-head attention). Tasks are spread over WorkerPool; with
 // fewer tasks than threads (multi-query attention at B = 1) some threads idle, the price of race-free dK/dV.
@@ -23,6 +24,8 @@ namespace AttnCore.Kernels.Cpu;
 
 public static unsafe partial class Attention
 {
+    private const int BlockRows = 16 * RowGroup;   // query rows whose groups share one pass over a key tile
+
     private struct BackArgs
     {
         public float* Q, K, V, O, DO, Lse, DQ, DK, DV, Mask;
@@ -65,11 +68,11 @@ public static unsafe partial class Attention
         long KvHead(in AttentionOperand op) => op.Offset + b * op.StrideB + hk * op.StrideH;
         float* k = a.K + KvHead(a.Ko), v = a.V + KvHead(a.Vo), dk = a.DK + KvHead(a.DKo), dv = a.DV + KvHead(a.DVo);
 
-        // Scratch: Kᵀ and Vᵀ [D, pk], D_i [lq], tiles p/dp [4, 64], staged rows [4, 512] x 3, dQ accumulator [4, D].
-        long need = 2L * d * pk + lq + 2 * RowGroup * KeyTile + 3 * RowGroup * 512 + RowGroup * d + 64;
+        // Scratch: Kᵀ and Vᵀ [D, pk], D_i [lq], tiles p/dp [4, 64], staged rows [BlockRows, 512] x 3, dQ accumulators [BlockRows, D].
+        long need = 2L * d * pk + lq + 2 * RowGroup * KeyTile + 3 * BlockRows * 512 + BlockRows * d + 64;
         float* scratch = Scratch((int)need);
         float* kt = scratch, vt = kt + (long)d * pk, di = vt + (long)d * pk, p = di + lq, dp = p + RowGroup * KeyTile;
-        float* qs = dp + RowGroup * KeyTile, qRaw = qs + RowGroup * 512, dOr = qRaw + RowGroup * 512, dqAcc = dOr + RowGroup * 512;
+        float* qs = dp + RowGroup * KeyTile, qRaw = qs + BlockRows * 512, dOr = qRaw + BlockRows * 512, dqAcc = dOr + BlockRows * 512;
         for (int j = 0; j < lk; j++)
             for (int c = 0; c < d; c++) { kt[(long)c * pk + j] = k[j * a.Ko.StrideL + c]; vt[(long)c * pk + j] = v[j * a.Vo.StrideL + c]; }
         for (int c = 0; c < d; c++) { new Span<float>(kt + (long)c * pk + lk, pk - lk).Clear(); new Span<float>(vt + (long)c * pk + lk, pk - lk).Clear(); }
@@ -95,76 +98,91 @@ public static unsafe partial class Attention
             di[i] = System.Numerics.Tensors.TensorPrimitives.Dot(new ReadOnlySpan<float>(dO + i * a.DOo.StrideL, d), new ReadOnlySpan<float>(o + i * a.Oo.StrideL, d));
 
         float scale = (float)a.S.Scale, keepScale = a.S.Dropout > 0 ? 1 / (1 - a.S.Dropout) : 1;
-        for (int i0 = 0; i0 < lq; i0 += RowGroup)
+        for (int blk0 = 0; blk0 < lq; blk0 += BlockRows)
         {
-            int rows = Math.Min(RowGroup, lq - i0);
-            for (int r = 0; r < RowGroup; r++)
+            int blockEnd = Math.Min(lq, blk0 + BlockRows), groups = (blockEnd - blk0 + RowGroup - 1) / RowGroup;
+            for (int g = 0; g < groups; g++)
             {
-                int src = i0 + Math.Min(r, rows - 1);
-                for (int c = 0; c < d; c++)
-                {
-                    float qv = q[src * a.Qo.StrideL + c];
-                    qRaw[r * 512 + c] = r < rows ? qv : 0;
-                    qs[r * 512 + c] = qv * scale;
-                    dOr[r * 512 + c] = r < rows ? dO[src * a.DOo.StrideL + c] : 0;
-                }
-                for (int c = 0; c < d; c++) dqAcc[r * d + c] = 0;
-            }
-            int lastKey = a.S.Causal ? Math.Min(lk - 1, i0 + rows - 1 + a.S.CausalShift) : lk - 1;
-            for (int j0 = 0; j0 <= lastKey; j0 += KeyTile)
-            {
-                int cols = Math.Min(KeyTile, lk - j0);
-                Scores(qs, d, kt + j0, pk, p);          // S
-                Scores(dOr, d, vt + j0, pk, dp);        // dP = dO Vᵀ
-                if (mask != null) AddMask(p, mask, a.Mo, i0, rows, j0, cols);
-                // A -inf from the mask needs no special case: exp(-inf - lse) is 0 on both paths.
-                bool masked = cols < KeyTile || a.S.Dropout > 0 || rows < RowGroup || (a.S.Causal && j0 + KeyTile - 1 > i0 + a.S.CausalShift);
-                if (!masked && Vector512.IsHardwareAccelerated)
-                {
-                    // The common tile: nothing hidden, no dropout: P and scale·dS sixteen lanes at a time.
-                    var sc = Vector512.Create(scale);
-                    for (int r = 0; r < RowGroup; r++)
-                    {
-                        float l = lse[i0 + r];
-                        if (float.IsNegativeInfinity(l)) { new Span<float>(p + r * KeyTile, KeyTile).Clear(); new Span<float>(dp + r * KeyTile, KeyTile).Clear(); continue; }
-                        var lv = Vector512.Create(l); var dv0 = Vector512.Create(di[i0 + r]);
-                        for (int c = 0; c < KeyTile; c += 16)
-                        {
-                            float* pr = p + r * KeyTile + c, dpr = dp + r * KeyTile + c;
-                            var prob = VectorMath.ExpNonPositive(Vector512.Load(pr) - lv);
-                            prob.Store(pr);
-                            (prob * (Vector512.Load(dpr) - dv0) * sc).Store(dpr);
-                        }
-                    }
-                }
-                else
+                int i0 = blk0 + g * RowGroup, rows = Math.Min(RowGroup, lq - i0);
+                float* gqs = qs + g * RowGroup * 512, gqRaw = qRaw + g * RowGroup * 512, gdOr = dOr + g * RowGroup * 512, gdq = dqAcc + g * RowGroup * d;
                 for (int r = 0; r < RowGroup; r++)
                 {
-                    float* pr = p + r * KeyTile, dpr = dp + r * KeyTile;
-                    float l = r < rows ? lse[i0 + r] : float.NegativeInfinity;
-                    float dRow = r < rows ? di[i0 + r] : 0;
-                    int limit = a.S.Causal ? i0 + r + a.S.CausalShift - j0 : int.MaxValue;
-                    for (int c = 0; c < KeyTile; c++)
+                    int src = i0 + Math.Min(r, rows - 1);
+                    for (int c = 0; c < d; c++)
                     {
-                        bool hidden = c >= cols || c > limit || float.IsNegativeInfinity(l) || float.IsNegativeInfinity(pr[c]);
-                        float prob = hidden ? 0 : MathF.Exp(pr[c] - l);
-                        float pd = prob, dpv = dpr[c];
-                        if (a.S.Dropout > 0 && !hidden)
-                        {
-                            bool keep = Keep(a.S.Seed, b, h, i0 + r, j0 + c, a.S.Dropout);
-                            pd = keep ? prob * keepScale : 0;
-                            dpv = keep ? dpv * keepScale : 0;
-                        }
-                        pr[c] = pd;                                     // P after dropout: feeds dV
-                        dpr[c] = prob * (dpv - dRow) * scale;           // scale·dS: feeds dQ and dK
+                        float qv = q[src * a.Qo.StrideL + c];
+                        gqRaw[r * 512 + c] = r < rows ? qv : 0;
+                        gqs[r * 512 + c] = qv * scale;
+                        gdOr[r * 512 + c] = r < rows ? dO[src * a.DOo.StrideL + c] : 0;
                     }
+                    for (int c = 0; c < d; c++) gdq[r * d + c] = 0;
                 }
-                AccumulateTransposed(p, cols, dOr, d, dv + j0 * a.DVo.StrideL, a.DVo.StrideL);
-                AccumulateTransposed(dp, cols, qRaw, d, dk + j0 * a.DKo.StrideL, a.DKo.StrideL);
-                AccumulatePV(dp, k + j0 * a.Ko.StrideL, a.Ko.StrideL, cols, d, dqAcc);
             }
-            for (int r = 0; r < rows; r++)
-                new ReadOnlySpan<float>(dqAcc + r * d, d).CopyTo(new Span<float>(dq + (i0 + r) * a.DQo.StrideL, d));
+            // Key tiles outside, the block's query groups inside: the dK and dV rows of a tile stay in L1 while
+            // all groups add to them (they would stream from L2 once per group the other way round). Every dK/dV
+            // row still receives the groups in increasing order, so the sums are the same as group by group.
+            int blockLastKey = a.S.Causal ? Math.Min(lk - 1, blockEnd - 1 + a.S.CausalShift) : lk - 1;
+            for (int j0 = 0; j0 <= blockLastKey; j0 += KeyTile)
+            {
+                int cols = Math.Min(KeyTile, lk - j0);
+                for (int g = 0; g < groups; g++)
+                {
+                    int i0 = blk0 + g * RowGroup, rows = Math.Min(RowGroup, lq - i0);
+                    int lastKey = a.S.Causal ? Math.Min(lk - 1, i0 + rows - 1 + a.S.CausalShift) : lk - 1;
+                    if (j0 > lastKey) continue;
+                    float* gqs = qs + g * RowGroup * 512, gqRaw = qRaw + g * RowGroup * 512, gdOr = dOr + g * RowGroup * 512, gdq = dqAcc + g * RowGroup * d;
+                    Scores(gqs, d, kt + j0, pk, p);          // S
+                    Scores(gdOr, d, vt + j0, pk, dp);        // dP = dO Vᵀ
+                    if (mask != null) AddMask(p, mask, a.Mo, i0, rows, j0, cols);
+                    // A -inf from the mask needs no special case: exp(-inf - lse) is 0 on both paths.
+                    bool masked = cols < KeyTile || a.S.Dropout > 0 || rows < RowGroup || (a.S.Causal && j0 + KeyTile - 1 > i0 + a.S.CausalShift);
+                    if (!masked && Vector512.IsHardwareAccelerated)
+                    {
+                        // The common tile: nothing hidden, no dropout: P and scale·dS sixteen lanes at a time.
+                        var sc = Vector512.Create(scale);
+                        for (int r = 0; r < RowGroup; r++)
+                        {
+                            float l = lse[i0 + r];
+                            if (float.IsNegativeInfinity(l)) { new Span<float>(p + r * KeyTile, KeyTile).Clear(); new Span<float>(dp + r * KeyTile, KeyTile).Clear(); continue; }
+                            var lv = Vector512.Create(l); var dv0 = Vector512.Create(di[i0 + r]);
+                            for (int c = 0; c < KeyTile; c += 16)
+                            {
+                                float* pr = p + r * KeyTile + c, dpr = dp + r * KeyTile + c;
+                                var prob = VectorMath.ExpNonPositive(Vector512.Load(pr) - lv);
+                                prob.Store(pr);
+                                (prob * (Vector512.Load(dpr) - dv0) * sc).Store(dpr);
+                            }
+                        }
+                    }
+                    else
+                    for (int r = 0; r < RowGroup; r++)
+                    {
+                        float* pr = p + r * KeyTile, dpr = dp + r * KeyTile;
+                        float l = r < rows ? lse[i0 + r] : float.NegativeInfinity;
+                        float dRow = r < rows ? di[i0 + r] : 0;
+                        int limit = a.S.Causal ? i0 + r + a.S.CausalShift - j0 : int.MaxValue;
+                        for (int c = 0; c < KeyTile; c++)
+                        {
+                            bool hidden = c >= cols || c > limit || float.IsNegativeInfinity(l) || float.IsNegativeInfinity(pr[c]);
+                            float prob = hidden ? 0 : MathF.Exp(pr[c] - l);
+                            float pd = prob, dpv = dpr[c];
+                            if (a.S.Dropout > 0 && !hidden)
+                            {
+                                bool keep = Keep(a.S.Seed, b, h, i0 + r, j0 + c, a.S.Dropout);
+                                pd = keep ? prob * keepScale : 0;
+                                dpv = keep ? dpv * keepScale : 0;
+                            }
+                            pr[c] = pd;                                     // P after dropout: feeds dV
+                            dpr[c] = prob * (dpv - dRow) * scale;           // scale·dS: feeds dQ and dK
+                        }
+                    }
+                    AccumulateTransposed(p, cols, gdOr, d, dv + j0 * a.DVo.StrideL, a.DVo.StrideL);
+                    AccumulateTransposed(dp, cols, gqRaw, d, dk + j0 * a.DKo.StrideL, a.DKo.StrideL);
+                    AccumulatePV(dp, k + j0 * a.Ko.StrideL, a.Ko.StrideL, cols, d, gdq);
+                }
+            }
+            for (int i = blk0; i < blockEnd; i++)
+                new ReadOnlySpan<float>(dqAcc + (long)(i - blk0) * d, d).CopyTo(new Span<float>(dq + i * a.DQo.StrideL, d));
         }
     }
 

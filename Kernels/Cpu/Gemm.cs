@@ -10,10 +10,12 @@
 // MR x NR block of C in registers: 6 rows x 32 columns = 12 zmm accumulators on Vector512 (6 x 16 = 12 ymm
 // on Vector256), and per k step loads 2 vectors of B, broadcasts 6 values of A and issues 12 FMAs.
 // FLOPs: 2·M·N·K. Bytes: packing reads A once per N/NC and B once; C is read/written K/KC times.
-// Bound: FMA throughput for large shapes (~116 GFLOP/s per Zen 4 core here); memory for skinny ones,
+// Bound: FMA throughput for large shapes (the peak `bench peak` measures; MC/KC below were swept against it,
+// docs/kernels-cpu.md); memory for skinny ones,
 // which skip packing (GemmSkinny below).
-// Threads: B strips are packed by all workers, then workers take (ic block, jr range) tiles, each packing
-// its own A block; everything runs on WorkerPool, with per-thread packing buffers reused across calls.
+// Threads: one WorkerPool call per (jc, pc) stage, in which workers take (ic block, jr range) tiles, each
+// packing its own A block, and first pack the next stage's B strips into a second buffer (double buffering:
+// packing overlaps the tiles, one barrier per stage); per-thread packing buffers are reused across calls.
 // Reference: SgemmReference / DgemmReference (triple loop, float64 accumulation; in GemmSkinny.cs), compared in
 // Tests/Kernels/GemmTests.cs.
 using System.Runtime.CompilerServices;
@@ -26,7 +28,7 @@ public static unsafe partial class Gemm
 {
     private const int MR = 6;        // rows of C per micro-kernel
     private const int NR = 32;       // columns of C per micro-kernel (2 x Vector512<float>, 4 x Vector256<float>)
-    private const int KC = 256;      // depth of a packed block: an A strip (6 x 256) is 6 KiB, a B strip 32 KiB
+    private const int KC = 256;      // depth of a packed block: an A strip (6 x 256) is 6 KiB, a B strip 32 KiB (fits the 48 KiB L1; KC = 512 measured 5-10% slower)
     private const int MC = 96;       // rows of a packed A block: 96 KiB, stays in the 1 MiB L2
     private const int NC = 4096;     // columns of a packed B panel: 4 MiB, in L3
 

@@ -6,6 +6,7 @@
 // Reference: SgemmReference / DgemmReference (float64 accumulation), compared in Tests/Kernels/GemmTests.cs.
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using System.Runtime.InteropServices;
 
 namespace AttnCore.Kernels.Cpu;
@@ -22,6 +23,9 @@ public static unsafe partial class Gemm
         // The stage being computed in parallel: one (batch entry, jc, pc) block with B already packed.
         public float* PackedB;
         public int Entry, Jc, Nc, Pc, Kc, IcBlocks, JrChunks, JrPerChunk;
+        // The next stage's B panel, packed by the same parallel call that computes this stage's tiles.
+        public float* NextPackedB;
+        public int NextJc, NextNc, NextPc, NextKc, NextStrips;
 
         public Job(float* a, float* b, float* c, int batch, bool ta, bool tb, int m, int n, int k, float alpha, float beta,
             int lda, int ldb, int ldc, long sa, long sb, long sc)
@@ -45,6 +49,15 @@ public static unsafe partial class Gemm
     {
         if (_packB == null) _packB = (float*)NativeMemory.AlignedAlloc((nuint)((long)KC * NC * sizeof(float)), 64);
         return _packB;
+    }
+
+    // The parallel path's second B panel: one stage computes from one buffer while the next is packed into the other.
+    [ThreadStatic] private static float* _packB2;
+
+    private static float* SecondPackBBuffer()
+    {
+        if (_packB2 == null) _packB2 = (float*)NativeMemory.AlignedAlloc((nuint)((long)KC * NC * sizeof(float)), 64);
+        return _packB2;
     }
 
     private const long ParallelThreshold = 48L * 48 * 48;    // below this many multiply-adds one thread wins
@@ -110,38 +123,52 @@ public static unsafe partial class Gemm
         }
     }
 
-    // One batch entry on all workers: B strips packed in parallel, then (ic block x jr chunk) tiles.
+    // One batch entry on all workers. The (jc, pc) stages run as one parallel call each: the call computes the
+    // stage's (ic block x jr chunk) tiles from one packed B panel and, as its first indices, packs the next
+    // stage's panel into the other buffer, so packing overlaps the tiles and each stage costs one barrier, not two.
     private static void Parallel(ref Job j, int e)
     {
         j.Entry = e;
-        j.PackedB = PackBBuffer();
-        float* b = j.B + e * j.StrideB;
+        float* current = PackBBuffer(), next = SecondPackBBuffer();
         int threads = WorkerPool.ThreadCount;
-        for (int jc = 0; jc < j.N; jc += NC)
+        j.IcBlocks = (j.M + MC - 1) / MC;
+        fixed (Job* pj = &j)
         {
-            int nc = Math.Min(NC, j.N - jc);
-            int strips = (nc + NR - 1) / NR;
-            j.IcBlocks = (j.M + MC - 1) / MC;
-            // Enough tiles to balance the threads: split the columns when there are few row blocks.
-            j.JrChunks = Math.Max(1, Math.Min(strips, (2 * threads + j.IcBlocks - 1) / j.IcBlocks));
-            j.JrPerChunk = (strips + j.JrChunks - 1) / j.JrChunks;
-            for (int pc = 0; pc < j.K; pc += KC)
-            {
-                int kc = Math.Min(KC, j.K - pc);
-                j.Jc = jc; j.Nc = nc; j.Pc = pc; j.Kc = kc;
-                fixed (Job* pj = &j)
+            // The first stage's panel has nothing to overlap with.
+            SetNextStage(ref j, 0, 0, next);
+            WorkerPool.For(j.NextStrips, &StageTask, (nint)pj);
+            for (int jc = 0; jc < j.N; jc += NC)
+                for (int pc = 0; pc < j.K; pc += KC)
                 {
-                    WorkerPool.For(strips, &PackBTask, (nint)pj);
-                    WorkerPool.For(j.IcBlocks * j.JrChunks, &TileTask, (nint)pj);
+                    float* packed = next; next = current; current = packed;
+                    j.Jc = jc; j.Nc = Math.Min(NC, j.N - jc); j.Pc = pc; j.Kc = Math.Min(KC, j.K - pc);
+                    j.PackedB = current;
+                    int strips = (j.Nc + NR - 1) / NR;
+                    // Enough tiles to balance the threads: split the columns when there are few row blocks.
+                    j.JrChunks = Math.Max(1, Math.Min(strips, (2 * threads + j.IcBlocks - 1) / j.IcBlocks));
+                    j.JrPerChunk = (strips + j.JrChunks - 1) / j.JrChunks;
+                    if (pc + KC < j.K) SetNextStage(ref j, jc, pc + KC, next);
+                    else if (jc + NC < j.N) SetNextStage(ref j, jc + NC, 0, next);
+                    else j.NextStrips = 0;
+                    WorkerPool.For(j.NextStrips + j.IcBlocks * j.JrChunks, &StageTask, (nint)pj);
                 }
-            }
         }
     }
 
-    private static void PackBTask(int s, nint state)
+    private static void SetNextStage(ref Job j, int jc, int pc, float* buffer)
+    {
+        j.NextJc = jc; j.NextNc = Math.Min(NC, j.N - jc); j.NextPc = pc; j.NextKc = Math.Min(KC, j.K - pc);
+        j.NextStrips = (j.NextNc + NR - 1) / NR;
+        j.NextPackedB = buffer;
+    }
+
+    // Index t < NextStrips packs strip t of the next stage's B panel; the rest are this stage's tiles.
+    private static void StageTask(int t, nint state)
     {
         ref Job j = ref *(Job*)state;
-        PackBStrip(j.B + j.Entry * j.StrideB, j.Ldb, j.TransB, j.Pc, j.Kc, j.Jc + s * NR, Math.Min(NR, j.Nc - s * NR), j.PackedB + (long)s * j.Kc * NR);
+        if (t < j.NextStrips)
+            PackBStrip(j.B + j.Entry * j.StrideB, j.Ldb, j.TransB, j.NextPc, j.NextKc, j.NextJc + t * NR, Math.Min(NR, j.NextNc - t * NR), j.NextPackedB + (long)t * j.NextKc * NR);
+        else TileTask(t - j.NextStrips, state);
     }
 
     private static void TileTask(int t, nint state)
@@ -201,6 +228,14 @@ public static unsafe partial class Gemm
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void MicroKernel512(int kc, float* a, float* b, float* c, int ldc, float alpha, float beta, bool first)
     {
+        // The C tile is only touched after the k loop; its rows are ldc apart and usually not in cache (C is
+        // updated once per KC slice), so start fetching them now and the loop hides the latency.
+        if (Sse.IsSupported)
+            for (int r = 0; r < MR; r++)
+            {
+                Sse.Prefetch0(c + (long)r * ldc);
+                Sse.Prefetch0(c + (long)r * ldc + NR - 1);
+            }
         Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default,
                          c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
         for (int p = 0; p < kc; p++)
@@ -315,11 +350,15 @@ public static unsafe partial class Gemm
             else
             {
                 // Transposed A: op(A)[i, p] = a[p*lda + i], so the MR values of one p are contiguous.
-                for (int p = 0; p < kc; p++, d += MR)
-                {
-                    float* src = a + (long)(pc + p) * lda + ic + ir;
-                    for (int r = 0; r < MR; r++) d[r] = r < mr ? src[r] : 0f;
-                }
+                float* src = a + (long)pc * lda + ic + ir;
+                if (mr == MR)
+                    for (int p = 0; p < kc; p++, d += MR, src += lda)
+                    {
+                        d[0] = src[0]; d[1] = src[1]; d[2] = src[2]; d[3] = src[3]; d[4] = src[4]; d[5] = src[5];
+                    }
+                else
+                    for (int p = 0; p < kc; p++, d += MR, src += lda)
+                        for (int r = 0; r < MR; r++) d[r] = r < mr ? src[r] : 0f;
             }
         }
     }
@@ -343,14 +382,44 @@ public static unsafe partial class Gemm
         }
         else
         {
-            // Transposed B: op(B)[p, j] = b[j*ldb + p]; each column j is contiguous along p.
+            // Transposed B: op(B)[p, j] = b[j*ldb + p]; each column j is contiguous along p. A full strip goes
+            // through 8 x 8 register transposes (8 unit-stride loads, 8 unit-stride stores) instead of a
+            // store every NR floats per element; the last kc % 8 rows and partial strips take the scalar loop.
+            int p0 = 0;
+            if (nr == NR && Avx.IsSupported)
+                for (; p0 + 8 <= kc; p0 += 8)
+                    for (int q = 0; q < NR; q += 8)
+                        Transpose8x8(b + (long)(j0 + q) * ldb + pc + p0, ldb, dst + (long)p0 * NR + q, NR);
             if (nr < NR) new Span<float>(dst, kc * NR).Clear();
             for (int q = 0; q < nr; q++)
             {
                 float* src = b + (long)(j0 + q) * ldb + pc;
                 float* d = dst + q;
-                for (int p = 0; p < kc; p++) d[(long)p * NR] = src[p];
+                for (int p = p0; p < kc; p++) d[(long)p * NR] = src[p];
             }
         }
+    }
+
+    // dst[c * dstStride + r] = src[r * srcStride + c] for an 8 x 8 block: unpack pairs of rows, shuffle pairs of
+    // pairs, then swap 128-bit halves (the usual AVX in-register transpose, 24 shuffles for 64 elements).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Transpose8x8(float* src, long srcStride, float* dst, long dstStride)
+    {
+        var r0 = Avx.LoadVector256(src); var r1 = Avx.LoadVector256(src + srcStride);
+        var r2 = Avx.LoadVector256(src + 2 * srcStride); var r3 = Avx.LoadVector256(src + 3 * srcStride);
+        var r4 = Avx.LoadVector256(src + 4 * srcStride); var r5 = Avx.LoadVector256(src + 5 * srcStride);
+        var r6 = Avx.LoadVector256(src + 6 * srcStride); var r7 = Avx.LoadVector256(src + 7 * srcStride);
+        var t0 = Avx.UnpackLow(r0, r1); var t1 = Avx.UnpackHigh(r0, r1);
+        var t2 = Avx.UnpackLow(r2, r3); var t3 = Avx.UnpackHigh(r2, r3);
+        var t4 = Avx.UnpackLow(r4, r5); var t5 = Avx.UnpackHigh(r4, r5);
+        var t6 = Avx.UnpackLow(r6, r7); var t7 = Avx.UnpackHigh(r6, r7);
+        var u0 = Avx.Shuffle(t0, t2, 0x44); var u1 = Avx.Shuffle(t0, t2, 0xEE);
+        var u2 = Avx.Shuffle(t1, t3, 0x44); var u3 = Avx.Shuffle(t1, t3, 0xEE);
+        var u4 = Avx.Shuffle(t4, t6, 0x44); var u5 = Avx.Shuffle(t4, t6, 0xEE);
+        var u6 = Avx.Shuffle(t5, t7, 0x44); var u7 = Avx.Shuffle(t5, t7, 0xEE);
+        Avx.Store(dst, Avx.Permute2x128(u0, u4, 0x20)); Avx.Store(dst + dstStride, Avx.Permute2x128(u1, u5, 0x20));
+        Avx.Store(dst + 2 * dstStride, Avx.Permute2x128(u2, u6, 0x20)); Avx.Store(dst + 3 * dstStride, Avx.Permute2x128(u3, u7, 0x20));
+        Avx.Store(dst + 4 * dstStride, Avx.Permute2x128(u0, u4, 0x31)); Avx.Store(dst + 5 * dstStride, Avx.Permute2x128(u1, u5, 0x31));
+        Avx.Store(dst + 6 * dstStride, Avx.Permute2x128(u2, u6, 0x31)); Avx.Store(dst + 7 * dstStride, Avx.Permute2x128(u3, u7, 0x31));
     }
 }

@@ -71,6 +71,9 @@ public class AttentionTests
         new("gqa_4_query_heads_per_kv_head_mask", 2, 8, 11, 75, 24, false, AttentionMasks.Kind.Bias2d, 0, false, 2),
         new("gqa_causal_dropout_strided", 2, 6, 9, 9, 8, true, AttentionMasks.Kind.None, 0.25f, true, 3),
         new("multi_query_one_kv_head_padding", 1, 5, 10, 66, 33, true, AttentionMasks.Kind.KeyPadding, 0, false, 1),
+        // The backward pass walks blocks of 64 query rows; these cross two block edges, with a ragged last block.
+        new("gqa_causal_bias_three_query_blocks_lq_gt_lk", 1, 4, 150, 140, 16, true, AttentionMasks.Kind.Bias2d, 0, false, 2),
+        new("dropout_three_query_blocks", 1, 2, 131, 70, 8, false, AttentionMasks.Kind.None, 0.2f, true),
     ];
 
     static float[] Rand(Generator g, int n) { var x = new float[n]; for (int i = 0; i < n; i++) x[i] = (float)g.NextNormal(); return x; }

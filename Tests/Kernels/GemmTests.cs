@@ -25,7 +25,10 @@ public class GemmTests
     static IEnumerable<TestCaseData> Shapes()
     {
         // 1, primes, sizes just off the micro-tile (6 x 32), the block depth 256 and the row block 96.
-        int[][] mnk = [[1, 1, 1], [7, 13, 5], [33, 17, 65], [5, 31, 6], [6, 32, 7], [7, 33, 255], [13, 65, 257], [95, 31, 3], [97, 33, 300], [2, 70, 9], [70, 3, 9], [1, 100, 40], [40, 1, 100]];
+        // The last four are exact multiples of the 8 x 8 transposes that pack a transposed B (k % 8 == 0, whole
+        // 32-column strips), with a block edge at k = 256 and full 6-row strips of a transposed A.
+        int[][] mnk = [[1, 1, 1], [7, 13, 5], [33, 17, 65], [5, 31, 6], [6, 32, 7], [7, 33, 255], [13, 65, 257], [95, 31, 3], [97, 33, 300], [2, 70, 9], [70, 3, 9], [1, 100, 40], [40, 1, 100],
+            [12, 64, 16], [6, 96, 264], [18, 32, 8], [100, 64, 520]];
         foreach (var s in mnk)
             foreach (bool ta in new[] { false, true })
                 foreach (bool tb in new[] { false, true })
