@@ -23,7 +23,7 @@ public static class RecommendCommand
         var data = PathRule.ExistingFile("--data", "interactions: 'user item' lines in time order (SASRec's format) or user,item,timestamp CSV");
         var format = new Option<string>("--format") { Description = "input format (auto: csv for a .csv file, else user-item)", DefaultValueFactory = _ => "auto" }.AcceptOnlyFromAmong(Formats);
         var model = new Option<string>("--model") { Description = "the model", DefaultValueFactory = _ => "sasrec" }.AcceptOnlyFromAmong(RecommenderCheckpoint.Models);
-        var epochs = NumericOption.Int("--epochs", "epochs at most (early stopping may end sooner)", 200, 1, 1_000_000);
+        var epochs = NumericOption.Int("--epochs", "epochs at most (early stopping may end sooner; the authors' code runs 201)", 201, 1, 1_000_000);
         var stepsPerEpoch = NumericOption.OptionalInt("--steps-per-epoch", "batches per epoch (default: users / --batch, as the SASRec code)", 1, 100_000_000);
         var batch = NumericOption.Int("--batch", "sequences per step", 128, 1, 65_536);
         var maxLen = NumericOption.Int("--max-len", "positions of history read (n)", 50, 1, 4096);
@@ -35,11 +35,12 @@ public static class RecommendCommand
         var beta2 = NumericOption.Number("--beta2", "Adam beta2", 0.98, 0, 1, maxExclusive: true);
         var evalEvery = NumericOption.Int("--eval-every", "epochs between validation evaluations", 20, 1, 1_000_000);
         var patience = NumericOption.Int("--patience", "evaluations without a better validation NDCG@10 before stopping", 3, 1, 1_000_000);
+        var maxMinutes = NumericOption.Number("--max-minutes", "training budget in minutes (0: none): when it runs out the model is evaluated and the best one tested", 0, 0, 1_000_000);
         var evalUsers = NumericOption.Int("--eval-users", "users sampled for evaluation at most (the protocol: 10000)", 10_000, 1, 100_000_000);
         var output = PathRule.OutputFolder("--out", "run folder: model.safetensors (best), metrics.json, validation.png, attention.png", Path.Combine("runs", "recommend"));
         var quiet = new Option<bool>("--quiet") { Description = "no per-epoch lines" };
         var cmd = distributed.AddTo(common.AddTo(new Command("recommend", "Sequential recommendation: SASRec or target attention, HR@10/NDCG@10 by the SASRec protocol")
-            { data, format, model, epochs, stepsPerEpoch, batch, maxLen, dim, blocks, heads, dropout, lr, beta2, evalEvery, patience, evalUsers, output, quiet }));
+            { data, format, model, epochs, stepsPerEpoch, batch, maxLen, dim, blocks, heads, dropout, lr, beta2, evalEvery, patience, maxMinutes, evalUsers, output, quiet }));
         cmd.AddRule(r =>
         {
             int d = r.GetValue(dim), h = r.GetValue(heads), b = r.GetValue(batch), t = r.GetValue(maxLen);
@@ -70,8 +71,25 @@ public static class RecommendCommand
                 Epochs = p.GetValue(epochs), BatchSize = p.GetValue(batch), LearningRate = p.GetValue(lr), Beta2 = p.GetValue(beta2),
                 StepsPerEpoch = p.GetValue(stepsPerEpoch), EvalEvery = p.GetValue(evalEvery), Patience = p.GetValue(patience), EvalUsers = p.GetValue(evalUsers),
                 Seed = unchecked((int)seed), CheckpointPath = run.IsPrimary ? checkpoint : null, DataParallel = run.DataParallel,
+                MaxMinutes = p.GetValue(maxMinutes) is > 0 and var m ? m : null,
+            };
+            string metrics = Path.Combine(outDir, "metrics.json"), curve = Path.Combine(outDir, "validation.png"), attention = Path.Combine(outDir, "attention.png");
+            object Settings() => new { options.Epochs, options.BatchSize, options.LearningRate, options.Beta2, steps_per_epoch = options.StepsPerEpoch, options.EvalEvery, options.Patience, options.EvalUsers, max_minutes = options.MaxMinutes };
+            static object Epochs(IEnumerable<RecommenderEpoch> h) => h.Select(e => new { epoch = e.Epoch, steps = e.Steps, train_loss = e.TrainLoss, val_hr10 = e.Validation?.HitRate, val_ndcg10 = e.Validation?.Ndcg, wall_s = e.WallSeconds }).ToArray();
+            var progress = new List<RecommenderEpoch>();
+            options = options with
+            {
                 OnEpoch = e =>
                 {
+                    // metrics.json after every epoch, so a run that is stopped from outside still leaves its curve (the best model is saved as it improves)
+                    if (!run.IsPrimary) return;
+                    progress.Add(e);
+                    var best = progress.Where(r => r.Validation is not null).MaxBy(r => r.Validation!.Ndcg);
+                    AtomicFile.Write(metrics, tmp => File.WriteAllText(tmp, JsonSerializer.Serialize(new
+                    {
+                        model = name, data = Path.GetFullPath(path), config, seed, options = Settings(), status = "training", history = Epochs(progress),
+                        best_epoch = best?.Epoch, validation = best is null ? null : new { hr10 = best.Validation!.HitRate, ndcg10 = best.Validation.Ndcg, users = best.Validation.Users },
+                    }, new JsonSerializerOptions { WriteIndented = true })));
                     if (!talk) return;
                     string val = e.Validation is { } v ? string.Create(CultureInfo.InvariantCulture, $"  valid NDCG@10 {v.Ndcg:F4} HR@10 {v.HitRate:F4}") : "";
                     io.Out.WriteLine(string.Create(CultureInfo.InvariantCulture, $"epoch {e.Epoch}  loss {e.TrainLoss:F4}{val}  {e.WallSeconds:F0} s"));
@@ -85,11 +103,9 @@ public static class RecommendCommand
             }
             var test = result.Test;
             int epochsRun = result.History.Count;
-            string metrics = Path.Combine(outDir, "metrics.json"), curve = Path.Combine(outDir, "validation.png"), attention = Path.Combine(outDir, "attention.png");
             AtomicFile.Write(metrics, tmp => File.WriteAllText(tmp, JsonSerializer.Serialize(new
             {
-                model = name, data = Path.GetFullPath(path), config, seed, options = new { options.Epochs, options.BatchSize, options.LearningRate, options.Beta2, steps_per_epoch = options.StepsPerEpoch, options.EvalEvery, options.Patience, options.EvalUsers },
-                history = result.History.Select(e => new { epoch = e.Epoch, steps = e.Steps, train_loss = e.TrainLoss, val_hr10 = e.Validation?.HitRate, val_ndcg10 = e.Validation?.Ndcg, wall_s = e.WallSeconds }),
+                model = name, data = Path.GetFullPath(path), config, seed, options = Settings(), status = "done", stop_reason = result.StopReason, history = Epochs(result.History),
                 best_epoch = result.BestEpoch, validation = new { hr10 = result.BestValidation.HitRate, ndcg10 = result.BestValidation.Ndcg, users = result.BestValidation.Users },
                 test = new { hr10 = test.HitRate, ndcg10 = test.Ndcg, full_hr10 = test.FullHitRate, full_ndcg10 = test.FullNdcg, users = test.Users },
                 wall_s = result.WallSeconds,
@@ -97,9 +113,9 @@ public static class RecommendCommand
             RecommendationPlots.ValidationCurve(result.History, name, curve);
             DrawAttention(net, split, attention);
             io.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"best epoch {result.BestEpoch} of {epochsRun}: test HR@10 {test.HitRate:F4} NDCG@10 {test.Ndcg:F4} (100 sampled negatives, {test.Users:N0} users); full ranking HR@10 {test.FullHitRate:F4} NDCG@10 {test.FullNdcg:F4}; {result.WallSeconds:F1} s"));
+                $"best epoch {result.BestEpoch} of {epochsRun} (stopped: {result.StopReason}): test HR@10 {test.HitRate:F4} NDCG@10 {test.Ndcg:F4} (100 sampled negatives, {test.Users:N0} users); full ranking HR@10 {test.FullHitRate:F4} NDCG@10 {test.FullNdcg:F4}; {result.WallSeconds:F1} s"));
             io.Out.WriteLine($"wrote {checkpoint}, {metrics}, {curve}, {attention}");
-            if (json) io.Json(new { model = name, hr10 = test.HitRate, ndcg10 = test.Ndcg, full_hr10 = test.FullHitRate, full_ndcg10 = test.FullNdcg, epochs = epochsRun, wall_s = result.WallSeconds, best_epoch = result.BestEpoch, users = test.Users, ranks = run.Size });
+            if (json) io.Json(new { model = name, hr10 = test.HitRate, ndcg10 = test.Ndcg, full_hr10 = test.FullHitRate, full_ndcg10 = test.FullNdcg, epochs = epochsRun, wall_s = result.WallSeconds, best_epoch = result.BestEpoch, users = test.Users, ranks = run.Size, stop_reason = result.StopReason });
             run.Complete();
             return 0;
         });

@@ -344,9 +344,51 @@ public static unsafe partial class Attention
     /// </summary>
     public static bool Keep(ulong seed, int b, int h, int i, int j, float p) => AttentionDropout.Hash24(seed, b, h, i, j) * (1.0 / (1UL << 24)) >= p;
 
+    /// <summary>
+    /// The smallest 24-bit hash that keeps a score at dropout rate p: Hash24 / 2^24 ≥ p holds exactly when Hash24 ≥
+    /// ceil(p·2^24) (p·2^24 is exact in double), so <see cref="KeepMask16"/> compares integers and agrees with <see cref="Keep"/>.
+    /// </summary>
+    public static ulong KeepThreshold(float p) => (ulong)Math.Ceiling((double)p * (1UL << 24));
+
+    /// <summary>
+    /// <see cref="Keep"/> for the 16 keys j..j+15 of row (b, h, i) at once: all-ones float lanes where the score is
+    /// kept. The SplitMix64 steps of <see cref="AttentionDropout.Hash24"/> run on eight 64-bit lanes per half, so a
+    /// masked tile no longer pays one scalar hash per score.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> KeepMask16(ulong seed, int b, int h, int i, int j, ulong threshold)
+    {
+        ulong rowHash = seed ^ ((ulong)(uint)b << 48) ^ ((ulong)(uint)h << 32) ^ ((ulong)(uint)i << 16);
+        ulong rowAdd = (ulong)(uint)i * 0xD1B54A32D192ED03UL;
+        var lanes = Vector512.Create(0UL, 1, 2, 3, 4, 5, 6, 7);
+        var th = Vector512.Create(threshold);
+        var lo = Vector512.GreaterThanOrEqual(Hash24x8(rowHash, rowAdd, lanes + Vector512.Create((ulong)(uint)j)), th);
+        var hi = Vector512.GreaterThanOrEqual(Hash24x8(rowHash, rowAdd, lanes + Vector512.Create((ulong)(uint)j + 8)), th);
+        return Vector512.Narrow(lo, hi).AsSingle();
+    }
+
+    // AttentionDropout.Hash24 with the row's part folded in (rowHash = seed ^ b, h, i shifted; rowAdd = i's multiple).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<ulong> Hash24x8(ulong rowHash, ulong rowAdd, Vector512<ulong> j)
+    {
+        var z = (Vector512.Create(rowHash) ^ (j * Vector512.Create(0x9E3779B97F4A7C15UL))) + Vector512.Create(rowAdd);
+        z = (z ^ Vector512.ShiftRightLogical(z, 30)) * Vector512.Create(0xBF58476D1CE4E5B9UL);
+        z = (z ^ Vector512.ShiftRightLogical(z, 27)) * Vector512.Create(0x94D049BB133111EBUL);
+        z ^= Vector512.ShiftRightLogical(z, 31);
+        return Vector512.ShiftRightLogical(z, 40);
+    }
+
     private static void DropoutRow(float* pr, ulong seed, int b, int h, int i, int j0, float p)
     {
         float scale = 1 / (1 - p);
+        if (Vector512.IsHardwareAccelerated)
+        {
+            ulong threshold = KeepThreshold(p);
+            var sv = Vector512.Create(scale);
+            for (int c = 0; c < KeyTile; c += 16)
+                Vector512.ConditionalSelect(KeepMask16(seed, b, h, i, j0 + c, threshold), Vector512.Load(pr + c) * sv, Vector512<float>.Zero).Store(pr + c);
+            return;
+        }
         for (int c = 0; c < KeyTile; c++) pr[c] = Keep(seed, b, h, i, j0 + c, p) ? pr[c] * scale : 0f;
     }
 }

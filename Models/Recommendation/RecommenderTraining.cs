@@ -7,8 +7,8 @@ namespace AttnCore.Models.Recommendation;
 /// <summary>How <see cref="RecommenderTraining.Run"/> trains (the SASRec paper's Games settings as defaults).</summary>
 public sealed record RecommenderTrainingOptions
 {
-    /// <summary>Epochs at most (one epoch = <see cref="StepsPerEpoch"/> batches).</summary>
-    public int Epochs { get; init; } = 200;
+    /// <summary>Epochs at most (one epoch = <see cref="StepsPerEpoch"/> batches); the authors' code runs 201.</summary>
+    public int Epochs { get; init; } = 201;
     /// <summary>Sequences per batch.</summary>
     public int BatchSize { get; init; } = 128;
     /// <summary>Adam's learning rate.</summary>
@@ -27,6 +27,12 @@ public sealed record RecommenderTrainingOptions
     public int Seed { get; init; }
     /// <summary>Where the best model is saved (safetensors), or null.</summary>
     public string? CheckpointPath { get; init; }
+    /// <summary>
+    /// Wall-clock budget of the training in minutes, or null for none: when it runs out (checked before every step,
+    /// after the epoch's first), training stops, the model as it stands is evaluated on validation like any
+    /// evaluated epoch, and the best model is tested. The final evaluations come on top of the budget.
+    /// </summary>
+    public double? MaxMinutes { get; init; }
     /// <summary>Called after every epoch.</summary>
     public Action<RecommenderEpoch>? OnEpoch { get; init; }
     /// <summary>
@@ -51,12 +57,14 @@ public sealed record RecommenderEpoch(int Epoch, long Steps, double TrainLoss, R
 /// <param name="BestValidation">Its validation report.</param>
 /// <param name="Test">The test report (sampled and full ranking) of the best model.</param>
 /// <param name="WallSeconds">Training and evaluation time.</param>
-public sealed record RecommenderTrainingResult(IReadOnlyList<RecommenderEpoch> History, int BestEpoch, RankingReport BestValidation, RankingReport Test, double WallSeconds);
+/// <param name="StopReason">Why training ended: "epochs" (all run), "patience" (early stopping) or "budget" (<see cref="RecommenderTrainingOptions.MaxMinutes"/>).</param>
+public sealed record RecommenderTrainingResult(IReadOnlyList<RecommenderEpoch> History, int BestEpoch, RankingReport BestValidation, RankingReport Test, double WallSeconds,
+    string StopReason = "epochs");
 
 /// <summary>
 /// The SASRec training procedure: Adam, batches from <see cref="SequenceSampler"/>, validation every K epochs with
-/// early stopping on NDCG@10, the best model kept (in memory, and saved when a path is given), and the test metrics of
-/// that best model at the end.
+/// early stopping on NDCG@10, an optional wall-clock budget, the best model kept (in memory, and saved when a path is
+/// given), and the test metrics of that best model at the end.
 /// </summary>
 public static class RecommenderTraining
 {
@@ -67,7 +75,10 @@ public static class RecommenderTraining
             throw new ArgumentException($"RecommenderTraining: epochs, batch size, eval interval, patience and steps per epoch must be at least 1, got {options}");
         if (options.DataParallel is { Communicator.Size: var ranks } && options.BatchSize < ranks)
             throw new ArgumentException($"RecommenderTraining: batch size {options.BatchSize} is smaller than the {ranks} ranks; each rank needs at least one sequence of every batch");
+        if (options.MaxMinutes is double minutes && !(minutes > 0 && double.IsFinite(minutes)))
+            throw new ArgumentOutOfRangeException(nameof(options), minutes, $"RecommenderTraining: MaxMinutes must be a positive number of minutes, got {minutes}");
         var clock = Stopwatch.StartNew();
+        var budget = options.MaxMinutes is double m ? TimeSpan.FromMinutes(m) : TimeSpan.MaxValue;
         var sampler = new SequenceSampler(split, model.MaxLength, options.Seed);
         var evaluator = new RankingEvaluator(split, model.MaxLength, options.Seed + 1, maxUsers: options.EvalUsers);
         using var adam = new Adam(model.Parameters(), options.LearningRate, 0.9, options.Beta2);
@@ -77,14 +88,19 @@ public static class RecommenderTraining
         RankingReport? bestReport = null;
         int bestEpoch = 0, sinceBest = 0;
         long step = 0;
+        string stopReason = "epochs";
         model.Train();
         try
         {
             for (int epoch = 1; epoch <= options.Epochs; epoch++)
             {
                 double sum = 0;
-                for (int s = 0; s < steps; s++, step++)
+                int done = 0;
+                bool outOfTime = false;
+                for (; done < steps; done++, step++)
                 {
+                    // every epoch trains at least one step, so the model a budget stops on differs from the last evaluated one
+                    if (done > 0 && OutOfTime(clock.Elapsed >= budget, options)) { outOfTime = true; break; }
                     using var scope = new TensorScope();
                     var batch = sampler.Next(options.BatchSize);
                     var (h, pos, neg) = batch.ToTensors(device);
@@ -97,11 +113,11 @@ public static class RecommenderTraining
                     adam.Step();
                     sum += options.DataParallel?.BatchMean(loss.Item(), positionsHere, positions) ?? loss.Item();
                 }
-                double trainLoss = sum / steps;
+                double trainLoss = sum / done;
                 if (!double.IsFinite(trainLoss))
                     throw new InvalidOperationException($"RecommenderTraining: the training loss of epoch {epoch} is {trainLoss} (diverged); lower the learning rate");
                 RankingReport? validation = null;
-                if (epoch % options.EvalEvery == 0 || epoch == options.Epochs)
+                if (epoch % options.EvalEvery == 0 || epoch == options.Epochs || outOfTime)
                 {
                     validation = evaluator.Evaluate(model, test: false, device: device);
                     if (bestReport is null || validation.Ndcg > bestReport.Ndcg)
@@ -115,12 +131,13 @@ public static class RecommenderTraining
                 var record = new RecommenderEpoch(epoch, step, trainLoss, validation, clock.Elapsed.TotalSeconds);
                 history.Add(record);
                 options.OnEpoch?.Invoke(record);
-                if (sinceBest >= options.Patience) break;
+                if (outOfTime) { stopReason = "budget"; break; }
+                if (sinceBest >= options.Patience) { stopReason = "patience"; break; }
             }
-            // the last epoch is always evaluated and stopping follows an evaluation, so a best model exists
+            // the last epoch is always evaluated and every stop follows an evaluation, so a best model exists
             model.LoadStateDict(best!);
             var test = evaluator.Evaluate(model, test: true, fullRanking: true, device: device);
-            return new RecommenderTrainingResult(history, bestEpoch, bestReport!, test, clock.Elapsed.TotalSeconds);
+            return new RecommenderTrainingResult(history, bestEpoch, bestReport!, test, clock.Elapsed.TotalSeconds, stopReason);
         }
         finally
         {
@@ -142,6 +159,11 @@ public static class RecommenderTraining
     }
 
     // A copy of every weight (on the model's device), replacing the previous copy.
+    // Ranks' clocks differ, so a budget stop is agreed on by all ranks (any rank out of time stops them all): one rank
+    // leaving the loop alone would leave the others waiting in the next gradient all-reduce.
+    private static bool OutOfTime(bool here, RecommenderTrainingOptions options) =>
+        options.DataParallel is { } dp ? options.MaxMinutes is not null && dp.SumOverRanks(here ? 1 : 0) > 0 : here;
+
     private static void Keep(ref Dictionary<string, Tensor>? best, SequentialRecommender model)
     {
         if (best is not null) foreach (var t in best.Values) t.Dispose();

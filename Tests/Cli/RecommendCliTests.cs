@@ -28,7 +28,7 @@ public class RecommendCliTests
         try
         {
             var (code, stdout, stderr) = Run("train", "recommend", "--data", data, "--model", "target-attention", "--epochs", "2", "--steps-per-epoch", "3",
-                "--eval-every", "1", "--eval-users", "300", "--max-len", "20", "--dim", "16", "--heads", "2", "--batch", "32", "--out", dir, "--json", "--threads", "2");
+                "--eval-every", "1", "--eval-users", "300", "--max-len", "20", "--dim", "16", "--heads", "2", "--batch", "32", "--out", dir, "--json", "--threads", "2", "--max-minutes", "600");
             Assert.That(code, Is.EqualTo(0), stderr);
             var j = LastJson(stdout);
             Assert.That(j.GetProperty("model").GetString(), Is.EqualTo("target-attention"));
@@ -43,6 +43,8 @@ public class RecommendCliTests
             {
                 var m = metrics.RootElement;
                 Assert.That(m.GetProperty("history").GetArrayLength(), Is.EqualTo(2));
+                Assert.That((m.GetProperty("status").GetString(), m.GetProperty("stop_reason").GetString()), Is.EqualTo(("done", "epochs")), "an unspent budget lets every epoch run");
+                Assert.That(m.GetProperty("options").GetProperty("max_minutes").GetDouble(), Is.EqualTo(600));
                 Assert.That(m.GetProperty("history")[1].GetProperty("steps").GetInt64(), Is.EqualTo(6));
                 Assert.That(m.GetProperty("test").GetProperty("ndcg10").GetDouble(), Is.EqualTo(j.GetProperty("ndcg10").GetDouble()));
             }
