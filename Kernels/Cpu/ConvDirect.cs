@@ -24,8 +24,9 @@
 // Threads: whole images, equal contiguous runs per WorkerPool slot; each slot owns its padded buffer and y'.
 // FLOPs: 2·N·K·C·R·S·P·Wp (the Wp/Q overhead is the discarded columns). Bytes: x and y once each plus one padded
 // copy of x and of y'. Bound: FMA throughput and L1 loads for C·R·S in the hundreds.
-// Used by Conv.cs (all three passes) when DirectApplies; Conv2d.ForwardReference / BackwardReference (ConvReference.cs) are the reference,
-// compared in Tests/Kernels/ConvDirectTests.cs.
+// Used by Conv.cs (all three passes) when DirectApplies.
+// Reference: Conv2d.ForwardReference / BackwardReference (float64 loops, ConvReference.cs), compared in
+// Tests/Kernels/ConvDirectTests.cs.
 using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
