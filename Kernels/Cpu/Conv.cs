@@ -22,7 +22,8 @@
 // FLOPs: 2·N·K·(C/G)·R·S·P·Q per pass. Bytes: x, w and y once each, plus N·G·(C/G)·R·S·P·Q col values
 // written by im2col and read back by the GEMM's packing. Bound: the GEMM (Gemm.cs) for wide channel
 // counts; im2col/col2im traffic for thin ones; memory and row overheads for depthwise.
-// Files: this driver (blocking, threads, workspace, GEMM calls); Im2Col.cs (the patch unrolling and its adjoint);
+// Stride-1 float32 convolutions (ResNet's 3x3 layers) skip im2col in all three passes: ConvDirect.cs.
+// Files: this driver (blocking, threads, workspace, GEMM calls); ConvDirect.cs; Im2Col.cs (the patch unrolling and its adjoint);
 // DepthwiseConv.cs (the direct depthwise path); ConvReference.cs; the shape in Kernels/Common/Conv2dShape.cs.
 // Reference: ForwardReference / BackwardReference (direct float64 loops, ConvReference.cs), and independent loops in
 // Tests/Kernels/ConvPoolNormTests.cs.
@@ -68,7 +69,8 @@ public static unsafe partial class Conv2d
         s.Validate("Conv2d.WorkspaceSize");
         if (s.IsDepthwise) return 0;
         long t = WorkerPool.ThreadCount, col = s.IsPointwise ? 0 : (long)(s.C / s.Groups) * s.R * s.S * MaxBlock(s);
-        return t * col + (t - 1) * s.WLength;
+        long gemm = t * col + (t - 1) * s.WLength;
+        return DirectShape(s) ? Math.Max(gemm, Math.Max(DirectWeightsWorkspace(s), Math.Max(DirectWorkspace(s), DirectWorkspace(DataShape(s))))) : gemm;
     }
 
     private static void Check(string op, in Conv2dShape s, int xLen, int wLen, int yLen, int biasLen)
@@ -130,6 +132,13 @@ public static unsafe partial class Conv2d
         Check("Conv2d.Forward", s, x.Length, w.Length, y.Length, bias.Length);
         if (s.N == 0) return;
         if (s.IsDepthwise) { Depthwise(x, w, bias, y, default, default, default, s, DwPass.Forward); return; }
+        if (DirectApplies<T>(s))
+        {
+            var dws = MemoryMarshal.Cast<T, float>(Workspace(WorkspaceSize(s), workspace, "Conv2d.Forward"));
+            fixed (T* px = x) fixed (T* pw = w) fixed (T* pb = bias) fixed (T* py = y)
+                DirectRun((float*)px, (float*)pw, bias.IsEmpty ? null : (float*)pb, (float*)py, s, flip: false, dws);
+            return;
+        }
         var a = new Args<T> { S = s };
         Plan(ref a, perImage: false);
         a.Slots = SlotsFor(s, a.Items);
@@ -181,6 +190,13 @@ public static unsafe partial class Conv2d
         Check("Conv2d.BackwardData", s, dx.Length, w.Length, dy.Length, 0);
         if (s.N == 0) return;
         if (s.IsDepthwise) { Depthwise(default, w, default, default, dy, dx, default, s, DwPass.Data); return; }
+        if (DirectApplies<T>(s))
+        {
+            var dws = MemoryMarshal.Cast<T, float>(Workspace(WorkspaceSize(s), workspace, "Conv2d.BackwardData"));
+            fixed (T* pdy = dy) fixed (T* pw = w) fixed (T* pdx = dx)
+                DirectRun((float*)pdy, (float*)pw, null, (float*)pdx, DataShape(s), flip: true, dws);
+            return;
+        }
         var a = new Args<T> { S = s };
         Plan(ref a, perImage: !s.IsPointwise);
         a.Slots = SlotsFor(s, a.Items);
@@ -229,6 +245,13 @@ public static unsafe partial class Conv2d
         if (!dbias.IsEmpty) BiasGradient(dy, dbias, s);
         if (s.N == 0) { dw.Slice(0, (int)s.WLength).Clear(); return; }
         if (s.IsDepthwise) { Depthwise(x, default, default, default, dy, default, dw, s, DwPass.Weights); return; }
+        if (DirectWeightsApply<T>(s))
+        {
+            var dws = MemoryMarshal.Cast<T, float>(Workspace(WorkspaceSize(s), workspace, "Conv2d.BackwardWeights"));
+            fixed (T* pdy = dy) fixed (T* px = x) fixed (T* pdw = dw)
+                DirectWeights((float*)pdy, (float*)px, (float*)pdw, s, dws);
+            return;
+        }
         var a = new Args<T> { S = s };
         Plan(ref a, perImage: false);
         a.Slots = SlotsFor(s, a.Items);

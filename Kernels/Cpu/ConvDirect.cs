@@ -1,0 +1,263 @@
+// ConvDirect: direct float32 convolution for stride-1, undilated, ungrouped kernels (ResNet's 3x3 padding-1 layers),
+// forward, backward data and backward weights, with no im2col matrix.
+//
+// Algorithm: each image's channels are copied once into a zero-padded buffer xp[c] of Hp x Wp (Hp = H + 2·ph,
+// Wp = W + 2·pw). With the output laid out on the padded width too, y'[k, j] for j = p·Wp + q, every output is a
+// 1-d correlation of the flattened buffer:
+//   y'[k, j] = Σ_c Σ_r Σ_t w[k, c, r, t] · xp[c, j + r·Wp + t]
+// so the taps are plain offsets r·Wp + t and j runs over P·Wp contiguous positions without row ends (the q ≥ Q
+// columns it also computes are thrown away when y' is copied into y, with the bias). The hot loop keeps a tile of
+// 4 output channels x 64 positions (16 Vector512 accumulators) and, per channel and tap, loads 4 vectors of xp and
+// broadcasts 4 weights: 16 FMAs per 8 loads, where the im2col GEMM with K = 16 output channels ran a skinny product
+// after writing R·S copies of the image. Weights are packed first as [K/4][C][R][S][4] (zero rows pad K to a multiple
+// of 4), so the tile reads them in order.
+// Backward data is the same kernel: for stride 1, dx = conv(dy, w'), w'[c, k, r, t] = w[k, c, R−1−r, S−1−t], with
+// padding R−1−ph, S−1−pw, which gives back H x W; only the packing differs.
+// Backward weights (for long rows, P·Wp ≥ 512; see DirectWeightsApply) correlates the same buffers: with dy' = dy on the padded width (zero in the q ≥ Q columns and
+// past P·Wp, so the extra positions add nothing),
+//   dw[k, c, r, t] = Σ_n Σ_j dy'[n, k, j] · xp[n, c, j + r·Wp + t]
+// a tile of 4 output channels x 3 taps of one kernel row (12 vector accumulators) streams j, loading 4 dy' vectors
+// and 3 xp vectors per 16 positions, and reduces its lanes once per image; taps past S are computed and dropped.
+// Slots sum their images into their own dw partial, added up in slot order (results do not depend on timing).
+// Slack: the last tile may read up to 63 + S positions past the buffer; the workspace holds them (their values
+// only reach discarded lanes).
+// Threads: whole images, equal contiguous runs per WorkerPool slot; each slot owns its padded buffer and y'.
+// FLOPs: 2·N·K·C·R·S·P·Wp (the Wp/Q overhead is the discarded columns). Bytes: x and y once each plus one padded
+// copy of x and of y'. Bound: FMA throughput and L1 loads for C·R·S in the hundreds.
+// Used by Conv.cs (all three passes) when DirectApplies.
+// Reference: Conv2d.ForwardReference / BackwardReference (float64 loops, ConvReference.cs), compared in
+// Tests/Kernels/ConvDirectTests.cs.
+using System.Numerics;
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+
+namespace AttnCore.Kernels.Cpu;
+
+public static unsafe partial class Conv2d
+{
+    private const int DirectTileK = 4, DirectTile = 64;   // output channels x flattened positions per register tile
+
+    // The direct path is taken for float32 stride-1 convolutions with a real window, one group, padding smaller than
+    // the window (so the backward-data padding R−1−p is not negative) and thin channels (C·K ≤ 64·64): there the
+    // im2col GEMM has only K rows and loses to the direct tile (about 1.4-2x at 16-32 channels, even at 64, measured on
+    // ResNet-20's layers); wider layers keep im2col + GEMM, whose GEMM is efficient there.
+    internal static bool DirectApplies<T>(in Conv2dShape s) where T : unmanaged => typeof(T) == typeof(float) && DirectShape(s);
+
+    private static bool DirectShape(in Conv2dShape s)
+        => Vector512.IsHardwareAccelerated && s.Groups == 1 && s.R * s.S > 1 && (long)s.C * s.K <= 64 * 64
+        && s.StrideH == 1 && s.StrideW == 1 && s.DilationH == 1 && s.DilationW == 1 && s.PadH < s.R && s.PadW < s.S;
+
+    // The weight-gradient tile reduces its lanes once per image and tile, so it pays only over long flattened rows:
+    // at 8x8 outputs it ran 3x slower than im2col + GEMM, at 16x16 even, at 32x32 about 2x faster.
+    internal static bool DirectWeightsApply<T>(in Conv2dShape s) where T : unmanaged => DirectApplies<T>(s) && DirectFlatLength(s) >= 512;
+
+    // The convolution backward data runs: input dy [N, K, P, Q], weights w', output dx [N, C, H, W].
+    private static Conv2dShape DataShape(in Conv2dShape s) => new(s.N, s.K, s.P, s.Q, s.C, s.R, s.S, 1, 1, s.R - 1 - s.PadH, s.S - 1 - s.PadW);
+
+    private static int DirectRoundK(int k) => (k + DirectTileK - 1) / DirectTileK * DirectTileK;
+    private static long DirectPacked(in Conv2dShape s) => (long)DirectRoundK(s.K) * s.C * s.R * s.S;
+    private static long DirectPadded(in Conv2dShape s) => (long)s.C * (s.H + 2 * s.PadH) * (s.W + 2 * s.PadW) + DirectTile + s.S + 16;
+    private static long DirectOut(in Conv2dShape s) => (long)DirectRoundK(s.K) * DirectFlatLength(s);
+    private static int DirectFlatLength(in Conv2dShape s) => (s.P * (s.W + 2 * s.PadW) + DirectTile - 1) / DirectTile * DirectTile;
+
+    // Workspace of one direct pass: packed weights plus, per slot, the padded image and y'.
+    private static long DirectWorkspace(in Conv2dShape s) => DirectPacked(s) + WorkerPool.ThreadCount * (DirectPadded(s) + DirectOut(s));
+
+    // Workspace of the direct weight gradient: per slot the padded image, dy' and a dw partial.
+    private static long DirectWeightsWorkspace(in Conv2dShape s) => WorkerPool.ThreadCount * (DirectPadded(s) + DirectOut(s) + s.WLength);
+
+    private struct DirectArgs
+    {
+        public float* X, Packed, Bias, Y, Ws;
+        public Conv2dShape S;
+        public int Slots;
+    }
+
+    // Forward (flip = false) or backward data (flip = true, s the DataShape, w still [K_fwd, C_fwd, R, S]).
+    private static void DirectRun(float* x, float* w, float* bias, float* y, in Conv2dShape s, bool flip, Span<float> workspace)
+    {
+        fixed (float* ws = workspace)
+        {
+            var a = new DirectArgs { X = x, Bias = bias, Y = y, S = s, Packed = ws, Ws = ws + DirectPacked(s) };
+            DirectPack(w, a.Packed, s, flip);
+            long flops = 2L * s.N * s.K * s.C * s.R * s.S * s.P * s.Q;
+            int t = WorkerPool.ThreadCount;
+            a.Slots = t == 1 || flops < MinParallelFlops ? 1 : Math.Min(t, s.N);
+            if (a.Slots == 1) DirectSlot(0, (nint)(&a));
+            else WorkerPool.For(a.Slots, &DirectSlot, (nint)(&a));
+        }
+    }
+
+    // packed[kb][c][r][t][i] = weight of output channel kb·4 + i (0 past K). s is the shape the pass runs: for the
+    // backward-data pass its K is the forward C and w is read transposed and flipped.
+    private static void DirectPack(float* w, float* packed, in Conv2dShape s, bool flip)
+    {
+        int K = s.K, C = s.C, R = s.R, S = s.S, rs = R * S;
+        for (int kb = 0; kb < DirectRoundK(K); kb += DirectTileK)
+            for (int c = 0; c < C; c++)
+                for (int r = 0; r < R; r++)
+                    for (int t = 0; t < S; t++)
+                    {
+                        float* dst = packed + (((long)kb * C + c * DirectTileK) * rs) + (r * S + t) * DirectTileK;
+                        for (int i = 0; i < DirectTileK; i++)
+                        {
+                            int k = kb + i;
+                            dst[i] = k >= K ? 0f : flip ? w[((long)c * K + k) * rs + (R - 1 - r) * S + (S - 1 - t)] : w[((long)k * C + c) * rs + r * S + t];
+                        }
+                    }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void DirectSlot(int slot, nint state)
+    {
+        ref DirectArgs a = ref *(DirectArgs*)state;
+        ref readonly Conv2dShape s = ref a.S;
+        int hp = s.H + 2 * s.PadH, wp = s.W + 2 * s.PadW, hw = s.H * s.W, pq = s.P * s.Q, len = DirectFlatLength(s);
+        float* xp = a.Ws + slot * (DirectPadded(s) + DirectOut(s)), yp = xp + DirectPadded(s);
+        new Span<float>(xp + (long)s.C * hp * wp, (int)(DirectPadded(s) - (long)s.C * hp * wp)).Clear();
+        for (int n = (int)((long)slot * s.N / a.Slots), last = (int)((long)(slot + 1) * s.N / a.Slots); n < last; n++)
+        {
+            DirectPadImage(a.X + (long)n * s.C * hw, xp, s.C, s.H, s.W, s.PadH, s.PadW);
+            for (int kb = 0; kb < s.K; kb += DirectTileK)
+                for (int j0 = 0; j0 < len; j0 += DirectTile)
+                    DirectTile4x64(xp + j0, a.Packed + (long)kb * s.C * s.R * s.S, yp + (long)kb * len + j0, len, s.C, hp * wp, s.R, s.S, wp);
+            float* yn = a.Y + (long)n * s.K * pq;
+            for (int k = 0; k < s.K; k++)
+            {
+                float b = a.Bias == null ? 0f : a.Bias[k];
+                for (int p = 0; p < s.P; p++)
+                {
+                    var src = new ReadOnlySpan<float>(yp + (long)k * len + p * wp, s.Q);
+                    var dst = new Span<float>(yn + (long)k * pq + p * s.Q, s.Q);
+                    if (b == 0f) src.CopyTo(dst);
+                    else System.Numerics.Tensors.TensorPrimitives.Add(src, b, dst);
+                }
+            }
+        }
+    }
+
+    // xp[c] = x[c] surrounded by ph zero rows and pw zero columns on each side.
+    private static void DirectPadImage(float* x, float* xp, int channels, int h, int w, int ph, int pw)
+    {
+        int wp = w + 2 * pw, hp = h + 2 * ph;
+        for (int c = 0; c < channels; c++)
+        {
+            float* dst = xp + (long)c * hp * wp;
+            new Span<float>(dst, ph * wp + pw).Clear();
+            for (int r = 0; r < h; r++)
+            {
+                float* row = dst + (r + ph) * wp + pw;
+                new ReadOnlySpan<float>(x + ((long)c * h + r) * w, w).CopyTo(new Span<float>(row, w));
+                new Span<float>(row + w, 2 * pw).Clear();   // this row's right pad and the next row's left pad
+            }
+            if (ph > 0) new Span<float>(dst + (h + ph) * wp + pw, ph * wp - pw).Clear();
+        }
+    }
+
+    // One register tile: y'[i, j] for 4 output channels i and 64 positions j from x (the padded buffer shifted to the
+    // tile's first position), summed over channels and taps; packed holds this channel block's [C][R][S][4] weights.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void DirectTile4x64(float* x, float* packed, float* y, int ldy, int channels, int channelStride, int r, int s, int wp)
+    {
+        Vector512<float> a00 = default, a01 = default, a02 = default, a03 = default, a10 = default, a11 = default, a12 = default, a13 = default;
+        Vector512<float> a20 = default, a21 = default, a22 = default, a23 = default, a30 = default, a31 = default, a32 = default, a33 = default;
+        float* w = packed;
+        for (int c = 0; c < channels; c++, x += channelStride)
+            for (int dr = 0; dr < r; dr++)
+                for (int dt = 0; dt < s; dt++, w += DirectTileK)
+                {
+                    float* xs = x + dr * wp + dt;
+                    var x0 = Vector512.Load(xs); var x1 = Vector512.Load(xs + 16); var x2 = Vector512.Load(xs + 32); var x3 = Vector512.Load(xs + 48);
+                    var w0 = Vector512.Create(w[0]);
+                    a00 = Vector512.FusedMultiplyAdd(x0, w0, a00); a01 = Vector512.FusedMultiplyAdd(x1, w0, a01); a02 = Vector512.FusedMultiplyAdd(x2, w0, a02); a03 = Vector512.FusedMultiplyAdd(x3, w0, a03);
+                    var w1 = Vector512.Create(w[1]);
+                    a10 = Vector512.FusedMultiplyAdd(x0, w1, a10); a11 = Vector512.FusedMultiplyAdd(x1, w1, a11); a12 = Vector512.FusedMultiplyAdd(x2, w1, a12); a13 = Vector512.FusedMultiplyAdd(x3, w1, a13);
+                    var w2 = Vector512.Create(w[2]);
+                    a20 = Vector512.FusedMultiplyAdd(x0, w2, a20); a21 = Vector512.FusedMultiplyAdd(x1, w2, a21); a22 = Vector512.FusedMultiplyAdd(x2, w2, a22); a23 = Vector512.FusedMultiplyAdd(x3, w2, a23);
+                    var w3 = Vector512.Create(w[3]);
+                    a30 = Vector512.FusedMultiplyAdd(x0, w3, a30); a31 = Vector512.FusedMultiplyAdd(x1, w3, a31); a32 = Vector512.FusedMultiplyAdd(x2, w3, a32); a33 = Vector512.FusedMultiplyAdd(x3, w3, a33);
+                }
+        a00.Store(y); a01.Store(y + 16); a02.Store(y + 32); a03.Store(y + 48); y += ldy;
+        a10.Store(y); a11.Store(y + 16); a12.Store(y + 32); a13.Store(y + 48); y += ldy;
+        a20.Store(y); a21.Store(y + 16); a22.Store(y + 32); a23.Store(y + 48); y += ldy;
+        a30.Store(y); a31.Store(y + 16); a32.Store(y + 32); a33.Store(y + 48);
+    }
+
+    // dw (overwritten) from dy [N, K, P, Q] and x [N, C, H, W]; s the forward shape.
+    private static void DirectWeights(float* dy, float* x, float* dw, in Conv2dShape s, Span<float> workspace)
+    {
+        fixed (float* ws = workspace)
+        {
+            var a = new DirectArgs { X = x, Y = dy, S = s, Ws = ws };
+            long flops = 2L * s.N * s.K * s.C * s.R * s.S * s.P * s.Q;
+            int t = WorkerPool.ThreadCount;
+            a.Slots = t == 1 || flops < MinParallelFlops ? 1 : Math.Min(t, s.N);
+            if (a.Slots == 1) DirectWeightsSlot(0, (nint)(&a));
+            else WorkerPool.For(a.Slots, &DirectWeightsSlot, (nint)(&a));
+            var total = new Span<float>(dw, (int)s.WLength);
+            new ReadOnlySpan<float>(DirectPartial(ref a, 0), total.Length).CopyTo(total);
+            for (int slot = 1; slot < a.Slots; slot++)
+                System.Numerics.Tensors.TensorPrimitives.Add(total, new ReadOnlySpan<float>(DirectPartial(ref a, slot), total.Length), total);
+        }
+    }
+
+    private static float* DirectPartial(ref DirectArgs a, int slot)
+        => a.Ws + slot * (DirectPadded(a.S) + DirectOut(a.S) + a.S.WLength) + DirectPadded(a.S) + DirectOut(a.S);
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void DirectWeightsSlot(int slot, nint state)
+    {
+        ref DirectArgs a = ref *(DirectArgs*)state;
+        ref readonly Conv2dShape s = ref a.S;
+        int hp = s.H + 2 * s.PadH, wp = s.W + 2 * s.PadW, hw = s.H * s.W, pq = s.P * s.Q, len = DirectFlatLength(s), rs = s.R * s.S;
+        float* xp = a.Ws + slot * (DirectPadded(s) + DirectOut(s) + s.WLength), dyp = xp + DirectPadded(s), dw = DirectPartial(ref a, slot);
+        new Span<float>(xp + (long)s.C * hp * wp, (int)(DirectPadded(s) - (long)s.C * hp * wp)).Clear();
+        new Span<float>(dyp, (int)DirectOut(s)).Clear();   // the q ≥ Q columns, the tail past P·Wp and the rows past K stay 0
+        new Span<float>(dw, (int)s.WLength).Clear();
+        var sums = stackalloc float[DirectTileK * 3];
+        for (int n = (int)((long)slot * s.N / a.Slots), last = (int)((long)(slot + 1) * s.N / a.Slots); n < last; n++)
+        {
+            DirectPadImage(a.X + (long)n * s.C * hw, xp, s.C, s.H, s.W, s.PadH, s.PadW);
+            float* dyn = a.Y + (long)n * s.K * pq;
+            for (int k = 0; k < s.K; k++)
+                for (int p = 0; p < s.P; p++)
+                    new ReadOnlySpan<float>(dyn + (long)k * pq + p * s.Q, s.Q).CopyTo(new Span<float>(dyp + (long)k * len + p * wp, s.Q));
+            for (int kb = 0; kb < s.K; kb += DirectTileK)
+                for (int c = 0; c < s.C; c++)
+                    for (int r = 0; r < s.R; r++)
+                        for (int t0 = 0; t0 < s.S; t0 += 3)
+                        {
+                            DirectWeightTile4x3(dyp + (long)kb * len, len, xp + (long)c * hp * wp + r * wp + t0, sums);
+                            for (int i = 0; i < DirectTileK && kb + i < s.K; i++)
+                                for (int dt = 0; dt < 3 && t0 + dt < s.S; dt++)
+                                    dw[((long)(kb + i) * s.C + c) * rs + r * s.S + t0 + dt] += sums[i * 3 + dt];
+                        }
+        }
+    }
+
+    // sums[i·3 + dt] = Σ_{j < len} dy[i·ldy + j] · x[j + dt] for 4 rows i of dy' and 3 shifts dt of one padded-image row
+    // offset; len is a multiple of 16.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void DirectWeightTile4x3(float* dy, int ldy, float* x, float* sums)
+    {
+        Vector512<float> a00 = default, a01 = default, a02 = default, a10 = default, a11 = default, a12 = default;
+        Vector512<float> a20 = default, a21 = default, a22 = default, a30 = default, a31 = default, a32 = default;
+        float* d1 = dy + ldy, d2 = d1 + ldy, d3 = d2 + ldy;
+        for (int j = 0; j < ldy; j += 16)
+        {
+            var x0 = Vector512.Load(x + j); var x1 = Vector512.Load(x + j + 1); var x2 = Vector512.Load(x + j + 2);
+            var v = Vector512.Load(dy + j);
+            a00 = Vector512.FusedMultiplyAdd(v, x0, a00); a01 = Vector512.FusedMultiplyAdd(v, x1, a01); a02 = Vector512.FusedMultiplyAdd(v, x2, a02);
+            v = Vector512.Load(d1 + j);
+            a10 = Vector512.FusedMultiplyAdd(v, x0, a10); a11 = Vector512.FusedMultiplyAdd(v, x1, a11); a12 = Vector512.FusedMultiplyAdd(v, x2, a12);
+            v = Vector512.Load(d2 + j);
+            a20 = Vector512.FusedMultiplyAdd(v, x0, a20); a21 = Vector512.FusedMultiplyAdd(v, x1, a21); a22 = Vector512.FusedMultiplyAdd(v, x2, a22);
+            v = Vector512.Load(d3 + j);
+            a30 = Vector512.FusedMultiplyAdd(v, x0, a30); a31 = Vector512.FusedMultiplyAdd(v, x1, a31); a32 = Vector512.FusedMultiplyAdd(v, x2, a32);
+        }
+        sums[0] = Vector512.Sum(a00); sums[1] = Vector512.Sum(a01); sums[2] = Vector512.Sum(a02);
+        sums[3] = Vector512.Sum(a10); sums[4] = Vector512.Sum(a11); sums[5] = Vector512.Sum(a12);
+        sums[6] = Vector512.Sum(a20); sums[7] = Vector512.Sum(a21); sums[8] = Vector512.Sum(a22);
+        sums[9] = Vector512.Sum(a30); sums[10] = Vector512.Sum(a31); sums[11] = Vector512.Sum(a32);
+    }
+}

@@ -1,0 +1,108 @@
+using AttnCore.Kernels;
+using AttnCore.Kernels.Cpu;
+using NUnit.Framework;
+
+namespace AttnCore.Tests.Kernels;
+
+/// <summary>
+/// The direct stride-1 convolution (Kernels/Cpu/ConvDirect.cs) against the float64 reference loops of ConvReference.cs:
+/// forward, backward data and backward weights, on one and two threads, for the shapes that take the direct path
+/// (each case first checks it does, so the test cannot pass on the im2col path alone).
+/// </summary>
+[TestFixture, Category("Kernels")]
+public class ConvDirectTests
+{
+    static double[] Rand(Generator g, long n) { var a = new double[n]; for (long i = 0; i < n; i++) a[i] = g.NextNormal(); return a; }
+    static float[] F(double[] x) => Array.ConvertAll(x, v => (float)v);
+
+    static void AssertClose(float[] actual, double[] expected, double tol, string what)
+    {
+        for (int i = 0; i < expected.Length; i++)
+            if (Math.Abs(actual[i] - expected[i]) > tol * (1 + Math.Abs(expected[i])))
+                Assert.Fail($"{what}: element {i} is {actual[i]}, reference {expected[i]}");
+    }
+
+    // (N, C, H, W, K, R, S, strideH, strideW, padH, padW); weights are direct where the flattened row P·(W + 2·padW) ≥ 512.
+    static readonly (Conv2dShape Shape, bool DirectWeights)[] Cases =
+    [
+        (new(2, 16, 32, 32, 16, 3, 3, 1, 1, 1, 1), true),    // ResNet-20 stage 1
+        (new(3, 32, 16, 16, 32, 3, 3, 1, 1, 1, 1), false),   // stage 2: weights on im2col + GEMM
+        (new(2, 64, 8, 8, 64, 3, 3, 1, 1, 1, 1), false),     // stage 3
+        (new(3, 3, 32, 30, 16, 3, 3, 1, 1, 1, 1), true),     // the stem: 3 channels, odd width
+        (new(2, 5, 20, 27, 7, 5, 5, 1, 1, 2, 2), true),      // 5x5, K not a multiple of the 4-channel tile
+        (new(2, 4, 25, 21, 6, 3, 2, 1, 1, 0, 1), true),      // no row padding, 3x2 kernel (a tile of 3 taps past S)
+        (new(1, 2, 9, 6, 3, 3, 3, 1, 1, 1, 1), false),       // one image, short rows
+    ];
+
+    static IEnumerable<TestCaseData> DirectCases()
+    {
+        foreach (var (s, dw) in Cases)
+            foreach (int threads in new[] { 1, 2 })
+                yield return new TestCaseData(s, dw, threads).SetArgDisplayNames($"{s.N}x{s.C}x{s.H}x{s.W} K{s.K} {s.R}x{s.S} pad{s.PadH},{s.PadW}", $"threads {threads}");
+    }
+
+    [TestCaseSource(nameof(DirectCases))]
+    public void Direct_convolution_matches_the_float64_reference_in_all_three_passes(Conv2dShape s, bool directWeights, int threads)
+    {
+        Assert.That(Conv2d.DirectApplies<float>(s), Is.True, $"{s} should take the direct path");
+        Assert.That(Conv2d.DirectWeightsApply<float>(s), Is.EqualTo(directWeights), $"{s}: direct weight gradient");
+        int saved = WorkerPool.ThreadCount;
+        try
+        {
+            WorkerPool.ThreadCount = threads;
+            var g = new Generator(11);
+            var x = Rand(g, s.XLength); var w = Rand(g, s.WLength); var b = Rand(g, s.K); var dy = Rand(g, s.YLength);
+            var y = new float[s.YLength]; var dx = new float[s.XLength]; var dw = new float[s.WLength]; var db = new float[s.K];
+            // Stale values in the outputs must be overwritten, not added to.
+            Array.Fill(y, float.NaN); Array.Fill(dx, float.NaN); Array.Fill(dw, float.NaN);
+            Conv2d.Forward<float>(F(x), F(w), F(b), y, s);
+            Conv2d.BackwardData<float>(F(dy), F(w), dx, s);
+            Conv2d.BackwardWeights<float>(F(dy), F(x), dw, db, s);
+            var ry = Conv2d.ForwardReference(x, w, b, s);
+            var (rdx, rdw, rdb) = Conv2d.BackwardReference(dy, x, w, s);
+            // float32 sums of up to ~18,000 unit-normal products (dw of the 32x32 case): 2e-4 relative to (1 + |value|)
+            // is about 20x the error seen.
+            AssertClose(y, ry, 1e-4, $"y {s}");
+            AssertClose(dx, rdx, 1e-4, $"dx {s}");
+            AssertClose(dw, rdw, 2e-4, $"dw {s}");
+            AssertClose(db, rdb, 2e-4, $"db {s}");
+        }
+        finally { WorkerPool.ThreadCount = saved; }
+    }
+
+    [Test]
+    public void Direct_path_is_limited_to_float32_stride_1_thin_ungrouped_convolutions()
+    {
+        Assert.That(Conv2d.DirectApplies<double>(new Conv2dShape(2, 16, 8, 8, 16, 3, 3, 1, 1, 1, 1)), Is.False, "float64");
+        Assert.That(Conv2d.DirectApplies<float>(new Conv2dShape(2, 16, 8, 8, 16, 3, 3, 2, 2, 1, 1)), Is.False, "stride 2");
+        Assert.That(Conv2d.DirectApplies<float>(new Conv2dShape(2, 16, 8, 8, 16, 1, 1)), Is.False, "1x1");
+        Assert.That(Conv2d.DirectApplies<float>(new Conv2dShape(2, 16, 8, 8, 16, 3, 3, 1, 1, 1, 1, 2, 2)), Is.False, "dilation 2");
+        Assert.That(Conv2d.DirectApplies<float>(new Conv2dShape(2, 16, 8, 8, 16, 3, 3, 1, 1, 1, 1, 1, 1, 2)), Is.False, "groups 2");
+        Assert.That(Conv2d.DirectApplies<float>(new Conv2dShape(2, 128, 8, 8, 128, 3, 3, 1, 1, 1, 1)), Is.False, "128 channels");
+        Assert.That(Conv2d.DirectApplies<float>(new Conv2dShape(2, 4, 8, 8, 4, 3, 3, 1, 1, 3, 3)), Is.False, "padding as wide as the window");
+    }
+
+    [Test]
+    public void Direct_path_with_a_caller_workspace_gives_the_same_result_and_a_short_one_is_refused()
+    {
+        var s = new Conv2dShape(3, 8, 24, 24, 12, 3, 3, 1, 1, 1, 1);
+        Assert.That(Conv2d.DirectWeightsApply<float>(s), Is.True);
+        var g = new Generator(5);
+        var x = F(Rand(g, s.XLength)); var w = F(Rand(g, s.WLength)); var dy = F(Rand(g, s.YLength));
+        var ws = new float[Conv2d.WorkspaceSize(s)];
+        var y1 = new float[s.YLength]; var y2 = new float[s.YLength];
+        Conv2d.Forward<float>(x, w, default, y1, s);
+        Conv2d.Forward<float>(x, w, default, y2, s, ws);
+        Assert.That(y2, Is.EqualTo(y1));
+        var dx1 = new float[s.XLength]; var dx2 = new float[s.XLength];
+        Conv2d.BackwardData<float>(dy, w, dx1, s);
+        Conv2d.BackwardData<float>(dy, w, dx2, s, ws);
+        Assert.That(dx2, Is.EqualTo(dx1));
+        var dw1 = new float[s.WLength]; var dw2 = new float[s.WLength];
+        Conv2d.BackwardWeights<float>(dy, x, dw1, default, s);
+        Conv2d.BackwardWeights<float>(dy, x, dw2, default, s, ws);
+        Assert.That(dw2, Is.EqualTo(dw1));
+        var e = Assert.Throws<ArgumentException>(() => Conv2d.BackwardWeights<float>(dy, x, dw2, default, s, new float[ws.Length - 1]));
+        Assert.That(e!.Message, Does.Contain("Conv2d.BackwardWeights").And.Contain(ws.Length.ToString()));
+    }
+}
