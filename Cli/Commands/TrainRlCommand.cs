@@ -70,16 +70,17 @@ public static class TrainRlCommand
                 ? new MlpActorCritic(obsSize, actionCount, new Generator(seed), device: device)
                 : new TransformerActorCritic(obsSize, actionCount, p.GetValue(context), new Generator(seed), p.GetValue(dim), p.GetValue(heads), p.GetValue(layers), device);
             var results = new List<(ulong Seed, PpoResult Result, long? Solved)>();
-            // Rewritten after every run, so that a long multi-seed run that is stopped keeps the runs it finished.
-            string WriteMetrics()
+            // Rewritten after every run and, with the run in progress marked unfinished, every 50 iterations, so that a long run that is stopped keeps its curve so far.
+            string WriteMetrics((ulong Seed, PpoResult Result)? running = null)
             {
                 string metrics = Path.Combine(outDir, "metrics.json");
                 AtomicFile.Write(metrics, tmp => File.WriteAllText(tmp, JsonSerializer.Serialize(new
                 {
                     env = entry.Name, policy = kind, solved_rule = entry.SolvedRule,
-                    runs = results.Select(r => new
+                    runs = results.Select(r => (r.Seed, r.Result, r.Solved, Finished: true))
+                        .Concat(running is { } u ? [(u.Seed, u.Result, entry.StepsToSolve(u.Result.Episodes), Finished: false)] : []).Select(r => new
                     {
-                        seed = r.Seed, steps = r.Result.Steps, wall_s = r.Result.WallSeconds, mean_return_100 = r.Result.MeanReturn100, success_rate_100 = entry.SuccessRate100(r.Result.Episodes),
+                        seed = r.Seed, finished = r.Finished, steps = r.Result.Steps, wall_s = r.Result.WallSeconds, mean_return_100 = r.Result.MeanReturn100, success_rate_100 = entry.SuccessRate100(r.Result.Episodes),
                         steps_to_solve = r.Solved, iterations = r.Result.Reports, episodes = r.Result.Episodes.Select(e => new[] { e.EndStep, e.Return, e.Length }),
                     }),
                 }, MetricsJson)));
@@ -101,11 +102,17 @@ public static class TrainRlCommand
                 var trainer = new PpoTrainer(net, _ => entry.Create(), cfg) { DataParallel = distributedRun.DataParallel };
                 string ckpt = Path.Combine(outDir, $"policy-seed{seed}.safetensors");
                 var meta = new Dictionary<string, string> { ["attncore.seed"] = seed.ToString(CultureInfo.InvariantCulture) };
+                var soFar = new List<PpoIterationReport>(cfg.Iterations);
                 var result = RlProgress.Run(io.Out, !json && !p.GetValue(quiet), $"seed {seed}", cfg.Iterations, report => trainer.Train(r =>
                 {
                     report(r);
-                    // a checkpoint every 50 iterations, so that a long run that is stopped leaves its policy
-                    if (r.Iteration % 50 == 0 && distributedRun.IsPrimary) PolicyCheckpoint.Save(ckpt, net, entry.Name, meta);
+                    soFar.Add(r);
+                    // every 50 iterations a checkpoint and the curve so far, so that a long run that is stopped leaves both
+                    if (r.Iteration % 50 == 0 && distributedRun.IsPrimary)
+                    {
+                        PolicyCheckpoint.Save(ckpt, net, entry.Name, meta);
+                        WriteMetrics((seed, new PpoResult(soFar, trainer.Environments.Episodes, r.Steps, r.RolloutSeconds + r.UpdateSeconds)));
+                    }
                 }));
                 if (!distributedRun.IsPrimary)
                 {
@@ -118,7 +125,7 @@ public static class TrainRlCommand
                 WriteMetrics();
                 if (!json)
                     io.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                        $"seed {seed}: mean return (last 100 episodes) {result.MeanReturn100:F1}{Success(entry, result)}, solved at {(solved is long s ? s.ToString("N0", CultureInfo.InvariantCulture) + " steps" : "-")}, {result.Steps:N0} steps in {result.WallSeconds:F1} s ({result.Steps / result.WallSeconds:F0} steps/s; environments alone {result.Reports[^1].EnvironmentStepsPerSecond:F0} steps/s)"));
+                        $"seed {seed}: mean return (last 100 episodes) {result.MeanReturn100:F1}{Success(entry, result)}, solved at {(solved is long s ? s.ToString("N0", CultureInfo.InvariantCulture) + " steps" : "-")}, {result.Steps:N0} steps in {result.WallSeconds:F1} s ({result.Steps / result.WallSeconds:F0} steps/s, {result.Reports[^1].CpuSeconds:F1} s of processor time; environments alone {result.Reports[^1].EnvironmentStepsPerSecond:F0} steps/s)"));
                 if (run == p.GetValue(runs) - 1 && net is TransformerActorCritic t) lastTransformer = t; else net.Dispose();
             }
             if (!distributedRun.IsPrimary)

@@ -73,9 +73,16 @@ public sealed record PpoConfig
 /// <param name="EnvironmentStepsPerSecond">Environment steps per second spent inside the environments' Step alone.</param>
 /// <param name="RolloutSeconds">Wall time spent collecting rollouts so far (policy forward passes, sampling, environments).</param>
 /// <param name="UpdateSeconds">Wall time spent in the updates so far (advantages, forward, backward, clipping, Adam).</param>
+/// <param name="ActSeconds">Of the rollouts, wall time in the policy's forward passes without gradients (including the bootstrap values).</param>
+/// <param name="ForwardSeconds">Of the updates, wall time in the minibatches' forward passes and losses.</param>
+/// <param name="BackwardSeconds">Of the updates, wall time in backward.</param>
+/// <param name="OptimizerSeconds">Of the updates, wall time in gradient-norm clipping and the Adam steps.</param>
+/// <param name="CpuSeconds">Processor time of the whole process over the run so far (all threads); on a machine shared with other jobs
+/// it measures the run's own work where wall time also counts the waiting.</param>
 public sealed record PpoIterationReport(int Iteration, int Iterations, long Steps, double MeanReturn100, int Episodes, double PolicyLoss, double ValueLoss,
     double Entropy, double ApproxKl, double ClipFraction, double LearningRate, double StepsPerSecond, double EnvironmentStepsPerSecond,
-    double RolloutSeconds, double UpdateSeconds);
+    double RolloutSeconds, double UpdateSeconds, double ActSeconds = 0, double ForwardSeconds = 0, double BackwardSeconds = 0, double OptimizerSeconds = 0,
+    double CpuSeconds = 0);
 
 /// <summary>The outcome of a PPO run.</summary>
 /// <param name="Reports">One report per iteration.</param>

@@ -92,7 +92,8 @@ public sealed class PpoTrainer
 
         var reports = new List<PpoIterationReport>(iterations);
         var clock = Stopwatch.StartNew();
-        double envSeconds = 0, rolloutSeconds = 0, updateSeconds = 0;
+        var cpuStart = ProcessorTime();
+        double envSeconds = 0, rolloutSeconds = 0, updateSeconds = 0, actSeconds = 0, forwardSeconds = 0, backwardSeconds = 0, optimizerSeconds = 0;
         _policy.Train();
         for (int iteration = 1; iteration <= iterations; iteration++)
         {
@@ -105,7 +106,9 @@ public sealed class PpoTrainer
                 int first = t * n;
                 for (int i = 0; i < n; i++)
                     _history.CopyWindow(i, windows.AsSpan((first + i) * _window, _window), masks.AsSpan((first + i) * _k, _k));
+                long actStart = Stopwatch.GetTimestamp();
                 Act(windows.AsSpan(first * _window, n * _window), masks.AsSpan(first * _k, n * _k), n, actLogProbs, actValues);
+                actSeconds += Stopwatch.GetElapsedTime(actStart).TotalSeconds;
                 for (int i = 0; i < n; i++)
                 {
                     var row = actLogProbs.AsSpan(i * _actions, _actions);
@@ -142,7 +145,9 @@ public sealed class PpoTrainer
                 }
                 if (truncatedCount > 0)
                 {
+                    long bootstrapStart = Stopwatch.GetTimestamp();
                     Act(actWindows.AsSpan(0, truncatedCount * _window), actMasks.AsSpan(0, truncatedCount * _k), truncatedCount, actLogProbs, actValues);
+                    actSeconds += Stopwatch.GetElapsedTime(bootstrapStart).TotalSeconds;
                     for (int j = 0; j < truncatedCount; j++) finalValues[first + truncatedEnvs[j]] = actValues[j];
                 }
             }
@@ -176,6 +181,7 @@ public sealed class PpoTrainer
                         mbReturns[r] = (float)returns[s];
                         mbOldValues[r] = (float)values[s];
                     }
+                    long forwardStart = Stopwatch.GetTimestamp();
                     using var scope = new TensorScope();
                     var x = Tensor.FromArray(mbWindows, [mb, _k, _obs], _device);
                     var pad = AnyHidden(mbMasks) ? Tensor.FromArray(mbMasks, [mb, _k], _device) : null;
@@ -187,11 +193,16 @@ public sealed class PpoTrainer
                     if (DataParallel is { } dp) loss = dp.AverageOverRanks(loss);
                     if (!double.IsFinite(loss))
                         throw new InvalidOperationException($"PPO: the loss is {loss} in iteration {iteration}, epoch {epoch + 1}, minibatch {start / mb + 1} (after {vec.TotalSteps} environment steps); lower the learning rate");
+                    long backwardStart = Stopwatch.GetTimestamp();
+                    forwardSeconds += Stopwatch.GetElapsedTime(forwardStart, backwardStart).TotalSeconds;
                     optimizer.ZeroGrad();
                     terms.Loss.Backward();
                     DataParallel?.SynchronizeGradients();
+                    long optimizerStart = Stopwatch.GetTimestamp();
+                    backwardSeconds += Stopwatch.GetElapsedTime(backwardStart, optimizerStart).TotalSeconds;
                     GradClip.ClipGradNorm(parameters, _cfg.MaxGradNorm).Dispose();
                     optimizer.Step();
+                    optimizerSeconds += Stopwatch.GetElapsedTime(optimizerStart).TotalSeconds;
                     policyLoss += terms.PolicyLoss.Item(); valueLoss += terms.ValueLoss.Item(); entropy += terms.Entropy.Item();
                     kl += terms.ApproxKl.Item(); clipFraction += terms.ClipFraction.Item();
                     updates++;
@@ -202,11 +213,18 @@ public sealed class PpoTrainer
             double elapsed = clock.Elapsed.TotalSeconds;
             var report = new PpoIterationReport(iteration, iterations, vec.TotalSteps, EpisodeStatistics.MeanOfLast(vec.Episodes, 100), vec.Episodes.Count,
                 policyLoss / updates, valueLoss / updates, entropy / updates, kl / updates, clipFraction / updates, lr,
-                vec.TotalSteps / Math.Max(1e-9, elapsed), vec.TotalSteps / Math.Max(1e-9, envSeconds), rolloutSeconds, updateSeconds);
+                vec.TotalSteps / Math.Max(1e-9, elapsed), vec.TotalSteps / Math.Max(1e-9, envSeconds), rolloutSeconds, updateSeconds,
+                actSeconds, forwardSeconds, backwardSeconds, optimizerSeconds, (ProcessorTime() - cpuStart).TotalSeconds);
             reports.Add(report);
             onIteration?.Invoke(report);
         }
         return new PpoResult(reports, vec.Episodes, vec.TotalSteps, clock.Elapsed.TotalSeconds);
+    }
+
+    private static TimeSpan ProcessorTime()
+    {
+        using var process = Process.GetCurrentProcess();
+        return process.TotalProcessorTime;
     }
 
     private static bool AnyHidden(ReadOnlySpan<float> mask) => mask.IndexOfAnyExcept(0f) >= 0;

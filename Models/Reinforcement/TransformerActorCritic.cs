@@ -76,8 +76,12 @@ public sealed class TransformerActorCritic : ActorCritic
         CheckInput(windows, paddingMask);
         using var scope = new TensorScope();
         var h = _position.Forward(_embed.Forward(windows));
-        foreach (var block in _blocks.Items) h = block.Forward(h, paddingMask);
-        var last = _norm.Forward(h.Select(1, Context - 1));
+        for (int i = 0; i < Layers - 1; i++) h = _blocks[i].Forward(h, paddingMask);
+        var top = _blocks[Layers - 1];
+        // Only the last position reaches the heads, so the top block runs its query, projection and feed-forward
+        // for that position alone; the full block is kept for reading the attention weights of every query.
+        var lastHidden = top.Attention.KeepWeights ? top.Forward(h, paddingMask).Select(1, Context - 1) : top.ForwardLast(h, paddingMask);
+        var last = _norm.Forward(lastHidden);
         var logits = _actor.Forward(last);
         var v = _critic.Forward(last);
         return (scope.Keep(logits), scope.Keep(v.Reshape(v.Size(0))));
@@ -98,6 +102,27 @@ public sealed class TransformerActorCritic : ActorCritic
         }
 
         public MultiHeadAttention Attention { get; }
+
+        private Linear AttentionLinear(string name) => (Linear)Attention.NamedChildren().Single(c => c.Name == name).Module;
+
+        /// <summary>
+        /// The block's output at the last position only, [B, D]: keys and values from every position, the query
+        /// from the last one. The last query sees every key, so the causal mask changes nothing and only the key
+        /// padding applies; equal to <c>Forward(x, paddingMask)[:, K-1]</c> with a sixteenth of the projection,
+        /// feed-forward and attention work for K = 16.
+        /// </summary>
+        public Tensor ForwardLast(Tensor x, Tensor? paddingMask)
+        {
+            using var scope = new TensorScope();
+            int b = x.Size(0), k = x.Size(1), dim = Attention.Dim, heads = Attention.Heads, headDim = dim / heads;
+            var qkv = AttentionLinear("qkv").Forward(_ln1.Forward(x));
+            var q = qkv.Narrow(1, k - 1, 1).Narrow(-1, 0, dim).Reshape(b, 1, heads, headDim).Transpose(1, 2);
+            var keys = qkv.Narrow(-1, dim, dim).Reshape(b, k, heads, headDim).Transpose(1, 2);
+            var values = qkv.Narrow(-1, 2 * dim, dim).Reshape(b, k, heads, headDim).Transpose(1, 2);
+            var attended = Tensor.ScaledDotProductAttention(q, keys, values, paddingMask).Reshape(b, dim);
+            var h = x.Select(1, k - 1) + AttentionLinear("proj").Forward(attended);
+            return scope.Keep(h + _ff.Forward(_ln2.Forward(h)));
+        }
 
         public Tensor Forward(Tensor x, Tensor? paddingMask)
         {

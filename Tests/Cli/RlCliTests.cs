@@ -52,6 +52,13 @@ public class RlCliTests
             foreach (var r in runs)
             {
                 Assert.That(r.GetProperty("iterations").GetArrayLength(), Is.EqualTo(4));
+                Assert.That(r.GetProperty("finished").GetBoolean(), Is.True);
+                // the phases are parts of the rollout and update times, and the processor time is counted
+                var last = r.GetProperty("iterations")[3];
+                double Seconds(string name) => last.GetProperty(name).GetDouble();
+                Assert.That(Seconds("ActSeconds"), Is.GreaterThan(0).And.LessThanOrEqualTo(Seconds("RolloutSeconds")));
+                Assert.That(Seconds("ForwardSeconds") + Seconds("BackwardSeconds") + Seconds("OptimizerSeconds"), Is.GreaterThan(0).And.LessThanOrEqualTo(Seconds("UpdateSeconds")));
+                Assert.That(Seconds("CpuSeconds"), Is.GreaterThan(0));
                 var episodes = r.GetProperty("episodes").EnumerateArray().ToArray();
                 Assert.That(episodes.Length, Is.GreaterThan(20));
                 // each episode: [end step, return, length]; CartPole's return is its length
