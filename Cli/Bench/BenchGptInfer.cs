@@ -208,6 +208,11 @@ public static class BenchGptInfer
         // The last prompt pass of each side ran on the same tokens: the runtimes must agree on its logits.
         foreach (var s in sides) s.Prompt.Timed();
         double agreement = sides.Skip(1).Select(s => s.LastPromptLogits.Zip(sides[0].LastPromptLogits, (a, b) => (double)Math.Abs(a - b)).Max()).DefaultIfEmpty(0).Max();
+        // Managed bytes AttnCore allocates per generated token (tensor objects, layouts; buffers come from pools).
+        sides[0].Generate.Setup();
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        sides[0].Generate.Timed();
+        double bytesPerToken = (GC.GetAllocatedBytesForCurrentThread() - before) / (double)generate;
         io.Out.WriteLine(string.Create(inv, $"gpt-infer {name}: {cfg.Layers} layers, {cfg.Heads} heads, width {cfg.Dim}, vocabulary {cfg.Vocab}; prompt {prompt} tokens, then {generate} generated (greedy), batch 1, {threads} thread{(threads == 1 ? "" : "s")}, AttnCore on {device}"));
         io.Out.WriteLine($"  {"",-24} {"prompt tok/s",14} {"generation tok/s",18}");
         var rows = new Dictionary<string, object>();
@@ -218,6 +223,7 @@ public static class BenchGptInfer
             rows[sides[i].Label.Replace(" (", "_", StringComparison.Ordinal).Replace(")", "", StringComparison.Ordinal).Replace(' ', '_')] =
                 new Dictionary<string, object> { ["prompt_tokens_per_s"] = Math.Round(pt, 1), ["generation_tokens_per_s"] = Math.Round(gt, 1) };
         }
+        io.Out.WriteLine(string.Create(inv, $"  attncore allocates {bytesPerToken:F0} managed bytes per generated token"));
         if (sides.Count > 1)
         {
             io.Out.WriteLine(string.Create(inv, $"  attncore / onnxruntime: prompt {promptTimes[1] / promptTimes[0]:F2}x (no-cache graph) {promptTimes[2] / promptTimes[0]:F2}x (kv-cache graph); generation {generateTimes[1] / generateTimes[0]:F2}x (no cache) {generateTimes[2] / generateTimes[0]:F2}x (kv cache)"));
@@ -228,7 +234,7 @@ public static class BenchGptInfer
             var result = new Dictionary<string, object>
             {
                 ["op"] = "gpt-infer", ["config"] = name, ["prompt"] = prompt, ["tokens"] = generate, ["batch"] = 1, ["threads"] = threads, ["device"] = device.ToString(),
-                ["results"] = rows,
+                ["results"] = rows, ["attncore_managed_bytes_per_generated_token"] = Math.Round(bytesPerToken),
             };
             if (sides.Count > 1) result["max_abs_logit_difference"] = agreement;
             io.Json(result);
