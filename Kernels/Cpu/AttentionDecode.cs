@@ -11,7 +11,7 @@
 // lse = -inf (the fused kernel's convention). No dropout: calls with dropout take the fused kernel.
 // FLOPs: 4·B·H·Lq·Lk·D. Bytes: K and V read once per query (they stay in L1/L2 across the queries of a head).
 // Threads: (b, h) pairs over the WorkerPool when there is enough work; a short cache runs on the calling thread.
-// Reference: AttentionReference.Forward, compared in Tests/Kernels/AttentionDecodeTests.cs.
+// Reference: AttentionReference.Forward, compared in Tests/Kernels/AttentionTests.cs (the decode_* cases).
 using System.Numerics.Tensors;
 
 namespace AttnCore.Kernels.Cpu;
