@@ -110,6 +110,42 @@ internal static class FusedAttention
         return dqkv;
     }
 
+    /// <summary>
+    /// <see cref="Tensor.CachedSelfAttention"/> after its checks: stores the new keys and values, then runs the forward
+    /// kernel with q read from qkv and k, v from the caches' first cached + T positions; the causal shift
+    /// (Lk - Lq = cached) lets query i see keys up to cached + i.
+    /// </summary>
+    public static Tensor ApplyCached(Tensor qkv, int heads, int kvHeads, Tensor keyCache, Tensor valueCache, int cached)
+    {
+        int b = qkv.Size(0), t = qkv.Size(1), dh = qkv.Size(2) / (heads + 2 * kvHeads);
+        var shape = new AttentionShape(b, heads, t, cached + t, dh, 1.0 / Math.Sqrt(dh), Causal: true, KvHeads: kvHeads);
+        using var x = LastDimContiguous(qkv);
+        var o = Tensor.Empty([b, t, heads * dh], qkv.DType, qkv.Device);
+        if (o.Numel == 0) return o;
+        StoreKeyValues(x, heads, kvHeads, keyCache, valueCache, cached);
+        using var lse = Tensor.Empty([b, heads, t], qkv.DType, qkv.Device);
+        var (q, _, _) = PackedOperands(x, shape);
+        qkv.Backend.AttentionForward(shape, x.Storage, q, keyCache.Storage, Operand(keyCache), valueCache.Storage, Operand(valueCache), o.Storage, Merged(o, dh), lse.Storage, null, default);
+        return o;
+    }
+
+    /// <summary>Copies the T key and value rows of qkv [B, T, (H + 2·Hkv)·Dh] into the caches [B, Hkv, Max, Dh] at positions [cached, cached + T).</summary>
+    public static void StoreKeyValues(Tensor qkv, int heads, int kvHeads, Tensor keyCache, Tensor valueCache, int cached)
+    {
+        int b = qkv.Size(0), t = qkv.Size(1), dh = qkv.Size(2) / (heads + 2 * kvHeads);
+        if ((long)b * t * dh == 0) return;
+        var st = qkv.Layout.Strides;
+        int[] rows = [b, kvHeads, t, dh];
+        void Store(long column, Tensor cache)
+        {
+            var cs = cache.Layout.Strides;
+            qkv.Backend.Copy(qkv.Storage, new Layout(rows, [st[0], dh * st[2], st[1], st[2]], qkv.Layout.Offset + column),
+                cache.Storage, new Layout(rows, [cs[0], cs[1], cs[2], cs[3]], cache.Layout.Offset + cached * cs[2]));
+        }
+        Store((long)heads * dh * st[2], keyCache);
+        Store((long)(heads + kvHeads) * dh * st[2], valueCache);
+    }
+
     // Heads of q, k, v as strided views of [B, T, (H + 2·Hkv)·Dh]: query head h starts at column h·Dh, key head
     // hk at H·Dh + hk·Dh, value head hk at (H + Hkv)·Dh + hk·Dh.
     private static (AttentionOperand Q, AttentionOperand K, AttentionOperand V) PackedOperands(Tensor qkv, in AttentionShape s)

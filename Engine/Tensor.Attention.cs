@@ -85,6 +85,42 @@ public sealed partial class Tensor
     }
 
     /// <summary>
+    /// One inference step of causal self-attention with a key/value cache: the keys and values of the packed
+    /// projection <paramref name="qkv"/> [B, T, (H + 2·Hkv)·Dh] (as in <see cref="PackedSelfAttention"/>) are written
+    /// in place into <paramref name="keyCache"/> and <paramref name="valueCache"/> [B, Hkv, Max, Dh] at positions
+    /// [<paramref name="cached"/>, cached + T), then query i attends to positions [0, cached + i]; returns the merged
+    /// heads [B, T, H·Dh]. The heads are read as strided views of qkv and of the caches, so nothing is split,
+    /// concatenated or copied besides the T new keys and values. Records nothing: it refuses a qkv that requires
+    /// gradients while gradients are being recorded (training goes through <see cref="ScaledDotProductAttention"/>).
+    /// </summary>
+    public static Tensor CachedSelfAttention(Tensor qkv, int heads, Tensor keyCache, Tensor valueCache, int cached, int kvHeads = 0)
+    {
+        const string op = "CachedSelfAttention";
+        qkv.RequireFloat(op);
+        SameDevice(op, qkv, keyCache); SameDevice(op, qkv, valueCache); SameDType(op, qkv, keyCache); SameDType(op, qkv, valueCache);
+        int hkv = kvHeads == 0 ? heads : kvHeads;
+        if (qkv.Rank != 3 || heads <= 0 || hkv <= 0 || heads % hkv != 0 || qkv.Size(2) % (heads + 2 * hkv) != 0)
+            throw new ArgumentException($"{op}: qkv must be [B, T, (H + 2·Hkv)·Dh] with H = {heads} a multiple of Hkv = {hkv}, got {qkv.Describe()}");
+        int b = qkv.Size(0), t = qkv.Size(1), dh = qkv.Size(2) / (heads + 2 * hkv);
+        foreach (var cache in new[] { keyCache, valueCache })
+            if (cache.Rank != 4 || cache.Size(0) != b || cache.Size(1) != hkv || cache.Size(3) != dh || cache.Layout.Strides[3] != 1)
+                throw new ArgumentException($"{op}: caches must be [B, Hkv, Max, Dh] = [{b}, {hkv}, Max, {dh}] with a contiguous last dim for qkv {qkv.Describe()}, got keys {keyCache.Describe()} and values {valueCache.Describe()}");
+        if (!keyCache.Layout.Shape.AsSpan().SequenceEqual(valueCache.Layout.Shape))
+            throw new ArgumentException($"{op}: key cache {keyCache.Describe()} and value cache {valueCache.Describe()} differ in shape");
+        if (cached < 0 || (long)cached + t > keyCache.Size(2))
+            throw new ArgumentOutOfRangeException(nameof(cached), cached, $"{op}: {cached} cached + {t} new positions must fit the cache capacity {keyCache.Size(2)} (qkv {qkv.Describe()})");
+        if (GradMode.IsEnabled && qkv.RequiresGrad)
+            throw new ArgumentException($"{op}: qkv {qkv.Describe()} requires gradients; the cached step is inference-only (open a NoGrad or InferenceMode scope)");
+        if (dh <= qkv.Backend.AttentionMaxDim) return FusedAttention.ApplyCached(qkv, heads, hkv, keyCache, valueCache, cached);
+        // Heads too large for the fused kernel: store the new keys and values, attend over views of the caches, merge.
+        using var scope = new TensorScope();
+        FusedAttention.StoreKeyValues(qkv, heads, hkv, keyCache, valueCache, cached);
+        var q = qkv.Narrow(2, 0, heads * dh).Reshape(b, t, heads, dh).Transpose(1, 2);
+        var o = ScaledDotProductAttention(q, keyCache.Narrow(2, 0, cached + t), valueCache.Narrow(2, 0, cached + t), causal: true);
+        return scope.Keep(o.Transpose(1, 2).Reshape(b, t, heads * dh));
+    }
+
+    /// <summary>
     /// The backward pass of the fused <see cref="PackedSelfAttention"/> (Autograd's rule for
     /// <see cref="OpKind.PackedAttention"/>): the gradient of qkv from the output gradient, qkv, the output, the
     /// log-sum-exp, the additive mask view (or null) and the shape the forward pass saved.

@@ -9,6 +9,10 @@ public sealed partial class CpuBackend
     {
         switch (a.DType)
         {
+            case DType.Float32 when batch == 1 && m <= Gemv.MaxRows && !aOp.Transposed && bOp.Transposed:
+                // A decoder step against a Linear weight: stream W once, no packing.
+                Gemv.Sgemv(m, n, k, Data<float>(a).AsSpan((int)aOp.Offset), aOp.Ld, Data<float>(b).AsSpan((int)bOp.Offset), bOp.Ld, Data<float>(c), n);
+                break;
             case DType.Float32:
                 Gemm.SgemmStridedBatched(batch, aOp.Transposed, bOp.Transposed, m, n, k, 1f,
                     Data<float>(a).AsSpan((int)aOp.Offset), aOp.Ld, aOp.BatchStride,

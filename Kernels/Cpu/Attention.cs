@@ -68,6 +68,16 @@ public static unsafe partial class Attention
     {
         shape.Validate("Attention.Forward", q.Length, qo, k.Length, ko, v.Length, vo, o.Length, oo, lse.Length, mask.Length, maskOperand);
         if (shape.Batch == 0 || shape.Heads == 0 || shape.QueryLength == 0) return;
+        if (TakesDecode(shape))
+        {
+            // One or two queries (a decoder step): dot products straight off K's rows, nothing packed (AttentionDecode.cs).
+            fixed (float* pq = q) fixed (float* pk = k) fixed (float* pv = v) fixed (float* po = o) fixed (float* pl = lse) fixed (float* pm = mask)
+            {
+                var step = new Args { Q = pq, K = pk, V = pv, O = po, Lse = pl, Mask = mask.IsEmpty ? null : pm, Qo = qo, Ko = ko, Vo = vo, Oo = oo, Mo = maskOperand, S = shape };
+                DecodeForward(ref step);
+            }
+            return;
+        }
         int padded = (shape.KeyLength + KeyTile - 1) / KeyTile * KeyTile;
         int kvHeads = shape.KeyValueHeads;
         lock (PackGate)

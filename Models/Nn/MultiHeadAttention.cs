@@ -38,6 +38,18 @@ public sealed class KeyValueCache : IDisposable
         return (Keys.Narrow(2, 0, Length), Values.Narrow(2, 0, Length));
     }
 
+    /// <summary>
+    /// The inference step: writes the keys and values of the packed projection qkv [B, t, (H + 2·Hkv)·Dh] into the
+    /// cache and returns the merged heads [B, t, H·Dh] of the t queries attending causally to everything cached
+    /// (<see cref="Tensor.CachedSelfAttention"/>).
+    /// </summary>
+    internal Tensor AppendAndAttend(Tensor qkv, int heads, int kvHeads)
+    {
+        var merged = Tensor.CachedSelfAttention(qkv, heads, Keys, Values, Length, kvHeads);
+        Length += qkv.Size(1);
+        return merged;
+    }
+
     /// <summary>Forgets every position.</summary>
     public void Clear() => Length = 0;
 
@@ -117,6 +129,12 @@ public sealed class MultiHeadAttention : Module
             // The common training path: one fused kernel from the packed projection to the merged heads.
             var merged0 = Tensor.PackedSelfAttention(_qkv.Forward(x), Heads, keyPaddingMask, causal, dropoutP, _generator, mask, KvHeads);
             return scope.Keep(_proj.Forward(merged0));
+        }
+        if (_qkv is not null && cache is not null && causal && !KeepWeights && mask is null && keyPaddingMask is null && !GradMode.IsEnabled
+            && (!Training || Dropout == 0))
+        {
+            // Decoding: the new keys and values go straight from the projection into the cache, no head views.
+            return scope.Keep(_proj.Forward(cache.AppendAndAttend(_qkv.Forward(x), Heads, KvHeads)));
         }
         int kvDim = KvHeads * (Dim / Heads);
         if (_qkv is not null)

@@ -74,6 +74,13 @@ public class AttentionTests
         // The backward pass walks blocks of 64 query rows; these cross two block edges, with a ragged last block.
         new("gqa_causal_bias_three_query_blocks_lq_gt_lk", 1, 4, 150, 140, 16, true, AttentionMasks.Kind.Bias2d, 0, false, 2),
         new("dropout_three_query_blocks", 1, 2, 131, 70, 8, false, AttentionMasks.Kind.None, 0.2f, true),
+        // At most Attention.DecodeMaxQueries queries without dropout: the decode kernel (AttentionDecode.cs).
+        new("decode_one_query_causal_long_cache", 1, 4, 1, 70, 32, true, AttentionMasks.Kind.None, 0, false),
+        new("decode_two_queries_gqa_bias_strided", 2, 4, 2, 37, 24, true, AttentionMasks.Kind.Bias2d, 0, true, 2),
+        new("decode_per_row_mask_multi_query", 2, 3, 2, 9, 8, false, AttentionMasks.Kind.PerRow, 0, false, 1),
+        new("decode_padding_enough_work_to_split_heads", 2, 8, 1, 300, 64, true, AttentionMasks.Kind.KeyPadding, 0, false),
+        new("decode_more_queries_than_keys_first_row_sees_nothing", 1, 2, 2, 1, 16, true, AttentionMasks.Kind.None, 0, false),
+        new("decode_with_dropout_takes_the_fused_kernel", 1, 2, 1, 20, 16, true, AttentionMasks.Kind.None, 0.3f, false),
     ];
 
     static float[] Rand(Generator g, int n) { var x = new float[n]; for (int i = 0; i < n; i++) x[i] = (float)g.NextNormal(); return x; }
