@@ -71,6 +71,9 @@ public class AttentionTests
         new("gqa_4_query_heads_per_kv_head_mask", 2, 8, 11, 75, 24, false, AttentionMasks.Kind.Bias2d, 0, false, 2),
         new("gqa_causal_dropout_strided", 2, 6, 9, 9, 8, true, AttentionMasks.Kind.None, 0.25f, true, 3),
         new("multi_query_one_kv_head_padding", 1, 5, 10, 66, 33, true, AttentionMasks.Kind.KeyPadding, 0, false, 1),
+        // PatchTST's shape: d_model 16 over 4 heads (D = 4, the 4-wide slices) and 42 patches (one short key tile).
+        new("patchtst_d4_42_patches_strided", 3, 4, 42, 42, 4, false, AttentionMasks.Kind.None, 0, true),
+        new("dim_7_short_tile_bias_mask", 2, 2, 10, 30, 7, false, AttentionMasks.Kind.Bias2d, 0, false),
     ];
 
     static float[] Rand(Generator g, int n) { var x = new float[n]; for (int i = 0; i < n; i++) x[i] = (float)g.NextNormal(); return x; }
