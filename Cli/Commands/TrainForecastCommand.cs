@@ -43,6 +43,7 @@ public static class TrainForecastCommand
         var lr = new NumericRange(0, 10, Integer: false, MinExclusive: true).On(new Option<double?>("--lr") { Description = "Adam learning rate (default per model)" });
         var lrRule = new Option<string?>("--lradj") { Description = "learning-rate rule: type1 (halve per epoch), type3 (0.9 per epoch after 3), constant" }.AcceptOnlyFromAmong("type1", "type3", "constant");
         var maxSteps = NumericOption.Int("--max-steps-per-epoch", "cap on the steps of an epoch, 0 = every training window", 0, 0);
+        var maxMinutes = NumericOption.Number("--max-minutes", "wall-time budget of the training (0 = none): the epoch in progress is cut short and validated, then the best weights are tested", 0, 0, 1e6);
         var dModel = NumericOption.OptionalInt("--d-model", "model width", 1, 65536);
         var heads = NumericOption.OptionalInt("--heads", "attention heads, a divisor of --d-model", 1, 1024);
         var layers = NumericOption.OptionalInt("--layers", "encoder layers", 1, 1024);
@@ -52,7 +53,7 @@ public static class TrainForecastCommand
         var output = PathRule.OutputFolder("--out", "run folder: model.safetensors, metrics.json, loss.png, forecast.png (attention.png for patchtst)", Path.Combine("runs", "forecast"));
         var quiet = new Option<bool>("--quiet") { Description = "no progress bar" };
         var cmd = distributed.AddTo(common.AddTo(new Command("forecast", "Long-horizon forecaster (PatchTST, DLinear, iTransformer, Transformer) on a CSV time series")
-            { data, model, seqLen, predLen, features, target, epochs, patience, batch, lr, lrRule, maxSteps, dModel, heads, layers, dff, dropout, individual, output, quiet }));
+            { data, model, seqLen, predLen, features, target, epochs, patience, batch, lr, lrRule, maxSteps, maxMinutes, dModel, heads, layers, dff, dropout, individual, output, quiet }));
         cmd.AddRule(r =>
         {
             var d = For(r.GetValue(model)!);
@@ -78,11 +79,22 @@ public static class TrainForecastCommand
             ulong seed = p.GetValue(common.Seed);
             using var net = Forecaster.Create(config, new Generator(seed), device);
             run.Attach(net, p.GetValue(batch) ?? d.Batch);
+            string checkpoint = Path.Combine(outDir, "model.safetensors"), metricsPath = Path.Combine(outDir, "metrics.json");
+            var info = ForecastCheckpoint.InfoOf(net, ds);
             var options = new ForecastTrainingOptions
             {
                 Epochs = p.GetValue(epochs) ?? d.Epochs, Patience = p.GetValue(patience) ?? d.Patience, BatchSize = p.GetValue(batch) ?? d.Batch, DataParallel = run.DataParallel,
                 LearningRate = p.GetValue(lr) ?? d.LearningRate, LearningRateRule = p.GetValue(lrRule) ?? d.LrRule, MaxStepsPerEpoch = p.GetValue(maxSteps),
                 Seed = seed, RunDirectory = outDir, Callbacks = run.CallbacksFor(TrainingCallbacks.For(io, showProgress: !json && !p.GetValue(quiet))),
+                MaxSeconds = p.GetValue(maxMinutes) * 60,
+                // Progress on disk after every epoch, the best weights as soon as they improve: a run stopped from
+                // outside still leaves its best checkpoint and its validation curve (rank 0 alone writes).
+                EpochEnded = e =>
+                {
+                    if (!run.IsPrimary) return;
+                    if (e.Improved) ForecastCheckpoint.Save(checkpoint, net, info);
+                    WriteMetrics(metricsPath, config, seed, e.Epochs, e.BestEpoch, e.Steps, null);
+                },
             };
             if (!json)
                 io.Out.WriteLine($"{name}: L {l}, H {h}, {ds.Channels} channels ({feat}), {net.ParameterCount():N0} parameters; windows train {ds.WindowCount(ForecastSplit.Train):N0} / val {ds.WindowCount(ForecastSplit.Validation):N0} / test {ds.WindowCount(ForecastSplit.Test):N0}");
@@ -92,18 +104,17 @@ public static class TrainForecastCommand
                 run.Complete();
                 return 0;
             }
-            string checkpoint = Path.Combine(outDir, "model.safetensors");
-            ForecastCheckpoint.Save(checkpoint, net, ForecastCheckpoint.InfoOf(net, ds));
-            WriteMetrics(Path.Combine(outDir, "metrics.json"), config, result, seed);
+            ForecastCheckpoint.Save(checkpoint, net, info);
+            WriteMetrics(metricsPath, config, seed, result.Epochs, result.BestEpoch, result.Steps, result);
             DrawTestForecasts(net, ds, Path.Combine(outDir, "forecast.png"));
-            var written = new List<string> { checkpoint, Path.Combine(outDir, "metrics.json"), Path.Combine(outDir, LossCurvePlot.FileName), Path.Combine(outDir, "forecast.png") };
+            var written = new List<string> { checkpoint, metricsPath, Path.Combine(outDir, LossCurvePlot.FileName), Path.Combine(outDir, "forecast.png") };
             if (net is PatchTst patchTst)
             {
                 DrawPatchAttention(patchTst, ds, Path.Combine(outDir, "attention.png"));
                 written.Add(Path.Combine(outDir, "attention.png"));
             }
             io.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"best epoch {result.BestEpoch} of {result.Epochs.Count}  val MSE {result.Epochs[result.BestEpoch - 1].ValLoss:F4}  test MSE {result.Test.Mse:F4}  MAE {result.Test.Mae:F4} ({result.Test.Windows} windows)  {result.WallSeconds:F1} s"));
+                $"best epoch {result.BestEpoch} of {result.Epochs.Count}  val MSE {result.Epochs[result.BestEpoch - 1].ValLoss:F4}  test MSE {result.Test.Mse:F4}  MAE {result.Test.Mae:F4} ({result.Test.Windows} windows)  {result.WallSeconds:F1} s  (stopped: {StopName(result.Stop)})"));
             io.Out.WriteLine($"wrote {string.Join(", ", written)}");
             if (json) io.Json(new { model = name, seq_len = l, pred_len = h, test_mse = result.Test.Mse, test_mae = result.Test.Mae, epochs = result.Epochs.Count, wall_s = result.WallSeconds });
             run.Complete();
@@ -122,13 +133,22 @@ public static class TrainForecastCommand
         return columns.Contains(target) ? null : $"--target '{target}' is not a column of --data '{dataPath}' (its header: {string.Join(", ", columns.Take(20))})";
     }
 
-    private static void WriteMetrics(string path, ForecasterConfig config, ForecastResult result, ulong seed)
+    private static string StopName(ForecastStop stop) => stop switch
+    {
+        ForecastStop.EarlyStopping => "early_stopping",
+        ForecastStop.TimeBudget => "time_budget",
+        _ => "epochs",
+    };
+
+    // Written after every epoch with status "training" and no test figures, and once more at the end with them.
+    private static void WriteMetrics(string path, ForecasterConfig config, ulong seed, IReadOnlyList<ForecastEpoch> epochs, int bestEpoch, int steps, ForecastResult? result)
     {
         var doc = new
         {
-            config, seed, best_epoch = result.BestEpoch, steps = result.Steps, wall_s = result.WallSeconds,
-            test_mse = result.Test.Mse, test_mae = result.Test.Mae, test_windows = result.Test.Windows,
-            epochs = result.Epochs.Select(e => new { epoch = e.Epoch, train_loss = e.TrainLoss, val_loss = e.ValLoss, lr = e.LearningRate, seconds = e.Seconds }),
+            config, seed, status = result is null ? "training" : "done", stopped = result is null ? null : StopName(result.Stop),
+            best_epoch = bestEpoch, steps, wall_s = result?.WallSeconds ?? epochs[^1].Seconds,
+            test_mse = result?.Test.Mse, test_mae = result?.Test.Mae, test_windows = result?.Test.Windows,
+            epochs = epochs.Select(e => new { epoch = e.Epoch, train_loss = e.TrainLoss, val_loss = e.ValLoss, lr = e.LearningRate, seconds = e.Seconds, steps = e.Steps }),
         };
         AtomicFile.Write(path, tmp => File.WriteAllText(tmp, JsonSerializer.Serialize(doc, new JsonSerializerOptions { WriteIndented = true })));
     }

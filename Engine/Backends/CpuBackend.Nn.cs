@@ -149,8 +149,7 @@ public sealed partial class CpuBackend
         float fp = (float)p, scale = (float)(1 / (1 - p));
         if (dst.DType == DType.Float32)
         {
-            var d = Data<float>(dst);
-            for (long i = 0; i < length; i++) d[i] = Kernels.RandomMask.KeepScale(seed, i, fp, scale);
+            Kernels.Cpu.DropoutMask.Fill(Data<float>(dst).AsSpan(0, checked((int)length)), seed, fp, scale);
         }
         else if (dst.DType == DType.Float64)
         {

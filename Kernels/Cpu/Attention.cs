@@ -183,8 +183,11 @@ public static unsafe partial class Attention
             Scores(q, d, kt + j0, a.PaddedKeys, p);
             if (mask != null) AddMask(p, mask, a.Mo, i0, rows, j0, cols);
             // Keys past the end and the causal diagonal (only tiles that touch one pay for the check).
-            bool cut = cols < KeyTile || (a.S.Causal && j0 + KeyTile - 1 > i0 + a.S.CausalShift);
-            for (int r = 0; r < RowGroup && cut; r++)
+            bool crossesDiagonal = a.S.Causal && j0 + KeyTile - 1 > i0 + a.S.CausalShift;
+            if (cols < KeyTile && !crossesDiagonal)
+                // A short last tile (every tile when Lk < 64, as PatchTST's 42 patches): hide the padding a row at a time.
+                for (int r = 0; r < RowGroup; r++) new Span<float>(p + r * KeyTile + cols, KeyTile - cols).Fill(float.NegativeInfinity);
+            for (int r = 0; r < RowGroup && crossesDiagonal; r++)
             {
                 float* pr = p + r * KeyTile;
                 int limit = a.S.Causal ? i0 + r + a.S.CausalShift - j0 : int.MaxValue;   // last visible column
@@ -335,6 +338,22 @@ public static unsafe partial class Attention
                     o1 = Vector512.FusedMultiplyAdd(Vector512.Create(p[KeyTile + j]), vv, o1);
                     o2 = Vector512.FusedMultiplyAdd(Vector512.Create(p[2 * KeyTile + j]), vv, o2);
                     o3 = Vector512.FusedMultiplyAdd(Vector512.Create(p[3 * KeyTile + j]), vv, o3);
+                }
+                o0.Store(a0); o1.Store(a1); o2.Store(a2); o3.Store(a3);
+            }
+        if (Vector128.IsHardwareAccelerated)
+            for (; c0 + 4 <= d; c0 += 4)
+            {
+                // A 4-wide slice: small heads (PatchTST's d_model 16 over 4 heads has D = 4) would otherwise run scalar.
+                float* a0 = acc + c0, a1 = acc + d + c0, a2 = acc + 2 * d + c0, a3 = acc + 3 * d + c0;
+                var o0 = Vector128.Load(a0); var o1 = Vector128.Load(a1); var o2 = Vector128.Load(a2); var o3 = Vector128.Load(a3);
+                for (int j = 0; j < cols; j++)
+                {
+                    var vv = Vector128.Load(v + j * ld + c0);
+                    o0 = Vector128.FusedMultiplyAdd(Vector128.Create(p[j]), vv, o0);
+                    o1 = Vector128.FusedMultiplyAdd(Vector128.Create(p[KeyTile + j]), vv, o1);
+                    o2 = Vector128.FusedMultiplyAdd(Vector128.Create(p[2 * KeyTile + j]), vv, o2);
+                    o3 = Vector128.FusedMultiplyAdd(Vector128.Create(p[3 * KeyTile + j]), vv, o3);
                 }
                 o0.Store(a0); o1.Store(a1); o2.Store(a2); o3.Store(a3);
             }

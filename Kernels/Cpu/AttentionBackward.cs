@@ -135,14 +135,16 @@ public static unsafe partial class Attention
                     Scores(gdOr, d, vt + j0, pk, dp);        // dP = dO Vᵀ
                     if (mask != null) AddMask(p, mask, a.Mo, i0, rows, j0, cols);
                     // A -inf from the mask needs no special case: exp(-inf - lse) is 0 on both paths.
-                    bool masked = cols < KeyTile || a.S.Dropout > 0 || rows < RowGroup || (a.S.Causal && j0 + KeyTile - 1 > i0 + a.S.CausalShift);
+                    bool masked = a.S.Dropout > 0 || (a.S.Causal && j0 + KeyTile - 1 > i0 + a.S.CausalShift);
                     if (!masked && Vector512.IsHardwareAccelerated)
                     {
-                        // The common tile: nothing hidden, no dropout: P and scale·dS sixteen lanes at a time.
+                        // The common tile: no dropout, no causal cut: P and scale·dS sixteen lanes at a time. Rows past the
+                        // last query count as fully masked; the key padding of a short tile (every tile when Lk < 64) is
+                        // zeroed after the row.
                         var sc = Vector512.Create(scale);
                         for (int r = 0; r < RowGroup; r++)
                         {
-                            float l = lse[i0 + r];
+                            float l = r < rows ? lse[i0 + r] : float.NegativeInfinity;
                             if (float.IsNegativeInfinity(l)) { new Span<float>(p + r * KeyTile, KeyTile).Clear(); new Span<float>(dp + r * KeyTile, KeyTile).Clear(); continue; }
                             var lv = Vector512.Create(l); var dv0 = Vector512.Create(di[i0 + r]);
                             for (int c = 0; c < KeyTile; c += 16)
@@ -152,6 +154,7 @@ public static unsafe partial class Attention
                                 prob.Store(pr);
                                 (prob * (Vector512.Load(dpr) - dv0) * sc).Store(dpr);
                             }
+                            if (cols < KeyTile) { new Span<float>(p + r * KeyTile + cols, KeyTile - cols).Clear(); new Span<float>(dp + r * KeyTile + cols, KeyTile - cols).Clear(); }
                         }
                     }
                     else
@@ -206,6 +209,19 @@ public static unsafe partial class Attention
                     acc = Vector512.FusedMultiplyAdd(w1, Vector512.Load(x + 512 + c), acc);
                     acc = Vector512.FusedMultiplyAdd(w2, Vector512.Load(x + 1024 + c), acc);
                     acc = Vector512.FusedMultiplyAdd(w3, Vector512.Load(x + 1536 + c), acc);
+                    acc.Store(row + c);
+                }
+            }
+            if (Vector128.IsHardwareAccelerated)
+            {
+                var w0 = Vector128.Create(c0); var w1 = Vector128.Create(c1); var w2 = Vector128.Create(c2); var w3 = Vector128.Create(c3);
+                for (; c + 4 <= d; c += 4)
+                {
+                    var acc = Vector128.Load(row + c);
+                    acc = Vector128.FusedMultiplyAdd(w0, Vector128.Load(x + c), acc);
+                    acc = Vector128.FusedMultiplyAdd(w1, Vector128.Load(x + 512 + c), acc);
+                    acc = Vector128.FusedMultiplyAdd(w2, Vector128.Load(x + 1024 + c), acc);
+                    acc = Vector128.FusedMultiplyAdd(w3, Vector128.Load(x + 1536 + c), acc);
                     acc.Store(row + c);
                 }
             }

@@ -38,7 +38,35 @@ public sealed record ForecastTrainingOptions
     /// the reported loss is the mean over the whole batch, so every rank takes the same steps and stops together.
     /// </summary>
     public DataParallel? DataParallel { get; init; }
+    /// Wall-time budget of the training in seconds (0: none). When it is spent the epoch in progress ends after its
+    /// current step, is validated like a full one, and training stops; the best weights are then tested as usual.
+    /// </summary>
+    public double MaxSeconds { get; init; }
+    /// <summary>
+    /// Told after each epoch's validation, while the model still holds that epoch's weights (so on an improvement it
+    /// holds the new best ones): a bounded or killed run can keep its progress on disk.
+    /// </summary>
+    public Action<ForecastEpochEnd>? EpochEnded { get; init; }
 }
+
+/// <summary>Why <see cref="ForecastTraining.Train"/> stopped.</summary>
+public enum ForecastStop
+{
+    /// <summary>Every epoch of <see cref="ForecastTrainingOptions.Epochs"/> ran.</summary>
+    Epochs,
+    /// <summary><see cref="ForecastTrainingOptions.Patience"/> epochs without a lower validation loss.</summary>
+    EarlyStopping,
+    /// <summary><see cref="ForecastTrainingOptions.MaxSeconds"/> was spent.</summary>
+    TimeBudget,
+}
+
+/// <summary>The state after one epoch's validation, handed to <see cref="ForecastTrainingOptions.EpochEnded"/>.</summary>
+/// <param name="Epoch">The epoch just validated.</param>
+/// <param name="Improved">Its validation loss is the lowest so far (the model holds the new best weights).</param>
+/// <param name="BestEpoch">The epoch of the lowest validation loss so far.</param>
+/// <param name="Epochs">Every epoch so far, this one last.</param>
+/// <param name="Steps">Optimizer steps so far.</param>
+public sealed record ForecastEpochEnd(ForecastEpoch Epoch, bool Improved, int BestEpoch, IReadOnlyList<ForecastEpoch> Epochs, int Steps);
 
 /// <summary>One finished epoch.</summary>
 /// <param name="Epoch">1-based.</param>
@@ -46,7 +74,8 @@ public sealed record ForecastTrainingOptions
 /// <param name="ValLoss">Validation MSE over every validation window.</param>
 /// <param name="LearningRate">The rate the epoch trained with.</param>
 /// <param name="Seconds">Wall time since the start of training.</param>
-public sealed record ForecastEpoch(int Epoch, double TrainLoss, double ValLoss, double LearningRate, double Seconds);
+/// <param name="Steps">Steps it trained (fewer than a full epoch when the time budget ran out in it).</param>
+public sealed record ForecastEpoch(int Epoch, double TrainLoss, double ValLoss, double LearningRate, double Seconds, int Steps);
 
 /// <summary>What <see cref="ForecastTraining.Train"/> ended with; the model holds the best epoch's weights.</summary>
 /// <param name="Epochs">Every epoch run.</param>
@@ -54,7 +83,8 @@ public sealed record ForecastEpoch(int Epoch, double TrainLoss, double ValLoss, 
 /// <param name="Test">Test metrics of the best weights.</param>
 /// <param name="Steps">Optimizer steps taken.</param>
 /// <param name="WallSeconds">Training and evaluation time.</param>
-public sealed record ForecastResult(IReadOnlyList<ForecastEpoch> Epochs, int BestEpoch, ForecastMetrics Test, int Steps, double WallSeconds);
+/// <param name="Stop">Why training stopped.</param>
+public sealed record ForecastResult(IReadOnlyList<ForecastEpoch> Epochs, int BestEpoch, ForecastMetrics Test, int Steps, double WallSeconds, ForecastStop Stop);
 
 /// <summary>
 /// The training protocol of the long-horizon papers (the Informer code's exp_main): Adam on the MSE of the scaled
@@ -125,8 +155,8 @@ public static class ForecastTraining
     /// <summary>Trains <paramref name="model"/> on <paramref name="data"/>; on return it holds the best epoch's weights.</summary>
     public static ForecastResult Train(Forecaster model, ForecastData data, ForecastTrainingOptions options)
     {
-        if (options.Epochs <= 0 || options.BatchSize <= 0 || options.Patience <= 0 || options.MaxStepsPerEpoch < 0 || !(options.LearningRate > 0))
-            throw new ArgumentException($"ForecastTraining: epochs {options.Epochs}, batch {options.BatchSize}, patience {options.Patience} and learning rate {options.LearningRate} must be positive (max steps per epoch {options.MaxStepsPerEpoch} non-negative)");
+        if (options.Epochs <= 0 || options.BatchSize <= 0 || options.Patience <= 0 || options.MaxStepsPerEpoch < 0 || !(options.LearningRate > 0) || !(options.MaxSeconds >= 0) || double.IsInfinity(options.MaxSeconds))
+            throw new ArgumentException($"ForecastTraining: epochs {options.Epochs}, batch {options.BatchSize}, patience {options.Patience} and learning rate {options.LearningRate} must be positive (max steps per epoch {options.MaxStepsPerEpoch} and max seconds {options.MaxSeconds} finite and non-negative)");
         LearningRateAt(options.LearningRateRule, options.LearningRate, 1);
         var clock = Stopwatch.StartNew();
         int windows = data.WindowCount(ForecastSplit.Train);
@@ -143,15 +173,25 @@ public static class ForecastTraining
         int bestEpoch = 0, sinceBest = 0, step = 0;
         foreach (var callback in options.Callbacks) callback.OnRunStart(new TrainerRunStart(0, totalSteps, stepsPerEpoch, (long)options.BatchSize * data.PredLen, options.RunDirectory));
         var outcome = TrainerRunOutcome.Failed;
+        var stop = ForecastStop.Epochs;
+        // Under data parallelism the ranks agree (any rank out of time stops them all): one rank leaving the loop
+        // alone would leave the others waiting in the next gradient all-reduce.
+        bool TimeSpent()
+        {
+            if (options.MaxSeconds <= 0) return false;
+            bool here = clock.Elapsed.TotalSeconds >= options.MaxSeconds;
+            return options.DataParallel is { } dp ? dp.SumOverRanks(here ? 1 : 0) > 0 : here;
+        }
         try
         {
-            for (int epoch = 1; epoch <= options.Epochs; epoch++)
+            for (int epoch = 1; epoch <= options.Epochs && stop == ForecastStop.Epochs; epoch++)
             {
                 double lr = LearningRateAt(options.LearningRateRule, options.LearningRate, epoch);
                 foreach (var group in optimizer.ParamGroups) group.LearningRate = lr;
                 random.Shuffle(order);
                 model.Train();
                 double lossSum = 0;
+                int epochSteps = 0;
                 for (int s = 0; s < stepsPerEpoch; s++)
                 {
                     int b = Math.Min(options.BatchSize, windows - s * options.BatchSize);
@@ -184,22 +224,29 @@ public static class ForecastTraining
                     }
                     lossSum += loss;
                     step++;
+                    epochSteps++;
                     double tps = (double)step * options.BatchSize * data.PredLen / Math.Max(1e-9, clock.Elapsed.TotalSeconds);
                     var report = new TrainerStepReport(step, totalSteps, loss, lastVal, tps, lr);
                     foreach (var callback in options.Callbacks) callback.OnStepEnd(report);
                     if (s % 10 == 0) history.Add(new TrainerMetric(step, loss, null, lr, tps, clock.Elapsed.TotalSeconds));
+                    // At least one step runs, so every epoch recorded has a training loss and a validation.
+                    if (TimeSpent()) { stop = ForecastStop.TimeBudget; break; }
                 }
                 double val = lastVal = Evaluate(model, data, ForecastSplit.Validation).Mse;
-                double train = lossSum / stepsPerEpoch;
-                epochs.Add(new ForecastEpoch(epoch, train, val, lr, clock.Elapsed.TotalSeconds));
+                double train = lossSum / epochSteps;
+                var record = new ForecastEpoch(epoch, train, val, lr, clock.Elapsed.TotalSeconds, epochSteps);
+                epochs.Add(record);
                 history.Add(new TrainerMetric(step, train, val, lr, 0, clock.Elapsed.TotalSeconds));
-                if (val < bestVal)
+                bool improved = val < bestVal;
+                if (improved)
                 {
                     (bestVal, bestEpoch, sinceBest) = (val, epoch, 0);
                     DisposeAll(best);
                     best = Snapshot(model);
                 }
-                else if (++sinceBest >= options.Patience) break;
+                else if (++sinceBest >= options.Patience && stop == ForecastStop.Epochs) stop = ForecastStop.EarlyStopping;
+                options.EpochEnded?.Invoke(new ForecastEpochEnd(record, improved, bestEpoch, epochs.ToArray(), step));
+                if (stop == ForecastStop.Epochs && epoch < options.Epochs && TimeSpent()) stop = ForecastStop.TimeBudget;
             }
             outcome = TrainerRunOutcome.Completed;
         }
@@ -220,7 +267,7 @@ public static class ForecastTraining
             DisposeAll(best);
         }
         var test = Evaluate(model, data, ForecastSplit.Test);
-        return new ForecastResult(epochs, bestEpoch, test, step, clock.Elapsed.TotalSeconds);
+        return new ForecastResult(epochs, bestEpoch, test, step, clock.Elapsed.TotalSeconds, stop);
     }
 
     private static Dictionary<string, Tensor> Snapshot(Forecaster model)

@@ -145,7 +145,8 @@ public sealed class RevIn : Module
 /// Batch normalisation over the feature dim of [B, T, D] sequences, as PatchTST's
 /// <c>nn.Sequential(Transpose(1,2), nn.BatchNorm1d(d_model), Transpose(1,2))</c>: statistics over every (b, t) per
 /// feature, running mean/variance (momentum 0.1, unbiased running variance) for evaluation. Runs through the
-/// fused <see cref="Tensor.BatchNorm2d"/> op on a [B, D, T, 1] view.
+/// fused <see cref="Tensor.BatchNorm2d"/> op on a [B·T, D, 1, 1] view of the rows: the same statistics (over every
+/// (b, t) per feature) without the transposes, which made the op copy its input and gradient in and out.
 /// </summary>
 public sealed class SequenceBatchNorm : Module<Tensor, Tensor>
 {
@@ -178,8 +179,8 @@ public sealed class SequenceBatchNorm : Module<Tensor, Tensor>
         if (x.Rank != 3 || x.Size(2) != Weight.Size(0))
             throw new ArgumentException($"SequenceBatchNorm: input must be [B, T, {Weight.Size(0)}], got {Shape.Format(x.Shape)}");
         using var scope = new TensorScope();
-        var nchw = x.Transpose(1, 2).Unsqueeze(3);
-        var y = nchw.BatchNorm2d(RunningMean, RunningVar, Weight, Bias, Training, Momentum, Eps);
-        return scope.Keep(y.Squeeze(3).Transpose(1, 2));
+        var rows = x.Reshape(x.Size(0) * x.Size(1), x.Size(2), 1, 1);
+        var y = rows.BatchNorm2d(RunningMean, RunningVar, Weight, Bias, Training, Momentum, Eps);
+        return scope.Keep(y.View(x.Size(0), x.Size(1), x.Size(2)));
     }
 }

@@ -20,6 +20,18 @@ public class ForecastCliTests
 
     static string TempDir(string name) => Path.Combine(Path.GetTempPath(), $"attncore-{name}-" + Guid.NewGuid().ToString("N"));
 
+    // ForecastDataTests.Synthetic(300, columns) as a CSV (columns a, b, c, ...) in a new folder dir.
+    static string SyntheticCsv(string dir, int columns)
+    {
+        Directory.CreateDirectory(dir);
+        string csv = Path.Combine(dir, "series.csv");
+        var table = ForecastDataTests.Synthetic(300, columns);
+        File.WriteAllLines(csv, new[] { "date," + string.Join(",", table.Columns) }.Concat(Enumerable.Range(0, table.Rows).Select(r =>
+            table.Timestamps[r].ToString("yyyy-MM-dd HH:mm:ss", CultureInfo.InvariantCulture) + "," +
+            string.Join(",", Enumerable.Range(0, columns).Select(c => table[r, c].ToString("R", CultureInfo.InvariantCulture))))));
+        return csv;
+    }
+
     [Test]
     public void Train_forecast_on_ETTh1_reports_json_writes_its_files_and_forecast_continues_the_timestamps()
     {
@@ -71,18 +83,40 @@ public class ForecastCliTests
         string dir = TempDir("forecast-patchtst");
         try
         {
-            Directory.CreateDirectory(dir);
-            string csv = Path.Combine(dir, "series.csv");
-            var table = ForecastDataTests.Synthetic(300, 3);
-            File.WriteAllLines(csv, new[] { "date,a,b,c" }.Concat(Enumerable.Range(0, table.Rows).Select(r =>
-                table.Timestamps[r].ToString("yyyy-MM-dd HH:mm:ss", CultureInfo.InvariantCulture) + "," +
-                string.Join(",", Enumerable.Range(0, 3).Select(c => table[r, c].ToString("R", CultureInfo.InvariantCulture))))));
+            string csv = SyntheticCsv(dir, 3);
             string run = Path.Combine(dir, "run");
             var (code, stdout, stderr) = Run("train", "forecast", "--data", csv, "--model", "patchtst", "--seq-len", "32", "--pred-len", "8",
                 "--d-model", "8", "--heads", "2", "--layers", "1", "--d-ff", "16", "--epochs", "1", "--max-steps-per-epoch", "3", "--target", "c", "--out", run, "--json");
             Assert.That(code, Is.EqualTo(0), stderr);
             Assert.That(LastJson(stdout).GetProperty("model").GetString(), Is.EqualTo("patchtst"));
             Assert.That(File.Exists(Path.Combine(run, "attention.png")));
+        }
+        finally { if (Directory.Exists(dir)) Directory.Delete(dir, true); }
+    }
+
+    [Test]
+    public void Max_minutes_stops_training_and_still_tests_and_writes_the_run()
+    {
+        string dir = TempDir("forecast-budget");
+        try
+        {
+            string csv = SyntheticCsv(dir, 2);
+            string run = Path.Combine(dir, "run");
+            // A budget of 6e-8 minutes is spent by the first step: one epoch of one step, then the test.
+            var (code, stdout, stderr) = Run("train", "forecast", "--data", csv, "--model", "dlinear", "--seq-len", "24", "--pred-len", "8",
+                "--epochs", "5", "--max-minutes", "0.00000006", "--out", run, "--json");
+            Assert.That(code, Is.EqualTo(0), stderr);
+            Assert.That(LastJson(stdout).GetProperty("epochs").GetInt32(), Is.EqualTo(1));
+            var metrics = JsonDocument.Parse(File.ReadAllText(Path.Combine(run, "metrics.json"))).RootElement;
+            Assert.That(metrics.GetProperty("status").GetString(), Is.EqualTo("done"));
+            Assert.That(metrics.GetProperty("stopped").GetString(), Is.EqualTo("time_budget"));
+            Assert.That(metrics.GetProperty("steps").GetInt32(), Is.EqualTo(1));
+            Assert.That(metrics.GetProperty("epochs")[0].GetProperty("steps").GetInt32(), Is.EqualTo(1));
+            Assert.That(metrics.GetProperty("test_mse").GetDouble(), Is.EqualTo(LastJson(stdout).GetProperty("test_mse").GetDouble()));
+            Assert.That(File.Exists(Path.Combine(run, "model.safetensors")));
+            (code, _, stderr) = Run("train", "forecast", "--data", csv, "--model", "dlinear", "--max-minutes", "-1", "--out", run);
+            Assert.That(code, Is.EqualTo(2), stderr);
+            Assert.That(stderr, Does.Contain("--max-minutes"));
         }
         finally { if (Directory.Exists(dir)) Directory.Delete(dir, true); }
     }

@@ -81,6 +81,9 @@ public class AttentionTests
         new("decode_padding_enough_work_to_split_heads", 2, 8, 1, 300, 64, true, AttentionMasks.Kind.KeyPadding, 0, false),
         new("decode_more_queries_than_keys_first_row_sees_nothing", 1, 2, 2, 1, 16, true, AttentionMasks.Kind.None, 0, false),
         new("decode_with_dropout_takes_the_fused_kernel", 1, 2, 1, 20, 16, true, AttentionMasks.Kind.None, 0.3f, false),
+        // PatchTST's shape: d_model 16 over 4 heads (D = 4, the 4-wide slices) and 42 patches (one short key tile).
+        new("patchtst_d4_42_patches_strided", 3, 4, 42, 42, 4, false, AttentionMasks.Kind.None, 0, true),
+        new("dim_7_short_tile_bias_mask", 2, 2, 10, 30, 7, false, AttentionMasks.Kind.Bias2d, 0, false),
     ];
 
     static float[] Rand(Generator g, int n) { var x = new float[n]; for (int i = 0; i < n; i++) x[i] = (float)g.NextNormal(); return x; }

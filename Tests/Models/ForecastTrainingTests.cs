@@ -63,4 +63,54 @@ public class ForecastTrainingTests
         Assert.That(result.Test.Windows, Is.EqualTo(2785));
         Assert.That(result.Test.Mse, Is.LessThan(0.45));
     }
+
+    [Test]
+    public void Time_budget_cuts_the_epoch_short_validates_it_and_tests_the_best_weights()
+    {
+        // 400 rows, L 16, H 8: 257 training windows, 33 steps of 8 per epoch. A budget of a microsecond is spent by the
+        // first step, so training ends after it: one epoch of one step, validated, its weights tested on every window.
+        using var data = new ForecastData(ForecastDataTests.Synthetic(400, 2), 16, 8);
+        using var model = new DLinear(new ForecasterConfig("dlinear", 16, 8, 2, MovingAverage: 5));
+        var ended = new List<ForecastEpochEnd>();
+        var result = ForecastTraining.Train(model, data, new ForecastTrainingOptions { Epochs = 5, BatchSize = 8, MaxSeconds = 1e-6, EpochEnded = ended.Add });
+        Assert.That(result.Stop, Is.EqualTo(ForecastStop.TimeBudget));
+        Assert.That((result.Epochs.Count, result.Epochs[0].Steps, result.Steps, result.BestEpoch), Is.EqualTo((1, 1, 1, 1)));
+        Assert.That(result.Test.Windows, Is.EqualTo(data.WindowCount(ForecastSplit.Test)));
+        Assert.That(ended, Has.Count.EqualTo(1));
+        Assert.That(ended[0].Improved && double.IsFinite(ended[0].Epoch.ValLoss));
+        Assert.That(result.Test.Mse, Is.EqualTo(ForecastTraining.Evaluate(model, data, ForecastSplit.Test).Mse).Within(1e-9));
+
+        // Without a budget the same settings run every step of every epoch.
+        using var unbounded = new DLinear(new ForecasterConfig("dlinear", 16, 8, 2, MovingAverage: 5));
+        var full = ForecastTraining.Train(unbounded, data, new ForecastTrainingOptions { Epochs = 2, BatchSize = 8, Patience = 5 });
+        Assert.That((full.Stop, full.Steps, full.Epochs[1].Steps), Is.EqualTo((ForecastStop.Epochs, 66, 33)));
+        Assert.Throws<ArgumentException>(() => ForecastTraining.Train(unbounded, data, new ForecastTrainingOptions { MaxSeconds = -1 }));
+    }
+
+    [Test]
+    public void Each_epoch_is_reported_with_the_best_weights_in_the_model_when_it_improves()
+    {
+        // The callback runs after each validation; on an improvement the model holds the new best weights, which are the
+        // ones the run ends with. Improved must match "lower than every earlier validation loss".
+        using var data = new ForecastData(ForecastDataTests.Synthetic(400, 2), 16, 8);
+        using var model = new DLinear(new ForecasterConfig("dlinear", 16, 8, 2, MovingAverage: 5));
+        var ended = new List<(ForecastEpochEnd End, float[] Weights)>();
+        var result = ForecastTraining.Train(model, data, new ForecastTrainingOptions
+        {
+            Epochs = 4, BatchSize = 8, Patience = 4, LearningRate = 0.05, LearningRateRule = "constant",
+            EpochEnded = e => ended.Add((e, model.Parameters().SelectMany(p => p.Detach().Contiguous().ToArray<float>()).ToArray())),
+        });
+        Assert.That(ended.Select(e => e.End.Epoch.Epoch), Is.EqualTo(new[] { 1, 2, 3, 4 }));
+        double lowest = double.PositiveInfinity;
+        foreach (var (end, _) in ended)
+        {
+            Assert.That(end.Improved, Is.EqualTo(end.Epoch.ValLoss < lowest), $"epoch {end.Epoch.Epoch}");
+            lowest = Math.Min(lowest, end.Epoch.ValLoss);
+            Assert.That(end.Epochs[^1], Is.EqualTo(end.Epoch));
+            Assert.That(end.Steps, Is.EqualTo(33 * end.Epoch.Epoch));
+        }
+        var bestReport = ended.Last(e => e.End.Improved);
+        Assert.That(bestReport.End.Epoch.Epoch, Is.EqualTo(result.BestEpoch));
+        Assert.That(model.Parameters().SelectMany(p => p.Detach().Contiguous().ToArray<float>()), Is.EqualTo(bestReport.Weights));
+    }
 }
