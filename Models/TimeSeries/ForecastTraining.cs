@@ -38,6 +38,7 @@ public sealed record ForecastTrainingOptions
     /// the reported loss is the mean over the whole batch, so every rank takes the same steps and stops together.
     /// </summary>
     public DataParallel? DataParallel { get; init; }
+    /// <summary>
     /// Wall-time budget of the training in seconds (0: none). When it is spent the epoch in progress ends after its
     /// current step, is validated like a full one, and training stops; the best weights are then tested as usual.
     /// </summary>
