@@ -36,6 +36,9 @@ public static class OnnxExport
     {
         RegisterModel<Gpt>(GptGraph);
         RegisterModel<Transformer>(TransformerGraph);
+        OnnxVision.RegisterModels();
+        OnnxForecasting.RegisterModels();
+        OnnxRecommendation.RegisterModels();
     }
 
     /// <summary>Adds or replaces the graph builder of a model type.</summary>

@@ -150,6 +150,8 @@ public sealed class OnnxGraph
             proto.Ints.AddRange(values);
             return new(proto);
         }
+        /// <summary>A string attribute (Pad's mode).</summary>
+        public static Attribute String(string name, string value) => new(new AttributeProto { Name = name, Type = AttributeProto.Types.AttributeType.String, S = ByteString.CopyFromUtf8(value) });
         /// <summary>A tensor attribute (ConstantOfShape's value).</summary>
         internal static Attribute Tensor(string name, TensorProto value) => new(new AttributeProto { Name = name, Type = AttributeProto.Types.AttributeType.Tensor, T = value });
     }

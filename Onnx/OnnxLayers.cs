@@ -26,6 +26,8 @@ public static class OnnxLayers
         // Inference graphs: dropout is the identity (as in Eval mode).
         Register<Dropout>((g, _, path, x) => g.Node("Identity", [x], path));
         Register<FeedForward>(FeedForward);
+        OnnxVision.RegisterLayers();
+        OnnxForecasting.RegisterLayers();
     }
 
     /// <summary>Adds or replaces the mapping of <typeparamref name="TLayer"/>.</summary>

@@ -256,6 +256,31 @@ public class PackageTests
         Assert.That(generated, Is.EqualTo("ROMEO:" + expected), "the sample, on the packages, samples other text than the CLI from the same checkpoint and seed");
     }
 
+    [Test]
+    public void Sample_forecast_trains_dlinear_on_a_csv_and_forecasts_the_day_after_it()
+    {
+        string output = RunSample("Forecast");
+        var m = Regex.Match(output, @"test mse (\d+\.\d{4}) mae (\d+\.\d{4}) over (\d+) windows; repeating the last value: mse (\d+\.\d{4})");
+        Assert.That(m.Success, Is.True, output);
+        double mse = double.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture), naive = double.Parse(m.Groups[4].Value, CultureInfo.InvariantCulture);
+        // The synthetic series has a daily cycle that holding the last value cannot follow; DLinear learns it.
+        Assert.That(mse, Is.LessThan(naive / 4), output);
+        var rows = Regex.Matches(output, @"^(\d{4}-\d{2}-\d{2} \d{2}:\d{2}) (-?\d+\.\d{3})$", RegexOptions.Multiline);
+        Assert.That(rows, Has.Count.EqualTo(24), output);
+        // The sample's series without its noise (10 + 3 sin(2πt/24) + 1.5 sin(2πt/168) + t/5000, t hours from 2024-01-01),
+        // continued past the last of its 17520 rows: the forecast follows it.
+        double error = 0;
+        for (int i = 0; i < rows.Count; i++)
+        {
+            var time = DateTime.ParseExact(rows[i].Groups[1].Value, "yyyy-MM-dd HH:mm", CultureInfo.InvariantCulture);
+            Assert.That(time, Is.EqualTo(new DateTime(2024, 1, 1).AddHours(17520 + i)), "the forecast starts the hour after the last row");
+            int t = 17520 + i;
+            double truth = 10 + 3 * Math.Sin(2 * Math.PI * t / 24) + 1.5 * Math.Sin(2 * Math.PI * t / 168) + t / 5000.0;
+            error += Math.Abs(double.Parse(rows[i].Groups[2].Value, CultureInfo.InvariantCulture) - truth) / rows.Count;
+        }
+        Assert.That(error, Is.LessThan(0.5), $"mean absolute error of the forecast against the noise-free series\n{output}");
+    }
+
     private static (int Code, string Out, string Err) InProcess(params string[] args)
     {
         var o = new StringWriter(); var e = new StringWriter();

@@ -48,7 +48,7 @@ public class OnnxExportTests
     internal static OrtValue Longs(long[] values, params long[] shape) => OrtValue.CreateTensorValueFromMemory(values, shape);
     internal static OrtValue Floats(float[] values, params long[] shape) => OrtValue.CreateTensorValueFromMemory(values, shape);
 
-    private static void AssertClose(float[] actual, float[] expected, string context)
+    internal static void AssertClose(float[] actual, float[] expected, string context)
     {
         Assert.That(actual, Has.Length.EqualTo(expected.Length), context);
         double worst = 0; int at = -1;
@@ -60,7 +60,7 @@ public class OnnxExportTests
         Assert.That(worst, Is.LessThanOrEqualTo(Tolerance), $"{context}: largest difference {worst:E3} at element {at} (ONNX Runtime {(at >= 0 ? actual[at] : 0)}, engine {(at >= 0 ? expected[at] : 0)})");
     }
 
-    private static float[] Engine(Func<Tensor> forward)
+    internal static float[] Engine(Func<Tensor> forward)
     {
         using var inference = new InferenceMode();
         using var y = forward();
