@@ -155,6 +155,12 @@ public sealed class DataParallel : IDisposable
     }
 
     /// <summary>
+    /// True on every rank when any rank passes true (a time budget spent on one rank's clock), so that all ranks leave a
+    /// loop together instead of one waiting alone in the next gradient all-reduce.
+    /// </summary>
+    public bool AnyRank(bool here) => SumOverRanks(here ? 1 : 0) > 0;
+
+    /// <summary>
     /// Fails unless every rank passes the same <paramref name="value"/> (the step a resumed run starts from, a batch size),
     /// naming <paramref name="what"/> and each rank's value.
     /// </summary>

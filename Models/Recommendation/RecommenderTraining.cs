@@ -100,7 +100,7 @@ public static class RecommenderTraining
                 for (; done < steps; done++, step++)
                 {
                     // every epoch trains at least one step, so the model a budget stops on differs from the last evaluated one
-                    if (done > 0 && OutOfTime(clock.Elapsed >= budget, options)) { outOfTime = true; break; }
+                    if (done > 0 && options.MaxMinutes is not null && (options.DataParallel?.AnyRank(clock.Elapsed >= budget) ?? clock.Elapsed >= budget)) { outOfTime = true; break; }
                     using var scope = new TensorScope();
                     var batch = sampler.Next(options.BatchSize);
                     var (h, pos, neg) = batch.ToTensors(device);
@@ -159,11 +159,6 @@ public static class RecommenderTraining
     }
 
     // A copy of every weight (on the model's device), replacing the previous copy.
-    // Ranks' clocks differ, so a budget stop is agreed on by all ranks (any rank out of time stops them all): one rank
-    // leaving the loop alone would leave the others waiting in the next gradient all-reduce.
-    private static bool OutOfTime(bool here, RecommenderTrainingOptions options) =>
-        options.DataParallel is { } dp ? options.MaxMinutes is not null && dp.SumOverRanks(here ? 1 : 0) > 0 : here;
-
     private static void Keep(ref Dictionary<string, Tensor>? best, SequentialRecommender model)
     {
         if (best is not null) foreach (var t in best.Values) t.Dispose();

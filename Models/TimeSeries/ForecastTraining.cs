@@ -175,14 +175,8 @@ public static class ForecastTraining
         foreach (var callback in options.Callbacks) callback.OnRunStart(new TrainerRunStart(0, totalSteps, stepsPerEpoch, (long)options.BatchSize * data.PredLen, options.RunDirectory));
         var outcome = TrainerRunOutcome.Failed;
         var stop = ForecastStop.Epochs;
-        // Under data parallelism the ranks agree (any rank out of time stops them all): one rank leaving the loop
-        // alone would leave the others waiting in the next gradient all-reduce.
-        bool TimeSpent()
-        {
-            if (options.MaxSeconds <= 0) return false;
-            bool here = clock.Elapsed.TotalSeconds >= options.MaxSeconds;
-            return options.DataParallel is { } dp ? dp.SumOverRanks(here ? 1 : 0) > 0 : here;
-        }
+        // Under data parallelism the ranks agree on a spent budget (DataParallel.AnyRank).
+        bool TimeSpent() => options.MaxSeconds > 0 && (options.DataParallel?.AnyRank(clock.Elapsed.TotalSeconds >= options.MaxSeconds) ?? clock.Elapsed.TotalSeconds >= options.MaxSeconds);
         try
         {
             for (int epoch = 1; epoch <= options.Epochs && stop == ForecastStop.Epochs; epoch++)
