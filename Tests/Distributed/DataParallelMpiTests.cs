@@ -44,20 +44,22 @@ public class DataParallelMpiTests
         Assert.That(distributed, Is.EqualTo(emulated), run.ToString());
     }
 
-    [TestCase("gpt", 1e-5)]
-    [TestCase("conv", 1e-6)]
-    public void Two_ranks_with_half_batches_match_one_process_with_the_whole_batch(string model, double tolerance)
+    [TestCase("gpt", 1e-3, 1e-6)]
+    [TestCase("conv", 1e-2, 1e-6)]
+    [TestCase("gpt", 1e-2, 1e-5)]
+    public void Two_ranks_with_half_batches_match_one_process_with_the_whole_batch(string model, double learningRate, double tolerance)
     {
         // Same global batches (29 samples, batches of 8: the last one 5, split 3 + 2 and weighted by share). Not bit for bit:
         // the sums run in another order (GEMMs and reductions over 4 rows, then a sum of two, against one over 8), so the
-        // gradients differ by float32 rounding: 1.2e-7 of their norm (the test below). AdamW's first step moves each element
-        // by lr g / (|g| + eps): where a gradient is a near-cancelling sum of the size of eps (1e-8), its rounding is a large
-        // share of it and of the step. Measured for the GPT: after one step the parameters differ by 2.0e-6 of their norm,
-        // worst at an element whose gradient is 2.56e-8 alone and 2.54e-8 on 2 ranks (1.8e-5 apart after the step); after 6
-        // steps by 4.7e-6. With eps 1e-6 the same run differs by 5.4e-7, with eps 1e-5 by 1.6e-7, with SGD by 1.5e-8. The conv
-        // net, with no such gradients, by 3e-8. So the bound here is 1e-5 for the GPT with AdamW's eps 1e-8, 1e-6 for the rest.
-        var (run, distributed) = TrainOnTwoRanks(model, DataParallelOptions.DefaultBucketBytes);
-        var alone = DataParallelScenario.Train(model, Communicator.World, DataParallelOptions.DefaultBucketBytes, Steps, out var report);
+        // gradients differ by float32 rounding: 1.2e-7 of their norm (the test below). AdamW moves each element by about
+        // lr g / (|g| + eps) whatever the gradient's size, so where a gradient is a near-cancelling sum not much larger
+        // than eps (1e-8), its rounding is a large share of it and of the step, and that part of the difference grows with
+        // the learning rate. At lr 1e-3 (the default of `train gpt`) the GPT's parameters agree to the issue's 1e-6
+        // (measured 1.0e-7 on 2026-12-02). At lr 1e-2, ten times it, they differ by 2.5e-6, worst at blocks.1.mlp.fc.weight[197]
+        // (-0.0221548 on 2 ranks, -0.0221669 alone); that case is held to 1e-5 as the record of the effect. SGD, which
+        // moves parameters in proportion to the gradient, agrees to 1e-6 at any rate (the next test).
+        var (run, distributed) = TrainOnTwoRanks(model, DataParallelOptions.DefaultBucketBytes, learningRate);
+        var alone = DataParallelScenario.Train(model, Communicator.World, DataParallelOptions.DefaultBucketBytes, Steps, out var report, learningRate: learningRate);
         Assert.That(distributed, Has.Length.EqualTo(alone.Length));
         double worst = 0;
         string where = "";
@@ -124,14 +126,14 @@ public class DataParallelMpiTests
 
     private const int Steps = 6;
 
-    private static (MpiRun.Result Run, float[] Parameters) TrainOnTwoRanks(string model, long bucketBytes) =>
-        Trained.GetOrAdd($"{model}/{bucketBytes}", _ =>
+    private static (MpiRun.Result Run, float[] Parameters) TrainOnTwoRanks(string model, long bucketBytes, double learningRate = DataParallelScenario.DefaultLearningRate) =>
+        Trained.GetOrAdd($"{model}/{bucketBytes}/{learningRate:R}", _ =>
         {
             string output = Path.Combine(Path.GetTempPath(), $"attncore-ddp-{Guid.NewGuid():N}.bin");
             try
             {
                 var r = MpiRun.Run(MpiRun.Launch(2, MpiRun.TestAssembly, "mpi-worker", "train", model, bucketBytes.ToString(System.Globalization.CultureInfo.InvariantCulture),
-                    Steps.ToString(System.Globalization.CultureInfo.InvariantCulture), output), Limit);
+                    Steps.ToString(System.Globalization.CultureInfo.InvariantCulture), output, learningRate.ToString("R", System.Globalization.CultureInfo.InvariantCulture)), Limit);
                 Assert.That(r.ExitCode, Is.EqualTo(0), r.ToString());
                 var bytes = File.ReadAllBytes(output);
                 var values = new float[bytes.Length / sizeof(float)];

@@ -31,7 +31,8 @@ public static class MpiWorker
             {
                 case "init": Console.WriteLine($"init rank {world.Rank} of {world.Size} launched-by-mpi {Communicator.LaunchedByMpi}"); break;
                 case "collectives": Collectives(world); break;
-                case "train": Train(world, args[2], long.Parse(args[3], CultureInfo.InvariantCulture), int.Parse(args[4], CultureInfo.InvariantCulture), args[5]); break;
+                case "train": Train(world, args[2], long.Parse(args[3], CultureInfo.InvariantCulture), int.Parse(args[4], CultureInfo.InvariantCulture), args[5],
+                    args.Length > 6 ? double.Parse(args[6], CultureInfo.InvariantCulture) : DataParallelScenario.DefaultLearningRate); break;
                 case "mismatch": Mismatch(world); break;
                 default: throw new ArgumentException($"unknown scenario '{args[1]}'");
             }
@@ -98,9 +99,9 @@ public static class MpiWorker
         Console.WriteLine($"rank {world.Rank}: no mismatch detected");
     }
 
-    private static void Train(Communicator world, string kind, long bucketBytes, int steps, string output)
+    private static void Train(Communicator world, string kind, long bucketBytes, int steps, string output, double learningRate)
     {
-        var parameters = DataParallelScenario.Train(kind, world, bucketBytes, steps, out var report);
+        var parameters = DataParallelScenario.Train(kind, world, bucketBytes, steps, out var report, learningRate: learningRate);
         if (world.IsPrimary)
         {
             using var w = new BinaryWriter(File.Create(output));
@@ -118,6 +119,7 @@ public static class MpiWorker
 internal static class DataParallelScenario
 {
     public const int Samples = 29, GlobalBatch = 8;
+    public const double DefaultLearningRate = 1e-2;
 
     public sealed record Report(int Buckets, long StartedInBackward, (string Name, int Numel)[] Layout);
 
@@ -127,17 +129,17 @@ internal static class DataParallelScenario
     /// batch in float32, summed over shards in rank order: the DDP result written out independently of DataParallel.
     /// </summary>
     public static float[] Train(string kind, Communicator world, long bucketBytes, int steps, out Report report, int emulatedRanks = 1,
-        Func<IEnumerable<Tensor>, Optimizer>? optimizer = null, Action<int, Tensor[]>? beforeStep = null)
+        Func<IEnumerable<Tensor>, Optimizer>? optimizer = null, Action<int, Tensor[]>? beforeStep = null, double learningRate = DefaultLearningRate)
     {
         int threads = WorkerPool.ThreadCount;
         WorkerPool.ThreadCount = 1;
-        try { return Run(kind, world, bucketBytes, steps, emulatedRanks, optimizer, beforeStep, out report); }
+        try { return Run(kind, world, bucketBytes, steps, emulatedRanks, optimizer, beforeStep, learningRate, out report); }
         finally { WorkerPool.ThreadCount = threads; }
     }
 
-    // optimizer: AdamW (lr 1e-2, weight decay 0.1) unless given; beforeStep sees each step's synchronised gradients.
+    // optimizer: AdamW (learningRate, weight decay 0.1) unless given; beforeStep sees each step's synchronised gradients.
     private static float[] Run(string kind, Communicator world, long bucketBytes, int steps, int emulatedRanks,
-        Func<IEnumerable<Tensor>, Optimizer>? optimizer, Action<int, Tensor[]>? beforeStep, out Report report)
+        Func<IEnumerable<Tensor>, Optimizer>? optimizer, Action<int, Tensor[]>? beforeStep, double learningRate, out Report report)
     {
         var data = new Generator(7);
         using Module model = kind switch
@@ -149,7 +151,7 @@ internal static class DataParallelScenario
         using var inputs = kind == "gpt" ? Tensor.RandInt(0, 11, [Samples, 9], data) : Tensor.Randn([Samples, 1, 8, 8], data);
         using var labels = Tensor.RandInt(0, 3, [Samples], data);
         using var dp = new DataParallel(world, model.NamedParameters(), model.NamedBuffers(), new DataParallelOptions { BucketBytes = bucketBytes });
-        using var opt = optimizer?.Invoke(model.Parameters()) ?? new AdamW(model.Parameters(), learningRate: 1e-2, weightDecay: 0.1);
+        using var opt = optimizer?.Invoke(model.Parameters()) ?? new AdamW(model.Parameters(), learningRate: learningRate, weightDecay: 0.1);
         var parameters = model.Parameters().ToArray();
         int shards = emulatedRanks > 1 ? emulatedRanks : 1;
         var samplers = Enumerable.Range(0, shards)
