@@ -2,10 +2,12 @@
 // exactly these assemblies: the optimizer steps (Tensor.AdamUpdate_, SgdUpdate_) and Tensor.GeluDerivative for
 // Autograd's optimizers and rules; Tensor.Storage for the cuBLAS comparison in the CLI's bench and for tests that
 // inspect storage sharing; Tensor.Storage and Backend for AttnCore.Distributed, which stages gradients through pinned
-// host buffers without a temporary array per copy. Kernels/AssemblyInfo.cs does the same for Kernels' test-only members.
+// host buffers without a temporary array per copy; Tensor.Storage for AttnCore.Models' GptDecoder, which runs a CPU
+// GPT's inference step as kernel calls over the weights' and the cache's arrays, no tensor op in between. Kernels/AssemblyInfo.cs does the same for Kernels' test-only members.
 using System.Runtime.CompilerServices;
 
 [assembly: InternalsVisibleTo("AttnCore.Autograd")]
 [assembly: InternalsVisibleTo("AttnCore.Tests")]
 [assembly: InternalsVisibleTo("attncore")]
 [assembly: InternalsVisibleTo("AttnCore.Distributed")]
+[assembly: InternalsVisibleTo("AttnCore.Models")]

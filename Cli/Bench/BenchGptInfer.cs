@@ -98,15 +98,37 @@ public static class BenchGptInfer
         return best;
     }
 
-    // AttnCore: Forward under InferenceMode; generation appends to one KeyValueCache per block, as Gpt.Generate does.
+    // AttnCore on the CPU: a GptDecoder (kernel calls over preallocated buffers, its own caches); the prompt pass
+    // returns every position's logits, as the ONNX graphs do. On other devices: Forward under InferenceMode,
+    // generation appending to one KeyValueCache per block.
     private sealed class EngineSide : ISide
     {
-        private readonly KeyValueCache[] _caches;
+        private readonly KeyValueCache[] _caches = [];
+        private readonly GptDecoder? _decoder;
+        private readonly long[] _next = new long[1];
         private float[] _last = [];
 
         public EngineSide(Gpt model, long[] prompt, int generate, Device device)
         {
             var c = model.Config;
+            if (device.Kind == DeviceKind.Cpu && GptDecoder.Supports(model))
+            {
+                var decoder = _decoder = new GptDecoder(model);
+                _last = new float[c.Vocab];
+                void Prefill(bool allPositions)
+                {
+                    decoder.Reset();
+                    decoder.Forward(prompt, allPositions)[^c.Vocab..].CopyTo(_last);
+                }
+                Prompt = (() => { }, () => Prefill(allPositions: true));
+                Generate = (() => Prefill(allPositions: false), () =>
+                {
+                    var logits = (ReadOnlySpan<float>)_last;
+                    for (int i = 0; i < generate; i++) { _next[0] = ArgMax(logits); logits = decoder.Forward(_next); }
+                    logits.CopyTo(_last);
+                });
+                return;
+            }
             _caches = Enumerable.Range(0, c.Layers).Select(_ => new KeyValueCache(1, c.Heads, c.BlockSize, c.Dim / c.Heads, device)).ToArray();
             float[] Step(long[] ids, bool cached)
             {
@@ -125,7 +147,7 @@ public static class BenchGptInfer
         public (Action Setup, Action Timed) Prompt { get; }
         public (Action Setup, Action Timed) Generate { get; }
         public float[] LastPromptLogits => _last;
-        public void Dispose() { foreach (var k in _caches) k.Dispose(); }
+        public void Dispose() { _decoder?.Dispose(); foreach (var k in _caches) k.Dispose(); }
     }
 
     // ONNX Runtime, CPU provider: without a cache every token reruns the whole sequence; with one, the presents of

@@ -29,7 +29,7 @@ public static unsafe class LayerNorm
         public int Rows, Cols, RowsPerChunk; public float Eps;
     }
 
-    private static void Check(string op, int rows, int cols, params (int Length, long Need, string Name)[] spans)
+    private static void Check(string op, int rows, int cols, params ReadOnlySpan<(int Length, long Need, string Name)> spans)
     {
         if (rows < 0 || cols < 0) throw new ArgumentException($"{op}: rows and cols must be non-negative, got {rows} x {cols}");
         foreach (var (len, need, name) in spans)

@@ -50,6 +50,17 @@ public sealed class KeyValueCache : IDisposable
         return merged;
     }
 
+    /// <summary>
+    /// Counts <paramref name="positions"/> more positions as stored, for a caller that wrote their keys and values into
+    /// <see cref="Keys"/> and <see cref="Values"/> itself (GptDecoder's kernel-level step).
+    /// </summary>
+    internal void Advance(int positions)
+    {
+        if (positions < 0 || Length + positions > MaxLength)
+            throw new ArgumentOutOfRangeException(nameof(positions), positions, $"KeyValueCache.Advance: {Length} + {positions} positions exceed the capacity {MaxLength}");
+        Length += positions;
+    }
+
     /// <summary>Forgets every position.</summary>
     public void Clear() => Length = 0;
 

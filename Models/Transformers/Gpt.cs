@@ -25,6 +25,10 @@ public sealed class GptBlock : Module
 
     /// <summary>The causal self-attention.</summary>
     public MultiHeadAttention Attention => _attn;
+    // The parts GptDecoder reads the weights of.
+    internal LayerNorm Norm1 => _ln1;
+    internal LayerNorm Norm2 => _ln2;
+    internal FeedForward Mlp => _mlp;
 
     /// <summary>x [B, T, D].</summary>
     public Tensor Forward(Tensor x, KeyValueCache? cache = null)
@@ -101,7 +105,8 @@ public sealed class Gpt : Module
     /// Samples <paramref name="maxNewTokens"/> tokens after <paramref name="prompt"/> with temperature and
     /// optional top-k, reproducibly from <paramref name="seed"/>. A key/value cache per block makes each
     /// new token cost O(T); when the context fills the block size the cache is rebuilt from the last
-    /// BlockSize/2 tokens.
+    /// BlockSize/2 tokens. On the CPU (float32, no active dropout) the steps run in a <see cref="GptDecoder"/>
+    /// (kernel calls, no tensor ops); elsewhere through <see cref="Forward"/> with caches.
     /// </summary>
     public long[] Generate(IReadOnlyList<long> prompt, int maxNewTokens, double temperature = 1.0, int? topK = null, ulong seed = 0, Device? device = null)
     {
@@ -109,28 +114,49 @@ public sealed class Gpt : Module
         if (temperature <= 0) throw new ArgumentException($"Gpt.Generate: temperature must be positive, got {temperature}");
         using var inference = new InferenceMode();
         var dev = device ?? _wte.Weight.Device;
-        var rng = new Generator(seed);
-        var all = new List<long>(prompt);
+        if (dev.Kind == DeviceKind.Cpu && GptDecoder.Supports(this))
+        {
+            using var decoder = new GptDecoder(this);
+            return Generate(prompt, maxNewTokens, temperature, topK, seed, (context, restart) =>
+            {
+                if (restart) decoder.Reset();
+                return decoder.Forward(context);
+            });
+        }
         var caches = Enumerable.Range(0, Config.Layers).Select(_ => new KeyValueCache(1, Config.Heads, Config.BlockSize, Config.Dim / Config.Heads, dev)).ToArray();
         try
         {
-            var context = all.TakeLast(Config.BlockSize).ToArray();
-            float[] last = Step(context, caches, 0, dev);
-            for (int n = 0; n < maxNewTokens; n++)
+            return Generate(prompt, maxNewTokens, temperature, topK, seed, (context, restart) =>
             {
-                long next = Sample(last, temperature, topK, rng);
-                all.Add(next);
-                if (caches[0].Length >= Config.BlockSize)
-                {
-                    foreach (var c in caches) c.Clear();
-                    context = all.TakeLast(Config.BlockSize / 2).ToArray();
-                    last = Step(context, caches, 0, dev);
-                }
-                else last = Step([next], caches, caches[0].Length, dev);
-            }
-            return all.Skip(prompt.Count).ToArray();
+                if (restart) foreach (var c in caches) c.Clear();
+                return Step(context, caches, caches[0].Length, dev);
+            });
         }
         finally { foreach (var c in caches) c.Dispose(); }
+    }
+
+    // Next-token logits after appending the tokens to the caches (emptied first when restart).
+    private delegate ReadOnlySpan<float> StepLogits(long[] tokens, bool restart);
+
+    private long[] Generate(IReadOnlyList<long> prompt, int maxNewTokens, double temperature, int? topK, ulong seed, StepLogits step)
+    {
+        var rng = new Generator(seed);
+        var all = new List<long>(prompt);
+        var logits = step(all.TakeLast(Config.BlockSize).ToArray(), true);
+        int cached = Math.Min(all.Count, Config.BlockSize);
+        for (int n = 0; n < maxNewTokens; n++)
+        {
+            long next = Sample(logits, temperature, topK, rng);
+            all.Add(next);
+            if (cached >= Config.BlockSize)
+            {
+                var context = all.TakeLast(Config.BlockSize / 2).ToArray();
+                logits = step(context, true);
+                cached = context.Length;
+            }
+            else { logits = step([next], false); cached++; }
+        }
+        return all.Skip(prompt.Count).ToArray();
     }
 
     private float[] Step(long[] tokens, KeyValueCache[] caches, int offset, Device dev)
@@ -141,9 +167,10 @@ public sealed class Gpt : Module
         return logits.Select(1, tokens.Length - 1).Reshape(-1).ToArray<float>();
     }
 
-    private static long Sample(float[] logits, double temperature, int? topK, Generator rng)
+    private static long Sample(ReadOnlySpan<float> logits, double temperature, int? topK, Generator rng)
     {
-        var scaled = logits.Select(l => l / temperature).ToArray();
+        var scaled = new double[logits.Length];
+        for (int i = 0; i < scaled.Length; i++) scaled[i] = logits[i] / temperature;
         if (topK is int k && k > 0 && k < scaled.Length)
         {
             double kth = scaled.OrderByDescending(v => v).ElementAt(k - 1);

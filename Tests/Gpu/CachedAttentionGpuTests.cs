@@ -45,4 +45,22 @@ public class CachedAttentionGpuTests(string deviceName) : DeviceFixture<CachedAt
         }
         finally { caches[0].Dispose(); }
     }
+
+    [Test]
+    public void Generation_on_the_device_keeps_the_tensor_path_and_matches_the_cpu_decoder()
+    {
+        var cfg = new GptConfig(11, BlockSize: 8, Layers: 1, Heads: 2, Dim: 16);
+        using var onDevice = new Gpt(cfg, new Generator(3), TestDevice);
+        onDevice.Eval();
+        Assert.That(GptDecoder.Supports(onDevice), Is.False, "the decoder runs CPU models only");
+        var refused = Assert.Throws<ArgumentException>(() => new GptDecoder(onDevice))!;
+        Assert.That(refused.Message, Does.Contain("GptDecoder").And.Contain("on " + TestDevice).And.Contain("Gpt.Forward"));
+        using var onCpu = new Gpt(cfg, new Generator(99));
+        onCpu.Eval();
+        onCpu.LoadStateDict(onDevice.StateDict());
+        Assert.That(GptDecoder.Supports(onCpu), Is.True);
+        // Greedy (a tiny temperature) past the block size, so the device's cache restart runs too.
+        long[] prompt = [1, 4, 2];
+        Assert.That(onDevice.Generate(prompt, 9, temperature: 1e-6, seed: 5), Is.EqualTo(onCpu.Generate(prompt, 9, temperature: 1e-6, seed: 5)));
+    }
 }
