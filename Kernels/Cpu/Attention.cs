@@ -5,7 +5,8 @@
 // padded) so that a score tile is a small GEMM with unit-stride loads. Grouped-query attention (Hkv < H, as
 // in Llama 2 / Mistral; Hkv = 1 is multi-query attention): query head h reads K/V head h / (H / Hkv), so the
 // G = H / Hkv query heads of a group share one packed Kᵀ and V is indexed, never copied. Queries go in groups
-// of 4 rows; for each group, key tiles of 64 run left to right:
+// of 4 rows; for each group, key tiles of 64 run left to right (at most 16 keys: one narrow tile of 16, Kᵀ
+// packed 16 wide):
 //   S (4 x 64) = scale · Q_rows Kᵀ_tile      16 zmm accumulators, one broadcast of Q per row per d
 //   mask (optional): S += M[b, h, i, j], an additive float mask read through broadcast strides (stride 0 on
 //                   a broadcast dim: a [Lq, Lk] or [B, 1, 1, Lk] mask is never expanded); -inf hides a key
@@ -34,6 +35,7 @@ public static unsafe partial class Attention
 {
     private const int RowGroup = 4;      // query rows per register block
     private const int KeyTile = 64;      // keys per score tile (4 zmm per row)
+    private const int NarrowTile = 16;   // keys per score tile when Lk ≤ 16 (one zmm per row; iTransformer's 7 variates)
     /// <summary>Largest head dimension the kernels take (query rows are staged in 512-float slots).</summary>
     public const int MaxDim = AttentionShape.MaxDim;
 
@@ -78,7 +80,7 @@ public static unsafe partial class Attention
             }
             return;
         }
-        int padded = (shape.KeyLength + KeyTile - 1) / KeyTile * KeyTile;
+        int padded = PaddedKeys(shape.KeyLength);
         int kvHeads = shape.KeyValueHeads;
         lock (PackGate)
         {
@@ -97,6 +99,52 @@ public static unsafe partial class Attention
                 WorkerPool.For(shape.Batch * kvHeads, &PackTask, (nint)(&a));
                 WorkerPool.For(shape.Batch * shape.Heads * a.TasksPerHead, &ForwardTask, (nint)(&a));
             }
+        }
+    }
+
+    // Row length of packed Kᵀ/Vᵀ: whole key tiles, or one narrow tile when every key fits in it (padding 7 keys
+    // to 64 made the packing, the score tiles and the softmax of a 7-token attention 9x the work it needs).
+    internal static int PaddedKeys(int keys) => keys <= NarrowTile ? NarrowTile : (keys + KeyTile - 1) / KeyTile * KeyTile;
+
+    // S = q · Kᵀ tile into p (rows KeyTile apart): the full 64-key tile, or for a narrow packing (ld = 16) its 16
+    // keys with the rest of each row set to -inf, so the 64-wide softmax steps after it see hidden keys there.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static void ScoreTile(float* q, int d, float* kt, int ld, float* p)
+    {
+        if (ld == NarrowTile && Vector512.IsHardwareAccelerated && d <= 512) ScoresNarrow(q, d, kt, p);
+        else if (ld == NarrowTile)
+        {
+            for (int r = 0; r < RowGroup; r++)
+                for (int j = 0; j < NarrowTile; j++)
+                {
+                    float sum = 0;
+                    for (int c = 0; c < d; c++) sum += q[r * 512 + c] * kt[(long)c * ld + j];
+                    p[r * KeyTile + j] = sum;
+                }
+            for (int r = 0; r < RowGroup; r++) new Span<float>(p + r * KeyTile + NarrowTile, KeyTile - NarrowTile).Fill(float.NegativeInfinity);
+        }
+        else Scores(q, d, kt, ld, p);
+    }
+
+    // S[4, 16] = q[4, D] · Kᵀ[D, 16] (Kᵀ rows 16 apart), columns 16..63 of each row of s set to -inf.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void ScoresNarrow(float* q, int d, float* kt, float* s)
+    {
+        Vector512<float> s0 = default, s1 = default, s2 = default, s3 = default;
+        for (int c = 0; c < d; c++)
+        {
+            var k = Vector512.Load(kt + (long)c * NarrowTile);
+            s0 = Vector512.FusedMultiplyAdd(Vector512.Create(q[c]), k, s0);
+            s1 = Vector512.FusedMultiplyAdd(Vector512.Create(q[512 + c]), k, s1);
+            s2 = Vector512.FusedMultiplyAdd(Vector512.Create(q[1024 + c]), k, s2);
+            s3 = Vector512.FusedMultiplyAdd(Vector512.Create(q[1536 + c]), k, s3);
+        }
+        var hidden = Vector512.Create(float.NegativeInfinity);
+        s0.Store(s); s1.Store(s + KeyTile); s2.Store(s + 2 * KeyTile); s3.Store(s + 3 * KeyTile);
+        for (int r = 0; r < RowGroup; r++)
+        {
+            float* row = s + r * KeyTile;
+            hidden.Store(row + 16); hidden.Store(row + 32); hidden.Store(row + 48);
         }
     }
 
@@ -180,7 +228,7 @@ public static unsafe partial class Attention
         for (int j0 = 0; j0 <= lastKey; j0 += KeyTile)
         {
             int cols = Math.Min(KeyTile, lk - j0);
-            Scores(q, d, kt + j0, a.PaddedKeys, p);
+            ScoreTile(q, d, kt + j0, a.PaddedKeys, p);
             if (mask != null) AddMask(p, mask, a.Mo, i0, rows, j0, cols);
             // Keys past the end and the causal diagonal (only tiles that touch one pay for the check).
             bool crossesDiagonal = a.S.Causal && j0 + KeyTile - 1 > i0 + a.S.CausalShift;
@@ -206,7 +254,7 @@ public static unsafe partial class Attention
                 l[r] = l[r] * correction + rowSum;
                 m[r] = mNew;
                 if (correction != 1) Scale(acc + r * d, d, correction);
-                if (a.S.Dropout > 0) DropoutRow(pr, a.S.Seed, b, h, i0 + r, j0, a.S.Dropout);
+                if (a.S.Dropout > 0) DropoutRow(pr, cols, a.S.Seed, b, h, i0 + r, j0, a.S.Dropout);
             }
             AccumulatePV(p, vBase + (long)j0 * a.Vo.StrideL, a.Vo.StrideL, cols, d, acc);
         }
@@ -407,14 +455,15 @@ public static unsafe partial class Attention
         return Vector512.ShiftRightLogical(z, 40);
     }
 
-    private static void DropoutRow(float* pr, ulong seed, int b, int h, int i, int j0, float p)
+    // Drops and rescales the first cols probabilities of a tile row; the columns past cols are hidden keys, already 0.
+    private static void DropoutRow(float* pr, int cols, ulong seed, int b, int h, int i, int j0, float p)
     {
         float scale = 1 / (1 - p);
         if (Vector512.IsHardwareAccelerated)
         {
             ulong threshold = KeepThreshold(p);
             var sv = Vector512.Create(scale);
-            for (int c = 0; c < KeyTile; c += 16)
+            for (int c = 0; c < cols; c += 16)
                 Vector512.ConditionalSelect(KeepMask16(seed, b, h, i, j0 + c, threshold), Vector512.Load(pr + c) * sv, Vector512<float>.Zero).Store(pr + c);
             return;
         }

@@ -64,7 +64,7 @@ public static unsafe partial class Attention
     {
         ref BackArgs a = ref *(BackArgs*)state;
         int kvHeads = a.S.KeyValueHeads, b = bhk / kvHeads, hk = bhk % kvHeads, d = a.S.Dim, lq = a.S.QueryLength, lk = a.S.KeyLength;
-        int pk = (lk + KeyTile - 1) / KeyTile * KeyTile;
+        int pk = PaddedKeys(lk);
         long KvHead(in AttentionOperand op) => op.Offset + b * op.StrideB + hk * op.StrideH;
         float* k = a.K + KvHead(a.Ko), v = a.V + KvHead(a.Vo), dk = a.DK + KvHead(a.DKo), dv = a.DV + KvHead(a.DVo);
 
@@ -89,7 +89,7 @@ public static unsafe partial class Attention
         float* di, float* p, float* dp, float* qs, float* qRaw, float* dOr, float* dqAcc)
     {
         int d = a.S.Dim, lq = a.S.QueryLength, lk = a.S.KeyLength;
-        int pk = (lk + KeyTile - 1) / KeyTile * KeyTile;
+        int pk = PaddedKeys(lk);
         long Head(in AttentionOperand op) => op.Offset + b * op.StrideB + h * op.StrideH;
         float* q = a.Q + Head(a.Qo), o = a.O + Head(a.Oo), dO = a.DO + Head(a.DOo), dq = a.DQ + Head(a.DQo);
         float* lse = a.Lse + ((long)b * a.S.Heads + h) * lq;
@@ -131,28 +131,40 @@ public static unsafe partial class Attention
                     int lastKey = a.S.Causal ? Math.Min(lk - 1, i0 + rows - 1 + a.S.CausalShift) : lk - 1;
                     if (j0 > lastKey) continue;
                     float* gqs = qs + g * RowGroup * 512, gqRaw = qRaw + g * RowGroup * 512, gdOr = dOr + g * RowGroup * 512, gdq = dqAcc + g * RowGroup * d;
-                    Scores(gqs, d, kt + j0, pk, p);          // S
-                    Scores(gdOr, d, vt + j0, pk, dp);        // dP = dO Vᵀ
+                    ScoreTile(gqs, d, kt + j0, pk, p);          // S
+                    ScoreTile(gdOr, d, vt + j0, pk, dp);        // dP = dO Vᵀ
                     if (mask != null) AddMask(p, mask, a.Mo, i0, rows, j0, cols);
                     // A -inf from the mask needs no special case: exp(-inf - lse) is 0 on both paths.
-                    bool masked = a.S.Dropout > 0 || (a.S.Causal && j0 + KeyTile - 1 > i0 + a.S.CausalShift);
+                    bool masked = a.S.Causal && j0 + KeyTile - 1 > i0 + a.S.CausalShift;
                     if (!masked && Vector512.IsHardwareAccelerated)
                     {
-                        // The common tile: no dropout, no causal cut: P and scale·dS sixteen lanes at a time. Rows past the
-                        // last query count as fully masked; the key padding of a short tile (every tile when Lk < 64) is
-                        // zeroed after the row.
+                        // The common tile: no causal cut: P and scale·dS sixteen lanes at a time, over the 16-key slices
+                        // that hold keys (one for a 7-key attention, not four). Rows past the last query count as fully
+                        // masked; the key padding of a short tile (every tile when Lk < 64) is zeroed after the row.
+                        // Dropout: the keep mask of the same hash as the forward pass, sixteen keys at a time
+                        // (KeepMask16 agrees with Keep bit for bit); P after dropout feeds dV, dP goes through the mask.
                         var sc = Vector512.Create(scale);
+                        bool dropout = a.S.Dropout > 0;
+                        ulong threshold = dropout ? KeepThreshold(a.S.Dropout) : 0;
+                        var ks = Vector512.Create(keepScale);
                         for (int r = 0; r < RowGroup; r++)
                         {
                             float l = r < rows ? lse[i0 + r] : float.NegativeInfinity;
                             if (float.IsNegativeInfinity(l)) { new Span<float>(p + r * KeyTile, KeyTile).Clear(); new Span<float>(dp + r * KeyTile, KeyTile).Clear(); continue; }
                             var lv = Vector512.Create(l); var dv0 = Vector512.Create(di[i0 + r]);
-                            for (int c = 0; c < KeyTile; c += 16)
+                            for (int c = 0; c < cols; c += 16)
                             {
                                 float* pr = p + r * KeyTile + c, dpr = dp + r * KeyTile + c;
                                 var prob = VectorMath.ExpNonPositive(Vector512.Load(pr) - lv);
-                                prob.Store(pr);
-                                (prob * (Vector512.Load(dpr) - dv0) * sc).Store(dpr);
+                                var dpv = Vector512.Load(dpr);
+                                if (dropout)
+                                {
+                                    var keep = KeepMask16(a.S.Seed, b, h, i0 + r, j0 + c, threshold);
+                                    Vector512.ConditionalSelect(keep, prob * ks, Vector512<float>.Zero).Store(pr);
+                                    dpv = Vector512.ConditionalSelect(keep, dpv * ks, Vector512<float>.Zero);
+                                }
+                                else prob.Store(pr);
+                                (prob * (dpv - dv0) * sc).Store(dpr);
                             }
                             if (cols < KeyTile) { new Span<float>(p + r * KeyTile + cols, KeyTile - cols).Clear(); new Span<float>(dp + r * KeyTile + cols, KeyTile - cols).Clear(); }
                         }

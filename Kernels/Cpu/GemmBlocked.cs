@@ -204,16 +204,32 @@ public static unsafe partial class Gemm
                 {
                     // Edge tile: compute the full MR x NR into a scratch tile, then merge the valid part.
                     MicroKernel(kc, aStrip, bStrip, tmp, NR, alpha, 0f, true);
-                    for (int r = 0; r < mr; r++)
-                        for (int q = 0; q < nr; q++)
-                        {
-                            float* dst = cTile + (long)r * ldc + q;
-                            float v = tmp[r * NR + q];
-                            *dst = first ? (beta == 0 ? v : beta * *dst + v) : *dst + v;
-                        }
+                    for (int r = 0; r < mr; r++) MergeEdgeRow(tmp + r * NR, cTile + (long)r * ldc, nr, beta, first);
                 }
             }
         }
+    }
+
+    // dst[0..nr) = v, beta·dst + v (first K slice) or dst + v (later slices) from one row of an edge tile's scratch,
+    // sixteen lanes at a time: with N = 16 (PatchTST's d_model) every tile is an edge tile, and a scalar merge cost
+    // as much as the micro-kernel. Same roundings as the scalar tail (no FMA), so a column's value does not depend
+    // on which loop wrote it.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void MergeEdgeRow(float* v, float* dst, int nr, float beta, bool first)
+    {
+        int q = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            var be = Vector512.Create(beta);
+            for (; q + 16 <= nr; q += 16)
+            {
+                var x = Vector512.Load(v + q);
+                if (!first) x = Vector512.Load(dst + q) + x;
+                else if (beta != 0) x = be * Vector512.Load(dst + q) + x;
+                x.Store(dst + q);
+            }
+        }
+        for (; q < nr; q++) dst[q] = first ? (beta == 0 ? v[q] : beta * dst[q] + v[q]) : dst[q] + v[q];
     }
 
     // C[6 x 32] (+)= alpha * sum_p A[:, p] B[p, :], A and B packed. The accumulators never leave registers.
@@ -375,6 +391,13 @@ public static unsafe partial class Gemm
                 {
                     Vector512.Store(Vector512.Load(src), dst);
                     Vector512.Store(Vector512.Load(src + 16), dst + 16);
+                }
+            else if (nr >= 16 && Vector512.IsHardwareAccelerated)
+                // A strip of 16 to 31 columns (N = 16 is PatchTST's d_model): the first 16 as one vector.
+                for (int p = 0; p < kc; p++, src += ldb, dst += NR)
+                {
+                    Vector512.Store(Vector512.Load(src), dst);
+                    for (int q = 16; q < NR; q++) dst[q] = q < nr ? src[q] : 0f;
                 }
             else
                 for (int p = 0; p < kc; p++, src += ldb, dst += NR)

@@ -84,6 +84,12 @@ public class AttentionTests
         // PatchTST's shape: d_model 16 over 4 heads (D = 4, the 4-wide slices) and 42 patches (one short key tile).
         new("patchtst_d4_42_patches_strided", 3, 4, 42, 42, 4, false, AttentionMasks.Kind.None, 0, true),
         new("dim_7_short_tile_bias_mask", 2, 2, 10, 30, 7, false, AttentionMasks.Kind.Bias2d, 0, false),
+        // At most 16 keys: the narrow tile (Kᵀ packed 16 wide, one zmm of scores per row). iTransformer's shape (7
+        // variates, D 32, dropout 0.1) on the vector dropout path of the backward pass, then the narrow tile's edges.
+        new("itransformer_7_tokens_dropout_strided", 3, 8, 7, 7, 32, false, AttentionMasks.Kind.None, 0.1f, true),
+        new("narrow_16_keys_bias_mask_d20", 2, 3, 9, 16, 20, false, AttentionMasks.Kind.Bias2d, 0, false),
+        new("narrow_causal_dropout_padding", 2, 2, 11, 11, 8, true, AttentionMasks.Kind.KeyPadding, 0.3f, false),
+        new("seventeen_keys_one_past_the_narrow_tile_dropout", 1, 2, 6, 17, 16, false, AttentionMasks.Kind.None, 0.25f, false),
     ];
 
     static float[] Rand(Generator g, int n) { var x = new float[n]; for (int i = 0; i < n; i++) x[i] = (float)g.NextNormal(); return x; }

@@ -28,7 +28,10 @@ public class GemmTests
         // The last four are exact multiples of the 8 x 8 transposes that pack a transposed B (k % 8 == 0, whole
         // 32-column strips), with a block edge at k = 256 and full 6-row strips of a transposed A.
         int[][] mnk = [[1, 1, 1], [7, 13, 5], [33, 17, 65], [5, 31, 6], [6, 32, 7], [7, 33, 255], [13, 65, 257], [95, 31, 3], [97, 33, 300], [2, 70, 9], [70, 3, 9], [1, 100, 40], [40, 1, 100],
-            [12, 64, 16], [6, 96, 264], [18, 32, 8], [100, 64, 520]];
+            [12, 64, 16], [6, 96, 264], [18, 32, 8], [100, 64, 520],
+            // Edge strips of 16 or more columns (PatchTST's d_model 16): the vector merge of an edge tile and the
+            // vector packing of a partial B strip, at the first K slice and (k > 256) a later one.
+            [40, 16, 16], [37, 48, 130], [20, 16, 300]];
         foreach (var s in mnk)
             foreach (bool ta in new[] { false, true })
                 foreach (bool tb in new[] { false, true })
