@@ -1,0 +1,178 @@
+// BatchNorm + ReLU fused: y = max(0, BN(x)) over NCHW tensors, and its gradient, without the intermediate BN output.
+//
+// Forward (training): the statistics pass of BatchNorm.cs (shifted Σ(x − K), Σ(x − K)² per channel), then ONE
+// pass writes y = max(0, x·scale + shift) (scale = γ·invstd, shift = β − mean·scale); evaluation is that pass alone
+// with the running statistics. The unfused pair writes BN's output, reads it back for ReLU and writes again.
+// Backward: with the mask m = [y > 0] read from the saved output (no bool tensor, no conversion) and dz = dy·m the
+// gradient at BN's output, the BN backward of BatchNorm.cs runs on dz without materialising it:
+//   Σ dz and Σ dz·(x − mean) in the reduction pass (reads dy, y, x), then dx = a·dz + b·x + c in the final pass,
+//   dγ = invstd·Σ dz·(x − mean), dβ = Σ dz.
+// The unfused pair instead writes dz (ReLU backward: mask, convert, multiply) and BN backward reads it twice.
+// ReluBackward is the same mask alone, for a ReLU that follows anything else: dx = dy·[y > 0] in one pass.
+// y > 0 is false for NaN and for ±0, so a NaN output passes no gradient, as PyTorch's threshold_backward.
+// FLOPs: ~6 per element forward, ~10 backward. Bytes per float element: forward 12 (reads x twice, writes y),
+// backward 28 (reads dy, y, x twice, writes dx) against 12 + 20 + 12 for the unfused passes. Bound: memory bandwidth.
+// Reference: ForwardReluReference / BackwardReluReference (float64, the textbook two-pass formulas), compared in
+// Tests/Kernels/BatchNormReluTests.cs at lengths around the vector widths.
+using System.Numerics;
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+
+namespace AttnCore.Kernels.Cpu;
+
+public static unsafe partial class BatchNorm
+{
+    /// <summary>
+    /// Training-mode fused BatchNorm + ReLU: y = max(0, BN(x)) with the batch statistics; writes the batch mean and
+    /// invstd per channel (for backward) and updates the running statistics (when not empty) as
+    /// <see cref="ForwardTraining{T}"/> does. gamma/beta may be empty.
+    /// </summary>
+    public static void ForwardTrainingRelu<T>(ReadOnlySpan<T> x, ReadOnlySpan<T> gamma, ReadOnlySpan<T> beta, Span<T> y, Span<T> mean, Span<T> invstd,
+        Span<T> runningMean, Span<T> runningVar, int n, int c, int hw, T momentum, T eps) where T : unmanaged, IFloatingPointIeee754<T>
+        => ForwardTrainingCore("BatchNorm.ForwardTrainingRelu", true, x, gamma, beta, y, mean, invstd, runningMean, runningVar, n, c, hw, momentum, eps);
+
+    /// <summary>Evaluation-mode fused BatchNorm + ReLU: y = max(0, (x − runningMean)/sqrt(runningVar + eps)·γ + β).</summary>
+    public static void ForwardInferenceRelu<T>(ReadOnlySpan<T> x, ReadOnlySpan<T> gamma, ReadOnlySpan<T> beta, Span<T> y, ReadOnlySpan<T> runningMean, ReadOnlySpan<T> runningVar,
+        int n, int c, int hw, T eps) where T : unmanaged, IFloatingPointIeee754<T>
+        => ForwardInferenceCore("BatchNorm.ForwardInferenceRelu", true, x, gamma, beta, y, runningMean, runningVar, n, c, hw, eps);
+
+    /// <summary>
+    /// Training-mode backward of the fused BatchNorm + ReLU from its saved output <paramref name="y"/> (the mask y &gt; 0),
+    /// the input x and the saved mean and invstd: dx (overwritten), and dγ/dβ (overwritten) when not empty.
+    /// </summary>
+    public static void BackwardRelu<T>(ReadOnlySpan<T> dy, ReadOnlySpan<T> x, ReadOnlySpan<T> y, ReadOnlySpan<T> mean, ReadOnlySpan<T> invstd, ReadOnlySpan<T> gamma,
+        Span<T> dx, Span<T> dgamma, Span<T> dbeta, int n, int c, int hw) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        if (y.IsEmpty && (long)n * c * hw > 0) throw new ArgumentException($"BatchNorm.BackwardRelu: the saved output y is empty, needs N·C·HW = {(long)n * c * hw} (N={n} C={c} HW={hw})");
+        BackwardCore("BatchNorm.BackwardRelu", dy, x, y, mean, invstd, gamma, dx, dgamma, dbeta, n, c, hw);
+    }
+
+    /// <summary>ReLU backward from the ReLU's output: dx = dy where y &gt; 0, else 0 (one pass; dx may alias dy).</summary>
+    public static void ReluBackward<T>(ReadOnlySpan<T> dy, ReadOnlySpan<T> y, Span<T> dx) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        if (dy.Length != y.Length || dx.Length != y.Length)
+            throw new ArgumentException($"BatchNorm.ReluBackward: dy has {dy.Length} elements, y {y.Length} and dx {dx.Length}; all must be equal");
+        fixed (T* pdy = dy) fixed (T* py = y) fixed (T* pdx = dx) MaskedCopy(pdy, py, pdx, y.Length);
+    }
+
+    // dx = dy·[y > 0]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void MaskedCopy<T>(T* dy, T* y, T* dx, int len) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int i = 0;
+        if (Vector512.IsHardwareAccelerated && Vector512<T>.IsSupported)
+            for (; i + Vector512<T>.Count <= len; i += Vector512<T>.Count)
+                (Vector512.Load(dy + i) & Vector512.GreaterThan(Vector512.Load(y + i), Vector512<T>.Zero)).Store(dx + i);
+        else if (Vector256.IsHardwareAccelerated && Vector256<T>.IsSupported)
+            for (; i + Vector256<T>.Count <= len; i += Vector256<T>.Count)
+                (Vector256.Load(dy + i) & Vector256.GreaterThan(Vector256.Load(y + i), Vector256<T>.Zero)).Store(dx + i);
+        for (; i < len; i++) dx[i] = y[i] > T.Zero ? dy[i] : T.Zero;
+    }
+
+    // y = max(0, x·scale + shift); NaN stays NaN (Vector.Max and T.Max propagate it), as the ReLU op.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void ScaleShiftRelu<T>(T* x, T* y, int len, T scale, T shift) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int i = 0;
+        if (Vector512.IsHardwareAccelerated && Vector512<T>.IsSupported)
+        {
+            Vector512<T> va = Vector512.Create(scale), vb = Vector512.Create(shift);
+            for (; i + Vector512<T>.Count <= len; i += Vector512<T>.Count) Vector512.Max(Vector512.Load(x + i) * va + vb, Vector512<T>.Zero).Store(y + i);
+        }
+        else if (Vector256.IsHardwareAccelerated && Vector256<T>.IsSupported)
+        {
+            Vector256<T> va = Vector256.Create(scale), vb = Vector256.Create(shift);
+            for (; i + Vector256<T>.Count <= len; i += Vector256<T>.Count) Vector256.Max(Vector256.Load(x + i) * va + vb, Vector256<T>.Zero).Store(y + i);
+        }
+        for (; i < len; i++) y[i] = T.Max(x[i] * scale + shift, T.Zero);
+    }
+
+    // sdy += Σ dy·[y > 0], sdyx += Σ dy·[y > 0]·(x − mu), flushed to float64 as DyMoments does.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void MaskedDyMoments<T>(T* dy, T* y, T* x, int len, T mu, ref double sdy, ref double sdyx) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int i = 0;
+        if (Vector512.IsHardwareAccelerated && Vector512<T>.IsSupported)
+        {
+            var mv = Vector512.Create(mu);
+            while (i + Vector512<T>.Count <= len)
+            {
+                Vector512<T> a1 = Vector512<T>.Zero, a2 = Vector512<T>.Zero;
+                for (int stop = Math.Min(len, i + FlushEvery); i + Vector512<T>.Count <= stop; i += Vector512<T>.Count)
+                {
+                    var g = Vector512.Load(dy + i) & Vector512.GreaterThan(Vector512.Load(y + i), Vector512<T>.Zero);
+                    a1 += g; a2 += g * (Vector512.Load(x + i) - mv);
+                }
+                sdy += double.CreateTruncating(Vector512.Sum(a1)); sdyx += double.CreateTruncating(Vector512.Sum(a2));
+            }
+        }
+        else if (Vector256.IsHardwareAccelerated && Vector256<T>.IsSupported)
+        {
+            var mv = Vector256.Create(mu);
+            while (i + Vector256<T>.Count <= len)
+            {
+                Vector256<T> a1 = Vector256<T>.Zero, a2 = Vector256<T>.Zero;
+                for (int stop = Math.Min(len, i + FlushEvery); i + Vector256<T>.Count <= stop; i += Vector256<T>.Count)
+                {
+                    var g = Vector256.Load(dy + i) & Vector256.GreaterThan(Vector256.Load(y + i), Vector256<T>.Zero);
+                    a1 += g; a2 += g * (Vector256.Load(x + i) - mv);
+                }
+                sdy += double.CreateTruncating(Vector256.Sum(a1)); sdyx += double.CreateTruncating(Vector256.Sum(a2));
+            }
+        }
+        for (; i < len; i++)
+        {
+            if (!(y[i] > T.Zero)) continue;
+            double g = double.CreateTruncating(dy[i]); sdy += g; sdyx += g * double.CreateTruncating(x[i] - mu);
+        }
+    }
+
+    // dx = ca·dy·[y > 0] + cb·x + cc
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void MaskedAxpbyC<T>(T* dy, T* y, T* x, T* dx, int len, T ca, T cb, T cc) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int i = 0;
+        if (Vector512.IsHardwareAccelerated && Vector512<T>.IsSupported)
+        {
+            Vector512<T> va = Vector512.Create(ca), vb = Vector512.Create(cb), vc = Vector512.Create(cc);
+            for (; i + Vector512<T>.Count <= len; i += Vector512<T>.Count)
+            {
+                var g = Vector512.Load(dy + i) & Vector512.GreaterThan(Vector512.Load(y + i), Vector512<T>.Zero);
+                (va * g + (vb * Vector512.Load(x + i) + vc)).Store(dx + i);
+            }
+        }
+        else if (Vector256.IsHardwareAccelerated && Vector256<T>.IsSupported)
+        {
+            Vector256<T> va = Vector256.Create(ca), vb = Vector256.Create(cb), vc = Vector256.Create(cc);
+            for (; i + Vector256<T>.Count <= len; i += Vector256<T>.Count)
+            {
+                var g = Vector256.Load(dy + i) & Vector256.GreaterThan(Vector256.Load(y + i), Vector256<T>.Zero);
+                (va * g + (vb * Vector256.Load(x + i) + vc)).Store(dx + i);
+            }
+        }
+        for (; i < len; i++) dx[i] = ca * (y[i] > T.Zero ? dy[i] : T.Zero) + cb * x[i] + cc;
+    }
+
+    // ---- float64 references ----
+
+    /// <summary>Training-mode fused BatchNorm + ReLU in float64: max(0, BN(x)) from <see cref="ForwardTrainingReference"/>.</summary>
+    public static double[] ForwardReluReference(ReadOnlySpan<double> x, ReadOnlySpan<double> gamma, ReadOnlySpan<double> beta, int n, int c, int hw, double eps)
+    {
+        var y = ForwardTrainingReference(x, gamma, beta, n, c, hw, eps).Y;
+        for (int i = 0; i < y.Length; i++) y[i] = Math.Max(y[i], 0);
+        return y;
+    }
+
+    /// <summary>
+    /// Gradients of max(0, BN(x)) in float64 with the statistics recomputed from x: the ReLU's mask from the
+    /// reference forward, then <see cref="BackwardReference"/> on the masked gradient.
+    /// </summary>
+    public static (double[] Dx, double[] DGamma, double[] DBeta) BackwardReluReference(ReadOnlySpan<double> dy, ReadOnlySpan<double> x, ReadOnlySpan<double> gamma,
+        ReadOnlySpan<double> beta, int n, int c, int hw, double eps)
+    {
+        var z = ForwardTrainingReference(x, gamma, beta, n, c, hw, eps).Y;
+        var masked = new double[z.Length];
+        for (int i = 0; i < z.Length; i++) masked[i] = z[i] > 0 ? dy[i] : 0;
+        return BackwardReference(masked, x, gamma, n, c, hw, eps);
+    }
+}
