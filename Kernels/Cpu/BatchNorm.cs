@@ -215,8 +215,8 @@ public static unsafe partial class BatchNorm
             for (int b = 0; b < a.N; b++)
             {
                 long off = ((long)b * a.C + ch) * hw;
-                if (a.Relu) MaskedDyMoments(a.Dy + off, a.Y + off, a.X + off, hw, T.CreateTruncating(mu), ref sdy, ref sdyxc);
-                else DyMoments(a.Dy + off, a.X + off, hw, T.CreateTruncating(mu), ref sdy, ref sdyxc);
+                if (a.Relu) DyMoments<T, PositiveOutputMask<T>>(a.Dy + off, a.Y + off, a.X + off, hw, T.CreateTruncating(mu), ref sdy, ref sdyxc);
+                else DyMoments<T, NoMask<T>>(a.Dy + off, null, a.X + off, hw, T.CreateTruncating(mu), ref sdy, ref sdyxc);
             }
             double sdyxhat = sdyxc * inv;
             if (a.DGamma != null) a.DGamma[ch] = T.CreateTruncating(sdyxhat);
@@ -227,14 +227,15 @@ public static unsafe partial class BatchNorm
             for (int b = 0; b < a.N; b++)
             {
                 long off = ((long)b * a.C + ch) * hw;
-                if (a.Relu) MaskedAxpbyC(a.Dy + off, a.Y + off, a.X + off, a.Dx + off, hw, ca, cb, cc);
-                else AxpbyC(a.Dy + off, a.X + off, a.Dx + off, hw, ca, cb, cc);
+                if (a.Relu) AxpbyC<T, PositiveOutputMask<T>>(a.Dy + off, a.Y + off, a.X + off, a.Dx + off, hw, ca, cb, cc);
+                else AxpbyC<T, NoMask<T>>(a.Dy + off, null, a.X + off, a.Dx + off, hw, ca, cb, cc);
             }
         }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void DyMoments<T>(T* dy, T* x, int len, T mu, ref double sdy, ref double sdyx) where T : unmanaged, IFloatingPointIeee754<T>
+    // sdy += Σ dz, sdyx += Σ dz·(x − mu) with dz = TMask.Apply(dy, y) (dy itself, or masked by the fused ReLU's output).
+    private static void DyMoments<T, TMask>(T* dy, T* y, T* x, int len, T mu, ref double sdy, ref double sdyx) where T : unmanaged, IFloatingPointIeee754<T> where TMask : IDyMask<T>
     {
         int i = 0;
         if (Vector512.IsHardwareAccelerated && Vector512<T>.IsSupported)
@@ -245,7 +246,7 @@ public static unsafe partial class BatchNorm
                 Vector512<T> a1 = Vector512<T>.Zero, a2 = Vector512<T>.Zero;
                 for (int stop = Math.Min(len, i + FlushEvery); i + Vector512<T>.Count <= stop; i += Vector512<T>.Count)
                 {
-                    var g = Vector512.Load(dy + i);
+                    var g = TMask.Apply(Vector512.Load(dy + i), y + i);
                     a1 += g; a2 += g * (Vector512.Load(x + i) - mv);
                 }
                 sdy += double.CreateTruncating(Vector512.Sum(a1)); sdyx += double.CreateTruncating(Vector512.Sum(a2));
@@ -259,13 +260,13 @@ public static unsafe partial class BatchNorm
                 Vector256<T> a1 = Vector256<T>.Zero, a2 = Vector256<T>.Zero;
                 for (int stop = Math.Min(len, i + FlushEvery); i + Vector256<T>.Count <= stop; i += Vector256<T>.Count)
                 {
-                    var g = Vector256.Load(dy + i);
+                    var g = TMask.Apply(Vector256.Load(dy + i), y + i);
                     a1 += g; a2 += g * (Vector256.Load(x + i) - mv);
                 }
                 sdy += double.CreateTruncating(Vector256.Sum(a1)); sdyx += double.CreateTruncating(Vector256.Sum(a2));
             }
         }
-        for (; i < len; i++) { double g = double.CreateTruncating(dy[i]); sdy += g; sdyx += g * double.CreateTruncating(x[i] - mu); }
+        for (; i < len; i++) { double g = double.CreateTruncating(TMask.Apply(dy[i], y + i)); sdy += g; sdyx += g * double.CreateTruncating(x[i] - mu); }
     }
 
     // y = x·scale + shift
@@ -286,24 +287,24 @@ public static unsafe partial class BatchNorm
         for (; i < len; i++) y[i] = x[i] * scale + shift;
     }
 
-    // dx = ca·dy + cb·x + cc
+    // dx = ca·dz + cb·x + cc with dz = TMask.Apply(dy, y)
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void AxpbyC<T>(T* dy, T* x, T* dx, int len, T ca, T cb, T cc) where T : unmanaged, IFloatingPointIeee754<T>
+    private static void AxpbyC<T, TMask>(T* dy, T* y, T* x, T* dx, int len, T ca, T cb, T cc) where T : unmanaged, IFloatingPointIeee754<T> where TMask : IDyMask<T>
     {
         int i = 0;
         if (Vector512.IsHardwareAccelerated && Vector512<T>.IsSupported)
         {
             Vector512<T> va = Vector512.Create(ca), vb = Vector512.Create(cb), vc = Vector512.Create(cc);
             for (; i + Vector512<T>.Count <= len; i += Vector512<T>.Count)
-                (va * Vector512.Load(dy + i) + (vb * Vector512.Load(x + i) + vc)).Store(dx + i);
+                (va * TMask.Apply(Vector512.Load(dy + i), y + i) + (vb * Vector512.Load(x + i) + vc)).Store(dx + i);
         }
         else if (Vector256.IsHardwareAccelerated && Vector256<T>.IsSupported)
         {
             Vector256<T> va = Vector256.Create(ca), vb = Vector256.Create(cb), vc = Vector256.Create(cc);
             for (; i + Vector256<T>.Count <= len; i += Vector256<T>.Count)
-                (va * Vector256.Load(dy + i) + (vb * Vector256.Load(x + i) + vc)).Store(dx + i);
+                (va * TMask.Apply(Vector256.Load(dy + i), y + i) + (vb * Vector256.Load(x + i) + vc)).Store(dx + i);
         }
-        for (; i < len; i++) dx[i] = ca * dy[i] + cb * x[i] + cc;
+        for (; i < len; i++) dx[i] = ca * TMask.Apply(dy[i], y + i) + cb * x[i] + cc;
     }
 
     // ---- float64 references: two-pass statistics, the textbook formulas. ----

@@ -62,11 +62,11 @@ public static unsafe partial class BatchNorm
         int i = 0;
         if (Vector512.IsHardwareAccelerated && Vector512<T>.IsSupported)
             for (; i + Vector512<T>.Count <= len; i += Vector512<T>.Count)
-                (Vector512.Load(dy + i) & Vector512.GreaterThan(Vector512.Load(y + i), Vector512<T>.Zero)).Store(dx + i);
+                PositiveOutputMask<T>.Apply(Vector512.Load(dy + i), y + i).Store(dx + i);
         else if (Vector256.IsHardwareAccelerated && Vector256<T>.IsSupported)
             for (; i + Vector256<T>.Count <= len; i += Vector256<T>.Count)
-                (Vector256.Load(dy + i) & Vector256.GreaterThan(Vector256.Load(y + i), Vector256<T>.Zero)).Store(dx + i);
-        for (; i < len; i++) dx[i] = y[i] > T.Zero ? dy[i] : T.Zero;
+                PositiveOutputMask<T>.Apply(Vector256.Load(dy + i), y + i).Store(dx + i);
+        for (; i < len; i++) dx[i] = PositiveOutputMask<T>.Apply(dy[i], y + i);
     }
 
     // y = max(0, x·scale + shift); NaN stays NaN (Vector.Max and T.Max propagate it), as the ReLU op.
@@ -87,70 +87,28 @@ public static unsafe partial class BatchNorm
         for (; i < len; i++) y[i] = T.Max(x[i] * scale + shift, T.Zero);
     }
 
-    // sdy += Σ dy·[y > 0], sdyx += Σ dy·[y > 0]·(x − mu), flushed to float64 as DyMoments does.
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void MaskedDyMoments<T>(T* dy, T* y, T* x, int len, T mu, ref double sdy, ref double sdyx) where T : unmanaged, IFloatingPointIeee754<T>
+    // What the backward passes read as the gradient at BN's output, given dy and the pointer y at the same element.
+    private interface IDyMask<T> where T : unmanaged, IFloatingPointIeee754<T>
     {
-        int i = 0;
-        if (Vector512.IsHardwareAccelerated && Vector512<T>.IsSupported)
-        {
-            var mv = Vector512.Create(mu);
-            while (i + Vector512<T>.Count <= len)
-            {
-                Vector512<T> a1 = Vector512<T>.Zero, a2 = Vector512<T>.Zero;
-                for (int stop = Math.Min(len, i + FlushEvery); i + Vector512<T>.Count <= stop; i += Vector512<T>.Count)
-                {
-                    var g = Vector512.Load(dy + i) & Vector512.GreaterThan(Vector512.Load(y + i), Vector512<T>.Zero);
-                    a1 += g; a2 += g * (Vector512.Load(x + i) - mv);
-                }
-                sdy += double.CreateTruncating(Vector512.Sum(a1)); sdyx += double.CreateTruncating(Vector512.Sum(a2));
-            }
-        }
-        else if (Vector256.IsHardwareAccelerated && Vector256<T>.IsSupported)
-        {
-            var mv = Vector256.Create(mu);
-            while (i + Vector256<T>.Count <= len)
-            {
-                Vector256<T> a1 = Vector256<T>.Zero, a2 = Vector256<T>.Zero;
-                for (int stop = Math.Min(len, i + FlushEvery); i + Vector256<T>.Count <= stop; i += Vector256<T>.Count)
-                {
-                    var g = Vector256.Load(dy + i) & Vector256.GreaterThan(Vector256.Load(y + i), Vector256<T>.Zero);
-                    a1 += g; a2 += g * (Vector256.Load(x + i) - mv);
-                }
-                sdy += double.CreateTruncating(Vector256.Sum(a1)); sdyx += double.CreateTruncating(Vector256.Sum(a2));
-            }
-        }
-        for (; i < len; i++)
-        {
-            if (!(y[i] > T.Zero)) continue;
-            double g = double.CreateTruncating(dy[i]); sdy += g; sdyx += g * double.CreateTruncating(x[i] - mu);
-        }
+        static abstract Vector512<T> Apply(Vector512<T> dy, T* y);
+        static abstract Vector256<T> Apply(Vector256<T> dy, T* y);
+        static abstract T Apply(T dy, T* y);
     }
 
-    // dx = ca·dy·[y > 0] + cb·x + cc
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void MaskedAxpbyC<T>(T* dy, T* y, T* x, T* dx, int len, T ca, T cb, T cc) where T : unmanaged, IFloatingPointIeee754<T>
+    // Plain batch norm: dy itself (y is not read and may be null).
+    private readonly struct NoMask<T> : IDyMask<T> where T : unmanaged, IFloatingPointIeee754<T>
     {
-        int i = 0;
-        if (Vector512.IsHardwareAccelerated && Vector512<T>.IsSupported)
-        {
-            Vector512<T> va = Vector512.Create(ca), vb = Vector512.Create(cb), vc = Vector512.Create(cc);
-            for (; i + Vector512<T>.Count <= len; i += Vector512<T>.Count)
-            {
-                var g = Vector512.Load(dy + i) & Vector512.GreaterThan(Vector512.Load(y + i), Vector512<T>.Zero);
-                (va * g + (vb * Vector512.Load(x + i) + vc)).Store(dx + i);
-            }
-        }
-        else if (Vector256.IsHardwareAccelerated && Vector256<T>.IsSupported)
-        {
-            Vector256<T> va = Vector256.Create(ca), vb = Vector256.Create(cb), vc = Vector256.Create(cc);
-            for (; i + Vector256<T>.Count <= len; i += Vector256<T>.Count)
-            {
-                var g = Vector256.Load(dy + i) & Vector256.GreaterThan(Vector256.Load(y + i), Vector256<T>.Zero);
-                (va * g + (vb * Vector256.Load(x + i) + vc)).Store(dx + i);
-            }
-        }
-        for (; i < len; i++) dx[i] = ca * (y[i] > T.Zero ? dy[i] : T.Zero) + cb * x[i] + cc;
+        public static Vector512<T> Apply(Vector512<T> dy, T* y) => dy;
+        public static Vector256<T> Apply(Vector256<T> dy, T* y) => dy;
+        public static T Apply(T dy, T* y) => dy;
+    }
+
+    // Fused ReLU: dy where the saved output y > 0, else 0 (the compare's all-ones lanes select dy bit for bit).
+    private readonly struct PositiveOutputMask<T> : IDyMask<T> where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        public static Vector512<T> Apply(Vector512<T> dy, T* y) => dy & Vector512.GreaterThan(Vector512.Load(y), Vector512<T>.Zero);
+        public static Vector256<T> Apply(Vector256<T> dy, T* y) => dy & Vector256.GreaterThan(Vector256.Load(y), Vector256<T>.Zero);
+        public static T Apply(T dy, T* y) => *y > T.Zero ? dy : T.Zero;
     }
 
     // ---- float64 references ----
