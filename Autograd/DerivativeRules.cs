@@ -266,6 +266,8 @@ public static class DerivativeRules
         // bnrelu: y = max(0, BN(x)), fused       the BatchNorm2d rule on dz = g·[y > 0] (mask from the saved output,
         // applied inside the batch-norm backward's passes: Tensor.BatchNorm2dReluBackward)
         [OpKind.BatchNorm2dRelu] = BatchNorm2dRule,
+        // bnrelu: y = max(0, a + b), fused         da = db = g·[y > 0] (one pass from the saved output, shared by both)
+        [OpKind.AddRelu] = (n, g) => { var d = Tensor.ReluBackward(g, n.SavedOutput); return [d, d]; },
     };
 
     // vision-models: saved as for Attention (q, k, v, O, lse, the [B, H, Tq, Tk] bias view); the bias is input 3.

@@ -111,4 +111,17 @@ public sealed partial class CpuBackend
             default: throw new NotSupportedException($"ReluBackward: not defined for {y.DType.Name()} tensors");
         }
     }
+
+    /// <inheritdoc/>
+    public void AddRelu(Storage a, Storage b, Storage y, long count)
+    {
+        if (count < 0 || a.Length < count || b.Length < count || y.Length < count)
+            throw new ArgumentException($"AddRelu: count {count} with a of {a.Length}, b of {b.Length} and y of {y.Length} elements");
+        switch (y.DType)
+        {
+            case DType.Float32: Kernels.Cpu.AddRelu.Forward(RO<float>(a)[..(int)count], RO<float>(b)[..(int)count], RW<float>(y)[..(int)count]); break;
+            case DType.Float64: Kernels.Cpu.AddRelu.Forward(RO<double>(a)[..(int)count], RO<double>(b)[..(int)count], RW<double>(y)[..(int)count]); break;
+            default: throw new NotSupportedException($"AddRelu: not defined for {y.DType.Name()} tensors");
+        }
+    }
 }

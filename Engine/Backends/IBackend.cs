@@ -177,6 +177,9 @@ public interface IBackend : IDisposable
     /// <summary>ReLU backward from its output: dx = dy where y &gt; 0, else 0, over <paramref name="count"/> contiguous elements.</summary>
     void ReluBackward(Storage dy, Storage y, Storage dx, long count);
 
+    /// <summary>The fused residual add and ReLU: y = max(0, a + b) over <paramref name="count"/> contiguous elements.</summary>
+    void AddRelu(Storage a, Storage b, Storage y, long count);
+
     /// <summary>
     /// dst[i] = 1/(1-p) or 0 for the first <paramref name="length"/> elements: the dropout keep-mask drawn from
     /// <paramref name="seed"/> by the counter-based hash of Kernels.RandomMask, identical on every backend.

@@ -240,4 +240,14 @@ public sealed partial class IlgpuBackend
         if (count == 0) return;
         _k.ReluBackward.Value(Threads(op, count), dys.Floats, ys.Floats, dxs.Floats);
     }
+
+    /// <inheritdoc/>
+    public void AddRelu(Storage a, Storage b, Storage y, long count)
+    {
+        const string op = "AddRelu";
+        var (sa, sb, sy) = (Float(a, op), Float(b, op), Float(y, op));
+        foreach (var (s, name) in new[] { (a, "a"), (b, "b"), (y, "y") }) CheckLength(op, name, s, count, $"count={count}");
+        if (count == 0) return;
+        _k.AddRelu.Value(Threads(op, count), sa.Floats, sb.Floats, sy.Floats);
+    }
 }

@@ -95,6 +95,7 @@ internal sealed partial class IlgpuKernels
         BatchNormBackwardSums = Grouped<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, BatchNormArgs>(small ? BatchNorm.BackwardSumsKernel<Size16> : BatchNorm.BackwardSumsKernel<Size256>);
         BatchNormDx = Auto<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int>(BatchNorm.BackwardDxKernel);
         ReluBackward = Auto<ArrayView<float>, ArrayView<float>, ArrayView<float>>(BatchNorm.ReluBackwardKernel);
+        AddRelu = Auto<ArrayView<float>, ArrayView<float>, ArrayView<float>>(BatchNorm.AddReluKernel);
         // Fused attention (IlgpuKernels.Attention.cs).
         AttentionForward = Grouped<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionArgs>(small ? GpuAttention.ForwardKernel<AttentionSmallTiles> : GpuAttention.ForwardKernel<AttentionGpuTiles>);
         AttentionDelta = Auto<ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionArgs>(GpuAttention.DeltaKernel);

@@ -10,8 +10,9 @@
 // The unfused pair instead writes dz (ReLU backward: mask, convert, multiply) and BN backward reads it twice.
 // ReluBackward is the same mask alone, for a ReLU that follows anything else: dx = dy·[y > 0] in one pass.
 // y > 0 is false for NaN and for ±0, so a NaN output passes no gradient, as PyTorch's threshold_backward.
-// FLOPs: ~6 per element forward, ~10 backward. Bytes per float element: forward 12 (reads x twice, writes y),
-// backward 28 (reads dy, y, x twice, writes dx) against 12 + 20 + 12 for the unfused passes. Bound: memory bandwidth.
+// FLOPs: ~6 per element forward, ~10 backward. Bytes per float element: forward 12 (reads x twice, writes y) against
+// 12 + 8 unfused; backward 28 (reads dy, y, x twice, writes dx) against 20 for BN's backward plus about 22 for a ReLU
+// backward that writes a bool mask, converts it and multiplies. Bound: memory bandwidth.
 // Reference: ForwardReluReference / BackwardReluReference (float64, the textbook two-pass formulas), compared in
 // Tests/Kernels/BatchNormReluTests.cs at lengths around the vector widths.
 using System.Numerics;

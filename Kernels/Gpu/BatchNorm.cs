@@ -134,6 +134,13 @@ public static class BatchNorm
         dx[i] = coef[3 * ch] * g + (coef[3 * ch + 1] * x[i] + coef[3 * ch + 2]);
     }
 
+    /// <summary>Element i: y = max(0, a + b), NaN kept (the fused residual add and ReLU, Kernels/Cpu/AddRelu.cs).</summary>
+    public static void AddReluKernel(Index1D i, ArrayView<float> a, ArrayView<float> b, ArrayView<float> y)
+    {
+        float v = a[i] + b[i];
+        y[i] = !(v > 0f) && !XMath.IsNaN(v) ? 0f : v;
+    }
+
     /// <summary>Element i: dx = dy where the ReLU's output y &gt; 0, else 0.</summary>
     public static void ReluBackwardKernel(Index1D i, ArrayView<float> dy, ArrayView<float> y, ArrayView<float> dx) => dx[i] = y[i] > 0f ? dy[i] : 0f;
 }

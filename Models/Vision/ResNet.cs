@@ -47,7 +47,7 @@ public abstract class ResidualBlock : Module<Tensor, Tensor>
     {
         var attended = _attention is null ? branch : _attention.Forward(branch);
         var shortcut = _downsample is null ? x : _downsample.Forward(x);
-        return (attended + shortcut).Relu();
+        return attended.AddRelu(shortcut);
     }
 
     private protected void AddBranchAttention(int channels, in BlockOptions o, Generator g, Device? device)

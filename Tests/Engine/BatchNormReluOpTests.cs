@@ -85,6 +85,37 @@ public class BatchNormReluOpTests
     }
 
     [Test]
+    public void Add_relu_matches_add_then_relu_and_records_its_kind()
+    {
+        var gen = new Generator(23);
+        double[] Run(bool fused, out double[] da, out double[] db)
+        {
+            using var scope = new TensorScope();
+            var g2 = new Generator(24);
+            var a = Tensor.Randn([2, 3, 4], g2, DType.Float64).RequiresGrad_();
+            var b = Tensor.Randn([2, 3, 4], g2, DType.Float64).RequiresGrad_();
+            var r = Tensor.Randn([2, 3, 4], g2, DType.Float64);
+            var y = fused ? a.AddRelu(b) : (a + b).Relu();
+            if (fused) Assert.That((y.GradFn!.Kind, y.GradFn.Saves), Is.EqualTo((OpKind.AddRelu, Saves.Output)));
+            (y * r).Sum().Backward();
+            da = a.Grad!.ToArray<double>(); db = b.Grad!.ToArray<double>();
+            return y.ToArray<double>();
+        }
+        var want = Run(false, out var wa, out var wb);
+        var got = Run(true, out var ga, out var gb);
+        Assert.That(got, Is.EqualTo(want));
+        Assert.That(got.Count(v => v == 0), Is.GreaterThan(3));
+        Assert.That(ga, Is.EqualTo(wa)); Assert.That(gb, Is.EqualTo(wb));
+        // Broadcast shapes take the unfused path and still give max(0, a + b).
+        using var m = Tensor.Randn([2, 3], gen, DType.Float64);
+        using var v = Tensor.Randn([3], gen, DType.Float64);
+        using var yb = m.AddRelu(v);
+        using var sum = m + v;
+        using var plain = sum.Relu();
+        Assert.That(yb.ToArray<double>(), Is.EqualTo(plain.ToArray<double>()));
+    }
+
+    [Test]
     public void Bad_arguments_name_the_op_and_the_shapes()
     {
         using var x = Tensor.Randn([2, 3, 2, 2], 1);
@@ -107,6 +138,8 @@ public class BatchNormReluOpTests
         Assert.That(e!.Message, Does.StartWith("BatchNorm2dRelu: evaluation mode needs the running mean and variance"));
         e = Assert.Throws<ArgumentException>(() => Tensor.ReluBackward(dy, wrongY));
         Assert.That(e!.Message, Does.StartWith("ReluBackward: gradient").And.Contain("[2,3,1,2]"));
+        e = Assert.Throws<ArgumentException>(() => dy.AddRelu(y64));
+        Assert.That(e!.Message, Does.StartWith("AddRelu").And.Contain("float64"));
         e = Assert.Throws<ArgumentException>(() => Tensor.ReluBackward(dy, y64));
         Assert.That(e!.Message, Does.StartWith("ReluBackward").And.Contain("float64"));
     }

@@ -55,6 +55,25 @@ public class BatchNormReluGpuTests(string deviceName) : DeviceFixture<BatchNormR
     }
 
     [Test]
+    public void Add_relu_forward_and_backward_match_the_cpu_backend()
+    {
+        var g = new Generator(Check.FreshSeed());
+        float[] a = Normal(g, 24), b = Normal(g, 24);
+        float[][] Step(Device d)
+        {
+            using var scope = new TensorScope();
+            var ta = Tensor.FromArray(a, [2, 3, 4], d).RequiresGrad_();
+            var tb = Tensor.FromArray(b, [2, 3, 4], d).RequiresGrad_();
+            var y = ta.AddRelu(tb);
+            var r = Enumerable.Range(0, 24).Select(k => (float)Math.Sin(0.7 * k + 0.3)).ToArray();
+            (y * Tensor.FromArray(r, [2, 3, 4], d)).Sum().Backward();
+            return [y.ToArray<float>(), ta.Grad!.ToArray<float>(), tb.Grad!.ToArray<float>()];
+        }
+        var (cpu, gpu) = (Step(Device.Cpu), Step(Gpu));
+        for (int k = 0; k < 3; k++) Assert.That(gpu[k], Is.EqualTo(cpu[k]).Within(1e-6), $"output {k} on {Gpu}");
+    }
+
+    [Test]
     public void Relu_backward_matches_the_cpu_backend()
     {
         float[] y = [0, 1.5f, -0f, 2, float.NaN, 0.25f, 3, 0], dy = [1, 2, 3, 4, 5, 6, 7, 8];

@@ -113,6 +113,29 @@ public class BatchNormReluTests
     }
 
     [Test]
+    public void Add_relu_is_max_of_zero_and_the_sum_at_every_length()
+    {
+        var g = new Generator(15);
+        for (int len = 0; len <= 2 * 16 + 1; len++)
+        {
+            double[] a = Normal(g, len), b = Normal(g, len);
+            if (len > 2) { a[0] = double.NaN; a[1] = -b[1]; a[2] = double.NegativeInfinity; }
+            var y = new double[len];
+            AddRelu.Forward<double>(a, b, y);
+            for (int i = 0; i < len; i++)
+            {
+                double want = double.IsNaN(a[i] + b[i]) ? double.NaN : Math.Max(a[i] + b[i], 0);
+                Assert.That(y[i], Is.EqualTo(want), $"len={len} i={i}");
+            }
+            float[] af = a.Select(v => (float)v).ToArray(), bf = b.Select(v => (float)v).ToArray(), yf = new float[len];
+            AddRelu.Forward<float>(af, bf, yf);
+            for (int i = 0; i < len; i++) Assert.That(yf[i], Is.EqualTo(float.IsNaN(af[i] + bf[i]) ? float.NaN : MathF.Max(af[i] + bf[i], 0)), $"float len={len} i={i}");
+        }
+        var e = Assert.Throws<ArgumentException>(() => AddRelu.Forward<float>(new float[3], new float[2], new float[3]));
+        Assert.That(e!.Message, Does.StartWith("AddRelu.Forward").And.Contain("b 2"));
+    }
+
+    [Test]
     public void Bad_sizes_name_the_kernel_and_the_lengths()
     {
         var e = Assert.Throws<ArgumentException>(() => BatchNorm.ReluBackward<float>(new float[4], new float[3], new float[4]));
