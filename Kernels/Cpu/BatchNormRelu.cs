@@ -50,24 +50,14 @@ public static unsafe partial class BatchNorm
 
     /// <summary>ReLU backward from the ReLU's output: dx = dy where y &gt; 0, else 0 (one pass; dx may alias dy).</summary>
     public static void ReluBackward<T>(ReadOnlySpan<T> dy, ReadOnlySpan<T> y, Span<T> dx) where T : unmanaged, IFloatingPointIeee754<T>
-    {
-        if (dy.Length != y.Length || dx.Length != y.Length)
-            throw new ArgumentException($"BatchNorm.ReluBackward: dy has {dy.Length} elements, y {y.Length} and dx {dx.Length}; all must be equal");
-        fixed (T* pdy = dy) fixed (T* py = y) fixed (T* pdx = dx) MaskedCopy(pdy, py, pdx, y.Length);
-    }
+        => Zip.Run<T, MaskLanes<T>>("BatchNorm.ReluBackward", ("dy", "y", "dx"), dy, y, dx);
 
-    // dx = dy·[y > 0]
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void MaskedCopy<T>(T* dy, T* y, T* dx, int len) where T : unmanaged, IFloatingPointIeee754<T>
+    // (dy, y) -> dy·[y > 0], for the Zip driver
+    private readonly struct MaskLanes<T> : Zip.IOp<T> where T : unmanaged, IFloatingPointIeee754<T>
     {
-        int i = 0;
-        if (Vector512.IsHardwareAccelerated && Vector512<T>.IsSupported)
-            for (; i + Vector512<T>.Count <= len; i += Vector512<T>.Count)
-                PositiveOutputMask<T>.Apply(Vector512.Load(dy + i), y + i).Store(dx + i);
-        else if (Vector256.IsHardwareAccelerated && Vector256<T>.IsSupported)
-            for (; i + Vector256<T>.Count <= len; i += Vector256<T>.Count)
-                PositiveOutputMask<T>.Apply(Vector256.Load(dy + i), y + i).Store(dx + i);
-        for (; i < len; i++) dx[i] = PositiveOutputMask<T>.Apply(dy[i], y + i);
+        public static Vector512<T> Apply(Vector512<T> dy, Vector512<T> y) => dy & Vector512.GreaterThan(y, Vector512<T>.Zero);
+        public static Vector256<T> Apply(Vector256<T> dy, Vector256<T> y) => dy & Vector256.GreaterThan(y, Vector256<T>.Zero);
+        public static T Apply(T dy, T y) => y > T.Zero ? dy : T.Zero;
     }
 
     // y = max(0, x·scale + shift); NaN stays NaN (Vector.Max and T.Max propagate it), as the ReLU op.
@@ -107,9 +97,9 @@ public static unsafe partial class BatchNorm
     // Fused ReLU: dy where the saved output y > 0, else 0 (the compare's all-ones lanes select dy bit for bit).
     private readonly struct PositiveOutputMask<T> : IDyMask<T> where T : unmanaged, IFloatingPointIeee754<T>
     {
-        public static Vector512<T> Apply(Vector512<T> dy, T* y) => dy & Vector512.GreaterThan(Vector512.Load(y), Vector512<T>.Zero);
-        public static Vector256<T> Apply(Vector256<T> dy, T* y) => dy & Vector256.GreaterThan(Vector256.Load(y), Vector256<T>.Zero);
-        public static T Apply(T dy, T* y) => *y > T.Zero ? dy : T.Zero;
+        public static Vector512<T> Apply(Vector512<T> dy, T* y) => MaskLanes<T>.Apply(dy, Vector512.Load(y));
+        public static Vector256<T> Apply(Vector256<T> dy, T* y) => MaskLanes<T>.Apply(dy, Vector256.Load(y));
+        public static T Apply(T dy, T* y) => MaskLanes<T>.Apply(dy, *y);
     }
 
     // ---- float64 references ----
