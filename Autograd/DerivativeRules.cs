@@ -76,7 +76,8 @@ public static class DerivativeRules
         // y = sigmoid x       dy/dx = y (1 - y)
         UnaryOp.Sigmoid => (n, g) => [Times(g, Y(n) * (1.0 - Y(n)))],
         // y = max(x, 0)
-        UnaryOp.Relu => (n, g) => [Times(g, X(n).Gt(0))],
+        // y = max(x, 0)      dy/dx = [y > 0], read from the output in one pass
+        UnaryOp.Relu => (n, g) => [Tensor.ReluBackward(g, Y(n))],
         // y = x Phi(x)        dy/dx = Phi(x) + x phi(x)
         UnaryOp.Gelu => (n, g) => [Times(g, X(n).GeluDerivative())],
         UnaryOp.GeluTanh => (n, g) => [Times(g, X(n).GeluDerivative(tanhApproximation: true))],
@@ -261,6 +262,12 @@ public static class DerivativeRules
                 (Reduction)n.Ints[0], n.Inputs[0].RequiresGrad, n.Inputs[1].RequiresGrad);
             return [dx, dy];
         },
+
+        // bnrelu: y = max(0, BN(x)), fused       the BatchNorm2d rule on dz = g·[y > 0] (mask from the saved output,
+        // applied inside the batch-norm backward's passes: Tensor.BatchNorm2dReluBackward)
+        [OpKind.BatchNorm2dRelu] = BatchNorm2dRule,
+        // bnrelu: y = max(0, a + b), fused         da = db = g·[y > 0] (one pass from the saved output, shared by both)
+        [OpKind.AddRelu] = (n, g) => { var d = Tensor.ReluBackward(g, n.SavedOutput); return [d, d]; },
     };
 
     // vision-models: saved as for Attention (q, k, v, O, lse, the [B, H, Tq, Tk] bias view); the bias is input 3.
@@ -374,15 +381,18 @@ public static class DerivativeRules
         return hasBias ? [dx, dw, db] : [dx, dw];
     }
 
-    // Saved: x (declared), then the extras mean, invstd and the weight when there is one; Ints: has weight, has bias.
-    // Inputs: x, then the weight and the bias that exist.
+    // Saved: x (declared; BatchNorm2dRelu also its output), then the extras mean, invstd and the weight when there is
+    // one; Ints: has weight, has bias. Inputs: x, then the weight and the bias that exist.
     private static Tensor?[] BatchNorm2dRule(GradNode n, Tensor g)
     {
         bool hasWeight = n.Ints[0] == 1, hasBias = n.Ints[1] == 1;
         var weight = hasWeight ? n.Inputs[1] : null;
         var bias = hasBias ? n.Inputs[hasWeight ? 2 : 1] : null;
-        var (dx, dw, db) = Tensor.BatchNorm2dBackward(g, n.SavedInput(0), n.SavedExtra(0), n.SavedExtra(1), hasWeight ? n.SavedExtra(2) : null,
-            weight?.RequiresGrad == true, bias?.RequiresGrad == true);
+        var (dx, dw, db) = n.Kind == OpKind.BatchNorm2dRelu
+            ? Tensor.BatchNorm2dReluBackward(g, n.SavedInput(0), n.SavedOutput, n.SavedExtra(0), n.SavedExtra(1), hasWeight ? n.SavedExtra(2) : null,
+                weight?.RequiresGrad == true, bias?.RequiresGrad == true)
+            : Tensor.BatchNorm2dBackward(g, n.SavedInput(0), n.SavedExtra(0), n.SavedExtra(1), hasWeight ? n.SavedExtra(2) : null,
+                weight?.RequiresGrad == true, bias?.RequiresGrad == true);
         // The kernel always writes dx (its sums serve dw and db too); Backward ignores it when x wants no gradient.
         return (hasWeight, hasBias) switch { (true, true) => [dx, dw, db], (true, false) => [dx, dw], (false, true) => [dx, db], _ => [dx] };
     }

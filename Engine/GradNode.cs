@@ -20,6 +20,10 @@ public enum OpKind
     AttentionBias,
     // recommend: SASRec's loss
     BinaryCrossEntropyWithLogits,
+    // bnrelu: fused BatchNorm2d + ReLU (Tensor.BatchNorm2dRelu)
+    BatchNorm2dRelu,
+    // bnrelu: fused residual add + ReLU (Tensor.AddRelu)
+    AddRelu,
 #pragma warning restore CS1591
 }
 
@@ -103,6 +107,10 @@ public sealed class GradNode
         OpKind.Softmax or OpKind.LogSoftmax => Saves.Output,
         // batch norm's x̂ from x and the saved batch statistics (extras: mean, 1/std, weight)
         OpKind.BatchNorm2d => Saves.Input0,
+        // fused batch norm + ReLU: x for x̂, and its output for the ReLU's mask y > 0 (same extras as BatchNorm2d)
+        OpKind.BatchNorm2dRelu => Saves.Input0 | Saves.Output,
+        // fused add + ReLU: the output alone (the mask y > 0 serves both inputs)
+        OpKind.AddRelu => Saves.Output,
         // each input's gradient needs the other: dA = g B^T, dB = A^T g
         OpKind.MatMul => Saves.Inputs | Saves.ForOtherInput,
         // Sum, Cat, views, Copy, ToDType need shapes and scalars only; Where, Max, Min, IndexSelect,

@@ -5,7 +5,7 @@ namespace AttnCore;
 
 // Convolution, pooling and batch normalisation on NCHW tensors. Each records an OpKind whose
 // rule (Autograd/DerivativeRules.cs) calls the public backward op here (Conv2dBackward, MaxPool2dBackward,
-// AvgPool2dBackward, BatchNorm2dBackward), which runs the matching fused kernel.
+// AvgPool2dBackward, BatchNorm2dBackward, BatchNorm2dReluBackward), which runs the matching fused kernel.
 public sealed partial class Tensor
 {
     private void RequireNchw(string op)
@@ -202,18 +202,37 @@ public sealed partial class Tensor
     /// otherwise the running statistics are used. Weight and bias are [C] or null.
     /// </summary>
     public Tensor BatchNorm2d(Tensor? runningMean, Tensor? runningVar, Tensor? weight, Tensor? bias, bool training, double momentum = 0.1, double eps = 1e-5)
+        => BatchNorm2dCore("BatchNorm2d", false, runningMean, runningVar, weight, bias, training, momentum, eps);
+
+    /// <summary>
+    /// Batch normalisation followed by ReLU, max(0, BatchNorm2d(x)), in one fused pass after the statistics (the
+    /// same arguments and running-statistics update as <see cref="BatchNorm2d"/>). Training mode records
+    /// <see cref="OpKind.BatchNorm2dRelu"/>, which saves the output for the ReLU's mask; its gradient is
+    /// <see cref="BatchNorm2dReluBackward"/>.
+    /// </summary>
+    public Tensor BatchNorm2dRelu(Tensor? runningMean, Tensor? runningVar, Tensor? weight, Tensor? bias, bool training, double momentum = 0.1, double eps = 1e-5)
+        => BatchNorm2dCore("BatchNorm2dRelu", true, runningMean, runningVar, weight, bias, training, momentum, eps);
+
+    private Tensor BatchNorm2dCore(string op, bool relu, Tensor? runningMean, Tensor? runningVar, Tensor? weight, Tensor? bias, bool training, double momentum, double eps)
     {
-        RequireNchw("BatchNorm2d");
+        RequireNchw(op);
         int n = Size(0), c = Size(1), hw = Size(2) * Size(3);
         foreach (var (t, name) in new[] { (runningMean, "running mean"), (runningVar, "running var"), (weight, "weight"), (bias, "bias") })
         {
             if (t is null) continue;
-            SameDevice("BatchNorm2d", this, t); SameDType("BatchNorm2d", this, t);
-            if (t.Rank != 1 || t.Size(0) != c) throw new ArgumentException($"BatchNorm2d: {name} must be [{c}], got {t.Describe()}");
+            SameDevice(op, this, t); SameDType(op, this, t);
+            if (t.Rank != 1 || t.Size(0) != c) throw new ArgumentException($"{op}: {name} must be [{c}] for input {Describe()}, got {t.Describe()}");
             if (name.StartsWith("running", StringComparison.Ordinal) && (!t.IsContiguous || t.Layout.Offset != 0))
-                throw new ArgumentException($"BatchNorm2d: {name} must be a contiguous tensor (it is updated in place)");
+                throw new ArgumentException($"{op}: {name} must be a contiguous tensor (it is updated in place)");
         }
-        if (!training && (runningMean is null || runningVar is null)) throw new ArgumentException("BatchNorm2d: evaluation mode needs the running mean and variance");
+        if (!training && (runningMean is null || runningVar is null)) throw new ArgumentException($"{op}: evaluation mode needs the running mean and variance");
+        bool evalGrad = !training && GradMode.IsEnabled && (RequiresGrad || weight?.RequiresGrad == true || bias?.RequiresGrad == true);
+        if (relu && evalGrad)
+        {
+            // Evaluation with gradients wanted (rare: fine-tuning through frozen statistics): the recorded ops below, then ReLU.
+            using var affine = BatchNorm2dCore("BatchNorm2d", false, runningMean, runningVar, weight, bias, training, momentum, eps);
+            return affine.Relu();
+        }
         using var x = Dense();
         using var w = weight?.Dense();
         using var b = bias?.Dense();
@@ -222,9 +241,10 @@ public sealed partial class Tensor
         using var invstd = Empty([c], DType, Device);
         if (Numel > 0)
         {
-            Backend.BatchNormForward(training, x.Storage, w?.Storage, b?.Storage, y.Storage, mean.Storage, invstd.Storage, runningMean?.Storage, runningVar?.Storage, n, c, hw, momentum, eps);
+            Backend.BatchNormForward(training, x.Storage, w?.Storage, b?.Storage, y.Storage, mean.Storage, invstd.Storage, runningMean?.Storage, runningVar?.Storage, n, c, hw, momentum, eps, relu);
             if (training) { runningMean?.Storage.BumpVersion(); runningVar?.Storage.BumpVersion(); }
         }
+        if (!training && relu) return y;
         if (!training)
         {
             // Evaluation is an affine map with fixed statistics: record it through ordinary ops for gradients.
@@ -247,7 +267,8 @@ public sealed partial class Tensor
         };
         // x is declared saved (GradNode.SavesOf); extras: the batch mean and 1/std, then the weight when there is one.
         // Ints: has weight, has bias (which inputs after x are which).
-        return y.Record(OpKind.BatchNorm2d, inputs, w is null ? [mean, invstd] : [mean, invstd, w], 0, [weight is null ? 0 : 1, bias is null ? 0 : 1]);
+        // The fused op saves its output as well (declared): the ReLU's mask is y > 0.
+        return y.Record(relu ? OpKind.BatchNorm2dRelu : OpKind.BatchNorm2d, inputs, w is null ? [mean, invstd] : [mean, invstd, w], 0, [weight is null ? 0 : 1, bias is null ? 0 : 1]);
     }
 
     /// <summary>
@@ -258,13 +279,31 @@ public sealed partial class Tensor
     /// </summary>
     public static (Tensor Dx, Tensor? DWeight, Tensor? DBias) BatchNorm2dBackward(Tensor gradOutput, Tensor input, Tensor mean, Tensor invstd, Tensor? weight,
         bool wantWeight = true, bool wantBias = true)
+        => BatchNorm2dBackwardCore("BatchNorm2dBackward", gradOutput, input, null, mean, invstd, weight, wantWeight, wantBias);
+
+    /// <summary>
+    /// The training-mode backward pass of <see cref="BatchNorm2dRelu"/>: <see cref="BatchNorm2dBackward"/> applied to
+    /// dz = dy·[output &gt; 0], with <paramref name="output"/> the fused op's result max(0, BN(x)), in the same two
+    /// passes (the mask is read inside the reductions and the final pass; dz is never stored).
+    /// </summary>
+    public static (Tensor Dx, Tensor? DWeight, Tensor? DBias) BatchNorm2dReluBackward(Tensor gradOutput, Tensor input, Tensor output, Tensor mean, Tensor invstd, Tensor? weight,
+        bool wantWeight = true, bool wantBias = true)
+        => BatchNorm2dBackwardCore("BatchNorm2dReluBackward", gradOutput, input, output, mean, invstd, weight, wantWeight, wantBias);
+
+    private static (Tensor Dx, Tensor? DWeight, Tensor? DBias) BatchNorm2dBackwardCore(string op, Tensor gradOutput, Tensor input, Tensor? output, Tensor mean, Tensor invstd, Tensor? weight,
+        bool wantWeight, bool wantBias)
     {
-        const string op = "BatchNorm2dBackward";
         input.RequireNchw(op);
         int n = input.Size(0), c = input.Size(1), hw = input.Size(2) * input.Size(3);
         SameDevice(op, gradOutput, input); SameDType(op, gradOutput, input);
         if (!gradOutput.Layout.Shape.AsSpan().SequenceEqual(input.Layout.Shape))
             throw new ArgumentException($"{op}: gradient {gradOutput.Describe()} and input {input.Describe()} differ in shape");
+        if (output is not null)
+        {
+            SameDevice(op, output, input); SameDType(op, output, input);
+            if (!output.Layout.Shape.AsSpan().SequenceEqual(input.Layout.Shape))
+                throw new ArgumentException($"{op}: output {output.Describe()} and input {input.Describe()} differ in shape");
+        }
         foreach (var (t, name) in new[] { (mean, "mean"), (invstd, "invstd"), (weight, "weight") })
         {
             if (t is null) continue;
@@ -276,10 +315,11 @@ public sealed partial class Tensor
         using var m = mean.Dense();
         using var r = invstd.Dense();
         using var w = weight?.Dense();
+        using var yy = output?.Dense();
         var dx = x.EmptyLike();
         var dw = wantWeight ? x.EmptyLike([c]) : null;
         var db = wantBias ? x.EmptyLike([c]) : null;
-        if (x.Numel > 0) x.Backend.BatchNormBackward(dy.Storage, x.Storage, m.Storage, r.Storage, w?.Storage, dx.Storage, dw?.Storage, db?.Storage, n, c, hw);
+        if (x.Numel > 0) x.Backend.BatchNormBackward(dy.Storage, x.Storage, m.Storage, r.Storage, w?.Storage, dx.Storage, dw?.Storage, db?.Storage, n, c, hw, yy?.Storage);
         else { dw?.Fill_(0); db?.Fill_(0); }
         return (dx, dw, db);
     }

@@ -54,6 +54,46 @@ public sealed partial class Tensor
     public Tensor Sigmoid() => Map(UnaryOp.Sigmoid, "Sigmoid");
     /// <summary>max(x, 0)</summary>
     public Tensor Relu() => Map(UnaryOp.Relu, "Relu");
+
+    /// <summary>
+    /// The gradient of ReLU from its output (torch's threshold_backward(dy, y, 0)): dy where <paramref name="output"/>
+    /// &gt; 0, else 0, in one pass (no mask tensor). Same shape, dtype and device for both.
+    /// </summary>
+    public static Tensor ReluBackward(Tensor gradOutput, Tensor output)
+    {
+        const string op = "ReluBackward";
+        SameDevice(op, gradOutput, output); SameDType(op, gradOutput, output);
+        output.RequireFloat(op);
+        if (!gradOutput.Layout.Shape.AsSpan().SequenceEqual(output.Layout.Shape))
+            throw new ArgumentException($"{op}: gradient {gradOutput.Describe()} and output {output.Describe()} differ in shape");
+        using var dy = gradOutput.Dense();
+        using var y = output.Dense();
+        var dx = y.EmptyLike();
+        if (y.Numel > 0) y.Backend.ReluBackward(dy.Storage, y.Storage, dx.Storage, y.Numel);
+        return dx;
+    }
+
+    /// <summary>
+    /// max(0, this + other) in one pass (a residual add and its ReLU). Records <see cref="OpKind.AddRelu"/>, which saves
+    /// only the output; both inputs' gradient is <see cref="ReluBackward"/>. Inputs of different shapes broadcast
+    /// through the unfused Add and Relu.
+    /// </summary>
+    public Tensor AddRelu(Tensor other)
+    {
+        const string op = "AddRelu";
+        SameDevice(op, this, other); SameDType(op, this, other);
+        RequireFloat(op);
+        if (!Layout.Shape.AsSpan().SequenceEqual(other.Layout.Shape))
+        {
+            using var sum = this + other;
+            return sum.Relu();
+        }
+        using var a = Dense();
+        using var b = other.Dense();
+        var y = a.EmptyLike();
+        if (y.Numel > 0) Backend.AddRelu(a.Storage, b.Storage, y.Storage, y.Numel);
+        return y.Record(OpKind.AddRelu, [this, other]);
+    }
     /// <summary>The derivative of <see cref="Gelu"/> at each element (used by its backward rule).</summary>
     internal Tensor GeluDerivative(bool tanhApproximation = false) => Map(tanhApproximation ? UnaryOp.GeluTanhGrad : UnaryOp.GeluGrad, "GeluDerivative");
     /// <summary>GELU: exact erf form by default (PyTorch's default), tanh approximation when <paramref name="tanhApproximation"/>.</summary>

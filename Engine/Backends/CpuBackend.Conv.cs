@@ -61,10 +61,18 @@ public sealed partial class CpuBackend
 
     /// <inheritdoc/>
     public void BatchNormForward(bool training, Storage x, Storage? gamma, Storage? beta, Storage y, Storage mean, Storage invstd, Storage? runningMean, Storage? runningVar,
-        int n, int c, int hw, double momentum, double eps)
+        int n, int c, int hw, double momentum, double eps, bool relu = false)
     {
         switch (x.DType)
         {
+            case DType.Float32 when relu:
+                if (training) BatchNorm.ForwardTrainingRelu(RO<float>(x), RO<float>(gamma), RO<float>(beta), RW<float>(y), RW<float>(mean), RW<float>(invstd), RW<float>(runningMean), RW<float>(runningVar), n, c, hw, (float)momentum, (float)eps);
+                else BatchNorm.ForwardInferenceRelu(RO<float>(x), RO<float>(gamma), RO<float>(beta), RW<float>(y), RO<float>(runningMean), RO<float>(runningVar), n, c, hw, (float)eps);
+                break;
+            case DType.Float64 when relu:
+                if (training) BatchNorm.ForwardTrainingRelu(RO<double>(x), RO<double>(gamma), RO<double>(beta), RW<double>(y), RW<double>(mean), RW<double>(invstd), RW<double>(runningMean), RW<double>(runningVar), n, c, hw, momentum, eps);
+                else BatchNorm.ForwardInferenceRelu(RO<double>(x), RO<double>(gamma), RO<double>(beta), RW<double>(y), RO<double>(runningMean), RO<double>(runningVar), n, c, hw, eps);
+                break;
             case DType.Float32:
                 if (training) BatchNorm.ForwardTraining(RO<float>(x), RO<float>(gamma), RO<float>(beta), RW<float>(y), RW<float>(mean), RW<float>(invstd), RW<float>(runningMean), RW<float>(runningVar), n, c, hw, (float)momentum, (float)eps);
                 else BatchNorm.ForwardInference(RO<float>(x), RO<float>(gamma), RO<float>(beta), RW<float>(y), RO<float>(runningMean), RO<float>(runningVar), n, c, hw, (float)eps);
@@ -78,13 +86,42 @@ public sealed partial class CpuBackend
     }
 
     /// <inheritdoc/>
-    public void BatchNormBackward(Storage dy, Storage x, Storage mean, Storage invstd, Storage? gamma, Storage dx, Storage? dgamma, Storage? dbeta, int n, int c, int hw)
+    public void BatchNormBackward(Storage dy, Storage x, Storage mean, Storage invstd, Storage? gamma, Storage dx, Storage? dgamma, Storage? dbeta, int n, int c, int hw,
+        Storage? reluOutput = null)
     {
         switch (x.DType)
         {
+            case DType.Float32 when reluOutput is not null: BatchNorm.BackwardRelu(RO<float>(dy), RO<float>(x), RO<float>(reluOutput), RO<float>(mean), RO<float>(invstd), RO<float>(gamma), RW<float>(dx), RW<float>(dgamma), RW<float>(dbeta), n, c, hw); break;
+            case DType.Float64 when reluOutput is not null: BatchNorm.BackwardRelu(RO<double>(dy), RO<double>(x), RO<double>(reluOutput), RO<double>(mean), RO<double>(invstd), RO<double>(gamma), RW<double>(dx), RW<double>(dgamma), RW<double>(dbeta), n, c, hw); break;
             case DType.Float32: BatchNorm.Backward(RO<float>(dy), RO<float>(x), RO<float>(mean), RO<float>(invstd), RO<float>(gamma), RW<float>(dx), RW<float>(dgamma), RW<float>(dbeta), n, c, hw); break;
             case DType.Float64: BatchNorm.Backward(RO<double>(dy), RO<double>(x), RO<double>(mean), RO<double>(invstd), RO<double>(gamma), RW<double>(dx), RW<double>(dgamma), RW<double>(dbeta), n, c, hw); break;
             default: throw new NotSupportedException($"BatchNorm2d: not defined for {x.DType.Name()} tensors");
+        }
+    }
+
+    /// <inheritdoc/>
+    public void ReluBackward(Storage dy, Storage y, Storage dx, long count)
+    {
+        if (count < 0 || dy.Length < count || y.Length < count || dx.Length < count)
+            throw new ArgumentException($"ReluBackward: count {count} with dy of {dy.Length}, y of {y.Length} and dx of {dx.Length} elements");
+        switch (y.DType)
+        {
+            case DType.Float32: BatchNorm.ReluBackward(RO<float>(dy)[..(int)count], RO<float>(y)[..(int)count], RW<float>(dx)[..(int)count]); break;
+            case DType.Float64: BatchNorm.ReluBackward(RO<double>(dy)[..(int)count], RO<double>(y)[..(int)count], RW<double>(dx)[..(int)count]); break;
+            default: throw new NotSupportedException($"ReluBackward: not defined for {y.DType.Name()} tensors");
+        }
+    }
+
+    /// <inheritdoc/>
+    public void AddRelu(Storage a, Storage b, Storage y, long count)
+    {
+        if (count < 0 || a.Length < count || b.Length < count || y.Length < count)
+            throw new ArgumentException($"AddRelu: count {count} with a of {a.Length}, b of {b.Length} and y of {y.Length} elements");
+        switch (y.DType)
+        {
+            case DType.Float32: Kernels.Cpu.AddRelu.Forward(RO<float>(a)[..(int)count], RO<float>(b)[..(int)count], RW<float>(y)[..(int)count]); break;
+            case DType.Float64: Kernels.Cpu.AddRelu.Forward(RO<double>(a)[..(int)count], RO<double>(b)[..(int)count], RW<double>(y)[..(int)count]); break;
+            default: throw new NotSupportedException($"AddRelu: not defined for {y.DType.Name()} tensors");
         }
     }
 }

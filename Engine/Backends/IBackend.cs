@@ -161,13 +161,24 @@ public interface IBackend : IDisposable
 
     /// <summary>
     /// BatchNorm2d forward over [n, c, hw]: in training, batch statistics (written to mean/invstd, running
-    /// stats updated when given); otherwise the running statistics.
+    /// stats updated when given); otherwise the running statistics. With <paramref name="relu"/> the output is
+    /// max(0, BN(x)) in the same pass (fused BatchNorm + ReLU).
     /// </summary>
     void BatchNormForward(bool training, Storage x, Storage? gamma, Storage? beta, Storage y, Storage mean, Storage invstd, Storage? runningMean, Storage? runningVar,
-        int n, int c, int hw, double momentum, double eps);
+        int n, int c, int hw, double momentum, double eps, bool relu = false);
 
-    /// <summary>BatchNorm2d training-mode backward (outputs overwritten; dgamma/dbeta may be null).</summary>
-    void BatchNormBackward(Storage dy, Storage x, Storage mean, Storage invstd, Storage? gamma, Storage dx, Storage? dgamma, Storage? dbeta, int n, int c, int hw);
+    /// <summary>
+    /// BatchNorm2d training-mode backward (outputs overwritten; dgamma/dbeta may be null). With
+    /// <paramref name="reluOutput"/> (the fused BatchNorm + ReLU's output) dy is taken where that output is &gt; 0, 0 elsewhere.
+    /// </summary>
+    void BatchNormBackward(Storage dy, Storage x, Storage mean, Storage invstd, Storage? gamma, Storage dx, Storage? dgamma, Storage? dbeta, int n, int c, int hw,
+        Storage? reluOutput = null);
+
+    /// <summary>ReLU backward from its output: dx = dy where y &gt; 0, else 0, over <paramref name="count"/> contiguous elements.</summary>
+    void ReluBackward(Storage dy, Storage y, Storage dx, long count);
+
+    /// <summary>The fused residual add and ReLU: y = max(0, a + b) over <paramref name="count"/> contiguous elements.</summary>
+    void AddRelu(Storage a, Storage b, Storage y, long count);
 
     /// <summary>
     /// dst[i] = 1/(1-p) or 0 for the first <paramref name="length"/> elements: the dropout keep-mask drawn from

@@ -170,9 +170,9 @@ public sealed partial class IlgpuBackend
 
     /// <inheritdoc/>
     public void BatchNormForward(bool training, Storage x, Storage? gamma, Storage? beta, Storage y, Storage mean, Storage invstd, Storage? runningMean, Storage? runningVar,
-        int n, int c, int hw, double momentum, double eps)
+        int n, int c, int hw, double momentum, double eps, bool relu = false)
     {
-        const string op = "BatchNorm2d";
+        string op = relu ? "BatchNorm2dRelu" : "BatchNorm2d";
         var (xs, ys) = (Float(x, op), Float(y, op));
         var (gs, bs) = (gamma is null ? null : Float(gamma, op), beta is null ? null : Float(beta, op));
         var (rm, rv) = (runningMean is null ? null : Float(runningMean, op), runningVar is null ? null : Float(runningVar, op));
@@ -182,7 +182,7 @@ public sealed partial class IlgpuBackend
         var args = new BatchNormArgs
         {
             N = n, C = c, Hw = hw, Momentum = (float)momentum, Eps = (float)eps,
-            HasGamma = gs is null ? 0 : 1, HasBeta = bs is null ? 0 : 1, HasRunning = rm is null ? 0 : 1,
+            HasGamma = gs is null ? 0 : 1, HasBeta = bs is null ? 0 : 1, HasRunning = rm is null ? 0 : 1, Relu = relu ? 1 : 0,
         };
         long numel = (long)n * c * hw;
         var xv = xs.Floats;
@@ -202,13 +202,15 @@ public sealed partial class IlgpuBackend
     }
 
     /// <inheritdoc/>
-    public void BatchNormBackward(Storage dy, Storage x, Storage mean, Storage invstd, Storage? gamma, Storage dx, Storage? dgamma, Storage? dbeta, int n, int c, int hw)
+    public void BatchNormBackward(Storage dy, Storage x, Storage mean, Storage invstd, Storage? gamma, Storage dx, Storage? dgamma, Storage? dbeta, int n, int c, int hw,
+        Storage? reluOutput = null)
     {
-        const string op = "BatchNorm2dBackward";
+        string op = reluOutput is null ? "BatchNorm2dBackward" : "BatchNorm2dReluBackward";
         var (dys, xs, ms, iv, dxs) = (Float(dy, op), Float(x, op), Float(mean, op), Float(invstd, op), Float(dx, op));
+        var ys = reluOutput is null ? dys : Float(reluOutput, op);
         var (gs, dgs, dbs) = (gamma is null ? null : Float(gamma, op), dgamma is null ? null : Float(dgamma, op), dbeta is null ? null : Float(dbeta, op));
         CheckBatchNorm(op, n, c, hw, (dy, "dy", false), (x, "x", false), (dx, "dx", false), (mean, "mean", true), (invstd, "invstd", true),
-            (gamma, "gamma", true), (dgamma, "dgamma", true), (dbeta, "dbeta", true));
+            (gamma, "gamma", true), (dgamma, "dgamma", true), (dbeta, "dbeta", true), (reluOutput, "relu output", false));
         if (n == 0)
         {
             // No values: the parameter gradients are empty sums, as on the CPU.
@@ -216,15 +218,36 @@ public sealed partial class IlgpuBackend
             if (dbeta is not null) Fill(dbeta, Layout.Contiguous([c]), 0);
             return;
         }
-        var args = new BatchNormArgs { N = n, C = c, Hw = hw, HasGamma = gs is null ? 0 : 1, WantDGamma = dgs is null ? 0 : 1, WantDBeta = dbs is null ? 0 : 1 };
+        var args = new BatchNormArgs { N = n, C = c, Hw = hw, HasGamma = gs is null ? 0 : 1, WantDGamma = dgs is null ? 0 : 1, WantDBeta = dbs is null ? 0 : 1, Relu = reluOutput is null ? 0 : 1 };
         var coef = Allocate(DType.Float32, 3L * c);
         try
         {
             var cv = S(coef, op).Floats;
-            _k.BatchNormBackwardSums.Value(new KernelConfig(new Index1D(c), new Index1D(_k.GroupSize)), dys.Floats, xs.Floats, ms.Floats, iv.Floats, gs?.Floats ?? cv,
+            _k.BatchNormBackwardSums.Value(new KernelConfig(new Index1D(c), new Index1D(_k.GroupSize)), dys.Floats, ys.Floats, xs.Floats, ms.Floats, iv.Floats, gs?.Floats ?? cv,
                 cv, dgs?.Floats ?? cv, dbs?.Floats ?? cv, args);
-            _k.BatchNormDx.Value(Threads(op, (long)n * c * hw), dys.Floats, xs.Floats, cv, dxs.Floats, c, hw);
+            _k.BatchNormDx.Value(Threads(op, (long)n * c * hw), dys.Floats, ys.Floats, xs.Floats, cv, dxs.Floats, c, hw, args.Relu);
         }
         finally { coef.Release(); }
+    }
+
+    /// <inheritdoc/>
+    public void ReluBackward(Storage dy, Storage y, Storage dx, long count)
+    {
+        const string op = "ReluBackward";
+        var (dys, ys, dxs) = (Float(dy, op), Float(y, op), Float(dx, op));
+        string d = $"count={count}";
+        foreach (var (s, name) in new[] { (dy, "dy"), (y, "y"), (dx, "dx") }) CheckLength(op, name, s, count, d);
+        if (count == 0) return;
+        _k.ReluBackward.Value(Threads(op, count), dys.Floats, ys.Floats, dxs.Floats);
+    }
+
+    /// <inheritdoc/>
+    public void AddRelu(Storage a, Storage b, Storage y, long count)
+    {
+        const string op = "AddRelu";
+        var (sa, sb, sy) = (Float(a, op), Float(b, op), Float(y, op));
+        foreach (var (s, name) in new[] { (a, "a"), (b, "b"), (y, "y") }) CheckLength(op, name, s, count, $"count={count}");
+        if (count == 0) return;
+        _k.AddRelu.Value(Threads(op, count), sa.Floats, sb.Floats, sy.Floats);
     }
 }

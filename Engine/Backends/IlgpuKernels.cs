@@ -92,8 +92,10 @@ internal sealed partial class IlgpuKernels
         AvgPoolBackward = Auto<ArrayView<float>, ArrayView<float>, PoolGeometry>(Pool.AvgBackwardKernel);
         BatchNormStats = Grouped<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, BatchNormArgs>(small ? BatchNorm.StatsKernel<Size16> : BatchNorm.StatsKernel<Size256>);
         BatchNormNormalize = Auto<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, BatchNormArgs, int>(BatchNorm.NormalizeKernel);
-        BatchNormBackwardSums = Grouped<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, BatchNormArgs>(small ? BatchNorm.BackwardSumsKernel<Size16> : BatchNorm.BackwardSumsKernel<Size256>);
-        BatchNormDx = Auto<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int>(BatchNorm.BackwardDxKernel);
+        BatchNormBackwardSums = Grouped<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, BatchNormArgs>(small ? BatchNorm.BackwardSumsKernel<Size16> : BatchNorm.BackwardSumsKernel<Size256>);
+        BatchNormDx = Auto<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int>(BatchNorm.BackwardDxKernel);
+        ReluBackward = Auto<ArrayView<float>, ArrayView<float>, ArrayView<float>>(BatchNorm.ReluBackwardKernel);
+        AddRelu = Auto<ArrayView<float>, ArrayView<float>, ArrayView<float>>(BatchNorm.AddReluKernel);
         // Fused attention (IlgpuKernels.Attention.cs).
         AttentionForward = Grouped<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionArgs>(small ? GpuAttention.ForwardKernel<AttentionSmallTiles> : GpuAttention.ForwardKernel<AttentionGpuTiles>);
         AttentionDelta = Auto<ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionArgs>(GpuAttention.DeltaKernel);

@@ -87,7 +87,7 @@ public enum UnaryOp
     [Elementwise(Reads = Saves.Output)]
     Sigmoid,
     /// <summary>max(x, 0)</summary>
-    [Elementwise(Reads = Saves.Input0)]
+    [Elementwise(Reads = Saves.Output)]
     Relu,
     /// <summary>x * Phi(x) with the exact erf (PyTorch's default).</summary>
     [Elementwise(Reads = Saves.Input0)]

@@ -22,7 +22,7 @@ using System.Runtime.Intrinsics;
 namespace AttnCore.Kernels.Cpu;
 
 /// <summary>BatchNorm2d kernels over NCHW tensors (float32 and float64); x is [N, C, HW] with HW = H·W.</summary>
-public static unsafe class BatchNorm
+public static unsafe partial class BatchNorm
 {
     private const long MinParallelElements = 1 << 15;
     private const int FlushEvery = 4096;   // values summed in T before the partial sums move to float64
@@ -32,6 +32,7 @@ public static unsafe class BatchNorm
         public T* X, Gamma, Beta, Y, Mean, Invstd, RunMean, RunVar, Dy, Dx, DGamma, DBeta;
         public int N, C, Hw, ChannelsPerChunk;
         public double Momentum, Eps;
+        public bool Relu;   // fused ReLU (BatchNormRelu.cs): forward clamps y; backward masks dy by Y > 0
     }
 
     private static void Check(string op, int n, int c, int hw, int xLen, int yLen, params (int Length, string Name, bool Optional)[] perChannel)
@@ -64,17 +65,21 @@ public static unsafe class BatchNorm
     /// </summary>
     public static void ForwardTraining<T>(ReadOnlySpan<T> x, ReadOnlySpan<T> gamma, ReadOnlySpan<T> beta, Span<T> y, Span<T> mean, Span<T> invstd,
         Span<T> runningMean, Span<T> runningVar, int n, int c, int hw, T momentum, T eps) where T : unmanaged, IFloatingPointIeee754<T>
+        => ForwardTrainingCore("BatchNorm.ForwardTraining", false, x, gamma, beta, y, mean, invstd, runningMean, runningVar, n, c, hw, momentum, eps);
+
+    private static void ForwardTrainingCore<T>(string op, bool relu, ReadOnlySpan<T> x, ReadOnlySpan<T> gamma, ReadOnlySpan<T> beta, Span<T> y, Span<T> mean, Span<T> invstd,
+        Span<T> runningMean, Span<T> runningVar, int n, int c, int hw, T momentum, T eps) where T : unmanaged, IFloatingPointIeee754<T>
     {
-        Check("BatchNorm.ForwardTraining", n, c, hw, x.Length, y.Length, (gamma.Length, "gamma", true), (beta.Length, "beta", true),
+        Check(op, n, c, hw, x.Length, y.Length, (gamma.Length, "gamma", true), (beta.Length, "beta", true),
             (mean.Length, "mean", false), (invstd.Length, "invstd", false), (runningMean.Length, "runningMean", true), (runningVar.Length, "runningVar", true));
-        if ((long)n * hw < 2) throw new ArgumentException($"BatchNorm.ForwardTraining: needs more than one value per channel in training mode, got N·H·W = {(long)n * hw}");
+        if ((long)n * hw < 2) throw new ArgumentException($"{op}: needs more than one value per channel in training mode, got N·H·W = {(long)n * hw}");
         fixed (T* px = x) fixed (T* pg = gamma) fixed (T* pb = beta) fixed (T* py = y) fixed (T* pm = mean) fixed (T* pi = invstd) fixed (T* prm = runningMean) fixed (T* prv = runningVar)
         {
             var a = new Args<T>
             {
                 X = px, Gamma = gamma.IsEmpty ? null : pg, Beta = beta.IsEmpty ? null : pb, Y = py, Mean = pm, Invstd = pi,
                 RunMean = runningMean.IsEmpty ? null : prm, RunVar = runningVar.IsEmpty ? null : prv,
-                N = n, C = c, Hw = hw, Momentum = double.CreateTruncating(momentum), Eps = double.CreateTruncating(eps),
+                N = n, C = c, Hw = hw, Momentum = double.CreateTruncating(momentum), Eps = double.CreateTruncating(eps), Relu = relu,
             };
             Run(ref a, &TrainingChunk<T>);
         }
@@ -142,19 +147,24 @@ public static unsafe class BatchNorm
         for (int b = 0; b < a.N; b++)
         {
             long off = ((long)b * a.C + ch) * a.Hw;
-            ScaleShift(a.X + off, a.Y + off, a.Hw, scale, shift);
+            if (a.Relu) ScaleShiftRelu(a.X + off, a.Y + off, a.Hw, scale, shift);
+            else ScaleShift(a.X + off, a.Y + off, a.Hw, scale, shift);
         }
     }
 
     /// <summary>Evaluation-mode forward: y = (x − runningMean)/sqrt(runningVar + eps)·γ + β.</summary>
     public static void ForwardInference<T>(ReadOnlySpan<T> x, ReadOnlySpan<T> gamma, ReadOnlySpan<T> beta, Span<T> y, ReadOnlySpan<T> runningMean, ReadOnlySpan<T> runningVar,
         int n, int c, int hw, T eps) where T : unmanaged, IFloatingPointIeee754<T>
+        => ForwardInferenceCore("BatchNorm.ForwardInference", false, x, gamma, beta, y, runningMean, runningVar, n, c, hw, eps);
+
+    private static void ForwardInferenceCore<T>(string op, bool relu, ReadOnlySpan<T> x, ReadOnlySpan<T> gamma, ReadOnlySpan<T> beta, Span<T> y, ReadOnlySpan<T> runningMean, ReadOnlySpan<T> runningVar,
+        int n, int c, int hw, T eps) where T : unmanaged, IFloatingPointIeee754<T>
     {
-        Check("BatchNorm.ForwardInference", n, c, hw, x.Length, y.Length, (gamma.Length, "gamma", true), (beta.Length, "beta", true),
+        Check(op, n, c, hw, x.Length, y.Length, (gamma.Length, "gamma", true), (beta.Length, "beta", true),
             (runningMean.Length, "runningMean", false), (runningVar.Length, "runningVar", false));
         fixed (T* px = x) fixed (T* pg = gamma) fixed (T* pb = beta) fixed (T* py = y) fixed (T* prm = runningMean) fixed (T* prv = runningVar)
         {
-            var a = new Args<T> { X = px, Gamma = gamma.IsEmpty ? null : pg, Beta = beta.IsEmpty ? null : pb, Y = py, RunMean = prm, RunVar = prv, N = n, C = c, Hw = hw, Eps = double.CreateTruncating(eps) };
+            var a = new Args<T> { X = px, Gamma = gamma.IsEmpty ? null : pg, Beta = beta.IsEmpty ? null : pb, Y = py, RunMean = prm, RunVar = prv, N = n, C = c, Hw = hw, Eps = double.CreateTruncating(eps), Relu = relu };
             Run(ref a, &InferenceChunk<T>);
         }
     }
@@ -172,15 +182,22 @@ public static unsafe class BatchNorm
     /// </summary>
     public static void Backward<T>(ReadOnlySpan<T> dy, ReadOnlySpan<T> x, ReadOnlySpan<T> mean, ReadOnlySpan<T> invstd, ReadOnlySpan<T> gamma,
         Span<T> dx, Span<T> dgamma, Span<T> dbeta, int n, int c, int hw) where T : unmanaged, IFloatingPointIeee754<T>
+        => BackwardCore("BatchNorm.Backward", dy, x, default, mean, invstd, gamma, dx, dgamma, dbeta, n, c, hw);
+
+    // reluOutput empty: plain batch norm; otherwise dy is masked by reluOutput > 0 (BatchNormRelu.cs).
+    private static void BackwardCore<T>(string op, ReadOnlySpan<T> dy, ReadOnlySpan<T> x, ReadOnlySpan<T> reluOutput, ReadOnlySpan<T> mean, ReadOnlySpan<T> invstd, ReadOnlySpan<T> gamma,
+        Span<T> dx, Span<T> dgamma, Span<T> dbeta, int n, int c, int hw) where T : unmanaged, IFloatingPointIeee754<T>
     {
-        Check("BatchNorm.Backward", n, c, hw, x.Length, dx.Length, (dy.Length >= (long)n * c * hw ? c : 0, "dy (per channel: N·HW)", false),
-            (mean.Length, "mean", false), (invstd.Length, "invstd", false), (gamma.Length, "gamma", true), (dgamma.Length, "dgamma", true), (dbeta.Length, "dbeta", true));
-        fixed (T* pdy = dy) fixed (T* px = x) fixed (T* pm = mean) fixed (T* pi = invstd) fixed (T* pg = gamma) fixed (T* pdx = dx) fixed (T* pdg = dgamma) fixed (T* pdb = dbeta)
+        Check(op, n, c, hw, x.Length, dx.Length, (dy.Length >= (long)n * c * hw ? c : 0, "dy (per channel: N·HW)", false),
+            (mean.Length, "mean", false), (invstd.Length, "invstd", false), (gamma.Length, "gamma", true), (dgamma.Length, "dgamma", true), (dbeta.Length, "dbeta", true),
+            (reluOutput.IsEmpty || reluOutput.Length >= (long)n * c * hw ? c : 0, "reluOutput (per channel: N·HW)", false));
+        fixed (T* pdy = dy) fixed (T* px = x) fixed (T* py = reluOutput) fixed (T* pm = mean) fixed (T* pi = invstd) fixed (T* pg = gamma) fixed (T* pdx = dx) fixed (T* pdg = dgamma) fixed (T* pdb = dbeta)
         {
             var a = new Args<T>
             {
                 Dy = pdy, X = px, Mean = pm, Invstd = pi, Gamma = gamma.IsEmpty ? null : pg, Dx = pdx,
                 DGamma = dgamma.IsEmpty ? null : pdg, DBeta = dbeta.IsEmpty ? null : pdb, N = n, C = c, Hw = hw,
+                Y = reluOutput.IsEmpty ? null : py, Relu = !reluOutput.IsEmpty,
             };
             Run(ref a, &BackwardChunk<T>);
         }
@@ -198,7 +215,8 @@ public static unsafe class BatchNorm
             for (int b = 0; b < a.N; b++)
             {
                 long off = ((long)b * a.C + ch) * hw;
-                DyMoments(a.Dy + off, a.X + off, hw, T.CreateTruncating(mu), ref sdy, ref sdyxc);
+                if (a.Relu) DyMoments<T, PositiveOutputMask<T>>(a.Dy + off, a.Y + off, a.X + off, hw, T.CreateTruncating(mu), ref sdy, ref sdyxc);
+                else DyMoments<T, NoMask<T>>(a.Dy + off, null, a.X + off, hw, T.CreateTruncating(mu), ref sdy, ref sdyxc);
             }
             double sdyxhat = sdyxc * inv;
             if (a.DGamma != null) a.DGamma[ch] = T.CreateTruncating(sdyxhat);
@@ -209,13 +227,15 @@ public static unsafe class BatchNorm
             for (int b = 0; b < a.N; b++)
             {
                 long off = ((long)b * a.C + ch) * hw;
-                AxpbyC(a.Dy + off, a.X + off, a.Dx + off, hw, ca, cb, cc);
+                if (a.Relu) AxpbyC<T, PositiveOutputMask<T>>(a.Dy + off, a.Y + off, a.X + off, a.Dx + off, hw, ca, cb, cc);
+                else AxpbyC<T, NoMask<T>>(a.Dy + off, null, a.X + off, a.Dx + off, hw, ca, cb, cc);
             }
         }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void DyMoments<T>(T* dy, T* x, int len, T mu, ref double sdy, ref double sdyx) where T : unmanaged, IFloatingPointIeee754<T>
+    // sdy += Σ dz, sdyx += Σ dz·(x − mu) with dz = TMask.Apply(dy, y) (dy itself, or masked by the fused ReLU's output).
+    private static void DyMoments<T, TMask>(T* dy, T* y, T* x, int len, T mu, ref double sdy, ref double sdyx) where T : unmanaged, IFloatingPointIeee754<T> where TMask : IDyMask<T>
     {
         int i = 0;
         if (Vector512.IsHardwareAccelerated && Vector512<T>.IsSupported)
@@ -226,7 +246,7 @@ public static unsafe class BatchNorm
                 Vector512<T> a1 = Vector512<T>.Zero, a2 = Vector512<T>.Zero;
                 for (int stop = Math.Min(len, i + FlushEvery); i + Vector512<T>.Count <= stop; i += Vector512<T>.Count)
                 {
-                    var g = Vector512.Load(dy + i);
+                    var g = TMask.Apply(Vector512.Load(dy + i), y + i);
                     a1 += g; a2 += g * (Vector512.Load(x + i) - mv);
                 }
                 sdy += double.CreateTruncating(Vector512.Sum(a1)); sdyx += double.CreateTruncating(Vector512.Sum(a2));
@@ -240,13 +260,13 @@ public static unsafe class BatchNorm
                 Vector256<T> a1 = Vector256<T>.Zero, a2 = Vector256<T>.Zero;
                 for (int stop = Math.Min(len, i + FlushEvery); i + Vector256<T>.Count <= stop; i += Vector256<T>.Count)
                 {
-                    var g = Vector256.Load(dy + i);
+                    var g = TMask.Apply(Vector256.Load(dy + i), y + i);
                     a1 += g; a2 += g * (Vector256.Load(x + i) - mv);
                 }
                 sdy += double.CreateTruncating(Vector256.Sum(a1)); sdyx += double.CreateTruncating(Vector256.Sum(a2));
             }
         }
-        for (; i < len; i++) { double g = double.CreateTruncating(dy[i]); sdy += g; sdyx += g * double.CreateTruncating(x[i] - mu); }
+        for (; i < len; i++) { double g = double.CreateTruncating(TMask.Apply(dy[i], y + i)); sdy += g; sdyx += g * double.CreateTruncating(x[i] - mu); }
     }
 
     // y = x·scale + shift
@@ -267,24 +287,24 @@ public static unsafe class BatchNorm
         for (; i < len; i++) y[i] = x[i] * scale + shift;
     }
 
-    // dx = ca·dy + cb·x + cc
+    // dx = ca·dz + cb·x + cc with dz = TMask.Apply(dy, y)
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void AxpbyC<T>(T* dy, T* x, T* dx, int len, T ca, T cb, T cc) where T : unmanaged, IFloatingPointIeee754<T>
+    private static void AxpbyC<T, TMask>(T* dy, T* y, T* x, T* dx, int len, T ca, T cb, T cc) where T : unmanaged, IFloatingPointIeee754<T> where TMask : IDyMask<T>
     {
         int i = 0;
         if (Vector512.IsHardwareAccelerated && Vector512<T>.IsSupported)
         {
             Vector512<T> va = Vector512.Create(ca), vb = Vector512.Create(cb), vc = Vector512.Create(cc);
             for (; i + Vector512<T>.Count <= len; i += Vector512<T>.Count)
-                (va * Vector512.Load(dy + i) + (vb * Vector512.Load(x + i) + vc)).Store(dx + i);
+                (va * TMask.Apply(Vector512.Load(dy + i), y + i) + (vb * Vector512.Load(x + i) + vc)).Store(dx + i);
         }
         else if (Vector256.IsHardwareAccelerated && Vector256<T>.IsSupported)
         {
             Vector256<T> va = Vector256.Create(ca), vb = Vector256.Create(cb), vc = Vector256.Create(cc);
             for (; i + Vector256<T>.Count <= len; i += Vector256<T>.Count)
-                (va * Vector256.Load(dy + i) + (vb * Vector256.Load(x + i) + vc)).Store(dx + i);
+                (va * TMask.Apply(Vector256.Load(dy + i), y + i) + (vb * Vector256.Load(x + i) + vc)).Store(dx + i);
         }
-        for (; i < len; i++) dx[i] = ca * dy[i] + cb * x[i] + cc;
+        for (; i < len; i++) dx[i] = ca * TMask.Apply(dy[i], y + i) + cb * x[i] + cc;
     }
 
     // ---- float64 references: two-pass statistics, the textbook formulas. ----

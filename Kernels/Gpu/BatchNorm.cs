@@ -14,6 +14,9 @@
 // writes dβ = Σ dy and dγ = invstd·Σ dy·(x − mean), and folds
 //   dx = γ·invstd/M · (M·dy − Σ dy − xhat·Σ dy·xhat)
 // into per-channel coefficients dx = a·dy + b·x + c that BackwardDxKernel applies per element.
+// Fused BatchNorm + ReLU (Kernels/Cpu/BatchNormRelu.cs) is the same launches with BatchNormArgs.Relu = 1: the
+// normalize kernel writes max(0, y) (NaN kept), and both backward kernels read dy·[y > 0] with y the saved output.
+// ReluBackwardKernel is that mask alone (dx = dy·[y > 0]) for a ReLU after any other op.
 // The trees add in a fixed order: results are deterministic (unlike the atomics of ILGPU's group AllReduce).
 // FLOPs: ~5 per element forward, ~8 backward. Bytes: forward reads x twice and writes y (12 per element),
 // backward reads dy and x twice and writes dx (20). Bound: memory bandwidth; with few channels a GPU has
@@ -33,6 +36,8 @@ public struct BatchNormArgs
     public float Momentum, Eps;
     /// <summary>1 when γ (or β, or the running statistics, or the parameter gradients) are present.</summary>
     public int HasGamma, HasBeta, HasRunning, WantDGamma, WantDBeta;
+    /// <summary>1 for the fused BatchNorm + ReLU: the forward clamps at 0, the backward masks dy by the saved y &gt; 0.</summary>
+    public int Relu;
 }
 
 /// <summary>BatchNorm2d kernels for ILGPU devices.</summary>
@@ -81,7 +86,8 @@ public static class BatchNorm
         float s = statIsVariance != 0 ? 1f / XMath.Sqrt(stat[ch] + a.Eps) : stat[ch];
         float scale = a.HasGamma != 0 ? s * gamma[ch] : s;
         float shift = (a.HasBeta != 0 ? beta[ch] : 0f) - mean[ch] * scale;
-        y[i] = x[i] * scale + shift;
+        float v = x[i] * scale + shift;
+        y[i] = a.Relu != 0 && !(v > 0f) && !XMath.IsNaN(v) ? 0f : v;
     }
 
     /// <summary>
@@ -89,7 +95,7 @@ public static class BatchNorm
     /// coefficients coef[3c .. 3c+2] = (a, b, c) of dx = a·dy + b·x + c.
     /// </summary>
     [GpuTypeArguments(typeof(Size256))]
-    public static void BackwardSumsKernel<TGroup>(ArrayView<float> dy, ArrayView<float> x, ArrayView<float> mean, ArrayView<float> invstd, ArrayView<float> gamma,
+    public static void BackwardSumsKernel<TGroup>(ArrayView<float> dy, ArrayView<float> y, ArrayView<float> x, ArrayView<float> mean, ArrayView<float> invstd, ArrayView<float> gamma,
         ArrayView<float> coef, ArrayView<float> dgamma, ArrayView<float> dbeta, BatchNormArgs a)
         where TGroup : struct, IKernelSize
     {
@@ -102,7 +108,7 @@ public static class BatchNorm
         for (long e = Group.IdxX; e < m; e += Group.DimX)
         {
             long at = (e / a.Hw * a.C + ch) * a.Hw + e % a.Hw;
-            float g = dy[at];
+            float g = a.Relu != 0 && !(y[at] > 0f) ? 0f : dy[at];
             sdy += g; sdyxc += g * (x[at] - mu);
         }
         sdy = Reduce.GroupAllReduce(scratch, sdy, Reduce.Sum);
@@ -117,10 +123,24 @@ public static class BatchNorm
         coef[3 * ch + 2] = kk * (inv * sdyxhat * mu - sdy);
     }
 
-    /// <summary>Element i: dx = a·dy + b·x + c with the channel's coefficients from <see cref="BackwardSumsKernel{TGroup}"/>.</summary>
-    public static void BackwardDxKernel(Index1D i, ArrayView<float> dy, ArrayView<float> x, ArrayView<float> coef, ArrayView<float> dx, int c, int hw)
+    /// <summary>
+    /// Element i: dx = a·dy + b·x + c with the channel's coefficients from <see cref="BackwardSumsKernel{TGroup}"/>,
+    /// dy masked by y &gt; 0 when <paramref name="relu"/> is 1.
+    /// </summary>
+    public static void BackwardDxKernel(Index1D i, ArrayView<float> dy, ArrayView<float> y, ArrayView<float> x, ArrayView<float> coef, ArrayView<float> dx, int c, int hw, int relu)
     {
         int ch = (int)(i / hw % c);
-        dx[i] = coef[3 * ch] * dy[i] + (coef[3 * ch + 1] * x[i] + coef[3 * ch + 2]);
+        float g = relu != 0 && !(y[i] > 0f) ? 0f : dy[i];
+        dx[i] = coef[3 * ch] * g + (coef[3 * ch + 1] * x[i] + coef[3 * ch + 2]);
     }
+
+    /// <summary>Element i: y = max(0, a + b), NaN kept (the fused residual add and ReLU, Kernels/Cpu/AddRelu.cs).</summary>
+    public static void AddReluKernel(Index1D i, ArrayView<float> a, ArrayView<float> b, ArrayView<float> y)
+    {
+        float v = a[i] + b[i];
+        y[i] = !(v > 0f) && !XMath.IsNaN(v) ? 0f : v;
+    }
+
+    /// <summary>Element i: dx = dy where the ReLU's output y &gt; 0, else 0.</summary>
+    public static void ReluBackwardKernel(Index1D i, ArrayView<float> dy, ArrayView<float> y, ArrayView<float> dx) => dx[i] = y[i] > 0f ? dy[i] : 0f;
 }

@@ -47,7 +47,7 @@ public abstract class ResidualBlock : Module<Tensor, Tensor>
     {
         var attended = _attention is null ? branch : _attention.Forward(branch);
         var shortcut = _downsample is null ? x : _downsample.Forward(x);
-        return (attended + shortcut).Relu();
+        return attended.AddRelu(shortcut);
     }
 
     private protected void AddBranchAttention(int channels, in BlockOptions o, Generator g, Device? device)
@@ -103,7 +103,7 @@ public sealed class BasicBlock : ResidualBlock
     public override Tensor Forward(Tensor x)
     {
         using var scope = new TensorScope();
-        var h = _bn1.Forward(_conv1.Forward(x)).Relu();
+        var h = _bn1.ForwardRelu(_conv1.Forward(x));
         h = _bn2.Forward(_conv2.Forward(h));
         return scope.Keep(Finish(h, x));
     }
@@ -149,10 +149,10 @@ public sealed class Bottleneck : ResidualBlock
     public override Tensor Forward(Tensor x)
     {
         using var scope = new TensorScope();
-        var h = _bn1.Forward(_conv1.Forward(x)).Relu();
+        var h = _bn1.ForwardRelu(_conv1.Forward(x));
         h = _conv2.Forward(h);
         if (_pool is not null) h = _pool.Forward(h);
-        h = _bn2.Forward(h).Relu();
+        h = _bn2.ForwardRelu(h);
         h = _bn3.Forward(_conv3.Forward(h));
         return scope.Keep(Finish(h, x));
     }
@@ -263,7 +263,7 @@ public class ResNet : Module<Tensor, Tensor>
         if (x.Rank != 4 || x.Size(1) != InChannels)
             throw new ArgumentException($"ResNet: input must be [N, {InChannels}, H, W], got {Shape.Format(x.Shape)}");
         using var scope = new TensorScope();
-        var h = _bn1.Forward(_conv1.Forward(x)).Relu();
+        var h = _bn1.ForwardRelu(_conv1.Forward(x));
         if (_maxpool is not null) h = _maxpool.Forward(h);
         foreach (var stage in _stages) h = stage.Forward(h);
         if (featuresAsLeaf) h = h.Detach().RequiresGrad_();

@@ -98,11 +98,20 @@ public sealed class BatchNorm2d : Module<Tensor, Tensor>
     public Tensor BatchesTracked { get; }
 
     /// <inheritdoc/>
-    public override Tensor Forward(Tensor x)
+    public override Tensor Forward(Tensor x) => Normalize(x, relu: false);
+
+    /// <summary>
+    /// max(0, Forward(x)) in one fused pass (Tensor.BatchNorm2dRelu): the same statistics, running-statistics update and
+    /// parameters, with no intermediate tensor between the normalisation and the ReLU.
+    /// </summary>
+    public Tensor ForwardRelu(Tensor x) => Normalize(x, relu: true);
+
+    private Tensor Normalize(Tensor x, bool relu)
     {
         if (x.Rank != 4 || x.Size(1) != Channels)
             throw new ArgumentException($"BatchNorm2d: input must be [N, {Channels}, H, W], got {Shape.Format(x.Shape)}");
-        var y = x.BatchNorm2d(RunningMean, RunningVar, Weight, Bias, Training, Momentum, Eps);
+        var y = relu ? x.BatchNorm2dRelu(RunningMean, RunningVar, Weight, Bias, Training, Momentum, Eps)
+            : x.BatchNorm2d(RunningMean, RunningVar, Weight, Bias, Training, Momentum, Eps);
         if (Training)
         {
             using var ng = new NoGrad();

@@ -99,6 +99,12 @@ public class GradCheckTests
         new("BatchNorm2dTrainingWeightOnlyStridedInput", [[2, 2, 3, 2], [2]], x => x[0].Permute(0, 1, 3, 2).BatchNorm2d(null, null, x[1], null, training: true)),
         new("BatchNorm2dTrainingBiasOnly", [[3, 2, 1, 2], [2]], x => x[0].BatchNorm2d(null, null, null, x[1], training: true)),
         new("BatchNorm2dEval", [[2, 2, 2, 2], [2], [2]], x => x[0].BatchNorm2d(Tensor.FromArray(new float[] { 0.5f, -1 }).To(x[0].DType), Tensor.FromArray(new float[] { 2, 0.5f }).To(x[0].DType), x[1], x[2], training: false)),
+        // bnrelu: fused BatchNorm2d + ReLU (OpKind.BatchNorm2dRelu), and its evaluation mode with gradients (recorded ops)
+        new("BatchNorm2dReluTraining", [[3, 2, 3, 2], [2], [2]], x => x[0].BatchNorm2dRelu(null, null, x[1], x[2], training: true)),
+        new("BatchNorm2dReluTrainingStridedNoAffine", [[2, 3, 2, 2]], x => x[0].Permute(0, 1, 3, 2).BatchNorm2dRelu(null, null, null, null, training: true)),
+        new("AddRelu", [[2, 3, 4], [2, 3, 4]], x => x[0].AddRelu(x[1])),
+        new("AddReluStrided", [[3, 2], [2, 3]], x => x[0].Transpose(0, 1).AddRelu(x[1])),
+        new("BatchNorm2dReluEval", [[2, 2, 2, 2], [2], [2]], x => x[0].BatchNorm2dRelu(Tensor.FromArray(new float[] { 0.5f, -1 }).To(x[0].DType), Tensor.FromArray(new float[] { 2, 0.5f }).To(x[0].DType), x[1], x[2], training: false)),
     ];
 
     [TestCaseSource(nameof(Cases))]

@@ -146,6 +146,8 @@ public class SavedTensorTests
             ("BinaryCrossEntropyWithLogits", new[] { new[] { 2, 3 }, new[] { 2, 3 } }, x => x[0].BinaryCrossEntropyWithLogits(x[1])),
             ("BinaryCrossEntropyWithLogitsWeighted", new[] { new[] { 3 }, new[] { 3 } },
                 x => x[0].BinaryCrossEntropyWithLogits(x[1], Tensor.FromArray(new double[] { 1, 0, 2 }), Reduction.None)),
+            // bnrelu: the fused BatchNorm2d + ReLU (saves x and its output), weight only
+            ("BatchNorm2dReluWeightOnly", new[] { new[] { 2, 2, 3, 2 }, new[] { 2 } }, x => x[0].BatchNorm2dRelu(null, null, x[1], null, training: true)),
         ]).ToArray();
         var seen = new HashSet<string>();
         var problems = new List<string>();
