@@ -9,9 +9,9 @@ public sealed partial class CpuBackend
     {
         switch (a.DType)
         {
-            case DType.Float32 when batch == 1 && m <= Gemv.MaxRows && !aOp.Transposed && bOp.Transposed:
-                // A decoder step against a Linear weight: stream W once, no packing.
-                Gemv.Sgemv(m, n, k, Data<float>(a).AsSpan((int)aOp.Offset), aOp.Ld, Data<float>(b).AsSpan((int)bOp.Offset), bOp.Ld, Data<float>(c), n);
+            case DType.Float32 when batch == 1 && !aOp.Transposed && bOp.Transposed:
+                // Against a Linear weight: a decoder step's few rows stream W once, without packing.
+                Gemv.MultiplyByWeight(m, n, k, Data<float>(a).AsSpan((int)aOp.Offset), aOp.Ld, Data<float>(b).AsSpan((int)bOp.Offset), bOp.Ld, Data<float>(c), n);
                 break;
             case DType.Float32:
                 Gemm.SgemmStridedBatched(batch, aOp.Transposed, bOp.Transposed, m, n, k, 1f,

@@ -147,8 +147,8 @@ public static unsafe partial class BatchNorm
         for (int b = 0; b < a.N; b++)
         {
             long off = ((long)b * a.C + ch) * a.Hw;
-            if (a.Relu) ScaleShiftRelu(a.X + off, a.Y + off, a.Hw, scale, shift);
-            else ScaleShift(a.X + off, a.Y + off, a.Hw, scale, shift);
+            if (a.Relu) ScaleShift<T, ReluOutput<T>>(a.X + off, a.Y + off, a.Hw, scale, shift);
+            else ScaleShift<T, IdentityOutput<T>>(a.X + off, a.Y + off, a.Hw, scale, shift);
         }
     }
 
@@ -269,22 +269,22 @@ public static unsafe partial class BatchNorm
         for (; i < len; i++) { double g = double.CreateTruncating(TMask.Apply(dy[i], y + i)); sdy += g; sdyx += g * double.CreateTruncating(x[i] - mu); }
     }
 
-    // y = x·scale + shift
+    // y = TOut.Apply(x·scale + shift): the value itself, or clamped at 0 by the fused ReLU (BatchNormRelu.cs).
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void ScaleShift<T>(T* x, T* y, int len, T scale, T shift) where T : unmanaged, IFloatingPointIeee754<T>
+    private static void ScaleShift<T, TOut>(T* x, T* y, int len, T scale, T shift) where T : unmanaged, IFloatingPointIeee754<T> where TOut : IOutputActivation<T>
     {
         int i = 0;
         if (Vector512.IsHardwareAccelerated && Vector512<T>.IsSupported)
         {
             Vector512<T> va = Vector512.Create(scale), vb = Vector512.Create(shift);
-            for (; i + Vector512<T>.Count <= len; i += Vector512<T>.Count) (Vector512.Load(x + i) * va + vb).Store(y + i);
+            for (; i + Vector512<T>.Count <= len; i += Vector512<T>.Count) TOut.Apply(Vector512.Load(x + i) * va + vb).Store(y + i);
         }
         else if (Vector256.IsHardwareAccelerated && Vector256<T>.IsSupported)
         {
             Vector256<T> va = Vector256.Create(scale), vb = Vector256.Create(shift);
-            for (; i + Vector256<T>.Count <= len; i += Vector256<T>.Count) (Vector256.Load(x + i) * va + vb).Store(y + i);
+            for (; i + Vector256<T>.Count <= len; i += Vector256<T>.Count) TOut.Apply(Vector256.Load(x + i) * va + vb).Store(y + i);
         }
-        for (; i < len; i++) y[i] = x[i] * scale + shift;
+        for (; i < len; i++) y[i] = TOut.Apply(x[i] * scale + shift);
     }
 
     // dx = ca·dz + cb·x + cc with dz = TMask.Apply(dy, y)

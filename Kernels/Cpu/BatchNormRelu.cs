@@ -16,7 +16,6 @@
 // Reference: ForwardReluReference / BackwardReluReference (float64, the textbook two-pass formulas), compared in
 // Tests/Kernels/BatchNormReluTests.cs at lengths around the vector widths.
 using System.Numerics;
-using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 
 namespace AttnCore.Kernels.Cpu;
@@ -60,22 +59,28 @@ public static unsafe partial class BatchNorm
         public static T Apply(T dy, T y) => y > T.Zero ? dy : T.Zero;
     }
 
-    // y = max(0, x·scale + shift); NaN stays NaN (Vector.Max and T.Max propagate it), as the ReLU op.
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void ScaleShiftRelu<T>(T* x, T* y, int len, T scale, T shift) where T : unmanaged, IFloatingPointIeee754<T>
+    // What the forward pass writes, given the normalised value v = x·scale + shift.
+    private interface IOutputActivation<T> where T : unmanaged, IFloatingPointIeee754<T>
     {
-        int i = 0;
-        if (Vector512.IsHardwareAccelerated && Vector512<T>.IsSupported)
-        {
-            Vector512<T> va = Vector512.Create(scale), vb = Vector512.Create(shift);
-            for (; i + Vector512<T>.Count <= len; i += Vector512<T>.Count) Vector512.Max(Vector512.Load(x + i) * va + vb, Vector512<T>.Zero).Store(y + i);
-        }
-        else if (Vector256.IsHardwareAccelerated && Vector256<T>.IsSupported)
-        {
-            Vector256<T> va = Vector256.Create(scale), vb = Vector256.Create(shift);
-            for (; i + Vector256<T>.Count <= len; i += Vector256<T>.Count) Vector256.Max(Vector256.Load(x + i) * va + vb, Vector256<T>.Zero).Store(y + i);
-        }
-        for (; i < len; i++) y[i] = T.Max(x[i] * scale + shift, T.Zero);
+        static abstract Vector512<T> Apply(Vector512<T> v);
+        static abstract Vector256<T> Apply(Vector256<T> v);
+        static abstract T Apply(T v);
+    }
+
+    // Plain batch norm: v itself.
+    private readonly struct IdentityOutput<T> : IOutputActivation<T> where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        public static Vector512<T> Apply(Vector512<T> v) => v;
+        public static Vector256<T> Apply(Vector256<T> v) => v;
+        public static T Apply(T v) => v;
+    }
+
+    // Fused ReLU: max(0, v); NaN stays NaN (Vector.Max and T.Max propagate it), as the ReLU op.
+    private readonly struct ReluOutput<T> : IOutputActivation<T> where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        public static Vector512<T> Apply(Vector512<T> v) => Vector512.Max(v, Vector512<T>.Zero);
+        public static Vector256<T> Apply(Vector256<T> v) => Vector256.Max(v, Vector256<T>.Zero);
+        public static T Apply(T v) => T.Max(v, T.Zero);
     }
 
     // What the backward passes read as the gradient at BN's output, given dy and the pointer y at the same element.

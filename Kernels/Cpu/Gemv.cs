@@ -33,6 +33,17 @@ public static unsafe class Gemv
     }
 
     /// <summary>
+    /// C = A·Wᵀ for any number of rows <paramref name="m"/>: <see cref="Sgemv"/> for up to <see cref="MaxRows"/> rows
+    /// (stream W once, no packing), the blocked <see cref="Gemm"/> above that. The one place that choice is made, for
+    /// CpuBackend's MatMul and for GptDecoder. C is overwritten (not read).
+    /// </summary>
+    public static void MultiplyByWeight(int m, int n, int k, ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> w, int ldw, Span<float> c, int ldc)
+    {
+        if (m <= MaxRows) Sgemv(m, n, k, a, lda, w, ldw, c, ldc);
+        else Gemm.Sgemm(false, true, m, n, k, 1f, a, lda, w, ldw, 0f, c, ldc);
+    }
+
+    /// <summary>
     /// C[i, j] = Σ_p A[i, p]·W[j, p] for i &lt; <paramref name="m"/> (at most <see cref="MaxRows"/>), j &lt; <paramref name="n"/>;
     /// A, W and C row-major with leading dimensions <paramref name="lda"/>, <paramref name="ldw"/>, <paramref name="ldc"/>.
     /// C is overwritten (not read).

@@ -203,13 +203,9 @@ public sealed class GptDecoder : IDisposable
         }
     }
 
-    // y [rows, n] = x [rows, k]·Wᵀ for a row-major W [n, k]: the kernel CpuBackend.MatMul picks for the same shapes.
-    private static void MatMulTransposed(float[] x, int rows, int k, ReadOnlySpan<float> w, Span<float> y, int n)
-    {
-        var a = x.AsSpan(0, rows * k);
-        if (rows <= Cpu.Gemv.MaxRows) Cpu.Gemv.Sgemv(rows, n, k, a, k, w, k, y, n);
-        else Cpu.Gemm.Sgemm(false, true, rows, n, k, 1f, a, k, w, k, 0f, y, n);
-    }
+    // y [rows, n] = x [rows, k]·Wᵀ for a row-major W [n, k]: the same kernel choice as CpuBackend.MatMul.
+    private static void MatMulTransposed(float[] x, int rows, int k, ReadOnlySpan<float> w, Span<float> y, int n) =>
+        Cpu.Gemv.MultiplyByWeight(rows, n, k, x.AsSpan(0, rows * k), k, w, k, y, n);
 
     private void Norm(LayerNorm norm, ReadOnlySpan<float> x, float[] y, int rows)
     {
