@@ -7,7 +7,8 @@
 //
 // Per block, for the T new positions (rows of the residual stream x [T, D]) after L cached ones:
 //   n = LayerNorm(x; ln1)                        Kernels.Cpu.LayerNorm
-//   qkv = n·W_qkvᵀ (+ b)                         Gemv for T <= Cpu.Gemv.MaxRows rows, else the blocked GEMM
+//   qkv = n·W_qkvᵀ (+ b)                         Gemv for T <= Cpu.Gemv.MaxRows rows, else the blocked GEMM on
+//                                                the weight packed once (Cpu.Gemm.SgemmPrepacked; below)
 //   K, V rows of qkv -> cache slots [L, L + T)   one row copy per (position, kv head)
 //   a = attention(q, K[0, L + T), V[0, L + T))   Kernels.Cpu.Attention, causal, bottom-right aligned (query i sees
 //                                                keys j <= L + i); the decode kernel for one or two queries
@@ -17,6 +18,11 @@
 // then LayerNorm(ln_f) and the tied head (wte) for the last row (or every row when asked).
 // These are the same kernels, shapes and order of operations as the Tensor path (Gpt.Forward with caches), so the
 // logits agree with it to rounding; Tests/Models/GptDecoderTests.cs checks that, and that a step allocates nothing.
+// Prepacked weights: the prompt pass's GEMMs (T > MaxRows rows) would pack each whole weight into the GEMM's panel
+// layout on every call, as much memory traffic as the multiply at T = 32; the decoder keeps each weight packed
+// (ONNX Runtime's MLAS does the same at load) and repacks it when the weight's storage version changes, which every
+// in-place tensor write does (CopyFrom, Fill_, the optimizers' steps, LoadStateDict). The packed copies cost as
+// much memory as the weights, allocated on the first prompt of more than MaxRows tokens.
 // Inference only: no autograd graph, no dropout (a model training with dropout is refused).
 using System.Numerics.Tensors;
 using AttnCore.Backends;
@@ -29,8 +35,10 @@ namespace AttnCore.Models.Transformers;
 /// <summary>
 /// Runs a <see cref="Gpt"/> living on the CPU in float32 for inference: each call appends tokens to the decoder's
 /// key/value caches (one <see cref="KeyValueCache"/> per block) and returns their logits, computed by kernel calls
-/// over preallocated buffers (no tensor ops; a single-token step allocates no managed memory). It reads the model's
-/// weights in place, so later changes to the weights are seen. Not thread-safe; other devices use
+/// over preallocated buffers (no tensor ops; a single-token step allocates no managed memory). Later changes to the
+/// weights are seen: steps of up to <see cref="Kernels.Cpu.Gemv.MaxRows"/> tokens read them in place, and longer ones
+/// use packed copies that are refreshed when a weight's <see cref="Storage.Version"/> changes (code that writes a
+/// storage's array directly must call <see cref="Storage.BumpVersion"/>). Not thread-safe; other devices use
 /// <see cref="Gpt.Forward"/> with caches instead (<see cref="Supports"/> says which applies).
 /// </summary>
 public sealed class GptDecoder : IDisposable
@@ -46,6 +54,9 @@ public sealed class GptDecoder : IDisposable
     // Per-position buffers for up to BlockSize rows: the residual stream, a normed or projected copy, the packed
     // q|k|v, the merged attention heads, the MLP's hidden layer, the logits, and the kernels' side outputs.
     private readonly float[] _x, _scratch, _qkv, _attended, _hiddenRows, _logits, _mean, _rstd, _lse;
+    // Each weight's packed copy for the GEMMs of more than Gemv.MaxRows rows, with the storage and version it was packed from.
+    private sealed class PackedWeight { public Storage? Source; public long Version; public Cpu.PackedMatrix? Matrix; }
+    private readonly Dictionary<Tensor, PackedWeight> _packed = new(ReferenceEqualityComparer.Instance);
 
     /// <summary>A decoder for <paramref name="model"/>, with empty caches of the model's block size.</summary>
     /// <exception cref="ArgumentException">A parameter is not a contiguous float32 tensor on the CPU.</exception>
@@ -132,7 +143,7 @@ public sealed class GptDecoder : IDisposable
         var x = _x.AsSpan(first * _dim, rows * _dim);
         Norm(_lnF, x, _scratch, rows);
         var logits = _logits.AsSpan(0, rows * _vocab);
-        MatMulTransposed(_scratch, rows, _dim, Floats(_wte), logits, _vocab);
+        MatMulTransposed(_scratch, rows, _dim, _wte, logits, _vocab);
         return logits;
     }
 
@@ -188,10 +199,10 @@ public sealed class GptDecoder : IDisposable
     private enum Epilogue { Bias, BiasGelu, BiasRelu }
 
     // y [rows, out] = x [rows, in]·Wᵀ, then per row the bias and the activation while the row is in L1.
-    private static void Linear(float[] x, int rows, Linear layer, float[] y, Epilogue epilogue)
+    private void Linear(float[] x, int rows, Linear layer, float[] y, Epilogue epilogue)
     {
         int n = layer.OutFeatures;
-        MatMulTransposed(x, rows, layer.InFeatures, Floats(layer.Weight), y.AsSpan(0, rows * n), n);
+        MatMulTransposed(x, rows, layer.InFeatures, layer.Weight, y.AsSpan(0, rows * n), n);
         ReadOnlySpan<float> bias = layer.Bias is null ? default : Floats(layer.Bias);
         if (bias.IsEmpty && epilogue == Epilogue.Bias) return;
         for (int r = 0; r < rows; r++)
@@ -203,9 +214,27 @@ public sealed class GptDecoder : IDisposable
         }
     }
 
-    // y [rows, n] = x [rows, k]·Wᵀ for a row-major W [n, k]: the same kernel choice as CpuBackend.MatMul.
-    private static void MatMulTransposed(float[] x, int rows, int k, ReadOnlySpan<float> w, Span<float> y, int n) =>
-        Cpu.Gemv.MultiplyByWeight(rows, n, k, x.AsSpan(0, rows * k), k, w, k, y, n);
+    // y [rows, n] = x [rows, k]·Wᵀ for a row-major W [n, k]: the kernels of CpuBackend.MatMul (Gemv.MultiplyByWeight),
+    // with the blocked GEMM's B panels packed once; the prepacked GEMM's sums are bit-identical to the unpacked one's.
+    private void MatMulTransposed(float[] x, int rows, int k, Tensor weight, Span<float> y, int n)
+    {
+        var w = Floats(weight);
+        if (rows <= Cpu.Gemv.MaxRows) Cpu.Gemv.Sgemv(rows, n, k, x.AsSpan(0, rows * k), k, w, k, y, n);
+        else Cpu.Gemm.SgemmPrepacked(false, rows, 1f, x.AsSpan(0, rows * k), k, Packed(weight, w, n, k), 0f, y, n);
+    }
+
+    // The weight's packed copy, packed now if this is its first use or its storage was written or replaced since.
+    private Cpu.PackedMatrix Packed(Tensor weight, ReadOnlySpan<float> w, int n, int k)
+    {
+        if (!_packed.TryGetValue(weight, out var entry)) _packed[weight] = entry = new PackedWeight();
+        var source = weight.Storage;
+        long version = source.Version;
+        if (entry.Matrix is not null && ReferenceEquals(entry.Source, source) && entry.Version == version) return entry.Matrix;
+        if (entry.Matrix is null) entry.Matrix = Cpu.Gemm.PackB(true, k, n, w, k);
+        else Cpu.Gemm.Repack(entry.Matrix, w, k);
+        (entry.Source, entry.Version) = (source, version);
+        return entry.Matrix;
+    }
 
     private void Norm(LayerNorm norm, ReadOnlySpan<float> x, float[] y, int rows)
     {

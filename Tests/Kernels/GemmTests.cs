@@ -7,7 +7,7 @@ namespace AttnCore.Tests.Kernels;
 public class GemmTests
 {
     // Independent reference: float64 triple loop written here, not the kernel's own.
-    static double[] Reference(int m, int n, int k, bool ta, bool tb, double alpha, double beta, float[] a, int lda, float[] b, int ldb, float[] c, int ldc, long oa = 0, long ob = 0, long oc = 0)
+    internal static double[] Reference(int m, int n, int k, bool ta, bool tb, double alpha, double beta, float[] a, int lda, float[] b, int ldb, float[] c, int ldc, long oa = 0, long ob = 0, long oc = 0)
     {
         var r = new double[m * n];
         for (int i = 0; i < m; i++)
@@ -20,7 +20,7 @@ public class GemmTests
         return r;
     }
 
-    static float[] Rand(Generator g, long n) { var x = new float[n]; for (long i = 0; i < n; i++) x[i] = (float)(g.NextDouble() * 2 - 1); return x; }
+    internal static float[] Rand(Generator g, long n) { var x = new float[n]; for (long i = 0; i < n; i++) x[i] = (float)(g.NextDouble() * 2 - 1); return x; }
 
     static IEnumerable<TestCaseData> Shapes()
     {

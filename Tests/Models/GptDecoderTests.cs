@@ -93,6 +93,32 @@ public class GptDecoderTests
     }
 
     [Test]
+    public void Weights_written_between_two_prompts_are_seen_by_the_second()
+    {
+        // The prompt pass multiplies by packed copies of the weights: writing a weight (CopyFrom, as LoadStateDict and
+        // the optimizers write in place) must repack it, or the second prompt would use the first's weights.
+        var cfg = new GptConfig(17, BlockSize: 16, Layers: 2, Heads: 2, Dim: 32, Bias: true);
+        using var gpt = new Gpt(cfg, new Generator(8));
+        gpt.Eval();
+        long[] ids = [1, 2, 3, 4, 5, 6, 7, 8];
+        using var inference = new InferenceMode();
+        using var decoder = new GptDecoder(gpt);
+        using var prompt = Tensor.FromArray(ids, [1, ids.Length]);
+        using (var before = gpt.Forward(prompt))
+            AssertClose(decoder.Forward(ids, allPositions: true), before.ToArray<float>(), "first prompt");
+        using (new NoGrad())
+            foreach (var (name, p) in gpt.NamedParameters())
+                if (p.Shape.Length == 2)
+                {
+                    using var changed = Tensor.FromArray(p.ToArray<float>().Select((v, i) => -0.7f * v + 0.01f * (i % 5)).ToArray(), p.Shape);
+                    p.CopyFrom(changed);
+                }
+        decoder.Reset();
+        using var after = gpt.Forward(prompt);
+        AssertClose(decoder.Forward(ids, allPositions: true), after.ToArray<float>(), "prompt after the weights changed");
+    }
+
+    [Test]
     public void Bad_calls_fail_naming_what_is_wrong()
     {
         var cfg = new GptConfig(13, BlockSize: 8, Layers: 1, Heads: 2, Dim: 16, Dropout: 0.1);
