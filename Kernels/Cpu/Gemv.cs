@@ -44,6 +44,25 @@ public static unsafe class Gemv
     }
 
     /// <summary>
+    /// <see cref="MultiplyByWeight(int, int, int, ReadOnlySpan{float}, int, ReadOnlySpan{float}, int, Span{float}, int)"/>
+    /// for a weight whose GEMM panels are kept packed by the caller (<see cref="Gemm.PackB"/> of Wᵀ): above
+    /// <see cref="MaxRows"/> rows the prepacked GEMM runs on <paramref name="packedW"/>(<paramref name="state"/>), which
+    /// is called only then, so that a decoder step of a few rows never packs. The sums are bit-identical to the first form's.
+    /// </summary>
+    public static void MultiplyByWeight<TState>(int m, int n, int k, ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> w, int ldw,
+        Span<float> c, int ldc, TState state, Func<TState, PackedMatrix> packedW)
+    {
+        if (m <= MaxRows) Sgemv(m, n, k, a, lda, w, ldw, c, ldc);
+        else
+        {
+            var packed = packedW(state);
+            if (packed.K != k || packed.N != n)
+                throw new ArgumentException($"Gemv.MultiplyByWeight: the packed weight is [{packed.N}, {packed.K}], the product needs [{n}, {k}]");
+            Gemm.SgemmPrepacked(false, m, 1f, a, lda, packed, 0f, c, ldc);
+        }
+    }
+
+    /// <summary>
     /// C[i, j] = Σ_p A[i, p]·W[j, p] for i &lt; <paramref name="m"/> (at most <see cref="MaxRows"/>), j &lt; <paramref name="n"/>;
     /// A, W and C row-major with leading dimensions <paramref name="lda"/>, <paramref name="ldw"/>, <paramref name="ldc"/>.
     /// C is overwritten (not read).

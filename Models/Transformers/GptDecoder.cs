@@ -214,14 +214,11 @@ public sealed class GptDecoder : IDisposable
         }
     }
 
-    // y [rows, n] = x [rows, k]·Wᵀ for a row-major W [n, k]: the kernels of CpuBackend.MatMul (Gemv.MultiplyByWeight),
+    // y [rows, n] = x [rows, k]·Wᵀ for a row-major W [n, k]: CpuBackend.MatMul's kernel choice (Gemv.MultiplyByWeight),
     // with the blocked GEMM's B panels packed once; the prepacked GEMM's sums are bit-identical to the unpacked one's.
-    private void MatMulTransposed(float[] x, int rows, int k, Tensor weight, Span<float> y, int n)
-    {
-        var w = Floats(weight);
-        if (rows <= Cpu.Gemv.MaxRows) Cpu.Gemv.Sgemv(rows, n, k, x.AsSpan(0, rows * k), k, w, k, y, n);
-        else Cpu.Gemm.SgemmPrepacked(false, rows, 1f, x.AsSpan(0, rows * k), k, Packed(weight, w, n, k), 0f, y, n);
-    }
+    private void MatMulTransposed(float[] x, int rows, int k, Tensor weight, Span<float> y, int n) =>
+        Cpu.Gemv.MultiplyByWeight(rows, n, k, x.AsSpan(0, rows * k), k, Floats(weight), k, y, n,
+            (Decoder: this, Weight: weight, N: n, K: k), static s => s.Decoder.Packed(s.Weight, Floats(s.Weight), s.N, s.K));
 
     // The weight's packed copy, packed now if this is its first use or its storage was written or replaced since.
     private Cpu.PackedMatrix Packed(Tensor weight, ReadOnlySpan<float> w, int n, int k)

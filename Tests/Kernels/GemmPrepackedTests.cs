@@ -88,4 +88,31 @@ public class GemmPrepackedTests
         e = Assert.Throws<ArgumentException>(() => Gemm.PackB(true, 8, 10, new float[79], 8))!;
         Assert.That(e.Message, Does.Contain("Gemm.PackB").And.Contain("b has 79 elements"));
     }
+
+    [TestCase(1)]
+    [TestCase(4)]
+    [TestCase(5)]
+    [TestCase(33)]
+    public void MultiplyByWeight_with_a_packed_weight_equals_the_unpacked_form_and_packs_only_above_MaxRows(int m)
+    {
+        var g = new Generator(11 + (ulong)m);
+        int n = 70, k = 45;
+        var a = Rand(g, m * k); var w = Rand(g, n * k);
+        var unpacked = new float[m * n]; var prepacked = new float[m * n];
+        Gemv.MultiplyByWeight(m, n, k, a, k, w, k, unpacked, n);
+        int packs = 0;
+        Gemv.MultiplyByWeight(m, n, k, a, k, w, k, prepacked, n, w, wt => { packs++; return Gemm.PackB(true, k, n, wt, k); });
+        Assert.That(prepacked, Is.EqualTo(unpacked), "bit-identical to the unpacked form");
+        Assert.That(packs, Is.EqualTo(m <= Gemv.MaxRows ? 0 : 1), "the factory runs only for the GEMM");
+        var expected = Reference(m, n, k, false, true, 1, 0, a, k, w, k, new float[m * n], n);
+        for (int i = 0; i < expected.Length; i++) Assert.That(prepacked[i], Is.EqualTo(expected[i]).Within(1e-4 * (1 + Math.Abs(expected[i]))), $"C[{i}]");
+    }
+
+    [Test]
+    public void MultiplyByWeight_rejects_a_packed_weight_of_another_shape()
+    {
+        var packed = Gemm.PackB(true, 8, 10, new float[80], 8);
+        var e = Assert.Throws<ArgumentException>(() => Gemv.MultiplyByWeight(6, 12, 8, new float[48], 8, new float[96], 8, new float[72], 12, packed, p => p))!;
+        Assert.That(e.Message, Does.Contain("Gemv.MultiplyByWeight").And.Contain("[10, 8]").And.Contain("[12, 8]"));
+    }
 }
