@@ -59,29 +59,28 @@ def left_pad(seq, n):
 
 
 class Sampler:
-    """The authors' sample_function: a user with 2+ training items, inputs, next items and one negative per position."""
+    """The authors' sample_function: a user with 2+ training items, inputs, next items and one negative per position
+    (an item the user never interacted with in training), drawn a row at a time with numpy's vector calls."""
 
     def __init__(self, train, items, n, rng):
-        self.train, self.items, self.n, self.rng = train, items, n, rng
-        self.eligible = [u for u in range(1, len(train)) if len(train[u]) >= 2]
-        self.seen = [set(t) for t in train]
+        self.items, self.n, self.rng = items, n, rng
+        self.eligible = np.array([u for u in range(1, len(train)) if len(train[u]) >= 2], dtype=np.int64)
+        self.train = [np.asarray(t, dtype=np.int64) for t in train]
+        self.seen = [np.unique(t) for t in self.train]
 
     def batch(self, size):
         n = self.n
         h = np.zeros((size, n), np.int64); p = np.zeros((size, n), np.int64); g = np.zeros((size, n), np.int64)
-        for b in range(size):
-            u = self.eligible[self.rng.integers(len(self.eligible))]
-            t, seen = self.train[u], self.seen[u]
-            nxt, at = t[-1], n - 1
-            for i in range(len(t) - 2, -1, -1):
-                if at < 0:
-                    break
-                h[b, at], p[b, at] = t[i], nxt
-                neg = self.rng.integers(1, self.items + 1)
-                while neg in seen:
-                    neg = self.rng.integers(1, self.items + 1)
-                g[b, at] = neg
-                nxt, at = t[i], at - 1
+        for b, u in enumerate(self.eligible[self.rng.integers(len(self.eligible), size=size)]):
+            t = self.train[u]
+            m = min(len(t) - 1, n)  # right-aligned: inputs t[..-1], next items t[1..], as the authors' loop fills them
+            h[b, n - m:], p[b, n - m:] = t[-m - 1:-1], t[-m:]
+            negs = self.rng.integers(1, self.items + 1, size=m)
+            redraw = np.isin(negs, self.seen[u], assume_unique=False)
+            while redraw.any():
+                negs[redraw] = self.rng.integers(1, self.items + 1, size=int(redraw.sum()))
+                redraw = np.isin(negs, self.seen[u])
+            g[b, n - m:] = negs
         return torch.from_numpy(h), torch.from_numpy(p), torch.from_numpy(g)
 
 
