@@ -19,7 +19,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from torch_dlinear_etth1 import windows  # noqa: E402
-from torch_forecast import PatchTST  # noqa: E402
+from torch_forecast import PatchTST, patchtst_name_to_torch  # noqa: E402
 
 
 def read_safetensors(path):
@@ -49,9 +49,7 @@ def torch_state(tensors, d_model):
             else:
                 state[f"{prefix}.to_out.0.{parts[4]}"] = t
             continue
-        name = name.replace("norm_attn.", "norm_attn.1.").replace("norm_ffn.", "norm_ffn.1.")
-        name = name.replace("ff.fc.", "ff.0.").replace("ff.proj.", "ff.3.")
-        state[name] = t
+        state[patchtst_name_to_torch(name)] = t
     return state
 
 

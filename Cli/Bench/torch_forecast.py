@@ -118,6 +118,24 @@ class TSTEncoderLayer(nn.Module):
         return self.norm_ffn(src + self.dropout_ffn(self.ff(src)))
 
 
+# The parameter names of PatchTST here (the paper's code) against AttnCore's, as (PyTorch fragment, AttnCore fragment);
+# the attention's W_Q/W_K/W_V against AttnCore's fused qkv is a concatenation, mapped where the weights are moved.
+# Tests/Fixtures/make_forecasters.py maps to AttnCore's names, Cli/Bench/rescore_patchtst_etth1.py back to these.
+PATCHTST_RENAMES = (("norm_attn.1.", "norm_attn."), ("norm_ffn.1.", "norm_ffn."), ("ff.0.", "ff.fc."), ("ff.3.", "ff.proj."))
+
+
+def patchtst_name_to_attncore(name):
+    for torch_part, attncore_part in PATCHTST_RENAMES:
+        name = name.replace(torch_part, attncore_part)
+    return name
+
+
+def patchtst_name_to_torch(name):
+    for torch_part, attncore_part in PATCHTST_RENAMES:
+        name = name.replace(attncore_part, torch_part)
+    return name
+
+
 class PatchTST(nn.Module):
     def __init__(self, c_in, context_window, target_window, patch_len, stride, n_layers, d_model, n_heads, d_ff, dropout=0.0, fc_dropout=0.0):
         super().__init__()

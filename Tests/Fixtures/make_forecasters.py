@@ -46,7 +46,7 @@ def fill(module, scale=0.3):
                 p.copy_(formula(k + 1, list(p.shape), scale))
 
 
-from torch_forecast import DLinear, PatchTST, ITransformer  # noqa: E402  (Cli/Bench, on sys.path above)
+from torch_forecast import DLinear, PatchTST, ITransformer, patchtst_name_to_attncore  # noqa: E402  (Cli/Bench, on sys.path above)
 
 
 def dlinear_export(m, individual):
@@ -73,9 +73,7 @@ def patchtst_export(m):
             elif parts[3] == "to_out":
                 out[f"{prefix}.proj.{parts[5]}"] = p
             continue
-        name = name.replace("norm_attn.1.", "norm_attn.").replace("norm_ffn.1.", "norm_ffn.")
-        name = name.replace("ff.0.", "ff.fc.").replace("ff.3.", "ff.proj.")
-        out[name] = p
+        out[patchtst_name_to_attncore(name)] = p
     return out
 
 
@@ -84,7 +82,7 @@ def patchtst_buffers(m):
     for name, b in m.named_buffers():
         if name.endswith("num_batches_tracked"):
             continue
-        out[name.replace("norm_attn.1.", "norm_attn.").replace("norm_ffn.1.", "norm_ffn.")] = b
+        out[patchtst_name_to_attncore(name)] = b
     return out
 
 
