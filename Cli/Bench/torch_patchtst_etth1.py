@@ -4,12 +4,12 @@
 The model is torch_forecast.PatchTST (the one Tests/Models/ForecasterFixtureTests.cs checks AttnCore's against), at
 the paper's ETTh1 settings: L 336, patches 16 / stride 8, d_model 16, 4 heads, 3 layers, d_ff 128, dropout 0.3 (also
 after the positional encoding), RevIN. Training as AttnCore's defaults and PatchTST's script: batch 128, Adam 1e-4,
-lradj type3 (1e-4 for epochs 1-3, then x0.9 per epoch), at most 100 epochs, early stopping after --patience epochs
+lradj type3 (1e-4 for epochs 1-3, then x0.9 per epoch), at most --epochs epochs (100), early stopping after --patience epochs
 without a lower validation MSE (over every validation window), the best weights tested; --max-minutes cuts the
 epoch in progress, validates it and stops, as AttnCore's --max-minutes. Scores: every test window (AttnCore's and
 the issue's), and the first floor(n / 128) * 128 (PatchTST's test loader, which drops its last partial batch).
 
-usage: python3 torch_patchtst_etth1.py ETTh1.csv --pred-len 96 --seeds 1 2 3 [--threads 1] [--max-minutes 13]
+usage: python3 torch_patchtst_etth1.py ETTh1.csv --pred-len 96 --seeds 1 2 3 [--threads 1] [--max-minutes 13] [--epochs 100]
 Prints one JSON line per seed.
 """
 import argparse
@@ -32,7 +32,7 @@ def errors(model, x, y, gen):
     return e
 
 
-def run(path, seq_len, pred_len, seed, patience, max_minutes):
+def run(path, seq_len, pred_len, seed, patience, max_minutes, epochs=100):
     raw = np.genfromtxt(path, delimiter=",", skip_header=1, usecols=range(1, 8))
     b1 = [0, 12 * 30 * 24 - seq_len, 12 * 30 * 24 + 4 * 30 * 24 - seq_len]
     b2 = [12 * 30 * 24, 12 * 30 * 24 + 4 * 30 * 24, 12 * 30 * 24 + 8 * 30 * 24]
@@ -46,7 +46,7 @@ def run(path, seq_len, pred_len, seed, patience, max_minutes):
     best, best_state, best_epoch, since, vals = float("inf"), None, 0, 0, []
     t0 = time.time()
     stopped = "epochs"
-    for epoch in range(1, 101):
+    for epoch in range(1, epochs + 1):
         for g in opt.param_groups:
             g["lr"] = 1e-4 if epoch <= 3 else 1e-4 * 0.9 ** (epoch - 4)
         model.train()
@@ -94,7 +94,9 @@ if __name__ == "__main__":
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--patience", type=int, default=10)
     p.add_argument("--max-minutes", type=float, default=13)
+    p.add_argument("--epochs", type=int, default=100, help="most epochs (the paper's 100); to compare with an AttnCore "
+                   "run of a known epoch count at equal training rather than equal wall time")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     for s in a.seeds:
-        print(json.dumps(run(a.data, a.seq_len, a.pred_len, s, a.patience, a.max_minutes)), flush=True)
+        print(json.dumps(run(a.data, a.seq_len, a.pred_len, s, a.patience, a.max_minutes, a.epochs)), flush=True)
