@@ -172,7 +172,10 @@ public static class BenchReport
         "- OpenBLAS chooses its own kernels: `OPENBLAS_CORETYPE` and `OPENBLAS_L2_SIZE`, which this environment sets",
         "  for other tools, are removed from the child's environment. Inherited, they force OpenBLAS's AVX2 (Haswell)",
         "  kernels on an AVX-512 CPU, at well under half its SGEMM rate. The core OpenBLAS really runs is read back",
-        "  with `openblas_get_corename` and printed.",
+        "  with `openblas_get_corename` and printed. Where OpenBLAS does not know the CPU (0.3.21 on an Emerald Rapids",
+        "  Xeon falls back to Prescott, SSE3 kernels, about a sixth of the SGEMM rate), the process is started again",
+        "  with the core the CPU's flags allow (`TorchBridge.CoreTypeFor`: Cooperlake with AVX512-BF16, else SkylakeX",
+        "  with AVX-512, else Haswell with AVX2), and the report says so.",
         "- Freed memory stays in the process: jemalloc through `LD_PRELOAD` with",
         "  `MALLOC_CONF=dirty_decay_ms:-1,muzzy_decay_ms:-1` where libjemalloc2 is installed (PyTorch's CPU tuning",
         "  guides recommend jemalloc or tcmalloc), otherwise glibc malloc with `MALLOC_MMAP_THRESHOLD_` and",
@@ -206,7 +209,9 @@ public static class BenchReport
         bool tuned = j.TryGetProperty("torch_tuned", out var t) && t.GetBoolean();
         return $"PyTorch {Get("torch")}, {(tuned ? "tuned" : "**untuned** (inherited environment)")}: OpenBLAS core {Get("blas_core")} ({Get("blas_threads")} threads), "
             + $"allocator {Get("allocator")}, {Get("threads")} threads, OMP_WAIT_POLICY={Get("omp_wait_policy")}, "
-            + $"OPENBLAS_CORETYPE={Get("openblas_coretype")}, OPENBLAS_L2_SIZE={Get("openblas_l2_size")}";
+            + $"OPENBLAS_CORETYPE={Get("openblas_coretype")}"
+            + (c.TryGetProperty("openblas_fallback_core", out var g) ? $" (set from the CPU's flags: by itself OpenBLAS chose {g.GetString()}, a generic core)" : "")
+            + $", OPENBLAS_L2_SIZE={Get("openblas_l2_size")}";
     }
 
     private static string PeakRange(List<(Case Case, JsonElement Json)> rows, string threads)

@@ -29,7 +29,21 @@ public sealed class TorchBridge : IBenchReference
             : File.Exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
         string script = Path.Combine(AppContext.BaseDirectory, "Bench", "torch_bench.py");
         if (!File.Exists(script)) throw new InvalidOperationException($"bench: {script} is missing from the build output");
+        var bridge = StartOnce(CreateStartInfo(python, script, settings, FindJemalloc()), setup, settings);
+        if (settings.Untuned) return bridge;
+        // OpenBLAS reads its core once, when it loads, so a core it picked wrongly is fixed by starting again.
+        string detected = bridge.Configuration.TryGetValue("blas_core", out var c) ? c : "";
+        if (CoreTypeFor(detected, CpuFlags()) is not { } core) return bridge;
+        bridge.Dispose();
         var psi = CreateStartInfo(python, script, settings, FindJemalloc());
+        psi.Environment[InheritedOverrides[0]] = core;
+        bridge = StartOnce(psi, setup, settings);
+        bridge.Configuration = new Dictionary<string, string>(bridge.Configuration) { [FallbackKey] = detected };
+        return bridge;
+    }
+
+    private static TorchBridge StartOnce(ProcessStartInfo psi, Dictionary<string, object> setup, TorchSettings settings)
+    {
         Process p;
         try
         {
@@ -48,6 +62,42 @@ public sealed class TorchBridge : IBenchReference
         if (reply.TryGetProperty("config", out var config) && config.ValueKind == JsonValueKind.Object)
             bridge.Configuration = config.EnumerateObject().ToDictionary(kv => kv.Name, kv => kv.Value.ToString());
         return bridge;
+    }
+
+    /// <summary>Configuration key, present only when the reference had to name OpenBLAS's core: the generic core OpenBLAS chose by itself.</summary>
+    public const string FallbackKey = "openblas_fallback_core";
+
+    private static readonly string[] CoresThatKnowTheCpu = ["Haswell", "Zen", "SkylakeX", "Cooperlake", "SapphireRapids"];
+
+    /// <summary>
+    /// The OPENBLAS_CORETYPE the tuned reference needs when OpenBLAS did not recognise this CPU, else null.
+    /// An OpenBLAS older than the CPU falls back to a generic core (0.3.21 picks Prescott, SSE3 kernels, on an
+    /// Emerald Rapids Xeon: about 9 instead of 50-60 GFLOP/s SGEMM on one thread); the kernels the CPU's
+    /// instruction set allows are then named from its flags (/proc/cpuinfo). A core OpenBLAS chose for a CPU
+    /// it knows is never replaced.
+    /// </summary>
+    public static string? CoreTypeFor(string detectedCore, IReadOnlySet<string> cpuFlags)
+    {
+        if (detectedCore.Length == 0 || detectedCore.StartsWith("none", StringComparison.Ordinal)
+            || CoresThatKnowTheCpu.Contains(detectedCore, StringComparer.OrdinalIgnoreCase)) return null;
+        bool Has(params string[] names) => names.All(cpuFlags.Contains);
+        if (Has("avx512f", "avx512bw", "avx512dq", "avx512vl")) return Has("avx512_bf16") ? "Cooperlake" : "SkylakeX";
+        if (Has("avx2", "fma")) return "Haswell";
+        return null;
+    }
+
+    /// <summary>This CPU's feature flags from /proc/cpuinfo (empty where there is none).</summary>
+    public static IReadOnlySet<string> CpuFlags()
+    {
+        try
+        {
+            foreach (var line in File.ReadLines("/proc/cpuinfo"))
+                if (line.StartsWith("flags", StringComparison.Ordinal) && line.IndexOf(':') is var colon and > 0)
+                    return line[(colon + 1)..].Split(' ', StringSplitOptions.RemoveEmptyEntries).ToHashSet(StringComparer.Ordinal);
+        }
+        catch (IOException) { }
+        catch (UnauthorizedAccessException) { }
+        return new HashSet<string>();
     }
 
     /// <summary>

@@ -305,7 +305,9 @@ public static class BenchCommand
         string Get(string key) => c.TryGetValue(key, out var v) ? v : "?";
         return $"  reference ({(settings.Untuned ? "untuned: inherited environment" : "tuned")}): PyTorch {Get("torch")}, BLAS core {Get("blas_core")} ({Get("blas_threads")} threads)"
             + $", allocator {Get("allocator")}, torch threads {Get("threads")}, OMP_WAIT_POLICY={Get("omp_wait_policy")}"
-            + $", OPENBLAS_CORETYPE={Get("openblas_coretype")}, OPENBLAS_L2_SIZE={Get("openblas_l2_size")}";
+            + $", OPENBLAS_CORETYPE={Get("openblas_coretype")}"
+            + (c.TryGetValue(TorchBridge.FallbackKey, out var generic) ? $" (set from the CPU's flags: by itself OpenBLAS chose {generic}, a generic core)" : "")
+            + $", OPENBLAS_L2_SIZE={Get("openblas_l2_size")}";
     }
 
     private static string Fmt(object v) => v is bool b ? (b ? "true" : "false") : Convert.ToString(v, CultureInfo.InvariantCulture) ?? "";

@@ -174,6 +174,18 @@ public class BenchTorchTests
         return p.ExitCode == 0;
     }
 
+    [TestCase("Prescott", "avx2 fma avx512f avx512bw avx512dq avx512vl avx512_bf16", "Cooperlake")]
+    [TestCase("Prescott", "avx2 fma avx512f avx512bw avx512dq avx512vl", "SkylakeX")]
+    [TestCase("Nehalem", "avx2 fma avx512f avx512cd", "Haswell")] // AVX-512 foundation alone is not SkylakeX's set
+    [TestCase("Core2", "avx2 fma", "Haswell")]
+    [TestCase("Prescott", "sse3 ssse3", null)]                   // nothing better to name
+    [TestCase("Cooperlake", "avx2 fma avx512f avx512bw avx512dq avx512vl avx512_bf16", null)]
+    [TestCase("Zen", "avx2 fma avx512f avx512bw avx512dq avx512vl", null)] // a core OpenBLAS chose for a CPU it knows stays
+    [TestCase("Haswell", "avx2 fma avx512f avx512bw avx512dq avx512vl", null)]
+    [TestCase("none (no OpenBLAS loaded)", "avx2 fma", null)]
+    public void The_openblas_core_is_named_only_where_openblas_fell_back_to_a_generic_one(string detected, string flags, string? expected)
+        => Assert.That(TorchBridge.CoreTypeFor(detected, flags.Split(' ').ToHashSet()), Is.EqualTo(expected));
+
     [Test]
     public void The_reference_process_reports_the_openblas_core_and_settings_it_actually_runs_with()
     {
@@ -186,7 +198,11 @@ public class BenchTorchTests
             using (var tuned = TorchBridge.Start(setup, new TorchSettings(1)))
             {
                 var c = tuned.Configuration;
-                Assert.That(c["openblas_coretype"], Is.EqualTo("(unset)"));
+                // The tuned reference never runs a generic core on a CPU with AVX2 or AVX-512 (OpenBLAS 0.3.21 on
+                // an Emerald Rapids Xeon picks Prescott by itself); it names the core only where OpenBLAS fell back.
+                Assert.That(TorchBridge.CoreTypeFor(c["blas_core"], TorchBridge.CpuFlags()), Is.Null, $"the reference runs OpenBLAS's generic {c["blas_core"]} kernels");
+                string expectedCoreType = c.TryGetValue(TorchBridge.FallbackKey, out var generic) ? TorchBridge.CoreTypeFor(generic, TorchBridge.CpuFlags())! : "(unset)";
+                Assert.That(c["openblas_coretype"], Is.EqualTo(expectedCoreType));
                 Assert.That(c["openblas_l2_size"], Is.EqualTo("(unset)"));
                 Assert.That((c["threads"], c["omp_num_threads"], c["omp_wait_policy"]), Is.EqualTo(("1", "1", "PASSIVE")));
                 Assert.That(c["allocator"], TorchBridge.FindJemalloc() is null ? Does.StartWith("glibc malloc (MALLOC_MMAP_THRESHOLD_=17179869184") : Does.StartWith("jemalloc"));
@@ -206,7 +222,10 @@ public class BenchTorchTests
         var j = LastJson(stdout);
         Assert.That(j.GetProperty("torch_tuned").GetBoolean(), Is.True);
         var config = j.GetProperty("torch_config");
-        Assert.That(config.GetProperty("openblas_coretype").GetString(), Is.EqualTo("(unset)"));
+        bool fellBack = config.TryGetProperty(TorchBridge.FallbackKey, out var fallback);
+        Assert.That(config.GetProperty("openblas_coretype").GetString(),
+            Is.EqualTo(fellBack ? TorchBridge.CoreTypeFor(fallback.GetString()!, TorchBridge.CpuFlags()) : "(unset)"));
+        if (fellBack) Assert.That(stdout, Does.Contain("set from the CPU's flags: by itself OpenBLAS chose " + fallback.GetString()));
         Assert.That(config.GetProperty("omp_wait_policy").GetString(), Is.EqualTo("PASSIVE"));
         Assert.That(j.GetProperty("torch_peak_fraction").GetDouble(), Is.GreaterThan(0));
         Assert.That(stdout, Does.Contain("reference (tuned): PyTorch").And.Contain("BLAS core " + config.GetProperty("blas_core").GetString()));
