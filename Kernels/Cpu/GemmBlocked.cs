@@ -41,7 +41,8 @@ public static unsafe partial class Gemm
 
     private static float* PackABuffer()
     {
-        if (_packA == null) _packA = (float*)NativeMemory.AlignedAlloc((nuint)(MC * KC * sizeof(float)), 64);
+        // 8 floats of slack: the vector packing of A writes 8-float rows 6 apart, the last one 2 floats past its strip.
+        if (_packA == null) _packA = (float*)NativeMemory.AlignedAlloc((nuint)((MC * KC + 8) * sizeof(float)), 64);
         return _packA;
     }
 
@@ -116,8 +117,12 @@ public static unsafe partial class Gemm
                 for (int ic = 0; ic < j.M; ic += MC)
                 {
                     int mc = Math.Min(MC, j.M - ic);
-                    PackABlock(a, j.Lda, j.TransA, ic, mc, pc, kc, pa);
-                    Macro(pa, pb, c, j.Ldc, ic, mc, jc, 0, nc, kc, j.Alpha, pc == 0 ? j.Beta : 1f, pc == 0);
+                    if (ReadsAInPlace(ref j)) MacroInPlaceA(a, j.Lda, pa, pb, c, j.Ldc, ic, mc, pc, jc, 0, nc, kc, j.Alpha, pc == 0 ? j.Beta : 1f, pc == 0);
+                    else
+                    {
+                        PackABlock(a, j.Lda, j.TransA, ic, mc, pc, kc, pa);
+                        Macro(pa, pb, c, j.Ldc, ic, mc, jc, 0, nc, kc, j.Alpha, pc == 0 ? j.Beta : 1f, pc == 0);
+                    }
                 }
             }
         }
@@ -181,8 +186,117 @@ public static unsafe partial class Gemm
         if (jr0 >= j.Nc) return;
         int jrEnd = Math.Min(j.Nc, (s0 + j.JrPerChunk) * NR);
         float* pa = PackABuffer();
+        if (ReadsAInPlace(ref j))
+        {
+            MacroInPlaceA(j.A + j.Entry * j.StrideA, j.Lda, pa, j.PackedB, j.C + j.Entry * j.StrideC, j.Ldc, ic, mc, j.Pc, j.Jc, jr0, jrEnd, j.Kc, j.Alpha, j.Pc == 0 ? j.Beta : 1f, j.Pc == 0);
+            return;
+        }
         PackABlock(j.A + j.Entry * j.StrideA, j.Lda, j.TransA, ic, mc, j.Pc, j.Kc, pa);
         Macro(pa, j.PackedB, j.C + j.Entry * j.StrideC, j.Ldc, ic, mc, j.Jc, jr0, jrEnd, j.Kc, j.Alpha, j.Pc == 0 ? j.Beta : 1f, j.Pc == 0);
+    }
+
+    // A row-major op(A) already has what a packed strip gives the micro-kernel: each of its MR rows is
+    // contiguous along p, and a strip of MR x KC floats (6 KiB) stays in L1 across the B strips just as the
+    // packed copy would. So the micro-kernel reads it where it lies, and the pass that interleaved it (a scalar
+    // copy of all of A, 6-9% of a PatchTST or iTransformer training step on an Emerald Rapids Xeon) is gone.
+    // Only the last strip of fewer than MR rows is still packed, for its zero padding.
+    private static bool ReadsAInPlace(ref Job j) => !j.TransA && Vector512.IsHardwareAccelerated && (j.N <= 2 * NR || j.K <= 32);
+
+    // Macro for a row-major A read in place (ReadsAInPlace): the same tiles and the same sums in the same order as
+    // Macro over the packed block, so the results are bit for bit those of the packed path.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void MacroInPlaceA(float* a, int lda, float* pa, float* pb, float* c, int ldc, int ic, int mc, int pc, int jc, int jr0, int jrEnd, int kc, float alpha, float beta, bool first)
+    {
+        int full = mc / MR * MR;
+        if (full < mc) PackABlock(a, lda, false, ic + full, mc - full, pc, kc, pa);
+        float* tmp = stackalloc float[MR * NR];
+        for (int jr = jr0; jr < jrEnd; jr += NR)
+        {
+            int nr = Math.Min(NR, jrEnd - jr);
+            float* bStrip = pb + (long)(jr / NR) * kc * NR;
+            for (int ir = 0; ir < full; ir += MR)
+            {
+                float* aRows = a + (long)(ic + ir) * lda + pc;
+                float* cTile = c + (long)(ic + ir) * ldc + jc + jr;
+                if (nr == NR) MicroKernelInPlaceA(kc, aRows, lda, bStrip, cTile, ldc, alpha, beta, first);
+                else if (nr == 16) MicroKernelInPlaceA16(kc, aRows, lda, bStrip, cTile, ldc, alpha, beta, first);
+                else
+                {
+                    MicroKernelInPlaceA(kc, aRows, lda, bStrip, tmp, NR, alpha, 0f, true);
+                    for (int r = 0; r < MR; r++) MergeEdgeRow(tmp + r * NR, cTile + (long)r * ldc, nr, beta, first);
+                }
+            }
+            if (full < mc)
+            {
+                float* cTile = c + (long)(ic + full) * ldc + jc + jr;
+                MicroKernel(kc, pa, bStrip, tmp, NR, alpha, 0f, true);
+                for (int r = 0; r < mc - full; r++) MergeEdgeRow(tmp + r * NR, cTile + (long)r * ldc, nr, beta, first);
+            }
+        }
+    }
+
+    // MicroKernel512 with A's six rows read in place, lda apart, instead of from a packed strip.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void MicroKernelInPlaceA(int kc, float* a, int lda, float* b, float* c, int ldc, float alpha, float beta, bool first)
+    {
+        if (Sse.IsSupported)
+            for (int r = 0; r < MR; r++)
+            {
+                Sse.Prefetch0(c + (long)r * ldc);
+                Sse.Prefetch0(c + (long)r * ldc + NR - 1);
+            }
+        float* a0 = a, a1 = a + lda, a2 = a1 + lda, a3 = a2 + lda, a4 = a3 + lda, a5 = a4 + lda;
+        Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default,
+                         c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
+        for (int p = 0; p < kc; p++)
+        {
+            var b0 = Vector512.Load(b);
+            var b1 = Vector512.Load(b + 16);
+            var x = Vector512.Create(a0[p]); c00 = Vector512.FusedMultiplyAdd(x, b0, c00); c01 = Vector512.FusedMultiplyAdd(x, b1, c01);
+            x = Vector512.Create(a1[p]); c10 = Vector512.FusedMultiplyAdd(x, b0, c10); c11 = Vector512.FusedMultiplyAdd(x, b1, c11);
+            x = Vector512.Create(a2[p]); c20 = Vector512.FusedMultiplyAdd(x, b0, c20); c21 = Vector512.FusedMultiplyAdd(x, b1, c21);
+            x = Vector512.Create(a3[p]); c30 = Vector512.FusedMultiplyAdd(x, b0, c30); c31 = Vector512.FusedMultiplyAdd(x, b1, c31);
+            x = Vector512.Create(a4[p]); c40 = Vector512.FusedMultiplyAdd(x, b0, c40); c41 = Vector512.FusedMultiplyAdd(x, b1, c41);
+            x = Vector512.Create(a5[p]); c50 = Vector512.FusedMultiplyAdd(x, b0, c50); c51 = Vector512.FusedMultiplyAdd(x, b1, c51);
+            b += NR;
+        }
+        StoreTile6x32(c, ldc, c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51, alpha, beta, first);
+    }
+
+    // The 6 x 16 half of MicroKernelInPlaceA, for a B strip of exactly 16 columns (N = 16, PatchTST's d_model):
+    // half the FMAs of the 32-wide kernel, whose other half would multiply the strip's zero padding. C is written
+    // as MergeEdgeRow writes an edge tile (no FMA with beta), the rounding of the packed path for such a strip.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void MicroKernelInPlaceA16(int kc, float* a, int lda, float* b, float* c, int ldc, float alpha, float beta, bool first)
+    {
+        float* a0 = a, a1 = a + lda, a2 = a1 + lda, a3 = a2 + lda, a4 = a3 + lda, a5 = a4 + lda;
+        Vector512<float> c0 = default, c1 = default, c2 = default, c3 = default, c4 = default, c5 = default;
+        for (int p = 0; p < kc; p++)
+        {
+            var b0 = Vector512.Load(b);
+            c0 = Vector512.FusedMultiplyAdd(Vector512.Create(a0[p]), b0, c0);
+            c1 = Vector512.FusedMultiplyAdd(Vector512.Create(a1[p]), b0, c1);
+            c2 = Vector512.FusedMultiplyAdd(Vector512.Create(a2[p]), b0, c2);
+            c3 = Vector512.FusedMultiplyAdd(Vector512.Create(a3[p]), b0, c3);
+            c4 = Vector512.FusedMultiplyAdd(Vector512.Create(a4[p]), b0, c4);
+            c5 = Vector512.FusedMultiplyAdd(Vector512.Create(a5[p]), b0, c5);
+            b += NR;
+        }
+        Store16(c, c0, alpha, beta, first);
+        Store16(c + ldc, c1, alpha, beta, first);
+        Store16(c + 2 * ldc, c2, alpha, beta, first);
+        Store16(c + 3 * ldc, c3, alpha, beta, first);
+        Store16(c + 4 * ldc, c4, alpha, beta, first);
+        Store16(c + 5 * ldc, c5, alpha, beta, first);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Store16(float* c, Vector512<float> v, float alpha, float beta, bool first)
+    {
+        if (alpha != 1f) v *= Vector512.Create(alpha);
+        if (!first) v = Vector512.Load(c) + v;
+        else if (beta != 0) v = Vector512.Create(beta) * Vector512.Load(c) + v;
+        v.Store(c);
     }
 
     // The two inner loops over one packed A block and the packed B strips [jr0, jrEnd) of the panel at jc.
@@ -266,6 +380,15 @@ public static unsafe partial class Gemm
             x = Vector512.Create(a[5]); c50 = Vector512.FusedMultiplyAdd(x, b0, c50); c51 = Vector512.FusedMultiplyAdd(x, b1, c51);
             a += MR; b += NR;
         }
+        StoreTile6x32(c, ldc, c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51, alpha, beta, first);
+    }
+
+    // The 6 x 32 tile's write-back, shared by the packed and the in-place micro-kernels so both round alike.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreTile6x32(float* c, int ldc, Vector512<float> c00, Vector512<float> c01, Vector512<float> c10, Vector512<float> c11,
+        Vector512<float> c20, Vector512<float> c21, Vector512<float> c30, Vector512<float> c31, Vector512<float> c40, Vector512<float> c41,
+        Vector512<float> c50, Vector512<float> c51, float alpha, float beta, bool first)
+    {
         Store512(c, c00, c01, alpha, beta, first);
         Store512(c + ldc, c10, c11, alpha, beta, first);
         Store512(c + 2 * ldc, c20, c21, alpha, beta, first);
@@ -353,7 +476,10 @@ public static unsafe partial class Gemm
                 float* r0 = a + (long)(ic + ir) * lda + pc;
                 if (mr == MR)
                 {
-                    for (int p = 0; p < kc; p++, d += MR)
+                    int p = 0;
+                    if (Avx.IsSupported)
+                        for (; p + 8 <= kc; p += 8, d += 8 * MR) Transpose6x8(r0 + p, lda, d);
+                    for (; p < kc; p++, d += MR)
                     {
                         d[0] = r0[p]; d[1] = r0[lda + p]; d[2] = r0[2 * lda + p];
                         d[3] = r0[3 * lda + p]; d[4] = r0[4 * lda + p]; d[5] = r0[5 * lda + p];
@@ -367,7 +493,12 @@ public static unsafe partial class Gemm
             {
                 // Transposed A: op(A)[i, p] = a[p*lda + i], so the MR values of one p are contiguous.
                 float* src = a + (long)pc * lda + ic + ir;
-                if (mr == MR)
+                if (ir + 8 <= mc && Avx.IsSupported)
+                    // 8 floats in, 8 out, the next p's store overwriting the 2 extra: one load and one store per p
+                    // instead of six each. The 2 floats read past the strip are rows of this block, so inside A
+                    // (the block's last strip takes the scalar loop).
+                    for (int p = 0; p < kc; p++, d += MR, src += lda) Avx.Store(d, Avx.LoadVector256(src));
+                else if (mr == MR)
                     for (int p = 0; p < kc; p++, d += MR, src += lda)
                     {
                         d[0] = src[0]; d[1] = src[1]; d[2] = src[2]; d[3] = src[3]; d[4] = src[4]; d[5] = src[5];
@@ -421,6 +552,30 @@ public static unsafe partial class Gemm
                 for (int p = p0; p < kc; p++) d[(long)p * NR] = src[p];
             }
         }
+    }
+
+    // dst[c * 6 + r] = src[r * srcStride + c] for r < 6, c < 8: six rows of A interleaved into a packed strip, as
+    // Transpose8x8 with two zero rows, each 8-float output row stored 6 floats after the previous one so that it
+    // overwrites the previous row's two zeros (the last row writes 2 floats past the 48: the buffer's slack).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Transpose6x8(float* src, long srcStride, float* dst)
+    {
+        var r0 = Avx.LoadVector256(src); var r1 = Avx.LoadVector256(src + srcStride);
+        var r2 = Avx.LoadVector256(src + 2 * srcStride); var r3 = Avx.LoadVector256(src + 3 * srcStride);
+        var r4 = Avx.LoadVector256(src + 4 * srcStride); var r5 = Avx.LoadVector256(src + 5 * srcStride);
+        var z = Vector256<float>.Zero;
+        var t0 = Avx.UnpackLow(r0, r1); var t1 = Avx.UnpackHigh(r0, r1);
+        var t2 = Avx.UnpackLow(r2, r3); var t3 = Avx.UnpackHigh(r2, r3);
+        var t4 = Avx.UnpackLow(r4, r5); var t5 = Avx.UnpackHigh(r4, r5);
+        var t6 = Avx.UnpackLow(z, z); var t7 = t6;
+        var u0 = Avx.Shuffle(t0, t2, 0x44); var u1 = Avx.Shuffle(t0, t2, 0xEE);
+        var u2 = Avx.Shuffle(t1, t3, 0x44); var u3 = Avx.Shuffle(t1, t3, 0xEE);
+        var u4 = Avx.Shuffle(t4, t6, 0x44); var u5 = Avx.Shuffle(t4, t6, 0xEE);
+        var u6 = Avx.Shuffle(t5, t7, 0x44); var u7 = Avx.Shuffle(t5, t7, 0xEE);
+        Avx.Store(dst, Avx.Permute2x128(u0, u4, 0x20)); Avx.Store(dst + 6, Avx.Permute2x128(u1, u5, 0x20));
+        Avx.Store(dst + 12, Avx.Permute2x128(u2, u6, 0x20)); Avx.Store(dst + 18, Avx.Permute2x128(u3, u7, 0x20));
+        Avx.Store(dst + 24, Avx.Permute2x128(u0, u4, 0x31)); Avx.Store(dst + 30, Avx.Permute2x128(u1, u5, 0x31));
+        Avx.Store(dst + 36, Avx.Permute2x128(u2, u6, 0x31)); Avx.Store(dst + 42, Avx.Permute2x128(u3, u7, 0x31));
     }
 
     // dst[c * dstStride + r] = src[r * srcStride + c] for an 8 x 8 block: unpack pairs of rows, shuffle pairs of

@@ -31,7 +31,11 @@ public class GemmTests
             [12, 64, 16], [6, 96, 264], [18, 32, 8], [100, 64, 520],
             // Edge strips of 16 or more columns (PatchTST's d_model 16): the vector merge of an edge tile and the
             // vector packing of a partial B strip, at the first K slice and (k > 256) a later one.
-            [40, 16, 16], [37, 48, 130], [20, 16, 300]];
+            [40, 16, 16], [37, 48, 130], [20, 16, 300],
+            // A read in place (row-major, N <= 64 or K <= 32) across two row blocks with a partial last strip, and
+            // the vector packing of A: 6 x 8 transposes with a K tail (k % 8 != 0), a transposed A whose strip
+            // ends exactly 8 rows before the block's end (14 = 6 + 8) and one where it does not (13).
+            [102, 16, 40], [103, 40, 29], [14, 70, 20], [13, 70, 20], [8, 96, 24]];
         foreach (var s in mnk)
             foreach (bool ta in new[] { false, true })
                 foreach (bool tb in new[] { false, true })
