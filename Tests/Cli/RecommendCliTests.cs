@@ -1,4 +1,5 @@
 using System.Text.Json;
+using AttnCore.Cli.Bench;
 using AttnCore.Tests.Models;
 using NUnit.Framework;
 
@@ -95,7 +96,7 @@ public class RecommendCliTests
         Assert.That(ms, Is.GreaterThan(0));
         // The target is in sequences/s: the batch over the median step.
         Assert.That(j.GetProperty("sequences_per_s").GetDouble(), Is.EqualTo(4 / (ms / 1e3)).Within(0.01 + 1e-3 * 4 / (ms / 1e3)));
-        if (!File.Exists("/usr/bin/python3")) Assert.Ignore("PyTorch is not installed at /usr/bin/python3; the --vs torch half was not run");
+        if (!BenchTorchTests.TorchInstalled()) Assert.Ignore($"the --vs torch half was not run: {TorchBridge.InstallHint}");
         (code, stdout, stderr) = Run([.. small, "--vs", "torch"]);
         Assert.That(code, Is.EqualTo(0), stderr);
         j = LastJson(stdout);

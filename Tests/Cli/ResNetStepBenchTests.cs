@@ -23,6 +23,7 @@ public class ResNetStepBenchTests
     [Test]
     public void A_tiny_step_next_to_pytorch_reports_both_medians_and_images_per_second()
     {
+        if (!BenchTorchTests.TorchInstalled()) Assert.Ignore(TorchBridge.InstallHint);
         var (code, stdout, stderr) = Run("bench", "resnet-step", "--config", "tiny", "--seconds", "0.1", "--threads", "1", "--vs", "torch", "--json");
         Assert.That(code, Is.EqualTo(0), stderr);
         var j = JsonDocument.Parse(stdout.TrimEnd().Split('\n').Last()).RootElement;
