@@ -292,11 +292,16 @@ public static unsafe partial class Gemm
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Store16(float* c, Vector512<float> v, float alpha, float beta, bool first)
+        => Merge16(alpha != 1f ? v * Vector512.Create(alpha) : v, c, beta, first);
+
+    // 16 finished values x into C: C + x after the first K slice, else beta·C + x (x alone for beta 0). The one
+    // place both MergeEdgeRow and Store16 write a vector of C, so the two paths round alike.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Merge16(Vector512<float> x, float* dst, float beta, bool first)
     {
-        if (alpha != 1f) v *= Vector512.Create(alpha);
-        if (!first) v = Vector512.Load(c) + v;
-        else if (beta != 0) v = Vector512.Create(beta) * Vector512.Load(c) + v;
-        v.Store(c);
+        if (!first) x = Vector512.Load(dst) + x;
+        else if (beta != 0) x = Vector512.Create(beta) * Vector512.Load(dst) + x;
+        x.Store(dst);
     }
 
     // The two inner loops over one packed A block and the packed B strips [jr0, jrEnd) of the panel at jc.
@@ -334,14 +339,7 @@ public static unsafe partial class Gemm
         int q = 0;
         if (Vector512.IsHardwareAccelerated)
         {
-            var be = Vector512.Create(beta);
-            for (; q + 16 <= nr; q += 16)
-            {
-                var x = Vector512.Load(v + q);
-                if (!first) x = Vector512.Load(dst + q) + x;
-                else if (beta != 0) x = be * Vector512.Load(dst + q) + x;
-                x.Store(dst + q);
-            }
+            for (; q + 16 <= nr; q += 16) Merge16(Vector512.Load(v + q), dst + q, beta, first);
         }
         for (; q < nr; q++) dst[q] = first ? (beta == 0 ? v[q] : beta * dst[q] + v[q]) : dst[q] + v[q];
     }
