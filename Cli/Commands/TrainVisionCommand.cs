@@ -37,14 +37,15 @@ public static class TrainVisionCommand
         var smoothing = NumericOption.Number("--label-smoothing", "label smoothing of the training loss", 0.1, 0, 1, maxExclusive: true);
         var padding = NumericOption.Int("--crop-padding", "zero pixels on each side before the random crop (0 = no crop)", 4, 0, 64);
         var noFlip = new Option<bool>("--no-flip") { Description = "no random horizontal flip" };
-        var limitTrain = NumericOption.OptionalInt("--limit-train", "use only the first N training images (short runs, tests)", 1);
-        var limitTest = NumericOption.OptionalInt("--limit-test", "use only the first N test images", 1);
+        var erasing = NumericOption.Number("--random-erasing", "probability of Random Erasing (torchvision's RandomErasing: a random rectangle of 2-33% of the image set to the mean pixel; 0 = off)", 0, 0, 1);
+        var limitTrain = NumericOption.OptionalInt("--limit-train", "use N training images drawn at random (seeded by --seed; the set's class balance roughly kept) for short runs and tests", 1);
+        var limitTest = NumericOption.OptionalInt("--limit-test", "use N test images drawn at random (seeded by --seed)", 1);
         var pictures = NumericOption.Int("--pictures", "test images shown in gradcam.png and attention.png (0 = none)", 8, 0, 64);
         var output = PathRule.OutputFolder("--out", "run folder: checkpoint.bin, vision.safetensors, metrics.json, epochs.json, loss.png, curves.png, confusion.png, gradcam.png, attention.png", Path.Combine("runs", "vision"));
         var resume = new Option<bool>("--resume") { Description = "continue from the checkpoint in --out" };
         var quiet = new Option<bool>("--quiet") { Description = "no progress bar" };
         var cmd = distributed.AddTo(common.AddTo(new Command("vision", "ResNet with optional SE/CBAM/MHSA attention on Fashion-MNIST, CIFAR-10 or an image folder")
-            { data, model, epochs, batch, lr, momentum, wd, schedule, smoothing, padding, noFlip, limitTrain, limitTest, pictures, output, resume, quiet }));
+            { data, model, epochs, batch, lr, momentum, wd, schedule, smoothing, padding, noFlip, erasing, limitTrain, limitTest, pictures, output, resume, quiet }));
         cmd.SetAction(p =>
         {
             var device = common.Apply(p);
@@ -55,8 +56,8 @@ public static class TrainVisionCommand
             int b = p.GetValue(batch), nEpochs = p.GetValue(epochs);
             ulong seed = p.GetValue(common.Seed);
             var (train, test) = ImageFolder.LoadSplits(dataPath);
-            if (p.GetValue(limitTrain) is int lt) train = train.Take(lt);
-            if (p.GetValue(limitTest) is int le) test = test.Take(le);
+            if (p.GetValue(limitTrain) is int lt) train = train.Sample(lt, seed + 3);
+            if (p.GetValue(limitTest) is int le) test = test.Sample(le, seed + 4);
             if (train.Count < b)
                 throw new ArgumentException($"train vision: --batch {b} is more than the {train.Count} training images of '{dataPath}'");
             if (test.Channels != train.Channels || test.Height != train.Height || test.Width != train.Width)
@@ -64,7 +65,7 @@ public static class TrainVisionCommand
             PathRule.PrepareOutputFolder("train vision", "--out", outDir);
 
             var norm = Normalization.Of(train);
-            var augmentation = new Augmentation(p.GetValue(padding), !p.GetValue(noFlip));
+            var augmentation = new Augmentation(p.GetValue(padding), !p.GetValue(noFlip), p.GetValue(erasing));
             using var trainLoader = new VisionLoader(train, b, augmentation, norm, shuffle: true, dropLast: true, seed: seed + 1);
             using var net = VisionModels.Create(modelName, train.Channels, train.ClassNames.Count, new Generator(seed), device);
             run.Attach(net, b);

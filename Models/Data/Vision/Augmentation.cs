@@ -4,12 +4,20 @@ namespace AttnCore.Models.Data.Vision;
 /// The training-time augmentation of the CIFAR ResNet recipe (He et al. 2016, torchvision's
 /// RandomCrop(size, padding) then RandomHorizontalFlip): pad the image with <see cref="Padding"/> zero pixels on
 /// every side, cut a window of the original size at a random offset (dy, dx) in [0, 2·padding], then mirror it
-/// left-right with probability 1/2. <see cref="None"/> leaves images as they are (evaluation).
+/// left-right with probability 1/2. Optionally Random Erasing afterwards (Zhong et al. 2020, torchvision's
+/// RandomErasing with its defaults, applied to the normalised image): with probability <see cref="ErasingProbability"/>
+/// a rectangle of area fraction s ~ U(0.02, 0.33) and aspect ratio r = h/w with log r ~ U(log 0.3, log 3.3),
+/// h = round(√(s·A·r)), w = round(√(s·A/r)), is set to 0 (the mean pixel) at a uniform position; the first of at most
+/// ten draws that fits strictly inside the image is used, and none fitting means no erasing.
+/// <see cref="None"/> leaves images as they are (evaluation).
 /// </summary>
 /// <param name="Padding">Zero pixels added on each side before the random crop (4 for CIFAR-10, 0 = no crop).</param>
 /// <param name="HorizontalFlip">Mirror half of the images left-right.</param>
-public sealed record Augmentation(int Padding, bool HorizontalFlip)
+/// <param name="ErasingProbability">Probability that an image gets a random rectangle erased (0 = never).</param>
+public sealed record Augmentation(int Padding, bool HorizontalFlip, double ErasingProbability = 0)
 {
+    private const double MinArea = 0.02, MaxArea = 0.33, MinAspect = 0.3, MaxAspect = 3.3;
+
     /// <summary>No augmentation: what evaluation uses.</summary>
     public static Augmentation None { get; } = new(0, false);
 
@@ -21,6 +29,29 @@ public sealed record Augmentation(int Padding, bool HorizontalFlip)
         int dx = Padding > 0 ? (int)g.NextInt64(0, 2 * Padding + 1) : Padding;
         bool flip = HorizontalFlip && g.NextDouble() < 0.5;
         return (dy, dx, flip);
+    }
+
+    /// <summary>
+    /// The rectangle Random Erasing clears in an image of <paramref name="height"/> x <paramref name="width"/>, drawn
+    /// from <paramref name="g"/> after <see cref="Draw"/>; Height 0 means none. No draw is made when
+    /// <see cref="ErasingProbability"/> is 0, so runs without erasing see the same random stream as before it existed.
+    /// </summary>
+    public (int Top, int Left, int Height, int Width) DrawErasing(Generator g, int height, int width)
+    {
+        if (!(ErasingProbability >= 0 && ErasingProbability <= 1))
+            throw new ArgumentOutOfRangeException(nameof(ErasingProbability), ErasingProbability, "Augmentation: the erasing probability must lie in [0, 1]");
+        if (ErasingProbability == 0 || g.NextDouble() >= ErasingProbability) return (0, 0, 0, 0);
+        double area = (double)height * width, logLo = Math.Log(MinAspect), logHi = Math.Log(MaxAspect);
+        for (int attempt = 0; attempt < 10; attempt++)
+        {
+            double target = area * (MinArea + (MaxArea - MinArea) * g.NextDouble());
+            double aspect = Math.Exp(logLo + (logHi - logLo) * g.NextDouble());
+            int h = (int)Math.Round(Math.Sqrt(target * aspect)), w = (int)Math.Round(Math.Sqrt(target / aspect));
+            if (h < 1 || w < 1 || h >= height || w >= width) continue;
+            int top = (int)g.NextInt64(0, height - h + 1), left = (int)g.NextInt64(0, width - w + 1);
+            return (top, left, h, w);
+        }
+        return (0, 0, 0, 0);
     }
 }
 
@@ -80,5 +111,16 @@ public static class ImageTransform
                 }
             }
         }
+    }
+
+    /// <summary>Sets rows [top, top + h) x columns [left, left + w) of every channel of the normalised image <paramref name="dst"/> to 0.</summary>
+    public static void Erase(Span<float> dst, int channels, int height, int width, (int Top, int Left, int Height, int Width) box)
+    {
+        if (box.Height == 0) return;
+        if (box.Top < 0 || box.Left < 0 || box.Width < 1 || box.Top + box.Height > height || box.Left + box.Width > width)
+            throw new ArgumentOutOfRangeException(nameof(box), box, $"ImageTransform.Erase: the box must lie inside the {height}x{width} image");
+        for (int c = 0; c < channels; c++)
+            for (int y = box.Top; y < box.Top + box.Height; y++)
+                dst.Slice(c * height * width + y * width + box.Left, box.Width).Clear();
     }
 }

@@ -59,6 +59,34 @@ public sealed class ImageSet
         return new ImageSet(Pixels.AsSpan(0, count * ImageSize).ToArray(), Labels[..count], Channels, Height, Width, ClassNames, Source);
     }
 
+    /// <summary>
+    /// <paramref name="count"/> images drawn at random without replacement (all when it is at least <see cref="Count"/>),
+    /// kept in their original order: a copy, for short runs on folders sorted by class, where the first N images would
+    /// all be one class. The same <paramref name="seed"/> draws the same images (a partial Fisher-Yates shuffle).
+    /// </summary>
+    public ImageSet Sample(int count, ulong seed)
+    {
+        if (count < 1) throw new ArgumentOutOfRangeException(nameof(count), count, $"ImageSet.Sample: count must be positive");
+        if (count >= Count) return this;
+        var order = new int[Count];
+        for (int i = 0; i < order.Length; i++) order[i] = i;
+        var rng = new Generator(seed);
+        for (int i = 0; i < count; i++)
+        {
+            int j = (int)rng.NextInt64(i, Count);
+            (order[i], order[j]) = (order[j], order[i]);
+        }
+        Array.Sort(order, 0, count);
+        var pixels = new byte[(long)count * ImageSize];
+        var labels = new int[count];
+        for (int i = 0; i < count; i++)
+        {
+            Image(order[i]).CopyTo(pixels.AsSpan(i * ImageSize, ImageSize));
+            labels[i] = Labels[order[i]];
+        }
+        return new ImageSet(pixels, labels, Channels, Height, Width, ClassNames, Source);
+    }
+
     /// <summary>The mean and standard deviation of each channel over all pixels, on the 0-1 scale (what <see cref="Augmentation"/> normalises with).</summary>
     public (double[] Mean, double[] Std) ChannelStatistics()
     {

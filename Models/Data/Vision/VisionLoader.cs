@@ -122,7 +122,9 @@ public sealed class VisionLoader : IDisposable
         {
             int i = order[start + b];
             var (dy, dx, flip) = _augmentation.Draw(g);
-            ImageTransform.Apply(_set.Image(i), _set.Channels, _set.Height, _set.Width, _augmentation.Padding, dy, dx, flip, _norm, _pixels.AsSpan(b * size, size));
+            var image = _pixels.AsSpan(b * size, size);
+            ImageTransform.Apply(_set.Image(i), _set.Channels, _set.Height, _set.Width, _augmentation.Padding, dy, dx, flip, _norm, image);
+            ImageTransform.Erase(image, _set.Channels, _set.Height, _set.Width, _augmentation.DrawErasing(g, _set.Height, _set.Width));
             _labels[b] = _set.Labels[i];
         }
         return count;

@@ -80,6 +80,28 @@ public class VisionDataTests
     }
 
     [Test]
+    public void A_sample_draws_distinct_images_in_file_order_the_same_for_a_seed_and_every_class_of_a_sorted_set()
+    {
+        // 300 one-pixel images sorted by class (100 of each), as an image folder lists them; pixel i holds i % 256 so that
+        // each drawn image can be traced back to its index.
+        var labels = Enumerable.Range(0, 300).Select(i => i / 100).ToArray();
+        var set = new ImageSet(Enumerable.Range(0, 300).Select(i => (byte)(i % 256)).ToArray(), labels, 1, 1, 1, Three, "sorted");
+        var a = set.Sample(30, 7);
+        var b = set.Sample(30, 7);
+        Assert.That(a.Count, Is.EqualTo(30));
+        Assert.That(b.Pixels, Is.EqualTo(a.Pixels));
+        Assert.That(b.Labels, Is.EqualTo(a.Labels));
+        Assert.That(set.Sample(30, 8).Pixels, Is.Not.EqualTo(a.Pixels));
+        // Recover each drawn index from its pixel and label (label·100 + offset, pixel = index mod 256).
+        var index = Enumerable.Range(0, 30).Select(i => Enumerable.Range(a.Labels[i] * 100, 100).Single(j => j % 256 == a.Pixels[i])).ToArray();
+        Assert.That(index, Is.Ordered.Ascending);
+        Assert.That(index.Distinct().Count(), Is.EqualTo(30));
+        Assert.That(a.Labels.Distinct().Count(), Is.EqualTo(3));
+        Assert.That(set.Sample(300, 1), Is.SameAs(set));
+        Assert.That(() => set.Sample(0, 1), Throws.InstanceOf<ArgumentOutOfRangeException>().With.Message.Contains("ImageSet.Sample"));
+    }
+
+    [Test]
     public void Crop_flip_and_normalise_match_a_hand_computed_image()
     {
         // Channel 0 is 1..9, channel 1 ten times it. Padding 1, offset (dy, dx) = (0, 2), flipped: the padded 5x5 image's
@@ -139,7 +161,7 @@ public class VisionDataTests
     {
         var set = RandomSet(50, 3);
         var norm = Normalization.Of(set);
-        var aug = new Augmentation(2, true);
+        var aug = new Augmentation(2, true, ErasingProbability: 0.5);
         using var a = new VisionLoader(set, 8, aug, norm, shuffle: true, dropLast: true, seed: 42);
         using var b = new VisionLoader(set, 8, aug, norm, shuffle: true, dropLast: true, seed: 42);
         Assert.That(a.BatchesPerEpoch, Is.EqualTo(6));
@@ -210,6 +232,56 @@ public class VisionDataTests
         Assert.That(offsets, Has.Count.EqualTo(9), "every offset in [0, 2·padding] occurs");
         Assert.That(flips, Is.InRange(n / 2 - 150, n / 2 + 150));
         Assert.That(Augmentation.None.Draw(g), Is.EqualTo((0, 0, false)));
+    }
+
+    [Test]
+    public void Random_erasing_boxes_fit_the_image_follow_the_area_and_aspect_ranges_and_occur_at_the_given_rate()
+    {
+        var aug = new Augmentation(0, false, ErasingProbability: 0.5);
+        var g = new Generator(5);
+        int erased = 0, n = 4000;
+        double areaSum = 0;
+        var tops = new HashSet<int>();
+        for (int i = 0; i < n; i++)
+        {
+            var box = aug.DrawErasing(g, 28, 28);
+            if (box.Height == 0) continue;
+            erased++;
+            Assert.That(box.Top + box.Height, Is.LessThanOrEqualTo(28)); Assert.That(box.Left + box.Width, Is.LessThanOrEqualTo(28));
+            Assert.That(box.Top, Is.GreaterThanOrEqualTo(0)); Assert.That(box.Left, Is.GreaterThanOrEqualTo(0));
+            Assert.That(box.Height, Is.LessThan(28)); Assert.That(box.Width, Is.LessThan(28));
+            double fraction = box.Height * box.Width / 784.0;
+            // s in [0.02, 0.33] before each side is rounded: at most half a pixel either way on each side.
+            Assert.That(fraction, Is.InRange(0.02 * 0.6, 0.33 * 1.2));
+            Assert.That(box.Height / (double)box.Width, Is.InRange(0.3 / 1.6, 3.3 * 1.6));
+            areaSum += fraction; tops.Add(box.Top);
+        }
+        Assert.That(erased, Is.InRange(n / 2 - 150, n / 2 + 150), "p = 0.5");
+        // E[s] = 0.175 for s ~ U(0.02, 0.33); draws that do not fit (large s with an extreme aspect) are redrawn, which lowers the mean a little.
+        Assert.That(areaSum / erased, Is.InRange(0.14, 0.18));
+        Assert.That(tops, Has.Count.GreaterThan(20), "boxes start all over the image");
+
+        // Without erasing no random number is drawn: the stream after Draw is what it was before erasing existed.
+        var withErasingOff = new Generator(9); var plain = new Generator(9);
+        new Augmentation(4, true).DrawErasing(withErasingOff, 28, 28);
+        Assert.That(withErasingOff.NextUInt64(), Is.EqualTo(plain.NextUInt64()));
+        Assert.That(new Augmentation(0, false, 1.0).DrawErasing(new Generator(1), 28, 28).Height, Is.GreaterThan(0));
+        Assert.That(() => new Augmentation(0, false, 1.5).DrawErasing(g, 28, 28), Throws.InstanceOf<ArgumentOutOfRangeException>().With.Message.Contains("[0, 1]"));
+    }
+
+    [Test]
+    public void Erase_clears_the_box_in_every_channel_and_nothing_else()
+    {
+        var image = Enumerable.Range(1, 2 * 4 * 5).Select(v => (float)v).ToArray();
+        ImageTransform.Erase(image, 2, 4, 5, (1, 2, 2, 3));
+        for (int c = 0; c < 2; c++)
+            for (int y = 0; y < 4; y++)
+                for (int x = 0; x < 5; x++)
+                {
+                    bool inside = y >= 1 && y < 3 && x >= 2 && x < 5;
+                    Assert.That(image[c * 20 + y * 5 + x], Is.EqualTo(inside ? 0f : c * 20 + y * 5 + x + 1), $"c {c} y {y} x {x}");
+                }
+        Assert.That(() => ImageTransform.Erase(image, 2, 4, 5, (3, 0, 2, 2)), Throws.InstanceOf<ArgumentOutOfRangeException>().With.Message.Contains("4x5"));
     }
 
     [Test]
