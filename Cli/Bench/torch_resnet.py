@@ -64,9 +64,9 @@ class Bottleneck(nn.Module):
 
 
 class ResNet(nn.Module):
-    def __init__(self, blocks, widths, block, imagenet, classes, se):
+    def __init__(self, blocks, widths, block, imagenet, classes, se, channels=3):
         super().__init__()
-        self.conv1 = nn.Conv2d(3, widths[0], 7, 2, 3, bias=False) if imagenet else nn.Conv2d(3, widths[0], 3, 1, 1, bias=False)
+        self.conv1 = nn.Conv2d(channels, widths[0], 7, 2, 3, bias=False) if imagenet else nn.Conv2d(channels, widths[0], 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(widths[0])
         self.maxpool = nn.MaxPool2d(3, 2, 1) if imagenet else None
         c, layers = widths[0], []
@@ -89,15 +89,15 @@ class ResNet(nn.Module):
         return self.fc(self.layers(h).mean((2, 3)))
 
 
-def make_resnet(model, classes):
+def make_resnet(model, classes, channels=3):
     base, _, attention = model.partition("-")
     if attention not in ("", "se"):
         raise ValueError(f"torch_resnet: attention '{attention}' has no PyTorch reference here (none or se)")
     if base in ("resnet20", "resnet32", "resnet56"):
         n = (int(base[6:]) - 2) // 6
-        return ResNet([n] * 3, [16, 32, 64], Basic, False, classes, 4 if attention else 0)
+        return ResNet([n] * 3, [16, 32, 64], Basic, False, classes, 4 if attention else 0, channels)
     spec = {"resnet18": ([2, 2, 2, 2], Basic), "resnet34": ([3, 4, 6, 3], Basic), "resnet50": ([3, 4, 6, 3], Bottleneck)}[base]
-    return ResNet(spec[0], [64, 128, 256, 512], spec[1], True, classes, 16 if attention else 0)
+    return ResNet(spec[0], [64, 128, 256, 512], spec[1], True, classes, 16 if attention else 0, channels)
 
 
 def make_resnet_step(c):
