@@ -136,11 +136,13 @@ public static unsafe partial class Attention
                     if (mask != null) AddMask(p, mask, a.Mo, i0, rows, j0, cols);
                     // A -inf from the mask needs no special case: exp(-inf - lse) is 0 on both paths.
                     bool masked = a.S.Causal && j0 + KeyTile - 1 > i0 + a.S.CausalShift;
-                    if (!masked && Vector512.IsHardwareAccelerated)
+                    if (Vector512.IsHardwareAccelerated)
                     {
-                        // The common tile: no causal cut: P and scale·dS sixteen lanes at a time, over the 16-key slices
-                        // that hold keys (one for a 7-key attention, not four). Rows past the last query count as fully
-                        // masked; the key padding of a short tile (every tile when Lk < 64) is zeroed after the row.
+                        // P and scale·dS sixteen lanes at a time, over the 16-key slices that hold visible keys (one for
+                        // a 7-key attention, not four). A row's visible keys are a prefix of the tile: all its columns,
+                        // or on a tile the causal diagonal crosses those up to the row's limit (every tile when Lk < 64,
+                        // as SASRec's n = 50, so the diagonal tile is the whole causal backward there). Rows past the
+                        // last query count as fully masked; the columns past the prefix are zeroed after the row.
                         // Dropout: the keep mask of the same hash as the forward pass, sixteen keys at a time
                         // (KeepMask16 agrees with Keep bit for bit); P after dropout feeds dV, dP goes through the mask.
                         var sc = Vector512.Create(scale);
@@ -150,9 +152,10 @@ public static unsafe partial class Attention
                         for (int r = 0; r < RowGroup; r++)
                         {
                             float l = r < rows ? lse[i0 + r] : float.NegativeInfinity;
-                            if (float.IsNegativeInfinity(l)) { new Span<float>(p + r * KeyTile, KeyTile).Clear(); new Span<float>(dp + r * KeyTile, KeyTile).Clear(); continue; }
+                            int visible = masked ? Math.Min(cols, i0 + r + a.S.CausalShift - j0 + 1) : cols;
+                            if (float.IsNegativeInfinity(l) || visible <= 0) { new Span<float>(p + r * KeyTile, KeyTile).Clear(); new Span<float>(dp + r * KeyTile, KeyTile).Clear(); continue; }
                             var lv = Vector512.Create(l); var dv0 = Vector512.Create(di[i0 + r]);
-                            for (int c = 0; c < cols; c += 16)
+                            for (int c = 0; c < visible; c += 16)
                             {
                                 float* pr = p + r * KeyTile + c, dpr = dp + r * KeyTile + c;
                                 var prob = VectorMath.ExpNonPositive(Vector512.Load(pr) - lv);
@@ -166,7 +169,7 @@ public static unsafe partial class Attention
                                 else prob.Store(pr);
                                 (prob * (dpv - dv0) * sc).Store(dpr);
                             }
-                            if (cols < KeyTile) { new Span<float>(p + r * KeyTile + cols, KeyTile - cols).Clear(); new Span<float>(dp + r * KeyTile + cols, KeyTile - cols).Clear(); }
+                            if (visible < KeyTile) { new Span<float>(p + r * KeyTile + visible, KeyTile - visible).Clear(); new Span<float>(dp + r * KeyTile + visible, KeyTile - visible).Clear(); }
                         }
                     }
                     else

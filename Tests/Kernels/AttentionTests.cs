@@ -90,6 +90,9 @@ public class AttentionTests
         new("narrow_16_keys_bias_mask_d20", 2, 3, 9, 16, 20, false, AttentionMasks.Kind.Bias2d, 0, false),
         new("narrow_causal_dropout_padding", 2, 2, 11, 11, 8, true, AttentionMasks.Kind.KeyPadding, 0.3f, false),
         new("seventeen_keys_one_past_the_narrow_tile_dropout", 1, 2, 6, 17, 16, false, AttentionMasks.Kind.None, 0.25f, false),
+        // SASRec's shape (n 50, d 50, causal, key padding, dropout 0.5): one short key tile that the causal diagonal
+        // crosses for every query group, so the whole backward pass runs the vector path's per-row visible prefix.
+        new("sasrec_n50_d50_causal_padding_dropout", 2, 1, 50, 50, 50, true, AttentionMasks.Kind.KeyPadding, 0.5f, false),
     ];
 
     static float[] Rand(Generator g, int n) { var x = new float[n]; for (int i = 0; i < n; i++) x[i] = (float)g.NextNormal(); return x; }
