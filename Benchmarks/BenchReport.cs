@@ -46,6 +46,11 @@ public static class BenchReport
             Console.Error.WriteLine($"report: {cli} not found; run `dotnet build -c Release` first");
             return 2;
         }
+        // The tree as it was measured: taken before the runs, and blind to this report's own outputs (the chart is
+        // written before the page, so a check at the end would always find the tree changed).
+        bool dirty = Git("status --porcelain --untracked-files=no").Split('\n', StringSplitOptions.RemoveEmptyEntries)
+            .Any(line => !line.EndsWith("docs/benchmarks.md", StringComparison.Ordinal) && !line.EndsWith("docs/benchmarks.png", StringComparison.Ordinal));
+        string commit = Git("rev-parse --short HEAD") + (dirty ? " (with uncommitted changes)" : "");
         var rows = new List<(Case Case, JsonElement Json)>();
         foreach (var c in quick ? Cases.Where(c => !c.Args.Contains("4096") && !c.Args.Contains("small")).ToArray() : Cases)
         {
@@ -65,7 +70,7 @@ public static class BenchReport
         Directory.CreateDirectory(docs);
         string png = Path.Combine(docs, "benchmarks.png");
         WriteChart(rows, png, threads);
-        WriteMarkdown(rows, Path.Combine(docs, "benchmarks.md"), threads);
+        WriteMarkdown(rows, Path.Combine(docs, "benchmarks.md"), threads, commit);
         Console.WriteLine($"wrote {Path.Combine(docs, "benchmarks.md")} and {png}");
         return 0;
     }
@@ -110,9 +115,8 @@ public static class BenchReport
         Plots.SpeedupBars(rows.Select(r => (r.Case.Label, Num(r.Json, "speedup"))).ToArray(), "AttnCore", "PyTorch",
             $"AttnCore vs PyTorch, same machine, same run, {threads} threads", path);
 
-    private static void WriteMarkdown(List<(Case Case, JsonElement Json)> rows, string path, string threads)
+    private static void WriteMarkdown(List<(Case Case, JsonElement Json)> rows, string path, string threads, string commit)
     {
-        string commit = Git("rev-parse --short HEAD") + (Git("status --porcelain --untracked-files=no").Length > 0 ? " (with uncommitted changes)" : "");
         string cpu = File.Exists("/proc/cpuinfo")
             ? File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal))?.Split(':', 2)[1].Trim() ?? "unknown CPU"
             : "unknown CPU";
