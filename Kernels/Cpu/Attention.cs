@@ -373,6 +373,29 @@ public static unsafe partial class Attention
                 o20.Store(a2); o21.Store(a2 + 16); o22.Store(a2 + 32); o23.Store(a2 + 48);
                 o30.Store(a3); o31.Store(a3 + 16); o32.Store(a3 + 32); o33.Store(a3 + 48);
             }
+        if (Vector512.IsHardwareAccelerated && c0 + 32 <= d)
+        {
+            // A 32-wide slice (head dim 32, GPT-baby's): each broadcast of p feeds two FMAs instead of one.
+            float* a0 = acc + c0, a1 = acc + d + c0, a2 = acc + 2 * d + c0, a3 = acc + 3 * d + c0;
+            var o00 = Vector512.Load(a0); var o01 = Vector512.Load(a0 + 16); var o10 = Vector512.Load(a1); var o11 = Vector512.Load(a1 + 16);
+            var o20 = Vector512.Load(a2); var o21 = Vector512.Load(a2 + 16); var o30 = Vector512.Load(a3); var o31 = Vector512.Load(a3 + 16);
+            for (int j = 0; j < cols; j++)
+            {
+                float* vr = v + j * ld + c0;
+                var v0 = Vector512.Load(vr); var v1 = Vector512.Load(vr + 16);
+                var x = Vector512.Create(p[j]);
+                o00 = Vector512.FusedMultiplyAdd(x, v0, o00); o01 = Vector512.FusedMultiplyAdd(x, v1, o01);
+                x = Vector512.Create(p[KeyTile + j]);
+                o10 = Vector512.FusedMultiplyAdd(x, v0, o10); o11 = Vector512.FusedMultiplyAdd(x, v1, o11);
+                x = Vector512.Create(p[2 * KeyTile + j]);
+                o20 = Vector512.FusedMultiplyAdd(x, v0, o20); o21 = Vector512.FusedMultiplyAdd(x, v1, o21);
+                x = Vector512.Create(p[3 * KeyTile + j]);
+                o30 = Vector512.FusedMultiplyAdd(x, v0, o30); o31 = Vector512.FusedMultiplyAdd(x, v1, o31);
+            }
+            o00.Store(a0); o01.Store(a0 + 16); o10.Store(a1); o11.Store(a1 + 16);
+            o20.Store(a2); o21.Store(a2 + 16); o30.Store(a3); o31.Store(a3 + 16);
+            c0 += 32;
+        }
         if (Vector512.IsHardwareAccelerated)
             for (; c0 + 16 <= d; c0 += 16)
             {
