@@ -13,9 +13,9 @@
 // Bound: FMA throughput for large shapes (the peak `bench peak` measures; MC/KC below were swept against it,
 // docs/kernels-cpu.md); memory for skinny ones,
 // which skip packing (GemmSkinny below).
-// Threads: one WorkerPool call per (jc, pc) stage, in which workers take (ic block, jr range) tiles, each
-// packing its own A block, and first pack the next stage's B strips into a second buffer (double buffering:
-// packing overlaps the tiles, one barrier per stage); per-thread packing buffers are reused across calls.
+// Threads: one WorkerPool call per matrix, with no barrier inside it: C is cut into one part per thread (whole
+// rows when M >= N, whole columns otherwise) and each thread runs the five loops on its part with its own
+// packing buffers, reused across calls (GemmBlocked.cs, Parallel, says why this beat shared packed panels).
 // Reference: SgemmReference / DgemmReference (triple loop, float64 accumulation; in GemmSkinny.cs), compared in
 // Tests/Kernels/GemmTests.cs.
 using System.Runtime.CompilerServices;

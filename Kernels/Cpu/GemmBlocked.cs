@@ -20,12 +20,8 @@ public static unsafe partial class Gemm
         public bool TransA, TransB;
         public float Alpha, Beta;
         public long StrideA, StrideB, StrideC;
-        // The stage being computed in parallel: one (batch entry, jc, pc) block with B already packed.
-        public float* PackedB;
-        public int Entry, Jc, Nc, Pc, Kc, IcBlocks, JrChunks, JrPerChunk;
-        // The next stage's B panel, packed by the same parallel call that computes this stage's tiles.
-        public float* NextPackedB;
-        public int NextJc, NextNc, NextPc, NextKc, NextStrips;
+        // The batch entry a parallel call is computing.
+        public int Entry;
 
         public Job(float* a, float* b, float* c, int batch, bool ta, bool tb, int m, int n, int k, float alpha, float beta,
             int lda, int ldb, int ldc, long sa, long sb, long sc)
@@ -50,15 +46,6 @@ public static unsafe partial class Gemm
     {
         if (_packB == null) _packB = (float*)NativeMemory.AlignedAlloc((nuint)((long)KC * NC * sizeof(float)), 64);
         return _packB;
-    }
-
-    // The parallel path's second B panel: one stage computes from one buffer while the next is packed into the other.
-    [ThreadStatic] private static float* _packB2;
-
-    private static float* SecondPackBBuffer()
-    {
-        if (_packB2 == null) _packB2 = (float*)NativeMemory.AlignedAlloc((nuint)((long)KC * NC * sizeof(float)), 64);
-        return _packB2;
     }
 
     private const long ParallelThreshold = 48L * 48 * 48;    // below this many multiply-adds one thread wins
@@ -128,71 +115,48 @@ public static unsafe partial class Gemm
         }
     }
 
-    // One batch entry on all workers. The (jc, pc) stages run as one parallel call each: the call computes the
-    // stage's (ic block x jr chunk) tiles from one packed B panel and, as its first indices, packs the next
-    // stage's panel into the other buffer, so packing overlaps the tiles and each stage costs one barrier, not two.
+    // One batch entry on all workers, without a barrier: C is cut into one part per thread and each thread runs
+    // all five loops (Serial) on its part with its own packing buffers. The parts are whole rows when M >= N (every
+    // thread then packs all of op(B) but only its own rows of A) and whole columns otherwise (all of A, its own
+    // columns of B), so the packing a split duplicates is that of the smaller operand. Every element of C still
+    // gets the same products in the same order, so the result does not depend on the thread count.
+    // Why not shared panels: the earlier scheme packed each (jc, pc) panel of B once for all threads and ran each
+    // stage as one parallel call over (ic block, jr chunk) tiles. Its barrier per KC slice and the uneven last
+    // tiles cost a quarter of the time here (SGEMM 2048, 2 threads: 317 against 400 GFLOP/s, docs/kernels-cpu.md),
+    // more than the duplicated packing, which is T/min(M, N) of the multiply-adds.
     private static void Parallel(ref Job j, int e)
     {
         j.Entry = e;
-        float* current = PackBBuffer(), next = SecondPackBBuffer();
+        fixed (Job* pj = &j) WorkerPool.For(WorkerPool.ThreadCount, &PartTask, (nint)pj);
+    }
+
+    private static void PartTask(int t, nint state)
+    {
+        ref Job j = ref *(Job*)state;
+        if (!ThreadPart(j.M, j.N, t, out int r0, out int r1, out int c0, out int c1)) return;
+        var part = j;
+        part.M = r1 - r0; part.N = c1 - c0;
+        part.A = j.TransA ? j.A + r0 : j.A + (long)r0 * j.Lda;
+        part.B = j.TransB ? j.B + (long)c0 * j.Ldb : j.B + c0;
+        part.C = j.C + (long)r0 * j.Ldc + c0;
+        Serial(ref part, j.Entry);
+    }
+
+    // Thread t's part of an m x n C: rows [r0, r1) and columns [c0, c1). Rows are cut at multiples of MR and columns
+    // at multiples of NR, so only the last part has edge tiles; false when t's part is empty.
+    private static bool ThreadPart(int m, int n, int t, out int r0, out int r1, out int c0, out int c1)
+    {
         int threads = WorkerPool.ThreadCount;
-        j.IcBlocks = (j.M + MC - 1) / MC;
-        fixed (Job* pj = &j)
+        (r0, r1, c0, c1) = (0, m, 0, n);
+        if (m >= n)
         {
-            // The first stage's panel has nothing to overlap with.
-            SetNextStage(ref j, 0, 0, next);
-            WorkerPool.For(j.NextStrips, &StageTask, (nint)pj);
-            for (int jc = 0; jc < j.N; jc += NC)
-                for (int pc = 0; pc < j.K; pc += KC)
-                {
-                    float* packed = next; next = current; current = packed;
-                    j.Jc = jc; j.Nc = Math.Min(NC, j.N - jc); j.Pc = pc; j.Kc = Math.Min(KC, j.K - pc);
-                    j.PackedB = current;
-                    int strips = (j.Nc + NR - 1) / NR;
-                    // Enough tiles to balance the threads: split the columns when there are few row blocks.
-                    j.JrChunks = Math.Max(1, Math.Min(strips, (2 * threads + j.IcBlocks - 1) / j.IcBlocks));
-                    j.JrPerChunk = (strips + j.JrChunks - 1) / j.JrChunks;
-                    if (pc + KC < j.K) SetNextStage(ref j, jc, pc + KC, next);
-                    else if (jc + NC < j.N) SetNextStage(ref j, jc + NC, 0, next);
-                    else j.NextStrips = 0;
-                    WorkerPool.For(j.NextStrips + j.IcBlocks * j.JrChunks, &StageTask, (nint)pj);
-                }
+            int per = ((m + threads - 1) / threads + MR - 1) / MR * MR;
+            (r0, r1) = (Math.Min(m, t * per), Math.Min(m, (t + 1) * per));
+            return r0 < r1;
         }
-    }
-
-    private static void SetNextStage(ref Job j, int jc, int pc, float* buffer)
-    {
-        j.NextJc = jc; j.NextNc = Math.Min(NC, j.N - jc); j.NextPc = pc; j.NextKc = Math.Min(KC, j.K - pc);
-        j.NextStrips = (j.NextNc + NR - 1) / NR;
-        j.NextPackedB = buffer;
-    }
-
-    // Index t < NextStrips packs strip t of the next stage's B panel; the rest are this stage's tiles.
-    private static void StageTask(int t, nint state)
-    {
-        ref Job j = ref *(Job*)state;
-        if (t < j.NextStrips)
-            PackBStrip(j.B + j.Entry * j.StrideB, j.Ldb, j.TransB, j.NextPc, j.NextKc, j.NextJc + t * NR, Math.Min(NR, j.NextNc - t * NR), j.NextPackedB + (long)t * j.NextKc * NR);
-        else TileTask(t - j.NextStrips, state);
-    }
-
-    private static void TileTask(int t, nint state)
-    {
-        ref Job j = ref *(Job*)state;
-        int icBlock = t / j.JrChunks, chunk = t % j.JrChunks;
-        int ic = icBlock * MC, mc = Math.Min(MC, j.M - ic);
-        int s0 = chunk * j.JrPerChunk;
-        int jr0 = s0 * NR;
-        if (jr0 >= j.Nc) return;
-        int jrEnd = Math.Min(j.Nc, (s0 + j.JrPerChunk) * NR);
-        float* pa = PackABuffer();
-        if (ReadsAInPlace(ref j))
-        {
-            MacroInPlaceA(j.A + j.Entry * j.StrideA, j.Lda, pa, j.PackedB, j.C + j.Entry * j.StrideC, j.Ldc, ic, mc, j.Pc, j.Jc, jr0, jrEnd, j.Kc, j.Alpha, j.Pc == 0 ? j.Beta : 1f, j.Pc == 0);
-            return;
-        }
-        PackABlock(j.A + j.Entry * j.StrideA, j.Lda, j.TransA, ic, mc, j.Pc, j.Kc, pa);
-        Macro(pa, j.PackedB, j.C + j.Entry * j.StrideC, j.Ldc, ic, mc, j.Jc, jr0, jrEnd, j.Kc, j.Alpha, j.Pc == 0 ? j.Beta : 1f, j.Pc == 0);
+        int width = ((n + threads - 1) / threads + NR - 1) / NR * NR;
+        (c0, c1) = (Math.Min(n, t * width), Math.Min(n, (t + 1) * width));
+        return c0 < c1;
     }
 
     // A row-major op(A) already has what a packed strip gives the micro-kernel: each of its MR rows is

@@ -8,8 +8,8 @@
 // KC-deep slice pc, ceil(nc / NR) strips of kc x NR floats (zero-padded past N). Panel (jc, pc) starts at
 // jc·K + pc·roundup(nc, NR) floats, and the whole matrix holds K·roundup(N, NR) floats.
 // Algorithm: the blocked GEMM's loops with its packing of B left out: for jc, pc: for ic: pack the A block,
-// then the macro-kernel over the prepacked strips (on several threads: one parallel call per (jc, pc) stage over
-// (ic block, jr chunk) tiles, as GemmBlocked's Parallel without the next-panel packing).
+// then the macro-kernel over the prepacked strips (on several threads: each thread takes one part of C, whole rows
+// or whole columns, as GemmBlocked's Parallel does, and runs these loops over it).
 // Reference: the same panels, micro-kernel and order of additions as Gemm.Sgemm, so the result is bit-identical to
 // it wherever Sgemm takes the blocked path (m and n above 4); Tests/Kernels/GemmPrepackedTests.cs checks that and
 // compares with SgemmReference.
@@ -108,32 +108,41 @@ public static unsafe partial class Gemm
         {
             var j = new Job(aPtr, null, cPtr, 1, transA, false, m, n, k, alpha, beta, lda, 0, ldc, 0, 0, 0);
             if (k == 0 || alpha == 0) { ScaleC(ref j, 0); return; }
-            bool parallel = WorkerPool.ThreadCount > 1 && (long)m * n * k >= ParallelThreshold;
-            int threads = WorkerPool.ThreadCount;
-            j.IcBlocks = (m + MC - 1) / MC;
-            j.NextStrips = 0;
-            float* packA = PackABuffer();
-            for (int jc = 0; jc < n; jc += NC)
+            if (WorkerPool.ThreadCount > 1 && (long)m * n * k >= ParallelThreshold)
             {
-                int nc = Math.Min(NC, n - jc), strips = (nc + NR - 1) / NR;
-                for (int pc = 0; pc < k; pc += KC)
+                j.B = b.Data;
+                WorkerPool.For(WorkerPool.ThreadCount, &PrepackedPartTask, (nint)(&j));
+            }
+            else PrepackedLoops(ref j, b.Data, 0, m, 0, n);
+        }
+    }
+
+    // Thread t's part of C (GemmBlocked's ThreadPart: rows when m >= n, else columns), j.B holding the packed panels.
+    private static void PrepackedPartTask(int t, nint state)
+    {
+        ref Job j = ref *(Job*)state;
+        if (ThreadPart(j.M, j.N, t, out int r0, out int r1, out int c0, out int c1)) PrepackedLoops(ref j, j.B, r0, r1, c0, c1);
+    }
+
+    // The blocked loops over rows [r0, r1) and columns [c0, c1) of C (c0 a multiple of NR), the panels of B prepacked.
+    private static void PrepackedLoops(ref Job j, float* packed, int r0, int r1, int c0, int c1)
+    {
+        int n = j.N, k = j.K;
+        float* packA = PackABuffer();
+        for (int jc = 0; jc < n; jc += NC)
+        {
+            int nc = Math.Min(NC, n - jc), strips = (nc + NR - 1) / NR;
+            int jr0 = Math.Max(0, c0 - jc), jrEnd = Math.Min(nc, c1 - jc);
+            if (jr0 >= jrEnd) continue;
+            for (int pc = 0; pc < k; pc += KC)
+            {
+                int kc = Math.Min(KC, k - pc);
+                float* panel = packed + (long)jc * k + (long)pc * strips * NR;
+                for (int ic = r0; ic < r1; ic += MC)
                 {
-                    int kc = Math.Min(KC, k - pc);
-                    float* panel = b.Data + (long)jc * k + (long)pc * strips * NR;
-                    if (!parallel)
-                    {
-                        for (int ic = 0; ic < m; ic += MC)
-                        {
-                            int mc = Math.Min(MC, m - ic);
-                            PackABlock(aPtr, lda, transA, ic, mc, pc, kc, packA);
-                            Macro(packA, panel, cPtr, ldc, ic, mc, jc, 0, nc, kc, alpha, pc == 0 ? beta : 1f, pc == 0);
-                        }
-                        continue;
-                    }
-                    j.Jc = jc; j.Nc = nc; j.Pc = pc; j.Kc = kc; j.PackedB = panel;
-                    j.JrChunks = Math.Max(1, Math.Min(strips, (2 * threads + j.IcBlocks - 1) / j.IcBlocks));
-                    j.JrPerChunk = (strips + j.JrChunks - 1) / j.JrChunks;
-                    WorkerPool.For(j.IcBlocks * j.JrChunks, &TileTask, (nint)(&j));
+                    int mc = Math.Min(MC, r1 - ic);
+                    PackABlock(j.A, j.Lda, j.TransA, ic, mc, pc, kc, packA);
+                    Macro(packA, panel, j.C, j.Ldc, ic, mc, jc, jr0, jrEnd, kc, j.Alpha, pc == 0 ? j.Beta : 1f, pc == 0);
                 }
             }
         }

@@ -79,6 +79,52 @@ public class GemmTests
         }
     }
 
+    // The parallel path cuts C into one part per thread (rows when m >= n, else columns) and each part runs the
+    // serial loops, so every element gets the same products in the same order whatever the thread count: bit for
+    // bit the same C on 1, 2 and 3 threads, for tall and wide shapes, transposes, ld padding and two batch entries,
+    // and close to the float64 reference.
+    [TestCase(301, 97, 260, false, false)]
+    [TestCase(301, 97, 260, true, true)]
+    [TestCase(70, 400, 130, false, true)]
+    [TestCase(70, 400, 130, true, false)]
+    [TestCase(13, 1000, 40, false, false)]
+    [TestCase(1000, 13, 40, true, false)]
+    public void Parallel_gemm_gives_the_same_bits_on_any_thread_count(int m, int n, int k, bool ta, bool tb)
+    {
+        ulong seed = TestContext.CurrentContext.Random.NextULong();
+        var g = new Generator(seed);
+        const int batch = 2, extra = 3;
+        int lda = (ta ? m : k) + extra, ldb = (tb ? k : n) + extra, ldc = n + extra;
+        long sa = (long)(ta ? k : m) * lda, sb = (long)(tb ? n : k) * ldb, sc = (long)m * ldc;
+        var a = Rand(g, batch * sa); var b = Rand(g, batch * sb); var c0 = Rand(g, batch * sc);
+        int saved = WorkerPool.ThreadCount;
+        var results = new List<float[]>();
+        try
+        {
+            foreach (int threads in new[] { 1, 2, 3 })
+            {
+                WorkerPool.ThreadCount = threads;
+                var c = (float[])c0.Clone();
+                Gemm.SgemmStridedBatched(batch, ta, tb, m, n, k, 0.5f, a, lda, sa, b, ldb, sb, 0.25f, c, ldc, sc);
+                results.Add(c);
+            }
+        }
+        finally { WorkerPool.ThreadCount = saved; }
+        for (int t = 1; t < results.Count; t++)
+            for (int i = 0; i < results[0].Length; i++)
+                Assert.That(BitConverter.SingleToInt32Bits(results[t][i]), Is.EqualTo(BitConverter.SingleToInt32Bits(results[0][i])),
+                    $"C[{i}] on {t + 1} threads: {results[t][i]} against {results[0][i]} on one (seed={seed})");
+        for (int e = 0; e < batch; e++)
+        {
+            var expected = Reference(m, n, k, ta, tb, 0.5, 0.25, a, lda, b, ldb, c0, ldc, oa: e * sa, ob: e * sb, oc: e * sc);
+            double tol = 3e-6 * Math.Sqrt(k + 1);
+            for (int i = 0; i < m; i++)
+                for (int j = 0; j < n; j++)
+                    Assert.That(results[1][e * sc + i * ldc + j], Is.EqualTo(expected[i * n + j]).Within(tol * (1 + Math.Abs(expected[i * n + j]))),
+                        $"batch {e} C[{i},{j}] seed={seed}");
+        }
+    }
+
     [Test]
     public void Batched_gemm_broadcasts_a_stride_zero_operand()
     {
