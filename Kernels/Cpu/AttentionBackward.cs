@@ -73,9 +73,8 @@ public static unsafe partial class Attention
         float* scratch = Scratch((int)need);
         float* kt = scratch, vt = kt + (long)d * pk, di = vt + (long)d * pk, p = di + lq, dp = p + RowGroup * KeyTile;
         float* qs = dp + RowGroup * KeyTile, qRaw = qs + BlockRows * 512, dOr = qRaw + BlockRows * 512, dqAcc = dOr + BlockRows * 512;
-        for (int j = 0; j < lk; j++)
-            for (int c = 0; c < d; c++) { kt[(long)c * pk + j] = k[j * a.Ko.StrideL + c]; vt[(long)c * pk + j] = v[j * a.Vo.StrideL + c]; }
-        for (int c = 0; c < d; c++) { new Span<float>(kt + (long)c * pk + lk, pk - lk).Clear(); new Span<float>(vt + (long)c * pk + lk, pk - lk).Clear(); }
+        PackTransposed(k, a.Ko.StrideL, lk, d, pk, kt);
+        PackTransposed(v, a.Vo.StrideL, lk, d, pk, vt);
         for (int j = 0; j < lk; j++) { new Span<float>(dk + j * a.DKo.StrideL, d).Clear(); new Span<float>(dv + j * a.DVo.StrideL, d).Clear(); }
         int group = a.S.GroupSize;
         for (int h = hk * group; h < (hk + 1) * group; h++)

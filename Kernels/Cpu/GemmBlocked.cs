@@ -543,7 +543,7 @@ public static unsafe partial class Gemm
     // dst[c * dstStride + r] = src[r * srcStride + c] for an 8 x 8 block: unpack pairs of rows, shuffle pairs of
     // pairs, then swap 128-bit halves (the usual AVX in-register transpose, 24 shuffles for 64 elements).
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Transpose8x8(float* src, long srcStride, float* dst, long dstStride)
+    internal static void Transpose8x8(float* src, long srcStride, float* dst, long dstStride)
     {
         var r0 = Avx.LoadVector256(src); var r1 = Avx.LoadVector256(src + srcStride);
         var r2 = Avx.LoadVector256(src + 2 * srcStride); var r3 = Avx.LoadVector256(src + 3 * srcStride);
