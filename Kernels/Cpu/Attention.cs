@@ -1,8 +1,8 @@
 // Attention: O = softmax(scale · Q Kᵀ + mask) V per (batch, head), FlashAttention-style (Dao et al. 2022,
 // FlashAttention-2 loop order), forward pass; the backward pass is in AttentionBackward.cs.
 //
-// Algorithm, per (b, kv head): Kᵀ is packed once into [D, Lk'] (Lk' = Lk rounded up to the key tile, zero
-// padded) so that a score tile is a small GEMM with unit-stride loads. Grouped-query attention (Hkv < H, as
+// Algorithm, per (b, kv head): Kᵀ is packed once into key tiles, each a contiguous [D, 64] block (Lk rounded up
+// to the tile, zero padded), so that a score tile is a small GEMM with unit-stride, sequential loads. Grouped-query attention (Hkv < H, as
 // in Llama 2 / Mistral; Hkv = 1 is multi-query attention): query head h reads K/V head h / (H / Hkv), so the
 // G = H / Hkv query heads of a group share one packed Kᵀ and V is indexed, never copied. Queries go in groups
 // of 4 rows; for each group, key tiles of 64 run left to right (at most 16 keys: one narrow tile of 16, Kᵀ
@@ -148,7 +148,7 @@ public static unsafe partial class Attention
         }
     }
 
-    // Kᵀ of key/value head (b, hk) into [D, PaddedKeys], zero padded.
+    // Kᵀ of key/value head (b, hk), packed in key tiles (PackTransposed), zero padded to PaddedKeys.
     private static void PackTask(int bh, nint state)
     {
         ref Args a = ref *(Args*)state;
@@ -157,26 +157,33 @@ public static unsafe partial class Attention
         PackTransposed(a.K + a.Ko.Offset + b * a.Ko.StrideB + h * a.Ko.StrideH, a.Ko.StrideL, lk, d, pk, a.PackedKt + (long)bh * d * pk);
     }
 
-    // dst[c·pk + j] = src[j·ld + c] for keys j < lk and c < d, zero for lk <= j < pk: one head's Kᵀ (or Vᵀ) as the
-    // score tiles read it. Why 8 x 8 blocks (Gemm.Transpose8x8), a band of 8 destination rows at a time: the
-    // scalar loop it replaces wrote one float to each destination row in turn, rows pk floats apart (4 KiB at
-    // L 1024), so its stores all fell into one L1 set and evicted each other; it took 18% of an attention forward
-    // (B 1, H 8, L 1024, D 64, one thread, perf, 2026-12-04).
+    // One head's Kᵀ (or Vᵀ) as the score tiles read it: key tiles of w = TileWidth(pk) keys, each a contiguous
+    // [D, w] block (element (c, j) of tile t at t·w·D + c·w + j - t·w), keys lk <= j < pk zero. Why tiles, not one
+    // [D, pk] matrix: a score tile then reads D rows 256 bytes apart instead of pk floats apart (4 KiB at L 1024,
+    // where every row falls into the same L1 set). Why 8 x 8 blocks (Gemm.Transpose8x8): the scalar loop this
+    // replaced wrote one float to each destination row in turn, rows 4 KiB apart, and took 18% of an attention
+    // forward (B 1, H 8, L 1024, D 64, one thread, perf, 2026-12-04).
     internal static void PackTransposed(float* src, long ld, int lk, int d, int pk, float* dst)
     {
+        int w = TileWidth(pk);
+        long At(int j, int c) => (long)(j - j % w) * d + (long)c * w + j % w;
         int c = 0;
         if (System.Runtime.Intrinsics.X86.Avx.IsSupported)
             for (; c + 8 <= d; c += 8)
             {
                 int j = 0;
-                for (; j + 8 <= lk; j += 8) Gemm.Transpose8x8(src + j * ld + c, ld, dst + (long)c * pk + j, pk);
+                for (; j + 8 <= lk; j += 8) Gemm.Transpose8x8(src + j * ld + c, ld, dst + At(j, c), w);
                 for (; j < lk; j++)
-                    for (int q = 0; q < 8; q++) dst[(long)(c + q) * pk + j] = src[j * ld + c + q];
+                    for (int q = 0; q < 8; q++) dst[At(j, c + q)] = src[j * ld + c + q];
             }
         for (; c < d; c++)
-            for (int j = 0; j < lk; j++) dst[(long)c * pk + j] = src[j * ld + c];
-        for (c = 0; c < d; c++) new Span<float>(dst + (long)c * pk + lk, pk - lk).Clear();
+            for (int j = 0; j < lk; j++) dst[At(j, c)] = src[j * ld + c];
+        for (int j = lk; j < pk; j++)
+            for (c = 0; c < d; c++) dst[At(j, c)] = 0;
     }
+
+    // Keys per packed tile: the narrow tile when all keys fit in it, else KeyTile.
+    internal static int TileWidth(int paddedKeys) => paddedKeys == NarrowTile ? NarrowTile : KeyTile;
 
     private static void ForwardTask(int task, nint state)
     {
@@ -242,7 +249,7 @@ public static unsafe partial class Attention
         for (int j0 = 0; j0 <= lastKey; j0 += KeyTile)
         {
             int cols = Math.Min(KeyTile, lk - j0);
-            ScoreTile(q, d, kt + j0, a.PaddedKeys, p);
+            ScoreTile(q, d, kt + (long)j0 * d, TileWidth(a.PaddedKeys), p);
             if (mask != null) AddMask(p, mask, a.Mo, i0, rows, j0, cols);
             // Keys past the end and the causal diagonal (only tiles that touch one pay for the check).
             bool crossesDiagonal = a.S.Causal && j0 + KeyTile - 1 > i0 + a.S.CausalShift;

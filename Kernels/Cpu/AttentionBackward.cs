@@ -68,7 +68,7 @@ public static unsafe partial class Attention
         long KvHead(in AttentionOperand op) => op.Offset + b * op.StrideB + hk * op.StrideH;
         float* k = a.K + KvHead(a.Ko), v = a.V + KvHead(a.Vo), dk = a.DK + KvHead(a.DKo), dv = a.DV + KvHead(a.DVo);
 
-        // Scratch: Kᵀ and Vᵀ [D, pk], D_i [lq], tiles p/dp [4, 64], staged rows [BlockRows, 512] x 3, dQ accumulators [BlockRows, D].
+        // Scratch: Kᵀ and Vᵀ (D x pk each, in key tiles: PackTransposed), D_i [lq], tiles p/dp [4, 64], staged rows [BlockRows, 512] x 3, dQ accumulators [BlockRows, D].
         long need = 2L * d * pk + lq + 2 * RowGroup * KeyTile + 3 * BlockRows * 512 + BlockRows * d + 64;
         float* scratch = Scratch((int)need);
         float* kt = scratch, vt = kt + (long)d * pk, di = vt + (long)d * pk, p = di + lq, dp = p + RowGroup * KeyTile;
@@ -130,8 +130,8 @@ public static unsafe partial class Attention
                     int lastKey = a.S.Causal ? Math.Min(lk - 1, i0 + rows - 1 + a.S.CausalShift) : lk - 1;
                     if (j0 > lastKey) continue;
                     float* gqs = qs + g * RowGroup * 512, gqRaw = qRaw + g * RowGroup * 512, gdOr = dOr + g * RowGroup * 512, gdq = dqAcc + g * RowGroup * d;
-                    ScoreTile(gqs, d, kt + j0, pk, p);          // S
-                    ScoreTile(gdOr, d, vt + j0, pk, dp);        // dP = dO Vᵀ
+                    ScoreTile(gqs, d, kt + (long)j0 * d, TileWidth(pk), p);     // S
+                    ScoreTile(gdOr, d, vt + (long)j0 * d, TileWidth(pk), dp);   // dP = dO Vᵀ
                     if (mask != null) AddMask(p, mask, a.Mo, i0, rows, j0, cols);
                     // A -inf from the mask needs no special case: exp(-inf - lse) is 0 on both paths.
                     bool masked = a.S.Causal && j0 + KeyTile - 1 > i0 + a.S.CausalShift;
