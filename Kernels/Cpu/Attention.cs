@@ -166,20 +166,29 @@ public static unsafe partial class Attention
     internal static void PackTransposed(float* src, long ld, int lk, int d, int pk, float* dst)
     {
         int w = TileWidth(pk);
-        long At(int j, int c) => (long)(j - j % w) * d + (long)c * w + j % w;
-        int c = 0;
-        if (System.Runtime.Intrinsics.X86.Avx.IsSupported)
-            for (; c + 8 <= d; c += 8)
+        for (int j0 = 0; j0 < pk; j0 += w)
+            PackTile(src + j0 * ld, ld, Math.Clamp(lk - j0, 0, w), d, w, dst + (long)j0 * d);
+    }
+
+    // One tile: dst[c·w + j] = src[j·ld + c] for j < cols, zero for cols <= j < w.
+    private static void PackTile(float* src, long ld, int cols, int d, int w, float* dst)
+    {
+        int j = 0;
+        if (System.Runtime.Intrinsics.X86.Avx.IsSupported && d >= 8)
+            for (; j + 8 <= cols; j += 8)
             {
-                int j = 0;
-                for (; j + 8 <= lk; j += 8) Gemm.Transpose8x8(src + j * ld + c, ld, dst + At(j, c), w);
-                for (; j < lk; j++)
-                    for (int q = 0; q < 8; q++) dst[At(j, c + q)] = src[j * ld + c + q];
+                int c = 0;
+                for (; c + 8 <= d; c += 8) Gemm.Transpose8x8(src + j * ld + c, ld, dst + (long)c * w + j, w);
+                for (; c < d; c++)
+                    for (int q = j; q < j + 8; q++) dst[(long)c * w + q] = src[q * ld + c];
             }
-        for (; c < d; c++)
-            for (int j = 0; j < lk; j++) dst[At(j, c)] = src[j * ld + c];
-        for (int j = lk; j < pk; j++)
-            for (c = 0; c < d; c++) dst[At(j, c)] = 0;
+        for (; j < cols; j++)
+        {
+            float* row = src + j * ld;
+            for (int c = 0; c < d; c++) dst[(long)c * w + j] = row[c];
+        }
+        if (cols < w)
+            for (int c = 0; c < d; c++) new Span<float>(dst + (long)c * w + cols, w - cols).Clear();
     }
 
     // Keys per packed tile: the narrow tile when all keys fit in it, else KeyTile.
