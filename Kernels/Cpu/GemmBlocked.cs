@@ -20,8 +20,9 @@ public static unsafe partial class Gemm
         public bool TransA, TransB;
         public float Alpha, Beta;
         public long StrideA, StrideB, StrideC;
-        // The batch entry a parallel call is computing.
-        public int Entry;
+        // The batch entry a parallel call is computing, and into how many parts it cuts C (the thread count when the
+        // call began, so that a ThreadCount changed meanwhile cannot make the parts overlap or leave a gap).
+        public int Entry, Parts;
 
         public Job(float* a, float* b, float* c, int batch, bool ta, bool tb, int m, int n, int k, float alpha, float beta,
             int lda, int ldb, int ldc, long sa, long sb, long sc)
@@ -127,13 +128,14 @@ public static unsafe partial class Gemm
     private static void Parallel(ref Job j, int e)
     {
         j.Entry = e;
-        fixed (Job* pj = &j) WorkerPool.For(WorkerPool.ThreadCount, &PartTask, (nint)pj);
+        j.Parts = WorkerPool.ThreadCount;
+        fixed (Job* pj = &j) WorkerPool.For(j.Parts, &PartTask, (nint)pj);
     }
 
     private static void PartTask(int t, nint state)
     {
         ref Job j = ref *(Job*)state;
-        if (!ThreadPart(j.M, j.N, t, out int r0, out int r1, out int c0, out int c1)) return;
+        if (!ThreadPart(j.M, j.N, t, j.Parts, out int r0, out int r1, out int c0, out int c1)) return;
         var part = j;
         part.M = r1 - r0; part.N = c1 - c0;
         part.A = j.TransA ? j.A + r0 : j.A + (long)r0 * j.Lda;
@@ -142,11 +144,10 @@ public static unsafe partial class Gemm
         Serial(ref part, j.Entry);
     }
 
-    // Thread t's part of an m x n C: rows [r0, r1) and columns [c0, c1). Rows are cut at multiples of MR and columns
-    // at multiples of NR, so only the last part has edge tiles; false when t's part is empty.
-    private static bool ThreadPart(int m, int n, int t, out int r0, out int r1, out int c0, out int c1)
+    // Part t of an m x n C cut into `threads` parts: rows [r0, r1) and columns [c0, c1). Rows are cut at multiples of
+    // MR and columns at multiples of NR, so only the last part has edge tiles; false when part t is empty.
+    private static bool ThreadPart(int m, int n, int t, int threads, out int r0, out int r1, out int c0, out int c1)
     {
-        int threads = WorkerPool.ThreadCount;
         (r0, r1, c0, c1) = (0, m, 0, n);
         if (m >= n)
         {

@@ -111,7 +111,8 @@ public static unsafe partial class Gemm
             if (WorkerPool.ThreadCount > 1 && (long)m * n * k >= ParallelThreshold)
             {
                 j.B = b.Data;
-                WorkerPool.For(WorkerPool.ThreadCount, &PrepackedPartTask, (nint)(&j));
+                j.Parts = WorkerPool.ThreadCount;
+                WorkerPool.For(j.Parts, &PrepackedPartTask, (nint)(&j));
             }
             else PrepackedLoops(ref j, b.Data, 0, m, 0, n);
         }
@@ -121,7 +122,7 @@ public static unsafe partial class Gemm
     private static void PrepackedPartTask(int t, nint state)
     {
         ref Job j = ref *(Job*)state;
-        if (ThreadPart(j.M, j.N, t, out int r0, out int r1, out int c0, out int c1)) PrepackedLoops(ref j, j.B, r0, r1, c0, c1);
+        if (ThreadPart(j.M, j.N, t, j.Parts, out int r0, out int r1, out int c0, out int c1)) PrepackedLoops(ref j, j.B, r0, r1, c0, c1);
     }
 
     // The blocked loops over rows [r0, r1) and columns [c0, c1) of C (c0 a multiple of NR), the panels of B prepacked.
