@@ -259,14 +259,12 @@ public static unsafe partial class Attention
         Vector512<float> x30 = Vector512.Load(x + 1536), x31 = Vector512.Load(x + 1552), x32 = Vector512.Load(x + 1568), x33 = Vector512.Load(x + 1584);
         for (int j = 0; j < cols; j++)
         {
-            float c0 = coef[j], c1 = coef[KeyTile + j], c2 = coef[2 * KeyTile + j], c3 = coef[3 * KeyTile + j];
-            if (c0 == 0 && c1 == 0 && c2 == 0 && c3 == 0) continue;
-            var w0 = Vector512.Create(c0); var w1 = Vector512.Create(c1); var w2 = Vector512.Create(c2); var w3 = Vector512.Create(c3);
+            if (!KeyWeights(coef, j, out var w0, out var w1, out var w2, out var w3)) continue;
             float* row = dst + j * ld;
-            Vector512.FusedMultiplyAdd(w3, x30, Vector512.FusedMultiplyAdd(w2, x20, Vector512.FusedMultiplyAdd(w1, x10, Vector512.FusedMultiplyAdd(w0, x00, Vector512.Load(row))))).Store(row);
-            Vector512.FusedMultiplyAdd(w3, x31, Vector512.FusedMultiplyAdd(w2, x21, Vector512.FusedMultiplyAdd(w1, x11, Vector512.FusedMultiplyAdd(w0, x01, Vector512.Load(row + 16))))).Store(row + 16);
-            Vector512.FusedMultiplyAdd(w3, x32, Vector512.FusedMultiplyAdd(w2, x22, Vector512.FusedMultiplyAdd(w1, x12, Vector512.FusedMultiplyAdd(w0, x02, Vector512.Load(row + 32))))).Store(row + 32);
-            Vector512.FusedMultiplyAdd(w3, x33, Vector512.FusedMultiplyAdd(w2, x23, Vector512.FusedMultiplyAdd(w1, x13, Vector512.FusedMultiplyAdd(w0, x03, Vector512.Load(row + 48))))).Store(row + 48);
+            Update16(row, w0, w1, w2, w3, x00, x10, x20, x30);
+            Update16(row + 16, w0, w1, w2, w3, x01, x11, x21, x31);
+            Update16(row + 32, w0, w1, w2, w3, x02, x12, x22, x32);
+            Update16(row + 48, w0, w1, w2, w3, x03, x13, x23, x33);
         }
     }
 
@@ -277,12 +275,26 @@ public static unsafe partial class Attention
         Vector512<float> x20 = Vector512.Load(x + 1024), x21 = Vector512.Load(x + 1040), x30 = Vector512.Load(x + 1536), x31 = Vector512.Load(x + 1552);
         for (int j = 0; j < cols; j++)
         {
-            float c0 = coef[j], c1 = coef[KeyTile + j], c2 = coef[2 * KeyTile + j], c3 = coef[3 * KeyTile + j];
-            if (c0 == 0 && c1 == 0 && c2 == 0 && c3 == 0) continue;
-            var w0 = Vector512.Create(c0); var w1 = Vector512.Create(c1); var w2 = Vector512.Create(c2); var w3 = Vector512.Create(c3);
+            if (!KeyWeights(coef, j, out var w0, out var w1, out var w2, out var w3)) continue;
             float* row = dst + j * ld;
-            Vector512.FusedMultiplyAdd(w3, x30, Vector512.FusedMultiplyAdd(w2, x20, Vector512.FusedMultiplyAdd(w1, x10, Vector512.FusedMultiplyAdd(w0, x00, Vector512.Load(row))))).Store(row);
-            Vector512.FusedMultiplyAdd(w3, x31, Vector512.FusedMultiplyAdd(w2, x21, Vector512.FusedMultiplyAdd(w1, x11, Vector512.FusedMultiplyAdd(w0, x01, Vector512.Load(row + 16))))).Store(row + 16);
+            Update16(row, w0, w1, w2, w3, x00, x10, x20, x30);
+            Update16(row + 16, w0, w1, w2, w3, x01, x11, x21, x31);
         }
     }
+
+    // Key j's four coefficients (one per query row of the group), broadcast; false when all four are zero (a key
+    // no row of the group sees, or dropped for all of them), which the caller skips.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static bool KeyWeights(float* coef, int j, out Vector512<float> w0, out Vector512<float> w1, out Vector512<float> w2, out Vector512<float> w3)
+    {
+        float c0 = coef[j], c1 = coef[KeyTile + j], c2 = coef[2 * KeyTile + j], c3 = coef[3 * KeyTile + j];
+        w0 = Vector512.Create(c0); w1 = Vector512.Create(c1); w2 = Vector512.Create(c2); w3 = Vector512.Create(c3);
+        return c0 != 0 || c1 != 0 || c2 != 0 || c3 != 0;
+    }
+
+    // row[0..16) += w0·x0 + w1·x1 + w2·x2 + w3·x3, as four FMAs in that order (the general loop's order).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Update16(float* row, Vector512<float> w0, Vector512<float> w1, Vector512<float> w2, Vector512<float> w3,
+        Vector512<float> x0, Vector512<float> x1, Vector512<float> x2, Vector512<float> x3) =>
+        Vector512.FusedMultiplyAdd(w3, x3, Vector512.FusedMultiplyAdd(w2, x2, Vector512.FusedMultiplyAdd(w1, x1, Vector512.FusedMultiplyAdd(w0, x0, Vector512.Load(row))))).Store(row);
 }
