@@ -7,7 +7,9 @@
 #   GPU_SH_DEVICE=cuda:1 Benchmarks/gpu.sh # another GPU
 #   GPU_SH_DEVICE=ilgpu-cpu SMALL=1 Benchmarks/gpu.sh   # dry run of the script's logic without a GPU
 # Environment: GPU_SH_DEVICE (default cuda), SMALL=1 (tiny sizes, 0.1 s per case), SECONDS_PER_CASE
-# (default 2), OUT (the JSON-lines file, default Benchmarks/results/gpu-<UTC time>.jsonl).
+# (default 2), OUT (the JSON-lines file, default Benchmarks/results/gpu-<UTC time>.jsonl), ATTNCORE (a
+# command that runs the CLI, e.g. a self-contained `attncore` published elsewhere for a GPU machine without the
+# .NET SDK; when set, nothing is built).
 # cuBLAS is only compared on CUDA devices (`--vs cublas`); other devices run AttnCore's side alone.
 # Exit status: 2 when the device is missing, 1 when any case failed (the table marks it), 0 otherwise.
 set -uo pipefail
@@ -18,16 +20,19 @@ SMALL="${SMALL:-0}"
 SECS="${SECONDS_PER_CASE:-2}"
 [ "$SMALL" = "1" ] && SECS="${SECONDS_PER_CASE:-0.1}"
 OUT="${OUT:-$ROOT/Benchmarks/results/gpu-$(date -u +%Y%m%dT%H%M%SZ).jsonl}"
-CLI="$ROOT/Cli/bin/Release/net10.0/attncore.dll"
-
-echo "gpu.sh: building AttnCore (Release)" >&2
-if ! dotnet build "$ROOT/Cli" -c Release -v quiet -nologo > /dev/null; then
-  echo "gpu.sh: the build failed; run 'dotnet build -c Release' to see why" >&2
-  exit 1
+if [ -n "${ATTNCORE:-}" ]; then
+  read -r -a CLI <<< "$ATTNCORE"
+else
+  CLI=(dotnet "$ROOT/Cli/bin/Release/net10.0/attncore.dll")
+  echo "gpu.sh: building AttnCore (Release)" >&2
+  if ! dotnet build "$ROOT/Cli" -c Release -v quiet -nologo > /dev/null; then
+    echo "gpu.sh: the build failed; run 'dotnet build -c Release' to see why" >&2
+    exit 1
+  fi
 fi
 
 # The device must exist before anything is timed: a tiny product on it either runs or says what was found.
-if ! probe=$(dotnet "$CLI" bench gemm --device "$DEVICE" --n 16 --seconds 0.05 2>&1); then
+if ! probe=$("${CLI[@]}" bench gemm --device "$DEVICE" --n 16 --seconds 0.05 2>&1); then
   echo "gpu.sh: no usable '$DEVICE' device: $(echo "$probe" | tail -n 1)" >&2
   case "$DEVICE" in cuda*) echo "gpu.sh: this suite needs an NVIDIA GPU with its driver (and libcublas for the SGEMM comparison); 'attncore devices' lists what ILGPU finds" >&2 ;; esac
   exit 2
@@ -56,7 +61,7 @@ run() {
   local label="$1"; shift
   echo "gpu.sh: $label: attncore $*" >&2
   local log
-  if log=$(dotnet "$CLI" "$@" --device "$DEVICE" --seconds "$SECS" --json 2>&1); then
+  if log=$("${CLI[@]}" "$@" --device "$DEVICE" --seconds "$SECS" --json 2>&1); then
     local json
     json=$(echo "$log" | tail -n 1)
     echo "{\"label\": \"$label\", \"ok\": true, \"result\": $json}" >> "$OUT"
