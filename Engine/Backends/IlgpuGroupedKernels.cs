@@ -5,6 +5,7 @@ using ILGPU;
 using ILGPU.Backends.EntryPoints;
 using ILGPU.Backends.OpenCL;
 using ILGPU.Runtime;
+using ILGPU.Runtime.Cuda;
 using ILGPU.Runtime.OpenCL;
 
 namespace AttnCore.Backends;
@@ -45,13 +46,9 @@ internal sealed partial class IlgpuKernels
             var patched = new CLCompiledKernel(compiled.Context, entry, compiled.Info, FenceLocalMemory(compiled.Source), compiled.CVersion);
             kernel = _acc.LoadKernel(patched);
         }
+        else if (_acc is CudaAccelerator cuda) kernel = LoadCudaGrouped(cuda, method);
         else kernel = _acc.LoadKernel(method);
-        var args = typeof(TStream).GetMethod("Invoke")!.GetParameters().Select(p => p.ParameterType).ToArray();
-        var launcherType = Expression.GetActionType([typeof(AcceleratorStream), .. args]);
-        var launcher = typeof(Kernel).GetMethod(nameof(Kernel.CreateLauncherDelegate))!.MakeGenericMethod(launcherType).Invoke(kernel, null)!;
-        var ps = args.Select(Expression.Parameter).ToArray();
-        var call = Expression.Invoke(Expression.Constant(launcher, launcherType), [Expression.Constant(_acc.DefaultStream), .. ps]);
-        return Expression.Lambda<TStream>(call, ps).Compile();
+        return DefaultStreamLauncher<TStream>(kernel);
     }
 
     // One overload per kernel arity in use, so call sites read like ILGPU's LoadStreamKernel<...>(kernel).

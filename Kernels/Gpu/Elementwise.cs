@@ -39,11 +39,13 @@ public static class Elementwise
 
     /// <summary>
     /// x^y with C's pow semantics for a negative base and an integral exponent ((-2)^3 = -8), which a device
-    /// pow built on exp(y log x) would turn into NaN; y = 2 is the exact square.
+    /// pow built on exp(y log x) would turn into NaN; y = 2 and y = 3 are products, as in PyTorch's pow kernels
+    /// (on CUDA, XMath.Pow goes through ex2.approx and gives 3^3 = 27.000002).
     /// </summary>
     public static float Pow(float x, float y)
     {
         if (y == 2f) return x * x;
+        if (y == 3f) return x * x * x;
         if (x < 0 && y == XMath.Floor(y))
         {
             float r = XMath.Pow(-x, y);
