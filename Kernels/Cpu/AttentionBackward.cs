@@ -68,23 +68,52 @@ public static unsafe partial class Attention
         long KvHead(in AttentionOperand op) => op.Offset + b * op.StrideB + hk * op.StrideH;
         float* k = a.K + KvHead(a.Ko), v = a.V + KvHead(a.Vo), dk = a.DK + KvHead(a.DKo), dv = a.DV + KvHead(a.DVo);
 
-        // Scratch: Kᵀ and Vᵀ (D x pk each, in key tiles: PackTransposed), D_i [lq], tiles p/dp [4, 64], staged rows [BlockRows, 512] x 3, dQ accumulators [BlockRows, D].
-        long need = 2L * d * pk + lq + 2 * RowGroup * KeyTile + 3 * BlockRows * 512 + BlockRows * d + 64;
+        // K's rows (read by dQ += dS K) and the dK/dV accumulators are kept as contiguous [Lk, D] copies when their
+        // rows lie more than D apart ([B, L, H, D] from a fused projection: H·D). A 64-key tile of them is then one
+        // 16 KiB block; 64 rows 2 KiB apart (H 8, D 64) fall into 8 of L1's 64 sets, so the tile of dK and dV that
+        // the loop order keeps "in L1" across 16 query groups was in fact read back from L2 for each one.
+        bool kCopy = a.Ko.StrideL != d, dkCopy = a.DKo.StrideL != d, dvCopy = a.DVo.StrideL != d;
+        long rowsFloats = (long)lk * d;
+        // Scratch: Kᵀ and Vᵀ (D x pk each, in key tiles: PackTransposed), D_i [lq], tiles p/dp [4, 64], staged rows
+        // [BlockRows, 512] x 3, dQ accumulators [BlockRows, D], then the row copies above.
+        long need = 2L * d * pk + lq + 2 * RowGroup * KeyTile + 3 * BlockRows * 512 + BlockRows * d + 64
+            + ((kCopy ? 1 : 0) + (dkCopy ? 1 : 0) + (dvCopy ? 1 : 0)) * rowsFloats;
         float* scratch = Scratch((int)need);
         float* kt = scratch, vt = kt + (long)d * pk, di = vt + (long)d * pk, p = di + lq, dp = p + RowGroup * KeyTile;
         float* qs = dp + RowGroup * KeyTile, qRaw = qs + BlockRows * 512, dOr = qRaw + BlockRows * 512, dqAcc = dOr + BlockRows * 512;
+        float* rowCopies = dqAcc + BlockRows * d;
         PackTransposed(k, a.Ko.StrideL, lk, d, pk, kt);
         PackTransposed(v, a.Vo.StrideL, lk, d, pk, vt);
-        for (int j = 0; j < lk; j++) { new Span<float>(dk + j * a.DKo.StrideL, d).Clear(); new Span<float>(dv + j * a.DVo.StrideL, d).Clear(); }
+        var kRows = new RowBlock(k, a.Ko.StrideL);
+        if (kCopy)
+        {
+            kRows = new RowBlock(rowCopies, d);
+            for (int j = 0; j < lk; j++) new ReadOnlySpan<float>(k + j * a.Ko.StrideL, d).CopyTo(new Span<float>(kRows.Row(j), d));
+            rowCopies += rowsFloats;
+        }
+        var dkAcc = dkCopy ? new RowBlock(rowCopies, d) : new RowBlock(dk, a.DKo.StrideL);
+        if (dkCopy) rowCopies += rowsFloats;
+        var dvAcc = dvCopy ? new RowBlock(rowCopies, d) : new RowBlock(dv, a.DVo.StrideL);
+        for (int j = 0; j < lk; j++) { new Span<float>(dkAcc.Row(j), d).Clear(); new Span<float>(dvAcc.Row(j), d).Clear(); }
         int group = a.S.GroupSize;
         for (int h = hk * group; h < (hk + 1) * group; h++)
-            QueryHeadBackward(ref a, b, h, k, kt, vt, dk, dv, di, p, dp, qs, qRaw, dOr, dqAcc);
+            QueryHeadBackward(ref a, b, h, kRows, kt, vt, dkAcc, dvAcc, di, p, dp, qs, qRaw, dOr, dqAcc);
+        if (dkCopy) for (int j = 0; j < lk; j++) new ReadOnlySpan<float>(dkAcc.Row(j), d).CopyTo(new Span<float>(dk + j * a.DKo.StrideL, d));
+        if (dvCopy) for (int j = 0; j < lk; j++) new ReadOnlySpan<float>(dvAcc.Row(j), d).CopyTo(new Span<float>(dv + j * a.DVo.StrideL, d));
     }
 
-    // Adds query head (b, h)'s share to dK and dV (rows ld apart, zeroed by the caller) and writes its dQ. The
-    // pointers after h are the key/value head's rows and packed Kᵀ/Vᵀ and the caller's scratch.
+    // Rows of D floats, Ld apart.
+    private readonly struct RowBlock(float* start, long ld)
+    {
+        public readonly float* Start = start;
+        public readonly long Ld = ld;
+        public float* Row(int j) => Start + j * Ld;
+    }
+
+    // Adds query head (b, h)'s share to dK and dV (zeroed by the caller) and writes its dQ. The arguments after h
+    // are the key/value head's K rows, packed Kᵀ/Vᵀ, dK/dV accumulators and the caller's scratch.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void QueryHeadBackward(ref BackArgs a, int b, int h, float* k, float* kt, float* vt, float* dk, float* dv,
+    private static void QueryHeadBackward(ref BackArgs a, int b, int h, RowBlock k, float* kt, float* vt, RowBlock dk, RowBlock dv,
         float* di, float* p, float* dp, float* qs, float* qRaw, float* dOr, float* dqAcc)
     {
         int d = a.S.Dim, lq = a.S.QueryLength, lk = a.S.KeyLength;
@@ -193,9 +222,9 @@ public static unsafe partial class Attention
                             dpr[c] = prob * (dpv - dRow) * scale;           // scale·dS: feeds dQ and dK
                         }
                     }
-                    AccumulateTransposed(p, cols, gdOr, d, dv + j0 * a.DVo.StrideL, a.DVo.StrideL);
-                    AccumulateTransposed(dp, cols, gqRaw, d, dk + j0 * a.DKo.StrideL, a.DKo.StrideL);
-                    AccumulatePV(dp, k + j0 * a.Ko.StrideL, a.Ko.StrideL, cols, d, gdq);
+                    AccumulateTransposed(p, cols, gdOr, d, dv.Row(j0), dv.Ld);
+                    AccumulateTransposed(dp, cols, gqRaw, d, dk.Row(j0), dk.Ld);
+                    AccumulatePV(dp, k.Row(j0), k.Ld, cols, d, gdq);
                 }
             }
             for (int i = blk0; i < blockEnd; i++)

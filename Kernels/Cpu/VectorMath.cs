@@ -15,7 +15,7 @@ namespace AttnCore.Kernels.Cpu;
 /// <summary>Vectorised elementary functions used inside fused kernels.</summary>
 public static class VectorMath
 {
-    private const float Log2E = 1.44269504088896341f;
+    internal const float Log2E = 1.44269504088896341f;
     private const float Ln2Hi = 0.693359375f;          // ln 2 rounded to 10 bits: n·Ln2Hi is exact for |n| < 2^13
     private const float Ln2Lo = -2.12194440e-4f;       // ln 2 − Ln2Hi
     private const float MinArg = -87.33654f, MaxArg = 88.72283f;
