@@ -3,7 +3,7 @@
 //
 // Algorithm, per (b, kv head): Kᵀ is packed once into key tiles, each a contiguous [D, 64] block (Lk rounded up
 // to the tile, zero padded), so that a score tile is a small GEMM with unit-stride, sequential loads, and V's rows
-// are copied into one contiguous [Lk, D] block when they lie further apart. Grouped-query attention (Hkv < H, as
+// are copied into one contiguous [Lk, D] block when they lie 1 KiB or more apart. Grouped-query attention (Hkv < H, as
 // in Llama 2 / Mistral; Hkv = 1 is multi-query attention): query head h reads K/V head h / (H / Hkv), so the
 // G = H / Hkv query heads of a group share one packed Kᵀ and V is indexed, never copied. Queries go in groups
 // of 4 rows; for each group, key tiles of 64 run left to right (at most 16 keys: one narrow tile of 16, Kᵀ
@@ -88,11 +88,11 @@ public static unsafe partial class Attention
         lock (PackGate)
         {
             long ktFloats = (long)shape.Batch * kvHeads * shape.Dim * Math.Max(padded, KeyTile);
-            // V's rows are copied together when they lie more than D apart ([B, L, H, D] from a fused projection: H·D):
+            // V's rows are copied together when they lie far apart (CopiesRows; [B, L, H, D] from a fused projection):
             // a 64-key tile of V then reads 16 KiB in one block instead of 64 rows 2 KiB apart (at H 8, D 64), which map
             // to 8 of L1's 64 sets and were read from L2 again for every query group (perf, 2026-12-04: P V 36% of
             // the forward against 29% for the score tiles, which read packed Kᵀ and do the same FMAs).
-            bool packV = vo.StrideL != shape.Dim;
+            bool packV = CopiesRows(vo.StrideL, shape.Dim, shape.KeyLength);
             long need = ktFloats + (packV ? (long)shape.Batch * kvHeads * shape.KeyLength * shape.Dim : 0);
             if (_packed.Length < need) _packed = GC.AllocateUninitializedArray<float>((int)need, pinned: true);
             fixed (float* pq = q) fixed (float* pk = k) fixed (float* pv = v) fixed (float* po = o) fixed (float* pl = lse) fixed (float* pm = mask) fixed (float* pkt = _packed)
@@ -111,6 +111,12 @@ public static unsafe partial class Attention
             }
         }
     }
+
+    // Whether a tile's rows of K/V (or dK/dV) are worth a contiguous copy: only when they lie 1 KiB or more apart,
+    // where 64 of them map to at most 16 of L1's 64 sets, and there is more than one narrow tile of keys. Closer
+    // rows spread over the sets anyway, and a copy per row of a tiny head (PatchTST's D 4 rows 64 bytes apart, 42
+    // keys, thousands of heads a step) costs more than it saves.
+    internal static bool CopiesRows(long rowStride, int d, int keys) => rowStride != d && rowStride >= 256 && keys > NarrowTile;
 
     // Row length of packed Kᵀ/Vᵀ: whole key tiles, or one narrow tile when every key fits in it (padding 7 keys
     // to 64 made the packing, the score tiles and the softmax of a 7-token attention 9x the work it needs).

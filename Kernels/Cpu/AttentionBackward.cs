@@ -69,10 +69,10 @@ public static unsafe partial class Attention
         float* k = a.K + KvHead(a.Ko), v = a.V + KvHead(a.Vo), dk = a.DK + KvHead(a.DKo), dv = a.DV + KvHead(a.DVo);
 
         // K's rows (read by dQ += dS K) and the dK/dV accumulators are kept as contiguous [Lk, D] copies when their
-        // rows lie more than D apart ([B, L, H, D] from a fused projection: H·D). A 64-key tile of them is then one
+        // rows lie far apart (CopiesRows; [B, L, H, D] from a fused projection: H·D). A 64-key tile of them is then one
         // 16 KiB block; 64 rows 2 KiB apart (H 8, D 64) fall into 8 of L1's 64 sets, so the tile of dK and dV that
         // the loop order keeps "in L1" across 16 query groups was in fact read back from L2 for each one.
-        bool kCopy = a.Ko.StrideL != d, dkCopy = a.DKo.StrideL != d, dvCopy = a.DVo.StrideL != d;
+        bool kCopy = CopiesRows(a.Ko.StrideL, d, lk), dkCopy = CopiesRows(a.DKo.StrideL, d, lk), dvCopy = CopiesRows(a.DVo.StrideL, d, lk);
         long rowsFloats = (long)lk * d;
         // Scratch: Kᵀ and Vᵀ (D x pk each, in key tiles: PackTransposed), D_i [lq], tiles p/dp [4, 64], staged rows
         // [BlockRows, 512] x 3, dQ accumulators [BlockRows, D], then the row copies above.

@@ -64,6 +64,10 @@ public class AttentionTests
         new("dim_80_two_slices", 1, 1, 8, 130, 80, false, AttentionMasks.Kind.None, 0, false),
         new("dropout", 1, 2, 17, 17, 32, true, AttentionMasks.Kind.None, 0.3f, false),
         new("strided_BLHD_views", 2, 3, 21, 21, 16, true, AttentionMasks.Kind.None, 0, true),
+        // Rows 1 KiB apart ([B, L, H, D] with H·D = 256) and more than one narrow tile of keys: V (forward) and K, dK,
+        // dV (backward) go through their contiguous copies (Attention.CopiesRows).
+        new("strided_rows_1kib_apart_two_key_tiles_causal", 1, 4, 70, 70, 64, true, AttentionMasks.Kind.None, 0, true),
+        new("strided_rows_1kib_apart_gqa_padding_dropout", 2, 8, 33, 130, 64, false, AttentionMasks.Kind.KeyPadding, 0.2f, true, 4),
         new("bias_2d_mask_lq_ne_lk_d20", 2, 2, 13, 70, 20, false, AttentionMasks.Kind.Bias2d, 0, false),
         new("bias_2d_mask_causal_two_key_tiles", 1, 2, 67, 67, 16, true, AttentionMasks.Kind.Bias2d, 0, false),
         new("per_batch_mask_with_a_fully_hidden_row", 2, 2, 6, 9, 12, false, AttentionMasks.Kind.PerBatchWithHiddenRow, 0, false),
