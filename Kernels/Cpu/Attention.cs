@@ -262,12 +262,13 @@ public static unsafe partial class Attention
         int d = a.S.Dim, lk = a.S.KeyLength;
         float* m = stackalloc float[RowGroup];
         float* l = stackalloc float[RowGroup];
+        var lsum = stackalloc Vector512<float>[RowGroup];   // the row sums of the vector path, reduced at the end
         float* q = stackalloc float[RowGroup * 512];
         int dq = Math.Min(d, 512);
         float scale = (float)a.S.Scale;
         for (int r = 0; r < RowGroup; r++)
         {
-            m[r] = float.NegativeInfinity; l[r] = 0;
+            m[r] = float.NegativeInfinity; l[r] = 0; lsum[r] = default;
             for (int c = 0; c < d; c++) acc[r * d + c] = 0;
             // Scaled query rows (rows past the end repeat the last one; their results are dropped).
             float* src = qBase + (long)(i0 + Math.Min(r, rows - 1)) * a.Qo.StrideL;
@@ -293,6 +294,8 @@ public static unsafe partial class Attention
                     if (c >= cols || c > limit) pr[c] = float.NegativeInfinity;
             }
             // Online softmax update and P V accumulation, row by row.
+            if (Vector512.IsHardwareAccelerated) SoftmaxTileLazy(ref a, b, h, i0, j0, cols, p, m, lsum, acc);
+            else
             for (int r = 0; r < RowGroup; r++)
             {
                 float* pr = p + r * KeyTile;
@@ -309,12 +312,54 @@ public static unsafe partial class Attention
             }
             AccumulatePV(p, vBase + j0 * a.VRowStride, a.VRowStride, cols, d, acc);
         }
+        if (Vector512.IsHardwareAccelerated)
+            for (int r = 0; r < RowGroup; r++) l[r] = Vector512.Sum(lsum[r]);
         for (int r = 0; r < rows; r++)
         {
             float* dst = oBase + (long)(i0 + r) * a.Oo.StrideL;
             float inv = l[r] > 0 ? 1 / l[r] : 0;
             for (int c = 0; c < d; c++) dst[c] = acc[r * d + c] * inv;
             a.Lse[((long)b * a.S.Heads + h) * a.S.QueryLength + i0 + r] = l[r] > 0 ? m[r] + MathF.Log(l[r]) : float.NegativeInfinity;
+        }
+    }
+
+    // Slack of the lazy rescaling: a row's exps are taken against a shift m that may trail its running maximum by up
+    // to this much, so a probability before normalisation is at most e^8 ≈ 3e3 (no overflow in P, the sums or O).
+    private const float RescaleSlack = 8f;
+
+    // The online softmax of one [4, 64] score tile with lazy rescaling (as in FlashAttention-4): each row's exps are
+    // taken against its shift m[r], which moves (with the rescale of the accumulators that costs) only when a score
+    // exceeds it by more than RescaleSlack, and the row sums stay vectors until the end. Per row that leaves no
+    // horizontal reduction on the way from the scores to the exps: the eager update (row max, then the exps, then
+    // the row sum) was a chain of dependent reductions that the four rows could not hide, about a third of the
+    // forward's time (perf, 2026-12-04). Any shift gives the same O = acc / l and lse = m + log l.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void SoftmaxTileLazy(ref Args a, int b, int h, int i0, int j0, int cols, float* p, float* m, Vector512<float>* lsum, float* acc)
+    {
+        int d = a.S.Dim;
+        for (int r = 0; r < RowGroup; r++)
+        {
+            float* pr = p + r * KeyTile;
+            var s0 = Vector512.Load(pr); var s1 = Vector512.Load(pr + 16); var s2 = Vector512.Load(pr + 32); var s3 = Vector512.Load(pr + 48);
+            var tileMax = Vector512.Max(Vector512.Max(s0, s1), Vector512.Max(s2, s3));
+            if (float.IsNegativeInfinity(m[r]) || Vector512.GreaterThanAny(tileMax, Vector512.Create(m[r] + RescaleSlack)))
+            {
+                float mNew = MathF.Max(m[r], HorizontalMax(tileMax));
+                if (float.IsNegativeInfinity(mNew)) { new Span<float>(pr, KeyTile).Clear(); continue; }   // no visible key yet
+                if (!float.IsNegativeInfinity(m[r]))
+                {
+                    float correction = MathF.Exp(m[r] - mNew);
+                    lsum[r] *= correction;
+                    Scale(acc + r * d, d, correction);
+                }
+                m[r] = mNew;
+            }
+            var shift = Vector512.Create(-m[r] * VectorMath.Log2E);
+            var e0 = VectorMath.ExpShifted(s0, shift); var e1 = VectorMath.ExpShifted(s1, shift);
+            var e2 = VectorMath.ExpShifted(s2, shift); var e3 = VectorMath.ExpShifted(s3, shift);
+            e0.Store(pr); e1.Store(pr + 16); e2.Store(pr + 32); e3.Store(pr + 48);
+            lsum[r] += (e0 + e1) + (e2 + e3);
+            if (a.S.Dropout > 0) DropoutRow(pr, cols, a.S.Seed, b, h, i0 + r, j0, a.S.Dropout);
         }
     }
 
@@ -359,14 +404,19 @@ public static unsafe partial class Attention
     {
         if (Vector512.IsHardwareAccelerated)
         {
-            var m = Vector512.Max(Vector512.Max(Vector512.Load(p), Vector512.Load(p + 16)), Vector512.Max(Vector512.Load(p + 32), Vector512.Load(p + 48)));
-            var h = Vector256.Max(m.GetLower(), m.GetUpper());
-            var q = Vector128.Max(h.GetLower(), h.GetUpper());
-            return MathF.Max(MathF.Max(q[0], q[1]), MathF.Max(q[2], q[3]));
+            return HorizontalMax(Vector512.Max(Vector512.Max(Vector512.Load(p), Vector512.Load(p + 16)), Vector512.Max(Vector512.Load(p + 32), Vector512.Load(p + 48))));
         }
         float max = float.NegativeInfinity;
         for (int c = 0; c < KeyTile; c++) max = MathF.Max(max, p[c]);
         return max;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float HorizontalMax(Vector512<float> m)
+    {
+        var h = Vector256.Max(m.GetLower(), m.GetUpper());
+        var q = Vector128.Max(h.GetLower(), h.GetUpper());
+        return MathF.Max(MathF.Max(q[0], q[1]), MathF.Max(q[2], q[3]));
     }
 
     // p = exp(p - max) in place (max finite, every p ≤ max or -inf); returns the row sum. ExpShifted folds the

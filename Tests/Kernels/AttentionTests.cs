@@ -137,6 +137,41 @@ public class AttentionTests
         Same(dq, rdq, "dQ"); Same(dk, rdk, "dK"); Same(dv, rdv, "dV");
     }
 
+    /// <summary>
+    /// The forward's lazy rescaling: a row's exps are taken against a shift that moves only when a score passes it by
+    /// more than 8. Scores that climb by 3, by 12 and by 30 per key tile (keys scaled by the tile index, a query along
+    /// them), with a tile that falls back, a masked first tile and causal rows, must give the float64 reference's O and
+    /// lse: the first climb stays under the slack (probabilities above 1 before normalisation), the others rescale.
+    /// </summary>
+    [TestCase(3.0), TestCase(12.0), TestCase(30.0)]
+    public void Scores_that_climb_across_key_tiles_match_the_reference(double climbPerTile)
+    {
+        const int lq = 9, lk = 260, d = 16;
+        var g = new Generator(7);
+        var q = new float[lq * d]; var k = new float[lk * d]; var v = Rand(g, lk * d);
+        for (int i = 0; i < lq; i++) for (int c = 0; c < d; c++) q[i * d + c] = 1f / d + 0.01f * (float)g.NextNormal();
+        for (int j = 0; j < lk; j++)
+        {
+            // Tile t = j / 64 scores about climb·t (tile 3 falls back to tile 1's level), plus noise of 1.
+            int t = j / 64, level = t == 3 ? 1 : t;
+            for (int c = 0; c < d; c++) k[j * d + c] = (float)(climbPerTile * level + g.NextNormal());
+        }
+        var mask = new float[lq * lk];
+        for (int i = 0; i < lq; i++) for (int j = 0; j < 64; j++) mask[i * lk + j] = i % 2 == 0 ? float.NegativeInfinity : 0;
+        var mo = new AttentionMaskOperand(0, 0, 0, lk, 1);
+        foreach (bool causal in new[] { false, true })
+        {
+            var shape = new AttentionShape(1, 1, lq, lk, d, 1.0, causal);
+            var (qo, ko) = (AttentionOperand.Contiguous(1, lq, d), AttentionOperand.Contiguous(1, lk, d));
+            var o = new float[lq * d]; var lse = new float[lq];
+            Attention.Forward(shape, q, qo, k, ko, v, ko, o, qo, lse, mask, mo);
+            var ro = new double[o.Length]; var rl = new double[lq];
+            AttentionReference.Forward(shape, D(q), qo, D(k), ko, D(v), ko, ro, qo, rl, D(mask), mo);
+            for (int i = 0; i < o.Length; i++) Assert.That(o[i], Is.EqualTo(ro[i]).Within(2e-5 + 2e-5 * Math.Abs(ro[i])), $"O[{i}] climb {climbPerTile} causal {causal}");
+            for (int i = 0; i < lq; i++) Assert.That(lse[i], Is.EqualTo(rl[i]).Within(2e-5 * (1 + Math.Abs(rl[i]))), $"lse[{i}] climb {climbPerTile} causal {causal}");
+        }
+    }
+
     [Test]
     public void Fully_masked_rows_give_zero_output_and_zero_gradients_not_nan()
     {
