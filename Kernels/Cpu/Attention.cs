@@ -5,7 +5,7 @@
 // to the tile, zero padded), so that a score tile is a small GEMM with unit-stride, sequential loads, and V's rows
 // are copied into one contiguous [Lk, D] block when they lie 1 KiB or more apart. Grouped-query attention (Hkv < H, as
 // in Llama 2 / Mistral; Hkv = 1 is multi-query attention): query head h reads K/V head h / (H / Hkv), so the
-// G = H / Hkv query heads of a group share one packed Kᵀ and V is indexed, never copied. Queries go in groups
+// G = H / Hkv query heads of a group share one packed Kᵀ (and one copy of V, where V is copied). Queries go in groups
 // of 4 rows; for each group, key tiles of 64 run left to right (at most 16 keys: one narrow tile of 16, Kᵀ
 // packed 16 wide):
 //   S (4 x 64) = scale · Q_rows Kᵀ_tile      16 zmm accumulators, one broadcast of Q per row per d
@@ -14,7 +14,8 @@
 //   causal: key j hidden from query i when j > i + Lk - Lq (bottom-right aligned); tiles wholly above the
 //                   diagonal are skipped (about half the work), the one crossing it is masked element-wise
 //   online softmax: m_new = max(m, rowmax S); P = exp(S - m_new); l = l·exp(m - m_new) + rowsum P;
-//                   O = O·exp(m - m_new)
+//                   O = O·exp(m - m_new); lazily (SoftmaxTileLazy): m moves only when a score passes it by more
+//                   than 8, so most tiles need no row max, no correction and no rescale
 //   dropout (optional): P_ij kept with probability 1-p from a counter-based hash of (seed, b, h, i, j)
 //                   and scaled by 1/(1-p); l uses the undropped P, as the reference does
 //   O (4 x D) += P V_tile                      O stays in registers per 64-wide slice of D
@@ -399,13 +400,9 @@ public static unsafe partial class Attention
             }
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    // The row maximum of a score tile row (the path without Vector512; the vector path is SoftmaxTileLazy).
     private static float RowMax(float* p)
     {
-        if (Vector512.IsHardwareAccelerated)
-        {
-            return HorizontalMax(Vector512.Max(Vector512.Max(Vector512.Load(p), Vector512.Load(p + 16)), Vector512.Max(Vector512.Load(p + 32), Vector512.Load(p + 48))));
-        }
         float max = float.NegativeInfinity;
         for (int c = 0; c < KeyTile; c++) max = MathF.Max(max, p[c]);
         return max;
@@ -419,19 +416,9 @@ public static unsafe partial class Attention
         return MathF.Max(MathF.Max(q[0], q[1]), MathF.Max(q[2], q[3]));
     }
 
-    // p = exp(p - max) in place (max finite, every p ≤ max or -inf); returns the row sum. ExpShifted folds the
-    // subtraction into its first FMA and needs no compare/blend for the -inf of hidden keys.
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    // p = exp(p - max) in place; returns the row sum (the path without Vector512).
     internal static float ExpRow(float* p, float max)
     {
-        if (Vector512.IsHardwareAccelerated)
-        {
-            var shift = Vector512.Create(-max * VectorMath.Log2E);
-            var e0 = VectorMath.ExpShifted(Vector512.Load(p), shift); var e1 = VectorMath.ExpShifted(Vector512.Load(p + 16), shift);
-            var e2 = VectorMath.ExpShifted(Vector512.Load(p + 32), shift); var e3 = VectorMath.ExpShifted(Vector512.Load(p + 48), shift);
-            e0.Store(p); e1.Store(p + 16); e2.Store(p + 32); e3.Store(p + 48);
-            return Vector512.Sum((e0 + e1) + (e2 + e3));
-        }
         float sum = 0;
         for (int c = 0; c < KeyTile; c++) { p[c] = VectorMath.Exp(p[c] - max); sum += p[c]; }
         return sum;
