@@ -53,10 +53,13 @@ internal sealed partial class IlgpuKernels
     private Kernel LoadCudaGrouped(CudaAccelerator cuda, MethodInfo method) =>
         _acc.LoadKernel(WithoutUniformHints(CompilePtx((PTXBackend)cuda.Backend, method, explicitlyGrouped: true)));
 
-    // TStream is Action<Index1D, T1, ..., Tn> for a kernel method (Index1D, T1, ..., Tn): ILGPU picks the group size,
-    // as LoadAutoGroupedStreamKernel does, and the launcher runs on the default stream.
-    private TStream LoadCudaAutoGrouped<TStream>(CudaAccelerator cuda, MethodInfo method) where TStream : Delegate =>
-        DefaultStreamLauncher<TStream>(_acc.LoadAutoGroupedKernel(WithoutUniformHints(CompilePtx((PTXBackend)cuda.Backend, method, explicitlyGrouped: false))));
+    // An implicitly grouped kernel k (Action<Index1D, T1, ..., Tn>): on CUDA compiled and loaded without uniform hints,
+    // ILGPU picking the group size as LoadAutoGroupedStreamKernel does, the launcher on the default stream; elsewhere
+    // what <paramref name="elsewhere"/> loads.
+    private TStream LoadAuto<TStream>(TStream k, Func<TStream> elsewhere) where TStream : Delegate =>
+        _acc is CudaAccelerator cuda
+            ? DefaultStreamLauncher<TStream>(_acc.LoadAutoGroupedKernel(WithoutUniformHints(CompilePtx((PTXBackend)cuda.Backend, k.Method, explicitlyGrouped: false))))
+            : elsewhere();
 
     /// <summary>
     /// A launcher of type <typeparamref name="TStream"/> (the kernel's arguments, no stream) that runs

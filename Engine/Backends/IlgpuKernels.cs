@@ -1,7 +1,6 @@
 using AttnCore.Kernels.Gpu;
 using ILGPU;
 using ILGPU.Runtime;
-using ILGPU.Runtime.Cuda;
 using GpuAttention = AttnCore.Kernels.Gpu.Attention;
 
 namespace AttnCore.Backends;
@@ -174,28 +173,28 @@ internal sealed partial class IlgpuKernels
     // One thread per element, ILGPU picks the group size: for kernels without shared memory or barriers.
     private Lazy<Action<Index1D, T1, T2, T3>> Auto<T1, T2, T3>(Action<Index1D, T1, T2, T3> k)
         where T1 : struct where T2 : struct where T3 : struct
-        => new(() => _acc is CudaAccelerator cuda ? LoadCudaAutoGrouped<Action<Index1D, T1, T2, T3>>(cuda, k.Method) : _acc.LoadAutoGroupedStreamKernel(k));
+        => new(() => LoadAuto(k, () => _acc.LoadAutoGroupedStreamKernel(k)));
     private Lazy<Action<Index1D, T1, T2, T3, T4>> Auto<T1, T2, T3, T4>(Action<Index1D, T1, T2, T3, T4> k)
         where T1 : struct where T2 : struct where T3 : struct where T4 : struct
-        => new(() => _acc is CudaAccelerator cuda ? LoadCudaAutoGrouped<Action<Index1D, T1, T2, T3, T4>>(cuda, k.Method) : _acc.LoadAutoGroupedStreamKernel(k));
+        => new(() => LoadAuto(k, () => _acc.LoadAutoGroupedStreamKernel(k)));
     private Lazy<Action<Index1D, T1, T2, T3, T4, T5>> Auto<T1, T2, T3, T4, T5>(Action<Index1D, T1, T2, T3, T4, T5> k)
         where T1 : struct where T2 : struct where T3 : struct where T4 : struct where T5 : struct
-        => new(() => _acc is CudaAccelerator cuda ? LoadCudaAutoGrouped<Action<Index1D, T1, T2, T3, T4, T5>>(cuda, k.Method) : _acc.LoadAutoGroupedStreamKernel(k));
+        => new(() => LoadAuto(k, () => _acc.LoadAutoGroupedStreamKernel(k)));
     private Lazy<Action<Index1D, T1, T2, T3, T4, T5, T6>> Auto<T1, T2, T3, T4, T5, T6>(Action<Index1D, T1, T2, T3, T4, T5, T6> k)
         where T1 : struct where T2 : struct where T3 : struct where T4 : struct where T5 : struct where T6 : struct
-        => new(() => _acc is CudaAccelerator cuda ? LoadCudaAutoGrouped<Action<Index1D, T1, T2, T3, T4, T5, T6>>(cuda, k.Method) : _acc.LoadAutoGroupedStreamKernel(k));
+        => new(() => LoadAuto(k, () => _acc.LoadAutoGroupedStreamKernel(k)));
     private Lazy<Action<Index1D, T1, T2, T3, T4, T5, T6, T7>> Auto<T1, T2, T3, T4, T5, T6, T7>(Action<Index1D, T1, T2, T3, T4, T5, T6, T7> k)
         where T1 : struct where T2 : struct where T3 : struct where T4 : struct where T5 : struct where T6 : struct where T7 : struct
-        => new(() => _acc is CudaAccelerator cuda ? LoadCudaAutoGrouped<Action<Index1D, T1, T2, T3, T4, T5, T6, T7>>(cuda, k.Method) : _acc.LoadAutoGroupedStreamKernel(k));
+        => new(() => LoadAuto(k, () => _acc.LoadAutoGroupedStreamKernel(k)));
     private Lazy<Action<Index1D, T1, T2, T3, T4, T5, T6, T7, T8>> Auto<T1, T2, T3, T4, T5, T6, T7, T8>(Action<Index1D, T1, T2, T3, T4, T5, T6, T7, T8> k)
         where T1 : struct where T2 : struct where T3 : struct where T4 : struct where T5 : struct where T6 : struct where T7 : struct where T8 : struct
-        => new(() => _acc is CudaAccelerator cuda ? LoadCudaAutoGrouped<Action<Index1D, T1, T2, T3, T4, T5, T6, T7, T8>>(cuda, k.Method) : _acc.LoadAutoGroupedStreamKernel(k));
+        => new(() => LoadAuto(k, () => _acc.LoadAutoGroupedStreamKernel(k)));
     private Lazy<Action<Index1D, T1, T2, T3, T4, T5, T6, T7, T8, T9, T10>> Auto<T1, T2, T3, T4, T5, T6, T7, T8, T9, T10>(Action<Index1D, T1, T2, T3, T4, T5, T6, T7, T8, T9, T10> k)
         where T1 : struct where T2 : struct where T3 : struct where T4 : struct where T5 : struct where T6 : struct where T7 : struct where T8 : struct where T9 : struct where T10 : struct
-        => new(() => _acc is CudaAccelerator cuda ? LoadCudaAutoGrouped<Action<Index1D, T1, T2, T3, T4, T5, T6, T7, T8, T9, T10>>(cuda, k.Method) : _acc.LoadAutoGroupedStreamKernel(k));
+        => new(() => LoadAuto(k, () => _acc.LoadAutoGroupedStreamKernel(k)));
     private Lazy<Action<Index1D, T1, T2, T3, T4, T5, T6, T7, T8, T9, T10, T11, T12>> Auto<T1, T2, T3, T4, T5, T6, T7, T8, T9, T10, T11, T12>(Action<Index1D, T1, T2, T3, T4, T5, T6, T7, T8, T9, T10, T11, T12> k)
         where T1 : struct where T2 : struct where T3 : struct where T4 : struct where T5 : struct where T6 : struct where T7 : struct where T8 : struct where T9 : struct where T10 : struct where T11 : struct where T12 : struct
-        => new(() => _acc is CudaAccelerator cuda ? LoadCudaAutoGrouped<Action<Index1D, T1, T2, T3, T4, T5, T6, T7, T8, T9, T10, T11, T12>>(cuda, k.Method) : _acc.LoadAutoGroupedStreamKernel(k));
+        => new(() => LoadAuto(k, () => _acc.LoadAutoGroupedStreamKernel(k)));
 
     // Explicit grid and group (shared memory, barriers).
     private Lazy<Action<KernelConfig, T1, T2, T3, T4>> Grouped<T1, T2, T3, T4>(Action<T1, T2, T3, T4> k)

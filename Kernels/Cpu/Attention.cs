@@ -173,8 +173,13 @@ public static unsafe partial class Attention
         int b = bh / kvHeads, h = bh % kvHeads, d = a.S.Dim, lk = a.S.KeyLength, pk = a.PaddedKeys;
         PackTransposed(a.K + a.Ko.Offset + b * a.Ko.StrideB + h * a.Ko.StrideH, a.Ko.StrideL, lk, d, pk, a.PackedKt + (long)bh * d * pk);
         if (a.PackedV == null) return;
-        float* v = a.V + a.Vo.Offset + b * a.Vo.StrideB + h * a.Vo.StrideH, dst = a.PackedV + (long)bh * lk * d;
-        for (int j = 0; j < lk; j++) new ReadOnlySpan<float>(v + j * a.Vo.StrideL, d).CopyTo(new Span<float>(dst + (long)j * d, d));
+        CopyRows(a.V + a.Vo.Offset + b * a.Vo.StrideB + h * a.Vo.StrideH, a.Vo.StrideL, a.PackedV + (long)bh * lk * d, d, lk, d);
+    }
+
+    // dst row j = src row j for j < rows, each of d floats (rows srcLd and dstLd apart).
+    internal static void CopyRows(float* src, long srcLd, float* dst, long dstLd, int rows, int d)
+    {
+        for (int j = 0; j < rows; j++) new ReadOnlySpan<float>(src + j * srcLd, d).CopyTo(new Span<float>(dst + j * dstLd, d));
     }
 
     // One head's Kᵀ (or Vᵀ) as the score tiles read it: key tiles of w = TileWidth(pk) keys, each a contiguous

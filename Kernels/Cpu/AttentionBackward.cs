@@ -88,7 +88,7 @@ public static unsafe partial class Attention
         if (kCopy)
         {
             kRows = new RowBlock(rowCopies, d);
-            for (int j = 0; j < lk; j++) new ReadOnlySpan<float>(k + j * a.Ko.StrideL, d).CopyTo(new Span<float>(kRows.Row(j), d));
+            CopyRows(k, a.Ko.StrideL, rowCopies, d, lk, d);
             rowCopies += rowsFloats;
         }
         var dkAcc = dkCopy ? new RowBlock(rowCopies, d) : new RowBlock(dk, a.DKo.StrideL);
@@ -98,8 +98,8 @@ public static unsafe partial class Attention
         int group = a.S.GroupSize;
         for (int h = hk * group; h < (hk + 1) * group; h++)
             QueryHeadBackward(ref a, b, h, kRows, kt, vt, dkAcc, dvAcc, di, p, dp, qs, qRaw, dOr, dqAcc);
-        if (dkCopy) for (int j = 0; j < lk; j++) new ReadOnlySpan<float>(dkAcc.Row(j), d).CopyTo(new Span<float>(dk + j * a.DKo.StrideL, d));
-        if (dvCopy) for (int j = 0; j < lk; j++) new ReadOnlySpan<float>(dvAcc.Row(j), d).CopyTo(new Span<float>(dv + j * a.DVo.StrideL, d));
+        if (dkCopy) CopyRows(dkAcc.Start, d, dk, a.DKo.StrideL, lk, d);
+        if (dvCopy) CopyRows(dvAcc.Start, d, dv, a.DVo.StrideL, lk, d);
     }
 
     // Rows of D floats, Ld apart.
