@@ -83,7 +83,7 @@ class Transpose(nn.Module):
         return x.transpose(*self.dims)
 
 
-class MultiheadAttention(nn.Module):  # _MultiheadAttention with res_attention=False, lsa=False, attn_dropout=0
+class MultiheadAttention(nn.Module):  # _MultiheadAttention with lsa=False, attn_dropout=0
     def __init__(self, d_model, n_heads, proj_dropout):
         super().__init__()
         self.n_heads, self.d_k = n_heads, d_model // n_heads
@@ -93,14 +93,19 @@ class MultiheadAttention(nn.Module):  # _MultiheadAttention with res_attention=F
         self.scale = self.d_k ** -0.5
         self.to_out = nn.Sequential(nn.Linear(d_model, d_model), nn.Dropout(proj_dropout))
 
-    def forward(self, Q):
+    def forward(self, Q, prev=None):
+        """Returns the output and the pre-softmax scores; prev (the previous layer's scores) is added to this
+        layer's before the softmax: the paper code's res_attention=True ("residual attention")."""
         bs = Q.size(0)
         q_s = self.W_Q(Q).view(bs, -1, self.n_heads, self.d_k).transpose(1, 2)
         k_s = self.W_K(Q).view(bs, -1, self.n_heads, self.d_k).permute(0, 2, 3, 1)
         v_s = self.W_V(Q).view(bs, -1, self.n_heads, self.d_k).transpose(1, 2)
-        attn = F.softmax(torch.matmul(q_s, k_s) * self.scale, dim=-1)
+        scores = torch.matmul(q_s, k_s) * self.scale
+        if prev is not None:
+            scores = scores + prev
+        attn = F.softmax(scores, dim=-1)
         out = torch.matmul(attn, v_s).transpose(1, 2).contiguous().view(bs, -1, self.n_heads * self.d_k)
-        return self.to_out(out)
+        return self.to_out(out), scores
 
 
 class TSTEncoderLayer(nn.Module):
@@ -113,9 +118,10 @@ class TSTEncoderLayer(nn.Module):
         self.dropout_ffn = nn.Dropout(dropout)
         self.norm_ffn = nn.Sequential(Transpose(1, 2), nn.BatchNorm1d(d_model), Transpose(1, 2))
 
-    def forward(self, src):
-        src = self.norm_attn(src + self.dropout_attn(self.self_attn(src)))
-        return self.norm_ffn(src + self.dropout_ffn(self.ff(src)))
+    def forward(self, src, prev=None):
+        attended, scores = self.self_attn(src, prev)
+        src = self.norm_attn(src + self.dropout_attn(attended))
+        return self.norm_ffn(src + self.dropout_ffn(self.ff(src))), scores
 
 
 # The parameter names of PatchTST here (the paper's code) against AttnCore's, as (PyTorch fragment, AttnCore fragment);
@@ -137,8 +143,10 @@ def patchtst_name_to_torch(name):
 
 
 class PatchTST(nn.Module):
-    def __init__(self, c_in, context_window, target_window, patch_len, stride, n_layers, d_model, n_heads, d_ff, dropout=0.0, fc_dropout=0.0):
+    def __init__(self, c_in, context_window, target_window, patch_len, stride, n_layers, d_model, n_heads, d_ff, dropout=0.0, fc_dropout=0.0,
+                 res_attention=False):
         super().__init__()
+        self.res_attention = res_attention
         self.revin_layer = RevIN(c_in)
         self.patch_len, self.stride = patch_len, stride
         patch_num = int((context_window - patch_len) / stride + 1) + 1
@@ -159,8 +167,9 @@ class PatchTST(nn.Module):
         u = self.W_P(z)                                     # [bs, nvars, patch_num, d_model]
         u = torch.reshape(u, (u.shape[0] * u.shape[1], u.shape[2], u.shape[3]))
         u = self.dropout(u + self.W_pos)
+        scores = None
         for layer in self.layers:
-            u = layer(u)
+            u, scores = layer(u, scores if self.res_attention else None)
         z = torch.reshape(u, (-1, n_vars, u.shape[-2], u.shape[-1])).permute(0, 1, 3, 2)  # [bs, nvars, d_model, patch_num]
         z = self.head(torch.flatten(z, start_dim=-2))       # [bs, nvars, target_window]
         return self.revin_layer(z.permute(0, 2, 1), "denorm")

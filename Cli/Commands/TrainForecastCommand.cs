@@ -50,16 +50,18 @@ public static class TrainForecastCommand
         var dff = NumericOption.OptionalInt("--d-ff", "feed-forward width", 1, 1 << 20);
         var dropout = new NumericRange(0, 1, Integer: false, MaxExclusive: true).On(new Option<double?>("--dropout") { Description = "dropout probability" });
         var individual = new Option<bool>("--individual") { Description = "dlinear: one linear pair per channel" };
+        var resAttention = new Option<bool>("--res-attention") { Description = "patchtst: residual attention, each layer adding the previous layer's pre-softmax scores (the paper code's default; unfused, slower)" };
         var output = PathRule.OutputFolder("--out", "run folder: model.safetensors, metrics.json, loss.png, forecast.png (attention.png for patchtst)", Path.Combine("runs", "forecast"));
         var quiet = new Option<bool>("--quiet") { Description = "no progress bar" };
         var cmd = distributed.AddTo(common.AddTo(new Command("forecast", "Long-horizon forecaster (PatchTST, DLinear, iTransformer, Transformer) on a CSV time series")
-            { data, model, seqLen, predLen, features, target, epochs, patience, batch, lr, lrRule, maxSteps, maxMinutes, dModel, heads, layers, dff, dropout, individual, output, quiet }));
+            { data, model, seqLen, predLen, features, target, epochs, patience, batch, lr, lrRule, maxSteps, maxMinutes, dModel, heads, layers, dff, dropout, individual, resAttention, output, quiet }));
         cmd.AddRule(r =>
         {
             var d = For(r.GetValue(model)!);
             int width = r.GetValue(dModel) ?? d.DModel, h = r.GetValue(heads) ?? d.Heads;
             return r.GetValue(model) != "dlinear" && width % h != 0 ? $"--d-model {width} must be a multiple of --heads {h}" : null;
         });
+        cmd.AddRule(r => r.GetValue(resAttention) && r.GetValue(model) != "patchtst" ? $"--res-attention is a patchtst option, not {r.GetValue(model)}'s" : null);
         cmd.AddRule(r => r.GetResult(target) is { Implicit: false } ? TargetNotInHeader(r.GetValue(data)!, r.GetValue(target)!) : null);
         cmd.SetAction(p =>
         {
@@ -75,7 +77,7 @@ public static class TrainForecastCommand
             using var ds = ForecastData.FromCsv(dataPath, l, h, feat, p.GetValue(target)!, device);
             var config = new ForecasterConfig(name, l, h, ds.Channels, p.GetValue(dModel) ?? d.DModel, p.GetValue(heads) ?? d.Heads, p.GetValue(layers) ?? d.Layers,
                 p.GetValue(dff) ?? d.DFf, p.GetValue(dropout) ?? d.Dropout, FcDropout: p.GetValue(dropout) ?? d.Dropout, Individual: p.GetValue(individual),
-                LabelLen: l / 2, TimeFeatures: ds.TimeFeatureCount);
+                LabelLen: l / 2, TimeFeatures: ds.TimeFeatureCount, ResAttention: p.GetValue(resAttention));
             ulong seed = p.GetValue(common.Seed);
             using var net = Forecaster.Create(config, new Generator(seed), device);
             run.Attach(net, p.GetValue(batch) ?? d.Batch);

@@ -174,6 +174,41 @@ public sealed class MultiHeadAttention : Module
         return scope.Keep(_proj.Forward(merged));
     }
 
+    /// <summary>
+    /// Self-attention with residual attention scores (He et al., "RealFormer", 2020; PatchTST's code default
+    /// <c>res_attention=True</c>): S = Q Kᵀ/√Dh + <paramref name="previousScores"/>, O = softmax(S) V, and S [B, H, T, T]
+    /// is handed back in <paramref name="scores"/> for the next layer to add to its own. Unfused (matmul, softmax,
+    /// matmul): the next layer reads S and its gradient flows back through it, which the fused kernel, keeping no
+    /// scores, cannot give. Attention dropout as <see cref="Forward"/>; <see cref="KeepWeights"/> keeps softmax(S).
+    /// </summary>
+    public Tensor ForwardResidual(Tensor x, Tensor? previousScores, out Tensor scores)
+    {
+        if (_qkv is null || KvHeads != Heads) throw new InvalidOperationException($"MultiHeadAttention.ForwardResidual: needs self-attention with as many key/value heads as query heads (cross-attention {IsCrossAttention}, {Heads} heads, {KvHeads} key/value heads)");
+        if (x.Rank != 3 || x.Size(2) != Dim) throw new ArgumentException($"MultiHeadAttention.ForwardResidual: input must be [B, T, {Dim}], got {Shape.Format(x.Shape)}");
+        int t = x.Size(1);
+        if (previousScores is not null && !previousScores.Shape.SequenceEqual(new[] { x.Size(0), Heads, t, t }))
+            throw new ArgumentException($"MultiHeadAttention.ForwardResidual: previous scores must be [{x.Size(0)}, {Heads}, {t}, {t}], got {Shape.Format(previousScores.Shape)}");
+        using var scope = new TensorScope();
+        var qkv = _qkv.Forward(x);
+        var (q, k, v) = (SplitHeads(qkv.Narrow(-1, 0, Dim), Heads), SplitHeads(qkv.Narrow(-1, Dim, Dim), Heads), SplitHeads(qkv.Narrow(-1, 2 * Dim, Dim), Heads));
+        var s = q.MatMul(k.Transpose(-1, -2)) * (1.0 / Math.Sqrt(Dim / Heads));
+        if (previousScores is not null) s = s + previousScores;
+        var w = s.Softmax(-1);
+        if (KeepWeights)
+        {
+            LastWeights?.Dispose();
+            using (new NoGrad()) LastWeights = TensorScopeEscape(w.Detach());
+        }
+        if (Training && Dropout > 0)
+        {
+            var keep = Tensor.DropoutMask(w.Shape, Dropout, _generator, w.DType, w.Device);
+            w = w * keep;
+        }
+        var merged = w.MatMul(v).Transpose(1, 2).Reshape(x.Size(0), t, Dim);
+        scores = scope.Keep(s);
+        return scope.Keep(_proj.Forward(merged));
+    }
+
     private static Tensor TensorScopeEscape(Tensor t)
     {
         var s = TensorScope.Suspend();

@@ -25,11 +25,12 @@ namespace AttnCore.Models.TimeSeries;
 /// <param name="DecoderLayers">Transformer forecaster decoder layers.</param>
 /// <param name="LabelLen">Transformer forecaster: known input rows the decoder starts from.</param>
 /// <param name="TimeFeatures">Calendar features per row (Transformer forecaster).</param>
+/// <param name="ResAttention">PatchTST: residual attention (each layer adds the previous layer's pre-softmax scores), the paper code's default.</param>
 public sealed record ForecasterConfig(string Model, int SeqLen, int PredLen, int Channels,
     int DModel = 16, int Heads = 4, int Layers = 3, int DFf = 128, double Dropout = 0.3,
     int PatchLen = 16, int Stride = 8, double FcDropout = 0.3, double HeadDropout = 0,
     int MovingAverage = 25, bool Individual = false,
-    int DecoderLayers = 1, int LabelLen = 48, int TimeFeatures = 4)
+    int DecoderLayers = 1, int LabelLen = 48, int TimeFeatures = 4, bool ResAttention = false)
 {
     /// <summary>The models <see cref="Forecaster.Create"/> knows.</summary>
     public static readonly string[] Models = ["dlinear", "patchtst", "itransformer", "transformer"];

@@ -15,9 +15,10 @@ namespace AttnCore.Models.TimeSeries;
 ///     Z = BN(U + Dropout(MHA(U)))     Z' = BN(Z + Dropout(W_2 GELU(W_1 Z)))
 ///   ŷ = W_head · flatten(Zᵀ) (flatten over [D, N], d_model major), then RevIN⁻¹.
 /// </para>
-/// Attention runs through the fused kernel (<see cref="MultiHeadAttention"/>, scale 1/sqrt(D/heads)). The paper's code
-/// defaults to "residual attention" (each layer adds the previous layer's pre-softmax scores); this model is its
-/// <c>res_attention=False</c> variant, which keeps attention fused. Patching and end padding are one index-select
+/// Attention runs through the fused kernel (<see cref="MultiHeadAttention"/>, scale 1/sqrt(D/heads)): the paper code's
+/// <c>res_attention=False</c> variant, and the default here. With <see cref="ForecasterConfig.ResAttention"/> it is the
+/// code's default "residual attention" instead: layer e's pre-softmax scores S_e = Q_e K_eᵀ/√(D/heads) + S_{e-1}
+/// (S_0 = 0) are handed to the next layer, and attention runs unfused (<see cref="MultiHeadAttention.ForwardResidual"/>). Patching and end padding are one index-select
 /// (indices past the end clamp to the last step). Shapes: x [B, L, C] → [B·C, N, P] → [B·C, N, D] →
 /// [B, C, D·N] → [B, C, H] → [B, H, C].
 /// </summary>
@@ -68,7 +69,10 @@ public sealed class PatchTst : Forecaster
         var series = normalized.Transpose(1, 2).Reshape(b * c, Config.SeqLen);
         var patches = series.IndexSelect(1, _patchIndex).View(b * c, PatchCount, Config.PatchLen);
         var u = _embeddingDropout.Forward(_patchEmbedding.Forward(patches) + PositionalEncoding);
-        foreach (var layer in _layers.Items) u = layer.Forward(u);
+        Tensor? scores = null;
+        foreach (var layer in _layers.Items)
+            if (Config.ResAttention) u = layer.Forward(u, scores, out scores);
+            else u = layer.Forward(u);
         var flat = u.View(b, c, PatchCount, d).Transpose(2, 3).Reshape(b, c, d * PatchCount);
         var y = _headDropout.Forward(_head.Forward(flat)).Transpose(1, 2);
         return scope.Keep(_revin.Denormalize(y));
@@ -109,7 +113,24 @@ public sealed class PatchTstEncoderLayer : Module
     public Tensor Forward(Tensor u)
     {
         using var scope = new TensorScope();
-        var z = _normAttn.Forward(u + _attnDropout.Forward(_projDropout.Forward(_attn.Forward(u))));
-        return scope.Keep(_normFfn.Forward(z + _ffnDropout.Forward(_ff.Forward(z))));
+        return scope.Keep(AfterAttention(u, _attn.Forward(u)));
+    }
+
+    /// <summary>
+    /// With residual attention: the previous layer's pre-softmax scores <paramref name="previousScores"/> [B·C, heads, N, N]
+    /// (null in the first layer) are added to this layer's, which come back in <paramref name="scores"/>.
+    /// </summary>
+    public Tensor Forward(Tensor u, Tensor? previousScores, out Tensor scores)
+    {
+        using var scope = new TensorScope();
+        var attended = _attn.ForwardResidual(u, previousScores, out scores);
+        scope.Keep(scores);
+        return scope.Keep(AfterAttention(u, attended));
+    }
+
+    private Tensor AfterAttention(Tensor u, Tensor attended)
+    {
+        var z = _normAttn.Forward(u + _attnDropout.Forward(_projDropout.Forward(attended)));
+        return _normFfn.Forward(z + _ffnDropout.Forward(_ff.Forward(z)));
     }
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Reference values for Tests/Models/ForecasterFixtureTests.cs.
 
-DLinear (shared and individual), PatchTST (supervised, res_attention=False) and iTransformer at tiny sizes, written
+DLinear (shared and individual), PatchTST (supervised, res_attention False and True) and iTransformer at tiny sizes, written
 here in PyTorch after the papers' code (LTSF-Linear models/DLinear.py; PatchTST_supervised layers/PatchTST_backbone.py,
 PatchTST_layers.py, RevIN.py; iTransformer model/iTransformer.py, layers/Transformer_EncDec.py, SelfAttention_Family.py,
 Embed.py). Weights come from a closed-form formula, so no random generator has to agree between PyTorch and AttnCore.
@@ -147,6 +147,11 @@ out["dlinear_individual"] = run("dlinear", DLinear(L, H, C, True, 5), lambda m: 
 out["patchtst"] = run("patchtst", PatchTST(C, L, H, patch_len=8, stride=4, n_layers=2, d_model=8, n_heads=2, d_ff=16),
                       patchtst_export, patchtst_buffers,
                       config={"PatchLen": 8, "Stride": 4, "Layers": 2, "DModel": 8, "Heads": 2, "DFf": 16})
+# The paper code's default residual attention (each layer adds the previous layer's pre-softmax scores), three layers
+# so that the scores pass through two hops.
+out["patchtst_res"] = run("patchtst", PatchTST(C, L, H, patch_len=8, stride=4, n_layers=3, d_model=8, n_heads=2, d_ff=16, res_attention=True),
+                          patchtst_export, patchtst_buffers,
+                          config={"PatchLen": 8, "Stride": 4, "Layers": 3, "DModel": 8, "Heads": 2, "DFf": 16, "ResAttention": True})
 out["itransformer"] = run("itransformer", ITransformer(L, H, d_model=8, n_heads=2, d_ff=16, e_layers=2), itransformer_export,
                           config={"Layers": 2, "DModel": 8, "Heads": 2, "DFf": 16})
 path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "forecasters.json")

@@ -21,6 +21,7 @@ public class ForecasterFixtureTests
     [TestCase("dlinear_shared", "dlinear")]
     [TestCase("dlinear_individual", "dlinear")]
     [TestCase("patchtst", "patchtst")]
+    [TestCase("patchtst_res", "patchtst")]
     [TestCase("itransformer", "itransformer")]
     public void Forecast_loss_and_gradients_match_pytorch(string key, string model)
     {
@@ -30,7 +31,8 @@ public class ForecasterFixtureTests
         int Int(string name, int fallback) => cfg.TryGetProperty(name, out var v) ? v.GetInt32() : fallback;
         var config = new ForecasterConfig(model, l, h, c, DModel: Int("DModel", 16), Heads: Int("Heads", 4), Layers: Int("Layers", 3), DFf: Int("DFf", 128),
             Dropout: 0, PatchLen: Int("PatchLen", 16), Stride: Int("Stride", 8), FcDropout: 0, HeadDropout: 0, MovingAverage: Int("MovingAverage", 25),
-            Individual: cfg.TryGetProperty("Individual", out var ind) && ind.GetBoolean());
+            Individual: cfg.TryGetProperty("Individual", out var ind) && ind.GetBoolean(),
+            ResAttention: cfg.TryGetProperty("ResAttention", out var res) && res.GetBoolean());
         using var net = Forecaster.Create(config, new Generator(3));
         var state = new Dictionary<string, Tensor>();
         foreach (var p in fixture.GetProperty("params").EnumerateObject())
