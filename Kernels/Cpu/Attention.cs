@@ -123,38 +123,39 @@ public static unsafe partial class Attention
     // to 64 made the packing, the score tiles and the softmax of a 7-token attention 9x the work it needs).
     internal static int PaddedKeys(int keys) => keys <= NarrowTile ? NarrowTile : (keys + KeyTile - 1) / KeyTile * KeyTile;
 
-    // S = q · Kᵀ tile into p (rows KeyTile apart): the full 64-key tile, or for a narrow packing (ld = 16) its 16
-    // keys with the rest of each row set to -inf, so the 64-wide softmax steps after it see hidden keys there.
+    // S = q · Kᵀ tile into p (rows KeyTile apart; q's four rows qs floats apart): the full 64-key tile, or for a narrow
+    // packing (ld = 16) its 16 keys with the rest of each row set to -inf, so the 64-wide softmax steps after it see
+    // hidden keys there.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static void ScoreTile(float* q, int d, float* kt, int ld, float* p)
+    internal static void ScoreTile(float* q, int qs, int d, float* kt, int ld, float* p)
     {
-        if (ld == NarrowTile && Vector512.IsHardwareAccelerated && d <= 512) ScoresNarrow(q, d, kt, p);
+        if (ld == NarrowTile && Vector512.IsHardwareAccelerated && d <= 512) ScoresNarrow(q, qs, d, kt, p);
         else if (ld == NarrowTile)
         {
             for (int r = 0; r < RowGroup; r++)
                 for (int j = 0; j < NarrowTile; j++)
                 {
                     float sum = 0;
-                    for (int c = 0; c < d; c++) sum += q[r * 512 + c] * kt[(long)c * ld + j];
+                    for (int c = 0; c < d; c++) sum += q[r * qs + c] * kt[(long)c * ld + j];
                     p[r * KeyTile + j] = sum;
                 }
             for (int r = 0; r < RowGroup; r++) new Span<float>(p + r * KeyTile + NarrowTile, KeyTile - NarrowTile).Fill(float.NegativeInfinity);
         }
-        else Scores(q, d, kt, ld, p);
+        else Scores(q, qs, d, kt, ld, p);
     }
 
     // S[4, 16] = q[4, D] · Kᵀ[D, 16] (Kᵀ rows 16 apart), columns 16..63 of each row of s set to -inf.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void ScoresNarrow(float* q, int d, float* kt, float* s)
+    private static void ScoresNarrow(float* q, int qs, int d, float* kt, float* s)
     {
         Vector512<float> s0 = default, s1 = default, s2 = default, s3 = default;
         for (int c = 0; c < d; c++)
         {
             var k = Vector512.Load(kt + (long)c * NarrowTile);
             s0 = Vector512.FusedMultiplyAdd(Vector512.Create(q[c]), k, s0);
-            s1 = Vector512.FusedMultiplyAdd(Vector512.Create(q[512 + c]), k, s1);
-            s2 = Vector512.FusedMultiplyAdd(Vector512.Create(q[1024 + c]), k, s2);
-            s3 = Vector512.FusedMultiplyAdd(Vector512.Create(q[1536 + c]), k, s3);
+            s1 = Vector512.FusedMultiplyAdd(Vector512.Create(q[qs + c]), k, s1);
+            s2 = Vector512.FusedMultiplyAdd(Vector512.Create(q[2 * qs + c]), k, s2);
+            s3 = Vector512.FusedMultiplyAdd(Vector512.Create(q[3 * qs + c]), k, s3);
         }
         var hidden = Vector512.Create(float.NegativeInfinity);
         s0.Store(s); s1.Store(s + KeyTile); s2.Store(s + 2 * KeyTile); s3.Store(s + 3 * KeyTile);
@@ -285,7 +286,7 @@ public static unsafe partial class Attention
         for (int j0 = 0; j0 <= lastKey; j0 += KeyTile)
         {
             int cols = Math.Min(KeyTile, lk - j0);
-            ScoreTile(q, d, kt + (long)j0 * d, TileWidth(a.PaddedKeys), p);
+            ScoreTile(q, 512, d, kt + (long)j0 * d, TileWidth(a.PaddedKeys), p);
             if (mask != null) AddMask(p, mask, a.Mo, i0, rows, j0, cols);
             // Keys past the end and the causal diagonal (only tiles that touch one pay for the check).
             bool crossesDiagonal = a.S.Causal && j0 + KeyTile - 1 > i0 + a.S.CausalShift;
@@ -369,9 +370,9 @@ public static unsafe partial class Attention
         }
     }
 
-    // S[4, 64] = q[4, D] · Kᵀ[D, 64 columns starting at kt] (rows of Kᵀ are ld apart).
+    // S[4, 64] = q[4, D] · Kᵀ[D, 64 columns starting at kt] (rows of q are qs apart, rows of Kᵀ ld apart).
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static void Scores(float* q, int d, float* kt, int ld, float* s)
+    internal static void Scores(float* q, int qs, int d, float* kt, int ld, float* s)
     {
         if (Vector512.IsHardwareAccelerated && d <= 512)
         {
@@ -383,11 +384,11 @@ public static unsafe partial class Attention
                 var k0 = Vector512.Load(krow); var k1 = Vector512.Load(krow + 16); var k2 = Vector512.Load(krow + 32); var k3 = Vector512.Load(krow + 48);
                 var x = Vector512.Create(q[c]);
                 s00 = Vector512.FusedMultiplyAdd(x, k0, s00); s01 = Vector512.FusedMultiplyAdd(x, k1, s01); s02 = Vector512.FusedMultiplyAdd(x, k2, s02); s03 = Vector512.FusedMultiplyAdd(x, k3, s03);
-                x = Vector512.Create(q[512 + c]);
+                x = Vector512.Create(q[qs + c]);
                 s10 = Vector512.FusedMultiplyAdd(x, k0, s10); s11 = Vector512.FusedMultiplyAdd(x, k1, s11); s12 = Vector512.FusedMultiplyAdd(x, k2, s12); s13 = Vector512.FusedMultiplyAdd(x, k3, s13);
-                x = Vector512.Create(q[1024 + c]);
+                x = Vector512.Create(q[2 * qs + c]);
                 s20 = Vector512.FusedMultiplyAdd(x, k0, s20); s21 = Vector512.FusedMultiplyAdd(x, k1, s21); s22 = Vector512.FusedMultiplyAdd(x, k2, s22); s23 = Vector512.FusedMultiplyAdd(x, k3, s23);
-                x = Vector512.Create(q[1536 + c]);
+                x = Vector512.Create(q[3 * qs + c]);
                 s30 = Vector512.FusedMultiplyAdd(x, k0, s30); s31 = Vector512.FusedMultiplyAdd(x, k1, s31); s32 = Vector512.FusedMultiplyAdd(x, k2, s32); s33 = Vector512.FusedMultiplyAdd(x, k3, s33);
             }
             s00.Store(s); s01.Store(s + 16); s02.Store(s + 32); s03.Store(s + 48);
@@ -400,7 +401,7 @@ public static unsafe partial class Attention
             for (int j = 0; j < KeyTile; j++)
             {
                 float sum = 0;
-                for (int c = 0; c < d; c++) sum += q[r * 512 + c] * kt[(long)c * ld + j];
+                for (int c = 0; c < d; c++) sum += q[r * qs + c] * kt[(long)c * ld + j];
                 s[r * KeyTile + j] = sum;
             }
     }

@@ -9,9 +9,10 @@
 // with S including the additive mask (S += M[b, h, i, j]; the mask itself gets no gradient) and P = 0 where
 // S = -inf, so a fully masked row has zero gradients. Query groups of 4 rows against key tiles of 64, the
 // same micro-kernels as the forward pass (Scores for the two "row times transposed tile" products,
-// AccumulatePV for dQ, a transposed accumulation for dK and dV).
-// Loop order: blocks of 64 query rows, then key tiles, then the block's groups of 4, so the tile's dK and dV
-// rows stay in L1 across 16 groups. Each (b, key/value head) is one task: Kᵀ and Vᵀ are packed once, then the G = H / Hkv query heads of the
+// AccumulatePV for dQ), and for dK and dV a product over the block's rows with the dK/dV rows in registers.
+// Loop order: blocks of 64 query rows (staged back to back), then key tiles, then three passes over the block's
+// groups of 4: P and dS of every group (kept for the block, 16 KiB each), dQ, then dV and dK. Each pass's data
+// fits L1; one pass doing all of it per group did not. Each (b, key/value head) is one task: Kᵀ and Vᵀ are packed once, then the G = H / Hkv query heads of the
 // group run one after the other, so dK and dV sum over the group's query heads in a fixed order without races
 // (grouped-query attention; G = 1 is ordinary multi-head attention). Tasks are spread over WorkerPool; with
 // fewer tasks than threads (multi-query attention at B = 1) some threads idle, the price of race-free dK/dV.
@@ -74,13 +75,16 @@ public static unsafe partial class Attention
         // the loop order keeps "in L1" across 16 query groups was in fact read back from L2 for each one.
         bool kCopy = CopiesRows(a.Ko.StrideL, d, lk), dkCopy = CopiesRows(a.DKo.StrideL, d, lk), dvCopy = CopiesRows(a.DVo.StrideL, d, lk);
         long rowsFloats = (long)lk * d;
-        // Scratch: Kᵀ and Vᵀ (D x pk each, in key tiles: PackTransposed), D_i [lq], tiles p/dp [4, 64], staged rows
-        // [BlockRows, 512] x 3, dQ accumulators [BlockRows, D], then the row copies above.
-        long need = 2L * d * pk + lq + 2 * RowGroup * KeyTile + 3 * BlockRows * 512 + BlockRows * d + 64
+        // Scratch: Kᵀ and Vᵀ (D x pk each, in key tiles: PackTransposed), D_i [lq], the block's P and scale·dS
+        // [BlockRows, 64] each, staged rows [BlockRows, StagedStride(D)] x 3, dQ accumulators [BlockRows, D], then the
+        // row copies above.
+        int xs = StagedStride(d);
+        long need = 2L * d * pk + lq + 16 + 2 * BlockRows * KeyTile + 3L * BlockRows * xs + BlockRows * d + 64
             + ((kCopy ? 1 : 0) + (dkCopy ? 1 : 0) + (dvCopy ? 1 : 0)) * rowsFloats;
         float* scratch = Scratch((int)need);
-        float* kt = scratch, vt = kt + (long)d * pk, di = vt + (long)d * pk, p = di + lq, dp = p + RowGroup * KeyTile;
-        float* qs = dp + RowGroup * KeyTile, qRaw = qs + BlockRows * 512, dOr = qRaw + BlockRows * 512, dqAcc = dOr + BlockRows * 512;
+        float* kt = scratch, vt = kt + (long)d * pk, di = vt + (long)d * pk;
+        float* p = (float*)(((nint)(di + lq) + 63) & ~(nint)63), dp = p + BlockRows * KeyTile;
+        float* qs = dp + BlockRows * KeyTile, qRaw = qs + BlockRows * xs, dOr = qRaw + BlockRows * xs, dqAcc = dOr + BlockRows * xs;
         float* rowCopies = dqAcc + BlockRows * d;
         PackTransposed(k, a.Ko.StrideL, lk, d, pk, kt);
         PackTransposed(v, a.Vo.StrideL, lk, d, pk, vt);
@@ -110,8 +114,14 @@ public static unsafe partial class Attention
         public float* Row(int j) => Start + j * Ld;
     }
 
+    // Row stride of the staged query/dO rows: D rounded up to whole vectors, so a block's rows lie back to back. (They
+    // were 512-float slots, 2 KiB apart: the 192 staged rows of a block then fell into 8 of L1's 64 sets and were read
+    // from L2 again by every key tile.)
+    internal static int StagedStride(int d) => (d + 15) & ~15;
+
     // Adds query head (b, h)'s share to dK and dV (zeroed by the caller) and writes its dQ. The arguments after h
-    // are the key/value head's K rows, packed Kᵀ/Vᵀ, dK/dV accumulators and the caller's scratch.
+    // are the key/value head's K rows, packed Kᵀ/Vᵀ, dK/dV accumulators and the caller's scratch: p and dp hold the
+    // block's P and scale·dS ([BlockRows, 64]), qs/qRaw/dOr its staged rows (StagedStride apart).
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void QueryHeadBackward(ref BackArgs a, int b, int h, RowBlock k, float* kt, float* vt, RowBlock dk, RowBlock dv,
         float* di, float* p, float* dp, float* qs, float* qRaw, float* dOr, float* dqAcc)
@@ -126,42 +136,48 @@ public static unsafe partial class Attention
             di[i] = System.Numerics.Tensors.TensorPrimitives.Dot(new ReadOnlySpan<float>(dO + i * a.DOo.StrideL, d), new ReadOnlySpan<float>(o + i * a.Oo.StrideL, d));
 
         float scale = (float)a.S.Scale, keepScale = a.S.Dropout > 0 ? 1 / (1 - a.S.Dropout) : 1;
+        int xs = StagedStride(d);
         for (int blk0 = 0; blk0 < lq; blk0 += BlockRows)
         {
             int blockEnd = Math.Min(lq, blk0 + BlockRows), groups = (blockEnd - blk0 + RowGroup - 1) / RowGroup;
             for (int g = 0; g < groups; g++)
             {
                 int i0 = blk0 + g * RowGroup, rows = Math.Min(RowGroup, lq - i0);
-                float* gqs = qs + g * RowGroup * 512, gqRaw = qRaw + g * RowGroup * 512, gdOr = dOr + g * RowGroup * 512, gdq = dqAcc + g * RowGroup * d;
+                float* gqs = qs + g * RowGroup * xs, gqRaw = qRaw + g * RowGroup * xs, gdOr = dOr + g * RowGroup * xs, gdq = dqAcc + g * RowGroup * d;
                 for (int r = 0; r < RowGroup; r++)
                 {
                     int src = i0 + Math.Min(r, rows - 1);
                     for (int c = 0; c < d; c++)
                     {
                         float qv = q[src * a.Qo.StrideL + c];
-                        gqRaw[r * 512 + c] = r < rows ? qv : 0;
-                        gqs[r * 512 + c] = qv * scale;
-                        gdOr[r * 512 + c] = r < rows ? dO[src * a.DOo.StrideL + c] : 0;
+                        gqRaw[r * xs + c] = r < rows ? qv : 0;
+                        gqs[r * xs + c] = qv * scale;
+                        gdOr[r * xs + c] = r < rows ? dO[src * a.DOo.StrideL + c] : 0;
                     }
                     for (int c = 0; c < d; c++) gdq[r * d + c] = 0;
                 }
             }
-            // Key tiles outside, the block's query groups inside: the dK and dV rows of a tile stay in L1 while
-            // all groups add to them (they would stream from L2 once per group the other way round). Every dK/dV
-            // row still receives the groups in increasing order, so the sums are the same as group by group.
+            // Per key tile, in three passes over the block's query groups, each with a working set that fits L1: the
+            // scores (Kᵀ and Vᵀ tiles, 32 KiB at D 64) give P and scale·dS for the whole block; dQ += dS K (K's tile
+            // rows); then dV += Pᵀ dO and dK += dSᵀ Q, each a product whose dK/dV rows stay in registers over all the
+            // block's rows (AccumulateTransposedBlock). One pass per group touching all of it (80 KiB) missed L1 at
+            // every group, and its dK/dV rows were loaded and stored once per four query rows.
             int blockLastKey = a.S.Causal ? Math.Min(lk - 1, blockEnd - 1 + a.S.CausalShift) : lk - 1;
             for (int j0 = 0; j0 <= blockLastKey; j0 += KeyTile)
             {
                 int cols = Math.Min(KeyTile, lk - j0);
+                int firstGroup = groups;   // causal: the groups before it see no key of this tile
                 for (int g = 0; g < groups; g++)
                 {
                     int i0 = blk0 + g * RowGroup, rows = Math.Min(RowGroup, lq - i0);
                     int lastKey = a.S.Causal ? Math.Min(lk - 1, i0 + rows - 1 + a.S.CausalShift) : lk - 1;
                     if (j0 > lastKey) continue;
-                    float* gqs = qs + g * RowGroup * 512, gqRaw = qRaw + g * RowGroup * 512, gdOr = dOr + g * RowGroup * 512, gdq = dqAcc + g * RowGroup * d;
-                    ScoreTile(gqs, d, kt + (long)j0 * d, TileWidth(pk), p);     // S
-                    ScoreTile(gdOr, d, vt + (long)j0 * d, TileWidth(pk), dp);   // dP = dO Vᵀ
-                    if (mask != null) AddMask(p, mask, a.Mo, i0, rows, j0, cols);
+                    firstGroup = Math.Min(firstGroup, g);
+                    float* gqs = qs + g * RowGroup * xs, gdOr = dOr + g * RowGroup * xs;
+                    float* gp = p + g * RowGroup * KeyTile, gdp = dp + g * RowGroup * KeyTile;
+                    ScoreTile(gqs, xs, d, kt + (long)j0 * d, TileWidth(pk), gp);     // S
+                    ScoreTile(gdOr, xs, d, vt + (long)j0 * d, TileWidth(pk), gdp);   // dP = dO Vᵀ
+                    if (mask != null) AddMask(gp, mask, a.Mo, i0, rows, j0, cols);
                     // A -inf from the mask needs no special case: exp(-inf - lse) is 0 on both paths.
                     bool masked = a.S.Causal && j0 + KeyTile - 1 > i0 + a.S.CausalShift;
                     if (Vector512.IsHardwareAccelerated)
@@ -181,11 +197,11 @@ public static unsafe partial class Attention
                         {
                             float l = r < rows ? lse[i0 + r] : float.NegativeInfinity;
                             int visible = masked ? Math.Min(cols, i0 + r + a.S.CausalShift - j0 + 1) : cols;
-                            if (float.IsNegativeInfinity(l) || visible <= 0) { new Span<float>(p + r * KeyTile, KeyTile).Clear(); new Span<float>(dp + r * KeyTile, KeyTile).Clear(); continue; }
+                            if (float.IsNegativeInfinity(l) || visible <= 0) { new Span<float>(gp + r * KeyTile, KeyTile).Clear(); new Span<float>(gdp + r * KeyTile, KeyTile).Clear(); continue; }
                             var lv = Vector512.Create(l); var dv0 = Vector512.Create(di[i0 + r]);
                             for (int c = 0; c < visible; c += 16)
                             {
-                                float* pr = p + r * KeyTile + c, dpr = dp + r * KeyTile + c;
+                                float* pr = gp + r * KeyTile + c, dpr = gdp + r * KeyTile + c;
                                 var prob = VectorMath.ExpNonPositive(Vector512.Load(pr) - lv);
                                 var dpv = Vector512.Load(dpr);
                                 if (dropout)
@@ -197,13 +213,13 @@ public static unsafe partial class Attention
                                 else prob.Store(pr);
                                 (prob * (dpv - dv0) * sc).Store(dpr);
                             }
-                            if (visible < KeyTile) { new Span<float>(p + r * KeyTile + visible, KeyTile - visible).Clear(); new Span<float>(dp + r * KeyTile + visible, KeyTile - visible).Clear(); }
+                            if (visible < KeyTile) { new Span<float>(gp + r * KeyTile + visible, KeyTile - visible).Clear(); new Span<float>(gdp + r * KeyTile + visible, KeyTile - visible).Clear(); }
                         }
                     }
                     else
                     for (int r = 0; r < RowGroup; r++)
                     {
-                        float* pr = p + r * KeyTile, dpr = dp + r * KeyTile;
+                        float* pr = gp + r * KeyTile, dpr = gdp + r * KeyTile;
                         float l = r < rows ? lse[i0 + r] : float.NegativeInfinity;
                         float dRow = r < rows ? di[i0 + r] : 0;
                         int limit = a.S.Causal ? i0 + r + a.S.CausalShift - j0 : int.MaxValue;
@@ -222,108 +238,118 @@ public static unsafe partial class Attention
                             dpr[c] = prob * (dpv - dRow) * scale;           // scale·dS: feeds dQ and dK
                         }
                     }
-                    AccumulateTransposed(p, cols, gdOr, d, dv.Row(j0), dv.Ld);
-                    AccumulateTransposed(dp, cols, gqRaw, d, dk.Row(j0), dk.Ld);
-                    AccumulatePV(dp, k.Row(j0), k.Ld, cols, d, gdq);
                 }
+                if (firstGroup == groups) continue;
+                for (int g = firstGroup; g < groups; g++)
+                    AccumulatePV(dp + g * RowGroup * KeyTile, k.Row(j0), k.Ld, cols, d, dqAcc + g * RowGroup * d);
+                int r0 = firstGroup * RowGroup, n = (groups - firstGroup) * RowGroup;
+                AccumulateTransposedBlock(p + r0 * KeyTile, n, cols, dOr + r0 * xs, xs, d, dv.Row(j0), dv.Ld);
+                AccumulateTransposedBlock(dp + r0 * KeyTile, n, cols, qRaw + r0 * xs, xs, d, dk.Row(j0), dk.Ld);
             }
             for (int i = blk0; i < blockEnd; i++)
                 new ReadOnlySpan<float>(dqAcc + (long)(i - blk0) * d, d).CopyTo(new Span<float>(dq + i * a.DQo.StrideL, d));
         }
     }
 
-    // dst[j, :] += sum_r coef[r, j] · x[r, :] for j < cols (x rows in 512-float slots, dst rows ld apart).
+    // dst[j, :] += Σ_r coef[r, j] · x[r, :] for j < cols, r < n: the [cols, D] += coefᵀ [cols, n] · x [n, D] product of
+    // dV += Pᵀ dO and dK += dSᵀ Q over a block's rows (coef rows KeyTile apart, x rows xs apart, dst rows ld apart).
+    // A group of keys' dst rows is held in registers while every row r streams past (per row: one broadcast per
+    // key, the x row's vectors, keys x D/16 FMAs), then added to dst once: D 64 takes 4 keys (16 zmm), D 32 takes 8.
+    // Each dst element gets Σ_r in increasing r, then one add: the same bits for any thread count.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void AccumulateTransposed(float* coef, int cols, float* x, int d, float* dst, long ld)
+    private static void AccumulateTransposedBlock(float* coef, int n, int cols, float* x, int xs, int d, float* dst, long ld)
     {
-        if (Vector512.IsHardwareAccelerated && d == 64) { AccumulateTransposedSlice64(coef, cols, x, dst, ld); return; }
-        if (Vector512.IsHardwareAccelerated && d == 32) { AccumulateTransposedSlice32(coef, cols, x, dst, ld); return; }
-        for (int j = 0; j < cols; j++)
+        int j = 0;
+        if (Vector512.IsHardwareAccelerated && d == 64)
+            for (; j < cols; j += 4) TransposedKeys4x64(coef + j, n, Math.Min(4, cols - j), x, xs, dst + j * ld, ld);
+        else if (Vector512.IsHardwareAccelerated && d == 32)
+            for (; j < cols; j += 8) TransposedKeys8x32(coef + j, n, Math.Min(8, cols - j), x, xs, dst + j * ld, ld);
+        for (; j < cols; j++)
         {
-            float c0 = coef[j], c1 = coef[KeyTile + j], c2 = coef[2 * KeyTile + j], c3 = coef[3 * KeyTile + j];
-            if (c0 == 0 && c1 == 0 && c2 == 0 && c3 == 0) continue;
             float* row = dst + j * ld;
             int c = 0;
             if (Vector512.IsHardwareAccelerated)
-            {
-                var w0 = Vector512.Create(c0); var w1 = Vector512.Create(c1); var w2 = Vector512.Create(c2); var w3 = Vector512.Create(c3);
                 for (; c + 16 <= d; c += 16)
                 {
-                    var acc = Vector512.Load(row + c);
-                    acc = Vector512.FusedMultiplyAdd(w0, Vector512.Load(x + c), acc);
-                    acc = Vector512.FusedMultiplyAdd(w1, Vector512.Load(x + 512 + c), acc);
-                    acc = Vector512.FusedMultiplyAdd(w2, Vector512.Load(x + 1024 + c), acc);
-                    acc = Vector512.FusedMultiplyAdd(w3, Vector512.Load(x + 1536 + c), acc);
-                    acc.Store(row + c);
+                    var acc = Vector512<float>.Zero;
+                    for (int r = 0; r < n; r++) acc = Vector512.FusedMultiplyAdd(Vector512.Create(coef[r * KeyTile + j]), Vector512.Load(x + r * xs + c), acc);
+                    (Vector512.Load(row + c) + acc).Store(row + c);
                 }
-            }
-            if (Vector128.IsHardwareAccelerated)
+            for (; c < d; c++)
             {
-                var w0 = Vector128.Create(c0); var w1 = Vector128.Create(c1); var w2 = Vector128.Create(c2); var w3 = Vector128.Create(c3);
-                for (; c + 4 <= d; c += 4)
-                {
-                    var acc = Vector128.Load(row + c);
-                    acc = Vector128.FusedMultiplyAdd(w0, Vector128.Load(x + c), acc);
-                    acc = Vector128.FusedMultiplyAdd(w1, Vector128.Load(x + 512 + c), acc);
-                    acc = Vector128.FusedMultiplyAdd(w2, Vector128.Load(x + 1024 + c), acc);
-                    acc = Vector128.FusedMultiplyAdd(w3, Vector128.Load(x + 1536 + c), acc);
-                    acc.Store(row + c);
-                }
+                float acc = 0;
+                for (int r = 0; r < n; r++) acc = MathF.FusedMultiplyAdd(coef[r * KeyTile + j], x[r * xs + c], acc);
+                row[c] += acc;
             }
-            for (; c < d; c++) row[c] += c0 * x[c] + c1 * x[512 + c] + c2 * x[1024 + c] + c3 * x[1536 + c];
         }
     }
 
-    // AccumulateTransposed for D = 64 and D = 32 (GPT-small's and GPT-baby's heads): the four x rows (16 or 8 zmm) are
-    // loaded once and stay in registers across the keys, so a key costs 4 broadcasts, one pass over its dst row and the
-    // FMAs, where the general loop reloads x for every key. L 1024, one thread: the backward 1.33x faster at D 64, 1.3x
-    // at D 32; at D 128, run as two 64-column slices, it was 1.2x slower, so wider heads keep the general loop. Each
-    // dst element gets the same FMAs in the same order, so the same bits.
+    // Keys j..j+keys-1 (keys <= 4) of AccumulateTransposedBlock at D 64: 4 x 4 zmm accumulators. Coefficients of the
+    // columns past the last key are zero in P and dS (cleared after each row), so the missing keys compute zeros and
+    // are not stored.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void AccumulateTransposedSlice64(float* coef, int cols, float* x, float* dst, long ld)
+    private static void TransposedKeys4x64(float* coef, int n, int keys, float* x, int xs, float* dst, long ld)
     {
-        Vector512<float> x00 = Vector512.Load(x), x01 = Vector512.Load(x + 16), x02 = Vector512.Load(x + 32), x03 = Vector512.Load(x + 48);
-        Vector512<float> x10 = Vector512.Load(x + 512), x11 = Vector512.Load(x + 528), x12 = Vector512.Load(x + 544), x13 = Vector512.Load(x + 560);
-        Vector512<float> x20 = Vector512.Load(x + 1024), x21 = Vector512.Load(x + 1040), x22 = Vector512.Load(x + 1056), x23 = Vector512.Load(x + 1072);
-        Vector512<float> x30 = Vector512.Load(x + 1536), x31 = Vector512.Load(x + 1552), x32 = Vector512.Load(x + 1568), x33 = Vector512.Load(x + 1584);
-        for (int j = 0; j < cols; j++)
+        Vector512<float> a00 = default, a01 = default, a02 = default, a03 = default, a10 = default, a11 = default, a12 = default, a13 = default,
+                         a20 = default, a21 = default, a22 = default, a23 = default, a30 = default, a31 = default, a32 = default, a33 = default;
+        for (int r = 0; r < n; r++)
         {
-            if (!KeyWeights(coef, j, out var w0, out var w1, out var w2, out var w3)) continue;
-            float* row = dst + j * ld;
-            Update16(row, w0, w1, w2, w3, x00, x10, x20, x30);
-            Update16(row + 16, w0, w1, w2, w3, x01, x11, x21, x31);
-            Update16(row + 32, w0, w1, w2, w3, x02, x12, x22, x32);
-            Update16(row + 48, w0, w1, w2, w3, x03, x13, x23, x33);
+            float* xr = x + r * xs, cr = coef + r * KeyTile;
+            var x0 = Vector512.Load(xr); var x1 = Vector512.Load(xr + 16); var x2 = Vector512.Load(xr + 32); var x3 = Vector512.Load(xr + 48);
+            var w = Vector512.Create(cr[0]);
+            a00 = Vector512.FusedMultiplyAdd(w, x0, a00); a01 = Vector512.FusedMultiplyAdd(w, x1, a01); a02 = Vector512.FusedMultiplyAdd(w, x2, a02); a03 = Vector512.FusedMultiplyAdd(w, x3, a03);
+            w = Vector512.Create(cr[1]);
+            a10 = Vector512.FusedMultiplyAdd(w, x0, a10); a11 = Vector512.FusedMultiplyAdd(w, x1, a11); a12 = Vector512.FusedMultiplyAdd(w, x2, a12); a13 = Vector512.FusedMultiplyAdd(w, x3, a13);
+            w = Vector512.Create(cr[2]);
+            a20 = Vector512.FusedMultiplyAdd(w, x0, a20); a21 = Vector512.FusedMultiplyAdd(w, x1, a21); a22 = Vector512.FusedMultiplyAdd(w, x2, a22); a23 = Vector512.FusedMultiplyAdd(w, x3, a23);
+            w = Vector512.Create(cr[3]);
+            a30 = Vector512.FusedMultiplyAdd(w, x0, a30); a31 = Vector512.FusedMultiplyAdd(w, x1, a31); a32 = Vector512.FusedMultiplyAdd(w, x2, a32); a33 = Vector512.FusedMultiplyAdd(w, x3, a33);
         }
+        AddRow64(dst, a00, a01, a02, a03);
+        if (keys > 1) AddRow64(dst + ld, a10, a11, a12, a13);
+        if (keys > 2) AddRow64(dst + 2 * ld, a20, a21, a22, a23);
+        if (keys > 3) AddRow64(dst + 3 * ld, a30, a31, a32, a33);
     }
 
+    // Keys j..j+keys-1 (keys <= 8) of AccumulateTransposedBlock at D 32: 8 x 2 zmm accumulators.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void AccumulateTransposedSlice32(float* coef, int cols, float* x, float* dst, long ld)
+    private static void TransposedKeys8x32(float* coef, int n, int keys, float* x, int xs, float* dst, long ld)
     {
-        Vector512<float> x00 = Vector512.Load(x), x01 = Vector512.Load(x + 16), x10 = Vector512.Load(x + 512), x11 = Vector512.Load(x + 528);
-        Vector512<float> x20 = Vector512.Load(x + 1024), x21 = Vector512.Load(x + 1040), x30 = Vector512.Load(x + 1536), x31 = Vector512.Load(x + 1552);
-        for (int j = 0; j < cols; j++)
+        Vector512<float> a00 = default, a01 = default, a10 = default, a11 = default, a20 = default, a21 = default, a30 = default, a31 = default,
+                         a40 = default, a41 = default, a50 = default, a51 = default, a60 = default, a61 = default, a70 = default, a71 = default;
+        for (int r = 0; r < n; r++)
         {
-            if (!KeyWeights(coef, j, out var w0, out var w1, out var w2, out var w3)) continue;
-            float* row = dst + j * ld;
-            Update16(row, w0, w1, w2, w3, x00, x10, x20, x30);
-            Update16(row + 16, w0, w1, w2, w3, x01, x11, x21, x31);
+            float* xr = x + r * xs, cr = coef + r * KeyTile;
+            var x0 = Vector512.Load(xr); var x1 = Vector512.Load(xr + 16);
+            var w = Vector512.Create(cr[0]); a00 = Vector512.FusedMultiplyAdd(w, x0, a00); a01 = Vector512.FusedMultiplyAdd(w, x1, a01);
+            w = Vector512.Create(cr[1]); a10 = Vector512.FusedMultiplyAdd(w, x0, a10); a11 = Vector512.FusedMultiplyAdd(w, x1, a11);
+            w = Vector512.Create(cr[2]); a20 = Vector512.FusedMultiplyAdd(w, x0, a20); a21 = Vector512.FusedMultiplyAdd(w, x1, a21);
+            w = Vector512.Create(cr[3]); a30 = Vector512.FusedMultiplyAdd(w, x0, a30); a31 = Vector512.FusedMultiplyAdd(w, x1, a31);
+            w = Vector512.Create(cr[4]); a40 = Vector512.FusedMultiplyAdd(w, x0, a40); a41 = Vector512.FusedMultiplyAdd(w, x1, a41);
+            w = Vector512.Create(cr[5]); a50 = Vector512.FusedMultiplyAdd(w, x0, a50); a51 = Vector512.FusedMultiplyAdd(w, x1, a51);
+            w = Vector512.Create(cr[6]); a60 = Vector512.FusedMultiplyAdd(w, x0, a60); a61 = Vector512.FusedMultiplyAdd(w, x1, a61);
+            w = Vector512.Create(cr[7]); a70 = Vector512.FusedMultiplyAdd(w, x0, a70); a71 = Vector512.FusedMultiplyAdd(w, x1, a71);
         }
+        AddRow32(dst, a00, a01);
+        if (keys > 1) AddRow32(dst + ld, a10, a11);
+        if (keys > 2) AddRow32(dst + 2 * ld, a20, a21);
+        if (keys > 3) AddRow32(dst + 3 * ld, a30, a31);
+        if (keys > 4) AddRow32(dst + 4 * ld, a40, a41);
+        if (keys > 5) AddRow32(dst + 5 * ld, a50, a51);
+        if (keys > 6) AddRow32(dst + 6 * ld, a60, a61);
+        if (keys > 7) AddRow32(dst + 7 * ld, a70, a71);
     }
 
-    // Key j's four coefficients (one per query row of the group), broadcast; false when all four are zero (a key
-    // no row of the group sees, or dropped for all of them), which the caller skips.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static bool KeyWeights(float* coef, int j, out Vector512<float> w0, out Vector512<float> w1, out Vector512<float> w2, out Vector512<float> w3)
+    private static void AddRow64(float* row, Vector512<float> v0, Vector512<float> v1, Vector512<float> v2, Vector512<float> v3)
     {
-        float c0 = coef[j], c1 = coef[KeyTile + j], c2 = coef[2 * KeyTile + j], c3 = coef[3 * KeyTile + j];
-        w0 = Vector512.Create(c0); w1 = Vector512.Create(c1); w2 = Vector512.Create(c2); w3 = Vector512.Create(c3);
-        return c0 != 0 || c1 != 0 || c2 != 0 || c3 != 0;
+        (Vector512.Load(row) + v0).Store(row); (Vector512.Load(row + 16) + v1).Store(row + 16);
+        (Vector512.Load(row + 32) + v2).Store(row + 32); (Vector512.Load(row + 48) + v3).Store(row + 48);
     }
 
-    // row[0..16) += w0·x0 + w1·x1 + w2·x2 + w3·x3, as four FMAs in that order (the general loop's order).
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Update16(float* row, Vector512<float> w0, Vector512<float> w1, Vector512<float> w2, Vector512<float> w3,
-        Vector512<float> x0, Vector512<float> x1, Vector512<float> x2, Vector512<float> x3) =>
-        Vector512.FusedMultiplyAdd(w3, x3, Vector512.FusedMultiplyAdd(w2, x2, Vector512.FusedMultiplyAdd(w1, x1, Vector512.FusedMultiplyAdd(w0, x0, Vector512.Load(row))))).Store(row);
+    private static void AddRow32(float* row, Vector512<float> v0, Vector512<float> v1)
+    {
+        (Vector512.Load(row) + v0).Store(row); (Vector512.Load(row + 16) + v1).Store(row + 16);
+    }
 }

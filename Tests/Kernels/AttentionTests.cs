@@ -78,6 +78,11 @@ public class AttentionTests
         // The backward pass walks blocks of 64 query rows; these cross two block edges, with a ragged last block.
         new("gqa_causal_bias_three_query_blocks_lq_gt_lk", 1, 4, 150, 140, 16, true, AttentionMasks.Kind.Bias2d, 0, false, 2),
         new("dropout_three_query_blocks", 1, 2, 131, 70, 8, false, AttentionMasks.Kind.None, 0.2f, true),
+        // More queries than keys, causal (the diagonal shifted left): in the second block of 64 query rows the first
+        // groups see nothing of the second key tile, so the dK/dV products of that tile start at a later row; at the
+        // head sizes with register-blocked dK/dV kernels (D 64: four keys at a time, D 32: eight).
+        new("causal_lq_gt_lk_d64_rows_start_past_the_block_edge", 1, 2, 140, 100, 64, true, AttentionMasks.Kind.None, 0, false),
+        new("causal_lq_gt_lk_d32_dropout_strided", 1, 2, 150, 75, 32, true, AttentionMasks.Kind.None, 0.2f, true),
         // At most Attention.DecodeMaxQueries queries without dropout: the decode kernel (AttentionDecode.cs).
         new("decode_one_query_causal_long_cache", 1, 4, 1, 70, 32, true, AttentionMasks.Kind.None, 0, false),
         new("decode_two_queries_gqa_bias_strided", 2, 4, 2, 37, 24, true, AttentionMasks.Kind.Bias2d, 0, true, 2),
