@@ -20,7 +20,8 @@
 //                   and scaled by 1/(1-p); l uses the undropped P, as the reference does
 //   O (4 x D) += P V_tile                      O stays in registers per 64-wide slice of D
 // then O /= l and lse = m + log l is kept for the backward pass. The L x L matrix never exists.
-// FLOPs: 4·B·H·Lq·Lk·D (halved for causal). Bytes: Q, K, V read once per query group from L2, O written once.
+// FLOPs: 4·B·H·Lq·Lk·D (halved for causal). Bytes: Q once; K and V from L2 once per block of 4 query groups
+// (16 rows: BlockForward), each tile then reused from L1 by the block's groups; O written once.
 // Bound: FMA throughput in the two GEMM-like loops; the exps and mask adds are ~1/(2D) of the work.
 // A query that sees no key (every score -inf: fully masked) gets O = 0 and lse = -inf, and later a zero
 // gradient (FlashAttention's convention; PyTorch's math path gives NaN there). Mask entries must be finite or
@@ -38,7 +39,7 @@ public static unsafe partial class Attention
     private const int RowGroup = 4;      // query rows per register block
     private const int KeyTile = 64;      // keys per score tile (4 zmm per row)
     private const int NarrowTile = 16;   // keys per score tile when Lk ≤ 16 (one zmm per row; iTransformer's 7 variates)
-    /// <summary>Largest head dimension the kernels take (query rows are staged in 512-float slots).</summary>
+    /// <summary>Largest head dimension the kernels take.</summary>
     public const int MaxDim = AttentionShape.MaxDim;
 
     private struct Args
@@ -221,6 +222,9 @@ public static unsafe partial class Attention
     // Keys per packed tile: the narrow tile when all keys fit in it, else KeyTile.
     internal static int TileWidth(int paddedKeys) => paddedKeys == NarrowTile ? NarrowTile : KeyTile;
 
+    // Query groups a forward task takes through the key tiles together (BlockForward).
+    private const int ForwardBlockGroups = 4;
+
     private static void ForwardTask(int task, nint state)
     {
         ref Args a = ref *(Args*)state;
@@ -229,20 +233,17 @@ public static unsafe partial class Attention
         int perTask = (a.QueryGroups + a.TasksPerHead - 1) / a.TasksPerHead;
         int g0 = part * perTask, g1 = Math.Min(a.QueryGroups, g0 + perTask);
         int d = a.S.Dim;
-        float* scratch = Scratch(RowGroup * KeyTile + RowGroup * d + 64);
+        float* scratch = Scratch(RowGroup * KeyTile + ForwardBlockGroups * RowGroup * d + 64);
         float* p = scratch;                                   // [4, 64] probabilities of the current tile
-        float* acc = scratch + RowGroup * KeyTile;            // [4, D] output accumulator
+        float* acc = scratch + RowGroup * KeyTile;            // [groups, 4, D] output accumulators
         int hk = h / a.S.GroupSize;
         float* kt = a.PackedKt + ((long)b * a.S.KeyValueHeads + hk) * d * a.PaddedKeys;
         float* qBase = a.Q + a.Qo.Offset + b * a.Qo.StrideB + h * a.Qo.StrideH;
         float* vBase = a.PackedV != null ? a.PackedV + ((long)b * a.S.KeyValueHeads + hk) * a.S.KeyLength * d : a.V + a.Vo.Offset + b * a.Vo.StrideB + hk * a.Vo.StrideH;
         float* oBase = a.O + a.Oo.Offset + b * a.Oo.StrideB + h * a.Oo.StrideH;
         float* mask = a.Mask == null ? null : a.Mask + a.Mo.Offset + b * a.Mo.StrideB + h * a.Mo.StrideH;
-        for (int g = g0; g < g1; g++)
-        {
-            int i0 = g * RowGroup, rows = Math.Min(RowGroup, a.S.QueryLength - i0);
-            RowGroupForward(ref a, b, h, i0, rows, qBase, kt, vBase, oBase, mask, p, acc);
-        }
+        for (int g = g0; g < g1; g += ForwardBlockGroups)
+            BlockForward(ref a, b, h, g, Math.Min(ForwardBlockGroups, g1 - g), qBase, kt, vBase, oBase, mask, p, acc);
     }
 
     // p[4, 64] += mask rows i0.. (rows past the last query repeat it) for the cols keys from j0; mask points at
@@ -263,71 +264,99 @@ public static unsafe partial class Attention
         }
     }
 
+    // Query groups g0 .. g0+ng-1 through every key tile they see, the groups inside the tile loop: a tile of Kᵀ and
+    // V (32 KiB at D 64) is read from L2 once for ng groups and stays in L1 while they use it. (One group at a time
+    // through all tiles read the head's whole K and V from L2 for every four query rows: 512 KiB per group at L
+    // 1024, D 64, about half as many cycles of L2 traffic as the group's FMAs.) Each group keeps its own running
+    // max, sums and output accumulators; the scaled query rows are staged back to back (StagedStride).
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void RowGroupForward(ref Args a, int b, int h, int i0, int rows, float* qBase, float* kt, float* vBase, float* oBase, float* mask, float* p, float* acc)
+    private static void BlockForward(ref Args a, int b, int h, int g0, int ng, float* qBase, float* kt, float* vBase, float* oBase, float* mask, float* p, float* acc)
     {
-        int d = a.S.Dim, lk = a.S.KeyLength;
-        float* m = stackalloc float[RowGroup];
-        float* l = stackalloc float[RowGroup];
-        var lsum = stackalloc Vector512<float>[RowGroup];   // the row sums of the vector path, reduced at the end
-        float* q = stackalloc float[RowGroup * 512];
-        int dq = Math.Min(d, 512);
+        int d = a.S.Dim, lk = a.S.KeyLength, lq = a.S.QueryLength, xs = StagedStride(d);
+        int n = ng * RowGroup;
+        float* m = stackalloc float[n];
+        float* l = stackalloc float[n];
+        var lsum = stackalloc Vector512<float>[n];   // the row sums of the vector path, reduced at the end
+        float* q = stackalloc float[n * xs];
         float scale = (float)a.S.Scale;
-        for (int r = 0; r < RowGroup; r++)
+        for (int r = 0; r < n; r++)
         {
+            int i0 = (g0 + r / RowGroup) * RowGroup, rows = Math.Min(RowGroup, lq - i0);
             m[r] = float.NegativeInfinity; l[r] = 0; lsum[r] = default;
             for (int c = 0; c < d; c++) acc[r * d + c] = 0;
             // Scaled query rows (rows past the end repeat the last one; their results are dropped).
-            float* src = qBase + (long)(i0 + Math.Min(r, rows - 1)) * a.Qo.StrideL;
-            for (int c = 0; c < dq; c++) q[r * 512 + c] = src[c] * scale;
+            float* src = qBase + (long)(i0 + Math.Min(r % RowGroup, rows - 1)) * a.Qo.StrideL;
+            for (int c = 0; c < d; c++) q[r * xs + c] = src[c] * scale;
         }
-        // Causal: the last key any row of this group may see.
-        int lastKey = a.S.Causal ? Math.Min(lk - 1, i0 + rows - 1 + a.S.CausalShift) : lk - 1;
-        for (int j0 = 0; j0 <= lastKey; j0 += KeyTile)
+        // Causal: the last key any row of the block may see (the last group's).
+        int lastRow = Math.Min(lq, (g0 + ng) * RowGroup) - 1;
+        int blockLastKey = a.S.Causal ? Math.Min(lk - 1, lastRow + a.S.CausalShift) : lk - 1;
+        for (int j0 = 0; j0 <= blockLastKey; j0 += KeyTile)
         {
             int cols = Math.Min(KeyTile, lk - j0);
-            ScoreTile(q, 512, d, kt + (long)j0 * d, TileWidth(a.PaddedKeys), p);
-            if (mask != null) AddMask(p, mask, a.Mo, i0, rows, j0, cols);
-            // Keys past the end and the causal diagonal (only tiles that touch one pay for the check).
-            bool crossesDiagonal = a.S.Causal && j0 + KeyTile - 1 > i0 + a.S.CausalShift;
-            if (cols < KeyTile && !crossesDiagonal)
-                // A short last tile (every tile when Lk < 64, as PatchTST's 42 patches): hide the padding a row at a time.
-                for (int r = 0; r < RowGroup; r++) new Span<float>(p + r * KeyTile + cols, KeyTile - cols).Fill(float.NegativeInfinity);
-            for (int r = 0; r < RowGroup && crossesDiagonal; r++)
+            for (int gi = 0; gi < ng; gi++)
             {
-                float* pr = p + r * KeyTile;
-                int limit = a.S.Causal ? i0 + r + a.S.CausalShift - j0 : int.MaxValue;   // last visible column
-                for (int c = 0; c < KeyTile; c++)
-                    if (c >= cols || c > limit) pr[c] = float.NegativeInfinity;
+                int i0 = (g0 + gi) * RowGroup, rows = Math.Min(RowGroup, lq - i0);
+                int lastKey = a.S.Causal ? Math.Min(lk - 1, i0 + rows - 1 + a.S.CausalShift) : lk - 1;
+                if (j0 > lastKey) continue;
+                int r0 = gi * RowGroup;
+                ForwardTile(ref a, b, h, i0, rows, j0, cols, q + r0 * xs, xs, kt, vBase, mask, p, m + r0, l + r0, lsum + r0, acc + r0 * d);
             }
-            // Online softmax update and P V accumulation, row by row.
-            if (Vector512.IsHardwareAccelerated) SoftmaxTileLazy(ref a, b, h, i0, j0, cols, p, m, lsum, acc);
-            else
-            for (int r = 0; r < RowGroup; r++)
-            {
-                float* pr = p + r * KeyTile;
-                float tileMax = RowMax(pr);
-                float mNew = MathF.Max(m[r], tileMax);
-                if (float.IsNegativeInfinity(mNew)) { new Span<float>(pr, KeyTile).Clear(); continue; }
-                // The running max rarely moves after the first tiles: then the correction is exactly 1, no exp needed.
-                float correction = m[r] == mNew ? 1 : float.IsNegativeInfinity(m[r]) ? 0 : MathF.Exp(m[r] - mNew);
-                float rowSum = ExpRow(pr, mNew);
-                l[r] = l[r] * correction + rowSum;
-                m[r] = mNew;
-                if (correction != 1) Scale(acc + r * d, d, correction);
-                if (a.S.Dropout > 0) DropoutRow(pr, cols, a.S.Seed, b, h, i0 + r, j0, a.S.Dropout);
-            }
-            AccumulatePV(p, vBase + j0 * a.VRowStride, a.VRowStride, cols, d, acc);
         }
-        if (Vector512.IsHardwareAccelerated)
-            for (int r = 0; r < RowGroup; r++) l[r] = Vector512.Sum(lsum[r]);
-        for (int r = 0; r < rows; r++)
+        for (int gi = 0; gi < ng; gi++)
         {
-            float* dst = oBase + (long)(i0 + r) * a.Oo.StrideL;
-            float inv = l[r] > 0 ? 1 / l[r] : 0;
-            for (int c = 0; c < d; c++) dst[c] = acc[r * d + c] * inv;
-            a.Lse[((long)b * a.S.Heads + h) * a.S.QueryLength + i0 + r] = l[r] > 0 ? m[r] + MathF.Log(l[r]) : float.NegativeInfinity;
+            int i0 = (g0 + gi) * RowGroup, rows = Math.Min(RowGroup, lq - i0), r0 = gi * RowGroup;
+            if (Vector512.IsHardwareAccelerated)
+                for (int r = 0; r < RowGroup; r++) l[r0 + r] = Vector512.Sum(lsum[r0 + r]);
+            for (int r = 0; r < rows; r++)
+            {
+                float* dst = oBase + (long)(i0 + r) * a.Oo.StrideL;
+                float lr = l[r0 + r], inv = lr > 0 ? 1 / lr : 0;
+                for (int c = 0; c < d; c++) dst[c] = acc[(r0 + r) * d + c] * inv;
+                a.Lse[((long)b * a.S.Heads + h) * lq + i0 + r] = lr > 0 ? m[r0 + r] + MathF.Log(lr) : float.NegativeInfinity;
+            }
         }
+    }
+
+    // One query group (rows i0.., q rows qs apart, its m/l/lsum/acc) against the key tile at j0: scores, mask,
+    // online softmax update, P V accumulation.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void ForwardTile(ref Args a, int b, int h, int i0, int rows, int j0, int cols, float* q, int qs, float* kt, float* vBase, float* mask,
+        float* p, float* m, float* l, Vector512<float>* lsum, float* acc)
+    {
+        int d = a.S.Dim;
+        ScoreTile(q, qs, d, kt + (long)j0 * d, TileWidth(a.PaddedKeys), p);
+        if (mask != null) AddMask(p, mask, a.Mo, i0, rows, j0, cols);
+        // Keys past the end and the causal diagonal (only tiles that touch one pay for the check).
+        bool crossesDiagonal = a.S.Causal && j0 + KeyTile - 1 > i0 + a.S.CausalShift;
+        if (cols < KeyTile && !crossesDiagonal)
+            // A short last tile (every tile when Lk < 64, as PatchTST's 42 patches): hide the padding a row at a time.
+            for (int r = 0; r < RowGroup; r++) new Span<float>(p + r * KeyTile + cols, KeyTile - cols).Fill(float.NegativeInfinity);
+        for (int r = 0; r < RowGroup && crossesDiagonal; r++)
+        {
+            float* pr = p + r * KeyTile;
+            int limit = a.S.Causal ? i0 + r + a.S.CausalShift - j0 : int.MaxValue;   // last visible column
+            for (int c = 0; c < KeyTile; c++)
+                if (c >= cols || c > limit) pr[c] = float.NegativeInfinity;
+        }
+        // Online softmax update and P V accumulation, row by row.
+        if (Vector512.IsHardwareAccelerated) SoftmaxTileLazy(ref a, b, h, i0, j0, cols, p, m, lsum, acc);
+        else
+        for (int r = 0; r < RowGroup; r++)
+        {
+            float* pr = p + r * KeyTile;
+            float tileMax = RowMax(pr);
+            float mNew = MathF.Max(m[r], tileMax);
+            if (float.IsNegativeInfinity(mNew)) { new Span<float>(pr, KeyTile).Clear(); continue; }
+            // The running max rarely moves after the first tiles: then the correction is exactly 1, no exp needed.
+            float correction = m[r] == mNew ? 1 : float.IsNegativeInfinity(m[r]) ? 0 : MathF.Exp(m[r] - mNew);
+            float rowSum = ExpRow(pr, mNew);
+            l[r] = l[r] * correction + rowSum;
+            m[r] = mNew;
+            if (correction != 1) Scale(acc + r * d, d, correction);
+            if (a.S.Dropout > 0) DropoutRow(pr, cols, a.S.Seed, b, h, i0 + r, j0, a.S.Dropout);
+        }
+        AccumulatePV(p, vBase + j0 * a.VRowStride, a.VRowStride, cols, d, acc);
     }
 
     // Slack of the lazy rescaling: a row's exps are taken against a shift m that may trail its running maximum by up
