@@ -152,11 +152,14 @@ public static class OnnxForecasting
             for (int j = 0; j < c.PatchLen; j++) index[n * c.PatchLen + j] = Math.Min(n * c.Stride + j, c.SeqLen - 1);
         var patches = g.Reshape(g.Gather(series, g.Ints("patch_index", index), "patch_steps", axis: 1), "patches", -1, model.PatchCount, c.PatchLen);
         var u = g.Add(OnnxLayers.Emit(g, OnnxLayers.Child<Linear>(model, "W_P"), "W_P", patches), g.Weight(model.PositionalEncoding, "W_pos"), "embedded");
+        string? scores = null;   // residual attention: the previous layer's pre-softmax scores
         for (int i = 0; i < model.Layers.Count; i++)
         {
             var layer = model.Layers[i];
             string p = $"layers.{i}";
-            var z = g.Add(u, OnnxLayers.Attention(g, layer.SelfAttention, p + ".self_attn", u, null, false, null, out _), p + ".attn_residual");
+            var attended = OnnxLayers.Attention(g, layer.SelfAttention, p + ".self_attn", u, null, false, null, out _, out var layerScores, null, c.ResAttention ? scores : null);
+            scores = layerScores;
+            var z = g.Add(u, attended, p + ".attn_residual");
             z = OnnxLayers.Emit(g, OnnxLayers.Child<SequenceBatchNorm>(layer, "norm_attn"), p + ".norm_attn", z);
             var ff = g.Add(z, OnnxLayers.Emit(g, OnnxLayers.Child<FeedForward>(layer, "ff"), p + ".ff", z), p + ".ff_residual");
             u = OnnxLayers.Emit(g, OnnxLayers.Child<SequenceBatchNorm>(layer, "norm_ffn"), p + ".norm_ffn", ff);

@@ -97,6 +97,15 @@ public static class OnnxLayers
     /// </summary>
     public static string Attention(OnnxGraph g, MultiHeadAttention attn, string path, string x, string? memory, bool causal,
         (string Key, string Value)? past, out (string Key, string Value) present, string? keyPaddingMask = null)
+        => Attention(g, attn, path, x, memory, causal, past, out present, out _, keyPaddingMask, previousScores: null);
+
+    /// <summary>
+    /// <see cref="Attention(OnnxGraph, MultiHeadAttention, string, string, string?, bool, ValueTuple{string, string}?, out ValueTuple{string, string}, string?)"/>
+    /// with residual attention (<see cref="MultiHeadAttention.ForwardResidual"/>): <paramref name="previousScores"/>, when
+    /// given, is added to the scaled scores before any mask, and <paramref name="scores"/> names that sum for the next layer.
+    /// </summary>
+    public static string Attention(OnnxGraph g, MultiHeadAttention attn, string path, string x, string? memory, bool causal,
+        (string Key, string Value)? past, out (string Key, string Value) present, out string scores, string? keyPaddingMask, string? previousScores)
     {
         if (attn.IsCrossAttention != memory is not null)
             throw new ArgumentException($"ONNX export: attention '{path}' is {(attn.IsCrossAttention ? "cross" : "self")}-attention but was given {(memory is null ? "no" : "a")} memory");
@@ -132,7 +141,9 @@ public static class OnnxLayers
             v = g.Unsqueeze(v, path + ".value_groups", 2);
             swapLast = [0, 1, 2, 4, 3];
         }
-        var scores = g.Mul(g.MatMul(q, g.Transpose(k, path + ".key_t", swapLast), path + ".qk"), g.Scalar(path + ".scale", (float)(1 / Math.Sqrt(dh))), path + ".scores");
+        scores = g.Mul(g.MatMul(q, g.Transpose(k, path + ".key_t", swapLast), path + ".qk"), g.Scalar(path + ".scale", (float)(1 / Math.Sqrt(dh))), path + ".scores");
+        if (previousScores is not null) scores = g.Add(scores, previousScores, path + ".residual_scores");
+        var unmasked = scores;
         string? keep = causal ? g.CausalMask(scores, path + ".causal") : null;
         if (keyPaddingMask is not null)
         {
@@ -141,8 +152,8 @@ public static class OnnxLayers
             visible = g.Unsqueeze(visible, path + ".visible_keys", groups > 1 ? new long[] { 1, 2, 3 } : new long[] { 1, 2 });
             keep = keep is null ? visible : g.Node("And", [keep, visible], path + ".keep");
         }
-        if (keep is not null) scores = g.MaskScores(scores, keep, path + ".masked");
-        var weights = g.Softmax(scores, path + ".weights");
+        var masked = keep is not null ? g.MaskScores(unmasked, keep, path + ".masked") : unmasked;
+        var weights = g.Softmax(masked, path + ".weights");
         if (keyPaddingMask is not null) weights = g.Node("Where", [keep!, weights, g.Scalar(path + ".zero", 0f)], path + ".visible_weights");
         var output = g.MatMul(weights, v, path + ".context");
         if (groups > 1) output = g.Reshape(output, path + ".context_heads", 0, attn.Heads, -1, dh);

@@ -110,6 +110,7 @@ public class OnnxFamilyExportTests
         yield return new TestCaseData(new ForecasterConfig("dlinear", 24, 6, 3, MovingAverage: 5)).SetName("Dlinear_shared_matches_onnx_runtime_for_two_batch_sizes");
         yield return new TestCaseData(new ForecasterConfig("dlinear", 24, 6, 3, MovingAverage: 7, Individual: true)).SetName("Dlinear_individual_matches_onnx_runtime_for_two_batch_sizes");
         yield return new TestCaseData(new ForecasterConfig("patchtst", 40, 8, 3, DModel: 16, Heads: 2, Layers: 2, DFf: 32)).SetName("Patchtst_matches_onnx_runtime_for_two_batch_sizes");
+        yield return new TestCaseData(new ForecasterConfig("patchtst", 40, 8, 3, DModel: 16, Heads: 2, Layers: 3, DFf: 32, ResAttention: true)).SetName("Patchtst_with_residual_attention_matches_onnx_runtime_for_two_batch_sizes");
         yield return new TestCaseData(new ForecasterConfig("itransformer", 16, 4, 3, DModel: 16, Heads: 2, Layers: 2, DFf: 32)).SetName("Itransformer_matches_onnx_runtime_for_two_batch_sizes");
         yield return new TestCaseData(new ForecasterConfig("transformer", 12, 4, 2, DModel: 16, Heads: 2, Layers: 2, DFf: 32, DecoderLayers: 1, LabelLen: 6, TimeFeatures: 3)).SetName("Transformer_forecaster_matches_onnx_runtime_for_two_batch_sizes");
         yield return new TestCaseData(new ForecasterConfig("transformer", 8, 3, 2, DModel: 8, Heads: 2, Layers: 1, DFf: 16, DecoderLayers: 2, LabelLen: 0, TimeFeatures: 2)).SetName("Transformer_forecaster_without_label_rows_matches_onnx_runtime");
