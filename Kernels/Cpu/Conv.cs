@@ -245,7 +245,7 @@ public static unsafe partial class Conv2d
         if (!dbias.IsEmpty) BiasGradient(dy, dbias, s);
         if (s.N == 0) { dw.Slice(0, (int)s.WLength).Clear(); return; }
         if (s.IsDepthwise) { Depthwise(x, default, default, default, dy, default, dw, s, DwPass.Weights); return; }
-        if (DirectWeightsApply<T>(s))
+        if (DirectApplies<T>(s))
         {
             var dws = MemoryMarshal.Cast<T, float>(Workspace(WorkspaceSize(s), workspace, "Conv2d.BackwardWeights"));
             fixed (T* pdy = dy) fixed (T* px = x) fixed (T* pdw = dw)

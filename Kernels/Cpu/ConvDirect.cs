@@ -13,14 +13,17 @@
 // of 4), so the tile reads them in order.
 // Backward data is the same kernel: for stride 1, dx = conv(dy, w'), w'[c, k, r, t] = w[k, c, R−1−r, S−1−t], with
 // padding R−1−ph, S−1−pw, which gives back H x W; only the packing differs.
-// Backward weights (for long rows, P·Wp ≥ 512; see DirectWeightsApply) correlates the same buffers: with dy' = dy on the padded width (zero in the q ≥ Q columns and
+// Backward weights correlates the same buffers: with dy' = dy on the padded width (zero in the q ≥ Q columns and
 // past P·Wp, so the extra positions add nothing),
 //   dw[k, c, r, t] = Σ_n Σ_j dy'[n, k, j] · xp[n, c, j + r·Wp + t]
 // a tile of 4 output channels x 3 taps of one kernel row (12 vector accumulators) streams j, loading 4 dy' vectors
-// and 3 xp vectors per 16 positions, and reduces its lanes once per image; taps past S are computed and dropped.
+// and 3 xp vectors per 16 positions; taps past S are computed and dropped. Images are staged in chunks that fill
+// about 1 MiB (L2), and the tile runs over the whole chunk before it reduces its lanes: reducing once per image cost
+// more than the products at 8x8 outputs (5 vectors an image), where im2col + GEMM had been used instead.
 // Slots sum their images into their own dw partial, added up in slot order (results do not depend on timing).
-// Slack: the last tile may read up to 63 + S positions past the buffer; the workspace holds them (their values
-// only reach discarded lanes).
+// The flattened length is rounded up to whole vectors; whole 64-position tiles run first, the rest 16 positions at a
+// time (DirectTile4x16). Slack: the last vector may read up to 15 + S positions past the buffer; the workspace holds
+// them (their values only reach discarded lanes).
 // Threads: whole images, equal contiguous runs per WorkerPool slot; each slot owns its padded buffer and y'.
 // FLOPs: 2·N·K·C·R·S·P·Wp (the Wp/Q overhead is the discarded columns). Bytes: x and y once each plus one padded
 // copy of x and of y'. Bound: FMA throughput and L1 loads for C·R·S in the hundreds.
@@ -35,7 +38,7 @@ namespace AttnCore.Kernels.Cpu;
 
 public static unsafe partial class Conv2d
 {
-    private const int DirectTileK = 4, DirectTile = 64;   // output channels x flattened positions per register tile
+    private const int DirectTileK = 4, DirectTile = 64, DirectVec = 16;   // output channels x flattened positions per register tile; one vector
 
     // The direct path is taken for float32 stride-1 convolutions with a real window, one group, padding smaller than
     // the window (so the backward-data padding R−1−p is not negative) and thin channels (C·K ≤ 64·64): there the
@@ -47,10 +50,6 @@ public static unsafe partial class Conv2d
         => Vector512.IsHardwareAccelerated && s.Groups == 1 && s.R * s.S > 1 && (long)s.C * s.K <= 64 * 64
         && s.StrideH == 1 && s.StrideW == 1 && s.DilationH == 1 && s.DilationW == 1 && s.PadH < s.R && s.PadW < s.S;
 
-    // The weight-gradient tile reduces its lanes once per image and tile, so it pays only over long flattened rows:
-    // at 8x8 outputs it ran 3x slower than im2col + GEMM, at 16x16 even, at 32x32 about 2x faster.
-    internal static bool DirectWeightsApply<T>(in Conv2dShape s) where T : unmanaged => DirectApplies<T>(s) && DirectFlatLength(s) >= 512;
-
     // The convolution backward data runs: input dy [N, K, P, Q], weights w', output dx [N, C, H, W].
     private static Conv2dShape DataShape(in Conv2dShape s) => new(s.N, s.K, s.P, s.Q, s.C, s.R, s.S, 1, 1, s.R - 1 - s.PadH, s.S - 1 - s.PadW);
 
@@ -58,13 +57,18 @@ public static unsafe partial class Conv2d
     private static long DirectPacked(in Conv2dShape s) => (long)DirectRoundK(s.K) * s.C * s.R * s.S;
     private static long DirectPadded(in Conv2dShape s) => (long)s.C * (s.H + 2 * s.PadH) * (s.W + 2 * s.PadW) + DirectTile + s.S + 16;
     private static long DirectOut(in Conv2dShape s) => (long)DirectRoundK(s.K) * DirectFlatLength(s);
-    private static int DirectFlatLength(in Conv2dShape s) => (s.P * (s.W + 2 * s.PadW) + DirectTile - 1) / DirectTile * DirectTile;
+    // P·Wp rounded up to whole vectors (not whole 64-position tiles: at 8x8 outputs, P·Wp = 80 would compute 128).
+    private static int DirectFlatLength(in Conv2dShape s) => (s.P * (s.W + 2 * s.PadW) + DirectVec - 1) / DirectVec * DirectVec;
 
     // Workspace of one direct pass: packed weights plus, per slot, the padded image and y'.
     private static long DirectWorkspace(in Conv2dShape s) => DirectPacked(s) + WorkerPool.ThreadCount * (DirectPadded(s) + DirectOut(s));
 
-    // Workspace of the direct weight gradient: per slot the padded image, dy' and a dw partial.
-    private static long DirectWeightsWorkspace(in Conv2dShape s) => WorkerPool.ThreadCount * (DirectPadded(s) + DirectOut(s) + s.WLength);
+    // Images the weight gradient stages together: as many padded images and dy' rows as fit about 1 MiB (L2), so the
+    // register tile runs over all of them before it reduces its lanes.
+    private static int DirectWeightsChunk(in Conv2dShape s) => (int)Math.Clamp(256 * 1024 / (DirectPadded(s) + DirectOut(s)), 1, Math.Max(1, s.N));
+
+    // Workspace of the direct weight gradient: per slot a chunk of padded images and dy', and a dw partial.
+    private static long DirectWeightsWorkspace(in Conv2dShape s) => WorkerPool.ThreadCount * (DirectWeightsChunk(s) * (DirectPadded(s) + DirectOut(s)) + s.WLength);
 
     private struct DirectArgs
     {
@@ -118,9 +122,15 @@ public static unsafe partial class Conv2d
         for (int n = (int)((long)slot * s.N / a.Slots), last = (int)((long)(slot + 1) * s.N / a.Slots); n < last; n++)
         {
             DirectPadImage(a.X + (long)n * s.C * hw, xp, s.C, s.H, s.W, s.PadH, s.PadW);
-            for (int kb = 0; kb < s.K; kb += DirectTileK)
-                for (int j0 = 0; j0 < len; j0 += DirectTile)
-                    DirectTile4x64(xp + j0, a.Packed + (long)kb * s.C * s.R * s.S, yp + (long)kb * len + j0, len, s.C, hp * wp, s.R, s.S, wp);
+            // Positions outer, channel blocks inner: the padded rows one position tile reads (C x R rows of 64 + S − 1)
+            // stay in L1 for all K/4 channel blocks, where blocks outer streamed the whole image from L2 K/4 times.
+            int crs = s.C * s.R * s.S, j0 = 0;
+            for (; j0 + DirectTile <= len; j0 += DirectTile)
+                for (int kb = 0; kb < s.K; kb += DirectTileK)
+                    DirectTile4x64(xp + j0, a.Packed + (long)kb * crs, yp + (long)kb * len + j0, len, s.C, hp * wp, s.R, s.S, wp);
+            for (; j0 < len; j0 += DirectVec)
+                for (int kb = 0; kb < s.K; kb += DirectTileK)
+                    DirectTile4x16(xp + j0, a.Packed + (long)kb * crs, yp + (long)kb * len + j0, len, s.C, hp * wp, s.R, s.S, wp);
             float* yn = a.Y + (long)n * s.K * pq;
             for (int k = 0; k < s.K; k++)
             {
@@ -183,6 +193,25 @@ public static unsafe partial class Conv2d
         a30.Store(y); a31.Store(y + 16); a32.Store(y + 32); a33.Store(y + 48);
     }
 
+    // The tail of a row of positions shorter than a whole tile: 4 output channels x 16 positions, one vector each.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void DirectTile4x16(float* x, float* packed, float* y, int ldy, int channels, int channelStride, int r, int s, int wp)
+    {
+        Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        float* w = packed;
+        for (int c = 0; c < channels; c++, x += channelStride)
+            for (int dr = 0; dr < r; dr++)
+                for (int dt = 0; dt < s; dt++, w += DirectTileK)
+                {
+                    var x0 = Vector512.Load(x + dr * wp + dt);
+                    a0 = Vector512.FusedMultiplyAdd(x0, Vector512.Create(w[0]), a0);
+                    a1 = Vector512.FusedMultiplyAdd(x0, Vector512.Create(w[1]), a1);
+                    a2 = Vector512.FusedMultiplyAdd(x0, Vector512.Create(w[2]), a2);
+                    a3 = Vector512.FusedMultiplyAdd(x0, Vector512.Create(w[3]), a3);
+                }
+        a0.Store(y); a1.Store(y + ldy); a2.Store(y + 2 * ldy); a3.Store(y + 3 * ldy);
+    }
+
     // dw (overwritten) from dy [N, K, P, Q] and x [N, C, H, W]; s the forward shape.
     private static void DirectWeights(float* dy, float* x, float* dw, in Conv2dShape s, Span<float> workspace)
     {
@@ -202,7 +231,10 @@ public static unsafe partial class Conv2d
     }
 
     private static float* DirectPartial(ref DirectArgs a, int slot)
-        => a.Ws + slot * (DirectPadded(a.S) + DirectOut(a.S) + a.S.WLength) + DirectPadded(a.S) + DirectOut(a.S);
+    {
+        long staged = DirectWeightsChunk(a.S) * (DirectPadded(a.S) + DirectOut(a.S));
+        return a.Ws + slot * (staged + a.S.WLength) + staged;
+    }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void DirectWeightsSlot(int slot, nint state)
@@ -210,24 +242,36 @@ public static unsafe partial class Conv2d
         ref DirectArgs a = ref *(DirectArgs*)state;
         ref readonly Conv2dShape s = ref a.S;
         int hp = s.H + 2 * s.PadH, wp = s.W + 2 * s.PadW, hw = s.H * s.W, pq = s.P * s.Q, len = DirectFlatLength(s), rs = s.R * s.S;
-        float* xp = a.Ws + slot * (DirectPadded(s) + DirectOut(s) + s.WLength), dyp = xp + DirectPadded(s), dw = DirectPartial(ref a, slot);
-        new Span<float>(xp + (long)s.C * hp * wp, (int)(DirectPadded(s) - (long)s.C * hp * wp)).Clear();
-        new Span<float>(dyp, (int)DirectOut(s)).Clear();   // the q ≥ Q columns, the tail past P·Wp and the rows past K stay 0
+        int chunk = DirectWeightsChunk(s);
+        long padded = DirectPadded(s), outLen = DirectOut(s);
+        // Staged per image: the padded image (padded floats), then its dy' (outLen floats).
+        float* staged = a.Ws + slot * (chunk * (padded + outLen) + s.WLength), dw = DirectPartial(ref a, slot);
+        for (int i = 0; i < chunk; i++)
+        {
+            float* xp = staged + i * (padded + outLen);
+            new Span<float>(xp + (long)s.C * hp * wp, (int)(padded - (long)s.C * hp * wp)).Clear();
+            new Span<float>(xp + padded, (int)outLen).Clear();   // the q ≥ Q columns, the tail past P·Wp and the rows past K stay 0
+        }
         new Span<float>(dw, (int)s.WLength).Clear();
         var sums = stackalloc float[DirectTileK * 3];
-        for (int n = (int)((long)slot * s.N / a.Slots), last = (int)((long)(slot + 1) * s.N / a.Slots); n < last; n++)
+        for (int n0 = (int)((long)slot * s.N / a.Slots), last = (int)((long)(slot + 1) * s.N / a.Slots); n0 < last; n0 += chunk)
         {
-            DirectPadImage(a.X + (long)n * s.C * hw, xp, s.C, s.H, s.W, s.PadH, s.PadW);
-            float* dyn = a.Y + (long)n * s.K * pq;
-            for (int k = 0; k < s.K; k++)
-                for (int p = 0; p < s.P; p++)
-                    new ReadOnlySpan<float>(dyn + (long)k * pq + p * s.Q, s.Q).CopyTo(new Span<float>(dyp + (long)k * len + p * wp, s.Q));
+            int images = Math.Min(chunk, last - n0);
+            for (int i = 0; i < images; i++)
+            {
+                float* xp = staged + i * (padded + outLen), dyp = xp + padded;
+                DirectPadImage(a.X + (long)(n0 + i) * s.C * hw, xp, s.C, s.H, s.W, s.PadH, s.PadW);
+                float* dyn = a.Y + (long)(n0 + i) * s.K * pq;
+                for (int k = 0; k < s.K; k++)
+                    for (int p = 0; p < s.P; p++)
+                        new ReadOnlySpan<float>(dyn + (long)k * pq + p * s.Q, s.Q).CopyTo(new Span<float>(dyp + (long)k * len + p * wp, s.Q));
+            }
             for (int kb = 0; kb < s.K; kb += DirectTileK)
                 for (int c = 0; c < s.C; c++)
                     for (int r = 0; r < s.R; r++)
                         for (int t0 = 0; t0 < s.S; t0 += 3)
                         {
-                            DirectWeightTile4x3(dyp + (long)kb * len, len, xp + (long)c * hp * wp + r * wp + t0, sums);
+                            DirectWeightTile4x3(staged + padded + (long)kb * len, len, staged + (long)c * hp * wp + r * wp + t0, images, padded + outLen, sums);
                             for (int i = 0; i < DirectTileK && kb + i < s.K; i++)
                                 for (int dt = 0; dt < 3 && t0 + dt < s.S; dt++)
                                     dw[((long)(kb + i) * s.C + c) * rs + r * s.S + t0 + dt] += sums[i * 3 + dt];
@@ -235,13 +279,16 @@ public static unsafe partial class Conv2d
         }
     }
 
-    // sums[i·3 + dt] = Σ_{j < len} dy[i·ldy + j] · x[j + dt] for 4 rows i of dy' and 3 shifts dt of one padded-image row
-    // offset; len is a multiple of 16.
+    // sums[i·3 + dt] = Σ_m Σ_{j < ldy} dy[m·stride + i·ldy + j] · x[m·stride + j + dt] for 4 rows i of dy', 3 shifts dt of
+    // one padded-image row offset and the chunk's images m (staged stride floats apart); ldy is a multiple of 16. The
+    // lanes are reduced once per chunk, not once per image: at 8x8 outputs an image is only 5 vectors long.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void DirectWeightTile4x3(float* dy, int ldy, float* x, float* sums)
+    private static void DirectWeightTile4x3(float* dy, int ldy, float* x, int images, long stride, float* sums)
     {
         Vector512<float> a00 = default, a01 = default, a02 = default, a10 = default, a11 = default, a12 = default;
         Vector512<float> a20 = default, a21 = default, a22 = default, a30 = default, a31 = default, a32 = default;
+        for (int m = 0; m < images; m++, dy += stride, x += stride)
+        {
         float* d1 = dy + ldy, d2 = d1 + ldy, d3 = d2 + ldy;
         for (int j = 0; j < ldy; j += 16)
         {
@@ -254,6 +301,7 @@ public static unsafe partial class Conv2d
             a20 = Vector512.FusedMultiplyAdd(v, x0, a20); a21 = Vector512.FusedMultiplyAdd(v, x1, a21); a22 = Vector512.FusedMultiplyAdd(v, x2, a22);
             v = Vector512.Load(d3 + j);
             a30 = Vector512.FusedMultiplyAdd(v, x0, a30); a31 = Vector512.FusedMultiplyAdd(v, x1, a31); a32 = Vector512.FusedMultiplyAdd(v, x2, a32);
+        }
         }
         sums[0] = Vector512.Sum(a00); sums[1] = Vector512.Sum(a01); sums[2] = Vector512.Sum(a02);
         sums[3] = Vector512.Sum(a10); sums[4] = Vector512.Sum(a11); sums[5] = Vector512.Sum(a12);
