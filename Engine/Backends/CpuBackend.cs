@@ -135,6 +135,7 @@ public sealed partial class CpuBackend : IBackend
         while (loop.Next(out long so, out long doff, out _))
         {
             if (si == 1 && di == 1) src.AsSpan((int)so, n).CopyTo(dst.AsSpan((int)doff, n));
+            else if (si == 0 && di == 1) dst.AsSpan((int)doff, n).Fill(src[so]);   // a broadcast (Expand) made contiguous: one value per run
             else for (int i = 0; i < n; i++) dst[doff + i * di] = src[so + i * si];
         }
     }

@@ -116,7 +116,7 @@ public static unsafe partial class Conv2d
     {
         ref DirectArgs a = ref *(DirectArgs*)state;
         ref readonly Conv2dShape s = ref a.S;
-        int hp = s.H + 2 * s.PadH, wp = s.W + 2 * s.PadW, hw = s.H * s.W, pq = s.P * s.Q, len = DirectFlatLength(s);
+        int hp = s.H + 2 * s.PadH, wp = s.W + 2 * s.PadW, hw = s.H * s.W, P = s.P, Q = s.Q, pq = P * Q, len = DirectFlatLength(s);
         float* xp = a.Ws + slot * (DirectPadded(s) + DirectOut(s)), yp = xp + DirectPadded(s);
         new Span<float>(xp + (long)s.C * hp * wp, (int)(DirectPadded(s) - (long)s.C * hp * wp)).Clear();
         for (int n = (int)((long)slot * s.N / a.Slots), last = (int)((long)(slot + 1) * s.N / a.Slots); n < last; n++)
@@ -135,12 +135,11 @@ public static unsafe partial class Conv2d
             for (int k = 0; k < s.K; k++)
             {
                 float b = a.Bias == null ? 0f : a.Bias[k];
-                for (int p = 0; p < s.P; p++)
+                for (int p = 0; p < P; p++)
                 {
-                    var src = new ReadOnlySpan<float>(yp + (long)k * len + p * wp, s.Q);
-                    var dst = new Span<float>(yn + (long)k * pq + p * s.Q, s.Q);
-                    if (b == 0f) src.CopyTo(dst);
-                    else System.Numerics.Tensors.TensorPrimitives.Add(src, b, dst);
+                    float* src = yp + (long)k * len + p * wp, dst = yn + (long)k * pq + p * Q;
+                    if (b == 0f) CopyRow(src, dst, Q);   // rows are tens of values: vector moves, not Span.CopyTo calls
+                    else System.Numerics.Tensors.TensorPrimitives.Add(new ReadOnlySpan<float>(src, Q), b, new Span<float>(dst, Q));
                 }
             }
         }
@@ -157,8 +156,8 @@ public static unsafe partial class Conv2d
             for (int r = 0; r < h; r++)
             {
                 float* row = dst + (r + ph) * wp + pw;
-                new ReadOnlySpan<float>(x + ((long)c * h + r) * w, w).CopyTo(new Span<float>(row, w));
-                new Span<float>(row + w, 2 * pw).Clear();   // this row's right pad and the next row's left pad
+                CopyRow(x + ((long)c * h + r) * w, row, w);
+                for (int i = 0; i < 2 * pw; i++) row[w + i] = 0f;   // this row's right pad and the next row's left pad
             }
             if (ph > 0) new Span<float>(dst + (h + ph) * wp + pw, ph * wp - pw).Clear();
         }
@@ -241,7 +240,7 @@ public static unsafe partial class Conv2d
     {
         ref DirectArgs a = ref *(DirectArgs*)state;
         ref readonly Conv2dShape s = ref a.S;
-        int hp = s.H + 2 * s.PadH, wp = s.W + 2 * s.PadW, hw = s.H * s.W, pq = s.P * s.Q, len = DirectFlatLength(s), rs = s.R * s.S;
+        int hp = s.H + 2 * s.PadH, wp = s.W + 2 * s.PadW, hw = s.H * s.W, P = s.P, Q = s.Q, pq = P * Q, len = DirectFlatLength(s), rs = s.R * s.S;
         int chunk = DirectWeightsChunk(s);
         long padded = DirectPadded(s), outLen = DirectOut(s);
         // Staged per image: the padded image (padded floats), then its dy' (outLen floats).
@@ -263,8 +262,8 @@ public static unsafe partial class Conv2d
                 DirectPadImage(a.X + (long)(n0 + i) * s.C * hw, xp, s.C, s.H, s.W, s.PadH, s.PadW);
                 float* dyn = a.Y + (long)(n0 + i) * s.K * pq;
                 for (int k = 0; k < s.K; k++)
-                    for (int p = 0; p < s.P; p++)
-                        new ReadOnlySpan<float>(dyn + (long)k * pq + p * s.Q, s.Q).CopyTo(new Span<float>(dyp + (long)k * len + p * wp, s.Q));
+                    for (int p = 0; p < P; p++)
+                        CopyRow(dyn + (long)k * pq + p * Q, dyp + (long)k * len + p * wp, Q);
             }
             for (int kb = 0; kb < s.K; kb += DirectTileK)
                 for (int c = 0; c < s.C; c++)

@@ -69,6 +69,8 @@ public class ViewTests
         using var c = e.Contiguous();
         Assert.That(c.IsContiguous, Is.True);
         Assert.That(c.ToArray<float>().Take(8), Is.EqualTo(new float[] { 1, 1, 1, 1, 2, 2, 2, 2 }));
+        // Every element: c[i, j, k] = x[j] (runs of 4 along the stride-0 last dim are filled from one value).
+        Assert.That(c.ToArray<float>(), Is.EqualTo(Enumerable.Range(0, 24).Select(i => (float)(i / 4 % 3 + 1)).ToArray()));
         Assert.That(Assert.Throws<ArgumentException>(() => x.Expand(2, 2))!.Message, Does.Contain("Expand"));
         using var s = e.Slice(0, 0, 1).Squeeze();
         Assert.That(s.Shape, Is.EqualTo(new[] { 3, 4 }));
