@@ -252,7 +252,8 @@ public static unsafe partial class Conv2d
             new Span<float>(xp + padded, (int)outLen).Clear();   // the q ≥ Q columns, the tail past P·Wp and the rows past K stay 0
         }
         new Span<float>(dw, (int)s.WLength).Clear();
-        var sums = stackalloc float[DirectTileK * 3];
+        var sums = stackalloc float[2 * DirectTileK * 3];
+        int k8 = DirectRoundK(s.K) / 8 * 8;
         for (int n0 = (int)((long)slot * s.N / a.Slots), last = (int)((long)(slot + 1) * s.N / a.Slots); n0 < last; n0 += chunk)
         {
             int images = Math.Min(chunk, last - n0);
@@ -265,17 +266,66 @@ public static unsafe partial class Conv2d
                     for (int p = 0; p < P; p++)
                         CopyRow(dyn + (long)k * pq + p * Q, dyp + (long)k * len + p * wp, Q);
             }
-            for (int kb = 0; kb < s.K; kb += DirectTileK)
+            // Eight output channels per tile where K allows (24 accumulators: 11 loads per 24 FMAs, against 7 per 12), then
+            // a last block of four.
+            for (int kb = 0; kb < s.K; kb += kb < k8 ? 8 : DirectTileK)
+            {
+                int rows = kb < k8 ? 8 : DirectTileK;
                 for (int c = 0; c < s.C; c++)
                     for (int r = 0; r < s.R; r++)
                         for (int t0 = 0; t0 < s.S; t0 += 3)
                         {
-                            DirectWeightTile4x3(staged + padded + (long)kb * len, len, staged + (long)c * hp * wp + r * wp + t0, images, padded + outLen, sums);
-                            for (int i = 0; i < DirectTileK && kb + i < s.K; i++)
+                            float* dyk = staged + padded + (long)kb * len, xs = staged + (long)c * hp * wp + r * wp + t0;
+                            if (rows == 8) DirectWeightTile8x3(dyk, len, xs, images, padded + outLen, sums);
+                            else DirectWeightTile4x3(dyk, len, xs, images, padded + outLen, sums);
+                            for (int i = 0; i < rows && kb + i < s.K; i++)
                                 for (int dt = 0; dt < 3 && t0 + dt < s.S; dt++)
                                     dw[((long)(kb + i) * s.C + c) * rs + r * s.S + t0 + dt] += sums[i * 3 + dt];
                         }
+            }
         }
+    }
+
+    // DirectWeightTile4x3 for 8 rows of dy' (sums[i·3 + dt], i < 8).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void DirectWeightTile8x3(float* dy, int ldy, float* x, int images, long stride, float* sums)
+    {
+        Vector512<float> a00 = default, a01 = default, a02 = default, a10 = default, a11 = default, a12 = default;
+        Vector512<float> a20 = default, a21 = default, a22 = default, a30 = default, a31 = default, a32 = default;
+        Vector512<float> a40 = default, a41 = default, a42 = default, a50 = default, a51 = default, a52 = default;
+        Vector512<float> a60 = default, a61 = default, a62 = default, a70 = default, a71 = default, a72 = default;
+        for (int m = 0; m < images; m++, dy += stride, x += stride)
+        {
+            float* d1 = dy + ldy, d2 = d1 + ldy, d3 = d2 + ldy, d4 = d3 + ldy, d5 = d4 + ldy, d6 = d5 + ldy, d7 = d6 + ldy;
+            for (int j = 0; j < ldy; j += 16)
+            {
+                var x0 = Vector512.Load(x + j); var x1 = Vector512.Load(x + j + 1); var x2 = Vector512.Load(x + j + 2);
+                var v = Vector512.Load(dy + j);
+                a00 = Vector512.FusedMultiplyAdd(v, x0, a00); a01 = Vector512.FusedMultiplyAdd(v, x1, a01); a02 = Vector512.FusedMultiplyAdd(v, x2, a02);
+                v = Vector512.Load(d1 + j);
+                a10 = Vector512.FusedMultiplyAdd(v, x0, a10); a11 = Vector512.FusedMultiplyAdd(v, x1, a11); a12 = Vector512.FusedMultiplyAdd(v, x2, a12);
+                v = Vector512.Load(d2 + j);
+                a20 = Vector512.FusedMultiplyAdd(v, x0, a20); a21 = Vector512.FusedMultiplyAdd(v, x1, a21); a22 = Vector512.FusedMultiplyAdd(v, x2, a22);
+                v = Vector512.Load(d3 + j);
+                a30 = Vector512.FusedMultiplyAdd(v, x0, a30); a31 = Vector512.FusedMultiplyAdd(v, x1, a31); a32 = Vector512.FusedMultiplyAdd(v, x2, a32);
+                v = Vector512.Load(d4 + j);
+                a40 = Vector512.FusedMultiplyAdd(v, x0, a40); a41 = Vector512.FusedMultiplyAdd(v, x1, a41); a42 = Vector512.FusedMultiplyAdd(v, x2, a42);
+                v = Vector512.Load(d5 + j);
+                a50 = Vector512.FusedMultiplyAdd(v, x0, a50); a51 = Vector512.FusedMultiplyAdd(v, x1, a51); a52 = Vector512.FusedMultiplyAdd(v, x2, a52);
+                v = Vector512.Load(d6 + j);
+                a60 = Vector512.FusedMultiplyAdd(v, x0, a60); a61 = Vector512.FusedMultiplyAdd(v, x1, a61); a62 = Vector512.FusedMultiplyAdd(v, x2, a62);
+                v = Vector512.Load(d7 + j);
+                a70 = Vector512.FusedMultiplyAdd(v, x0, a70); a71 = Vector512.FusedMultiplyAdd(v, x1, a71); a72 = Vector512.FusedMultiplyAdd(v, x2, a72);
+            }
+        }
+        sums[0] = Vector512.Sum(a00); sums[1] = Vector512.Sum(a01); sums[2] = Vector512.Sum(a02);
+        sums[3] = Vector512.Sum(a10); sums[4] = Vector512.Sum(a11); sums[5] = Vector512.Sum(a12);
+        sums[6] = Vector512.Sum(a20); sums[7] = Vector512.Sum(a21); sums[8] = Vector512.Sum(a22);
+        sums[9] = Vector512.Sum(a30); sums[10] = Vector512.Sum(a31); sums[11] = Vector512.Sum(a32);
+        sums[12] = Vector512.Sum(a40); sums[13] = Vector512.Sum(a41); sums[14] = Vector512.Sum(a42);
+        sums[15] = Vector512.Sum(a50); sums[16] = Vector512.Sum(a51); sums[17] = Vector512.Sum(a52);
+        sums[18] = Vector512.Sum(a60); sums[19] = Vector512.Sum(a61); sums[20] = Vector512.Sum(a62);
+        sums[21] = Vector512.Sum(a70); sums[22] = Vector512.Sum(a71); sums[23] = Vector512.Sum(a72);
     }
 
     // sums[i·3 + dt] = Σ_m Σ_{j < ldy} dy[m·stride + i·ldy + j] · x[m·stride + j + dt] for 4 rows i of dy', 3 shifts dt of
