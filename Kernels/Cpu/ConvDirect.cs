@@ -2,7 +2,7 @@
 // forward, backward data and backward weights, with no im2col matrix.
 //
 // Algorithm: each image's channels are copied once into a zero-padded buffer xp[c] of Hp x Wp (Hp = H + 2·ph,
-// Wp = W + 2·pw). With the output laid out on the padded width too, y'[k, j] for j = p·Wp + q, every output is a
+// Wp = W + pw: the pw zeros between two rows pad both, see DirectRowStride). With the output laid out on the padded width too, y'[k, j] for j = p·Wp + q, every output is a
 // 1-d correlation of the flattened buffer:
 //   y'[k, j] = Σ_c Σ_r Σ_t w[k, c, r, t] · xp[c, j + r·Wp + t]
 // so the taps are plain offsets r·Wp + t and j runs over P·Wp contiguous positions without row ends (the q ≥ Q
@@ -55,10 +55,15 @@ public static unsafe partial class Conv2d
 
     private static int DirectRoundK(int k) => (k + DirectTileK - 1) / DirectTileK * DirectTileK;
     private static long DirectPacked(in Conv2dShape s) => (long)DirectRoundK(s.K) * s.C * s.R * s.S;
-    private static long DirectPadded(in Conv2dShape s) => (long)s.C * (s.H + 2 * s.PadH) * (s.W + 2 * s.PadW) + DirectTile + s.S + 16;
+    private static long DirectPadded(in Conv2dShape s) => (long)s.C * (s.H + 2 * s.PadH) * DirectRowStride(s) + DirectTile + s.S + 16;
     private static long DirectOut(in Conv2dShape s) => (long)DirectRoundK(s.K) * DirectFlatLength(s);
     // P·Wp rounded up to whole vectors (not whole 64-position tiles: at 8x8 outputs, P·Wp = 80 would compute 128).
-    private static int DirectFlatLength(in Conv2dShape s) => (s.P * (s.W + 2 * s.PadW) + DirectVec - 1) / DirectVec * DirectVec;
+    private static int DirectFlatLength(in Conv2dShape s) => (s.P * DirectRowStride(s) + DirectVec - 1) / DirectVec * DirectVec;
+
+    // Row stride of the padded image and of y': W + pw, not W + 2·pw, because one run of pw zeros between two rows is
+    // both the right padding of one and the left padding of the next (a tap reaches at most pw columns past either
+    // edge). Fewer thrown-away columns: at 8x8 outputs a row is 9 positions instead of 10.
+    private static int DirectRowStride(in Conv2dShape s) => s.W + s.PadW;
 
     // Workspace of one direct pass: packed weights plus, per slot, the padded image and y'.
     private static long DirectWorkspace(in Conv2dShape s) => DirectPacked(s) + WorkerPool.ThreadCount * (DirectPadded(s) + DirectOut(s));
@@ -116,7 +121,7 @@ public static unsafe partial class Conv2d
     {
         ref DirectArgs a = ref *(DirectArgs*)state;
         ref readonly Conv2dShape s = ref a.S;
-        int hp = s.H + 2 * s.PadH, wp = s.W + 2 * s.PadW, hw = s.H * s.W, P = s.P, Q = s.Q, pq = P * Q, len = DirectFlatLength(s);
+        int hp = s.H + 2 * s.PadH, wp = DirectRowStride(s), hw = s.H * s.W, P = s.P, Q = s.Q, pq = P * Q, len = DirectFlatLength(s);
         float* xp = a.Ws + slot * (DirectPadded(s) + DirectOut(s)), yp = xp + DirectPadded(s);
         new Span<float>(xp + (long)s.C * hp * wp, (int)(DirectPadded(s) - (long)s.C * hp * wp)).Clear();
         for (int n = (int)((long)slot * s.N / a.Slots), last = (int)((long)(slot + 1) * s.N / a.Slots); n < last; n++)
@@ -145,10 +150,11 @@ public static unsafe partial class Conv2d
         }
     }
 
-    // xp[c] = x[c] surrounded by ph zero rows and pw zero columns on each side.
+    // xp[c] = x[c] with ph zero rows above and below, and rows w + pw apart with pw zeros before each (the previous row's
+    // right padding and this row's left padding in one).
     private static void DirectPadImage(float* x, float* xp, int channels, int h, int w, int ph, int pw)
     {
-        int wp = w + 2 * pw, hp = h + 2 * ph;
+        int wp = w + pw, hp = h + 2 * ph;
         for (int c = 0; c < channels; c++)
         {
             float* dst = xp + (long)c * hp * wp;
@@ -157,7 +163,7 @@ public static unsafe partial class Conv2d
             {
                 float* row = dst + (r + ph) * wp + pw;
                 CopyRow(x + ((long)c * h + r) * w, row, w);
-                for (int i = 0; i < 2 * pw; i++) row[w + i] = 0f;   // this row's right pad and the next row's left pad
+                for (int i = 0; i < pw; i++) row[w + i] = 0f;   // this row's right pad, which is the next row's left pad
             }
             if (ph > 0) new Span<float>(dst + (h + ph) * wp + pw, ph * wp - pw).Clear();
         }
@@ -240,7 +246,7 @@ public static unsafe partial class Conv2d
     {
         ref DirectArgs a = ref *(DirectArgs*)state;
         ref readonly Conv2dShape s = ref a.S;
-        int hp = s.H + 2 * s.PadH, wp = s.W + 2 * s.PadW, hw = s.H * s.W, P = s.P, Q = s.Q, pq = P * Q, len = DirectFlatLength(s), rs = s.R * s.S;
+        int hp = s.H + 2 * s.PadH, wp = DirectRowStride(s), hw = s.H * s.W, P = s.P, Q = s.Q, pq = P * Q, len = DirectFlatLength(s), rs = s.R * s.S;
         int chunk = DirectWeightsChunk(s);
         long padded = DirectPadded(s), outLen = DirectOut(s);
         // Staged per image: the padded image (padded floats), then its dy' (outLen floats).
