@@ -1,9 +1,10 @@
 // ConvDirect: direct float32 convolution for stride-1, undilated, ungrouped kernels (ResNet's 3x3 padding-1 layers),
-// forward, backward data and backward weights, with no im2col matrix.
+// forward, backward data and backward weights, with no im2col matrix; and for stride-2 3x3 kernels (the downsampling
+// layers), forward and backward weights.
 //
 // Algorithm: each image's channels are copied once into a zero-padded buffer xp[c] of Hp x Wp (Hp = H + 2·ph,
-// Wp = W + pw: the pw zeros between two rows pad both, see DirectRowStride). With the output laid out on the padded width too, y'[k, j] for j = p·Wp + q, every output is a
-// 1-d correlation of the flattened buffer:
+// Wp = W + pw: the pw zeros between two rows pad both, see DirectRowStride). With the output laid out on the padded
+// width too, y'[k, j] for j = p·Wp + q, every output is a 1-d correlation of the flattened buffer:
 //   y'[k, j] = Σ_c Σ_r Σ_t w[k, c, r, t] · xp[c, j + r·Wp + t]
 // so the taps are plain offsets r·Wp + t and j runs over P·Wp contiguous positions without row ends (the q ≥ Q
 // columns it also computes are thrown away when y' is copied into y, with the bias). The hot loop keeps a tile of
@@ -24,6 +25,11 @@
 // The flattened length is rounded up to whole vectors; whole 64-position tiles run first, the rest 16 positions at a
 // time (DirectTile4x16). Slack: the last vector may read up to 15 + S positions past the buffer; the workspace holds
 // them (their values only reach discarded lanes).
+// Stride 2: the padded image is split into its four row/column parity phases (DirectPhaseImage), each
+// ceil(Hp/2) x ceil(Wp/2); padded pixel (2p + r, 2q + t) is phase (r mod 2, t mod 2) at (p + r/2, q + t/2), so with
+// y' on the phase width every tap is again a fixed offset (DirectTaps) and the same tiles run over a channel stride of
+// four phases. No tap is computed twice and none is zero. Backward data (a transposed stride-2 convolution) stays on
+// im2col + GEMM.
 // Threads: whole images, equal contiguous runs per WorkerPool slot; each slot owns its padded buffer and y'.
 // FLOPs: 2·N·K·C·R·S·P·Wp (the Wp/Q overhead is the discarded columns). Bytes: x and y once each plus one padded
 // copy of x and of y'. Bound: FMA throughput and L1 loads for C·R·S in the hundreds.
@@ -33,6 +39,7 @@
 using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace AttnCore.Kernels.Cpu;
 
@@ -50,12 +57,25 @@ public static unsafe partial class Conv2d
         => Vector512.IsHardwareAccelerated && s.Groups == 1 && s.R * s.S > 1 && (long)s.C * s.K <= 64 * 64
         && s.StrideH == 1 && s.StrideW == 1 && s.DilationH == 1 && s.DilationW == 1 && s.PadH < s.R && s.PadW < s.S;
 
+    // Stride-2 3x3 convolutions (ResNet's downsampling layers) take the direct forward and weight gradient through the
+    // four phases of the padded image (DirectPhaseImage); their backward data stays on im2col + GEMM.
+    internal static bool DirectStridedApplies<T>(in Conv2dShape s) where T : unmanaged => typeof(T) == typeof(float) && DirectStridedShape(s);
+
+    private static bool DirectStridedShape(in Conv2dShape s)
+        => Vector512.IsHardwareAccelerated && s.Groups == 1 && s.R == 3 && s.S == 3 && (long)s.C * s.K <= 64 * 64
+        && s.StrideH == 2 && s.StrideW == 2 && s.DilationH == 1 && s.DilationW == 1 && s.PadH < s.R && s.PadW < s.S;
+
+    private static bool Phased(in Conv2dShape s) => s.StrideH == 2;
+    // Rows and columns of one phase of the padded image: ceil((H + 2·ph) / 2) x ceil((W + 2·pw) / 2).
+    private static int PhaseRows(in Conv2dShape s) => (s.H + 2 * s.PadH + 1) / 2;
+    private static int PhaseCols(in Conv2dShape s) => (s.W + 2 * s.PadW + 1) / 2;
+
     // The convolution backward data runs: input dy [N, K, P, Q], weights w', output dx [N, C, H, W].
     private static Conv2dShape DataShape(in Conv2dShape s) => new(s.N, s.K, s.P, s.Q, s.C, s.R, s.S, 1, 1, s.R - 1 - s.PadH, s.S - 1 - s.PadW);
 
     private static int DirectRoundK(int k) => (k + DirectTileK - 1) / DirectTileK * DirectTileK;
     private static long DirectPacked(in Conv2dShape s) => (long)DirectRoundK(s.K) * s.C * s.R * s.S;
-    private static long DirectPadded(in Conv2dShape s) => (long)s.C * (s.H + 2 * s.PadH) * DirectRowStride(s) + DirectTile + s.S + 16;
+    private static long DirectPadded(in Conv2dShape s) => (long)s.C * DirectChannelStride(s) + DirectTile + s.S + 16;
     private static long DirectOut(in Conv2dShape s) => (long)DirectRoundK(s.K) * DirectFlatLength(s);
     // P·Wp rounded up to whole vectors (not whole 64-position tiles: at 8x8 outputs, P·Wp = 80 would compute 128).
     private static int DirectFlatLength(in Conv2dShape s) => (s.P * DirectRowStride(s) + DirectVec - 1) / DirectVec * DirectVec;
@@ -63,7 +83,89 @@ public static unsafe partial class Conv2d
     // Row stride of the padded image and of y': W + pw, not W + 2·pw, because one run of pw zeros between two rows is
     // both the right padding of one and the left padding of the next (a tap reaches at most pw columns past either
     // edge). Fewer thrown-away columns: at 8x8 outputs a row is 9 positions instead of 10.
-    private static int DirectRowStride(in Conv2dShape s) => s.W + s.PadW;
+    // With stride 2 the rows are those of one phase.
+    private static int DirectRowStride(in Conv2dShape s) => Phased(s) ? PhaseCols(s) : s.W + s.PadW;
+
+    // Floats per input channel in the staged image: Hp rows of W + pw, or four phases of PhaseRows x PhaseCols.
+    private static long DirectChannelStride(in Conv2dShape s) => Phased(s) ? 4L * PhaseRows(s) * PhaseCols(s) : (long)(s.H + 2 * s.PadH) * (s.W + s.PadW);
+
+    // taps[r·S + t]: where tap (r, t) of output position j reads, relative to j in the channel's staged image. Stride 1:
+    // r·Wp + t. Stride 2: padded pixel (2p + r, 2q + t) lies in phase (r mod 2, t mod 2) at row p + r/2, column q + t/2.
+    private static void DirectTaps(in Conv2dShape s, int* taps)
+    {
+        int wp = DirectRowStride(s), phase = PhaseRows(s) * PhaseCols(s);
+        for (int r = 0; r < s.R; r++)
+            for (int t = 0; t < s.S; t++)
+                taps[r * s.S + t] = Phased(s) ? ((r & 1) * 2 + (t & 1)) * phase + (r >> 1) * wp + (t >> 1) : r * wp + t;
+    }
+
+    // Stages one image for the shape: padded rows (stride 1) or the four phases of the padded image (stride 2).
+    private static void DirectStage(float* x, float* xp, in Conv2dShape s)
+    {
+        if (Phased(s)) DirectPhaseImage(x, xp, s.C, s.H, s.W, s.PadH, s.PadW, PhaseRows(s), PhaseCols(s));
+        else DirectPadImage(x, xp, s.C, s.H, s.W, s.PadH, s.PadW);
+    }
+
+    // xp[c][a·2 + b][i][j] = x[c, 2i + a − ph, 2j + b − pw] (0 outside the image): the padded image split by row and
+    // column parity, so that a stride-2 tap becomes a fixed offset into one phase. Each image row is split into its even
+    // and odd columns once (two-source permutes, 32 values at a time), then each column phase is a shifted copy of one.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void DirectPhaseImage(float* x, float* xp, int channels, int h, int w, int ph, int pw, int rows, int cols)
+    {
+        int half = (w + 1) / 2;
+        float* even = stackalloc float[half + 16], odd = stackalloc float[half + 16];
+        for (int c = 0; c < channels; c++)
+            for (int a = 0; a < 2; a++)
+                for (int i = 0; i < rows; i++)
+                {
+                    float* d0 = xp + ((long)c * 4 + a * 2) * rows * cols + (long)i * cols, d1 = d0 + (long)rows * cols;
+                    int hi = 2 * i + a - ph;
+                    if ((uint)hi >= (uint)h) { new Span<float>(d0, cols).Clear(); new Span<float>(d1, cols).Clear(); continue; }
+                    SplitColumns(x + ((long)c * h + hi) * w, w, even, odd);
+                    PhaseRow(even, odd, w, -pw, d0, cols);       // column phase 0: x column 2j − pw
+                    PhaseRow(even, odd, w, 1 - pw, d1, cols);    // column phase 1: x column 2j + 1 − pw
+                }
+    }
+
+    // even[m] = row[2m], odd[m] = row[2m + 1].
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void SplitColumns(float* row, int w, float* even, float* odd)
+    {
+        int m = 0;
+        if (Avx512F.IsSupported)
+        {
+            var pickEven = Vector512.Create(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+            var pickOdd = pickEven + Vector512<int>.One;
+            for (; 2 * m + 32 <= w; m += 16)
+            {
+                var lo = Vector512.Load(row + 2 * m); var hi = Vector512.Load(row + 2 * m + 16);
+                Avx512F.PermuteVar16x32x2(lo, pickEven, hi).Store(even + m);
+                Avx512F.PermuteVar16x32x2(lo, pickOdd, hi).Store(odd + m);
+            }
+        }
+        for (; 2 * m < w; m++)
+        {
+            even[m] = row[2 * m];
+            if (2 * m + 1 < w) odd[m] = row[2 * m + 1];
+        }
+    }
+
+    // dst[j] = x column 2j + o of the split row (0 outside [0, w)), for j < cols.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void PhaseRow(float* even, float* odd, int w, int o, float* dst, int cols)
+    {
+        // 2j + o in [0, w)  <=>  j in [lo, hi)
+        int lo = o >= 0 ? 0 : (-o + 1) / 2, hi = Math.Min(cols, (w - o + 1) / 2);
+        if (hi < lo) hi = lo;
+        for (int j = 0; j < lo; j++) dst[j] = 0f;
+        if (hi > lo)
+        {
+            int first = 2 * lo + o;   // the x column of dst[lo]
+            float* src = (first & 1) == 0 ? even + first / 2 : odd + first / 2;
+            CopyRow(src, dst + lo, hi - lo);
+        }
+        for (int j = hi; j < cols; j++) dst[j] = 0f;
+    }
 
     // Workspace of one direct pass: packed weights plus, per slot, the padded image and y'.
     private static long DirectWorkspace(in Conv2dShape s) => DirectPacked(s) + WorkerPool.ThreadCount * (DirectPadded(s) + DirectOut(s));
@@ -121,21 +223,24 @@ public static unsafe partial class Conv2d
     {
         ref DirectArgs a = ref *(DirectArgs*)state;
         ref readonly Conv2dShape s = ref a.S;
-        int hp = s.H + 2 * s.PadH, wp = DirectRowStride(s), hw = s.H * s.W, P = s.P, Q = s.Q, pq = P * Q, len = DirectFlatLength(s);
+        int wp = DirectRowStride(s), cs = (int)DirectChannelStride(s), hw = s.H * s.W, P = s.P, Q = s.Q, pq = P * Q, len = DirectFlatLength(s);
         float* xp = a.Ws + slot * (DirectPadded(s) + DirectOut(s)), yp = xp + DirectPadded(s);
-        new Span<float>(xp + (long)s.C * hp * wp, (int)(DirectPadded(s) - (long)s.C * hp * wp)).Clear();
+        new Span<float>(xp + (long)s.C * cs, (int)(DirectPadded(s) - (long)s.C * cs)).Clear();
+        int taps = s.R * s.S;
+        int* tap = stackalloc int[taps];
+        DirectTaps(s, tap);
         for (int n = (int)((long)slot * s.N / a.Slots), last = (int)((long)(slot + 1) * s.N / a.Slots); n < last; n++)
         {
-            DirectPadImage(a.X + (long)n * s.C * hw, xp, s.C, s.H, s.W, s.PadH, s.PadW);
+            DirectStage(a.X + (long)n * s.C * hw, xp, s);
             // Positions outer, channel blocks inner: the padded rows one position tile reads (C x R rows of 64 + S − 1)
             // stay in L1 for all K/4 channel blocks, where blocks outer streamed the whole image from L2 K/4 times.
             int crs = s.C * s.R * s.S, j0 = 0;
             for (; j0 + DirectTile <= len; j0 += DirectTile)
                 for (int kb = 0; kb < s.K; kb += DirectTileK)
-                    DirectTile4x64(xp + j0, a.Packed + (long)kb * crs, yp + (long)kb * len + j0, len, s.C, hp * wp, s.R, s.S, wp);
+                    DirectTile4x64(xp + j0, a.Packed + (long)kb * crs, yp + (long)kb * len + j0, len, s.C, cs, tap, taps);
             for (; j0 < len; j0 += DirectVec)
                 for (int kb = 0; kb < s.K; kb += DirectTileK)
-                    DirectTile4x16(xp + j0, a.Packed + (long)kb * crs, yp + (long)kb * len + j0, len, s.C, hp * wp, s.R, s.S, wp);
+                    DirectTile4x16(xp + j0, a.Packed + (long)kb * crs, yp + (long)kb * len + j0, len, s.C, cs, tap, taps);
             float* yn = a.Y + (long)n * s.K * pq;
             for (int k = 0; k < s.K; k++)
             {
@@ -152,6 +257,7 @@ public static unsafe partial class Conv2d
 
     // xp[c] = x[c] with ph zero rows above and below, and rows w + pw apart with pw zeros before each (the previous row's
     // right padding and this row's left padding in one).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void DirectPadImage(float* x, float* xp, int channels, int h, int w, int ph, int pw)
     {
         int wp = w + pw, hp = h + 2 * ph;
@@ -172,16 +278,15 @@ public static unsafe partial class Conv2d
     // One register tile: y'[i, j] for 4 output channels i and 64 positions j from x (the padded buffer shifted to the
     // tile's first position), summed over channels and taps; packed holds this channel block's [C][R][S][4] weights.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void DirectTile4x64(float* x, float* packed, float* y, int ldy, int channels, int channelStride, int r, int s, int wp)
+    private static void DirectTile4x64(float* x, float* packed, float* y, int ldy, int channels, int channelStride, int* tap, int taps)
     {
         Vector512<float> a00 = default, a01 = default, a02 = default, a03 = default, a10 = default, a11 = default, a12 = default, a13 = default;
         Vector512<float> a20 = default, a21 = default, a22 = default, a23 = default, a30 = default, a31 = default, a32 = default, a33 = default;
         float* w = packed;
         for (int c = 0; c < channels; c++, x += channelStride)
-            for (int dr = 0; dr < r; dr++)
-                for (int dt = 0; dt < s; dt++, w += DirectTileK)
+            for (int e = 0; e < taps; e++, w += DirectTileK)
                 {
-                    float* xs = x + dr * wp + dt;
+                    float* xs = x + tap[e];
                     var x0 = Vector512.Load(xs); var x1 = Vector512.Load(xs + 16); var x2 = Vector512.Load(xs + 32); var x3 = Vector512.Load(xs + 48);
                     var w0 = Vector512.Create(w[0]);
                     a00 = Vector512.FusedMultiplyAdd(x0, w0, a00); a01 = Vector512.FusedMultiplyAdd(x1, w0, a01); a02 = Vector512.FusedMultiplyAdd(x2, w0, a02); a03 = Vector512.FusedMultiplyAdd(x3, w0, a03);
@@ -200,15 +305,14 @@ public static unsafe partial class Conv2d
 
     // The tail of a row of positions shorter than a whole tile: 4 output channels x 16 positions, one vector each.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void DirectTile4x16(float* x, float* packed, float* y, int ldy, int channels, int channelStride, int r, int s, int wp)
+    private static void DirectTile4x16(float* x, float* packed, float* y, int ldy, int channels, int channelStride, int* tap, int taps)
     {
         Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
         float* w = packed;
         for (int c = 0; c < channels; c++, x += channelStride)
-            for (int dr = 0; dr < r; dr++)
-                for (int dt = 0; dt < s; dt++, w += DirectTileK)
+            for (int e = 0; e < taps; e++, w += DirectTileK)
                 {
-                    var x0 = Vector512.Load(x + dr * wp + dt);
+                    var x0 = Vector512.Load(x + tap[e]);
                     a0 = Vector512.FusedMultiplyAdd(x0, Vector512.Create(w[0]), a0);
                     a1 = Vector512.FusedMultiplyAdd(x0, Vector512.Create(w[1]), a1);
                     a2 = Vector512.FusedMultiplyAdd(x0, Vector512.Create(w[2]), a2);
@@ -246,7 +350,9 @@ public static unsafe partial class Conv2d
     {
         ref DirectArgs a = ref *(DirectArgs*)state;
         ref readonly Conv2dShape s = ref a.S;
-        int hp = s.H + 2 * s.PadH, wp = DirectRowStride(s), hw = s.H * s.W, P = s.P, Q = s.Q, pq = P * Q, len = DirectFlatLength(s), rs = s.R * s.S;
+        int wp = DirectRowStride(s), cs = (int)DirectChannelStride(s), hw = s.H * s.W, P = s.P, Q = s.Q, pq = P * Q, len = DirectFlatLength(s), rs = s.R * s.S;
+        int* tap = stackalloc int[rs];
+        DirectTaps(s, tap);
         int chunk = DirectWeightsChunk(s);
         long padded = DirectPadded(s), outLen = DirectOut(s);
         // Staged per image: the padded image (padded floats), then its dy' (outLen floats).
@@ -254,7 +360,7 @@ public static unsafe partial class Conv2d
         for (int i = 0; i < chunk; i++)
         {
             float* xp = staged + i * (padded + outLen);
-            new Span<float>(xp + (long)s.C * hp * wp, (int)(padded - (long)s.C * hp * wp)).Clear();
+            new Span<float>(xp + (long)s.C * cs, (int)(padded - (long)s.C * cs)).Clear();
             new Span<float>(xp + padded, (int)outLen).Clear();   // the q ≥ Q columns, the tail past P·Wp and the rows past K stay 0
         }
         new Span<float>(dw, (int)s.WLength).Clear();
@@ -266,7 +372,7 @@ public static unsafe partial class Conv2d
             for (int i = 0; i < images; i++)
             {
                 float* xp = staged + i * (padded + outLen), dyp = xp + padded;
-                DirectPadImage(a.X + (long)(n0 + i) * s.C * hw, xp, s.C, s.H, s.W, s.PadH, s.PadW);
+                DirectStage(a.X + (long)(n0 + i) * s.C * hw, xp, s);
                 float* dyn = a.Y + (long)(n0 + i) * s.K * pq;
                 for (int k = 0; k < s.K; k++)
                     for (int p = 0; p < P; p++)
@@ -281,9 +387,12 @@ public static unsafe partial class Conv2d
                     for (int r = 0; r < s.R; r++)
                         for (int t0 = 0; t0 < s.S; t0 += 3)
                         {
-                            float* dyk = staged + padded + (long)kb * len, xs = staged + (long)c * hp * wp + r * wp + t0;
-                            if (rows == 8) DirectWeightTile8x3(dyk, len, xs, images, padded + outLen, sums);
-                            else DirectWeightTile4x3(dyk, len, xs, images, padded + outLen, sums);
+                            // The three taps' image pointers; a tap past S (stride 1 only) reads on along the row.
+                            float* xc = staged + (long)c * cs, x0 = xc + tap[r * s.S + t0];
+                            float* x1 = t0 + 1 < s.S ? xc + tap[r * s.S + t0 + 1] : x0 + 1, x2 = t0 + 2 < s.S ? xc + tap[r * s.S + t0 + 2] : x0 + 2;
+                            float* dyk = staged + padded + (long)kb * len;
+                            if (rows == 8) DirectWeightTile8x3(dyk, len, x0, x1, x2, images, padded + outLen, sums);
+                            else DirectWeightTile4x3(dyk, len, x0, x1, x2, images, padded + outLen, sums);
                             for (int i = 0; i < rows && kb + i < s.K; i++)
                                 for (int dt = 0; dt < 3 && t0 + dt < s.S; dt++)
                                     dw[((long)(kb + i) * s.C + c) * rs + r * s.S + t0 + dt] += sums[i * 3 + dt];
@@ -294,18 +403,18 @@ public static unsafe partial class Conv2d
 
     // DirectWeightTile4x3 for 8 rows of dy' (sums[i·3 + dt], i < 8).
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void DirectWeightTile8x3(float* dy, int ldy, float* x, int images, long stride, float* sums)
+    private static void DirectWeightTile8x3(float* dy, int ldy, float* x, float* xb, float* xc, int images, long stride, float* sums)
     {
         Vector512<float> a00 = default, a01 = default, a02 = default, a10 = default, a11 = default, a12 = default;
         Vector512<float> a20 = default, a21 = default, a22 = default, a30 = default, a31 = default, a32 = default;
         Vector512<float> a40 = default, a41 = default, a42 = default, a50 = default, a51 = default, a52 = default;
         Vector512<float> a60 = default, a61 = default, a62 = default, a70 = default, a71 = default, a72 = default;
-        for (int m = 0; m < images; m++, dy += stride, x += stride)
+        for (int m = 0; m < images; m++, dy += stride, x += stride, xb += stride, xc += stride)
         {
             float* d1 = dy + ldy, d2 = d1 + ldy, d3 = d2 + ldy, d4 = d3 + ldy, d5 = d4 + ldy, d6 = d5 + ldy, d7 = d6 + ldy;
             for (int j = 0; j < ldy; j += 16)
             {
-                var x0 = Vector512.Load(x + j); var x1 = Vector512.Load(x + j + 1); var x2 = Vector512.Load(x + j + 2);
+                var x0 = Vector512.Load(x + j); var x1 = Vector512.Load(xb + j); var x2 = Vector512.Load(xc + j);
                 var v = Vector512.Load(dy + j);
                 a00 = Vector512.FusedMultiplyAdd(v, x0, a00); a01 = Vector512.FusedMultiplyAdd(v, x1, a01); a02 = Vector512.FusedMultiplyAdd(v, x2, a02);
                 v = Vector512.Load(d1 + j);
@@ -334,20 +443,21 @@ public static unsafe partial class Conv2d
         sums[21] = Vector512.Sum(a70); sums[22] = Vector512.Sum(a71); sums[23] = Vector512.Sum(a72);
     }
 
-    // sums[i·3 + dt] = Σ_m Σ_{j < ldy} dy[m·stride + i·ldy + j] · x[m·stride + j + dt] for 4 rows i of dy', 3 shifts dt of
-    // one padded-image row offset and the chunk's images m (staged stride floats apart); ldy is a multiple of 16. The
-    // lanes are reduced once per chunk, not once per image: at 8x8 outputs an image is only 5 vectors long.
+    // sums[i·3 + d] = Σ_m Σ_{j < ldy} dy[m·stride + i·ldy + j] · x_d[m·stride + j] for 4 rows i of dy', the image rows
+    // x_0 = x, x_1 = xb, x_2 = xc of three taps (stride 1: one row at shifts 0, 1, 2; stride 2: two phases) and the
+    // chunk's images m (staged stride floats apart); ldy is a multiple of 16. The lanes are reduced once per chunk, not
+    // once per image: at 8x8 outputs an image is only 5 vectors long.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void DirectWeightTile4x3(float* dy, int ldy, float* x, int images, long stride, float* sums)
+    private static void DirectWeightTile4x3(float* dy, int ldy, float* x, float* xb, float* xc, int images, long stride, float* sums)
     {
         Vector512<float> a00 = default, a01 = default, a02 = default, a10 = default, a11 = default, a12 = default;
         Vector512<float> a20 = default, a21 = default, a22 = default, a30 = default, a31 = default, a32 = default;
-        for (int m = 0; m < images; m++, dy += stride, x += stride)
+        for (int m = 0; m < images; m++, dy += stride, x += stride, xb += stride, xc += stride)
         {
         float* d1 = dy + ldy, d2 = d1 + ldy, d3 = d2 + ldy;
         for (int j = 0; j < ldy; j += 16)
         {
-            var x0 = Vector512.Load(x + j); var x1 = Vector512.Load(x + j + 1); var x2 = Vector512.Load(x + j + 2);
+            var x0 = Vector512.Load(x + j); var x1 = Vector512.Load(xb + j); var x2 = Vector512.Load(xc + j);
             var v = Vector512.Load(dy + j);
             a00 = Vector512.FusedMultiplyAdd(v, x0, a00); a01 = Vector512.FusedMultiplyAdd(v, x1, a01); a02 = Vector512.FusedMultiplyAdd(v, x2, a02);
             v = Vector512.Load(d1 + j);

@@ -36,22 +36,30 @@ public class ConvDirectTests
         new(1, 2, 9, 6, 3, 3, 3, 1, 1, 1, 1),        // one image, short rows
     ];
 
-    static IEnumerable<TestCaseData> DirectCases()
+    static IEnumerable<TestCaseData> DirectCases() => OnOneAndTwoThreads(Cases);
+
+    static IEnumerable<TestCaseData> OnOneAndTwoThreads(Conv2dShape[] cases)
     {
-        foreach (var s in Cases)
+        foreach (var s in cases)
             foreach (int threads in new[] { 1, 2 })
-                yield return new TestCaseData(s, threads).SetArgDisplayNames($"{s.N}x{s.C}x{s.H}x{s.W} K{s.K} {s.R}x{s.S} pad{s.PadH},{s.PadW}", $"threads {threads}");
+                yield return new TestCaseData(s, threads).SetArgDisplayNames($"{s.N}x{s.C}x{s.H}x{s.W} K{s.K} {s.R}x{s.S} stride {s.StrideH} pad{s.PadH},{s.PadW}", $"threads {threads}");
     }
 
     [TestCaseSource(nameof(DirectCases))]
     public void Direct_convolution_matches_the_float64_reference_in_all_three_passes(Conv2dShape s, int threads)
     {
         Assert.That(Conv2d.DirectApplies<float>(s), Is.True, $"{s} should take the direct path");
+        CheckAllThreePasses(s, threads, seed: 11);
+    }
+
+    // Forward, backward data and backward weights of s on the given thread count against the float64 reference loops.
+    static void CheckAllThreePasses(Conv2dShape s, int threads, ulong seed)
+    {
         int saved = WorkerPool.ThreadCount;
         try
         {
             WorkerPool.ThreadCount = threads;
-            var g = new Generator(11);
+            var g = new Generator(seed);
             var x = Rand(g, s.XLength); var w = Rand(g, s.WLength); var b = Rand(g, s.K); var dy = Rand(g, s.YLength);
             var y = new float[s.YLength]; var dx = new float[s.XLength]; var dw = new float[s.WLength]; var db = new float[s.K];
             // Stale values in the outputs must be overwritten, not added to.
@@ -69,6 +77,40 @@ public class ConvDirectTests
             AssertClose(db, rdb, 2e-4, $"db {s}");
         }
         finally { WorkerPool.ThreadCount = saved; }
+    }
+
+    // Stride-2 3x3 layers: the forward pass and the weight gradient run direct over the four phases of the padded image.
+    static readonly Conv2dShape[] StridedCases =
+    [
+        new(2, 16, 32, 32, 32, 3, 3, 2, 2, 1, 1),    // ResNet-20's first downsampling layer
+        new(19, 16, 32, 32, 32, 3, 3, 2, 2, 1, 1),   // 19 images: the weight gradient stages 9 at a time
+        new(3, 32, 16, 16, 64, 3, 3, 2, 2, 1, 1),    // the second
+        new(2, 5, 15, 13, 7, 3, 3, 2, 2, 1, 1),      // odd height and width, K not a multiple of 4
+        new(2, 4, 9, 10, 6, 3, 3, 2, 2, 0, 0),       // no padding
+        new(1, 3, 11, 12, 5, 3, 3, 2, 2, 2, 2),      // padding 2: phases start two columns left of the image
+        new(2, 6, 12, 7, 4, 3, 3, 2, 2, 1, 0),       // padding on rows only
+    ];
+
+    static IEnumerable<TestCaseData> StridedDirectCases() => OnOneAndTwoThreads(StridedCases);
+
+    [TestCaseSource(nameof(StridedDirectCases))]
+    public void Stride_2_direct_convolution_matches_the_float64_reference(Conv2dShape s, int threads)
+    {
+        Assert.That(Conv2d.DirectStridedApplies<float>(s), Is.True, $"{s} should take the strided direct path");
+        Assert.That(Conv2d.DirectApplies<float>(s), Is.False, $"{s}: backward data stays on im2col + GEMM");
+        CheckAllThreePasses(s, threads, seed: 17);
+    }
+
+    [Test]
+    public void Strided_direct_path_is_limited_to_float32_3x3_stride_2()
+    {
+        Assert.That(Conv2d.DirectStridedApplies<double>(new Conv2dShape(2, 16, 8, 8, 16, 3, 3, 2, 2, 1, 1)), Is.False, "float64");
+        Assert.That(Conv2d.DirectStridedApplies<float>(new Conv2dShape(2, 16, 8, 8, 16, 5, 5, 2, 2, 2, 2)), Is.False, "5x5");
+        Assert.That(Conv2d.DirectStridedApplies<float>(new Conv2dShape(2, 16, 8, 8, 16, 1, 1, 2, 2)), Is.False, "1x1");
+        Assert.That(Conv2d.DirectStridedApplies<float>(new Conv2dShape(2, 16, 9, 9, 16, 3, 3, 3, 3, 1, 1)), Is.False, "stride 3");
+        Assert.That(Conv2d.DirectStridedApplies<float>(new Conv2dShape(2, 16, 8, 8, 16, 3, 3, 2, 1, 1, 1)), Is.False, "stride 2x1");
+        Assert.That(Conv2d.DirectStridedApplies<float>(new Conv2dShape(2, 128, 8, 8, 128, 3, 3, 2, 2, 1, 1)), Is.False, "128 channels");
+        Assert.That(Conv2d.DirectStridedApplies<float>(new Conv2dShape(2, 16, 8, 8, 16, 3, 3, 2, 2, 1, 1, 1, 1, 2)), Is.False, "groups 2");
     }
 
     [Test]
