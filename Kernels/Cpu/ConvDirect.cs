@@ -54,7 +54,7 @@ public static unsafe partial class Conv2d
     internal static bool DirectApplies<T>(in Conv2dShape s) where T : unmanaged => typeof(T) == typeof(float) && DirectShape(s);
 
     private static bool DirectShape(in Conv2dShape s)
-        => Vector512.IsHardwareAccelerated && s.Groups == 1 && s.R * s.S > 1 && (long)s.C * s.K <= 64 * 64
+        => Vector512.IsHardwareAccelerated && s.Groups == 1 && s.R * s.S > 1 && s.R * s.S <= MaxDirectTaps && (long)s.C * s.K <= 64 * 64
         && s.StrideH == 1 && s.StrideW == 1 && s.DilationH == 1 && s.DilationW == 1 && s.PadH < s.R && s.PadW < s.S;
 
     // Stride-2 3x3 convolutions (ResNet's downsampling layers) take the direct forward and weight gradient through the
@@ -62,10 +62,14 @@ public static unsafe partial class Conv2d
     internal static bool DirectStridedApplies<T>(in Conv2dShape s) where T : unmanaged => typeof(T) == typeof(float) && DirectStridedShape(s);
 
     private static bool DirectStridedShape(in Conv2dShape s)
-        => Vector512.IsHardwareAccelerated && s.Groups == 1 && s.R == 3 && s.S == 3 && (long)s.C * s.K <= 64 * 64
+        => Vector512.IsHardwareAccelerated && s.Groups == 1 && s.R == 3 && s.S == 3 && (long)s.C * s.K <= 64 * 64 && s.W <= MaxPhasedWidth
         && s.StrideH == 2 && s.StrideW == 2 && s.DilationH == 1 && s.DilationW == 1 && s.PadH < s.R && s.PadW < s.S;
 
     private static bool Phased(in Conv2dShape s) => s.StrideH == 2;
+
+    // The tap-offset table and a phased image row's even/odd halves live on the stack: bounds that keep them small (a
+    // kernel or an image wider than this takes im2col + GEMM).
+    private const int MaxDirectTaps = 1024, MaxPhasedWidth = 8192;
     // Rows and columns of one phase of the padded image: ceil((H + 2·ph) / 2) x ceil((W + 2·pw) / 2).
     private static int PhaseRows(in Conv2dShape s) => (s.H + 2 * s.PadH + 1) / 2;
     private static int PhaseCols(in Conv2dShape s) => (s.W + 2 * s.PadW + 1) / 2;

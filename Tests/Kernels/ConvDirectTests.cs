@@ -111,6 +111,7 @@ public class ConvDirectTests
         Assert.That(Conv2d.DirectStridedApplies<float>(new Conv2dShape(2, 16, 8, 8, 16, 3, 3, 2, 1, 1, 1)), Is.False, "stride 2x1");
         Assert.That(Conv2d.DirectStridedApplies<float>(new Conv2dShape(2, 128, 8, 8, 128, 3, 3, 2, 2, 1, 1)), Is.False, "128 channels");
         Assert.That(Conv2d.DirectStridedApplies<float>(new Conv2dShape(2, 16, 8, 8, 16, 3, 3, 2, 2, 1, 1, 1, 1, 2)), Is.False, "groups 2");
+        Assert.That(Conv2d.DirectStridedApplies<float>(new Conv2dShape(1, 1, 3, 8200, 1, 3, 3, 2, 2, 1, 1)), Is.False, "rows wider than 8192");
     }
 
     [Test]
@@ -123,6 +124,7 @@ public class ConvDirectTests
         Assert.That(Conv2d.DirectApplies<float>(new Conv2dShape(2, 16, 8, 8, 16, 3, 3, 1, 1, 1, 1, 1, 1, 2)), Is.False, "groups 2");
         Assert.That(Conv2d.DirectApplies<float>(new Conv2dShape(2, 128, 8, 8, 128, 3, 3, 1, 1, 1, 1)), Is.False, "128 channels");
         Assert.That(Conv2d.DirectApplies<float>(new Conv2dShape(2, 4, 8, 8, 4, 3, 3, 1, 1, 3, 3)), Is.False, "padding as wide as the window");
+        Assert.That(Conv2d.DirectApplies<float>(new Conv2dShape(1, 1, 40, 40, 1, 33, 33)), Is.False, "more than 1024 taps");
     }
 
     [Test]
