@@ -70,8 +70,9 @@ public static unsafe partial class Conv2d
         if (s.IsDepthwise) return 0;
         long t = WorkerPool.ThreadCount, col = s.IsPointwise ? 0 : (long)(s.C / s.Groups) * s.R * s.S * MaxBlock(s);
         long gemm = t * col + (t - 1) * s.WLength;
-        if (DirectShape(s)) return Math.Max(gemm, Math.Max(DirectWeightsWorkspace(s), Math.Max(DirectWorkspace(s), DirectWorkspace(DataShape(s)))));
-        return DirectStridedShape(s) ? Math.Max(gemm, Math.Max(DirectWeightsWorkspace(s), DirectWorkspace(s))) : gemm;
+        if (!DirectForwardShape(s)) return gemm;
+        long direct = Math.Max(gemm, Math.Max(DirectWeightsWorkspace(s), DirectWorkspace(s)));
+        return DirectShape(s) ? Math.Max(direct, DirectWorkspace(DataShape(s))) : direct;
     }
 
     private static void Check(string op, in Conv2dShape s, int xLen, int wLen, int yLen, int biasLen)
@@ -133,7 +134,7 @@ public static unsafe partial class Conv2d
         Check("Conv2d.Forward", s, x.Length, w.Length, y.Length, bias.Length);
         if (s.N == 0) return;
         if (s.IsDepthwise) { Depthwise(x, w, bias, y, default, default, default, s, DwPass.Forward); return; }
-        if (DirectApplies<T>(s) || DirectStridedApplies<T>(s))
+        if (DirectForwardApplies<T>(s))
         {
             var dws = MemoryMarshal.Cast<T, float>(Workspace(WorkspaceSize(s), workspace, "Conv2d.Forward"));
             fixed (T* px = x) fixed (T* pw = w) fixed (T* pb = bias) fixed (T* py = y)
@@ -246,7 +247,7 @@ public static unsafe partial class Conv2d
         if (!dbias.IsEmpty) BiasGradient(dy, dbias, s);
         if (s.N == 0) { dw.Slice(0, (int)s.WLength).Clear(); return; }
         if (s.IsDepthwise) { Depthwise(x, default, default, default, dy, default, dw, s, DwPass.Weights); return; }
-        if (DirectApplies<T>(s) || DirectStridedApplies<T>(s))
+        if (DirectForwardApplies<T>(s))
         {
             var dws = MemoryMarshal.Cast<T, float>(Workspace(WorkspaceSize(s), workspace, "Conv2d.BackwardWeights"));
             fixed (T* pdy = dy) fixed (T* px = x) fixed (T* pdw = dw)

@@ -17,10 +17,11 @@
 // Backward weights correlates the same buffers: with dy' = dy on the padded width (zero in the q ≥ Q columns and
 // past P·Wp, so the extra positions add nothing),
 //   dw[k, c, r, t] = Σ_n Σ_j dy'[n, k, j] · xp[n, c, j + r·Wp + t]
-// a tile of 4 output channels x 3 taps of one kernel row (12 vector accumulators) streams j, loading 4 dy' vectors
-// and 3 xp vectors per 16 positions; taps past S are computed and dropped. Images are staged in chunks that fill
-// about 1 MiB (L2), and the tile runs over the whole chunk before it reduces its lanes: reducing once per image cost
-// more than the products at 8x8 outputs (5 vectors an image), where im2col + GEMM had been used instead.
+// a tile of 8 output channels x 3 taps of one kernel row (24 vector accumulators; dy' has K rounded up to 8 rows)
+// streams j, loading 8 dy' vectors and 3 xp vectors per 16 positions; taps past S are computed and dropped. Images
+// are staged in chunks that fill about 1 MiB (L2), and the tile runs over the whole chunk before it reduces its lanes:
+// reducing once per image cost more than the products at 8x8 outputs (5 vectors an image), where im2col + GEMM had
+// been used instead.
 // Slots sum their images into their own dw partial, added up in slot order (results do not depend on timing).
 // The flattened length is rounded up to whole vectors; whole 64-position tiles run first, the rest 16 positions at a
 // time (DirectTile4x16). Slack: the last vector may read up to 15 + S positions past the buffer; the workspace holds
@@ -65,6 +66,10 @@ public static unsafe partial class Conv2d
         => Vector512.IsHardwareAccelerated && s.Groups == 1 && s.R == 3 && s.S == 3 && (long)s.C * s.K <= 64 * 64 && s.W <= MaxPhasedWidth
         && s.StrideH == 2 && s.StrideW == 2 && s.DilationH == 1 && s.DilationW == 1 && s.PadH < s.R && s.PadW < s.S;
 
+    // Forward and weight gradient run direct for both kinds (backward data only for DirectShape).
+    internal static bool DirectForwardApplies<T>(in Conv2dShape s) where T : unmanaged => typeof(T) == typeof(float) && DirectForwardShape(s);
+    private static bool DirectForwardShape(in Conv2dShape s) => DirectShape(s) || DirectStridedShape(s);
+
     private static bool Phased(in Conv2dShape s) => s.StrideH == 2;
 
     // The tap-offset table and a phased image row's even/odd halves live on the stack: bounds that keep them small (a
@@ -80,7 +85,9 @@ public static unsafe partial class Conv2d
     private static int DirectRoundK(int k) => (k + DirectTileK - 1) / DirectTileK * DirectTileK;
     private static long DirectPacked(in Conv2dShape s) => (long)DirectRoundK(s.K) * s.C * s.R * s.S;
     private static long DirectPadded(in Conv2dShape s) => (long)s.C * DirectChannelStride(s) + DirectTile + s.S + 16;
-    private static long DirectOut(in Conv2dShape s) => (long)DirectRoundK(s.K) * DirectFlatLength(s);
+    // y' (forward) or dy' (weight gradient) of one image: K rounded up to 8 rows, the weight tile's height (the rows past K
+    // stay zero).
+    private static long DirectOut(in Conv2dShape s) => (long)(s.K + 7) / 8 * 8 * DirectFlatLength(s);
     // P·Wp rounded up to whole vectors (not whole 64-position tiles: at 8x8 outputs, P·Wp = 80 would compute 128).
     private static int DirectFlatLength(in Conv2dShape s) => (s.P * DirectRowStride(s) + DirectVec - 1) / DirectVec * DirectVec;
 
@@ -230,7 +237,7 @@ public static unsafe partial class Conv2d
         int wp = DirectRowStride(s), cs = (int)DirectChannelStride(s), hw = s.H * s.W, P = s.P, Q = s.Q, pq = P * Q, len = DirectFlatLength(s);
         float* xp = a.Ws + slot * (DirectPadded(s) + DirectOut(s)), yp = xp + DirectPadded(s);
         new Span<float>(xp + (long)s.C * cs, (int)(DirectPadded(s) - (long)s.C * cs)).Clear();
-        int taps = s.R * s.S;
+        int taps = s.R * s.S, crs = s.C * taps;
         int* tap = stackalloc int[taps];
         DirectTaps(s, tap);
         for (int n = (int)((long)slot * s.N / a.Slots), last = (int)((long)(slot + 1) * s.N / a.Slots); n < last; n++)
@@ -238,7 +245,7 @@ public static unsafe partial class Conv2d
             DirectStage(a.X + (long)n * s.C * hw, xp, s);
             // Positions outer, channel blocks inner: the padded rows one position tile reads (C x R rows of 64 + S − 1)
             // stay in L1 for all K/4 channel blocks, where blocks outer streamed the whole image from L2 K/4 times.
-            int crs = s.C * s.R * s.S, j0 = 0;
+            int j0 = 0;
             for (; j0 + DirectTile <= len; j0 += DirectTile)
                 for (int kb = 0; kb < s.K; kb += DirectTileK)
                     DirectTile4x64(xp + j0, a.Packed + (long)kb * crs, yp + (long)kb * len + j0, len, s.C, cs, tap, taps);
@@ -368,8 +375,7 @@ public static unsafe partial class Conv2d
             new Span<float>(xp + padded, (int)outLen).Clear();   // the q ≥ Q columns, the tail past P·Wp and the rows past K stay 0
         }
         new Span<float>(dw, (int)s.WLength).Clear();
-        var sums = stackalloc float[2 * DirectTileK * 3];
-        int k8 = DirectRoundK(s.K) / 8 * 8;
+        var sums = stackalloc float[8 * 3];
         for (int n0 = (int)((long)slot * s.N / a.Slots), last = (int)((long)(slot + 1) * s.N / a.Slots); n0 < last; n0 += chunk)
         {
             int images = Math.Min(chunk, last - n0);
@@ -382,11 +388,8 @@ public static unsafe partial class Conv2d
                     for (int p = 0; p < P; p++)
                         CopyRow(dyn + (long)k * pq + p * Q, dyp + (long)k * len + p * wp, Q);
             }
-            // Eight output channels per tile where K allows (24 accumulators: 11 loads per 24 FMAs, against 7 per 12), then
-            // a last block of four.
-            for (int kb = 0; kb < s.K; kb += kb < k8 ? 8 : DirectTileK)
-            {
-                int rows = kb < k8 ? 8 : DirectTileK;
+            // Eight output channels per tile (24 accumulators: 11 loads per 24 FMAs; four channels took 7 per 12).
+            for (int kb = 0; kb < s.K; kb += 8)
                 for (int c = 0; c < s.C; c++)
                     for (int r = 0; r < s.R; r++)
                         for (int t0 = 0; t0 < s.S; t0 += 3)
@@ -395,17 +398,18 @@ public static unsafe partial class Conv2d
                             float* xc = staged + (long)c * cs, x0 = xc + tap[r * s.S + t0];
                             float* x1 = t0 + 1 < s.S ? xc + tap[r * s.S + t0 + 1] : x0 + 1, x2 = t0 + 2 < s.S ? xc + tap[r * s.S + t0 + 2] : x0 + 2;
                             float* dyk = staged + padded + (long)kb * len;
-                            if (rows == 8) DirectWeightTile8x3(dyk, len, x0, x1, x2, images, padded + outLen, sums);
-                            else DirectWeightTile4x3(dyk, len, x0, x1, x2, images, padded + outLen, sums);
-                            for (int i = 0; i < rows && kb + i < s.K; i++)
+                            DirectWeightTile8x3(dyk, len, x0, x1, x2, images, padded + outLen, sums);
+                            for (int i = 0; i < 8 && kb + i < s.K; i++)
                                 for (int dt = 0; dt < 3 && t0 + dt < s.S; dt++)
                                     dw[((long)(kb + i) * s.C + c) * rs + r * s.S + t0 + dt] += sums[i * 3 + dt];
                         }
-            }
         }
     }
 
-    // DirectWeightTile4x3 for 8 rows of dy' (sums[i·3 + dt], i < 8).
+    // sums[i·3 + d] = Σ_m Σ_{j < ldy} dy[m·stride + i·ldy + j] · x_d[m·stride + j] for 8 rows i of dy', the image rows
+    // x_0 = x, x_1 = xb, x_2 = xc of three taps (stride 1: one row at shifts 0, 1, 2; stride 2: two phases) and the
+    // chunk's images m (staged stride floats apart); ldy is a multiple of 16. The lanes are reduced once per chunk, not
+    // once per image: at 8x8 outputs an image is only 5 vectors long.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void DirectWeightTile8x3(float* dy, int ldy, float* x, float* xb, float* xc, int images, long stride, float* sums)
     {
@@ -447,34 +451,4 @@ public static unsafe partial class Conv2d
         sums[21] = Vector512.Sum(a70); sums[22] = Vector512.Sum(a71); sums[23] = Vector512.Sum(a72);
     }
 
-    // sums[i·3 + d] = Σ_m Σ_{j < ldy} dy[m·stride + i·ldy + j] · x_d[m·stride + j] for 4 rows i of dy', the image rows
-    // x_0 = x, x_1 = xb, x_2 = xc of three taps (stride 1: one row at shifts 0, 1, 2; stride 2: two phases) and the
-    // chunk's images m (staged stride floats apart); ldy is a multiple of 16. The lanes are reduced once per chunk, not
-    // once per image: at 8x8 outputs an image is only 5 vectors long.
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void DirectWeightTile4x3(float* dy, int ldy, float* x, float* xb, float* xc, int images, long stride, float* sums)
-    {
-        Vector512<float> a00 = default, a01 = default, a02 = default, a10 = default, a11 = default, a12 = default;
-        Vector512<float> a20 = default, a21 = default, a22 = default, a30 = default, a31 = default, a32 = default;
-        for (int m = 0; m < images; m++, dy += stride, x += stride, xb += stride, xc += stride)
-        {
-        float* d1 = dy + ldy, d2 = d1 + ldy, d3 = d2 + ldy;
-        for (int j = 0; j < ldy; j += 16)
-        {
-            var x0 = Vector512.Load(x + j); var x1 = Vector512.Load(xb + j); var x2 = Vector512.Load(xc + j);
-            var v = Vector512.Load(dy + j);
-            a00 = Vector512.FusedMultiplyAdd(v, x0, a00); a01 = Vector512.FusedMultiplyAdd(v, x1, a01); a02 = Vector512.FusedMultiplyAdd(v, x2, a02);
-            v = Vector512.Load(d1 + j);
-            a10 = Vector512.FusedMultiplyAdd(v, x0, a10); a11 = Vector512.FusedMultiplyAdd(v, x1, a11); a12 = Vector512.FusedMultiplyAdd(v, x2, a12);
-            v = Vector512.Load(d2 + j);
-            a20 = Vector512.FusedMultiplyAdd(v, x0, a20); a21 = Vector512.FusedMultiplyAdd(v, x1, a21); a22 = Vector512.FusedMultiplyAdd(v, x2, a22);
-            v = Vector512.Load(d3 + j);
-            a30 = Vector512.FusedMultiplyAdd(v, x0, a30); a31 = Vector512.FusedMultiplyAdd(v, x1, a31); a32 = Vector512.FusedMultiplyAdd(v, x2, a32);
-        }
-        }
-        sums[0] = Vector512.Sum(a00); sums[1] = Vector512.Sum(a01); sums[2] = Vector512.Sum(a02);
-        sums[3] = Vector512.Sum(a10); sums[4] = Vector512.Sum(a11); sums[5] = Vector512.Sum(a12);
-        sums[6] = Vector512.Sum(a20); sums[7] = Vector512.Sum(a21); sums[8] = Vector512.Sum(a22);
-        sums[9] = Vector512.Sum(a30); sums[10] = Vector512.Sum(a31); sums[11] = Vector512.Sum(a32);
-    }
 }
