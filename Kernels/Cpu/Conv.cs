@@ -22,7 +22,8 @@
 // FLOPs: 2·N·K·(C/G)·R·S·P·Q per pass. Bytes: x, w and y once each, plus N·G·(C/G)·R·S·P·Q col values
 // written by im2col and read back by the GEMM's packing. Bound: the GEMM (Gemm.cs) for wide channel
 // counts; im2col/col2im traffic for thin ones; memory and row overheads for depthwise.
-// Stride-1 float32 convolutions (ResNet's 3x3 layers) skip im2col in all three passes: ConvDirect.cs.
+// Stride-1 float32 convolutions (ResNet's 3x3 layers) skip im2col in all three passes: ConvDirect.cs; so do the thin
+// stride-2 3x3 ones (ConvDirect.cs for forward and weights, ConvDirectStridedData.cs for backward data).
 // Files: this driver (blocking, threads, workspace, GEMM calls); ConvDirect.cs; Im2Col.cs (the patch unrolling and its adjoint);
 // DepthwiseConv.cs (the direct depthwise path); ConvReference.cs; the shape in Kernels/Common/Conv2dShape.cs.
 // Reference: ForwardReference / BackwardReference (direct float64 loops, ConvReference.cs), and independent loops in
@@ -72,7 +73,7 @@ public static unsafe partial class Conv2d
         long gemm = t * col + (t - 1) * s.WLength;
         if (!DirectForwardShape(s)) return gemm;
         long direct = Math.Max(gemm, Math.Max(DirectWeightsWorkspace(s), DirectWorkspace(s)));
-        return DirectShape(s) ? Math.Max(direct, DirectWorkspace(DataShape(s))) : direct;
+        return Math.Max(direct, DirectShape(s) ? DirectWorkspace(DataShape(s)) : DirectStridedDataWorkspace(s));
     }
 
     private static void Check(string op, in Conv2dShape s, int xLen, int wLen, int yLen, int biasLen)
@@ -197,6 +198,13 @@ public static unsafe partial class Conv2d
             var dws = MemoryMarshal.Cast<T, float>(Workspace(WorkspaceSize(s), workspace, "Conv2d.BackwardData"));
             fixed (T* pdy = dy) fixed (T* pw = w) fixed (T* pdx = dx)
                 DirectRun((float*)pdy, (float*)pw, null, (float*)pdx, DataShape(s), flip: true, dws);
+            return;
+        }
+        if (DirectStridedApplies<T>(s))
+        {
+            var dws = MemoryMarshal.Cast<T, float>(Workspace(WorkspaceSize(s), workspace, "Conv2d.BackwardData"));
+            fixed (T* pdy = dy) fixed (T* pw = w) fixed (T* pdx = dx)
+                DirectStridedData((float*)pdy, (float*)pw, (float*)pdx, s, dws);
             return;
         }
         var a = new Args<T> { S = s };

@@ -1,6 +1,6 @@
 // ConvDirect: direct float32 convolution for stride-1, undilated, ungrouped kernels (ResNet's 3x3 padding-1 layers),
 // forward, backward data and backward weights, with no im2col matrix; and for stride-2 3x3 kernels (the downsampling
-// layers), forward and backward weights.
+// layers), forward and backward weights (their backward data: ConvDirectStridedData.cs).
 //
 // Algorithm: each image's channels are copied once into a zero-padded buffer xp[c] of Hp x Wp (Hp = H + 2·ph,
 // Wp = W + pw: the pw zeros between two rows pad both, see DirectRowStride). With the output laid out on the padded
@@ -29,8 +29,8 @@
 // Stride 2: the padded image is split into its four row/column parity phases (DirectPhaseImage), each
 // ceil(Hp/2) x ceil(Wp/2); padded pixel (2p + r, 2q + t) is phase (r mod 2, t mod 2) at (p + r/2, q + t/2), so with
 // y' on the phase width every tap is again a fixed offset (DirectTaps) and the same tiles run over a channel stride of
-// four phases. No tap is computed twice and none is zero. Backward data (a transposed stride-2 convolution) stays on
-// im2col + GEMM.
+// four phases. No tap is computed twice and none is zero. Backward data (a transposed stride-2 convolution) runs by the
+// phases of dx instead: ConvDirectStridedData.cs.
 // Threads: whole images, equal contiguous runs per WorkerPool slot; each slot owns its padded buffer and y'.
 // FLOPs: 2·N·K·C·R·S·P·Wp (the Wp/Q overhead is the discarded columns). Bytes: x and y once each plus one padded
 // copy of x and of y'. Bound: FMA throughput and L1 loads for C·R·S in the hundreds.
@@ -59,14 +59,14 @@ public static unsafe partial class Conv2d
         && s.StrideH == 1 && s.StrideW == 1 && s.DilationH == 1 && s.DilationW == 1 && s.PadH < s.R && s.PadW < s.S;
 
     // Stride-2 3x3 convolutions (ResNet's downsampling layers) take the direct forward and weight gradient through the
-    // four phases of the padded image (DirectPhaseImage); their backward data stays on im2col + GEMM.
+    // four phases of the padded image (DirectPhaseImage), backward data by the phases of dx (ConvDirectStridedData.cs).
     internal static bool DirectStridedApplies<T>(in Conv2dShape s) where T : unmanaged => typeof(T) == typeof(float) && DirectStridedShape(s);
 
     private static bool DirectStridedShape(in Conv2dShape s)
         => Vector512.IsHardwareAccelerated && s.Groups == 1 && s.R == 3 && s.S == 3 && (long)s.C * s.K <= 64 * 64 && s.W <= MaxPhasedWidth
         && s.StrideH == 2 && s.StrideW == 2 && s.DilationH == 1 && s.DilationW == 1 && s.PadH < s.R && s.PadW < s.S;
 
-    // Forward and weight gradient run direct for both kinds (backward data only for DirectShape).
+    // All three passes run direct for both kinds (backward data of the strided kind in ConvDirectStridedData.cs).
     internal static bool DirectForwardApplies<T>(in Conv2dShape s) where T : unmanaged => typeof(T) == typeof(float) && DirectForwardShape(s);
     private static bool DirectForwardShape(in Conv2dShape s) => DirectShape(s) || DirectStridedShape(s);
 
