@@ -115,7 +115,8 @@ public sealed partial class CpuBackend : IBackend
         int n = loop.RunLength;
         long si = loop.Inner0, di = loop.Inner1;
         while (loop.Next(out long so, out long doff, out _))
-            for (int i = 0; i < n; i++) dst[doff + i * di] = src[so + i * si] ? T.One : T.Zero;
+            if (si == 1 && di == 1) MaskKernels.ToNumbers<T>(src.AsSpan((int)so, n), dst.AsSpan((int)doff, n));
+            else for (int i = 0; i < n; i++) dst[doff + i * di] = src[so + i * si] ? T.One : T.Zero;
     }
 
     private static void ToBool<T>(T[] src, Layout sl, bool[] dst, Layout dl) where T : unmanaged, INumber<T>

@@ -13,6 +13,9 @@
 using System.Numerics;
 using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace AttnCore.Kernels.Cpu;
 
@@ -459,42 +462,56 @@ public interface IRelation<T>
 {
     /// <summary>True when the relation holds between a and b.</summary>
     static abstract bool Holds(T a, T b);
+    /// <summary>All ones in the lanes where the relation holds, else zero (the same NaN rules as <see cref="Holds"/>).</summary>
+    static abstract Vector512<T> Lanes(Vector512<T> a, Vector512<T> b);
 }
 /// <summary>Relation: a == b.</summary>
 public struct EqRel<T> : IRelation<T> where T : INumber<T>
 {
     /// <inheritdoc/>
     public static bool Holds(T a, T b) => a == b;
+    /// <inheritdoc/>
+    public static Vector512<T> Lanes(Vector512<T> a, Vector512<T> b) => Vector512.Equals(a, b);
 }
 /// <summary>Relation: a != b (true when either is NaN).</summary>
 public struct NeRel<T> : IRelation<T> where T : INumber<T>
 {
     /// <inheritdoc/>
     public static bool Holds(T a, T b) => a != b;
+    /// <inheritdoc/>
+    public static Vector512<T> Lanes(Vector512<T> a, Vector512<T> b) => ~Vector512.Equals(a, b);
 }
 /// <summary>Relation: a &lt; b.</summary>
 public struct LtRel<T> : IRelation<T> where T : INumber<T>
 {
     /// <inheritdoc/>
     public static bool Holds(T a, T b) => a < b;
+    /// <inheritdoc/>
+    public static Vector512<T> Lanes(Vector512<T> a, Vector512<T> b) => Vector512.LessThan(a, b);
 }
 /// <summary>Relation: a &lt;= b.</summary>
 public struct LeRel<T> : IRelation<T> where T : INumber<T>
 {
     /// <inheritdoc/>
     public static bool Holds(T a, T b) => a <= b;
+    /// <inheritdoc/>
+    public static Vector512<T> Lanes(Vector512<T> a, Vector512<T> b) => Vector512.LessThanOrEqual(a, b);
 }
 /// <summary>Relation: a &gt; b.</summary>
 public struct GtRel<T> : IRelation<T> where T : INumber<T>
 {
     /// <inheritdoc/>
     public static bool Holds(T a, T b) => a > b;
+    /// <inheritdoc/>
+    public static Vector512<T> Lanes(Vector512<T> a, Vector512<T> b) => Vector512.GreaterThan(a, b);
 }
 /// <summary>Relation: a &gt;= b.</summary>
 public struct GeRel<T> : IRelation<T> where T : INumber<T>
 {
     /// <inheritdoc/>
     public static bool Holds(T a, T b) => a >= b;
+    /// <inheritdoc/>
+    public static Vector512<T> Lanes(Vector512<T> a, Vector512<T> b) => Vector512.GreaterThanOrEqual(a, b);
 }
 
 /// <summary>The error function, for GELU. .NET has no Math.Erf.</summary>
@@ -558,24 +575,83 @@ public static class Erf
 }
 
 /// <summary>
-/// Kernels that write bool masks over contiguous spans: comparisons (the relation inlined through its static
-/// interface) and the logical and/or/xor of two masks. Scalar loops: a mask is one byte per element and these
-/// ops make masks rather than sit in a model's hot path. Reference: Tests/Engine/BoolTests.cs (float64 relations).
+/// Kernels over bool masks on contiguous spans: comparisons that write a mask (the relation inlined through its static
+/// interface), the logical and/or/xor of two masks, and a mask read back as 1/0 numbers. Masks are one byte per
+/// element. The comparisons and the conversion have a Vector512 path for float32 and float64, because a max or min
+/// reduction's gradient runs both over a whole activation (CBAM's channel and spatial max pools, every step): 16 (8)
+/// lanes are compared, their all-ones masks cut to 0/1 and narrowed to bytes by one vpmovdb (vpmovqb); back, bytes are
+/// widened by one vpmovzxbd (vpmovzxbq) and converted. Scalar tails, and scalar loops for the other element types.
+/// Reference: Tests/Kernels/MaskKernelTests.cs (every length around the vector width against scalar loops) and
+/// Tests/Engine/BoolTests.cs (float64 relations).
 /// </summary>
-public static class MaskKernels
+public static unsafe class MaskKernels
 {
     /// <summary>d[i] = TRel(a[i], b[i]).</summary>
     public static void Compare<T, TRel>(ReadOnlySpan<T> a, ReadOnlySpan<T> b, Span<bool> d) where TRel : IRelation<T>
     {
         if (a.Length < d.Length || b.Length < d.Length) throw new ArgumentException($"MaskKernels.Compare: inputs of {a.Length} and {b.Length} for {d.Length} outputs");
-        for (int i = 0; i < d.Length; i++) d[i] = TRel.Holds(a[i], b[i]);
+        int i = 0;
+        if (Avx512F.IsSupported && (typeof(T) == typeof(float) || typeof(T) == typeof(double)))
+        {
+            ref T ra = ref MemoryMarshal.GetReference(a), rb = ref MemoryMarshal.GetReference(b);
+            fixed (bool* pd = d)
+                for (int n = Vector512<T>.Count; i + n <= d.Length; i += n)
+                    StoreMask(TRel.Lanes(Vector512.LoadUnsafe(ref ra, (nuint)i), Vector512.LoadUnsafe(ref rb, (nuint)i)), (byte*)pd + i);
+        }
+        for (; i < d.Length; i++) d[i] = TRel.Holds(a[i], b[i]);
     }
 
     /// <summary>d[i] = TRel(a[i], b): a tensor against one (broadcast) value.</summary>
     public static void CompareScalarRight<T, TRel>(ReadOnlySpan<T> a, T b, Span<bool> d) where TRel : IRelation<T>
     {
         if (a.Length < d.Length) throw new ArgumentException($"MaskKernels.CompareScalarRight: {a.Length} inputs for {d.Length} outputs");
-        for (int i = 0; i < d.Length; i++) d[i] = TRel.Holds(a[i], b);
+        int i = 0;
+        if (Avx512F.IsSupported && (typeof(T) == typeof(float) || typeof(T) == typeof(double)))
+        {
+            ref T ra = ref MemoryMarshal.GetReference(a);
+            var vb = Vector512.Create(b);
+            fixed (bool* pd = d)
+                for (int n = Vector512<T>.Count; i + n <= d.Length; i += n)
+                    StoreMask(TRel.Lanes(Vector512.LoadUnsafe(ref ra, (nuint)i), vb), (byte*)pd + i);
+        }
+        for (; i < d.Length; i++) d[i] = TRel.Holds(a[i], b);
+    }
+
+    // Writes one byte per lane of an all-ones/zero lane mask: 1 or 0 (16 bytes for float32, 8 for float64).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreMask<T>(Vector512<T> lanes, byte* dst)
+    {
+        if (typeof(T) == typeof(float)) Avx512F.ConvertToVector128Byte(lanes.AsUInt32() & Vector512<uint>.One).Store(dst);
+        else *(ulong*)dst = Avx512F.ConvertToVector128Byte(lanes.AsUInt64() & Vector512<ulong>.One).AsUInt64().ToScalar();
+    }
+
+    /// <summary>d[i] = 1 where m[i], else 0: a mask as numbers (as mask.to(dtype)).</summary>
+    public static void ToNumbers<T>(ReadOnlySpan<bool> m, Span<T> d) where T : INumber<T>
+    {
+        if (m.Length < d.Length) throw new ArgumentException($"MaskKernels.ToNumbers: {m.Length} mask values for {d.Length} outputs");
+        int i = 0;
+        if (Avx512F.IsSupported && (typeof(T) == typeof(float) || typeof(T) == typeof(double)))
+        {
+            ref T rd = ref MemoryMarshal.GetReference(d);
+            fixed (bool* pm = m)
+            {
+                byte* src = (byte*)pm;
+                if (typeof(T) == typeof(float))
+                    for (; i + 16 <= d.Length; i += 16)
+                    {
+                        // Any non-zero byte counts as true, as the scalar path's m[i] ? 1 : 0.
+                        var bytes = Vector128.Min(Vector128.Load(src + i), Vector128<byte>.One);
+                        Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(bytes)).As<float, T>().StoreUnsafe(ref rd, (nuint)i);
+                    }
+                else
+                    for (; i + 8 <= d.Length; i += 8)
+                    {
+                        var bytes = Vector128.Min(Vector128.CreateScalarUnsafe(*(ulong*)(src + i)).AsByte(), Vector128<byte>.One);
+                        Avx512DQ.ConvertToVector512Double(Avx512F.ConvertToVector512Int64(bytes)).As<double, T>().StoreUnsafe(ref rd, (nuint)i);
+                    }
+            }
+        }
+        for (; i < d.Length; i++) d[i] = m[i] ? T.One : T.Zero;
     }
 
     /// <summary>d[i] = a[i] op b[i] for op 0 (and), 1 (or), 2 (xor).</summary>
