@@ -240,16 +240,42 @@ public sealed partial class CpuBackend
         }
     }
 
-    private static void CompareRuns<T, TRel>(T[] a, Layout la, T[] b, Layout lb, bool[] d) where T : unmanaged where TRel : IRelation<T>
+    private unsafe struct CompareJob<T> where T : unmanaged
+    {
+        public T* A, B; public bool* D;
+        public RunChunks Plan;
+    }
+
+    /// <summary>d (a contiguous mask) = TRel(a, b) with a and b strided/broadcast to d's shape; large ones split over the pool.</summary>
+    private static unsafe void CompareRuns<T, TRel>(T[] a, Layout la, T[] b, Layout lb, bool[] d) where T : unmanaged where TRel : IRelation<T>
     {
         var loop = new StridedLoop(la.Shape, la.Strides, la.Offset, lb.Strides, lb.Offset, Shape.ContiguousStrides(la.Shape), 0);
-        int n = loop.RunLength;
+        long numel = (long)loop.RunLength * loop.RunCount;
+        if (numel >= ParallelElements && WorkerPool.ThreadCount > 1)
+        {
+            var job = new CompareJob<T> { A = Ptr(a), B = Ptr(b), D = Ptr(d), Plan = RunChunks.Plan(loop, numel) };
+            WorkerPool.For(job.Plan.Chunks, &CompareChunk<T, TRel>, (nint)(&job));
+            return;
+        }
+        if (numel > 0) CompareSlices<T, TRel>(Ptr(a), Ptr(b), Ptr(d), ref loop, 0, loop.RunLength);
+    }
+
+    private static unsafe void CompareChunk<T, TRel>(int chunk, nint state) where T : unmanaged where TRel : IRelation<T>
+    {
+        ref var job = ref *(CompareJob<T>*)state;
+        if (job.Plan.Select(chunk, out var loop, out int start, out int length))
+            CompareSlices<T, TRel>(job.A, job.B, job.D, ref loop, start, length);
+    }
+
+    private static unsafe void CompareSlices<T, TRel>(T* a, T* b, bool* d, ref StridedLoop loop, int start, int n) where T : unmanaged where TRel : IRelation<T>
+    {
         long ai = loop.Inner0, bi = loop.Inner1;
         while (loop.Next(out long ao, out long bo, out long dofs))
         {
-            var dst = d.AsSpan((int)dofs, n);
-            if (ai == 1 && bi == 1) MaskKernels.Compare<T, TRel>(a.AsSpan((int)ao, n), b.AsSpan((int)bo, n), dst);
-            else if (ai == 1 && bi == 0) MaskKernels.CompareScalarRight<T, TRel>(a.AsSpan((int)ao, n), b[bo], dst);
+            ao += start * ai; bo += start * bi;
+            var dst = new Span<bool>(d + dofs + start, n);
+            if (ai == 1 && bi == 1) MaskKernels.Compare<T, TRel>(new ReadOnlySpan<T>(a + ao, n), new ReadOnlySpan<T>(b + bo, n), dst);
+            else if (ai == 1 && bi == 0) MaskKernels.CompareScalarRight<T, TRel>(new ReadOnlySpan<T>(a + ao, n), b[bo], dst);
             else for (int i = 0; i < n; i++) dst[i] = TRel.Holds(a[ao + i * ai], b[bo + i * bi]);
         }
     }

@@ -109,14 +109,48 @@ public sealed partial class CpuBackend : IBackend
         }
     }
 
-    private static void FromBool<T>(bool[] src, Layout sl, T[] dst, Layout dl) where T : unmanaged, INumber<T>
+    // Copies and mask conversions of large tensors are split over the worker pool as the element-wise ops are
+    // (RunChunks in CpuBackend.Elementwise.cs): whole runs per chunk, or a piece of one long run.
+    private unsafe struct CopyJob<TFrom, TTo> where TFrom : unmanaged where TTo : unmanaged
+    {
+        public TFrom* S; public TTo* D;
+        public RunChunks Plan;
+        public delegate*<TFrom*, TTo*, ref StridedLoop, int, int, void> Runs;
+    }
+
+    private static unsafe void RunCopy<TFrom, TTo>(TFrom[] src, Layout sl, TTo[] dst, Layout dl, delegate*<TFrom*, TTo*, ref StridedLoop, int, int, void> runs)
+        where TFrom : unmanaged where TTo : unmanaged
     {
         var loop = new StridedLoop(sl.Shape, sl.Strides, sl.Offset, dl.Strides, dl.Offset);
-        int n = loop.RunLength;
+        long numel = (long)loop.RunLength * loop.RunCount;
+        if (numel >= ParallelElements && WorkerPool.ThreadCount > 1)
+        {
+            // Storage arrays come from CpuMemoryPool and are pinned: workers may use raw pointers.
+            var job = new CopyJob<TFrom, TTo> { S = Ptr(src), D = Ptr(dst), Plan = RunChunks.Plan(loop, numel), Runs = runs };
+            WorkerPool.For(job.Plan.Chunks, &CopyChunk<TFrom, TTo>, (nint)(&job));
+            return;
+        }
+        if (numel > 0) runs(Ptr(src), Ptr(dst), ref loop, 0, loop.RunLength);
+    }
+
+    private static unsafe void CopyChunk<TFrom, TTo>(int chunk, nint state) where TFrom : unmanaged where TTo : unmanaged
+    {
+        ref var job = ref *(CopyJob<TFrom, TTo>*)state;
+        if (job.Plan.Select(chunk, out var loop, out int start, out int length)) job.Runs(job.S, job.D, ref loop, start, length);
+    }
+
+    private static unsafe void FromBool<T>(bool[] src, Layout sl, T[] dst, Layout dl) where T : unmanaged, INumber<T>
+        => RunCopy(src, sl, dst, dl, &FromBoolRuns<T>);
+
+    private static unsafe void FromBoolRuns<T>(bool* src, T* dst, ref StridedLoop loop, int start, int n) where T : unmanaged, INumber<T>
+    {
         long si = loop.Inner0, di = loop.Inner1;
         while (loop.Next(out long so, out long doff, out _))
-            if (si == 1 && di == 1) MaskKernels.ToNumbers<T>(src.AsSpan((int)so, n), dst.AsSpan((int)doff, n));
+        {
+            so += start * si; doff += start * di;
+            if (si == 1 && di == 1) MaskKernels.ToNumbers<T>(new ReadOnlySpan<bool>(src + so, n), new Span<T>(dst + doff, n));
             else for (int i = 0; i < n; i++) dst[doff + i * di] = src[so + i * si] ? T.One : T.Zero;
+        }
     }
 
     private static void ToBool<T>(T[] src, Layout sl, bool[] dst, Layout dl) where T : unmanaged, INumber<T>
@@ -128,15 +162,17 @@ public sealed partial class CpuBackend : IBackend
             for (int i = 0; i < n; i++) dst[doff + i * di] = src[so + i * si] != T.Zero;
     }
 
-    private static void CopyT<T>(T[] src, Layout sl, T[] dst, Layout dl) where T : unmanaged
+    private static unsafe void CopyT<T>(T[] src, Layout sl, T[] dst, Layout dl) where T : unmanaged
+        => RunCopy(src, sl, dst, dl, &CopyRuns<T>);
+
+    private static unsafe void CopyRuns<T>(T* src, T* dst, ref StridedLoop loop, int start, int n) where T : unmanaged
     {
-        var loop = new StridedLoop(sl.Shape, sl.Strides, sl.Offset, dl.Strides, dl.Offset);
-        int n = loop.RunLength;
         long si = loop.Inner0, di = loop.Inner1;
         while (loop.Next(out long so, out long doff, out _))
         {
-            if (si == 1 && di == 1) src.AsSpan((int)so, n).CopyTo(dst.AsSpan((int)doff, n));
-            else if (si == 0 && di == 1) dst.AsSpan((int)doff, n).Fill(src[so]);   // a broadcast (Expand) made contiguous: one value per run
+            so += start * si; doff += start * di;
+            if (si == 1 && di == 1) new ReadOnlySpan<T>(src + so, n).CopyTo(new Span<T>(dst + doff, n));
+            else if (si == 0 && di == 1) new Span<T>(dst + doff, n).Fill(src[so]);   // a broadcast (Expand) made contiguous: one value per run
             else for (int i = 0; i < n; i++) dst[doff + i * di] = src[so + i * si];
         }
     }

@@ -22,6 +22,59 @@ public class ViewTests
         Assert.That(ReferenceEquals(r.Storage, x.Storage), Is.True);
     }
 
+    // Copies, comparisons and mask conversions of more than 128K elements are split over the worker pool (by runs, or
+    // within one long run): the values must not depend on the split.
+    [Test]
+    public void Large_copies_masks_and_conversions_split_over_the_pool_match_the_reference([Values(1, 2)] int threads)
+    {
+        int saved = AttnCore.Kernels.Cpu.WorkerPool.ThreadCount;
+        try
+        {
+            AttnCore.Kernels.Cpu.WorkerPool.ThreadCount = threads;
+            using var x = Iota(64, 48, 50);   // 153,600 elements
+            var r = NdArray.From(x);
+            using (var p = x.Permute(2, 0, 1))
+            using (var c = p.Contiguous()) Close(c, r.Permute([2, 0, 1]), 0, 0);
+            using (var n = x.Narrow(1, 5, 35))
+            using (var c = n.Contiguous())
+            {
+                var v = c.ToArray<float>();
+                for (int i = 0, k = 0; i < 64; i++) for (int j = 5; j < 40; j++) for (int m = 0; m < 50; m++, k++)
+                    if (v[k] != (i * 48 + j) * 50 + m) Assert.Fail($"narrowed copy element ({i}, {j}, {m}) is {v[k]}");
+            }
+            using var row = Iota(1, 48, 1);
+            using (var e = row.Expand(64, 48, 50))
+            using (var c = e.Contiguous())
+            {
+                var v = c.ToArray<float>();
+                for (int k = 0; k < v.Length; k++)
+                    if (v[k] != k / 50 % 48) Assert.Fail($"expanded copy element {k} is {v[k]}");
+            }
+            // One long run (a flat tensor): each chunk takes a piece of it.
+            using var flat = Tensor.FromArray(Enumerable.Range(0, 300_001).Select(k => (float)(k % 7)).ToArray());
+            using (var odd = flat.Slice(0, 1, 300_001, 2))
+            using (var c = odd.Contiguous())
+            {
+                var v = c.ToArray<float>();
+                for (int k = 0; k < v.Length; k++)
+                    if (v[k] != (2 * k + 1) % 7) Assert.Fail($"strided flat copy element {k} is {v[k]}");
+            }
+            using var three = Tensor.Full([], 3, DType.Float32);
+            using var isThree = flat.Eq(three);
+            using var asFloat = isThree.To(DType.Float32);
+            var f = asFloat.ToArray<float>();
+            for (int k = 0; k < f.Length; k++)
+                if (f[k] != (k % 7 == 3 ? 1 : 0)) Assert.Fail($"flat Eq(3) as float, element {k} is {f[k]}");
+            // Broadcast comparison into a [64, 48, 50] mask, read back as float64.
+            using var ge = x.Ge(row.Mul(2500));
+            using var geD = ge.To(DType.Float64);
+            var g = geD.ToArray<double>();
+            for (int k = 0; k < g.Length; k++)
+                if (g[k] != (k >= k / 50 % 48 * 2500 ? 1 : 0)) Assert.Fail($"broadcast Ge as float64, element {k} is {g[k]}");
+        }
+        finally { AttnCore.Kernels.Cpu.WorkerPool.ThreadCount = saved; }
+    }
+
     [Test]
     public void Transpose_Permute_Slice_Narrow_Select_match_reference()
     {
