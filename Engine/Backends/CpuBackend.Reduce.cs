@@ -38,19 +38,21 @@ public sealed partial class CpuBackend
         }
         if (redLayout.IsContiguous)
         {
-            var keptLoop = new StridedLoop(kept.Length == 0 ? [1] : kept, kept.Length == 0 ? [0L] : l.Strides[..keptRank], l.Offset);
-            int n = keptLoop.RunLength; long ki = keptLoop.Inner0; long k = 0;
-            while (keptLoop.Next(out long o, out _, out _))
-                for (int i = 0; i < n; i++, k++)
+            // Output k = the reduction of the run at x's kept offset; the second operand of the loop walks d.
+            int[] keptShape = kept.Length == 0 ? [1] : kept;
+            var keptLoop = new StridedLoop(keptShape, kept.Length == 0 ? [0L] : l.Strides[..keptRank], l.Offset, Shape.ContiguousStrides(keptShape), 0);
+            long work = outCount * redCount;
+            unsafe
+            {
+                if (work >= ParallelElements && WorkerPool.ThreadCount > 1)
                 {
-                    var run = new ReadOnlySpan<T>(x, (int)(o + i * ki), (int)redCount);
-                    dOut[(int)k] = op switch
-                    {
-                        ReduceOp.Sum => TensorPrimitives.Sum(run),
-                        ReduceOp.Max => TensorPrimitives.Max(run),
-                        _ => TensorPrimitives.Min(run),
-                    };
+                    // SE's squeeze and CBAM's pools reduce a whole activation: outputs split over the pool.
+                    var job = new ReduceJob<T> { X = Ptr(x), D = Ptr(d), Op = op, Length = (int)redCount, Plan = RunChunks.Plan(keptLoop, work) };
+                    WorkerPool.For(job.Plan.Chunks, &ReduceChunk<T>, (nint)(&job));
+                    return;
                 }
+                ReduceRuns(op, Ptr(x), Ptr(d), (int)redCount, ref keptLoop, 0, keptLoop.RunLength);
+            }
             return;
         }
         var keptLayout = new Layout(kept, l.Strides[..keptRank], l.Offset);
@@ -69,6 +71,37 @@ public sealed partial class CpuBackend
                     case ReduceOp.Max: Zip<T, MaximumOp<T>>(d, outLayout, x, slice, d); break;
                     default: Zip<T, MinimumOp<T>>(d, outLayout, x, slice, d); break;
                 }
+            }
+    }
+
+    private unsafe struct ReduceJob<T> where T : unmanaged
+    {
+        public T* X, D;
+        public ReduceOp Op;
+        public int Length;
+        public RunChunks Plan;
+    }
+
+    private static unsafe void ReduceChunk<T>(int chunk, nint state) where T : unmanaged, INumber<T>, IMinMaxValue<T>
+    {
+        ref var job = ref *(ReduceJob<T>*)state;
+        if (job.Plan.Select(chunk, out var loop, out int start, out int length)) ReduceRuns(job.Op, job.X, job.D, job.Length, ref loop, start, length);
+    }
+
+    // d[k] = op over the len contiguous values at each kept offset, for the outputs start .. start + n of each run.
+    private static unsafe void ReduceRuns<T>(ReduceOp op, T* x, T* d, int len, ref StridedLoop loop, int start, int n) where T : unmanaged, INumber<T>, IMinMaxValue<T>
+    {
+        long ki = loop.Inner0;
+        while (loop.Next(out long o, out long k, out _))
+            for (int i = start; i < start + n; i++)
+            {
+                var run = new ReadOnlySpan<T>(x + o + i * ki, len);
+                d[k + i] = op switch
+                {
+                    ReduceOp.Sum => TensorPrimitives.Sum(run),
+                    ReduceOp.Max => TensorPrimitives.Max(run),
+                    _ => TensorPrimitives.Min(run),
+                };
             }
     }
 

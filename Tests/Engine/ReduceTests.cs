@@ -13,6 +13,32 @@ public class ReduceTests
         ([4, 1, 33], [2]), ([5, 17], [0, 1]), ([0, 4], [0]), ([3, 0], [1]), ([], []), ([2, 1, 3, 2], [1, 3]),
     ];
 
+    // Reductions over a contiguous block of 128K or more elements in all split their outputs over the worker pool (SE's
+    // squeeze, CBAM's pools): the values must not depend on the split, including one output (a chunk gets nothing) and
+    // outputs read through a permuted (non-contiguous) kept layout.
+    [Test]
+    public void Large_reductions_split_over_the_pool_match_reference([Values(1, 2)] int threads)
+    {
+        int saved = AttnCore.Kernels.Cpu.WorkerPool.ThreadCount;
+        try
+        {
+            AttnCore.Kernels.Cpu.WorkerPool.ThreadCount = threads;
+            var gen = new Generator(5);
+            using var x = Tensor.Randn([64, 48, 7, 9], gen);
+            var r = NdArray.From(x);
+            foreach (var axes in new[] { new[] { 2, 3 }, new[] { 3 }, new[] { 0, 1, 2, 3 } })
+            {
+                string ctx = $"axes [{string.Join(",", axes)}] on {threads} threads";
+                using (var s = x.Sum(axes)) Close(s, r.Reduce(axes, false, v => v.Sum()), 1e-5, 1e-3, "Sum " + ctx);
+                using (var m = x.Max(axes)) Close(m, r.Reduce(axes, false, v => v.Max()), 0, 0, "Max " + ctx);
+                using (var m = x.Min(axes)) Close(m, r.Reduce(axes, false, v => v.Min()), 0, 0, "Min " + ctx);
+            }
+            using var p = x.Permute(1, 0, 2, 3);   // kept dims strided, reduced block still contiguous
+            using (var m = p.Max([2, 3])) Close(m, r.Permute([1, 0, 2, 3]).Reduce([2, 3], false, v => v.Max()), 0, 0, $"Max of a permuted view on {threads} threads");
+        }
+        finally { AttnCore.Kernels.Cpu.WorkerPool.ThreadCount = saved; }
+    }
+
     [Test]
     public void Sum_Mean_Max_Min_Var_over_any_axes_match_reference([Values] bool keepDim, [Values(DType.Float32, DType.Float64)] DType dtype)
     {
