@@ -135,6 +135,32 @@ public class BatchNormReluTests
         Assert.That(e!.Message, Does.StartWith("AddRelu.Forward").And.Contain("b 2"));
     }
 
+    // 128K elements or more are cut into pool chunks: lengths that split unevenly, on 1 and 2 threads, in place too.
+    [Test]
+    public void Large_add_relu_and_relu_backward_split_over_the_pool_at_every_element([Values(1, 2)] int threads)
+    {
+        int saved = WorkerPool.ThreadCount;
+        try
+        {
+            WorkerPool.ThreadCount = threads;
+            var g = new Generator(16);
+            foreach (int len in new[] { 128 * 1024, 300_007 })
+            {
+                float[] a = Normal(g, len).Select(v => (float)v).ToArray(), b = Normal(g, len).Select(v => (float)v).ToArray(), y = new float[len];
+                AddRelu.Forward<float>(a, b, y);
+                for (int i = 0; i < len; i++)
+                    if (y[i] != MathF.Max(a[i] + b[i], 0)) Assert.Fail($"AddRelu len={len} i={i}: {y[i]}");
+                var dx = new float[len];
+                BatchNorm.ReluBackward<float>(a, y, dx);
+                for (int i = 0; i < len; i++)
+                    if (dx[i] != (y[i] > 0 ? a[i] : 0f)) Assert.Fail($"ReluBackward len={len} i={i}: {dx[i]}");
+                BatchNorm.ReluBackward<float>(a, y, a);   // in place
+                Assert.That(a, Is.EqualTo(dx), $"ReluBackward in place, len={len}");
+            }
+        }
+        finally { WorkerPool.ThreadCount = saved; }
+    }
+
     [Test]
     public void Bad_sizes_name_the_kernel_and_the_lengths()
     {
