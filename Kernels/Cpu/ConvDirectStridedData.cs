@@ -64,11 +64,14 @@ public static unsafe partial class Conv2d
         return new DxPhase { Alpha = alpha, Beta = beta, First = first, Count = count, ULo = ulo, UHi = uhi, VLo = vlo, VHi = vhi };
     }
 
+    [InlineArray(4)]
+    private struct DxPhases { private DxPhase _first; }
+
     private struct StridedDataArgs
     {
         public float* Dy, Dx, Packed, Ws;
         public int* Taps;
-        public DxPhase P0, P1, P2, P3;
+        public DxPhases Phases;   // indexed α·2 + β
         public Conv2dShape S;
         public int Slots;
     }
@@ -78,7 +81,7 @@ public static unsafe partial class Conv2d
     {
         int wq = StridedDataRowStride(s), rs = s.R * s.S, cr = DirectRoundK(s.C);
         int* taps = stackalloc int[rs];
-        var phases = stackalloc DxPhase[4];
+        var phases = new DxPhases();
         fixed (float* ws = workspace)
         {
             // packed[phase block][cb][k][e][i] = w[k, cb + i, r_e, t_e] (0 past C): each phase's weights in the tile's order.
@@ -100,8 +103,7 @@ public static unsafe partial class Conv2d
                     }
                 first += d.Count;
             }
-            var a = new StridedDataArgs { Dy = dy, Dx = dx, Packed = ws, Ws = ws + (long)cr * s.K * rs, Taps = taps, S = s,
-                P0 = phases[0], P1 = phases[1], P2 = phases[2], P3 = phases[3] };
+            var a = new StridedDataArgs { Dy = dy, Dx = dx, Packed = ws, Ws = ws + (long)cr * s.K * rs, Taps = taps, S = s, Phases = phases };
             long flops = 2L * s.N * s.K * s.C * s.R * s.S * s.P * s.Q;
             int threads = WorkerPool.ThreadCount;
             a.Slots = threads == 1 || flops < MinParallelFlops ? 1 : Math.Min(threads, s.N);
@@ -121,7 +123,7 @@ public static unsafe partial class Conv2d
         // The zero rows and columns of staged dy, and the slack past its last channel, are written once: images only
         // overwrite the dy columns.
         new Span<float>(dyp, (int)StridedDataStaged(s)).Clear();
-        var phases = stackalloc DxPhase[4] { a.P0, a.P1, a.P2, a.P3 };
+        DxPhases phases = a.Phases;
         for (int n = (int)((long)slot * s.N / a.Slots), last = (int)((long)(slot + 1) * s.N / a.Slots); n < last; n++)
         {
             float* dyn = a.Dy + (long)n * s.K * pq;
