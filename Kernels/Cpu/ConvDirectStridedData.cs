@@ -135,7 +135,6 @@ public static unsafe partial class Conv2d
                 DxPhase d = phases[ph];
                 float* y = outs + (long)ph * cr * len;
                 if (d.Empty) continue;
-                if (d.Count == 0) { new Span<float>(y, cr * len).Clear(); continue; }
                 // Phase rows ULo..UHi at positions u·Wq + v, computed from position ULo·Wq on (y row u − ULo).
                 int count = ((d.UHi - d.ULo + 1) * wq + DirectVec - 1) / DirectVec * DirectVec, crs = s.K * d.Count;
                 float* x = dyp + (long)d.ULo * wq, packed = a.Packed + (long)cr * s.K * d.First;
