@@ -24,7 +24,8 @@
 // counts; im2col/col2im traffic for thin ones; memory and row overheads for depthwise.
 // Stride-1 float32 convolutions (ResNet's 3x3 layers) skip im2col in all three passes: ConvDirect.cs; so do the thin
 // stride-2 3x3 ones (ConvDirect.cs for forward and weights, ConvDirectStridedData.cs for backward data).
-// Files: this driver (blocking, threads, workspace, GEMM calls); ConvDirect.cs; Im2Col.cs (the patch unrolling and its adjoint);
+// Files: this driver (blocking, threads, workspace, GEMM calls); ConvDirect.cs; ConvImageLanes.cs (the direct path for
+// small outputs, sixteen images per vector); Im2Col.cs (the patch unrolling and its adjoint);
 // DepthwiseConv.cs (the direct depthwise path); ConvReference.cs; the shape in Kernels/Common/Conv2dShape.cs.
 // Reference: ForwardReference / BackwardReference (direct float64 loops, ConvReference.cs), and independent loops in
 // Tests/Kernels/ConvPoolNormTests.cs.

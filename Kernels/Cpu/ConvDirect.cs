@@ -34,6 +34,7 @@
 // Threads: whole images, equal contiguous runs per WorkerPool slot; each slot owns its padded buffer and y'.
 // FLOPs: 2·N·K·C·R·S·P·Wp (the Wp/Q overhead is the discarded columns). Bytes: x and y once each plus one padded
 // copy of x and of y'. Bound: FMA throughput and L1 loads for C·R·S in the hundreds.
+// Small outputs (8x8) with sixteen images or more run the same tiles with one image per lane: ConvImageLanes.cs.
 // Used by Conv.cs (all three passes) when DirectApplies.
 // Reference: Conv2d.ForwardReference / BackwardReference (float64 loops, ConvReference.cs), compared in
 // Tests/Kernels/ConvDirectTests.cs.
@@ -179,14 +180,14 @@ public static unsafe partial class Conv2d
     }
 
     // Workspace of one direct pass: packed weights plus, per slot, the padded image and y'.
-    private static long DirectWorkspace(in Conv2dShape s) => DirectPacked(s) + WorkerPool.ThreadCount * (DirectPadded(s) + DirectOut(s));
+    private static long DirectWorkspace(in Conv2dShape s) => LanesApply(s) ? LanesWorkspace(s) : DirectPacked(s) + WorkerPool.ThreadCount * (DirectPadded(s) + DirectOut(s));
 
     // Images the weight gradient stages together: as many padded images and dy' rows as fit about 1 MiB (L2), so the
     // register tile runs over all of them before it reduces its lanes.
     private static int DirectWeightsChunk(in Conv2dShape s) => (int)Math.Clamp(256 * 1024 / (DirectPadded(s) + DirectOut(s)), 1, Math.Max(1, s.N));
 
     // Workspace of the direct weight gradient: per slot a chunk of padded images and dy', and a dw partial.
-    private static long DirectWeightsWorkspace(in Conv2dShape s) => WorkerPool.ThreadCount * (DirectWeightsChunk(s) * (DirectPadded(s) + DirectOut(s)) + s.WLength);
+    private static long DirectWeightsWorkspace(in Conv2dShape s) => LanesApply(s) ? LanesWeightsWorkspace(s) : WorkerPool.ThreadCount * (DirectWeightsChunk(s) * (DirectPadded(s) + DirectOut(s)) + s.WLength);
 
     private struct DirectArgs
     {
@@ -198,6 +199,7 @@ public static unsafe partial class Conv2d
     // Forward (flip = false) or backward data (flip = true, s the DataShape, w still [K_fwd, C_fwd, R, S]).
     private static void DirectRun(float* x, float* w, float* bias, float* y, in Conv2dShape s, bool flip, Span<float> workspace)
     {
+        if (LanesApply(s)) { LanesRun(x, w, bias, y, s, flip, workspace); return; }
         fixed (float* ws = workspace)
         {
             var a = new DirectArgs { X = x, Bias = bias, Y = y, S = s, Packed = ws, Ws = ws + DirectPacked(s) };
@@ -248,7 +250,7 @@ public static unsafe partial class Conv2d
             int j0 = 0;
             for (; j0 + DirectTile <= len; j0 += DirectTile)
                 for (int kb = 0; kb < s.K; kb += DirectTileK)
-                    DirectTile4x64(xp + j0, a.Packed + (long)kb * crs, yp + (long)kb * len + j0, len, s.C, cs, tap, taps);
+                    DirectTile4x64(xp + j0, a.Packed + (long)kb * crs, yp + (long)kb * len + j0, len, s.C, cs, tap, taps, DirectVec);
             for (; j0 < len; j0 += DirectVec)
                 for (int kb = 0; kb < s.K; kb += DirectTileK)
                     DirectTile4x16(xp + j0, a.Packed + (long)kb * crs, yp + (long)kb * len + j0, len, s.C, cs, tap, taps);
@@ -288,17 +290,20 @@ public static unsafe partial class Conv2d
 
     // One register tile: y'[i, j] for 4 output channels i and 64 positions j from x (the padded buffer shifted to the
     // tile's first position), summed over channels and taps; packed holds this channel block's [C][R][S][4] weights.
+    // The tile's four vectors of x are `step` floats apart: 16 here (contiguous positions), one position per vector in
+    // ConvImageLanes.cs (16 images in the lanes; 32 for stride 2). y's four vectors are always contiguous.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void DirectTile4x64(float* x, float* packed, float* y, int ldy, int channels, int channelStride, int* tap, int taps)
+    private static void DirectTile4x64(float* x, float* packed, float* y, int ldy, int channels, int channelStride, int* tap, int taps, int step)
     {
         Vector512<float> a00 = default, a01 = default, a02 = default, a03 = default, a10 = default, a11 = default, a12 = default, a13 = default;
         Vector512<float> a20 = default, a21 = default, a22 = default, a23 = default, a30 = default, a31 = default, a32 = default, a33 = default;
         float* w = packed;
+        int step2 = 2 * step, step3 = 3 * step;
         for (int c = 0; c < channels; c++, x += channelStride)
             for (int e = 0; e < taps; e++, w += DirectTileK)
                 {
                     float* xs = x + tap[e];
-                    var x0 = Vector512.Load(xs); var x1 = Vector512.Load(xs + 16); var x2 = Vector512.Load(xs + 32); var x3 = Vector512.Load(xs + 48);
+                    var x0 = Vector512.Load(xs); var x1 = Vector512.Load(xs + step); var x2 = Vector512.Load(xs + step2); var x3 = Vector512.Load(xs + step3);
                     var w0 = Vector512.Create(w[0]);
                     a00 = Vector512.FusedMultiplyAdd(x0, w0, a00); a01 = Vector512.FusedMultiplyAdd(x1, w0, a01); a02 = Vector512.FusedMultiplyAdd(x2, w0, a02); a03 = Vector512.FusedMultiplyAdd(x3, w0, a03);
                     var w1 = Vector512.Create(w[1]);
@@ -335,6 +340,7 @@ public static unsafe partial class Conv2d
     // dw (overwritten) from dy [N, K, P, Q] and x [N, C, H, W]; s the forward shape.
     private static void DirectWeights(float* dy, float* x, float* dw, in Conv2dShape s, Span<float> workspace)
     {
+        if (LanesApply(s)) { LanesWeights(dy, x, dw, s, workspace); return; }
         fixed (float* ws = workspace)
         {
             var a = new DirectArgs { X = x, Y = dy, S = s, Ws = ws };

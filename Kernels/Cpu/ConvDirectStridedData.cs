@@ -142,7 +142,7 @@ public static unsafe partial class Conv2d
                 int j0 = 0;
                 for (; j0 + DirectTile <= count; j0 += DirectTile)
                     for (int cb = 0; cb < s.C; cb += DirectTileK)
-                        DirectTile4x64(x + j0, packed + (long)cb * crs, y + (long)cb * len + j0, len, s.K, plane, tap, d.Count);
+                        DirectTile4x64(x + j0, packed + (long)cb * crs, y + (long)cb * len + j0, len, s.K, plane, tap, d.Count, DirectVec);
                 for (; j0 < count; j0 += DirectVec)
                     for (int cb = 0; cb < s.C; cb += DirectTileK)
                         DirectTile4x16(x + j0, packed + (long)cb * crs, y + (long)cb * len + j0, len, s.K, plane, tap, d.Count);

@@ -103,6 +103,38 @@ public class ConvDirectTests
         CheckAllThreePasses(s, threads, seed: 17);
     }
 
+    // Small outputs with at least 16 images run with one image per vector lane (ConvImageLanes.cs): forward and weight
+    // gradient for both strides, backward data for stride 1. Partial last groups, output rows that are not whole
+    // 4-position tiles, K that is not a whole 4- or 8-channel tile and taps past S are all covered.
+    static readonly Conv2dShape[] LaneCases =
+    [
+        new(16, 64, 8, 8, 64, 3, 3, 1, 1, 1, 1),     // ResNet-20 stage 3, one group
+        new(33, 64, 8, 8, 64, 3, 3, 1, 1, 1, 1),     // three groups, the last with one image (and uneven over two threads)
+        new(32, 32, 16, 16, 64, 3, 3, 2, 2, 1, 1),   // the stage-3 downsampling layer (backward data: phases)
+        new(17, 5, 7, 9, 7, 3, 3, 1, 1, 1, 1),       // rows of 9 (tiles of 4, 4, 1), K = 7, C = 5
+        new(20, 3, 6, 6, 6, 5, 5, 1, 1, 2, 2),       // 5x5: the weight tile's second tap triple runs one past S
+        new(18, 4, 9, 10, 6, 3, 2, 1, 1, 0, 1),      // no row padding, 3x2 kernel
+        new(16, 6, 11, 9, 5, 3, 3, 2, 2, 1, 0),      // stride 2, padding on rows only
+        new(16, 3, 1, 1, 5, 3, 3, 2, 2, 1, 1),       // a 1x1 image, stride 2
+    ];
+
+    static IEnumerable<TestCaseData> LaneDirectCases() => OnOneAndTwoThreads(LaneCases);
+
+    [TestCaseSource(nameof(LaneDirectCases))]
+    public void Image_lane_convolution_matches_the_float64_reference(Conv2dShape s, int threads)
+    {
+        Assert.That(Conv2d.LanesApply(s) && (Conv2d.DirectApplies<float>(s) || Conv2d.DirectStridedApplies<float>(s)), Is.True, $"{s} should take the image-lane path");
+        CheckAllThreePasses(s, threads, seed: 23);
+    }
+
+    [Test]
+    public void Image_lanes_need_a_whole_group_of_images_and_a_small_output()
+    {
+        Assert.That(Conv2d.LanesApply(new Conv2dShape(15, 64, 8, 8, 64, 3, 3, 1, 1, 1, 1)), Is.False, "15 images");
+        Assert.That(Conv2d.LanesApply(new Conv2dShape(128, 32, 16, 16, 32, 3, 3, 1, 1, 1, 1)), Is.False, "16x16 outputs");
+        Assert.That(Conv2d.LanesApply(new Conv2dShape(128, 64, 8, 8, 64, 3, 3, 1, 1, 1, 1)), Is.True, "8x8 outputs, 128 images");
+    }
+
     [Test]
     public void Strided_direct_path_is_limited_to_float32_3x3_stride_2()
     {
