@@ -382,7 +382,8 @@ public static class DerivativeRules
     }
 
     // Saved: x (declared; BatchNorm2dRelu also its output), then the extras mean, invstd and the weight when there is
-    // one; Ints: has weight, has bias. Inputs: x, then the weight and the bias that exist.
+    // one (BatchNorm2dRelu: then the bias when there is one); Ints: has weight, has bias. Inputs: x, then the weight and
+    // the bias that exist.
     private static Tensor?[] BatchNorm2dRule(GradNode n, Tensor g)
     {
         bool hasWeight = n.Ints[0] == 1, hasBias = n.Ints[1] == 1;
@@ -390,7 +391,7 @@ public static class DerivativeRules
         var bias = hasBias ? n.Inputs[hasWeight ? 2 : 1] : null;
         var (dx, dw, db) = n.Kind == OpKind.BatchNorm2dRelu
             ? Tensor.BatchNorm2dReluBackward(g, n.SavedInput(0), n.SavedOutput, n.SavedExtra(0), n.SavedExtra(1), hasWeight ? n.SavedExtra(2) : null,
-                weight?.RequiresGrad == true, bias?.RequiresGrad == true)
+                hasBias ? n.SavedExtra(hasWeight ? 3 : 2) : null, weight?.RequiresGrad == true, bias?.RequiresGrad == true)
             : Tensor.BatchNorm2dBackward(g, n.SavedInput(0), n.SavedExtra(0), n.SavedExtra(1), hasWeight ? n.SavedExtra(2) : null,
                 weight?.RequiresGrad == true, bias?.RequiresGrad == true);
         // The kernel always writes dx (its sums serve dw and db too); Backward ignores it when x wants no gradient.

@@ -268,7 +268,11 @@ public sealed partial class Tensor
         // x is declared saved (GradNode.SavesOf); extras: the batch mean and 1/std, then the weight when there is one.
         // Ints: has weight, has bias (which inputs after x are which).
         // The fused op saves its output as well (declared): the ReLU's mask is y > 0.
-        return y.Record(relu ? OpKind.BatchNorm2dRelu : OpKind.BatchNorm2d, inputs, w is null ? [mean, invstd] : [mean, invstd, w], 0, [weight is null ? 0 : 1, bias is null ? 0 : 1]);
+        // The fused op also keeps the bias (last extra), from which the CPU backward recomputes that mask.
+        var extras = new List<Tensor> { mean, invstd };
+        if (w is not null) extras.Add(w);
+        if (relu && b is not null) extras.Add(b);
+        return y.Record(relu ? OpKind.BatchNorm2dRelu : OpKind.BatchNorm2d, inputs, [.. extras], 0, [weight is null ? 0 : 1, bias is null ? 0 : 1]);
     }
 
     /// <summary>
@@ -279,19 +283,20 @@ public sealed partial class Tensor
     /// </summary>
     public static (Tensor Dx, Tensor? DWeight, Tensor? DBias) BatchNorm2dBackward(Tensor gradOutput, Tensor input, Tensor mean, Tensor invstd, Tensor? weight,
         bool wantWeight = true, bool wantBias = true)
-        => BatchNorm2dBackwardCore("BatchNorm2dBackward", gradOutput, input, null, mean, invstd, weight, wantWeight, wantBias);
+        => BatchNorm2dBackwardCore("BatchNorm2dBackward", gradOutput, input, null, mean, invstd, weight, null, wantWeight, wantBias);
 
     /// <summary>
     /// The training-mode backward pass of <see cref="BatchNorm2dRelu"/>: <see cref="BatchNorm2dBackward"/> applied to
     /// dz = dy·[output &gt; 0], with <paramref name="output"/> the fused op's result max(0, BN(x)), in the same two
-    /// passes (the mask is read inside the reductions and the final pass; dz is never stored).
+    /// passes (dz is never stored). <paramref name="bias"/> is the forward's (null if it had none): the CPU recomputes
+    /// the mask from x, the statistics, the weight and the bias, the forward's own arithmetic, rather than read the output.
     /// </summary>
     public static (Tensor Dx, Tensor? DWeight, Tensor? DBias) BatchNorm2dReluBackward(Tensor gradOutput, Tensor input, Tensor output, Tensor mean, Tensor invstd, Tensor? weight,
-        bool wantWeight = true, bool wantBias = true)
-        => BatchNorm2dBackwardCore("BatchNorm2dReluBackward", gradOutput, input, output, mean, invstd, weight, wantWeight, wantBias);
+        Tensor? bias, bool wantWeight = true, bool wantBias = true)
+        => BatchNorm2dBackwardCore("BatchNorm2dReluBackward", gradOutput, input, output, mean, invstd, weight, bias, wantWeight, wantBias);
 
     private static (Tensor Dx, Tensor? DWeight, Tensor? DBias) BatchNorm2dBackwardCore(string op, Tensor gradOutput, Tensor input, Tensor? output, Tensor mean, Tensor invstd, Tensor? weight,
-        bool wantWeight, bool wantBias)
+        Tensor? bias, bool wantWeight, bool wantBias)
     {
         input.RequireNchw(op);
         int n = input.Size(0), c = input.Size(1), hw = input.Size(2) * input.Size(3);
@@ -304,7 +309,7 @@ public sealed partial class Tensor
             if (!output.Layout.Shape.AsSpan().SequenceEqual(input.Layout.Shape))
                 throw new ArgumentException($"{op}: output {output.Describe()} and input {input.Describe()} differ in shape");
         }
-        foreach (var (t, name) in new[] { (mean, "mean"), (invstd, "invstd"), (weight, "weight") })
+        foreach (var (t, name) in new[] { (mean, "mean"), (invstd, "invstd"), (weight, "weight"), (bias, "bias") })
         {
             if (t is null) continue;
             SameDevice(op, input, t); SameDType(op, input, t);
@@ -316,10 +321,11 @@ public sealed partial class Tensor
         using var r = invstd.Dense();
         using var w = weight?.Dense();
         using var yy = output?.Dense();
+        using var b = output is null ? null : bias?.Dense();
         var dx = x.EmptyLike();
         var dw = wantWeight ? x.EmptyLike([c]) : null;
         var db = wantBias ? x.EmptyLike([c]) : null;
-        if (x.Numel > 0) x.Backend.BatchNormBackward(dy.Storage, x.Storage, m.Storage, r.Storage, w?.Storage, dx.Storage, dw?.Storage, db?.Storage, n, c, hw, yy?.Storage);
+        if (x.Numel > 0) x.Backend.BatchNormBackward(dy.Storage, x.Storage, m.Storage, r.Storage, w?.Storage, dx.Storage, dw?.Storage, db?.Storage, n, c, hw, yy?.Storage, b?.Storage);
         else { dw?.Fill_(0); db?.Fill_(0); }
         return (dx, dw, db);
     }

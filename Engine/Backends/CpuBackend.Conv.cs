@@ -86,13 +86,15 @@ public sealed partial class CpuBackend
     }
 
     /// <inheritdoc/>
+    // The fused ReLU's mask is recomputed from x, the statistics, gamma and beta (BatchNorm.BackwardRelu), so the saved
+    // output is not read.
     public void BatchNormBackward(Storage dy, Storage x, Storage mean, Storage invstd, Storage? gamma, Storage dx, Storage? dgamma, Storage? dbeta, int n, int c, int hw,
-        Storage? reluOutput = null)
+        Storage? reluOutput = null, Storage? beta = null)
     {
         switch (x.DType)
         {
-            case DType.Float32 when reluOutput is not null: BatchNorm.BackwardRelu(RO<float>(dy), RO<float>(x), RO<float>(reluOutput), RO<float>(mean), RO<float>(invstd), RO<float>(gamma), RW<float>(dx), RW<float>(dgamma), RW<float>(dbeta), n, c, hw); break;
-            case DType.Float64 when reluOutput is not null: BatchNorm.BackwardRelu(RO<double>(dy), RO<double>(x), RO<double>(reluOutput), RO<double>(mean), RO<double>(invstd), RO<double>(gamma), RW<double>(dx), RW<double>(dgamma), RW<double>(dbeta), n, c, hw); break;
+            case DType.Float32 when reluOutput is not null: BatchNorm.BackwardRelu(RO<float>(dy), RO<float>(x), RO<float>(mean), RO<float>(invstd), RO<float>(gamma), RO<float>(beta), RW<float>(dx), RW<float>(dgamma), RW<float>(dbeta), n, c, hw); break;
+            case DType.Float64 when reluOutput is not null: BatchNorm.BackwardRelu(RO<double>(dy), RO<double>(x), RO<double>(mean), RO<double>(invstd), RO<double>(gamma), RO<double>(beta), RW<double>(dx), RW<double>(dgamma), RW<double>(dbeta), n, c, hw); break;
             case DType.Float32: BatchNorm.Backward(RO<float>(dy), RO<float>(x), RO<float>(mean), RO<float>(invstd), RO<float>(gamma), RW<float>(dx), RW<float>(dgamma), RW<float>(dbeta), n, c, hw); break;
             case DType.Float64: BatchNorm.Backward(RO<double>(dy), RO<double>(x), RO<double>(mean), RO<double>(invstd), RO<double>(gamma), RW<double>(dx), RW<double>(dgamma), RW<double>(dbeta), n, c, hw); break;
             default: throw new NotSupportedException($"BatchNorm2d: not defined for {x.DType.Name()} tensors");

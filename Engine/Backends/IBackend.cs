@@ -169,10 +169,11 @@ public interface IBackend : IDisposable
 
     /// <summary>
     /// BatchNorm2d training-mode backward (outputs overwritten; dgamma/dbeta may be null). With
-    /// <paramref name="reluOutput"/> (the fused BatchNorm + ReLU's output) dy is taken where that output is &gt; 0, 0 elsewhere.
+    /// <paramref name="reluOutput"/> (the fused BatchNorm + ReLU's output) dy is taken where that output is &gt; 0, 0 elsewhere;
+    /// a backend may instead recompute that mask from x, the statistics, gamma and <paramref name="beta"/> (the CPU does).
     /// </summary>
     void BatchNormBackward(Storage dy, Storage x, Storage mean, Storage invstd, Storage? gamma, Storage dx, Storage? dgamma, Storage? dbeta, int n, int c, int hw,
-        Storage? reluOutput = null);
+        Storage? reluOutput = null, Storage? beta = null);
 
     /// <summary>ReLU backward from its output: dx = dy where y &gt; 0, else 0, over <paramref name="count"/> contiguous elements.</summary>
     void ReluBackward(Storage dy, Storage y, Storage dx, long count);

@@ -203,7 +203,7 @@ public sealed partial class IlgpuBackend
 
     /// <inheritdoc/>
     public void BatchNormBackward(Storage dy, Storage x, Storage mean, Storage invstd, Storage? gamma, Storage dx, Storage? dgamma, Storage? dbeta, int n, int c, int hw,
-        Storage? reluOutput = null)
+        Storage? reluOutput = null, Storage? beta = null)
     {
         string op = reluOutput is null ? "BatchNorm2dBackward" : "BatchNorm2dReluBackward";
         var (dys, xs, ms, iv, dxs) = (Float(dy, op), Float(x, op), Float(mean, op), Float(invstd, op), Float(dx, op));

@@ -100,7 +100,9 @@ public static unsafe partial class BatchNorm
             a.Mean[ch] = T.CreateTruncating(mu); a.Invstd[ch] = T.CreateTruncating(inv);
             if (a.RunMean != null) a.RunMean[ch] = T.CreateTruncating((1 - a.Momentum) * double.CreateTruncating(a.RunMean[ch]) + a.Momentum * mu);
             if (a.RunVar != null) a.RunVar[ch] = T.CreateTruncating((1 - a.Momentum) * double.CreateTruncating(a.RunVar[ch]) + a.Momentum * var * m / (m - 1));
-            Normalize(ref a, ch, mu, inv);
+            // y from the mean and invstd as stored (rounded to T), so that the fused ReLU's backward recomputes the
+            // same x·scale + shift, and with it the same mask, from x (BatchNormRelu.cs).
+            Normalize(ref a, ch, double.CreateTruncating(a.Mean[ch]), double.CreateTruncating(a.Invstd[ch]));
         }
     }
 
@@ -140,10 +142,16 @@ public static unsafe partial class BatchNorm
         for (; i < len; i++) { double d = double.CreateTruncating(x[i] - k); s1 += d; s2 += d * d; }
     }
 
+    // y = x·scale + shift per channel: scale = γ·invstd, shift = β − mean·γ·invstd, rounded to T once.
+    private static (T Scale, T Shift) Affine<T>(T* gamma, T* beta, int ch, double mu, double inv) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        double g = gamma == null ? 1 : double.CreateTruncating(gamma[ch]), bb = beta == null ? 0 : double.CreateTruncating(beta[ch]);
+        return (T.CreateTruncating(inv * g), T.CreateTruncating(bb - mu * inv * g));
+    }
+
     private static void Normalize<T>(ref Args<T> a, int ch, double mu, double inv) where T : unmanaged, IFloatingPointIeee754<T>
     {
-        double g = a.Gamma == null ? 1 : double.CreateTruncating(a.Gamma[ch]), bb = a.Beta == null ? 0 : double.CreateTruncating(a.Beta[ch]);
-        T scale = T.CreateTruncating(inv * g), shift = T.CreateTruncating(bb - mu * inv * g);
+        var (scale, shift) = Affine(a.Gamma, a.Beta, ch, mu, inv);
         for (int b = 0; b < a.N; b++)
         {
             long off = ((long)b * a.C + ch) * a.Hw;
@@ -182,22 +190,21 @@ public static unsafe partial class BatchNorm
     /// </summary>
     public static void Backward<T>(ReadOnlySpan<T> dy, ReadOnlySpan<T> x, ReadOnlySpan<T> mean, ReadOnlySpan<T> invstd, ReadOnlySpan<T> gamma,
         Span<T> dx, Span<T> dgamma, Span<T> dbeta, int n, int c, int hw) where T : unmanaged, IFloatingPointIeee754<T>
-        => BackwardCore("BatchNorm.Backward", dy, x, default, mean, invstd, gamma, dx, dgamma, dbeta, n, c, hw);
+        => BackwardCore("BatchNorm.Backward", false, dy, x, mean, invstd, gamma, default, dx, dgamma, dbeta, n, c, hw);
 
-    // reluOutput empty: plain batch norm; otherwise dy is masked by reluOutput > 0 (BatchNormRelu.cs).
-    private static void BackwardCore<T>(string op, ReadOnlySpan<T> dy, ReadOnlySpan<T> x, ReadOnlySpan<T> reluOutput, ReadOnlySpan<T> mean, ReadOnlySpan<T> invstd, ReadOnlySpan<T> gamma,
-        Span<T> dx, Span<T> dgamma, Span<T> dbeta, int n, int c, int hw) where T : unmanaged, IFloatingPointIeee754<T>
+    // relu: dy is masked by x·scale + shift > 0, the fused ReLU's mask recomputed from x (BatchNormRelu.cs).
+    private static void BackwardCore<T>(string op, bool relu, ReadOnlySpan<T> dy, ReadOnlySpan<T> x, ReadOnlySpan<T> mean, ReadOnlySpan<T> invstd, ReadOnlySpan<T> gamma,
+        ReadOnlySpan<T> beta, Span<T> dx, Span<T> dgamma, Span<T> dbeta, int n, int c, int hw) where T : unmanaged, IFloatingPointIeee754<T>
     {
         Check(op, n, c, hw, x.Length, dx.Length, (dy.Length >= (long)n * c * hw ? c : 0, "dy (per channel: N·HW)", false),
-            (mean.Length, "mean", false), (invstd.Length, "invstd", false), (gamma.Length, "gamma", true), (dgamma.Length, "dgamma", true), (dbeta.Length, "dbeta", true),
-            (reluOutput.IsEmpty || reluOutput.Length >= (long)n * c * hw ? c : 0, "reluOutput (per channel: N·HW)", false));
-        fixed (T* pdy = dy) fixed (T* px = x) fixed (T* py = reluOutput) fixed (T* pm = mean) fixed (T* pi = invstd) fixed (T* pg = gamma) fixed (T* pdx = dx) fixed (T* pdg = dgamma) fixed (T* pdb = dbeta)
+            (mean.Length, "mean", false), (invstd.Length, "invstd", false), (gamma.Length, "gamma", true), (beta.Length, "beta", true),
+            (dgamma.Length, "dgamma", true), (dbeta.Length, "dbeta", true));
+        fixed (T* pdy = dy) fixed (T* px = x) fixed (T* pm = mean) fixed (T* pi = invstd) fixed (T* pg = gamma) fixed (T* pb = beta) fixed (T* pdx = dx) fixed (T* pdg = dgamma) fixed (T* pdb = dbeta)
         {
             var a = new Args<T>
             {
-                Dy = pdy, X = px, Mean = pm, Invstd = pi, Gamma = gamma.IsEmpty ? null : pg, Dx = pdx,
-                DGamma = dgamma.IsEmpty ? null : pdg, DBeta = dbeta.IsEmpty ? null : pdb, N = n, C = c, Hw = hw,
-                Y = reluOutput.IsEmpty ? null : py, Relu = !reluOutput.IsEmpty,
+                Dy = pdy, X = px, Mean = pm, Invstd = pi, Gamma = gamma.IsEmpty ? null : pg, Beta = beta.IsEmpty ? null : pb, Dx = pdx,
+                DGamma = dgamma.IsEmpty ? null : pdg, DBeta = dbeta.IsEmpty ? null : pdb, N = n, C = c, Hw = hw, Relu = relu,
             };
             Run(ref a, &BackwardChunk<T>);
         }
@@ -211,12 +218,13 @@ public static unsafe partial class BatchNorm
         for (int ch = chunk * a.ChannelsPerChunk, end = Math.Min(a.C, ch + a.ChannelsPerChunk); ch < end; ch++)
         {
             double mu = double.CreateTruncating(a.Mean[ch]), inv = double.CreateTruncating(a.Invstd[ch]);
+            var (scale, shift) = Affine(a.Gamma, a.Beta, ch, mu, inv);
             double sdy = 0, sdyxc = 0;   // Σ dy and Σ dy·(x − mean)
             for (int b = 0; b < a.N; b++)
             {
                 long off = ((long)b * a.C + ch) * hw;
-                if (a.Relu) DyMoments<T, PositiveOutputMask<T>>(a.Dy + off, a.Y + off, a.X + off, hw, T.CreateTruncating(mu), ref sdy, ref sdyxc);
-                else DyMoments<T, NoMask<T>>(a.Dy + off, null, a.X + off, hw, T.CreateTruncating(mu), ref sdy, ref sdyxc);
+                if (a.Relu) DyMoments<T, PositiveAffineMask<T>>(a.Dy + off, a.X + off, hw, T.CreateTruncating(mu), scale, shift, ref sdy, ref sdyxc);
+                else DyMoments<T, NoMask<T>>(a.Dy + off, a.X + off, hw, T.CreateTruncating(mu), scale, shift, ref sdy, ref sdyxc);
             }
             double sdyxhat = sdyxc * inv;
             if (a.DGamma != null) a.DGamma[ch] = T.CreateTruncating(sdyxhat);
@@ -227,46 +235,49 @@ public static unsafe partial class BatchNorm
             for (int b = 0; b < a.N; b++)
             {
                 long off = ((long)b * a.C + ch) * hw;
-                if (a.Relu) AxpbyC<T, PositiveOutputMask<T>>(a.Dy + off, a.Y + off, a.X + off, a.Dx + off, hw, ca, cb, cc);
-                else AxpbyC<T, NoMask<T>>(a.Dy + off, null, a.X + off, a.Dx + off, hw, ca, cb, cc);
+                if (a.Relu) AxpbyC<T, PositiveAffineMask<T>>(a.Dy + off, a.X + off, a.Dx + off, hw, ca, cb, cc, scale, shift);
+                else AxpbyC<T, NoMask<T>>(a.Dy + off, a.X + off, a.Dx + off, hw, ca, cb, cc, scale, shift);
             }
         }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    // sdy += Σ dz, sdyx += Σ dz·(x − mu) with dz = TMask.Apply(dy, y) (dy itself, or masked by the fused ReLU's output).
-    private static void DyMoments<T, TMask>(T* dy, T* y, T* x, int len, T mu, ref double sdy, ref double sdyx) where T : unmanaged, IFloatingPointIeee754<T> where TMask : IDyMask<T>
+    // sdy += Σ dz, sdyx += Σ dz·(x − mu) with dz = TMask.Apply(dy, x, scale, shift) (dy itself, or masked by the fused
+    // ReLU's x·scale + shift > 0).
+    private static void DyMoments<T, TMask>(T* dy, T* x, int len, T mu, T scale, T shift, ref double sdy, ref double sdyx) where T : unmanaged, IFloatingPointIeee754<T> where TMask : IDyMask<T>
     {
         int i = 0;
         if (Vector512.IsHardwareAccelerated && Vector512<T>.IsSupported)
         {
-            var mv = Vector512.Create(mu);
+            Vector512<T> mv = Vector512.Create(mu), va = Vector512.Create(scale), vb = Vector512.Create(shift);
             while (i + Vector512<T>.Count <= len)
             {
                 Vector512<T> a1 = Vector512<T>.Zero, a2 = Vector512<T>.Zero;
                 for (int stop = Math.Min(len, i + FlushEvery); i + Vector512<T>.Count <= stop; i += Vector512<T>.Count)
                 {
-                    var g = TMask.Apply(Vector512.Load(dy + i), y + i);
-                    a1 += g; a2 += g * (Vector512.Load(x + i) - mv);
+                    var xv = Vector512.Load(x + i);
+                    var g = TMask.Apply(Vector512.Load(dy + i), xv, va, vb);
+                    a1 += g; a2 += g * (xv - mv);
                 }
                 sdy += double.CreateTruncating(Vector512.Sum(a1)); sdyx += double.CreateTruncating(Vector512.Sum(a2));
             }
         }
         else if (Vector256.IsHardwareAccelerated && Vector256<T>.IsSupported)
         {
-            var mv = Vector256.Create(mu);
+            Vector256<T> mv = Vector256.Create(mu), va = Vector256.Create(scale), vb = Vector256.Create(shift);
             while (i + Vector256<T>.Count <= len)
             {
                 Vector256<T> a1 = Vector256<T>.Zero, a2 = Vector256<T>.Zero;
                 for (int stop = Math.Min(len, i + FlushEvery); i + Vector256<T>.Count <= stop; i += Vector256<T>.Count)
                 {
-                    var g = TMask.Apply(Vector256.Load(dy + i), y + i);
-                    a1 += g; a2 += g * (Vector256.Load(x + i) - mv);
+                    var xv = Vector256.Load(x + i);
+                    var g = TMask.Apply(Vector256.Load(dy + i), xv, va, vb);
+                    a1 += g; a2 += g * (xv - mv);
                 }
                 sdy += double.CreateTruncating(Vector256.Sum(a1)); sdyx += double.CreateTruncating(Vector256.Sum(a2));
             }
         }
-        for (; i < len; i++) { double g = double.CreateTruncating(TMask.Apply(dy[i], y + i)); sdy += g; sdyx += g * double.CreateTruncating(x[i] - mu); }
+        for (; i < len; i++) { double g = double.CreateTruncating(TMask.Apply(dy[i], x[i], scale, shift)); sdy += g; sdyx += g * double.CreateTruncating(x[i] - mu); }
     }
 
     // y = TOut.Apply(x·scale + shift): the value itself, or clamped at 0 by the fused ReLU (BatchNormRelu.cs).
@@ -287,24 +298,30 @@ public static unsafe partial class BatchNorm
         for (; i < len; i++) y[i] = TOut.Apply(x[i] * scale + shift);
     }
 
-    // dx = ca·dz + cb·x + cc with dz = TMask.Apply(dy, y)
+    // dx = ca·dz + cb·x + cc with dz = TMask.Apply(dy, x, scale, shift)
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void AxpbyC<T, TMask>(T* dy, T* y, T* x, T* dx, int len, T ca, T cb, T cc) where T : unmanaged, IFloatingPointIeee754<T> where TMask : IDyMask<T>
+    private static void AxpbyC<T, TMask>(T* dy, T* x, T* dx, int len, T ca, T cb, T cc, T scale, T shift) where T : unmanaged, IFloatingPointIeee754<T> where TMask : IDyMask<T>
     {
         int i = 0;
         if (Vector512.IsHardwareAccelerated && Vector512<T>.IsSupported)
         {
-            Vector512<T> va = Vector512.Create(ca), vb = Vector512.Create(cb), vc = Vector512.Create(cc);
+            Vector512<T> va = Vector512.Create(ca), vb = Vector512.Create(cb), vc = Vector512.Create(cc), vs = Vector512.Create(scale), vt = Vector512.Create(shift);
             for (; i + Vector512<T>.Count <= len; i += Vector512<T>.Count)
-                (va * TMask.Apply(Vector512.Load(dy + i), y + i) + (vb * Vector512.Load(x + i) + vc)).Store(dx + i);
+            {
+                var xv = Vector512.Load(x + i);
+                (va * TMask.Apply(Vector512.Load(dy + i), xv, vs, vt) + (vb * xv + vc)).Store(dx + i);
+            }
         }
         else if (Vector256.IsHardwareAccelerated && Vector256<T>.IsSupported)
         {
-            Vector256<T> va = Vector256.Create(ca), vb = Vector256.Create(cb), vc = Vector256.Create(cc);
+            Vector256<T> va = Vector256.Create(ca), vb = Vector256.Create(cb), vc = Vector256.Create(cc), vs = Vector256.Create(scale), vt = Vector256.Create(shift);
             for (; i + Vector256<T>.Count <= len; i += Vector256<T>.Count)
-                (va * TMask.Apply(Vector256.Load(dy + i), y + i) + (vb * Vector256.Load(x + i) + vc)).Store(dx + i);
+            {
+                var xv = Vector256.Load(x + i);
+                (va * TMask.Apply(Vector256.Load(dy + i), xv, vs, vt) + (vb * xv + vc)).Store(dx + i);
+            }
         }
-        for (; i < len; i++) dx[i] = ca * TMask.Apply(dy[i], y + i) + cb * x[i] + cc;
+        for (; i < len; i++) dx[i] = ca * TMask.Apply(dy[i], x[i], scale, shift) + cb * x[i] + cc;
     }
 
     // ---- float64 references: two-pass statistics, the textbook formulas. ----

@@ -3,15 +3,19 @@
 // Forward (training): the statistics pass of BatchNorm.cs (shifted Σ(x − K), Σ(x − K)² per channel), then ONE
 // pass writes y = max(0, x·scale + shift) (scale = γ·invstd, shift = β − mean·scale); evaluation is that pass alone
 // with the running statistics. The unfused pair writes BN's output, reads it back for ReLU and writes again.
-// Backward: with the mask m = [y > 0] read from the saved output (no bool tensor, no conversion) and dz = dy·m the
-// gradient at BN's output, the BN backward of BatchNorm.cs runs on dz without materialising it:
-//   Σ dz and Σ dz·(x − mean) in the reduction pass (reads dy, y, x), then dx = a·dz + b·x + c in the final pass,
+// Backward: with the mask m = [x·scale + shift > 0] recomputed from x and dz = dy·m the gradient at BN's output, the
+// BN backward of BatchNorm.cs runs on dz without materialising it:
+//   Σ dz and Σ dz·(x − mean) in the reduction pass (reads dy, x), then dx = a·dz + b·x + c in the final pass,
 //   dγ = invstd·Σ dz·(x − mean), dβ = Σ dz.
+// The forward normalises with the mean and invstd as stored (rounded to T) and the backward recomputes scale and shift
+// from the same values with the same operations, so m is the forward's [y > 0] bit for bit without reading y: reading
+// the saved output (the kernel's first form) made the backward 1.6x slower at ResNet-20's first stage and 2x at its
+// second (one more stream in each pass).
 // The unfused pair instead writes dz (ReLU backward: mask, convert, multiply) and BN backward reads it twice.
 // ReluBackward is the same mask alone, for a ReLU that follows anything else: dx = dy·[y > 0] in one pass.
 // y > 0 is false for NaN and for ±0, so a NaN output passes no gradient, as PyTorch's threshold_backward.
-// FLOPs: ~6 per element forward, ~10 backward. Bytes per float element: forward 12 (reads x twice, writes y) against
-// 12 + 8 unfused; backward 28 (reads dy, y, x twice, writes dx) against 20 for BN's backward plus about 22 for a ReLU
+// FLOPs: ~6 per element forward, ~14 backward. Bytes per float element: forward 12 (reads x twice, writes y) against
+// 12 + 8 unfused; backward 20 (reads dy, x twice, writes dx), as BN's own backward, against 20 plus about 22 for a ReLU
 // backward that writes a bool mask, converts it and multiplies. Bound: memory bandwidth.
 // Reference: ForwardReluReference / BackwardReluReference (float64, the textbook two-pass formulas), compared in
 // Tests/Kernels/BatchNormReluTests.cs at lengths around the vector widths.
@@ -37,15 +41,14 @@ public static unsafe partial class BatchNorm
         => ForwardInferenceCore("BatchNorm.ForwardInferenceRelu", true, x, gamma, beta, y, runningMean, runningVar, n, c, hw, eps);
 
     /// <summary>
-    /// Training-mode backward of the fused BatchNorm + ReLU from its saved output <paramref name="y"/> (the mask y &gt; 0),
-    /// the input x and the saved mean and invstd: dx (overwritten), and dγ/dβ (overwritten) when not empty.
+    /// Training-mode backward of the fused BatchNorm + ReLU from the input x, the saved mean and invstd, γ and β:
+    /// dx (overwritten), and dγ/dβ (overwritten) when not empty. The ReLU's mask, x·scale + shift &gt; 0, is recomputed
+    /// from x with the forward's scale and shift (<see cref="ForwardTrainingRelu"/> normalises with the statistics as
+    /// stored), so it is the forward output's y &gt; 0 bit for bit without reading y.
     /// </summary>
-    public static void BackwardRelu<T>(ReadOnlySpan<T> dy, ReadOnlySpan<T> x, ReadOnlySpan<T> y, ReadOnlySpan<T> mean, ReadOnlySpan<T> invstd, ReadOnlySpan<T> gamma,
+    public static void BackwardRelu<T>(ReadOnlySpan<T> dy, ReadOnlySpan<T> x, ReadOnlySpan<T> mean, ReadOnlySpan<T> invstd, ReadOnlySpan<T> gamma, ReadOnlySpan<T> beta,
         Span<T> dx, Span<T> dgamma, Span<T> dbeta, int n, int c, int hw) where T : unmanaged, IFloatingPointIeee754<T>
-    {
-        if (y.IsEmpty && (long)n * c * hw > 0) throw new ArgumentException($"BatchNorm.BackwardRelu: the saved output y is empty, needs N·C·HW = {(long)n * c * hw} (N={n} C={c} HW={hw})");
-        BackwardCore("BatchNorm.BackwardRelu", dy, x, y, mean, invstd, gamma, dx, dgamma, dbeta, n, c, hw);
-    }
+        => BackwardCore("BatchNorm.BackwardRelu", true, dy, x, mean, invstd, gamma, beta, dx, dgamma, dbeta, n, c, hw);
 
     /// <summary>ReLU backward from the ReLU's output: dx = dy where y &gt; 0, else 0 (one pass; dx may alias dy).</summary>
     public static void ReluBackward<T>(ReadOnlySpan<T> dy, ReadOnlySpan<T> y, Span<T> dx) where T : unmanaged, IFloatingPointIeee754<T>
@@ -83,28 +86,31 @@ public static unsafe partial class BatchNorm
         public static T Apply(T v) => T.Max(v, T.Zero);
     }
 
-    // What the backward passes read as the gradient at BN's output, given dy and the pointer y at the same element.
+    // What the backward passes read as the gradient at BN's output, given dy, x and the channel's scale and shift.
     private interface IDyMask<T> where T : unmanaged, IFloatingPointIeee754<T>
     {
-        static abstract Vector512<T> Apply(Vector512<T> dy, T* y);
-        static abstract Vector256<T> Apply(Vector256<T> dy, T* y);
-        static abstract T Apply(T dy, T* y);
+        static abstract Vector512<T> Apply(Vector512<T> dy, Vector512<T> x, Vector512<T> scale, Vector512<T> shift);
+        static abstract Vector256<T> Apply(Vector256<T> dy, Vector256<T> x, Vector256<T> scale, Vector256<T> shift);
+        static abstract T Apply(T dy, T x, T scale, T shift);
     }
 
-    // Plain batch norm: dy itself (y is not read and may be null).
+    // Plain batch norm: dy itself.
     private readonly struct NoMask<T> : IDyMask<T> where T : unmanaged, IFloatingPointIeee754<T>
     {
-        public static Vector512<T> Apply(Vector512<T> dy, T* y) => dy;
-        public static Vector256<T> Apply(Vector256<T> dy, T* y) => dy;
-        public static T Apply(T dy, T* y) => dy;
+        public static Vector512<T> Apply(Vector512<T> dy, Vector512<T> x, Vector512<T> scale, Vector512<T> shift) => dy;
+        public static Vector256<T> Apply(Vector256<T> dy, Vector256<T> x, Vector256<T> scale, Vector256<T> shift) => dy;
+        public static T Apply(T dy, T x, T scale, T shift) => dy;
     }
 
-    // Fused ReLU: dy where the saved output y > 0, else 0 (the compare's all-ones lanes select dy bit for bit).
-    private readonly struct PositiveOutputMask<T> : IDyMask<T> where T : unmanaged, IFloatingPointIeee754<T>
+    // Fused ReLU: dy where the forward's v = x·scale + shift is > 0 (then y = max(0, v) > 0 too), else 0. v is
+    // computed with the same operations as ScaleShift's (a product, then a sum: not an FMA), vector for vector and in
+    // the scalar tail, so the mask is the forward's exactly; reading the saved output instead had cost a third of the
+    // backward's time (one more stream in each of its two passes).
+    private readonly struct PositiveAffineMask<T> : IDyMask<T> where T : unmanaged, IFloatingPointIeee754<T>
     {
-        public static Vector512<T> Apply(Vector512<T> dy, T* y) => MaskLanes<T>.Apply(dy, Vector512.Load(y));
-        public static Vector256<T> Apply(Vector256<T> dy, T* y) => MaskLanes<T>.Apply(dy, Vector256.Load(y));
-        public static T Apply(T dy, T* y) => MaskLanes<T>.Apply(dy, *y);
+        public static Vector512<T> Apply(Vector512<T> dy, Vector512<T> x, Vector512<T> scale, Vector512<T> shift) => MaskLanes<T>.Apply(dy, x * scale + shift);
+        public static Vector256<T> Apply(Vector256<T> dy, Vector256<T> x, Vector256<T> scale, Vector256<T> shift) => MaskLanes<T>.Apply(dy, x * scale + shift);
+        public static T Apply(T dy, T x, T scale, T shift) => MaskLanes<T>.Apply(dy, x * scale + shift);
     }
 
     // ---- float64 references ----

@@ -126,9 +126,9 @@ public class BatchNormReluOpTests
         using var y64 = Tensor.Randn([2, 3, 2, 2], 5, DType.Float64);
         using var flat = Tensor.Randn([6, 4], 6);
 
-        var e = Assert.Throws<ArgumentException>(() => Tensor.BatchNorm2dReluBackward(dy, x, wrongY, stat, stat, null));
+        var e = Assert.Throws<ArgumentException>(() => Tensor.BatchNorm2dReluBackward(dy, x, wrongY, stat, stat, null, null));
         Assert.That(e!.Message, Does.StartWith("BatchNorm2dReluBackward: output").And.Contain("[2,3,1,2]").And.Contain("[2,3,2,2]"));
-        e = Assert.Throws<ArgumentException>(() => Tensor.BatchNorm2dReluBackward(dy, x, y64, stat, stat, null));
+        e = Assert.Throws<ArgumentException>(() => Tensor.BatchNorm2dReluBackward(dy, x, y64, stat, stat, null, null));
         Assert.That(e!.Message, Does.StartWith("BatchNorm2dReluBackward").And.Contain("float64"));
         e = Assert.Throws<ArgumentException>(() => x.BatchNorm2dRelu(null, null, stat, Tensor.Ones([4]), training: true));
         Assert.That(e!.Message, Does.StartWith("BatchNorm2dRelu: bias must be [3]").And.Contain("[4]"));

@@ -51,7 +51,7 @@ public class BatchNormReluTests
             Assert.That(mean, Is.EqualTo(mean2), $"hw={hw}: mean"); Assert.That(inv, Is.EqualTo(inv2), $"hw={hw}: invstd");
 
             float[] dx = new float[len], dg = new float[c], db = new float[c];
-            BatchNorm.BackwardRelu<float>(F(dy), F(x), y, mean, inv, F(gamma), dx, dg, db, n, c, hw);
+            BatchNorm.BackwardRelu<float>(F(dy), F(x), mean, inv, F(gamma), F(beta), dx, dg, db, n, c, hw);
             double scale = want.Dx.Max(Math.Abs);
             for (int i = 0; i < len; i++) Assert.That(dx[i], Is.EqualTo(want.Dx[i]).Within(2e-5 * scale), $"dx[{i}] hw={hw}");
             Assert.That(dg, Is.EqualTo(want.Dg).Within(1e-4 * (1 + want.Dg.Max(Math.Abs))), $"dgamma hw={hw}");
@@ -73,10 +73,48 @@ public class BatchNormReluTests
             double[] y = new double[len], mean = new double[c], inv = new double[c], dx = new double[len], dg = new double[c], db = new double[c];
             BatchNorm.ForwardTrainingRelu<double>(x, gamma, beta, y, mean, inv, [], [], n, c, hw, 0.1, eps);
             Assert.That(y, Is.EqualTo(want.Y).Within(1e-12), $"hw={hw}");
-            BatchNorm.BackwardRelu<double>(dy, x, y, mean, inv, gamma, dx, dg, db, n, c, hw);
+            BatchNorm.BackwardRelu<double>(dy, x, mean, inv, gamma, beta, dx, dg, db, n, c, hw);
             Assert.That(dx, Is.EqualTo(want.Dx).Within(1e-11), $"hw={hw}");
             Assert.That(dg, Is.EqualTo(want.Dg).Within(1e-11), $"hw={hw}");
             Assert.That(db, Is.EqualTo(want.Db).Within(1e-11), $"hw={hw}");
+        }
+    }
+
+    // The backward recomputes the ReLU's mask from x; it must be the forward's y > 0 exactly, also where BN(x) is within
+    // rounding of zero. Each channel holds a, a ± 0.5 and a ± m ulps (m = 1 .. 5) in symmetric pairs, so its mean is
+    // exactly a and BN(x) of the inputs a few ulps from a sits on the ReLU's edge, where rounding decides the sign: a
+    // mask computed in any other way (other operations, or other statistics than the forward used) flips some of them.
+    // The fused backward must equal the plain backward run on dy masked by the forward's own output, bit for bit.
+    [Test]
+    public void Fused_backward_mask_is_the_forward_outputs_bit_for_bit()
+    {
+        const int n = 8, c = 6;
+        var g = new Generator(21);
+        float[] a = [0.1f, 3.7f, -2.3f, 0.013f, 17.1f, -0.77f], gamma = [0.7f, 1.3f, 2.9f, 0.37f, 1.1f, 5.3f], beta = new float[c];
+        foreach (int hw in Lengths)
+        {
+            int len = n * c * hw;
+            var x = new float[len];
+            for (int b = 0; b < n; b++)
+                for (int ch = 0; ch < c; ch++)
+                    for (int j = 0; j < hw; j++)
+                    {
+                        int k = b * hw + j, m = k / 8 % 4 + 1;
+                        float ulp = MathF.BitIncrement(MathF.Abs(a[ch])) - MathF.Abs(a[ch]);
+                        float[] offsets = [0f, 0.5f, 0f, -0.5f, m * ulp, -m * ulp, (m + 1) * ulp, -(m + 1) * ulp];
+                        x[(b * c + ch) * hw + j] = a[ch] + offsets[k % 8];
+                    }
+            float[] dy = Normal(g, len).Select(v => (float)v).ToArray();
+            float[] y = new float[len], mean = new float[c], inv = new float[c];
+            BatchNorm.ForwardTrainingRelu<float>(x, gamma, beta, y, mean, inv, [], [], n, c, hw, 0.1f, 1e-5f);
+            Assert.That(mean, Is.EqualTo(a), "each channel's mean is exactly its a");
+            float[] masked = dy.Select((v, i) => y[i] > 0 ? v : 0f).ToArray();
+            float[] dx = new float[len], dg = new float[c], db = new float[c], dx2 = new float[len], dg2 = new float[c], db2 = new float[c];
+            BatchNorm.BackwardRelu<float>(dy, x, mean, inv, gamma, beta, dx, dg, db, n, c, hw);
+            BatchNorm.Backward<float>(masked, x, mean, inv, gamma, dx2, dg2, db2, n, c, hw);
+            Assert.That(dx, Is.EqualTo(dx2), $"dx hw={hw}");
+            Assert.That(dg, Is.EqualTo(dg2), $"dgamma hw={hw}");
+            Assert.That(db, Is.EqualTo(db2), $"dbeta hw={hw}");
         }
     }
 
@@ -166,10 +204,10 @@ public class BatchNormReluTests
     {
         var e = Assert.Throws<ArgumentException>(() => BatchNorm.ReluBackward<float>(new float[4], new float[3], new float[4]));
         Assert.That(e!.Message, Does.StartWith("BatchNorm.ReluBackward").And.Contain("y 3"));
-        e = Assert.Throws<ArgumentException>(() => BatchNorm.BackwardRelu<float>(new float[8], new float[8], new float[6], new float[2], new float[2], [], new float[8], [], [], 2, 2, 2));
-        Assert.That(e!.Message, Does.StartWith("BatchNorm.BackwardRelu").And.Contain("reluOutput"));
-        e = Assert.Throws<ArgumentException>(() => BatchNorm.BackwardRelu<float>(new float[8], new float[8], [], new float[2], new float[2], [], new float[8], [], [], 2, 2, 2));
-        Assert.That(e!.Message, Does.StartWith("BatchNorm.BackwardRelu: the saved output y is empty"));
+        e = Assert.Throws<ArgumentException>(() => BatchNorm.BackwardRelu<float>(new float[8], new float[8], new float[2], new float[2], [], new float[1], new float[8], [], [], 2, 2, 2));
+        Assert.That(e!.Message, Does.StartWith("BatchNorm.BackwardRelu: beta has 1 elements, needs C=2"));
+        e = Assert.Throws<ArgumentException>(() => BatchNorm.BackwardRelu<float>(new float[6], new float[8], new float[2], new float[2], [], [], new float[8], [], [], 2, 2, 2));
+        Assert.That(e!.Message, Does.StartWith("BatchNorm.BackwardRelu").And.Contain("dy"));
         e = Assert.Throws<ArgumentException>(() => BatchNorm.ForwardTrainingRelu<float>(new float[2], [], [], new float[2], new float[2], new float[2], [], [], 1, 2, 1, 0.1f, 1e-5f));
         Assert.That(e!.Message, Does.StartWith("BatchNorm.ForwardTrainingRelu: needs more than one value per channel"));
     }
