@@ -268,6 +268,13 @@ public static class DerivativeRules
         [OpKind.BatchNorm2dRelu] = BatchNorm2dRule,
         // bnrelu: y = max(0, a + b), fused         da = db = g·[y > 0] (one pass from the saved output, shared by both)
         [OpKind.AddRelu] = (n, g) => { var d = Tensor.ReluBackward(g, n.SavedOutput); return [d, d]; },
+        // y = max(0, x·s + r): d = g·[y > 0]; dx = d·s, ds = Σ_hw d·x, dr = d (one pass: Tensor.ScaleAddReluBackward)
+        [OpKind.ScaleAddRelu] = (n, g) =>
+        {
+            var (dx, ds, dr) = Tensor.ScaleAddReluBackward(g, n.SavedOutput, n.SavedInput(0), n.SavedInput(1),
+                n.Inputs[0].RequiresGrad, n.Inputs[1].RequiresGrad, n.Inputs[2].RequiresGrad);
+            return [dx, ds, dr];
+        },
     };
 
     // vision-models: saved as for Attention (q, k, v, O, lse, the [B, H, Tq, Tk] bias view); the bias is input 3.

@@ -24,6 +24,8 @@ public enum OpKind
     BatchNorm2dRelu,
     // bnrelu: fused residual add + ReLU (Tensor.AddRelu)
     AddRelu,
+    // fused SE recalibration + residual add + ReLU (Tensor.ScaleAddRelu)
+    ScaleAddRelu,
 #pragma warning restore CS1591
 }
 
@@ -111,6 +113,8 @@ public sealed class GradNode
         OpKind.BatchNorm2dRelu => Saves.Input0 | Saves.Output,
         // fused add + ReLU: the output alone (the mask y > 0 serves both inputs)
         OpKind.AddRelu => Saves.Output,
+        // fused scale + add + ReLU: the output for the mask, x for the scale's gradient, the scale for x's
+        OpKind.ScaleAddRelu => Saves.Input0 | Saves.Input1 | Saves.Output,
         // each input's gradient needs the other: dA = g B^T, dB = A^T g
         OpKind.MatMul => Saves.Inputs | Saves.ForOtherInput,
         // Sum, Cat, views, Copy, ToDType need shapes and scalars only; Where, Max, Min, IndexSelect,

@@ -94,6 +94,60 @@ public sealed partial class Tensor
         if (y.Numel > 0) Backend.AddRelu(a.Storage, b.Storage, y.Storage, y.Numel);
         return y.Record(OpKind.AddRelu, [this, other]);
     }
+    /// <summary>
+    /// max(0, this·scale + residual) in one pass: Squeeze-and-Excitation's recalibration of this [N, C, H, W] by
+    /// <paramref name="scale"/> [N, C, 1, 1], the residual add and the block's ReLU (Kernels/Cpu/ScaleAddRelu.cs). Records
+    /// <see cref="OpKind.ScaleAddRelu"/> (saves this, the scale and the output); its gradient is one pass too. Other
+    /// shapes, and devices other than the CPU, run the unfused <c>(this * scale).AddRelu(residual)</c>.
+    /// </summary>
+    public Tensor ScaleAddRelu(Tensor scale, Tensor residual)
+    {
+        const string op = "ScaleAddRelu";
+        SameDevice(op, this, scale); SameDevice(op, this, residual); SameDType(op, this, scale); SameDType(op, this, residual);
+        RequireFloat(op);
+        bool fused = Device.Kind == DeviceKind.Cpu && Rank == 4 && scale.Rank == 4 && residual.Layout.Shape.AsSpan().SequenceEqual(Layout.Shape)
+            && scale.Size(0) == Size(0) && scale.Size(1) == Size(1) && scale.Size(2) == 1 && scale.Size(3) == 1;
+        if (!fused)
+        {
+            using var scaled = this * scale;
+            return scaled.AddRelu(residual);
+        }
+        using var x = Dense();
+        using var s = scale.Dense();
+        using var r = residual.Dense();
+        var y = x.EmptyLike();
+        int runs = Size(0) * Size(1), runLength = Size(2) * Size(3);
+        if (y.Numel > 0) ((Backends.CpuBackend)Backend).ScaleAddRelu(x.Storage, s.Storage, r.Storage, y.Storage, runs, runLength);
+        return y.Record(OpKind.ScaleAddRelu, [this, scale, residual]);
+    }
+
+    /// <summary>
+    /// The gradient of <see cref="ScaleAddRelu"/> from the output gradient, its saved output y, input x and scale s
+    /// [N, C, 1, 1]: with d = dy·[y &gt; 0], dx = d·s, ds = Σ_hw d·x, dresidual = d, each only when wanted (null otherwise).
+    /// </summary>
+    public static (Tensor? Dx, Tensor? DScale, Tensor? DResidual) ScaleAddReluBackward(Tensor gradOutput, Tensor output, Tensor input, Tensor scale,
+        bool wantX = true, bool wantScale = true, bool wantResidual = true)
+    {
+        const string op = "ScaleAddReluBackward";
+        SameDevice(op, gradOutput, output); SameDevice(op, gradOutput, input); SameDevice(op, gradOutput, scale);
+        SameDType(op, gradOutput, output); SameDType(op, gradOutput, input); SameDType(op, gradOutput, scale);
+        if (input.Rank != 4 || !gradOutput.Layout.Shape.AsSpan().SequenceEqual(input.Layout.Shape) || !output.Layout.Shape.AsSpan().SequenceEqual(input.Layout.Shape)
+            || scale.Rank != 4 || scale.Size(0) != input.Size(0) || scale.Size(1) != input.Size(1) || scale.Size(2) != 1 || scale.Size(3) != 1)
+            throw new ArgumentException($"{op}: gradient {gradOutput.Describe()}, output {output.Describe()} and input {input.Describe()} must be one [N, C, H, W] shape and scale {scale.Describe()} [N, C, 1, 1]");
+        if (input.Device.Kind != DeviceKind.Cpu) throw new NotSupportedException($"{op}: runs on the CPU only (other devices record the unfused ops), got {input.Device}");
+        using var dy = gradOutput.Dense();
+        using var y = output.Dense();
+        using var x = input.Dense();
+        using var s = scale.Dense();
+        var dx = wantX ? x.EmptyLike() : null;
+        var ds = wantScale ? s.EmptyLike() : null;
+        var dr = wantResidual ? x.EmptyLike() : null;
+        int runs = input.Size(0) * input.Size(1), runLength = input.Size(2) * input.Size(3);
+        if (x.Numel > 0) ((Backends.CpuBackend)x.Backend).ScaleAddReluBackward(dy.Storage, y.Storage, x.Storage, s.Storage, dx?.Storage, ds?.Storage, dr?.Storage, runs, runLength);
+        else ds?.Fill_(0);
+        return (dx, ds, dr);
+    }
+
     /// <summary>The derivative of <see cref="Gelu"/> at each element (used by its backward rule).</summary>
     internal Tensor GeluDerivative(bool tanhApproximation = false) => Map(tanhApproximation ? UnaryOp.GeluTanhGrad : UnaryOp.GeluGrad, "GeluDerivative");
     /// <summary>GELU: exact erf form by default (PyTorch's default), tanh approximation when <paramref name="tanhApproximation"/>.</summary>

@@ -126,4 +126,26 @@ public sealed partial class CpuBackend
             default: throw new NotSupportedException($"AddRelu: not defined for {y.DType.Name()} tensors");
         }
     }
+
+    /// <summary>y = max(0, x·s + r), one scale per run of <paramref name="runLength"/> values (Kernels/Cpu/ScaleAddRelu.cs).</summary>
+    public void ScaleAddRelu(Storage x, Storage s, Storage r, Storage y, int runs, int runLength)
+    {
+        switch (y.DType)
+        {
+            case DType.Float32: Kernels.Cpu.ScaleAddRelu.Forward(RO<float>(x), RO<float>(s), RO<float>(r), RW<float>(y), runs, runLength); break;
+            case DType.Float64: Kernels.Cpu.ScaleAddRelu.Forward(RO<double>(x), RO<double>(s), RO<double>(r), RW<double>(y), runs, runLength); break;
+            default: throw new NotSupportedException($"ScaleAddRelu: not defined for {y.DType.Name()} tensors");
+        }
+    }
+
+    /// <summary>The gradient of <see cref="ScaleAddRelu"/>: dx, ds and dr (each may be null: not wanted).</summary>
+    public void ScaleAddReluBackward(Storage dy, Storage y, Storage x, Storage s, Storage? dx, Storage? ds, Storage? dr, int runs, int runLength)
+    {
+        switch (y.DType)
+        {
+            case DType.Float32: Kernels.Cpu.ScaleAddRelu.Backward(RO<float>(dy), RO<float>(y), RO<float>(x), RO<float>(s), RW<float>(dx), RW<float>(ds), RW<float>(dr), runs, runLength); break;
+            case DType.Float64: Kernels.Cpu.ScaleAddRelu.Backward(RO<double>(dy), RO<double>(y), RO<double>(x), RO<double>(s), RW<double>(dx), RW<double>(ds), RW<double>(dr), runs, runLength); break;
+            default: throw new NotSupportedException($"ScaleAddRelu: not defined for {y.DType.Name()} tensors");
+        }
+    }
 }

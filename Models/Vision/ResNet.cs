@@ -45,8 +45,14 @@ public abstract class ResidualBlock : Module<Tensor, Tensor>
     // SE or CBAM after the branch's last BatchNorm, then the shortcut and the final ReLU.
     private protected Tensor Finish(Tensor branch, Tensor x)
     {
-        var attended = _attention is null ? branch : _attention.Forward(branch);
         var shortcut = _downsample is null ? x : _downsample.Forward(x);
+        if (_attention is SqueezeExcitation se)
+        {
+            // SE's recalibration, the residual add and the ReLU in one pass (and one pass back).
+            using var s = se.Scale(branch);
+            return branch.ScaleAddRelu(s, shortcut);
+        }
+        var attended = _attention is null ? branch : _attention.Forward(branch);
         return attended.AddRelu(shortcut);
     }
 

@@ -85,6 +85,40 @@ public class BatchNormReluOpTests
     }
 
     [Test]
+    public void Scale_add_relu_matches_the_unfused_ops_and_records_its_kind()
+    {
+        double[][] Run(bool fused)
+        {
+            using var scope = new TensorScope();
+            var g = new Generator(25);
+            var x = Tensor.Randn([3, 4, 5, 6], g, DType.Float64).RequiresGrad_();
+            var s = Tensor.Randn([3, 4, 1, 1], g, DType.Float64).RequiresGrad_();
+            var r = Tensor.Randn([3, 4, 5, 6], g, DType.Float64).RequiresGrad_();
+            var w = Tensor.Randn([3, 4, 5, 6], g, DType.Float64);
+            var y = fused ? x.ScaleAddRelu(s, r) : (x * s).AddRelu(r);
+            if (fused) Assert.That((y.GradFn!.Kind, y.GradFn.Saves), Is.EqualTo((OpKind.ScaleAddRelu, Saves.Input0 | Saves.Input1 | Saves.Output)));
+            (y * w).Sum().Backward();
+            return [y.ToArray<double>(), x.Grad!.ToArray<double>(), s.Grad!.ToArray<double>(), r.Grad!.ToArray<double>()];
+        }
+        var want = Run(false);
+        var got = Run(true);
+        Assert.That(got[0], Is.EqualTo(want[0]), "y");
+        Assert.That(got[0].Count(v => v == 0), Is.GreaterThan(30), "some outputs clamped");
+        Assert.That(got[1], Is.EqualTo(want[1]), "dx");
+        Assert.That(got[2], Is.EqualTo(want[2]).Within(1e-12), "dscale (summed in another order)");
+        Assert.That(got[3], Is.EqualTo(want[3]), "dresidual");
+        // A scale that is not [N, C, 1, 1] runs the unfused ops.
+        using var a = Tensor.Randn([2, 3, 2, 2], 1, DType.Float64);
+        using var v = Tensor.Randn([1, 3, 1, 1], 2, DType.Float64);
+        using var yv = a.ScaleAddRelu(v, a);
+        using var av = a * v;
+        using var plain = av.AddRelu(a);
+        Assert.That(yv.ToArray<double>(), Is.EqualTo(plain.ToArray<double>()));
+        var e = Assert.Throws<ArgumentException>(() => Tensor.ScaleAddReluBackward(a, a, a, v));
+        Assert.That(e!.Message, Does.StartWith("ScaleAddReluBackward").And.Contain("[1,3,1,1]"));
+    }
+
+    [Test]
     public void Add_relu_matches_add_then_relu_and_records_its_kind()
     {
         var gen = new Generator(23);
