@@ -165,7 +165,9 @@ public static class DerivativeRules
         },
 
         // y = sum over dims   dy/dx = 1 broadcast back
-        [OpKind.Sum] = (n, g) => { using var u = Unreduce(g, n.Ints, n.Inputs[0].Shape); using var e = u.Expand(n.Inputs[0].Shape); return [e.Contiguous()]; },
+        // (a broadcast view, not a copy: whoever consumes it, an accumulation or the next rule, reads it as it is; a copy
+        // here wrote a full activation per SE block that was read once)
+        [OpKind.Sum] = (n, g) => { using var u = Unreduce(g, n.Ints, n.Inputs[0].Shape); return [u.Expand(n.Inputs[0].Shape)]; },
         // y = max/min over dims: the gradient is shared by the elements equal to the extremum
         [OpKind.Max] = ReduceExtremumRule,
         [OpKind.Min] = ReduceExtremumRule,
