@@ -1,6 +1,7 @@
 // ConvImageLanes: the direct float32 convolution of ConvDirect.cs with sixteen images side by side, one in each lane of
-// a Vector512, for small outputs (ResNet-20's 8x8 stage), where ConvDirect's flattened rows compute positions they throw
-// away: at 8x8 outputs a row of 8 runs on a padded width of 9 and 72 positions round up to 80 (64 kept, 80%).
+// a Vector512, for small outputs (ResNet-20's 16x16 and 8x8 stages), where ConvDirect's flattened rows compute
+// positions they throw away (at 8x8 outputs a row of 8 runs on a padded width of 9, and 72 positions round up to 80:
+// 64 kept) and read their taps from unaligned addresses; here every load is one whole aligned vector.
 //
 // Algorithm: a group of 16 images n0 .. n0 + 15 is staged as xs[c][i][j][l] = x[n0 + l, c, i − ph, j − pw] over the
 // padded image (Hp = H + 2·ph rows of Wp = W + 2·pw positions, zero outside the image and in lanes past N), so one
@@ -18,8 +19,8 @@
 // its lanes are summed at the end (the sum over the group's images) by folding the 24 vectors into two (Sum16) and
 // adding them to the slot's sums in the tile's order, which go into dw once at the end: at 8x8 outputs a tile has only
 // 64 positions, and 24 separate lane reductions plus scattered adds had cost a fifth of its time.
-// Transposes: images move into and out of the lanes by scalar copies, one row of one image at a time, so the W lines
-// one row fills stay in L1 while all sixteen images write their lane.
+// Transposes: images move into and out of the lanes 8 columns x 16 images at a time, as two 8x8 transposes in one set
+// of registers (Transpose8x8Halves); scalar copies were 6% of the 8x8 stage's time.
 // Threads: whole groups, equal contiguous runs per WorkerPool slot; each slot owns its staged group and output (and a
 // dw partial, added up in slot order as in ConvDirect).
 // FLOPs: 2·N'·K·C·R·S·P·Q with N' = N rounded up to 16 (the empty lanes of a last partial group). Bytes: x, y once each
@@ -38,10 +39,11 @@ public static unsafe partial class Conv2d
     private const int Lanes = 16, LanesTileQ = 4;
 
     // Outputs of at most this many positions per image take the lane layout (when there is at least one whole group of
-    // images). Measured on ResNet-20's layers, one thread, batch 128: at 8x8 outputs forward went from 85 to 103 GFLOP/s
-    // and the weight gradient from 74 to 102; at 16x16, where the flattened rows waste 6%, the lanes were slower (96
-    // against 101 forward, 77 against 99 at 32x32): their transposes cost more than they save there.
-    private const int LanesMaxOutputs = 100;
+    // images). Measured on ResNet-20's layers, one thread, batch 128, against the flattened rows: at 8x8 outputs forward
+    // 85 -> 106 GFLOP/s, weight gradient 74 -> 105; at 16x16 (the rows waste 6% there) forward 100 -> 101, weights 94 ->
+    // 101, the stride-2 layer into it 75 -> 83 forward and 69 -> 80 weights; at 32x32 the lanes lose (92 against 98:
+    // a group's padded images no longer fit in L2).
+    private const int LanesMaxOutputs = 256;
 
     internal static bool LanesApply(in Conv2dShape s) => s.N >= Lanes && s.P * s.Q <= LanesMaxOutputs;
 
@@ -120,36 +122,90 @@ public static unsafe partial class Conv2d
     }
 
     // xs[c][(i + ph)·Wp + pw + j][l] = x[l, c, i, j] for the group's first `images` images (x at the group's first image);
-    // the padding and the lanes past `images` are left as they are (zero).
+    // the padding and the lanes past `images` are left as they are (zero). A whole group moves 8 columns at a time
+    // through Transpose8x8Halves; the rest of a row, and a partial group, value by value.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void LanesStage(float* x, int images, float* xs, int channels, int h, int w, int ph, int pw)
     {
-        int wp = w + 2 * pw, hw = h * w;
+        int wp = w + 2 * pw, hw = h * w, whole = images == Lanes ? w / 8 * 8 : 0;
         long cs = (long)(h + 2 * ph) * wp * Lanes, image = (long)channels * hw;
         for (int c = 0; c < channels; c++)
             for (int i = 0; i < h; i++)
             {
                 float* dst = xs + c * cs + ((long)(i + ph) * wp + pw) * Lanes;
                 float* src = x + (long)c * hw + (long)i * w;
-                for (int l = 0; l < images; l++, src += image)
-                    for (int j = 0; j < w; j++) dst[j * Lanes + l] = src[j];
+                for (int j0 = 0; j0 < whole; j0 += 8)
+                {
+                    // Row i of image l and of image l + 8 side by side, then transposed: vector j holds column j0 + j of all 16.
+                    float* s0 = src + j0, s8 = s0 + 8 * image;
+                    var r0 = Vector512.Create(Vector256.Load(s0), Vector256.Load(s8)); var r1 = Vector512.Create(Vector256.Load(s0 + image), Vector256.Load(s8 + image));
+                    var r2 = Vector512.Create(Vector256.Load(s0 + 2 * image), Vector256.Load(s8 + 2 * image)); var r3 = Vector512.Create(Vector256.Load(s0 + 3 * image), Vector256.Load(s8 + 3 * image));
+                    var r4 = Vector512.Create(Vector256.Load(s0 + 4 * image), Vector256.Load(s8 + 4 * image)); var r5 = Vector512.Create(Vector256.Load(s0 + 5 * image), Vector256.Load(s8 + 5 * image));
+                    var r6 = Vector512.Create(Vector256.Load(s0 + 6 * image), Vector256.Load(s8 + 6 * image)); var r7 = Vector512.Create(Vector256.Load(s0 + 7 * image), Vector256.Load(s8 + 7 * image));
+                    Transpose8x8Halves(ref r0, ref r1, ref r2, ref r3, ref r4, ref r5, ref r6, ref r7);
+                    float* d = dst + j0 * Lanes;
+                    r0.Store(d); r1.Store(d + 16); r2.Store(d + 32); r3.Store(d + 48); r4.Store(d + 64); r5.Store(d + 80); r6.Store(d + 96); r7.Store(d + 112);
+                }
+                float* srcl = src;
+                for (int l = 0; l < images; l++, srcl += image)
+                    for (int j = images == Lanes ? whole : 0; j < w; j++) dst[j * Lanes + l] = srcl[j];
             }
     }
 
-    // y[l, k, j] = ys[k][j][l] (+ bias[k]) for the group's first `images` images and k < K, j < P·Q.
+    // y[l, k, j] = ys[k][j][l] (+ bias[k]) for the group's first `images` images and k < K, j < P·Q: the transposes of
+    // LanesStage run backwards (vector j of 8 holds position j of all 16 images; transposed, half l of vector l holds 8
+    // positions of image l, half 2 those of image l + 8).
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void LanesUnstage(float* ys, int images, float* y, int channels, int pq, float* bias)
     {
+        int whole = images == Lanes ? pq / 8 * 8 : 0;
+        long image = (long)channels * pq;
         for (int k = 0; k < channels; k++)
         {
             float b = bias == null ? 0f : bias[k];
-            float* src = ys + (long)k * pq * Lanes;
+            var vb = Vector512.Create(b);
+            float* src = ys + (long)k * pq * Lanes, dst = y + (long)k * pq;
+            for (int j0 = 0; j0 < whole; j0 += 8)
+            {
+                float* v = src + j0 * Lanes;
+                var r0 = Vector512.Load(v); var r1 = Vector512.Load(v + 16); var r2 = Vector512.Load(v + 32); var r3 = Vector512.Load(v + 48);
+                var r4 = Vector512.Load(v + 64); var r5 = Vector512.Load(v + 80); var r6 = Vector512.Load(v + 96); var r7 = Vector512.Load(v + 112);
+                Transpose8x8Halves(ref r0, ref r1, ref r2, ref r3, ref r4, ref r5, ref r6, ref r7);
+                float* d0 = dst + j0, d8 = d0 + 8 * image;
+                StoreHalves(r0 + vb, d0, d8); StoreHalves(r1 + vb, d0 + image, d8 + image);
+                StoreHalves(r2 + vb, d0 + 2 * image, d8 + 2 * image); StoreHalves(r3 + vb, d0 + 3 * image, d8 + 3 * image);
+                StoreHalves(r4 + vb, d0 + 4 * image, d8 + 4 * image); StoreHalves(r5 + vb, d0 + 5 * image, d8 + 5 * image);
+                StoreHalves(r6 + vb, d0 + 6 * image, d8 + 6 * image); StoreHalves(r7 + vb, d0 + 7 * image, d8 + 7 * image);
+            }
             for (int l = 0; l < images; l++)
             {
-                float* dst = y + ((long)l * channels + k) * pq;
-                for (int j = 0; j < pq; j++) dst[j] = src[j * Lanes + l] + b;
+                float* dl = dst + l * image;
+                for (int j = whole; j < pq; j++) dl[j] = src[j * Lanes + l] + b;
             }
         }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreHalves(Vector512<float> v, float* lower, float* upper) { v.GetLower().Store(lower); v.GetUpper().Store(upper); }
+
+    // Transposes the two 8x8 blocks held in r0 .. r7 at once: row i of the first block is the lower half of ri, of the
+    // second the upper half; afterwards the lower half of rj is column j of the first block, the upper half of the
+    // second (unpacks and shuffles within 128-bit blocks, then two-source permutes across them).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Transpose8x8Halves(ref Vector512<float> r0, ref Vector512<float> r1, ref Vector512<float> r2, ref Vector512<float> r3,
+        ref Vector512<float> r4, ref Vector512<float> r5, ref Vector512<float> r6, ref Vector512<float> r7)
+    {
+        var t0 = Avx512F.UnpackLow(r0, r1); var t1 = Avx512F.UnpackHigh(r0, r1); var t2 = Avx512F.UnpackLow(r2, r3); var t3 = Avx512F.UnpackHigh(r2, r3);
+        var t4 = Avx512F.UnpackLow(r4, r5); var t5 = Avx512F.UnpackHigh(r4, r5); var t6 = Avx512F.UnpackLow(r6, r7); var t7 = Avx512F.UnpackHigh(r6, r7);
+        // Per 128-bit block: u0 column 0 (block 1: column 4) of rows 0-3, u1 column 1, u2 column 2, u3 column 3; u4-u7 of rows 4-7.
+        var u0 = Avx512F.Shuffle(t0, t2, 0x44); var u1 = Avx512F.Shuffle(t0, t2, 0xEE); var u2 = Avx512F.Shuffle(t1, t3, 0x44); var u3 = Avx512F.Shuffle(t1, t3, 0xEE);
+        var u4 = Avx512F.Shuffle(t4, t6, 0x44); var u5 = Avx512F.Shuffle(t4, t6, 0xEE); var u6 = Avx512F.Shuffle(t5, t7, 0x44); var u7 = Avx512F.Shuffle(t5, t7, 0xEE);
+        var lo = Vector512.Create(0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27);
+        var hi = Vector512.Create(4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31);
+        r0 = Avx512F.PermuteVar16x32x2(u0, lo, u4); r4 = Avx512F.PermuteVar16x32x2(u0, hi, u4);
+        r1 = Avx512F.PermuteVar16x32x2(u1, lo, u5); r5 = Avx512F.PermuteVar16x32x2(u1, hi, u5);
+        r2 = Avx512F.PermuteVar16x32x2(u2, lo, u6); r6 = Avx512F.PermuteVar16x32x2(u2, hi, u6);
+        r3 = Avx512F.PermuteVar16x32x2(u3, lo, u7); r7 = Avx512F.PermuteVar16x32x2(u3, hi, u7);
     }
 
     // dw (overwritten) from dy [N, K, P, Q] and x [N, C, H, W]; s the forward shape (stride 1 or 2).

@@ -131,7 +131,8 @@ public class ConvDirectTests
     public void Image_lanes_need_a_whole_group_of_images_and_a_small_output()
     {
         Assert.That(Conv2d.LanesApply(new Conv2dShape(15, 64, 8, 8, 64, 3, 3, 1, 1, 1, 1)), Is.False, "15 images");
-        Assert.That(Conv2d.LanesApply(new Conv2dShape(128, 32, 16, 16, 32, 3, 3, 1, 1, 1, 1)), Is.False, "16x16 outputs");
+        Assert.That(Conv2d.LanesApply(new Conv2dShape(128, 16, 32, 32, 16, 3, 3, 1, 1, 1, 1)), Is.False, "32x32 outputs");
+        Assert.That(Conv2d.LanesApply(new Conv2dShape(128, 32, 16, 16, 32, 3, 3, 1, 1, 1, 1)), Is.True, "16x16 outputs");
         Assert.That(Conv2d.LanesApply(new Conv2dShape(128, 64, 8, 8, 64, 3, 3, 1, 1, 1, 1)), Is.True, "8x8 outputs, 128 images");
     }
 
