@@ -22,7 +22,7 @@
 // are staged in chunks that fill about 1 MiB (L2), and the tile runs over the whole chunk before it reduces its lanes:
 // reducing once per image cost more than the products at 8x8 outputs (5 vectors an image), where im2col + GEMM had
 // been used instead.
-// Slots sum their images into their own dw partial, added up in slot order (results do not depend on timing).
+// Each work item sums its images into its own dw partial, added up in item order (results do not depend on timing).
 // The flattened length is rounded up to whole vectors; whole 64-position tiles run first, the rest 16 positions at a
 // time (DirectTile4x16). Slack: the last vector may read up to 15 + S positions past the buffer; the workspace holds
 // them (their values only reach discarded lanes).
@@ -31,7 +31,8 @@
 // y' on the phase width every tap is again a fixed offset (DirectTaps) and the same tiles run over a channel stride of
 // four phases. No tap is computed twice and none is zero. Backward data (a transposed stride-2 convolution) runs by the
 // phases of dx instead: ConvDirectStridedData.cs.
-// Threads: whole images, equal contiguous runs per WorkerPool slot; each slot owns its padded buffer and y'.
+// Threads: whole images, in runs of about N / (4 · threads) handed out as threads ask (DirectChunksPerThread); each
+// thread owns its padded buffer and y'.
 // FLOPs: 2·N·K·C·R·S·P·Wp (the Wp/Q overhead is the discarded columns). Bytes: x and y once each plus one padded
 // copy of x and of y'. Bound: FMA throughput and L1 loads for C·R·S in the hundreds.
 // Small outputs (8x8) with sixteen images or more run the same tiles with one image per lane: ConvImageLanes.cs.
@@ -47,7 +48,12 @@ namespace AttnCore.Kernels.Cpu;
 
 public static unsafe partial class Conv2d
 {
-    private const int DirectTileK = 4, DirectTile = 64, DirectVec = 16;   // output channels x flattened positions per register tile; one vector
+    private const int DirectTileK = 4, DirectTile = 64, DirectVec = 16;
+    // Work items per thread: the images (or groups) are cut into about this many runs per thread and handed out as the
+    // threads ask, so a thread that starts late or runs slow takes fewer; scratch buffers are per thread
+    // (WorkerPool.CurrentSlot), weight-gradient partials per run, added up in run order (results do not depend on timing).
+    private const int DirectChunksPerThread = 4;
+    private static int DirectMaxChunks => DirectChunksPerThread * WorkerPool.ThreadCount;   // output channels x flattened positions per register tile; one vector
 
     // The direct path is taken for float32 stride-1 convolutions with a real window, one group, padding smaller than
     // the window (so the backward-data padding R−1−p is not negative) and thin channels (C·K ≤ 64·64): there the
@@ -186,14 +192,17 @@ public static unsafe partial class Conv2d
     // register tile runs over all of them before it reduces its lanes.
     private static int DirectWeightsChunk(in Conv2dShape s) => (int)Math.Clamp(256 * 1024 / (DirectPadded(s) + DirectOut(s)), 1, Math.Max(1, s.N));
 
-    // Workspace of the direct weight gradient: per slot a chunk of padded images and dy', and a dw partial.
-    private static long DirectWeightsWorkspace(in Conv2dShape s) => LanesApply(s) ? LanesWeightsWorkspace(s) : WorkerPool.ThreadCount * (DirectWeightsChunk(s) * (DirectPadded(s) + DirectOut(s)) + s.WLength);
+    // Workspace of the direct weight gradient: per thread a chunk of padded images and dy', per work item a dw partial.
+    private static long DirectWeightsWorkspace(in Conv2dShape s) => LanesApply(s) ? LanesWeightsWorkspace(s)
+        : WorkerPool.ThreadCount * DirectWeightsStaged(s) + DirectMaxChunks * s.WLength;
+    private static long DirectWeightsStaged(in Conv2dShape s) => DirectWeightsChunk(s) * (DirectPadded(s) + DirectOut(s));
 
     private struct DirectArgs
     {
         public float* X, Packed, Bias, Y, Ws;
+        public int* Ready;   // per thread: its scratch buffer is prepared (zeroed where staging never writes)
         public Conv2dShape S;
-        public int Slots;
+        public int Slots;    // work items (runs of images or groups)
     }
 
     // Forward (flip = false) or backward data (flip = true, s the DataShape, w still [K_fwd, C_fwd, R, S]).
@@ -206,7 +215,7 @@ public static unsafe partial class Conv2d
             DirectPack(w, a.Packed, s, flip);
             long flops = 2L * s.N * s.K * s.C * s.R * s.S * s.P * s.Q;
             int t = WorkerPool.ThreadCount;
-            a.Slots = t == 1 || flops < MinParallelFlops ? 1 : Math.Min(t, s.N);
+            a.Slots = t == 1 || flops < MinParallelFlops ? 1 : Math.Min(DirectChunksPerThread * t, s.N);
             if (a.Slots == 1) DirectSlot(0, (nint)(&a));
             else WorkerPool.For(a.Slots, &DirectSlot, (nint)(&a));
         }
@@ -237,7 +246,7 @@ public static unsafe partial class Conv2d
         ref DirectArgs a = ref *(DirectArgs*)state;
         ref readonly Conv2dShape s = ref a.S;
         int wp = DirectRowStride(s), cs = (int)DirectChannelStride(s), hw = s.H * s.W, P = s.P, Q = s.Q, pq = P * Q, len = DirectFlatLength(s);
-        float* xp = a.Ws + slot * (DirectPadded(s) + DirectOut(s)), yp = xp + DirectPadded(s);
+        float* xp = a.Ws + WorkerPool.CurrentSlot * (DirectPadded(s) + DirectOut(s)), yp = xp + DirectPadded(s);
         new Span<float>(xp + (long)s.C * cs, (int)(DirectPadded(s) - (long)s.C * cs)).Clear();
         int taps = s.R * s.S, crs = s.C * taps;
         int* tap = stackalloc int[taps];
@@ -343,10 +352,12 @@ public static unsafe partial class Conv2d
         if (LanesApply(s)) { LanesWeights(dy, x, dw, s, workspace); return; }
         fixed (float* ws = workspace)
         {
-            var a = new DirectArgs { X = x, Y = dy, S = s, Ws = ws };
-            long flops = 2L * s.N * s.K * s.C * s.R * s.S * s.P * s.Q;
             int t = WorkerPool.ThreadCount;
-            a.Slots = t == 1 || flops < MinParallelFlops ? 1 : Math.Min(t, s.N);
+            int* ready = stackalloc int[t];
+            new Span<int>(ready, t).Clear();
+            var a = new DirectArgs { X = x, Y = dy, S = s, Ws = ws, Ready = ready };
+            long flops = 2L * s.N * s.K * s.C * s.R * s.S * s.P * s.Q;
+            a.Slots = t == 1 || flops < MinParallelFlops ? 1 : Math.Min(DirectMaxChunks, s.N);
             if (a.Slots == 1) DirectWeightsSlot(0, (nint)(&a));
             else WorkerPool.For(a.Slots, &DirectWeightsSlot, (nint)(&a));
             var total = new Span<float>(dw, (int)s.WLength);
@@ -356,11 +367,7 @@ public static unsafe partial class Conv2d
         }
     }
 
-    private static float* DirectPartial(ref DirectArgs a, int slot)
-    {
-        long staged = DirectWeightsChunk(a.S) * (DirectPadded(a.S) + DirectOut(a.S));
-        return a.Ws + slot * (staged + a.S.WLength) + staged;
-    }
+    private static float* DirectPartial(ref DirectArgs a, int item) => a.Ws + WorkerPool.ThreadCount * DirectWeightsStaged(a.S) + item * a.S.WLength;
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void DirectWeightsSlot(int slot, nint state)
@@ -373,12 +380,17 @@ public static unsafe partial class Conv2d
         int chunk = DirectWeightsChunk(s);
         long padded = DirectPadded(s), outLen = DirectOut(s);
         // Staged per image: the padded image (padded floats), then its dy' (outLen floats).
-        float* staged = a.Ws + slot * (chunk * (padded + outLen) + s.WLength), dw = DirectPartial(ref a, slot);
-        for (int i = 0; i < chunk; i++)
+        int thread = WorkerPool.CurrentSlot;
+        float* staged = a.Ws + thread * DirectWeightsStaged(s), dw = DirectPartial(ref a, slot);
+        if (a.Ready[thread] == 0)
         {
-            float* xp = staged + i * (padded + outLen);
-            new Span<float>(xp + (long)s.C * cs, (int)(padded - (long)s.C * cs)).Clear();
-            new Span<float>(xp + padded, (int)outLen).Clear();   // the q ≥ Q columns, the tail past P·Wp and the rows past K stay 0
+            for (int i = 0; i < chunk; i++)
+            {
+                float* xp = staged + i * (padded + outLen);
+                new Span<float>(xp + (long)s.C * cs, (int)(padded - (long)s.C * cs)).Clear();
+                new Span<float>(xp + padded, (int)outLen).Clear();   // the q ≥ Q columns, the tail past P·Wp and the rows past K stay 0
+            }
+            a.Ready[thread] = 1;
         }
         new Span<float>(dw, (int)s.WLength).Clear();
         var sums = stackalloc float[8 * 3];

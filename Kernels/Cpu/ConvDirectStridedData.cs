@@ -14,7 +14,8 @@
 // tap (ρ, τ) at the constant offset (1 − ρ)·Wq + (1 − τ). The register tiles of ConvDirect.cs (4 channels x 64 or 16
 // positions, a tap-offset table) then run each phase over its rows of u with that phase's packed weights. Each dx row
 // interleaves its two column phases (MergeColumns, two-source permutes: the inverse of SplitColumns).
-// Threads: whole images, equal contiguous runs per WorkerPool slot; each slot owns its staged dy and phase outputs.
+// Threads: runs of whole images handed out as threads ask (as ConvDirect.cs); each thread owns its staged dy and phase
+// outputs.
 // FLOPs: 2·N·K·C·R·S·P·Q plus the thrown-away column of each row. Bytes: dy and dx once each, a staged copy of dy.
 // Bound: FMA throughput and L1 loads, as the forward tiles.
 // Reference: Conv2d.BackwardReference (float64 loops, ConvReference.cs), compared in Tests/Kernels/ConvDirectTests.cs.
@@ -73,7 +74,8 @@ public static unsafe partial class Conv2d
         public int* Taps;
         public DxPhases Phases;   // indexed α·2 + β
         public Conv2dShape S;
-        public int Slots;
+        public int* Ready;   // per thread: its staged dy has its zero rows and columns
+        public int Slots;    // work items (runs of images)
     }
 
     // dx (overwritten) from dy [N, K, P, Q] and w [K, C, R, S]; s the forward shape (stride 2, DirectStridedShape).
@@ -106,7 +108,10 @@ public static unsafe partial class Conv2d
             var a = new StridedDataArgs { Dy = dy, Dx = dx, Packed = ws, Ws = ws + (long)cr * s.K * rs, Taps = taps, S = s, Phases = phases };
             long flops = 2L * s.N * s.K * s.C * s.R * s.S * s.P * s.Q;
             int threads = WorkerPool.ThreadCount;
-            a.Slots = threads == 1 || flops < MinParallelFlops ? 1 : Math.Min(threads, s.N);
+            int* ready = stackalloc int[threads];
+            new Span<int>(ready, threads).Clear();
+            a.Ready = ready;
+            a.Slots = threads == 1 || flops < MinParallelFlops ? 1 : Math.Min(DirectMaxChunks, s.N);
             if (a.Slots == 1) StridedDataSlot(0, (nint)(&a));
             else WorkerPool.For(a.Slots, &StridedDataSlot, (nint)(&a));
         }
@@ -119,10 +124,11 @@ public static unsafe partial class Conv2d
         ref readonly Conv2dShape s = ref a.S;
         int wq = StridedDataRowStride(s), plane = StridedDataPlane(s), len = StridedDataPhaseLength(s), cr = DirectRoundK(s.C);
         int P = s.P, Q = s.Q, H = s.H, W = s.W, pq = P * Q, hw = H * W;
-        float* dyp = a.Ws + slot * (StridedDataStaged(s) + StridedDataOut(s)), outs = dyp + StridedDataStaged(s);
-        // The zero rows and columns of staged dy, and the slack past its last channel, are written once: images only
-        // overwrite the dy columns.
-        new Span<float>(dyp, (int)StridedDataStaged(s)).Clear();
+        int thread = WorkerPool.CurrentSlot;
+        float* dyp = a.Ws + thread * (StridedDataStaged(s) + StridedDataOut(s)), outs = dyp + StridedDataStaged(s);
+        // The zero rows and columns of staged dy, and the slack past its last channel, are written once per thread:
+        // images only overwrite the dy columns.
+        if (a.Ready[thread] == 0) { new Span<float>(dyp, (int)StridedDataStaged(s)).Clear(); a.Ready[thread] = 1; }
         DxPhases phases = a.Phases;
         for (int n = (int)((long)slot * s.N / a.Slots), last = (int)((long)(slot + 1) * s.N / a.Slots); n < last; n++)
         {

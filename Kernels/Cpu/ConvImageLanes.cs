@@ -17,12 +17,12 @@
 //   dw[k, c, r, t] = Σ_l Σ_p Σ_q dys[k][p][q][l] · xs[c][(p·sh + r)·Wp + q·sw + t][l]
 // an 8 output channels x 3 taps tile (24 accumulators, 8 + 3 loads per 24 FMAs) runs over one group's positions, and
 // its lanes are summed at the end (the sum over the group's images) by folding the 24 vectors into two (Sum16) and
-// adding them to the slot's sums in the tile's order, which go into dw once at the end: at 8x8 outputs a tile has only
+// adding them to the run's sums in the tile's order, which go into dw once at the end: at 8x8 outputs a tile has only
 // 64 positions, and 24 separate lane reductions plus scattered adds had cost a fifth of its time.
 // Transposes: images move into and out of the lanes 8 columns x 16 images at a time, as two 8x8 transposes in one set
 // of registers (Transpose8x8Halves); scalar copies were 6% of the 8x8 stage's time.
-// Threads: whole groups, equal contiguous runs per WorkerPool slot; each slot owns its staged group and output (and a
-// dw partial, added up in slot order as in ConvDirect).
+// Threads: runs of whole groups handed out as threads ask (as ConvDirect.cs); each thread owns its staged group and
+// output, each run a dw partial, added up in run order.
 // FLOPs: 2·N'·K·C·R·S·P·Q with N' = N rounded up to 16 (the empty lanes of a last partial group). Bytes: x, y once each
 // plus the staged copies. Bound: FMA throughput.
 // Used by ConvDirect.cs's drivers when LanesApply.
@@ -55,15 +55,16 @@ public static unsafe partial class Conv2d
     // The group's output (or dy): K rounded up to 8 rows, the weight tile's height; rows past K stay zero.
     private static long LanesOut(in Conv2dShape s) => (long)(s.K + 7) / 8 * 8 * s.P * s.Q * Lanes;
     private static long LanesWorkspace(in Conv2dShape s) => DirectPacked(s) + WorkerPool.ThreadCount * (LanesIn(s) + LanesOut(s));
-    // The weight gradient's per-slot sums in the tile's order: [K/8][C][R][ceil(S/3)][8 x 3].
+    // The weight gradient's per-thread sums in the tile's order: [K/8][C][R][ceil(S/3)][8 x 3].
     private static long LanesTileSums(in Conv2dShape s) => (long)(s.K + 7) / 8 * s.C * s.R * ((s.S + 2) / 3) * 24;
-    private static long LanesWeightsWorkspace(in Conv2dShape s) => WorkerPool.ThreadCount * (LanesIn(s) + LanesOut(s) + s.WLength + LanesTileSums(s));
+    private static long LanesWeightsWorkspace(in Conv2dShape s) => WorkerPool.ThreadCount * LanesWeightsScratch(s) + DirectMaxChunks * s.WLength;
+    private static long LanesWeightsScratch(in Conv2dShape s) => LanesIn(s) + LanesOut(s) + LanesTileSums(s);
 
-    private static int LanesSlots(in Conv2dShape s)
+    // Work items: runs of groups, about four per thread (DirectChunksPerThread).
+    private static int LanesItems(in Conv2dShape s)
     {
         long flops = 2L * s.N * s.K * s.C * s.R * s.S * s.P * s.Q;
-        int t = WorkerPool.ThreadCount;
-        return t == 1 || flops < MinParallelFlops ? 1 : Math.Min(t, LanesGroups(s));
+        return WorkerPool.ThreadCount == 1 || flops < MinParallelFlops ? 1 : Math.Min(DirectMaxChunks, LanesGroups(s));
     }
 
     // taps[r·S + t] = (r·Wp + t)·16: where tap (r, t) of an output position reads, in floats, from the position's own.
@@ -80,9 +81,12 @@ public static unsafe partial class Conv2d
     {
         fixed (float* ws = workspace)
         {
-            var a = new DirectArgs { X = x, Bias = bias, Y = y, S = s, Packed = ws, Ws = ws + DirectPacked(s) };
+            int t = WorkerPool.ThreadCount;
+            int* ready = stackalloc int[t];
+            new Span<int>(ready, t).Clear();
+            var a = new DirectArgs { X = x, Bias = bias, Y = y, S = s, Packed = ws, Ws = ws + DirectPacked(s), Ready = ready };
             DirectPack(w, a.Packed, s, flip);
-            a.Slots = LanesSlots(s);
+            a.Slots = LanesItems(s);
             if (a.Slots == 1) LanesSlot(0, (nint)(&a));
             else WorkerPool.For(a.Slots, &LanesSlot, (nint)(&a));
         }
@@ -95,16 +99,17 @@ public static unsafe partial class Conv2d
         ref readonly Conv2dShape s = ref a.S;
         int P = s.P, Q = s.Q, pq = P * Q, taps = s.R * s.S, crs = s.C * taps, cs = (int)LanesChannel(s);
         int step = s.StrideW * Lanes, rowStep = s.StrideH * LanesPaddedWidth(s) * Lanes, ldy = pq * Lanes;
-        float* xs = a.Ws + slot * (LanesIn(s) + LanesOut(s)), ys = xs + LanesIn(s);
+        int thread = WorkerPool.CurrentSlot;
+        float* xs = a.Ws + thread * (LanesIn(s) + LanesOut(s)), ys = xs + LanesIn(s);
         int* tap = stackalloc int[taps];
         LanesTaps(s, tap);
         int groups = LanesGroups(s);
-        bool clean = false;
         for (int g = (int)((long)slot * groups / a.Slots), last = (int)((long)(slot + 1) * groups / a.Slots); g < last; g++)
         {
             int n0 = g * Lanes, images = Math.Min(Lanes, s.N - n0);
-            // The padding is never written, so one clear serves every whole group; a partial group clears its lanes too.
-            if (!clean || images < Lanes) { new Span<float>(xs, (int)LanesIn(s)).Clear(); clean = images == Lanes; }
+            // The padding is never written, so one clear per thread serves every whole group; a partial group clears the
+            // lanes a whole one left behind.
+            if (a.Ready[thread] == 0 || images < Lanes) { new Span<float>(xs, (int)LanesIn(s)).Clear(); a.Ready[thread] = 1; }
             LanesStage(a.X + (long)n0 * s.C * s.H * s.W, images, xs, s.C, s.H, s.W, s.PadH, s.PadW);
             for (int p = 0; p < P; p++)
             {
@@ -213,8 +218,11 @@ public static unsafe partial class Conv2d
     {
         fixed (float* ws = workspace)
         {
-            var a = new DirectArgs { X = x, Y = dy, S = s, Ws = ws };
-            a.Slots = LanesSlots(s);
+            int t = WorkerPool.ThreadCount;
+            int* ready = stackalloc int[t];
+            new Span<int>(ready, t).Clear();
+            var a = new DirectArgs { X = x, Y = dy, S = s, Ws = ws, Ready = ready };
+            a.Slots = LanesItems(s);
             if (a.Slots == 1) LanesWeightsSlot(0, (nint)(&a));
             else WorkerPool.For(a.Slots, &LanesWeightsSlot, (nint)(&a));
             var total = new Span<float>(dw, (int)s.WLength);
@@ -224,7 +232,7 @@ public static unsafe partial class Conv2d
         }
     }
 
-    private static float* LanesPartial(ref DirectArgs a, int slot) => a.Ws + slot * (LanesIn(a.S) + LanesOut(a.S) + a.S.WLength + LanesTileSums(a.S)) + LanesIn(a.S) + LanesOut(a.S);
+    private static float* LanesPartial(ref DirectArgs a, int item) => a.Ws + WorkerPool.ThreadCount * LanesWeightsScratch(a.S) + item * a.S.WLength;
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void LanesWeightsSlot(int slot, nint state)
@@ -233,22 +241,21 @@ public static unsafe partial class Conv2d
         ref readonly Conv2dShape s = ref a.S;
         int P = s.P, Q = s.Q, pq = P * Q, rs = s.R * s.S, cs = (int)LanesChannel(s), ldk = pq * Lanes;
         int step = s.StrideW * Lanes, rowStep = s.StrideH * LanesPaddedWidth(s) * Lanes;
-        float* xs = a.Ws + slot * (LanesIn(s) + LanesOut(s) + s.WLength + LanesTileSums(s)), dys = xs + LanesIn(s), dw = LanesPartial(ref a, slot);
-        float* sums = dw + s.WLength;
+        int thread = WorkerPool.CurrentSlot;
+        float* xs = a.Ws + thread * LanesWeightsScratch(s), dys = xs + LanesIn(s), sums = dys + LanesOut(s), dw = LanesPartial(ref a, slot);
         int* tap = stackalloc int[rs];
         LanesTaps(s, tap);
-        new Span<float>(dys, (int)LanesOut(s)).Clear();   // the rows past K stay 0
         new Span<float>(sums, (int)LanesTileSums(s)).Clear();
         int groups = LanesGroups(s);
-        bool clean = false;
         for (int g = (int)((long)slot * groups / a.Slots), last = (int)((long)(slot + 1) * groups / a.Slots); g < last; g++)
         {
             int n0 = g * Lanes, images = Math.Min(Lanes, s.N - n0);
-            if (!clean || images < Lanes)
+            // As LanesSlot; dy's rows past K stay 0 too.
+            if (a.Ready[thread] == 0 || images < Lanes)
             {
                 new Span<float>(xs, (int)LanesIn(s)).Clear();
-                new Span<float>(dys, s.K * ldk).Clear();
-                clean = images == Lanes;
+                new Span<float>(dys, (int)LanesOut(s)).Clear();
+                a.Ready[thread] = 1;
             }
             LanesStage(a.X + (long)n0 * s.C * s.H * s.W, images, xs, s.C, s.H, s.W, s.PadH, s.PadW);
             LanesStage(a.Y + (long)n0 * s.K * pq, images, dys, s.K, P, Q, 0, 0);

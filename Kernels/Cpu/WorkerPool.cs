@@ -44,6 +44,14 @@ public static unsafe class WorkerPool
     private static Exception? _failure;
 
     [ThreadStatic] private static bool _insideBody;
+    [ThreadStatic] private static int _slot;
+
+    /// <summary>
+    /// Which of the pool's threads is running: 0 for a calling thread, 1 .. ThreadCount − 1 for the workers. A kernel that
+    /// hands out more indices than there are threads (so that a thread that starts late or runs slow takes fewer of
+    /// them) keeps its scratch buffers per slot, not per index.
+    /// </summary>
+    public static int CurrentSlot => _slot;
 
     /// <summary>How many threads (including the caller) a parallel kernel uses. Default: the number of cores.</summary>
     public static int ThreadCount
@@ -102,15 +110,17 @@ public static unsafe class WorkerPool
         Array.Copy(_threads, grown, _threads.Length);
         for (int i = _threads.Length; i < wanted; i++)
         {
-            grown[i] = new Thread(WorkerLoop) { IsBackground = true, Name = $"AttnCore worker {i + 1}" };
+            int slot = i + 1;
+            grown[i] = new Thread(() => WorkerLoop(slot)) { IsBackground = true, Name = $"AttnCore worker {slot}" };
             grown[i].Start();
         }
         _threads = grown;
     }
 
-    private static void WorkerLoop()
+    private static void WorkerLoop(int slot)
     {
         _insideBody = true;   // a body that calls For runs its inner loop inline
+        _slot = slot;
         long seen = Volatile.Read(ref _claim) >> GenerationShift;
         int spins = 0;
         while (true)
@@ -120,7 +130,8 @@ public static unsafe class WorkerPool
             {
                 seen = generation;
                 var body = _body; var state = _state;
-                if (body != null) Work(generation, body, state);
+                // A worker left over from a larger ThreadCount takes no part: kernels size per-slot buffers by ThreadCount.
+                if (body != null && slot < Volatile.Read(ref _threadCount)) Work(generation, body, state);
                 spins = 0;
                 continue;
             }

@@ -34,6 +34,34 @@ public unsafe class WorkerPoolTests
             }
     }
 
+    private static void RecordSlot(int i, nint state)
+    {
+        ((int*)state)[i] = WorkerPool.CurrentSlot;
+        Thread.SpinWait(2000);   // long enough that more than one thread takes part
+    }
+
+    [Test]
+    public void Bodies_see_the_slot_of_the_thread_running_them_and_leftover_workers_stay_out()
+    {
+        int saved = WorkerPool.ThreadCount;
+        try
+        {
+            Assert.That(WorkerPool.CurrentSlot, Is.EqualTo(0), "a calling thread is slot 0");
+            var slots = new int[512];
+            foreach (int threads in new[] { 4, 2 })   // 4 first: the two workers left over must take no part at 2
+            {
+                WorkerPool.ThreadCount = threads;
+                for (int round = 0; round < 50; round++)
+                {
+                    Array.Fill(slots, -1);
+                    fixed (int* p = slots) WorkerPool.For(slots.Length, &RecordSlot, (nint)p);
+                    Assert.That(slots.All(v => v >= 0 && v < threads), Is.True, $"threads {threads}: slots seen {string.Join(",", slots.Distinct().Order())}");
+                }
+            }
+        }
+        finally { WorkerPool.ThreadCount = saved; }
+    }
+
     [TestCase(1)]
     [TestCase(2)]
     public void A_failing_body_surfaces_its_own_exception_and_the_pool_keeps_working(int threads)
