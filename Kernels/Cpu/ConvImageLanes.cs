@@ -12,7 +12,8 @@
 // the vectors a tile loads). The register tile is ConvDirect's own (DirectTile4x64 with a step between its four
 // vectors): 4 output channels x 4 positions (q .. q + 3 of one output row) x 16 images, 16 accumulators; per channel
 // and tap it loads 4 vectors and broadcasts 4 weights (packed by DirectPack). The rest of a row runs DirectTile4x16,
-// one position at a time. Backward data for stride 1 is the same kernel on dy with the flipped weights (ConvDirect's DataShape).
+// one position at a time. Backward data for stride 1 is the same kernel on dy with the flipped weights (ConvDirect's
+// DataShape).
 // Backward weights, with dys[k][p][q][l] = dy[n0 + l, k, p, q]:
 //   dw[k, c, r, t] = Σ_l Σ_p Σ_q dys[k][p][q][l] · xs[c][(p·sh + r)·Wp + q·sw + t][l]
 // an 8 output channels x 3 taps tile (24 accumulators, 8 + 3 loads per 24 FMAs) runs over one group's positions, and
