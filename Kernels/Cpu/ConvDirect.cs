@@ -53,7 +53,24 @@ public static unsafe partial class Conv2d
     // threads ask, so a thread that starts late or runs slow takes fewer; scratch buffers are per thread
     // (WorkerPool.CurrentSlot), weight-gradient partials per run, added up in run order (results do not depend on timing).
     private const int DirectChunksPerThread = 4;
-    private static int DirectMaxChunks => DirectChunksPerThread * WorkerPool.ThreadCount;   // output channels x flattened positions per register tile; one vector
+    private static int DirectMaxChunks => DirectChunksPerThread * WorkerPool.ThreadCount;
+
+    // Work items of a direct pass over `units` images (or lane groups): one where a second thread would not pay, else
+    // about DirectChunksPerThread per thread. WorkerPool.For runs a single item inline.
+    private static int DirectItems(in Conv2dShape s, int units)
+    {
+        long flops = 2L * s.N * s.K * s.C * s.R * s.S * s.P * s.Q;
+        return WorkerPool.ThreadCount == 1 || flops < MinParallelFlops ? 1 : Math.Min(DirectMaxChunks, units);
+    }
+
+    // dw = the work items' partials (length floats apart) added up in item order, whichever thread ran which item.
+    private static void SumPartials(float* partials, int items, long length, float* dw)
+    {
+        var total = new Span<float>(dw, (int)length);
+        new ReadOnlySpan<float>(partials, total.Length).CopyTo(total);
+        for (int item = 1; item < items; item++)
+            System.Numerics.Tensors.TensorPrimitives.Add(total, new ReadOnlySpan<float>(partials + item * length, total.Length), total);
+    }   // output channels x flattened positions per register tile; one vector
 
     // The direct path is taken for float32 stride-1 convolutions with a real window, one group, padding smaller than
     // the window (so the backward-data padding R−1−p is not negative) and thin channels (C·K ≤ 64·64): there the
@@ -185,7 +202,7 @@ public static unsafe partial class Conv2d
         for (int j = hi; j < cols; j++) dst[j] = 0f;
     }
 
-    // Workspace of one direct pass: packed weights plus, per slot, the padded image and y'.
+    // Workspace of one direct pass: packed weights plus, per thread, the padded image and y'.
     private static long DirectWorkspace(in Conv2dShape s) => LanesApply(s) ? LanesWorkspace(s) : DirectPacked(s) + WorkerPool.ThreadCount * (DirectPadded(s) + DirectOut(s));
 
     // Images the weight gradient stages together: as many padded images and dy' rows as fit about 1 MiB (L2), so the
@@ -202,7 +219,7 @@ public static unsafe partial class Conv2d
         public float* X, Packed, Bias, Y, Ws;
         public int* Ready;   // per thread: its scratch buffer is prepared (zeroed where staging never writes)
         public Conv2dShape S;
-        public int Slots;    // work items (runs of images or groups)
+        public int Items;    // work items (runs of images or groups)
     }
 
     // Forward (flip = false) or backward data (flip = true, s the DataShape, w still [K_fwd, C_fwd, R, S]).
@@ -213,11 +230,8 @@ public static unsafe partial class Conv2d
         {
             var a = new DirectArgs { X = x, Bias = bias, Y = y, S = s, Packed = ws, Ws = ws + DirectPacked(s) };
             DirectPack(w, a.Packed, s, flip);
-            long flops = 2L * s.N * s.K * s.C * s.R * s.S * s.P * s.Q;
-            int t = WorkerPool.ThreadCount;
-            a.Slots = t == 1 || flops < MinParallelFlops ? 1 : Math.Min(DirectChunksPerThread * t, s.N);
-            if (a.Slots == 1) DirectSlot(0, (nint)(&a));
-            else WorkerPool.For(a.Slots, &DirectSlot, (nint)(&a));
+            a.Items = DirectItems(s, s.N);
+            WorkerPool.For(a.Items, &DirectSlot, (nint)(&a));
         }
     }
 
@@ -241,7 +255,7 @@ public static unsafe partial class Conv2d
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void DirectSlot(int slot, nint state)
+    private static void DirectSlot(int item, nint state)
     {
         ref DirectArgs a = ref *(DirectArgs*)state;
         ref readonly Conv2dShape s = ref a.S;
@@ -251,7 +265,7 @@ public static unsafe partial class Conv2d
         int taps = s.R * s.S, crs = s.C * taps;
         int* tap = stackalloc int[taps];
         DirectTaps(s, tap);
-        for (int n = (int)((long)slot * s.N / a.Slots), last = (int)((long)(slot + 1) * s.N / a.Slots); n < last; n++)
+        for (int n = (int)((long)item * s.N / a.Items), last = (int)((long)(item + 1) * s.N / a.Items); n < last; n++)
         {
             DirectStage(a.X + (long)n * s.C * hw, xp, s);
             // Positions outer, channel blocks inner: the padded rows one position tile reads (C x R rows of 64 + S − 1)
@@ -356,21 +370,16 @@ public static unsafe partial class Conv2d
             int* ready = stackalloc int[t];
             new Span<int>(ready, t).Clear();
             var a = new DirectArgs { X = x, Y = dy, S = s, Ws = ws, Ready = ready };
-            long flops = 2L * s.N * s.K * s.C * s.R * s.S * s.P * s.Q;
-            a.Slots = t == 1 || flops < MinParallelFlops ? 1 : Math.Min(DirectMaxChunks, s.N);
-            if (a.Slots == 1) DirectWeightsSlot(0, (nint)(&a));
-            else WorkerPool.For(a.Slots, &DirectWeightsSlot, (nint)(&a));
-            var total = new Span<float>(dw, (int)s.WLength);
-            new ReadOnlySpan<float>(DirectPartial(ref a, 0), total.Length).CopyTo(total);
-            for (int slot = 1; slot < a.Slots; slot++)
-                System.Numerics.Tensors.TensorPrimitives.Add(total, new ReadOnlySpan<float>(DirectPartial(ref a, slot), total.Length), total);
+            a.Items = DirectItems(s, s.N);
+            WorkerPool.For(a.Items, &DirectWeightsSlot, (nint)(&a));
+            SumPartials(DirectPartial(ref a, 0), a.Items, s.WLength, dw);
         }
     }
 
     private static float* DirectPartial(ref DirectArgs a, int item) => a.Ws + WorkerPool.ThreadCount * DirectWeightsStaged(a.S) + item * a.S.WLength;
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void DirectWeightsSlot(int slot, nint state)
+    private static void DirectWeightsSlot(int item, nint state)
     {
         ref DirectArgs a = ref *(DirectArgs*)state;
         ref readonly Conv2dShape s = ref a.S;
@@ -381,7 +390,7 @@ public static unsafe partial class Conv2d
         long padded = DirectPadded(s), outLen = DirectOut(s);
         // Staged per image: the padded image (padded floats), then its dy' (outLen floats).
         int thread = WorkerPool.CurrentSlot;
-        float* staged = a.Ws + thread * DirectWeightsStaged(s), dw = DirectPartial(ref a, slot);
+        float* staged = a.Ws + thread * DirectWeightsStaged(s), dw = DirectPartial(ref a, item);
         if (a.Ready[thread] == 0)
         {
             for (int i = 0; i < chunk; i++)
@@ -394,7 +403,7 @@ public static unsafe partial class Conv2d
         }
         new Span<float>(dw, (int)s.WLength).Clear();
         var sums = stackalloc float[8 * 3];
-        for (int n0 = (int)((long)slot * s.N / a.Slots), last = (int)((long)(slot + 1) * s.N / a.Slots); n0 < last; n0 += chunk)
+        for (int n0 = (int)((long)item * s.N / a.Items), last = (int)((long)(item + 1) * s.N / a.Items); n0 < last; n0 += chunk)
         {
             int images = Math.Min(chunk, last - n0);
             for (int i = 0; i < images; i++)

@@ -45,7 +45,7 @@ public static unsafe partial class Conv2d
     private static long StridedDataStaged(in Conv2dShape s) => (long)s.K * StridedDataPlane(s) + DirectTile + StridedDataRowStride(s) + 16;
     private static long StridedDataOut(in Conv2dShape s) => 4L * DirectRoundK(s.C) * StridedDataPhaseLength(s);
 
-    // Workspace of the stride-2 backward data: the packed weights of the four phases, then per slot staged dy and the
+    // Workspace of the stride-2 backward data: the packed weights of the four phases, then per thread staged dy and the
     // four phase outputs.
     private static long DirectStridedDataWorkspace(in Conv2dShape s)
         => (long)DirectRoundK(s.C) * s.K * s.R * s.S + WorkerPool.ThreadCount * (StridedDataStaged(s) + StridedDataOut(s));
@@ -75,7 +75,7 @@ public static unsafe partial class Conv2d
         public DxPhases Phases;   // indexed α·2 + β
         public Conv2dShape S;
         public int* Ready;   // per thread: its staged dy has its zero rows and columns
-        public int Slots;    // work items (runs of images)
+        public int Items;    // work items (runs of images)
     }
 
     // dx (overwritten) from dy [N, K, P, Q] and w [K, C, R, S]; s the forward shape (stride 2, DirectStridedShape).
@@ -106,19 +106,17 @@ public static unsafe partial class Conv2d
                 first += d.Count;
             }
             var a = new StridedDataArgs { Dy = dy, Dx = dx, Packed = ws, Ws = ws + (long)cr * s.K * rs, Taps = taps, S = s, Phases = phases };
-            long flops = 2L * s.N * s.K * s.C * s.R * s.S * s.P * s.Q;
             int threads = WorkerPool.ThreadCount;
             int* ready = stackalloc int[threads];
             new Span<int>(ready, threads).Clear();
             a.Ready = ready;
-            a.Slots = threads == 1 || flops < MinParallelFlops ? 1 : Math.Min(DirectMaxChunks, s.N);
-            if (a.Slots == 1) StridedDataSlot(0, (nint)(&a));
-            else WorkerPool.For(a.Slots, &StridedDataSlot, (nint)(&a));
+            a.Items = DirectItems(s, s.N);
+            WorkerPool.For(a.Items, &StridedDataSlot, (nint)(&a));
         }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void StridedDataSlot(int slot, nint state)
+    private static void StridedDataSlot(int item, nint state)
     {
         ref StridedDataArgs a = ref *(StridedDataArgs*)state;
         ref readonly Conv2dShape s = ref a.S;
@@ -130,7 +128,7 @@ public static unsafe partial class Conv2d
         // images only overwrite the dy columns.
         if (a.Ready[thread] == 0) { new Span<float>(dyp, (int)StridedDataStaged(s)).Clear(); a.Ready[thread] = 1; }
         DxPhases phases = a.Phases;
-        for (int n = (int)((long)slot * s.N / a.Slots), last = (int)((long)(slot + 1) * s.N / a.Slots); n < last; n++)
+        for (int n = (int)((long)item * s.N / a.Items), last = (int)((long)(item + 1) * s.N / a.Items); n < last; n++)
         {
             float* dyn = a.Dy + (long)n * s.K * pq;
             for (int k = 0; k < s.K; k++)

@@ -61,13 +61,6 @@ public static unsafe partial class Conv2d
     private static long LanesWeightsWorkspace(in Conv2dShape s) => WorkerPool.ThreadCount * LanesWeightsScratch(s) + DirectMaxChunks * s.WLength;
     private static long LanesWeightsScratch(in Conv2dShape s) => LanesIn(s) + LanesOut(s) + LanesTileSums(s);
 
-    // Work items: runs of groups, about four per thread (DirectChunksPerThread).
-    private static int LanesItems(in Conv2dShape s)
-    {
-        long flops = 2L * s.N * s.K * s.C * s.R * s.S * s.P * s.Q;
-        return WorkerPool.ThreadCount == 1 || flops < MinParallelFlops ? 1 : Math.Min(DirectMaxChunks, LanesGroups(s));
-    }
-
     // taps[r·S + t] = (r·Wp + t)·16: where tap (r, t) of an output position reads, in floats, from the position's own.
     private static void LanesTaps(in Conv2dShape s, int* taps)
     {
@@ -87,14 +80,13 @@ public static unsafe partial class Conv2d
             new Span<int>(ready, t).Clear();
             var a = new DirectArgs { X = x, Bias = bias, Y = y, S = s, Packed = ws, Ws = ws + DirectPacked(s), Ready = ready };
             DirectPack(w, a.Packed, s, flip);
-            a.Slots = LanesItems(s);
-            if (a.Slots == 1) LanesSlot(0, (nint)(&a));
-            else WorkerPool.For(a.Slots, &LanesSlot, (nint)(&a));
+            a.Items = DirectItems(s, LanesGroups(s));
+            WorkerPool.For(a.Items, &LanesSlot, (nint)(&a));
         }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void LanesSlot(int slot, nint state)
+    private static void LanesSlot(int item, nint state)
     {
         ref DirectArgs a = ref *(DirectArgs*)state;
         ref readonly Conv2dShape s = ref a.S;
@@ -105,7 +97,7 @@ public static unsafe partial class Conv2d
         int* tap = stackalloc int[taps];
         LanesTaps(s, tap);
         int groups = LanesGroups(s);
-        for (int g = (int)((long)slot * groups / a.Slots), last = (int)((long)(slot + 1) * groups / a.Slots); g < last; g++)
+        for (int g = (int)((long)item * groups / a.Items), last = (int)((long)(item + 1) * groups / a.Items); g < last; g++)
         {
             int n0 = g * Lanes, images = Math.Min(Lanes, s.N - n0);
             // The padding is never written, so one clear per thread serves every whole group; a partial group clears the
@@ -223,32 +215,28 @@ public static unsafe partial class Conv2d
             int* ready = stackalloc int[t];
             new Span<int>(ready, t).Clear();
             var a = new DirectArgs { X = x, Y = dy, S = s, Ws = ws, Ready = ready };
-            a.Slots = LanesItems(s);
-            if (a.Slots == 1) LanesWeightsSlot(0, (nint)(&a));
-            else WorkerPool.For(a.Slots, &LanesWeightsSlot, (nint)(&a));
-            var total = new Span<float>(dw, (int)s.WLength);
-            new ReadOnlySpan<float>(LanesPartial(ref a, 0), total.Length).CopyTo(total);
-            for (int slot = 1; slot < a.Slots; slot++)
-                System.Numerics.Tensors.TensorPrimitives.Add(total, new ReadOnlySpan<float>(LanesPartial(ref a, slot), total.Length), total);
+            a.Items = DirectItems(s, LanesGroups(s));
+            WorkerPool.For(a.Items, &LanesWeightsSlot, (nint)(&a));
+            SumPartials(LanesPartial(ref a, 0), a.Items, s.WLength, dw);
         }
     }
 
     private static float* LanesPartial(ref DirectArgs a, int item) => a.Ws + WorkerPool.ThreadCount * LanesWeightsScratch(a.S) + item * a.S.WLength;
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void LanesWeightsSlot(int slot, nint state)
+    private static void LanesWeightsSlot(int item, nint state)
     {
         ref DirectArgs a = ref *(DirectArgs*)state;
         ref readonly Conv2dShape s = ref a.S;
         int P = s.P, Q = s.Q, pq = P * Q, rs = s.R * s.S, cs = (int)LanesChannel(s), ldk = pq * Lanes;
         int step = s.StrideW * Lanes, rowStep = s.StrideH * LanesPaddedWidth(s) * Lanes;
         int thread = WorkerPool.CurrentSlot;
-        float* xs = a.Ws + thread * LanesWeightsScratch(s), dys = xs + LanesIn(s), sums = dys + LanesOut(s), dw = LanesPartial(ref a, slot);
+        float* xs = a.Ws + thread * LanesWeightsScratch(s), dys = xs + LanesIn(s), sums = dys + LanesOut(s), dw = LanesPartial(ref a, item);
         int* tap = stackalloc int[rs];
         LanesTaps(s, tap);
         new Span<float>(sums, (int)LanesTileSums(s)).Clear();
         int groups = LanesGroups(s);
-        for (int g = (int)((long)slot * groups / a.Slots), last = (int)((long)(slot + 1) * groups / a.Slots); g < last; g++)
+        for (int g = (int)((long)item * groups / a.Items), last = (int)((long)(item + 1) * groups / a.Items); g < last; g++)
         {
             int n0 = g * Lanes, images = Math.Min(Lanes, s.N - n0);
             // As LanesSlot; dy's rows past K stay 0 too.
