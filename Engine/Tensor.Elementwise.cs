@@ -98,14 +98,14 @@ public sealed partial class Tensor
     /// max(0, this·scale + residual) in one pass: Squeeze-and-Excitation's recalibration of this [N, C, H, W] by
     /// <paramref name="scale"/> [N, C, 1, 1], the residual add and the block's ReLU (Kernels/Cpu/ScaleAddRelu.cs). Records
     /// <see cref="OpKind.ScaleAddRelu"/> (saves this, the scale and the output); its gradient is one pass too. Other
-    /// shapes, and devices other than the CPU, run the unfused <c>(this * scale).AddRelu(residual)</c>.
+    /// shapes run the unfused <c>(this * scale).AddRelu(residual)</c>.
     /// </summary>
     public Tensor ScaleAddRelu(Tensor scale, Tensor residual)
     {
         const string op = "ScaleAddRelu";
         SameDevice(op, this, scale); SameDevice(op, this, residual); SameDType(op, this, scale); SameDType(op, this, residual);
         RequireFloat(op);
-        bool fused = Device.Kind == DeviceKind.Cpu && Rank == 4 && scale.Rank == 4 && residual.Layout.Shape.AsSpan().SequenceEqual(Layout.Shape)
+        bool fused = Rank == 4 && scale.Rank == 4 && residual.Layout.Shape.AsSpan().SequenceEqual(Layout.Shape)
             && scale.Size(0) == Size(0) && scale.Size(1) == Size(1) && scale.Size(2) == 1 && scale.Size(3) == 1;
         if (!fused)
         {
@@ -117,7 +117,7 @@ public sealed partial class Tensor
         using var r = residual.Dense();
         var y = x.EmptyLike();
         int runs = Size(0) * Size(1), runLength = Size(2) * Size(3);
-        if (y.Numel > 0) ((Backends.CpuBackend)Backend).ScaleAddRelu(x.Storage, s.Storage, r.Storage, y.Storage, runs, runLength);
+        if (y.Numel > 0) Backend.ScaleAddRelu(x.Storage, s.Storage, r.Storage, y.Storage, runs, runLength);
         return y.Record(OpKind.ScaleAddRelu, [this, scale, residual]);
     }
 
@@ -134,7 +134,6 @@ public sealed partial class Tensor
         if (input.Rank != 4 || !gradOutput.Layout.Shape.AsSpan().SequenceEqual(input.Layout.Shape) || !output.Layout.Shape.AsSpan().SequenceEqual(input.Layout.Shape)
             || scale.Rank != 4 || scale.Size(0) != input.Size(0) || scale.Size(1) != input.Size(1) || scale.Size(2) != 1 || scale.Size(3) != 1)
             throw new ArgumentException($"{op}: gradient {gradOutput.Describe()}, output {output.Describe()} and input {input.Describe()} must be one [N, C, H, W] shape and scale {scale.Describe()} [N, C, 1, 1]");
-        if (input.Device.Kind != DeviceKind.Cpu) throw new NotSupportedException($"{op}: runs on the CPU only (other devices record the unfused ops), got {input.Device}");
         using var dy = gradOutput.Dense();
         using var y = output.Dense();
         using var x = input.Dense();
@@ -143,7 +142,7 @@ public sealed partial class Tensor
         var ds = wantScale ? s.EmptyLike() : null;
         var dr = wantResidual ? x.EmptyLike() : null;
         int runs = input.Size(0) * input.Size(1), runLength = input.Size(2) * input.Size(3);
-        if (x.Numel > 0) ((Backends.CpuBackend)x.Backend).ScaleAddReluBackward(dy.Storage, y.Storage, x.Storage, s.Storage, dx?.Storage, ds?.Storage, dr?.Storage, runs, runLength);
+        if (x.Numel > 0) x.Backend.ScaleAddReluBackward(dy.Storage, y.Storage, x.Storage, s.Storage, dx?.Storage, ds?.Storage, dr?.Storage, runs, runLength);
         else ds?.Fill_(0);
         return (dx, ds, dr);
     }

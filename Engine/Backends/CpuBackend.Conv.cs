@@ -127,7 +127,7 @@ public sealed partial class CpuBackend
         }
     }
 
-    /// <summary>y = max(0, x·s + r), one scale per run of <paramref name="runLength"/> values (Kernels/Cpu/ScaleAddRelu.cs).</summary>
+    /// <inheritdoc/>
     public void ScaleAddRelu(Storage x, Storage s, Storage r, Storage y, int runs, int runLength)
     {
         switch (y.DType)
@@ -138,7 +138,7 @@ public sealed partial class CpuBackend
         }
     }
 
-    /// <summary>The gradient of <see cref="ScaleAddRelu"/>: dx, ds and dr (each may be null: not wanted).</summary>
+    /// <inheritdoc/>
     public void ScaleAddReluBackward(Storage dy, Storage y, Storage x, Storage s, Storage? dx, Storage? ds, Storage? dr, int runs, int runLength)
     {
         switch (y.DType)

@@ -182,6 +182,18 @@ public interface IBackend : IDisposable
     void AddRelu(Storage a, Storage b, Storage y, long count);
 
     /// <summary>
+    /// Squeeze-and-Excitation's recalibration, the residual add and the ReLU in one pass: y = max(0, x·s[i] + r) over
+    /// <paramref name="runs"/> runs of <paramref name="runLength"/> contiguous values, one scale s[i] per run.
+    /// </summary>
+    void ScaleAddRelu(Storage x, Storage s, Storage r, Storage y, int runs, int runLength);
+
+    /// <summary>
+    /// The gradient of <see cref="ScaleAddRelu"/> from the output gradient and the saved output y: with d = dy·[y &gt; 0],
+    /// dr = d, dx = d·s[run] and ds[run] = Σ_run d·x, each written only when its storage is given (x is read only for ds).
+    /// </summary>
+    void ScaleAddReluBackward(Storage dy, Storage y, Storage x, Storage s, Storage? dx, Storage? ds, Storage? dr, int runs, int runLength);
+
+    /// <summary>
     /// dst[i] = 1/(1-p) or 0 for the first <paramref name="length"/> elements: the dropout keep-mask drawn from
     /// <paramref name="seed"/> by the counter-based hash of Kernels.RandomMask, identical on every backend.
     /// </summary>

@@ -250,4 +250,45 @@ public sealed partial class IlgpuBackend
         if (count == 0) return;
         _k.AddRelu.Value(Threads(op, count), sa.Floats, sb.Floats, sy.Floats);
     }
+
+    /// <inheritdoc/>
+    public void ScaleAddRelu(Storage x, Storage s, Storage r, Storage y, int runs, int runLength)
+    {
+        const string op = "ScaleAddRelu";
+        var (sx, ss, sr, sy) = (Float(x, op), Float(s, op), Float(r, op), Float(y, op));
+        long count = CheckRuns(op, runs, runLength);
+        string d = $"runs={runs} runLength={runLength}";
+        foreach (var (st, name, need) in new[] { (x, "x", count), (s, "s", (long)runs), (r, "r", count), (y, "y", count) }) CheckLength(op, name, st, need, d);
+        if (count == 0) return;
+        _k.ScaleAddRelu.Value(Threads(op, count), sx.Floats, ss.Floats, sr.Floats, sy.Floats, runLength);
+    }
+
+    /// <inheritdoc/>
+    public void ScaleAddReluBackward(Storage dy, Storage y, Storage x, Storage s, Storage? dx, Storage? ds, Storage? dr, int runs, int runLength)
+    {
+        const string op = "ScaleAddReluBackward";
+        var (sdy, sy, sx, ss) = (Float(dy, op), Float(y, op), Float(x, op), Float(s, op));
+        var (sdx, sds, sdr) = (dx is null ? null : Float(dx, op), ds is null ? null : Float(ds, op), dr is null ? null : Float(dr, op));
+        long count = CheckRuns(op, runs, runLength);
+        string d = $"runs={runs} runLength={runLength}";
+        foreach (var (st, name, need) in new[] { (dy, "dy", count), (y, "y", count), (x, "x", count), (s, "s", (long)runs), (dx, "dx", count), (ds, "ds", (long)runs), (dr, "dr", count) })
+            CheckLength(op, name, st, need, d);
+        if (runs == 0 || (sdx ?? sds ?? sdr) is null) return;
+        if (runLength == 0)
+        {
+            // Empty runs: ds is an empty sum per run, as on the CPU.
+            if (ds is not null) Fill(ds, Layout.Contiguous([runs]), 0);
+            return;
+        }
+        var args = new ScaleAddReluArgs { Runs = runs, RunLength = runLength, WantDx = sdx is null ? 0 : 1, WantDs = sds is null ? 0 : 1, WantDr = sdr is null ? 0 : 1 };
+        var none = sdy.Floats;   // stands in for the outputs not wanted; the kernel never touches it through them
+        _k.ScaleAddReluBackward.Value(new KernelConfig(new Index1D(runs), new Index1D(_k.GroupSize)), sdy.Floats, sy.Floats, sx.Floats, ss.Floats,
+            sdx?.Floats ?? none, sds?.Floats ?? none, sdr?.Floats ?? none, args);
+    }
+
+    private static long CheckRuns(string op, int runs, int runLength)
+    {
+        if (runs < 0 || runLength < 0) throw new ArgumentException($"{op}: invalid sizes runs={runs} runLength={runLength}");
+        return (long)runs * runLength;
+    }
 }

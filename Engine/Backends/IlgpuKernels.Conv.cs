@@ -26,4 +26,7 @@ internal sealed partial class IlgpuKernels
     public Lazy<Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int>> BatchNormDx { get; }
     public Lazy<Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>>> ReluBackward { get; }
     public Lazy<Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>>> AddRelu { get; }
+    public Lazy<Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int>> ScaleAddRelu { get; }
+    /// <summary>Group per run (grid = runs, group = <see cref="GroupSize"/>).</summary>
+    public Lazy<Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ScaleAddReluArgs>> ScaleAddReluBackward { get; }
 }

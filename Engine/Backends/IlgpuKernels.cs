@@ -96,6 +96,9 @@ internal sealed partial class IlgpuKernels
         BatchNormDx = Auto<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int>(BatchNorm.BackwardDxKernel);
         ReluBackward = Auto<ArrayView<float>, ArrayView<float>, ArrayView<float>>(BatchNorm.ReluBackwardKernel);
         AddRelu = Auto<ArrayView<float>, ArrayView<float>, ArrayView<float>>(BatchNorm.AddReluKernel);
+        ScaleAddRelu = Auto<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int>(Kernels.Gpu.ScaleAddRelu.ForwardKernel);
+        ScaleAddReluBackward = Grouped<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ScaleAddReluArgs>(
+            small ? Kernels.Gpu.ScaleAddRelu.BackwardKernel<Size16> : Kernels.Gpu.ScaleAddRelu.BackwardKernel<Size256>);
         // Fused attention (IlgpuKernels.Attention.cs).
         AttentionForward = Grouped<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionArgs>(small ? GpuAttention.ForwardKernel<AttentionSmallTiles> : GpuAttention.ForwardKernel<AttentionGpuTiles>);
         AttentionDelta = Auto<ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionArgs>(GpuAttention.DeltaKernel);
@@ -205,6 +208,9 @@ internal sealed partial class IlgpuKernels
         => new(() => LoadGroupedKernel(k));
     private Lazy<Action<KernelConfig, T1, T2, T3, T4, T5, T6, T7>> Grouped<T1, T2, T3, T4, T5, T6, T7>(Action<T1, T2, T3, T4, T5, T6, T7> k)
         where T1 : struct where T2 : struct where T3 : struct where T4 : struct where T5 : struct where T6 : struct where T7 : struct
+        => new(() => LoadGroupedKernel(k));
+    private Lazy<Action<KernelConfig, T1, T2, T3, T4, T5, T6, T7, T8>> Grouped<T1, T2, T3, T4, T5, T6, T7, T8>(Action<T1, T2, T3, T4, T5, T6, T7, T8> k)
+        where T1 : struct where T2 : struct where T3 : struct where T4 : struct where T5 : struct where T6 : struct where T7 : struct where T8 : struct
         => new(() => LoadGroupedKernel(k));
     private Lazy<Action<KernelConfig, T1, T2, T3, T4, T5, T6, T7, T8, T9>> Grouped<T1, T2, T3, T4, T5, T6, T7, T8, T9>(Action<T1, T2, T3, T4, T5, T6, T7, T8, T9> k)
         where T1 : struct where T2 : struct where T3 : struct where T4 : struct where T5 : struct where T6 : struct where T7 : struct where T8 : struct where T9 : struct

@@ -74,6 +74,38 @@ public class BatchNormReluGpuTests(string deviceName) : DeviceFixture<BatchNormR
     }
 
     [Test]
+    public void Scale_add_relu_forward_and_backward_match_the_cpu_backend()
+    {
+        var g = new Generator(Check.FreshSeed());
+        // 2 images x 3 channels of 5x7: runs of 35 values, longer than the small devices' 16-thread group.
+        int[] shape = [2, 3, 5, 7];
+        int n = 2 * 3 * 5 * 7;
+        float[] x = Normal(g, n), s = Normal(g, 6, 0.5, 0.5), r = Normal(g, n);
+        float[][] Step(Device d, bool wantScale)
+        {
+            using var scope = new TensorScope();
+            var tx = Tensor.FromArray(x, shape, d).RequiresGrad_();
+            var ts = Tensor.FromArray(s, [2, 3, 1, 1], d);
+            if (wantScale) ts.RequiresGrad_();
+            var tr = Tensor.FromArray(r, shape, d).RequiresGrad_();
+            var y = tx.ScaleAddRelu(ts, tr);
+            Assert.That(y.GradFn!.Kind, Is.EqualTo(OpKind.ScaleAddRelu), $"fused on {d}");
+            var w = Enumerable.Range(0, n).Select(k => (float)Math.Sin(0.7 * k + 0.3)).ToArray();
+            (y * Tensor.FromArray(w, shape, d)).Sum().Backward();
+            return [y.ToArray<float>(), tx.Grad!.ToArray<float>(), tr.Grad!.ToArray<float>(), wantScale ? ts.Grad!.ToArray<float>() : []];
+        }
+        foreach (bool wantScale in new[] { true, false })
+        {
+            var (cpu, gpu) = (Step(Device.Cpu, wantScale), Step(Gpu, wantScale));
+            Assert.That(cpu[0].Count(v => v == 0), Is.InRange(1, n - 1), "the ReLU clamps part of the output");
+            string[] names = ["y", "dx", "dresidual", "dscale"];
+            for (int k = 0; k < 4; k++)
+                for (int i = 0; i < cpu[k].Length; i++)
+                    Assert.That(gpu[k][i], Is.EqualTo(cpu[k][i]).Within(1e-5 + 1e-5 * Math.Abs(cpu[k][i])), $"{names[k]}[{i}] on {Gpu}, scale grad wanted: {wantScale}");
+        }
+    }
+
+    [Test]
     public void Relu_backward_matches_the_cpu_backend()
     {
         float[] y = [0, 1.5f, -0f, 2, float.NaN, 0.25f, 3, 0], dy = [1, 2, 3, 4, 5, 6, 7, 8];
