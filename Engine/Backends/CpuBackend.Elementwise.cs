@@ -117,10 +117,45 @@ public sealed partial class CpuBackend
         }
     }
 
-    private unsafe struct MapJob<T> where T : unmanaged
+    // One pass of an element-wise op, copy or reduction over a strided loop: Runs does the slice start .. start + length
+    // of each run the loop yields. RunSplit runs it on the calling thread, or split over the pool when it is large.
+    private interface IRunsPass
+    {
+        void Runs(ref StridedLoop loop, int start, int length);
+    }
+
+    private struct SplitJob<TPass> where TPass : unmanaged, IRunsPass
+    {
+        public TPass Pass;
+        public RunChunks Plan;
+    }
+
+    /// <summary>
+    /// <paramref name="pass"/> over every run of <paramref name="loop"/>; with <paramref name="work"/> (elements touched)
+    /// of <see cref="ParallelElements"/> or more and several threads, split into <see cref="RunChunks"/> over the pool.
+    /// </summary>
+    private static unsafe void RunSplit<TPass>(TPass pass, StridedLoop loop, long work) where TPass : unmanaged, IRunsPass
+    {
+        if (work >= ParallelElements && WorkerPool.ThreadCount > 1)
+        {
+            var job = new SplitJob<TPass> { Pass = pass, Plan = RunChunks.Plan(loop, work) };
+            WorkerPool.For(job.Plan.Chunks, &SplitChunk<TPass>, (nint)(&job));
+            return;
+        }
+        if (work > 0) pass.Runs(ref loop, 0, loop.RunLength);
+    }
+
+    private static unsafe void SplitChunk<TPass>(int chunk, nint state) where TPass : unmanaged, IRunsPass
+    {
+        ref var job = ref *(SplitJob<TPass>*)state;
+        if (job.Plan.Select(chunk, out var loop, out int start, out int length)) job.Pass.Runs(ref loop, start, length);
+    }
+
+    // Storage arrays come from CpuMemoryPool and are pinned: the passes (and the pool's workers) hold raw pointers.
+    private unsafe struct MapPass<T, TOp> : IRunsPass where T : unmanaged where TOp : IUnaryOperator<T>
     {
         public T* X, D; public T S;
-        public RunChunks Plan;
+        public readonly void Runs(ref StridedLoop loop, int start, int length) => MapRuns<T, TOp>(X, D, S, ref loop, start, length);
     }
 
     private static unsafe T* Ptr<T>(T[] a) where T : unmanaged => (T*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(a));
@@ -129,22 +164,7 @@ public sealed partial class CpuBackend
     private static unsafe void Map<T, TOp>(T[] x, Layout l, T[] d, T s) where T : unmanaged where TOp : IUnaryOperator<T>
     {
         var loop = new StridedLoop(l.Shape, l.Strides, l.Offset, Shape.ContiguousStrides(l.Shape), 0);
-        long numel = (long)loop.RunLength * loop.RunCount;
-        if (numel >= ParallelElements && WorkerPool.ThreadCount > 1)
-        {
-            // Arrays from CpuMemoryPool are pinned: workers may use raw pointers.
-            var job = new MapJob<T> { X = Ptr(x), D = Ptr(d), S = s, Plan = RunChunks.Plan(loop, numel) };
-            WorkerPool.For(job.Plan.Chunks, &MapChunk<T, TOp>, (nint)(&job));
-            return;
-        }
-        MapRuns<T, TOp>(Ptr(x), Ptr(d), s, ref loop, 0, loop.RunLength);
-    }
-
-    private static unsafe void MapChunk<T, TOp>(int chunk, nint state) where T : unmanaged where TOp : IUnaryOperator<T>
-    {
-        ref var job = ref *(MapJob<T>*)state;
-        if (job.Plan.Select(chunk, out var loop, out int start, out int length))
-            MapRuns<T, TOp>(job.X, job.D, job.S, ref loop, start, length);
+        RunSplit(new MapPass<T, TOp> { X = Ptr(x), D = Ptr(d), S = s }, loop, (long)loop.RunLength * loop.RunCount);
     }
 
     private static unsafe void MapRuns<T, TOp>(T* x, T* d, T s, ref StridedLoop loop, int start, int length) where T : unmanaged where TOp : IUnaryOperator<T>
@@ -240,31 +260,17 @@ public sealed partial class CpuBackend
         }
     }
 
-    private unsafe struct CompareJob<T> where T : unmanaged
+    private unsafe struct ComparePass<T, TRel> : IRunsPass where T : unmanaged where TRel : IRelation<T>
     {
         public T* A, B; public bool* D;
-        public RunChunks Plan;
+        public readonly void Runs(ref StridedLoop loop, int start, int length) => CompareSlices<T, TRel>(A, B, D, ref loop, start, length);
     }
 
     /// <summary>d (a contiguous mask) = TRel(a, b) with a and b strided/broadcast to d's shape; large ones split over the pool.</summary>
     private static unsafe void CompareRuns<T, TRel>(T[] a, Layout la, T[] b, Layout lb, bool[] d) where T : unmanaged where TRel : IRelation<T>
     {
         var loop = new StridedLoop(la.Shape, la.Strides, la.Offset, lb.Strides, lb.Offset, Shape.ContiguousStrides(la.Shape), 0);
-        long numel = (long)loop.RunLength * loop.RunCount;
-        if (numel >= ParallelElements && WorkerPool.ThreadCount > 1)
-        {
-            var job = new CompareJob<T> { A = Ptr(a), B = Ptr(b), D = Ptr(d), Plan = RunChunks.Plan(loop, numel) };
-            WorkerPool.For(job.Plan.Chunks, &CompareChunk<T, TRel>, (nint)(&job));
-            return;
-        }
-        if (numel > 0) CompareSlices<T, TRel>(Ptr(a), Ptr(b), Ptr(d), ref loop, 0, loop.RunLength);
-    }
-
-    private static unsafe void CompareChunk<T, TRel>(int chunk, nint state) where T : unmanaged where TRel : IRelation<T>
-    {
-        ref var job = ref *(CompareJob<T>*)state;
-        if (job.Plan.Select(chunk, out var loop, out int start, out int length))
-            CompareSlices<T, TRel>(job.A, job.B, job.D, ref loop, start, length);
+        RunSplit(new ComparePass<T, TRel> { A = Ptr(a), B = Ptr(b), D = Ptr(d) }, loop, (long)loop.RunLength * loop.RunCount);
     }
 
     private static unsafe void CompareSlices<T, TRel>(T* a, T* b, bool* d, ref StridedLoop loop, int start, int n) where T : unmanaged where TRel : IRelation<T>
@@ -307,31 +313,17 @@ public sealed partial class CpuBackend
                 if (b[o + i * bi] == 0) throw new DivideByZeroException("Div: integer division by zero in an int64 tensor");
     }
 
-    private unsafe struct ZipJob<T> where T : unmanaged
+    private unsafe struct ZipPass<T, TOp> : IRunsPass where T : unmanaged where TOp : IBinaryOperator<T>
     {
         public T* A, B, D;
-        public RunChunks Plan;
+        public readonly void Runs(ref StridedLoop loop, int start, int length) => ZipRuns<T, TOp>(A, B, D, ref loop, start, length);
     }
 
     /// <summary>d (contiguous) = TOp(a, b) with a and b strided/broadcast to d's shape; large ones split over the pool.</summary>
     private static unsafe void Zip<T, TOp>(T[] a, Layout la, T[] b, Layout lb, T[] d) where T : unmanaged where TOp : IBinaryOperator<T>
     {
         var loop = new StridedLoop(la.Shape, la.Strides, la.Offset, lb.Strides, lb.Offset, Shape.ContiguousStrides(la.Shape), 0);
-        long numel = (long)loop.RunLength * loop.RunCount;
-        if (numel >= ParallelElements && WorkerPool.ThreadCount > 1)
-        {
-            var job = new ZipJob<T> { A = Ptr(a), B = Ptr(b), D = Ptr(d), Plan = RunChunks.Plan(loop, numel) };
-            WorkerPool.For(job.Plan.Chunks, &ZipChunk<T, TOp>, (nint)(&job));
-            return;
-        }
-        ZipRuns<T, TOp>(Ptr(a), Ptr(b), Ptr(d), ref loop, 0, loop.RunLength);
-    }
-
-    private static unsafe void ZipChunk<T, TOp>(int chunk, nint state) where T : unmanaged where TOp : IBinaryOperator<T>
-    {
-        ref var job = ref *(ZipJob<T>*)state;
-        if (job.Plan.Select(chunk, out var loop, out int start, out int length))
-            ZipRuns<T, TOp>(job.A, job.B, job.D, ref loop, start, length);
+        RunSplit(new ZipPass<T, TOp> { A = Ptr(a), B = Ptr(b), D = Ptr(d) }, loop, (long)loop.RunLength * loop.RunCount);
     }
 
     private static unsafe void ZipRuns<T, TOp>(T* a, T* b, T* d, ref StridedLoop loop, int start, int n) where T : unmanaged where TOp : IBinaryOperator<T>

@@ -41,18 +41,8 @@ public sealed partial class CpuBackend
             // Output k = the reduction of the run at x's kept offset; the second operand of the loop walks d.
             int[] keptShape = kept.Length == 0 ? [1] : kept;
             var keptLoop = new StridedLoop(keptShape, kept.Length == 0 ? [0L] : l.Strides[..keptRank], l.Offset, Shape.ContiguousStrides(keptShape), 0);
-            long work = outCount * redCount;
-            unsafe
-            {
-                if (work >= ParallelElements && WorkerPool.ThreadCount > 1)
-                {
-                    // SE's squeeze and CBAM's pools reduce a whole activation: outputs split over the pool.
-                    var job = new ReduceJob<T> { X = Ptr(x), D = Ptr(d), Op = op, Length = (int)redCount, Plan = RunChunks.Plan(keptLoop, work) };
-                    WorkerPool.For(job.Plan.Chunks, &ReduceChunk<T>, (nint)(&job));
-                    return;
-                }
-                ReduceRuns(op, Ptr(x), Ptr(d), (int)redCount, ref keptLoop, 0, keptLoop.RunLength);
-            }
+            // SE's squeeze and CBAM's pools reduce a whole activation: large ones split their outputs over the pool.
+            unsafe { RunSplit(new ReducePass<T> { X = Ptr(x), D = Ptr(d), Op = op, Length = (int)redCount }, keptLoop, outCount * redCount); }
             return;
         }
         var keptLayout = new Layout(kept, l.Strides[..keptRank], l.Offset);
@@ -74,18 +64,12 @@ public sealed partial class CpuBackend
             }
     }
 
-    private unsafe struct ReduceJob<T> where T : unmanaged
+    private unsafe struct ReducePass<T> : IRunsPass where T : unmanaged, INumber<T>, IMinMaxValue<T>
     {
         public T* X, D;
         public ReduceOp Op;
         public int Length;
-        public RunChunks Plan;
-    }
-
-    private static unsafe void ReduceChunk<T>(int chunk, nint state) where T : unmanaged, INumber<T>, IMinMaxValue<T>
-    {
-        ref var job = ref *(ReduceJob<T>*)state;
-        if (job.Plan.Select(chunk, out var loop, out int start, out int length)) ReduceRuns(job.Op, job.X, job.D, job.Length, ref loop, start, length);
+        public readonly void Runs(ref StridedLoop loop, int start, int length) => ReduceRuns(Op, X, D, Length, ref loop, start, length);
     }
 
     // d[k] = op over the len contiguous values at each kept offset, for the outputs start .. start + n of each run.

@@ -110,33 +110,19 @@ public sealed partial class CpuBackend : IBackend
     }
 
     // Copies and mask conversions of large tensors are split over the worker pool as the element-wise ops are
-    // (RunChunks in CpuBackend.Elementwise.cs): whole runs per chunk, or a piece of one long run.
-    private unsafe struct CopyJob<TFrom, TTo> where TFrom : unmanaged where TTo : unmanaged
+    // (RunSplit in CpuBackend.Elementwise.cs): whole runs per chunk, or a piece of one long run.
+    private unsafe struct CopyPass<TFrom, TTo> : IRunsPass where TFrom : unmanaged where TTo : unmanaged
     {
         public TFrom* S; public TTo* D;
-        public RunChunks Plan;
-        public delegate*<TFrom*, TTo*, ref StridedLoop, int, int, void> Runs;
+        public delegate*<TFrom*, TTo*, ref StridedLoop, int, int, void> Copy;
+        public readonly void Runs(ref StridedLoop loop, int start, int length) => Copy(S, D, ref loop, start, length);
     }
 
     private static unsafe void RunCopy<TFrom, TTo>(TFrom[] src, Layout sl, TTo[] dst, Layout dl, delegate*<TFrom*, TTo*, ref StridedLoop, int, int, void> runs)
         where TFrom : unmanaged where TTo : unmanaged
     {
         var loop = new StridedLoop(sl.Shape, sl.Strides, sl.Offset, dl.Strides, dl.Offset);
-        long numel = (long)loop.RunLength * loop.RunCount;
-        if (numel >= ParallelElements && WorkerPool.ThreadCount > 1)
-        {
-            // Storage arrays come from CpuMemoryPool and are pinned: workers may use raw pointers.
-            var job = new CopyJob<TFrom, TTo> { S = Ptr(src), D = Ptr(dst), Plan = RunChunks.Plan(loop, numel), Runs = runs };
-            WorkerPool.For(job.Plan.Chunks, &CopyChunk<TFrom, TTo>, (nint)(&job));
-            return;
-        }
-        if (numel > 0) runs(Ptr(src), Ptr(dst), ref loop, 0, loop.RunLength);
-    }
-
-    private static unsafe void CopyChunk<TFrom, TTo>(int chunk, nint state) where TFrom : unmanaged where TTo : unmanaged
-    {
-        ref var job = ref *(CopyJob<TFrom, TTo>*)state;
-        if (job.Plan.Select(chunk, out var loop, out int start, out int length)) job.Runs(job.S, job.D, ref loop, start, length);
+        RunSplit(new CopyPass<TFrom, TTo> { S = Ptr(src), D = Ptr(dst), Copy = runs }, loop, (long)loop.RunLength * loop.RunCount);
     }
 
     private static unsafe void FromBool<T>(bool[] src, Layout sl, T[] dst, Layout dl) where T : unmanaged, INumber<T>
