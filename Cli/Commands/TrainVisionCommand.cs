@@ -12,7 +12,8 @@ namespace AttnCore.Cli.Commands;
 /// <summary>
 /// <c>attncore train vision</c>: a ResNet (plain, SE, CBAM or MHSA) on an image-classification set, with the CIFAR
 /// recipe: SGD with Nesterov momentum, weight decay on the weight matrices and kernels, a one-cycle or cosine schedule,
-/// label smoothing, random crop with padding and horizontal flip; the test set evaluated after every epoch. The run folder
+/// label smoothing, random crop with padding and horizontal flip; the test set evaluated after every epoch (optionally
+/// with flip test-time augmentation, <see cref="VisionEvaluation"/>). The run folder
 /// gets checkpoints (atomic, resumable), metrics.json and epochs.json, loss.png and curves.png, the model with its
 /// classes and normalisation (vision.safetensors, what <c>classify</c> reads), confusion.png, gradcam.png and, for CBAM and
 /// MHSA models, attention.png.
@@ -40,12 +41,13 @@ public static class TrainVisionCommand
         var erasing = NumericOption.Number("--random-erasing", "probability of Random Erasing (torchvision's RandomErasing: a random rectangle of 2-33% of the image set to the mean pixel; 0 = off)", 0, 0, 1);
         var limitTrain = NumericOption.OptionalInt("--limit-train", "use N training images drawn at random (seeded by --seed; the set's class balance roughly kept) for short runs and tests", 1);
         var limitTest = NumericOption.OptionalInt("--limit-test", "use N test images drawn at random (seeded by --seed)", 1);
+        var testFlip = new Option<bool>("--test-flip") { Description = "flip test-time augmentation: each test image's prediction is the mean of the softmax for the image and for its left-right mirror (epochs.json also keeps the unmirrored accuracy)" };
         var pictures = NumericOption.Int("--pictures", "test images shown in gradcam.png and attention.png (0 = none)", 8, 0, 64);
         var output = PathRule.OutputFolder("--out", "run folder: checkpoint.bin, vision.safetensors, metrics.json, epochs.json, loss.png, curves.png, confusion.png, gradcam.png, attention.png", Path.Combine("runs", "vision"));
         var resume = new Option<bool>("--resume") { Description = "continue from the checkpoint in --out" };
         var quiet = new Option<bool>("--quiet") { Description = "no progress bar" };
         var cmd = distributed.AddTo(common.AddTo(new Command("vision", "ResNet with optional SE/CBAM/MHSA attention on Fashion-MNIST, CIFAR-10 or an image folder")
-            { data, model, epochs, batch, lr, momentum, wd, schedule, smoothing, padding, noFlip, erasing, limitTrain, limitTest, pictures, output, resume, quiet }));
+            { data, model, epochs, batch, lr, momentum, wd, schedule, smoothing, padding, noFlip, erasing, limitTrain, limitTest, testFlip, pictures, output, resume, quiet }));
         cmd.SetAction(p =>
         {
             var device = common.Apply(p);
@@ -81,13 +83,14 @@ public static class TrainVisionCommand
                 io.Out.WriteLine($"{modelName}: {net.ParameterCount():N0} parameters; {train.Count:N0} train / {test.Count:N0} test images of [{train.Channels},{train.Height},{train.Width}], {train.ClassNames.Count} classes; {nEpochs} epochs of {perEpoch} steps");
 
             var epochLog = new EpochLog(outDir, perEpoch, p.GetValue(resume));
+            bool mirror = p.GetValue(testFlip);
             ConfusionMatrix? lastConfusion = null;
             double Evaluate()
             {
-                var (loss, confusion) = EvaluateTest(net, test, b, norm, device);
-                lastConfusion = confusion;
-                epochLog.Evaluated(trainLoader.Position, loss, confusion.Accuracy);
-                return loss;
+                var scored = VisionEvaluation.Evaluate(net, test, b, norm, device, mirror);
+                lastConfusion = scored.Confusion;
+                epochLog.Evaluated(scored.Loss, scored.Confusion.Accuracy, mirror ? scored.PlainConfusion.Accuracy : null);
+                return scored.Loss;
             }
             var trainer = new Trainer(net, opt, sched, new Generator(seed + 2), new TrainerOptions
             {
@@ -125,29 +128,12 @@ public static class TrainVisionCommand
             io.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"epochs {nEpochs}  train loss {result.TrainLoss:F4}  test loss {last.TestLoss:F4}  test accuracy {last.TestAccuracy:F4}  {result.WallSeconds:F1} s"));
             io.Out.WriteLine($"wrote {string.Join(", ", written)}");
-            if (json) io.Json(new { model = modelName, test_accuracy = last.TestAccuracy, epochs = nEpochs, wall_s = result.WallSeconds, test_loss = last.TestLoss, train_loss = result.TrainLoss, steps, parameters = net.ParameterCount(), ranks = run.Size });
+            if (mirror) io.Out.WriteLine(string.Create(CultureInfo.InvariantCulture, $"test accuracy without the mirrored images {last.UnflippedTestAccuracy:F4}"));
+            if (json) io.Json(new { model = modelName, test_accuracy = last.TestAccuracy, test_flip = mirror, unflipped_test_accuracy = last.UnflippedTestAccuracy, epochs = nEpochs, wall_s = result.WallSeconds, test_loss = last.TestLoss, train_loss = result.TrainLoss, steps, parameters = net.ParameterCount(), ranks = run.Size });
             run.Complete();
             return 0;
         });
         return cmd;
-    }
-
-    /// <summary>Mean cross-entropy (no smoothing) and the confusion matrix over the whole test set, in order, without augmentation.</summary>
-    internal static (double Loss, ConfusionMatrix Confusion) EvaluateTest(ResNet net, ImageSet test, int batch, Normalization norm, Device device)
-    {
-        using var loader = new VisionLoader(test, batch, Augmentation.None, norm, shuffle: false, dropLast: false, seed: 0);
-        var confusion = new ConfusionMatrix(test.ClassNames.Count);
-        double sum = 0;
-        using var noGrad = new NoGrad();
-        for (int k = 0; k < loader.BatchesPerEpoch; k++)
-        {
-            using var scope = new TensorScope();
-            var (x, y) = loader.Next(device);
-            var logits = net.Forward(x);
-            sum += logits.CrossEntropy(y, reduction: Reduction.Sum).Item();
-            confusion.Add(y.ToArray<long>(), logits.ArgMax(1).ToArray<long>());
-        }
-        return (sum / test.Count, confusion);
     }
 
     // A resumed run's loader continues at the step the checkpoint reached (the trainer restores everything else).
@@ -156,8 +142,8 @@ public static class TrainVisionCommand
         public void OnRunStart(TrainerRunStart run) => loader.Position = run.StartStep;
     }
 
-    /// <summary>One line of epochs.json.</summary>
-    internal sealed record EpochRecord(int Epoch, double TrainLoss, double TestLoss, double TestAccuracy, double ElapsedSeconds);
+    /// <summary>One line of epochs.json (UnflippedTestAccuracy: with --test-flip, the accuracy on the original test images alone; null, and not written, otherwise).</summary>
+    internal sealed record EpochRecord(int Epoch, double TrainLoss, double TestLoss, double TestAccuracy, double ElapsedSeconds, double? UnflippedTestAccuracy = null);
 
     // The per-epoch record (mean train loss over the epoch's steps, test loss and accuracy), kept in epochs.json
     // (atomically, every epoch, so that a resumed run continues its table).
@@ -165,11 +151,13 @@ public static class TrainVisionCommand
     {
         private readonly System.Diagnostics.Stopwatch _clock = System.Diagnostics.Stopwatch.StartNew();
         private double _lossSum, _testLoss = double.NaN, _testAccuracy = double.NaN, _elapsedBefore;
+        private double? _unflippedAccuracy;
         private int _lossCount;
         public List<EpochRecord> Epochs { get; } = [];
         private string Path => System.IO.Path.Combine(folder, "epochs.json");
         // A diverged epoch's NaN stays readable (JSON has no NaN of its own).
-        private static readonly JsonSerializerOptions Json = new() { WriteIndented = true, NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals };
+        private static readonly JsonSerializerOptions Json = new() { WriteIndented = true, NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals,
+            DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull };
 
         public void OnRunStart(TrainerRunStart run)
         {
@@ -179,13 +167,13 @@ public static class TrainVisionCommand
             _elapsedBefore = Epochs.Count > 0 ? Epochs[^1].ElapsedSeconds : 0;
         }
 
-        public void Evaluated(long position, double loss, double accuracy) { _testLoss = loss; _testAccuracy = accuracy; }
+        public void Evaluated(double loss, double accuracy, double? unflippedAccuracy) { _testLoss = loss; _testAccuracy = accuracy; _unflippedAccuracy = unflippedAccuracy; }
 
         public void OnStepEnd(TrainerStepReport step)
         {
             if (double.IsFinite(step.TrainLoss)) { _lossSum += step.TrainLoss; _lossCount++; }
             if (step.Step % perEpoch != 0) return;
-            Epochs.Add(new EpochRecord(step.Step / perEpoch, _lossCount > 0 ? _lossSum / _lossCount : double.NaN, _testLoss, _testAccuracy, _elapsedBefore + _clock.Elapsed.TotalSeconds));
+            Epochs.Add(new EpochRecord(step.Step / perEpoch, _lossCount > 0 ? _lossSum / _lossCount : double.NaN, _testLoss, _testAccuracy, _elapsedBefore + _clock.Elapsed.TotalSeconds, _unflippedAccuracy));
             _lossSum = 0; _lossCount = 0;
             AtomicFile.Write(Path, tmp => File.WriteAllText(tmp, JsonSerializer.Serialize(Epochs, Json)));
         }

@@ -42,6 +42,24 @@ public class VisionCliTests
         Assert.That(File.ReadAllBytes(path).Take(4).ToArray(), Is.EqualTo(new byte[] { 0x89, (byte)'P', (byte)'N', (byte)'G' }), path);
 
     [Test]
+    public void Train_vision_with_test_flip_reports_both_accuracies()
+    {
+        VisionTestData.RequireFashionMnist();
+        string run = Path.Combine(_dir, "flip");
+        var (code, stdout, stderr) = Run("train", "vision", "--data", VisionTestData.FashionMnist, "--model", "resnet20", "--epochs", "1",
+            "--batch", "32", "--limit-train", "64", "--limit-test", "40", "--pictures", "0", "--test-flip", "--out", run, "--json", "--threads", "2");
+        Assert.That(code, Is.EqualTo(0), stderr);
+        var j = LastJson(stdout);
+        Assert.That(j.GetProperty("test_flip").GetBoolean(), Is.True);
+        double flipped = j.GetProperty("test_accuracy").GetDouble(), unflipped = j.GetProperty("unflipped_test_accuracy").GetDouble();
+        foreach (double a in new[] { flipped, unflipped }) Assert.That(a * 40, Is.EqualTo(Math.Round(a * 40)).Within(1e-9), "a count of the 40 test images");
+        Assert.That(stdout, Does.Contain("test accuracy without the mirrored images " + unflipped.ToString("F4", System.Globalization.CultureInfo.InvariantCulture)));
+        using var epochs = JsonDocument.Parse(File.ReadAllText(Path.Combine(run, "epochs.json")));
+        var row = epochs.RootElement.EnumerateArray().Single();
+        Assert.That((row.GetProperty("TestAccuracy").GetDouble(), row.GetProperty("UnflippedTestAccuracy").GetDouble()), Is.EqualTo((flipped, unflipped)));
+    }
+
+    [Test]
     public void Train_vision_on_fashion_mnist_writes_its_run_and_classify_reads_the_model()
     {
         VisionTestData.RequireFashionMnist();
@@ -63,7 +81,9 @@ public class VisionCliTests
             Assert.That(rows.Select(r => r.GetProperty("Epoch").GetInt32()), Is.EqualTo(new[] { 1, 2 }));
             Assert.That(rows[^1].GetProperty("TestAccuracy").GetDouble(), Is.EqualTo(accuracy));
             Assert.That(rows.Select(r => r.GetProperty("TrainLoss").GetDouble()), Is.All.GreaterThan(0).And.All.LessThan(10));
+            Assert.That(rows.Select(r => r.TryGetProperty("UnflippedTestAccuracy", out _)), Is.All.False, "no flip evaluation, no unflipped accuracy");
         }
+        Assert.That(j.GetProperty("test_flip").GetBoolean(), Is.False);
         foreach (var png in new[] { "loss.png", "curves.png", "confusion.png", "gradcam.png", "attention.png" }) AssertPng(Path.Combine(run, png));
         Assert.That(Directory.GetFiles(run, "*tmp*"), Is.Empty);
 
