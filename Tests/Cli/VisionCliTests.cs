@@ -57,6 +57,33 @@ public class VisionCliTests
         using var epochs = JsonDocument.Parse(File.ReadAllText(Path.Combine(run, "epochs.json")));
         var row = epochs.RootElement.EnumerateArray().Single();
         Assert.That((row.GetProperty("TestAccuracy").GetDouble(), row.GetProperty("UnflippedTestAccuracy").GetDouble()), Is.EqualTo((flipped, unflipped)));
+
+        // eval, on the 40 test images the run drew (same seed, same batch), gives the run's figures with and without the mirror.
+        string model = Path.Combine(run, "vision.safetensors");
+        string[] sameImages = ["--data", VisionTestData.FashionMnist, "--limit-test", "40", "--batch", "32", "--json"];
+        (code, stdout, stderr) = Run(["eval", "--checkpoint", model, "--test-flip", .. sameImages]);
+        Assert.That(code, Is.EqualTo(0), stderr);
+        var e = LastJson(stdout);
+        Assert.That((e.GetProperty("model").GetString(), e.GetProperty("images").GetInt32(), e.GetProperty("test_flip").GetBoolean()), Is.EqualTo(("resnet20", 40, true)));
+        Assert.That((e.GetProperty("test_accuracy").GetDouble(), e.GetProperty("unflipped_test_accuracy").GetDouble()), Is.EqualTo((flipped, unflipped)));
+        Assert.That(e.GetProperty("test_loss").GetDouble(), Is.EqualTo(row.GetProperty("TestLoss").GetDouble()).Within(1e-12));
+        (code, stdout, stderr) = Run(["eval", "--checkpoint", model, .. sameImages]);
+        Assert.That(code, Is.EqualTo(0), stderr);
+        e = LastJson(stdout);
+        Assert.That(e.GetProperty("test_accuracy").GetDouble(), Is.EqualTo(unflipped), "without --test-flip: the unmirrored accuracy");
+        Assert.That(e.GetProperty("unflipped_test_accuracy").ValueKind, Is.EqualTo(JsonValueKind.Null));
+
+        // A dataset of other classes names both lists.
+        string other = Path.Combine(_dir, "other");
+        foreach (var split in new[] { "train", "test" })
+            foreach (var cls in new[] { "cat", "dog" })
+            {
+                Directory.CreateDirectory(Path.Combine(other, split, cls));
+                WriteGreyPng(Path.Combine(other, split, cls, "0.png"), new byte[28 * 28], 28, 28);
+            }
+        (code, _, stderr) = Run("eval", "--checkpoint", model, "--data", other);
+        Assert.That(code, Is.EqualTo(1), stderr);
+        Assert.That(stderr, Does.Contain(other).And.Contain("cat, dog").And.Contain("T-shirt/top"));
     }
 
     [Test]
