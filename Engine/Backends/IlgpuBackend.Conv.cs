@@ -288,7 +288,7 @@ public sealed partial class IlgpuBackend
 
     private static long CheckRuns(string op, int runs, int runLength)
     {
-        if (runs < 0 || runLength < 0) throw new ArgumentException($"{op}: invalid sizes runs={runs} runLength={runLength}");
+        if (runs < 0 || runLength < 0) throw new ArgumentException($"IlgpuBackend.{op}: invalid sizes runs={runs} runLength={runLength}");
         return (long)runs * runLength;
     }
 }
