@@ -40,7 +40,7 @@ public static class EvalCommand
             var (model, vocab) = GptCheckpoint.Load(path, device);
             using (model)
             {
-                var ds = CharDataset.FromFile(p.GetValue(data)!);
+                var ds = CharDataset.FromFile(text);
                 if (!ds.Vocabulary.SequenceEqual(vocab)) throw new ArgumentException("eval: the text's characters differ from the checkpoint's vocabulary");
                 var g = new Generator(777);
                 int nb = p.GetValue(batches), b = p.GetValue(batch) ?? 12;

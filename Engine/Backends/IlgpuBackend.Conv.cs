@@ -280,7 +280,7 @@ public sealed partial class IlgpuBackend
             if (ds is not null) Fill(ds, Layout.Contiguous([runs]), 0);
             return;
         }
-        var args = new ScaleAddReluArgs { Runs = runs, RunLength = runLength, WantDx = sdx is null ? 0 : 1, WantDs = sds is null ? 0 : 1, WantDr = sdr is null ? 0 : 1 };
+        var args = new ScaleAddReluArgs { RunLength = runLength, WantDx = sdx is null ? 0 : 1, WantDs = sds is null ? 0 : 1, WantDr = sdr is null ? 0 : 1 };
         var none = sdy.Floats;   // stands in for the outputs not wanted; the kernel never touches it through them
         _k.ScaleAddReluBackward.Value(new KernelConfig(new Index1D(runs), new Index1D(_k.GroupSize)), sdy.Floats, sy.Floats, sx.Floats, ss.Floats,
             sdx?.Floats ?? none, sds?.Floats ?? none, sdr?.Floats ?? none, args);

@@ -48,7 +48,7 @@ namespace AttnCore.Kernels.Cpu;
 
 public static unsafe partial class Conv2d
 {
-    private const int DirectTileK = 4, DirectTile = 64, DirectVec = 16;
+    private const int DirectTileK = 4, DirectTile = 64, DirectVec = 16;   // output channels x flattened positions per register tile; one vector
     // Work items per thread: the images (or groups) are cut into about this many runs per thread and handed out as the
     // threads ask, so a thread that starts late or runs slow takes fewer; scratch buffers are per thread
     // (WorkerPool.CurrentSlot), weight-gradient partials per run, added up in run order (results do not depend on timing).
@@ -70,7 +70,7 @@ public static unsafe partial class Conv2d
         new ReadOnlySpan<float>(partials, total.Length).CopyTo(total);
         for (int item = 1; item < items; item++)
             System.Numerics.Tensors.TensorPrimitives.Add(total, new ReadOnlySpan<float>(partials + item * length, total.Length), total);
-    }   // output channels x flattened positions per register tile; one vector
+    }
 
     // The direct path is taken for float32 stride-1 convolutions with a real window, one group, padding smaller than
     // the window (so the backward-data padding R−1−p is not negative) and thin channels (C·K ≤ 64·64): there the

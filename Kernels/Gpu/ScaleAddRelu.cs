@@ -17,8 +17,8 @@ namespace AttnCore.Kernels.Gpu;
 /// <summary>The sizes and wanted outputs of one <see cref="ScaleAddRelu"/> backward launch.</summary>
 public struct ScaleAddReluArgs
 {
-    /// <summary>Runs of <see cref="RunLength"/> contiguous values, one scale each.</summary>
-    public int Runs, RunLength;
+    /// <summary>Contiguous values per run (one scale each); the run is the group's grid index.</summary>
+    public int RunLength;
     /// <summary>1 when dx, ds or dr is wanted.</summary>
     public int WantDx, WantDs, WantDr;
 }
