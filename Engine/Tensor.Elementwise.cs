@@ -142,8 +142,8 @@ public sealed partial class Tensor
         var ds = wantScale ? s.EmptyLike() : null;
         var dr = wantResidual ? x.EmptyLike() : null;
         int runs = input.Size(0) * input.Size(1), runLength = input.Size(2) * input.Size(3);
-        if (x.Numel > 0) x.Backend.ScaleAddReluBackward(dy.Storage, y.Storage, x.Storage, s.Storage, dx?.Storage, ds?.Storage, dr?.Storage, runs, runLength);
-        else ds?.Fill_(0);
+        // Both backends handle empty runs (ds is then an empty sum, 0) and no runs at all.
+        x.Backend.ScaleAddReluBackward(dy.Storage, y.Storage, x.Storage, s.Storage, dx?.Storage, ds?.Storage, dr?.Storage, runs, runLength);
         return (dx, ds, dr);
     }
 

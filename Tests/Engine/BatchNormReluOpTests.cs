@@ -118,6 +118,22 @@ public class BatchNormReluOpTests
         Assert.That(e!.Message, Does.StartWith("ScaleAddReluBackward").And.Contain("[1,3,1,1]"));
     }
 
+    [TestCase(2, 3, 0, 4), TestCase(0, 3, 2, 2)]
+    public void Scale_add_relu_backward_on_empty_images_gives_a_zero_scale_gradient(int n, int c, int h, int w)
+    {
+        // Runs of length 0 sum nothing, so ds is 0 (the backend writes it over the uninitialised buffer); no runs give empty tensors.
+        using var x = Tensor.Zeros([n, c, h, w], DType.Float32);
+        using var s = Tensor.Ones([n, c, 1, 1], DType.Float32);
+        var (dx, ds, dr) = Tensor.ScaleAddReluBackward(x, x, x, s);
+        using (dx) using (ds) using (dr)
+        {
+            Assert.That(dx!.Shape, Is.EqualTo(new[] { n, c, h, w }));
+            Assert.That(dr!.Shape, Is.EqualTo(new[] { n, c, h, w }));
+            Assert.That(ds!.Shape, Is.EqualTo(new[] { n, c, 1, 1 }));
+            Assert.That(ds.ToArray<float>(), Is.EqualTo(new float[n * c]));
+        }
+    }
+
     [Test]
     public void Add_relu_matches_add_then_relu_and_records_its_kind()
     {
