@@ -111,7 +111,9 @@ def batch_of(images, index, mean, std, padding, flip, erasing, rng):
     return t
 
 
-def evaluate(model, images, labels, mean, std, batch):
+def evaluate(model, images, labels, mean, std, batch, mirror=False):
+    """Test loss and accuracy; with mirror, each image's prediction is the mean softmax of the image and its
+    left-right mirror (as `attncore train vision --test-flip`), and the loss is the NLL of that mean."""
     model.eval()
     loss = correct = 0.0
     with torch.no_grad():
@@ -119,8 +121,13 @@ def evaluate(model, images, labels, mean, std, batch):
             x = (torch.from_numpy(images[s:s + batch]).float() / 255 - mean) / std
             y = torch.from_numpy(labels[s:s + batch])
             logits = model(x)
-            loss += F.cross_entropy(logits, y, reduction="sum").item()
-            correct += (logits.argmax(1) == y).sum().item()
+            if mirror:
+                p = (F.softmax(logits, 1) + F.softmax(model(torch.flip(x, dims=[3])), 1)) / 2
+                loss += F.nll_loss(torch.log(p), y, reduction="sum").item()
+                correct += (p.argmax(1) == y).sum().item()
+            else:
+                loss += F.cross_entropy(logits, y, reduction="sum").item()
+                correct += (logits.argmax(1) == y).sum().item()
     model.train()
     return loss / len(labels), correct / len(labels)
 
@@ -141,6 +148,8 @@ def main():
     ap.add_argument("--limit-test", type=int)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--test-flip", action="store_true",
+                    help="also score the final model with flip test-time augmentation (test_accuracy_flip in the JSON)")
     ap.add_argument("--out", required=True, help="JSON file: settings, one row per epoch, final accuracy and wall time")
     a = ap.parse_args()
 
@@ -190,6 +199,9 @@ def main():
 
     result = {"settings": vars(a), "torch": torch.__version__, "parameters": sum(p.numel() for p in model.parameters()),
               "epochs": rows, "test_accuracy": rows[-1]["test_accuracy"], "wall_s": time.perf_counter() - start}
+    if a.test_flip:
+        result["test_loss_flip"], result["test_accuracy_flip"] = evaluate(model, test_x, test_y, mean, std, a.batch, mirror=True)
+        print(json.dumps({"test_accuracy_flip": result["test_accuracy_flip"], "test_loss_flip": result["test_loss_flip"]}), flush=True)
     with open(a.out + ".tmp", "w") as f:
         json.dump(result, f, indent=1)
     os.replace(a.out + ".tmp", a.out)
