@@ -120,14 +120,11 @@ def evaluate(model, images, labels, mean, std, batch, mirror=False):
         for s in range(0, len(labels), batch):
             x = (torch.from_numpy(images[s:s + batch]).float() / 255 - mean) / std
             y = torch.from_numpy(labels[s:s + batch])
-            logits = model(x)
+            logp = F.log_softmax(model(x), 1)
             if mirror:
-                p = (F.softmax(logits, 1) + F.softmax(model(torch.flip(x, dims=[3])), 1)) / 2
-                loss += F.nll_loss(torch.log(p), y, reduction="sum").item()
-                correct += (p.argmax(1) == y).sum().item()
-            else:
-                loss += F.cross_entropy(logits, y, reduction="sum").item()
-                correct += (logits.argmax(1) == y).sum().item()
+                logp = torch.log((logp.exp() + F.softmax(model(torch.flip(x, dims=[3])), 1)) / 2)
+            loss += F.nll_loss(logp, y, reduction="sum").item()
+            correct += (logp.argmax(1) == y).sum().item()
     model.train()
     return loss / len(labels), correct / len(labels)
 
