@@ -23,7 +23,8 @@
 // written by im2col and read back by the GEMM's packing. Bound: the GEMM (Gemm.cs) for wide channel
 // counts; im2col/col2im traffic for thin ones; memory and row overheads for depthwise.
 // Stride-1 float32 convolutions (ResNet's 3x3 layers) skip im2col in all three passes: ConvDirect.cs; so do the thin
-// stride-2 3x3 ones (ConvDirect.cs for forward and weights, ConvDirectStridedData.cs for backward data).
+// stride-2 3x3 ones (ConvDirect.cs for forward and weights, ConvDirectStridedData.cs for backward data). Wider 3x3
+// stride-1 padding-1 layers take Winograd F(2x2, 3x3) in all three passes (ConvWinograd.cs).
 // Files: this driver (blocking, threads, workspace, GEMM calls); ConvDirect.cs; ConvImageLanes.cs (the direct path for
 // small outputs, sixteen images per vector); Im2Col.cs (the patch unrolling and its adjoint);
 // DepthwiseConv.cs (the direct depthwise path); ConvReference.cs; the shape in Kernels/Common/Conv2dShape.cs.
@@ -72,6 +73,7 @@ public static unsafe partial class Conv2d
         if (s.IsDepthwise) return 0;
         long t = WorkerPool.ThreadCount, col = s.IsPointwise ? 0 : (long)(s.C / s.Groups) * s.R * s.S * MaxBlock(s);
         long gemm = t * col + (t - 1) * s.WLength;
+        if (WinogradShape(s)) gemm = Math.Max(gemm, WinogradWorkspace(s));
         if (!DirectForwardShape(s)) return gemm;
         long direct = Math.Max(gemm, Math.Max(DirectWeightsWorkspace(s), DirectWorkspace(s)));
         return Math.Max(direct, DirectShape(s) ? DirectWorkspace(DataShape(s)) : DirectStridedDataWorkspace(s));
@@ -136,6 +138,13 @@ public static unsafe partial class Conv2d
         Check("Conv2d.Forward", s, x.Length, w.Length, y.Length, bias.Length);
         if (s.N == 0) return;
         if (s.IsDepthwise) { Depthwise(x, w, bias, y, default, default, default, s, DwPass.Forward); return; }
+        if (WinogradApplies<T>(s))
+        {
+            var wws = MemoryMarshal.Cast<T, float>(Workspace(WorkspaceSize(s), workspace, "Conv2d.Forward"));
+            fixed (T* px = x) fixed (T* pw = w) fixed (T* pb = bias) fixed (T* py = y)
+                WinogradRun((float*)px, (float*)pw, bias.IsEmpty ? null : (float*)pb, (float*)py, s, flip: false, wws);
+            return;
+        }
         if (DirectForwardApplies<T>(s))
         {
             var dws = MemoryMarshal.Cast<T, float>(Workspace(WorkspaceSize(s), workspace, "Conv2d.Forward"));
@@ -194,6 +203,13 @@ public static unsafe partial class Conv2d
         Check("Conv2d.BackwardData", s, dx.Length, w.Length, dy.Length, 0);
         if (s.N == 0) return;
         if (s.IsDepthwise) { Depthwise(default, w, default, default, dy, dx, default, s, DwPass.Data); return; }
+        if (WinogradApplies<T>(s))
+        {
+            var wws = MemoryMarshal.Cast<T, float>(Workspace(WorkspaceSize(s), workspace, "Conv2d.BackwardData"));
+            fixed (T* pdy = dy) fixed (T* pw = w) fixed (T* pdx = dx)
+                WinogradRun((float*)pdy, (float*)pw, null, (float*)pdx, s, flip: true, wws);
+            return;
+        }
         if (DirectApplies<T>(s))
         {
             var dws = MemoryMarshal.Cast<T, float>(Workspace(WorkspaceSize(s), workspace, "Conv2d.BackwardData"));
@@ -256,6 +272,13 @@ public static unsafe partial class Conv2d
         if (!dbias.IsEmpty) BiasGradient(dy, dbias, s);
         if (s.N == 0) { dw.Slice(0, (int)s.WLength).Clear(); return; }
         if (s.IsDepthwise) { Depthwise(x, default, default, default, dy, default, dw, s, DwPass.Weights); return; }
+        if (WinogradApplies<T>(s))
+        {
+            var wws = MemoryMarshal.Cast<T, float>(Workspace(WorkspaceSize(s), workspace, "Conv2d.BackwardWeights"));
+            fixed (T* pdy = dy) fixed (T* px = x) fixed (T* pdw = dw)
+                WinogradWeights((float*)pdy, (float*)px, (float*)pdw, s, wws);
+            return;
+        }
         if (DirectForwardApplies<T>(s))
         {
             var dws = MemoryMarshal.Cast<T, float>(Workspace(WorkspaceSize(s), workspace, "Conv2d.BackwardWeights"));

@@ -38,7 +38,7 @@ public class ConvDirectTests
 
     static IEnumerable<TestCaseData> DirectCases() => OnOneAndTwoThreads(Cases);
 
-    static IEnumerable<TestCaseData> OnOneAndTwoThreads(Conv2dShape[] cases)
+    internal static IEnumerable<TestCaseData> OnOneAndTwoThreads(Conv2dShape[] cases)
     {
         foreach (var s in cases)
             foreach (int threads in new[] { 1, 2 })
@@ -53,7 +53,7 @@ public class ConvDirectTests
     }
 
     // Forward, backward data and backward weights of s on the given thread count against the float64 reference loops.
-    static void CheckAllThreePasses(Conv2dShape s, int threads, ulong seed)
+    internal static void CheckAllThreePasses(Conv2dShape s, int threads, ulong seed)
     {
         int saved = WorkerPool.ThreadCount;
         try
