@@ -19,10 +19,13 @@
 // ResNet-18/34/50's 128-512-channel 3x3 layers), where it was 1.4-1.9x faster than im2col + GEMM in every pass
 // (docs/vision.md); on 32-64-channel layers the direct kernel (ConvDirect.cs) was 1.9-3.4x faster than this.
 // Blocking: tiles go in blocks small enough that V and M of a block (16·(C + K) floats a tile) stay within the L3
-// cache. Per block: each input channel of the block's images is copied into a zero-padded buffer, its patches are
-// gathered sixteen tiles at a time (AVX2 gathers, no bounds tests) and transformed with one Vector512 per position
-// (threads over input channels); the 16 GEMMs (Gemm.SgemmStridedBatched, which spreads them over the pool); the output
-// transform and scatter, with the bias (threads over output channels).
+// cache. A block: each input channel of the block's images is copied into a zero-padded buffer, its patches are
+// gathered sixteen tiles at a time (AVX2 gathers, no bounds tests) and transformed with one Vector512 per position;
+// the 16 GEMMs (Gemm.SgemmStridedBatched); the output transform and scatter, with the bias.
+// Threads: where U is no larger than a thread's share of the transformed tiles, each thread runs whole blocks on its
+// own V and M (and its own dU, summed at the end); otherwise (few tiles, as the 7x7 layers at batch 8) the blocks go
+// one at a time, the transforms split over channels and the GEMMs over the pool. On ResNet-50's 28x28 layers the
+// first was 1.5x faster on two threads than the second, which synchronises three times a block.
 // Accuracy: the coefficients are ±1 and ±½, so float32 results stay within a few rounding steps of the direct sum's;
 // Tests/Kernels/ConvWinogradTests.cs compares all three passes with the float64 reference (ConvReference.cs).
 using System.Runtime.CompilerServices;
@@ -50,13 +53,16 @@ public static unsafe partial class Conv2d
         && s.DilationH == 1 && s.DilationW == 1 && s.PadH == 1 && s.PadW == 1 && (long)s.C * s.K > 64 * 64;
 
     // Tiles of the whole batch, and per block: tiles (the last block may have fewer) and the row length of V, M and E
-    // (rounded up to whole vectors; the lanes past a block's tiles hold zeros).
-    private static (int Tiles, int PerBlock, int Ld) WinogradBlocks(in Conv2dShape s)
+    // (rounded up to whole vectors; the lanes past a block's tiles hold zeros). The number of blocks is a multiple of
+    // the threads, so that each thread gets as many.
+    private static (int Tiles, int Blocks, int PerBlock, int Ld) WinogradBlocks(in Conv2dShape s)
     {
-        int tiles = s.N * ((s.P + 1) / 2) * ((s.Q + 1) / 2);
+        int tiles = s.N * ((s.P + 1) / 2) * ((s.Q + 1) / 2), threads = WorkerPool.ThreadCount;
         long fit = Math.Max(WinoLanes, WinoBlockFloats / (WinoPositions * (long)(s.C + s.K)));
-        int blocks = (int)((tiles + fit - 1) / fit), perBlock = (tiles + blocks - 1) / blocks;
-        return (tiles, perBlock, (perBlock + WinoLanes - 1) / WinoLanes * WinoLanes);
+        int blocks = (int)((tiles + fit - 1) / fit);
+        blocks = Math.Min(tiles, (blocks + threads - 1) / threads * threads);
+        int perBlock = (tiles + blocks - 1) / blocks;
+        return (tiles, (tiles + perBlock - 1) / perBlock, perBlock, (perBlock + WinoLanes - 1) / WinoLanes * WinoLanes);
     }
 
     // The distance between two positions' matrices: rows·cols and one vector more. Without the extra vector, the 16
@@ -64,80 +70,147 @@ public static unsafe partial class Conv2d
     // 128 x 400 matrices that made the input transform several times slower.
     private static long WinoPlane(int rows, int cols) => (long)rows * cols + WinoLanes;
 
-    // U (forward, data) or dU (weights), then V and M (forward, data) or V and E (weights) of one block.
+    // U (forward, data) or dU (weights), then per thread V and M (forward, data) or V and E (weights) of one block,
+    // then the other threads' partial dU (weights, one block per thread).
     private static long WinogradWorkspace(in Conv2dShape s)
     {
-        int ld = WinogradBlocks(s).Ld;
-        return WinoPositions * (WinoPlane(s.K, s.C) + WinoPlane(s.C, ld) + WinoPlane(s.K, ld));
+        int ld = WinogradBlocks(s).Ld, t = WorkerPool.ThreadCount;
+        return WinoPositions * (t * WinoPlane(s.K, s.C) + t * (WinoPlane(s.C, ld) + WinoPlane(s.K, ld)));
     }
+
+    // Whether each thread runs whole blocks (transforms and GEMMs on its own V and M, no barrier), or the blocks go one
+    // at a time with every phase split over the threads. Whole blocks scale better, but every thread then packs all of
+    // U for its GEMMs: they are chosen where U is no larger than one thread's share of the transformed tiles (ResNet-50
+    // at batch 8: the 28x28 and 14x14 layers, not the 7x7 ones, whose U is 4M floats against 1M).
+    private static bool WinoBlockPerThread(in Conv2dShape s, int tiles)
+        => WorkerPool.ThreadCount > 1 && (long)s.K * s.C <= (long)tiles / WorkerPool.ThreadCount * (s.C + s.K);
 
     private struct WinoJob
     {
         public float* In, Out, Bias, U, V, M, Filters;   // forward: In [N, Cin, H, W] -> Out [N, Cout, H, W]; weights: In = x, Out = dy
         public long PlaneU, PlaneV, PlaneM;              // distances between the positions' matrices (WinoPlane)
         public int Cin, Cout, H, W, TilesP, TilesQ, First, Count, Ld, Parts;
+        public int Tiles, Blocks, PerBlock, FirstBlock;  // the blocks of tiles, handed out to the threads in turn; this dU's first
+        public delegate*<ref WinoJob, int, void> Block;  // what a thread does with each of its blocks (WinoThreadBlocks)
         public bool Flip;                                // the filters are the backward-data pass's (Filters is w [Cin, Cout, 3, 3])
     }
 
-    // y = conv(x, w) + bias (forward) or dx = conv(dy, w turned) (backward data, flip): U from the filter, then per block
-    // the input transform, the 16 GEMMs and the output transform.
+    // y = conv(x, w) + bias (forward) or dx = conv(dy, w turned) (backward data, flip): U from the filter (threads over
+    // its rows), then the blocks of tiles through the input transform, the 16 GEMMs and the output transform: each
+    // thread every Parts-th block on its own V and M, or one block at a time with each phase split over the threads
+    // (WinoBlockPerThread).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void WinogradRun(float* input, float* w, float* bias, float* output, in Conv2dShape s, bool flip, Span<float> ws)
     {
         int cin = flip ? s.K : s.C, cout = flip ? s.C : s.K;
-        var (tiles, perBlock, ld) = WinogradBlocks(s);
         fixed (float* pws = ws)
         {
-            var j = new WinoJob
-            {
-                In = input, Out = output, Bias = bias, U = pws, Filters = w, Flip = flip, Cin = cin, Cout = cout, H = s.H, W = s.W,
-                TilesP = (s.H + 1) / 2, TilesQ = (s.W + 1) / 2, Ld = ld, Parts = WorkerPool.ThreadCount,
-                PlaneU = WinoPlane(cout, cin), PlaneV = WinoPlane(cin, ld), PlaneM = WinoPlane(cout, ld),
-            };
-            j.V = j.U + WinoPositions * j.PlaneU;
-            j.M = j.V + WinoPositions * j.PlaneV;
+            var j = WinoJobFor(s, cin, cout, input, output, pws);
+            j.Bias = bias; j.Filters = w; j.Flip = flip;
             WorkerPool.For(Math.Min(j.Parts, cout), &WinoFilterPart, (nint)(&j));
-            long uLen = WinoPositions * j.PlaneU, vLen = WinoPositions * j.PlaneV, mLen = WinoPositions * j.PlaneM;
-            for (j.First = 0; j.First < tiles; j.First += perBlock)
-            {
-                j.Count = Math.Min(perBlock, tiles - j.First);
-                WorkerPool.For(Math.Min(j.Parts, cin), &WinoInputPart, (nint)(&j));
-                Cpu.Gemm.SgemmStridedBatched(WinoPositions, false, false, cout, j.Count, cin, 1f,
-                    new ReadOnlySpan<float>(j.U, (int)uLen), cin, j.PlaneU,
-                    new ReadOnlySpan<float>(j.V, (int)vLen), ld, j.PlaneV, 0f,
-                    new Span<float>(j.M, (int)mLen), ld, j.PlaneM);
-                WorkerPool.For(Math.Min(j.Parts, cout), &WinoOutputPart, (nint)(&j));
-            }
+            WinoBlocks(ref j, s, &WinoForwardBlock);
         }
     }
 
-    // dw (overwritten) = Σ over tiles of Gᵀ (E ⊙ V) G, accumulated per position by the GEMMs over the blocks.
+    // dw (overwritten) = Σ over tiles of Gᵀ (E ⊙ V) G: the blocks of tiles through the input and gradient transforms
+    // and the 16 GEMMs that accumulate dU, as in WinogradRun; with a block per thread each thread has its own dU, and
+    // they are summed before dw = Gᵀ dU G (threads over output channels).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void WinogradWeights(float* dy, float* x, float* dw, in Conv2dShape s, Span<float> ws)
     {
-        var (tiles, perBlock, ld) = WinogradBlocks(s);
         fixed (float* pws = ws)
         {
-            var j = new WinoJob
-            {
-                In = x, Out = dy, Cin = s.C, Cout = s.K, H = s.H, W = s.W,
-                TilesP = (s.H + 1) / 2, TilesQ = (s.W + 1) / 2, Ld = ld, Parts = WorkerPool.ThreadCount,
-                PlaneU = WinoPlane(s.K, s.C), PlaneV = WinoPlane(s.C, ld), PlaneM = WinoPlane(s.K, ld),
-            };
-            float* dU = pws;
-            j.V = dU + WinoPositions * j.PlaneU;
-            j.M = j.V + WinoPositions * j.PlaneV;   // E
-            long uLen = WinoPositions * j.PlaneU, vLen = WinoPositions * j.PlaneV, eLen = WinoPositions * j.PlaneM;
-            for (j.First = 0; j.First < tiles; j.First += perBlock)
-            {
-                j.Count = Math.Min(perBlock, tiles - j.First);
-                WorkerPool.For(Math.Min(j.Parts, s.C), &WinoInputPart, (nint)(&j));
-                WorkerPool.For(Math.Min(j.Parts, s.K), &WinoGradientPart, (nint)(&j));
-                Cpu.Gemm.SgemmStridedBatched(WinoPositions, false, true, s.K, s.C, j.Count, 1f,
-                    new ReadOnlySpan<float>(j.M, (int)eLen), ld, j.PlaneM,
-                    new ReadOnlySpan<float>(j.V, (int)vLen), ld, j.PlaneV, j.First == 0 ? 0f : 1f,
-                    new Span<float>(dU, (int)uLen), s.C, j.PlaneU);
-            }
-            j.U = dU; j.Out = dw;
+            var j = WinoJobFor(s, s.C, s.K, x, dy, pws);
+            int threads = WinoBlocks(ref j, s, &WinoWeightsBlock);
+            long length = WinoPositions * j.PlaneU;
+            for (int t = 1; t < threads; t++)
+                System.Numerics.Tensors.TensorPrimitives.Add(new ReadOnlySpan<float>(j.U, (int)length),
+                    new ReadOnlySpan<float>(WinoOwnU(ref j, t), (int)length), new Span<float>(j.U, (int)length));
+            j.Out = dw;
             WorkerPool.For(Math.Min(j.Parts, s.K), &WinoWeightsPart, (nint)(&j));
+        }
+    }
+
+    // The job of a pass over the whole batch: U (or dU) at the start of the workspace, thread 0's V and M after it.
+    private static WinoJob WinoJobFor(in Conv2dShape s, int cin, int cout, float* input, float* output, float* workspace)
+    {
+        var (tiles, blocks, perBlock, ld) = WinogradBlocks(s);
+        var j = new WinoJob
+        {
+            In = input, Out = output, U = workspace, Cin = cin, Cout = cout, H = s.H, W = s.W,
+            TilesP = (s.H + 1) / 2, TilesQ = (s.W + 1) / 2, Ld = ld, Parts = WorkerPool.ThreadCount,
+            PlaneU = WinoPlane(cout, cin), PlaneV = WinoPlane(cin, ld), PlaneM = WinoPlane(cout, ld),
+            Tiles = tiles, Blocks = blocks, PerBlock = perBlock,
+        };
+        j.V = j.U + WinoPositions * j.PlaneU;
+        j.M = j.V + WinoPositions * j.PlaneV;
+        return j;
+    }
+
+    // Runs `block` over every block of tiles: each thread its own blocks (WinoThreadBlocks) or one block at a time with
+    // the phases split over the threads. Returns how many threads kept their own dU (1 when one block at a time).
+    private static int WinoBlocks(ref WinoJob j, in Conv2dShape s, delegate*<ref WinoJob, int, void> block)
+    {
+        if (WinoBlockPerThread(s, j.Tiles))
+        {
+            int threads = Math.Min(j.Parts, j.Blocks);
+            j.Block = block;
+            fixed (WinoJob* pj = &j) WorkerPool.For(threads, &WinoThreadBlocks, (nint)pj);
+            return threads;
+        }
+        for (int b = 0; b < j.Blocks; b++) block(ref j, b);
+        return 1;
+    }
+
+    // Thread `slot`'s blocks, one after another on its own V and M (or E) and, in the weight pass, its own dU; the
+    // phases inside run on this thread alone.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void WinoThreadBlocks(int slot, nint state)
+    {
+        ref WinoJob shared = ref *(WinoJob*)state;
+        var j = shared;
+        j.Parts = 1;
+        j.V = shared.V + slot * WinoPositions * (j.PlaneV + j.PlaneM);
+        j.M = j.V + WinoPositions * j.PlaneV;
+        j.U = WinoOwnU(ref shared, slot);
+        j.FirstBlock = slot;
+        for (int b = slot; b < j.Blocks; b += Math.Min(shared.Parts, j.Blocks)) j.Block(ref j, b);
+    }
+
+    // Thread `slot`'s dU in the weight pass (thread 0's is U itself; the others follow all the threads' V and M). In
+    // the forward and data passes every thread reads the one U.
+    private static float* WinoOwnU(ref WinoJob j, int slot)
+        => slot == 0 || j.Filters != null ? j.U : j.U + WinoPositions * (j.PlaneU + j.Parts * (j.PlaneV + j.PlaneM) + (slot - 1) * j.PlaneU);
+
+    // Block b of a forward or backward-data pass: input transform, M[ξ] = U[ξ] V[ξ], output transform.
+    private static void WinoForwardBlock(ref WinoJob j, int b)
+    {
+        j.First = b * j.PerBlock;
+        j.Count = Math.Min(j.PerBlock, j.Tiles - j.First);
+        fixed (WinoJob* pj = &j)
+        {
+            WorkerPool.For(Math.Min(j.Parts, j.Cin), &WinoInputPart, (nint)pj);
+            Cpu.Gemm.SgemmStridedBatched(WinoPositions, false, false, j.Cout, j.Count, j.Cin, 1f,
+                new ReadOnlySpan<float>(j.U, (int)(WinoPositions * j.PlaneU)), j.Cin, j.PlaneU,
+                new ReadOnlySpan<float>(j.V, (int)(WinoPositions * j.PlaneV)), j.Ld, j.PlaneV, 0f,
+                new Span<float>(j.M, (int)(WinoPositions * j.PlaneM)), j.Ld, j.PlaneM);
+            WorkerPool.For(Math.Min(j.Parts, j.Cout), &WinoOutputPart, (nint)pj);
+        }
+    }
+
+    // Block b of a weight pass: input and gradient transforms, dU[ξ] += E[ξ] V[ξ]ᵀ (= for the first block of a dU).
+    private static void WinoWeightsBlock(ref WinoJob j, int b)
+    {
+        j.First = b * j.PerBlock;
+        j.Count = Math.Min(j.PerBlock, j.Tiles - j.First);
+        fixed (WinoJob* pj = &j)
+        {
+            WorkerPool.For(Math.Min(j.Parts, j.Cin), &WinoInputPart, (nint)pj);
+            WorkerPool.For(Math.Min(j.Parts, j.Cout), &WinoGradientPart, (nint)pj);
+            Cpu.Gemm.SgemmStridedBatched(WinoPositions, false, true, j.Cout, j.Cin, j.Count, 1f,
+                new ReadOnlySpan<float>(j.M, (int)(WinoPositions * j.PlaneM)), j.Ld, j.PlaneM,
+                new ReadOnlySpan<float>(j.V, (int)(WinoPositions * j.PlaneV)), j.Ld, j.PlaneV, b == j.FirstBlock ? 0f : 1f,
+                new Span<float>(j.U, (int)(WinoPositions * j.PlaneU)), j.Cin, j.PlaneU);
         }
     }
 
@@ -186,6 +259,7 @@ public static unsafe partial class Conv2d
     }
 
     // The first `lanes` values of v at dst: a row's last vector must not run into the next row, another part's.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void WinoStore(Vector512<float> v, float* dst, int lanes, float* tail)
     {
         if (lanes == WinoLanes) { v.Store(dst); return; }
@@ -225,6 +299,7 @@ public static unsafe partial class Conv2d
 
     // dst[n][1 + r][1 + q] = src[n][r][q] for the images, zero elsewhere (the top and left padding row and column, and
     // at the bottom and right one or two, up to the tiles' 2·tiles + 2 rows and columns).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void PadChannel(float* src, long imageStride, int images, int H, int W, int hp, int wp, float* dst)
     {
         new Span<float>(dst, images * hp * wp).Clear();
@@ -235,6 +310,7 @@ public static unsafe partial class Conv2d
 
     // v[ξ·plane + lane] = (Bᵀ d B)_ξ for sixteen tiles whose patches start at padded + offsets: the 16 patch elements
     // gathered, Bᵀ down the columns, then along the rows.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void InputTransform(float* padded, int wp, Vector256<int> lo, Vector256<int> hi, float* v, long plane)
     {
         Vector512<float>* u = stackalloc Vector512<float>[WinoPositions];

@@ -12,14 +12,18 @@ namespace AttnCore.Tests.Kernels;
 [TestFixture, Category("Kernels")]
 public class ConvWinogradTests
 {
-    // (N, C, H, W, K, 3, 3, stride 1, padding 1): all wider than the direct kernel takes (C·K > 64·64).
+    // (N, C, H, W, K, 3, 3, stride 1, padding 1): all wider than the direct kernel takes (C·K > 64·64). On two threads the
+    // small ones run a block at a time with the phases split over the threads, the last two a block per thread
+    // (WinoBlockPerThread); on one thread, all a block at a time.
     static readonly Conv2dShape[] Cases =
     [
         new(2, 128, 14, 14, 128, 3, 3, 1, 1, 1, 1),   // ResNet-50's stage 3 layout (fewer channels), whole tiles
         new(2, 72, 7, 9, 80, 3, 3, 1, 1, 1, 1),       // odd height and width: the last tile row and column are cut
         new(3, 96, 5, 6, 48, 3, 3, 1, 1, 1, 1),       // K ≠ C, 27 tiles: one full and one partial vector of tiles
         new(2, 65, 1, 1, 70, 3, 3, 1, 1, 1, 1),       // 1x1 images: one tile each, nearly all padding
-        new(2, 65, 46, 46, 64, 3, 3, 1, 1, 1, 1),     // 1,058 tiles: two blocks, so dw accumulates across them
+        new(4, 65, 46, 46, 64, 3, 3, 1, 1, 1, 1),     // 2,116 tiles: four blocks, so dw accumulates across blocks and
+                                                      // (two threads, a block per thread) two per thread and two threads' dU
+        new(2, 96, 30, 30, 48, 3, 3, 1, 1, 1, 1),     // K ≠ C with a block per thread on two threads
     ];
 
     static IEnumerable<TestCaseData> WinogradCases() => ConvDirectTests.OnOneAndTwoThreads(Cases);
