@@ -73,7 +73,7 @@ public static unsafe partial class Conv2d
         if (s.IsDepthwise) return 0;
         long t = WorkerPool.ThreadCount, col = s.IsPointwise ? 0 : (long)(s.C / s.Groups) * s.R * s.S * MaxBlock(s);
         long gemm = t * col + (t - 1) * s.WLength;
-        if (WinogradShape(s)) gemm = Math.Max(gemm, WinogradWorkspace(s));
+        if (WinogradShape(s)) gemm = Math.Max(gemm, WinogradWorkspace(s, (int)t));
         if (!DirectForwardShape(s)) return gemm;
         long direct = Math.Max(gemm, Math.Max(DirectWeightsWorkspace(s), DirectWorkspace(s)));
         return Math.Max(direct, DirectShape(s) ? DirectWorkspace(DataShape(s)) : DirectStridedDataWorkspace(s));

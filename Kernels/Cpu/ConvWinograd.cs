@@ -55,9 +55,9 @@ public static unsafe partial class Conv2d
     // Tiles of the whole batch, and per block: tiles (the last block may have fewer) and the row length of V, M and E
     // (rounded up to whole vectors; the lanes past a block's tiles hold zeros). The number of blocks is a multiple of
     // the threads, so that each thread gets as many.
-    private static (int Tiles, int Blocks, int PerBlock, int Ld) WinogradBlocks(in Conv2dShape s)
+    private static (int Tiles, int Blocks, int PerBlock, int Ld) WinogradBlocks(in Conv2dShape s, int threads)
     {
-        int tiles = s.N * ((s.P + 1) / 2) * ((s.Q + 1) / 2), threads = WorkerPool.ThreadCount;
+        int tiles = s.N * ((s.P + 1) / 2) * ((s.Q + 1) / 2);
         long fit = Math.Max(WinoLanes, WinoBlockFloats / (WinoPositions * (long)(s.C + s.K)));
         int blocks = (int)((tiles + fit - 1) / fit);
         blocks = Math.Min(tiles, (blocks + threads - 1) / threads * threads);
@@ -72,18 +72,18 @@ public static unsafe partial class Conv2d
 
     // U (forward, data) or dU (weights), then per thread V and M (forward, data) or V and E (weights) of one block,
     // then the other threads' partial dU (weights, one block per thread).
-    private static long WinogradWorkspace(in Conv2dShape s)
+    private static long WinogradWorkspace(in Conv2dShape s, int threads)
     {
-        int ld = WinogradBlocks(s).Ld, t = WorkerPool.ThreadCount;
-        return WinoPositions * (t * WinoPlane(s.K, s.C) + t * (WinoPlane(s.C, ld) + WinoPlane(s.K, ld)));
+        int ld = WinogradBlocks(s, threads).Ld;
+        return WinoPositions * (threads * WinoPlane(s.K, s.C) + threads * (WinoPlane(s.C, ld) + WinoPlane(s.K, ld)));
     }
 
     // Whether each thread runs whole blocks (transforms and GEMMs on its own V and M, no barrier), or the blocks go one
     // at a time with every phase split over the threads. Whole blocks scale better, but every thread then packs all of
     // U for its GEMMs: they are chosen where U is no larger than one thread's share of the transformed tiles (ResNet-50
     // at batch 8: the 28x28 and 14x14 layers, not the 7x7 ones, whose U is 4M floats against 1M).
-    private static bool WinoBlockPerThread(in Conv2dShape s, int tiles)
-        => WorkerPool.ThreadCount > 1 && (long)s.K * s.C <= (long)tiles / WorkerPool.ThreadCount * (s.C + s.K);
+    private static bool WinoBlockPerThread(in Conv2dShape s, int tiles, int threads)
+        => threads > 1 && (long)s.K * s.C <= (long)tiles / threads * (s.C + s.K);
 
     private struct WinoJob
     {
@@ -105,7 +105,7 @@ public static unsafe partial class Conv2d
         int cin = flip ? s.K : s.C, cout = flip ? s.C : s.K;
         fixed (float* pws = ws)
         {
-            var j = WinoJobFor(s, cin, cout, input, output, pws);
+            var j = WinoJobFor(s, cin, cout, input, output, pws, ws.Length);
             j.Bias = bias; j.Filters = w; j.Flip = flip;
             WorkerPool.For(Math.Min(j.Parts, cout), &WinoFilterPart, (nint)(&j));
             WinoBlocks(ref j, s, &WinoForwardBlock);
@@ -120,7 +120,7 @@ public static unsafe partial class Conv2d
     {
         fixed (float* pws = ws)
         {
-            var j = WinoJobFor(s, s.C, s.K, x, dy, pws);
+            var j = WinoJobFor(s, s.C, s.K, x, dy, pws, ws.Length);
             int threads = WinoBlocks(ref j, s, &WinoWeightsBlock);
             long length = WinoPositions * j.PlaneU;
             for (int t = 1; t < threads; t++)
@@ -132,13 +132,18 @@ public static unsafe partial class Conv2d
     }
 
     // The job of a pass over the whole batch: U (or dU) at the start of the workspace, thread 0's V and M after it.
-    private static WinoJob WinoJobFor(in Conv2dShape s, int cin, int cout, float* input, float* output, float* workspace)
+    // The thread count is read once, here: the blocks, the buffers' layout and the workspace check all use it.
+    private static WinoJob WinoJobFor(in Conv2dShape s, int cin, int cout, float* input, float* output, float* workspace, int workspaceLength)
     {
-        var (tiles, blocks, perBlock, ld) = WinogradBlocks(s);
+        int threads = WorkerPool.ThreadCount;
+        long need = WinogradWorkspace(s, threads);
+        if (workspaceLength < need)
+            throw new InvalidOperationException($"Conv2d (Winograd): the workspace has {workspaceLength} floats, {s} needs {need} on {threads} threads (was WorkerPool.ThreadCount changed during the call?)");
+        var (tiles, blocks, perBlock, ld) = WinogradBlocks(s, threads);
         var j = new WinoJob
         {
             In = input, Out = output, U = workspace, Cin = cin, Cout = cout, H = s.H, W = s.W,
-            TilesP = (s.H + 1) / 2, TilesQ = (s.W + 1) / 2, Ld = ld, Parts = WorkerPool.ThreadCount,
+            TilesP = (s.H + 1) / 2, TilesQ = (s.W + 1) / 2, Ld = ld, Parts = threads,
             PlaneU = WinoPlane(cout, cin), PlaneV = WinoPlane(cin, ld), PlaneM = WinoPlane(cout, ld),
             Tiles = tiles, Blocks = blocks, PerBlock = perBlock,
         };
@@ -151,7 +156,7 @@ public static unsafe partial class Conv2d
     // the phases split over the threads. Returns how many threads kept their own dU (1 when one block at a time).
     private static int WinoBlocks(ref WinoJob j, in Conv2dShape s, delegate*<ref WinoJob, int, void> block)
     {
-        if (WinoBlockPerThread(s, j.Tiles))
+        if (WinoBlockPerThread(s, j.Tiles, j.Parts))
         {
             int threads = Math.Min(j.Parts, j.Blocks);
             j.Block = block;
