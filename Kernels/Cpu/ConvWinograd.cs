@@ -93,6 +93,7 @@ public static unsafe partial class Conv2d
         public int Tiles, Blocks, PerBlock, FirstBlock;  // the blocks of tiles, handed out to the threads in turn; this dU's first
         public delegate*<ref WinoJob, int, void> Block;  // what a thread does with each of its blocks (WinoThreadBlocks)
         public bool Flip;                                // the filters are the backward-data pass's (Filters is w [Cin, Cout, 3, 3])
+        public bool PerThreadU;                          // weight pass: with a block per thread, each thread has its own dU
     }
 
     // y = conv(x, w) + bias (forward) or dx = conv(dy, w turned) (backward data, flip): U from the filter (threads over
@@ -121,6 +122,7 @@ public static unsafe partial class Conv2d
         fixed (float* pws = ws)
         {
             var j = WinoJobFor(s, s.C, s.K, x, dy, pws, ws.Length);
+            j.PerThreadU = true;
             int threads = WinoBlocks(ref j, s, &WinoWeightsBlock);
             long length = WinoPositions * j.PlaneU;
             for (int t = 1; t < threads; t++)
@@ -185,7 +187,7 @@ public static unsafe partial class Conv2d
     // Thread `slot`'s dU in the weight pass (thread 0's is U itself; the others follow all the threads' V and M). In
     // the forward and data passes every thread reads the one U.
     private static float* WinoOwnU(ref WinoJob j, int slot)
-        => slot == 0 || j.Filters != null ? j.U : j.U + WinoPositions * (j.PlaneU + j.Parts * (j.PlaneV + j.PlaneM) + (slot - 1) * j.PlaneU);
+        => slot == 0 || !j.PerThreadU ? j.U : j.U + WinoPositions * (j.PlaneU + j.Parts * (j.PlaneV + j.PlaneM) + (slot - 1) * j.PlaneU);
 
     // Block b of a forward or backward-data pass: input transform, M[ξ] = U[ξ] V[ξ], output transform.
     private static void WinoForwardBlock(ref WinoJob j, int b)
@@ -216,6 +218,29 @@ public static unsafe partial class Conv2d
                 new ReadOnlySpan<float>(j.M, (int)(WinoPositions * j.PlaneM)), j.Ld, j.PlaneM,
                 new ReadOnlySpan<float>(j.V, (int)(WinoPositions * j.PlaneV)), j.Ld, j.PlaneV, b == j.FirstBlock ? 0f : 1f,
                 new Span<float>(j.U, (int)(WinoPositions * j.PlaneU)), j.Cin, j.PlaneU);
+        }
+    }
+
+    // Walks tiles in order from tile `first`: the image N and the top-left output pixel (P, Q) of each 2x2 tile.
+    private struct TileCursor
+    {
+        public int N, P, Q;
+        private readonly int _rows, _cols;   // output rows and columns the tiles span: 2·TilesP, 2·TilesQ
+
+        public TileCursor(in WinoJob j, int first)
+        {
+            int perImage = j.TilesP * j.TilesQ;
+            (_rows, _cols) = (2 * j.TilesP, 2 * j.TilesQ);
+            (N, P, Q) = (first / perImage, 2 * (first % perImage / j.TilesQ), 2 * (first % j.TilesQ));
+        }
+
+        public void Next()
+        {
+            if ((Q += 2) < _cols) return;
+            Q = 0;
+            if ((P += 2) < _rows) return;
+            P = 0;
+            N++;
         }
     }
 
@@ -288,11 +313,9 @@ public static unsafe partial class Conv2d
         long padLength = (long)images * hp * wp;
         var padded = _winoPadded is { } b && b.Length >= padLength ? b : _winoPadded = GC.AllocateUninitializedArray<float>((int)padLength, pinned: true);
         int* offsets = stackalloc int[j.Ld];
-        for (int l = 0; l < j.Ld; l++)
-        {
-            int t = j.First + l, r = t % perImage;
-            offsets[l] = l < j.Count ? ((t / perImage - n0) * hp + 2 * (r / j.TilesQ)) * wp + 2 * (r % j.TilesQ) : 0;
-        }
+        var at = new TileCursor(j, j.First);
+        for (int l = 0; l < j.Ld; l++, at.Next())
+            offsets[l] = l < j.Count ? ((at.N - n0) * hp + at.P) * wp + at.Q : 0;
         fixed (float* xp = padded)
             for (int c = c0; c < c1; c++)
             {
@@ -346,7 +369,6 @@ public static unsafe partial class Conv2d
         float* o = stackalloc float[4 * WinoLanes];   // o[(2·row + col)][lane]
         Vector512<float>* s = stackalloc Vector512<float>[8];
         long plane = j.PlaneM;
-        int perImage = j.TilesP * j.TilesQ;
         for (int k = k0; k < k1; k++)
         {
             float bias = j.Bias == null ? 0f : j.Bias[k];
@@ -366,12 +388,11 @@ public static unsafe partial class Conv2d
                     (a0 + a1 + a2).Store(o + (2 * row) * WinoLanes);
                     (a1 - a2 - a3).Store(o + (2 * row + 1) * WinoLanes);
                 }
-                int first = j.First + l0, lanes = Math.Min(WinoLanes, j.Count - l0);
-                int n = first / perImage, tp = first % perImage / j.TilesQ, tq = first % j.TilesQ;
-                for (int l = 0; l < lanes; l++)
+                var at = new TileCursor(j, j.First + l0);
+                for (int l = 0, lanes = Math.Min(WinoLanes, j.Count - l0); l < lanes; l++, at.Next())
                 {
-                    int p = 2 * tp, q = 2 * tq;
-                    float* dst = j.Out + (((long)n * j.Cout + k) * j.H + p) * j.W + q;
+                    int p = at.P, q = at.Q;
+                    float* dst = j.Out + (((long)at.N * j.Cout + k) * j.H + p) * j.W + q;
                     bool right = q + 1 < j.W;
                     dst[0] = o[l] + bias;
                     if (right) dst[1] = o[WinoLanes + l] + bias;
@@ -380,7 +401,6 @@ public static unsafe partial class Conv2d
                         dst[j.W] = o[2 * WinoLanes + l] + bias;
                         if (right) dst[j.W + 1] = o[3 * WinoLanes + l] + bias;
                     }
-                    if (++tq == j.TilesQ) { tq = 0; if (++tp == j.TilesP) { tp = 0; n++; } }
                 }
             }
         }
@@ -395,23 +415,20 @@ public static unsafe partial class Conv2d
         float* d = stackalloc float[4 * WinoLanes];   // d[(2·row + col)][lane]
         Vector512<float>* a = stackalloc Vector512<float>[8];
         long plane = j.PlaneM;
-        int perImage = j.TilesP * j.TilesQ;
         for (int k = k0; k < k1; k++)
             for (int l0 = 0; l0 < j.Count; l0 += WinoLanes)
             {
-                int first = j.First + l0, lanes = Math.Min(WinoLanes, j.Count - l0);
-                int n = first / perImage, tp = first % perImage / j.TilesQ, tq = first % j.TilesQ;
-                for (int l = 0; l < WinoLanes; l++)
+                var at = new TileCursor(j, j.First + l0);
+                for (int l = 0, lanes = Math.Min(WinoLanes, j.Count - l0); l < WinoLanes; l++, at.Next())
                 {
                     if (l >= lanes) { d[l] = d[WinoLanes + l] = d[2 * WinoLanes + l] = d[3 * WinoLanes + l] = 0; continue; }
-                    int p = 2 * tp, q = 2 * tq;
-                    float* src = j.Out + (((long)n * j.Cout + k) * j.H + p) * j.W + q;
+                    int p = at.P, q = at.Q;
+                    float* src = j.Out + (((long)at.N * j.Cout + k) * j.H + p) * j.W + q;
                     bool right = q + 1 < j.W, down = p + 1 < j.H;
                     d[l] = src[0];
                     d[WinoLanes + l] = right ? src[1] : 0f;
                     d[2 * WinoLanes + l] = down ? src[j.W] : 0f;
                     d[3 * WinoLanes + l] = right && down ? src[j.W + 1] : 0f;
-                    if (++tq == j.TilesQ) { tq = 0; if (++tp == j.TilesP) { tp = 0; n++; } }
                 }
                 // A = [1 0; 1 1; 1 −1; 0 −1] down the columns (a[row][col], 4 x 2), then along the rows.
                 for (int col = 0; col < 2; col++)
