@@ -24,9 +24,10 @@
 // counts; im2col/col2im traffic for thin ones; memory and row overheads for depthwise.
 // Stride-1 float32 convolutions (ResNet's 3x3 layers) skip im2col in all three passes: ConvDirect.cs; so do the thin
 // stride-2 3x3 ones (ConvDirect.cs for forward and weights, ConvDirectStridedData.cs for backward data). Wider 3x3
-// stride-1 padding-1 layers take Winograd F(2x2, 3x3) in all three passes (ConvWinograd.cs).
+// stride-1 padding-1 layers take Winograd F(2x2, 3x3) in all three passes (ConvWinograd.cs). Wide layers with outputs of
+// at most 64 positions put the images side by side in one GEMM (ConvSideBySide.cs).
 // Files: this driver (blocking, threads, workspace, GEMM calls); ConvDirect.cs; ConvImageLanes.cs (the direct path for
-// small outputs, sixteen images per vector); Im2Col.cs (the patch unrolling and its adjoint);
+// small outputs, sixteen images per vector); ConvSideBySide.cs; Im2Col.cs (the patch unrolling and its adjoint);
 // DepthwiseConv.cs (the direct depthwise path); ConvReference.cs; the shape in Kernels/Common/Conv2dShape.cs.
 // Reference: ForwardReference / BackwardReference (direct float64 loops, ConvReference.cs), and independent loops in
 // Tests/Kernels/ConvPoolNormTests.cs.
@@ -74,6 +75,7 @@ public static unsafe partial class Conv2d
         long t = WorkerPool.ThreadCount, col = s.IsPointwise ? 0 : (long)(s.C / s.Groups) * s.R * s.S * MaxBlock(s);
         long gemm = t * col + (t - 1) * s.WLength;
         if (WinogradShape(s)) gemm = Math.Max(gemm, WinogradWorkspace(s, (int)t));
+        if (SideBySide(s, data: true)) gemm = Math.Max(gemm, SideBySideWorkspace(s));
         if (!DirectForwardShape(s)) return gemm;
         long direct = Math.Max(gemm, Math.Max(DirectWeightsWorkspace(s), DirectWorkspace(s)));
         return Math.Max(direct, DirectShape(s) ? DirectWorkspace(DataShape(s)) : DirectStridedDataWorkspace(s));
@@ -152,6 +154,13 @@ public static unsafe partial class Conv2d
                 DirectRun((float*)px, (float*)pw, bias.IsEmpty ? null : (float*)pb, (float*)py, s, flip: false, dws);
             return;
         }
+        if (SideBySide(s, data: false))
+        {
+            var sws = Workspace(WorkspaceSize(s), workspace, "Conv2d.Forward");
+            fixed (T* px = x) fixed (T* pw = w) fixed (T* pb = bias) fixed (T* py = y) fixed (T* pws = sws)
+                SideBySideRun(SidePass.Forward, px, pw, bias.IsEmpty ? null : pb, py, s, pws);
+            return;
+        }
         var a = new Args<T> { S = s };
         Plan(ref a, perImage: false);
         a.Slots = SlotsFor(s, a.Items);
@@ -224,6 +233,13 @@ public static unsafe partial class Conv2d
                 DirectStridedData((float*)pdy, (float*)pw, (float*)pdx, s, dws);
             return;
         }
+        if (SideBySide(s, data: true))
+        {
+            var sws = Workspace(WorkspaceSize(s), workspace, "Conv2d.BackwardData");
+            fixed (T* pdy = dy) fixed (T* pw = w) fixed (T* pdx = dx) fixed (T* pws = sws)
+                SideBySideRun(SidePass.Data, pdx, pw, null, pdy, s, pws);
+            return;
+        }
         var a = new Args<T> { S = s };
         Plan(ref a, perImage: !s.IsPointwise);
         a.Slots = SlotsFor(s, a.Items);
@@ -284,6 +300,13 @@ public static unsafe partial class Conv2d
             var dws = MemoryMarshal.Cast<T, float>(Workspace(WorkspaceSize(s), workspace, "Conv2d.BackwardWeights"));
             fixed (T* pdy = dy) fixed (T* px = x) fixed (T* pdw = dw)
                 DirectWeights((float*)pdy, (float*)px, (float*)pdw, s, dws);
+            return;
+        }
+        if (SideBySide(s, data: false))
+        {
+            var sws = Workspace(WorkspaceSize(s), workspace, "Conv2d.BackwardWeights");
+            fixed (T* pdy = dy) fixed (T* px = x) fixed (T* pdw = dw) fixed (T* pws = sws)
+                SideBySideRun(SidePass.Weights, px, pdw, null, pdy, s, pws);
             return;
         }
         var a = new Args<T> { S = s };

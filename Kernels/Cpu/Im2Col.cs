@@ -71,23 +71,24 @@ public static unsafe partial class Conv2d
         public static void Outside(T* d, int len) { }
     }
 
-    // col[(c, r, t), j − j0] for the cg channels of one group (img points at the first), output positions [j0, j0 + jb).
-    private static void Im2Col<T>(T* img, in Conv2dShape s, int cg, int j0, int jb, T* col) where T : unmanaged, INumber<T>
-        => WalkPatches<T, Gather<T>>(col, s, cg, j0, jb, img);
+    // col[(c, r, t), j − j0] for the cg channels of one group (img points at the first), output positions [j0, j0 + jb);
+    // col's rows are ldcol apart (jb when col holds this block alone, more when several images sit side by side).
+    private static void Im2Col<T>(T* img, in Conv2dShape s, int cg, int j0, int jb, T* col, int ldcol = 0) where T : unmanaged, INumber<T>
+        => WalkPatches<T, Gather<T>>(col, s, cg, j0, jb, img, ldcol == 0 ? jb : ldcol);
 
     // The adjoint of Im2Col: adds col entries back into the image (overlapping patches accumulate).
-    private static void Col2Im<T>(T* col, in Conv2dShape s, int cg, int j0, int jb, T* img) where T : unmanaged, INumber<T>
-        => WalkPatches<T, Scatter<T>>(col, s, cg, j0, jb, img);
+    private static void Col2Im<T>(T* col, in Conv2dShape s, int cg, int j0, int jb, T* img, int ldcol = 0) where T : unmanaged, INumber<T>
+        => WalkPatches<T, Scatter<T>>(col, s, cg, j0, jb, img, ldcol == 0 ? jb : ldcol);
 
     // Visits every (c, r, t) row of col and each output row's run within it (see the header).
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void WalkPatches<T, TTransfer>(T* col, in Conv2dShape s, int cg, int j0, int jb, T* img)
+    private static void WalkPatches<T, TTransfer>(T* col, in Conv2dShape s, int cg, int j0, int jb, T* img, int ldcol)
         where T : unmanaged, INumber<T> where TTransfer : struct, IColTransfer<T>
     {
         int Q = s.Q, j1 = j0 + jb, sw = s.StrideW;
         for (int c = 0; c < cg; c++)
             for (int r = 0; r < s.R; r++)
-                for (int t = 0; t < s.S; t++, col += jb)
+                for (int t = 0; t < s.S; t++, col += ldcol)
                 {
                     int off = t * s.DilationW - s.PadW;
                     TapRange(s.W, Q, sw, off, out int lo, out int hi);
