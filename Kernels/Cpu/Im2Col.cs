@@ -15,6 +15,7 @@
 using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace AttnCore.Kernels.Cpu;
 
@@ -47,10 +48,12 @@ public static unsafe partial class Conv2d
         public static void Inside(T* d, T* src, int q, int a, int b, int qe, int sw)
         {
             // Rows are short (tens of values): plain vector moves beat Span.CopyTo/Clear calls here.
-            for (int i = q; i < a; i++) d[i - q] = T.Zero;
-            if (sw == 1) CopyRow(src + a, d + a - q, b - a);
-            else for (int i = a; i < b; i++) d[i - q] = src[i * sw];
-            for (int i = b; i < qe; i++) d[i - q] = T.Zero;
+            for (int z = q; z < a; z++) d[z - q] = T.Zero;
+            int i = a;
+            if (sw == 1) { CopyRow(src + a, d + a - q, b - a); i = b; }
+            else if (sw == 2 && typeof(T) == typeof(float)) i = GatherEven((float*)src, (float*)(d - q), a, b);
+            for (; i < b; i++) d[i - q] = src[i * sw];
+            for (int z = b; z < qe; z++) d[z - q] = T.Zero;
         }
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -63,8 +66,10 @@ public static unsafe partial class Conv2d
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static void Inside(T* d, T* dst, int q, int a, int b, int qe, int sw)
         {
-            if (sw == 1) AddRow(d + a - q, dst + a, b - a);
-            else for (int i = a; i < b; i++) dst[i * sw] += d[i - q];
+            int i = a;
+            if (sw == 1) { AddRow(d + a - q, dst + a, b - a); i = b; }
+            else if (sw == 2 && typeof(T) == typeof(float)) i = ScatterEven((float*)d - q, (float*)dst, a, b);
+            for (; i < b; i++) dst[i * sw] += d[i - q];
         }
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -103,6 +108,38 @@ public static unsafe partial class Conv2d
                         d += len; j += len;
                     }
                 }
+    }
+
+    // Stride 2 (ResNet's downsampling layers and its 7x7 stem): d[i] = src[2i] for i from a on, 16 at a time, the even
+    // lanes of two loads picked by one two-source permute; returns where the scalar tail starts. A block stops one
+    // value short of b so that its last load (up to src[2i + 31]) never reads past the row's last used value src[2(b − 1)].
+    private static readonly Vector512<int> EvenLanes = Vector512.Create(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    private static readonly Vector512<int> SpreadLow = Vector512.Create(0, 16, 1, 16, 2, 16, 3, 16, 4, 16, 5, 16, 6, 16, 7, 16);
+    private static readonly Vector512<int> SpreadHigh = Vector512.Create(8, 16, 9, 16, 10, 16, 11, 16, 12, 16, 13, 16, 14, 16, 15, 16);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int GatherEven(float* src, float* d, int a, int b)
+    {
+        int i = a;
+        if (!Avx512F.IsSupported) return i;
+        for (; i + 16 < b; i += 16)
+            Avx512F.PermuteVar16x32x2(Vector512.Load(src + 2 * i), EvenLanes, Vector512.Load(src + 2 * i + 16)).Store(d + i);
+        return i;
+    }
+
+    // The adjoint: dst[2i] += d[i], the 16 values spread to the even lanes of two vectors (odd lanes gain +0).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int ScatterEven(float* d, float* dst, int a, int b)
+    {
+        int i = a;
+        if (!Avx512F.IsSupported) return i;
+        for (; i + 16 < b; i += 16)
+        {
+            var v = Vector512.Load(d + i);
+            (Vector512.Load(dst + 2 * i) + Avx512F.PermuteVar16x32x2(v, SpreadLow, Vector512<float>.Zero)).Store(dst + 2 * i);
+            (Vector512.Load(dst + 2 * i + 16) + Avx512F.PermuteVar16x32x2(v, SpreadHigh, Vector512<float>.Zero)).Store(dst + 2 * i + 16);
+        }
+        return i;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -50,6 +50,10 @@ public class ConvPoolNormTests
         new(3, 6, 9, 7, 9, 3, 2, 2, 1, 1, 0, 1, 2, 3),        // groups 3, mixed stride/dilation
         new(3, 16, 17, 15, 24, 3, 3, 1, 1, 1, 1),             // big enough to split over the worker pool
         new(2, 16, 20, 20, 16, 3, 3, 1, 1, 1, 1, 1, 1, 16),   // depthwise split over the pool
+        // Stride 2 with rows of 17 outputs or more: im2col and col2im move 16 values at a time (Im2Col.cs, GatherEven).
+        new(2, 3, 24, 75, 8, 7, 7, 2, 2, 3, 3),               // a 7x7 stem: 38 outputs a row, padding on both ends
+        new(2, 72, 6, 41, 80, 3, 3, 2, 2, 1, 1),              // a 3x3 layer too wide for the direct kernel: 21 a row
+        new(2, 70, 4, 38, 66, 1, 1, 2, 2),                    // a 1x1 shortcut: 19 a row
     ];
 
     static IEnumerable<TestCaseData> ConvCases() => Shapes.Select(s => new TestCaseData(s).SetArgDisplayNames(s.ToString()));
