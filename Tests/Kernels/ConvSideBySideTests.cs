@@ -6,7 +6,7 @@ namespace AttnCore.Tests.Kernels;
 
 /// <summary>
 /// im2col + GEMM with images side by side (Kernels/Cpu/ConvSideBySide.cs) against the float64 reference loops of
-/// ConvReference.cs: forward, backward data and backward weights, float32 on one and two threads, for small-output
+/// ConvReference.cs: forward, backward data and backward weights, float32 on one and two threads and float64, for small-output
 /// wide shapes that take the path (each case first checks in which passes it does).
 /// </summary>
 [TestFixture, Category("Kernels")]
@@ -44,6 +44,27 @@ public class ConvSideBySideTests
             ConvDirectTests.CheckAllThreePasses(new Conv2dShape(5, 224, 13, 13, 320, 3, 3, 2, 2, 1, 1), threads, seed: 29);
         }
         finally { Conv2d.SideBySideValues = saved; }
+    }
+
+    [Test]
+    public void Float64_takes_the_same_path_and_matches_the_reference_to_rounding()
+    {
+        foreach (var s in new Conv2dShape[] { new(3, 256, 7, 7, 260, 1, 1), new(2, 256, 13, 13, 256, 3, 3, 2, 2, 1, 1) })
+        {
+            Assert.That(Conv2d.SideBySideApplies<double>(s, data: true), Is.True, $"{s}");
+            var g = new Generator(31);
+            double[] R(long n) { var a = new double[n]; for (long i = 0; i < n; i++) a[i] = g.NextNormal(); return a; }
+            var x = R(s.XLength); var w = R(s.WLength); var b = R(s.K); var dy = R(s.YLength);
+            var y = new double[s.YLength]; var dx = new double[s.XLength]; var dw = new double[s.WLength]; var db = new double[s.K];
+            Conv2d.Forward<double>(x, w, b, y, s);
+            Conv2d.BackwardData<double>(dy, w, dx, s);
+            Conv2d.BackwardWeights<double>(dy, x, dw, db, s);
+            var ry = Conv2d.ForwardReference(x, w, b, s);
+            var (rdx, rdw, _) = Conv2d.BackwardReference(dy, x, w, s);
+            foreach (var (got, want, what) in new[] { (y, ry, "y"), (dx, rdx, "dx"), (dw, rdw, "dw") })
+                for (int i = 0; i < got.Length; i++)
+                    Assert.That(got[i], Is.EqualTo(want[i]).Within(1e-10 * (1 + Math.Abs(want[i]))), $"{what}[{i}] {s}");
+        }
     }
 
     [Test]
