@@ -14,9 +14,9 @@
 // Winograd kernels do not apply; for kernels wider than 1x1 only in the data pass. Measured on ResNet-50's shapes at
 // batch 8 on two threads, 2026-12-05 (docs/vision.md, "The sixth round"): the last stage's 1x1 layers 1.3-1.4x faster
 // (forward 1.2x, weights 1.1-1.2x, data 1.5-1.8x), the 3x3 stride-2 layer's data pass 1.5x, but its forward and weight
-// passes 1.4x and 1.1x slower (the GEMM's thread split has both threads pack the whole 7 MiB col); 14x14 outputs
-// 1.2-1.3x slower (col and Y outgrow the L2 that one image's block fits); ResNet-20's 32-to-64-channel 1x1 shortcut at
-// batch 128 4x slower, hence the width bound.
+// passes 1.4x and 1.1x slower (likely: the GEMM's thread split has both threads pack the whole 7 MiB col); 14x14
+// outputs 1.2-1.3x slower (likely: col and Y outgrow the L2 that one image's block fits); ResNet-20's 32-to-64-channel
+// 1x1 shortcut at batch 128 4x slower, hence the width bound.
 // Workspace: col (C·R·S x nb·P·Q) and Y or dY (K x nb·P·Q), nb chosen so that both hold at most SideBySideValues.
 // Reference: the same references as Conv.cs (ConvReference.cs), through the public entry points
 // (Tests/Kernels/ConvSideBySideTests.cs).
