@@ -140,31 +140,29 @@ public static unsafe partial class Conv2d
         Check("Conv2d.Forward", s, x.Length, w.Length, y.Length, bias.Length);
         if (s.N == 0) return;
         if (s.IsDepthwise) { Depthwise(x, w, bias, y, default, default, default, s, DwPass.Forward); return; }
+        // Every path below but the depthwise one works in this one workspace (WorkspaceSize covers them all).
+        var ws = Workspace(WorkspaceSize(s), workspace, "Conv2d.Forward");
         if (WinogradApplies<T>(s))
         {
-            var wws = MemoryMarshal.Cast<T, float>(Workspace(WorkspaceSize(s), workspace, "Conv2d.Forward"));
             fixed (T* px = x) fixed (T* pw = w) fixed (T* pb = bias) fixed (T* py = y)
-                WinogradRun((float*)px, (float*)pw, bias.IsEmpty ? null : (float*)pb, (float*)py, s, flip: false, wws);
+                WinogradRun((float*)px, (float*)pw, bias.IsEmpty ? null : (float*)pb, (float*)py, s, flip: false, MemoryMarshal.Cast<T, float>(ws));
             return;
         }
         if (DirectForwardApplies<T>(s))
         {
-            var dws = MemoryMarshal.Cast<T, float>(Workspace(WorkspaceSize(s), workspace, "Conv2d.Forward"));
             fixed (T* px = x) fixed (T* pw = w) fixed (T* pb = bias) fixed (T* py = y)
-                DirectRun((float*)px, (float*)pw, bias.IsEmpty ? null : (float*)pb, (float*)py, s, flip: false, dws);
+                DirectRun((float*)px, (float*)pw, bias.IsEmpty ? null : (float*)pb, (float*)py, s, flip: false, MemoryMarshal.Cast<T, float>(ws));
             return;
         }
         if (SideBySide(s, data: false))
         {
-            var sws = Workspace(WorkspaceSize(s), workspace, "Conv2d.Forward");
-            fixed (T* px = x) fixed (T* pw = w) fixed (T* pb = bias) fixed (T* py = y) fixed (T* pws = sws)
+            fixed (T* px = x) fixed (T* pw = w) fixed (T* pb = bias) fixed (T* py = y) fixed (T* pws = ws)
                 SideBySideRun(SidePass.Forward, px, pw, bias.IsEmpty ? null : pb, py, s, pws);
             return;
         }
         var a = new Args<T> { S = s };
         Plan(ref a, perImage: false);
         a.Slots = SlotsFor(s, a.Items);
-        var ws = Workspace(WorkspaceSize(s), workspace, "Conv2d.Forward");
         fixed (T* px = x) fixed (T* pw = w) fixed (T* pb = bias) fixed (T* py = y) fixed (T* pws = ws)
         {
             a.X = px; a.W = pw; a.Bias = bias.IsEmpty ? null : pb; a.Y = py; a.Ws = pws;
@@ -212,38 +210,35 @@ public static unsafe partial class Conv2d
         Check("Conv2d.BackwardData", s, dx.Length, w.Length, dy.Length, 0);
         if (s.N == 0) return;
         if (s.IsDepthwise) { Depthwise(default, w, default, default, dy, dx, default, s, DwPass.Data); return; }
+        // Every path below but the depthwise one works in this one workspace (WorkspaceSize covers them all).
+        var ws = Workspace(WorkspaceSize(s), workspace, "Conv2d.BackwardData");
         if (WinogradApplies<T>(s))
         {
-            var wws = MemoryMarshal.Cast<T, float>(Workspace(WorkspaceSize(s), workspace, "Conv2d.BackwardData"));
             fixed (T* pdy = dy) fixed (T* pw = w) fixed (T* pdx = dx)
-                WinogradRun((float*)pdy, (float*)pw, null, (float*)pdx, s, flip: true, wws);
+                WinogradRun((float*)pdy, (float*)pw, null, (float*)pdx, s, flip: true, MemoryMarshal.Cast<T, float>(ws));
             return;
         }
         if (DirectApplies<T>(s))
         {
-            var dws = MemoryMarshal.Cast<T, float>(Workspace(WorkspaceSize(s), workspace, "Conv2d.BackwardData"));
             fixed (T* pdy = dy) fixed (T* pw = w) fixed (T* pdx = dx)
-                DirectRun((float*)pdy, (float*)pw, null, (float*)pdx, DataShape(s), flip: true, dws);
+                DirectRun((float*)pdy, (float*)pw, null, (float*)pdx, DataShape(s), flip: true, MemoryMarshal.Cast<T, float>(ws));
             return;
         }
         if (DirectStridedApplies<T>(s))
         {
-            var dws = MemoryMarshal.Cast<T, float>(Workspace(WorkspaceSize(s), workspace, "Conv2d.BackwardData"));
             fixed (T* pdy = dy) fixed (T* pw = w) fixed (T* pdx = dx)
-                DirectStridedData((float*)pdy, (float*)pw, (float*)pdx, s, dws);
+                DirectStridedData((float*)pdy, (float*)pw, (float*)pdx, s, MemoryMarshal.Cast<T, float>(ws));
             return;
         }
         if (SideBySide(s, data: true))
         {
-            var sws = Workspace(WorkspaceSize(s), workspace, "Conv2d.BackwardData");
-            fixed (T* pdy = dy) fixed (T* pw = w) fixed (T* pdx = dx) fixed (T* pws = sws)
+            fixed (T* pdy = dy) fixed (T* pw = w) fixed (T* pdx = dx) fixed (T* pws = ws)
                 SideBySideRun(SidePass.Data, pdx, pw, null, pdy, s, pws);
             return;
         }
         var a = new Args<T> { S = s };
         Plan(ref a, perImage: !s.IsPointwise);
         a.Slots = SlotsFor(s, a.Items);
-        var ws = Workspace(WorkspaceSize(s), workspace, "Conv2d.BackwardData");
         fixed (T* pdy = dy) fixed (T* pw = w) fixed (T* pdx = dx) fixed (T* pws = ws)
         {
             a.Dy = pdy; a.W = pw; a.Dx = pdx; a.Ws = pws;
@@ -288,31 +283,29 @@ public static unsafe partial class Conv2d
         if (!dbias.IsEmpty) BiasGradient(dy, dbias, s);
         if (s.N == 0) { dw.Slice(0, (int)s.WLength).Clear(); return; }
         if (s.IsDepthwise) { Depthwise(x, default, default, default, dy, default, dw, s, DwPass.Weights); return; }
+        // Every path below but the depthwise one works in this one workspace (WorkspaceSize covers them all).
+        var ws = Workspace(WorkspaceSize(s), workspace, "Conv2d.BackwardWeights");
         if (WinogradApplies<T>(s))
         {
-            var wws = MemoryMarshal.Cast<T, float>(Workspace(WorkspaceSize(s), workspace, "Conv2d.BackwardWeights"));
             fixed (T* pdy = dy) fixed (T* px = x) fixed (T* pdw = dw)
-                WinogradWeights((float*)pdy, (float*)px, (float*)pdw, s, wws);
+                WinogradWeights((float*)pdy, (float*)px, (float*)pdw, s, MemoryMarshal.Cast<T, float>(ws));
             return;
         }
         if (DirectForwardApplies<T>(s))
         {
-            var dws = MemoryMarshal.Cast<T, float>(Workspace(WorkspaceSize(s), workspace, "Conv2d.BackwardWeights"));
             fixed (T* pdy = dy) fixed (T* px = x) fixed (T* pdw = dw)
-                DirectWeights((float*)pdy, (float*)px, (float*)pdw, s, dws);
+                DirectWeights((float*)pdy, (float*)px, (float*)pdw, s, MemoryMarshal.Cast<T, float>(ws));
             return;
         }
         if (SideBySide(s, data: false))
         {
-            var sws = Workspace(WorkspaceSize(s), workspace, "Conv2d.BackwardWeights");
-            fixed (T* pdy = dy) fixed (T* px = x) fixed (T* pdw = dw) fixed (T* pws = sws)
+            fixed (T* pdy = dy) fixed (T* px = x) fixed (T* pdw = dw) fixed (T* pws = ws)
                 SideBySideRun(SidePass.Weights, px, pdw, null, pdy, s, pws);
             return;
         }
         var a = new Args<T> { S = s };
         Plan(ref a, perImage: false);
         a.Slots = SlotsFor(s, a.Items);
-        var ws = Workspace(WorkspaceSize(s), workspace, "Conv2d.BackwardWeights");
         fixed (T* pdy = dy) fixed (T* px = x) fixed (T* pdw = dw) fixed (T* pws = ws)
         {
             a.Dy = pdy; a.X = px; a.Dw = pdw; a.Ws = pws;
