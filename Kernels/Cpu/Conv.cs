@@ -5,7 +5,8 @@
 //   col[(c, r, t), j] = x[n, g·C/G + c, p·stride − pad + r·dil, q·stride − pad + t·dil]   (0 outside)
 // so that, with W[g] the K/G x C/G·R·S weight matrix of group g,
 //   forward:          y[n, g][:, block] = W[g] @ col                       (+ bias)
-//   backward data:    dcol = W[g]ᵀ @ dy[n, g][:, block], then col2im adds dcol back into dx (overlaps add up)
+//   backward data:    dcol = W[g]ᵀ @ dy[n, g][:, block], then col2im adds dcol back into dx (overlaps add up);
+//                     W[g]ᵀ is transposed once per call into the workspace, so the GEMM reads it in place
 //   backward weights: dW[g] += dy[n, g][:, block] @ colᵀ;   dbias[k] = Σ dy[n, k, :, :]
 // A col block (C/G·R·S x jb) holds at most 512K values: blocks this wide ran faster than L2-sized ones
 // (the GEMM packs them anyway, and narrow blocks make it repack W more often); splitting an image into
@@ -36,6 +37,7 @@ using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace AttnCore.Kernels.Cpu;
 
@@ -73,7 +75,8 @@ public static unsafe partial class Conv2d
         s.Validate("Conv2d.WorkspaceSize");
         if (s.IsDepthwise) return 0;
         long t = WorkerPool.ThreadCount, col = s.IsPointwise ? 0 : (long)(s.C / s.Groups) * s.R * s.S * MaxBlock(s);
-        long gemm = t * col + (t - 1) * s.WLength;
+        // Col buffers per thread, then either the weight pass's per-thread dW partials or the data pass's Wᵀ.
+        long gemm = t * col + Math.Max(t - 1, 1) * s.WLength;
         if (WinogradShape(s)) gemm = Math.Max(gemm, WinogradWorkspace(s, (int)t));
         if (SideBySide(s, data: true)) gemm = Math.Max(gemm, SideBySideWorkspace(s));
         if (!DirectForwardShape(s)) return gemm;
@@ -242,8 +245,39 @@ public static unsafe partial class Conv2d
         fixed (T* pdy = dy) fixed (T* pw = w) fixed (T* pdx = dx) fixed (T* pws = ws)
         {
             a.Dy = pdy; a.W = pw; a.Dx = pdx; a.Ws = pws;
+            if (TransposeParts(s) == 1) TransposeWeightsSlot<T>(0, (nint)(&a));
+            else WorkerPool.For(TransposeParts(s), &TransposeWeightsSlot<T>, (nint)(&a));
             if (a.Slots == 1) DataSlot<T>(0, (nint)(&a));
             else WorkerPool.For(a.Slots, &DataSlot<T>, (nint)(&a));
+        }
+    }
+
+    // The data pass's Wᵀ: [G][C/G·R·S x K/G] after the col buffers. Every image's GEMM multiplies by W[g]ᵀ; given
+    // the transpose once per call as a row-major matrix, the GEMM reads it in place (GemmBlocked's ReadsAInPlace)
+    // instead of packing the transposed weight again for every image on every thread.
+    private static T* TransposedWeights<T>(ref Args<T> a) where T : unmanaged => a.Ws + (long)a.Slots * a.ColLen;
+
+    // Threads for the transpose: all of them from 64K weights up (a 64 x 64 weight is not worth a second thread).
+    private static int TransposeParts(in Conv2dShape s) => s.WLength >= 1 << 16 ? WorkerPool.ThreadCount : 1;
+
+    // Part `slot` of the transpose (runs of 8-row blocks of W, over all groups): 8x8 register transposes for float32.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void TransposeWeightsSlot<T>(int slot, nint state) where T : unmanaged
+    {
+        ref Args<T> a = ref *(Args<T>*)state;
+        ref readonly Conv2dShape s = ref a.S;
+        int G = s.Groups, kg = s.K / G, crs = s.C / G * s.R * s.S, rowBlocks = (kg + 7) / 8, items = G * rowBlocks;
+        int parts = TransposeParts(s);
+        T* wt = TransposedWeights(ref a);
+        for (int item = (int)((long)slot * items / parts), last = (int)((long)(slot + 1) * items / parts); item < last; item++)
+        {
+            int g = item / rowBlocks, k0 = item % rowBlocks * 8, k1 = Math.Min(kg, k0 + 8);
+            T* src = a.W + (long)g * kg * crs, dst = wt + (long)g * kg * crs;
+            int c = 0;
+            if (typeof(T) == typeof(float) && Avx.IsSupported && k1 - k0 == 8)
+                for (; c + 8 <= crs; c += 8) Cpu.Gemm.Transpose8x8((float*)(src + (long)k0 * crs + c), crs, (float*)(dst + (long)c * kg + k0), kg);
+            for (; c < crs; c++)
+                for (int k = k0; k < k1; k++) dst[(long)c * kg + k] = src[(long)k * crs + c];
         }
     }
 
@@ -259,14 +293,14 @@ public static unsafe partial class Conv2d
             int b0 = a.PerImage ? 0 : item % a.Blocks, b1 = a.PerImage ? a.Blocks : b0 + 1, ng = a.PerImage ? item : item / a.Blocks;
             int g = ng % G, n = ng / G;
             T* img = a.Dx + ((long)n * s.C + g * cg) * hw;
-            var wg = new ReadOnlySpan<T>(a.W + (long)g * kg * crs, kg * crs);
+            var wtg = new ReadOnlySpan<T>(TransposedWeights(ref a) + (long)g * kg * crs, kg * crs);   // W[g]ᵀ, crs x kg
             if (!s.IsPointwise) new Span<T>(img, cg * hw).Clear();
             for (int blk = b0; blk < b1; blk++)
             {
                 int j0 = blk * a.Jb, jb = Math.Min(a.Jb, pq - j0);
                 var dyb = new ReadOnlySpan<T>(a.Dy + ((long)n * s.K + g * kg) * pq + j0, (kg - 1) * pq + jb);
-                if (s.IsPointwise) { Gemm(true, false, cg, jb, kg, wg, crs, dyb, pq, T.Zero, new(img + j0, (cg - 1) * pq + jb), pq); continue; }
-                Gemm(true, false, crs, jb, kg, wg, crs, dyb, pq, T.Zero, new(col, crs * jb), jb);
+                if (s.IsPointwise) { Gemm(false, false, cg, jb, kg, wtg, kg, dyb, pq, T.Zero, new(img + j0, (cg - 1) * pq + jb), pq); continue; }
+                Gemm(false, false, crs, jb, kg, wtg, kg, dyb, pq, T.Zero, new(col, crs * jb), jb);
                 Col2Im(col, s, cg, j0, jb, img);
             }
         }

@@ -164,8 +164,11 @@ public static unsafe partial class Gemm
     // contiguous along p, and a strip of MR x KC floats (6 KiB) stays in L1 across the B strips just as the
     // packed copy would. So the micro-kernel reads it where it lies, and the pass that interleaved it (a scalar
     // copy of all of A, 6-9% of a PatchTST or iTransformer training step on an Emerald Rapids Xeon) is gone.
-    // Only the last strip of fewer than MR rows is still packed, for its zero padding.
-    private static bool ReadsAInPlace(ref Job j) => !j.TransA && Vector512.IsHardwareAccelerated && (j.N <= 2 * NR || j.K <= 32);
+    // Only the last strip of fewer than MR rows is still packed, for its zero padding. First taken only for skinny
+    // shapes (N <= 64 or K <= 32), now for every row-major A: a convolution multiplies the same weight by every image
+    // (and Winograd's U by every tile block), repacking it each call, and reading it in place took 3% off ResNet-50's
+    // convolution time with large GEMMs unchanged within the noise (docs/kernels-cpu.md, 2026-12-05).
+    private static bool ReadsAInPlace(ref Job j) => !j.TransA && Vector512.IsHardwareAccelerated;
 
     // Macro for a row-major A read in place (ReadsAInPlace): the same tiles and the same sums in the same order as
     // Macro over the packed block, so the results are bit for bit those of the packed path.

@@ -54,6 +54,8 @@ public class ConvPoolNormTests
         new(2, 3, 24, 75, 8, 7, 7, 2, 2, 3, 3),               // a 7x7 stem: 38 outputs a row, padding on both ends
         new(2, 72, 6, 41, 80, 3, 3, 2, 2, 1, 1),              // a 3x3 layer too wide for the direct kernel: 21 a row
         new(2, 70, 4, 38, 66, 1, 1, 2, 2),                    // a 1x1 shortcut: 19 a row
+        new(2, 96, 6, 10, 92, 3, 3, 2, 2, 1, 1),              // data pass: Wᵀ over 64K weights, split over the pool; K off 8
+        new(2, 128, 5, 5, 136, 3, 3, 1, 1, 1, 1, 1, 1, 2),    // the same with 2 groups of 68 filters
     ];
 
     static IEnumerable<TestCaseData> ConvCases() => Shapes.Select(s => new TestCaseData(s).SetArgDisplayNames(s.ToString()));
