@@ -72,7 +72,9 @@ public static unsafe partial class Gemm
         }
         for (int e = 0; e < j.Batch; e++)
         {
-            if (WorkerPool.ThreadCount == 1 || work < ParallelThreshold) Serial(ref j, e);
+            // Inside a pool body (a convolution's per-image slots, Winograd's per-thread blocks) the parts of a split
+            // would run one after another on this thread, each packing the shared operand again: run it whole.
+            if (WorkerPool.ThreadCount == 1 || work < ParallelThreshold || WorkerPool.InsideBody) Serial(ref j, e);
             else Parallel(ref j, e);
         }
     }

@@ -53,6 +53,12 @@ public static unsafe class WorkerPool
     /// </summary>
     public static int CurrentSlot => _slot;
 
+    /// <summary>
+    /// True on a thread that is running a <see cref="For"/> body, where a nested <see cref="For"/> runs its indices
+    /// inline, one after another: a kernel that would cut its work into parts for the threads should not cut it then.
+    /// </summary>
+    internal static bool InsideBody => _insideBody;
+
     /// <summary>How many threads (including the caller) a parallel kernel uses. Default: the number of cores.</summary>
     public static int ThreadCount
     {
