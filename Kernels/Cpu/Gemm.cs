@@ -15,7 +15,9 @@
 // which skip packing (GemmSkinny below).
 // Threads: one WorkerPool call per matrix, with no barrier inside it: C is cut into one part per thread (whole
 // rows when M >= N, whole columns otherwise) and each thread runs the five loops on its part with its own
-// packing buffers, reused across calls (GemmBlocked.cs, Parallel, says why this beat shared packed panels).
+// packing buffers, reused across calls (GemmBlocked.cs, Parallel, says why this beat shared packed panels). Called
+// from inside a WorkerPool body (a convolution's per-image slot), where a nested split would only run its parts in
+// turn on one thread, the GEMM runs whole.
 // Reference: SgemmReference / DgemmReference (triple loop, float64 accumulation; in GemmSkinny.cs), compared in
 // Tests/Kernels/GemmTests.cs.
 using System.Runtime.CompilerServices;
