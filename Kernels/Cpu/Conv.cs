@@ -8,9 +8,9 @@
 //   backward data:    dcol = W[g]ᵀ @ dy[n, g][:, block], then col2im adds dcol back into dx (overlaps add up);
 //                     W[g]ᵀ is transposed once per call into the workspace, so the GEMM reads it in place
 //   backward weights: dW[g] += dy[n, g][:, block] @ colᵀ;   dbias[k] = Σ dy[n, k, :, :]
-// A col block (C/G·R·S x jb) holds at most 512K values: blocks this wide ran faster than L2-sized ones
-// (the GEMM packs them anyway, and narrow blocks make it repack W more often); splitting an image into
-// blocks also gives the pool work when N is 1. A 1x1 convolution with stride 1 and no padding needs no
+// A col block (C/G·R·S x jb) holds at most 512K values: blocks this wide ran faster than L2-sized ones (the GEMM
+// packs them anyway, and narrow blocks made it repack W more often, before it read W in place); splitting an image
+// into blocks also gives the pool work when N is 1. A 1x1 convolution with stride 1 and no padding needs no
 // im2col: x[n] already is the matrix. Depthwise convolutions (groups = C = K) would be GEMMs with m = 1:
 // they run direct instead, as R·S shifted multiply-adds over each output row (vectorised along the row).
 // Threads: work items (image, group, block) are split into equal contiguous runs, one per WorkerPool slot;
@@ -51,7 +51,7 @@ public static unsafe partial class Conv2d
     {
         public T* X, W, Bias, Y, Dy, Dx, Dw, Ws;
         public Conv2dShape S;
-        public int Slots, Items, Blocks, Jb, ColLen, WLen;
+        public int Slots, Items, Blocks, Jb, ColLen, WLen, TransposeParts;
         public bool PerImage;   // backward data: one item per (image, group), all blocks inside
     }
 
@@ -245,8 +245,9 @@ public static unsafe partial class Conv2d
         fixed (T* pdy = dy) fixed (T* pw = w) fixed (T* pdx = dx) fixed (T* pws = ws)
         {
             a.Dy = pdy; a.W = pw; a.Dx = pdx; a.Ws = pws;
-            if (TransposeParts(s) == 1) TransposeWeightsSlot<T>(0, (nint)(&a));
-            else WorkerPool.For(TransposeParts(s), &TransposeWeightsSlot<T>, (nint)(&a));
+            a.TransposeParts = TransposeParts(s);   // fixed for the call, so the parts cannot overlap or leave a gap
+            if (a.TransposeParts == 1) TransposeWeightsSlot<T>(0, (nint)(&a));
+            else WorkerPool.For(a.TransposeParts, &TransposeWeightsSlot<T>, (nint)(&a));
             if (a.Slots == 1) DataSlot<T>(0, (nint)(&a));
             else WorkerPool.For(a.Slots, &DataSlot<T>, (nint)(&a));
         }
@@ -267,7 +268,7 @@ public static unsafe partial class Conv2d
         ref Args<T> a = ref *(Args<T>*)state;
         ref readonly Conv2dShape s = ref a.S;
         int G = s.Groups, kg = s.K / G, crs = s.C / G * s.R * s.S, rowBlocks = (kg + 7) / 8, items = G * rowBlocks;
-        int parts = TransposeParts(s);
+        int parts = a.TransposeParts;
         T* wt = TransposedWeights(ref a);
         for (int item = (int)((long)slot * items / parts), last = (int)((long)(slot + 1) * items / parts); item < last; item++)
         {
