@@ -246,8 +246,7 @@ public static unsafe partial class Conv2d
         {
             a.Dy = pdy; a.W = pw; a.Dx = pdx; a.Ws = pws;
             a.TransposeParts = TransposeParts(s);   // fixed for the call, so the parts cannot overlap or leave a gap
-            if (a.TransposeParts == 1) TransposeWeightsSlot<T>(0, (nint)(&a));
-            else WorkerPool.For(a.TransposeParts, &TransposeWeightsSlot<T>, (nint)(&a));
+            WorkerPool.For(a.TransposeParts, &TransposeWeightsSlot<T>, (nint)(&a));   // one part runs inline
             if (a.Slots == 1) DataSlot<T>(0, (nint)(&a));
             else WorkerPool.For(a.Slots, &DataSlot<T>, (nint)(&a));
         }
