@@ -34,6 +34,12 @@ public static class Program
             stderr.WriteLine($"attncore: {OneLine(e.Message)}");
             return 1;
         }
+        catch (TypeInitializationException e) when (e.InnerException is ArgumentException inner)
+        {
+            // A setting read once per process (ATTNCORE_GEMM_BLOCKING) that is malformed: the user's input, not a bug.
+            stderr.WriteLine($"attncore: {OneLine(inner.Message)}");
+            return 1;
+        }
         catch (OutOfMemoryException e)
         {
             // Sizes are checked while parsing, but what fits depends on the machine: not a bug, and not a stack trace.

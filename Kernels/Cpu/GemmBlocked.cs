@@ -23,30 +23,36 @@ public static unsafe partial class Gemm
         // The batch entry a parallel call is computing, and into how many parts it cuts C (the thread count when the
         // call began, so that a ThreadCount changed meanwhile cannot make the parts overlap or leave a gap).
         public int Entry, Parts;
+        // The cache blocking of this call: the process's (Gemm.Blocking) unless a test asks for another.
+        public int Mc, Kc, Nc;
 
         public Job(float* a, float* b, float* c, int batch, bool ta, bool tb, int m, int n, int k, float alpha, float beta,
             int lda, int ldb, int ldc, long sa, long sb, long sc)
         {
             A = a; B = b; C = c; Batch = batch; TransA = ta; TransB = tb; M = m; N = n; K = k; Alpha = alpha; Beta = beta;
             Lda = lda; Ldb = ldb; Ldc = ldc; StrideA = sa; StrideB = sb; StrideC = sc;
+            (Mc, Kc, Nc) = BlockSizes;
         }
     }
 
     // Per-thread packing buffers, 64-byte aligned, grown on demand and kept for the thread's life.
-    [ThreadStatic] private static float* _packA;
-    [ThreadStatic] private static float* _packB;
+    [ThreadStatic] private static float* _packA, _packB;
+    [ThreadStatic] private static long _packALength, _packBLength;
 
-    private static float* PackABuffer()
-    {
-        // 8 floats of slack: the vector packing of A writes 8-float rows 6 apart, the last one 2 floats past its strip.
-        if (_packA == null) _packA = (float*)NativeMemory.AlignedAlloc((nuint)((MC * KC + 8) * sizeof(float)), 64);
-        return _packA;
-    }
+    // 8 floats of slack: the vector packing of A writes 8-float rows 6 apart, the last one 2 floats past its strip.
+    private static float* PackABuffer(int mc, int kc) => Grown(ref _packA, ref _packALength, (long)mc * kc + 8);
 
-    private static float* PackBBuffer()
+    private static float* PackBBuffer(int kc, int nc) => Grown(ref _packB, ref _packBLength, (long)kc * nc);
+
+    private static float* Grown(ref float* buffer, ref long length, long need)
     {
-        if (_packB == null) _packB = (float*)NativeMemory.AlignedAlloc((nuint)((long)KC * NC * sizeof(float)), 64);
-        return _packB;
+        if (length < need)
+        {
+            NativeMemory.AlignedFree(buffer);
+            buffer = (float*)NativeMemory.AlignedAlloc((nuint)(need * sizeof(float)), 64);
+            length = need;
+        }
+        return buffer;
     }
 
     private const long ParallelThreshold = 48L * 48 * 48;    // below this many multiply-adds one thread wins
@@ -96,17 +102,17 @@ public static unsafe partial class Gemm
     private static void Serial(ref Job j, int e)
     {
         float* a = j.A + e * j.StrideA, b = j.B + e * j.StrideB, c = j.C + e * j.StrideC;
-        float* pa = PackABuffer(), pb = PackBBuffer();
-        for (int jc = 0; jc < j.N; jc += NC)
+        float* pa = PackABuffer(j.Mc, j.Kc), pb = PackBBuffer(j.Kc, j.Nc);
+        for (int jc = 0; jc < j.N; jc += j.Nc)
         {
-            int nc = Math.Min(NC, j.N - jc);
-            for (int pc = 0; pc < j.K; pc += KC)
+            int nc = Math.Min(j.Nc, j.N - jc);
+            for (int pc = 0; pc < j.K; pc += j.Kc)
             {
-                int kc = Math.Min(KC, j.K - pc);
+                int kc = Math.Min(j.Kc, j.K - pc);
                 for (int s = 0; s < (nc + NR - 1) / NR; s++) PackBStrip(b, j.Ldb, j.TransB, pc, kc, jc + s * NR, Math.Min(NR, nc - s * NR), pb + (long)s * kc * NR);
-                for (int ic = 0; ic < j.M; ic += MC)
+                for (int ic = 0; ic < j.M; ic += j.Mc)
                 {
-                    int mc = Math.Min(MC, j.M - ic);
+                    int mc = Math.Min(j.Mc, j.M - ic);
                     if (ReadsAInPlace(ref j)) MacroInPlaceA(a, j.Lda, pa, pb, c, j.Ldc, ic, mc, pc, jc, 0, nc, kc, j.Alpha, pc == 0 ? j.Beta : 1f, pc == 0);
                     else
                     {

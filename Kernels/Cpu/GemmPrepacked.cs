@@ -129,7 +129,7 @@ public static unsafe partial class Gemm
     private static void PrepackedLoops(ref Job j, float* packed, int r0, int r1, int c0, int c1)
     {
         int n = j.N, k = j.K;
-        float* packA = PackABuffer();
+        float* packA = PackABuffer(MC, KC);
         for (int jc = 0; jc < n; jc += NC)
         {
             int nc = Math.Min(NC, n - jc), strips = (nc + NR - 1) / NR;

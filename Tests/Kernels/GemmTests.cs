@@ -54,12 +54,17 @@ public class GemmTests
             if (beta == 0) Array.Fill(c, float.NaN);   // beta = 0 must not read C
             var expected = Reference(m, n, k, ta, tb, alpha, beta, a, lda, b, ldb, c, ldc);
             Gemm.Sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-            double tol = 3e-6 * Math.Sqrt(k + 1);
-            for (int i = 0; i < m; i++)
-                for (int j = 0; j < n; j++)
-                    Assert.That(c[i * ldc + j], Is.EqualTo(expected[i * n + j]).Within(tol * (1 + Math.Abs(expected[i * n + j]))),
-                        $"C[{i},{j}] alpha={alpha} beta={beta} ld+{extra} seed={seed}");
+            AssertMatches(c, ldc, expected, m, n, k, $"alpha={alpha} beta={beta} ld+{extra} seed={seed}");
         }
+    }
+
+    // C (m x n, row stride ldc) against the float64 product, to a tolerance growing with sqrt(k).
+    private static void AssertMatches(float[] c, int ldc, double[] expected, int m, int n, int k, string context)
+    {
+        double tol = 3e-6 * Math.Sqrt(k + 1);
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++)
+                Assert.That(c[i * ldc + j], Is.EqualTo(expected[i * n + j]).Within(tol * (1 + Math.Abs(expected[i * n + j]))), $"C[{i},{j}] {context}");
     }
 
     [Test]
@@ -155,6 +160,42 @@ public class GemmTests
                 Gemm.DgemmReference(ta, tb, m, n, k, 1.5, a, ta ? m : k, b, tb ? k : n, 0, r, n);
                 Assert.That(c, Is.EqualTo(r).Within(1e-12));
             }
+    }
+
+    // Small blockings put several NC panels, KC slices and MC blocks (each with edge tiles) into a small product, so
+    // the loops' bounds are exercised on every path; a blocking the sweep might pick (MC 192, KC 384) besides.
+    [TestCase(12, 7, 64, false, false)]
+    [TestCase(12, 7, 64, true, true)]
+    [TestCase(6, 1, 32, false, true)]
+    [TestCase(18, 33, 96, true, false)]
+    [TestCase(192, 384, 2048, false, false)]
+    public void Sgemm_matches_float64_reference_under_other_blockings(int mc, int kc, int nc, bool ta, bool tb)
+    {
+        const int m = 67, n = 205, k = 150;
+        ulong seed = TestContext.CurrentContext.Random.NextULong();
+        var g = new Generator(seed);
+        foreach (var (alpha, beta) in new[] { (1f, 0f), (0.5f, 0.75f) })
+        {
+            int lda = (ta ? m : k) + 1, ldb = (tb ? k : n) + 2, ldc = n + 3;
+            var a = Rand(g, (long)(ta ? k : m) * lda); var b = Rand(g, (long)(tb ? n : k) * ldb); var c = Rand(g, (long)m * ldc);
+            if (beta == 0) Array.Fill(c, float.NaN);
+            var expected = Reference(m, n, k, ta, tb, alpha, beta, a, lda, b, ldb, c, ldc);
+            Gemm.SgemmStridedBatchedBlocked((mc, kc, nc), 1, ta, tb, m, n, k, alpha, a, lda, 0, b, ldb, 0, beta, c, ldc, 0);
+            AssertMatches(c, ldc, expected, m, n, k, $"blocking {mc},{kc},{nc} alpha={alpha} beta={beta} seed={seed}");
+        }
+    }
+
+    [Test]
+    public void Blocking_from_the_environment_is_parsed_and_checked()
+    {
+        Assert.That(Gemm.BlockingFromEnvironment(null), Is.EqualTo((96, 256, 4096)));
+        Assert.That(Gemm.BlockingFromEnvironment(" "), Is.EqualTo((96, 256, 4096)));
+        Assert.That(Gemm.BlockingFromEnvironment("192,384,2048"), Is.EqualTo((192, 384, 2048)));
+        foreach (var bad in new[] { "95,256,4096", "96,256,4090", "96,0,4096", "96,256", "a,b,c", "96,256,4096,1", "6000,4096,4096" })
+        {
+            var ex = Assert.Throws<ArgumentException>(() => Gemm.BlockingFromEnvironment(bad), bad);
+            Assert.That(ex!.Message, Does.Contain("ATTNCORE_GEMM_BLOCKING").And.Contain(bad));
+        }
     }
 
     [Test]
