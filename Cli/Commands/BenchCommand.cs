@@ -62,26 +62,42 @@ public static class BenchCommand
         var n = OptionalSize("--n", "columns of C (alone: the square size m = n = k)");
         var m = OptionalSize("--m", "rows of C (default: n)"); var k = OptionalSize("--k", "inner size (default: n)");
         var vs = GemmVsOption(); var secs = SecondsOption(); var torch = new TorchOptions();
-        var cmd = torch.AddTo(common.AddTo(new Command("gemm", "C = A @ B in float32 (--n N, or --m M --n N --k K)") { n, m, k, vs, secs }));
+        var blockings = new Option<string?>("--blockings")
+        {
+            Description = "CPU cache blockings to rank, \"MC,KC,NC MC,KC,NC ...\": each runs the product in turn, in one process (see ATTNCORE_GEMM_BLOCKING)"
+        };
+        var cmd = torch.AddTo(common.AddTo(new Command("gemm", "C = A @ B in float32 (--n N, or --m M --n N --k K)") { n, m, k, vs, secs, blockings }));
         cmd.AddRule(r =>
         {
             int N = r.GetValue(n) ?? 1024, M = r.GetValue(m) ?? N, K = r.GetValue(k) ?? N;
             return Fits($"--m {M} x --k {K}", M, K) ?? Fits($"--k {K} x --n {N}", K, N) ?? Fits($"--m {M} x --n {N}", M, N);
         });
-        cmd.SetAction(p => Execute(io, p, common, vs, secs, torch, device =>
+        cmd.AddRule(r => r.GetValue(blockings) is null ? null
+            : r.GetValue(vs) is not null ? "--blockings ranks AttnCore's own blockings and takes no --vs"
+            : (r.GetValue(common.Device) ?? "cpu") != "cpu" ? "--blockings is for the CPU GEMM (--device cpu)"
+            : BenchGemmBlocking.Malformed(r.GetValue(blockings)!));
+        cmd.SetAction(p =>
         {
+            if (p.GetValue(blockings) is not { } list) return Execute(io, p, common, vs, secs, torch, device => GemmWork(p, n, m, k, device));
+            common.Apply(p);
             int N = p.GetValue(n) ?? 1024;
-            int M = p.GetValue(m) ?? N, K = p.GetValue(k) ?? N;
-            var a = Tensor.Randn([M, K], 1, DType.Float32, device); var b = Tensor.Randn([K, N], 2, DType.Float32, device);
-            var shape = new Dictionary<string, object> { ["m"] = M, ["n"] = N, ["k"] = K };
-            // The CPU's cache blocking (ATTNCORE_GEMM_BLOCKING can change it), so that a sweep's lines say what each ran.
-            if (device.Kind == DeviceKind.Cpu) shape["blocking"] = BlockingText(Kernels.Cpu.Gemm.Blocking);
-            return new Work("gemm", shape, 2.0 * M * N * K, 4.0 * (M * K + K * N + M * N),
-                () => { using var c = a.MatMul(b); }, () => { a.Dispose(); b.Dispose(); },
-                new() { ["op"] = "gemm", ["m"] = M, ["n"] = N, ["k"] = K })
-            { CuBlas = () => CuBlasGemm.Create(a, b, M, N, K) };
-        }));
+            return BenchGemmBlocking.Run(io, p.GetValue(m) ?? N, N, p.GetValue(k) ?? N, p.GetValue(common.Threads), p.GetValue(secs), p.GetValue(common.Json), list);
+        });
         return cmd;
+    }
+
+    private static Work GemmWork(ParseResult p, Option<int?> n, Option<int?> m, Option<int?> k, Device device)
+    {
+        int N = p.GetValue(n) ?? 1024;
+        int M = p.GetValue(m) ?? N, K = p.GetValue(k) ?? N;
+        var a = Tensor.Randn([M, K], 1, DType.Float32, device); var b = Tensor.Randn([K, N], 2, DType.Float32, device);
+        var shape = new Dictionary<string, object> { ["m"] = M, ["n"] = N, ["k"] = K };
+        // The CPU's cache blocking (ATTNCORE_GEMM_BLOCKING can change it), so that a sweep's lines say what each ran.
+        if (device.Kind == DeviceKind.Cpu) shape["blocking"] = BlockingText(Kernels.Cpu.Gemm.Blocking);
+        return new Work("gemm", shape, 2.0 * M * N * K, 4.0 * (M * K + K * N + M * N),
+            () => { using var c = a.MatMul(b); }, () => { a.Dispose(); b.Dispose(); },
+            new() { ["op"] = "gemm", ["m"] = M, ["n"] = N, ["k"] = K })
+        { CuBlas = () => CuBlasGemm.Create(a, b, M, N, K) };
     }
 
     private static Command Rows(CliIO io, string op)

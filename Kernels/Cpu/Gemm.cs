@@ -30,30 +30,45 @@ public static unsafe partial class Gemm
 {
     private const int MR = 6;        // rows of C per micro-kernel
     private const int NR = 32;       // columns of C per micro-kernel (2 x Vector512<float>, 4 x Vector256<float>)
-    // The cache blocking: the defaults of BlockingFromEnvironment, or ATTNCORE_GEMM_BLOCKING="MC,KC,NC" read once per
+    // The cache blocking: the defaults of ParseBlocking, or ATTNCORE_GEMM_BLOCKING="MC,KC,NC" read once per
     // process, so that a sweep can try other values on one binary (docs/kernels-cpu.md has the sweeps). Static
     // readonly, so the optimising JIT folds them as constants like the consts they were.
-    private static readonly (int MC, int KC, int NC) BlockSizes = BlockingFromEnvironment(Environment.GetEnvironmentVariable("ATTNCORE_GEMM_BLOCKING"));
-    private static readonly int KC = BlockSizes.KC;   // depth of a packed block: an A strip (6 x KC) and a B strip (KC x 32) stay in L1
-    private static readonly int MC = BlockSizes.MC;   // rows of a packed A block: stays in the 1 MiB L2
-    private static readonly int NC = BlockSizes.NC;   // columns of a packed B panel: in L3
+    private static readonly (int MC, int KC, int NC) BlockSizes = ParseBlocking(Environment.GetEnvironmentVariable("ATTNCORE_GEMM_BLOCKING"), "ATTNCORE_GEMM_BLOCKING");
+    private static readonly int KC = BlockSizes.KC;   // depth of a K slice: an A strip is 6 x KC floats, a B strip KC x 32
+    private static readonly int MC = BlockSizes.MC;   // rows of a packed A block (MC x KC floats, in the 1 MiB L2)
+    private static readonly int NC = BlockSizes.NC;   // columns of a packed B panel (KC x NC floats, one per thread)
 
     /// <summary>The cache blocking this process runs: rows of a packed A block (MC), depth of a K slice (KC) and
     /// columns of a packed B panel (NC); set by ATTNCORE_GEMM_BLOCKING="MC,KC,NC" before the first GEMM.</summary>
     public static (int MC, int KC, int NC) Blocking => BlockSizes;
 
-    // Defaults: KC = 256 (A strip 6 KiB, B strip 32 KiB, in the 48 KiB L1; 512 measured 5-10% slower), MC = 96
-    // (A block 96 KiB in the 1 MiB L2), NC = 4096 (B panel 4 MiB, in L3).
-    internal static (int MC, int KC, int NC) BlockingFromEnvironment(string? value)
+    // Defaults, from `bench gemm --blockings` on the Zen 5 host of 2026-12-05 (docs/kernels-cpu.md): MC = 96, KC = 512,
+    // NC = 1024. The A block is 192 KiB (L2), the B panel 2 MiB per thread. The 4 MiB panels of NC = 4096 cost 2-9%
+    // at 4096³ against NC = 1024, more when other tenants share the L3; KC = 512 (a 64 KiB B strip, past the 48 KiB
+    // L1) gained 1-3% over 256 there, where the old host had measured it 5-10% slower.
+    /// <summary>
+    /// "MC,KC,NC" as a blocking, or the defaults for null or blank; <paramref name="source"/> (the variable or option
+    /// it came from) names it in the exception a malformed value gets.
+    /// </summary>
+    public static (int MC, int KC, int NC) ParseBlocking(string? value, string source)
     {
-        if (string.IsNullOrWhiteSpace(value)) return (96, 256, 4096);
+        if (string.IsNullOrWhiteSpace(value)) return (96, 512, 1024);
         var parts = value.Split(',');
-        if (parts.Length != 3 || !int.TryParse(parts[0], out int mc) || !int.TryParse(parts[1], out int kc) || !int.TryParse(parts[2], out int nc)
-            || mc <= 0 || mc % MR != 0 || kc <= 0 || nc <= 0 || nc % NR != 0 || (long)mc * kc > 1L << 24 || (long)kc * nc > 1L << 26)
-            throw new ArgumentException($"Gemm: ATTNCORE_GEMM_BLOCKING=\"{value}\" is not \"MC,KC,NC\" with MC a positive multiple of {MR}, " +
-                $"NC a positive multiple of {NR}, KC positive, MC·KC <= 2^24 and KC·NC <= 2^26 floats");
-        return (mc, kc, nc);
+        if (parts.Length != 3 || !int.TryParse(parts[0], out int mc) || !int.TryParse(parts[1], out int kc) || !int.TryParse(parts[2], out int nc))
+            throw BadBlocking(source, value);
+        return CheckBlocking((mc, kc, nc), source, value);
     }
+
+    private static (int MC, int KC, int NC) CheckBlocking((int MC, int KC, int NC) b, string source, string text)
+    {
+        if (b.MC <= 0 || b.MC % MR != 0 || b.KC <= 0 || b.NC <= 0 || b.NC % NR != 0 || (long)b.MC * b.KC > 1L << 24 || (long)b.KC * b.NC > 1L << 26)
+            throw BadBlocking(source, text);
+        return b;
+    }
+
+    private static ArgumentException BadBlocking(string source, string text) =>
+        new($"Gemm: {source} \"{text}\" is not \"MC,KC,NC\" with MC a positive multiple of {MR}, NC a positive multiple of {NR}, " +
+            "KC positive, MC·KC <= 2^24 and KC·NC <= 2^26 floats");
 
     /// <summary>C = alpha·op(A)·op(B) + beta·C for row-major float32 matrices; op(A) is m x k, op(B) is k x n.</summary>
     public static void Sgemm(bool transA, bool transB, int m, int n, int k, float alpha, ReadOnlySpan<float> a, int lda,
@@ -67,14 +82,20 @@ public static unsafe partial class Gemm
     public static void SgemmStridedBatched(int batch, bool transA, bool transB, int m, int n, int k, float alpha,
         ReadOnlySpan<float> a, int lda, long strideA, ReadOnlySpan<float> b, int ldb, long strideB,
         float beta, Span<float> c, int ldc, long strideC)
-        => SgemmStridedBatchedBlocked(BlockSizes, batch, transA, transB, m, n, k, alpha, a, lda, strideA, b, ldb, strideB, beta, c, ldc, strideC);
+        => SgemmStridedBatchedWithBlocking(BlockSizes, batch, transA, transB, m, n, k, alpha, a, lda, strideA, b, ldb, strideB, beta, c, ldc, strideC);
 
-    // The same with a cache blocking other than the process's: the tests run edge-heavy blockings through it.
-    internal static void SgemmStridedBatchedBlocked((int MC, int KC, int NC) blocking, int batch, bool transA, bool transB, int m, int n, int k, float alpha,
+    /// <summary>
+    /// <see cref="SgemmStridedBatched(int, bool, bool, int, int, int, float, ReadOnlySpan{float}, int, long, ReadOnlySpan{float}, int, long, float, Span{float}, int, long)"/>
+    /// under another cache blocking than the process's (<see cref="Blocking"/>): for tuning, as
+    /// <c>attncore bench gemm --blockings</c> does. The sums are the same; only the order of the K slices and the
+    /// speed change.
+    /// </summary>
+    public static void SgemmStridedBatchedWithBlocking((int MC, int KC, int NC) blocking, int batch, bool transA, bool transB, int m, int n, int k, float alpha,
         ReadOnlySpan<float> a, int lda, long strideA, ReadOnlySpan<float> b, int ldb, long strideB,
         float beta, Span<float> c, int ldc, long strideC)
     {
         Validate("Gemm.Sgemm", batch, transA, transB, m, n, k, a.Length, lda, strideA, b.Length, ldb, strideB, c.Length, ldc, strideC);
+        CheckBlocking(blocking, "blocking", $"{blocking.MC},{blocking.KC},{blocking.NC}");
         if (batch == 0 || m == 0 || n == 0) return;
         fixed (float* pa = a) fixed (float* pb = b) fixed (float* pc = c)
         {

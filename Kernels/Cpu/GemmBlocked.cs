@@ -211,16 +211,30 @@ public static unsafe partial class Gemm
         }
     }
 
+    // The C tile is only touched after the k loop; its rows are ldc apart and usually not in cache (C is updated
+    // once per KC slice), so start fetching them now and the loop hides the latency. A row of 32 floats covers two
+    // cache lines when it starts on one and three otherwise, and a tensor's storage is a pinned .NET array, aligned
+    // to 8 bytes only: fetching the lines of the first, middle and last float covers both cases. Fetching only the
+    // two ends left the middle line to a demand miss, and a 4096³ product on operands 16 bytes off a line ran 10%
+    // slower than on aligned ones (docs/kernels-cpu.md, 2026-12-05).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void PrefetchTile(float* c, int ldc)
+    {
+        if (!Sse.IsSupported) return;
+        for (int r = 0; r < MR; r++)
+        {
+            float* row = c + (long)r * ldc;
+            Sse.Prefetch0(row);
+            Sse.Prefetch0(row + NR / 2);
+            Sse.Prefetch0(row + NR - 1);
+        }
+    }
+
     // MicroKernel512 with A's six rows read in place, lda apart, instead of from a packed strip.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void MicroKernelInPlaceA(int kc, float* a, int lda, float* b, float* c, int ldc, float alpha, float beta, bool first)
     {
-        if (Sse.IsSupported)
-            for (int r = 0; r < MR; r++)
-            {
-                Sse.Prefetch0(c + (long)r * ldc);
-                Sse.Prefetch0(c + (long)r * ldc + NR - 1);
-            }
+        PrefetchTile(c, ldc);
         float* a0 = a, a1 = a + lda, a2 = a1 + lda, a3 = a2 + lda, a4 = a3 + lda, a5 = a4 + lda;
         Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default,
                          c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
@@ -332,14 +346,7 @@ public static unsafe partial class Gemm
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void MicroKernel512(int kc, float* a, float* b, float* c, int ldc, float alpha, float beta, bool first)
     {
-        // The C tile is only touched after the k loop; its rows are ldc apart and usually not in cache (C is
-        // updated once per KC slice), so start fetching them now and the loop hides the latency.
-        if (Sse.IsSupported)
-            for (int r = 0; r < MR; r++)
-            {
-                Sse.Prefetch0(c + (long)r * ldc);
-                Sse.Prefetch0(c + (long)r * ldc + NR - 1);
-            }
+        PrefetchTile(c, ldc);
         Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default,
                          c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
         for (int p = 0; p < kc; p++)

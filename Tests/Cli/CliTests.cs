@@ -60,6 +60,24 @@ public class CliTests
     }
 
     [Test]
+    public void Bench_gemm_blockings_ranks_each_blocking_in_one_process_and_rejects_a_malformed_one()
+    {
+        var (code, stdout, stderr) = Run("bench", "gemm", "--n", "100", "--blockings", "96,256,4096 12,7,64", "--seconds", "0.1", "--threads", "2", "--json");
+        Assert.That(code, Is.EqualTo(0), stderr);
+        var j = LastJson(stdout);
+        Assert.That(j.GetProperty("op").GetString(), Is.EqualTo("gemm-blockings"));
+        var rows = j.GetProperty("blockings").EnumerateArray().ToArray();
+        Assert.That(rows.Select(r => r.GetProperty("blocking").GetString()), Is.EqualTo(new[] { "96,256,4096", "12,7,64" }));
+        foreach (var r in rows)
+            Assert.That(r.GetProperty("best_ms").GetDouble(), Is.GreaterThan(0).And.LessThanOrEqualTo(r.GetProperty("ms").GetDouble()));
+        Assert.That(j.GetProperty("rounds").GetInt32(), Is.GreaterThanOrEqualTo(5));
+        (code, stdout, stderr) = Run("bench", "gemm", "--n", "100", "--blockings", "96,256,4096 95,256,4096");
+        Assert.That(code, Is.EqualTo(2));
+        Assert.That(stderr, Does.Contain("\"95,256,4096\"").And.Contain("multiple of 6"));
+        Assert.That(stdout, Is.Empty);
+    }
+
+    [Test]
     public void Bench_softmax_reports_bandwidth()
     {
         var (code, stdout, _) = Run("bench", "softmax", "--rows", "64", "--cols", "100", "--seconds", "0.2", "--json");

@@ -180,7 +180,7 @@ public class GemmTests
             var a = Rand(g, (long)(ta ? k : m) * lda); var b = Rand(g, (long)(tb ? n : k) * ldb); var c = Rand(g, (long)m * ldc);
             if (beta == 0) Array.Fill(c, float.NaN);
             var expected = Reference(m, n, k, ta, tb, alpha, beta, a, lda, b, ldb, c, ldc);
-            Gemm.SgemmStridedBatchedBlocked((mc, kc, nc), 1, ta, tb, m, n, k, alpha, a, lda, 0, b, ldb, 0, beta, c, ldc, 0);
+            Gemm.SgemmStridedBatchedWithBlocking((mc, kc, nc), 1, ta, tb, m, n, k, alpha, a, lda, 0, b, ldb, 0, beta, c, ldc, 0);
             AssertMatches(c, ldc, expected, m, n, k, $"blocking {mc},{kc},{nc} alpha={alpha} beta={beta} seed={seed}");
         }
     }
@@ -188,14 +188,17 @@ public class GemmTests
     [Test]
     public void Blocking_from_the_environment_is_parsed_and_checked()
     {
-        Assert.That(Gemm.BlockingFromEnvironment(null), Is.EqualTo((96, 256, 4096)));
-        Assert.That(Gemm.BlockingFromEnvironment(" "), Is.EqualTo((96, 256, 4096)));
-        Assert.That(Gemm.BlockingFromEnvironment("192,384,2048"), Is.EqualTo((192, 384, 2048)));
+        Assert.That(Gemm.ParseBlocking(null, "X"), Is.EqualTo((96, 512, 1024)));
+        Assert.That(Gemm.ParseBlocking(" ", "X"), Is.EqualTo((96, 512, 1024)));
+        Assert.That(Gemm.ParseBlocking("192,384,2048", "X"), Is.EqualTo((192, 384, 2048)));
         foreach (var bad in new[] { "95,256,4096", "96,256,4090", "96,0,4096", "96,256", "a,b,c", "96,256,4096,1", "6000,4096,4096" })
         {
-            var ex = Assert.Throws<ArgumentException>(() => Gemm.BlockingFromEnvironment(bad), bad);
+            var ex = Assert.Throws<ArgumentException>(() => Gemm.ParseBlocking(bad, "ATTNCORE_GEMM_BLOCKING"), bad);
             Assert.That(ex!.Message, Does.Contain("ATTNCORE_GEMM_BLOCKING").And.Contain(bad));
         }
+        var c = new float[4];
+        var e2 = Assert.Throws<ArgumentException>(() => Gemm.SgemmStridedBatchedWithBlocking((96, 256, 100), 1, false, false, 2, 2, 1, 1, new float[2], 1, 0, new float[2], 2, 0, 0, c, 2, 0));
+        Assert.That(e2!.Message, Does.Contain("96,256,100"));
     }
 
     [Test]
