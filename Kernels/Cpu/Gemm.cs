@@ -43,9 +43,9 @@ public static unsafe partial class Gemm
     public static (int MC, int KC, int NC) Blocking => BlockSizes;
 
     // Defaults, from `bench gemm --blockings` on the Zen 5 host of 2026-12-05 (docs/kernels-cpu.md): MC = 96, KC = 512,
-    // NC = 1024. The A block is 192 KiB (L2), the B panel 2 MiB per thread. The 4 MiB panels of NC = 4096 cost 2-9%
+    // NC = 1024. The A block is 192 KiB (L2), the B panel 2 MiB per thread. The 4 MiB panels of NC = 4096 cost 3-9%
     // at 4096³ against NC = 1024, more when other tenants share the L3; KC = 512 (a 64 KiB B strip, past the 48 KiB
-    // L1) gained 1-3% over 256 there, where the old host had measured it 5-10% slower.
+    // L1) gained 1-2% over 256 there, where the old host had measured it 5-10% slower.
     /// <summary>
     /// "MC,KC,NC" as a blocking, or the defaults for null or blank; <paramref name="source"/> (the variable or option
     /// it came from) names it in the exception a malformed value gets.
@@ -87,8 +87,8 @@ public static unsafe partial class Gemm
     /// <summary>
     /// <see cref="SgemmStridedBatched(int, bool, bool, int, int, int, float, ReadOnlySpan{float}, int, long, ReadOnlySpan{float}, int, long, float, Span{float}, int, long)"/>
     /// under another cache blocking than the process's (<see cref="Blocking"/>): for tuning, as
-    /// <c>attncore bench gemm --blockings</c> does. The sums are the same; only the order of the K slices and the
-    /// speed change.
+    /// <c>attncore bench gemm --blockings</c> does. The products are the same; where the K slices fall, and so the
+    /// rounding of the sums, and the speed change.
     /// </summary>
     public static void SgemmStridedBatchedWithBlocking((int MC, int KC, int NC) blocking, int batch, bool transA, bool transB, int m, int n, int k, float alpha,
         ReadOnlySpan<float> a, int lda, long strideA, ReadOnlySpan<float> b, int ldb, long strideB,

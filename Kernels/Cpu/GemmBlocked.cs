@@ -23,7 +23,7 @@ public static unsafe partial class Gemm
         // The batch entry a parallel call is computing, and into how many parts it cuts C (the thread count when the
         // call began, so that a ThreadCount changed meanwhile cannot make the parts overlap or leave a gap).
         public int Entry, Parts;
-        // The cache blocking of this call: the process's (Gemm.Blocking) unless a test asks for another.
+        // The cache blocking of this call: the process's (Gemm.Blocking) unless SgemmStridedBatchedWithBlocking got another.
         public int Mc, Kc, Nc;
 
         public Job(float* a, float* b, float* c, int batch, bool ta, bool tb, int m, int n, int k, float alpha, float beta,
@@ -215,7 +215,7 @@ public static unsafe partial class Gemm
     // once per KC slice), so start fetching them now and the loop hides the latency. A row of 32 floats covers two
     // cache lines when it starts on one and three otherwise, and a tensor's storage is a pinned .NET array, aligned
     // to 8 bytes only: fetching the lines of the first, middle and last float covers both cases. Fetching only the
-    // two ends left the middle line to a demand miss, and a 4096³ product on operands 16 bytes off a line ran 10%
+    // two ends left the middle line to a demand miss, and a 4096³ product on operands 16 bytes off a line ran 8-9%
     // slower than on aligned ones (docs/kernels-cpu.md, 2026-12-05).
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void PrefetchTile(float* c, int ldc)
