@@ -16,20 +16,20 @@ internal static unsafe class BenchGemmBlocking
     /// <summary>Why the --blockings text cannot run, or null when every item parses.</summary>
     public static string? Malformed(string text)
     {
-        if (text.Split(' ', StringSplitOptions.RemoveEmptyEntries).Length == 0)
-            return "--blockings names no blocking; give one or more \"MC,KC,NC\" separated by spaces";
-        try
-        {
-            foreach (var item in text.Split(' ', StringSplitOptions.RemoveEmptyEntries)) Gemm.ParseBlocking(item, "--blockings");
-            return null;
-        }
+        try { Parse(text); return null; }
         catch (ArgumentException e) { return e.Message; }
+    }
+
+    // The distinct blockings the text names; an ArgumentException for none or a malformed one.
+    private static (int MC, int KC, int NC)[] Parse(string text)
+    {
+        var list = text.Split(' ', StringSplitOptions.RemoveEmptyEntries).Select(s => Gemm.ParseBlocking(s, "--blockings")).Distinct().ToArray();
+        return list.Length > 0 ? list : throw new ArgumentException("--blockings names no blocking; give one or more \"MC,KC,NC\" separated by spaces");
     }
 
     public static int Run(CliIO io, int m, int n, int k, int threads, double seconds, bool json, string blockings)
     {
-        if (Malformed(blockings) is { } why) throw new ArgumentException($"bench gemm: {why}");
-        var list = blockings.Split(' ', StringSplitOptions.RemoveEmptyEntries).Select(s => Gemm.ParseBlocking(s, "--blockings")).Distinct().ToArray();
+        var list = Parse(blockings);
         float* a = Aligned((long)m * k), b = Aligned((long)k * n), c = Aligned((long)m * n);
         try
         {
@@ -62,7 +62,7 @@ internal static unsafe class BenchGemmBlocking
             {
                 var sorted = times[i].OrderBy(t => t).ToArray();
                 double median = sorted[sorted.Length / 2], best = sorted[0], gflops = flops / (median * 1e6);
-                string name = $"{list[i].MC},{list[i].KC},{list[i].NC}";
+                string name = Gemm.FormatBlocking(list[i]);
                 io.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
                     $"  {name,-16} {median,11:F3} {gflops,9:F1} {100 * gflops / peak.Gflops,7:F1}% {best,11:F3}{(list[i] == Gemm.Blocking ? "  (this process's)" : "")}"));
                 rows.Add(new() { ["blocking"] = name, ["ms"] = Math.Round(median, 4), ["best_ms"] = Math.Round(best, 4), ["gflops"] = Math.Round(gflops, 1), ["peak_fraction"] = Math.Round(gflops / peak.Gflops, 4) });

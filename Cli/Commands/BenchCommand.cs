@@ -93,7 +93,7 @@ public static class BenchCommand
         var a = Tensor.Randn([M, K], 1, DType.Float32, device); var b = Tensor.Randn([K, N], 2, DType.Float32, device);
         var shape = new Dictionary<string, object> { ["m"] = M, ["n"] = N, ["k"] = K };
         // The CPU's cache blocking (ATTNCORE_GEMM_BLOCKING can change it), so that a sweep's lines say what each ran.
-        if (device.Kind == DeviceKind.Cpu) shape["blocking"] = BlockingText(Kernels.Cpu.Gemm.Blocking);
+        if (device.Kind == DeviceKind.Cpu) shape["blocking"] = Kernels.Cpu.Gemm.FormatBlocking(Kernels.Cpu.Gemm.Blocking);
         return new Work("gemm", shape, 2.0 * M * N * K, 4.0 * (M * K + K * N + M * N),
             () => { using var c = a.MatMul(b); }, () => { a.Dispose(); b.Dispose(); },
             new() { ["op"] = "gemm", ["m"] = M, ["n"] = N, ["k"] = K })
@@ -328,8 +328,6 @@ public static class BenchCommand
             + (c.TryGetValue(TorchBridge.FallbackKey, out var generic) ? $" (set from the CPU's flags: by itself OpenBLAS chose {generic}, a generic core)" : "")
             + $", OPENBLAS_L2_SIZE={Get("openblas_l2_size")}";
     }
-
-    private static string BlockingText((int MC, int KC, int NC) b) => $"{b.MC},{b.KC},{b.NC}";
 
     private static string Fmt(object v) => v is bool b ? (b ? "true" : "false") : Convert.ToString(v, CultureInfo.InvariantCulture) ?? "";
 

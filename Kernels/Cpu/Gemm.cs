@@ -59,6 +59,9 @@ public static unsafe partial class Gemm
         return CheckBlocking((mc, kc, nc), source, value);
     }
 
+    /// <summary>A blocking as "MC,KC,NC", the form <see cref="ParseBlocking"/> reads.</summary>
+    public static string FormatBlocking((int MC, int KC, int NC) b) => $"{b.MC},{b.KC},{b.NC}";
+
     private static (int MC, int KC, int NC) CheckBlocking((int MC, int KC, int NC) b, string source, string text)
     {
         if (b.MC <= 0 || b.MC % MR != 0 || b.KC <= 0 || b.NC <= 0 || b.NC % NR != 0 || (long)b.MC * b.KC > 1L << 24 || (long)b.KC * b.NC > 1L << 26)
@@ -95,7 +98,7 @@ public static unsafe partial class Gemm
         float beta, Span<float> c, int ldc, long strideC)
     {
         Validate("Gemm.Sgemm", batch, transA, transB, m, n, k, a.Length, lda, strideA, b.Length, ldb, strideB, c.Length, ldc, strideC);
-        CheckBlocking(blocking, "blocking", $"{blocking.MC},{blocking.KC},{blocking.NC}");
+        CheckBlocking(blocking, "blocking", FormatBlocking(blocking));
         if (batch == 0 || m == 0 || n == 0) return;
         fixed (float* pa = a) fixed (float* pb = b) fixed (float* pc = c)
         {
