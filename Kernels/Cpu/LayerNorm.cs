@@ -8,7 +8,8 @@
 //   dx = rstd · (g - mean(g) - xhat · mean(g·xhat)),   dgamma += dy·xhat,   dbeta += dy.
 // Rows are split over WorkerPool; each chunk sums its own dgamma/dbeta, merged at the end (no races).
 // FLOPs: ~8 per element forward, ~12 backward. Bytes: 8 forward (read x, write y), 12 backward.
-// Bound: memory bandwidth for rows beyond L2, FMA issue for rows in cache.
+// Bound: memory bandwidth for rows beyond L2, FMA issue for rows in cache. Outputs too large to stay in the cache
+// (StreamingStores.Pay) are written with streaming stores: no read-for-ownership of y/dx, and x stays in the L3.
 // Reference: the float64 overloads of LayerNorm.Forward / LayerNorm.Backward (the same formulas in double, one
 // thread), and an independent two-pass float64 layer norm in Tests/Kernels/RowKernelTests.cs.
 using System.Buffers;
@@ -26,7 +27,7 @@ public static unsafe class LayerNorm
     private struct Args
     {
         public float* X, Gamma, Beta, Y, Mean, Rstd, Dy, Dx, DGammaParts, DBetaParts;
-        public int Rows, Cols, RowsPerChunk; public float Eps;
+        public int Rows, Cols, RowsPerChunk; public float Eps; public bool Stream;
     }
 
     private static void Check(string op, int rows, int cols, params ReadOnlySpan<(int Length, long Need, string Name)> spans)
@@ -40,7 +41,11 @@ public static unsafe class LayerNorm
     /// y = layer_norm(x) for x [rows, cols]; gamma/beta of length cols, or empty for no affine transform.
     /// Writes the per-row mean and 1/std.
     /// </summary>
-    public static void Forward(ReadOnlySpan<float> x, ReadOnlySpan<float> gamma, ReadOnlySpan<float> beta, Span<float> y, Span<float> mean, Span<float> rstd, int rows, int cols, float eps)
+    public static void Forward(ReadOnlySpan<float> x, ReadOnlySpan<float> gamma, ReadOnlySpan<float> beta, Span<float> y, Span<float> mean, Span<float> rstd, int rows, int cols, float eps) =>
+        Forward(x, gamma, beta, y, mean, rstd, rows, cols, eps, StreamingStores.Pay((long)rows * cols * sizeof(float)));
+
+    // streamOutput chooses the stores, so that tests run both kinds on any size.
+    internal static void Forward(ReadOnlySpan<float> x, ReadOnlySpan<float> gamma, ReadOnlySpan<float> beta, Span<float> y, Span<float> mean, Span<float> rstd, int rows, int cols, float eps, bool streamOutput)
     {
         long n = (long)rows * cols;
         Check("LayerNorm.Forward", rows, cols, (x.Length, n, "x"), (y.Length, n, "y"), (mean.Length, rows, "mean"), (rstd.Length, rows, "rstd"),
@@ -48,7 +53,8 @@ public static unsafe class LayerNorm
         if (rows == 0 || cols == 0) return;
         fixed (float* px = x) fixed (float* pg = gamma) fixed (float* pb = beta) fixed (float* py = y) fixed (float* pm = mean) fixed (float* pr = rstd)
         {
-            var a = new Args { X = px, Gamma = gamma.IsEmpty ? null : pg, Beta = beta.IsEmpty ? null : pb, Y = py, Mean = pm, Rstd = pr, Rows = rows, Cols = cols, Eps = eps };
+            var a = new Args { X = px, Gamma = gamma.IsEmpty ? null : pg, Beta = beta.IsEmpty ? null : pb, Y = py, Mean = pm, Rstd = pr, Rows = rows, Cols = cols, Eps = eps,
+                Stream = streamOutput && StreamingStores.Supported };
             int chunks = Chunks(ref a);
             WorkerPool.For(chunks, &ForwardChunk, (nint)(&a));
         }
@@ -91,32 +97,37 @@ public static unsafe class LayerNorm
             double var = Math.Max(0, s2 / n - meanShift * meanShift);
             float mu = (float)(k + meanShift), rs = (float)(1 / Math.Sqrt(var + a.Eps));
             a.Mean[r] = mu; a.Rstd[r] = rs;
-            Normalize(x, y, n, mu, rs, a.Gamma, a.Beta);
+            Normalize(x, y, n, mu, rs, a.Gamma, a.Beta, a.Stream);
         }
+        if (a.Stream) StreamingStores.Fence();
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Normalize(float* x, float* y, int n, float mu, float rs, float* gamma, float* beta)
+    private static void Normalize(float* x, float* y, int n, float mu, float rs, float* gamma, float* beta, bool stream)
     {
         int i = 0;
         if (Vector512.IsHardwareAccelerated)
         {
+            for (int head = stream ? StreamingStores.AlignedHead(y, n) : 0; i < head; i++) y[i] = NormalizeOne(x, i, mu, rs, gamma, beta);
             var m = Vector512.Create(mu); var s = Vector512.Create(rs);
             for (; i + 16 <= n; i += 16)
             {
                 var h = (Vector512.Load(x + i) - m) * s;
                 if (gamma != null) h *= Vector512.Load(gamma + i);
                 if (beta != null) h += Vector512.Load(beta + i);
-                h.Store(y + i);
+                if (stream) h.StoreAlignedNonTemporal(y + i); else h.Store(y + i);
             }
         }
-        for (; i < n; i++)
-        {
-            float h = (x[i] - mu) * rs;
-            if (gamma != null) h *= gamma[i];
-            if (beta != null) h += beta[i];
-            y[i] = h;
-        }
+        for (; i < n; i++) y[i] = NormalizeOne(x, i, mu, rs, gamma, beta);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float NormalizeOne(float* x, int i, float mu, float rs, float* gamma, float* beta)
+    {
+        float h = (x[i] - mu) * rs;
+        if (gamma != null) h *= gamma[i];
+        if (beta != null) h += beta[i];
+        return h;
     }
 
     /// <summary>
@@ -124,7 +135,11 @@ public static unsafe class LayerNorm
     /// dgamma and dbeta when they are not empty.
     /// </summary>
     public static void Backward(ReadOnlySpan<float> dy, ReadOnlySpan<float> x, ReadOnlySpan<float> mean, ReadOnlySpan<float> rstd, ReadOnlySpan<float> gamma,
-        Span<float> dx, Span<float> dgamma, Span<float> dbeta, int rows, int cols)
+        Span<float> dx, Span<float> dgamma, Span<float> dbeta, int rows, int cols) =>
+        Backward(dy, x, mean, rstd, gamma, dx, dgamma, dbeta, rows, cols, StreamingStores.Pay((long)rows * cols * sizeof(float)));
+
+    internal static void Backward(ReadOnlySpan<float> dy, ReadOnlySpan<float> x, ReadOnlySpan<float> mean, ReadOnlySpan<float> rstd, ReadOnlySpan<float> gamma,
+        Span<float> dx, Span<float> dgamma, Span<float> dbeta, int rows, int cols, bool streamOutput)
     {
         long n = (long)rows * cols;
         Check("LayerNorm.Backward", rows, cols, (dy.Length, n, "dy"), (x.Length, n, "x"), (dx.Length, n, "dx"), (mean.Length, rows, "mean"), (rstd.Length, rows, "rstd"),
@@ -132,7 +147,8 @@ public static unsafe class LayerNorm
         if (rows == 0 || cols == 0) return;
         fixed (float* pdy = dy) fixed (float* px = x) fixed (float* pm = mean) fixed (float* pr = rstd) fixed (float* pg = gamma) fixed (float* pdx = dx)
         {
-            var a = new Args { Dy = pdy, X = px, Mean = pm, Rstd = pr, Gamma = gamma.IsEmpty ? null : pg, Dx = pdx, Rows = rows, Cols = cols };
+            var a = new Args { Dy = pdy, X = px, Mean = pm, Rstd = pr, Gamma = gamma.IsEmpty ? null : pg, Dx = pdx, Rows = rows, Cols = cols,
+                Stream = streamOutput && StreamingStores.Supported };
             int chunks = Chunks(ref a);
             bool wantParams = !dgamma.IsEmpty || !dbeta.IsEmpty;
             float[]? parts = wantParams ? ArrayPool<float>.Shared.Rent(2 * chunks * cols) : null;
@@ -198,6 +214,7 @@ public static unsafe class LayerNorm
             i = 0;
             if (Vector512.IsHardwareAccelerated)
             {
+                for (int head = a.Stream ? StreamingStores.AlignedHead(dx, n) : 0; i < head; i++) dx[i] = InputGradientOne(x, dy, a.Gamma, i, mu, rs, meanG, meanGX);
                 var m = Vector512.Create(mu); var s = Vector512.Create(rs);
                 var mg = Vector512.Create(meanG); var mgx = Vector512.Create(meanGX);
                 for (; i + 16 <= n; i += 16)
@@ -205,15 +222,20 @@ public static unsafe class LayerNorm
                     var xh = (Vector512.Load(x + i) - m) * s;
                     var d = Vector512.Load(dy + i);
                     var g = a.Gamma != null ? d * Vector512.Load(a.Gamma + i) : d;
-                    (s * (g - mg - xh * mgx)).Store(dx + i);
+                    var v = s * (g - mg - xh * mgx);
+                    if (a.Stream) v.StoreAlignedNonTemporal(dx + i); else v.Store(dx + i);
                 }
             }
-            for (; i < n; i++)
-            {
-                float xh = (x[i] - mu) * rs, d = dy[i], g = a.Gamma != null ? d * a.Gamma[i] : d;
-                dx[i] = rs * (g - meanG - xh * meanGX);
-            }
+            for (; i < n; i++) dx[i] = InputGradientOne(x, dy, a.Gamma, i, mu, rs, meanG, meanGX);
         }
+        if (a.Stream) StreamingStores.Fence();
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float InputGradientOne(float* x, float* dy, float* gamma, int i, float mu, float rs, float meanG, float meanGX)
+    {
+        float xh = (x[i] - mu) * rs, d = dy[i], g = gamma != null ? d * gamma[i] : d;
+        return rs * (g - meanG - xh * meanGX);
     }
 
     /// <summary>float64 forward (scalar two-pass; used for float64 tensors and as the reference).</summary>

@@ -90,11 +90,32 @@ public class RowKernelTests
     }
 
     [Test]
+    public unsafe void StreamingStores_threshold_parses_and_row_heads_reach_a_cache_line()
+    {
+        Assert.That(StreamingStores.ParseMinBytes(null, "X"), Is.EqualTo(8L << 20));
+        Assert.That(StreamingStores.ParseMinBytes("123", "X"), Is.EqualTo(123));
+        var e = Assert.Throws<ArgumentException>(() => StreamingStores.ParseMinBytes("8MiB", "ATTNCORE_STREAMING_STORES_MIN_BYTES"));
+        Assert.That(e!.Message, Does.Contain("ATTNCORE_STREAMING_STORES_MIN_BYTES").And.Contain("8MiB"));
+        Assert.Throws<ArgumentException>(() => StreamingStores.ParseMinBytes("-1", "X"));
+        var buffer = new float[64];
+        fixed (float* p = buffer)
+            for (int offset = 0; offset < 32; offset++)
+            {
+                int head = StreamingStores.AlignedHead(p + offset, 100);
+                Assert.That((long)(p + offset + head) % 64, Is.EqualTo(0L), $"offset {offset}");
+                Assert.That(head, Is.InRange(0, 15));
+                Assert.That(StreamingStores.AlignedHead(p + offset, 3), Is.EqualTo(Math.Min(3, head)));
+            }
+    }
+
+    [Test]
     public void LayerNorm_forward_and_backward_match_float64()
     {
         ulong seed = TestContext.CurrentContext.Random.NextULong();
         var g = new Generator(seed);
-        foreach (int cols in new[] { 1, 2, 15, 16, 17, 31, 32, 33, 64, 257, 1024 })
+        // stream: the output written with streaming stores (large outputs); odd widths start rows off a cache line.
+        foreach (bool stream in new[] { false, true })
+        foreach (int cols in new[] { 1, 2, 15, 16, 17, 31, 32, 33, 64, 257, 1000, 1024 })
             foreach (bool affine in new[] { false, true })
             {
                 int rows = cols > 100 ? 40 : 5;
@@ -104,10 +125,10 @@ public class RowKernelTests
                 if (cols >= 16) for (int i = 0; i < x.Length; i++) x[i] += 100;
                 var gamma = affine ? Rand(g, cols, 1) : []; var beta = affine ? Rand(g, cols, 1) : [];
                 var y = new float[x.Length]; var mean = new float[rows]; var rstd = new float[rows];
-                LayerNorm.Forward(x, gamma, beta, y, mean, rstd, rows, cols, 1e-5f);
+                LayerNorm.Forward(x, gamma, beta, y, mean, rstd, rows, cols, 1e-5f, stream);
                 var dy = Rand(g, rows * cols, 1);
                 var dx = new float[x.Length]; var dgamma = new float[cols]; var dbeta = new float[cols];
-                LayerNorm.Backward(dy, x, mean, rstd, gamma, dx, affine ? dgamma : [], affine ? dbeta : [], rows, cols);
+                LayerNorm.Backward(dy, x, mean, rstd, gamma, dx, affine ? dgamma : [], affine ? dbeta : [], rows, cols, stream);
                 var rdg = new double[cols]; var rdb = new double[cols];
                 for (int r = 0; r < rows; r++)
                 {
@@ -124,7 +145,7 @@ public class RowKernelTests
                     {
                         double xh = (x[r * cols + c] - mu) * rs, w = affine ? gamma[c] : 1, d = dy[r * cols + c];
                         double expected = xh * w + (affine ? beta[c] : 0);
-                        Assert.That(y[r * cols + c], Is.EqualTo(expected).Within(2e-4 * (1 + Math.Abs(expected))), $"y cols={cols} affine={affine} seed={seed}");
+                        Assert.That(y[r * cols + c], Is.EqualTo(expected).Within(2e-4 * (1 + Math.Abs(expected))), $"y cols={cols} affine={affine} stream={stream} seed={seed}");
                         sg += d * w; sgx += d * w * xh;
                         rdg[c] += d * xh; rdb[c] += d;
                     }
@@ -135,7 +156,7 @@ public class RowKernelTests
                         // dx = rstd·(… − xhat·…) with xhat itself scaled by rstd: when a row's values nearly coincide (cols = 2)
                         // rstd is large and float32 rounding of the saved mean is amplified by rstd², so the bound carries both.
                         double cond = (2e-6 * rs + 1e-7 * rs * rs) * (1 + Math.Abs(dy[r * cols + c]));
-                        Assert.That(dx[r * cols + c], Is.EqualTo(e).Within(cond + 5e-4 * Math.Abs(e)), $"dx cols={cols} affine={affine} seed={seed}");
+                        Assert.That(dx[r * cols + c], Is.EqualTo(e).Within(cond + 5e-4 * Math.Abs(e)), $"dx cols={cols} affine={affine} stream={stream} seed={seed}");
                     }
                 }
                 if (affine)
