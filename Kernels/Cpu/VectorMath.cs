@@ -78,7 +78,8 @@ public static class VectorMath
     /// <summary>
     /// e^(x − shift) for x ≤ shift (or a little above: attention's lazy rescaling passes up to shift + 8), computed
     /// in base 2 with the shift folded into the first FMA: t = x·log2e − shift·log2e, n = round(t), 2^(t−n) by a
-    /// degree-5 minimax polynomial on |t−n| ≤ ½ (Remez, relative error 7.5e-8, 2.1e-7 evaluated in float), times 2^n
+    /// degree-5 minimax polynomial on |t−n| ≤ ½ (Remez, relative error 7.5e-8, 2.1e-7 evaluated in float;
+    /// Tests/Fixtures/make_exp2_minimax.py computes the coefficients), times 2^n
     /// by vscalefps (Avx512F.Scale), which scales by a float exponent in one operation: about 10 vector operations
     /// instead of the 14 of exponent-bit arithmetic and a degree-6 polynomial. The one rounding of t adds a relative
     /// error of up to 1e-7·|x − shift| (half an ulp of t): 2e-6 at e^−20, where a softmax weight no longer matters.
