@@ -26,14 +26,18 @@ public static unsafe class Softmax
     private struct Args
     {
         public float* X, Y, Dy; public double* Xd, Yd, Dyd;
-        public int Rows, Cols, RowsPerChunk; public bool Log;
+        public int Rows, Cols, RowsPerChunk; public bool Log, Stream;
     }
 
     /// <summary>y = softmax(x) row by row; x is [rows, cols], y may alias x.</summary>
-    public static void Forward(ReadOnlySpan<float> x, Span<float> y, int rows, int cols) => Run(x, y, rows, cols, log: false);
+    public static void Forward(ReadOnlySpan<float> x, Span<float> y, int rows, int cols) =>
+        Run(x, y, rows, cols, log: false, StreamingStores.Pay((long)rows * cols * sizeof(float)));
+
+    // streamOutput chooses the stores, so that tests run both kinds on any size.
+    internal static void Forward(ReadOnlySpan<float> x, Span<float> y, int rows, int cols, bool streamOutput) => Run(x, y, rows, cols, log: false, streamOutput);
 
     /// <summary>y = log_softmax(x) row by row; y may alias x.</summary>
-    public static void LogSoftmaxForward(ReadOnlySpan<float> x, Span<float> y, int rows, int cols) => Run(x, y, rows, cols, log: true);
+    public static void LogSoftmaxForward(ReadOnlySpan<float> x, Span<float> y, int rows, int cols) => Run(x, y, rows, cols, log: true, streamOutput: false);
 
     private static void Check(string op, int xLen, int yLen, int rows, int cols)
     {
@@ -42,13 +46,13 @@ public static unsafe class Softmax
         if (xLen < need || yLen < need) throw new ArgumentException($"{op}: spans of {xLen} and {yLen} elements are shorter than {rows} x {cols}");
     }
 
-    private static void Run(ReadOnlySpan<float> x, Span<float> y, int rows, int cols, bool log)
+    private static void Run(ReadOnlySpan<float> x, Span<float> y, int rows, int cols, bool log, bool streamOutput)
     {
         Check(log ? "Softmax.LogSoftmaxForward" : "Softmax.Forward", x.Length, y.Length, rows, cols);
         if (rows == 0 || cols == 0) return;
         fixed (float* px = x) fixed (float* py = y)
         {
-            var a = new Args { X = px, Y = py, Rows = rows, Cols = cols, Log = log };
+            var a = new Args { X = px, Y = py, Rows = rows, Cols = cols, Log = log, Stream = streamOutput && StreamingStores.Supported };
             Parallel(ref a, &ForwardChunk);
         }
     }
@@ -69,13 +73,16 @@ public static unsafe class Softmax
         for (int r = r0; r < r1; r++)
         {
             float* x = a.X + (long)r * a.Cols, y = a.Y + (long)r * a.Cols;
-            if (a.Cols <= InCacheRow) RowThreePass(x, y, a.Cols, a.Log);
+            if (a.Cols <= InCacheRow) RowThreePass(x, y, a.Cols, a.Log, a.Stream ? Attention.Scratch(a.Cols) : null);
             else RowOnline(x, y, a.Cols, a.Log);
         }
+        if (a.Stream) StreamingStores.Fence();
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void RowThreePass(float* x, float* y, int n, bool log)
+    // staging (a row of thread scratch, or null): the exps go there instead of into y, and y is written once, with
+    // streaming stores, so none of its lines is read for ownership (StreamingStores).
+    private static void RowThreePass(float* x, float* y, int n, bool log, float* staging)
     {
         float max = Max(x, n);
         if (float.IsNegativeInfinity(max) || float.IsNaN(max)) { FillRow(y, n, float.NaN); return; }
@@ -83,6 +90,12 @@ public static unsafe class Softmax
         {
             float lse = ExpShiftSum(x, null, n, max, storeExp: false);
             LogShift(x, y, n, max, MathF.Log(lse));
+            return;
+        }
+        if (staging != null && !log)
+        {
+            float total = ExpShiftSum(x, staging, n, max, storeExp: true);
+            StreamingStores.Scale(staging, y, n, 1f / total);
             return;
         }
         float sum = ExpShiftSum(x, y, n, max, storeExp: true);

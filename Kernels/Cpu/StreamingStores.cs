@@ -46,6 +46,17 @@ public static unsafe class StreamingStores
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int AlignedHead(float* p, int n) => Math.Min(n, (int)((64 - ((nint)p & 63)) & 63) / sizeof(float));
 
+    /// <summary>dst = src · s over n floats, the vector part with streaming stores (dst must not overlap src).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Scale(float* src, float* dst, int n, float s)
+    {
+        int i = 0;
+        for (int head = AlignedHead(dst, n); i < head; i++) dst[i] = src[i] * s;
+        var sv = Vector512.Create(s);
+        for (; i + 16 <= n; i += 16) (Vector512.Load(src + i) * sv).StoreAlignedNonTemporal(dst + i);
+        for (; i < n; i++) dst[i] = src[i] * s;
+    }
+
     /// <summary>Orders this thread's streaming stores before whatever it does next (sfence).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Fence() { if (Sse.IsSupported) Sse.StoreFence(); }

@@ -22,9 +22,11 @@ public class RowKernelTests
             foreach (int rows in cols > 1000 ? new[] { 3 } : new[] { 1, 5, 70 })
             {
                 var x = Rand(g, rows * cols);
-                var y = new float[x.Length]; var ly = new float[x.Length];
+                var y = new float[x.Length]; var ly = new float[x.Length]; var sy = new float[x.Length];
                 Softmax.Forward(x, y, rows, cols);
                 Softmax.LogSoftmaxForward(x, ly, rows, cols);
+                // The same with streaming stores (large outputs take them): every row length, rows off a cache line.
+                Softmax.Forward(x, sy, rows, cols, streamOutput: true);
                 for (int r = 0; r < rows; r++)
                 {
                     double max = double.NegativeInfinity;
@@ -36,6 +38,7 @@ public class RowKernelTests
                         double p = Math.Exp(x[r * cols + c] - max) / sum;
                         // Like the log-softmax bound below: the float32 normaliser over cols terms rounds more on long rows.
                         Assert.That(y[r * cols + c], Is.EqualTo(p).Within((4e-6 + 1e-9 * cols) * p + 1e-9), $"softmax rows={rows} cols={cols} [{r},{c}] seed={seed}");
+                        Assert.That(sy[r * cols + c], Is.EqualTo(p).Within((4e-6 + 1e-9 * cols) * p + 1e-9), $"streamed softmax rows={rows} cols={cols} [{r},{c}] seed={seed}");
                         // The normaliser sums cols terms in float32 lanes: allow its rounding to grow with the row length.
                         Assert.That(ly[r * cols + c], Is.EqualTo(Math.Log(p)).Within((2e-6 + 1e-9 * cols) * (1 + Math.Abs(Math.Log(p)))), $"log-softmax rows={rows} cols={cols} seed={seed}");
                     }
