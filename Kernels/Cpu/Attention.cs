@@ -52,6 +52,8 @@ public static unsafe partial class Attention
         public long VRowStride;   // V's row stride as the P V step reads it: D when packed, else V's own
     }
 
+    // Per-thread scratch of the attention tasks, also the staging row of Softmax's streamed path: neither runs inside
+    // the other, so one buffer per thread serves both.
     [ThreadStatic] private static float[]? _scratch;
 
     internal static float* Scratch(int floats)

@@ -8,7 +8,8 @@
 //   pass writes exp(x - M)/S. Two reads of the row from memory instead of three.
 // Subtracting the max makes it numerically safe (TensorPrimitives.SoftMax does not: [1000, 1001] -> NaN).
 // FLOPs: ~4 per element plus one exp. Bytes: 8 per element (read x, write y) plus re-reads from cache.
-// Bound: exp throughput (VectorMath.Exp) for rows in cache.
+// Bound: exp throughput (VectorMath.Exp) for rows in cache. Softmax outputs too large to stay in the cache
+// (StreamingStores.Pay) stage the exps in thread scratch and write y once, with streaming stores.
 // Backward: softmax dx = y (dy - sum(dy y)); log-softmax dx = dy - exp(y) sum(dy).
 // Reference: SoftmaxReference (float64; its log flag gives log-softmax), and an independent one in
 // Tests/Kernels/RowKernelTests.cs.
@@ -79,9 +80,9 @@ public static unsafe class Softmax
         if (a.Stream) StreamingStores.Fence();
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     // staging (a row of thread scratch, or null): the exps go there instead of into y, and y is written once, with
     // streaming stores, so none of its lines is read for ownership (StreamingStores).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void RowThreePass(float* x, float* y, int n, bool log, float* staging)
     {
         float max = Max(x, n);
