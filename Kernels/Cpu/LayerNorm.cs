@@ -42,7 +42,7 @@ public static unsafe class LayerNorm
     /// Writes the per-row mean and 1/std.
     /// </summary>
     public static void Forward(ReadOnlySpan<float> x, ReadOnlySpan<float> gamma, ReadOnlySpan<float> beta, Span<float> y, Span<float> mean, Span<float> rstd, int rows, int cols, float eps) =>
-        Forward(x, gamma, beta, y, mean, rstd, rows, cols, eps, StreamingStores.Pay((long)rows * cols * sizeof(float)));
+        Forward(x, gamma, beta, y, mean, rstd, rows, cols, eps, StreamingStores.Pay((long)rows * cols));
 
     // streamOutput chooses the stores, so that tests run both kinds on any size.
     internal static void Forward(ReadOnlySpan<float> x, ReadOnlySpan<float> gamma, ReadOnlySpan<float> beta, Span<float> y, Span<float> mean, Span<float> rstd, int rows, int cols, float eps, bool streamOutput)
@@ -136,7 +136,7 @@ public static unsafe class LayerNorm
     /// </summary>
     public static void Backward(ReadOnlySpan<float> dy, ReadOnlySpan<float> x, ReadOnlySpan<float> mean, ReadOnlySpan<float> rstd, ReadOnlySpan<float> gamma,
         Span<float> dx, Span<float> dgamma, Span<float> dbeta, int rows, int cols) =>
-        Backward(dy, x, mean, rstd, gamma, dx, dgamma, dbeta, rows, cols, StreamingStores.Pay((long)rows * cols * sizeof(float)));
+        Backward(dy, x, mean, rstd, gamma, dx, dgamma, dbeta, rows, cols, StreamingStores.Pay((long)rows * cols));
 
     internal static void Backward(ReadOnlySpan<float> dy, ReadOnlySpan<float> x, ReadOnlySpan<float> mean, ReadOnlySpan<float> rstd, ReadOnlySpan<float> gamma,
         Span<float> dx, Span<float> dgamma, Span<float> dbeta, int rows, int cols, bool streamOutput)

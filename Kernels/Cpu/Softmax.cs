@@ -32,7 +32,7 @@ public static unsafe class Softmax
 
     /// <summary>y = softmax(x) row by row; x is [rows, cols], y may alias x.</summary>
     public static void Forward(ReadOnlySpan<float> x, Span<float> y, int rows, int cols) =>
-        Run(x, y, rows, cols, log: false, StreamingStores.Pay((long)rows * cols * sizeof(float)));
+        Run(x, y, rows, cols, log: false, StreamingStores.Pay((long)rows * cols));
 
     // streamOutput chooses the stores, so that tests run both kinds on any size.
     internal static void Forward(ReadOnlySpan<float> x, Span<float> y, int rows, int cols, bool streamOutput) => Run(x, y, rows, cols, log: false, streamOutput);

@@ -28,8 +28,9 @@ public static unsafe class StreamingStores
     /// <summary>Whether this CPU has 512-bit streaming stores, which the kernels use.</summary>
     public static bool Supported => Vector512.IsHardwareAccelerated && Avx512F.IsSupported;
 
-    /// <summary>Whether an output of <paramref name="bytes"/> bytes should be streamed.</summary>
-    public static bool Pay(long bytes) => Supported && bytes >= MinBytes;
+    /// <summary>Whether an output of <paramref name="floats"/> floats is large enough to stream; the kernels add
+    /// <see cref="Supported"/> when they set up the call.</summary>
+    public static bool Pay(long floats) => floats * sizeof(float) >= MinBytes;
 
     /// <summary>A byte count, or the default 8 MiB for null or blank; <paramref name="source"/> names it in the
     /// exception a malformed value gets.</summary>

@@ -6,7 +6,7 @@
 // Inputs below −87.3 return exactly 0 (so a masked −inf logit contributes nothing) and inputs above 88.7
 // return +inf. Cost: 9 FMA-class operations per vector, about twice the speed of Vector512.Exp, which
 // also handles the full range with more care; the callers only ever pass x − max ≤ 0.
-// Reference: Math.Exp in double, tested in Tests/Kernels/RowKernelTests.cs across [−100, 88].
+// Reference: Math.Exp in double, tested in Tests/Kernels/RowKernelTests.cs across [−120, 87] (ExpShifted, below).
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
