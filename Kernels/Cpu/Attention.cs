@@ -19,6 +19,8 @@
 //   dropout (optional): P_ij kept with probability 1-p from a counter-based hash of (seed, b, h, i, j)
 //                   and scaled by 1/(1-p); l uses the undropped P, as the reference does
 //   O (4 x D) += P V_tile                      O stays in registers per 64-wide slice of D
+// A full 64-key tile with no mask, clear of the diagonal and without dropout (the common tile) takes ScoresSoftmax:
+// the scores go from the accumulators to the exps in registers, stored once as P.
 // then O /= l and lse = m + log l is kept for the backward pass. The L x L matrix never exists.
 // FLOPs: 4·B·H·Lq·Lk·D (halved for causal). Bytes: Q once; K and V from L2 once per block of 4 query groups
 // (16 rows: BlockForward), each tile then reused from L1 by the block's groups; O written once.
@@ -281,14 +283,17 @@ public static unsafe partial class Attention
         var lsum = stackalloc Vector512<float>[n];   // the row sums of the vector path, reduced at the end
         float* q = stackalloc float[n * xs];
         float scale = (float)a.S.Scale;
+        // The staging, zeroing and normalising loops below are vector loops (ScaleRow): written as scalar loops they
+        // were about a quarter of BlockForward's own samples (perf, 2026-12-06), 5% of the forward at L 1024, D 64;
+        // TensorPrimitives' call overhead on 64 floats still cost 3%.
+        new Span<float>(acc, n * d).Clear();
         for (int r = 0; r < n; r++)
         {
             int i0 = (g0 + r / RowGroup) * RowGroup, rows = Math.Min(RowGroup, lq - i0);
             m[r] = float.NegativeInfinity; l[r] = 0; lsum[r] = default;
-            for (int c = 0; c < d; c++) acc[r * d + c] = 0;
             // Scaled query rows (rows past the end repeat the last one; their results are dropped).
             float* src = qBase + (long)(i0 + Math.Min(r % RowGroup, rows - 1)) * a.Qo.StrideL;
-            for (int c = 0; c < d; c++) q[r * xs + c] = src[c] * scale;
+            ScaleRow(src, scale, q + r * xs, d);
         }
         // Causal: the last key any row of the block may see (the last group's).
         int lastRow = Math.Min(lq, (g0 + ng) * RowGroup) - 1;
@@ -314,7 +319,7 @@ public static unsafe partial class Attention
             {
                 float* dst = oBase + (long)(i0 + r) * a.Oo.StrideL;
                 float lr = l[r0 + r], inv = lr > 0 ? 1 / lr : 0;
-                for (int c = 0; c < d; c++) dst[c] = acc[(r0 + r) * d + c] * inv;
+                ScaleRow(acc + (r0 + r) * d, inv, dst, d);
                 a.Lse[((long)b * a.S.Heads + h) * lq + i0 + r] = lr > 0 ? m[r0 + r] + MathF.Log(lr) : float.NegativeInfinity;
             }
         }
@@ -327,10 +332,16 @@ public static unsafe partial class Attention
         float* p, float* m, float* l, Vector512<float>* lsum, float* acc)
     {
         int d = a.S.Dim;
-        ScoreTile(q, qs, d, kt + (long)j0 * d, TileWidth(a.PaddedKeys), p);
-        if (mask != null) AddMask(p, mask, a.Mo, i0, rows, j0, cols);
         // Keys past the end and the causal diagonal (only tiles that touch one pay for the check).
         bool crossesDiagonal = a.S.Causal && j0 + KeyTile - 1 > i0 + a.S.CausalShift;
+        if (Vector512.IsHardwareAccelerated && d <= 512 && mask == null && cols == KeyTile && !crossesDiagonal && a.S.Dropout == 0 && TileWidth(a.PaddedKeys) == KeyTile)
+        {
+            ScoresSoftmax(q, qs, d, kt + (long)j0 * d, KeyTile, p, m, lsum, acc);
+            AccumulatePV(p, vBase + j0 * a.VRowStride, a.VRowStride, cols, d, acc);
+            return;
+        }
+        ScoreTile(q, qs, d, kt + (long)j0 * d, TileWidth(a.PaddedKeys), p);
+        if (mask != null) AddMask(p, mask, a.Mo, i0, rows, j0, cols);
         if (cols < KeyTile && !crossesDiagonal)
             // A short last tile (every tile when Lk < 64, as PatchTST's 42 patches): hide the padding a row at a time.
             for (int r = 0; r < RowGroup; r++) new Span<float>(p + r * KeyTile + cols, KeyTile - cols).Fill(float.NegativeInfinity);
@@ -378,54 +389,122 @@ public static unsafe partial class Attention
         for (int r = 0; r < RowGroup; r++)
         {
             float* pr = p + r * KeyTile;
-            var s0 = Vector512.Load(pr); var s1 = Vector512.Load(pr + 16); var s2 = Vector512.Load(pr + 32); var s3 = Vector512.Load(pr + 48);
-            var tileMax = Vector512.Max(Vector512.Max(s0, s1), Vector512.Max(s2, s3));
-            if (float.IsNegativeInfinity(m[r]) || Vector512.GreaterThanAny(tileMax, Vector512.Create(m[r] + RescaleSlack)))
-            {
-                float mNew = MathF.Max(m[r], HorizontalMax(tileMax));
-                if (float.IsNegativeInfinity(mNew)) { new Span<float>(pr, KeyTile).Clear(); continue; }   // no visible key yet
-                if (!float.IsNegativeInfinity(m[r]))
-                {
-                    float correction = MathF.Exp(m[r] - mNew);
-                    lsum[r] *= correction;
-                    Scale(acc + r * d, d, correction);
-                }
-                m[r] = mNew;
-            }
-            var shift = Vector512.Create(-m[r] * VectorMath.Log2E);
-            var e0 = VectorMath.ExpShifted(s0, shift); var e1 = VectorMath.ExpShifted(s1, shift);
-            var e2 = VectorMath.ExpShifted(s2, shift); var e3 = VectorMath.ExpShifted(s3, shift);
-            e0.Store(pr); e1.Store(pr + 16); e2.Store(pr + 32); e3.Store(pr + 48);
-            lsum[r] += (e0 + e1) + (e2 + e3);
+            SoftmaxRow(Vector512.Load(pr), Vector512.Load(pr + 16), Vector512.Load(pr + 32), Vector512.Load(pr + 48), pr, m + r, lsum + r, acc + r * d, d);
             if (a.S.Dropout > 0) DropoutRow(pr, cols, a.S.Seed, b, h, i0 + r, j0, a.S.Dropout);
         }
     }
 
-    // S[4, 64] = q[4, D] · Kᵀ[D, 64 columns starting at kt] (rows of q are qs apart, rows of Kᵀ ld apart).
+    // One row of SoftmaxTileLazy, its 64 scores s0..s3 in registers: pr = exp(s - m), lsum += pr, and the shift m
+    // (with lsum and the row's accumulators) moved first when a score passes it by more than RescaleSlack.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void SoftmaxRow(Vector512<float> s0, Vector512<float> s1, Vector512<float> s2, Vector512<float> s3, float* pr, float* m, Vector512<float>* lsum, float* acc, int d)
+    {
+        var tileMax = RowMax4(s0, s1, s2, s3);
+        if (NeedsRebase(tileMax, *m) && !Rebase(m, lsum, HorizontalMax(tileMax), acc, d))
+        {
+            // No visible key yet.
+            Vector512<float>.Zero.Store(pr); Vector512<float>.Zero.Store(pr + 16); Vector512<float>.Zero.Store(pr + 32); Vector512<float>.Zero.Store(pr + 48);
+            return;
+        }
+        ExpRowStore(s0, s1, s2, s3, pr, *m, lsum);
+    }
+
+    // MaxNative is one vmaxps; Max's IEEE ordering of NaN and -0 costs vrangeps and two vfixupimmps (a NaN score
+    // still reaches O through its exp).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> RowMax4(Vector512<float> s0, Vector512<float> s1, Vector512<float> s2, Vector512<float> s3) =>
+        Vector512.MaxNative(Vector512.MaxNative(s0, s1), Vector512.MaxNative(s2, s3));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static bool NeedsRebase(Vector512<float> tileMax, float m) =>
+        float.IsNegativeInfinity(m) || Vector512.GreaterThanAny(tileMax, Vector512.Create(m + RescaleSlack));
+
+    // pr = exp(s - m) for a row's 64 scores in registers; lsum += pr.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void ExpRowStore(Vector512<float> s0, Vector512<float> s1, Vector512<float> s2, Vector512<float> s3, float* pr, float m, Vector512<float>* lsum)
+    {
+        var shift = Vector512.Create(-m * VectorMath.Log2E);
+        var e0 = VectorMath.ExpShifted(s0, shift); var e1 = VectorMath.ExpShifted(s1, shift);
+        var e2 = VectorMath.ExpShifted(s2, shift); var e3 = VectorMath.ExpShifted(s3, shift);
+        e0.Store(pr); e1.Store(pr + 16); e2.Store(pr + 32); e3.Store(pr + 48);
+        *lsum += (e0 + e1) + (e2 + e3);
+    }
+
+    // Moves a row's shift m up to its running maximum, rescaling lsum and the accumulators by exp(m_old - m_new).
+    // False when the row has seen no visible key (every score so far -inf). Rare after a row's first tiles, so kept
+    // out of line.
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static bool Rebase(float* m, Vector512<float>* lsum, float tileMax, float* acc, int d)
+    {
+        float mNew = MathF.Max(*m, tileMax);
+        if (float.IsNegativeInfinity(mNew)) return false;
+        if (!float.IsNegativeInfinity(*m))
+        {
+            float correction = MathF.Exp(*m - mNew);
+            *lsum *= correction;
+            Scale(acc, d, correction);
+        }
+        *m = mNew;
+        return true;
+    }
+
+    // S[4, 64] = q[4, D] · Kᵀ[D, 64 columns at kt] (Kᵀ's rows ld apart) in 16 zmm accumulators, one broadcast of q
+    // per row per d; then, with m null, S stored to p, or else SoftmaxTileLazy's update of the group's m, lsum and
+    // acc with P stored to p. The second serves the common tile (64 keys, no mask, clear of the causal diagonal, no
+    // dropout): the scores go to the exps in registers instead of being stored and reloaded.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void ScoresSoftmax(float* q, int qs, int d, float* kt, int ld, float* p, float* m, Vector512<float>* lsum, float* acc)
+    {
+        Vector512<float> s00 = default, s01 = default, s02 = default, s03 = default, s10 = default, s11 = default, s12 = default, s13 = default,
+                         s20 = default, s21 = default, s22 = default, s23 = default, s30 = default, s31 = default, s32 = default, s33 = default;
+        for (int c = 0; c < d; c++)
+        {
+            float* krow = kt + (long)c * ld;
+            var k0 = Vector512.Load(krow); var k1 = Vector512.Load(krow + 16); var k2 = Vector512.Load(krow + 32); var k3 = Vector512.Load(krow + 48);
+            var x = Vector512.Create(q[c]);
+            s00 = Vector512.FusedMultiplyAdd(x, k0, s00); s01 = Vector512.FusedMultiplyAdd(x, k1, s01); s02 = Vector512.FusedMultiplyAdd(x, k2, s02); s03 = Vector512.FusedMultiplyAdd(x, k3, s03);
+            x = Vector512.Create(q[qs + c]);
+            s10 = Vector512.FusedMultiplyAdd(x, k0, s10); s11 = Vector512.FusedMultiplyAdd(x, k1, s11); s12 = Vector512.FusedMultiplyAdd(x, k2, s12); s13 = Vector512.FusedMultiplyAdd(x, k3, s13);
+            x = Vector512.Create(q[2 * qs + c]);
+            s20 = Vector512.FusedMultiplyAdd(x, k0, s20); s21 = Vector512.FusedMultiplyAdd(x, k1, s21); s22 = Vector512.FusedMultiplyAdd(x, k2, s22); s23 = Vector512.FusedMultiplyAdd(x, k3, s23);
+            x = Vector512.Create(q[3 * qs + c]);
+            s30 = Vector512.FusedMultiplyAdd(x, k0, s30); s31 = Vector512.FusedMultiplyAdd(x, k1, s31); s32 = Vector512.FusedMultiplyAdd(x, k2, s32); s33 = Vector512.FusedMultiplyAdd(x, k3, s33);
+        }
+        if (m == null || NeedsRebase(RowMax4(s00, s01, s02, s03), m[0]) || NeedsRebase(RowMax4(s10, s11, s12, s13), m[1]) ||
+            NeedsRebase(RowMax4(s20, s21, s22, s23), m[2]) || NeedsRebase(RowMax4(s30, s31, s32, s33), m[3]))
+        {
+            // Scores only, or a shift moves (a row's first tiles): through memory, so that no score is live across
+            // Rebase's call (every zmm register is caller-saved, and the JIT then kept all 16 accumulators on the
+            // stack).
+            s00.Store(p); s01.Store(p + 16); s02.Store(p + 32); s03.Store(p + 48);
+            s10.Store(p + 64); s11.Store(p + 80); s12.Store(p + 96); s13.Store(p + 112);
+            s20.Store(p + 128); s21.Store(p + 144); s22.Store(p + 160); s23.Store(p + 176);
+            s30.Store(p + 192); s31.Store(p + 208); s32.Store(p + 224); s33.Store(p + 240);
+            if (m != null) SoftmaxRows(p, m, lsum, acc, d);
+            return;
+        }
+        ExpRowStore(s00, s01, s02, s03, p, m[0], lsum);
+        ExpRowStore(s10, s11, s12, s13, p + KeyTile, m[1], lsum + 1);
+        ExpRowStore(s20, s21, s22, s23, p + 2 * KeyTile, m[2], lsum + 2);
+        ExpRowStore(s30, s31, s32, s33, p + 3 * KeyTile, m[3], lsum + 3);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void SoftmaxRows(float* p, float* m, Vector512<float>* lsum, float* acc, int d)
+    {
+        for (int r = 0; r < RowGroup; r++)
+        {
+            float* pr = p + r * KeyTile;
+            SoftmaxRow(Vector512.Load(pr), Vector512.Load(pr + 16), Vector512.Load(pr + 32), Vector512.Load(pr + 48), pr, m + r, lsum + r, acc + r * d, d);
+        }
+    }
+
+    // S[4, 64] = q[4, D] · Kᵀ[D, 64 columns starting at kt] (rows of q are qs apart, rows of Kᵀ ld apart).
     internal static void Scores(float* q, int qs, int d, float* kt, int ld, float* s)
     {
         if (Vector512.IsHardwareAccelerated && d <= 512)
         {
-            Vector512<float> s00 = default, s01 = default, s02 = default, s03 = default, s10 = default, s11 = default, s12 = default, s13 = default,
-                             s20 = default, s21 = default, s22 = default, s23 = default, s30 = default, s31 = default, s32 = default, s33 = default;
-            for (int c = 0; c < d; c++)
-            {
-                float* krow = kt + (long)c * ld;
-                var k0 = Vector512.Load(krow); var k1 = Vector512.Load(krow + 16); var k2 = Vector512.Load(krow + 32); var k3 = Vector512.Load(krow + 48);
-                var x = Vector512.Create(q[c]);
-                s00 = Vector512.FusedMultiplyAdd(x, k0, s00); s01 = Vector512.FusedMultiplyAdd(x, k1, s01); s02 = Vector512.FusedMultiplyAdd(x, k2, s02); s03 = Vector512.FusedMultiplyAdd(x, k3, s03);
-                x = Vector512.Create(q[qs + c]);
-                s10 = Vector512.FusedMultiplyAdd(x, k0, s10); s11 = Vector512.FusedMultiplyAdd(x, k1, s11); s12 = Vector512.FusedMultiplyAdd(x, k2, s12); s13 = Vector512.FusedMultiplyAdd(x, k3, s13);
-                x = Vector512.Create(q[2 * qs + c]);
-                s20 = Vector512.FusedMultiplyAdd(x, k0, s20); s21 = Vector512.FusedMultiplyAdd(x, k1, s21); s22 = Vector512.FusedMultiplyAdd(x, k2, s22); s23 = Vector512.FusedMultiplyAdd(x, k3, s23);
-                x = Vector512.Create(q[3 * qs + c]);
-                s30 = Vector512.FusedMultiplyAdd(x, k0, s30); s31 = Vector512.FusedMultiplyAdd(x, k1, s31); s32 = Vector512.FusedMultiplyAdd(x, k2, s32); s33 = Vector512.FusedMultiplyAdd(x, k3, s33);
-            }
-            s00.Store(s); s01.Store(s + 16); s02.Store(s + 32); s03.Store(s + 48);
-            s10.Store(s + 64); s11.Store(s + 80); s12.Store(s + 96); s13.Store(s + 112);
-            s20.Store(s + 128); s21.Store(s + 144); s22.Store(s + 160); s23.Store(s + 176);
-            s30.Store(s + 192); s31.Store(s + 208); s32.Store(s + 224); s33.Store(s + 240);
+            ScoresSoftmax(q, qs, d, kt, ld, s, null, null, null);
             return;
         }
         for (int r = 0; r < RowGroup; r++)
@@ -466,6 +545,19 @@ public static unsafe partial class Attention
     {
         var span = new Span<float>(x, n);
         System.Numerics.Tensors.TensorPrimitives.Multiply(span, s, span);
+    }
+
+    // dst[0..n) = s · src[0..n): a short row (a head's D floats), vectors then a scalar tail.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static void ScaleRow(float* src, float s, float* dst, int n)
+    {
+        int c = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            var vs = Vector512.Create(s);
+            for (; c + 16 <= n; c += 16) (Vector512.Load(src + c) * vs).Store(dst + c);
+        }
+        for (; c < n; c++) dst[c] = src[c] * s;
     }
 
     // acc[4, D] += p[4, cols] · V[cols, D] (V rows ld apart), in 64-wide slices of D kept in registers.

@@ -164,16 +164,21 @@ public class AttentionTests
         var mask = new float[lq * lk];
         for (int i = 0; i < lq; i++) for (int j = 0; j < 64; j++) mask[i * lk + j] = i % 2 == 0 ? float.NegativeInfinity : 0;
         var mo = new AttentionMaskOperand(0, 0, 0, lk, 1);
+        // Unmasked, the full tiles clear of the diagonal take the fused scores-and-softmax path (ScoresSoftmax).
+        foreach (bool masked in new[] { true, false })
         foreach (bool causal in new[] { false, true })
         {
             var shape = new AttentionShape(1, 1, lq, lk, d, 1.0, causal);
             var (qo, ko) = (AttentionOperand.Contiguous(1, lq, d), AttentionOperand.Contiguous(1, lk, d));
             var o = new float[lq * d]; var lse = new float[lq];
-            Attention.Forward(shape, q, qo, k, ko, v, ko, o, qo, lse, mask, mo);
+            float[] m = masked ? mask : [];
+            var mop = masked ? mo : default;
+            Attention.Forward(shape, q, qo, k, ko, v, ko, o, qo, lse, m, mop);
             var ro = new double[o.Length]; var rl = new double[lq];
-            AttentionReference.Forward(shape, D(q), qo, D(k), ko, D(v), ko, ro, qo, rl, D(mask), mo);
-            for (int i = 0; i < o.Length; i++) Assert.That(o[i], Is.EqualTo(ro[i]).Within(2e-5 + 2e-5 * Math.Abs(ro[i])), $"O[{i}] climb {climbPerTile} causal {causal}");
-            for (int i = 0; i < lq; i++) Assert.That(lse[i], Is.EqualTo(rl[i]).Within(2e-5 * (1 + Math.Abs(rl[i]))), $"lse[{i}] climb {climbPerTile} causal {causal}");
+            AttentionReference.Forward(shape, D(q), qo, D(k), ko, D(v), ko, ro, qo, rl, D(m), mop);
+            string where = $"climb {climbPerTile} causal {causal} masked {masked}";
+            for (int i = 0; i < o.Length; i++) Assert.That(o[i], Is.EqualTo(ro[i]).Within(2e-5 + 2e-5 * Math.Abs(ro[i])), $"O[{i}] {where}");
+            for (int i = 0; i < lq; i++) Assert.That(lse[i], Is.EqualTo(rl[i]).Within(2e-5 * (1 + Math.Abs(rl[i]))), $"lse[{i}] {where}");
         }
     }
 
