@@ -151,7 +151,7 @@ public static unsafe class Softmax
         if (Vector512.IsHardwareAccelerated && n >= 16)
         {
             var m = Vector512.Load(x);
-            for (i = 16; i + 16 <= n; i += 16) m = Vector512.Max(m, Vector512.Load(x + i));
+            for (i = 16; i + 16 <= n; i += 16) m = Vector512.MaxNative(m, Vector512.Load(x + i));   // one vmaxps (Max orders NaN and -0 with three ops); a NaN still reaches the row through its exp
             max = Vector512.Max(m, m).GetElement(0);
             for (int l = 1; l < 16; l++) max = MathF.Max(max, m.GetElement(l));
         }

@@ -60,6 +60,16 @@ public class RowKernelTests
         var withNaN = new float[] { 1, float.NaN, 2 };
         Softmax.Forward(withNaN, withNaN, 1, 3);
         Assert.That(withNaN[1], Is.NaN);
+        // A NaN in a vector-width row (the vector max, which need not carry the NaN itself) makes the whole row NaN,
+        // as in PyTorch, for softmax and log-softmax, wherever it sits.
+        foreach (int at in new[] { 0, 7, 16, 33 })
+            foreach (bool log in new[] { false, true })
+            {
+                var row = Enumerable.Range(0, 40).Select(i => (float)Math.Sin(i)).ToArray();
+                row[at] = float.NaN;
+                if (log) Softmax.LogSoftmaxForward(row, row, 1, 40); else Softmax.Forward(row, row, 1, 40);
+                Assert.That(row, Is.All.NaN, $"NaN at {at}, log {log}");
+            }
         var longRow = new float[40000];
         longRow[12345] = 50;
         Softmax.Forward(longRow, longRow, 1, 40000);
