@@ -188,6 +188,12 @@ public static class BenchReport
         "  faulted in afresh (most of a naive attention forward's time went there).",
         "- Threads: `torch.set_num_threads` and `OMP_NUM_THREADS` equal AttnCore's `--threads`, and",
         "  `OMP_WAIT_POLICY=PASSIVE` makes idle OpenMP threads sleep instead of spinning through AttnCore's batches.",
+        "- OpenBLAS's idle threads spin for 2^18 cycles (about 70 µs) before sleeping: `OPENBLAS_THREAD_TIMEOUT=18`",
+        "  (since 2026-12-06). With OpenBLAS's default of 2^28 cycles (about 0.1 s), its two threads spun after each",
+        "  matmul while PyTorch's OpenMP threads ran the softmax or GELU that followed, on the same two cores. Setting",
+        "  it made PyTorch's attention forward about 20% faster here (22.3 against 17.6-18.0 ms), its causal forward",
+        "  27% faster and its GPT-small step 7-10% faster, so reports before that date compared against a reference",
+        "  that slowed itself down.",
         "- Turns do not overlap: after its batch, OpenBLAS's own threads keep spinning for work (0.13 s of CPU after",
         "  a 2048 SGEMM here), so a PyTorch turn ends only when its process has used no CPU for 50 ms",
         "  (`TorchBridge.WaitUntilIdle`, at most 2 s). Before 2026-12-04 (d910073) AttnCore's next batch, and the",
@@ -220,7 +226,7 @@ public static class BenchReport
             + $"allocator {Get("allocator")}, {Get("threads")} threads, OMP_WAIT_POLICY={Get("omp_wait_policy")}, "
             + $"OPENBLAS_CORETYPE={Get("openblas_coretype")}"
             + (c.TryGetProperty("openblas_fallback_core", out var g) ? $" (set from the CPU's flags: by itself OpenBLAS chose {g.GetString()}, a generic core)" : "")
-            + $", OPENBLAS_L2_SIZE={Get("openblas_l2_size")}";
+            + $", OPENBLAS_L2_SIZE={Get("openblas_l2_size")}, OPENBLAS_THREAD_TIMEOUT={Get("openblas_thread_timeout")}";
     }
 
     private static string PeakRange(List<(Case Case, JsonElement Json)> rows, string threads)

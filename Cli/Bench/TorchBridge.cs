@@ -103,7 +103,8 @@ public sealed class TorchBridge : IBenchReference
     /// <summary>
     /// The start information of the reference process: /usr/bin/python3 (or <paramref name="python"/>) running
     /// <paramref name="script"/>, with an environment that gives PyTorch its best configuration on this machine
-    /// unless <see cref="TorchSettings.Untuned"/>: the OpenBLAS core overrides of the parent are dropped, the
+    /// unless <see cref="TorchSettings.Untuned"/>: the OpenBLAS core overrides of the parent are dropped, OpenBLAS's
+    /// idle threads spin briefly (<see cref="OpenBlasThreadTimeout"/>), the
     /// allocator keeps freed memory instead of returning (and re-faulting) it, and OpenMP has the thread count
     /// and a passive wait policy. <paramref name="jemallocPath"/> is libjemalloc.so.2 where installed, else null.
     /// </summary>
@@ -127,6 +128,7 @@ public sealed class TorchBridge : IBenchReference
         // Set for other tools on this machine, these make OpenBLAS run its AVX2 (Haswell) kernels on an AVX-512
         // CPU, at well under half the SGEMM rate: the reference must pick its core by itself.
         foreach (var name in InheritedOverrides) env.Remove(name);
+        env["OPENBLAS_THREAD_TIMEOUT"] = OpenBlasThreadTimeout;
         switch (allocator)
         {
             case TorchAllocator.Jemalloc:
@@ -140,6 +142,17 @@ public sealed class TorchBridge : IBenchReference
         }
         return psi;
     }
+
+    /// <summary>
+    /// OPENBLAS_THREAD_TIMEOUT of the tuned reference: OpenBLAS's idle threads spin for 2^18 cycles (about 70 µs)
+    /// before they sleep, instead of its default 2^28 (about 0.1 s).
+    /// </summary>
+    // With the default, OpenBLAS's two threads kept spinning after each matmul while PyTorch's OpenMP threads ran the
+    // softmax, GELU or layer norm that came next, on the same two cores. Measured here (2026-12-06, `bench --vs torch`,
+    // 2 threads): PyTorch's attention forward took 22.3 ms with the default against 17.6-18.0 ms with 4, 12 or 18;
+    // the causal forward 30.1 against 22.0 ms (4); the GPT-small step 1414 against 1265-1344 ms, and in two
+    // alternated rounds 1327-1462 ms with 4 against 1285-1314 ms with 18; SGEMM alone did not move.
+    public const string OpenBlasThreadTimeout = "18";
 
     /// <summary>The parent's variables the tuned reference process does not inherit.</summary>
     public static readonly string[] InheritedOverrides = ["OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"];

@@ -14,7 +14,7 @@ namespace AttnCore.Tests.Cli;
 public class BenchTorchTests
 {
     const string Jemalloc = "/opt/test/libjemalloc.so.2";
-    static readonly string[] Overrides = ["OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "LD_PRELOAD", "MALLOC_CONF", "MALLOC_MMAP_THRESHOLD_", "OMP_NUM_THREADS"];
+    static readonly string[] Overrides = ["OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "LD_PRELOAD", "MALLOC_CONF", "MALLOC_MMAP_THRESHOLD_", "OMP_NUM_THREADS", "OPENBLAS_THREAD_TIMEOUT"];
 
     static (int Code, string Out, string Err) Run(params string[] args)
     {
@@ -37,6 +37,7 @@ public class BenchTorchTests
             Environment.SetEnvironmentVariable("MALLOC_CONF", null);
             Environment.SetEnvironmentVariable("MALLOC_MMAP_THRESHOLD_", null);
             Environment.SetEnvironmentVariable("OMP_NUM_THREADS", "7");
+            Environment.SetEnvironmentVariable("OPENBLAS_THREAD_TIMEOUT", null);
             body();
         }
         finally
@@ -59,6 +60,7 @@ public class BenchTorchTests
             Assert.That(env.ContainsKey("OPENBLAS_L2_SIZE"), Is.False);
             Assert.That(env["OMP_NUM_THREADS"], Is.EqualTo("3"));
             Assert.That(env["OMP_WAIT_POLICY"], Is.EqualTo("PASSIVE"));
+            Assert.That(env["OPENBLAS_THREAD_TIMEOUT"], Is.EqualTo("18"), "OpenBLAS's threads must not spin through PyTorch's own OpenMP work");
             Assert.That(env["LD_PRELOAD"], Is.EqualTo(Jemalloc));
             Assert.That(env["MALLOC_CONF"], Is.EqualTo("dirty_decay_ms:-1,muzzy_decay_ms:-1"));
             Assert.That(env["PATH"], Is.EqualTo(Environment.GetEnvironmentVariable("PATH")), "everything else is inherited");
@@ -85,6 +87,7 @@ public class BenchTorchTests
             Assert.That(env["OPENBLAS_L2_SIZE"], Is.EqualTo("512"));
             Assert.That(env.ContainsKey("LD_PRELOAD") || env.ContainsKey("MALLOC_MMAP_THRESHOLD_"), Is.False);
             Assert.That((env["OMP_NUM_THREADS"], env["OMP_WAIT_POLICY"]), Is.EqualTo(("2", "PASSIVE")));
+            Assert.That(env.ContainsKey("OPENBLAS_THREAD_TIMEOUT"), Is.False, "untuned: OpenBLAS's default spinning");
             Assert.That(Environment.GetEnvironmentVariable("OPENBLAS_CORETYPE"), Is.EqualTo("Haswell"), "only the child's environment changes");
         });
     }
@@ -206,6 +209,7 @@ public class BenchTorchTests
                 string expectedCoreType = c.TryGetValue(TorchBridge.FallbackKey, out var generic) ? TorchBridge.CoreTypeFor(generic, TorchBridge.CpuFlags())! : "(unset)";
                 Assert.That(c["openblas_coretype"], Is.EqualTo(expectedCoreType));
                 Assert.That(c["openblas_l2_size"], Is.EqualTo("(unset)"));
+                Assert.That(c["openblas_thread_timeout"], Is.EqualTo(TorchBridge.OpenBlasThreadTimeout));
                 Assert.That((c["threads"], c["omp_num_threads"], c["omp_wait_policy"]), Is.EqualTo(("1", "1", "PASSIVE")));
                 Assert.That(c["allocator"], TorchBridge.FindJemalloc() is null ? Does.StartWith("glibc malloc (MALLOC_MMAP_THRESHOLD_=17179869184") : Does.StartWith("jemalloc"));
                 Assert.That(c["blas_core"], Is.Not.Empty);
@@ -214,6 +218,7 @@ public class BenchTorchTests
             }
             using var untuned = TorchBridge.Start(setup, new TorchSettings(1, Untuned: true));
             Assert.That(untuned.Configuration["openblas_coretype"], Is.EqualTo("Haswell"));
+            Assert.That(untuned.Configuration["openblas_thread_timeout"], Is.EqualTo("(unset)"));
             Assert.That(untuned.Configuration["allocator"], Is.EqualTo("glibc malloc (defaults)"));
             if (untuned.Configuration["blas_library"].Length > 0)
                 Assert.That(untuned.Configuration["blas_core"], Is.EqualTo("Haswell"), "the core name is read from the OpenBLAS PyTorch loaded");

@@ -18,7 +18,7 @@ public class BenchmarkPageTests
         Assert.That(line, Does.Contain("tuned").And.Contain("OMP_WAIT_POLICY"));
         if (line!.Contains("**untuned**", StringComparison.Ordinal))
             Assert.That(text, Does.Contain("untuned").And.Contain("must not be quoted"), "figures against the untuned reference are marked as such");
-        foreach (var fact in new[] { "OPENBLAS_CORETYPE", "openblas_get_corename", "jemalloc", "MALLOC_MMAP_THRESHOLD_", "OMP_WAIT_POLICY=PASSIVE", "--torch-untuned", "bench peak", "% of peak" })
+        foreach (var fact in new[] { "OPENBLAS_CORETYPE", "openblas_get_corename", "jemalloc", "MALLOC_MMAP_THRESHOLD_", "OMP_WAIT_POLICY=PASSIVE", "OPENBLAS_THREAD_TIMEOUT=18", "--torch-untuned", "bench peak", "% of peak" })
             Assert.That(text, Does.Contain(fact), $"the page's account of the reference and the peak lacks {fact}");
     }
 }
