@@ -19,7 +19,7 @@
 //   dropout (optional): P_ij kept with probability 1-p from a counter-based hash of (seed, b, h, i, j)
 //                   and scaled by 1/(1-p); l uses the undropped P, as the reference does
 //   O (4 x D) += P V_tile                      O stays in registers per 64-wide slice of D
-// A full 64-key tile with no mask, clear of the diagonal and without dropout (the common tile) takes ScoresSoftmax:
+// A full 64-key tile with no mask, clear of the diagonal and without dropout (the common tile) takes ScoreTile4x64's softmax:
 // the scores go from the accumulators to the exps in registers, stored once as P.
 // then O /= l and lse = m + log l is kept for the backward pass. The L x L matrix never exists.
 // FLOPs: 4·B·H·Lq·Lk·D (halved for causal). Bytes: Q once; K and V from L2 once per block of 4 query groups
@@ -336,7 +336,8 @@ public static unsafe partial class Attention
         bool crossesDiagonal = a.S.Causal && j0 + KeyTile - 1 > i0 + a.S.CausalShift;
         if (Vector512.IsHardwareAccelerated && d <= 512 && mask == null && cols == KeyTile && !crossesDiagonal && a.S.Dropout == 0 && TileWidth(a.PaddedKeys) == KeyTile)
         {
-            ScoresSoftmax(q, qs, d, kt + (long)j0 * d, KeyTile, p, m, lsum, acc);
+            var softmax = new Epilogue { Kind = TileEpilogue.Softmax, M = m, Lsum = lsum, Acc = acc, D = d };
+            ScoreTile4x64(q, qs, d, kt + (long)j0 * d, KeyTile, p, ref softmax);
             AccumulatePV(p, vBase + j0 * a.VRowStride, a.VRowStride, cols, d, acc);
             return;
         }
@@ -448,12 +449,29 @@ public static unsafe partial class Attention
         return true;
     }
 
+    // What ScoreTile4x64 does with the finished scores of a [4, 64] tile, in registers.
+    private enum TileEpilogue
+    {
+        Store,            // S to p
+        Softmax,          // the forward's lazy online softmax (SoftmaxTileLazy): P to p, the group's M, Lsum and Acc updated
+        Probabilities,    // the backward's P = exp(S - lse) to p (0 for a row whose Lse is -inf)
+        ScoreGradients,   // the scores are dP = dO Vᵀ: the backward's scale·dS = P (dP - Di) · Scale to p, P read from P
+    }
+
+    private struct Epilogue
+    {
+        public TileEpilogue Kind;
+        public float* M, Acc, Lse, Di, P;   // per row of the group: M, Lse, Di 4 floats; Acc 4 rows of D
+        public Vector512<float>* Lsum;
+        public int D;
+        public float Scale;
+    }
+
     // S[4, 64] = q[4, D] · Kᵀ[D, 64 columns at kt] (Kᵀ's rows ld apart) in 16 zmm accumulators, one broadcast of q
-    // per row per d; then, with m null, S stored to p, or else SoftmaxTileLazy's update of the group's m, lsum and
-    // acc with P stored to p. The second serves the common tile (64 keys, no mask, clear of the causal diagonal, no
-    // dropout): the scores go to the exps in registers instead of being stored and reloaded.
+    // per row per d; then e's epilogue. All but Store serve the common tile (64 keys, no mask, clear of the causal
+    // diagonal, no dropout): the scores go to the exps in registers instead of being stored and reloaded.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void ScoresSoftmax(float* q, int qs, int d, float* kt, int ld, float* p, float* m, Vector512<float>* lsum, float* acc)
+    private static void ScoreTile4x64(float* q, int qs, int d, float* kt, int ld, float* p, ref Epilogue e)
     {
         Vector512<float> s00 = default, s01 = default, s02 = default, s03 = default, s10 = default, s11 = default, s12 = default, s13 = default,
                          s20 = default, s21 = default, s22 = default, s23 = default, s30 = default, s31 = default, s32 = default, s33 = default;
@@ -470,7 +488,25 @@ public static unsafe partial class Attention
             x = Vector512.Create(q[3 * qs + c]);
             s30 = Vector512.FusedMultiplyAdd(x, k0, s30); s31 = Vector512.FusedMultiplyAdd(x, k1, s31); s32 = Vector512.FusedMultiplyAdd(x, k2, s32); s33 = Vector512.FusedMultiplyAdd(x, k3, s33);
         }
-        if (m == null || NeedsRebase(RowMax4(s00, s01, s02, s03), m[0]) || NeedsRebase(RowMax4(s10, s11, s12, s13), m[1]) ||
+        if (e.Kind == TileEpilogue.Probabilities)
+        {
+            ProbabilityRow(s00, s01, s02, s03, p, e.Lse[0]);
+            ProbabilityRow(s10, s11, s12, s13, p + KeyTile, e.Lse[1]);
+            ProbabilityRow(s20, s21, s22, s23, p + 2 * KeyTile, e.Lse[2]);
+            ProbabilityRow(s30, s31, s32, s33, p + 3 * KeyTile, e.Lse[3]);
+            return;
+        }
+        if (e.Kind == TileEpilogue.ScoreGradients)
+        {
+            var sc = Vector512.Create(e.Scale);
+            ScoreGradientRow(s00, s01, s02, s03, p, e.P, e.Lse[0], e.Di[0], sc);
+            ScoreGradientRow(s10, s11, s12, s13, p + KeyTile, e.P + KeyTile, e.Lse[1], e.Di[1], sc);
+            ScoreGradientRow(s20, s21, s22, s23, p + 2 * KeyTile, e.P + 2 * KeyTile, e.Lse[2], e.Di[2], sc);
+            ScoreGradientRow(s30, s31, s32, s33, p + 3 * KeyTile, e.P + 3 * KeyTile, e.Lse[3], e.Di[3], sc);
+            return;
+        }
+        float* m = e.M;
+        if (e.Kind == TileEpilogue.Store || NeedsRebase(RowMax4(s00, s01, s02, s03), m[0]) || NeedsRebase(RowMax4(s10, s11, s12, s13), m[1]) ||
             NeedsRebase(RowMax4(s20, s21, s22, s23), m[2]) || NeedsRebase(RowMax4(s30, s31, s32, s33), m[3]))
         {
             // Scores only, or a shift moves (a row's first tiles): through memory, so that no score is live across
@@ -480,13 +516,41 @@ public static unsafe partial class Attention
             s10.Store(p + 64); s11.Store(p + 80); s12.Store(p + 96); s13.Store(p + 112);
             s20.Store(p + 128); s21.Store(p + 144); s22.Store(p + 160); s23.Store(p + 176);
             s30.Store(p + 192); s31.Store(p + 208); s32.Store(p + 224); s33.Store(p + 240);
-            if (m != null) SoftmaxRows(p, m, lsum, acc, d);
+            if (e.Kind == TileEpilogue.Softmax) SoftmaxRows(p, m, e.Lsum, e.Acc, e.D);
             return;
         }
-        ExpRowStore(s00, s01, s02, s03, p, m[0], lsum);
-        ExpRowStore(s10, s11, s12, s13, p + KeyTile, m[1], lsum + 1);
-        ExpRowStore(s20, s21, s22, s23, p + 2 * KeyTile, m[2], lsum + 2);
-        ExpRowStore(s30, s31, s32, s33, p + 3 * KeyTile, m[3], lsum + 3);
+        ExpRowStore(s00, s01, s02, s03, p, m[0], e.Lsum);
+        ExpRowStore(s10, s11, s12, s13, p + KeyTile, m[1], e.Lsum + 1);
+        ExpRowStore(s20, s21, s22, s23, p + 2 * KeyTile, m[2], e.Lsum + 2);
+        ExpRowStore(s30, s31, s32, s33, p + 3 * KeyTile, m[3], e.Lsum + 3);
+    }
+
+    // pr = exp(s - lse) for one row's 64 scores (the backward's P); 0 where lse is -inf (a row that sees no key).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void ProbabilityRow(Vector512<float> s0, Vector512<float> s1, Vector512<float> s2, Vector512<float> s3, float* pr, float lse)
+    {
+        if (float.IsNegativeInfinity(lse))
+        {
+            Vector512<float>.Zero.Store(pr); Vector512<float>.Zero.Store(pr + 16); Vector512<float>.Zero.Store(pr + 32); Vector512<float>.Zero.Store(pr + 48);
+            return;
+        }
+        var shift = Vector512.Create(-lse * VectorMath.Log2E);
+        VectorMath.ExpShifted(s0, shift).Store(pr); VectorMath.ExpShifted(s1, shift).Store(pr + 16);
+        VectorMath.ExpShifted(s2, shift).Store(pr + 32); VectorMath.ExpShifted(s3, shift).Store(pr + 48);
+    }
+
+    // dsr = P (dP - di) · scale for one row's 64 dP values (P from pr); 0 where lse is -inf.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void ScoreGradientRow(Vector512<float> dp0, Vector512<float> dp1, Vector512<float> dp2, Vector512<float> dp3, float* dsr, float* pr, float lse, float di, Vector512<float> scale)
+    {
+        if (float.IsNegativeInfinity(lse))
+        {
+            Vector512<float>.Zero.Store(dsr); Vector512<float>.Zero.Store(dsr + 16); Vector512<float>.Zero.Store(dsr + 32); Vector512<float>.Zero.Store(dsr + 48);
+            return;
+        }
+        var dv = Vector512.Create(di);
+        (Vector512.Load(pr) * (dp0 - dv) * scale).Store(dsr); (Vector512.Load(pr + 16) * (dp1 - dv) * scale).Store(dsr + 16);
+        (Vector512.Load(pr + 32) * (dp2 - dv) * scale).Store(dsr + 32); (Vector512.Load(pr + 48) * (dp3 - dv) * scale).Store(dsr + 48);
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
@@ -504,7 +568,8 @@ public static unsafe partial class Attention
     {
         if (Vector512.IsHardwareAccelerated && d <= 512)
         {
-            ScoresSoftmax(q, qs, d, kt, ld, s, null, null, null);
+            var store = new Epilogue { Kind = TileEpilogue.Store };
+            ScoreTile4x64(q, qs, d, kt, ld, s, ref store);
             return;
         }
         for (int r = 0; r < RowGroup; r++)

@@ -8,8 +8,10 @@
 //   dQ_i += scale · dS_ij K_j      dK_j += scale · dS_ijᵀ Q_i
 // with S including the additive mask (S += M[b, h, i, j]; the mask itself gets no gradient) and P = 0 where
 // S = -inf, so a fully masked row has zero gradients. Query groups of 4 rows against key tiles of 64, the
-// same micro-kernels as the forward pass (Scores for the two "row times transposed tile" products,
-// AccumulatePV for dQ), and for dK and dV a product over the block's rows with the dK/dV rows in registers.
+// same micro-kernels as the forward pass (ScoreTile4x64 for the two "row times transposed tile" products,
+// AccumulatePV for dQ), and for dK and dV a product over the block's rows with the dK/dV rows in registers. On the
+// common tile (64 keys, no mask, clear of the diagonal, no dropout) P and scale·dS come straight from the score
+// registers (its Probabilities and ScoreGradients epilogues); other tiles store S and dP and convert them after.
 // Loop order: blocks of 64 query rows (staged back to back), then key tiles, then three passes over the block's
 // groups of 4: P and dS of every group (kept for the block, 16 KiB each), dQ, then dV and dK. Each pass's data
 // fits L1; one pass doing all of it per group did not. Each (b, key/value head) is one task: Kᵀ and Vᵀ are packed once, then the G = H / Hkv query heads of the
@@ -137,6 +139,7 @@ public static unsafe partial class Attention
 
         float scale = (float)a.S.Scale, keepScale = a.S.Dropout > 0 ? 1 / (1 - a.S.Dropout) : 1;
         int xs = StagedStride(d);
+        float* rowLse = stackalloc float[RowGroup], rowDi = stackalloc float[RowGroup];
         for (int blk0 = 0; blk0 < lq; blk0 += BlockRows)
         {
             int blockEnd = Math.Min(lq, blk0 + BlockRows), groups = (blockEnd - blk0 + RowGroup - 1) / RowGroup;
@@ -175,11 +178,22 @@ public static unsafe partial class Attention
                     firstGroup = Math.Min(firstGroup, g);
                     float* gqs = qs + g * RowGroup * xs, gdOr = dOr + g * RowGroup * xs;
                     float* gp = p + g * RowGroup * KeyTile, gdp = dp + g * RowGroup * KeyTile;
+                    bool masked = a.S.Causal && j0 + KeyTile - 1 > i0 + a.S.CausalShift;
+                    if (Vector512.IsHardwareAccelerated && d <= 512 && mask == null && !masked && cols == KeyTile && a.S.Dropout == 0 && TileWidth(pk) == KeyTile)
+                    {
+                        // The common tile: P and scale·dS straight from the score registers (ScoreTile4x64's backward
+                        // epilogues), S and dP never stored. Rows past the last query count as fully masked.
+                        for (int r = 0; r < RowGroup; r++) { rowLse[r] = r < rows ? lse[i0 + r] : float.NegativeInfinity; rowDi[r] = r < rows ? di[i0 + r] : 0; }
+                        var probabilities = new Epilogue { Kind = TileEpilogue.Probabilities, Lse = rowLse };
+                        ScoreTile4x64(gqs, xs, d, kt + (long)j0 * d, KeyTile, gp, ref probabilities);                    // P
+                        var gradients = new Epilogue { Kind = TileEpilogue.ScoreGradients, Lse = rowLse, Di = rowDi, P = gp, Scale = scale };
+                        ScoreTile4x64(gdOr, xs, d, vt + (long)j0 * d, KeyTile, gdp, ref gradients);                     // scale·dS from dP = dO Vᵀ
+                        continue;
+                    }
                     ScoreTile(gqs, xs, d, kt + (long)j0 * d, TileWidth(pk), gp);     // S
                     ScoreTile(gdOr, xs, d, vt + (long)j0 * d, TileWidth(pk), gdp);   // dP = dO Vᵀ
                     if (mask != null) AddMask(gp, mask, a.Mo, i0, rows, j0, cols);
                     // A -inf from the mask needs no special case: exp(-inf - lse) is 0 on both paths.
-                    bool masked = a.S.Causal && j0 + KeyTile - 1 > i0 + a.S.CausalShift;
                     if (Vector512.IsHardwareAccelerated)
                     {
                         // P and scale·dS sixteen lanes at a time, over the 16-key slices that hold visible keys (one for
