@@ -334,7 +334,7 @@ public static unsafe partial class Attention
         int d = a.S.Dim;
         // Keys past the end and the causal diagonal (only tiles that touch one pay for the check).
         bool crossesDiagonal = a.S.Causal && j0 + KeyTile - 1 > i0 + a.S.CausalShift;
-        if (Vector512.IsHardwareAccelerated && d <= 512 && mask == null && cols == KeyTile && !crossesDiagonal && a.S.Dropout == 0 && TileWidth(a.PaddedKeys) == KeyTile)
+        if (IsCommonTile(d, mask != null, crossesDiagonal, cols, a.S.Dropout, a.PaddedKeys))
         {
             var softmax = new Epilogue { Kind = TileEpilogue.Softmax, M = m, Lsum = lsum, Acc = acc, D = d };
             ScoreTile4x64(q, qs, d, kt + (long)j0 * d, KeyTile, p, ref softmax);
@@ -386,13 +386,9 @@ public static unsafe partial class Attention
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void SoftmaxTileLazy(ref Args a, int b, int h, int i0, int j0, int cols, float* p, float* m, Vector512<float>* lsum, float* acc)
     {
-        int d = a.S.Dim;
-        for (int r = 0; r < RowGroup; r++)
-        {
-            float* pr = p + r * KeyTile;
-            SoftmaxRow(Vector512.Load(pr), Vector512.Load(pr + 16), Vector512.Load(pr + 32), Vector512.Load(pr + 48), pr, m + r, lsum + r, acc + r * d, d);
-            if (a.S.Dropout > 0) DropoutRow(pr, cols, a.S.Seed, b, h, i0 + r, j0, a.S.Dropout);
-        }
+        SoftmaxRows(p, m, lsum, acc, a.S.Dim);
+        if (a.S.Dropout > 0)
+            for (int r = 0; r < RowGroup; r++) DropoutRow(p + r * KeyTile, cols, a.S.Seed, b, h, i0 + r, j0, a.S.Dropout);
     }
 
     // One row of SoftmaxTileLazy, its 64 scores s0..s3 in registers: pr = exp(s - m), lsum += pr, and the shift m
@@ -404,10 +400,16 @@ public static unsafe partial class Attention
         if (NeedsRebase(tileMax, *m) && !Rebase(m, lsum, HorizontalMax(tileMax), acc, d))
         {
             // No visible key yet.
-            Vector512<float>.Zero.Store(pr); Vector512<float>.Zero.Store(pr + 16); Vector512<float>.Zero.Store(pr + 32); Vector512<float>.Zero.Store(pr + 48);
+            ClearRow64(pr);
             return;
         }
         ExpRowStore(s0, s1, s2, s3, pr, *m, lsum);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void ClearRow64(float* row)
+    {
+        Vector512<float>.Zero.Store(row); Vector512<float>.Zero.Store(row + 16); Vector512<float>.Zero.Store(row + 32); Vector512<float>.Zero.Store(row + 48);
     }
 
     // MaxNative is one vmaxps; Max's IEEE ordering of NaN and -0 costs vrangeps and two vfixupimmps (a NaN score
@@ -448,6 +450,11 @@ public static unsafe partial class Attention
         *m = mNew;
         return true;
     }
+
+    // The tile ScoreTile4x64's softmax and backward epilogues serve, forward and backward alike: 64 keys, no mask, clear
+    // of the causal diagonal, no dropout, Kᵀ packed 64 wide, on Vector512.
+    private static bool IsCommonTile(int d, bool hasMask, bool crossesDiagonal, int cols, float dropout, int paddedKeys) =>
+        Vector512.IsHardwareAccelerated && d <= 512 && !hasMask && !crossesDiagonal && cols == KeyTile && dropout == 0 && TileWidth(paddedKeys) == KeyTile;
 
     // What ScoreTile4x64 does with the finished scores of a [4, 64] tile, in registers.
     private enum TileEpilogue
@@ -531,7 +538,7 @@ public static unsafe partial class Attention
     {
         if (float.IsNegativeInfinity(lse))
         {
-            Vector512<float>.Zero.Store(pr); Vector512<float>.Zero.Store(pr + 16); Vector512<float>.Zero.Store(pr + 32); Vector512<float>.Zero.Store(pr + 48);
+            ClearRow64(pr);
             return;
         }
         var shift = Vector512.Create(-lse * VectorMath.Log2E);
@@ -545,7 +552,7 @@ public static unsafe partial class Attention
     {
         if (float.IsNegativeInfinity(lse))
         {
-            Vector512<float>.Zero.Store(dsr); Vector512<float>.Zero.Store(dsr + 16); Vector512<float>.Zero.Store(dsr + 32); Vector512<float>.Zero.Store(dsr + 48);
+            ClearRow64(dsr);
             return;
         }
         var dv = Vector512.Create(di);
@@ -606,11 +613,7 @@ public static unsafe partial class Attention
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static void Scale(float* x, int n, float s)
-    {
-        var span = new Span<float>(x, n);
-        System.Numerics.Tensors.TensorPrimitives.Multiply(span, s, span);
-    }
+    internal static void Scale(float* x, int n, float s) => ScaleRow(x, s, x, n);
 
     // dst[0..n) = s · src[0..n): a short row (a head's D floats), vectors then a scalar tail.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

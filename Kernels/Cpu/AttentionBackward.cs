@@ -179,7 +179,7 @@ public static unsafe partial class Attention
                     float* gqs = qs + g * RowGroup * xs, gdOr = dOr + g * RowGroup * xs;
                     float* gp = p + g * RowGroup * KeyTile, gdp = dp + g * RowGroup * KeyTile;
                     bool masked = a.S.Causal && j0 + KeyTile - 1 > i0 + a.S.CausalShift;
-                    if (Vector512.IsHardwareAccelerated && d <= 512 && mask == null && !masked && cols == KeyTile && a.S.Dropout == 0 && TileWidth(pk) == KeyTile)
+                    if (IsCommonTile(d, mask != null, masked, cols, a.S.Dropout, pk))
                     {
                         // The common tile: P and scale·dS straight from the score registers (ScoreTile4x64's backward
                         // epilogues), S and dP never stored. Rows past the last query count as fully masked.
