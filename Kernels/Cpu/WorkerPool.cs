@@ -4,7 +4,7 @@
 // may be busy elsewhere. A kernel call must allocate nothing and start its workers in microseconds: a
 // training step issues hundreds of 10-100 µs kernels, and an OS wake-up costs tens of µs each time. So the
 // pool keeps (ThreadCount - 1) dedicated threads that, after a job, spin for a short while watching for the
-// next one (as OpenMP runtimes do) and only then sleep on a semaphore. The calling thread always takes part,
+// next one (as OpenMP runtimes do) and only then sleep on their own semaphores. The calling thread always takes part,
 // so ThreadCount == 1 means "run inline".
 //
 // Work is handed out as indices 0..count-1 from one 64-bit word holding (job generation, count, next index):
@@ -26,9 +26,17 @@ public static unsafe class WorkerPool
 
     private static readonly object Gate = new();
     private static Thread[] _threads = [];
-    private static readonly SemaphoreSlim Wake = new(0);
+    // One per worker (index slot - 1), so that a job wakes the workers that may take part in it: with one shared
+    // semaphore, a job after ThreadCount was lowered could wake a left-over worker, which takes no part, and leave
+    // the one it needed asleep.
+    private static Sleeper[] _sleepers = [];
     private static int _threadCount = Environment.ProcessorCount;
-    private static int _sleepers;
+
+    private sealed class Sleeper
+    {
+        public readonly SemaphoreSlim Wake = new(0);
+        public int Asleep;
+    }
 
     // The job now running; Gate serialises callers. Fields are written before _claim publishes a generation.
     private static delegate*<int, nint, void> _body;
@@ -37,6 +45,11 @@ public static unsafe class WorkerPool
     private const int IndexBits = 22;
     private const long IndexMask = (1L << IndexBits) - 1;
     private const int GenerationShift = 2 * IndexBits;
+
+    // The generation is the word's top 20 bits, sign bit included: an arithmetic shift (>>) would give the
+    // caller's Work a negative number for generations 2^19 .. 2^20 - 1, which never equals the generation it
+    // published, so the caller took no index and one worker ran every index of the next 524,288 jobs alone.
+    private static long GenerationOf(long claim) => claim >>> GenerationShift;
 
     /// <summary>The most indices one <see cref="For"/> call may hand out.</summary>
     public const int MaxCount = (1 << IndexBits) - 1;
@@ -85,10 +98,12 @@ public static unsafe class WorkerPool
             EnsureThreads(_threadCount - 1);
             _body = body; _state = state; _failure = null;
             Volatile.Write(ref _done, 0);
-            long generation = ((Volatile.Read(ref _claim) >> GenerationShift) + 1) & 0xFFFFF;
+            long generation = (GenerationOf(Volatile.Read(ref _claim)) + 1) & 0xFFFFF;
             Interlocked.Exchange(ref _claim, (generation << GenerationShift) | ((long)count << IndexBits));   // publish: workers may start now
-            int sleepers = Volatile.Read(ref _sleepers);
-            if (sleepers > 0) Wake.Release(Math.Min(sleepers, count - 1));
+            // After the full fence of the publish: a worker that set Asleep before it is seen here and woken, and one
+            // that sets it later reads the new generation before it waits.
+            for (int w = 0, helpers = Math.Min(_threadCount, count) - 1; w < helpers; w++)
+                if (Volatile.Read(ref _sleepers[w].Asleep) != 0) _sleepers[w].Wake.Release();
             _insideBody = true;
             try { Work(generation, body, state); }
             finally { _insideBody = false; }
@@ -113,25 +128,30 @@ public static unsafe class WorkerPool
     {
         if (_threads.Length >= wanted) return;
         var grown = new Thread[wanted];
+        var sleepers = new Sleeper[wanted];
         Array.Copy(_threads, grown, _threads.Length);
+        Array.Copy(_sleepers, sleepers, _sleepers.Length);
         for (int i = _threads.Length; i < wanted; i++)
         {
             int slot = i + 1;
-            grown[i] = new Thread(() => WorkerLoop(slot)) { IsBackground = true, Name = $"AttnCore worker {slot}" };
+            var me = sleepers[i] = new Sleeper();
+            // The job about to be published is new to this worker: had it read the generation itself on starting, it
+            // could read it after the publish and sit out the job that created it.
+            long seen = GenerationOf(Volatile.Read(ref _claim));
+            grown[i] = new Thread(() => WorkerLoop(slot, me, seen)) { IsBackground = true, Name = $"AttnCore worker {slot}" };
             grown[i].Start();
         }
-        _threads = grown;
+        _threads = grown; _sleepers = sleepers;
     }
 
-    private static void WorkerLoop(int slot)
+    private static void WorkerLoop(int slot, Sleeper me, long seen)
     {
         _insideBody = true;   // a body that calls For runs its inner loop inline
         _slot = slot;
-        long seen = Volatile.Read(ref _claim) >> GenerationShift;
         int spins = 0;
         while (true)
         {
-            long generation = Volatile.Read(ref _claim) >> GenerationShift;
+            long generation = GenerationOf(Volatile.Read(ref _claim));
             if (generation != seen)
             {
                 seen = generation;
@@ -142,9 +162,9 @@ public static unsafe class WorkerPool
                 continue;
             }
             if (spins++ < SpinIterations) { Thread.SpinWait(20); continue; }
-            Interlocked.Increment(ref _sleepers);
-            if (Volatile.Read(ref _claim) >> GenerationShift == seen) Wake.Wait();
-            Interlocked.Decrement(ref _sleepers);
+            Interlocked.Exchange(ref me.Asleep, 1);   // a full fence before the generation is read again
+            if (GenerationOf(Volatile.Read(ref _claim)) == seen) me.Wake.Wait();
+            Volatile.Write(ref me.Asleep, 0);
             spins = 0;
         }
     }
@@ -155,7 +175,7 @@ public static unsafe class WorkerPool
         while (true)
         {
             long claim = Volatile.Read(ref _claim);
-            if (claim >> GenerationShift != generation) return;      // a newer job: these fields are stale
+            if (GenerationOf(claim) != generation) return;      // a newer job: these fields are stale
             long index = claim & IndexMask, count = (claim >> IndexBits) & IndexMask;
             if (index >= count) return;
             if (Interlocked.CompareExchange(ref _claim, claim + 1, claim) != claim) continue;

@@ -86,4 +86,43 @@ public unsafe class WorkerPoolTests
         }
         finally { WorkerPool.ThreadCount = saved; }
     }
+    private static void Nothing(int i, nint state) { }
+
+    // Index i waits (up to a timeout) until the other index has started: it can only start on another thread.
+    private static void Rendezvous(int i, nint state)
+    {
+        var started = (int*)state;
+        Volatile.Write(ref started[i], 1);
+        long deadline = Environment.TickCount64 + 200;
+        while (Volatile.Read(ref started[1 - i]) == 0)
+        {
+            if (Environment.TickCount64 > deadline) { Interlocked.Increment(ref started[2]); return; }
+            Thread.SpinWait(20);
+        }
+    }
+
+    [Test]
+    public void Both_threads_take_part_through_a_whole_cycle_of_job_generations()
+    {
+        // The job word numbers jobs modulo 2^20. A pool that misread the upper half of that range (an arithmetic shift
+        // of the word's sign bit) let the calling thread take no index for 524,288 jobs in a row, so a long training
+        // run went single-threaded for minutes at a time. Run a full cycle and check every 4,096th job.
+        int saved = WorkerPool.ThreadCount;
+        WorkerPool.ThreadCount = 2;
+        try
+        {
+            int lonely = 0, checks = 0;
+            var started = new int[3];
+            for (int job = 0; job <= 1 << 20; job++)
+            {
+                if (job % 4096 != 0) { WorkerPool.For(2, &Nothing, 0); continue; }
+                Array.Clear(started);
+                fixed (int* p = started) WorkerPool.For(2, &Rendezvous, (nint)p);
+                checks++;
+                if (started[2] > 0) { lonely++; TestContext.Out.WriteLine($"lonely at job {job}"); }
+            }
+            Assert.That(lonely, Is.EqualTo(0), $"{lonely} of {checks} sampled jobs ran both indices on one thread");
+        }
+        finally { WorkerPool.ThreadCount = saved; }
+    }
 }
