@@ -156,9 +156,9 @@ public static unsafe class WorkerPool
             {
                 seen = generation;
                 var body = _body; var state = _state;
-                // A worker left over from a larger ThreadCount takes no part: kernels size per-slot buffers by ThreadCount.
-                if (body != null && slot < Volatile.Read(ref _threadCount)) Work(generation, body, state);
-                spins = 0;
+                // A worker left over from a larger ThreadCount takes no part (kernels size per-slot buffers by ThreadCount),
+                // and keeps counting down its spins, so that it goes to sleep and stays there: For does not wake it.
+                if (body != null && slot < Volatile.Read(ref _threadCount)) { Work(generation, body, state); spins = 0; }
                 continue;
             }
             if (spins++ < SpinIterations) { Thread.SpinWait(20); continue; }
