@@ -23,7 +23,7 @@ public static class Plots
             val.LegendText = "validation";
         }
         plot.XLabel("step"); plot.YLabel("loss"); plot.Title("Loss");
-        plot.ShowLegend();
+        plot.ShowLegend(Alignment.UpperRight);   // a falling loss leaves the upper right empty; the default corner hid the curves' ends
         Save(plot, path, 800, 450);
     }
 

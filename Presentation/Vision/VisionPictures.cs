@@ -56,7 +56,7 @@ public static class VisionPictures
         double[] x = epochs.Select(e => (double)e.Epoch).ToArray();
         var tr = loss.Add.Scatter(x, epochs.Select(e => e.TrainLoss).ToArray()); tr.LegendText = "train (last steps)";
         var te = loss.Add.Scatter(x, epochs.Select(e => e.TestLoss).ToArray()); te.LegendText = "test";
-        loss.XLabel("epoch"); loss.YLabel("loss"); loss.Title(title); loss.ShowLegend();
+        loss.XLabel("epoch"); loss.YLabel("loss"); loss.Title(title); loss.ShowLegend(Alignment.UpperRight);   // clear of the falling curves' ends
         acc.Add.Scatter(x, epochs.Select(e => e.TestAccuracy).ToArray());
         acc.XLabel("epoch"); acc.YLabel("test accuracy");
         multi.Layout = new ScottPlot.MultiplotLayouts.Rows();
