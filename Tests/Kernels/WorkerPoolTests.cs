@@ -86,6 +86,7 @@ public unsafe class WorkerPoolTests
         }
         finally { WorkerPool.ThreadCount = saved; }
     }
+
     private static void Nothing(int i, nint state) { }
 
     // Index i waits (up to a timeout) until the other index has started: it can only start on another thread.
