@@ -367,7 +367,7 @@ public static unsafe partial class Attention
             float rowSum = ExpRow(pr, mNew);
             l[r] = l[r] * correction + rowSum;
             m[r] = mNew;
-            if (correction != 1) Scale(acc + r * d, d, correction);
+            if (correction != 1) ScaleRow(acc + r * d, correction, acc + r * d, d);
             if (a.S.Dropout > 0) DropoutRow(pr, cols, a.S.Seed, b, h, i0 + r, j0, a.S.Dropout);
         }
         AccumulatePV(p, vBase + j0 * a.VRowStride, a.VRowStride, cols, d, acc);
@@ -445,7 +445,7 @@ public static unsafe partial class Attention
         {
             float correction = MathF.Exp(*m - mNew);
             *lsum *= correction;
-            Scale(acc, d, correction);
+            ScaleRow(acc, correction, acc, d);
         }
         *m = mNew;
         return true;
@@ -611,9 +611,6 @@ public static unsafe partial class Attention
         for (int c = 0; c < KeyTile; c++) { p[c] = VectorMath.Exp(p[c] - max); sum += p[c]; }
         return sum;
     }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static void Scale(float* x, int n, float s) => ScaleRow(x, s, x, n);
 
     // dst[0..n) = s · src[0..n): a short row (a head's D floats), vectors then a scalar tail.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

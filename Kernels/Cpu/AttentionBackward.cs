@@ -183,10 +183,16 @@ public static unsafe partial class Attention
                     {
                         // The common tile: P and scale·dS straight from the score registers (ScoreTile4x64's backward
                         // epilogues), S and dP never stored. Rows past the last query count as fully masked.
-                        for (int r = 0; r < RowGroup; r++) { rowLse[r] = r < rows ? lse[i0 + r] : float.NegativeInfinity; rowDi[r] = r < rows ? di[i0 + r] : 0; }
-                        var probabilities = new Epilogue { Kind = TileEpilogue.Probabilities, Lse = rowLse };
+                        // A full group reads its lse and D where they lie; only a short last group needs the padded copy.
+                        float* gLse = lse + i0, gDi = di + i0;
+                        if (rows < RowGroup)
+                        {
+                            for (int r = 0; r < RowGroup; r++) { rowLse[r] = r < rows ? lse[i0 + r] : float.NegativeInfinity; rowDi[r] = r < rows ? di[i0 + r] : 0; }
+                            gLse = rowLse; gDi = rowDi;
+                        }
+                        var probabilities = new Epilogue { Kind = TileEpilogue.Probabilities, Lse = gLse };
                         ScoreTile4x64(gqs, xs, d, kt + (long)j0 * d, KeyTile, gp, ref probabilities);                    // P
-                        var gradients = new Epilogue { Kind = TileEpilogue.ScoreGradients, Lse = rowLse, Di = rowDi, P = gp, Scale = scale };
+                        var gradients = new Epilogue { Kind = TileEpilogue.ScoreGradients, Lse = gLse, Di = gDi, P = gp, Scale = scale };
                         ScoreTile4x64(gdOr, xs, d, vt + (long)j0 * d, KeyTile, gdp, ref gradients);                     // scale·dS from dP = dO Vᵀ
                         continue;
                     }
