@@ -174,6 +174,8 @@ public static class DerivativeRules
 
         // C = A @ B (batched, broadcast)   dA = dC @ B^T, dB = A^T @ dC, summed over broadcast batch dims
         [OpKind.MatMul] = MatMulRule,
+        // y = x Wᵀ + b (one GEMM)                  dx = g W, dW = gᵀ x over the flattened rows, db = Σ g
+        [OpKind.Linear] = LinearRule,
         // y = softmax(x) along the last dim      dx = y (g - sum(g y))
         [OpKind.Softmax] = (n, g) =>
         {
@@ -336,6 +338,23 @@ public static class DerivativeRules
             }
         }
         return [ga, gb];
+    }
+
+    private static Tensor?[] LinearRule(GradNode n, Tensor g)
+    {
+        Tensor? gx = null, gw = null;
+        if (n.Inputs[0].RequiresGrad) gx = g.MatMul(n.SavedInput(1));
+        if (n.Inputs[1].RequiresGrad)
+        {
+            var x = n.SavedInput(0);
+            int rows = (int)Shape.Numel(x.Shape[..^1]);
+            using var xf = x.Reshape(rows, x.Size(-1));
+            using var gf = g.Reshape(rows, g.Size(-1));
+            using var gft = gf.T;
+            gw = gft.MatMul(xf);
+        }
+        var gb = n.Inputs[2].RequiresGrad ? SumTo(g, n.Inputs[2].Shape) : null;
+        return [gx, gw, gb];
     }
 
     private static Tensor?[] ExtremumRule(GradNode n, Tensor g, bool max)

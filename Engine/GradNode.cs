@@ -26,6 +26,8 @@ public enum OpKind
     AddRelu,
     // fused SE recalibration + residual add + ReLU (Tensor.ScaleAddRelu)
     ScaleAddRelu,
+    // a Linear layer's product and bias in one GEMM (Tensor.Linear)
+    Linear,
 #pragma warning restore CS1591
 }
 
@@ -117,6 +119,8 @@ public sealed class GradNode
         OpKind.ScaleAddRelu => Saves.Input0 | Saves.Input1 | Saves.Output,
         // each input's gradient needs the other: dA = g B^T, dB = A^T g
         OpKind.MatMul => Saves.Inputs | Saves.ForOtherInput,
+        // y = x Wᵀ + b: dx = g W, dW = gᵀ x (the bias's gradient, Σ g, needs neither)
+        OpKind.Linear => Saves.Inputs | Saves.ForOtherInput,
         // Sum, Cat, views, Copy, ToDType need shapes and scalars only; Where, Max, Min, IndexSelect,
         // Gather, LayerNorm and Custom ops pass what they need as extras.
         _ => Saves.Nothing,

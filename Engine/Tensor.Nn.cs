@@ -42,6 +42,44 @@ public sealed partial class Tensor
         }
     }
 
+    /// <summary>
+    /// y = input Wᵀ + bias, torch.nn.functional.linear: <paramref name="input"/> [..., in], <paramref name="weight"/>
+    /// [out, in], <paramref name="bias"/> [out] or null; y is [..., out]. With a bias and an input whose rows lie
+    /// contiguously, the product and the bias are one GEMM that adds the bias as it writes each tile (no second pass
+    /// over y, no temporary), and one autograd node: dx = g W, dW = gᵀ x over the flattened rows, db = Σ g.
+    /// </summary>
+    public static Tensor Linear(Tensor input, Tensor weight, Tensor? bias = null)
+    {
+        SameDevice("Linear", input, weight);
+        SameDType("Linear", input, weight);
+        input.RequireFloat("Linear");
+        if (weight.Rank != 2 || input.Rank == 0 || input.Size(-1) != weight.Size(1))
+            throw new ArgumentException($"Linear: input {input.Describe()} does not fit weight {weight.Describe()} (input [..., in], weight [out, in])");
+        if (bias is not null)
+        {
+            SameDevice("Linear", input, bias);
+            SameDType("Linear", input, bias);
+            if (bias.Rank != 1 || bias.Size(0) != weight.Size(0))
+                throw new ArgumentException($"Linear: bias {bias.Describe()} does not fit weight {weight.Describe()} (bias [out])");
+        }
+        int k = weight.Size(1), n = weight.Size(0);
+        long rows = input.Numel / Math.Max(1, k);
+        var wl = weight.Layout;
+        bool fused = bias is not null && input.IsContiguous && bias.Layout.Strides[0] == 1 && wl.Strides[1] == 1 && wl.Strides[0] >= Math.Max(1, k)
+            && wl.Strides[0] <= int.MaxValue && rows <= int.MaxValue && k > 0 && n > 0 && rows > 0;
+        if (!fused)
+        {
+            using var wt = weight.T;
+            if (bias is null) return input.MatMul(wt);
+            using var product = input.MatMul(wt);
+            return product + bias;
+        }
+        var y = Empty([.. input.Layout.Shape[..^1], n], input.DType, input.Device);
+        input.Backend.MatMulBias(input.Storage, new MatrixOperand(input.Layout.Offset, 0, k, false), weight.Storage, new MatrixOperand(wl.Offset, 0, (int)wl.Strides[0], true),
+            bias!.Storage, bias.Layout.Offset, y.Storage, (int)rows, n, k);
+        return y.Record(OpKind.Linear, [input, weight, bias]);
+    }
+
     private static void MatMulInto(Tensor a, Tensor b, Tensor c, int[] batch, int m, int n, int k)
     {
         var la = a.Layout.BroadcastTo(batch.Concat(new[] { m, k }).ToArray());

@@ -30,6 +30,22 @@ public sealed partial class CpuBackend
     }
 
     /// <inheritdoc/>
+    public void MatMulBias(Storage a, MatrixOperand aOp, Storage b, MatrixOperand bOp, Storage bias, long biasOffset, Storage c, int m, int n, int k)
+    {
+        if (a.DType == DType.Float32 && !(m <= Gemv.MaxRows && !aOp.Transposed && bOp.Transposed))
+        {
+            // The blocked GEMM adds the bias as it writes each tile of C (Gemm.SgemmStridedBatched's bias).
+            Gemm.SgemmStridedBatched(1, aOp.Transposed, bOp.Transposed, m, n, k, 1f, Data<float>(a).AsSpan((int)aOp.Offset), aOp.Ld, 0,
+                Data<float>(b).AsSpan((int)bOp.Offset), bOp.Ld, 0, 0f, Data<float>(c), n, (long)m * n, Data<float>(bias).AsSpan((int)biasOffset, n));
+            return;
+        }
+        // A decoder step's few rows (Gemv) and float64: the product, then the bias row by row.
+        MatMul(a, aOp, b, bOp, c, 1, m, n, k);
+        var rows = new Layout([m, n], [n, 1], 0);
+        Binary(Kernels.BinaryOp.Add, c, rows, bias, new Layout([m, n], [0, 1], biasOffset), c);
+    }
+
+    /// <inheritdoc/>
     public void Softmax(Storage src, Storage dst, int rows, int cols, bool log)
     {
         switch (src.DType)

@@ -78,6 +78,13 @@ public interface IBackend : IDisposable
     /// <summary>C[i] = A[i] @ B[i] for i &lt; batch; C is contiguous [batch, m, n] starting at element 0.</summary>
     void MatMul(Storage a, MatrixOperand aOp, Storage b, MatrixOperand bOp, Storage c, int batch, int m, int n, int k);
 
+    /// <summary>
+    /// C = A @ B + bias, the n values of <paramref name="bias"/> (from element <paramref name="biasOffset"/>) added to
+    /// every row; C is contiguous [m, n] from element 0. A Linear layer's forward: where the backend can, the bias is
+    /// added as the product is written, with no second pass over C.
+    /// </summary>
+    void MatMulBias(Storage a, MatrixOperand aOp, Storage b, MatrixOperand bOp, Storage bias, long biasOffset, Storage c, int m, int n, int k);
+
     /// <summary>Softmax (or log-softmax) of each contiguous row of length cols.</summary>
     void Softmax(Storage src, Storage dst, int rows, int cols, bool log);
 

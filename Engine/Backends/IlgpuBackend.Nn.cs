@@ -39,6 +39,15 @@ public sealed partial class IlgpuBackend
         }
     }
 
+    /// <inheritdoc/>
+    public void MatMulBias(Storage a, MatrixOperand aOp, Storage b, MatrixOperand bOp, Storage bias, long biasOffset, Storage c, int m, int n, int k)
+    {
+        // The product, then the bias as a broadcast add in place (one more pass over C; the GPU GEMMs have no epilogue).
+        MatMul(a, aOp, b, bOp, c, 1, m, n, k);
+        var rows = new Layout([m, n], [n, 1], 0);
+        Binary(Kernels.BinaryOp.Add, c, rows, bias, new Layout([m, n], [0, 1], biasOffset), c);
+    }
+
     // The last element operand op touches must lie inside its storage (a GPU would read out of bounds silently).
     private static void CheckOperand(string name, Storage s, MatrixOperand op, int batch, int rows, int cols)
     {

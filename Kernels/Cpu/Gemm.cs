@@ -9,6 +9,8 @@
 // micro-kernel, which then reads both operands with unit stride. The micro-kernel keeps the whole
 // MR x NR block of C in registers: 6 rows x 32 columns = 12 zmm accumulators on Vector512 (6 x 16 = 12 ymm
 // on Vector256), and per k step loads 2 vectors of B, broadcasts 6 values of A and issues 12 FMAs.
+// Epilogue: an optional bias row (a Linear layer's) is added to each tile as the last K slice writes it, so the
+// result has the bits of the product followed by a separate add, without that add's pass over C.
 // FLOPs: 2·M·N·K. Bytes: packing reads A once per N/NC and B once; C is read/written K/KC times.
 // Bound: FMA throughput for large shapes (the peak `bench peak` measures; MC/KC below were swept against it,
 // docs/kernels-cpu.md); memory for skinny ones,
@@ -79,30 +81,34 @@ public static unsafe partial class Gemm
         => SgemmStridedBatched(1, transA, transB, m, n, k, alpha, a, lda, 0, b, ldb, 0, beta, c, ldc, 0);
 
     /// <summary>
-    /// C[i] = alpha·op(A[i])·op(B[i]) + beta·C[i] for i &lt; batch, matrix i starting at i·stride (a stride of 0
-    /// for A or B broadcasts one matrix to every batch entry). When beta is 0, C is not read.
+    /// C[i] = alpha·op(A[i])·op(B[i]) + beta·C[i] (+ bias on every row) for i &lt; batch, matrix i starting at
+    /// i·stride (a stride of 0 for A or B broadcasts one matrix to every batch entry). When beta is 0, C is not
+    /// read. <paramref name="bias"/> is empty or n values added to every row of C as it is written (a Linear layer's
+    /// bias, fused: no second pass over C).
     /// </summary>
     public static void SgemmStridedBatched(int batch, bool transA, bool transB, int m, int n, int k, float alpha,
         ReadOnlySpan<float> a, int lda, long strideA, ReadOnlySpan<float> b, int ldb, long strideB,
-        float beta, Span<float> c, int ldc, long strideC)
-        => SgemmStridedBatchedWithBlocking(BlockSizes, batch, transA, transB, m, n, k, alpha, a, lda, strideA, b, ldb, strideB, beta, c, ldc, strideC);
+        float beta, Span<float> c, int ldc, long strideC, ReadOnlySpan<float> bias = default)
+        => SgemmStridedBatchedWithBlocking(BlockSizes, batch, transA, transB, m, n, k, alpha, a, lda, strideA, b, ldb, strideB, beta, c, ldc, strideC, bias);
 
     /// <summary>
-    /// <see cref="SgemmStridedBatched(int, bool, bool, int, int, int, float, ReadOnlySpan{float}, int, long, ReadOnlySpan{float}, int, long, float, Span{float}, int, long)"/>
+    /// <see cref="SgemmStridedBatched(int, bool, bool, int, int, int, float, ReadOnlySpan{float}, int, long, ReadOnlySpan{float}, int, long, float, Span{float}, int, long, ReadOnlySpan{float})"/>
     /// under another cache blocking than the process's (<see cref="Blocking"/>): for tuning, as
     /// <c>attncore bench gemm --blockings</c> does. The products are the same; where the K slices fall, and so the
     /// rounding of the sums, and the speed change.
     /// </summary>
     public static void SgemmStridedBatchedWithBlocking((int MC, int KC, int NC) blocking, int batch, bool transA, bool transB, int m, int n, int k, float alpha,
         ReadOnlySpan<float> a, int lda, long strideA, ReadOnlySpan<float> b, int ldb, long strideB,
-        float beta, Span<float> c, int ldc, long strideC)
+        float beta, Span<float> c, int ldc, long strideC, ReadOnlySpan<float> bias = default)
     {
         Validate("Gemm.Sgemm", batch, transA, transB, m, n, k, a.Length, lda, strideA, b.Length, ldb, strideB, c.Length, ldc, strideC);
+        if (!bias.IsEmpty && bias.Length != n) throw new ArgumentException($"Gemm.Sgemm: bias has {bias.Length} elements, C has n={n} columns");
         CheckBlocking(blocking, "blocking", FormatBlocking(blocking));
         if (batch == 0 || m == 0 || n == 0) return;
-        fixed (float* pa = a) fixed (float* pb = b) fixed (float* pc = c)
+        fixed (float* pa = a) fixed (float* pb = b) fixed (float* pc = c) fixed (float* pbias = bias)
         {
             var job = new Job(pa, pb, pc, batch, transA, transB, m, n, k, alpha, beta, lda, ldb, ldc, strideA, strideB, strideC);
+            job.Bias = bias.IsEmpty ? null : pbias;
             (job.Mc, job.Kc, job.Nc) = blocking;
             Run(ref job);
         }

@@ -16,6 +16,8 @@ public static unsafe partial class Gemm
     private struct Job
     {
         public float* A, B, C;
+        // [N] added to every row of C as the last K slice writes it (a Linear layer's bias, fused), or null.
+        public float* Bias;
         public int Batch, M, N, K, Lda, Ldb, Ldc;
         public bool TransA, TransB;
         public float Alpha, Beta;
@@ -61,13 +63,14 @@ public static unsafe partial class Gemm
     {
         if (j.K == 0 || j.Alpha == 0)
         {
-            for (int e = 0; e < j.Batch; e++) ScaleC(ref j, e);
+            for (int e = 0; e < j.Batch; e++) { ScaleC(ref j, e); AddBias(ref j, e); }
             return;
         }
         long work = (long)j.M * j.N * j.K;
         if (j.M <= 4 || j.N <= 4)
         {
-            for (int e = 0; e < j.Batch; e++) Skinny(ref j, e);
+            // Memory-bound shapes that write C row by row: the bias as a pass of its own costs little here.
+            for (int e = 0; e < j.Batch; e++) { Skinny(ref j, e); AddBias(ref j, e); }
             return;
         }
         if (WorkerPool.ThreadCount > 1 && j.Batch >= 2 * WorkerPool.ThreadCount && work < 256L * 256 * 256)
@@ -98,6 +101,19 @@ public static unsafe partial class Gemm
         }
     }
 
+    // C[e] += bias on every row, for the paths that do not fuse it (none when j.Bias is null).
+    private static void AddBias(ref Job j, int e)
+    {
+        if (j.Bias == null) return;
+        var bias = new ReadOnlySpan<float>(j.Bias, j.N);
+        float* c = j.C + e * j.StrideC;
+        for (int i = 0; i < j.M; i++)
+        {
+            var row = new Span<float>(c + (long)i * j.Ldc, j.N);
+            System.Numerics.Tensors.TensorPrimitives.Add(row, bias, row);
+        }
+    }
+
     // One batch entry on the calling thread: all five loops, this thread's buffers.
     private static void Serial(ref Job j, int e)
     {
@@ -113,11 +129,13 @@ public static unsafe partial class Gemm
                 for (int ic = 0; ic < j.M; ic += j.Mc)
                 {
                     int mc = Math.Min(j.Mc, j.M - ic);
-                    if (ReadsAInPlace(ref j)) MacroInPlaceA(a, j.Lda, pa, pb, c, j.Ldc, ic, mc, pc, jc, 0, nc, kc, j.Alpha, pc == 0 ? j.Beta : 1f, pc == 0);
+                    // After the last K slice's sum, so that the bits are those of the product followed by an add.
+                    float* bias = pc + kc >= j.K && j.Bias != null ? j.Bias + jc : null;
+                    if (ReadsAInPlace(ref j)) MacroInPlaceA(a, j.Lda, pa, pb, c, j.Ldc, ic, mc, pc, jc, 0, nc, kc, j.Alpha, pc == 0 ? j.Beta : 1f, pc == 0, bias);
                     else
                     {
                         PackABlock(a, j.Lda, j.TransA, ic, mc, pc, kc, pa);
-                        Macro(pa, pb, c, j.Ldc, ic, mc, jc, 0, nc, kc, j.Alpha, pc == 0 ? j.Beta : 1f, pc == 0);
+                        Macro(pa, pb, c, j.Ldc, ic, mc, jc, 0, nc, kc, j.Alpha, pc == 0 ? j.Beta : 1f, pc == 0, bias);
                     }
                 }
             }
@@ -149,6 +167,7 @@ public static unsafe partial class Gemm
         part.A = j.TransA ? j.A + r0 : j.A + (long)r0 * j.Lda;
         part.B = j.TransB ? j.B + (long)c0 * j.Ldb : j.B + c0;
         part.C = j.C + (long)r0 * j.Ldc + c0;
+        if (j.Bias != null) part.Bias = j.Bias + c0;
         Serial(ref part, j.Entry);
     }
 
@@ -181,7 +200,7 @@ public static unsafe partial class Gemm
     // Macro for a row-major A read in place (ReadsAInPlace): the same tiles and the same sums in the same order as
     // Macro over the packed block, so the results are bit for bit those of the packed path.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void MacroInPlaceA(float* a, int lda, float* pa, float* pb, float* c, int ldc, int ic, int mc, int pc, int jc, int jr0, int jrEnd, int kc, float alpha, float beta, bool first)
+    private static void MacroInPlaceA(float* a, int lda, float* pa, float* pb, float* c, int ldc, int ic, int mc, int pc, int jc, int jr0, int jrEnd, int kc, float alpha, float beta, bool first, float* bias)
     {
         int full = mc / MR * MR;
         if (full < mc) PackABlock(a, lda, false, ic + full, mc - full, pc, kc, pa);
@@ -190,23 +209,24 @@ public static unsafe partial class Gemm
         {
             int nr = Math.Min(NR, jrEnd - jr);
             float* bStrip = pb + (long)(jr / NR) * kc * NR;
+            float* tileBias = bias == null ? null : bias + jr;
             for (int ir = 0; ir < full; ir += MR)
             {
                 float* aRows = a + (long)(ic + ir) * lda + pc;
                 float* cTile = c + (long)(ic + ir) * ldc + jc + jr;
-                if (nr == NR) MicroKernelInPlaceA(kc, aRows, lda, bStrip, cTile, ldc, alpha, beta, first);
-                else if (nr == 16) MicroKernelInPlaceA16(kc, aRows, lda, bStrip, cTile, ldc, alpha, beta, first);
+                if (nr == NR) MicroKernelInPlaceA(kc, aRows, lda, bStrip, cTile, ldc, alpha, beta, first, tileBias);
+                else if (nr == 16) MicroKernelInPlaceA16(kc, aRows, lda, bStrip, cTile, ldc, alpha, beta, first, tileBias);
                 else
                 {
-                    MicroKernelInPlaceA(kc, aRows, lda, bStrip, tmp, NR, alpha, 0f, true);
-                    for (int r = 0; r < MR; r++) MergeEdgeRow(tmp + r * NR, cTile + (long)r * ldc, nr, beta, first);
+                    MicroKernelInPlaceA(kc, aRows, lda, bStrip, tmp, NR, alpha, 0f, true, null);
+                    for (int r = 0; r < MR; r++) MergeEdgeRow(tmp + r * NR, cTile + (long)r * ldc, nr, beta, first, tileBias);
                 }
             }
             if (full < mc)
             {
                 float* cTile = c + (long)(ic + full) * ldc + jc + jr;
-                MicroKernel(kc, pa, bStrip, tmp, NR, alpha, 0f, true);
-                for (int r = 0; r < mc - full; r++) MergeEdgeRow(tmp + r * NR, cTile + (long)r * ldc, nr, beta, first);
+                MicroKernel(kc, pa, bStrip, tmp, NR, alpha, 0f, true, null);
+                for (int r = 0; r < mc - full; r++) MergeEdgeRow(tmp + r * NR, cTile + (long)r * ldc, nr, beta, first, tileBias);
             }
         }
     }
@@ -232,7 +252,7 @@ public static unsafe partial class Gemm
 
     // MicroKernel512 with A's six rows read in place, lda apart, instead of from a packed strip.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void MicroKernelInPlaceA(int kc, float* a, int lda, float* b, float* c, int ldc, float alpha, float beta, bool first)
+    private static void MicroKernelInPlaceA(int kc, float* a, int lda, float* b, float* c, int ldc, float alpha, float beta, bool first, float* bias)
     {
         PrefetchTile(c, ldc);
         float* a0 = a, a1 = a + lda, a2 = a1 + lda, a3 = a2 + lda, a4 = a3 + lda, a5 = a4 + lda;
@@ -250,14 +270,14 @@ public static unsafe partial class Gemm
             x = Vector512.Create(a5[p]); c50 = Vector512.FusedMultiplyAdd(x, b0, c50); c51 = Vector512.FusedMultiplyAdd(x, b1, c51);
             b += NR;
         }
-        StoreTile6x32(c, ldc, c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51, alpha, beta, first);
+        StoreTile6x32(c, ldc, c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51, alpha, beta, first, bias);
     }
 
     // The 6 x 16 half of MicroKernelInPlaceA, for a B strip of exactly 16 columns (N = 16, PatchTST's d_model):
     // half the FMAs of the 32-wide kernel, whose other half would multiply the strip's zero padding. C is written
     // as MergeEdgeRow writes an edge tile (no FMA with beta), the rounding of the packed path for such a strip.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void MicroKernelInPlaceA16(int kc, float* a, int lda, float* b, float* c, int ldc, float alpha, float beta, bool first)
+    private static void MicroKernelInPlaceA16(int kc, float* a, int lda, float* b, float* c, int ldc, float alpha, float beta, bool first, float* bias)
     {
         float* a0 = a, a1 = a + lda, a2 = a1 + lda, a3 = a2 + lda, a4 = a3 + lda, a5 = a4 + lda;
         Vector512<float> c0 = default, c1 = default, c2 = default, c3 = default, c4 = default, c5 = default;
@@ -272,79 +292,87 @@ public static unsafe partial class Gemm
             c5 = Vector512.FusedMultiplyAdd(Vector512.Create(a5[p]), b0, c5);
             b += NR;
         }
-        Store16(c, c0, alpha, beta, first);
-        Store16(c + ldc, c1, alpha, beta, first);
-        Store16(c + 2 * ldc, c2, alpha, beta, first);
-        Store16(c + 3 * ldc, c3, alpha, beta, first);
-        Store16(c + 4 * ldc, c4, alpha, beta, first);
-        Store16(c + 5 * ldc, c5, alpha, beta, first);
+        Store16(c, c0, alpha, beta, first, bias);
+        Store16(c + ldc, c1, alpha, beta, first, bias);
+        Store16(c + 2 * ldc, c2, alpha, beta, first, bias);
+        Store16(c + 3 * ldc, c3, alpha, beta, first, bias);
+        Store16(c + 4 * ldc, c4, alpha, beta, first, bias);
+        Store16(c + 5 * ldc, c5, alpha, beta, first, bias);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Store16(float* c, Vector512<float> v, float alpha, float beta, bool first)
-        => Merge16(alpha != 1f ? v * Vector512.Create(alpha) : v, c, beta, first);
+    private static void Store16(float* c, Vector512<float> v, float alpha, float beta, bool first, float* bias)
+        => Merge16(alpha != 1f ? v * Vector512.Create(alpha) : v, c, beta, first, bias);
 
-    // 16 finished values x into C: C + x after the first K slice, else beta·C + x (x alone for beta 0). The one
+    // 16 finished values x into C: C + x after the first K slice, else beta·C + x (x alone for beta 0), then plus the
+    // 16 bias values when bias is not null (the last slice). The one
     // place both MergeEdgeRow and Store16 write a vector of C, so the two paths round alike.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Merge16(Vector512<float> x, float* dst, float beta, bool first)
+    private static void Merge16(Vector512<float> x, float* dst, float beta, bool first, float* bias)
     {
         if (!first) x = Vector512.Load(dst) + x;
         else if (beta != 0) x = Vector512.Create(beta) * Vector512.Load(dst) + x;
+        if (bias != null) x += Vector512.Load(bias);
         x.Store(dst);
     }
 
     // The two inner loops over one packed A block and the packed B strips [jr0, jrEnd) of the panel at jc.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Macro(float* pa, float* pb, float* c, int ldc, int ic, int mc, int jc, int jr0, int jrEnd, int kc, float alpha, float beta, bool first)
+    private static void Macro(float* pa, float* pb, float* c, int ldc, int ic, int mc, int jc, int jr0, int jrEnd, int kc, float alpha, float beta, bool first, float* bias)
     {
         float* tmp = stackalloc float[MR * NR];
         for (int jr = jr0; jr < jrEnd; jr += NR)
         {
             int nr = Math.Min(NR, jrEnd - jr);
             float* bStrip = pb + (long)(jr / NR) * kc * NR;
+            float* tileBias = bias == null ? null : bias + jr;
             for (int ir = 0; ir < mc; ir += MR)
             {
                 int mr = Math.Min(MR, mc - ir);
                 float* aStrip = pa + (long)(ir / MR) * kc * MR;
                 float* cTile = c + (long)(ic + ir) * ldc + jc + jr;
-                if (mr == MR && nr == NR) MicroKernel(kc, aStrip, bStrip, cTile, ldc, alpha, beta, first);
+                if (mr == MR && nr == NR) MicroKernel(kc, aStrip, bStrip, cTile, ldc, alpha, beta, first, tileBias);
                 else
                 {
                     // Edge tile: compute the full MR x NR into a scratch tile, then merge the valid part.
-                    MicroKernel(kc, aStrip, bStrip, tmp, NR, alpha, 0f, true);
-                    for (int r = 0; r < mr; r++) MergeEdgeRow(tmp + r * NR, cTile + (long)r * ldc, nr, beta, first);
+                    MicroKernel(kc, aStrip, bStrip, tmp, NR, alpha, 0f, true, null);
+                    for (int r = 0; r < mr; r++) MergeEdgeRow(tmp + r * NR, cTile + (long)r * ldc, nr, beta, first, tileBias);
                 }
             }
         }
     }
 
-    // dst[0..nr) = v, beta·dst + v (first K slice) or dst + v (later slices) from one row of an edge tile's scratch,
+    // dst[0..nr) = v, beta·dst + v (first K slice) or dst + v (later slices), then + bias[0..nr) when given (the last
+    // slice), from one row of an edge tile's scratch,
     // sixteen lanes at a time: with N = 16 (PatchTST's d_model) every tile is an edge tile, and a scalar merge cost
     // as much as the micro-kernel. Same roundings as the scalar tail (no FMA), so a column's value does not depend
     // on which loop wrote it.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void MergeEdgeRow(float* v, float* dst, int nr, float beta, bool first)
+    private static void MergeEdgeRow(float* v, float* dst, int nr, float beta, bool first, float* bias)
     {
         int q = 0;
         if (Vector512.IsHardwareAccelerated)
         {
-            for (; q + 16 <= nr; q += 16) Merge16(Vector512.Load(v + q), dst + q, beta, first);
+            for (; q + 16 <= nr; q += 16) Merge16(Vector512.Load(v + q), dst + q, beta, first, bias == null ? null : bias + q);
         }
-        for (; q < nr; q++) dst[q] = first ? (beta == 0 ? v[q] : beta * dst[q] + v[q]) : dst[q] + v[q];
+        for (; q < nr; q++)
+        {
+            float x = first ? (beta == 0 ? v[q] : beta * dst[q] + v[q]) : dst[q] + v[q];
+            dst[q] = bias == null ? x : x + bias[q];
+        }
     }
 
     // C[6 x 32] (+)= alpha * sum_p A[:, p] B[p, :], A and B packed. The accumulators never leave registers.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void MicroKernel(int kc, float* a, float* b, float* c, int ldc, float alpha, float beta, bool first)
+    private static void MicroKernel(int kc, float* a, float* b, float* c, int ldc, float alpha, float beta, bool first, float* bias)
     {
-        if (Vector512.IsHardwareAccelerated) MicroKernel512(kc, a, b, c, ldc, alpha, beta, first);
-        else if (Vector256.IsHardwareAccelerated) MicroKernel256(kc, a, b, c, ldc, alpha, beta, first);
-        else MicroKernelScalar(kc, a, b, c, ldc, alpha, beta, first);
+        if (Vector512.IsHardwareAccelerated) MicroKernel512(kc, a, b, c, ldc, alpha, beta, first, bias);
+        else if (Vector256.IsHardwareAccelerated) MicroKernel256(kc, a, b, c, ldc, alpha, beta, first, bias);
+        else MicroKernelScalar(kc, a, b, c, ldc, alpha, beta, first, bias);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void MicroKernel512(int kc, float* a, float* b, float* c, int ldc, float alpha, float beta, bool first)
+    private static void MicroKernel512(int kc, float* a, float* b, float* c, int ldc, float alpha, float beta, bool first, float* bias)
     {
         PrefetchTile(c, ldc);
         Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default,
@@ -361,34 +389,35 @@ public static unsafe partial class Gemm
             x = Vector512.Create(a[5]); c50 = Vector512.FusedMultiplyAdd(x, b0, c50); c51 = Vector512.FusedMultiplyAdd(x, b1, c51);
             a += MR; b += NR;
         }
-        StoreTile6x32(c, ldc, c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51, alpha, beta, first);
+        StoreTile6x32(c, ldc, c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51, alpha, beta, first, bias);
     }
 
     // The 6 x 32 tile's write-back, shared by the packed and the in-place micro-kernels so both round alike.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void StoreTile6x32(float* c, int ldc, Vector512<float> c00, Vector512<float> c01, Vector512<float> c10, Vector512<float> c11,
         Vector512<float> c20, Vector512<float> c21, Vector512<float> c30, Vector512<float> c31, Vector512<float> c40, Vector512<float> c41,
-        Vector512<float> c50, Vector512<float> c51, float alpha, float beta, bool first)
+        Vector512<float> c50, Vector512<float> c51, float alpha, float beta, bool first, float* bias)
     {
-        Store512(c, c00, c01, alpha, beta, first);
-        Store512(c + ldc, c10, c11, alpha, beta, first);
-        Store512(c + 2 * ldc, c20, c21, alpha, beta, first);
-        Store512(c + 3 * ldc, c30, c31, alpha, beta, first);
-        Store512(c + 4 * ldc, c40, c41, alpha, beta, first);
-        Store512(c + 5 * ldc, c50, c51, alpha, beta, first);
+        Store512(c, c00, c01, alpha, beta, first, bias);
+        Store512(c + ldc, c10, c11, alpha, beta, first, bias);
+        Store512(c + 2 * ldc, c20, c21, alpha, beta, first, bias);
+        Store512(c + 3 * ldc, c30, c31, alpha, beta, first, bias);
+        Store512(c + 4 * ldc, c40, c41, alpha, beta, first, bias);
+        Store512(c + 5 * ldc, c50, c51, alpha, beta, first, bias);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Store512(float* c, Vector512<float> v0, Vector512<float> v1, float alpha, float beta, bool first)
+    private static void Store512(float* c, Vector512<float> v0, Vector512<float> v1, float alpha, float beta, bool first, float* bias)
     {
         if (alpha != 1f) { var al = Vector512.Create(alpha); v0 *= al; v1 *= al; }
         if (!first) { v0 += Vector512.Load(c); v1 += Vector512.Load(c + 16); }
         else if (beta != 0f) { var be = Vector512.Create(beta); v0 = Vector512.FusedMultiplyAdd(be, Vector512.Load(c), v0); v1 = Vector512.FusedMultiplyAdd(be, Vector512.Load(c + 16), v1); }
+        if (bias != null) { v0 += Vector512.Load(bias); v1 += Vector512.Load(bias + 16); }
         v0.Store(c); v1.Store(c + 16);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void MicroKernel256(int kc, float* a, float* b, float* c, int ldc, float alpha, float beta, bool first)
+    private static void MicroKernel256(int kc, float* a, float* b, float* c, int ldc, float alpha, float beta, bool first, float* bias)
     {
         // Two passes of 6 x 16 (12 ymm accumulators each) cover the 6 x 32 tile.
         for (int half = 0; half < 2; half++)
@@ -408,26 +437,27 @@ public static unsafe partial class Gemm
                 x = Vector256.Create(ah[5]); c50 = Vector256.FusedMultiplyAdd(x, b0, c50); c51 = Vector256.FusedMultiplyAdd(x, b1, c51);
                 ah += MR; bh += NR;
             }
-            float* ch = c + half * 16;
-            Store256(ch, c00, c01, alpha, beta, first);
-            Store256(ch + ldc, c10, c11, alpha, beta, first);
-            Store256(ch + 2 * ldc, c20, c21, alpha, beta, first);
-            Store256(ch + 3 * ldc, c30, c31, alpha, beta, first);
-            Store256(ch + 4 * ldc, c40, c41, alpha, beta, first);
-            Store256(ch + 5 * ldc, c50, c51, alpha, beta, first);
+            float* ch = c + half * 16, bh16 = bias == null ? null : bias + half * 16;
+            Store256(ch, c00, c01, alpha, beta, first, bh16);
+            Store256(ch + ldc, c10, c11, alpha, beta, first, bh16);
+            Store256(ch + 2 * ldc, c20, c21, alpha, beta, first, bh16);
+            Store256(ch + 3 * ldc, c30, c31, alpha, beta, first, bh16);
+            Store256(ch + 4 * ldc, c40, c41, alpha, beta, first, bh16);
+            Store256(ch + 5 * ldc, c50, c51, alpha, beta, first, bh16);
         }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Store256(float* c, Vector256<float> v0, Vector256<float> v1, float alpha, float beta, bool first)
+    private static void Store256(float* c, Vector256<float> v0, Vector256<float> v1, float alpha, float beta, bool first, float* bias)
     {
         if (alpha != 1f) { var al = Vector256.Create(alpha); v0 *= al; v1 *= al; }
         if (!first) { v0 += Vector256.Load(c); v1 += Vector256.Load(c + 8); }
         else if (beta != 0f) { var be = Vector256.Create(beta); v0 = Vector256.FusedMultiplyAdd(be, Vector256.Load(c), v0); v1 = Vector256.FusedMultiplyAdd(be, Vector256.Load(c + 8), v1); }
+        if (bias != null) { v0 += Vector256.Load(bias); v1 += Vector256.Load(bias + 8); }
         v0.Store(c); v1.Store(c + 8);
     }
 
-    private static void MicroKernelScalar(int kc, float* a, float* b, float* c, int ldc, float alpha, float beta, bool first)
+    private static void MicroKernelScalar(int kc, float* a, float* b, float* c, int ldc, float alpha, float beta, bool first, float* bias)
     {
         float* acc = stackalloc float[MR * NR];
         new Span<float>(acc, MR * NR).Clear();
@@ -439,7 +469,8 @@ public static unsafe partial class Gemm
             {
                 float v = alpha * acc[r * NR + q];
                 float* dst = c + (long)r * ldc + q;
-                *dst = !first ? *dst + v : beta == 0 ? v : beta * *dst + v;
+                float x = !first ? *dst + v : beta == 0 ? v : beta * *dst + v;
+                *dst = bias == null ? x : x + bias[q];
             }
     }
 

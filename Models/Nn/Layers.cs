@@ -26,10 +26,7 @@ public sealed class Linear : Module<Tensor, Tensor>
     public override Tensor Forward(Tensor x)
     {
         if (x.Size(-1) != InFeatures) throw new ArgumentException($"Linear: input has {x.Size(-1)} features (shape {Shape.Format(x.Shape)}), the layer expects {InFeatures}");
-        using var wt = Weight.T;
-        var y = x.MatMul(wt);
-        if (Bias is null) return y;
-        using (y) return y + Bias;
+        return Tensor.Linear(x, Weight, Bias);
     }
 }
 

@@ -103,6 +103,11 @@ public class GradCheckTests
         new("BatchNorm2dReluTraining", [[3, 2, 3, 2], [2], [2]], x => x[0].BatchNorm2dRelu(null, null, x[1], x[2], training: true)),
         new("BatchNorm2dReluTrainingStridedNoAffine", [[2, 3, 2, 2]], x => x[0].Permute(0, 1, 3, 2).BatchNorm2dRelu(null, null, null, null, training: true)),
         new("AddRelu", [[2, 3, 4], [2, 3, 4]], x => x[0].AddRelu(x[1])),
+        // y = x Wᵀ + b in one GEMM (OpKind.Linear): batched rows, one row (rank 1), no bias, a transposed input (unfused)
+        new("Linear", [[2, 3, 4], [5, 4], [5]], x => Tensor.Linear(x[0], x[1], x[2])),
+        new("LinearVector", [[4], [3, 4], [3]], x => Tensor.Linear(x[0], x[1], x[2])),
+        new("LinearNoBias", [[3, 4], [2, 4]], x => Tensor.Linear(x[0], x[1])),
+        new("LinearStrided", [[4, 3], [2, 4], [2]], x => Tensor.Linear(x[0].T, x[1], x[2])),
         new("AddReluStrided", [[3, 2], [2, 3]], x => x[0].Transpose(0, 1).AddRelu(x[1])),
         new("ScaleAddRelu", [[2, 3, 2, 3], [2, 3, 1, 1], [2, 3, 2, 3]], x => x[0].ScaleAddRelu(x[1], x[2])),
         new("BatchNorm2dReluEval", [[2, 2, 2, 2], [2], [2]], x => x[0].BatchNorm2dRelu(Tensor.FromArray(new float[] { 0.5f, -1 }).To(x[0].DType), Tensor.FromArray(new float[] { 2, 0.5f }).To(x[0].DType), x[1], x[2], training: false)),

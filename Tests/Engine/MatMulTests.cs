@@ -56,6 +56,73 @@ public class MatMulTests
         Close(y2, r, 1e-4, 1e-4, $"seed={seed}");
     }
 
+    // Tensor.Linear against the float64 reference x Wᵀ + b: the fused GEMM (contiguous rows, float32 and float64), a
+    // decoder step's few rows (Gemv, then the bias), no bias, and an input view whose rows are not contiguous (unfused).
+    [Test]
+    public void Linear_matches_x_times_w_transposed_plus_bias([Values(DType.Float32, DType.Float64)] DType dtype)
+    {
+        ulong seed = FreshSeed();
+        var gen = new Generator(seed);
+        foreach (var (xs, n, layout) in new (int[], int, Layouts)[] { ([2, 37, 50], 70, Layouts.Contiguous), ([3, 50], 40, Layouts.Contiguous), ([50], 33, Layouts.Contiguous),
+                     ([40, 50], 16, Layouts.Transposed), ([2, 40, 50], 100, Layouts.Strided) })
+            foreach (bool withBias in new[] { true, false })
+            {
+                int k = xs[^1];
+                // Contiguous cases take rows 1.. of a taller tensor: the GEMM then reads A from an offset.
+                using var whole = Make(layout == Layouts.Contiguous ? [xs[0] + 1, .. xs[1..]] : xs, layout, gen, dtype);
+                using var x = whole.Narrow(0, layout == Layouts.Contiguous ? 1 : 0, xs[0]);
+                using var w = Make([n, k], Layouts.Contiguous, gen, dtype);
+                using var b = Make([n], Layouts.Contiguous, gen, dtype);
+                using var y = Tensor.Linear(x, w, withBias ? b : null);
+                var rx = NdArray.From(x);
+                var r = NdArray.MatMul(rx.Rank == 1 ? new NdArray([1, k], rx.Data) : rx, NdArray.From(w).Permute([1, 0]));
+                var data = (double[])r.Data.Clone();
+                if (withBias) for (int i = 0; i < data.Length; i++) data[i] += NdArray.From(b).Data[i % n];
+                int[] shape = [.. xs[..^1], n];
+                Assert.That(y.Shape, Is.EqualTo(shape));
+                double tol = dtype == DType.Float64 ? 1e-12 : 1e-5 * Math.Sqrt(k);
+                Close(y, new NdArray(shape, data), tol, tol, $"x {Shape.Format(xs)} {layout} n={n} bias={withBias} {dtype} seed={seed}");
+            }
+    }
+
+    // The fused op gives the bits of the product followed by the add it replaces, forward and backward.
+    [Test]
+    public void Linear_equals_matmul_then_add_bit_for_bit_with_its_gradients()
+    {
+        ulong seed = FreshSeed();
+        var gen = new Generator(seed);
+        using var x0 = Make([4, 25, 96], Layouts.Contiguous, gen);
+        using var w0 = Make([130, 96], Layouts.Contiguous, gen);
+        using var b0 = Make([130], Layouts.Contiguous, gen);
+        using var g = Make([4, 25, 130], Layouts.Contiguous, gen);
+        Tensor[] Run(bool fused)
+        {
+            var (x, w, b) = (x0.Clone().RequiresGrad_(), w0.Clone().RequiresGrad_(), b0.Clone().RequiresGrad_());
+            Tensor y;
+            if (fused) y = Tensor.Linear(x, w, b);
+            else { using var wt = w.T; using var p = x.MatMul(wt); y = p + b; }
+            y.Backward(g);
+            return [y, x.Grad!, w.Grad!, b.Grad!];
+        }
+        var f = Run(true); var u = Run(false);
+        string[] names = ["y", "dx", "dW", "db"];
+        for (int i = 0; i < 4; i++)
+            Assert.That(f[i].ToArray<float>(), Is.EqualTo(u[i].ToArray<float>()), $"{names[i]} seed={seed}");
+    }
+
+    [Test]
+    public void Linear_errors_name_the_op_and_the_shapes()
+    {
+        using var x = Tensor.Zeros([2, 3]);
+        using var w = Tensor.Zeros([4, 5]);
+        Assert.That(Assert.Throws<ArgumentException>(() => Tensor.Linear(x, w))!.Message, Does.Contain("Linear").And.Contain("[2,3]").And.Contain("[4,5]"));
+        using var w2 = Tensor.Zeros([4, 3]);
+        using var b = Tensor.Zeros([5]);
+        Assert.That(Assert.Throws<ArgumentException>(() => Tensor.Linear(x, w2, b))!.Message, Does.Contain("Linear").And.Contain("bias").And.Contain("[5]"));
+        using var b64 = Tensor.Zeros([4], DType.Float64);
+        Assert.That(Assert.Throws<ArgumentException>(() => Tensor.Linear(x, w2, b64))!.Message, Does.Contain("Linear"));
+    }
+
     [Test]
     public void MatMul_errors_name_op_and_shapes()
     {

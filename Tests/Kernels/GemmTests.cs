@@ -58,6 +58,58 @@ public class GemmTests
         }
     }
 
+    // The fused bias (a Linear layer's forward): every path (blocked, in-place A, edge tiles, skinny, a later K slice)
+    // gives exactly the bits of the product followed by a separate add of the bias, and so the float64 reference + bias.
+    [TestCaseSource(nameof(Shapes))]
+    public void Sgemm_with_a_bias_equals_the_product_then_the_bias_added_bit_for_bit(int m, int n, int k, bool ta, bool tb)
+    {
+        ulong seed = TestContext.CurrentContext.Random.NextULong();
+        var g = new Generator(seed);
+        foreach (var (alpha, beta, extra) in new[] { (1f, 0f, 0), (0.5f, 1f, 3) })
+        {
+            int lda = (ta ? m : k) + extra, ldb = (tb ? k : n) + extra, ldc = n + extra;
+            var a = Rand(g, (long)(ta ? k : m) * lda); var b = Rand(g, (long)(tb ? n : k) * ldb); var c0 = Rand(g, (long)m * ldc);
+            var bias = Rand(g, n);
+            var unfused = (float[])c0.Clone();
+            Gemm.Sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, unfused, ldc);
+            for (int i = 0; i < m; i++)
+                for (int j = 0; j < n; j++) unfused[i * ldc + j] += bias[j];
+            var fused = (float[])c0.Clone();
+            Gemm.SgemmStridedBatched(1, ta, tb, m, n, k, alpha, a, lda, 0, b, ldb, 0, beta, fused, ldc, 0, bias);
+            var expected = Reference(m, n, k, ta, tb, alpha, beta, a, lda, b, ldb, c0, ldc);
+            for (int i = 0; i < m; i++)
+                for (int j = 0; j < n; j++) expected[i * n + j] += bias[j];
+            AssertMatches(fused, ldc, expected, m, n, k, $"bias alpha={alpha} beta={beta} ld+{extra} seed={seed}");
+            for (int i = 0; i < m; i++)
+                for (int j = 0; j < n; j++)
+                    Assert.That(BitConverter.SingleToInt32Bits(fused[i * ldc + j]), Is.EqualTo(BitConverter.SingleToInt32Bits(unfused[i * ldc + j])),
+                        $"C[{i},{j}] fused {fused[i * ldc + j]} against product + bias {unfused[i * ldc + j]} (alpha={alpha} beta={beta} seed={seed})");
+        }
+    }
+
+    [Test]
+    public void Sgemm_with_a_bias_on_two_threads_a_batch_and_an_empty_sum()
+    {
+        var g = new Generator(11);
+        // Two threads cut C by rows (m >= n) and by columns (m < n), each part adding its own columns of the bias.
+        foreach (var (m, n, k) in new[] { (300, 97, 260), (70, 400, 130) })
+        {
+            var a = Rand(g, (long)m * k); var b = Rand(g, (long)n * k); var bias = Rand(g, n);
+            var c = new float[2L * m * n];
+            Gemm.SgemmStridedBatched(2, false, true, m, n, k, 1f, a, k, 0, b, k, 0, 0f, c, n, (long)m * n, bias);
+            var expected = Reference(m, n, k, false, true, 1, 0, a, k, b, k, c, n);
+            for (int e = 0; e < 2; e++)
+                for (int i = 0; i < m; i++)
+                    for (int j = 0; j < n; j++)
+                        Assert.That(c[e * m * n + i * n + j], Is.EqualTo(expected[i * n + j] + bias[j]).Within(3e-6 * Math.Sqrt(k + 1) * (1 + Math.Abs(expected[i * n + j]))), $"{m}x{n}x{k} batch {e} C[{i},{j}]");
+        }
+        var only = new float[12];
+        Gemm.SgemmStridedBatched(1, false, false, 3, 4, 0, 1f, [], 1, 0, [], 4, 0, 0f, only, 4, 0, [1f, 2f, 3f, 4f]);
+        Assert.That(only, Is.EqualTo(new float[] { 1, 2, 3, 4, 1, 2, 3, 4, 1, 2, 3, 4 }), "k = 0: C is the bias on every row");
+        var ex = Assert.Throws<ArgumentException>(() => Gemm.SgemmStridedBatched(1, false, false, 3, 4, 2, 1f, new float[6], 2, 0, new float[8], 4, 0, 0f, new float[12], 4, 0, new float[3]))!;
+        Assert.That(ex.Message, Does.Contain("Gemm.Sgemm").And.Contain("bias has 3").And.Contain("n=4"));
+    }
+
     // C (m x n, row stride ldc) against the float64 product, to a tolerance growing with sqrt(k).
     private static void AssertMatches(float[] c, int ldc, double[] expected, int m, int n, int k, string context)
     {
