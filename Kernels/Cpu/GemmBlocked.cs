@@ -114,6 +114,10 @@ public static unsafe partial class Gemm
         }
     }
 
+    // The bias (from column jc) that the K slice [pc, pc + kc) adds as it writes C: only the last slice's, after its sum,
+    // so that the bits are those of the product followed by an add; null for the other slices and without a bias.
+    private static float* SliceBias(ref Job j, int jc, int pc, int kc) => pc + kc >= j.K && j.Bias != null ? j.Bias + jc : null;
+
     // One batch entry on the calling thread: all five loops, this thread's buffers.
     private static void Serial(ref Job j, int e)
     {
@@ -129,8 +133,7 @@ public static unsafe partial class Gemm
                 for (int ic = 0; ic < j.M; ic += j.Mc)
                 {
                     int mc = Math.Min(j.Mc, j.M - ic);
-                    // After the last K slice's sum, so that the bits are those of the product followed by an add.
-                    float* bias = pc + kc >= j.K && j.Bias != null ? j.Bias + jc : null;
+                    float* bias = SliceBias(ref j, jc, pc, kc);
                     if (ReadsAInPlace(ref j)) MacroInPlaceA(a, j.Lda, pa, pb, c, j.Ldc, ic, mc, pc, jc, 0, nc, kc, j.Alpha, pc == 0 ? j.Beta : 1f, pc == 0, bias);
                     else
                     {

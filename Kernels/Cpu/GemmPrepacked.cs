@@ -143,7 +143,7 @@ public static unsafe partial class Gemm
                 {
                     int mc = Math.Min(MC, r1 - ic);
                     PackABlock(j.A, j.Lda, j.TransA, ic, mc, pc, kc, packA);
-                    Macro(packA, panel, j.C, j.Ldc, ic, mc, jc, jr0, jrEnd, kc, j.Alpha, pc == 0 ? j.Beta : 1f, pc == 0, pc + kc >= k && j.Bias != null ? j.Bias + jc : null);
+                    Macro(packA, panel, j.C, j.Ldc, ic, mc, jc, jr0, jrEnd, kc, j.Alpha, pc == 0 ? j.Beta : 1f, pc == 0, SliceBias(ref j, jc, pc, kc));
                 }
             }
         }
