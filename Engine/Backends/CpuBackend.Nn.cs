@@ -32,17 +32,21 @@ public sealed partial class CpuBackend
     /// <inheritdoc/>
     public void MatMulBias(Storage a, MatrixOperand aOp, Storage b, MatrixOperand bOp, Storage bias, long biasOffset, Storage c, int m, int n, int k)
     {
-        if (a.DType == DType.Float32 && !(m <= Gemv.MaxRows && !aOp.Transposed && bOp.Transposed))
+        if (a.DType == DType.Float32)
         {
-            // The blocked GEMM adds the bias as it writes each tile of C (Gemm.SgemmStridedBatched's bias).
-            Gemm.SgemmStridedBatched(1, aOp.Transposed, bOp.Transposed, m, n, k, 1f, Data<float>(a).AsSpan((int)aOp.Offset), aOp.Ld, 0,
-                Data<float>(b).AsSpan((int)bOp.Offset), bOp.Ld, 0, 0f, Data<float>(c), n, (long)m * n, Data<float>(bias).AsSpan((int)biasOffset, n));
+            // The bias is added as the sums are stored: by the blocked GEMM's tile store, or by Gemv against a Linear
+            // weight (a decoder step's few rows), the two paths MatMul takes.
+            var biasRow = Data<float>(bias).AsSpan((int)biasOffset, n);
+            if (!aOp.Transposed && bOp.Transposed)
+                Gemv.MultiplyByWeight(m, n, k, Data<float>(a).AsSpan((int)aOp.Offset), aOp.Ld, Data<float>(b).AsSpan((int)bOp.Offset), bOp.Ld, Data<float>(c), n, biasRow);
+            else
+                Gemm.SgemmStridedBatched(1, aOp.Transposed, bOp.Transposed, m, n, k, 1f, Data<float>(a).AsSpan((int)aOp.Offset), aOp.Ld, 0,
+                    Data<float>(b).AsSpan((int)bOp.Offset), bOp.Ld, 0, 0f, Data<float>(c), n, (long)m * n, biasRow);
             return;
         }
-        // A decoder step's few rows (Gemv) and float64: the product, then the bias row by row.
+        // float64: the product, then the bias row by row.
         MatMul(a, aOp, b, bOp, c, 1, m, n, k);
-        var rows = new Layout([m, n], [n, 1], 0);
-        Binary(Kernels.BinaryOp.Add, c, rows, bias, new Layout([m, n], [0, 1], biasOffset), c);
+        this.AddBiasRows(c, m, n, bias, biasOffset);
     }
 
     /// <inheritdoc/>

@@ -222,3 +222,14 @@ public interface IBackend : IDisposable
     /// <summary>The adjoint of <see cref="Gather"/>: dst[o, index[o, j, i], i] += src[o, j, i].</summary>
     void ScatterAdd(Storage dst, long outer, int axisSize, long inner, Storage index, int count, Storage src);
 }
+
+/// <summary>Steps that every backend composes from its own primitives in the same way.</summary>
+internal static class BackendComposites
+{
+    /// <summary>
+    /// C [m, n] (contiguous from element 0) += the n values of <paramref name="bias"/> from <paramref name="biasOffset"/>
+    /// on every row, in place: the second half of <see cref="IBackend.MatMulBias"/> where the product cannot add it.
+    /// </summary>
+    public static void AddBiasRows(this IBackend backend, Storage c, int m, int n, Storage bias, long biasOffset)
+        => backend.Binary(BinaryOp.Add, c, new Layout([m, n], [n, 1], 0), bias, new Layout([m, n], [0, 1], biasOffset), c);
+}

@@ -44,8 +44,7 @@ public sealed partial class IlgpuBackend
     {
         // The product, then the bias as a broadcast add in place (one more pass over C; the GPU GEMMs have no epilogue).
         MatMul(a, aOp, b, bOp, c, 1, m, n, k);
-        var rows = new Layout([m, n], [n, 1], 0);
-        Binary(Kernels.BinaryOp.Add, c, rows, bias, new Layout([m, n], [0, 1], biasOffset), c);
+        this.AddBiasRows(c, m, n, bias, biasOffset);
     }
 
     // The last element operand op touches must lie inside its storage (a GPU would read out of bounds silently).

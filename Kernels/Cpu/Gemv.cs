@@ -8,6 +8,8 @@
 // AVX-512 each of the four is a Vector256 dot product of its own.
 // Memory-bound: n·k weights are read once per call (2·m·n·k FLOPs over 4·n·k bytes), which is why the blocked
 // GEMM's packing (a second pass over W) loses at these shapes.
+// Bias: C[i, j] = dot + bias[j] when a bias is given, added to the finished sum as the blocked GEMM's epilogue does,
+// so a Linear layer's output has the bits of the product followed by a separate add on both paths.
 // Threads: above ParallelWeights weights the rows of W are split into chunks over the WorkerPool; below it a
 // single thread finishes before the pool's hand-off would pay for itself.
 // Reference: SgemvReference (float64 accumulation), compared in Tests/Kernels/GemvTests.cs.
@@ -28,23 +30,25 @@ public static unsafe class Gemv
 
     private struct Job
     {
-        public float* A, W, C;
+        public float* A, W, C, Bias;   // Bias null: none
         public int M, N, K, Lda, Ldw, Ldc, RowsPerChunk;
     }
 
     /// <summary>
     /// C = A·Wᵀ for any number of rows <paramref name="m"/>: <see cref="Sgemv"/> for up to <see cref="MaxRows"/> rows
     /// (stream W once, no packing), the blocked <see cref="Gemm"/> above that. The one place that choice is made, for
-    /// CpuBackend's MatMul and for GptDecoder. C is overwritten (not read).
+    /// CpuBackend's MatMul and MatMulBias and for GptDecoder. C is overwritten (not read); a non-empty
+    /// <paramref name="bias"/> (length n) is added to every row as the sums are stored.
     /// </summary>
-    public static void MultiplyByWeight(int m, int n, int k, ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> w, int ldw, Span<float> c, int ldc)
+    public static void MultiplyByWeight(int m, int n, int k, ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> w, int ldw, Span<float> c, int ldc,
+        ReadOnlySpan<float> bias = default)
     {
-        if (m <= MaxRows) Sgemv(m, n, k, a, lda, w, ldw, c, ldc);
-        else Gemm.Sgemm(false, true, m, n, k, 1f, a, lda, w, ldw, 0f, c, ldc);
+        if (m <= MaxRows) Sgemv(m, n, k, a, lda, w, ldw, c, ldc, bias);
+        else Gemm.SgemmStridedBatched(1, false, true, m, n, k, 1f, a, lda, 0, w, ldw, 0, 0f, c, ldc, 0, bias);
     }
 
     /// <summary>
-    /// <see cref="MultiplyByWeight(int, int, int, ReadOnlySpan{float}, int, ReadOnlySpan{float}, int, Span{float}, int)"/>
+    /// <see cref="MultiplyByWeight(int, int, int, ReadOnlySpan{float}, int, ReadOnlySpan{float}, int, Span{float}, int, ReadOnlySpan{float})"/>
     /// for a weight whose GEMM panels are kept packed by the caller (<see cref="Gemm.PackB"/> of Wᵀ): above
     /// <see cref="MaxRows"/> rows the prepacked GEMM runs on <paramref name="packedW"/>(<paramref name="state"/>), which
     /// is called only then, so that a decoder step of a few rows never packs. The sums are bit-identical to the first form's.
@@ -65,15 +69,17 @@ public static unsafe class Gemv
     /// <summary>
     /// C[i, j] = Σ_p A[i, p]·W[j, p] for i &lt; <paramref name="m"/> (at most <see cref="MaxRows"/>), j &lt; <paramref name="n"/>;
     /// A, W and C row-major with leading dimensions <paramref name="lda"/>, <paramref name="ldw"/>, <paramref name="ldc"/>.
-    /// C is overwritten (not read).
+    /// C is overwritten (not read); a non-empty <paramref name="bias"/> (length n) adds bias[j] to column j.
     /// </summary>
-    public static void Sgemv(int m, int n, int k, ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> w, int ldw, Span<float> c, int ldc)
+    public static void Sgemv(int m, int n, int k, ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> w, int ldw, Span<float> c, int ldc,
+        ReadOnlySpan<float> bias = default)
     {
         Check("Gemv.Sgemv", m, n, k, a.Length, lda, w.Length, ldw, c.Length, ldc);
+        if (!bias.IsEmpty && bias.Length != n) throw new ArgumentException($"Gemv.Sgemv: bias has {bias.Length} elements, C has n={n} columns");
         if (m == 0 || n == 0) return;
-        fixed (float* pa = a) fixed (float* pw = w) fixed (float* pc = c)
+        fixed (float* pa = a) fixed (float* pw = w) fixed (float* pc = c) fixed (float* pb = bias)
         {
-            var job = new Job { A = pa, W = pw, C = pc, M = m, N = n, K = k, Lda = lda, Ldw = ldw, Ldc = ldc };
+            var job = new Job { A = pa, W = pw, C = pc, Bias = bias.IsEmpty ? null : pb, M = m, N = n, K = k, Lda = lda, Ldw = ldw, Ldc = ldc };
             long weights = (long)n * k;
             int quads = (n + RowBlock - 1) / RowBlock;
             int chunks = WorkerPool.ThreadCount > 1 && weights >= ParallelWeights ? Math.Min(quads, WorkerPool.ChunkCount(weights, ParallelWeights / 4, perThread: 2)) : 1;
@@ -100,13 +106,17 @@ public static unsafe class Gemv
             for (int i = 0; i < j.M; i++)
             {
                 var s = Dot4(j.A + (long)i * j.Lda, w0, j.Ldw, j.K);
+                if (j.Bias != null) s += Vector128.Load(j.Bias + r);
                 float* c = j.C + (long)i * j.Ldc + r;
                 c[0] = s.GetElement(0); c[1] = s.GetElement(1); c[2] = s.GetElement(2); c[3] = s.GetElement(3);
             }
         }
         for (; r < end; r++)
             for (int i = 0; i < j.M; i++)
-                j.C[(long)i * j.Ldc + r] = Dot1(j.A + (long)i * j.Lda, j.W + (long)r * j.Ldw, j.K);
+            {
+                float s = Dot1(j.A + (long)i * j.Lda, j.W + (long)r * j.Ldw, j.K);
+                j.C[(long)i * j.Ldc + r] = j.Bias == null ? s : s + j.Bias[r];
+            }
     }
 
     // Four dot products x·w_q (w_q = w + q·ldw) sharing each load of x; without AVX-512, four separate ones.

@@ -57,7 +57,7 @@ public class MatMulTests
     }
 
     // Tensor.Linear against the float64 reference x Wᵀ + b: the fused GEMM (contiguous rows, float32 and float64), a
-    // decoder step's few rows (Gemv, then the bias), no bias, and an input view whose rows are not contiguous (unfused).
+    // decoder step's few rows (Gemv, adding the bias as it stores), no bias, and an input view whose rows are not contiguous (unfused).
     [Test]
     public void Linear_matches_x_times_w_transposed_plus_bias([Values(DType.Float32, DType.Float64)] DType dtype)
     {
@@ -85,16 +85,18 @@ public class MatMulTests
             }
     }
 
-    // The fused op gives the bits of the product followed by the add it replaces, forward and backward.
-    [Test]
-    public void Linear_equals_matmul_then_add_bit_for_bit_with_its_gradients()
+    // The fused op gives the bits of the product followed by the add it replaces, forward and backward: on the
+    // blocked GEMM (100 rows) and on Gemv (3 rows, a decoder step).
+    [TestCase(4, 25)]
+    [TestCase(1, 3)]
+    public void Linear_equals_matmul_then_add_bit_for_bit_with_its_gradients(int batch, int rows)
     {
         ulong seed = FreshSeed();
         var gen = new Generator(seed);
-        using var x0 = Make([4, 25, 96], Layouts.Contiguous, gen);
+        using var x0 = Make([batch, rows, 96], Layouts.Contiguous, gen);
         using var w0 = Make([130, 96], Layouts.Contiguous, gen);
         using var b0 = Make([130], Layouts.Contiguous, gen);
-        using var g = Make([4, 25, 130], Layouts.Contiguous, gen);
+        using var g = Make([batch, rows, 130], Layouts.Contiguous, gen);
         Tensor[] Run(bool fused)
         {
             var (x, w, b) = (x0.Clone().RequiresGrad_(), w0.Clone().RequiresGrad_(), b0.Clone().RequiresGrad_());

@@ -55,6 +55,43 @@ public class GemvTests
         => Compare(m, n, 131, pad: 2, threads: 2);   // 1031·131 weights: above the parallel threshold, chunks of 4 rows and a tail
 
     [Test]
+    public void Sgemv_with_a_bias_equals_the_product_then_the_add_bit_for_bit(
+        [Values(1, 2, 3, 4)] int m, [Values(1, 4, 5, 9, 1031)] int n, [Values(1, 17, 131)] int k, [Values(1, 2)] int threads)
+    {
+        var g = new Generator(TestContext.CurrentContext.Random.NextULong());
+        int lda = k + 1, ldw = k + 2, ldc = n + 3;
+        var (a, w, bias) = (Rand(g, m * lda), Rand(g, n * ldw), Rand(g, n));
+        var (fused, plain) = (Enumerable.Repeat(9f, m * ldc).ToArray(), Enumerable.Repeat(9f, m * ldc).ToArray());
+        int saved = WorkerPool.ThreadCount;
+        WorkerPool.ThreadCount = threads;
+        try
+        {
+            Gemv.Sgemv(m, n, k, a, lda, w, ldw, fused, ldc, bias);
+            Gemv.Sgemv(m, n, k, a, lda, w, ldw, plain, ldc);
+        }
+        finally { WorkerPool.ThreadCount = saved; }
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < ldc; j++)
+            {
+                float expected = j < n ? plain[i * ldc + j] + bias[j] : 9f;   // the padding stays unwritten
+                Assert.That(BitConverter.SingleToInt32Bits(fused[i * ldc + j]), Is.EqualTo(BitConverter.SingleToInt32Bits(expected)),
+                    $"m={m} n={n} k={k} threads={threads} C[{i},{j}]: {fused[i * ldc + j]} against {expected}");
+            }
+        // and against float64: the sum plus the bias
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++)
+                Assert.That(fused[i * ldc + j], Is.EqualTo(Expected(a, lda, w, ldw, i, j, k) + bias[j]).Within(1e-5 * (1 + Math.Sqrt(k))));
+    }
+
+    [Test]
+    public void Sgemv_refuses_a_bias_of_the_wrong_length_naming_both()
+    {
+        var buf = new float[64];
+        var e = Assert.Throws<ArgumentException>(() => Gemv.Sgemv(1, 8, 4, buf, 4, buf, 4, buf, 8, new float[7]))!;
+        Assert.That(e.Message, Does.Contain("Gemv.Sgemv").And.Contain("bias has 7").And.Contain("n=8"));
+    }
+
+    [Test]
     public void Sgemv_propagates_nan_from_zero_times_infinity()
     {
         float[] a = [0f, 1f], w = [float.PositiveInfinity, 2f];
