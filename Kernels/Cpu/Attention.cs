@@ -12,7 +12,8 @@
 //   mask (optional): S += M[b, h, i, j], an additive float mask read through broadcast strides (stride 0 on
 //                   a broadcast dim: a [Lq, Lk] or [B, 1, 1, Lk] mask is never expanded); -inf hides a key
 //   causal: key j hidden from query i when j > i + Lk - Lq (bottom-right aligned); tiles wholly above the
-//                   diagonal are skipped (about half the work), the one crossing it is masked element-wise
+//                   diagonal are skipped (about half the work), the one crossing it is masked row by row and
+//                   its P V product stops at the group's last visible key
 //   online softmax: m_new = max(m, rowmax S); P = exp(S - m_new); l = l·exp(m - m_new) + rowsum P;
 //                   O = O·exp(m - m_new); lazily (SoftmaxTileLazy): m moves only when a score passes it by more
 //                   than 8, so most tiles need no row max, no correction and no rescale
@@ -343,15 +344,20 @@ public static unsafe partial class Attention
         }
         ScoreTile(q, qs, d, kt + (long)j0 * d, TileWidth(a.PaddedKeys), p);
         if (mask != null) AddMask(p, mask, a.Mo, i0, rows, j0, cols);
-        if (cols < KeyTile && !crossesDiagonal)
-            // A short last tile (every tile when Lk < 64, as PatchTST's 42 patches): hide the padding a row at a time.
-            for (int r = 0; r < RowGroup; r++) new Span<float>(p + r * KeyTile + cols, KeyTile - cols).Fill(float.NegativeInfinity);
-        for (int r = 0; r < RowGroup && crossesDiagonal; r++)
+        // A row's visible keys are a prefix of the tile: all cols (a short last tile, every tile when Lk < 64, as
+        // PatchTST's 42 patches), or on the causal diagonal those up to the row's last visible key. The rest is
+        // hidden with -inf, so its P is 0, and the P V product stops after the group's last visible key: on the
+        // diagonal tile the group at its top sees 1-4 of the 64 keys, and at GPT-small's T 256 four of the ten
+        // tiles a causal head computes are diagonal ones.
+        int pvCols = cols;
+        if (cols < KeyTile || crossesDiagonal)
         {
-            float* pr = p + r * KeyTile;
-            int limit = a.S.Causal ? i0 + r + a.S.CausalShift - j0 : int.MaxValue;   // last visible column
-            for (int c = 0; c < KeyTile; c++)
-                if (c >= cols || c > limit) pr[c] = float.NegativeInfinity;
+            for (int r = 0; r < RowGroup; r++)
+            {
+                int visible = crossesDiagonal ? Math.Clamp(i0 + r + a.S.CausalShift - j0 + 1, 0, cols) : cols;
+                new Span<float>(p + r * KeyTile + visible, KeyTile - visible).Fill(float.NegativeInfinity);
+            }
+            if (crossesDiagonal) pvCols = Math.Clamp(i0 + RowGroup + a.S.CausalShift - j0, 0, cols);
         }
         // Online softmax update and P V accumulation, row by row.
         if (Vector512.IsHardwareAccelerated) SoftmaxTileLazy(ref a, b, h, i0, j0, cols, p, m, lsum, acc);
@@ -370,7 +376,7 @@ public static unsafe partial class Attention
             if (correction != 1) ScaleRow(acc + r * d, correction, acc + r * d, d);
             if (a.S.Dropout > 0) DropoutRow(pr, cols, a.S.Seed, b, h, i0 + r, j0, a.S.Dropout);
         }
-        AccumulatePV(p, vBase + j0 * a.VRowStride, a.VRowStride, cols, d, acc);
+        AccumulatePV(p, vBase + j0 * a.VRowStride, a.VRowStride, pvCols, d, acc);
     }
 
     // Slack of the lazy rescaling: a row's exps are taken against a shift m that may trail its running maximum by up

@@ -13,8 +13,10 @@
 // common tile (64 keys, no mask, clear of the diagonal, no dropout) P and scale·dS come straight from the score
 // registers (its Probabilities and ScoreGradients epilogues); other tiles store S and dP and convert them after.
 // Loop order: blocks of 64 query rows (staged back to back), then key tiles, then three passes over the block's
-// groups of 4: P and dS of every group (kept for the block, 16 KiB each), dQ, then dV and dK. Each pass's data
-// fits L1; one pass doing all of it per group did not. Each (b, key/value head) is one task: Kᵀ and Vᵀ are packed once, then the G = H / Hkv query heads of the
+// groups of 4: P and dS of every group (kept for the block, 16 KiB each), dQ, then dV and dK. On a tile the causal
+// diagonal crosses, dQ's product stops at each group's last visible key and dK/dV's starts at each key's first
+// visible row (P and dS are 0 outside). Each pass's data fits L1; one pass doing all of it per group did not.
+// Each (b, key/value head) is one task: Kᵀ and Vᵀ are packed once, then the G = H / Hkv query heads of the
 // group run one after the other, so dK and dV sum over the group's query heads in a fixed order without races
 // (grouped-query attention; G = 1 is ordinary multi-head attention). Tasks are spread over WorkerPool; with
 // fewer tasks than threads (multi-query attention at B = 1) some threads idle, the price of race-free dK/dV.
@@ -261,10 +263,16 @@ public static unsafe partial class Attention
                 }
                 if (firstGroup == groups) continue;
                 for (int g = firstGroup; g < groups; g++)
-                    AccumulatePV(dp + g * RowGroup * KeyTile, k.Row(j0), k.Ld, cols, d, dqAcc + g * RowGroup * d);
+                {
+                    // dS is 0 past the group's last visible key (the causal diagonal), so dQ's product stops there.
+                    int visible = a.S.Causal ? Math.Clamp(blk0 + g * RowGroup + RowGroup + a.S.CausalShift - j0, 0, cols) : cols;
+                    AccumulatePV(dp + g * RowGroup * KeyTile, k.Row(j0), k.Ld, visible, d, dqAcc + g * RowGroup * d);
+                }
                 int r0 = firstGroup * RowGroup, n = (groups - firstGroup) * RowGroup;
-                AccumulateTransposedBlock(p + r0 * KeyTile, n, cols, dOr + r0 * xs, xs, d, dv.Row(j0), dv.Ld);
-                AccumulateTransposedBlock(dp + r0 * KeyTile, n, cols, qRaw + r0 * xs, xs, d, dk.Row(j0), dk.Ld);
+                // Causal: key j0 + j is seen from row r0 + (j + firstRow) of the block on (its P and dS are 0 above it).
+                int firstRow = a.S.Causal ? j0 - a.S.CausalShift - blk0 - r0 : int.MinValue / 2;
+                AccumulateTransposedBlock(p + r0 * KeyTile, n, cols, dOr + r0 * xs, xs, d, dv.Row(j0), dv.Ld, firstRow);
+                AccumulateTransposedBlock(dp + r0 * KeyTile, n, cols, qRaw + r0 * xs, xs, d, dk.Row(j0), dk.Ld, firstRow);
             }
             for (int i = blk0; i < blockEnd; i++)
                 new ReadOnlySpan<float>(dqAcc + (long)(i - blk0) * d, d).CopyTo(new Span<float>(dq + i * a.DQo.StrideL, d));
@@ -276,14 +284,25 @@ public static unsafe partial class Attention
     // A group of keys' dst rows is held in registers while every row r streams past (per row: one broadcast per
     // key, the x row's vectors, keys x D/16 FMAs), then added to dst once: D 64 takes 4 keys (16 zmm), D 32 takes 8.
     // Each dst element gets Σ_r in increasing r, then one add: the same bits for any thread count.
+    // Key j's coefficients are 0 in the rows before j + firstRow (the causal diagonal; firstRow very negative: none),
+    // so at D 64 and 32 a group of keys starts at its first key's row: on a diagonal tile that halves the work, and
+    // leaving out leading terms 0·x changes no bit of the sums.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void AccumulateTransposedBlock(float* coef, int n, int cols, float* x, int xs, int d, float* dst, long ld)
+    private static void AccumulateTransposedBlock(float* coef, int n, int cols, float* x, int xs, int d, float* dst, long ld, int firstRow)
     {
         int j = 0;
         if (Vector512.IsHardwareAccelerated && d == 64)
-            for (; j < cols; j += 4) TransposedKeys4x64(coef + j, n, Math.Min(4, cols - j), x, xs, dst + j * ld, ld);
+            for (; j < cols; j += 4)
+            {
+                int r = Math.Clamp(j + firstRow, 0, n);
+                TransposedKeys4x64(coef + r * KeyTile + j, n - r, Math.Min(4, cols - j), x + r * xs, xs, dst + j * ld, ld);
+            }
         else if (Vector512.IsHardwareAccelerated && d == 32)
-            for (; j < cols; j += 8) TransposedKeys8x32(coef + j, n, Math.Min(8, cols - j), x, xs, dst + j * ld, ld);
+            for (; j < cols; j += 8)
+            {
+                int r = Math.Clamp(j + firstRow, 0, n);
+                TransposedKeys8x32(coef + r * KeyTile + j, n - r, Math.Min(8, cols - j), x + r * xs, xs, dst + j * ld, ld);
+            }
         else if (Vector512.IsHardwareAccelerated) { TransposedByKeys(coef, n, cols, x, xs, d, dst, ld); return; }
         for (; j < cols; j++)
         {

@@ -56,6 +56,8 @@ public class AttentionTests
     [
         new("plain", 2, 3, 37, 37, 64, false, AttentionMasks.Kind.None, 0, false),
         new("causal", 1, 2, 70, 70, 64, true, AttentionMasks.Kind.None, 0, false),
+        // GPT-small's heads: four diagonal key tiles, on which the P V and dQ products stop at each group's last key.
+        new("causal_t256_d64_strided_four_diagonal_tiles", 1, 2, 256, 256, 64, true, AttentionMasks.Kind.None, 0, true),
         new("padding", 2, 2, 20, 33, 32, false, AttentionMasks.Kind.KeyPadding, 0, false),
         new("causal_and_padding", 2, 1, 9, 9, 16, true, AttentionMasks.Kind.KeyPadding, 0, false),
         new("cross_length_causal", 1, 2, 5, 70, 64, true, AttentionMasks.Kind.None, 0, false),
