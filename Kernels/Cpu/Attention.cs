@@ -354,10 +354,10 @@ public static unsafe partial class Attention
         {
             for (int r = 0; r < RowGroup; r++)
             {
-                int visible = crossesDiagonal ? Math.Clamp(i0 + r + a.S.CausalShift - j0 + 1, 0, cols) : cols;
+                int visible = crossesDiagonal ? VisibleKeys(i0 + r, a.S.CausalShift, j0, cols) : cols;
                 new Span<float>(p + r * KeyTile + visible, KeyTile - visible).Fill(float.NegativeInfinity);
             }
-            if (crossesDiagonal) pvCols = Math.Clamp(i0 + RowGroup + a.S.CausalShift - j0, 0, cols);
+            if (crossesDiagonal) pvCols = VisibleKeys(i0 + RowGroup - 1, a.S.CausalShift, j0, cols);
         }
         // Online softmax update and P V accumulation, row by row.
         if (Vector512.IsHardwareAccelerated) SoftmaxTileLazy(ref a, b, h, i0, j0, cols, p, m, lsum, acc);
@@ -378,6 +378,11 @@ public static unsafe partial class Attention
         }
         AccumulatePV(p, vBase + j0 * a.VRowStride, a.VRowStride, pvCols, d, acc);
     }
+
+    // How many of the tile's keys from j0 (cols of them) query row i sees under the causal mask (keys up to
+    // i + shift): a prefix, 0 to cols. The forward's masking and P V and the backward's dQ stop there.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int VisibleKeys(int i, int causalShift, int j0, int cols) => Math.Clamp(i + causalShift - j0 + 1, 0, cols);
 
     // Slack of the lazy rescaling: a row's exps are taken against a shift m that may trail its running maximum by up
     // to this much, so a probability before normalisation is at most e^8 ≈ 3e3 (no overflow in P, the sums or O).

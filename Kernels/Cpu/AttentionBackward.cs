@@ -220,7 +220,7 @@ public static unsafe partial class Attention
                         for (int r = 0; r < RowGroup; r++)
                         {
                             float l = r < rows ? lse[i0 + r] : float.NegativeInfinity;
-                            int visible = masked ? Math.Min(cols, i0 + r + a.S.CausalShift - j0 + 1) : cols;
+                            int visible = masked ? VisibleKeys(i0 + r, a.S.CausalShift, j0, cols) : cols;
                             if (float.IsNegativeInfinity(l) || visible <= 0) { new Span<float>(gp + r * KeyTile, KeyTile).Clear(); new Span<float>(gdp + r * KeyTile, KeyTile).Clear(); continue; }
                             var lv = Vector512.Create(l); var dv0 = Vector512.Create(di[i0 + r]);
                             for (int c = 0; c < visible; c += 16)
@@ -267,7 +267,7 @@ public static unsafe partial class Attention
                 for (int g = firstGroup; g < groups; g++)
                 {
                     // dS is 0 past the group's last visible key (the causal diagonal), so dQ's product stops there.
-                    int visible = a.S.Causal ? Math.Clamp(blk0 + g * RowGroup + RowGroup + a.S.CausalShift - j0, 0, cols) : cols;
+                    int visible = a.S.Causal ? VisibleKeys(blk0 + g * RowGroup + RowGroup - 1, a.S.CausalShift, j0, cols) : cols;
                     AccumulatePV(dp + g * RowGroup * KeyTile, k.Row(j0), k.Ld, visible, d, dqAcc + g * RowGroup * d);
                 }
                 int r0 = firstGroup * RowGroup, n = (groups - firstGroup) * RowGroup;
