@@ -7,6 +7,7 @@
 // GELU'(x) = Φ(x) + x·φ(x) with φ(x) = e^(−x²/2)/√(2π), reusing the same exponential.
 // FLOPs: ~20 per element (one exp, one division). Bytes: 8 per element. Bound: the divide and exp throughput.
 // Reference: the float64 erf series in the tests (Tests/Engine/ElementwiseTests.cs, RowKernelTests).
+using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 
@@ -36,6 +37,13 @@ public static unsafe class Activations
                     var v = Vector512.Load(px + i);
                     (derivative ? Derivative(v) : Forward(v)).Store(py + i);
                 }
+            else if (Vector.IsHardwareAccelerated)
+                for (; i + Vector<float>.Count <= n; i += Vector<float>.Count)
+                {
+                    var v = Vector.Load(px + i);
+                    var (cdf, e) = CdfAndExp(v);
+                    (derivative ? Vector.FusedMultiplyAdd(v * new Vector<float>(InvSqrt2Pi), e, cdf) : v * cdf).Store(py + i);
+                }
             for (; i < n; i++)
             {
                 var (cdf, pdf) = Scalar(px[i]);
@@ -57,6 +65,22 @@ public static unsafe class Activations
         var e = VectorMath.ExpNonPositive(-(a * a));                  // e^(−x²/2)
         var halfQ = Vector512.Create(0.5f) * poly * t * e;
         var cdf = Vector512.ConditionalSelect(Vector512.LessThan(x, Vector512<float>.Zero), halfQ, Vector512<float>.One - halfQ);
+        return (cdf, e);
+    }
+
+    // CdfAndExp at the portable width (AVX2: 8 lanes, Arm64: 4), where Vector512 is not accelerated.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static (Vector<float> Cdf, Vector<float> E) CdfAndExp(Vector<float> x)
+    {
+        var a = Vector.Abs(x) * new Vector<float>(InvSqrt2);
+        var t = Vector<float>.One / Vector.FusedMultiplyAdd(new Vector<float>(P), a, Vector<float>.One);
+        var poly = Vector.FusedMultiplyAdd(new Vector<float>(A5), t, new Vector<float>(A4));
+        poly = Vector.FusedMultiplyAdd(poly, t, new Vector<float>(A3));
+        poly = Vector.FusedMultiplyAdd(poly, t, new Vector<float>(A2));
+        poly = Vector.FusedMultiplyAdd(poly, t, new Vector<float>(A1));
+        var e = VectorMath.ExpNonPositive(-(a * a));
+        var halfQ = new Vector<float>(0.5f) * poly * t * e;
+        var cdf = Vector.ConditionalSelect(Vector.LessThan(x, Vector<float>.Zero), halfQ, Vector<float>.One - halfQ);
         return (cdf, e);
     }
 

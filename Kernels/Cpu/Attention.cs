@@ -30,6 +30,7 @@
 // gradient (FlashAttention's convention; PyTorch's math path gives NaN there). Mask entries must be finite or
 // -inf (a +inf or NaN entry makes the row NaN, as in PyTorch).
 // Reference: AttentionReference (float64 matmul-softmax-matmul with the same masks and dropout).
+using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
@@ -138,13 +139,15 @@ public static unsafe partial class Attention
         if (ld == NarrowTile && Vector512.IsHardwareAccelerated && d <= 512) ScoresNarrow(q, qs, d, kt, p);
         else if (ld == NarrowTile)
         {
-            for (int r = 0; r < RowGroup; r++)
-                for (int j = 0; j < NarrowTile; j++)
-                {
-                    float sum = 0;
-                    for (int c = 0; c < d; c++) sum += q[r * qs + c] * kt[(long)c * ld + j];
-                    p[r * KeyTile + j] = sum;
-                }
+            if (Vector.IsHardwareAccelerated) ScoresPortable(q, qs, d, kt, ld, NarrowTile, p);
+            else
+                for (int r = 0; r < RowGroup; r++)
+                    for (int j = 0; j < NarrowTile; j++)
+                    {
+                        float sum = 0;
+                        for (int c = 0; c < d; c++) sum += q[r * qs + c] * kt[(long)c * ld + j];
+                        p[r * KeyTile + j] = sum;
+                    }
             for (int r = 0; r < RowGroup; r++) new Span<float>(p + r * KeyTile + NarrowTile, KeyTile - NarrowTile).Fill(float.NegativeInfinity);
         }
         else Scores(q, qs, d, kt, ld, p);
@@ -590,6 +593,7 @@ public static unsafe partial class Attention
             ScoreTile4x64(q, qs, d, kt, ld, s, ref store);
             return;
         }
+        if (Vector.IsHardwareAccelerated) { ScoresPortable(q, qs, d, kt, ld, KeyTile, s); return; }
         for (int r = 0; r < RowGroup; r++)
             for (int j = 0; j < KeyTile; j++)
             {
@@ -599,11 +603,49 @@ public static unsafe partial class Attention
             }
     }
 
+    // S[4, keys] = q[4, D] · Kᵀ[D, keys] (keys 16 or 64, rows of s KeyTile apart) where Vector512 is not accelerated:
+    // AVX2 (8 lanes) and Arm64 (4). Two vectors of keys at a time for the four rows: 8 accumulators, and per d two
+    // loads of Kᵀ and four broadcasts of q for 8 FMAs (AVX2 has 16 registers; 16 accumulators as in ScoreTile4x64
+    // would spill).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void ScoresPortable(float* q, int qs, int d, float* kt, int ld, int keys, float* s)
+    {
+        int w = Vector<float>.Count;
+        for (int j = 0; j < keys; j += 2 * w)
+        {
+            Vector<float> s00 = default, s01 = default, s10 = default, s11 = default, s20 = default, s21 = default, s30 = default, s31 = default;
+            float* k = kt + j;
+            for (int c = 0; c < d; c++, k += ld)
+            {
+                var k0 = Vector.Load(k); var k1 = Vector.Load(k + w);
+                var x = new Vector<float>(q[c]);
+                s00 = Vector.FusedMultiplyAdd(x, k0, s00); s01 = Vector.FusedMultiplyAdd(x, k1, s01);
+                x = new Vector<float>(q[qs + c]);
+                s10 = Vector.FusedMultiplyAdd(x, k0, s10); s11 = Vector.FusedMultiplyAdd(x, k1, s11);
+                x = new Vector<float>(q[2 * qs + c]);
+                s20 = Vector.FusedMultiplyAdd(x, k0, s20); s21 = Vector.FusedMultiplyAdd(x, k1, s21);
+                x = new Vector<float>(q[3 * qs + c]);
+                s30 = Vector.FusedMultiplyAdd(x, k0, s30); s31 = Vector.FusedMultiplyAdd(x, k1, s31);
+            }
+            float* o = s + j;
+            s00.Store(o); s01.Store(o + w); s10.Store(o + KeyTile); s11.Store(o + KeyTile + w);
+            s20.Store(o + 2 * KeyTile); s21.Store(o + 2 * KeyTile + w); s30.Store(o + 3 * KeyTile); s31.Store(o + 3 * KeyTile + w);
+        }
+    }
+
     // The row maximum of a score tile row (the path without Vector512; the vector path is SoftmaxTileLazy).
     private static float RowMax(float* p)
     {
         float max = float.NegativeInfinity;
-        for (int c = 0; c < KeyTile; c++) max = MathF.Max(max, p[c]);
+        int c = 0;
+        if (Vector.IsHardwareAccelerated)
+        {
+            int w = Vector<float>.Count;
+            var m = Vector.Load(p);
+            for (c = w; c < KeyTile; c += w) m = Vector.Max(m, Vector.Load(p + c));
+            for (int l = 0; l < w; l++) max = MathF.Max(max, m[l]);
+        }
+        for (; c < KeyTile; c++) max = MathF.Max(max, p[c]);
         return max;
     }
 
@@ -619,7 +661,20 @@ public static unsafe partial class Attention
     internal static float ExpRow(float* p, float max)
     {
         float sum = 0;
-        for (int c = 0; c < KeyTile; c++) { p[c] = VectorMath.Exp(p[c] - max); sum += p[c]; }
+        int c = 0;
+        if (Vector.IsHardwareAccelerated)
+        {
+            int w = Vector<float>.Count;
+            var mv = new Vector<float>(max); var acc = Vector<float>.Zero;
+            for (; c < KeyTile; c += w)
+            {
+                var e = VectorMath.ExpNonPositive(Vector.Load(p + c) - mv);
+                e.Store(p + c);
+                acc += e;
+            }
+            sum = Vector.Sum(acc);
+        }
+        for (; c < KeyTile; c++) { p[c] = VectorMath.Exp(p[c] - max); sum += p[c]; }
         return sum;
     }
 
@@ -632,6 +687,11 @@ public static unsafe partial class Attention
         {
             var vs = Vector512.Create(s);
             for (; c + 16 <= n; c += 16) (Vector512.Load(src + c) * vs).Store(dst + c);
+        }
+        else if (Vector.IsHardwareAccelerated)
+        {
+            var vs = new Vector<float>(s);
+            for (; c + Vector<float>.Count <= n; c += Vector<float>.Count) (Vector.Load(src + c) * vs).Store(dst + c);
         }
         for (; c < n; c++) dst[c] = src[c] * s;
     }
@@ -706,6 +766,33 @@ public static unsafe partial class Attention
                 }
                 o0.Store(a0); o1.Store(a1); o2.Store(a2); o3.Store(a3);
             }
+        if (!Vector512.IsHardwareAccelerated && Vector.IsHardwareAccelerated)
+        {
+            // Without Vector512 (AVX2: 8 lanes, Arm64: 4): two vectors of D per row, 8 accumulators; per key two loads of
+            // V and four broadcasts of p for 8 FMAs.
+            int w = Vector<float>.Count;
+            for (; c0 + 2 * w <= d; c0 += 2 * w)
+            {
+                float* a0 = acc + c0, a1 = acc + d + c0, a2 = acc + 2 * d + c0, a3 = acc + 3 * d + c0;
+                var o00 = Vector.Load(a0); var o01 = Vector.Load(a0 + w); var o10 = Vector.Load(a1); var o11 = Vector.Load(a1 + w);
+                var o20 = Vector.Load(a2); var o21 = Vector.Load(a2 + w); var o30 = Vector.Load(a3); var o31 = Vector.Load(a3 + w);
+                for (int j = 0; j < cols; j++)
+                {
+                    float* vr = v + j * ld + c0;
+                    var v0 = Vector.Load(vr); var v1 = Vector.Load(vr + w);
+                    var x = new Vector<float>(p[j]);
+                    o00 = Vector.FusedMultiplyAdd(x, v0, o00); o01 = Vector.FusedMultiplyAdd(x, v1, o01);
+                    x = new Vector<float>(p[KeyTile + j]);
+                    o10 = Vector.FusedMultiplyAdd(x, v0, o10); o11 = Vector.FusedMultiplyAdd(x, v1, o11);
+                    x = new Vector<float>(p[2 * KeyTile + j]);
+                    o20 = Vector.FusedMultiplyAdd(x, v0, o20); o21 = Vector.FusedMultiplyAdd(x, v1, o21);
+                    x = new Vector<float>(p[3 * KeyTile + j]);
+                    o30 = Vector.FusedMultiplyAdd(x, v0, o30); o31 = Vector.FusedMultiplyAdd(x, v1, o31);
+                }
+                o00.Store(a0); o01.Store(a0 + w); o10.Store(a1); o11.Store(a1 + w);
+                o20.Store(a2); o21.Store(a2 + w); o30.Store(a3); o31.Store(a3 + w);
+            }
+        }
         if (Vector128.IsHardwareAccelerated)
             for (; c0 + 4 <= d; c0 += 4)
             {

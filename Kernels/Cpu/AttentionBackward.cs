@@ -22,6 +22,7 @@
 // fewer tasks than threads (multi-query attention at B = 1) some threads idle, the price of race-free dK/dV.
 // dQ, dK, dV are overwritten (not accumulated). FLOPs: 2.5x the forward pass. Bound: FMA throughput.
 // Reference: AttentionReference.Backward (float64, materialised).
+using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 
@@ -240,6 +241,8 @@ public static unsafe partial class Attention
                             if (visible < KeyTile) { new Span<float>(gp + r * KeyTile + visible, KeyTile - visible).Clear(); new Span<float>(gdp + r * KeyTile + visible, KeyTile - visible).Clear(); }
                         }
                     }
+                    else if (Vector.IsHardwareAccelerated && a.S.Dropout == 0)
+                        ProbabilitiesAndGradientsPortable(gp, gdp, lse, di, i0, rows, j0, cols, masked ? a.S.CausalShift : int.MaxValue / 2, scale);
                     else
                     for (int r = 0; r < RowGroup; r++)
                     {
@@ -281,6 +284,39 @@ public static unsafe partial class Attention
         }
     }
 
+    // P = exp(S - lse) and scale·dS = P ∘ (dP - D_i) · scale in place of a group's stored S (p) and dP (dp), without
+    // dropout, where Vector512 is not accelerated (AVX2: 8 lanes, Arm64: 4): the vector loop of the Vector512 branch
+    // above at the portable width. Row r sees the tile's keys up to VisibleKeys (causalShift int.MaxValue / 2: all
+    // cols); the columns past them are zeroed, and rows past the last query (or fully masked) are zero.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void ProbabilitiesAndGradientsPortable(float* p, float* dp, float* lse, float* di, int i0, int rows, int j0, int cols, int causalShift, float scale)
+    {
+        int w = Vector<float>.Count;
+        var sc = new Vector<float>(scale);
+        for (int r = 0; r < RowGroup; r++)
+        {
+            float* pr = p + r * KeyTile, dpr = dp + r * KeyTile;
+            float l = r < rows ? lse[i0 + r] : float.NegativeInfinity;
+            int visible = VisibleKeys(i0 + r, causalShift, j0, cols);
+            if (float.IsNegativeInfinity(l) || visible <= 0) { new Span<float>(pr, KeyTile).Clear(); new Span<float>(dpr, KeyTile).Clear(); continue; }
+            var lv = new Vector<float>(l); var dv0 = new Vector<float>(di[i0 + r]);
+            int c = 0;
+            for (; c + w <= visible; c += w)
+            {
+                var prob = VectorMath.ExpNonPositive(Vector.Load(pr + c) - lv);
+                prob.Store(pr + c);
+                (prob * (Vector.Load(dpr + c) - dv0) * sc).Store(dpr + c);
+            }
+            for (; c < visible; c++)
+            {
+                float prob = VectorMath.Exp(pr[c] - l);
+                pr[c] = prob;
+                dpr[c] = prob * (dpr[c] - di[i0 + r]) * scale;
+            }
+            new Span<float>(pr + visible, KeyTile - visible).Clear(); new Span<float>(dpr + visible, KeyTile - visible).Clear();
+        }
+    }
+
     // dst[j, :] += Σ_r coef[r, j] · x[r, :] for j < cols, r < n: the [cols, D] += coefᵀ [cols, n] · x [n, D] product of
     // dV += Pᵀ dO and dK += dSᵀ Q over a block's rows (coef rows KeyTile apart, x rows xs apart, dst rows ld apart).
     // A group of keys' dst rows is held in registers while every row r streams past (per row: one broadcast per
@@ -306,6 +342,7 @@ public static unsafe partial class Attention
                 TransposedKeys8x32(coef + r * KeyTile + j, n - r, Math.Min(8, cols - j), x + r * xs, xs, dst + j * ld, ld);
             }
         else if (Vector512.IsHardwareAccelerated) { TransposedByKeys(coef, n, cols, x, xs, d, dst, ld); return; }
+        else if (Vector.IsHardwareAccelerated) { TransposedPortable(coef, n, cols, x, xs, d, dst, ld, firstRow); return; }
         for (; j < cols; j++)
         {
             float* row = dst + j * ld;
@@ -347,6 +384,46 @@ public static unsafe partial class Attention
                 float* row = dst + j * ld + c;
                 row[0] += sums[j];
                 if (two) row[1] += sums[KeyTile + j];
+            }
+        }
+    }
+
+    // AccumulateTransposedBlock where Vector512 is not accelerated (AVX2: 8 lanes, Arm64: 4): for each slice of two
+    // vectors of D, four keys' dst rows in 8 accumulators while the rows stream past (per row two loads of x and four
+    // broadcasts of coef for 8 FMAs), starting at the group's first visible row as at D 64; the columns of D past the
+    // last whole slice (and the keys of a short last group) one at a time.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void TransposedPortable(float* coef, int n, int cols, float* x, int xs, int d, float* dst, long ld, int firstRow)
+    {
+        int w = Vector<float>.Count, c0 = 0;
+        for (; c0 + 2 * w <= d; c0 += 2 * w)
+            for (int j = 0; j < cols; j += 4)
+            {
+                int r0 = Math.Clamp(j + firstRow, 0, n), keys = Math.Min(4, cols - j);
+                Vector<float> a00 = default, a01 = default, a10 = default, a11 = default, a20 = default, a21 = default, a30 = default, a31 = default;
+                for (int r = r0; r < n; r++)
+                {
+                    float* xr = x + r * xs + c0, cr = coef + r * KeyTile + j;
+                    var x0 = Vector.Load(xr); var x1 = Vector.Load(xr + w);
+                    var k = new Vector<float>(cr[0]); a00 = Vector.FusedMultiplyAdd(k, x0, a00); a01 = Vector.FusedMultiplyAdd(k, x1, a01);
+                    k = new Vector<float>(cr[1]); a10 = Vector.FusedMultiplyAdd(k, x0, a10); a11 = Vector.FusedMultiplyAdd(k, x1, a11);
+                    k = new Vector<float>(cr[2]); a20 = Vector.FusedMultiplyAdd(k, x0, a20); a21 = Vector.FusedMultiplyAdd(k, x1, a21);
+                    k = new Vector<float>(cr[3]); a30 = Vector.FusedMultiplyAdd(k, x0, a30); a31 = Vector.FusedMultiplyAdd(k, x1, a31);
+                }
+                float* row = dst + j * ld + c0;
+                (Vector.Load(row) + a00).Store(row); (Vector.Load(row + w) + a01).Store(row + w);
+                if (keys > 1) { row += ld; (Vector.Load(row) + a10).Store(row); (Vector.Load(row + w) + a11).Store(row + w); }
+                if (keys > 2) { row += ld; (Vector.Load(row) + a20).Store(row); (Vector.Load(row + w) + a21).Store(row + w); }
+                if (keys > 3) { row += ld; (Vector.Load(row) + a30).Store(row); (Vector.Load(row + w) + a31).Store(row + w); }
+            }
+        for (int j = 0; j < cols && c0 < d; j++)
+        {
+            float* row = dst + j * ld;
+            for (int c = c0; c < d; c++)
+            {
+                float acc = 0;
+                for (int r = 0; r < n; r++) acc = MathF.FusedMultiplyAdd(coef[r * KeyTile + j], x[r * xs + c], acc);
+                row[c] += acc;
             }
         }
     }

@@ -14,6 +14,7 @@
 // thread), and an independent two-pass float64 layer norm in Tests/Kernels/RowKernelTests.cs.
 using System.Buffers;
 using System.Numerics.Tensors;
+using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 
@@ -91,6 +92,20 @@ public static unsafe class LayerNorm
                 }
                 s1 = Vector512.Sum(a1 + b1); s2 = Vector512.Sum(a2 + b2);
             }
+            else if (Vector.IsHardwareAccelerated && n >= 2 * Vector<float>.Count)
+            {
+                // The same sums at the portable width (AVX2: 8 lanes, Arm64: 4).
+                int w = Vector<float>.Count;
+                var kv = new Vector<float>(k);
+                Vector<float> a1 = default, a2 = default, b1 = default, b2 = default;
+                for (; i + 2 * w <= n; i += 2 * w)
+                {
+                    var d0 = Vector.Load(x + i) - kv; var d1 = Vector.Load(x + i + w) - kv;
+                    a1 += d0; b1 += d1;
+                    a2 = Vector.FusedMultiplyAdd(d0, d0, a2); b2 = Vector.FusedMultiplyAdd(d1, d1, b2);
+                }
+                s1 = Vector.Sum(a1 + b1); s2 = Vector.Sum(a2 + b2);
+            }
             else { s1 = 0; s2 = 0; }
             for (; i < n; i++) { double d = x[i] - k; s1 += d; s2 += d * d; }
             double meanShift = s1 / n;
@@ -116,6 +131,17 @@ public static unsafe class LayerNorm
                 if (gamma != null) h *= Vector512.Load(gamma + i);
                 if (beta != null) h += Vector512.Load(beta + i);
                 if (stream) h.StoreAlignedNonTemporal(y + i); else h.Store(y + i);
+            }
+        }
+        else if (Vector.IsHardwareAccelerated)
+        {
+            var m = new Vector<float>(mu); var s = new Vector<float>(rs);
+            for (int w = Vector<float>.Count; i + w <= n; i += w)
+            {
+                var h = (Vector.Load(x + i) - m) * s;
+                if (gamma != null) h *= Vector.Load(gamma + i);
+                if (beta != null) h += Vector.Load(beta + i);
+                h.Store(y + i);
             }
         }
         for (; i < n; i++) y[i] = NormalizeOne(x, i, mu, rs, gamma, beta);
@@ -202,6 +228,21 @@ public static unsafe class LayerNorm
                 }
                 sumG = Vector512.Sum(ag); sumGX = Vector512.Sum(agx);
             }
+            else if (Vector.IsHardwareAccelerated)
+            {
+                var m = new Vector<float>(mu); var s = new Vector<float>(rs);
+                Vector<float> ag = default, agx = default;
+                for (int w = Vector<float>.Count; i + w <= n; i += w)
+                {
+                    var xh = (Vector.Load(x + i) - m) * s;
+                    var d = Vector.Load(dy + i);
+                    var g = a.Gamma != null ? d * Vector.Load(a.Gamma + i) : d;
+                    ag += g; agx = Vector.FusedMultiplyAdd(g, xh, agx);
+                    if (dg != null) Vector.FusedMultiplyAdd(d, xh, Vector.Load(dg + i)).Store(dg + i);
+                    if (db != null) (Vector.Load(db + i) + d).Store(db + i);
+                }
+                sumG = Vector.Sum(ag); sumGX = Vector.Sum(agx);
+            }
             for (; i < n; i++)
             {
                 float xh = (x[i] - mu) * rs, d = dy[i], g = a.Gamma != null ? d * a.Gamma[i] : d;
@@ -224,6 +265,18 @@ public static unsafe class LayerNorm
                     var g = a.Gamma != null ? d * Vector512.Load(a.Gamma + i) : d;
                     var v = s * (g - mg - xh * mgx);
                     if (a.Stream) v.StoreAlignedNonTemporal(dx + i); else v.Store(dx + i);
+                }
+            }
+            else if (Vector.IsHardwareAccelerated)
+            {
+                var m = new Vector<float>(mu); var s = new Vector<float>(rs);
+                var mg = new Vector<float>(meanG); var mgx = new Vector<float>(meanGX);
+                for (int w = Vector<float>.Count; i + w <= n; i += w)
+                {
+                    var xh = (Vector.Load(x + i) - m) * s;
+                    var d = Vector.Load(dy + i);
+                    var g = a.Gamma != null ? d * Vector.Load(a.Gamma + i) : d;
+                    (s * (g - mg - xh * mgx)).Store(dx + i);
                 }
             }
             for (; i < n; i++) dx[i] = InputGradientOne(x, dy, a.Gamma, i, mu, rs, meanG, meanGX);

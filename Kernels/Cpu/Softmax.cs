@@ -13,6 +13,7 @@
 // Backward: softmax dx = y (dy - sum(dy y)); log-softmax dx = dy - exp(y) sum(dy).
 // Reference: SoftmaxReference (float64; its log flag gives log-softmax), and an independent one in
 // Tests/Kernels/RowKernelTests.cs.
+using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 
@@ -155,6 +156,13 @@ public static unsafe class Softmax
             max = Vector512.Max(m, m).GetElement(0);
             for (int l = 1; l < 16; l++) max = MathF.Max(max, m.GetElement(l));
         }
+        else if (Vector.IsHardwareAccelerated && n >= Vector<float>.Count)
+        {
+            int w = Vector<float>.Count;
+            var m = Vector.Load(x);
+            for (i = w; i + w <= n; i += w) m = Vector.MaxNative(m, Vector.Load(x + i));
+            for (int l = 0; l < w; l++) max = MathF.Max(max, m[l]);
+        }
         for (; i < n; i++) max = MathF.Max(max, x[i]);
         return max;
     }
@@ -189,17 +197,26 @@ public static unsafe class Softmax
             }
             sum = Vector512.Sum(s0 + s1);
         }
-        else if (Vector256.IsHardwareAccelerated)
+        else if (Vector.IsHardwareAccelerated)
         {
-            var sh = Vector256.Create(shift);
-            var s0 = Vector256<float>.Zero;
-            for (; i + 8 <= n; i += 8)
+            // AVX2 (8 lanes) or Arm64 (4): two independent exponentials per iteration.
+            int w = Vector<float>.Count;
+            var sh = new Vector<float>(shift);
+            var s0 = Vector<float>.Zero; var s1 = Vector<float>.Zero;
+            for (; i + 2 * w <= n; i += 2 * w)
             {
-                var e0 = VectorMath.Exp(Vector256.Load(x + i) - sh);
+                var e0 = VectorMath.ExpNonPositive(Vector.Load(x + i) - sh);
+                var e1 = VectorMath.ExpNonPositive(Vector.Load(x + i + w) - sh);
+                if (storeExp) { e0.Store(y + i); e1.Store(y + i + w); }
+                s0 += e0; s1 += e1;
+            }
+            for (; i + w <= n; i += w)
+            {
+                var e0 = VectorMath.ExpNonPositive(Vector.Load(x + i) - sh);
                 if (storeExp) e0.Store(y + i);
                 s0 += e0;
             }
-            sum = Vector256.Sum(s0);
+            sum = Vector.Sum(s0 + s1);
         }
         for (; i < n; i++)
         {

@@ -7,6 +7,7 @@
 // return +inf. Cost: 9 FMA-class operations per vector, about twice the speed of Vector512.Exp, which
 // also handles the full range with more care; the callers only ever pass x − max ≤ 0.
 // Reference: Math.Exp in double, tested in Tests/Kernels/RowKernelTests.cs across [−120, 87] (ExpShifted, below).
+using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
@@ -36,23 +37,6 @@ public static class VectorMath
         p = Vector512.FusedMultiplyAdd(p, r, Vector512<float>.One);
         p = Vector512.FusedMultiplyAdd(p, r, Vector512<float>.One);
         var scale = (Vector512.ConvertToInt32(n) + Vector512.Create(127)) << 23;
-        return p * scale.AsSingle();
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> Core(Vector256<float> xc)
-    {
-        var n = Vector256.Round(xc * Vector256.Create(Log2E));
-        var r = Vector256.FusedMultiplyAdd(n, Vector256.Create(-Ln2Hi), xc);
-        r = Vector256.FusedMultiplyAdd(n, Vector256.Create(-Ln2Lo), r);
-        var p = Vector256.Create(1f / 720);
-        p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(1f / 120));
-        p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(1f / 24));
-        p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(1f / 6));
-        p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(0.5f));
-        p = Vector256.FusedMultiplyAdd(p, r, Vector256<float>.One);
-        p = Vector256.FusedMultiplyAdd(p, r, Vector256<float>.One);
-        var scale = (Vector256.ConvertToInt32(n) + Vector256.Create(127)) << 23;
         return p * scale.AsSingle();
     }
 
@@ -105,15 +89,39 @@ public static class VectorMath
         return p * bits.AsSingle();
     }
 
-    /// <summary>e^x per lane, 256-bit version of <see cref="Exp(Vector512{float})"/>.</summary>
+    // The width-portable core: Vector<float> is 8 lanes on AVX2 and 4 on Arm64's AdvSimd (and on SSE-only x64), the
+    // paths the kernels take where Vector512 is not accelerated.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<float> Exp(Vector256<float> x)
+    private static Vector<float> Core(Vector<float> xc)
     {
-        var result = Core(Vector256.Min(Vector256.Max(x, Vector256.Create(MinArg)), Vector256.Create(MaxArg)));
-        result = Vector256.ConditionalSelect(Vector256.LessThan(x, Vector256.Create(MinArg)), Vector256<float>.Zero, result);
-        result = Vector256.ConditionalSelect(Vector256.GreaterThan(x, Vector256.Create(MaxArg)), Vector256.Create(float.PositiveInfinity), result);
-        return Vector256.ConditionalSelect(Vector256.Equals(x, x), result, x);
+        var n = Vector.Round(xc * new Vector<float>(Log2E));
+        var r = Vector.FusedMultiplyAdd(n, new Vector<float>(-Ln2Hi), xc);
+        r = Vector.FusedMultiplyAdd(n, new Vector<float>(-Ln2Lo), r);
+        var p = new Vector<float>(1f / 720);
+        p = Vector.FusedMultiplyAdd(p, r, new Vector<float>(1f / 120));
+        p = Vector.FusedMultiplyAdd(p, r, new Vector<float>(1f / 24));
+        p = Vector.FusedMultiplyAdd(p, r, new Vector<float>(1f / 6));
+        p = Vector.FusedMultiplyAdd(p, r, new Vector<float>(0.5f));
+        p = Vector.FusedMultiplyAdd(p, r, Vector<float>.One);
+        p = Vector.FusedMultiplyAdd(p, r, Vector<float>.One);
+        var scale = Vector.ShiftLeft(Vector.ConvertToInt32(n) + new Vector<int>(127), 23);
+        return p * Vector.AsVectorSingle(scale);
     }
+
+    /// <summary>e^x per lane at the machine's portable width (see the file header for accuracy and range).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector<float> Exp(Vector<float> x)
+    {
+        var result = Core(Vector.Min(Vector.Max(x, new Vector<float>(MinArg)), new Vector<float>(MaxArg)));
+        result = Vector.ConditionalSelect(Vector.LessThan(x, new Vector<float>(MinArg)), Vector<float>.Zero, result);
+        result = Vector.ConditionalSelect(Vector.GreaterThan(x, new Vector<float>(MaxArg)), new Vector<float>(float.PositiveInfinity), result);
+        return Vector.ConditionalSelect(Vector.Equals(x, x), result, x);
+    }
+
+    /// <summary>e^x for x ≤ 0 (or −inf) at the portable width: <see cref="ExpNonPositive(Vector512{float})"/>'s contract.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector<float> ExpNonPositive(Vector<float> x) =>
+        Vector.ConditionalSelect(Vector.LessThan(x, new Vector<float>(MinArg)), Vector<float>.Zero, Core(Vector.Max(x, new Vector<float>(MinArg))));
 
     /// <summary>Scalar e^x with the same range rules (for tails).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
