@@ -42,7 +42,7 @@ public static unsafe class Activations
                 {
                     var v = Vector.Load(px + i);
                     var (cdf, e) = CdfAndExp(v);
-                    (derivative ? Vector.FusedMultiplyAdd(v * new Vector<float>(InvSqrt2Pi), e, cdf) : v * cdf).Store(py + i);
+                    (derivative ? Vector.MultiplyAddEstimate(v * new Vector<float>(InvSqrt2Pi), e, cdf) : v * cdf).Store(py + i);
                 }
             for (; i < n; i++)
             {
@@ -73,11 +73,11 @@ public static unsafe class Activations
     private static (Vector<float> Cdf, Vector<float> E) CdfAndExp(Vector<float> x)
     {
         var a = Vector.Abs(x) * new Vector<float>(InvSqrt2);
-        var t = Vector<float>.One / Vector.FusedMultiplyAdd(new Vector<float>(P), a, Vector<float>.One);
-        var poly = Vector.FusedMultiplyAdd(new Vector<float>(A5), t, new Vector<float>(A4));
-        poly = Vector.FusedMultiplyAdd(poly, t, new Vector<float>(A3));
-        poly = Vector.FusedMultiplyAdd(poly, t, new Vector<float>(A2));
-        poly = Vector.FusedMultiplyAdd(poly, t, new Vector<float>(A1));
+        var t = Vector<float>.One / Vector.MultiplyAddEstimate(new Vector<float>(P), a, Vector<float>.One);
+        var poly = Vector.MultiplyAddEstimate(new Vector<float>(A5), t, new Vector<float>(A4));
+        poly = Vector.MultiplyAddEstimate(poly, t, new Vector<float>(A3));
+        poly = Vector.MultiplyAddEstimate(poly, t, new Vector<float>(A2));
+        poly = Vector.MultiplyAddEstimate(poly, t, new Vector<float>(A1));
         var e = VectorMath.ExpNonPositive(-(a * a));
         var halfQ = new Vector<float>(0.5f) * poly * t * e;
         var cdf = Vector.ConditionalSelect(Vector.LessThan(x, Vector<float>.Zero), halfQ, Vector<float>.One - halfQ);

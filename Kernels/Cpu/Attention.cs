@@ -619,13 +619,13 @@ public static unsafe partial class Attention
             {
                 var k0 = Vector.Load(k); var k1 = Vector.Load(k + w);
                 var x = new Vector<float>(q[c]);
-                s00 = Vector.FusedMultiplyAdd(x, k0, s00); s01 = Vector.FusedMultiplyAdd(x, k1, s01);
+                s00 = Vector.MultiplyAddEstimate(x, k0, s00); s01 = Vector.MultiplyAddEstimate(x, k1, s01);
                 x = new Vector<float>(q[qs + c]);
-                s10 = Vector.FusedMultiplyAdd(x, k0, s10); s11 = Vector.FusedMultiplyAdd(x, k1, s11);
+                s10 = Vector.MultiplyAddEstimate(x, k0, s10); s11 = Vector.MultiplyAddEstimate(x, k1, s11);
                 x = new Vector<float>(q[2 * qs + c]);
-                s20 = Vector.FusedMultiplyAdd(x, k0, s20); s21 = Vector.FusedMultiplyAdd(x, k1, s21);
+                s20 = Vector.MultiplyAddEstimate(x, k0, s20); s21 = Vector.MultiplyAddEstimate(x, k1, s21);
                 x = new Vector<float>(q[3 * qs + c]);
-                s30 = Vector.FusedMultiplyAdd(x, k0, s30); s31 = Vector.FusedMultiplyAdd(x, k1, s31);
+                s30 = Vector.MultiplyAddEstimate(x, k0, s30); s31 = Vector.MultiplyAddEstimate(x, k1, s31);
             }
             float* o = s + j;
             s00.Store(o); s01.Store(o + w); s10.Store(o + KeyTile); s11.Store(o + KeyTile + w);
@@ -781,13 +781,13 @@ public static unsafe partial class Attention
                     float* vr = v + j * ld + c0;
                     var v0 = Vector.Load(vr); var v1 = Vector.Load(vr + w);
                     var x = new Vector<float>(p[j]);
-                    o00 = Vector.FusedMultiplyAdd(x, v0, o00); o01 = Vector.FusedMultiplyAdd(x, v1, o01);
+                    o00 = Vector.MultiplyAddEstimate(x, v0, o00); o01 = Vector.MultiplyAddEstimate(x, v1, o01);
                     x = new Vector<float>(p[KeyTile + j]);
-                    o10 = Vector.FusedMultiplyAdd(x, v0, o10); o11 = Vector.FusedMultiplyAdd(x, v1, o11);
+                    o10 = Vector.MultiplyAddEstimate(x, v0, o10); o11 = Vector.MultiplyAddEstimate(x, v1, o11);
                     x = new Vector<float>(p[2 * KeyTile + j]);
-                    o20 = Vector.FusedMultiplyAdd(x, v0, o20); o21 = Vector.FusedMultiplyAdd(x, v1, o21);
+                    o20 = Vector.MultiplyAddEstimate(x, v0, o20); o21 = Vector.MultiplyAddEstimate(x, v1, o21);
                     x = new Vector<float>(p[3 * KeyTile + j]);
-                    o30 = Vector.FusedMultiplyAdd(x, v0, o30); o31 = Vector.FusedMultiplyAdd(x, v1, o31);
+                    o30 = Vector.MultiplyAddEstimate(x, v0, o30); o31 = Vector.MultiplyAddEstimate(x, v1, o31);
                 }
                 o00.Store(a0); o01.Store(a0 + w); o10.Store(a1); o11.Store(a1 + w);
                 o20.Store(a2); o21.Store(a2 + w); o30.Store(a3); o31.Store(a3 + w);

@@ -405,10 +405,10 @@ public static unsafe partial class Attention
                 {
                     float* xr = x + r * xs + c0, cr = coef + r * KeyTile + j;
                     var x0 = Vector.Load(xr); var x1 = Vector.Load(xr + w);
-                    var k = new Vector<float>(cr[0]); a00 = Vector.FusedMultiplyAdd(k, x0, a00); a01 = Vector.FusedMultiplyAdd(k, x1, a01);
-                    k = new Vector<float>(cr[1]); a10 = Vector.FusedMultiplyAdd(k, x0, a10); a11 = Vector.FusedMultiplyAdd(k, x1, a11);
-                    k = new Vector<float>(cr[2]); a20 = Vector.FusedMultiplyAdd(k, x0, a20); a21 = Vector.FusedMultiplyAdd(k, x1, a21);
-                    k = new Vector<float>(cr[3]); a30 = Vector.FusedMultiplyAdd(k, x0, a30); a31 = Vector.FusedMultiplyAdd(k, x1, a31);
+                    var k = new Vector<float>(cr[0]); a00 = Vector.MultiplyAddEstimate(k, x0, a00); a01 = Vector.MultiplyAddEstimate(k, x1, a01);
+                    k = new Vector<float>(cr[1]); a10 = Vector.MultiplyAddEstimate(k, x0, a10); a11 = Vector.MultiplyAddEstimate(k, x1, a11);
+                    k = new Vector<float>(cr[2]); a20 = Vector.MultiplyAddEstimate(k, x0, a20); a21 = Vector.MultiplyAddEstimate(k, x1, a21);
+                    k = new Vector<float>(cr[3]); a30 = Vector.MultiplyAddEstimate(k, x0, a30); a31 = Vector.MultiplyAddEstimate(k, x1, a31);
                 }
                 float* row = dst + j * ld + c0;
                 (Vector.Load(row) + a00).Store(row); (Vector.Load(row + w) + a01).Store(row + w);

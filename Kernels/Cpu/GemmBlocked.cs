@@ -4,6 +4,7 @@
 // so the micro-kernel always computes a full MR x NR tile with unit-stride loads; edge tiles are written back
 // through a small staging tile.
 // Reference: SgemmReference / DgemmReference (float64 accumulation), compared in Tests/Kernels/GemmTests.cs.
+using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
@@ -370,7 +371,7 @@ public static unsafe partial class Gemm
     private static void MicroKernel(int kc, float* a, float* b, float* c, int ldc, float alpha, float beta, bool first, float* bias)
     {
         if (Vector512.IsHardwareAccelerated) MicroKernel512(kc, a, b, c, ldc, alpha, beta, first, bias);
-        else if (Vector256.IsHardwareAccelerated) MicroKernel256(kc, a, b, c, ldc, alpha, beta, first, bias);
+        else if (Vector.IsHardwareAccelerated) MicroKernelPortable(kc, a, b, c, ldc, alpha, beta, first, bias);
         else MicroKernelScalar(kc, a, b, c, ldc, alpha, beta, first, bias);
     }
 
@@ -420,44 +421,47 @@ public static unsafe partial class Gemm
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void MicroKernel256(int kc, float* a, float* b, float* c, int ldc, float alpha, float beta, bool first, float* bias)
+    private static void MicroKernelPortable(int kc, float* a, float* b, float* c, int ldc, float alpha, float beta, bool first, float* bias)
     {
-        // Two passes of 6 x 16 (12 ymm accumulators each) cover the 6 x 32 tile.
-        for (int half = 0; half < 2; half++)
+        // Where Vector512 is not accelerated: passes of 6 x 2W (12 accumulators each) cover the 6 x 32 tile, W the
+        // lanes of Vector<float>: two passes of 6 x 16 on AVX2 (16 ymm registers), four of 6 x 8 on Arm64's AdvSimd.
+        int w = Vector<float>.Count;
+        for (int col = 0; col < NR; col += 2 * w)
         {
-            float* bh = b + half * 16, ah = a;
-            Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default,
-                             c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
+            float* bh = b + col, ah = a;
+            Vector<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default,
+                          c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
             for (int p = 0; p < kc; p++)
             {
-                var b0 = Vector256.Load(bh);
-                var b1 = Vector256.Load(bh + 8);
-                var x = Vector256.Create(ah[0]); c00 = Vector256.FusedMultiplyAdd(x, b0, c00); c01 = Vector256.FusedMultiplyAdd(x, b1, c01);
-                x = Vector256.Create(ah[1]); c10 = Vector256.FusedMultiplyAdd(x, b0, c10); c11 = Vector256.FusedMultiplyAdd(x, b1, c11);
-                x = Vector256.Create(ah[2]); c20 = Vector256.FusedMultiplyAdd(x, b0, c20); c21 = Vector256.FusedMultiplyAdd(x, b1, c21);
-                x = Vector256.Create(ah[3]); c30 = Vector256.FusedMultiplyAdd(x, b0, c30); c31 = Vector256.FusedMultiplyAdd(x, b1, c31);
-                x = Vector256.Create(ah[4]); c40 = Vector256.FusedMultiplyAdd(x, b0, c40); c41 = Vector256.FusedMultiplyAdd(x, b1, c41);
-                x = Vector256.Create(ah[5]); c50 = Vector256.FusedMultiplyAdd(x, b0, c50); c51 = Vector256.FusedMultiplyAdd(x, b1, c51);
+                var b0 = Vector.Load(bh);
+                var b1 = Vector.Load(bh + w);
+                var x = new Vector<float>(ah[0]); c00 = Vector.MultiplyAddEstimate(x, b0, c00); c01 = Vector.MultiplyAddEstimate(x, b1, c01);
+                x = new Vector<float>(ah[1]); c10 = Vector.MultiplyAddEstimate(x, b0, c10); c11 = Vector.MultiplyAddEstimate(x, b1, c11);
+                x = new Vector<float>(ah[2]); c20 = Vector.MultiplyAddEstimate(x, b0, c20); c21 = Vector.MultiplyAddEstimate(x, b1, c21);
+                x = new Vector<float>(ah[3]); c30 = Vector.MultiplyAddEstimate(x, b0, c30); c31 = Vector.MultiplyAddEstimate(x, b1, c31);
+                x = new Vector<float>(ah[4]); c40 = Vector.MultiplyAddEstimate(x, b0, c40); c41 = Vector.MultiplyAddEstimate(x, b1, c41);
+                x = new Vector<float>(ah[5]); c50 = Vector.MultiplyAddEstimate(x, b0, c50); c51 = Vector.MultiplyAddEstimate(x, b1, c51);
                 ah += MR; bh += NR;
             }
-            float* ch = c + half * 16, bh16 = bias == null ? null : bias + half * 16;
-            Store256(ch, c00, c01, alpha, beta, first, bh16);
-            Store256(ch + ldc, c10, c11, alpha, beta, first, bh16);
-            Store256(ch + 2 * ldc, c20, c21, alpha, beta, first, bh16);
-            Store256(ch + 3 * ldc, c30, c31, alpha, beta, first, bh16);
-            Store256(ch + 4 * ldc, c40, c41, alpha, beta, first, bh16);
-            Store256(ch + 5 * ldc, c50, c51, alpha, beta, first, bh16);
+            float* ch = c + col, bc = bias == null ? null : bias + col;
+            StorePortable(ch, c00, c01, alpha, beta, first, bc);
+            StorePortable(ch + ldc, c10, c11, alpha, beta, first, bc);
+            StorePortable(ch + 2 * ldc, c20, c21, alpha, beta, first, bc);
+            StorePortable(ch + 3 * ldc, c30, c31, alpha, beta, first, bc);
+            StorePortable(ch + 4 * ldc, c40, c41, alpha, beta, first, bc);
+            StorePortable(ch + 5 * ldc, c50, c51, alpha, beta, first, bc);
         }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Store256(float* c, Vector256<float> v0, Vector256<float> v1, float alpha, float beta, bool first, float* bias)
+    private static void StorePortable(float* c, Vector<float> v0, Vector<float> v1, float alpha, float beta, bool first, float* bias)
     {
-        if (alpha != 1f) { var al = Vector256.Create(alpha); v0 *= al; v1 *= al; }
-        if (!first) { v0 += Vector256.Load(c); v1 += Vector256.Load(c + 8); }
-        else if (beta != 0f) { var be = Vector256.Create(beta); v0 = Vector256.FusedMultiplyAdd(be, Vector256.Load(c), v0); v1 = Vector256.FusedMultiplyAdd(be, Vector256.Load(c + 8), v1); }
-        if (bias != null) { v0 += Vector256.Load(bias); v1 += Vector256.Load(bias + 8); }
-        v0.Store(c); v1.Store(c + 8);
+        int w = Vector<float>.Count;
+        if (alpha != 1f) { var al = new Vector<float>(alpha); v0 *= al; v1 *= al; }
+        if (!first) { v0 += Vector.Load(c); v1 += Vector.Load(c + w); }
+        else if (beta != 0f) { var be = new Vector<float>(beta); v0 = Vector.MultiplyAddEstimate(be, Vector.Load(c), v0); v1 = Vector.MultiplyAddEstimate(be, Vector.Load(c + w), v1); }
+        if (bias != null) { v0 += Vector.Load(bias); v1 += Vector.Load(bias + w); }
+        v0.Store(c); v1.Store(c + w);
     }
 
     private static void MicroKernelScalar(int kc, float* a, float* b, float* c, int ldc, float alpha, float beta, bool first, float* bias)

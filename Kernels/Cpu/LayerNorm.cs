@@ -102,7 +102,7 @@ public static unsafe class LayerNorm
                 {
                     var d0 = Vector.Load(x + i) - kv; var d1 = Vector.Load(x + i + w) - kv;
                     a1 += d0; b1 += d1;
-                    a2 = Vector.FusedMultiplyAdd(d0, d0, a2); b2 = Vector.FusedMultiplyAdd(d1, d1, b2);
+                    a2 = Vector.MultiplyAddEstimate(d0, d0, a2); b2 = Vector.MultiplyAddEstimate(d1, d1, b2);
                 }
                 s1 = Vector.Sum(a1 + b1); s2 = Vector.Sum(a2 + b2);
             }
@@ -237,8 +237,8 @@ public static unsafe class LayerNorm
                     var xh = (Vector.Load(x + i) - m) * s;
                     var d = Vector.Load(dy + i);
                     var g = a.Gamma != null ? d * Vector.Load(a.Gamma + i) : d;
-                    ag += g; agx = Vector.FusedMultiplyAdd(g, xh, agx);
-                    if (dg != null) Vector.FusedMultiplyAdd(d, xh, Vector.Load(dg + i)).Store(dg + i);
+                    ag += g; agx = Vector.MultiplyAddEstimate(g, xh, agx);
+                    if (dg != null) Vector.MultiplyAddEstimate(d, xh, Vector.Load(dg + i)).Store(dg + i);
                     if (db != null) (Vector.Load(db + i) + d).Store(db + i);
                 }
                 sumG = Vector.Sum(ag); sumGX = Vector.Sum(agx);

@@ -53,9 +53,9 @@ public static unsafe class Optim
                 for (int w = Vector<float>.Count; i + w <= n; i += w)
                 {
                     var pi = Vector.Load(pp + i); var gi = Vector.Load(pg + i);
-                    if (decoupled) pi *= dec; else gi = Vector.FusedMultiplyAdd(wd, pi, gi);
-                    var mi = Vector.FusedMultiplyAdd(b1, Vector.Load(pm + i), ob1 * gi);
-                    var vi = Vector.FusedMultiplyAdd(b2, Vector.Load(pv + i), ob2 * gi * gi);
+                    if (decoupled) pi *= dec; else gi = Vector.MultiplyAddEstimate(wd, pi, gi);
+                    var mi = Vector.MultiplyAddEstimate(b1, Vector.Load(pm + i), ob1 * gi);
+                    var vi = Vector.MultiplyAddEstimate(b2, Vector.Load(pv + i), ob2 * gi * gi);
                     var denom = Vector.SquareRoot(vi) * ib + ep;
                     pi -= ss * mi / denom;
                     pi.Store(pp + i); mi.Store(pm + i); vi.Store(pv + i);
@@ -149,12 +149,12 @@ public static unsafe class Optim
             for (int w = Vector<float>.Count; i + w <= end; i += w)
             {
                 var pi = Vector.Load(a.P + i);
-                var d = Vector.FusedMultiplyAdd(wd, pi, Vector.Load(a.G + i));
+                var d = Vector.MultiplyAddEstimate(wd, pi, Vector.Load(a.G + i));
                 if (mu != 0)
                 {
-                    var b = a.FirstStep ? d : Vector.FusedMultiplyAdd(m, Vector.Load(a.Buf + i), k * d);
+                    var b = a.FirstStep ? d : Vector.MultiplyAddEstimate(m, Vector.Load(a.Buf + i), k * d);
                     b.Store(a.Buf + i);
-                    d = a.Nesterov ? Vector.FusedMultiplyAdd(m, b, d) : b;
+                    d = a.Nesterov ? Vector.MultiplyAddEstimate(m, b, d) : b;
                 }
                 (pi - lr * d).Store(a.P + i);
             }

@@ -6,7 +6,8 @@
 // a latency of ~4 cycles, so it needs latency x throughput = 8 chains in flight, more where the latency is
 // longer (Haswell: 5 x 2 = 10). We keep 16 zmm chains (Vector512: 16 accumulators plus the two constants
 // fit AVX-512's 32 registers) or 12 ymm chains (Vector256 fallback: AVX2 has 16 registers, so 12 + 2 do not
-// spill). The measurement calibrates a chunk of ~0.5-1 ms, then runs rounds of chunks (threads x 4 chunks
+// spill), or 12 chains of Vector128 where neither is accelerated (Arm64's AdvSimd; x64 without AVX2, where
+// without FMA hardware a chain step is a multiply and an add, still counted as 2 FLOPs). The measurement calibrates a chunk of ~0.5-1 ms, then runs rounds of chunks (threads x 4 chunks
 // per round on the WorkerPool, or inline on one thread) and keeps the best round: the peak is a ceiling, and
 // noise from other processes only ever lowers a round.
 // FLOPs: 2 x chains x lanes per iteration (an FMA is a multiply and an add). Bytes moved: none (registers).
@@ -35,16 +36,21 @@ public static unsafe class FmaPeak
     /// <summary>The longest chunk (iterations) whose lanes still count exactly in float32 (below 2^24).</summary>
     public const long MaxExactIterations = 1L << 22;
 
-    /// <summary>The vector width <see cref="Measure"/> uses: 512 where Vector512 is hardware-accelerated, else 256.</summary>
-    public static int DefaultVectorBits => Vector512.IsHardwareAccelerated ? 512 : 256;
+    /// <summary>The vector width <see cref="Measure"/> uses: the widest hardware-accelerated one of 512, 256 and 128.</summary>
+    public static int DefaultVectorBits => Vector512.IsHardwareAccelerated ? 512 : Vector256.IsHardwareAccelerated ? 256 : 128;
 
-    /// <summary>Independent FMA chains per thread at a vector width of 512 or 256 bits.</summary>
+    /// <summary>Independent FMA chains per thread at a vector width of 512, 256 or 128 bits.</summary>
     public static int ChainsFor(int vectorBits) => vectorBits switch
     {
         512 => 16,
         256 => 12,
-        _ => throw new ArgumentOutOfRangeException(nameof(vectorBits), vectorBits, "FmaPeak: the vector width must be 512 or 256 bits"),
+        128 => 12,
+        _ => throw new ArgumentOutOfRangeException(nameof(vectorBits), vectorBits, "FmaPeak: the vector width must be 512, 256 or 128 bits"),
     };
+
+    // Whether the 128-bit chains' multiply-add is one fused operation (FMA3 on x64, AdvSimd on Arm64) or a multiply
+    // and an add (MultiplyAddEstimate's choice), so that the reference rounds as they do.
+    private static bool FusedIn128 => System.Runtime.Intrinsics.X86.Fma.IsSupported || System.Runtime.Intrinsics.Arm.AdvSimd.IsSupported;
 
     /// <summary>FLOPs one iteration of <see cref="RunChains"/> performs: 2 x chains x float lanes.</summary>
     public static int FlopsPerIteration(int vectorBits) => 2 * ChainsFor(vectorBits) * (vectorBits / 32);
@@ -56,7 +62,12 @@ public static unsafe class FmaPeak
     public static double RunChains(long iterations, float multiplier, float addend, int vectorBits)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(iterations);
-        return ChainsFor(vectorBits) == 16 ? Chains512(iterations, multiplier, addend) : Chains256(iterations, multiplier, addend);
+        return vectorBits switch
+        {
+            512 => Chains512(iterations, multiplier, addend),
+            256 => Chains256(iterations, multiplier, addend),
+            _ => ChainsFor(vectorBits) == 12 ? Chains128(iterations, multiplier, addend) : 0,
+        };
     }
 
     /// <summary>Reference for <see cref="RunChains"/>: one scalar chain with the same single rounding per step, times chains x lanes.</summary>
@@ -65,7 +76,8 @@ public static unsafe class FmaPeak
         ArgumentOutOfRangeException.ThrowIfNegative(iterations);
         int copies = ChainsFor(vectorBits) * (vectorBits / 32);
         float acc = 0;
-        for (long i = 0; i < iterations; i++) acc = MathF.FusedMultiplyAdd(acc, multiplier, addend);
+        bool fused = vectorBits != 128 || FusedIn128;
+        for (long i = 0; i < iterations; i++) acc = fused ? MathF.FusedMultiplyAdd(acc, multiplier, addend) : acc * multiplier + addend;
         return (double)acc * copies;
     }
 
@@ -163,6 +175,31 @@ public static unsafe class FmaPeak
         }
         return LaneSum(a0) + LaneSum(a1) + LaneSum(a2) + LaneSum(a3) + LaneSum(a4) + LaneSum(a5) + LaneSum(a6) + LaneSum(a7)
             + LaneSum(a8) + LaneSum(a9) + LaneSum(a10) + LaneSum(a11) + LaneSum(a12) + LaneSum(a13) + LaneSum(a14) + LaneSum(a15);
+    }
+
+    private static double LaneSum(Vector128<float> v)
+    {
+        var (lo, hi) = Vector128.Widen(v);
+        return Vector128.Sum(lo + hi);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static double Chains128(long iterations, float multiplier, float addend)
+    {
+        var m = Vector128.Create(multiplier); var c = Vector128.Create(addend);
+        Vector128<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default;
+        Vector128<float> a6 = default, a7 = default, a8 = default, a9 = default, a10 = default, a11 = default;
+        for (long i = 0; i < iterations; i++)
+        {
+            a0 = Vector128.MultiplyAddEstimate(a0, m, c); a1 = Vector128.MultiplyAddEstimate(a1, m, c);
+            a2 = Vector128.MultiplyAddEstimate(a2, m, c); a3 = Vector128.MultiplyAddEstimate(a3, m, c);
+            a4 = Vector128.MultiplyAddEstimate(a4, m, c); a5 = Vector128.MultiplyAddEstimate(a5, m, c);
+            a6 = Vector128.MultiplyAddEstimate(a6, m, c); a7 = Vector128.MultiplyAddEstimate(a7, m, c);
+            a8 = Vector128.MultiplyAddEstimate(a8, m, c); a9 = Vector128.MultiplyAddEstimate(a9, m, c);
+            a10 = Vector128.MultiplyAddEstimate(a10, m, c); a11 = Vector128.MultiplyAddEstimate(a11, m, c);
+        }
+        return LaneSum(a0) + LaneSum(a1) + LaneSum(a2) + LaneSum(a3) + LaneSum(a4) + LaneSum(a5)
+            + LaneSum(a6) + LaneSum(a7) + LaneSum(a8) + LaneSum(a9) + LaneSum(a10) + LaneSum(a11);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]

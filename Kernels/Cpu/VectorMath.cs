@@ -95,15 +95,15 @@ public static class VectorMath
     private static Vector<float> Core(Vector<float> xc)
     {
         var n = Vector.Round(xc * new Vector<float>(Log2E));
-        var r = Vector.FusedMultiplyAdd(n, new Vector<float>(-Ln2Hi), xc);
-        r = Vector.FusedMultiplyAdd(n, new Vector<float>(-Ln2Lo), r);
+        var r = Vector.MultiplyAddEstimate(n, new Vector<float>(-Ln2Hi), xc);
+        r = Vector.MultiplyAddEstimate(n, new Vector<float>(-Ln2Lo), r);
         var p = new Vector<float>(1f / 720);
-        p = Vector.FusedMultiplyAdd(p, r, new Vector<float>(1f / 120));
-        p = Vector.FusedMultiplyAdd(p, r, new Vector<float>(1f / 24));
-        p = Vector.FusedMultiplyAdd(p, r, new Vector<float>(1f / 6));
-        p = Vector.FusedMultiplyAdd(p, r, new Vector<float>(0.5f));
-        p = Vector.FusedMultiplyAdd(p, r, Vector<float>.One);
-        p = Vector.FusedMultiplyAdd(p, r, Vector<float>.One);
+        p = Vector.MultiplyAddEstimate(p, r, new Vector<float>(1f / 120));
+        p = Vector.MultiplyAddEstimate(p, r, new Vector<float>(1f / 24));
+        p = Vector.MultiplyAddEstimate(p, r, new Vector<float>(1f / 6));
+        p = Vector.MultiplyAddEstimate(p, r, new Vector<float>(0.5f));
+        p = Vector.MultiplyAddEstimate(p, r, Vector<float>.One);
+        p = Vector.MultiplyAddEstimate(p, r, Vector<float>.One);
         var scale = Vector.ShiftLeft(Vector.ConvertToInt32(n) + new Vector<int>(127), 23);
         return p * Vector.AsVectorSingle(scale);
     }
