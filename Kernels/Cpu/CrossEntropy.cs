@@ -329,6 +329,17 @@ public static unsafe partial class CrossEntropy
             else
                 for (; c + 16 <= classes; c += 16) ((VectorMath.Exp(Vector512.Load(x + c) - lv) * kv - uv * Vector512.Load(w + c)) * sv).Store(d + c);
         }
+        else if (Vector.IsHardwareAccelerated)
+        {
+            // The same at the portable width (AVX2: 8 lanes, Arm64: 4).
+            int n = Vector<float>.Count;
+            var lv = new Vector<float>(l); var sv = new Vector<float>(scale); var uv = new Vector<float>(uniform); var kv = new Vector<float>(k);
+            for (; c + n <= classes; c += n)
+            {
+                var u = w == null ? uv : uv * Vector.Load(w + c);
+                ((VectorMath.Exp(Vector.Load(x + c) - lv) * kv - u) * sv).Store(d + c);
+            }
+        }
         for (; c < classes; c++) d[c] = (VectorMath.Exp(x[c] - l) * k - uniform * (w == null ? 1f : w[c])) * scale;
     }
 }
