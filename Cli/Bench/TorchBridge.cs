@@ -1,3 +1,4 @@
+using AttnCore.Kernels.Cpu;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
@@ -29,8 +30,19 @@ public sealed class TorchBridge : IBenchReference
             : File.Exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
         string script = Path.Combine(AppContext.BaseDirectory, "Bench", "torch_bench.py");
         if (!File.Exists(script)) throw new InvalidOperationException($"bench: {script} is missing from the build output");
-        var bridge = StartOnce(CreateStartInfo(python, script, settings, FindJemalloc()), setup, settings);
+        // AttnCore held below this CPU's widest vectors (DOTNET_EnableAVX512=0: an AVX2 machine) holds the reference
+        // to the same instruction set, so the comparison is the one a user of such a machine would see.
+        var isa = settings.Untuned ? null : IsaMatchFor(FmaPeak.DefaultVectorBits, CpuFlags());
+        var bridge = StartOnce(CreateStartInfo(python, script, settings, FindJemalloc(), isa), setup, settings);
         if (settings.Untuned) return bridge;
+        if (isa is { } held)
+        {
+            bridge.Configuration = new Dictionary<string, string>(bridge.Configuration)
+            {
+                [IsaMatchKey] = $"{FmaPeak.DefaultVectorBits}-bit (AttnCore runs {FmaPeak.DefaultVectorBits}-bit vectors on this CPU with AVX-512: the reference is held to ATEN_CPU_CAPABILITY={held.Capability}, OPENBLAS_CORETYPE={held.Core})",
+            };
+            return bridge;
+        }
         // OpenBLAS reads its core once, when it loads, so a core it picked wrongly is fixed by starting again.
         string detected = bridge.Configuration.TryGetValue("blas_core", out var c) ? c : "";
         if (CoreTypeFor(detected, CpuFlags()) is not { } core) return bridge;
@@ -63,6 +75,22 @@ public sealed class TorchBridge : IBenchReference
             bridge.Configuration = config.EnumerateObject().ToDictionary(kv => kv.Name, kv => kv.Value.ToString());
         return bridge;
     }
+
+    /// <summary>Configuration key, present only when the reference is held to AttnCore's narrower instruction set (<see cref="IsaMatchFor"/>).</summary>
+    public const string IsaMatchKey = "isa_matched";
+
+    /// <summary>
+    /// The ATen CPU capability and OpenBLAS core that hold the reference to AttnCore's vector width, where this
+    /// process runs narrower vectors than the CPU has (the JIT told to leave AVX-512 or AVX2 out, as
+    /// DOTNET_EnableAVX512=0 or DOTNET_EnableAVX2=0 do), else null: 256 bits on an AVX-512 CPU is an AVX2 machine
+    /// (avx2, Haswell); 128 bits on an x64 CPU with AVX is an SSE4.2 one (default, Nehalem: 128-bit, no FMA).
+    /// </summary>
+    public static (string Capability, string Core)? IsaMatchFor(int vectorBits, IReadOnlySet<string> cpuFlags) => vectorBits switch
+    {
+        256 when cpuFlags.Contains("avx512f") => ("avx2", "Haswell"),
+        128 when cpuFlags.Contains("avx") && cpuFlags.Contains("sse4_2") => ("default", "Nehalem"),
+        _ => null,
+    };
 
     /// <summary>Configuration key, present only when the reference had to name OpenBLAS's core: the generic core OpenBLAS chose by itself.</summary>
     public const string FallbackKey = "openblas_fallback_core";
@@ -106,10 +134,12 @@ public sealed class TorchBridge : IBenchReference
     /// unless <see cref="TorchSettings.Untuned"/>: the OpenBLAS core overrides of the parent are dropped, OpenBLAS's
     /// idle threads spin briefly (<see cref="OpenBlasThreadTimeout"/>), the
     /// allocator keeps freed memory instead of returning (and re-faulting) it, and OpenMP has the thread count
-    /// and a passive wait policy. <paramref name="jemallocPath"/> is libjemalloc.so.2 where installed, else null.
+    /// and a passive wait policy. <paramref name="jemallocPath"/> is libjemalloc.so.2 where installed, else null;
+    /// <paramref name="isa"/> (<see cref="IsaMatchFor"/>) holds ATen and OpenBLAS to AttnCore's narrower instruction set.
     /// </summary>
     /// <exception cref="ArgumentException">jemalloc was asked for but <paramref name="jemallocPath"/> is null, or an allocator was asked for together with Untuned.</exception>
-    public static ProcessStartInfo CreateStartInfo(string python, string script, TorchSettings settings, string? jemallocPath)
+    public static ProcessStartInfo CreateStartInfo(string python, string script, TorchSettings settings, string? jemallocPath,
+        (string Capability, string Core)? isa = null)
     {
         if (settings.Threads < 1) throw new ArgumentException($"bench --vs torch: the reference needs at least 1 thread, got {settings.Threads}");
         var allocator = ResolveAllocator(settings, jemallocPath);
@@ -128,6 +158,11 @@ public sealed class TorchBridge : IBenchReference
         // Set for other tools on this machine, these make OpenBLAS run its AVX2 (Haswell) kernels on an AVX-512
         // CPU, at well under half the SGEMM rate: the reference must pick its core by itself.
         foreach (var name in InheritedOverrides) env.Remove(name);
+        if (isa is { } held)
+        {
+            env["ATEN_CPU_CAPABILITY"] = held.Capability;
+            env["OPENBLAS_CORETYPE"] = held.Core;
+        }
         env["OPENBLAS_THREAD_TIMEOUT"] = OpenBlasThreadTimeout;
         switch (allocator)
         {
@@ -155,7 +190,7 @@ public sealed class TorchBridge : IBenchReference
     public const string OpenBlasThreadTimeout = "18";
 
     /// <summary>The parent's variables the tuned reference process does not inherit.</summary>
-    public static readonly string[] InheritedOverrides = ["OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"];
+    public static readonly string[] InheritedOverrides = ["OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "ATEN_CPU_CAPABILITY"];
 
     /// <summary>
     /// glibc malloc settings that keep large freed blocks in the process: page faults are expensive in a

@@ -109,6 +109,7 @@ def reference_config():
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS", unset),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", unset),
         "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", unset),
+        "aten_cpu_capability": os.environ.get("ATEN_CPU_CAPABILITY", unset),
         "openblas_l2_size": os.environ.get("OPENBLAS_L2_SIZE", unset),
         "openblas_thread_timeout": os.environ.get("OPENBLAS_THREAD_TIMEOUT", unset),
     }

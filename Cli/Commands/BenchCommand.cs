@@ -326,7 +326,9 @@ public static class BenchCommand
             + $", allocator {Get("allocator")}, torch threads {Get("threads")}, OMP_WAIT_POLICY={Get("omp_wait_policy")}"
             + $", OPENBLAS_CORETYPE={Get("openblas_coretype")}"
             + (c.TryGetValue(TorchBridge.FallbackKey, out var generic) ? $" (set from the CPU's flags: by itself OpenBLAS chose {generic}, a generic core)" : "")
-            + $", OPENBLAS_L2_SIZE={Get("openblas_l2_size")}, OPENBLAS_THREAD_TIMEOUT={Get("openblas_thread_timeout")}";
+            + $", OPENBLAS_L2_SIZE={Get("openblas_l2_size")}, OPENBLAS_THREAD_TIMEOUT={Get("openblas_thread_timeout")}"
+            + $", ATEN_CPU_CAPABILITY={Get("aten_cpu_capability")}"
+            + (c.TryGetValue(TorchBridge.IsaMatchKey, out var held) ? $"; instruction set matched: {held}" : "");
     }
 
     private static string Fmt(object v) => v is bool b ? (b ? "true" : "false") : Convert.ToString(v, CultureInfo.InvariantCulture) ?? "";

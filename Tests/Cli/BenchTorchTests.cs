@@ -237,4 +237,53 @@ public class BenchTorchTests
         Assert.That(j.GetProperty("torch_peak_fraction").GetDouble(), Is.GreaterThan(0));
         Assert.That(stdout, Does.Contain("reference (tuned): PyTorch").And.Contain("BLAS core " + config.GetProperty("blas_core").GetString()));
     }
+
+    [TestCase(512, "avx512f avx2 avx sse4_2", null, null)]
+    [TestCase(256, "avx512f avx2 fma avx sse4_2", "avx2", "Haswell")]
+    [TestCase(256, "avx2 fma avx sse4_2", null, null)]
+    [TestCase(128, "avx512f avx2 avx sse4_2", "default", "Nehalem")]
+    [TestCase(128, "asimd fp", null, null)]
+    public void The_reference_is_held_to_attncores_vector_width_only_where_attncore_runs_narrower_than_the_cpu(int bits, string flags, string? capability, string? core)
+    {
+        var held = TorchBridge.IsaMatchFor(bits, flags.Split(' ').ToHashSet());
+        Assert.That(held?.Capability, Is.EqualTo(capability));
+        Assert.That(held?.Core, Is.EqualTo(core));
+    }
+
+    [Test]
+    public void A_held_reference_gets_the_aten_capability_and_openblas_core_and_an_unheld_one_inherits_neither()
+    {
+        WithParentEnvironment(() =>
+        {
+            string? saved = Environment.GetEnvironmentVariable("ATEN_CPU_CAPABILITY");
+            try
+            {
+                Environment.SetEnvironmentVariable("ATEN_CPU_CAPABILITY", "default");
+                var free = Env(new TorchSettings(2), Jemalloc);
+                Assert.That(free.ContainsKey("ATEN_CPU_CAPABILITY"), Is.False, "an inherited ATEN_CPU_CAPABILITY would hold PyTorch below the CPU");
+                Assert.That(free.ContainsKey("OPENBLAS_CORETYPE"), Is.False);
+                var held = TorchBridge.CreateStartInfo("/usr/bin/python3", "torch_bench.py", new TorchSettings(2), Jemalloc, ("avx2", "Haswell")).Environment;
+                Assert.That((held["ATEN_CPU_CAPABILITY"], held["OPENBLAS_CORETYPE"]), Is.EqualTo(("avx2", "Haswell")));
+            }
+            finally { Environment.SetEnvironmentVariable("ATEN_CPU_CAPABILITY", saved); }
+        });
+    }
+
+    [Test]
+    public void Bench_without_avx512_holds_the_reference_to_avx2_and_says_so()
+    {
+        if (!TorchInstalled()) Assert.Ignore("PyTorch is not installed at /usr/bin/python3");
+        if (!TorchBridge.CpuFlags().Contains("avx512f")) Assert.Ignore("this CPU has no AVX-512 to switch off");
+        string cli = Path.Combine(AppContext.BaseDirectory, "attncore.dll");
+        var r = ExternalProcess.Run(AttnCore.Tests.Distributed.MpiRun.Dotnet,
+            [cli, "bench", "gemm", "--n", "64", "--seconds", "0.1", "--threads", "1", "--vs", "torch", "--json"],
+            AppContext.BaseDirectory, TimeSpan.FromMinutes(3), new Dictionary<string, string> { ["DOTNET_EnableAVX512"] = "0" });
+        Assert.That(r.ExitCode, Is.Zero, r.Output);
+        var config = LastJson(r.StdOut).GetProperty("torch_config");
+        Assert.That(config.GetProperty("aten_cpu_capability").GetString(), Is.EqualTo("avx2"));
+        Assert.That(config.GetProperty("openblas_coretype").GetString(), Is.EqualTo("Haswell"));
+        if (config.GetProperty("blas_library").GetString()!.Length > 0)
+            Assert.That(config.GetProperty("blas_core").GetString(), Is.EqualTo("Haswell"), "OpenBLAS runs its AVX2 kernels");
+        Assert.That(r.StdOut, Does.Contain("instruction set matched: 256-bit"));
+    }
 }
