@@ -319,6 +319,8 @@ public static unsafe partial class Attention
             int i0 = (g0 + gi) * RowGroup, rows = Math.Min(RowGroup, lq - i0), r0 = gi * RowGroup;
             if (Vector512.IsHardwareAccelerated)
                 for (int r = 0; r < RowGroup; r++) l[r0 + r] = Vector512.Sum(lsum[r0 + r]);
+            else if (Vector.IsHardwareAccelerated)
+                for (int r = 0; r < RowGroup; r++) l[r0 + r] = Vector.Sum(*(Vector<float>*)(lsum + r0 + r));
             for (int r = 0; r < rows; r++)
             {
                 float* dst = oBase + (long)(i0 + r) * a.Oo.StrideL;
@@ -364,6 +366,12 @@ public static unsafe partial class Attention
         }
         // Online softmax update and P V accumulation, row by row.
         if (Vector512.IsHardwareAccelerated) SoftmaxTileLazy(ref a, b, h, i0, j0, cols, p, m, lsum, acc);
+        else if (Vector.IsHardwareAccelerated)
+        {
+            SoftmaxRowsPortable(p, m, lsum, acc, d);
+            if (a.S.Dropout > 0)
+                for (int r = 0; r < RowGroup; r++) DropoutRow(p + r * KeyTile, cols, a.S.Seed, b, h, i0 + r, j0, a.S.Dropout);
+        }
         else
         for (int r = 0; r < RowGroup; r++)
         {
@@ -463,6 +471,45 @@ public static unsafe partial class Attention
         }
         *m = mNew;
         return true;
+    }
+
+    // SoftmaxTileLazy where Vector512 is not accelerated (AVX2: 8 lanes, Arm64: 4), from the stored tile: a row's
+    // maximum stays a vector that is only compared with the shift m (no horizontal reduction unless m must move), the
+    // exps are taken against m and summed into the row's lsum, a Vector<float> at the start of its Vector512 slot.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void SoftmaxRowsPortable(float* p, float* m, Vector512<float>* lsum, float* acc, int d)
+    {
+        int w = Vector<float>.Count;
+        for (int r = 0; r < RowGroup; r++)
+        {
+            float* pr = p + r * KeyTile;
+            ref var rowSum = ref *(Vector<float>*)(lsum + r);
+            var tileMax = Vector.Load(pr);
+            for (int c = w; c < KeyTile; c += w) tileMax = Vector.MaxNative(tileMax, Vector.Load(pr + c));
+            if (float.IsNegativeInfinity(m[r]) || Vector.GreaterThanAny(tileMax, new Vector<float>(m[r] + RescaleSlack)))
+            {
+                float rowMax = float.NegativeInfinity;
+                for (int l = 0; l < w; l++) rowMax = MathF.Max(rowMax, tileMax[l]);
+                float mNew = MathF.Max(m[r], rowMax);
+                if (float.IsNegativeInfinity(mNew)) { new Span<float>(pr, KeyTile).Clear(); continue; }   // no visible key yet
+                if (!float.IsNegativeInfinity(m[r]))
+                {
+                    float correction = MathF.Exp(m[r] - mNew);
+                    rowSum *= correction;
+                    ScaleRow(acc + r * d, correction, acc + r * d, d);
+                }
+                m[r] = mNew;
+            }
+            var shift = new Vector<float>(m[r]);
+            var sum = rowSum;
+            for (int c = 0; c < KeyTile; c += w)
+            {
+                var e = VectorMath.ExpNonPositive(Vector.Load(pr + c) - shift);   // at most e^RescaleSlack
+                e.Store(pr + c);
+                sum += e;
+            }
+            rowSum = sum;
+        }
     }
 
     // The tile ScoreTile4x64's softmax and backward epilogues serve, forward and backward alike: 64 keys, no mask, clear
@@ -642,7 +689,7 @@ public static unsafe partial class Attention
         {
             int w = Vector<float>.Count;
             var m = Vector.Load(p);
-            for (c = w; c < KeyTile; c += w) m = Vector.Max(m, Vector.Load(p + c));
+            for (c = w; c < KeyTile; c += w) m = Vector.MaxNative(m, Vector.Load(p + c));   // a NaN still reaches O through its exp
             for (int l = 0; l < w; l++) max = MathF.Max(max, m[l]);
         }
         for (; c < KeyTile; c++) max = MathF.Max(max, p[c]);
