@@ -200,6 +200,11 @@ public static class BenchReport
         "  peak measured after the warm-up, shared a core with that spinning: the figures of earlier reports",
         "  understate AttnCore's two-thread GEMM and the two-thread peak.",
         "",
+        "- The same instruction set as AttnCore: where AttnCore's JIT is told to leave AVX-512 out",
+        "  (`DOTNET_EnableAVX512=0`, which makes this machine an AVX2 one for .NET), the reference is held to AVX2 too:",
+        "  `ATEN_CPU_CAPABILITY=avx2` and `OPENBLAS_CORETYPE=Haswell` (`TorchBridge.IsaMatchFor`; 128-bit vectors:",
+        "  `default` and Nehalem), and the report says so. Otherwise an inherited `ATEN_CPU_CAPABILITY` is removed.",
+        "",
         "Every run prints the configuration the reference process reports about itself (torch version, OpenBLAS",
         "core and threads, allocator, threads, `OMP_WAIT_POLICY`, the `OPENBLAS_*` variables it sees); the JSON",
         "carries it as `torch_config`.",
@@ -207,7 +212,8 @@ public static class BenchReport
         "## Fraction of peak",
         "",
         "`attncore bench peak` measures the float32 FMA peak in C# (`Kernels/Cpu/Peak.cs`: 16 independent Vector512",
-        "FMA chains per thread, 12 Vector256 chains where AVX-512 is not accelerated) on one thread and on all",
+        "FMA chains per thread, 12 Vector256 chains where AVX-512 is not accelerated, 12 Vector128 chains where",
+        "neither is) on one thread and on all",
         "`--threads` threads of the WorkerPool. Each GEMM and attention run measures that peak again for its own",
         "thread count (about 0.2 s, best round) and gives both AttnCore's and PyTorch's rate as a fraction of it",
         "(\"% of peak\"): a figure close to 100% leaves no room, whatever the other side does.",
@@ -226,7 +232,9 @@ public static class BenchReport
             + $"allocator {Get("allocator")}, {Get("threads")} threads, OMP_WAIT_POLICY={Get("omp_wait_policy")}, "
             + $"OPENBLAS_CORETYPE={Get("openblas_coretype")}"
             + (c.TryGetProperty("openblas_fallback_core", out var g) ? $" (set from the CPU's flags: by itself OpenBLAS chose {g.GetString()}, a generic core)" : "")
-            + $", OPENBLAS_L2_SIZE={Get("openblas_l2_size")}, OPENBLAS_THREAD_TIMEOUT={Get("openblas_thread_timeout")}";
+            + $", OPENBLAS_L2_SIZE={Get("openblas_l2_size")}, OPENBLAS_THREAD_TIMEOUT={Get("openblas_thread_timeout")}"
+            + $", ATEN_CPU_CAPABILITY={Get("aten_cpu_capability")}"
+            + (c.TryGetProperty("isa_matched", out var isa) ? $"; instruction set matched to AttnCore's {isa.GetString()}" : "");
     }
 
     private static string PeakRange(List<(Case Case, JsonElement Json)> rows, string threads)
