@@ -199,7 +199,6 @@ public static class BenchReport
         "  (`TorchBridge.WaitUntilIdle`, at most 2 s). Before 2026-12-04 (d910073) AttnCore's next batch, and the",
         "  peak measured after the warm-up, shared a core with that spinning: the figures of earlier reports",
         "  understate AttnCore's two-thread GEMM and the two-thread peak.",
-        "",
         "- The same instruction set as AttnCore: where AttnCore's JIT is told to leave AVX-512 out",
         "  (`DOTNET_EnableAVX512=0`, which makes this machine an AVX2 one for .NET), the reference is held to AVX2 too:",
         "  `ATEN_CPU_CAPABILITY=avx2` and `OPENBLAS_CORETYPE=Haswell` (`TorchBridge.IsaMatchFor`; 128-bit vectors:",
