@@ -78,8 +78,10 @@ public static unsafe partial class Conv2d
     // ResNet-20's layers); wider layers keep im2col + GEMM, whose GEMM is efficient there.
     internal static bool DirectApplies<T>(in Conv2dShape s) where T : unmanaged => typeof(T) == typeof(float) && DirectShape(s);
 
+    // Stride 1 also runs at the portable width (DirectTilePortable, DirectWeightTilePortable) where Vector512 is not
+    // accelerated; stride 2 and the image lanes are AVX-512 code only.
     private static bool DirectShape(in Conv2dShape s)
-        => Vector512.IsHardwareAccelerated && s.Groups == 1 && s.R * s.S > 1 && s.R * s.S <= MaxDirectTaps && (long)s.C * s.K <= 64 * 64
+        => (Vector512.IsHardwareAccelerated || Vector.IsHardwareAccelerated) && s.Groups == 1 && s.R * s.S > 1 && s.R * s.S <= MaxDirectTaps && (long)s.C * s.K <= 64 * 64
         && s.StrideH == 1 && s.StrideW == 1 && s.DilationH == 1 && s.DilationW == 1 && s.PadH < s.R && s.PadW < s.S;
 
     // Stride-2 3x3 convolutions (ResNet's downsampling layers) take the direct forward and weight gradient through the
@@ -271,12 +273,19 @@ public static unsafe partial class Conv2d
             // Positions outer, channel blocks inner: the padded rows one position tile reads (C x R rows of 64 + S − 1)
             // stay in L1 for all K/4 channel blocks, where blocks outer streamed the whole image from L2 K/4 times.
             int j0 = 0;
-            for (; j0 + DirectTile <= len; j0 += DirectTile)
-                for (int kb = 0; kb < s.K; kb += DirectTileK)
-                    DirectTile4x64(xp + j0, a.Packed + (long)kb * crs, yp + (long)kb * len + j0, len, s.C, cs, tap, taps, DirectVec);
-            for (; j0 < len; j0 += DirectVec)
-                for (int kb = 0; kb < s.K; kb += DirectTileK)
-                    DirectTile4x16(xp + j0, a.Packed + (long)kb * crs, yp + (long)kb * len + j0, len, s.C, cs, tap, taps);
+            if (Vector512.IsHardwareAccelerated)
+            {
+                for (; j0 + DirectTile <= len; j0 += DirectTile)
+                    for (int kb = 0; kb < s.K; kb += DirectTileK)
+                        DirectTile4x64(xp + j0, a.Packed + (long)kb * crs, yp + (long)kb * len + j0, len, s.C, cs, tap, taps, DirectVec);
+                for (; j0 < len; j0 += DirectVec)
+                    for (int kb = 0; kb < s.K; kb += DirectTileK)
+                        DirectTile4x16(xp + j0, a.Packed + (long)kb * crs, yp + (long)kb * len + j0, len, s.C, cs, tap, taps);
+            }
+            else
+                for (; j0 < len; j0 += 2 * Vector<float>.Count)   // len is a multiple of 16, and 2W is 16 or 8
+                    for (int kb = 0; kb < s.K; kb += DirectTileK)
+                        DirectTilePortable(xp + j0, a.Packed + (long)kb * crs, yp + (long)kb * len + j0, len, s.C, cs, tap, taps);
             float* yn = a.Y + (long)n * s.K * pq;
             for (int k = 0; k < s.K; k++)
             {
@@ -360,6 +369,60 @@ public static unsafe partial class Conv2d
         a0.Store(y); a1.Store(y + ldy); a2.Store(y + 2 * ldy); a3.Store(y + 3 * ldy);
     }
 
+    // DirectTile4x16 where Vector512 is not accelerated (AVX2: 8 lanes, Arm64: 4): 4 output channels x two vectors of
+    // positions, 8 accumulators (AVX2 has 16 registers), per channel and tap two loads of x and four broadcasts of w.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void DirectTilePortable(float* x, float* packed, float* y, int ldy, int channels, int channelStride, int* tap, int taps)
+    {
+        int n = Vector<float>.Count;
+        Vector<float> a00 = default, a01 = default, a10 = default, a11 = default, a20 = default, a21 = default, a30 = default, a31 = default;
+        float* w = packed;
+        for (int c = 0; c < channels; c++, x += channelStride)
+            for (int e = 0; e < taps; e++, w += DirectTileK)
+            {
+                float* xs = x + tap[e];
+                var x0 = Vector.Load(xs); var x1 = Vector.Load(xs + n);
+                var v = new Vector<float>(w[0]); a00 = Vector.MultiplyAddEstimate(x0, v, a00); a01 = Vector.MultiplyAddEstimate(x1, v, a01);
+                v = new Vector<float>(w[1]); a10 = Vector.MultiplyAddEstimate(x0, v, a10); a11 = Vector.MultiplyAddEstimate(x1, v, a11);
+                v = new Vector<float>(w[2]); a20 = Vector.MultiplyAddEstimate(x0, v, a20); a21 = Vector.MultiplyAddEstimate(x1, v, a21);
+                v = new Vector<float>(w[3]); a30 = Vector.MultiplyAddEstimate(x0, v, a30); a31 = Vector.MultiplyAddEstimate(x1, v, a31);
+            }
+        a00.Store(y); a01.Store(y + n); y += ldy;
+        a10.Store(y); a11.Store(y + n); y += ldy;
+        a20.Store(y); a21.Store(y + n); y += ldy;
+        a30.Store(y); a31.Store(y + n);
+    }
+
+    // DirectWeightTile8x3 for 4 rows of dy' (sums[i·3 + d], i < 4) where Vector512 is not accelerated: 12 accumulators,
+    // per W positions three loads of x and one of dy' per row; the caller runs it for both halves of an 8-row block.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void DirectWeightTilePortable(float* dy, int ldy, float* x, float* xb, float* xc, int images, long stride, float* sums)
+    {
+        int n = Vector<float>.Count;
+        Vector<float> a00 = default, a01 = default, a02 = default, a10 = default, a11 = default, a12 = default;
+        Vector<float> a20 = default, a21 = default, a22 = default, a30 = default, a31 = default, a32 = default;
+        for (int m = 0; m < images; m++, dy += stride, x += stride, xb += stride, xc += stride)
+        {
+            float* d1 = dy + ldy, d2 = d1 + ldy, d3 = d2 + ldy;
+            for (int j = 0; j < ldy; j += n)
+            {
+                var x0 = Vector.Load(x + j); var x1 = Vector.Load(xb + j); var x2 = Vector.Load(xc + j);
+                var v = Vector.Load(dy + j);
+                a00 = Vector.MultiplyAddEstimate(v, x0, a00); a01 = Vector.MultiplyAddEstimate(v, x1, a01); a02 = Vector.MultiplyAddEstimate(v, x2, a02);
+                v = Vector.Load(d1 + j);
+                a10 = Vector.MultiplyAddEstimate(v, x0, a10); a11 = Vector.MultiplyAddEstimate(v, x1, a11); a12 = Vector.MultiplyAddEstimate(v, x2, a12);
+                v = Vector.Load(d2 + j);
+                a20 = Vector.MultiplyAddEstimate(v, x0, a20); a21 = Vector.MultiplyAddEstimate(v, x1, a21); a22 = Vector.MultiplyAddEstimate(v, x2, a22);
+                v = Vector.Load(d3 + j);
+                a30 = Vector.MultiplyAddEstimate(v, x0, a30); a31 = Vector.MultiplyAddEstimate(v, x1, a31); a32 = Vector.MultiplyAddEstimate(v, x2, a32);
+            }
+        }
+        sums[0] = Vector.Sum(a00); sums[1] = Vector.Sum(a01); sums[2] = Vector.Sum(a02);
+        sums[3] = Vector.Sum(a10); sums[4] = Vector.Sum(a11); sums[5] = Vector.Sum(a12);
+        sums[6] = Vector.Sum(a20); sums[7] = Vector.Sum(a21); sums[8] = Vector.Sum(a22);
+        sums[9] = Vector.Sum(a30); sums[10] = Vector.Sum(a31); sums[11] = Vector.Sum(a32);
+    }
+
     // dw (overwritten) from dy [N, K, P, Q] and x [N, C, H, W]; s the forward shape.
     private static void DirectWeights(float* dy, float* x, float* dw, in Conv2dShape s, Span<float> workspace)
     {
@@ -425,7 +488,12 @@ public static unsafe partial class Conv2d
                             float* xc = staged + (long)c * cs, x0 = xc + tap[r * s.S + t0];
                             float* x1 = t0 + 1 < s.S ? xc + tap[r * s.S + t0 + 1] : x0 + 1, x2 = t0 + 2 < s.S ? xc + tap[r * s.S + t0 + 2] : x0 + 2;
                             float* dyk = staged + padded + (long)kb * len;
-                            DirectWeightTile8x3(dyk, len, x0, x1, x2, images, padded + outLen, sums);
+                            if (Vector512.IsHardwareAccelerated) DirectWeightTile8x3(dyk, len, x0, x1, x2, images, padded + outLen, sums);
+                            else
+                            {
+                                DirectWeightTilePortable(dyk, len, x0, x1, x2, images, padded + outLen, sums);
+                                DirectWeightTilePortable(dyk + 4L * len, len, x0, x1, x2, images, padded + outLen, sums + 12);
+                            }
                             for (int i = 0; i < 8 && kb + i < s.K; i++)
                                 for (int dt = 0; dt < 3 && t0 + dt < s.S; dt++)
                                     dw[((long)(kb + i) * s.C + c) * rs + r * s.S + t0 + dt] += sums[i * 3 + dt];

@@ -46,7 +46,7 @@ public static unsafe partial class Conv2d
     // a group's padded images no longer fit in L2).
     private const int LanesMaxOutputs = 256;
 
-    internal static bool LanesApply(in Conv2dShape s) => s.N >= Lanes && s.P * s.Q <= LanesMaxOutputs;
+    internal static bool LanesApply(in Conv2dShape s) => Vector512.IsHardwareAccelerated && s.N >= Lanes && s.P * s.Q <= LanesMaxOutputs;
 
     private static int LanesGroups(in Conv2dShape s) => (s.N + Lanes - 1) / Lanes;
     private static int LanesPaddedWidth(in Conv2dShape s) => s.W + 2 * s.PadW;
