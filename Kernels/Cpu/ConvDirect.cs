@@ -78,8 +78,8 @@ public static unsafe partial class Conv2d
     // ResNet-20's layers); wider layers keep im2col + GEMM, whose GEMM is efficient there.
     internal static bool DirectApplies<T>(in Conv2dShape s) where T : unmanaged => typeof(T) == typeof(float) && DirectShape(s);
 
-    // Stride 1 also runs at the portable width (DirectTilePortable, DirectWeightTilePortable) where Vector512 is not
-    // accelerated; stride 2 and the image lanes are AVX-512 code only.
+    // Both strides also run at the portable width (DirectTilePortable, DirectWeightTilePortable) where Vector512 is not
+    // accelerated; the image lanes are AVX-512 code only.
     private static bool DirectShape(in Conv2dShape s)
         => (Vector512.IsHardwareAccelerated || Vector.IsHardwareAccelerated) && s.Groups == 1 && s.R * s.S > 1 && s.R * s.S <= MaxDirectTaps && (long)s.C * s.K <= 64 * 64
         && s.StrideH == 1 && s.StrideW == 1 && s.DilationH == 1 && s.DilationW == 1 && s.PadH < s.R && s.PadW < s.S;
@@ -89,7 +89,7 @@ public static unsafe partial class Conv2d
     internal static bool DirectStridedApplies<T>(in Conv2dShape s) where T : unmanaged => typeof(T) == typeof(float) && DirectStridedShape(s);
 
     private static bool DirectStridedShape(in Conv2dShape s)
-        => Vector512.IsHardwareAccelerated && s.Groups == 1 && s.R == 3 && s.S == 3 && (long)s.C * s.K <= 64 * 64 && s.W <= MaxPhasedWidth
+        => (Vector512.IsHardwareAccelerated || Vector.IsHardwareAccelerated) && s.Groups == 1 && s.R == 3 && s.S == 3 && (long)s.C * s.K <= 64 * 64 && s.W <= MaxPhasedWidth
         && s.StrideH == 2 && s.StrideW == 2 && s.DilationH == 1 && s.DilationW == 1 && s.PadH < s.R && s.PadW < s.S;
 
     // All three passes run direct for both kinds (backward data of the strided kind in ConvDirectStridedData.cs).
@@ -264,7 +264,7 @@ public static unsafe partial class Conv2d
         int wp = DirectRowStride(s), cs = (int)DirectChannelStride(s), hw = s.H * s.W, P = s.P, Q = s.Q, pq = P * Q, len = DirectFlatLength(s);
         float* xp = a.Ws + WorkerPool.CurrentSlot * (DirectPadded(s) + DirectOut(s)), yp = xp + DirectPadded(s);
         new Span<float>(xp + (long)s.C * cs, (int)(DirectPadded(s) - (long)s.C * cs)).Clear();
-        int taps = s.R * s.S, crs = s.C * taps;
+        int taps = s.R * s.S;
         int* tap = stackalloc int[taps];
         DirectTaps(s, tap);
         for (int n = (int)((long)item * s.N / a.Items), last = (int)((long)(item + 1) * s.N / a.Items); n < last; n++)
@@ -272,20 +272,7 @@ public static unsafe partial class Conv2d
             DirectStage(a.X + (long)n * s.C * hw, xp, s);
             // Positions outer, channel blocks inner: the padded rows one position tile reads (C x R rows of 64 + S − 1)
             // stay in L1 for all K/4 channel blocks, where blocks outer streamed the whole image from L2 K/4 times.
-            int j0 = 0;
-            if (Vector512.IsHardwareAccelerated)
-            {
-                for (; j0 + DirectTile <= len; j0 += DirectTile)
-                    for (int kb = 0; kb < s.K; kb += DirectTileK)
-                        DirectTile4x64(xp + j0, a.Packed + (long)kb * crs, yp + (long)kb * len + j0, len, s.C, cs, tap, taps, DirectVec);
-                for (; j0 < len; j0 += DirectVec)
-                    for (int kb = 0; kb < s.K; kb += DirectTileK)
-                        DirectTile4x16(xp + j0, a.Packed + (long)kb * crs, yp + (long)kb * len + j0, len, s.C, cs, tap, taps);
-            }
-            else
-                for (; j0 < len; j0 += 2 * Vector<float>.Count)   // len is a multiple of 16, and 2W is 16 or 8
-                    for (int kb = 0; kb < s.K; kb += DirectTileK)
-                        DirectTilePortable(xp + j0, a.Packed + (long)kb * crs, yp + (long)kb * len + j0, len, s.C, cs, tap, taps);
+            DirectTiles(xp, a.Packed, yp, len, len, s.K, s.C, cs, tap, taps);
             float* yn = a.Y + (long)n * s.K * pq;
             for (int k = 0; k < s.K; k++)
             {
@@ -318,6 +305,29 @@ public static unsafe partial class Conv2d
             }
             if (ph > 0) new Span<float>(dst + (h + ph) * wp + pw, ph * wp - pw).Clear();
         }
+    }
+
+    // y'[k, j] for the outChannels rows of y' (ldy apart) and positions j < count (a multiple of DirectVec), from the staged
+    // channels of x (channelStride apart) and packed weights [outChannels/4][channels][taps][4]: whole 64-position tiles,
+    // then 16 at a time; where Vector512 is not accelerated, DirectTilePortable's two vectors at a time (16 or 8, which
+    // divide count).
+    private static void DirectTiles(float* x, float* packed, float* y, int ldy, int count, int outChannels, int channels, int channelStride, int* tap, int taps)
+    {
+        long crs = (long)channels * taps;
+        int j0 = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            for (; j0 + DirectTile <= count; j0 += DirectTile)
+                for (int kb = 0; kb < outChannels; kb += DirectTileK)
+                    DirectTile4x64(x + j0, packed + kb * crs, y + (long)kb * ldy + j0, ldy, channels, channelStride, tap, taps, DirectVec);
+            for (; j0 < count; j0 += DirectVec)
+                for (int kb = 0; kb < outChannels; kb += DirectTileK)
+                    DirectTile4x16(x + j0, packed + kb * crs, y + (long)kb * ldy + j0, ldy, channels, channelStride, tap, taps);
+        }
+        else
+            for (; j0 < count; j0 += 2 * Vector<float>.Count)
+                for (int kb = 0; kb < outChannels; kb += DirectTileK)
+                    DirectTilePortable(x + j0, packed + kb * crs, y + (long)kb * ldy + j0, ldy, channels, channelStride, tap, taps);
     }
 
     // One register tile: y'[i, j] for 4 output channels i and 64 positions j from x (the padded buffer shifted to the

@@ -140,16 +140,10 @@ public static unsafe partial class Conv2d
                 float* y = outs + (long)ph * cr * len;
                 if (d.Empty) continue;
                 // Phase rows ULo..UHi at positions u·Wq + v, computed from position ULo·Wq on (y row u − ULo).
-                int count = ((d.UHi - d.ULo + 1) * wq + DirectVec - 1) / DirectVec * DirectVec, crs = s.K * d.Count;
+                int count = ((d.UHi - d.ULo + 1) * wq + DirectVec - 1) / DirectVec * DirectVec;
                 float* x = dyp + (long)d.ULo * wq, packed = a.Packed + (long)cr * s.K * d.First;
                 int* tap = a.Taps + d.First;
-                int j0 = 0;
-                for (; j0 + DirectTile <= count; j0 += DirectTile)
-                    for (int cb = 0; cb < s.C; cb += DirectTileK)
-                        DirectTile4x64(x + j0, packed + (long)cb * crs, y + (long)cb * len + j0, len, s.K, plane, tap, d.Count, DirectVec);
-                for (; j0 < count; j0 += DirectVec)
-                    for (int cb = 0; cb < s.C; cb += DirectTileK)
-                        DirectTile4x16(x + j0, packed + (long)cb * crs, y + (long)cb * len + j0, len, s.K, plane, tap, d.Count);
+                DirectTiles(x, packed, y, len, count, s.C, s.K, plane, tap, d.Count);
             }
             // dx row i = 2u + α − ph interleaves its even columns (phase β_e, column m + oe) and odd ones (β_o, m + oo).
             float* dxn = a.Dx + (long)n * s.C * hw;

@@ -101,7 +101,7 @@ public class ConvDirectTests
     [TestCaseSource(nameof(StridedDirectCases))]
     public void Stride_2_direct_convolution_matches_the_float64_reference(Conv2dShape s, int threads)
     {
-        Assert.That(Conv2d.DirectStridedApplies<float>(s), Is.EqualTo(Vector512.IsHardwareAccelerated), $"{s} should take the strided direct path where Vector512 is accelerated");
+        Assert.That(Conv2d.DirectStridedApplies<float>(s), Is.True, $"{s} should take the strided direct path");
         CheckAllThreePasses(s, threads, seed: 17);
     }
 
