@@ -680,19 +680,12 @@ public static unsafe partial class Attention
         }
     }
 
-    // The row maximum of a score tile row (the path without Vector512; the vector path is SoftmaxTileLazy).
+    // The row maximum of a score tile row (the path without any vector acceleration; the vector paths are
+    // SoftmaxTileLazy and SoftmaxRowsPortable).
     private static float RowMax(float* p)
     {
         float max = float.NegativeInfinity;
-        int c = 0;
-        if (Vector.IsHardwareAccelerated)
-        {
-            int w = Vector<float>.Count;
-            var m = Vector.Load(p);
-            for (c = w; c < KeyTile; c += w) m = Vector.MaxNative(m, Vector.Load(p + c));   // a NaN still reaches O through its exp
-            for (int l = 0; l < w; l++) max = MathF.Max(max, m[l]);
-        }
-        for (; c < KeyTile; c++) max = MathF.Max(max, p[c]);
+        for (int c = 0; c < KeyTile; c++) max = MathF.Max(max, p[c]);
         return max;
     }
 
@@ -704,24 +697,11 @@ public static unsafe partial class Attention
         return MathF.Max(MathF.Max(q[0], q[1]), MathF.Max(q[2], q[3]));
     }
 
-    // p = exp(p - max) in place; returns the row sum (the path without Vector512).
+    // p = exp(p - max) in place; returns the row sum (the path without any vector acceleration).
     internal static float ExpRow(float* p, float max)
     {
         float sum = 0;
-        int c = 0;
-        if (Vector.IsHardwareAccelerated)
-        {
-            int w = Vector<float>.Count;
-            var mv = new Vector<float>(max); var acc = Vector<float>.Zero;
-            for (; c < KeyTile; c += w)
-            {
-                var e = VectorMath.ExpNonPositive(Vector.Load(p + c) - mv);
-                e.Store(p + c);
-                acc += e;
-            }
-            sum = Vector.Sum(acc);
-        }
-        for (; c < KeyTile; c++) { p[c] = VectorMath.Exp(p[c] - max); sum += p[c]; }
+        for (int c = 0; c < KeyTile; c++) { p[c] = VectorMath.Exp(p[c] - max); sum += p[c]; }
         return sum;
     }
 
