@@ -130,13 +130,40 @@ public static unsafe class Softmax
             if (!float.IsNegativeInfinity(max))
                 for (int l = 0; l < 16; l++) sum += s.GetElement(l) * VectorMath.Exp(m.GetElement(l) - max);
         }
+        else if (Vector.IsHardwareAccelerated && n >= Vector<float>.Count)
+        {
+            // The same per-lane running max and sum at the portable width (AVX2: 8 lanes, Arm64: 4).
+            int w = Vector<float>.Count;
+            var negInf = new Vector<float>(float.NegativeInfinity);
+            var m = negInf;
+            var s = Vector<float>.Zero;
+            for (; i + w <= n; i += w)
+            {
+                var v = Vector.Load(x + i);
+                var mNew = Vector.Max(m, v);
+                var dead = Vector.Equals(mNew, negInf);
+                var rescale = Vector.ConditionalSelect(dead, Vector<float>.Zero, VectorMath.Exp(m - mNew));
+                var e = Vector.ConditionalSelect(dead, Vector<float>.Zero, VectorMath.Exp(v - mNew));
+                s = Vector.MultiplyAddEstimate(s, rescale, e);
+                m = mNew;
+            }
+            max = float.NegativeInfinity;
+            for (int l = 0; l < w; l++) max = MathF.Max(max, m[l]);
+            sum = 0;
+            if (!float.IsNegativeInfinity(max))
+                for (int l = 0; l < w; l++) sum += s[l] * VectorMath.Exp(m[l] - max);
+        }
         else { max = float.NegativeInfinity; sum = 0; }
+        // The rest (or, without vectors, the whole row) one value at a time, summed in double: a float sum over the
+        // 16K or more values of such a row rounds by more than the float64 reference test allows.
+        double total = sum;
         for (; i < n; i++)
         {
             float v = x[i];
-            if (v > max) { sum = float.IsNegativeInfinity(max) ? 0 : sum * MathF.Exp(max - v); max = v; }
-            if (!float.IsNegativeInfinity(max)) sum += MathF.Exp(v - max);
+            if (v > max) { total = float.IsNegativeInfinity(max) ? 0 : total * Math.Exp(max - v); max = v; }
+            if (!float.IsNegativeInfinity(max)) total += Math.Exp(v - max);
         }
+        sum = (float)total;
         if (float.IsNegativeInfinity(max) || float.IsNaN(max)) { FillRow(y, n, float.NaN); return; }
         if (log) LogShift(x, y, n, max, MathF.Log(sum));
         else { ExpShiftSum(x, y, n, max, storeExp: true); Scale(y, n, 1f / sum); }
