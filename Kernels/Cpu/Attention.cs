@@ -30,6 +30,9 @@
 // gradient (FlashAttention's convention; PyTorch's math path gives NaN there). Mask entries must be finite or
 // -inf (a +inf or NaN entry makes the row NaN, as in PyTorch).
 // Reference: AttentionReference (float64 matmul-softmax-matmul with the same masks and dropout).
+// Without Vector512 (AVX2, Arm64) the same loop runs at Vector<float>'s width: ScoresPortable (4 rows x two vectors of
+// keys, for AVX2's 16 registers), SoftmaxRowsPortable (the lazy softmax from the stored tile) and AccumulatePV's
+// two-vector slices; PortableWidthTests runs the kernel tests at those widths in child processes.
 using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;

@@ -22,6 +22,7 @@
 // fewer tasks than threads (multi-query attention at B = 1) some threads idle, the price of race-free dK/dV.
 // dQ, dK, dV are overwritten (not accumulated). FLOPs: 2.5x the forward pass. Bound: FMA throughput.
 // Reference: AttentionReference.Backward (float64, materialised).
+// Without Vector512: ProbabilitiesAndGradientsPortable and TransposedPortable at Vector<float>'s width (AVX2, Arm64).
 using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;

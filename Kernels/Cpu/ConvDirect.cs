@@ -37,6 +37,8 @@
 // copy of x and of y'. Bound: FMA throughput and L1 loads for C·R·S in the hundreds.
 // Small outputs (8x8) with sixteen images or more run the same tiles with one image per lane: ConvImageLanes.cs.
 // Used by Conv.cs (all three passes) when DirectApplies.
+// Without Vector512 the same loops run DirectTilePortable (4 channels x two vectors of positions) and
+// DirectWeightTilePortable (4 rows x 3 taps) at Vector<float>'s width; the image lanes stay AVX-512 only.
 // Reference: Conv2d.ForwardReference / BackwardReference (float64 loops, ConvReference.cs), compared in
 // Tests/Kernels/ConvDirectTests.cs.
 using System.Numerics;

@@ -4,6 +4,8 @@
 // so the micro-kernel always computes a full MR x NR tile with unit-stride loads; edge tiles are written back
 // through a small staging tile.
 // Reference: SgemmReference / DgemmReference (float64 accumulation), compared in Tests/Kernels/GemmTests.cs.
+// Micro-kernels by width: MicroKernel512/MicroKernelInPlaceA with AVX-512; MicroKernelPortable at Vector<float>'s
+// width elsewhere (passes of 6 x 2W: AVX2, Arm64, SSE); MicroKernelScalar without any SIMD.
 using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
