@@ -39,7 +39,7 @@ public sealed class TorchBridge : IBenchReference
         {
             bridge.Configuration = new Dictionary<string, string>(bridge.Configuration)
             {
-                [IsaMatchKey] = $"{FmaPeak.DefaultVectorBits}-bit (AttnCore runs {FmaPeak.DefaultVectorBits}-bit vectors on this CPU with AVX-512: the reference is held to ATEN_CPU_CAPABILITY={held.Capability}, OPENBLAS_CORETYPE={held.Core})",
+                [IsaMatchKey] = $"{FmaPeak.DefaultVectorBits}-bit (AttnCore runs {FmaPeak.DefaultVectorBits}-bit vectors on a CPU with wider ones: the reference is held to ATEN_CPU_CAPABILITY={held.Capability}, OPENBLAS_CORETYPE={held.Core})",
             };
             return bridge;
         }
