@@ -245,13 +245,16 @@ public static unsafe class Softmax
             }
             sum = Vector.Sum(s0 + s1);
         }
+        // The tail (or, without vectors, the whole row) summed in double, as RowOnline's: a float sum over a
+        // thousand values one at a time rounds by more than the float64 reference test allows.
+        double total = sum;
         for (; i < n; i++)
         {
             float e = VectorMath.Exp(x[i] - shift);
             if (storeExp) y[i] = e;
-            sum += e;
+            total += e;
         }
-        return sum;
+        return (float)total;
     }
 
     /// <summary>Writes exp(x - shift) for the first n values of x into y and returns their sum (the vector exp, for tests).</summary>
