@@ -30,9 +30,9 @@
 // gradient (FlashAttention's convention; PyTorch's math path gives NaN there). Mask entries must be finite or
 // -inf (a +inf or NaN entry makes the row NaN, as in PyTorch).
 // Reference: AttentionReference (float64 matmul-softmax-matmul with the same masks and dropout).
-// Without Vector512 (AVX2, Arm64) the same loop runs at Vector<float>'s width: ScoresPortable (4 rows x two vectors of
-// keys, for AVX2's 16 registers), SoftmaxRowsPortable (the lazy softmax from the stored tile) and AccumulatePV's
-// two-vector slices; PortableWidthTests runs the kernel tests at those widths in child processes.
+// Without Vector512 (AVX2, Arm64) the same loop runs at Vector<float>'s width: one register tile, Tile4xTwoVectors
+// (4 rows x two vectors, for AVX2's 16 registers), for the scores and for P V, and SoftmaxRowsPortable (the lazy
+// softmax from the stored tile); PortableWidthTests runs the kernel tests at those widths in child processes.
 using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
@@ -654,33 +654,41 @@ public static unsafe partial class Attention
     }
 
     // S[4, keys] = q[4, D] · Kᵀ[D, keys] (keys 16 or 64, rows of s KeyTile apart) where Vector512 is not accelerated:
-    // AVX2 (8 lanes) and Arm64 (4). Two vectors of keys at a time for the four rows: 8 accumulators, and per d two
-    // loads of Kᵀ and four broadcasts of q for 8 FMAs (AVX2 has 16 registers; 16 accumulators as in ScoreTile4x64
-    // would spill).
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    // AVX2 (8 lanes) and Arm64 (4), two vectors of keys at a time (Tile4xTwoVectors).
     private static void ScoresPortable(float* q, int qs, int d, float* kt, int ld, int keys, float* s)
     {
+        for (int j = 0; j < keys; j += 2 * Vector<float>.Count) Tile4xTwoVectors(q, qs, kt + j, ld, d, s + j, KeyTile, accumulate: false);
+    }
+
+    // c[r, 0..2W) (+)= Σ_i a[r·lda + i] · b[i·ldb, 0..2W) for the four rows r and i < k, W the lanes of Vector<float>:
+    // the portable register tile of the score product (ScoresPortable) and of P V (AccumulatePV). 8 accumulators,
+    // since AVX2 has 16 registers (16 as in ScoreTile4x64 would spill); per i two loads of b and four broadcasts of a
+    // for 8 FMAs. With accumulate, c's rows are loaded first; else the sums start at 0 and overwrite them.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Tile4xTwoVectors(float* a, long lda, float* b, long ldb, int k, float* c, long ldc, bool accumulate)
+    {
         int w = Vector<float>.Count;
-        for (int j = 0; j < keys; j += 2 * w)
+        float* c0 = c, c1 = c + ldc, c2 = c1 + ldc, c3 = c2 + ldc;
+        Vector<float> s00 = default, s01 = default, s10 = default, s11 = default, s20 = default, s21 = default, s30 = default, s31 = default;
+        if (accumulate)
         {
-            Vector<float> s00 = default, s01 = default, s10 = default, s11 = default, s20 = default, s21 = default, s30 = default, s31 = default;
-            float* k = kt + j;
-            for (int c = 0; c < d; c++, k += ld)
-            {
-                var k0 = Vector.Load(k); var k1 = Vector.Load(k + w);
-                var x = new Vector<float>(q[c]);
-                s00 = Vector.MultiplyAddEstimate(x, k0, s00); s01 = Vector.MultiplyAddEstimate(x, k1, s01);
-                x = new Vector<float>(q[qs + c]);
-                s10 = Vector.MultiplyAddEstimate(x, k0, s10); s11 = Vector.MultiplyAddEstimate(x, k1, s11);
-                x = new Vector<float>(q[2 * qs + c]);
-                s20 = Vector.MultiplyAddEstimate(x, k0, s20); s21 = Vector.MultiplyAddEstimate(x, k1, s21);
-                x = new Vector<float>(q[3 * qs + c]);
-                s30 = Vector.MultiplyAddEstimate(x, k0, s30); s31 = Vector.MultiplyAddEstimate(x, k1, s31);
-            }
-            float* o = s + j;
-            s00.Store(o); s01.Store(o + w); s10.Store(o + KeyTile); s11.Store(o + KeyTile + w);
-            s20.Store(o + 2 * KeyTile); s21.Store(o + 2 * KeyTile + w); s30.Store(o + 3 * KeyTile); s31.Store(o + 3 * KeyTile + w);
+            s00 = Vector.Load(c0); s01 = Vector.Load(c0 + w); s10 = Vector.Load(c1); s11 = Vector.Load(c1 + w);
+            s20 = Vector.Load(c2); s21 = Vector.Load(c2 + w); s30 = Vector.Load(c3); s31 = Vector.Load(c3 + w);
         }
+        for (int i = 0; i < k; i++, b += ldb)
+        {
+            var b0 = Vector.Load(b); var b1 = Vector.Load(b + w);
+            var x = new Vector<float>(a[i]);
+            s00 = Vector.MultiplyAddEstimate(x, b0, s00); s01 = Vector.MultiplyAddEstimate(x, b1, s01);
+            x = new Vector<float>(a[lda + i]);
+            s10 = Vector.MultiplyAddEstimate(x, b0, s10); s11 = Vector.MultiplyAddEstimate(x, b1, s11);
+            x = new Vector<float>(a[2 * lda + i]);
+            s20 = Vector.MultiplyAddEstimate(x, b0, s20); s21 = Vector.MultiplyAddEstimate(x, b1, s21);
+            x = new Vector<float>(a[3 * lda + i]);
+            s30 = Vector.MultiplyAddEstimate(x, b0, s30); s31 = Vector.MultiplyAddEstimate(x, b1, s31);
+        }
+        s00.Store(c0); s01.Store(c0 + w); s10.Store(c1); s11.Store(c1 + w);
+        s20.Store(c2); s21.Store(c2 + w); s30.Store(c3); s31.Store(c3 + w);
     }
 
     // The row maximum of a score tile row (the path without any vector acceleration; the vector paths are
@@ -797,32 +805,8 @@ public static unsafe partial class Attention
                 o0.Store(a0); o1.Store(a1); o2.Store(a2); o3.Store(a3);
             }
         if (!Vector512.IsHardwareAccelerated && Vector.IsHardwareAccelerated)
-        {
-            // Without Vector512 (AVX2: 8 lanes, Arm64: 4): two vectors of D per row, 8 accumulators; per key two loads of
-            // V and four broadcasts of p for 8 FMAs.
-            int w = Vector<float>.Count;
-            for (; c0 + 2 * w <= d; c0 += 2 * w)
-            {
-                float* a0 = acc + c0, a1 = acc + d + c0, a2 = acc + 2 * d + c0, a3 = acc + 3 * d + c0;
-                var o00 = Vector.Load(a0); var o01 = Vector.Load(a0 + w); var o10 = Vector.Load(a1); var o11 = Vector.Load(a1 + w);
-                var o20 = Vector.Load(a2); var o21 = Vector.Load(a2 + w); var o30 = Vector.Load(a3); var o31 = Vector.Load(a3 + w);
-                for (int j = 0; j < cols; j++)
-                {
-                    float* vr = v + j * ld + c0;
-                    var v0 = Vector.Load(vr); var v1 = Vector.Load(vr + w);
-                    var x = new Vector<float>(p[j]);
-                    o00 = Vector.MultiplyAddEstimate(x, v0, o00); o01 = Vector.MultiplyAddEstimate(x, v1, o01);
-                    x = new Vector<float>(p[KeyTile + j]);
-                    o10 = Vector.MultiplyAddEstimate(x, v0, o10); o11 = Vector.MultiplyAddEstimate(x, v1, o11);
-                    x = new Vector<float>(p[2 * KeyTile + j]);
-                    o20 = Vector.MultiplyAddEstimate(x, v0, o20); o21 = Vector.MultiplyAddEstimate(x, v1, o21);
-                    x = new Vector<float>(p[3 * KeyTile + j]);
-                    o30 = Vector.MultiplyAddEstimate(x, v0, o30); o31 = Vector.MultiplyAddEstimate(x, v1, o31);
-                }
-                o00.Store(a0); o01.Store(a0 + w); o10.Store(a1); o11.Store(a1 + w);
-                o20.Store(a2); o21.Store(a2 + w); o30.Store(a3); o31.Store(a3 + w);
-            }
-        }
+            for (; c0 + 2 * Vector<float>.Count <= d; c0 += 2 * Vector<float>.Count)   // AVX2, Arm64: two vectors of D per row
+                Tile4xTwoVectors(p, KeyTile, v + c0, ld, cols, acc + c0, d, accumulate: true);
         if (Vector128.IsHardwareAccelerated)
             for (; c0 + 4 <= d; c0 += 4)
             {
