@@ -120,7 +120,9 @@ def setup(c):
     torch.manual_seed(0)
     op = c["op"]
     if op == "gemm":
-        a, b = torch.randn(c["m"], c["k"]), torch.randn(c["k"], c["n"])
+        layout = c.get("layout", "nn")
+        a = torch.randn(c["k"], c["m"]).t() if layout[0] == "t" else torch.randn(c["m"], c["k"])
+        b = torch.randn(c["n"], c["k"]).t() if layout[1] == "t" else torch.randn(c["k"], c["n"])
         return lambda: torch.mm(a, b)
     if op == "softmax":
         x = torch.randn(c["rows"], c["cols"])

@@ -66,7 +66,14 @@ public static class BenchCommand
         {
             Description = "CPU cache blockings to rank, \"MC,KC,NC MC,KC,NC ...\": each runs the product in turn, in one process (see ATTNCORE_GEMM_BLOCKING)"
         };
-        var cmd = torch.AddTo(common.AddTo(new Command("gemm", "C = A @ B in float32 (--n N, or --m M --n N --k K)") { n, m, k, vs, secs, blockings }));
+        // The products of a Linear layer's training step: forward x·Wᵀ (nt), input gradient dy·W (nn), weight gradient
+        // dyᵀ·x (tn). A transposed operand is a transposed view of a row-major tensor, as autograd passes it.
+        var layout = new Option<string>("--layout")
+        {
+            Description = "which operands are transposed views: nn (A @ B), tn (Aᵀ @ B, A stored [K, M]: a weight gradient) or nt (A @ Bᵀ, B stored [N, K]: a Linear forward)",
+            DefaultValueFactory = _ => "nn",
+        }.AcceptOnlyFromAmong("nn", "tn", "nt");
+        var cmd = torch.AddTo(common.AddTo(new Command("gemm", "C = A @ B in float32 (--n N, or --m M --n N --k K)") { n, m, k, layout, vs, secs, blockings }));
         cmd.AddRule(r =>
         {
             int N = r.GetValue(n) ?? 1024, M = r.GetValue(m) ?? N, K = r.GetValue(k) ?? N;
@@ -74,11 +81,12 @@ public static class BenchCommand
         });
         cmd.AddRule(r => r.GetValue(blockings) is null ? null
             : r.GetValue(vs) is not null ? "--blockings ranks AttnCore's own blockings and takes no --vs"
+            : r.GetValue(layout) != "nn" ? "--blockings times A @ B only (--layout nn)"
             : (r.GetValue(common.Device) ?? "cpu") != "cpu" ? "--blockings is for the CPU GEMM (--device cpu)"
             : BenchGemmBlocking.Malformed(r.GetValue(blockings)!));
         cmd.SetAction(p =>
         {
-            if (p.GetValue(blockings) is not { } list) return Execute(io, p, common, vs, secs, torch, device => GemmWork(p, n, m, k, device));
+            if (p.GetValue(blockings) is not { } list) return Execute(io, p, common, vs, secs, torch, device => GemmWork(p, n, m, k, p.GetValue(layout)!, device));
             common.Apply(p);
             int N = p.GetValue(n) ?? 1024;
             return BenchGemmBlocking.Run(io, p.GetValue(m) ?? N, N, p.GetValue(k) ?? N, p.GetValue(common.Threads), p.GetValue(secs), p.GetValue(common.Json), list);
@@ -86,18 +94,24 @@ public static class BenchCommand
         return cmd;
     }
 
-    private static Work GemmWork(ParseResult p, Option<int?> n, Option<int?> m, Option<int?> k, Device device)
+    private static Work GemmWork(ParseResult p, Option<int?> n, Option<int?> m, Option<int?> k, string layout, Device device)
     {
         int N = p.GetValue(n) ?? 1024;
         int M = p.GetValue(m) ?? N, K = p.GetValue(k) ?? N;
-        var a = Tensor.Randn([M, K], 1, DType.Float32, device); var b = Tensor.Randn([K, N], 2, DType.Float32, device);
+        bool ta = layout[0] == 't', tb = layout[1] == 't';
+        var a = Tensor.Randn(ta ? [K, M] : [M, K], 1, DType.Float32, device); var b = Tensor.Randn(tb ? [N, K] : [K, N], 2, DType.Float32, device);
         var shape = new Dictionary<string, object> { ["m"] = M, ["n"] = N, ["k"] = K };
+        if (layout != "nn") shape["layout"] = layout;
         // The CPU's cache blocking (ATTNCORE_GEMM_BLOCKING can change it), so that a sweep's lines say what each ran.
         if (device.Kind == DeviceKind.Cpu) shape["blocking"] = Kernels.Cpu.Gemm.FormatBlocking(Kernels.Cpu.Gemm.Blocking);
         return new Work("gemm", shape, 2.0 * M * N * K, 4.0 * (M * K + K * N + M * N),
-            () => { using var c = a.MatMul(b); }, () => { a.Dispose(); b.Dispose(); },
-            new() { ["op"] = "gemm", ["m"] = M, ["n"] = N, ["k"] = K })
-        { CuBlas = () => CuBlasGemm.Create(a, b, M, N, K) };
+            () =>
+            {
+                using var av = ta ? a.T : null; using var bv = tb ? b.T : null;
+                using var c = (av ?? a).MatMul(bv ?? b);
+            }, () => { a.Dispose(); b.Dispose(); },
+            new() { ["op"] = "gemm", ["m"] = M, ["n"] = N, ["k"] = K, ["layout"] = layout })
+        { CuBlas = () => layout == "nn" ? CuBlasGemm.Create(a, b, M, N, K) : throw new ArgumentException($"bench gemm: --vs cublas times A @ B only (--layout nn), got --layout {layout}") };
     }
 
     private static Command Rows(CliIO io, string op)
