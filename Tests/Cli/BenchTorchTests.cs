@@ -169,6 +169,26 @@ public class BenchTorchTests
         Assert.That(LastJson(stdout).TryGetProperty("peak_fraction", out _), Is.False);
     }
 
+    [Test]
+    public void Gemm_times_the_transposed_layouts_of_a_training_step_and_says_which_it_ran()
+    {
+        var (code, stdout, stderr) = Run("bench", "gemm", "--m", "20", "--n", "24", "--k", "12", "--layout", "tn", "--seconds", "0.1", "--json");
+        Assert.That(code, Is.EqualTo(0), stderr);
+        var j = LastJson(stdout);
+        Assert.That(j.GetProperty("layout").GetString(), Is.EqualTo("tn"));
+        Assert.That((j.GetProperty("m").GetInt32(), j.GetProperty("n").GetInt32(), j.GetProperty("k").GetInt32()), Is.EqualTo((20, 24, 12)));
+        (code, _, stderr) = Run("bench", "gemm", "--n", "8", "--layout", "tt");
+        Assert.That(code, Is.EqualTo(2));
+        Assert.That(stderr, Does.Contain("--layout").And.Contain("tt"));
+        (code, _, stderr) = Run("bench", "gemm", "--n", "8", "--layout", "nt", "--blockings", "96,512,1024");
+        Assert.That(code, Is.EqualTo(2));
+        Assert.That(stderr, Does.Contain("--blockings times A @ B only"));
+        if (!TorchInstalled()) return;   // the reference side of the layouts runs where PyTorch is installed
+        (code, stdout, stderr) = Run("bench", "gemm", "--m", "20", "--n", "24", "--k", "12", "--layout", "nt", "--seconds", "0.1", "--threads", "1", "--vs", "torch", "--json");
+        Assert.That(code, Is.EqualTo(0), stderr);
+        Assert.That(LastJson(stdout).GetProperty("layout").GetString(), Is.EqualTo("nt"));
+    }
+
     /// <summary>Whether /usr/bin/python3 can import torch: .ci/run does not install PyTorch (700 MB), so the tests
     /// that run the reference end to end skip, saying why, where it is absent.</summary>
     internal static bool TorchInstalled()
