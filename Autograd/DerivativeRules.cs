@@ -353,6 +353,7 @@ public static class DerivativeRules
             using var gft = gf.T;
             gw = gft.MatMul(xf);
         }
+        if (n.Inputs.Length == 2) return [gx, gw];   // without a bias (Tensor.Linear's unfused path)
         var gb = n.Inputs[2].RequiresGrad ? SumTo(g, n.Inputs[2].Shape) : null;
         return [gx, gw, gb];
     }

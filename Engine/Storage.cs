@@ -38,6 +38,9 @@ public abstract class Storage
         if (now <= 1) throw new ObjectDisposedException(GetType().Name, "Storage was already freed");
     }
 
+    /// <summary>True when exactly one tensor holds this storage (no view of it, saved or not, is alive).</summary>
+    internal bool HasOneReference => Volatile.Read(ref _refs) == 1;
+
     /// <summary>Drops a reference; the last one frees the memory.</summary>
     public void Release()
     {

@@ -69,10 +69,14 @@ public sealed partial class Tensor
             && wl.Strides[0] <= int.MaxValue && rows <= int.MaxValue && k > 0 && n > 0 && rows > 0;
         if (!fused)
         {
-            using var wt = weight.T;
-            if (bias is null) return input.MatMul(wt);
-            using var product = input.MatMul(wt);
-            return product + bias;
+            // x·Wᵀ through a transposed view, recorded as one Linear node: its rule computes the weight's gradient
+            // in W's own layout (gᵀ·x), which the weight can keep as its Grad, where a MatMul through a Transpose
+            // node would give (xᵀ·g)ᵀ, a transposed view copied into a new tensor every step.
+            Tensor product;
+            using (new NoGrad()) { using var wt = weight.T; product = input.MatMul(wt); }
+            product.Record(OpKind.Linear, [input, weight]);
+            if (bias is null) return product;
+            using (product) return product + bias;
         }
         var y = Empty([.. input.Layout.Shape[..^1], n], input.DType, input.Device);
         input.Backend.MatMulBias(input.Storage, new MatrixOperand(input.Layout.Offset, 0, k, false), weight.Storage, new MatrixOperand(wl.Offset, 0, (int)wl.Strides[0], true),

@@ -53,6 +53,13 @@ public sealed class TensorScope : IDisposable
         return t;
     }
 
+    // Takes t out of this scope without handing it to the enclosing one: its new owner (a leaf's Grad) disposes it.
+    internal void Disown(Tensor t)
+    {
+        int i = _owned.LastIndexOf(t);
+        if (i >= 0) _owned.RemoveAt(i);
+    }
+
     /// <summary>Disposes the tensors the scope owns and closes it.</summary>
     public void Dispose()
     {

@@ -98,4 +98,90 @@ public class BackwardTests
         using var pred = (x.MatMul(w1) + b1).Tanh().MatMul(w2) + b2;
         Assert.That(pred.Gt(0).ToArray<float>(), Is.EqualTo(new float[] { 0, 1, 1, 0 }));
     }
+
+    [Test]
+    public void A_leaf_adopts_a_first_gradient_nothing_else_holds_and_copies_one_that_is_shared()
+    {
+        // Adopted: the tensor the rule returned becomes the leaf's Grad, not a copy of it.
+        using var x = Tensor.FromArray(new double[] { 1, 2, 3 }).RequiresGrad_();
+        using (var y = HandOver.Apply(x, keepView: false).Sum()) y.Backward();
+        Assert.That(x.Grad, Is.SameAs(HandOver.Last));
+        Assert.That(x.Grad!.ToArray<double>(), Is.EqualTo(new double[] { 2, 2, 2 }));
+
+        // Shared (a view of it is alive): copied, so writing the Grad cannot reach the view's holder.
+        using var z = Tensor.FromArray(new double[] { 1, 2, 3 }).RequiresGrad_();
+        using (var y = HandOver.Apply(z, keepView: true).Sum()) y.Backward();
+        Assert.That(z.Grad, Is.Not.SameAs(HandOver.Last));
+        z.Grad!.Fill_(7);
+        Assert.That(HandOver.View!.ToArray<double>(), Is.EqualTo(new double[] { 2, 2, 2 }));
+        HandOver.View!.Dispose();
+    }
+
+    [Test]
+    public void Leaves_that_receive_one_gradient_object_each_get_a_storage_of_their_own()
+    {
+        // Add hands its incoming gradient object to both inputs.
+        using var p = Tensor.FromArray(new double[] { 1, 2 }).RequiresGrad_();
+        using var q = Tensor.FromArray(new double[] { 3, 4 }).RequiresGrad_();
+        using (var y = ((p + q) * 3.0).Sum()) y.Backward();
+        Assert.That(p.Grad!.Storage, Is.Not.SameAs(q.Grad!.Storage));
+        p.Grad.Fill_(-1);
+        Assert.That(q.Grad.ToArray<double>(), Is.EqualTo(new double[] { 3, 3 }));
+
+        // The same object also pending for a non-leaf (h = c·2) when a is accumulated. Each Grad survives the scope
+        // Backward ran in.
+        using var a = Tensor.FromArray(new double[] { 1, 2 }).RequiresGrad_();
+        using var b = Tensor.FromArray(new double[] { 3, 4 }).RequiresGrad_();
+        using var c = Tensor.FromArray(new double[] { 5, 6 }).RequiresGrad_();
+        using (new TensorScope())
+        {
+            using var h = c * 2.0;
+            var s = (a + b + h) * 3.0;
+            s.Sum().Backward();
+        }
+        Assert.That(a.Grad!.Storage, Is.Not.SameAs(b.Grad!.Storage));
+        a.Grad.Fill_(-1);
+        Assert.That(b.Grad.ToArray<double>(), Is.EqualTo(new double[] { 3, 3 }));
+        Assert.That(c.Grad!.ToArray<double>(), Is.EqualTo(new double[] { 6, 6 }));
+        Assert.That(a.Grad.ToArray<double>(), Is.EqualTo(new double[] { -1, -1 }));
+    }
+
+    [Test]
+    public void A_Linear_without_bias_is_one_node_whose_weight_gradient_has_the_weight_layout()
+    {
+        using var x = Tensor.FromArray(new float[] { 1, 2, 3, 4, 5, 6 }, [3, 2]).RequiresGrad_();
+        using var w = Tensor.FromArray(new float[] { 1, -1, 0.5f, 2 }, [2, 2]).RequiresGrad_();
+        using var y = Tensor.Linear(x, w);
+        Assert.That(y.GradFn!.Kind, Is.EqualTo(OpKind.Linear));
+        Assert.That(y.GradFn.Inputs, Has.Length.EqualTo(2));
+        using (var s = y.Sum()) s.Backward();
+        // dW[o, i] = sum over rows of x[r, i]; dx[r, i] = sum over o of W[o, i]
+        Assert.That(w.Grad!.IsContiguous, Is.True);
+        Assert.That(w.Grad.ToArray<float>(), Is.EqualTo(new float[] { 9, 12, 9, 12 }));
+        Assert.That(x.Grad!.ToArray<float>(), Is.EqualTo(new float[] { 1.5f, 1, 1.5f, 1, 1.5f, 1 }));
+    }
+
+    // y = 2x, whose backward hands over a fresh tensor (Last), optionally keeping a view of it alive (View).
+    private sealed class HandOver(bool keepView) : ICustomOp
+    {
+        public static Tensor? Last, View;
+        public string Name => "HandOver";
+        public static Tensor Apply(Tensor x, bool keepView)
+        {
+            Tensor y;
+            using (new NoGrad()) y = x * 2.0;
+            return y.RecordCustom(new HandOver(keepView), [x], []);
+        }
+        public Tensor?[] Backward(GradNode node, Tensor g)
+        {
+            Last = g * 2.0;
+            if (keepView)
+            {
+                var outer = TensorScope.Suspend();
+                View = Last.Reshape(-1);
+                TensorScope.Resume(outer);
+            }
+            return [Last];
+        }
+    }
 }
