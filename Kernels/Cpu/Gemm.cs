@@ -15,9 +15,11 @@
 // Bound: FMA throughput for large shapes (the peak `bench peak` measures; MC/KC below were swept against it,
 // docs/kernels-cpu.md); memory for skinny ones,
 // which skip packing (GemmSkinny below).
-// Threads: one WorkerPool call per matrix, with no barrier inside it: C is cut into one part per thread (whole
-// rows when M >= N, whole columns otherwise) and each thread runs the five loops on its part with its own
-// packing buffers, reused across calls (GemmBlocked.cs, Parallel, says why this beat shared packed panels). Called
+// Threads: one WorkerPool call per matrix, with no barrier inside it. When C is taller than wide, the threads share
+// its MC-row blocks, each claimed by whichever thread asks first, every thread packing each B panel for itself
+// (GemmBlocked.cs, SharedRowsTask); otherwise C is cut into one part of whole columns per thread and each thread
+// runs the five loops on its part with its own packing buffers, reused across calls (GemmBlocked.cs, Parallel,
+// says why this beat shared packed panels). Called
 // from inside a WorkerPool body (a convolution's per-image slot), where a nested split would only run its parts in
 // turn on one thread, the GEMM runs whole.
 // Reference: SgemmReference / DgemmReference (triple loop, float64 accumulation; in GemmSkinny.cs), compared in

@@ -146,6 +146,8 @@ public class GemmTests
     [TestCase(70, 400, 130, true, false)]
     [TestCase(13, 1000, 40, false, false)]
     [TestCase(1000, 13, 40, true, false)]
+    [TestCase(1000, 97, 1100, false, false)]   // row blocks shared by the threads, three K slices
+    [TestCase(1000, 97, 1100, true, true)]
     public void Parallel_gemm_gives_the_same_bits_on_any_thread_count(int m, int n, int k, bool ta, bool tb)
     {
         ulong seed = TestContext.CurrentContext.Random.NextULong();
@@ -235,6 +237,45 @@ public class GemmTests
             Gemm.SgemmStridedBatchedWithBlocking((mc, kc, nc), 1, ta, tb, m, n, k, alpha, a, lda, 0, b, ldb, 0, beta, c, ldc, 0);
             AssertMatches(c, ldc, expected, m, n, k, $"blocking {mc},{kc},{nc} alpha={alpha} beta={beta} seed={seed}");
         }
+    }
+
+    // The threads share C's row blocks (Parallel's SharedRowsTask) when C is taller than wide. A small blocking gives
+    // 26 row blocks, 4 NC panels and 10 KC slices, so a block's next slice is often claimed by the other thread and
+    // must wait for the previous one: bit for bit the single-thread result on 2 and 3 threads, and close to float64.
+    [TestCase(false, false)]
+    [TestCase(true, true)]
+    public void Shared_row_blocks_give_the_one_thread_bits_under_a_small_blocking(bool ta, bool tb)
+    {
+        const int m = 301, n = 97, k = 150;
+        ulong seed = TestContext.CurrentContext.Random.NextULong();
+        var g = new Generator(seed);
+        int lda = (ta ? m : k) + 1, ldb = (tb ? k : n) + 2, ldc = n + 3;
+        var a = Rand(g, (long)(ta ? k : m) * lda); var b = Rand(g, (long)(tb ? n : k) * ldb); var c0 = Rand(g, (long)m * ldc);
+        var bias = Rand(g, n);
+        var expected = Reference(m, n, k, ta, tb, 0.5f, 0.25f, a, lda, b, ldb, c0, ldc);
+        for (int i = 0; i < m; i++)
+            for (int q = 0; q < n; q++) expected[i * n + q] += bias[q];
+        int saved = WorkerPool.ThreadCount;
+        var results = new List<float[]>();
+        try
+        {
+            foreach (int threads in new[] { 1, 2, 3 })
+            {
+                WorkerPool.ThreadCount = threads;
+                for (int round = 0; round < 5; round++)
+                {
+                    var c = (float[])c0.Clone();
+                    Gemm.SgemmStridedBatchedWithBlocking((12, 16, 32), 1, ta, tb, m, n, k, 0.5f, a, lda, 0, b, ldb, 0, 0.25f, c, ldc, 0, bias);
+                    results.Add(c);
+                }
+            }
+        }
+        finally { WorkerPool.ThreadCount = saved; }
+        for (int t = 1; t < results.Count; t++)
+            for (int i = 0; i < results[0].Length; i++)
+                Assert.That(BitConverter.SingleToInt32Bits(results[t][i]), Is.EqualTo(BitConverter.SingleToInt32Bits(results[0][i])),
+                    $"C[{i}] of run {t}: {results[t][i]} against {results[0][i]} on one thread (seed={seed})");
+        AssertMatches(results[0], ldc, expected, m, n, k, $"seed={seed}");
     }
 
     [Test]
