@@ -79,8 +79,8 @@ public static class DerivativeRules
         // y = max(x, 0)      dy/dx = [y > 0], read from the output in one pass
         UnaryOp.Relu => (n, g) => [Tensor.ReluBackward(g, Y(n))],
         // y = x Phi(x)        dy/dx = Phi(x) + x phi(x)
-        UnaryOp.Gelu => (n, g) => [Times(g, X(n).GeluDerivative())],
-        UnaryOp.GeluTanh => (n, g) => [Times(g, X(n).GeluDerivative(tanhApproximation: true))],
+        UnaryOp.Gelu => (n, g) => [Tensor.GeluBackward(g, X(n))],
+        UnaryOp.GeluTanh => (n, g) => [Tensor.GeluBackward(g, X(n), tanhApproximation: true)],
         // y = x sigmoid(x)    dy/dx = s (1 + x (1 - s))
         UnaryOp.Silu => (n, g) => { using var s = X(n).Sigmoid(); using var oneMinus = 1.0 - s; using var xs = X(n) * oneMinus; using var inner = xs + 1.0; return [Times(g, s * inner)]; },
         // y = ln(1 + e^x)     dy/dx = sigmoid(x)
@@ -144,7 +144,7 @@ public static class DerivativeRules
         BinaryOp.Maximum => (n, g) => ExtremumRule(n, g, max: true),
         BinaryOp.Minimum => (n, g) => ExtremumRule(n, g, max: false),
         BinaryOp.Eq or BinaryOp.Ne or BinaryOp.Lt or BinaryOp.Le or BinaryOp.Gt or BinaryOp.Ge
-            or BinaryOp.LogicalAnd or BinaryOp.LogicalOr or BinaryOp.LogicalXor => NotDifferentiable,
+            or BinaryOp.LogicalAnd or BinaryOp.LogicalOr or BinaryOp.LogicalXor or BinaryOp.GeluBackward or BinaryOp.GeluTanhBackward => NotDifferentiable,
     };
 #pragma warning restore CS8524
 

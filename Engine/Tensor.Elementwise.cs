@@ -147,8 +147,9 @@ public sealed partial class Tensor
         return (dx, ds, dr);
     }
 
-    /// <summary>The derivative of <see cref="Gelu"/> at each element (used by its backward rule).</summary>
-    internal Tensor GeluDerivative(bool tanhApproximation = false) => Map(tanhApproximation ? UnaryOp.GeluTanhGrad : UnaryOp.GeluGrad, "GeluDerivative");
+    /// <summary><paramref name="gradOutput"/> · GELU'(<paramref name="input"/>): <see cref="Gelu"/>'s backward in one pass (its rule).</summary>
+    internal static Tensor GeluBackward(Tensor gradOutput, Tensor input, bool tanhApproximation = false) =>
+        gradOutput.Zip(input, tanhApproximation ? BinaryOp.GeluTanhBackward : BinaryOp.GeluBackward, "GeluBackward");
     /// <summary>GELU: exact erf form by default (PyTorch's default), tanh approximation when <paramref name="tanhApproximation"/>.</summary>
     public Tensor Gelu(bool tanhApproximation = false) => Map(tanhApproximation ? UnaryOp.GeluTanh : UnaryOp.Gelu, "Gelu");
     /// <summary>x * sigmoid(x)</summary>

@@ -191,7 +191,7 @@ public sealed partial class CpuBackend
             case DType.Float32: BinaryFloat(op, Data<float>(a), aLayout, Data<float>(b), bLayout, Data<float>(dst)); break;
             case DType.Float64: BinaryFloat(op, Data<double>(a), aLayout, Data<double>(b), bLayout, Data<double>(dst)); break;
             case DType.Int64:
-                if (op == BinaryOp.Pow) throw new NotSupportedException("Pow: not defined for int64 tensors; convert with To(DType.Float32) first");
+                if (op is BinaryOp.Pow or BinaryOp.GeluBackward or BinaryOp.GeluTanhBackward) throw new NotSupportedException($"{op}: not defined for int64 tensors; convert with To(DType.Float32) first");
                 BinaryNumber(op, Data<long>(a), aLayout, Data<long>(b), bLayout, Data<long>(dst));
                 break;
             default: throw new NotSupportedException($"{op}: not defined for {a.DType.Name()} tensors");
@@ -201,6 +201,8 @@ public sealed partial class CpuBackend
     private static void BinaryFloat<T>(BinaryOp op, T[] a, Layout la, T[] b, Layout lb, T[] d) where T : unmanaged, IFloatingPointIeee754<T>
     {
         if (op == BinaryOp.Pow) Zip<T, PowOp<T>>(a, la, b, lb, d);
+        else if (op == BinaryOp.GeluBackward) Zip<T, GeluBackwardOp<T>>(a, la, b, lb, d);
+        else if (op == BinaryOp.GeluTanhBackward) Zip<T, GeluTanhBackwardOp<T>>(a, la, b, lb, d);
         else BinaryNumber(op, a, la, b, lb, d);
     }
 

@@ -205,4 +205,10 @@ public enum BinaryOp
     /// <summary>a xor b (bool)</summary>
     [Elementwise(Differentiable = false)]
     LogicalXor,
+    /// <summary>a · GELU'(b), exact erf form: Gelu's backward in one pass (a the output's gradient, b the input).</summary>
+    [Elementwise(Differentiable = false)]
+    GeluBackward,
+    /// <summary>a · GELU'(b), tanh approximation.</summary>
+    [Elementwise(Differentiable = false)]
+    GeluTanhBackward,
 }

@@ -344,6 +344,36 @@ public struct GeluGradOp<T> : IUnaryOperator<T> where T : unmanaged, IFloatingPo
         else ElementwiseLoops.Unary<T, GeluGradOp<T>>(x, s, d);
     }
 }
+/// <summary>a · GELU'(b) (erf form): Gelu's backward, the output's gradient times the derivative at the input, in one pass.</summary>
+public struct GeluBackwardOp<T> : IBinaryOperator<T> where T : unmanaged, IFloatingPointIeee754<T>
+{
+    /// <inheritdoc/>
+    public static T Apply(T a, T b) => a * GeluGradOp<T>.Apply(b, T.Zero);
+    /// <inheritdoc/>
+    public static void Run(ReadOnlySpan<T> a, ReadOnlySpan<T> b, Span<T> d)
+    {
+        if (typeof(T) == typeof(float))
+            Activations.GeluBackward(System.Runtime.InteropServices.MemoryMarshal.Cast<T, float>(a), System.Runtime.InteropServices.MemoryMarshal.Cast<T, float>(b),
+                System.Runtime.InteropServices.MemoryMarshal.Cast<T, float>(d));
+        else ElementwiseLoops.Binary<T, GeluBackwardOp<T>>(a, b, d);
+    }
+    /// <inheritdoc/>
+    public static void RunScalarRight(ReadOnlySpan<T> a, T b, Span<T> d) => ElementwiseLoops.BinaryScalarRight<T, GeluBackwardOp<T>>(a, b, d);
+    /// <inheritdoc/>
+    public static void RunScalarLeft(T a, ReadOnlySpan<T> b, Span<T> d) => ElementwiseLoops.BinaryScalarLeft<T, GeluBackwardOp<T>>(a, b, d);
+}
+/// <summary>a · GELU'(b), tanh approximation.</summary>
+public struct GeluTanhBackwardOp<T> : IBinaryOperator<T> where T : unmanaged, IFloatingPointIeee754<T>
+{
+    /// <inheritdoc/>
+    public static T Apply(T a, T b) => a * GeluTanhGradOp<T>.Apply(b, T.Zero);
+    /// <inheritdoc/>
+    public static void Run(ReadOnlySpan<T> a, ReadOnlySpan<T> b, Span<T> d) => ElementwiseLoops.Binary<T, GeluTanhBackwardOp<T>>(a, b, d);
+    /// <inheritdoc/>
+    public static void RunScalarRight(ReadOnlySpan<T> a, T b, Span<T> d) => ElementwiseLoops.BinaryScalarRight<T, GeluTanhBackwardOp<T>>(a, b, d);
+    /// <inheritdoc/>
+    public static void RunScalarLeft(T a, ReadOnlySpan<T> b, Span<T> d) => ElementwiseLoops.BinaryScalarLeft<T, GeluTanhBackwardOp<T>>(a, b, d);
+}
 /// <summary>d/dx of the tanh-approximated GELU.</summary>
 public struct GeluTanhGradOp<T> : IUnaryOperator<T> where T : unmanaged, IFloatingPointIeee754<T>
 {

@@ -132,6 +132,8 @@ public static class Elementwise
             case BinaryOp.Le: return a <= b ? 1f : 0f;
             case BinaryOp.Gt: return a > b ? 1f : 0f;
             case BinaryOp.Ge: return a >= b ? 1f : 0f;
+            case BinaryOp.GeluBackward: return a * ApplyUnary((int)UnaryOp.GeluGrad, b, 0f);
+            case BinaryOp.GeluTanhBackward: return a * ApplyUnary((int)UnaryOp.GeluTanhGrad, b, 0f);
             default: return float.NaN; // the logical ops take bool tensors and never reach this float kernel
         }
     }

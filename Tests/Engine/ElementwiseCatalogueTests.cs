@@ -60,6 +60,7 @@ public class ElementwiseCatalogueTests
                 BinaryOp.Eq => a.Eq(b), BinaryOp.Ne => a.Ne(b), BinaryOp.Lt => a.Lt(b), BinaryOp.Le => a.Le(b),
                 BinaryOp.Gt => a.Gt(b), BinaryOp.Ge => a.Ge(b),
                 BinaryOp.LogicalAnd => a.LogicalAnd(b), BinaryOp.LogicalOr => a.LogicalOr(b), BinaryOp.LogicalXor => a.LogicalXor(b),
+                BinaryOp.GeluBackward or BinaryOp.GeluTanhBackward => a.Apply(op, b),
                 _ => throw new ArgumentOutOfRangeException(nameof(op), $"{op}: add it to this test's switch"),
             };
             if (!e.Differentiable) { Assert.That(y.GradFn, Is.Null, $"{op} is not recorded"); continue; }

@@ -96,7 +96,19 @@ public class ElementwiseTests
         new("Le", (a, b) => a.Le(b), (x, y) => x <= y ? 1 : 0),
         new("Gt", (a, b) => a.Gt(b), (x, y) => x > y ? 1 : 0),
         new("Ge", (a, b) => a.Ge(b), (x, y) => x >= y ? 1 : 0),
+        // Gelu's backward in one pass: the gradient a times GELU'(b) (erf and tanh forms)
+        new("GeluBackward", (a, b) => Tensor.GeluBackward(a, b), (g, x) => g * GeluGrad(x)),
+        new("GeluTanhBackward", (a, b) => Tensor.GeluBackward(a, b, tanhApproximation: true), (g, x) => g * GeluTanhGrad(x)),
     ];
+
+    internal static double GeluGrad(double x) => 0.5 * (1 + NdArray.Erf(x / Math.Sqrt(2))) + x * Math.Exp(-0.5 * x * x) / Math.Sqrt(2 * Math.PI);
+
+    internal static double GeluTanhGrad(double x)
+    {
+        const double c = 0.044715, k = 0.7978845608028654; // sqrt(2/pi)
+        double t = Math.Tanh(k * (x + c * x * x * x));
+        return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * k * (1 + 3 * c * x * x);
+    }
 
     static readonly (int[] A, int[] B)[] BroadcastPairs =
     [

@@ -160,6 +160,7 @@ public class IlgpuBackendTests(string deviceName) : DeviceFixture<IlgpuBackendTe
         BinaryOp.Maximum => Math.Max(a, b), BinaryOp.Minimum => Math.Min(a, b),
         BinaryOp.Eq => a == b ? 1 : 0, BinaryOp.Ne => a != b ? 1 : 0, BinaryOp.Lt => a < b ? 1 : 0,
         BinaryOp.Le => a <= b ? 1 : 0, BinaryOp.Gt => a > b ? 1 : 0, BinaryOp.Ge => a >= b ? 1 : 0,
+        BinaryOp.GeluBackward => a * ElementwiseTests.GeluGrad(b), BinaryOp.GeluTanhBackward => a * ElementwiseTests.GeluTanhGrad(b),
         _ => throw new ArgumentOutOfRangeException(nameof(op)),
     };
 
