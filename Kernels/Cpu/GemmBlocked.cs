@@ -188,7 +188,7 @@ public static unsafe partial class Gemm
         fixed (Job* pj = &j) WorkerPool.For(j.Parts, &PartTask, (nint)pj);
     }
 
-    private const int MaxSharedBlocks = 1 << 14;   // row blocks, and (jc, pc) slices, SharedRowsTask counts on the stack (64 KiB each)
+    private const int MaxSharedBlocks = 1 << 12;   // row blocks, and (jc, pc) slices, SharedRowsTask counts on the caller's stack (16 KiB each at most)
 
     // Rows handed out block by block: the threads share the row blocks of C instead of taking one fixed half each.
     // Equal halves finished 0.4 ms apart on average in GPT small's GEMMs (parts of about 3.5 ms: the threads of this
