@@ -144,6 +144,8 @@ def setup(c):
                 s = s.masked_fill(mask, float("-inf"))
             o = torch.softmax(s, -1) @ v
             if backward:
+                # Fresh gradients each call, as AttnCore's side drops them: accumulating into .grad would add a pass.
+                q.grad = k.grad = v.grad = None
                 o.backward(torch.ones_like(o))
             return o
 
