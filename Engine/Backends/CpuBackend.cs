@@ -59,15 +59,25 @@ public sealed partial class CpuBackend : IBackend
         }
     }
 
-    private static void FillT<T>(T[] data, Layout layout, T value) where T : unmanaged
+    // Split over the pool when large, as the element-wise ops are (PyTorch's fill_ is a parallel loop too): a backward
+    // seed of ones or a zeroed buffer of megabytes was one thread's work while the others waited.
+    private static unsafe void FillT<T>(T[] data, Layout layout, T value) where T : unmanaged
     {
         var loop = new StridedLoop(layout.Shape, layout.Strides, layout.Offset);
-        int n = loop.RunLength;
-        long inner = loop.Inner0;
-        while (loop.Next(out long o, out _, out _))
+        RunSplit(new FillPass<T> { D = Ptr(data), Value = value }, loop, (long)loop.RunLength * loop.RunCount);
+    }
+
+    private unsafe struct FillPass<T> : IRunsPass where T : unmanaged
+    {
+        public T* D; public T Value;
+        public readonly void Runs(ref StridedLoop loop, int start, int length)
         {
-            if (inner == 1) data.AsSpan((int)o, n).Fill(value);
-            else for (int i = 0; i < n; i++) data[o + i * inner] = value;
+            long inner = loop.Inner0;
+            while (loop.Next(out long o, out _, out _))
+            {
+                if (inner == 1) new Span<T>(D + o + start, length).Fill(Value);
+                else for (int i = start; i < start + length; i++) D[o + i * inner] = Value;
+            }
         }
     }
 

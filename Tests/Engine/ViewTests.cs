@@ -22,6 +22,38 @@ public class ViewTests
         Assert.That(ReferenceEquals(r.Storage, x.Storage), Is.True);
     }
 
+    // A fill of more than 128K elements is split over the worker pool too: through a strided view it must write the view's
+    // elements and nothing else, contiguous it must write every element, on one thread and on three.
+    [Test]
+    public void Large_fills_split_over_the_pool_write_exactly_the_view([Values(1, 3)] int threads)
+    {
+        int saved = AttnCore.Kernels.Cpu.WorkerPool.ThreadCount;
+        try
+        {
+            AttnCore.Kernels.Cpu.WorkerPool.ThreadCount = threads;
+            const int rows = 700, cols = 600;
+            using var x = Tensor.Zeros([rows, cols]);
+            using (var t = x.T)
+            using (var band = t.Narrow(0, 100, 450)) band.Fill_(2);   // columns 100..549 of x, through the transpose
+            var v = x.ToArray<float>();
+            for (int i = 0; i < rows; i++)
+                for (int j = 0; j < cols; j++)
+                    if (v[i * cols + j] != (j >= 100 && j < 550 ? 2f : 0f)) Assert.Fail($"x[{i},{j}] = {v[i * cols + j]} ({threads} threads)");
+            // One long strided run (every other element), which the pool splits within the run.
+            using var pairs = Tensor.Zeros([150_001, 2]);
+            using (var t = pairs.T)
+            using (var second = t.Narrow(0, 1, 1)) second.Fill_(3);
+            var pv = pairs.ToArray<float>();
+            for (int i = 0; i < pv.Length; i++)
+                if (pv[i] != (i % 2 == 1 ? 3f : 0f)) Assert.Fail($"pairs[{i / 2},{i % 2}] = {pv[i]} ({threads} threads)");
+            using var ones = Tensor.Ones([rows * cols + 5]);
+            Assert.That(ones.ToArray<float>(), Is.All.EqualTo(1f));
+            using var flags = Tensor.Full([rows, cols], 1, DType.Bool);
+            Assert.That(flags.ToArray<bool>(), Is.All.True);
+        }
+        finally { AttnCore.Kernels.Cpu.WorkerPool.ThreadCount = saved; }
+    }
+
     // Copies, comparisons and mask conversions of more than 128K elements are split over the worker pool (by runs, or
     // within one long run): the values must not depend on the split.
     [Test]
