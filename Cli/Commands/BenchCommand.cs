@@ -100,16 +100,14 @@ public static class BenchCommand
         int M = p.GetValue(m) ?? N, K = p.GetValue(k) ?? N;
         bool ta = layout[0] == 't', tb = layout[1] == 't';
         var a = Tensor.Randn(ta ? [K, M] : [M, K], 1, DType.Float32, device); var b = Tensor.Randn(tb ? [N, K] : [K, N], 2, DType.Float32, device);
+        // The operands as the product sees them, made once (as the PyTorch side's .t() views), not in the timed call.
+        var opA = ta ? a.T : a; var opB = tb ? b.T : b;
         var shape = new Dictionary<string, object> { ["m"] = M, ["n"] = N, ["k"] = K };
         if (layout != "nn") shape["layout"] = layout;
         // The CPU's cache blocking (ATTNCORE_GEMM_BLOCKING can change it), so that a sweep's lines say what each ran.
         if (device.Kind == DeviceKind.Cpu) shape["blocking"] = Kernels.Cpu.Gemm.FormatBlocking(Kernels.Cpu.Gemm.Blocking);
         return new Work("gemm", shape, 2.0 * M * N * K, 4.0 * (M * K + K * N + M * N),
-            () =>
-            {
-                using var av = ta ? a.T : null; using var bv = tb ? b.T : null;
-                using var c = (av ?? a).MatMul(bv ?? b);
-            }, () => { a.Dispose(); b.Dispose(); },
+            () => { using var c = opA.MatMul(opB); }, () => { if (ta) opA.Dispose(); if (tb) opB.Dispose(); a.Dispose(); b.Dispose(); },
             new() { ["op"] = "gemm", ["m"] = M, ["n"] = N, ["k"] = K, ["layout"] = layout })
         { CuBlas = () => layout == "nn" ? CuBlasGemm.Create(a, b, M, N, K) : throw new ArgumentException($"bench gemm: --vs cublas times A @ B only (--layout nn), got --layout {layout}") };
     }

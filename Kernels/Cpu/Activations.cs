@@ -20,60 +20,51 @@ public static unsafe class Activations
     private const float InvSqrt2 = 0.70710678118654752f, InvSqrt2Pi = 0.39894228040143268f;
 
     /// <summary>y = GELU(x) (exact erf form). y may alias x.</summary>
-    public static void Gelu(ReadOnlySpan<float> x, Span<float> y) => Run(x, y, derivative: false);
+    public static void Gelu(ReadOnlySpan<float> x, Span<float> y)
+    {
+        if (y.Length < x.Length) throw new ArgumentException($"Activations.Gelu: destination has {y.Length} elements, source {x.Length}");
+        fixed (float* px = x) fixed (float* py = y) Run(px, null, py, x.Length, derivative: false);
+    }
 
     /// <summary>y = GELU'(x) (exact erf form). y may alias x.</summary>
-    public static void GeluDerivative(ReadOnlySpan<float> x, Span<float> y) => Run(x, y, derivative: true);
+    public static void GeluDerivative(ReadOnlySpan<float> x, Span<float> y)
+    {
+        if (y.Length < x.Length) throw new ArgumentException($"Activations.Gelu: destination has {y.Length} elements, source {x.Length}");
+        fixed (float* px = x) fixed (float* py = y) Run(px, null, py, x.Length, derivative: true);
+    }
 
     /// <summary>dx = dy · GELU'(x) (exact erf form) in one pass: Gelu's backward without the derivative's temporary. dx may alias dy or x.</summary>
     public static void GeluBackward(ReadOnlySpan<float> dy, ReadOnlySpan<float> x, Span<float> dx)
     {
         if (dy.Length != x.Length || dx.Length < x.Length)
             throw new ArgumentException($"Activations.GeluBackward: gradient has {dy.Length} elements, input {x.Length}, destination {dx.Length}");
-        fixed (float* pg = dy) fixed (float* px = x) fixed (float* pd = dx)
-        {
-            int n = x.Length, i = 0;
-            if (Vector512.IsHardwareAccelerated)
-                for (; i + 16 <= n; i += 16) (Vector512.Load(pg + i) * Derivative(Vector512.Load(px + i))).Store(pd + i);
-            else if (Vector.IsHardwareAccelerated)
-                for (; i + Vector<float>.Count <= n; i += Vector<float>.Count)
-                {
-                    var v = Vector.Load(px + i);
-                    var (cdf, e) = CdfAndExp(v);
-                    (Vector.Load(pg + i) * Vector.MultiplyAddEstimate(v * new Vector<float>(InvSqrt2Pi), e, cdf)).Store(pd + i);
-                }
-            for (; i < n; i++)
-            {
-                var (cdf, pdf) = Scalar(px[i]);
-                pd[i] = pg[i] * (cdf + px[i] * pdf);
-            }
-        }
+        fixed (float* pg = dy) fixed (float* px = x) fixed (float* pd = dx) Run(px, pg, pd, x.Length, derivative: true);
     }
 
-    private static void Run(ReadOnlySpan<float> x, Span<float> y, bool derivative)
+    // y = GELU(x) or GELU'(x), times dy where dy is given (the backward): one loop at each width for all three.
+    private static void Run(float* px, float* dy, float* py, int n, bool derivative)
     {
-        if (y.Length < x.Length) throw new ArgumentException($"Activations.Gelu: destination has {y.Length} elements, source {x.Length}");
-        fixed (float* px = x) fixed (float* py = y)
-        {
-            int n = x.Length, i = 0;
-            if (Vector512.IsHardwareAccelerated)
-                for (; i + 16 <= n; i += 16)
-                {
-                    var v = Vector512.Load(px + i);
-                    (derivative ? Derivative(v) : Forward(v)).Store(py + i);
-                }
-            else if (Vector.IsHardwareAccelerated)
-                for (; i + Vector<float>.Count <= n; i += Vector<float>.Count)
-                {
-                    var v = Vector.Load(px + i);
-                    var (cdf, e) = CdfAndExp(v);
-                    (derivative ? Vector.MultiplyAddEstimate(v * new Vector<float>(InvSqrt2Pi), e, cdf) : v * cdf).Store(py + i);
-                }
-            for (; i < n; i++)
+        int i = 0;
+        if (Vector512.IsHardwareAccelerated)
+            for (; i + 16 <= n; i += 16)
             {
-                var (cdf, pdf) = Scalar(px[i]);
-                py[i] = derivative ? cdf + px[i] * pdf : px[i] * cdf;
+                var v = Vector512.Load(px + i);
+                var f = derivative ? Derivative(v) : Forward(v);
+                (dy == null ? f : Vector512.Load(dy + i) * f).Store(py + i);
             }
+        else if (Vector.IsHardwareAccelerated)
+            for (; i + Vector<float>.Count <= n; i += Vector<float>.Count)
+            {
+                var v = Vector.Load(px + i);
+                var (cdf, e) = CdfAndExp(v);
+                var f = derivative ? Vector.MultiplyAddEstimate(v * new Vector<float>(InvSqrt2Pi), e, cdf) : v * cdf;
+                (dy == null ? f : Vector.Load(dy + i) * f).Store(py + i);
+            }
+        for (; i < n; i++)
+        {
+            var (cdf, pdf) = Scalar(px[i]);
+            float f = derivative ? cdf + px[i] * pdf : px[i] * cdf;
+            py[i] = dy == null ? f : dy[i] * f;
         }
     }
 

@@ -41,19 +41,18 @@ public static unsafe class Optim
             {
                 P = pp, G = pg, M = pm, V = pv, N = n, Beta1 = beta1, Beta2 = beta2, Eps = eps, WeightDecay = weightDecay,
                 StepSize = lr / bc1, InvSqrtBc2 = 1 / MathF.Sqrt(bc2), Decay = 1 - lr * weightDecay, Decoupled = decoupled,
-                Parts = n >= ParallelLength ? WorkerPool.ThreadCount : 1,
+                Parts = PartsFor(n),
             };
-            if (a.Parts == 1) AdamPart(0, (nint)(&a));
-            else WorkerPool.For(a.Parts, &AdamPart, (nint)(&a));
+            WorkerPool.For(a.Parts, &AdamPart, (nint)(&a));   // one part runs inline
         }
     }
 
-    // The elements of part `part` (cut as SgdPart cuts them): each element's update depends on that element alone, so
-    // the result is the same for any number of parts.
+    // The elements of part `part` (PartRange): each element's update depends on that element alone, so the result is
+    // the same for any number of parts.
     private static void AdamPart(int part, nint state)
     {
         ref AdamArgs a = ref *(AdamArgs*)state;
-        int per = (a.N / a.Parts + 15) / 16 * 16, i = Math.Min(a.N, part * per), n = part == a.Parts - 1 ? a.N : Math.Min(a.N, i + per);
+        var (i, n) = PartRange(a.N, a.Parts, part);
         float* pp = a.P, pg = a.G, pm = a.M, pv = a.V;
         float beta1 = a.Beta1, beta2 = a.Beta2, eps = a.Eps, weightDecay = a.WeightDecay, stepSize = a.StepSize, invSqrtBc2 = a.InvSqrtBc2, decay = a.Decay;
         bool decoupled = a.Decoupled;
@@ -118,6 +117,16 @@ public static unsafe class Optim
 
     private const int ParallelLength = 1 << 18;   // elements from which a float32 step (SGD, Adam) is split over the pool
 
+    private static int PartsFor(int n) => n >= ParallelLength ? WorkerPool.ThreadCount : 1;
+
+    // Elements [start, end) of part `part` of n cut into `parts`, at multiples of 16 so that only the last part has a
+    // scalar tail (the portable widths, 8 and 4, divide 16 too).
+    private static (int Start, int End) PartRange(int n, int parts, int part)
+    {
+        int per = (n / parts + 15) / 16 * 16, start = Math.Min(n, part * per);
+        return (start, part == parts - 1 ? n : Math.Min(n, start + per));
+    }
+
     private struct SgdArgs
     {
         public float* P, G, Buf;
@@ -141,18 +150,17 @@ public static unsafe class Optim
             var a = new SgdArgs
             {
                 P = pp, G = pg, Buf = pb, N = n, Lr = lr, Momentum = momentum, Dampening = dampening, WeightDecay = weightDecay,
-                Nesterov = nesterov, FirstStep = firstStep, Parts = n >= ParallelLength ? WorkerPool.ThreadCount : 1,
+                Nesterov = nesterov, FirstStep = firstStep, Parts = PartsFor(n),
             };
-            if (a.Parts == 1) SgdPart(0, (nint)(&a));
-            else WorkerPool.For(a.Parts, &SgdPart, (nint)(&a));
+            WorkerPool.For(a.Parts, &SgdPart, (nint)(&a));   // one part runs inline
         }
     }
 
-    // The elements of part `part`, cut at multiples of 16 so that only the last part has a scalar tail.
+    // The elements of part `part` (PartRange).
     private static void SgdPart(int part, nint state)
     {
         ref SgdArgs a = ref *(SgdArgs*)state;
-        int per = (a.N / a.Parts + 15) / 16 * 16, i = Math.Min(a.N, part * per), end = part == a.Parts - 1 ? a.N : Math.Min(a.N, i + per);
+        var (i, end) = PartRange(a.N, a.Parts, part);
         float mu = a.Momentum, keep = 1 - a.Dampening;
         if (Vector512.IsHardwareAccelerated)
         {
