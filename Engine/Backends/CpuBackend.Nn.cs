@@ -67,27 +67,33 @@ public sealed partial class CpuBackend
     }
 
     /// <inheritdoc/>
-    public void LayerNorm(Storage x, Storage? gamma, Storage? beta, Storage y, Storage mean, Storage rstd, int rows, int cols, double eps)
+    public void LayerNorm(Storage x, Storage? gamma, Storage? beta, Storage y, Storage mean, Storage rstd, int rows, int cols, double eps, Storage? residual = null, Storage? sum = null)
     {
         int n = rows * cols;
+        if ((residual is null) != (sum is null)) throw new ArgumentException("LayerNorm: a residual needs a sum to write, and a sum a residual");
         switch (x.DType)
         {
             case DType.Float32:
-                Kernels.Cpu.LayerNorm.Forward(Data<float>(x).AsSpan(0, n),
-                    gamma is null ? default : Data<float>(gamma).AsSpan(0, cols), beta is null ? default : Data<float>(beta).AsSpan(0, cols),
-                    Data<float>(y).AsSpan(0, n), Data<float>(mean).AsSpan(0, rows), Data<float>(rstd).AsSpan(0, rows), rows, cols, (float)eps);
+                if (residual is null)
+                    Kernels.Cpu.LayerNorm.Forward(Data<float>(x).AsSpan(0, n),
+                        gamma is null ? default : Data<float>(gamma).AsSpan(0, cols), beta is null ? default : Data<float>(beta).AsSpan(0, cols),
+                        Data<float>(y).AsSpan(0, n), Data<float>(mean).AsSpan(0, rows), Data<float>(rstd).AsSpan(0, rows), rows, cols, (float)eps);
+                else
+                    Kernels.Cpu.LayerNorm.ForwardWithResidual(Data<float>(x).AsSpan(0, n), Data<float>(residual).AsSpan(0, n),
+                        gamma is null ? default : Data<float>(gamma).AsSpan(0, cols), beta is null ? default : Data<float>(beta).AsSpan(0, cols),
+                        Data<float>(sum!).AsSpan(0, n), Data<float>(y).AsSpan(0, n), Data<float>(mean).AsSpan(0, rows), Data<float>(rstd).AsSpan(0, rows), rows, cols, (float)eps);
                 break;
             case DType.Float64:
-                Kernels.Cpu.LayerNorm.Forward(Data<double>(x).AsSpan(0, n),
+                Kernels.Cpu.LayerNorm.ForwardWithResidual(Data<double>(x).AsSpan(0, n), residual is null ? default : Data<double>(residual).AsSpan(0, n),
                     gamma is null ? default : Data<double>(gamma).AsSpan(0, cols), beta is null ? default : Data<double>(beta).AsSpan(0, cols),
-                    Data<double>(y).AsSpan(0, n), Data<double>(mean).AsSpan(0, rows), Data<double>(rstd).AsSpan(0, rows), rows, cols, eps);
+                    sum is null ? default : Data<double>(sum).AsSpan(0, n), Data<double>(y).AsSpan(0, n), Data<double>(mean).AsSpan(0, rows), Data<double>(rstd).AsSpan(0, rows), rows, cols, eps);
                 break;
             default: throw new NotSupportedException($"LayerNorm: not defined for {x.DType.Name()} tensors");
         }
     }
 
     /// <inheritdoc/>
-    public void LayerNormBackward(Storage dy, Storage x, Storage mean, Storage rstd, Storage? gamma, Storage dx, Storage? dgamma, Storage? dbeta, int rows, int cols)
+    public void LayerNormBackward(Storage dy, Storage x, Storage mean, Storage rstd, Storage? gamma, Storage dx, Storage? dgamma, Storage? dbeta, int rows, int cols, Storage? addend = null)
     {
         int n = rows * cols;
         switch (x.DType)
@@ -98,7 +104,7 @@ public sealed partial class CpuBackend
                 var db = dbeta is null ? default : Data<float>(dbeta).AsSpan(0, cols);
                 dg.Clear(); db.Clear();
                 Kernels.Cpu.LayerNorm.Backward(Data<float>(dy).AsSpan(0, n), Data<float>(x).AsSpan(0, n), Data<float>(mean).AsSpan(0, rows), Data<float>(rstd).AsSpan(0, rows),
-                    gamma is null ? default : Data<float>(gamma).AsSpan(0, cols), Data<float>(dx).AsSpan(0, n), dg, db, rows, cols);
+                    gamma is null ? default : Data<float>(gamma).AsSpan(0, cols), addend is null ? default : Data<float>(addend).AsSpan(0, n), Data<float>(dx).AsSpan(0, n), dg, db, rows, cols);
                 break;
             }
             case DType.Float64:
@@ -107,7 +113,7 @@ public sealed partial class CpuBackend
                 var db = dbeta is null ? default : Data<double>(dbeta).AsSpan(0, cols);
                 dg.Clear(); db.Clear();
                 Kernels.Cpu.LayerNorm.Backward(Data<double>(dy).AsSpan(0, n), Data<double>(x).AsSpan(0, n), Data<double>(mean).AsSpan(0, rows), Data<double>(rstd).AsSpan(0, rows),
-                    gamma is null ? default : Data<double>(gamma).AsSpan(0, cols), Data<double>(dx).AsSpan(0, n), dg, db, rows, cols);
+                    gamma is null ? default : Data<double>(gamma).AsSpan(0, cols), addend is null ? default : Data<double>(addend).AsSpan(0, n), Data<double>(dx).AsSpan(0, n), dg, db, rows, cols);
                 break;
             }
             default: throw new NotSupportedException($"LayerNorm: not defined for {x.DType.Name()} tensors");

@@ -88,14 +88,19 @@ public interface IBackend : IDisposable
     /// <summary>Softmax (or log-softmax) of each contiguous row of length cols.</summary>
     void Softmax(Storage src, Storage dst, int rows, int cols, bool log);
 
-    /// <summary>Layer normalisation of each contiguous row; gamma/beta may be null; writes mean and 1/std per row.</summary>
-    void LayerNorm(Storage x, Storage? gamma, Storage? beta, Storage y, Storage mean, Storage rstd, int rows, int cols, double eps);
+    /// <summary>
+    /// Layer normalisation of each contiguous row; gamma/beta may be null; writes mean and 1/std per row. With a
+    /// <paramref name="residual"/>, the rows normalised are those of x + residual, written to <paramref name="sum"/>
+    /// in the same pass (a pre-norm block's residual add fused with the next layer norm).
+    /// </summary>
+    void LayerNorm(Storage x, Storage? gamma, Storage? beta, Storage y, Storage mean, Storage rstd, int rows, int cols, double eps, Storage? residual = null, Storage? sum = null);
 
     /// <summary>
     /// Layer-norm backward over contiguous rows: dx from dy, x and the saved mean/rstd and gamma (null for none);
-    /// dgamma and dbeta (when given) are overwritten with the parameter gradients.
+    /// dgamma and dbeta (when given) are overwritten with the parameter gradients. With an <paramref name="addend"/>
+    /// (the gradient x already has from another consumer), dx = addend + the layer-norm gradient, in the same pass.
     /// </summary>
-    void LayerNormBackward(Storage dy, Storage x, Storage mean, Storage rstd, Storage? gamma, Storage dx, Storage? dgamma, Storage? dbeta, int rows, int cols);
+    void LayerNormBackward(Storage dy, Storage x, Storage mean, Storage rstd, Storage? gamma, Storage dx, Storage? dgamma, Storage? dbeta, int rows, int cols, Storage? addend = null);
 
     /// <summary>
     /// Cross-entropy forward over contiguous logits [outer, classes, inner] (layout and formulas in

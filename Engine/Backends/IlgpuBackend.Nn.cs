@@ -76,27 +76,29 @@ public sealed partial class IlgpuBackend
     // ---- Layer norm, cross-entropy ----------------------------------------------------------------------
 
     /// <inheritdoc/>
-    public void LayerNorm(Storage x, Storage? gamma, Storage? beta, Storage y, Storage mean, Storage rstd, int rows, int cols, double eps)
+    public void LayerNorm(Storage x, Storage? gamma, Storage? beta, Storage y, Storage mean, Storage rstd, int rows, int cols, double eps, Storage? residual = null, Storage? sum = null)
     {
         if (x.DType != DType.Float32) throw WrongType("LayerNorm", x.DType);
+        if ((residual is null) != (sum is null)) throw new ArgumentException("LayerNorm: a residual needs a sum to write, and a sum a residual");
         var xv = S(x, "LayerNorm").Floats;
         if (rows == 0) return;
         bool warp = WarpRows(cols);
-        // Absent gamma/beta: any valid view stands in; the kernel does not read it.
-        _k.LayerNormForward.For(warp)(RowLaunch("LayerNorm", rows, warp), xv, gamma is null ? xv : S(gamma, "LayerNorm").Floats, beta is null ? xv : S(beta, "LayerNorm").Floats,
+        // Absent gamma/beta/residual/sum: any valid view stands in; the kernel does not touch it.
+        _k.LayerNormForward.For(warp)(RowLaunch("LayerNorm", rows, warp), xv, residual is null ? xv : S(residual, "LayerNorm").Floats, sum is null ? xv : S(sum, "LayerNorm").Floats,
+            gamma is null ? xv : S(gamma, "LayerNorm").Floats, beta is null ? xv : S(beta, "LayerNorm").Floats,
             S(y, "LayerNorm").Floats, S(mean, "LayerNorm").Floats, S(rstd, "LayerNorm").Floats,
-            new LayerNormArgs { Rows = rows, Cols = cols, Eps = (float)eps, HasGamma = gamma is null ? 0 : 1, HasBeta = beta is null ? 0 : 1 });
+            new LayerNormArgs { Rows = rows, Cols = cols, Eps = (float)eps, HasGamma = gamma is null ? 0 : 1, HasBeta = beta is null ? 0 : 1, HasResidual = residual is null ? 0 : 1 });
     }
     /// <inheritdoc/>
-    public void LayerNormBackward(Storage dy, Storage x, Storage mean, Storage rstd, Storage? gamma, Storage dx, Storage? dgamma, Storage? dbeta, int rows, int cols)
+    public void LayerNormBackward(Storage dy, Storage x, Storage mean, Storage rstd, Storage? gamma, Storage dx, Storage? dgamma, Storage? dbeta, int rows, int cols, Storage? addend = null)
     {
         if (x.DType != DType.Float32) throw WrongType("LayerNormBackward", x.DType);
         const string op = "LayerNormBackward";
         var (dyv, xv, mv, rv) = (S(dy, op).Floats, S(x, op).Floats, S(mean, op).Floats, S(rstd, op).Floats);
         bool warp = WarpRows(cols);
         if (rows > 0)
-            _k.LayerNormBackward.For(warp)(RowLaunch(op, rows, warp), dyv, xv, mv, rv, gamma is null ? xv : S(gamma, op).Floats, S(dx, op).Floats,
-                new LayerNormArgs { Rows = rows, Cols = cols, HasGamma = gamma is null ? 0 : 1 });
+            _k.LayerNormBackward.For(warp)(RowLaunch(op, rows, warp), dyv, xv, mv, rv, gamma is null ? xv : S(gamma, op).Floats, addend is null ? xv : S(addend, op).Floats, S(dx, op).Floats,
+                new LayerNormArgs { Rows = rows, Cols = cols, HasGamma = gamma is null ? 0 : 1, HasAddend = addend is null ? 0 : 1 });
         if ((dgamma is null && dbeta is null) || cols == 0) return;
         // About 64K threads in stage 1 (enough to fill a GPU), at least 32 rows per chunk; chosen from the shape
         // alone, so every device adds in the same order.

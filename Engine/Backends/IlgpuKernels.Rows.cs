@@ -21,9 +21,9 @@ internal sealed partial class IlgpuKernels
 
     public TeamKernel<Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int, int>> SoftmaxRows { get; }
 
-    public TeamKernel<Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LayerNormArgs>> LayerNormForward { get; }
+    public TeamKernel<Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LayerNormArgs>> LayerNormForward { get; }
 
-    public TeamKernel<Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LayerNormArgs>> LayerNormBackward { get; }
+    public TeamKernel<Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LayerNormArgs>> LayerNormBackward { get; }
 
     public TeamKernel<Action<KernelConfig, ArrayView<float>, ArrayView<long>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, CrossEntropyArgs>> CrossEntropyForward { get; }
 }

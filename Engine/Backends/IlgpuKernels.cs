@@ -109,14 +109,14 @@ internal sealed partial class IlgpuKernels
             () => LoadGroupedKernel<ArrayView<float>, ArrayView<float>, int, int, int>(small ? Softmax.RowKernel<WarpTeam, Size16> : Softmax.RowKernel<WarpTeam, Size256>),
             () => LoadGroupedKernel<ArrayView<float>, ArrayView<float>, int, int, int>(small ? Softmax.RowKernel<GroupTeam, Size16> : Softmax.RowKernel<GroupTeam, Size256>));
         LayerNormForward = new(
-            () => LoadGroupedKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LayerNormArgs>(
+            () => LoadGroupedKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LayerNormArgs>(
                 small ? LayerNorm.ForwardKernel<WarpTeam, Size16> : LayerNorm.ForwardKernel<WarpTeam, Size256>),
-            () => LoadGroupedKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LayerNormArgs>(
+            () => LoadGroupedKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LayerNormArgs>(
                 small ? LayerNorm.ForwardKernel<GroupTeam, Size16> : LayerNorm.ForwardKernel<GroupTeam, Size256>));
         LayerNormBackward = new(
-            () => LoadGroupedKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LayerNormArgs>(
+            () => LoadGroupedKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LayerNormArgs>(
                 small ? LayerNorm.BackwardKernel<WarpTeam, Size16> : LayerNorm.BackwardKernel<WarpTeam, Size256>),
-            () => LoadGroupedKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LayerNormArgs>(
+            () => LoadGroupedKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LayerNormArgs>(
                 small ? LayerNorm.BackwardKernel<GroupTeam, Size16> : LayerNorm.BackwardKernel<GroupTeam, Size256>));
         CrossEntropyForward = new(
             () => LoadGroupedKernel<ArrayView<float>, ArrayView<long>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, CrossEntropyArgs>(

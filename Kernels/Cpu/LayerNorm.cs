@@ -10,6 +10,11 @@
 // FLOPs: ~8 per element forward, ~12 backward. Bytes: 8 forward (read x, write y), 12 backward.
 // Bound: memory bandwidth for rows beyond L2, FMA issue for rows in cache. Outputs too large to stay in the cache
 // (StreamingStores.Pay) are written with streaming stores: no read-for-ownership of y/dx, and x stays in the L3.
+// Residual add fused in (a pre-norm Transformer block: h = x + sublayer(x), then LayerNorm(h)): the forward can take
+// a residual and write sum = x + residual row by row, normalising the row while it is in L1, so the stream is not
+// read back from memory; the backward can take an addend (the gradient the input already has from its other
+// consumer, the residual path) and write dx = addend + the layer-norm gradient in the same pass, so no separate
+// add reads dx back. sum may be x or residual itself and dx may be the addend (in place).
 // Reference: the float64 overloads of LayerNorm.Forward / LayerNorm.Backward (the same formulas in double, one
 // thread), and an independent two-pass float64 layer norm in Tests/Kernels/RowKernelTests.cs.
 using System.Buffers;
@@ -27,7 +32,7 @@ public static unsafe class LayerNorm
 
     private struct Args
     {
-        public float* X, Gamma, Beta, Y, Mean, Rstd, Dy, Dx, DGammaParts, DBetaParts;
+        public float* X, Residual, Sum, Gamma, Beta, Y, Mean, Rstd, Dy, Dx, Addend, DGammaParts, DBetaParts;
         public int Rows, Cols, RowsPerChunk; public float Eps; public bool Stream;
     }
 
@@ -45,17 +50,29 @@ public static unsafe class LayerNorm
     public static void Forward(ReadOnlySpan<float> x, ReadOnlySpan<float> gamma, ReadOnlySpan<float> beta, Span<float> y, Span<float> mean, Span<float> rstd, int rows, int cols, float eps) =>
         Forward(x, gamma, beta, y, mean, rstd, rows, cols, eps, StreamingStores.Pay((long)rows * cols));
 
+    /// <summary>
+    /// sum = x + residual and y = layer_norm(sum) in one pass over each row (a pre-norm block's residual add and the
+    /// next layer norm). sum may be x or residual itself (an in-place residual stream); y must not overlap them.
+    /// </summary>
+    public static void ForwardWithResidual(ReadOnlySpan<float> x, ReadOnlySpan<float> residual, ReadOnlySpan<float> gamma, ReadOnlySpan<float> beta,
+        Span<float> sum, Span<float> y, Span<float> mean, Span<float> rstd, int rows, int cols, float eps) =>
+        Forward(x, gamma, beta, y, mean, rstd, rows, cols, eps, StreamingStores.Pay((long)rows * cols), residual, sum);
+
     // streamOutput chooses the stores, so that tests run both kinds on any size.
-    internal static void Forward(ReadOnlySpan<float> x, ReadOnlySpan<float> gamma, ReadOnlySpan<float> beta, Span<float> y, Span<float> mean, Span<float> rstd, int rows, int cols, float eps, bool streamOutput)
+    internal static void Forward(ReadOnlySpan<float> x, ReadOnlySpan<float> gamma, ReadOnlySpan<float> beta, Span<float> y, Span<float> mean, Span<float> rstd, int rows, int cols, float eps, bool streamOutput,
+        ReadOnlySpan<float> residual = default, Span<float> sum = default)
     {
         long n = (long)rows * cols;
-        Check("LayerNorm.Forward", rows, cols, (x.Length, n, "x"), (y.Length, n, "y"), (mean.Length, rows, "mean"), (rstd.Length, rows, "rstd"),
+        string op = residual.IsEmpty ? "LayerNorm.Forward" : "LayerNorm.ForwardWithResidual";
+        Check(op, rows, cols, (x.Length, n, "x"), (y.Length, n, "y"), (mean.Length, rows, "mean"), (rstd.Length, rows, "rstd"),
             (gamma.IsEmpty ? cols : gamma.Length, cols, "gamma"), (beta.IsEmpty ? cols : beta.Length, cols, "beta"));
+        if (!residual.IsEmpty || !sum.IsEmpty) Check(op, rows, cols, (residual.Length, n, "residual"), (sum.Length, n, "sum"));
         if (rows == 0 || cols == 0) return;
         fixed (float* px = x) fixed (float* pg = gamma) fixed (float* pb = beta) fixed (float* py = y) fixed (float* pm = mean) fixed (float* pr = rstd)
+        fixed (float* pres = residual) fixed (float* psum = sum)
         {
             var a = new Args { X = px, Gamma = gamma.IsEmpty ? null : pg, Beta = beta.IsEmpty ? null : pb, Y = py, Mean = pm, Rstd = pr, Rows = rows, Cols = cols, Eps = eps,
-                Stream = streamOutput && StreamingStores.Supported };
+                Residual = residual.IsEmpty ? null : pres, Sum = residual.IsEmpty ? null : psum, Stream = streamOutput && StreamingStores.Supported };
             int chunks = Chunks(ref a);
             WorkerPool.For(chunks, &ForwardChunk, (nint)(&a));
         }
@@ -77,6 +94,13 @@ public static unsafe class LayerNorm
         for (int r = chunk * a.RowsPerChunk, end = Math.Min(a.Rows, r + a.RowsPerChunk); r < end; r++)
         {
             float* x = a.X + (long)r * n, y = a.Y + (long)r * n;
+            if (a.Residual != null)
+            {
+                // The row of the sum is written once and then read from L1 by the two passes below.
+                float* s = a.Sum + (long)r * n;
+                TensorPrimitives.Add(new ReadOnlySpan<float>(x, n), new ReadOnlySpan<float>(a.Residual + (long)r * n, n), new Span<float>(s, n));
+                x = s;
+            }
             float k = x[0];
             double s1, s2;
             int i = 0;
@@ -164,16 +188,25 @@ public static unsafe class LayerNorm
         Span<float> dx, Span<float> dgamma, Span<float> dbeta, int rows, int cols) =>
         Backward(dy, x, mean, rstd, gamma, dx, dgamma, dbeta, rows, cols, StreamingStores.Pay((long)rows * cols));
 
+    /// <summary>
+    /// The backward pass with an addend: dx = addend + the layer-norm input gradient, in the same pass (the addend is
+    /// the gradient x already has from its other consumer, the residual path). dx may be the addend itself.
+    /// </summary>
+    public static void Backward(ReadOnlySpan<float> dy, ReadOnlySpan<float> x, ReadOnlySpan<float> mean, ReadOnlySpan<float> rstd, ReadOnlySpan<float> gamma,
+        ReadOnlySpan<float> addend, Span<float> dx, Span<float> dgamma, Span<float> dbeta, int rows, int cols) =>
+        Backward(dy, x, mean, rstd, gamma, dx, dgamma, dbeta, rows, cols, StreamingStores.Pay((long)rows * cols), addend);
+
     internal static void Backward(ReadOnlySpan<float> dy, ReadOnlySpan<float> x, ReadOnlySpan<float> mean, ReadOnlySpan<float> rstd, ReadOnlySpan<float> gamma,
-        Span<float> dx, Span<float> dgamma, Span<float> dbeta, int rows, int cols, bool streamOutput)
+        Span<float> dx, Span<float> dgamma, Span<float> dbeta, int rows, int cols, bool streamOutput, ReadOnlySpan<float> addend = default)
     {
         long n = (long)rows * cols;
         Check("LayerNorm.Backward", rows, cols, (dy.Length, n, "dy"), (x.Length, n, "x"), (dx.Length, n, "dx"), (mean.Length, rows, "mean"), (rstd.Length, rows, "rstd"),
-            (gamma.IsEmpty ? cols : gamma.Length, cols, "gamma"), (dgamma.IsEmpty ? cols : dgamma.Length, cols, "dgamma"), (dbeta.IsEmpty ? cols : dbeta.Length, cols, "dbeta"));
+            (gamma.IsEmpty ? cols : gamma.Length, cols, "gamma"), (dgamma.IsEmpty ? cols : dgamma.Length, cols, "dgamma"), (dbeta.IsEmpty ? cols : dbeta.Length, cols, "dbeta"),
+            (addend.IsEmpty ? (int)n : addend.Length, n, "addend"));
         if (rows == 0 || cols == 0) return;
-        fixed (float* pdy = dy) fixed (float* px = x) fixed (float* pm = mean) fixed (float* pr = rstd) fixed (float* pg = gamma) fixed (float* pdx = dx)
+        fixed (float* pdy = dy) fixed (float* px = x) fixed (float* pm = mean) fixed (float* pr = rstd) fixed (float* pg = gamma) fixed (float* pdx = dx) fixed (float* pad = addend)
         {
-            var a = new Args { Dy = pdy, X = px, Mean = pm, Rstd = pr, Gamma = gamma.IsEmpty ? null : pg, Dx = pdx, Rows = rows, Cols = cols,
+            var a = new Args { Dy = pdy, X = px, Mean = pm, Rstd = pr, Gamma = gamma.IsEmpty ? null : pg, Dx = pdx, Addend = addend.IsEmpty ? null : pad, Rows = rows, Cols = cols,
                 Stream = streamOutput && StreamingStores.Supported };
             int chunks = Chunks(ref a);
             bool wantParams = !dgamma.IsEmpty || !dbeta.IsEmpty;
@@ -209,6 +242,7 @@ public static unsafe class LayerNorm
         for (int r = chunk * a.RowsPerChunk, end = Math.Min(a.Rows, r + a.RowsPerChunk); r < end; r++)
         {
             float* x = a.X + (long)r * n, dy = a.Dy + (long)r * n, dx = a.Dx + (long)r * n;
+            float* add = a.Addend == null ? null : a.Addend + (long)r * n;
             float mu = a.Mean[r], rs = a.Rstd[r];
             // Pass 1: mean(g) and mean(g·xhat), plus the parameter gradients.
             float sumG = 0, sumGX = 0;
@@ -255,7 +289,7 @@ public static unsafe class LayerNorm
             i = 0;
             if (Vector512.IsHardwareAccelerated)
             {
-                for (int head = a.Stream ? StreamingStores.AlignedHead(dx, n) : 0; i < head; i++) dx[i] = InputGradientOne(x, dy, a.Gamma, i, mu, rs, meanG, meanGX);
+                for (int head = a.Stream ? StreamingStores.AlignedHead(dx, n) : 0; i < head; i++) dx[i] = InputGradientOne(x, dy, a.Gamma, add, i, mu, rs, meanG, meanGX);
                 var m = Vector512.Create(mu); var s = Vector512.Create(rs);
                 var mg = Vector512.Create(meanG); var mgx = Vector512.Create(meanGX);
                 for (; i + 16 <= n; i += 16)
@@ -264,6 +298,7 @@ public static unsafe class LayerNorm
                     var d = Vector512.Load(dy + i);
                     var g = a.Gamma != null ? d * Vector512.Load(a.Gamma + i) : d;
                     var v = s * (g - mg - xh * mgx);
+                    if (add != null) v += Vector512.Load(add + i);
                     if (a.Stream) v.StoreAlignedNonTemporal(dx + i); else v.Store(dx + i);
                 }
             }
@@ -276,29 +311,45 @@ public static unsafe class LayerNorm
                     var xh = (Vector.Load(x + i) - m) * s;
                     var d = Vector.Load(dy + i);
                     var g = a.Gamma != null ? d * Vector.Load(a.Gamma + i) : d;
-                    (s * (g - mg - xh * mgx)).Store(dx + i);
+                    var v = s * (g - mg - xh * mgx);
+                    if (add != null) v += Vector.Load(add + i);
+                    v.Store(dx + i);
                 }
             }
-            for (; i < n; i++) dx[i] = InputGradientOne(x, dy, a.Gamma, i, mu, rs, meanG, meanGX);
+            for (; i < n; i++) dx[i] = InputGradientOne(x, dy, a.Gamma, add, i, mu, rs, meanG, meanGX);
         }
         if (a.Stream) StreamingStores.Fence();
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float InputGradientOne(float* x, float* dy, float* gamma, int i, float mu, float rs, float meanG, float meanGX)
+    private static float InputGradientOne(float* x, float* dy, float* gamma, float* addend, int i, float mu, float rs, float meanG, float meanGX)
     {
         float xh = (x[i] - mu) * rs, d = dy[i], g = gamma != null ? d * gamma[i] : d;
-        return rs * (g - meanG - xh * meanGX);
+        float v = rs * (g - meanG - xh * meanGX);
+        return addend != null ? v + addend[i] : v;
     }
 
     /// <summary>float64 forward (scalar two-pass; used for float64 tensors and as the reference).</summary>
-    public static void Forward(ReadOnlySpan<double> x, ReadOnlySpan<double> gamma, ReadOnlySpan<double> beta, Span<double> y, Span<double> mean, Span<double> rstd, int rows, int cols, double eps)
+    public static void Forward(ReadOnlySpan<double> x, ReadOnlySpan<double> gamma, ReadOnlySpan<double> beta, Span<double> y, Span<double> mean, Span<double> rstd, int rows, int cols, double eps) =>
+        ForwardWithResidual(x, default, gamma, beta, default, y, mean, rstd, rows, cols, eps);
+
+    /// <summary>float64 sum = x + residual and y = layer_norm(sum); an empty residual normalises x alone.</summary>
+    public static void ForwardWithResidual(ReadOnlySpan<double> x, ReadOnlySpan<double> residual, ReadOnlySpan<double> gamma, ReadOnlySpan<double> beta,
+        Span<double> sum, Span<double> y, Span<double> mean, Span<double> rstd, int rows, int cols, double eps)
     {
         long n = (long)rows * cols;
-        Check("LayerNorm.Forward", rows, cols, (x.Length, n, "x"), (y.Length, n, "y"), (mean.Length, rows, "mean"), (rstd.Length, rows, "rstd"));
+        string op = residual.IsEmpty ? "LayerNorm.Forward" : "LayerNorm.ForwardWithResidual";
+        Check(op, rows, cols, (x.Length, n, "x"), (y.Length, n, "y"), (mean.Length, rows, "mean"), (rstd.Length, rows, "rstd"));
+        if (!residual.IsEmpty || !sum.IsEmpty) Check(op, rows, cols, (residual.Length, n, "residual"), (sum.Length, n, "sum"));
         for (int r = 0; r < rows; r++)
         {
-            var xr = x.Slice(r * cols, cols); var yr = y.Slice(r * cols, cols);
+            ReadOnlySpan<double> xr = x.Slice(r * cols, cols); var yr = y.Slice(r * cols, cols);
+            if (!residual.IsEmpty)
+            {
+                var sr = sum.Slice(r * cols, cols);
+                for (int j = 0; j < cols; j++) sr[j] = xr[j] + residual[r * cols + j];
+                xr = sr;
+            }
             double mu = 0;
             foreach (var v in xr) mu += v;
             mu /= cols;
@@ -313,8 +364,15 @@ public static unsafe class LayerNorm
 
     /// <summary>float64 backward (scalar; see the float32 overload).</summary>
     public static void Backward(ReadOnlySpan<double> dy, ReadOnlySpan<double> x, ReadOnlySpan<double> mean, ReadOnlySpan<double> rstd, ReadOnlySpan<double> gamma,
-        Span<double> dx, Span<double> dgamma, Span<double> dbeta, int rows, int cols)
+        Span<double> dx, Span<double> dgamma, Span<double> dbeta, int rows, int cols) =>
+        Backward(dy, x, mean, rstd, gamma, default, dx, dgamma, dbeta, rows, cols);
+
+    /// <summary>float64 backward with an addend: dx = addend + the input gradient (dx may be the addend).</summary>
+    public static void Backward(ReadOnlySpan<double> dy, ReadOnlySpan<double> x, ReadOnlySpan<double> mean, ReadOnlySpan<double> rstd, ReadOnlySpan<double> gamma,
+        ReadOnlySpan<double> addend, Span<double> dx, Span<double> dgamma, Span<double> dbeta, int rows, int cols)
     {
+        long n = (long)rows * cols;
+        Check("LayerNorm.Backward", rows, cols, (dy.Length, n, "dy"), (x.Length, n, "x"), (dx.Length, n, "dx"), (addend.IsEmpty ? (int)n : addend.Length, n, "addend"));
         for (int r = 0; r < rows; r++)
         {
             double mu = mean[r], rs = rstd[r], sumG = 0, sumGX = 0;
@@ -328,7 +386,7 @@ public static unsafe class LayerNorm
             for (int j = 0; j < cols; j++)
             {
                 double xh = (x[r * cols + j] - mu) * rs, d = dy[r * cols + j], g = gamma.IsEmpty ? d : d * gamma[j];
-                dx[r * cols + j] = rs * (g - sumG / cols - xh * sumGX / cols);
+                dx[r * cols + j] = rs * (g - sumG / cols - xh * sumGX / cols) + (addend.IsEmpty ? 0 : addend[r * cols + j]);
             }
         }
     }

@@ -185,30 +185,35 @@ public class GemmRowsGpuTests(string deviceName) : DeviceFixture<GemmRowsGpuTest
             // (rows, cols): 5 rows are one chunk of the two-stage dgamma/dbeta sums; 301 rows of 7 are 10 chunks with a short last one.
             foreach (var (rows, cols) in new[] { (5, 1), (5, 3), (5, 32), (5, 33), (5, 200), (5, 1100), (301, 7) })
                 foreach (bool affine in new[] { true, false })
+                foreach (bool fused in new[] { false, true })
                 {
                     var x = Values(rng, rows * cols, 2).Select(v => v + 3f).ToArray(); // a mean far from 0 tests the two-pass variance
                     var gamma = Values(rng, cols); var beta = Values(rng, cols); var dy = Values(rng, rows * cols);
-                    var got = RunLayerNorm(B, x, gamma, beta, dy, rows, cols, affine);
-                    var want = RunLayerNorm(Cpu, x, gamma, beta, dy, rows, cols, affine);
-                    string what = $"LayerNorm {team} cols={cols} affine={affine} seed={seed}";
-                    string[] names = ["y", "mean", "rstd", "dx", "dgamma", "dbeta"];
-                    for (int i = 0; i < names.Length; i++) Close(got[i], want[i], $"{what} {names[i]}", 2e-4);
+                    // fused: the residual add in the forward (x + residual, written to sum) and an addend in the backward.
+                    var residual = fused ? Values(rng, rows * cols) : null; var addend = fused ? Values(rng, rows * cols) : null;
+                    var got = RunLayerNorm(B, x, gamma, beta, dy, rows, cols, affine, residual, addend);
+                    var want = RunLayerNorm(Cpu, x, gamma, beta, dy, rows, cols, affine, residual, addend);
+                    string what = $"LayerNorm {team} cols={cols} affine={affine} fused={fused} seed={seed}";
+                    string[] names = ["y", "mean", "rstd", "dx", "dgamma", "dbeta", "sum"];
+                    for (int i = 0; i < got.Length; i++) Close(got[i], want[i], $"{what} {names[i]}", 2e-4);
                 }
         }
     }
 
-    static float[][] RunLayerNorm(IBackend be, float[] x, float[] gamma, float[] beta, float[] dy, int rows, int cols, bool affine)
+    static float[][] RunLayerNorm(IBackend be, float[] x, float[] gamma, float[] beta, float[] dy, int rows, int cols, bool affine, float[]? residual = null, float[]? addend = null)
     {
         var (sx, sg, sb, sdy) = (Upload(be, x), Upload(be, gamma), Upload(be, beta), Upload(be, dy));
         var (y, mean, rstd, dx) = (be.Allocate(DType.Float32, rows * cols), be.Allocate(DType.Float32, rows), be.Allocate(DType.Float32, rows), be.Allocate(DType.Float32, rows * cols));
         var (dg, db) = (be.Allocate(DType.Float32, cols), be.Allocate(DType.Float32, cols));
+        var (sr, sum, sa) = (residual is null ? null : Upload(be, residual), residual is null ? null : be.Allocate(DType.Float32, rows * cols), addend is null ? null : Upload(be, addend));
         try
         {
-            be.LayerNorm(sx, affine ? sg : null, affine ? sb : null, y, mean, rstd, rows, cols, 1e-5);
-            be.LayerNormBackward(sdy, sx, mean, rstd, affine ? sg : null, dx, dg, db, rows, cols);
-            return [Download(be, y, rows * cols), Download(be, mean, rows), Download(be, rstd, rows), Download(be, dx, rows * cols), Download(be, dg, cols), Download(be, db, cols)];
+            be.LayerNorm(sx, affine ? sg : null, affine ? sb : null, y, mean, rstd, rows, cols, 1e-5, sr, sum);
+            be.LayerNormBackward(sdy, sum ?? sx, mean, rstd, affine ? sg : null, dx, dg, db, rows, cols, sa);
+            float[][] outputs = [Download(be, y, rows * cols), Download(be, mean, rows), Download(be, rstd, rows), Download(be, dx, rows * cols), Download(be, dg, cols), Download(be, db, cols)];
+            return sum is null ? outputs : [.. outputs, Download(be, sum, rows * cols)];
         }
-        finally { foreach (var s in new[] { sx, sg, sb, sdy, y, mean, rstd, dx, dg, db }) s.Release(); }
+        finally { foreach (var s in new[] { sx, sg, sb, sdy, y, mean, rstd, dx, dg, db, sr, sum, sa }) s?.Release(); }
     }
 }
 

@@ -181,6 +181,86 @@ public class RowKernelTests
             }
     }
 
+    // The residual add fused into the forward and the addend into the backward do the same float operations as the
+    // separate add (x + residual, then the layer norm of it; the gradient, then + addend), so their bits must equal those
+    // of the unfused kernels, which the test above holds to float64; in place (sum over x, dx over the addend) too.
+    [Test]
+    public void LayerNorm_with_residual_and_addend_equal_the_separate_add_bit_for_bit()
+    {
+        ulong seed = TestContext.CurrentContext.Random.NextULong();
+        var g = new Generator(seed);
+        foreach (bool stream in new[] { false, true })
+        foreach (int cols in new[] { 1, 15, 16, 17, 33, 384, 1000 })
+        foreach (bool affine in new[] { false, true })
+        foreach (bool inPlace in new[] { false, true })
+        {
+            int rows = cols > 100 ? 40 : 7;
+            string what = $"cols={cols} affine={affine} stream={stream} inPlace={inPlace} seed={seed}";
+            var x = Rand(g, rows * cols); var residual = Rand(g, rows * cols);
+            var gamma = affine ? Rand(g, cols, 1) : []; var beta = affine ? Rand(g, cols, 1) : [];
+            var dy = Rand(g, rows * cols, 1); var addend = Rand(g, rows * cols, 1);
+
+            var sumRef = new float[x.Length];
+            for (int i = 0; i < x.Length; i++) sumRef[i] = x[i] + residual[i];
+            var (yRef, meanRef, rstdRef) = (new float[x.Length], new float[rows], new float[rows]);
+            LayerNorm.Forward(sumRef, gamma, beta, yRef, meanRef, rstdRef, rows, cols, 1e-5f, stream);
+            var (dxRef, dgRef, dbRef) = (new float[x.Length], new float[cols], new float[cols]);
+            LayerNorm.Backward(dy, sumRef, meanRef, rstdRef, gamma, dxRef, affine ? dgRef : [], affine ? dbRef : [], rows, cols, stream);
+            for (int i = 0; i < x.Length; i++) dxRef[i] += addend[i];
+
+            var xIn = (float[])x.Clone();
+            var sum = inPlace ? xIn : new float[x.Length];
+            var (y, mean, rstd) = (new float[x.Length], new float[rows], new float[rows]);
+            LayerNorm.Forward(xIn, gamma, beta, y, mean, rstd, rows, cols, 1e-5f, stream, residual, sum);
+            var add = (float[])addend.Clone();
+            var dx = inPlace ? add : new float[x.Length];
+            var (dg, db) = (new float[cols], new float[cols]);
+            LayerNorm.Backward(dy, sum, mean, rstd, gamma, dx, affine ? dg : [], affine ? db : [], rows, cols, stream, add);
+            Assert.Multiple(() =>
+            {
+                Assert.That(sum, Is.EqualTo(sumRef), $"sum {what}");
+                Assert.That(y, Is.EqualTo(yRef), $"y {what}");
+                Assert.That(mean, Is.EqualTo(meanRef), $"mean {what}");
+                Assert.That(rstd, Is.EqualTo(rstdRef), $"rstd {what}");
+                Assert.That(dx, Is.EqualTo(dxRef), $"dx {what}");
+                Assert.That(dg, Is.EqualTo(dgRef), $"dgamma {what}");
+                Assert.That(db, Is.EqualTo(dbRef), $"dbeta {what}");
+            });
+        }
+    }
+
+    [Test]
+    public void LayerNorm_with_residual_and_addend_in_float64_match_a_two_pass_reference_and_check_lengths()
+    {
+        ulong seed = TestContext.CurrentContext.Random.NextULong();
+        var g = new Generator(seed);
+        const int rows = 3, cols = 5;
+        double[] R(int n) => Enumerable.Range(0, n).Select(_ => g.NextNormal()).ToArray();
+        var (x, residual, gamma, beta, dy, addend) = (R(rows * cols), R(rows * cols), R(cols), R(cols), R(rows * cols), R(rows * cols));
+        var (sum, y, mean, rstd) = (new double[rows * cols], new double[rows * cols], new double[rows], new double[rows]);
+        LayerNorm.ForwardWithResidual(x, residual, gamma, beta, sum, y, mean, rstd, rows, cols, 1e-5);
+        var (dx, dg, db) = (new double[rows * cols], new double[cols], new double[cols]);
+        LayerNorm.Backward(dy, sum, mean, rstd, gamma, addend, dx, dg, db, rows, cols);
+        for (int r = 0; r < rows; r++)
+        {
+            var s = Enumerable.Range(0, cols).Select(c => x[r * cols + c] + residual[r * cols + c]).ToArray();
+            double mu = s.Average(), rs = 1 / Math.Sqrt(s.Select(v => (v - mu) * (v - mu)).Average() + 1e-5);
+            var xh = s.Select(v => (v - mu) * rs).ToArray();
+            var gg = Enumerable.Range(0, cols).Select(c => dy[r * cols + c] * gamma[c]).ToArray();
+            double mg = gg.Average(), mgx = Enumerable.Range(0, cols).Select(c => gg[c] * xh[c]).Average();
+            for (int c = 0; c < cols; c++)
+            {
+                Assert.That(sum[r * cols + c], Is.EqualTo(s[c]).Within(1e-15), $"sum seed={seed}");
+                Assert.That(y[r * cols + c], Is.EqualTo(xh[c] * gamma[c] + beta[c]).Within(1e-12), $"y seed={seed}");
+                Assert.That(dx[r * cols + c], Is.EqualTo(addend[r * cols + c] + rs * (gg[c] - mg - xh[c] * mgx)).Within(1e-11), $"dx seed={seed}");
+            }
+        }
+        var e = Assert.Throws<ArgumentException>(() => LayerNorm.ForwardWithResidual(new float[15], new float[14], [], [], new float[15], new float[15], new float[3], new float[3], 3, 5, 1e-5f));
+        Assert.That(e!.Message, Does.Contain("LayerNorm.ForwardWithResidual").And.Contain("residual").And.Contain("14").And.Contain("3 x 5"));
+        e = Assert.Throws<ArgumentException>(() => LayerNorm.Backward(new float[15], new float[15], new float[3], new float[3], [], new float[10], new float[15], [], [], 3, 5));
+        Assert.That(e!.Message, Does.Contain("LayerNorm.Backward").And.Contain("addend").And.Contain("10"));
+    }
+
     [Test]
     public void CrossEntropy_matches_float64_with_ignore_index_and_label_smoothing()
     {
