@@ -42,7 +42,8 @@ public static class AutogradExtensions
             if (node.Saved.IsReleased)
                 throw new InvalidOperationException($"Backward of {node.Name}: the {node.Saved.SavedCount} tensor(s) it saved for its gradient were freed by an earlier Backward; pass retainGraph: true to that Backward to walk the graph again");
             node.CheckSavedVersions();
-            var grads = DerivativeRules.Apply(node, g);
+            var addend = LayerNormAddend(node, pending);
+            var grads = addend is null ? DerivativeRules.Apply(node, g) : DerivativeRules.LayerNormRule(node, g, addend);
             if (!retainGraph) node.ReleaseSaved();
             for (int k = 0; k < node.Inputs.Length; k++)
             {
@@ -52,7 +53,8 @@ public static class AutogradExtensions
                 {
                     if (!gi.Shape.SequenceEqual(input.Shape))
                         throw new InvalidOperationException($"Backward: the {node.Name} rule returned a gradient of shape {Shape.Format(gi.Shape)} for an input of shape {Shape.Format(input.Shape)}");
-                    if (pending.TryGetValue(input, out var acc)) pending[input] = acc + gi;
+                    if (k == 0 && addend is not null) pending[input] = gi; // the rule added the pending gradient itself
+                    else if (pending.TryGetValue(input, out var acc)) pending[input] = acc + gi;
                     else pending[input] = gi;
                 }
                 // A leaf whose last consumer has run holds its final gradient now: accumulate it (and run its hooks) at
@@ -68,6 +70,16 @@ public static class AutogradExtensions
                 }
             }
         }
+    }
+
+    // A layer norm whose input already has a gradient pending (a pre-norm block: the residual path reached the input
+    // first) adds it in its own backward pass, instead of writing its gradient and reading it back in an add: one
+    // write and one read of an activation fewer per layer norm. Only a contiguous pending gradient is handed over;
+    // another would be copied first, which is what the fusion saves.
+    internal static Tensor? LayerNormAddend(GradNode node, Dictionary<Tensor, Tensor> pending)
+    {
+        if (node.Kind != OpKind.LayerNorm || !node.Inputs[0].RequiresGrad) return null;
+        return pending.TryGetValue(node.Inputs[0], out var p) && p.IsContiguous && p.Layout.Offset == 0 ? p : null;
     }
 
     // Leaves keep their gradient beyond the backward scope: it is created outside any TensorScope. A leaf's first

@@ -386,9 +386,16 @@ public static class DerivativeRules
 
     // The fused layer-norm backward kernel: dx, dgamma, dbeta in two passes over each row.
     // Extras: [x, mean, rstd] and the weight when there is one (Ints[1] == 1).
-    private static Tensor?[] LayerNormRule(GradNode n, Tensor g)
+    private static Tensor?[] LayerNormRule(GradNode n, Tensor g) => LayerNormRule(n, g, null);
+
+    /// <summary>
+    /// The layer-norm rule with the gradient its input already has (<paramref name="addend"/>, or null): the input's
+    /// gradient comes back as addend + the layer norm's, from one pass (Backward uses it in pre-norm blocks, where the
+    /// residual path reaches the input first).
+    /// </summary>
+    internal static Tensor?[] LayerNormRule(GradNode n, Tensor g, Tensor? addend)
     {
-        var grads = Tensor.LayerNormBackward(g, n.SavedExtra(0), n.Ints[1] == 1 ? n.SavedExtra(3) : null, n.SavedExtra(1), n.SavedExtra(2), n.Ints[0], n.Ints[2] == 1);
+        var grads = Tensor.LayerNormBackward(g, n.SavedExtra(0), n.Ints[1] == 1 ? n.SavedExtra(3) : null, n.SavedExtra(1), n.SavedExtra(2), n.Ints[0], n.Ints[2] == 1, addend);
         return [grads.Dx, grads.DWeight, grads.DBias];
     }
 

@@ -208,42 +208,86 @@ public sealed partial class Tensor
     /// <summary>Layer normalisation that also returns the per-row mean and 1/std (what the backward pass needs).</summary>
     public (Tensor Output, Tensor Mean, Tensor Rstd) LayerNormWithStats(int[] normalizedShape, Tensor? weight = null, Tensor? bias = null, double eps = 1e-5)
     {
-        RequireFloat("LayerNorm");
+        var (_, y, mean, rstd) = LayerNormCore("LayerNorm", null, normalizedShape, weight, bias, eps);
+        return (y, mean, rstd);
+    }
+
+    /// <summary>
+    /// sum = this + <paramref name="residual"/> and the layer norm of sum, in one pass over each row: a pre-norm
+    /// Transformer block's residual add and the layer norm that follows it (Kernels/Cpu/LayerNorm.cs). Records the sum
+    /// as an Add and the output as a LayerNorm of the sum, so the gradients are exactly those of the two ops (and
+    /// Backward fuses the layer norm's input gradient with the residual's). Inputs of different shapes broadcast
+    /// through the unfused add.
+    /// </summary>
+    public (Tensor Sum, Tensor Output) AddLayerNorm(Tensor residual, int[] normalizedShape, Tensor? weight = null, Tensor? bias = null, double eps = 1e-5)
+    {
+        const string op = "AddLayerNorm";
+        SameDevice(op, this, residual); SameDType(op, this, residual);
+        if (!Layout.Shape.AsSpan().SequenceEqual(residual.Layout.Shape))
+        {
+            var sum = this + residual;
+            return (sum, sum.LayerNorm(normalizedShape, weight, bias, eps));
+        }
+        var (s, y, mean, rstd) = LayerNormCore(op, residual, normalizedShape, weight, bias, eps);
+        mean.Dispose(); rstd.Dispose();
+        return (s!, y);
+    }
+
+    // The layer norm of this, or of this + residual (then also returned, as Sum, and recorded as an Add).
+    private (Tensor? Sum, Tensor Output, Tensor Mean, Tensor Rstd) LayerNormCore(string op, Tensor? residual, int[] normalizedShape, Tensor? weight, Tensor? bias, double eps)
+    {
+        RequireFloat(op);
         int nd = normalizedShape.Length;
         if (nd == 0 || nd > Rank || !Layout.Shape.AsSpan(Rank - nd).SequenceEqual(normalizedShape))
-            throw new ArgumentException($"LayerNorm: normalized shape {AttnCore.Shape.Format(normalizedShape)} does not match the trailing dims of {Describe()}");
-        if (eps < 0) throw new ArgumentException($"LayerNorm: eps must be non-negative, got {eps}");
+            throw new ArgumentException($"{op}: normalized shape {AttnCore.Shape.Format(normalizedShape)} does not match the trailing dims of {Describe()}");
+        if (eps < 0) throw new ArgumentException($"{op}: eps must be non-negative, got {eps}");
         foreach (var (p, name) in new[] { (weight, "weight"), (bias, "bias") })
         {
             if (p is null) continue;
-            SameDevice("LayerNorm", this, p); SameDType("LayerNorm", this, p);
+            SameDevice(op, this, p); SameDType(op, this, p);
             if (!p.Layout.Shape.AsSpan().SequenceEqual(normalizedShape))
-                throw new ArgumentException($"LayerNorm: {name} has shape {p.Describe()}, expected {AttnCore.Shape.Format(normalizedShape)}");
+                throw new ArgumentException($"{op}: {name} has shape {p.Describe()}, expected {AttnCore.Shape.Format(normalizedShape)}");
         }
         int cols = (int)AttnCore.Shape.Numel(normalizedShape);
         int rows = cols == 0 ? 0 : (int)(Numel / cols);
         var statsShape = Layout.Shape[..(Rank - nd)];
-        using var x = Dense();
+        using var input = Dense();
+        using var r = residual?.Dense();
         using var w = weight?.Dense();
         using var b = bias?.Dense();
+        var sum = r is null ? null : EmptyLike();
         var y = EmptyLike();
         var mean = EmptyLike(statsShape);
         var rstd = EmptyLike(statsShape);
-        if (Numel > 0) Backend.LayerNorm(x.Storage, w?.Storage, b?.Storage, y.Storage, mean.Storage, rstd.Storage, rows, cols, eps);
+        if (Numel > 0) Backend.LayerNorm(input.Storage, w?.Storage, b?.Storage, y.Storage, mean.Storage, rstd.Storage, rows, cols, eps, r?.Storage, sum?.Storage);
+        var x = sum ?? input;
+        sum?.Record(Kernels.BinaryOp.Add, this, residual!);
+        var normalized = sum ?? this;
         // Inputs are always [x, weight, bias] (absent ones as x, flagged in Ints) so the rule can index them.
-        y.Record(OpKind.LayerNorm, [this, weight ?? this, bias ?? this], w is null ? [x, mean, rstd] : [x, mean, rstd, w], eps, [nd, weight is null ? 0 : 1, bias is null ? 0 : 1]);
-        return (y, mean, rstd);
+        y.Record(OpKind.LayerNorm, [normalized, weight ?? normalized, bias ?? normalized], w is null ? [x, mean, rstd] : [x, mean, rstd, w], eps, [nd, weight is null ? 0 : 1, bias is null ? 0 : 1]);
+        return (sum, y, mean, rstd);
     }
 
     /// <summary>
     /// The layer-norm backward pass (one fused kernel): gradients of x, and of weight and bias when asked,
     /// from the output gradient, the input and the saved per-row mean and 1/std.
     /// </summary>
-    public static (Tensor Dx, Tensor? DWeight, Tensor? DBias) LayerNormBackward(Tensor gradOutput, Tensor x, Tensor? weight, Tensor mean, Tensor rstd, int normalizedDims, bool wantBias)
+    /// <remarks>
+    /// With an <paramref name="addend"/> (the gradient x already has from another consumer, shaped like x), the input
+    /// gradient returned is addend + the layer norm's, added in the same pass.
+    /// </remarks>
+    public static (Tensor Dx, Tensor? DWeight, Tensor? DBias) LayerNormBackward(Tensor gradOutput, Tensor x, Tensor? weight, Tensor mean, Tensor rstd, int normalizedDims, bool wantBias,
+        Tensor? addend = null)
     {
         SameDevice("LayerNormBackward", gradOutput, x);
         if (!gradOutput.Layout.Shape.AsSpan().SequenceEqual(x.Layout.Shape))
             throw new ArgumentException($"LayerNormBackward: gradient {gradOutput.Describe()} and input {x.Describe()} differ in shape");
+        if (addend is not null)
+        {
+            SameDevice("LayerNormBackward", addend, x); SameDType("LayerNormBackward", addend, x);
+            if (!addend.Layout.Shape.AsSpan().SequenceEqual(x.Layout.Shape))
+                throw new ArgumentException($"LayerNormBackward: addend {addend.Describe()} and input {x.Describe()} differ in shape");
+        }
         int cols = (int)AttnCore.Shape.Numel(x.Layout.Shape.AsSpan(x.Rank - normalizedDims));
         int rows = cols == 0 ? 0 : (int)(x.Numel / cols);
         var normShape = x.Layout.Shape[(x.Rank - normalizedDims)..];
@@ -252,10 +296,11 @@ public sealed partial class Tensor
         using var w = weight?.Dense();
         using var m = mean.Dense();
         using var r = rstd.Dense();
+        using var add = addend?.Dense();
         var dx = x.EmptyLike();
         var dw = weight is null ? null : x.EmptyLike(normShape);
         var db = wantBias ? x.EmptyLike(normShape) : null;
-        if (x.Numel > 0) x.Backend.LayerNormBackward(dy.Storage, xd.Storage, m.Storage, r.Storage, w?.Storage, dx.Storage, dw?.Storage, db?.Storage, rows, cols);
+        if (x.Numel > 0) x.Backend.LayerNormBackward(dy.Storage, xd.Storage, m.Storage, r.Storage, w?.Storage, dx.Storage, dw?.Storage, db?.Storage, rows, cols, add?.Storage);
         else { dw?.Fill_(0); db?.Fill_(0); }
         return (dx, dw, db);
     }

@@ -31,6 +31,72 @@ public class BackwardTests
         Assert.That(b.Grad!.ToArray<float>(), Is.EqualTo(new float[] { 1, 0 }));
     }
 
+    // A pre-norm block, h = x + f(LayerNorm(x)): the residual path reaches x first, so when the layer norm's rule runs x
+    // has a gradient pending, and Backward hands it to the rule to add in the same pass. The values are checked by
+    // GradCheckTests (LayerNormOnAResidualPath, AddLayerNorm); this checks the hand-over happens, and only where it can.
+    [Test]
+    public void A_layer_norm_is_handed_the_gradient_its_input_already_has()
+    {
+        var g = new Generator(7);
+        using var x = Tensor.Randn([4, 8], g).RequiresGrad_();
+        using var norm = x.LayerNorm([8]);
+        var node = norm.GradFn!;
+        using var pendingDense = Tensor.Randn([4, 8], g);
+        using var pendingT = Tensor.Randn([8, 4], g);
+        using var pendingStrided = pendingT.T;
+        var pending = new Dictionary<Tensor, Tensor>(ReferenceEqualityComparer.Instance) { [x] = pendingDense };
+        Assert.That(AutogradExtensions.LayerNormAddend(node, pending), Is.SameAs(pendingDense));
+        pending[x] = pendingStrided; // a transposed view would be copied first: not handed over
+        Assert.That(AutogradExtensions.LayerNormAddend(node, pending), Is.Null);
+        pending.Clear();
+        Assert.That(AutogradExtensions.LayerNormAddend(node, pending), Is.Null, "nothing pending");
+        using var e = x.Exp();
+        pending[x] = pendingDense;
+        Assert.That(AutogradExtensions.LayerNormAddend(e.GradFn!, pending), Is.Null, "not a layer norm");
+
+        // End to end, the gradient is the same as the one from a graph where the sum is taken apart from the norm.
+        using var w = Tensor.Randn([4, 8], g);
+        using var y = x + x.LayerNorm([8]).Tanh();
+        using var loss = (y * w).Sum();
+        loss.Backward();
+        var fused = x.Grad!.ToArray<float>();
+        new[] { x }.ZeroGrad();
+        using (var l1 = (x.LayerNorm([8]).Tanh() * w).Sum()) l1.Backward();
+        using (var l2 = (x * w).Sum()) l2.Backward();
+        Assert.That(fused, Is.EqualTo(x.Grad!.ToArray<float>()).Within(1e-6));
+    }
+
+    [Test]
+    public void AddLayerNorm_returns_the_sum_and_its_norm_and_names_bad_inputs()
+    {
+        var g = new Generator(11);
+        using var x = Tensor.Randn([2, 3, 16], g);
+        using var r = Tensor.Randn([2, 3, 16], g);
+        using var w = Tensor.Randn([16], g);
+        using var b = Tensor.Randn([16], g);
+        var (sum, y) = x.AddLayerNorm(r, [16], w, b);
+        using var expectSum = x + r;
+        using var expectY = expectSum.LayerNorm([16], w, b);
+        Assert.That(sum.ToArray<float>(), Is.EqualTo(expectSum.ToArray<float>()));
+        Assert.That(y.ToArray<float>(), Is.EqualTo(expectY.ToArray<float>()));
+        sum.Dispose(); y.Dispose();
+        // A strided residual is read through a dense copy, with the same result.
+        using var rt = r.Transpose(0, 1).Contiguous().Transpose(0, 1);
+        var (sum2, y2) = x.AddLayerNorm(rt, [16], w, b);
+        Assert.That(y2.ToArray<float>(), Is.EqualTo(expectY.ToArray<float>()));
+        sum2.Dispose(); y2.Dispose();
+
+        var e = Assert.Throws<ArgumentException>(() => x.AddLayerNorm(r, [8]));
+        Assert.That(e!.Message, Does.Contain("AddLayerNorm").And.Contain("[8]").And.Contain("[2,3,16]"));
+        using var r64 = r.To(DType.Float64);
+        Assert.That(Assert.Throws<ArgumentException>(() => x.AddLayerNorm(r64, [16]))!.Message, Does.Contain("AddLayerNorm").And.Contain("Float64").IgnoreCase);
+        using var wrong = Tensor.Randn([3, 16], g);
+        var (s3, y3) = x.AddLayerNorm(wrong, [16]); // broadcasts through the unfused add
+        using var expect3 = (x + wrong).LayerNorm([16]);
+        Assert.That(y3.ToArray<float>(), Is.EqualTo(expect3.ToArray<float>()));
+        s3.Dispose(); y3.Dispose();
+    }
+
     [Test]
     public void NoGrad_records_nothing_and_Detach_cuts_the_graph()
     {

@@ -71,6 +71,10 @@ public class GradCheckTests
         new("LogSoftmax", [[2, 3, 4]], x => x[0].LogSoftmax(1)),
         new("LayerNormAffine", [[3, 6], [6], [6]], x => x[0].LayerNorm([6], x[1], x[2])),
         new("LayerNormTwoDims", [[2, 3, 4]], x => x[0].LayerNorm([3, 4])),
+        // The sum also flows past the norm, as a residual stream does; Backward then adds its gradient in the norm's pass.
+        new("AddLayerNorm", [[3, 6], [3, 6], [6], [6]], x => { var (sum, y) = x[0].AddLayerNorm(x[1], [6], x[2], x[3]); return y * sum; }),
+        new("AddLayerNormBroadcast", [[3, 6], [6]], x => { var (sum, y) = x[0].AddLayerNorm(x[1], [6]); return y + sum; }),
+        new("LayerNormOnAResidualPath", [[3, 6], [6], [6]], x => x[0] + x[0].LayerNorm([6], x[1], x[2]).Tanh()),
         new("Embedding", [[5, 3]], x => Tensor.Embedding(Tensor.FromArray(new long[] { 1, 4, 1, 0 }, [2, 2]), x[0])),
         new("Gather", [[3, 4]], x => x[0].Gather(1, Tensor.FromArray(new long[] { 0, 3, 3, 1, 2, 2 }, [3, 2]))),
         new("GatherPrefix", [[3, 4]], x => x[0].Gather(0, Tensor.FromArray(new long[] { 2, 0 }, [1, 2]))),
