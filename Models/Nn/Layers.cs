@@ -72,6 +72,12 @@ public sealed class LayerNorm : Module<Tensor, Tensor>
 
     /// <inheritdoc/>
     public override Tensor Forward(Tensor x) => x.LayerNorm([Dim], Weight, Bias, Eps);
+
+    /// <summary>
+    /// Sum = x + residual and Output = this layer norm of the sum, in one pass (<see cref="Tensor.AddLayerNorm"/>): a
+    /// pre-norm block's residual add and the layer norm that follows it.
+    /// </summary>
+    public (Tensor Sum, Tensor Output) Forward(Tensor x, Tensor residual) => x.AddLayerNorm(residual, [Dim], Weight, Bias, Eps);
 }
 
 /// <summary>Zeroes each element with probability p in training mode and scales the rest by 1/(1-p); identity in Eval.</summary>

@@ -34,9 +34,23 @@ public sealed class GptBlock : Module
     public Tensor Forward(Tensor x, KeyValueCache? cache = null)
     {
         using var scope = new TensorScope();
-        var h = x + _drop.Forward(_attn.Forward(_ln1.Forward(x), null, null, causal: true, cache));
-        h = h + _drop.Forward(_mlp.Forward(_ln2.Forward(h)));
-        return scope.Keep(h);
+        var (h, delta) = ForwardDeferred(x, null, cache);
+        return scope.Keep(h + delta);
+    }
+
+    /// <summary>
+    /// The block with its last residual add left to the caller: returns the stream before it and the MLP's output, so
+    /// that the next layer norm can add them in its own pass (<see cref="LayerNorm.Forward(Tensor, Tensor)"/>); the block's
+    /// output is Stream + Delta. <paramref name="pendingDelta"/> is the previous block's Delta (or null), added to x here
+    /// in the same way before ln1.
+    /// </summary>
+    internal (Tensor Stream, Tensor Delta) ForwardDeferred(Tensor x, Tensor? pendingDelta, KeyValueCache? cache)
+    {
+        using var scope = new TensorScope();
+        var (stream, n1) = pendingDelta is null ? (x, _ln1.Forward(x)) : _ln1.Forward(x, pendingDelta);
+        var (h, n2) = _ln2.Forward(stream, _drop.Forward(_attn.Forward(n1, null, null, causal: true, cache)));
+        var delta = _drop.Forward(_mlp.Forward(n2));
+        return (scope.Keep(h), scope.Keep(delta));
     }
 }
 
@@ -87,8 +101,10 @@ public sealed class Gpt : Module
         if (offset + tokens.Size(1) > Config.BlockSize) throw new ArgumentException($"Gpt: {offset + tokens.Size(1)} positions exceed the block size {Config.BlockSize}");
         using var scope = new TensorScope();
         var h = _drop.Forward(_wpe.Forward(_wte.Forward(tokens), offset));
-        for (int i = 0; i < _blocks.Count; i++) h = _blocks[i].Forward(h, caches?[i]);
-        h = _lnF.Forward(h);
+        // Each block's last residual add is done by the next layer norm (ln1 of the next block, then ln_f), in its pass.
+        Tensor? delta = null;
+        for (int i = 0; i < _blocks.Count; i++) (h, delta) = _blocks[i].ForwardDeferred(h, delta, caches?[i]);
+        h = delta is null ? _lnF.Forward(h) : _lnF.Forward(h, delta).Output;
         return scope.Keep(h.MatMul(_wte.Weight.T));
     }
 
