@@ -127,8 +127,8 @@ public sealed class TransformerActorCritic : ActorCritic
         public Tensor Forward(Tensor x, Tensor? paddingMask)
         {
             using var scope = new TensorScope();
-            var h = x + Attention.Forward(_ln1.Forward(x), null, paddingMask, causal: true);
-            return scope.Keep(h + _ff.Forward(_ln2.Forward(h)));
+            var (h, n2) = _ln2.Forward(x, Attention.Forward(_ln1.Forward(x), null, paddingMask, causal: true));
+            return scope.Keep(h + _ff.Forward(n2));
         }
     }
 }

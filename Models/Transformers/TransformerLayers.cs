@@ -37,13 +37,14 @@ public sealed class TransformerEncoderLayer : Module
         Tensor h;
         if (PreNorm)
         {
-            h = x + _drop.Forward(_attn.Forward(_ln1.Forward(x), null, paddingMask));
-            h = h + _drop.Forward(_ff.Forward(_ln2.Forward(h)));
+            // ln2 adds the attention's output to the stream in its own pass (LayerNorm.Forward(x, residual)).
+            var (stream, n2) = _ln2.Forward(x, _drop.Forward(_attn.Forward(_ln1.Forward(x), null, paddingMask)));
+            h = stream + _drop.Forward(_ff.Forward(n2));
         }
         else
         {
-            h = _ln1.Forward(x + _drop.Forward(_attn.Forward(x, null, paddingMask)));
-            h = _ln2.Forward(h + _drop.Forward(_ff.Forward(h)));
+            h = _ln1.Forward(x, _drop.Forward(_attn.Forward(x, null, paddingMask))).Output;
+            h = _ln2.Forward(h, _drop.Forward(_ff.Forward(h))).Output;
         }
         return scope.Keep(h);
     }
@@ -84,15 +85,16 @@ public sealed class TransformerDecoderLayer : Module
         Tensor h;
         if (PreNorm)
         {
-            h = y + _drop.Forward(_self.Forward(_ln1.Forward(y), null, targetPaddingMask, causal: true, cache));
-            h = h + _drop.Forward(_cross.Forward(_ln2.Forward(h), memory, memoryPaddingMask));
-            h = h + _drop.Forward(_ff.Forward(_ln3.Forward(h)));
+            // ln2 and ln3 add the sublayer before them to the stream in their own pass (LayerNorm.Forward(x, residual)).
+            var (stream, n2) = _ln2.Forward(y, _drop.Forward(_self.Forward(_ln1.Forward(y), null, targetPaddingMask, causal: true, cache)));
+            var (stream2, n3) = _ln3.Forward(stream, _drop.Forward(_cross.Forward(n2, memory, memoryPaddingMask)));
+            h = stream2 + _drop.Forward(_ff.Forward(n3));
         }
         else
         {
-            h = _ln1.Forward(y + _drop.Forward(_self.Forward(y, null, targetPaddingMask, causal: true, cache)));
-            h = _ln2.Forward(h + _drop.Forward(_cross.Forward(h, memory, memoryPaddingMask)));
-            h = _ln3.Forward(h + _drop.Forward(_ff.Forward(h)));
+            h = _ln1.Forward(y, _drop.Forward(_self.Forward(y, null, targetPaddingMask, causal: true, cache))).Output;
+            h = _ln2.Forward(h, _drop.Forward(_cross.Forward(h, memory, memoryPaddingMask))).Output;
+            h = _ln3.Forward(h, _drop.Forward(_ff.Forward(h))).Output;
         }
         return scope.Keep(h);
     }
