@@ -50,6 +50,34 @@ public class CompositeGradCheckTests
         Assert.DoesNotThrow(() => GradCheck.Assert(Block, inputs, seed, name: "TransformerBlock"), $"seed={seed}");
     }
 
+    // GPT's blocks as Models/Transformers/Gpt.cs runs them: each block leaves its last residual add to the next layer
+    // norm (AddLayerNorm), and every layer norm's input also has the residual path's gradient, which Backward hands to
+    // the norm's rule to add in its pass.
+    [Test]
+    public void Pre_norm_blocks_with_the_residual_add_in_the_next_layer_norm_pass_gradcheck()
+    {
+        ulong seed = TestContext.CurrentContext.Random.NextULong();
+        var g = new Generator(seed);
+        var inputs = new List<Tensor> { Rand(g, B, T, D) };
+        for (int b = 0; b < 2; b++)
+            inputs.AddRange([Rand(g, D), Rand(g, D), Rand(g, D, 3 * D), Rand(g, D, D), Rand(g, D), Rand(g, D), Rand(g, D, 4 * D), Rand(g, 4 * D, D)]);
+        inputs.AddRange([Rand(g, D), Rand(g, D)]);
+        Tensor Blocks(Tensor[] p)
+        {
+            Tensor stream = p[0];
+            Tensor? delta = null;
+            for (int b = 0; b < 2; b++)
+            {
+                int o = 1 + 8 * b;
+                var (s, n1) = delta is null ? (stream, stream.LayerNorm([D], p[o], p[o + 1])) : stream.AddLayerNorm(delta, [D], p[o], p[o + 1]);
+                var (h, n2) = s.AddLayerNorm(Attention(n1, p[o + 2], p[o + 3]), [D], p[o + 4], p[o + 5]);
+                (stream, delta) = (h, n2.MatMul(p[o + 6]).Gelu().MatMul(p[o + 7]));
+            }
+            return stream.AddLayerNorm(delta!, [D], p[17], p[18]).Output;
+        }
+        Assert.DoesNotThrow(() => GradCheck.Assert(Blocks, [.. inputs], seed, name: "PreNormBlocks"), $"seed={seed}");
+    }
+
     [Test]
     public void Fused_attention_op_gradients_pass_gradcheck_with_masks()
     {
