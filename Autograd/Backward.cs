@@ -42,8 +42,8 @@ public static class AutogradExtensions
             if (node.Saved.IsReleased)
                 throw new InvalidOperationException($"Backward of {node.Name}: the {node.Saved.SavedCount} tensor(s) it saved for its gradient were freed by an earlier Backward; pass retainGraph: true to that Backward to walk the graph again");
             node.CheckSavedVersions();
-            var addend = LayerNormAddend(node, pending);
-            var grads = addend is null ? DerivativeRules.Apply(node, g) : DerivativeRules.LayerNormRule(node, g, addend);
+            var addend = PendingAddend(node, pending);
+            var grads = DerivativeRules.Apply(node, g, addend);
             if (!retainGraph) node.ReleaseSaved();
             for (int k = 0; k < node.Inputs.Length; k++)
             {
@@ -72,15 +72,10 @@ public static class AutogradExtensions
         }
     }
 
-    // A layer norm whose input already has a gradient pending (a pre-norm block: the residual path reached the input
-    // first) adds it in its own backward pass, instead of writing its gradient and reading it back in an add: one
-    // write and one read of an activation fewer per layer norm. Only a contiguous pending gradient is handed over;
-    // another would be copied first, which is what the fusion saves.
-    internal static Tensor? LayerNormAddend(GradNode node, Dictionary<Tensor, Tensor> pending)
-    {
-        if (node.Kind != OpKind.LayerNorm || !node.Inputs[0].RequiresGrad) return null;
-        return pending.TryGetValue(node.Inputs[0], out var p) && p.IsContiguous && p.Layout.Offset == 0 ? p : null;
-    }
+    // The gradient the node's first input already has, when the node's rule adds it in its own pass
+    // (DerivativeRules.AddsInputGradient: a layer norm on a residual stream) instead of Backward adding it afterwards.
+    internal static Tensor? PendingAddend(GradNode node, Dictionary<Tensor, Tensor> pending) =>
+        node.Inputs.Length > 0 && node.Inputs[0].RequiresGrad && pending.TryGetValue(node.Inputs[0], out var p) && DerivativeRules.AddsInputGradient(node, p) ? p : null;
 
     // Leaves keep their gradient beyond the backward scope: it is created outside any TensorScope. A leaf's first
     // gradient is adopted rather than copied when nothing else can see it (Adoptable), as PyTorch's AccumulateGrad

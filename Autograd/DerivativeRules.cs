@@ -17,6 +17,24 @@ public static class DerivativeRules
     /// <summary>True when <paramref name="kind"/> has a rule (a test asserts every OpKind does).</summary>
     public static bool HasRule(OpKind kind) => Table.ContainsKey(kind);
 
+    /// <summary>
+    /// True when <paramref name="node"/>'s rule can add <paramref name="inputGradient"/>, the gradient its first input
+    /// already has, in its own pass: the layer norm's (in a pre-norm block the residual path reaches its input first),
+    /// which saves writing its gradient and reading it back in an add. Only a contiguous gradient: another would be
+    /// copied first, which is what the fusion saves.
+    /// </summary>
+    internal static bool AddsInputGradient(GradNode node, Tensor inputGradient) =>
+        node.Kind == OpKind.LayerNorm && inputGradient.IsContiguous && inputGradient.Layout.Offset == 0;
+
+    /// <summary>
+    /// The rule, given the gradient the first input already has (<paramref name="addend"/>, or null) when
+    /// <see cref="AddsInputGradient"/> allowed it: that input's gradient then comes back as addend + the rule's.
+    /// </summary>
+    internal static Tensor?[] Apply(GradNode node, Tensor gradOutput, Tensor? addend) =>
+        addend is null ? Apply(node, gradOutput)
+        : AddsInputGradient(node, addend) ? LayerNormRule(node, gradOutput, addend)
+        : throw new InvalidOperationException($"Backward: the {node.Name} rule does not take its input's gradient");
+
     /// <summary>Runs the rule of <paramref name="node"/>.</summary>
     public static Tensor?[] Apply(GradNode node, Tensor gradOutput)
     {
@@ -388,12 +406,8 @@ public static class DerivativeRules
     // Extras: [x, mean, rstd] and the weight when there is one (Ints[1] == 1).
     private static Tensor?[] LayerNormRule(GradNode n, Tensor g) => LayerNormRule(n, g, null);
 
-    /// <summary>
-    /// The layer-norm rule with the gradient its input already has (<paramref name="addend"/>, or null): the input's
-    /// gradient comes back as addend + the layer norm's, from one pass (Backward uses it in pre-norm blocks, where the
-    /// residual path reaches the input first).
-    /// </summary>
-    internal static Tensor?[] LayerNormRule(GradNode n, Tensor g, Tensor? addend)
+    // With the gradient its input already has (addend, or null; AddsInputGradient), added in the kernel's pass.
+    private static Tensor?[] LayerNormRule(GradNode n, Tensor g, Tensor? addend)
     {
         var grads = Tensor.LayerNormBackward(g, n.SavedExtra(0), n.Ints[1] == 1 ? n.SavedExtra(3) : null, n.SavedExtra(1), n.SavedExtra(2), n.Ints[0], n.Ints[2] == 1, addend);
         return [grads.Dx, grads.DWeight, grads.DBias];
